@@ -1,0 +1,278 @@
+/*
+ * codec.h - every ferry frame as a C struct, and its msgpack encoding.
+ *
+ * Pure functions over byte buffers: no sockets, no libevent, no clocks, no
+ * logging, no globals.  Linked by the broker and by libferry.  PROTOCOL.md is
+ * the normative description of the wire format; this header mirrors it.
+ *
+ * Wire shape: every payload (see frame.h) is one msgpack map with short
+ * string keys.  Key "t" (uint) is the frame type; "rid" (uint) is the
+ * optional request id, echoed by the reply (0 or absent = none).  Unknown
+ * keys are ignored.  Strings ("str") are msgpack str; bodies are msgpack bin.
+ *
+ * Ownership: a decoded frame BORROWS from the input bytes (every fy_str and
+ * the body point into them) and from the decoder's zone (arrays).  Both stay
+ * valid until the next fy_decode() on the same decoder or fy_dec_fini();
+ * copy what you keep.
+ *
+ * Errors: the FY_* codes of frame.h.  fy_decode() never asserts on input.
+ *
+ * Copying: for a single PUB and a one-lease ACK the decoder points
+ * pub.msgs at pub.one and ack.leases at ack.one, inside the frame itself.
+ * A copy of a struct fy_frame still points into the original; re-point
+ * them (or use pub.msgs[0] from the original) when copying.
+ */
+#ifndef FERRY_PROTOCOL_CODEC_H
+#define FERRY_PROTOCOL_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <msgpack.h>
+
+#include "frame.h"
+
+#define FY_PROTO_VERSION 1
+#define FY_NAME_MAX 200		/* topic and group names, bytes */
+#define FY_ID_MAX 64		/* message ids, bytes */
+#define FY_ERRTEXT_MAX 1024	/* nack error text kept by the broker */
+
+/* Frame types ("t"). Client -> broker below 64, broker -> client above. */
+enum fy_type {
+	FY_T_HELLO = 1,
+	FY_T_PUB = 2,
+	FY_T_SUB = 3,
+	FY_T_UNSUB = 4,
+	FY_T_ACK = 5,
+	FY_T_NACK = 6,
+	FY_T_TOUCH = 7,
+	FY_T_DELETE = 8,
+	FY_T_PING = 9,
+
+	FY_T_WELCOME = 64,
+	FY_T_OK = 65,
+	FY_T_ERR = 66,
+	FY_T_MSG = 67,
+};
+
+/*
+ * Stable error codes carried by ERR frames ("code").  Never renumber.
+ * fy_code_name() gives the symbolic name, fy_code_retryable() whether the
+ * same request may succeed later unchanged.
+ */
+enum fy_code {
+	FY_E_PROTO = 1,		/* malformed frame (framing still intact) */
+	FY_E_TOOBIG = 2,	/* frame above max_frame: connection closed */
+	FY_E_HANDSHAKE = 3,	/* frame before HELLO, or bad version */
+	FY_E_UNKNOWN_TYPE = 4,	/* unknown "t" */
+	FY_E_BADNAME = 5,	/* invalid topic or group name */
+	FY_E_BADARG = 6,	/* field missing, wrong type or out of range */
+	FY_E_NOSUB = 7,		/* unknown subscription id */
+	FY_E_STALE = 8,		/* lease no longer valid (expired, redelivered) */
+	FY_E_MSGSIZE = 9,	/* body above max_message_size */
+	FY_E_NOTFOUND = 10,	/* no such topic or group */
+	FY_E_LIMIT = 11,	/* a configured limit reached (conns, topics) */
+	FY_E_FULL = 12,		/* queue full (retryable) */
+	FY_E_DISK = 13,		/* journal cannot write, e.g. disk full
+				   (retryable) */
+	FY_E_INTERNAL = 14,	/* broker bug or resource failure (retryable) */
+	FY_E_DELETED = 15,	/* subscription ended: its group was deleted */
+	FY_E_SHUTDOWN = 16,	/* broker is shutting down (retryable) */
+	FY_E_MODE = 17,		/* request not valid for this subscription's
+				   mode (e.g. ACK on at-most-once) */
+};
+#define FY_E_MAX 17
+
+const char *fy_code_name(int code);	/* "E_STALE"; "E_UNKNOWN" if unknown */
+int fy_code_retryable(int code);	/* 1 or 0 */
+
+/* Subscription delivery modes ("mode"). */
+enum fy_mode {
+	FY_MODE_ALO = 0,	/* at-least-once: explicit ACK (default) */
+	FY_MODE_AMO = 1,	/* at-most-once: settled once written */
+};
+
+/* Durability reached by a confirmed publish ("dur" in OK). */
+enum fy_durability {
+	FY_DUR_MEMORY = 0,	/* held in broker memory only */
+	FY_DUR_WRITTEN = 1,	/* written to the journal, not yet synced */
+	FY_DUR_SYNCED = 2,	/* on disk: covered by an fdatasync */
+};
+
+/* Borrowed byte string; not NUL-terminated.  p may be NULL when len == 0. */
+struct fy_str {
+	const char *p;
+	uint32_t len;
+};
+
+struct fy_kv {
+	struct fy_str k, v;
+};
+
+/* One message inside PUB (single or batch). */
+struct fy_pubmsg {
+	struct fy_str body;	/* "body" bin, required */
+	struct fy_str id;	/* "id" str, optional producer-supplied id */
+	struct fy_kv *hdr;	/* "hdr" map str->str, optional */
+	uint32_t nhdr;
+};
+
+/* One entry of a dead-letter history ("hist" in MSG). */
+struct fy_hist {
+	struct fy_str cause;	/* "c": "expired" | "nacked" | "released" */
+	struct fy_str error;	/* "e": nack error text, may be empty */
+	struct fy_str consumer;	/* "by": consumer (client) name */
+	uint64_t at;		/* "at": unix time, ms */
+};
+
+struct fy_frame {
+	int type;		/* enum fy_type, or the unknown value read
+				   (-1 if above INT_MAX); 0 if unreadable */
+	uint64_t rid;		/* 0 = no reply wanted (errors still sent) */
+	union {
+		struct {
+			uint32_t version;	/* "v" */
+			struct fy_str name;	/* "name", optional */
+		} hello;
+		struct {
+			struct fy_str topic;	/* "topic" */
+			/* Single message: fields at top level, msgs = &one.
+			 * Batch: "msgs" array of message maps. nmsgs >= 1. */
+			struct fy_pubmsg *msgs;
+			uint32_t nmsgs;
+			struct fy_pubmsg one;
+		} pub;
+		struct {
+			struct fy_str topic;	/* "topic" */
+			struct fy_str group;	/* "group", empty = default */
+			uint32_t prefetch;	/* "prefetch", 0 = default */
+			uint32_t mode;		/* "mode", enum fy_mode */
+			uint32_t ack_timeout_ms; /* "ack_timeout", 0 = group's */
+			uint32_t max_attempts;	/* "max_attempts", 0 = group's */
+			uint8_t ephemeral;	/* "ephemeral" bool */
+		} sub;
+		struct {
+			uint64_t sid;		/* "sid" */
+		} unsub;
+		struct {
+			uint64_t sid;		/* "sid" */
+			/* "lease" (one uint) or "leases" (array of uint). */
+			const uint64_t *leases;
+			uint32_t nleases;
+			uint64_t one;
+		} ack;
+		struct {
+			uint64_t sid;		/* "sid" */
+			uint64_t lease;		/* "lease" */
+			uint64_t delay_ms;	/* "delay", optional */
+			uint8_t has_delay;
+			struct fy_str error;	/* "error", optional */
+		} nack;
+		struct {
+			uint64_t sid;		/* "sid" */
+			uint64_t lease;		/* "lease" */
+		} touch;
+		struct {
+			struct fy_str topic;	/* "topic" */
+			struct fy_str group;	/* "group"; empty = whole topic */
+		} del;
+		struct {
+			uint32_t version;	/* "v" */
+			struct fy_str server;	/* "server", e.g. "ferryd 0.1.0" */
+			struct fy_str session;	/* "session", a UUID */
+			uint32_t max_frame;	/* "max_frame" */
+			uint32_t max_msg;	/* "max_msg" */
+		} welcome;
+		struct {
+			/* SUB reply */
+			uint64_t sid;		/* "sid", 0 if absent */
+			struct fy_str group;	/* "group" */
+			/* PUB confirm: one id per message, in order */
+			struct fy_str *ids;	/* "ids" */
+			uint32_t nids;
+			uint32_t dur;		/* "dur", enum fy_durability */
+		} ok;
+		struct {
+			uint32_t code;		/* "code", enum fy_code */
+			struct fy_str msg;	/* "msg" */
+			uint64_t sid;		/* "sid": subscription ended */
+		} err;
+		struct {
+			uint64_t sid;		/* "sid" */
+			struct fy_str id;	/* "id" */
+			struct fy_str topic;	/* "topic" */
+			uint64_t lease;		/* "lease", 0 for at-most-once */
+			uint32_t attempt;	/* "att", 1 on first delivery */
+			uint64_t ts;		/* "ts", publish time, unix ms */
+			struct fy_kv *hdr;	/* "hdr" */
+			uint32_t nhdr;
+			struct fy_hist *hist;	/* "hist", dead letters only */
+			uint32_t nhist;
+			struct fy_str body;	/* "body", always the last key */
+		} msg;
+	};
+};
+
+/* Decoder: holds the zone that decoded arrays live in. */
+struct fy_dec {
+	msgpack_zone zone;
+};
+
+int fy_dec_init(struct fy_dec *d);	/* FY_OK or FY_ENOMEM */
+void fy_dec_fini(struct fy_dec *d);
+
+/*
+ * Decode one payload (the bytes after the length header) into *f.
+ * Invalidates the previous frame decoded with d.  On FY_ETYPE and
+ * FY_EFIELD, f->type and f->rid are filled in when they could be read, so
+ * the error reply can echo the request id.  On FY_EFIELD, *field (if not
+ * NULL) names the offending key: a static string, e.g. "topic", "t",
+ * "rid", or "body" for a batch message without one.
+ *
+ * FY_EPROTO: not exactly one msgpack map, or nested deeper than 16.
+ * FY_ENOMEM: the zone could not grow (arrays are bounded by len).
+ * A nil value counts as absent; unknown and non-str keys are skipped.
+ * Besides types, FY_EFIELD also covers: SUB mode > 1, a PUB id longer than
+ * FY_ID_MAX, PUB with both body and msgs (names "msgs"), ACK with both
+ * lease and leases (names "leases"), and empty msgs or leases arrays.
+ * Names are not checked here: see fy_name_valid().
+ */
+int fy_decode(struct fy_dec *d, const uint8_t *payload, size_t len,
+    struct fy_frame *f, const char **field);
+
+/* Encoder: frames are appended to sb; clear it once written out. */
+struct fy_enc {
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+};
+
+void fy_enc_init(struct fy_enc *e);
+void fy_enc_fini(struct fy_enc *e);
+void fy_enc_clear(struct fy_enc *e);	/* keeps the allocation */
+
+/*
+ * Append one complete frame (length header + map) for *f.  Only the fields
+ * meaningful for f->type are written; optional ones only when set
+ * (non-zero, non-empty; NACK delay when has_delay).  PUB with nmsgs == 1
+ * is written in the single form from msgs[0]; nmsgs > 1 as "msgs".  ACK
+ * with nleases == 1 is written as "lease", else "leases".
+ * Returns FY_OK, FY_ENOMEM, FY_EPROTO for an unknown type or a PUB/ACK
+ * without messages/leases (msgs/leases NULL or count 0), or FY_ETOOBIG
+ * for a payload above 4 GiB.  On error nothing is appended.
+ */
+int fy_encode(struct fy_enc *e, const struct fy_frame *f);
+
+/*
+ * Like fy_encode() for FY_T_MSG, or FY_T_PUB with a single message, but the
+ * body bytes are not copied: the frame's length header counts them and the
+ * encoding ends with the bin header of the body, so the caller must send
+ * exactly body.len body bytes right after what was appended.  This is how
+ * the broker sends a stored body without copying it again.
+ */
+int fy_encode_nobody(struct fy_enc *e, const struct fy_frame *f);
+
+/* 1 if p[0..len) is a valid topic or group name: 1..FY_NAME_MAX bytes of
+ * [A-Za-z0-9._-]. */
+int fy_name_valid(const char *p, size_t len);
+
+#endif

@@ -1,0 +1,1496 @@
+/*
+ * test-codec.c - unit tests for protocol/: framing and the frame codec.
+ *
+ * Round trips use the encoder; everything about bad input builds payloads
+ * by hand with msgpack-c's packer, so the decoder is not only tested
+ * against its own encoder.
+ */
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <check.h>
+#include <msgpack.h>
+
+#include "codec.h"
+#include "frame.h"
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+/* Integer arguments of pack() and vpack_args(). */
+#define U(x) ((unsigned long long)(x))
+#define S(lit) ((struct fy_str){ (lit), sizeof(lit) - 1 })
+
+/* ------------------------------------------------------------------ */
+/* Helpers */
+
+static int
+str_eq(struct fy_str a, struct fy_str b)
+{
+	return a.len == b.len && (a.len == 0 || memcmp(a.p, b.p, a.len) == 0);
+}
+
+#define ck_str(a, b)							\
+	ck_assert_msg(str_eq(a, b), "%s: \"%.*s\" != \"%.*s\"", #a,	\
+	    (int)(a).len, (a).p ? (a).p : "", (int)(b).len,		\
+	    (b).p ? (b).p : "")
+
+static void
+ck_kv(const struct fy_kv *a, uint32_t na, const struct fy_kv *b,
+    uint32_t nb)
+{
+	uint32_t i;
+
+	ck_assert_uint_eq(na, nb);
+	for (i = 0; i < na; i++) {
+		ck_str(a[i].k, b[i].k);
+		ck_str(a[i].v, b[i].v);
+	}
+}
+
+static void
+ck_pubmsg(const struct fy_pubmsg *a, const struct fy_pubmsg *b)
+{
+	ck_str(a->body, b->body);
+	ck_str(a->id, b->id);
+	ck_kv(a->hdr, a->nhdr, b->hdr, b->nhdr);
+}
+
+/* Field-by-field comparison of what the encoder wrote for a type. */
+static void
+ck_frame(const struct fy_frame *a, const struct fy_frame *b)
+{
+	uint32_t i;
+
+	ck_assert_int_eq(a->type, b->type);
+	ck_assert_uint_eq(a->rid, b->rid);
+	switch (a->type) {
+	case FY_T_HELLO:
+		ck_assert_uint_eq(a->hello.version, b->hello.version);
+		ck_str(a->hello.name, b->hello.name);
+		break;
+	case FY_T_PUB:
+		ck_str(a->pub.topic, b->pub.topic);
+		ck_assert_uint_eq(a->pub.nmsgs, b->pub.nmsgs);
+		for (i = 0; i < a->pub.nmsgs; i++)
+			ck_pubmsg(&a->pub.msgs[i], &b->pub.msgs[i]);
+		break;
+	case FY_T_SUB:
+		ck_str(a->sub.topic, b->sub.topic);
+		ck_str(a->sub.group, b->sub.group);
+		ck_assert_uint_eq(a->sub.prefetch, b->sub.prefetch);
+		ck_assert_uint_eq(a->sub.mode, b->sub.mode);
+		ck_assert_uint_eq(a->sub.ack_timeout_ms, b->sub.ack_timeout_ms);
+		ck_assert_uint_eq(a->sub.max_attempts, b->sub.max_attempts);
+		ck_assert_uint_eq(a->sub.ephemeral, b->sub.ephemeral);
+		break;
+	case FY_T_UNSUB:
+		ck_assert_uint_eq(a->unsub.sid, b->unsub.sid);
+		break;
+	case FY_T_ACK:
+		ck_assert_uint_eq(a->ack.sid, b->ack.sid);
+		ck_assert_uint_eq(a->ack.nleases, b->ack.nleases);
+		for (i = 0; i < a->ack.nleases; i++)
+			ck_assert_uint_eq(a->ack.leases[i], b->ack.leases[i]);
+		break;
+	case FY_T_NACK:
+		ck_assert_uint_eq(a->nack.sid, b->nack.sid);
+		ck_assert_uint_eq(a->nack.lease, b->nack.lease);
+		ck_assert_uint_eq(a->nack.has_delay, b->nack.has_delay);
+		ck_assert_uint_eq(a->nack.delay_ms, b->nack.delay_ms);
+		ck_str(a->nack.error, b->nack.error);
+		break;
+	case FY_T_TOUCH:
+		ck_assert_uint_eq(a->touch.sid, b->touch.sid);
+		ck_assert_uint_eq(a->touch.lease, b->touch.lease);
+		break;
+	case FY_T_DELETE:
+		ck_str(a->del.topic, b->del.topic);
+		ck_str(a->del.group, b->del.group);
+		break;
+	case FY_T_PING:
+		break;
+	case FY_T_WELCOME:
+		ck_assert_uint_eq(a->welcome.version, b->welcome.version);
+		ck_str(a->welcome.server, b->welcome.server);
+		ck_str(a->welcome.session, b->welcome.session);
+		ck_assert_uint_eq(a->welcome.max_frame, b->welcome.max_frame);
+		ck_assert_uint_eq(a->welcome.max_msg, b->welcome.max_msg);
+		break;
+	case FY_T_OK:
+		ck_assert_uint_eq(a->ok.sid, b->ok.sid);
+		ck_str(a->ok.group, b->ok.group);
+		ck_assert_uint_eq(a->ok.dur, b->ok.dur);
+		ck_assert_uint_eq(a->ok.nids, b->ok.nids);
+		for (i = 0; i < a->ok.nids; i++)
+			ck_str(a->ok.ids[i], b->ok.ids[i]);
+		break;
+	case FY_T_ERR:
+		ck_assert_uint_eq(a->err.code, b->err.code);
+		ck_str(a->err.msg, b->err.msg);
+		ck_assert_uint_eq(a->err.sid, b->err.sid);
+		break;
+	case FY_T_MSG:
+		ck_assert_uint_eq(a->msg.sid, b->msg.sid);
+		ck_str(a->msg.id, b->msg.id);
+		ck_str(a->msg.topic, b->msg.topic);
+		ck_assert_uint_eq(a->msg.lease, b->msg.lease);
+		ck_assert_uint_eq(a->msg.attempt, b->msg.attempt);
+		ck_assert_uint_eq(a->msg.ts, b->msg.ts);
+		ck_kv(a->msg.hdr, a->msg.nhdr, b->msg.hdr, b->msg.nhdr);
+		ck_assert_uint_eq(a->msg.nhist, b->msg.nhist);
+		for (i = 0; i < a->msg.nhist; i++) {
+			ck_str(a->msg.hist[i].cause, b->msg.hist[i].cause);
+			ck_str(a->msg.hist[i].error, b->msg.hist[i].error);
+			ck_str(a->msg.hist[i].consumer,
+			    b->msg.hist[i].consumer);
+			ck_assert_uint_eq(a->msg.hist[i].at, b->msg.hist[i].at);
+		}
+		ck_str(a->msg.body, b->msg.body);
+		break;
+	default:
+		ck_abort_msg("unexpected type %d", a->type);
+	}
+}
+
+/* Big buffers for the str16/str32/bin16/bin32 encodings. */
+static char big[70000];
+static char name200[FY_NAME_MAX];
+
+static struct fy_kv hdr2[] = {
+	{ S("content-type"), S("application/json") },
+	{ S("trace"), S("") },
+};
+static struct fy_kv hdr20[20];
+static const char *const keys20[20] = {
+	"k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8", "k9",
+	"k10", "k11", "k12", "k13", "k14", "k15", "k16", "k17", "k18", "k19",
+};
+
+static void
+init_data(void)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(big); i++)
+		big[i] = (char)(i * 7 + (i >> 8));	/* includes NULs */
+	memset(name200, 'n', sizeof(name200));
+	for (i = 0; i < ARRAY_LEN(hdr20); i++) {
+		hdr20[i].k.p = keys20[i];
+		hdr20[i].k.len = (uint32_t)strlen(keys20[i]);
+		hdr20[i].v.p = big;
+		hdr20[i].v.len = (uint32_t)i * 20;
+	}
+}
+
+static struct fy_pubmsg batch[3];
+static struct fy_str ids3[3] = {
+	S("3f2c5a0e-8f6b-4c1d-9a51-5e6c1f2b7d40"), S("my-id"), S("x"),
+};
+static uint64_t leases5[5] = { 1, 200, 70000, 1ULL << 33, UINT64_MAX };
+static struct fy_hist hist2[2] = {
+	{ S("expired"), S(""), S("worker-1"), 1700000000000ULL },
+	{ S("nacked"), S("boom: db down"), S(""), 0 },
+};
+
+/* Fill *f with sample number i; one or more per frame type. */
+static void
+sample(int i, struct fy_frame *f)
+{
+	memset(f, 0, sizeof(*f));
+	switch (i) {
+	case 0:
+		f->type = FY_T_HELLO;
+		f->hello.version = 1;
+		f->hello.name = S("worker-1");
+		break;
+	case 1:
+		f->type = FY_T_HELLO;
+		f->rid = 7;
+		f->hello.version = 0;	/* required: written even when 0 */
+		break;
+	case 2:
+		f->type = FY_T_PUB;
+		f->rid = 1;
+		f->pub.topic = S("orders.created");
+		f->pub.one.body = S("hello");
+		f->pub.msgs = &f->pub.one;
+		f->pub.nmsgs = 1;
+		break;
+	case 3:
+		f->type = FY_T_PUB;
+		f->pub.topic = S("t");
+		f->pub.one.id = S("order-42");
+		f->pub.one.hdr = hdr2;
+		f->pub.one.nhdr = ARRAY_LEN(hdr2);
+		f->pub.one.body.p = "";
+		f->pub.one.body.len = 0;	/* empty bodies are bodies */
+		f->pub.msgs = &f->pub.one;
+		f->pub.nmsgs = 1;
+		break;
+	case 4:
+		memset(batch, 0, sizeof(batch));
+		batch[0].body = S("first");
+		batch[0].id = S("id-1");
+		batch[0].hdr = hdr2;
+		batch[0].nhdr = 1;
+		batch[1].body = S("second");
+		batch[1].hdr = hdr2;
+		batch[1].nhdr = ARRAY_LEN(hdr2);
+		batch[2].id = S("z");
+		batch[2].body.p = big;
+		batch[2].body.len = sizeof(big);
+		f->type = FY_T_PUB;
+		f->rid = 300;
+		f->pub.topic = S("batch.topic");
+		f->pub.msgs = batch;
+		f->pub.nmsgs = ARRAY_LEN(batch);
+		break;
+	case 5:
+		f->type = FY_T_SUB;
+		f->rid = 1ULL << 40;
+		f->sub.topic = S("orders.created");
+		f->sub.group = S("billing");
+		f->sub.prefetch = 100;
+		f->sub.mode = FY_MODE_AMO;
+		f->sub.ack_timeout_ms = 5000;
+		f->sub.max_attempts = 3;
+		f->sub.ephemeral = 1;
+		break;
+	case 6:
+		f->type = FY_T_SUB;
+		f->sub.topic = S("a");
+		break;
+	case 7:
+		f->type = FY_T_UNSUB;
+		f->rid = 2;
+		f->unsub.sid = 3;
+		break;
+	case 8:
+		f->type = FY_T_ACK;
+		f->ack.sid = 1;
+		f->ack.one = 0xdeadbeefcafeULL;
+		f->ack.leases = &f->ack.one;
+		f->ack.nleases = 1;
+		break;
+	case 9:
+		f->type = FY_T_ACK;
+		f->rid = 10;
+		f->ack.sid = 65536;
+		f->ack.leases = leases5;
+		f->ack.nleases = ARRAY_LEN(leases5);
+		break;
+	case 10:
+		f->type = FY_T_NACK;
+		f->nack.sid = 2;
+		f->nack.lease = 77;
+		f->nack.has_delay = 1;
+		f->nack.delay_ms = 0;	/* "now", distinct from absent */
+		f->nack.error = S("timeout talking to db");
+		break;
+	case 11:
+		f->type = FY_T_NACK;
+		f->rid = 5;
+		f->nack.sid = 2;
+		f->nack.lease = 78;
+		break;
+	case 12:
+		f->type = FY_T_TOUCH;
+		f->touch.sid = 4;
+		f->touch.lease = UINT64_MAX;
+		break;
+	case 13:
+		f->type = FY_T_DELETE;
+		f->rid = 11;
+		f->del.topic = S("orders.created");
+		f->del.group = S("billing");
+		break;
+	case 14:
+		f->type = FY_T_DELETE;
+		f->del.topic.p = name200;
+		f->del.topic.len = sizeof(name200);	/* str8 */
+		break;
+	case 15:
+		f->type = FY_T_PING;
+		f->rid = 9;
+		break;
+	case 16:
+		f->type = FY_T_WELCOME;
+		f->welcome.version = 1;
+		f->welcome.server = S("ferryd 0.1.0");
+		f->welcome.session = S("1b4e28ba-2fa1-11d2-883f-0016d3cca427");
+		f->welcome.max_frame = 8 << 20;
+		f->welcome.max_msg = 1 << 20;
+		break;
+	case 17:
+		f->type = FY_T_OK;
+		f->rid = 2;
+		f->ok.sid = 1;
+		f->ok.group = S("default");
+		break;
+	case 18:
+		f->type = FY_T_OK;
+		f->rid = 3;
+		f->ok.ids = ids3;
+		f->ok.nids = ARRAY_LEN(ids3);
+		f->ok.dur = FY_DUR_SYNCED;
+		break;
+	case 19:
+		f->type = FY_T_OK;
+		f->rid = UINT64_MAX;
+		break;
+	case 20:
+		f->type = FY_T_ERR;
+		f->rid = 4;
+		f->err.code = FY_E_DELETED;
+		f->err.msg.p = big;
+		f->err.msg.len = 300;			/* str16 */
+		f->err.sid = 12;
+		break;
+	case 21:
+		f->type = FY_T_MSG;
+		f->msg.sid = 1;
+		f->msg.id = S("3f2c5a0e-8f6b-4c1d-9a51-5e6c1f2b7d40");
+		f->msg.topic = S("orders.created.dlq");
+		f->msg.lease = 123456789;
+		f->msg.attempt = 6;
+		f->msg.ts = 1700000000123ULL;
+		f->msg.hdr = hdr2;
+		f->msg.nhdr = ARRAY_LEN(hdr2);
+		f->msg.hist = hist2;
+		f->msg.nhist = ARRAY_LEN(hist2);
+		f->msg.body.p = big;
+		f->msg.body.len = 300;			/* bin16 */
+		break;
+	case 22:
+		f->type = FY_T_MSG;
+		f->msg.sid = 2;
+		f->msg.id = S("i");
+		f->msg.body = S("x");
+		break;
+	case 23:
+		f->type = FY_T_MSG;
+		f->msg.sid = 3;
+		f->msg.id = S("id");
+		f->msg.topic.p = name200;
+		f->msg.topic.len = sizeof(name200);
+		f->msg.attempt = 1;
+		f->msg.lease = 1;
+		f->msg.body.p = big;
+		f->msg.body.len = sizeof(big);		/* bin32 */
+		break;
+	case 24:
+		f->type = FY_T_PUB;
+		f->pub.topic = S("h");
+		f->pub.one.hdr = hdr20;
+		f->pub.one.nhdr = ARRAY_LEN(hdr20);	/* map16 */
+		f->pub.one.body.p = big;
+		f->pub.one.body.len = 1000;
+		f->pub.msgs = &f->pub.one;
+		f->pub.nmsgs = 1;
+		break;
+	case 25:
+		f->type = FY_T_ERR;
+		f->err.code = FY_E_PROTO;
+		f->err.msg.p = big;
+		f->err.msg.len = sizeof(big);		/* str32 */
+		break;
+	default:
+		ck_abort_msg("no sample %d", i);
+	}
+}
+#define NSAMPLES 26
+
+/* Encode sample i into e (cleared first); returns the frame length. */
+static size_t
+encode_sample(struct fy_enc *e, int i, struct fy_frame *f)
+{
+	size_t need = 0;
+
+	sample(i, f);
+	fy_enc_clear(e);
+	ck_assert_int_eq(fy_encode(e, f), FY_OK);
+	ck_assert_int_eq(fy_frame_need((const uint8_t *)e->sb.data,
+	    e->sb.size, &need), FY_OK);
+	ck_assert_uint_eq(need, e->sb.size);
+	return e->sb.size;
+}
+
+/*
+ * Tiny payload builder over msgpack-c's own packer, so that bad input is
+ * not limited to what our encoder can produce.  One format character per
+ * value:
+ *   m N  map of N pairs      a N  array of N
+ *   s S  str                 b S  bin
+ *   u U  uint (unsigned long long)   n I  int (long long)
+ *   B    true                N    nil
+ *   f    float 1.5           x S  raw bytes (NUL-terminated)
+ */
+static void
+vpack(msgpack_packer *pk, const char *fmt, va_list ap)
+{
+	const char *s;
+
+	for (; *fmt; fmt++) {
+		switch (*fmt) {
+		case 'm':
+			msgpack_pack_map(pk, va_arg(ap, unsigned));
+			break;
+		case 'a':
+			msgpack_pack_array(pk, va_arg(ap, unsigned));
+			break;
+		case 's':
+			s = va_arg(ap, const char *);
+			msgpack_pack_str_with_body(pk, s, strlen(s));
+			break;
+		case 'b':
+			s = va_arg(ap, const char *);
+			msgpack_pack_bin_with_body(pk, s, strlen(s));
+			break;
+		case 'u':
+			msgpack_pack_uint64(pk, va_arg(ap,
+			    unsigned long long));
+			break;
+		case 'n':
+			msgpack_pack_int64(pk, va_arg(ap, long long));
+			break;
+		case 'B':
+			msgpack_pack_true(pk);
+			break;
+		case 'N':
+			msgpack_pack_nil(pk);
+			break;
+		case 'f':
+			msgpack_pack_double(pk, 1.5);
+			break;
+		case 'x':
+			s = va_arg(ap, const char *);
+			msgpack_sbuffer_write(pk->data, s, strlen(s));
+			break;
+		default:
+			ck_abort_msg("bad pack format %c", *fmt);
+		}
+	}
+}
+
+static void
+vpack_args(msgpack_packer *pk, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vpack(pk, fmt, ap);
+	va_end(ap);
+}
+
+static msgpack_sbuffer pbuf;
+
+/* Build a payload (no length header) into pbuf. */
+static void
+pack(const char *fmt, ...)
+{
+	msgpack_packer pk;
+	va_list ap;
+
+	msgpack_sbuffer_clear(&pbuf);
+	msgpack_packer_init(&pk, &pbuf, msgpack_sbuffer_write);
+	va_start(ap, fmt);
+	vpack(&pk, fmt, ap);
+	va_end(ap);
+}
+
+static struct fy_dec dec;
+static struct fy_enc enc;
+
+static void
+setup(void)
+{
+	ck_assert_int_eq(fy_dec_init(&dec), FY_OK);
+	fy_enc_init(&enc);
+	msgpack_sbuffer_init(&pbuf);
+}
+
+static void
+teardown(void)
+{
+	fy_dec_fini(&dec);
+	fy_enc_fini(&enc);
+	msgpack_sbuffer_destroy(&pbuf);
+}
+
+/* Decode pbuf. */
+static int
+decode_pbuf(struct fy_frame *f, const char **field)
+{
+	return fy_decode(&dec, (const uint8_t *)pbuf.data, pbuf.size, f,
+	    field);
+}
+
+/* ------------------------------------------------------------------ */
+/* Framing */
+
+START_TEST(need_short)
+{
+	static const uint8_t hdr[4] = { 0, 0, 0, 5 };
+	size_t need = 12345;
+
+	/* _i bytes of header available, 0..3. */
+	ck_assert_int_eq(fy_frame_need(hdr, (size_t)_i, &need), FY_AGAIN);
+	ck_assert_uint_eq(need, 12345);		/* untouched */
+}
+END_TEST
+
+START_TEST(need_lengths)
+{
+	static const struct {
+		uint8_t b[4];
+		size_t need;
+	} t[] = {
+		{ { 0, 0, 0, 1 }, 5 },
+		{ { 0, 0, 1, 0 }, 260 },
+		{ { 0, 0x80, 0, 0 }, (8u << 20) + 4 },
+		{ { 0x01, 0x02, 0x03, 0x04 }, 0x01020304u + 4 },
+		{ { 0x80, 0, 0, 0 }, (size_t)0x80000000u + 4 },
+		{ { 0xff, 0xff, 0xff, 0xff }, (size_t)0xffffffffu + 4 },
+	};
+	size_t need = 0;
+
+	ck_assert_int_eq(fy_frame_need(t[_i].b, 4, &need), FY_OK);
+	ck_assert_uint_eq(need, t[_i].need);
+	/* More bytes than the header changes nothing. */
+	need = 0;
+	ck_assert_int_eq(fy_frame_need(t[_i].b, 1000, &need), FY_OK);
+	ck_assert_uint_eq(need, t[_i].need);
+}
+END_TEST
+
+START_TEST(need_zero)
+{
+	static const uint8_t z[8] = { 0, 0, 0, 0, 0x80, 0, 0, 0 };
+	size_t need = 0;
+
+	ck_assert_int_eq(fy_frame_need(z, sizeof(z), &need), FY_EPROTO);
+	ck_assert_int_eq(fy_frame_need(NULL, 0, &need), FY_AGAIN);
+}
+END_TEST
+
+START_TEST(put_len)
+{
+	uint8_t b[4];
+
+	fy_frame_put_len(b, 0x01020304u);
+	ck_assert_uint_eq(b[0], 1);
+	ck_assert_uint_eq(b[1], 2);
+	ck_assert_uint_eq(b[2], 3);
+	ck_assert_uint_eq(b[3], 4);
+	fy_frame_put_len(b, 0xffffffffu);
+	ck_assert_uint_eq(b[0] & b[1] & b[2] & b[3], 0xff);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Round trips */
+
+START_TEST(roundtrip)
+{
+	struct fy_frame in, out;
+	const char *field = "unset";
+	size_t n;
+
+	n = encode_sample(&enc, _i, &in);
+	ck_assert_int_eq(fy_decode(&dec, (const uint8_t *)enc.sb.data +
+	    FY_HDR_LEN, n - FY_HDR_LEN, &out, &field), FY_OK);
+	ck_assert_ptr_null(field);
+	ck_frame(&in, &out);
+	/* The decoder's single-message / single-lease convention. */
+	if (out.type == FY_T_PUB && out.pub.nmsgs == 1)
+		ck_assert_ptr_eq(out.pub.msgs, &out.pub.one);
+	if (out.type == FY_T_ACK && out.ack.nleases == 1)
+		ck_assert_ptr_eq(out.ack.leases, &out.ack.one);
+	/* Decoded bytes borrow from the input, not copies. */
+	if (out.type == FY_T_MSG)
+		ck_assert(out.msg.body.p > enc.sb.data &&
+		    out.msg.body.p < enc.sb.data + n);
+}
+END_TEST
+
+START_TEST(roundtrip_append)
+{
+	struct fy_frame f[NSAMPLES], out;
+	size_t off = 0, need;
+	int i;
+
+	/* Frames append back to back; a reader can walk them. */
+	fy_enc_clear(&enc);
+	for (i = 0; i < NSAMPLES; i++) {
+		sample(i, &f[i]);
+		ck_assert_int_eq(fy_encode(&enc, &f[i]), FY_OK);
+	}
+	for (i = 0; i < NSAMPLES; i++) {
+		const uint8_t *p = (const uint8_t *)enc.sb.data + off;
+
+		ck_assert_int_eq(fy_frame_need(p, enc.sb.size - off, &need),
+		    FY_OK);
+		ck_assert_uint_le(off + need, enc.sb.size);
+		ck_assert_int_eq(fy_decode(&dec, p + FY_HDR_LEN,
+		    need - FY_HDR_LEN, &out, NULL), FY_OK);
+		ck_frame(&f[i], &out);
+		off += need;
+	}
+	ck_assert_uint_eq(off, enc.sb.size);
+}
+END_TEST
+
+/* The exact bytes PROTOCOL.md shows; changing them changes the doc. */
+START_TEST(golden)
+{
+	static const uint8_t hello[] = {
+		0x00, 0x00, 0x00, 0x15, 0x83, 0xa1, 0x74, 0x01,
+		0xa1, 0x76, 0x01, 0xa4, 0x6e, 0x61, 0x6d, 0x65,
+		0xa8, 0x77, 0x6f, 0x72, 0x6b, 0x65, 0x72, 0x2d,
+		0x31,
+	};
+	static const uint8_t pub[] = {
+		0x00, 0x00, 0x00, 0x2a, 0x84, 0xa1, 0x74, 0x02,
+		0xa3, 0x72, 0x69, 0x64, 0x01, 0xa5, 0x74, 0x6f,
+		0x70, 0x69, 0x63, 0xae, 0x6f, 0x72, 0x64, 0x65,
+		0x72, 0x73, 0x2e, 0x63, 0x72, 0x65, 0x61, 0x74,
+		0x65, 0x64, 0xa4, 0x62, 0x6f, 0x64, 0x79, 0xc4,
+		0x05, 0x68, 0x65, 0x6c, 0x6c, 0x6f,
+	};
+	struct fy_frame f;
+
+	encode_sample(&enc, 0, &f);
+	ck_assert_uint_eq(enc.sb.size, sizeof(hello));
+	ck_assert_mem_eq(enc.sb.data, hello, sizeof(hello));
+	encode_sample(&enc, 2, &f);
+	ck_assert_uint_eq(enc.sb.size, sizeof(pub));
+	ck_assert_mem_eq(enc.sb.data, pub, sizeof(pub));
+}
+END_TEST
+
+/* Samples that fy_encode_nobody() accepts: MSG and single PUB. */
+static const int nobody_ok[] = { 2, 3, 21, 22, 23, 24 };
+
+START_TEST(nobody_equal)
+{
+	struct fy_frame f;
+	const struct fy_str *body;
+	size_t full_len, need;
+	char *full;
+
+	full_len = encode_sample(&enc, nobody_ok[_i], &f);
+	full = malloc(full_len);
+	ck_assert_ptr_nonnull(full);
+	memcpy(full, enc.sb.data, full_len);
+
+	body = f.type == FY_T_MSG ? &f.msg.body : &f.pub.msgs[0].body;
+	fy_enc_clear(&enc);
+	ck_assert_int_eq(fy_encode_nobody(&enc, &f), FY_OK);
+	ck_assert_uint_eq(enc.sb.size + body->len, full_len);
+	/* The length header already counts the body not yet written. */
+	ck_assert_int_eq(fy_frame_need((const uint8_t *)enc.sb.data,
+	    enc.sb.size, &need), FY_OK);
+	ck_assert_uint_eq(need, full_len);
+	ck_assert_mem_eq(enc.sb.data, full, enc.sb.size);
+	ck_assert_mem_eq(full + enc.sb.size, body->p, body->len);
+	free(full);
+}
+END_TEST
+
+START_TEST(nobody_refused)
+{
+	struct fy_frame f;
+
+	/* Every sample that is neither MSG nor single PUB, e.g. batch. */
+	sample(_i, &f);
+	if (f.type == FY_T_MSG || (f.type == FY_T_PUB && f.pub.nmsgs == 1))
+		return;
+	fy_enc_clear(&enc);
+	ck_assert_int_eq(fy_encode_nobody(&enc, &f), FY_EPROTO);
+	ck_assert_uint_eq(enc.sb.size, 0);
+}
+END_TEST
+
+START_TEST(encode_refused)
+{
+	struct fy_frame f;
+
+	fy_enc_clear(&enc);
+	memset(&f, 0, sizeof(f));
+	f.type = 42;
+	ck_assert_int_eq(fy_encode(&enc, &f), FY_EPROTO);
+	ck_assert_uint_eq(enc.sb.size, 0);
+	f.type = FY_T_PUB;		/* no message */
+	ck_assert_int_eq(fy_encode(&enc, &f), FY_EPROTO);
+	f.type = FY_T_ACK;		/* no lease */
+	ck_assert_int_eq(fy_encode(&enc, &f), FY_EPROTO);
+	ck_assert_uint_eq(enc.sb.size, 0);
+
+	/* A refused frame leaves earlier ones intact. */
+	sample(15, &f);
+	ck_assert_int_eq(fy_encode(&enc, &f), FY_OK);
+	f.type = 0;
+	ck_assert_int_eq(fy_encode(&enc, &f), FY_EPROTO);
+	ck_assert_uint_eq(enc.sb.size, 4 + 9);	/* {t:9, rid:9} */
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Truncation and corruption */
+
+START_TEST(truncated)
+{
+	struct fy_frame in, out;
+	const uint8_t *p;
+	size_t n, k, need;
+
+	n = encode_sample(&enc, _i, &in);
+	p = (const uint8_t *)enc.sb.data;
+	for (k = 0; k < n; k++) {
+		int r = fy_frame_need(p, k, &need);
+
+		if (k < FY_HDR_LEN) {
+			ck_assert_int_eq(r, FY_AGAIN);
+			continue;
+		}
+		ck_assert_int_eq(r, FY_OK);
+		ck_assert_uint_gt(need, k);	/* caller would wait */
+		/* A payload cut anywhere is malformed, never OK. */
+		r = fy_decode(&dec, p + FY_HDR_LEN, k - FY_HDR_LEN, &out,
+		    NULL);
+		ck_assert_msg(r == FY_EPROTO, "cut at %zu of %zu: %d", k,
+		    n, r);
+	}
+}
+END_TEST
+
+START_TEST(mutated)
+{
+	static const uint8_t vals[] = { 0x00, 0xff, 0xc1, 0xdf, 0xdd, 0x7f };
+	struct fy_frame in, out;
+	uint8_t *p;
+	size_t n, k, v;
+	int ok = 0, bad = 0;
+
+	/* No check on the result beyond "returns": ASan/UBSan and Check's
+	 * fork mode catch reads out of bounds and crashes. */
+	n = encode_sample(&enc, _i, &in) - FY_HDR_LEN;
+	p = malloc(n);
+	ck_assert_ptr_nonnull(p);
+	for (k = 0; k < n && k < 400; k++) {
+		for (v = 0; v < sizeof(vals) + 1; v++) {
+			memcpy(p, enc.sb.data + FY_HDR_LEN, n);
+			p[k] = v < sizeof(vals) ? vals[v] : p[k] ^ 0x80;
+			if (fy_decode(&dec, p, n, &out, NULL) == FY_OK)
+				ok++;
+			else
+				bad++;
+		}
+	}
+	free(p);
+	ck_assert_int_gt(bad, 0);
+	ck_assert_int_eq(ok + bad, (int)((n < 400 ? n : 400) *
+	    (sizeof(vals) + 1)));
+}
+END_TEST
+
+START_TEST(empty)
+{
+	struct fy_frame f;
+
+	ck_assert_int_eq(fy_decode(&dec, (const uint8_t *)"", 0, &f, NULL),
+	    FY_EPROTO);
+	ck_assert_int_eq(fy_decode(&dec, NULL, 0, &f, NULL), FY_EPROTO);
+	/* An empty map is well formed but has no "t". */
+	pack("m", 0u);
+	ck_assert_int_eq(decode_pbuf(&f, NULL), FY_EFIELD);
+}
+END_TEST
+
+/* Payloads that are not exactly one map: FY_EPROTO. */
+START_TEST(not_a_map)
+{
+	struct fy_frame f;
+
+	switch (_i) {
+	case 0: pack("a", 2u, "u", 1ull, "u", 2ull); break;
+	case 1: pack("s", "t"); break;
+	case 2: pack("u", 2ull); break;
+	case 3: pack("N"); break;
+	case 4: pack("b", "xx"); break;
+	case 5: /* trailing garbage */
+		pack("msu", 1u, "t", "u", 9ull);
+		msgpack_sbuffer_write(&pbuf, "\x00", 1);
+		break;
+	case 6: /* two maps */
+		pack("msumsu", 1u, "t", 9ull, 1u, "t", 9ull);
+		break;
+	case 7: /* reserved byte 0xc1 as a value */
+		pack("msux", 2u, "t", 9ull, "\xa1z\xc1");
+		break;
+	case 8: /* map claims more pairs than there are */
+		pack("msu", 2u, "t", 9ull);
+		break;
+	case 9: /* array32 claiming 4G elements in a 9-byte payload: must
+		 * fail fast, without asking malloc for ~100 GB */
+		pack("msux", 2u, "t", 9ull, "\xa1z\xdd\xff\xff\xff\xff");
+		break;
+	case 10: /* map32 claiming 4G pairs, at the root */
+		pack("x", "\xdf\xff\xff\xff\xff");
+		break;
+	case 11: /* str32 claiming 4 GB */
+		pack("msux", 2u, "t", 9ull, "\xa1z\xdb\xff\xff\xff\xff");
+		break;
+	case 12: /* nesting 20 deep inside an unknown key */
+		pack("msusx", 2u, "t", 9ull, "z",
+		    "\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91"
+		    "\x91\x91\x91\x91\x91\x91\x91\x91\x91\x90");
+		break;
+	case 13: /* ext type truncated */
+		pack("msux", 2u, "t", 9ull, "\xa1z\xc7\x05\x01\x01");
+		break;
+	default:
+		ck_abort();
+	}
+	ck_assert_int_eq(decode_pbuf(&f, NULL), FY_EPROTO);
+}
+END_TEST
+
+/* Odd but valid msgpack around a frame decodes fine. */
+START_TEST(tolerated)
+{
+	struct fy_frame f;
+	const char *field = "unset";
+
+	/* Unknown keys of several kinds, a non-str key with an ext value,
+	 * nil for optional fields, and "t" last. */
+	pack("m" "su" "sf" "smsu" "sauu" "x" "ss" "sb" "sN" "sN" "sN" "su",
+	    11u,
+	    "zz", 1ull,
+	    "float",
+	    "deep", 1u, "q", 1ull,
+	    "arr", 2u, 5ull, 6ull,
+	    "\x01\xd4\x01\x02",		/* key 1 (not a str) -> fixext1 */
+	    "topic", "orders",
+	    "body", "x",
+	    "id",
+	    "hdr",
+	    "rid",
+	    "t", U(FY_T_PUB));
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_OK);
+	ck_assert_ptr_null(field);
+	ck_assert_int_eq(f.type, FY_T_PUB);
+	ck_assert_uint_eq(f.rid, 0);
+	ck_str(f.pub.topic, S("orders"));
+	ck_assert_uint_eq(f.pub.nmsgs, 1);
+	ck_str(f.pub.msgs[0].body, S("x"));
+	ck_assert_uint_eq(f.pub.msgs[0].id.len, 0);
+	ck_assert_uint_eq(f.pub.msgs[0].nhdr, 0);
+
+	/* "body" as str is accepted as well as bin. */
+	pack("msussss", 3u, "t", U(FY_T_MSG), "sid", "1", "id", "i");
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_EFIELD);
+	ck_assert_str_eq(field, "sid");
+	pack("msusussss", 4u, "t", U(FY_T_MSG), "sid", 1ull,
+	    "id", "i", "body", "text body");
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_OK);
+	ck_str(f.msg.body, S("text body"));
+
+	/* Later duplicates win (and do not leak or crash). */
+	pack("msususu", 3u, "t", U(FY_T_UNSUB), "sid", 1ull,
+	    "sid", 2ull);
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_OK);
+	ck_assert_uint_eq(f.unsub.sid, 2);
+}
+END_TEST
+
+/*
+ * Every msgpack format inside an unknown key, followed by the real
+ * fields: the scan must skip each one by exactly its size.
+ */
+START_TEST(all_formats)
+{
+	static const uint8_t head[] = {
+		0x82, 0xa1, 'z',		/* map of 2; key "z" */
+		0xdc, 0x00, 0x27,		/* array16 of 39 */
+		0xc0, 0xc2, 0xc3, 0x05, 0xe0,	/* nil false true 5 -32 */
+		0xcc, 0xff,
+		0xcd, 0xff, 0xff,
+		0xce, 0xff, 0xff, 0xff, 0xff,
+		0xcf, 1, 2, 3, 4, 5, 6, 7, 8,
+		0xd0, 0x80,
+		0xd1, 0x80, 0x00,
+		0xd2, 0x80, 0, 0, 0,
+		0xd3, 0x80, 0, 0, 0, 0, 0, 0, 0,
+		0xca, 0x3f, 0xc0, 0, 0,		/* float32 1.5 */
+		0xcb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0,
+		0xa2, 'h', 'i',
+		0xd9, 0x01, 'x',
+		0xda, 0x00, 0x01, 'x',
+		0xdb, 0, 0, 0, 0x01, 'x',
+		0xc4, 0x01, 0xc1,		/* 0xc1 inside bin is data */
+		0xc5, 0x00, 0x01, 0xc1,
+		0xc6, 0, 0, 0, 0x01, 0xc1,
+		0xd4, 0x01, 0xaa,
+		0xd5, 0x01, 0xaa, 0xaa,
+		0xd6, 0x01, 0xaa, 0xaa, 0xaa, 0xaa,
+		0xd7, 0x01, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa,
+		0xd8, 0x01, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa,
+		0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa,
+		0xc7, 0x02, 0x01, 0xaa, 0xaa,
+		0xc8, 0x00, 0x02, 0x01, 0xaa, 0xaa,
+		0xc9, 0, 0, 0, 0x02, 0x01, 0xaa, 0xaa,
+		0x92, 0x01, 0x02,
+		0xdc, 0x00, 0x01, 0x01,
+		0xdd, 0, 0, 0, 0x01, 0x01,
+		0x81, 0x01, 0x02,
+		0xde, 0x00, 0x01, 0x01, 0x02,
+		0xdf, 0, 0, 0, 0x01, 0x01, 0x02,
+		0x90, 0x80,			/* empty array, empty map */
+		0xd0, 0x05,			/* int8 5 */
+		0xa1, 't', 0x09,		/* "t": 9 (PING) */
+	};
+	struct fy_frame f;
+	const char *field = NULL;
+
+	ck_assert_int_eq(fy_decode(&dec, head, sizeof(head), &f, &field),
+	    FY_OK);
+	ck_assert_int_eq(f.type, FY_T_PING);
+	/* One byte less anywhere inside the array is malformed. */
+	ck_assert_int_eq(fy_decode(&dec, head, sizeof(head) - 1, &f,
+	    &field), FY_EPROTO);
+}
+END_TEST
+
+/* Combinations the decoder refuses although each key is well typed. */
+START_TEST(conflicts)
+{
+	struct fy_frame f;
+	const char *field = NULL;
+	char id65[FY_ID_MAX + 2];
+
+	/* PUB with both "body" and "msgs". */
+	pack("msusssbsamsb", 4u, "t", U(FY_T_PUB), "topic", "a",
+	    "body", "x", "msgs", 1u, 1u, "body", "y");
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_EFIELD);
+	ck_assert_str_eq(field, "msgs");
+	/* PUB with neither. */
+	pack("msuss", 2u, "t", U(FY_T_PUB), "topic", "a");
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_EFIELD);
+	ck_assert_str_eq(field, "body");
+	/* ACK with both "lease" and "leases". */
+	pack("msusususau", 4u, "t", U(FY_T_ACK), "sid", 1ull,
+	    "lease", 1ull, "leases", 1u, 2ull);
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_EFIELD);
+	ck_assert_str_eq(field, "leases");
+	/* A producer id longer than FY_ID_MAX. */
+	memset(id65, 'i', sizeof(id65) - 1);
+	id65[sizeof(id65) - 1] = '\0';
+	pack("msusssssb", 4u, "t", U(FY_T_PUB), "topic", "a",
+	    "id", id65, "body", "x");
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_EFIELD);
+	ck_assert_str_eq(field, "id");
+	id65[FY_ID_MAX] = '\0';		/* exactly FY_ID_MAX is fine */
+	pack("msusssssb", 4u, "t", U(FY_T_PUB), "topic", "a",
+	    "id", id65, "body", "x");
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_OK);
+	ck_assert_uint_eq(f.pub.msgs[0].id.len, FY_ID_MAX);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Types, "t" and "rid" */
+
+START_TEST(unknown_type)
+{
+	static const struct {
+		uint64_t t;
+		int type;
+	} tt[] = {
+		{ 0, 0 }, { 10, 10 }, { 63, 63 }, { 68, 68 }, { 1000, 1000 },
+		{ 0x7fffffff, 0x7fffffff }, { 1ULL << 40, -1 },
+	};
+	struct fy_frame f;
+	const char *field = "unset";
+
+	pack("msususs", 3u, "rid", 55ull, "t", U(tt[_i].t), "topic", "x");
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_ETYPE);
+	ck_assert_int_eq(f.type, tt[_i].type);
+	ck_assert_uint_eq(f.rid, 55);
+	ck_assert_ptr_null(field);
+}
+END_TEST
+
+START_TEST(bad_t_rid)
+{
+	struct fy_frame f;
+	const char *field = NULL;
+
+	/* No "t": the rid is still echoed. */
+	pack("msu", 1u, "rid", 8ull);
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_EFIELD);
+	ck_assert_str_eq(field, "t");
+	ck_assert_uint_eq(f.rid, 8);
+	pack("msusn", 2u, "rid", 8ull, "t", (long long)-2);
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_EFIELD);
+	ck_assert_str_eq(field, "t");
+	ck_assert_uint_eq(f.rid, 8);
+	pack("msusf", 2u, "rid", 8ull, "t");
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_EFIELD);
+	ck_assert_str_eq(field, "t");
+	pack("msN", 1u, "t");
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_EFIELD);
+	ck_assert_str_eq(field, "t");
+	/* A bad "rid": reported as such, the type still read. */
+	pack("msusn", 2u, "t", U(FY_T_PING), "rid", (long long)-1);
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_EFIELD);
+	ck_assert_str_eq(field, "rid");
+	ck_assert_int_eq(f.type, FY_T_PING);
+	ck_assert_uint_eq(f.rid, 0);
+	pack("msuss", 2u, "t", U(FY_T_PING), "rid", "1");
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_EFIELD);
+	ck_assert_str_eq(field, "rid");
+	/* nil and 0 both mean "no rid". */
+	pack("msusN", 2u, "t", U(FY_T_PING), "rid");
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_OK);
+	ck_assert_uint_eq(f.rid, 0);
+	pack("msusu", 2u, "t", U(FY_T_PING), "rid", U(UINT64_MAX));
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_OK);
+	ck_assert_uint_eq(f.rid, UINT64_MAX);
+	/* A t encoded as a (non-negative) signed int is still a uint. */
+	pack("msx", 1u, "t", "\xd0\x09");
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_OK);
+	ck_assert_int_eq(f.type, FY_T_PING);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Generated field cases: every field of every type, valid, missing and
+ * of each wrong type. */
+
+struct fspec {
+	const char *key;
+	char kind;		/* see put_value() */
+	char req;
+	const char *miss;	/* field reported when missing, NULL = key */
+};
+
+struct tspec {
+	int type;
+	struct fspec f[10];
+};
+
+static const struct tspec specs[] = {
+	{ FY_T_HELLO, { { "v", 'w', 1, NULL }, { "name", 's', 0, NULL } } },
+	{ FY_T_PUB, { { "topic", 's', 1, NULL }, { "id", 's', 0, NULL },
+	    { "hdr", 'H', 0, NULL }, { "body", 'b', 1, NULL } } },
+	{ FY_T_PUB, { { "topic", 's', 1, NULL },
+	    { "msgs", 'M', 1, "body" } } },
+	{ FY_T_SUB, { { "topic", 's', 1, NULL }, { "group", 's', 0, NULL },
+	    { "prefetch", 'w', 0, NULL }, { "mode", 'o', 0, NULL },
+	    { "ack_timeout", 'w', 0, NULL },
+	    { "max_attempts", 'w', 0, NULL },
+	    { "ephemeral", 'B', 0, NULL } } },
+	{ FY_T_UNSUB, { { "sid", 'u', 1, NULL } } },
+	{ FY_T_ACK, { { "sid", 'u', 1, NULL }, { "lease", 'u', 1, NULL } } },
+	{ FY_T_ACK, { { "sid", 'u', 1, NULL },
+	    { "leases", 'L', 1, "lease" } } },
+	{ FY_T_NACK, { { "sid", 'u', 1, NULL }, { "lease", 'u', 1, NULL },
+	    { "delay", 'u', 0, NULL }, { "error", 's', 0, NULL } } },
+	{ FY_T_TOUCH, { { "sid", 'u', 1, NULL },
+	    { "lease", 'u', 1, NULL } } },
+	{ FY_T_DELETE, { { "topic", 's', 1, NULL },
+	    { "group", 's', 0, NULL } } },
+	{ FY_T_PING, { { NULL, 0, 0, NULL } } },
+	{ FY_T_WELCOME, { { "v", 'w', 1, NULL }, { "server", 's', 0, NULL },
+	    { "session", 's', 0, NULL }, { "max_frame", 'w', 0, NULL },
+	    { "max_msg", 'w', 0, NULL } } },
+	{ FY_T_OK, { { "sid", 'u', 0, NULL }, { "group", 's', 0, NULL },
+	    { "ids", 'I', 0, NULL }, { "dur", 'w', 0, NULL } } },
+	{ FY_T_ERR, { { "code", 'w', 1, NULL }, { "msg", 's', 0, NULL },
+	    { "sid", 'u', 0, NULL } } },
+	{ FY_T_MSG, { { "sid", 'u', 1, NULL }, { "id", 's', 1, NULL },
+	    { "topic", 's', 0, NULL }, { "lease", 'u', 0, NULL },
+	    { "att", 'w', 0, NULL }, { "ts", 'u', 0, NULL },
+	    { "hdr", 'H', 0, NULL }, { "hist", 'h', 0, NULL },
+	    { "body", 'b', 1, NULL } } },
+};
+
+static int
+nfields(const struct tspec *s)
+{
+	int n = 0;
+
+	while (n < (int)ARRAY_LEN(s->f) && s->f[n].key != NULL)
+		n++;
+	return n;
+}
+
+/* How many wrong-typed variants put_value() has for a kind. */
+static int
+nbad(char kind)
+{
+	switch (kind) {
+	case 'u': return 4;
+	case 'w': return 4;
+	case 'o': return 3;
+	case 's': return 4;
+	case 'b': return 3;
+	case 'B': return 2;
+	case 'H': return 4;
+	case 'L': return 4;
+	case 'M': return 6;
+	case 'I': return 2;
+	case 'h': return 4;
+	}
+	ck_abort_msg("kind %c", kind);
+	return 0;
+}
+
+/*
+ * Pack a value of a kind: variant 0 is valid, 1..nbad() are not.  Returns
+ * the field name the decoder must report for a bad variant when it is
+ * not the key itself (an error inside a nested message), else NULL.
+ */
+static const char *
+put_value(msgpack_packer *pk, char kind, int v)
+{
+#define P(...) vpack_args(pk, __VA_ARGS__)
+	switch (kind) {
+	case 'u':	/* uint64 */
+	case 'w':	/* uint32 */
+	case 'o':	/* mode: uint32 0..1 */
+		switch (v) {
+		case 0: P("u", kind == 'u' ? 1ULL << 40 : 1ull); break;
+		case 1: P("s", "1"); break;
+		case 2: P("n", (long long)-1); break;
+		case 3:
+			if (kind == 'u')
+				P("f");
+			else if (kind == 'w')
+				P("u", 1ULL << 32);
+			else
+				P("u", 2ull);
+			break;
+		case 4: P(kind == 'u' ? "B" : "f"); break;
+		}
+		return NULL;
+	case 's':
+		switch (v) {
+		case 0: P("s", "abc"); break;
+		case 1: P("u", 7ull); break;
+		case 2: P("b", "abc"); break;
+		case 3: P("B"); break;
+		case 4: P("a", 0u); break;
+		}
+		return NULL;
+	case 'b':
+		switch (v) {
+		case 0: P("b", "body!"); break;
+		case 1: P("u", 7ull); break;
+		case 2: P("B"); break;
+		case 3: P("m", 0u); break;
+		}
+		return NULL;
+	case 'B':
+		switch (v) {
+		case 0: P("B"); break;
+		case 1: P("u", 1ull); break;
+		case 2: P("s", "true"); break;
+		}
+		return NULL;
+	case 'H':
+		switch (v) {
+		case 0: P("mssss", 2u, "a", "b", "c", ""); break;
+		case 1: P("a", 0u); break;
+		case 2: P("msu", 1u, "k", 1ull); break;
+		case 3: P("mus", 1u, 1ull, "v"); break;
+		case 4: P("s", "k=v"); break;
+		}
+		return NULL;
+	case 'L':
+		switch (v) {
+		case 0: P("auuu", 3u, 1ull, 2ull, U(UINT64_MAX)); break;
+		case 1: P("u", 1ull); break;
+		case 2: P("a", 0u); break;
+		case 3: P("aus", 2u, 1ull, "2"); break;
+		case 4: P("an", 1u, (long long)-5); break;
+		}
+		return NULL;
+	case 'M':
+		switch (v) {
+		case 0:
+			P("amsbmsbss", 2u, 1u, "body", "x", 2u, "body", "y",
+			    "id", "i2");
+			return NULL;
+		case 1: P("u", 1ull); return NULL;
+		case 2: P("a", 0u); return NULL;
+		case 3: P("amsbu", 2u, 1u, "body", "x", 1ull); return NULL;
+		case 4: P("amss", 1u, 1u, "id", "x"); return "body";
+		case 5: P("amsu", 1u, 1u, "body", 5ull); return "body";
+		case 6:
+			P("amsbsa", 1u, 2u, "body", "x", "hdr", 0u);
+			return "hdr";
+		}
+		return NULL;
+	case 'I':
+		switch (v) {
+		case 0: P("ass", 2u, "a", "b"); break;
+		case 1: P("u", 1ull); break;
+		case 2: P("asu", 2u, "a", 1ull); break;
+		}
+		return NULL;
+	case 'h':
+		switch (v) {
+		case 0:
+			P("amsssssssu", 1u, 4u, "c", "nacked", "e", "oops",
+			    "by", "w1", "at", 1700000000000ull);
+			break;
+		case 1: P("u", 1ull); break;
+		case 2: P("au", 1u, 1ull); break;
+		case 3: P("amsu", 1u, 1u, "c", 1ull); break;
+		case 4: P("amss", 1u, 1u, "at", "now"); break;
+		}
+		return NULL;
+	}
+#undef P
+	ck_abort_msg("kind %c", kind);
+	return NULL;
+}
+
+struct gcase {
+	int spec;
+	int field;		/* -1: all fields valid */
+	int variant;		/* -1: field omitted; 0: valid; >0: bad */
+};
+
+static struct gcase *gcases;
+static int ngcases;
+
+static void
+gcase_add(int spec, int field, int variant)
+{
+	struct gcase *g = realloc(gcases, (ngcases + 1) * sizeof(*g));
+
+	if (g == NULL)
+		abort();
+	gcases = g;
+	gcases[ngcases++] = (struct gcase){ spec, field, variant };
+}
+
+static void
+gcases_build(void)
+{
+	int s, j, v;
+
+	for (s = 0; s < (int)ARRAY_LEN(specs); s++) {
+		gcase_add(s, -1, 0);
+		for (j = 0; j < nfields(&specs[s]); j++) {
+			gcase_add(s, j, -1);
+			for (v = 1; v <= nbad(specs[s].f[j].kind); v++)
+				gcase_add(s, j, v);
+		}
+	}
+}
+
+START_TEST(fields)
+{
+	const struct gcase *g = &gcases[_i];
+	const struct tspec *s = &specs[g->spec];
+	const struct fspec *fs = g->field >= 0 ? &s->f[g->field] : NULL;
+	const char *want = NULL, *inner, *field = "unset";
+	msgpack_packer pk;
+	struct fy_frame f;
+	int j, n = nfields(s), r, expect = FY_OK;
+
+	msgpack_sbuffer_clear(&pbuf);
+	msgpack_packer_init(&pk, &pbuf, msgpack_sbuffer_write);
+	/* rid first, an unknown key, the fields, t last: "t" and "rid"
+	 * are found wherever they are, unknown keys are skipped. */
+	msgpack_pack_map(&pk, 3 + n - (g->variant < 0));
+	vpack_args(&pk, "susmsau", "rid", 77ull, "zz", 1u, "n", 1u, 1ull);
+	for (j = 0; j < n; j++) {
+		if (j == g->field && g->variant < 0)
+			continue;
+		vpack_args(&pk, "s", s->f[j].key);
+		inner = put_value(&pk, s->f[j].kind,
+		    j == g->field ? g->variant : 0);
+		if (j == g->field && g->variant > 0) {
+			expect = FY_EFIELD;
+			want = inner != NULL ? inner : s->f[j].key;
+		}
+	}
+	vpack_args(&pk, "su", "t", U(s->type));
+	if (fs != NULL && g->variant < 0 && fs->req) {
+		expect = FY_EFIELD;
+		want = fs->miss != NULL ? fs->miss : fs->key;
+	}
+
+	r = decode_pbuf(&f, &field);
+	ck_assert_msg(r == expect, "type %d field %s variant %d: %d != %d"
+	    " (%s)", s->type, fs ? fs->key : "-", g->variant, r, expect,
+	    r == FY_EFIELD ? field : "");
+	ck_assert_int_eq(f.type, s->type);
+	ck_assert_uint_eq(f.rid, 77);	/* echoed on errors too */
+	if (expect == FY_EFIELD)
+		ck_assert_str_eq(field, want);
+	else
+		ck_assert_ptr_null(field);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Names and codes */
+
+START_TEST(names)
+{
+	static const struct {
+		const char *p;
+		size_t len;		/* 0: strlen */
+		int ok;
+	} t[] = {
+		{ "a", 0, 1 },
+		{ "orders.created", 0, 1 },
+		{ "AZaz09._-", 0, 1 },
+		{ "orders.created.dlq", 0, 1 },
+		{ "-", 0, 1 },
+		{ "", 0, 0 },
+		{ "a b", 0, 0 },
+		{ "a/b", 0, 0 },
+		{ "~inbox", 0, 0 },	/* reserved for ephemeral groups */
+		{ "caf\xc3\xa9", 0, 0 },
+		{ "a\0b", 3, 0 },
+		{ "a*", 0, 0 },
+		{ "a>", 0, 0 },
+		{ "tab\t", 0, 0 },
+		{ "x\x7f", 0, 0 },
+	};
+	const char *p = t[_i].p;
+
+	ck_assert_int_eq(fy_name_valid(p, t[_i].len ? t[_i].len :
+	    strlen(p)), t[_i].ok);
+}
+END_TEST
+
+START_TEST(name_lengths)
+{
+	char buf[FY_NAME_MAX + 1];
+
+	memset(buf, 'a', sizeof(buf));
+	ck_assert_int_eq(fy_name_valid(buf, FY_NAME_MAX), 1);
+	ck_assert_int_eq(fy_name_valid(buf, FY_NAME_MAX + 1), 0);
+	ck_assert_int_eq(fy_name_valid(buf, 0), 0);
+	ck_assert_int_eq(fy_name_valid(NULL, 0), 0);
+}
+END_TEST
+
+START_TEST(codes)
+{
+	static const struct {
+		int code;
+		const char *name;
+		int retry;
+	} t[] = {
+		{ 1, "E_PROTO", 0 }, { 2, "E_TOOBIG", 0 },
+		{ 3, "E_HANDSHAKE", 0 }, { 4, "E_UNKNOWN_TYPE", 0 },
+		{ 5, "E_BADNAME", 0 }, { 6, "E_BADARG", 0 },
+		{ 7, "E_NOSUB", 0 }, { 8, "E_STALE", 0 },
+		{ 9, "E_MSGSIZE", 0 }, { 10, "E_NOTFOUND", 0 },
+		{ 11, "E_LIMIT", 0 }, { 12, "E_FULL", 1 },
+		{ 13, "E_DISK", 1 }, { 14, "E_INTERNAL", 1 },
+		{ 15, "E_DELETED", 0 }, { 16, "E_SHUTDOWN", 1 },
+		{ 17, "E_MODE", 0 },
+		{ 0, "E_UNKNOWN", 0 }, { 18, "E_UNKNOWN", 0 },
+		{ -1, "E_UNKNOWN", 0 }, { 1000, "E_UNKNOWN", 0 },
+	};
+
+	ck_assert_str_eq(fy_code_name(t[_i].code), t[_i].name);
+	ck_assert_int_eq(fy_code_retryable(t[_i].code), t[_i].retry);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+
+static Suite *
+codec_suite(void)
+{
+	Suite *s = suite_create("codec");
+	TCase *tc;
+
+	tc = tcase_create("frame_need");
+	tcase_add_loop_test(tc, need_short, 0, FY_HDR_LEN);
+	tcase_add_loop_test(tc, need_lengths, 0, 6);
+	tcase_add_test(tc, need_zero);
+	tcase_add_test(tc, put_len);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("roundtrip");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_loop_test(tc, roundtrip, 0, NSAMPLES);
+	tcase_add_test(tc, roundtrip_append);
+	tcase_add_test(tc, golden);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("nobody");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_loop_test(tc, nobody_equal, 0, ARRAY_LEN(nobody_ok));
+	tcase_add_loop_test(tc, nobody_refused, 0, NSAMPLES);
+	tcase_add_test(tc, encode_refused);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("truncated");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_loop_test(tc, truncated, 0, NSAMPLES);
+	tcase_add_loop_test(tc, mutated, 0, NSAMPLES);
+	tcase_add_test(tc, empty);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("malformed");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_loop_test(tc, not_a_map, 0, 14);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("tolerated");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, tolerated);
+	tcase_add_test(tc, all_formats);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("type");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_loop_test(tc, unknown_type, 0, 7);
+	tcase_add_test(tc, bad_t_rid);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("fields");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_loop_test(tc, fields, 0, ngcases);
+	tcase_add_test(tc, conflicts);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("names");
+	tcase_add_loop_test(tc, names, 0, 15);
+	tcase_add_test(tc, name_lengths);
+	tcase_add_loop_test(tc, codes, 0, 21);
+	suite_add_tcase(s, tc);
+
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr;
+	int failed;
+
+	init_data();
+	gcases_build();
+	sr = srunner_create(codec_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	free(gcases);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
