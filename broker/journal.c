@@ -1,0 +1,1356 @@
+/*
+ * journal.c - the write-ahead journal's file layer (see journal.h).
+ *
+ * Threads: everything runs in the loop thread except fdatasync, which a
+ * single sync thread runs on request so the loop never blocks on the disk.
+ * The two share only the request/result fields under mu; the sync thread
+ * touches no other state.  It wakes the loop through an eventfd watched by
+ * a libevent event, so the broker needs no evthread_use_pthreads().
+ *
+ * Why a full segment is synced before the next one gets records: page
+ * writeback may reach the disk in any order, and a crash that lost the end
+ * of segment N but kept records of N+1 would leave a hole that replay could
+ * only call corruption.  With the barrier, only the last segment can tear.
+ */
+#include "journal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "crc32c.h"
+#include "log.h"
+
+#define SEG_MAGIC "FERRYJNL"
+#define SEG_VERSION 1
+#define SEG_HDR 32		/* segment header bytes */
+#define REC_HDR 17		/* crc, len, seq, type */
+#define SEG_NAME_MAX 40		/* "journal-" 20 digits ".seg" NUL */
+#define RETRY_SEC 1		/* a failing write is retried this often */
+
+struct seg {
+	uint64_t first_seq;	/* from the file name and header */
+	uint64_t next_seq;	/* one past its last appended record */
+	uint64_t end;		/* offset past its last appended record */
+	uint64_t written;	/* <= end; bytes [written, end) are in wbuf */
+	uint64_t cap;		/* file size: records must end within it */
+	uint64_t records;
+	uint64_t live;		/* refs */
+	int fd;			/* >= 0 only from creation until its barrier
+				   sync is done; never closed while a sync
+				   request may use it */
+	int dirsync;		/* created; name not yet fsync'd into dir */
+};
+
+struct journal {
+	char *dir;
+	int dirfd;
+	int lockfd;
+	struct event_base *base;	/* borrowed */
+	struct journal_io io;		/* every member set */
+	int policy;
+	uint64_t seg_size;		/* for new segments */
+
+	struct seg *segs;	/* oldest first, seq ranges contiguous; the
+				   last is where appends go */
+	size_t nseg, segcap;
+	size_t head;		/* write head: segs[< head] are written,
+				   synced and closed; segs[> head] have no
+				   file yet; < nseg unless nseg == 0 */
+
+	uint8_t *wbuf;		/* unwritten bytes of segs[head..], in order,
+				   at wbuf[wpos, wlen) */
+	size_t wpos, wlen, wcap;
+
+	uint64_t next_seq;	/* the seq the next append gets */
+	uint64_t written_seq;	/* every seq <= it is pwritten */
+	uint64_t synced_seq;	/* <= written_seq; every seq <= it synced */
+	int replaying;		/* no deletions while replay walks segs */
+	int replayed;		/* appends and commits allowed */
+	int (*roll_cb)(void *);	/* a new segment begins: write its preamble */
+	void *roll_arg;
+	int in_roll;		/* roll_cb is running: no nested preamble */
+
+	int werr;		/* write failing: appends refused, retried */
+	struct timespec wtry;	/* last attempt of the failing write */
+	int fatal;		/* fdatasync failed: sticky */
+
+	int busy;		/* loop side: a sync request is out; its
+				   result is not yet harvested */
+	uint64_t req_seq;	/* written_seq when it was asked */
+	int req_barrier;	/* it closes the head segment */
+	int sync_wanted;	/* everysec tick came */
+	int dirsync_wanted;	/* segments unlinked since the last dir sync */
+
+	/* shared with the sync thread, under mu */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	pthread_t thread;
+	int thread_started;
+	int req;		/* request posted, not yet taken */
+	int req_fd;		/* fdatasync it if >= 0 */
+	int req_dirfd;		/* then fsync it if >= 0 */
+	int done;		/* result ready */
+	int res_err;
+	int stop;
+
+	int efd;		/* eventfd: sync thread -> loop */
+	struct event *sync_ev;
+	struct event *tick_ev;	/* FSYNC_EVERYSEC only */
+	struct event *retry_ev;	/* armed while a write is failing */
+
+	void (*cb)(void *, uint64_t, uint64_t);
+	void *cbarg;
+	uint64_t cb_written, cb_synced;	/* last values reported */
+	int cb_err;
+};
+
+static const uint8_t zeros[65536];
+
+static void
+seterr(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void
+seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+static void
+put32(uint8_t *p, uint32_t v)
+{
+	p[0] = v;
+	p[1] = v >> 8;
+	p[2] = v >> 16;
+	p[3] = v >> 24;
+}
+
+static void
+put64(uint8_t *p, uint64_t v)
+{
+	put32(p, (uint32_t)v);
+	put32(p + 4, (uint32_t)(v >> 32));
+}
+
+static uint32_t
+get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	    (uint32_t)p[3] << 24;
+}
+
+static uint64_t
+get64(const uint8_t *p)
+{
+	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+static void
+seg_name(char *buf, uint64_t first_seq)
+{
+	snprintf(buf, SEG_NAME_MAX, "journal-%020" PRIu64 ".seg", first_seq);
+}
+
+static ssize_t
+real_pwrite(int fd, const void *buf, size_t len, off_t off)
+{
+	return pwrite(fd, buf, len, off);
+}
+
+static int
+real_fdatasync(int fd)
+{
+	return fdatasync(fd);
+}
+
+static int
+real_fallocate(int fd, off_t off, off_t len)
+{
+	int r = posix_fallocate(fd, off, len);
+
+	if (r != 0) {
+		errno = r;
+		return -1;
+	}
+	return 0;
+}
+
+/* Write zeros over [off, off + len): the bytes past the last record must
+ * stay zero so that the end of the journal is unambiguous. */
+static int
+zero_range(struct journal *j, int fd, uint64_t off, uint64_t len)
+{
+	ssize_t w;
+	size_t n;
+
+	while (len > 0) {
+		n = len < sizeof(zeros) ? (size_t)len : sizeof(zeros);
+		w = j->io.pwrite(fd, zeros, n, (off_t)off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return w < 0 ? -errno : -EIO;
+		off += (uint64_t)w;
+		len -= (uint64_t)w;
+	}
+	return 0;
+}
+
+static double
+elapsed(const struct timespec *since)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - since->tv_sec) +
+	    (double)(now.tv_nsec - since->tv_nsec) / 1e9;
+}
+
+/* ---- the sync thread ---- */
+
+static void *
+sync_main(void *arg)
+{
+	struct journal *j = arg;
+	uint64_t one = 1;
+	int fd, dfd, err;
+
+	pthread_mutex_lock(&j->mu);
+	for (;;) {
+		while (!j->req && !j->stop)
+			pthread_cond_wait(&j->cv, &j->mu);
+		if (!j->req)
+			break;		/* stopping, and nothing asked */
+		fd = j->req_fd;
+		dfd = j->req_dirfd;
+		j->req = 0;
+		pthread_mutex_unlock(&j->mu);
+
+		err = 0;
+		if (fd >= 0 && j->io.fdatasync(fd) < 0)
+			err = -errno;
+		if (err == 0 && dfd >= 0 && fsync(dfd) < 0)
+			err = -errno;
+
+		pthread_mutex_lock(&j->mu);
+		j->res_err = err;
+		j->done = 1;
+		/* a full eventfd counter still wakes the loop: ignore EAGAIN */
+		if (write(j->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+			log_error("journal: eventfd write: %s",
+			    strerror(errno));
+	}
+	pthread_mutex_unlock(&j->mu);
+	return NULL;
+}
+
+/* Ask the sync thread to make segs[head] (and new names) durable. */
+static void
+sync_submit(struct journal *j, int barrier)
+{
+	struct seg *s = &j->segs[j->head];
+	int dfd = -1;
+
+	if (s->dirsync || j->dirsync_wanted) {
+		dfd = j->dirfd;
+		s->dirsync = 0;
+		j->dirsync_wanted = 0;
+	}
+	j->busy = 1;
+	j->req_seq = j->written_seq;
+	j->req_barrier = barrier;
+	pthread_mutex_lock(&j->mu);
+	j->req = 1;
+	j->req_fd = s->fd;
+	j->req_dirfd = dfd;
+	pthread_cond_signal(&j->cv);
+	pthread_mutex_unlock(&j->mu);
+}
+
+static void trim(struct journal *j);
+
+/* Take the sync thread's result, if any.  Returns 1 if there was one. */
+static int
+sync_harvest(struct journal *j)
+{
+	struct seg *s;
+	int done, err;
+	char name[SEG_NAME_MAX];
+
+	pthread_mutex_lock(&j->mu);
+	done = j->done;
+	err = j->res_err;
+	j->done = 0;
+	pthread_mutex_unlock(&j->mu);
+	if (!done)
+		return 0;
+	j->busy = 0;
+	s = &j->segs[j->head];
+	if (err < 0) {
+		if (j->fatal == 0) {
+			seg_name(name, s->first_seq);
+			log_error("journal: fdatasync of %s/%s failed: %s; "
+			    "nothing after seq %" PRIu64 " will be confirmed",
+			    j->dir, name, strerror(-err), j->synced_seq);
+		}
+		j->fatal = err;
+		return 1;
+	}
+	if (j->req_seq > j->synced_seq)
+		j->synced_seq = j->req_seq;
+	if (j->req_barrier) {
+		close(s->fd);
+		s->fd = -1;
+		j->head++;
+		trim(j);
+	}
+	return 1;
+}
+
+/* ---- segments ---- */
+
+static struct seg *
+seg_push(struct journal *j, uint64_t first_seq, uint64_t cap)
+{
+	struct seg *s;
+	size_t ncap;
+
+	if (j->nseg == j->segcap) {
+		ncap = j->segcap ? 2 * j->segcap : 8;
+		s = realloc(j->segs, ncap * sizeof(*s));
+		if (s == NULL)
+			return NULL;
+		j->segs = s;
+		j->segcap = ncap;
+	}
+	s = &j->segs[j->nseg++];
+	memset(s, 0, sizeof(*s));
+	s->first_seq = first_seq;
+	s->next_seq = first_seq;
+	s->cap = cap;
+	s->fd = -1;
+	return s;
+}
+
+/* Drop segs[i..] from the array (files are the caller's business). */
+static void
+seg_cut(struct journal *j, size_t i)
+{
+	size_t k;
+
+	for (k = i; k < j->nseg; k++)
+		if (j->segs[k].fd >= 0)
+			close(j->segs[k].fd);
+	j->nseg = i;
+}
+
+static int
+seg_unlink(struct journal *j, uint64_t first_seq)
+{
+	char name[SEG_NAME_MAX];
+
+	seg_name(name, first_seq);
+	if (unlinkat(j->dirfd, name, 0) < 0 && errno != ENOENT) {
+		log_syswarn("journal: cannot delete %s/%s", j->dir, name);
+		return -errno;
+	}
+	j->dirsync_wanted = 1;
+	return 0;
+}
+
+/*
+ * Delete the oldest segments while they hold no refs.  Only segments
+ * behind the write head qualify: they are complete and durable, and no
+ * sync request can still name their fd.
+ */
+static void
+trim(struct journal *j)
+{
+	size_t n = 0;
+
+	if (j->replaying)
+		return;
+	while (n < j->head && j->segs[n].live == 0) {
+		if (seg_unlink(j, j->segs[n].first_seq) < 0)
+			break;
+		n++;
+	}
+	if (n == 0)
+		return;
+	memmove(j->segs, j->segs + n, (j->nseg - n) * sizeof(*j->segs));
+	j->nseg -= n;
+	j->head -= n;
+}
+
+static int
+seg_create(struct journal *j, struct seg *s)
+{
+	char name[SEG_NAME_MAX];
+	int fd, r;
+
+	seg_name(name, s->first_seq);
+	/* O_TRUNC: a leftover from a failed attempt holds nothing of value */
+	fd = openat(j->dirfd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC,
+	    0600);
+	if (fd < 0)
+		return -errno;
+	if (j->io.fallocate(fd, 0, (off_t)s->cap) < 0) {
+		r = -errno;
+		close(fd);
+		unlinkat(j->dirfd, name, 0);
+		return r;
+	}
+	s->fd = fd;
+	s->dirsync = 1;
+	return 0;
+}
+
+/* ---- writing ---- */
+
+/*
+ * pwrite the buffered bytes of the head segment: one call unless it comes
+ * back short.  On failure the bytes that did land are zeroed again, so no
+ * partial record survives; the buffer is kept for the retry.
+ */
+static int
+write_head(struct journal *j)
+{
+	struct seg *s;
+	size_t n, done = 0;
+	ssize_t w;
+	int r = 0;
+
+	if (j->nseg == 0)
+		return 0;
+	s = &j->segs[j->head];
+	n = (size_t)(s->end - s->written);
+	if (n == 0)
+		return 0;
+	if (s->fd < 0 && (r = seg_create(j, s)) < 0)
+		return r;
+	while (done < n) {
+		w = j->io.pwrite(s->fd, j->wbuf + j->wpos + done, n - done,
+		    (off_t)(s->written + done));
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			r = w < 0 ? -errno : -EIO;
+			break;
+		}
+		done += (size_t)w;
+	}
+	if (done < n) {
+		if (done > 0 && zero_range(j, s->fd, s->written, done) < 0)
+			log_syswarn("journal: cannot zero a partial write "
+			    "(replay will drop it)");
+		return r;
+	}
+	s->written = s->end;
+	j->wpos += n;
+	if (j->wpos == j->wlen)
+		j->wpos = j->wlen = 0;
+	j->written_seq = s->next_seq - 1;
+	return 0;
+}
+
+static void
+write_failed(struct journal *j, int r)
+{
+	struct timeval tv = { RETRY_SEC, 0 };
+
+	if (j->werr == 0)
+		log_error("journal: writing to %s failed: %s; refusing "
+		    "appends until a retry succeeds", j->dir, strerror(-r));
+	j->werr = r;
+	clock_gettime(CLOCK_MONOTONIC, &j->wtry);
+	evtimer_add(j->retry_ev, &tv);
+}
+
+static void
+notify(struct journal *j)
+{
+	int err = journal_error(j);
+
+	if (j->cb == NULL || (j->written_seq == j->cb_written &&
+	    j->synced_seq == j->cb_synced && err == j->cb_err))
+		return;
+	j->cb_written = j->written_seq;
+	j->cb_synced = j->synced_seq;
+	j->cb_err = err;
+	j->cb(j->cbarg, j->written_seq, j->synced_seq);
+}
+
+/* Write what can be written, then start the sync that is due. */
+static int
+pump(struct journal *j)
+{
+	int r;
+
+	if (j->fatal)
+		return j->fatal;
+	r = write_head(j);
+	if (r < 0) {
+		write_failed(j, r);
+	} else if (j->werr) {
+		log_warn("journal: writing to %s works again", j->dir);
+		j->werr = 0;
+		evtimer_del(j->retry_ev);
+	}
+	if (r == 0 && !j->busy && j->nseg > 0) {
+		if (j->head + 1 < j->nseg)
+			sync_submit(j, 1);
+		else if (j->written_seq > j->synced_seq &&
+		    (j->policy == FSYNC_ALWAYS || j->sync_wanted))
+			sync_submit(j, 0);
+		if (j->busy)
+			j->sync_wanted = 0;
+	}
+	notify(j);
+	return r;
+}
+
+static void
+sync_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct journal *j = arg;
+	uint64_t v;
+
+	if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		log_error("journal: eventfd read: %s", strerror(errno));
+	if (!sync_harvest(j))
+		return;
+	/* a failing write is retried by its own timer, not here */
+	if (j->fatal || (j->werr && elapsed(&j->wtry) < RETRY_SEC))
+		notify(j);
+	else
+		pump(j);
+}
+
+static void
+tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct journal *j = arg;
+
+	if (!j->replayed || j->werr)
+		return;
+	j->sync_wanted = 1;
+	pump(j);
+}
+
+static void
+retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct journal *j = arg;
+
+	if (j->werr)
+		pump(j);
+}
+
+/* ---- the public write path ---- */
+
+static int
+wbuf_reserve(struct journal *j, size_t need)
+{
+	size_t ncap;
+	uint8_t *p;
+
+	if (j->wpos > 0 && j->wlen + need > j->wcap) {
+		/* only while a barrier holds back a later segment */
+		memmove(j->wbuf, j->wbuf + j->wpos, j->wlen - j->wpos);
+		j->wlen -= j->wpos;
+		j->wpos = 0;
+	}
+	if (j->wlen + need <= j->wcap)
+		return 0;
+	ncap = j->wcap ? j->wcap : 65536;
+	while (ncap < j->wlen + need)
+		ncap *= 2;
+	p = realloc(j->wbuf, ncap);
+	if (p == NULL)
+		return -ENOMEM;
+	j->wbuf = p;
+	j->wcap = ncap;
+	return 0;
+}
+
+/* Append one record; with preamble, a new segment first gets roll_cb's
+ * records. */
+static int
+append_rec(struct journal *j, uint8_t type, const void *p, size_t len,
+    uint64_t *seq, int preamble)
+{
+	struct seg *s;
+	uint8_t *h;
+	size_t need = REC_HDR + len;
+	int r;
+
+	if (!j->replayed)
+		return -EINVAL;
+	if (j->fatal)
+		return j->fatal;
+	if (j->werr)
+		return j->werr;
+	if (len > JOURNAL_MAX_RECORD || need > j->seg_size - SEG_HDR)
+		return -EMSGSIZE;
+	s = j->nseg ? &j->segs[j->nseg - 1] : NULL;
+	if (s == NULL || s->end + need > s->cap) {
+		if (wbuf_reserve(j, SEG_HDR) < 0)
+			return -ENOMEM;
+		s = seg_push(j, j->next_seq, j->seg_size);
+		if (s == NULL)
+			return -ENOMEM;
+		/* the header rides in the segment's first pwrite */
+		h = j->wbuf + j->wlen;
+		memset(h, 0, SEG_HDR);
+		memcpy(h, SEG_MAGIC, 8);
+		put32(h + 8, SEG_VERSION);
+		put32(h + 12, SEG_HDR);
+		put64(h + 16, s->first_seq);
+		put32(h + 28, crc32c(0, h, 28));
+		j->wlen += SEG_HDR;
+		s->end = SEG_HDR;
+		if (preamble && j->roll_cb && !j->in_roll) {
+			j->in_roll = 1;
+			r = j->roll_cb(j->roll_arg);
+			j->in_roll = 0;
+			if (r < 0)
+				return r;
+			/* A preamble that filled the segment: the record goes
+			 * to the next one, without another preamble. */
+			s = &j->segs[j->nseg - 1];
+			if (s->end + need > s->cap)
+				return append_rec(j, type, p, len, seq, 0);
+		}
+	}
+	if (wbuf_reserve(j, need) < 0)
+		return -ENOMEM;
+	h = j->wbuf + j->wlen;
+	put32(h + 4, (uint32_t)len);
+	put64(h + 8, j->next_seq);
+	h[16] = type;
+	if (len > 0)
+		memcpy(h + REC_HDR, p, len);
+	put32(h, crc32c(0, h + 4, REC_HDR - 4 + len));
+	j->wlen += need;
+	s->end += need;
+	s->next_seq++;
+	s->records++;
+	if (seq != NULL)
+		*seq = j->next_seq;
+	j->next_seq++;
+	return 0;
+}
+
+int
+journal_append(struct journal *j, uint8_t type, const void *p, size_t len,
+    uint64_t *seq)
+{
+	return append_rec(j, type, p, len, seq, 1);
+}
+
+void
+journal_set_roll_cb(struct journal *j, int (*cb)(void *arg), void *arg)
+{
+	j->roll_cb = cb;
+	j->roll_arg = arg;
+}
+
+int
+journal_commit(struct journal *j)
+{
+	if (!j->replayed)
+		return -EINVAL;
+	if (j->fatal)
+		return j->fatal;
+	if (j->werr && elapsed(&j->wtry) < RETRY_SEC)
+		return j->werr;
+	return pump(j);
+}
+
+void
+journal_set_durable_cb(struct journal *j,
+    void (*cb)(void *, uint64_t, uint64_t), void *arg)
+{
+	j->cb = cb;
+	j->cbarg = arg;
+	j->cb_written = j->written_seq;
+	j->cb_synced = j->synced_seq;
+	j->cb_err = journal_error(j);
+}
+
+uint64_t
+journal_written_seq(const struct journal *j)
+{
+	return j->written_seq;
+}
+
+uint64_t
+journal_synced_seq(const struct journal *j)
+{
+	return j->synced_seq;
+}
+
+uint64_t
+journal_next_seq(const struct journal *j)
+{
+	return j->next_seq;
+}
+
+int
+journal_error(const struct journal *j)
+{
+	return j->fatal ? j->fatal : j->werr;
+}
+
+/* ---- segment lifetime ---- */
+
+static struct seg *
+seg_find(struct journal *j, uint64_t seq)
+{
+	size_t lo = 0, hi, mid;
+
+	if (j->nseg == 0 || seq < j->segs[0].first_seq || seq >= j->next_seq)
+		return NULL;
+	hi = j->nseg;		/* segs[lo].first_seq <= seq < segs[hi]... */
+	while (hi - lo > 1) {
+		mid = lo + (hi - lo) / 2;
+		if (j->segs[mid].first_seq <= seq)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return seq < j->segs[lo].next_seq ? &j->segs[lo] : NULL;
+}
+
+int
+journal_ref(struct journal *j, uint64_t seq)
+{
+	struct seg *s = seg_find(j, seq);
+
+	if (s == NULL)
+		return -ENOENT;
+	s->live++;
+	return 0;
+}
+
+int
+journal_unref(struct journal *j, uint64_t seq)
+{
+	struct seg *s = seg_find(j, seq);
+
+	if (s == NULL)
+		return -ENOENT;
+	if (s->live == 0)
+		return -EINVAL;
+	if (--s->live == 0 && s == &j->segs[0])
+		trim(j);
+	return 0;
+}
+
+uint64_t
+journal_oldest_live_seq(const struct journal *j)
+{
+	size_t i;
+
+	for (i = 0; i < j->nseg; i++)
+		if (j->segs[i].live > 0)
+			return j->segs[i].first_seq;
+	return 0;
+}
+
+void
+journal_get_stats(const struct journal *j, struct journal_stats *st)
+{
+	const struct seg *s;
+	size_t i;
+
+	memset(st, 0, sizeof(*st));
+	st->segments = j->nseg;
+	st->next_seq = j->next_seq;
+	st->buffered_bytes = j->wlen - j->wpos;
+	st->first_seq = j->nseg ? j->segs[0].first_seq : 0;
+	for (i = 0; i < j->nseg; i++) {
+		s = &j->segs[i];
+		if (i < j->head || s->fd >= 0 || s->written > 0)
+			st->disk_bytes += s->cap;	/* has a file */
+		st->used_bytes += s->end;
+		st->live_records += s->live;
+		if (s->records > 0)
+			st->live_bytes += (s->end - SEG_HDR) * s->live /
+			    s->records;
+	}
+	if (st->first_seq == j->next_seq)
+		st->first_seq = 0;
+}
+
+int
+journal_segment_info(const struct journal *j, size_t i,
+    struct journal_segment_info *si)
+{
+	const struct seg *s;
+
+	if (i >= j->nseg)
+		return -ENOENT;
+	s = &j->segs[i];
+	si->first_seq = s->first_seq;
+	si->last_seq = s->next_seq - 1;
+	si->records = s->records;
+	si->live = s->live;
+	si->used_bytes = s->end;
+	si->active = i + 1 == j->nseg;
+	return 0;
+}
+
+/* ---- open ---- */
+
+static int
+lock_dir(struct journal *j, char *err, size_t errlen)
+{
+	char buf[32];
+	ssize_t n;
+	int r;
+
+	j->lockfd = openat(j->dirfd, "LOCK", O_RDWR | O_CREAT | O_CLOEXEC,
+	    0600);
+	if (j->lockfd < 0) {
+		r = -errno;
+		seterr(err, errlen, "cannot open %s/LOCK: %s", j->dir,
+		    strerror(-r));
+		return r;
+	}
+	if (flock(j->lockfd, LOCK_EX | LOCK_NB) < 0) {
+		r = -errno;
+		if (r != -EWOULDBLOCK) {
+			seterr(err, errlen, "cannot lock %s/LOCK: %s", j->dir,
+			    strerror(-r));
+			return r;
+		}
+		n = pread(j->lockfd, buf, sizeof(buf) - 1, 0);
+		buf[n > 0 ? n : 0] = '\0';
+		seterr(err, errlen, "data directory %s is in use by another "
+		    "ferryd (pid %ld)", j->dir, strtol(buf, NULL, 10));
+		return r;
+	}
+	n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+	if (ftruncate(j->lockfd, 0) < 0 ||
+	    pwrite(j->lockfd, buf, (size_t)n, 0) != n)
+		log_syswarn("journal: cannot write the pid into %s/LOCK",
+		    j->dir);
+	return 0;
+}
+
+static int
+start_thread(struct journal *j)
+{
+	sigset_t all, old;
+	int r;
+
+	/* the broker's signals belong to the loop thread */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	r = pthread_create(&j->thread, NULL, sync_main, j);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r != 0)
+		return -r;
+	j->thread_started = 1;
+	return 0;
+}
+
+int
+journal_open(struct journal **jp, struct event_base *base,
+    const struct journal_opts *o, char *err, size_t errlen)
+{
+	struct journal *j;
+	struct timeval sec = { 1, 0 };
+	uint64_t segsz;
+	int r;
+
+	*jp = NULL;
+	segsz = o->segment_size ? o->segment_size : JOURNAL_SEGMENT_SIZE;
+	if (o->dir == NULL || base == NULL || o->fsync < FSYNC_ALWAYS ||
+	    o->fsync > FSYNC_NEVER || segsz < JOURNAL_SEGMENT_MIN ||
+	    segsz > (uint64_t)1 << 40) {
+		seterr(err, errlen, "journal: invalid options");
+		return -EINVAL;
+	}
+	j = calloc(1, sizeof(*j));
+	if (j == NULL)
+		return -ENOMEM;
+	j->dirfd = j->lockfd = j->efd = -1;
+	j->base = base;
+	j->policy = o->fsync;
+	j->seg_size = segsz;
+	j->next_seq = 1;
+	j->io.pwrite = o->io && o->io->pwrite ? o->io->pwrite : real_pwrite;
+	j->io.fdatasync = o->io && o->io->fdatasync ? o->io->fdatasync :
+	    real_fdatasync;
+	j->io.fallocate = o->io && o->io->fallocate ? o->io->fallocate :
+	    real_fallocate;
+	pthread_mutex_init(&j->mu, NULL);
+	pthread_cond_init(&j->cv, NULL);
+	j->dir = strdup(o->dir);
+	if (j->dir == NULL) {
+		r = -ENOMEM;
+		goto fail;
+	}
+
+	if (mkdir(j->dir, 0700) < 0 && errno != EEXIST) {
+		r = -errno;
+		seterr(err, errlen, "cannot create data directory %s: %s",
+		    j->dir, strerror(-r));
+		goto fail;
+	}
+	j->dirfd = open(j->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (j->dirfd < 0) {
+		r = -errno;
+		seterr(err, errlen, "cannot open data directory %s: %s",
+		    j->dir, strerror(-r));
+		goto fail;
+	}
+	if ((r = lock_dir(j, err, errlen)) < 0)
+		goto fail;
+
+	j->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (j->efd < 0) {
+		r = -errno;
+		seterr(err, errlen, "journal: eventfd: %s", strerror(-r));
+		goto fail;
+	}
+	j->sync_ev = event_new(base, j->efd, EV_READ | EV_PERSIST,
+	    sync_done_cb, j);
+	j->retry_ev = evtimer_new(base, retry_cb, j);
+	if (o->fsync == FSYNC_EVERYSEC)
+		j->tick_ev = event_new(base, -1, EV_PERSIST, tick_cb, j);
+	if (j->sync_ev == NULL || j->retry_ev == NULL ||
+	    (o->fsync == FSYNC_EVERYSEC && j->tick_ev == NULL) ||
+	    event_add(j->sync_ev, NULL) < 0 ||
+	    (j->tick_ev && event_add(j->tick_ev, &sec) < 0)) {
+		r = -ENOMEM;
+		seterr(err, errlen, "journal: cannot set up events");
+		goto fail;
+	}
+	if ((r = start_thread(j)) < 0) {
+		seterr(err, errlen, "journal: cannot start the sync thread: "
+		    "%s", strerror(-r));
+		goto fail;
+	}
+	*jp = j;
+	return 0;
+fail:
+	journal_close(j);
+	return r;
+}
+
+/* ---- replay ---- */
+
+static int
+cmp_seq(const void *a, const void *b)
+{
+	const struct seg *x = a, *y = b;
+
+	return x->first_seq < y->first_seq ? -1 : x->first_seq > y->first_seq;
+}
+
+/* Fill segs from the directory listing, oldest first. */
+static int
+scan_dir(struct journal *j, char *err, size_t errlen)
+{
+	DIR *d;
+	struct dirent *e;
+	char name[SEG_NAME_MAX];
+	uint64_t seq;
+	int fd, r = 0;
+
+	fd = dup(j->dirfd);
+	if (fd < 0 || (d = fdopendir(fd)) == NULL) {
+		r = -errno;
+		if (fd >= 0)
+			close(fd);
+		seterr(err, errlen, "cannot list %s: %s", j->dir,
+		    strerror(-r));
+		return r;
+	}
+	rewinddir(d);
+	while ((e = readdir(d)) != NULL) {
+		if (strlen(e->d_name) != 8 + 20 + 4 ||
+		    strncmp(e->d_name, "journal-", 8) != 0 ||
+		    strspn(e->d_name + 8, "0123456789") != 20 ||
+		    strcmp(e->d_name + 28, ".seg") != 0)
+			continue;
+		seq = strtoull(e->d_name + 8, NULL, 10);
+		seg_name(name, seq);
+		if (seq == 0 || strcmp(name, e->d_name) != 0)
+			continue;	/* not a name we would write */
+		if (seg_push(j, seq, 0) == NULL) {
+			r = -ENOMEM;
+			break;
+		}
+	}
+	closedir(d);
+	if (r == 0 && j->nseg > 1)
+		qsort(j->segs, j->nseg, sizeof(*j->segs), cmp_seq);
+	return r;
+}
+
+/* Offset one past the last nonzero byte of m[from, size), or from. */
+static uint64_t
+written_end(const uint8_t *m, uint64_t from, uint64_t size)
+{
+	uint64_t e = size;
+
+	while (e >= from + 4096 && memcmp(m + e - 4096, zeros, 4096) == 0)
+		e -= 4096;
+	while (e > from && m[e - 1] == 0)
+		e--;
+	return e;
+}
+
+/*
+ * Is there a valid record (right crc, a seq we have not seen yet) starting
+ * anywhere in [from, wend)?  If so the bad bytes at from are not a torn
+ * tail but damage in the middle.  The seq window keeps the crc work small.
+ */
+static int
+valid_record_in(const uint8_t *m, uint64_t from, uint64_t wend,
+    uint64_t size, uint64_t expect)
+{
+	uint64_t p, len, seq;
+
+	for (p = from; p < wend && p + REC_HDR <= size; p++) {
+		len = get32(m + p + 4);
+		seq = get64(m + p + 8);
+		if (seq < expect || seq - expect > size / REC_HDR ||
+		    len > JOURNAL_MAX_RECORD || len > size - p - REC_HDR)
+			continue;
+		if (get32(m + p) == crc32c(0, m + p + 4, REC_HDR - 4 + len))
+			return 1;
+	}
+	return 0;
+}
+
+static int
+header_ok(const uint8_t *m, uint64_t size, uint64_t first_seq)
+{
+	return size >= SEG_HDR && memcmp(m, SEG_MAGIC, 8) == 0 &&
+	    get32(m + 8) == SEG_VERSION && get32(m + 12) == SEG_HDR &&
+	    get64(m + 16) == first_seq && get32(m + 28) == crc32c(0, m, 28);
+}
+
+struct replay {
+	int (*apply)(void *, uint64_t, uint8_t, const uint8_t *, size_t);
+	void *arg;
+	int repair;
+	char *err;
+	size_t errlen;
+	uint64_t expect;	/* seq the next record must have */
+};
+
+/* Delete segs[i..] and their files: the journal now ends before them. */
+static int
+drop_from(struct journal *j, size_t i)
+{
+	size_t k;
+	int r = 0;
+
+	for (k = i; k < j->nseg; k++)
+		if (seg_unlink(j, j->segs[k].first_seq) < 0)
+			r = -EIO;
+	seg_cut(j, i);
+	return r;
+}
+
+/*
+ * Walk segs[i]: check and apply its records.  On a bad record decide
+ * between torn tail, corruption and repair.  Returns 0 (segs may have
+ * shrunk), or an error.
+ */
+static int
+replay_seg(struct journal *j, size_t i, struct replay *rp)
+{
+	struct seg *s = &j->segs[i];
+	char name[SEG_NAME_MAX], why[96];
+	const uint8_t *m = NULL, *h;
+	uint64_t size, off, len, seq, wend;
+	struct stat st;
+	int fd, last = i + 1 == j->nseg, r = 0;
+
+	seg_name(name, s->first_seq);
+	fd = openat(j->dirfd, name, O_RDWR | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		r = -errno;
+		seterr(rp->err, rp->errlen, "cannot open %s/%s: %s", j->dir,
+		    name, strerror(-r));
+		goto out;
+	}
+	size = (uint64_t)st.st_size;
+	if (size > 0) {
+		m = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+		if (m == MAP_FAILED) {
+			m = NULL;
+			r = -errno;
+			seterr(rp->err, rp->errlen, "cannot map %s/%s: %s",
+			    j->dir, name, strerror(-r));
+			goto out;
+		}
+	}
+	s->cap = size;
+	if (rp->expect == 0)
+		rp->expect = s->first_seq;
+	off = 0;
+	if (!header_ok(m, size, s->first_seq)) {
+		snprintf(why, sizeof(why), "bad segment header");
+		goto bad;
+	}
+	if (s->first_seq != rp->expect) {
+		/* a hole between segments cannot come from a crash */
+		snprintf(why, sizeof(why), "starts at seq %" PRIu64
+		    ", expected %" PRIu64, s->first_seq, rp->expect);
+		goto corrupt;
+	}
+	for (off = SEG_HDR; off + REC_HDR <= size; off += REC_HDR + len) {
+		h = m + off;
+		len = get32(h + 4);
+		seq = get64(h + 8);
+		if (len == 0 && seq == 0 && memcmp(h, zeros, REC_HDR) == 0)
+			break;		/* the end marker */
+		if (len > JOURNAL_MAX_RECORD || len > size - off - REC_HDR) {
+			snprintf(why, sizeof(why), "record length %" PRIu64
+			    " out of bounds", len);
+			goto bad;
+		}
+		if (seq != rp->expect) {
+			snprintf(why, sizeof(why), "seq %" PRIu64
+			    ", expected %" PRIu64, seq, rp->expect);
+			goto bad;
+		}
+		if (get32(h) != crc32c(0, h + 4, REC_HDR - 4 + len)) {
+			snprintf(why, sizeof(why), "checksum mismatch at seq %"
+			    PRIu64, seq);
+			goto bad;
+		}
+		s->next_seq = seq + 1;
+		s->records++;
+		j->next_seq = seq + 1;	/* so that apply may journal_ref() */
+		rp->expect = seq + 1;
+		if (rp->apply && (r = rp->apply(rp->arg, seq, h[16],
+		    h + REC_HDR, (size_t)len)) != 0) {
+			seterr(rp->err, rp->errlen, "replay stopped at seq %"
+			    PRIu64 " in %s/%s: apply failed (%d)", seq,
+			    j->dir, name, r);
+			goto out;
+		}
+	}
+	if (off > size)
+		off = size;
+	/*
+	 * Past the end marker the last segment must hold only zeros:
+	 * appends will continue here, and garbage after them would read as
+	 * damage later.
+	 */
+	if (last && off < size && written_end(m, off, size) > off) {
+		snprintf(why, sizeof(why), "garbage after the last record");
+		goto bad;
+	}
+	s->end = s->written = off;
+	goto out;
+
+bad:
+	wend = written_end(m, off, size);
+	if (!last || valid_record_in(m, off, wend, size, rp->expect))
+		goto corrupt;
+	if (off == 0) {
+		/* a segment torn while being created: no record in it */
+		log_warn("journal: %s/%s: %s, nothing valid in it; deleted "
+		    "(torn tail)", j->dir, name, why);
+		r = drop_from(j, i);
+		goto out;
+	}
+	log_warn("journal: torn tail in %s/%s at offset %" PRIu64 " (%s): "
+	    "%" PRIu64 " bytes zeroed", j->dir, name, off, why, wend - off);
+	if ((r = zero_range(j, fd, off, wend - off)) < 0 ||
+	    (j->io.fdatasync(fd) < 0 && (r = -errno) < 0)) {
+		seterr(rp->err, rp->errlen, "cannot truncate the torn tail "
+		    "of %s/%s: %s", j->dir, name, strerror(-r));
+		goto out;
+	}
+	s->end = s->written = off;
+	goto out;
+
+corrupt:
+	if (!rp->repair) {
+		seterr(rp->err, rp->errlen, "journal corrupt: %s/%s at offset "
+		    "%" PRIu64 ": %s (repair cuts the journal there, losing "
+		    "what follows)", j->dir, name, off, why);
+		r = -EBADMSG;
+		goto out;
+	}
+	log_error("journal: REPAIR: cutting the journal at %s/%s offset %"
+	    PRIu64 " (%s); deleting %zu segment file(s); records from seq %"
+	    PRIu64 " on are lost", j->dir, name, off, why,
+	    j->nseg - i - (off > 0), rp->expect);
+	if (off == 0) {
+		r = drop_from(j, i);
+		goto out;
+	}
+	wend = written_end(m, off, size);
+	if ((r = zero_range(j, fd, off, wend - off)) < 0 ||
+	    (j->io.fdatasync(fd) < 0 && (r = -errno) < 0)) {
+		seterr(rp->err, rp->errlen, "cannot cut %s/%s: %s", j->dir,
+		    name, strerror(-r));
+		goto out;
+	}
+	s->end = s->written = off;
+	r = drop_from(j, i + 1);
+out:
+	if (m != NULL)
+		munmap((void *)m, size);
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
+int
+journal_replay(struct journal *j,
+    int (*apply)(void *, uint64_t, uint8_t, const uint8_t *, size_t),
+    void *arg, int repair, char *err, size_t errlen)
+{
+	struct replay rp = { apply, arg, repair, err, errlen, 0 };
+	struct seg *s;
+	char name[SEG_NAME_MAX];
+	size_t i;
+	int r;
+
+	if (j->replayed || j->replaying || j->nseg > 0)
+		return -EINVAL;
+	if ((r = scan_dir(j, err, errlen)) < 0)
+		return r;
+	j->replaying = 1;
+	for (i = 0; i < j->nseg; i++)
+		if ((r = replay_seg(j, i, &rp)) < 0)
+			return r;
+	j->replaying = 0;
+	if (rp.expect > 0)
+		j->next_seq = rp.expect;
+	j->written_seq = j->synced_seq = j->next_seq - 1;
+	if (j->nseg > 0) {
+		/* appends go on in the last segment */
+		j->head = j->nseg - 1;
+		s = &j->segs[j->head];
+		seg_name(name, s->first_seq);
+		s->fd = openat(j->dirfd, name, O_RDWR | O_CLOEXEC);
+		if (s->fd < 0) {
+			r = -errno;
+			seterr(err, errlen, "cannot open %s/%s: %s", j->dir,
+			    name, strerror(-r));
+			return r;
+		}
+		/* what a crashed predecessor left in the page cache is
+		 * durable before anything is built on it */
+		if (j->io.fdatasync(s->fd) < 0 || fsync(j->dirfd) < 0) {
+			r = -errno;
+			seterr(err, errlen, "cannot sync %s: %s", j->dir,
+			    strerror(-r));
+			return r;
+		}
+	}
+	j->replayed = 1;
+	trim(j);
+	return 0;
+}
+
+/* ---- close ---- */
+
+/* Write and sync everything buffered, inline: the loop is gone. */
+static void
+flush_inline(struct journal *j)
+{
+	struct seg *s;
+	int r;
+
+	while (j->nseg > 0) {
+		s = &j->segs[j->head];
+		if ((r = write_head(j)) < 0) {
+			log_error("journal: closing %s: records after seq %"
+			    PRIu64 " are lost: %s", j->dir, j->written_seq,
+			    strerror(-r));
+			return;
+		}
+		if (s->fd >= 0 && j->io.fdatasync(s->fd) < 0) {
+			log_error("journal: closing %s: fdatasync: %s",
+			    j->dir, strerror(errno));
+			return;
+		}
+		j->synced_seq = j->written_seq;
+		if (j->head + 1 == j->nseg)
+			break;
+		close(s->fd);
+		s->fd = -1;
+		j->head++;
+	}
+	if (fsync(j->dirfd) < 0)
+		log_syswarn("journal: closing %s: fsync", j->dir);
+}
+
+void
+journal_close(struct journal *j)
+{
+	if (j == NULL)
+		return;
+	if (j->sync_ev)
+		event_free(j->sync_ev);
+	if (j->tick_ev)
+		event_free(j->tick_ev);
+	if (j->retry_ev)
+		event_free(j->retry_ev);
+	if (j->thread_started) {
+		pthread_mutex_lock(&j->mu);
+		j->stop = 1;
+		pthread_cond_signal(&j->cv);
+		pthread_mutex_unlock(&j->mu);
+		pthread_join(j->thread, NULL);
+	}
+	/* the request still out, if any, has finished by now */
+	if (j->busy)
+		sync_harvest(j);
+	if (j->replayed && !j->fatal)
+		flush_inline(j);
+	else if (j->replayed && j->wlen > j->wpos)
+		log_error("journal: closing %s: records after seq %" PRIu64
+		    " are lost: %s", j->dir, j->written_seq,
+		    strerror(-j->fatal));
+	seg_cut(j, 0);
+	free(j->segs);
+	free(j->wbuf);
+	if (j->efd >= 0)
+		close(j->efd);
+	if (j->lockfd >= 0)
+		close(j->lockfd);	/* releases the flock */
+	if (j->dirfd >= 0)
+		close(j->dirfd);
+	pthread_cond_destroy(&j->cv);
+	pthread_mutex_destroy(&j->mu);
+	free(j->dir);
+	free(j);
+}

@@ -1,0 +1,212 @@
+/*
+ * journal.h - the broker's write-ahead journal: records, segment files,
+ * group commit, replay and segment deletion.
+ *
+ * The broker decides what a record means (a type byte and a msgpack
+ * payload) and applies records through one function; the journal only
+ * stores, checks, replays and deletes them.  Sequence numbers are
+ * contiguous and start at 1; seq 0 is never a record.
+ *
+ * On disk (integers little-endian):
+ *   DIR/LOCK      flock()ed for the journal's lifetime; holds the owner's pid
+ *   DIR/journal-<first seq, 20 digits>.seg, preallocated to segment_size:
+ *     header, 32 bytes: "FERRYJNL", u32 version (1), u32 header size (32),
+ *                       u64 first seq, u32 0, u32 crc32c of bytes 0..27
+ *     records:          u32 crc32c | u32 len | u64 seq | u8 type | payload
+ *                       (the crc covers len, seq, type and payload)
+ *     end:              a zeroed record header; the rest of the file is
+ *                       zeros (the preallocation)
+ *   A record that does not fit in the current segment starts a new one.
+ *
+ * Life cycle, every call from the thread running the event_base:
+ *   journal_open(), journal_replay() once, then journal_append() freely and
+ *   journal_commit() once per loop turn, and journal_close().
+ *
+ * Durability.  journal_append() only copies into a memory buffer.
+ * journal_commit() pwrite()s the buffer (one call per segment touched) and
+ * then, per fsync policy (enum fsync_policy, options.h):
+ *   FSYNC_ALWAYS    a sync thread runs fdatasync, one at a time; records
+ *                   written while one runs are covered by the next (group
+ *                   commit).  Confirm a record once seq <= synced_seq.
+ *   FSYNC_EVERYSEC  a 1 s timer asks for one.  Confirm once written.
+ *   FSYNC_NEVER     none.  Confirm once written.
+ * Whatever the policy, a full segment is made durable (and new segment
+ * names are fsync'd into the directory) before any record is written to
+ * the next one, so a crash can only tear the last segment; close syncs.
+ *
+ * Failures.  Errors are -errno.  A failed write (ENOSPC, EIO, a short
+ * write, or no space to preallocate a segment) leaves no partial record on
+ * disk: the bytes written are zeroed again.  The unwritten records stay
+ * buffered with their seqs, and are retried at most once a second (by a
+ * timer, or by the first journal_commit() after that); until a write
+ * succeeds journal_append() and journal_commit() fail fast with the error,
+ * so the broker can refuse publishes with a retryable error.  Records
+ * appended before the failure are neither lost nor reordered: they are
+ * written (and confirmable) when the retry succeeds.
+ * A failed fdatasync is fatal for durability (the kernel may have dropped
+ * the dirty pages): it is logged, synced_seq never advances again, and
+ * every later append and commit returns the error; the broker should stop
+ * accepting writes and restart.  journal_error() tells either state.
+ */
+#ifndef FERRY_BROKER_JOURNAL_H
+#define FERRY_BROKER_JOURNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "options.h"		/* enum fsync_policy */
+
+struct event_base;
+struct journal;
+
+#define JOURNAL_SEGMENT_SIZE (64u << 20)	/* default */
+#define JOURNAL_SEGMENT_MIN 4096u
+#define JOURNAL_MAX_RECORD (16u << 20)		/* payload bytes */
+
+/*
+ * The journal's only contact with the disk after open, so tests can inject
+ * faults.  Each behaves like the syscall: 0 (or a byte count), or -1 with
+ * errno set; fallocate(fd, off, len) like posix_fallocate() but reporting
+ * through errno.  A NULL member (or io == NULL) means the real call.
+ * pwrite and fallocate run in the loop thread; fdatasync mostly in the
+ * sync thread, so it must be thread-safe.
+ */
+struct journal_io {
+	ssize_t (*pwrite)(int fd, const void *buf, size_t len, off_t off);
+	int (*fdatasync)(int fd);
+	int (*fallocate)(int fd, off_t off, off_t len);
+};
+
+struct journal_opts {
+	const char *dir;	/* created (one level, mode 0700) if missing */
+	int fsync;		/* enum fsync_policy */
+	uint64_t segment_size;	/* 0 = JOURNAL_SEGMENT_SIZE; >= SEGMENT_MIN */
+	const struct journal_io *io;	/* NULL = real syscalls; copied */
+};
+
+/*
+ * Open (and lock) the journal in o->dir.  Nothing is read yet: call
+ * journal_replay() next.  base is borrowed and must outlive the journal.
+ * On success *jp is the caller's, freed by journal_close().  Errors:
+ * -EINVAL (bad options), -EWOULDBLOCK (another process holds the
+ * directory: err says "data directory DIR is in use by another ferryd
+ * (pid N)"), or the -errno of mkdir/open/flock/thread creation; err (may be
+ * NULL) gets a sentence naming the path.
+ */
+int journal_open(struct journal **jp, struct event_base *base,
+    const struct journal_opts *o, char *err, size_t errlen);
+
+/*
+ * Replay every record, oldest first: apply(arg, seq, type, p, len) with p
+ * borrowed (valid only during the call); apply may be NULL (check only).
+ * apply may call journal_ref()/journal_unref(); nothing is deleted before
+ * replay has finished.  A non-zero return from apply stops replay and is
+ * returned.
+ * A torn tail (in the last segment: a partial record, a bad checksum, or
+ * garbage, with no valid record after it) is zeroed back to the last good
+ * record and logged.  Any other bad record is corruption: -EBADMSG with err
+ * naming the file and byte offset; with repair != 0 the journal is cut
+ * there instead (the rest of that segment zeroed, later segments deleted,
+ * logged as an error).  Other errors: -errno of reading or repairing.
+ * Must be called exactly once, before any append (else -EINVAL); after an
+ * error only journal_close() is useful.
+ */
+int journal_replay(struct journal *j,
+    int (*apply)(void *arg, uint64_t seq, uint8_t type, const uint8_t *p,
+    size_t len), void *arg, int repair, char *err, size_t errlen);
+
+/*
+ * Buffer one record; *seq (may be NULL) gets its sequence number.  p is
+ * copied.  No syscall.  Errors: -EMSGSIZE (len > JOURNAL_MAX_RECORD or too
+ * big for a segment), -ENOMEM, -EINVAL (before replay), or the journal's
+ * failure (journal_error()).
+ */
+int journal_append(struct journal *j, uint8_t type, const void *p,
+    size_t len, uint64_t *seq);
+
+/*
+ * Write what was appended and start a sync if the policy wants one.  Call
+ * once per loop turn.  Returns 0 or the journal's failure (see above); may
+ * call the durable callback before returning.
+ */
+int journal_commit(struct journal *j);
+
+/*
+ * cb(arg, written_seq, synced_seq) runs in the loop thread whenever either
+ * advances or journal_error() changes, from journal_commit() or from the
+ * journal's own events; never from journal_close().  Every seq <= written
+ * is in the files; every seq <= synced is on stable storage.  cb may call
+ * journal_append(), not journal_commit() or journal_close().
+ */
+void journal_set_durable_cb(struct journal *j,
+    void (*cb)(void *arg, uint64_t written_seq, uint64_t synced_seq),
+    void *arg);
+
+/*
+ * cb(arg) runs inside journal_append() when a record starts a new segment,
+ * before that record is placed: the records cb appends come first in the
+ * segment.  The broker writes its catalog (every live group) there, so that
+ * whatever segment replay starts from defines the groups its records
+ * name.  A non-zero return fails the append that rolled.  cb must not
+ * append through anything but journal_append(), must not commit, and its
+ * own appends never trigger a nested preamble.
+ */
+void journal_set_roll_cb(struct journal *j, int (*cb)(void *arg),
+    void *arg);
+
+uint64_t journal_written_seq(const struct journal *j);
+uint64_t journal_synced_seq(const struct journal *j);
+/* The seq the next append will get. */
+uint64_t journal_next_seq(const struct journal *j);
+/* 0, a retryable write error (cleared when a write succeeds), or a fatal
+ * fdatasync error (sticky). */
+int journal_error(const struct journal *j);
+
+/*
+ * Segment lifetime.  Call journal_ref(seq) when a live object's home record
+ * is seq and journal_unref(seq) when it dies or moves to a newer record.
+ * The oldest segments are deleted as soon as they and every older segment
+ * have no refs and they are not the segment being written: a broker that
+ * does not ref every record it still needs loses it at the next restart.
+ * Errors: -ENOENT (seq not in the journal), -EINVAL (unref below zero).
+ */
+int journal_ref(struct journal *j, uint64_t seq);
+int journal_unref(struct journal *j, uint64_t seq);
+
+/* First seq of the oldest segment holding a ref, 0 if none: copying the
+ * objects living there forward is what lets the journal shrink. */
+uint64_t journal_oldest_live_seq(const struct journal *j);
+
+struct journal_stats {
+	uint64_t segments;
+	uint64_t disk_bytes;	/* size of the segment files (preallocated) */
+	uint64_t used_bytes;	/* headers and records in them */
+	uint64_t live_records;	/* sum of refs */
+	uint64_t live_bytes;	/* estimate: per segment, used * live/records */
+	uint64_t first_seq;	/* oldest record kept, 0 if none */
+	uint64_t next_seq;
+	uint64_t buffered_bytes;	/* appended, not yet written */
+};
+void journal_get_stats(const struct journal *j, struct journal_stats *st);
+
+/* Segment i, 0 = oldest.  Returns 0, or -ENOENT when i is past the end. */
+struct journal_segment_info {
+	uint64_t first_seq;
+	uint64_t last_seq;	/* first_seq - 1 while empty */
+	uint64_t records;	/* counted since open (replay + appends) */
+	uint64_t live;		/* refs */
+	uint64_t used_bytes;
+	int active;		/* the segment appends go to: never deleted */
+};
+int journal_segment_info(const struct journal *j, size_t i,
+    struct journal_segment_info *si);
+
+/*
+ * Write what is buffered, sync it, stop the sync thread and release the
+ * lock.  Failures are logged (there is no one left to tell).  NULL is a
+ * no-op.
+ */
+void journal_close(struct journal *j);
+
+#endif
