@@ -1,0 +1,184 @@
+/*
+ * broker.c - broker state, the end-of-turn flush, reaping of closed
+ * connections, and signals.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "broker.h"
+#include "conn.h"
+#include "group.h"
+#include "log.h"
+#include "options.h"
+#include "topic.h"
+
+static void
+flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct broker *b = arg;
+	struct conn *c;
+
+	broker_pump_due(b);
+	/* One journal write per turn; under fsync=everysec/never it also
+	 * releases this turn's confirms, staged before the flush below. */
+	store_commit(b);
+	while ((c = list_first(&b->flush, struct conn, flink)))
+		conn_flush(c);	/* unlinks c */
+}
+
+static void
+reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct broker *b = arg;
+	struct conn *c;
+
+	while ((c = list_first(&b->reap, struct conn, link)))
+		conn_free(c);	/* unlinks c */
+}
+
+void
+broker_pump_due(struct broker *b)
+{
+	struct group *g;
+
+	while ((g = list_first(&b->pumpq, struct group, pumplink))) {
+		list_del(&g->pumplink);
+		group_pump(g);
+	}
+}
+
+void
+broker_want_commit(struct broker *b)
+{
+	event_active(b->flush_ev, 0, 0);
+}
+
+void
+broker_want_flush(struct broker *b, struct conn *c)
+{
+	if (list_empty(&b->flush))
+		event_active(b->flush_ev, 0, 0);
+	list_add_tail(&b->flush, &c->flink);
+}
+
+void
+broker_want_reap(struct broker *b, struct conn *c)
+{
+	if (c->reaping)
+		return;
+	c->reaping = 1;
+	list_del(&c->link);
+	list_add_tail(&b->reap, &c->link);
+	event_active(b->reap_ev, 0, 0);
+}
+
+static void
+mark_all_closing(struct broker *b)
+{
+	struct list *pos;
+
+	list_for_each(pos, &b->conns)
+		list_entry(pos, struct conn, link)->closing = 1;
+}
+
+static void
+signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct broker *b = arg;
+
+	log_info("received %s; shutting down", strsignal((int)sig));
+	broker_stop(b);
+}
+
+void
+broker_stop(struct broker *b)
+{
+	if (b->stopping)
+		return;
+	b->stopping = 1;
+	broker_unlisten(b);
+	/* Ends after the active callbacks of this turn, flush included. */
+	event_base_loopexit(b->base, NULL);
+}
+
+uint64_t
+broker_rand(struct broker *b)
+{
+	/* xorshift64*: jitter needs speed and spread, not secrecy. */
+	b->rng ^= b->rng >> 12;
+	b->rng ^= b->rng << 25;
+	b->rng ^= b->rng >> 27;
+	return b->rng * 2685821657736338717ull;
+}
+
+int
+broker_init(struct broker *b, struct event_base *base,
+    const struct options *o)
+{
+	static const int sigs[2] = {SIGTERM, SIGINT};
+	struct timespec ts;
+
+	memset(b, 0, sizeof(*b));
+	b->base = base;
+	b->opt = o;
+	b->port = -1;
+	list_init(&b->conns);
+	list_init(&b->flush);
+	list_init(&b->reap);
+	list_init(&b->pumpq);
+	topic_registry_init(b);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	b->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^
+	    ((uint64_t)getpid() << 40) ^ 0x9e3779b97f4a7c15ull;
+	if (event_base_priority_init(base, PRIO_COUNT) < 0)
+		return -EINVAL;
+	b->flush_ev = event_new(base, -1, 0, flush_cb, b);
+	b->reap_ev = event_new(base, -1, 0, reap_cb, b);
+	if (!b->flush_ev || !b->reap_ev)
+		goto nomem;
+	event_priority_set(b->flush_ev, PRIO_FLUSH);
+	event_priority_set(b->reap_ev, PRIO_FLUSH);
+	for (int i = 0; i < 2; i++) {
+		b->sig_ev[i] = evsignal_new(base, sigs[i], signal_cb, b);
+		if (!b->sig_ev[i] || evsignal_add(b->sig_ev[i], NULL) < 0)
+			goto nomem;
+	}
+	return 0;
+nomem:
+	broker_fini(b);
+	return -ENOMEM;
+}
+
+void
+broker_fini(struct broker *b)
+{
+	struct conn *c;
+
+	broker_unlisten(b);
+	b->stopping = 1;
+	/* The journal closes (and syncs) first: freeing the state below must
+	 * not unreference records, or their segments would be deleted. */
+	store_close(b);
+	/* Closing everyone first keeps releases from delivering to peers
+	 * that are about to go too. */
+	mark_all_closing(b);
+	while ((c = list_first(&b->conns, struct conn, link)))
+		conn_free(c);
+	while ((c = list_first(&b->reap, struct conn, link)))
+		conn_free(c);
+	topic_registry_fini(b);
+	for (int i = 0; i < 2; i++)
+		if (b->sig_ev[i])
+			event_free(b->sig_ev[i]);
+	if (b->flush_ev)
+		event_free(b->flush_ev);
+	if (b->reap_ev)
+		event_free(b->reap_ev);
+	memset(b->sig_ev, 0, sizeof(b->sig_ev));
+	b->flush_ev = b->reap_ev = NULL;
+}

@@ -1,0 +1,71 @@
+/*
+ * broker.h - the broker: one libevent loop owning all state.
+ */
+#ifndef FERRY_BROKER_BROKER_H
+#define FERRY_BROKER_BROKER_H
+
+#include <stdint.h>
+
+#include "list.h"
+#include "store.h"
+
+struct event_base;
+struct event;
+struct evconnlistener;
+struct options;
+struct topic;
+
+/* Event priorities: I/O and timers run before the end-of-turn flush. */
+#define PRIO_IO 1
+#define PRIO_FLUSH 2
+#define PRIO_COUNT 3
+
+struct broker {
+	struct event_base *base;
+	const struct options *opt;
+	struct evconnlistener *listener;
+	int port;		/* bound port, after broker_listen() */
+	struct topic **topics;	/* hash table, chained by topic.hnext */
+	uint32_t topics_cap;	/* power of two */
+	uint32_t ntopics;
+	struct list conns;	/* struct conn.link */
+	uint32_t nconns;
+	uint64_t next_conn_id;
+	struct list flush;	/* struct conn.flink: staged output */
+	struct event *flush_ev;
+	struct list pumpq;	/* struct group.pumplink: pumps due */
+	struct list reap;	/* closing conns to free */
+	struct event *reap_ev;
+	struct event *sig_ev[2];
+	struct store store;	/* journal and durable state */
+	uint64_t rng;		/* xorshift64* state, for jitter */
+	uint8_t stopping;
+};
+
+/* Set up state on base (priorities must not be initialised yet). 0 or
+ * -errno. */
+int broker_init(struct broker *b, struct event_base *base,
+    const struct options *o);
+void broker_fini(struct broker *b);
+
+/* Bind the listener (server.c).  0 or -errno, logged. */
+int broker_listen(struct broker *b);
+void broker_unlisten(struct broker *b);
+
+/* Stop accepting and leave the loop after this turn. */
+void broker_stop(struct broker *b);
+
+uint64_t broker_rand(struct broker *b);
+
+/* Make sure the end-of-turn flush (journal commit included) runs. */
+void broker_want_commit(struct broker *b);
+
+/* Run the pumps group_pump_later() asked for. */
+void broker_pump_due(struct broker *b);
+
+/* Schedule the end-of-turn flush of c / the freeing of closed conns. */
+struct conn;
+void broker_want_flush(struct broker *b, struct conn *c);
+void broker_want_reap(struct broker *b, struct conn *c);
+
+#endif

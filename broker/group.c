@@ -1,0 +1,316 @@
+/*
+ * group.c - ready queue, delayed heap, round-robin delivery, redelivery
+ * with backoff and dead-lettering.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "broker.h"
+#include "clock.h"
+#include "conn.h"
+#include "group.h"
+#include "log.h"
+#include "msg.h"
+#include "options.h"
+#include "sub.h"
+#include "topic.h"
+
+static void delay_cb(evutil_socket_t fd, short what, void *arg);
+
+struct group *
+group_new(struct topic *t, const char *name, size_t name_len,
+    uint32_t ack_timeout_ms, uint32_t max_attempts, int ephemeral)
+{
+	struct group *g = calloc(1, sizeof(*g));
+
+	if (!g)
+		return NULL;
+	g->b = t->b;
+	g->topic = t;
+	g->name = strndup(name, name_len);
+	g->delay_ev = evtimer_new(t->b->base, delay_cb, g);
+	if (!g->name || !g->delay_ev) {
+		free(g->name);
+		if (g->delay_ev)
+			event_free(g->delay_ev);
+		free(g);
+		return NULL;
+	}
+	list_init(&g->tlink);
+	list_init(&g->ready);
+	list_init(&g->members);
+	list_init(&g->pumplink);
+	g->rr = &g->members;
+	heap_init(&g->delayed);
+	g->ack_timeout_ms = ack_timeout_ms;
+	/* Dead-letter topics never dead-letter again; ephemeral groups are
+	 * not durable, so they cannot hand a message to a durable one. */
+	g->max_attempts = t->is_dlq || ephemeral ? 0 : max_attempts;
+	g->ephemeral = (uint8_t)!!ephemeral;
+	return g;
+}
+
+void
+group_free(struct group *g)
+{
+	struct list *pos, *tmp;
+	struct qent *e;
+
+	if (!g)
+		return;
+	list_del(&g->pumplink);
+	list_for_each_safe(pos, tmp, &g->ready) {
+		e = list_entry(pos, struct qent, link);
+		list_del(&e->link);
+		qent_free(e);
+	}
+	while ((e = heap_pop(&g->delayed)))
+		qent_free(e);
+	heap_fini(&g->delayed);
+	event_free(g->delay_ev);
+	free(g->name);
+	free(g);
+}
+
+void
+group_enqueue(struct group *g, struct qent *e)
+{
+	e->group = g;
+	list_add_tail(&g->ready, &e->link);
+	g->nready++;
+	g->st.enqueued++;
+}
+
+/* Next member with credit in round-robin order, or NULL. */
+static struct sub *
+pick(struct group *g)
+{
+	struct list *pos = g->rr;
+
+	for (uint32_t i = 0; i <= g->nmembers; i++) {
+		if (pos == &g->members) {
+			pos = pos->next;
+			continue;
+		}
+		struct sub *s = list_entry(pos, struct sub, glink);
+
+		pos = pos->next;
+		if (sub_has_credit(s)) {
+			g->rr = pos;
+			return s;
+		}
+	}
+	return NULL;
+}
+
+void
+group_pump(struct group *g)
+{
+	struct qent *e;
+	struct sub *s;
+
+	/* Delivering can close a connection, whose release pumps again. */
+	if (g->pumping)
+		return;
+	g->pumping = 1;
+	while ((e = list_first(&g->ready, struct qent, link)) &&
+	    (s = pick(g))) {
+		list_del(&e->link);
+		g->nready--;
+		if (sub_deliver(s, e) < 0) {
+			list_add_head(&g->ready, &e->link);
+			g->nready++;
+			break;
+		}
+	}
+	g->pumping = 0;
+}
+
+void
+group_detach(struct qent *e)
+{
+	struct group *g = e->group;
+
+	if (e->sub) {
+		sub_lease_end(e->sub, e);
+	} else if (e->heap_idx != HEAP_NONE) {
+		heap_remove(&g->delayed, e);
+	} else {
+		list_del(&e->link);
+		g->nready--;
+	}
+}
+
+void
+group_pump_later(struct group *g)
+{
+	if (list_empty(&g->pumplink))
+		list_add_tail(&g->b->pumpq, &g->pumplink);
+}
+
+void
+group_ack(struct qent *e)
+{
+	struct group *g = e->group;
+
+	sub_lease_end(e->sub, e);
+	g->st.acked++;
+	qent_free(e);
+}
+
+uint64_t
+group_backoff_ms(uint32_t base_ms, uint32_t max_ms, uint32_t attempts,
+    uint64_t rnd)
+{
+	uint64_t d = base_ms;
+
+	for (uint32_t i = 1; i < attempts && d < max_ms; i++)
+		d *= 2;
+	if (d > max_ms)
+		d = max_ms;
+	if (d < 2)
+		return d;
+	return d / 2 + rnd % (d - d / 2 + 1);
+}
+
+void
+group_arm_delay(struct group *g)
+{
+	struct qent *top = heap_top(&g->delayed);
+	uint64_t now, ms;
+	struct timeval tv;
+
+	if (!top)
+		return;
+	now = clock_mono_ms();
+	ms = top->deadline > now ? top->deadline - now : 0;
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+	/* Re-adding moves the timer: cheap, only on heap-top changes. */
+	evtimer_add(g->delay_ev, &tv);
+}
+
+static void
+delay_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct group *g = arg;
+	uint64_t now = clock_mono_ms();
+	struct list due;
+	struct qent *e;
+
+	list_init(&due);
+	while ((e = heap_top(&g->delayed)) && e->deadline <= now) {
+		heap_pop(&g->delayed);
+		list_add_tail(&due, &e->link);
+		g->nready++;
+	}
+	/* Redeliveries overtake first deliveries, in due order. */
+	list_splice_tail(&due, &g->ready);	/* due = due + ready */
+	list_splice_tail(&g->ready, &due);	/* ready = due */
+	group_arm_delay(g);
+	group_pump(g);
+}
+
+int
+group_dlq_prepare(struct qent *e, struct group_dlq *d)
+{
+	struct group *g = e->group;
+	struct topic *t = g->topic;
+	struct msg *m = e->msg;
+	uint32_t n = 0;
+	int len;
+
+	memset(d, 0, sizeof(*d));
+	len = snprintf(d->topic, sizeof(d->topic), "%s" TOPIC_DLQ_SUFFIX,
+	    t->name);
+	if (len < 0 || (size_t)len >= sizeof(d->topic) ||
+	    !fy_name_valid(d->topic, (size_t)len))
+		return -ENAMETOOLONG;
+	d->topic_len = (size_t)len;
+	if (!(d->hdr = calloc(m->nhdr + 4, sizeof(*d->hdr))))
+		return -ENOMEM;
+	for (uint32_t i = 0; i < m->nhdr; i++) {
+		/* Drop dlq-* headers of an earlier dead-lettering. */
+		if (m->hdr[i].k.len > 4 && !memcmp(m->hdr[i].k.p, "dlq-", 4))
+			continue;
+		d->hdr[n++] = m->hdr[i];
+	}
+	snprintf(d->attempts, sizeof(d->attempts), "%u",
+	    (unsigned)e->attempts);
+	d->hdr[n++] = (struct fy_kv){{"dlq-topic", 9},
+	    {t->name, (uint32_t)t->name_len}};
+	d->hdr[n++] = (struct fy_kv){{"dlq-group", 9},
+	    {g->name, (uint32_t)strlen(g->name)}};
+	d->hdr[n++] = (struct fy_kv){{"dlq-attempts", 12},
+	    {d->attempts, (uint32_t)strlen(d->attempts)}};
+	if (e->nhist) {
+		const char *reason = qent_cause_name(
+		    e->hist[e->nhist - 1].cause);
+
+		d->hdr[n++] = (struct fy_kv){{"dlq-reason", 10},
+		    {reason, (uint32_t)strlen(reason)}};
+	}
+	for (uint16_t i = 0; i < e->nhist; i++) {
+		struct qhist_entry *h = &e->hist[i];
+		const char *cause = qent_cause_name(h->cause);
+
+		d->hist[i].cause = (struct fy_str){cause,
+		    (uint32_t)strlen(cause)};
+		d->hist[i].error = (struct fy_str){h->error,
+		    h->error ? (uint32_t)strlen(h->error) : 0};
+		d->hist[i].consumer = (struct fy_str){h->consumer,
+		    (uint32_t)strlen(h->consumer)};
+		d->hist[i].at = h->at;
+	}
+	d->nhist = e->nhist;
+	d->pm = (struct fy_pubmsg){
+		.body = {m->body, m->body_len},
+		.hdr = d->hdr,
+		.nhdr = n,
+	};
+	return 0;
+}
+
+void
+group_dlq_release(struct group_dlq *d)
+{
+	free(d->hdr);
+	d->hdr = NULL;
+}
+
+void
+group_fail(struct qent *e, int cause, const char *consumer,
+    size_t consumer_len, const char *err, size_t err_len, uint64_t delay_ms)
+{
+	struct group *g = e->group;
+
+	/* History is best effort: losing it must not lose the message. */
+	if (qent_hist_add(e, cause, clock_wall_ms(), consumer, consumer_len,
+	    err, err_len) < 0)
+		log_warn("out of memory recording history of %s", e->msg->id);
+	if (e->sub)
+		sub_lease_end(e->sub, e);
+	if (e->causes[cause] < UINT16_MAX)
+		e->causes[cause]++;
+	if (cause != CAUSE_RELEASED && e->attempts < UINT16_MAX)
+		e->attempts++;
+	g->st.failed[cause]++;
+	if (delay_ms == 0) {
+		list_add_head(&g->ready, &e->link);
+		g->nready++;
+		return;
+	}
+	e->deadline = clock_mono_ms() + delay_ms;
+	if (heap_push(&g->delayed, e) < 0) {
+		/* No room to delay it: redeliver now rather than drop. */
+		list_add_head(&g->ready, &e->link);
+		g->nready++;
+		return;
+	}
+	if (heap_top(&g->delayed) == e)
+		group_arm_delay(g);
+}

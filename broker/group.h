@@ -1,0 +1,126 @@
+/*
+ * group.h - a queue attached to a topic: ready FIFO, delayed heap, members.
+ *
+ * Every message published to a topic gets one queue entry in each of its
+ * groups (fan-out).  Inside a group an entry goes to one member at a time,
+ * round-robin among members with credit (competing consumers).
+ */
+#ifndef FERRY_BROKER_GROUP_H
+#define FERRY_BROKER_GROUP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codec.h"
+#include "heap.h"
+#include "msg.h"
+#include "list.h"
+
+struct broker;
+struct topic;
+struct qent;
+struct event;
+
+struct group_stats {
+	uint64_t enqueued;	/* entries added (publishes fanned out here) */
+	uint64_t delivered;	/* deliveries, redeliveries included */
+	uint64_t acked;
+	uint64_t failed[4];	/* by enum qent_cause */
+	uint64_t dead_lettered;
+};
+
+struct group {
+	struct broker *b;
+	uint64_t gid;		/* journal id; 0 for ephemeral groups */
+	uint64_t home;		/* seq of its REC_GROUP, referenced */
+	struct group *gnext;	/* store's gid hash chain */
+	struct topic *topic;
+	char *name;		/* owned, NUL-terminated */
+	struct list tlink;	/* in topic->groups */
+	struct list ready;	/* qent.link; first deliveries FIFO,
+				   redeliveries go to the head */
+	struct heap delayed;	/* qents with a not-before time */
+	struct event *delay_ev;	/* armed for heap top, lazily */
+	struct list members;	/* struct sub.glink, round-robin order */
+	struct list *rr;	/* member to try next; &members = first */
+	uint32_t nmembers;
+	uint64_t nready;
+	uint64_t ninflight;
+	uint32_t ack_timeout_ms;
+	uint32_t max_attempts;	/* 0 = never dead-letter */
+	uint8_t ephemeral;
+	uint8_t pumping;	/* group_pump() is on the stack */
+	uint8_t deleting;	/* topic_group_delete() in progress */
+	struct list pumplink;	/* broker->pumpq while a pump is due */
+	struct group_stats st;
+};
+
+/*
+ * Create a group on t (not linked into t: topic_group_get() does that).
+ * name is copied.  Returns NULL on ENOMEM.
+ */
+struct group *group_new(struct topic *t, const char *name, size_t name_len,
+    uint32_t ack_timeout_ms, uint32_t max_attempts, int ephemeral);
+
+/* Free g and every entry it holds.  Members must have been removed. */
+void group_free(struct group *g);
+
+/* Append a first delivery to the ready FIFO (g takes e). */
+void group_enqueue(struct group *g, struct qent *e);
+
+/* Deliver ready entries to members with credit.  Safe to call often. */
+void group_pump(struct group *g);
+
+/*
+ * Pump g once the current batch of requests is handled (broker_pump_due),
+ * so that an ACK followed by an UNSUB in one packet does not hand the
+ * leaving member one more message.
+ */
+void group_pump_later(struct group *g);
+
+/* A leased entry was acknowledged: forget it. */
+void group_ack(struct qent *e);
+
+/*
+ * A delivery of e ended without an ack (cause: enum qent_cause), as told
+ * by a journal record (store.c applies it; call store_fail() instead).
+ * e must be leased or detached.  Its history and attempts are updated and
+ * it is requeued after delay_ms.  consumer, err: who failed it and the
+ * nack's error text (err may be NULL).  Dead-lettering is the store's
+ * decision, made live and journaled as records of its own.  Does not pump;
+ * callers pump once after a batch of failures.
+ */
+void group_fail(struct qent *e, int cause, const char *consumer,
+    size_t consumer_len, const char *err, size_t err_len, uint64_t delay_ms);
+
+/* The dead-letter copy of an entry's message, ready to publish. */
+struct group_dlq {
+	char topic[FY_NAME_MAX + 8];	/* "<topic>.dlq" */
+	size_t topic_len;
+	struct fy_pubmsg pm;		/* body and headers, borrowed */
+	struct fy_kv *hdr;		/* owned */
+	struct fy_hist hist[QHIST_MAX];	/* borrowed strings */
+	uint32_t nhist;
+	char attempts[16];
+};
+
+/* Fill d for e (with dlq-topic, dlq-group, dlq-attempts and dlq-reason
+ * headers and e's history).  0, -ENAMETOOLONG, -ENOMEM. */
+int group_dlq_prepare(struct qent *e, struct group_dlq *d);
+void group_dlq_release(struct group_dlq *d);
+
+/* (Re)arm the delay timer for the earliest delayed entry. */
+void group_arm_delay(struct group *g);
+
+/* Take e out of wherever it waits in its group (lease, ready or delayed). */
+void group_detach(struct qent *e);
+
+/*
+ * Redelivery delay after the given number of failed attempts (>= 1):
+ * base * 2^(attempts-1), capped at max, with "equal jitter": half fixed,
+ * half drawn from rnd.  Pure, for tests.
+ */
+uint64_t group_backoff_ms(uint32_t base_ms, uint32_t max_ms,
+    uint32_t attempts, uint64_t rnd);
+
+#endif

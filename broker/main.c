@@ -1,0 +1,66 @@
+/*
+ * main.c - ferryd: options, loop, readiness, shutdown.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <systemd/sd-daemon.h>
+
+#include "broker.h"
+#include "config.h"
+#include "log.h"
+#include "options.h"
+
+int
+main(int argc, char **argv)
+{
+	struct options o;
+	struct broker b;
+	struct event_base *base;
+	char err[512] = "";
+	int r, status = 1;
+
+	if (options_init(&o) < 0) {
+		fprintf(stderr, "ferryd: out of memory\n");
+		return 1;
+	}
+	r = options_parse(&o, argc, argv);
+	if (r != 0) {
+		options_fini(&o);
+		return r > 0 ? 0 : 2;
+	}
+	log_level = o.log_level;
+	/* A client that vanishes must not kill us on write. */
+	signal(SIGPIPE, SIG_IGN);
+
+	if (!(base = event_base_new())) {
+		log_error("cannot create the event loop");
+		goto out;
+	}
+	if (broker_init(&b, base, &o) < 0) {
+		log_error("cannot initialise the broker");
+		goto out_base;
+	}
+	if ((r = store_open(&b, err, sizeof(err))) < 0) {
+		log_error("%s", err[0] ? err : strerror(-r));
+		goto out_broker;
+	}
+	if (broker_listen(&b) < 0)
+		goto out_broker;
+	log_info("ferryd %s ready (data in %s)", FERRY_VERSION, o.data_dir);
+	sd_notify(0, "READY=1");
+	event_base_dispatch(base);
+	sd_notify(0, "STOPPING=1");
+	log_info("stopped");
+	status = 0;
+out_broker:
+	broker_fini(&b);
+out_base:
+	event_base_free(base);
+out:
+	options_fini(&o);
+	return status;
+}

@@ -1,0 +1,133 @@
+/*
+ * msg.h - a stored message and its per-group queue entries.
+ *
+ * struct msg is immutable once built and shared by reference count among
+ * every group it was fanned out to: the body is copied once, from the
+ * connection's input into the single allocation that holds the struct, the
+ * id, the headers and the body.
+ *
+ * struct qent is one message's state in one group (or in a topic's backlog
+ * while the topic has no group).  It is in exactly one place at a time:
+ *   - group->ready (link), waiting for a member with credit;
+ *   - group->delayed (heap_idx), waiting for its not-before time;
+ *   - sub->leases (link), delivered and unacknowledged;
+ *   - topic->backlog (link), no group yet.
+ */
+#ifndef FERRY_BROKER_MSG_H
+#define FERRY_BROKER_MSG_H
+
+#include <stdint.h>
+
+#include "codec.h"
+#include "list.h"
+
+struct group;
+struct sub;
+struct topic;
+
+struct msg {
+	uint32_t refs;
+	uint32_t body_len;
+	uint64_t seq;		/* journal record that created it; 0 if none */
+	uint32_t dur_refs;	/* durable entries holding it: while > 0 its
+				   record is referenced in the journal */
+	struct qent *ents;	/* durable entries, by qent.mnext */
+	struct topic *topic;	/* valid while dur_refs > 0 */
+	struct list slink;	/* store.live while dur_refs > 0, in seq
+				   order: compaction takes from the head */
+	uint64_t ts;		/* publish time, unix ms */
+	struct fy_kv *hdr;	/* points into this allocation */
+	struct fy_hist *hist;	/* dead letters only; into this allocation */
+	uint32_t nhdr;
+	uint32_t nhist;
+	uint8_t id_len;
+	char *id;		/* into this allocation, NUL-terminated */
+	char *body;		/* into this allocation */
+};
+
+/*
+ * Build a message from a decoded publish.  id/id_len is the message id (the
+ * producer's, or one from msg_id_generate()).  hist may be NULL.  Copies
+ * everything; returns a message with refs == 1, or NULL on ENOMEM.
+ */
+struct msg *msg_new(const struct fy_pubmsg *pm, const char *id, size_t id_len,
+    uint64_t ts, const struct fy_hist *hist, uint32_t nhist);
+
+static inline struct msg *
+msg_ref(struct msg *m)
+{
+	m->refs++;
+	return m;
+}
+
+void msg_unref(struct msg *m);	/* msg_unref(NULL) is a no-op */
+
+/* Bytes of memory the message accounts for (for stats and limits). */
+size_t msg_size(const struct msg *m);
+
+/*
+ * Message ids: canonical lowercase UUID text (36 chars + NUL).  A random
+ * version-4 UUID is drawn once from libuuid; later ids add a counter to its
+ * random bits, so generating one costs no syscall (uuid_generate_random()
+ * calls getrandom() each time) while staying unique per broker run.
+ */
+#define MSG_ID_LEN 36
+void msg_id_generate(char out[MSG_ID_LEN + 1]);
+
+/* Why a delivery ended without an ack.  Values index cause names. */
+enum qent_cause {
+	CAUSE_EXPIRED = 0,	/* lease deadline missed */
+	CAUSE_NACKED = 1,	/* explicit NACK */
+	CAUSE_RELEASED = 2,	/* returned by UNSUB: no fault, not counted
+				   toward max_attempts */
+	CAUSE_DISCONNECTED = 3,	/* consumer's connection dropped */
+	CAUSE_MAX
+};
+const char *qent_cause_name(int cause);
+
+/* One failed delivery, kept for the dead-letter history. */
+struct qhist_entry {
+	uint64_t at;		/* unix ms */
+	uint8_t cause;		/* enum qent_cause */
+	char *consumer;		/* owned */
+	char *error;		/* owned, may be NULL */
+};
+
+#define QHIST_MAX 32		/* entries kept per message (most recent) */
+
+struct qent {
+	struct list link;	/* ready list, lease list or backlog */
+	struct msg *msg;	/* a reference we hold */
+	struct group *group;	/* NULL while in a topic backlog */
+	struct sub *sub;	/* holder while leased, else NULL */
+	uint64_t deadline;	/* leased: lease deadline; delayed: not-before
+				   (monotonic ms) */
+	uint64_t lease;		/* token while leased, else 0 */
+	uint32_t heap_idx;	/* index in group->delayed, or HEAP_NONE */
+	uint16_t attempts;	/* failed deliveries so far (every cause but
+				   released); a delivery is attempt + 1.
+				   Deliveries are not journaled, failures
+				   are: this way replay rebuilds it. */
+	uint16_t causes[CAUSE_MAX];	/* failed deliveries by cause */
+	uint16_t nhist;
+	uint8_t durable;	/* counted in msg->dur_refs (store_hold) */
+	struct qent *mnext;	/* msg->ents chain while durable */
+	struct qhist_entry *hist;	/* NULL until the first failure */
+};
+
+/* Called by qent_free() for durable entries (the store's bookkeeping). */
+void qent_set_release_hook(void (*fn)(void *arg, struct qent *e),
+    void *arg);
+
+/* A new entry holding a reference to m; NULL on ENOMEM. */
+struct qent *qent_new(struct msg *m, struct group *g);
+/* Frees e and drops its message reference.  Must be unlinked from every
+ * structure first. */
+void qent_free(struct qent *e);
+
+/* Record a failed delivery; keeps the most recent QHIST_MAX. */
+int qent_hist_add(struct qent *e, int cause, uint64_t at,
+    const char *consumer, size_t consumer_len, const char *error,
+    size_t error_len);
+
+#endif

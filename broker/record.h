@@ -1,0 +1,120 @@
+/*
+ * record.h - payloads of the journal's records (msgpack arrays).
+ *
+ * Pure: bytes in, struct out, no I/O.  A decoded record borrows from the
+ * payload and from the decoder's zone, like protocol/codec.h.
+ *
+ *   REC_PUB        [topic, id, ts, hdr map|nil, body bin
+ *                   (, hist [[cause, error, consumer, at]...])]
+ *                  hist only on dead letters
+ *   REC_ACK        [gid, mseq]
+ *   REC_FAIL       [gid, mseq, cause, at, not_before, consumer, error]
+ *   REC_GROUP      [gid, topic, name, ack_timeout_ms, max_attempts]
+ *   REC_GROUP_DEL  [gid]
+ *   REC_TOPIC_DEL  [topic]
+ *   REC_MOVE       [old_mseq, topic, id, ts, hdr map|nil, body bin,
+ *                   hist [[cause, error, consumer, at]...]|nil,
+ *                   entries [[gid, attempts, [causes...], not_before,
+ *                             [[cause, at, consumer, error]...]]...]]
+ *
+ * REC_MOVE is compaction's copy of a live message out of an old segment: it
+ * carries the message and its state in every durable group (gid 0: the
+ * topic's backlog), so that the old segment can be deleted.  At replay it
+ * renames the message to its new seq if the original is still there, and
+ * recreates it from the record otherwise.
+ * mseq is the seq of the record that created the message: its REC_PUB, or
+ * for a dead letter the REC_FAIL that moved it.  Times are unix ms;
+ * not_before 0 means "redeliver at once".  Never renumber: old journals
+ * must keep replaying.
+ */
+#ifndef FERRY_BROKER_RECORD_H
+#define FERRY_BROKER_RECORD_H
+
+#include <stdint.h>
+
+#include <msgpack.h>
+
+#include "codec.h"
+
+enum rec_type {
+	REC_PUB = 1,
+	REC_ACK = 2,
+	REC_FAIL = 3,
+	REC_GROUP = 4,
+	REC_GROUP_DEL = 5,
+	REC_TOPIC_DEL = 6,
+	REC_MOVE = 7,
+};
+
+#define REC_CAUSES 4		/* enum qent_cause values in a REC_MOVE */
+
+struct rec_qhist {
+	uint32_t cause;
+	uint64_t at;
+	struct fy_str consumer, error;
+};
+
+struct rec_entry {
+	uint64_t gid;		/* 0: the topic's backlog */
+	uint32_t attempts;
+	uint32_t causes[REC_CAUSES];
+	uint64_t not_before;	/* unix ms; 0: ready */
+	struct rec_qhist *hist;
+	uint32_t nhist;
+};
+
+struct rec {
+	uint8_t type;		/* enum rec_type */
+	union {
+		struct {
+			struct fy_str topic;
+			struct fy_str id;
+			uint64_t ts;
+			struct fy_pubmsg m;	/* body and hdr; m.id unused */
+			const struct fy_hist *hist;	/* dead letters */
+			uint32_t nhist;
+		} pub;
+		struct {
+			uint64_t gid, mseq;
+		} ack;
+		struct {
+			uint64_t gid, mseq;
+			uint32_t cause;		/* enum qent_cause */
+			uint64_t at, not_before;
+			struct fy_str consumer, error;
+		} fail;
+		struct {
+			uint64_t gid;
+			struct fy_str topic, name;
+			uint32_t ack_timeout_ms, max_attempts;
+		} group;
+		struct {
+			uint64_t gid;
+		} group_del;
+		struct {
+			struct fy_str topic;
+		} topic_del;
+		struct {
+			uint64_t old_mseq;
+			struct fy_str topic, id;
+			uint64_t ts;
+			struct fy_pubmsg m;	/* body and hdr */
+			struct fy_hist *hist;	/* dead letters' history */
+			uint32_t nhist;
+			struct rec_entry *ent;
+			uint32_t nent;
+		} move;
+	};
+};
+
+/* Append r's payload to sb (the caller clears it).  0 or -ENOMEM. */
+int rec_encode(msgpack_sbuffer *sb, const struct rec *r);
+
+/*
+ * Decode a payload of the given type.  zone is cleared first and holds
+ * arrays afterwards.  0, -EBADMSG (malformed or unknown type), -ENOMEM.
+ */
+int rec_decode(msgpack_zone *zone, uint8_t type, const uint8_t *p,
+    size_t len, struct rec *r);
+
+#endif

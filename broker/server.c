@@ -1,0 +1,148 @@
+/*
+ * server.c - the TCP listener: bind, report the port, accept, limit.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "broker.h"
+#include "codec.h"
+#include "conn.h"
+#include "log.h"
+#include "options.h"
+
+/* Refuse a connection over max_connections with one ERR frame, written
+ * with a plain send(): the socket is new, so its buffer has room. */
+static void
+refuse(evutil_socket_t fd, unsigned max)
+{
+	struct fy_enc e;
+	struct fy_frame f = {.type = FY_T_ERR};
+	char text[96];
+	int n;
+
+	n = snprintf(text, sizeof(text),
+	    "too many connections (max_connections = %u)", max);
+	f.err.code = FY_E_LIMIT;
+	f.err.msg = (struct fy_str){text, (uint32_t)n};
+	fy_enc_init(&e);
+	if (fy_encode(&e, &f) == FY_OK &&
+	    send(fd, e.sb.data, e.sb.size, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+		log_debug("refusing a connection: %s", strerror(errno));
+	fy_enc_fini(&e);
+	evutil_closesocket(fd);
+}
+
+static void
+accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+    int salen, void *arg)
+{
+	struct broker *b = arg;
+
+	if (b->nconns >= b->opt->max_connections) {
+		log_warn("connection refused: max_connections (%u) reached",
+		    b->opt->max_connections);
+		refuse(fd, b->opt->max_connections);
+		return;
+	}
+	conn_new(b, fd, sa, salen);
+}
+
+static void
+accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	int err = EVUTIL_SOCKET_ERROR();
+
+	/* EMFILE and friends: keep serving who is connected. */
+	log_warn("accept: %s", evutil_socket_error_to_string(err));
+}
+
+static int
+write_port_file(const char *path, int port)
+{
+	char tmp[4096];
+	FILE *f;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	if (!(f = fopen(tmp, "w")))
+		return -errno;
+	fprintf(f, "%d\n", port);
+	if (fclose(f) != 0) {
+		unlink(tmp);
+		return -EIO;
+	}
+	/* rename() makes the file appear whole: readers poll for it. */
+	if (rename(tmp, path) < 0) {
+		int r = -errno;
+
+		unlink(tmp);
+		return r;
+	}
+	return 0;
+}
+
+int
+broker_listen(struct broker *b)
+{
+	const struct options *o = b->opt;
+	struct addrinfo hints = {0}, *res = NULL;
+	struct sockaddr_storage ss;
+	socklen_t sslen = sizeof(ss);
+	char port[16];
+	int r;
+
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	snprintf(port, sizeof(port), "%d", o->port);
+	if ((r = getaddrinfo(o->listen, port, &hints, &res)) != 0) {
+		log_error("cannot resolve listen address %s: %s", o->listen,
+		    gai_strerror(r));
+		return -EINVAL;
+	}
+	b->listener = evconnlistener_new_bind(b->base, accept_cb, b,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC |
+	    LEV_OPT_REUSEABLE, 511, res->ai_addr, (int)res->ai_addrlen);
+	freeaddrinfo(res);
+	if (!b->listener) {
+		r = -errno;
+		log_error("cannot listen on %s port %d: %s", o->listen,
+		    o->port, strerror(errno));
+		return r ? r : -EADDRINUSE;
+	}
+	evconnlistener_set_error_cb(b->listener, accept_error_cb);
+	if (getsockname(evconnlistener_get_fd(b->listener),
+	    (struct sockaddr *)&ss, &sslen) == 0) {
+		if (ss.ss_family == AF_INET)
+			b->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+		else if (ss.ss_family == AF_INET6)
+			b->port = ntohs(
+			    ((struct sockaddr_in6 *)&ss)->sin6_port);
+	}
+	log_info("listening on %s port %d", o->listen, b->port);
+	if (o->port_file && (r = write_port_file(o->port_file, b->port))) {
+		log_error("cannot write port file %s: %s", o->port_file,
+		    strerror(-r));
+		return r;
+	}
+	return 0;
+}
+
+void
+broker_unlisten(struct broker *b)
+{
+	if (b->listener) {
+		evconnlistener_free(b->listener);
+		b->listener = NULL;
+	}
+}

@@ -1,0 +1,126 @@
+/*
+ * store.h - durable broker state: every durable change is a journal record,
+ * and one function, apply(), turns records into state, live or at replay.
+ *
+ * Live, a request handler calls store_*(): the record is encoded, appended
+ * to the journal (no syscall: the journal writes once per loop turn in
+ * store_commit()), then applied.  At start-up store_open() replays the
+ * journal through the same apply().  So what a restart rebuilds is what was
+ * live, minus what was never journaled: leases, subscriptions and
+ * ephemeral groups.
+ *
+ * Confirms: a confirmed publish (or ack) is answered once its record is
+ * durable: synced under fsync=always, written otherwise.  The store tells
+ * every connection waiting for a confirm when that point advances
+ * (conn_confirm()).
+ *
+ * Segments: a message's REC_PUB (or the REC_FAIL that dead-lettered it) and
+ * a group's REC_GROUP stay referenced in the journal while the object
+ * lives, so fully settled segments are deleted.
+ *
+ * Errors are -errno.  A journal that cannot write (disk full) makes
+ * store_publish() and store_group_create() fail with its error (the broker
+ * answers E_DISK); acks, failures and deletions are still applied in memory
+ * so that consumers can drain the queue, and are journaled again as soon as
+ * the journal writes.  After a crash in that state some of those messages
+ * may be delivered again: at-least-once holds.
+ */
+#ifndef FERRY_BROKER_STORE_H
+#define FERRY_BROKER_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <msgpack.h>
+
+#include "codec.h"
+#include "list.h"
+
+struct broker;
+struct event;
+struct conn;
+struct group;
+struct journal;
+struct msg;
+struct qent;
+struct topic;
+
+/* Replay index entry: (group, message) -> entry, for acks and failures
+ * read from the journal.  Exists only during replay. */
+struct store_idx {
+	uint64_t mseq;
+	struct qent *e;
+};
+
+struct store {
+	struct journal *j;
+	msgpack_sbuffer sb;	/* record encoding scratch */
+	msgpack_sbuffer catsb;	/* the same for the catalog preamble */
+	msgpack_zone zone;	/* record decoding */
+	uint64_t next_gid;
+	struct group **gids;	/* gid -> group, chained by group.gnext */
+	uint32_t gids_cap;	/* power of two */
+	uint32_t ngids;
+	struct store_idx *idx;	/* open addressing, linear probing */
+	size_t idx_cap, idx_n;
+	uint8_t replaying;
+	uint8_t warned;		/* logged that the journal is failing */
+	uint8_t dirty;		/* appended since the last commit */
+	uint64_t confirmable;	/* records <= this may be confirmed */
+	struct list waiting;	/* struct conn.plink: pending confirms */
+	uint64_t replayed;	/* records applied at start-up */
+	struct list live;	/* struct msg.slink: durable messages in
+				   home-seq order */
+	struct event *compact_ev;	/* periodic compaction check */
+	uint64_t moved;		/* messages copied forward, ever */
+};
+
+/*
+ * Open the journal in the data directory, replay it, and start serving.
+ * Returns 0 or -errno with a sentence in err.
+ */
+int store_open(struct broker *b, char *err, size_t errlen);
+void store_close(struct broker *b);
+
+/* Write what this loop turn appended (called by the end-of-turn flush). */
+void store_commit(struct broker *b);
+
+/* Current journal error (0 if writing works). */
+int store_error(const struct broker *b);
+
+/*
+ * Publish one message to t.  hist/nhist: a dead letter's history (else
+ * NULL, 0).  *mp gets the stored message (a reference the caller must
+ * drop) and *seq its record's seq.  -errno if the journal refuses it
+ * (nothing changed then).
+ */
+int store_publish(struct broker *b, struct topic *t,
+    const struct fy_pubmsg *pm, const char *id, size_t id_len, uint64_t ts,
+    const struct fy_hist *hist, uint32_t nhist, struct msg **mp,
+    uint64_t *seq);
+
+/* Settle a leased entry; *seq gets the ack record's seq (0 if none). */
+void store_ack(struct broker *b, struct qent *e, uint64_t *seq);
+
+/* A delivery failed: journal and apply group_fail() (group.h); past the
+ * group's max_attempts, dead-letter it. */
+void store_fail(struct broker *b, struct qent *e, int cause,
+    const char *err, size_t err_len, int64_t delay_ms);
+
+/* Find or create a group (durable groups are journaled). */
+int store_group_get(struct broker *b, struct topic *t, const char *name,
+    size_t len, uint32_t ack_timeout_ms, uint32_t max_attempts,
+    int ephemeral, struct group **gp);
+void store_group_delete(struct broker *b, struct group *g);
+void store_topic_delete(struct broker *b, struct topic *t);
+
+/* A group is going away (topic.c): stop keeping its record. */
+void store_group_forget(struct broker *b, struct group *g);
+
+/* A durable entry was created (topic.c): keep its record alive. */
+void store_hold(struct broker *b, struct qent *e);
+
+/* Register a connection waiting for confirms up to seq. */
+void store_wait(struct broker *b, struct conn *c);
+
+#endif

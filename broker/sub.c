@@ -1,0 +1,207 @@
+/*
+ * sub.c - a member's credit, leases and lease deadlines.
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include <event2/event.h>
+
+#include "broker.h"
+#include "clock.h"
+#include "conn.h"
+#include "group.h"
+#include "log.h"
+#include "msg.h"
+#include "options.h"
+#include "store.h"
+#include "sub.h"
+#include "topic.h"
+
+/*
+ * An at-most-once member has no acks to bound it, so the size of its
+ * connection's output is its credit: deliveries pause above this many
+ * queued bytes and resume when the socket drains.
+ */
+#define AMO_WINDOW (256 * 1024)
+
+static void lease_cb(evutil_socket_t fd, short what, void *arg);
+
+struct sub *
+sub_new(struct conn *c, struct group *g, uint64_t sid, uint32_t prefetch,
+    uint32_t mode, uint32_t ack_timeout_ms)
+{
+	struct sub *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	if (!(s->timer = evtimer_new(c->b->base, lease_cb, s))) {
+		free(s);
+		return NULL;
+	}
+	s->sid = sid;
+	s->conn = c;
+	s->group = g;
+	s->prefetch = prefetch;
+	s->mode = (uint8_t)mode;
+	s->ack_timeout_ms = ack_timeout_ms;
+	list_init(&s->leases);
+	lease_table_init(&s->lt);
+	list_add_tail(&g->members, &s->glink);
+	g->nmembers++;
+	list_add_tail(&c->subs, &s->clink);
+	return s;
+}
+
+void
+sub_free(struct sub *s, int cause)
+{
+	struct group *g = s->group;
+	struct qent *e;
+
+	/* Leave the member ring first so nothing is delivered back to us. */
+	if (g->rr == &s->glink)
+		g->rr = s->glink.next;
+	list_del(&s->glink);
+	g->nmembers--;
+	list_del(&s->clink);
+	while ((e = list_first(&s->leases, struct qent, link))) {
+		if (cause >= 0) {
+			store_fail(s->conn->b, e, cause, NULL, 0, -1);
+		} else {
+			sub_lease_end(s, e);
+			qent_free(e);
+		}
+	}
+	event_free(s->timer);
+	lease_table_fini(&s->lt);
+	free(s);
+	if (g->ephemeral && !g->nmembers && !g->deleting)
+		topic_group_delete(g);
+	else if (cause >= 0)
+		group_pump(g);
+}
+
+int
+sub_has_credit(const struct sub *s)
+{
+	const struct conn *c = s->conn;
+	size_t out;
+
+	if (c->closing)
+		return 0;
+	out = conn_outlen(c);
+	if (s->mode == FY_MODE_AMO)
+		return out < AMO_WINDOW;
+	return s->inflight < s->prefetch && out < c->b->opt->max_output;
+}
+
+static void
+arm(struct sub *s)
+{
+	struct qent *head = list_first(&s->leases, struct qent, link);
+	uint64_t now, ms;
+	struct timeval tv;
+
+	if (!head || evtimer_pending(s->timer, NULL))
+		return;
+	now = clock_mono_ms();
+	ms = head->deadline > now ? head->deadline - now : 0;
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+	evtimer_add(s->timer, &tv);
+}
+
+int
+sub_deliver(struct sub *s, struct qent *e)
+{
+	struct group *g = s->group;
+	struct msg *m = e->msg;
+	struct fy_frame f = {.type = FY_T_MSG};
+	int r;
+
+	f.msg.sid = s->sid;
+	f.msg.id = (struct fy_str){m->id, m->id_len};
+	f.msg.topic = (struct fy_str){g->topic->name,
+	    (uint32_t)g->topic->name_len};
+	f.msg.attempt = (uint32_t)e->attempts + 1;
+	f.msg.ts = m->ts;
+	f.msg.hdr = m->hdr;
+	f.msg.nhdr = m->nhdr;
+	f.msg.hist = m->hist;
+	f.msg.nhist = m->nhist;
+	f.msg.body = (struct fy_str){m->body, m->body_len};
+
+	if (s->mode == FY_MODE_AMO) {
+		if ((r = conn_send_msg(s->conn, &f, m)) < 0)
+			return r;
+		g->st.delivered++;
+		g->st.acked++;
+		qent_free(e);
+		return 0;
+	}
+	if (!(e->lease = lease_alloc(&s->lt, e)))
+		return -ENOMEM;
+	f.msg.lease = e->lease;
+	if ((r = conn_send_msg(s->conn, &f, m)) < 0) {
+		lease_free(&s->lt, e->lease);
+		e->lease = 0;
+		return r;
+	}
+	e->sub = s;
+	e->deadline = clock_mono_ms() + s->ack_timeout_ms;
+	list_add_tail(&s->leases, &e->link);
+	s->inflight++;
+	g->ninflight++;
+	g->st.delivered++;
+	arm(s);
+	return 0;
+}
+
+struct qent *
+sub_lease_find(const struct sub *s, uint64_t lease)
+{
+	return lease_find(&s->lt, lease);
+}
+
+void
+sub_lease_end(struct sub *s, struct qent *e)
+{
+	list_del(&e->link);
+	lease_free(&s->lt, e->lease);
+	e->lease = 0;
+	e->sub = NULL;
+	s->inflight--;
+	s->group->ninflight--;
+	/* The timer stays armed; it re-arms for the new head when it fires. */
+}
+
+void
+sub_touch(struct sub *s, struct qent *e)
+{
+	list_del(&e->link);
+	e->deadline = clock_mono_ms() + s->ack_timeout_ms;
+	list_add_tail(&s->leases, &e->link);
+	arm(s);
+}
+
+static void
+lease_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sub *s = arg;
+	struct group *g = s->group;
+	uint64_t now = clock_mono_ms();
+	struct qent *e;
+	int n = 0;
+
+	while ((e = list_first(&s->leases, struct qent, link)) &&
+	    e->deadline <= now) {
+		store_fail(s->conn->b, e, CAUSE_EXPIRED, NULL, 0, -1);
+		n++;
+	}
+	if (n)
+		log_debug("%s: %d lease(s) expired on %s/%s", s->conn->name,
+		    n, g->topic->name, g->name);
+	arm(s);
+	if (n)
+		group_pump(g);
+}

@@ -1,0 +1,66 @@
+/*
+ * topic.h - named streams, created on first use, and their groups.
+ *
+ * While a topic has no durable group it keeps what is published in a
+ * backlog; the first durable group created on it takes the backlog, so
+ * nothing published before the first worker arrives is lost.  Ephemeral
+ * groups (pub/sub listeners, reply inboxes) get every message too, but do
+ * not take the backlog: a listener that comes and goes must not make the
+ * topic forget what it holds for its workers.
+ */
+#ifndef FERRY_BROKER_TOPIC_H
+#define FERRY_BROKER_TOPIC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "list.h"
+
+struct broker;
+struct group;
+struct msg;
+
+struct topic {
+	struct broker *b;
+	struct topic *hnext;	/* broker's hash chain */
+	uint32_t hash;
+	char *name;		/* owned, NUL-terminated */
+	size_t name_len;
+	struct list groups;	/* struct group.tlink */
+	uint32_t ngroups;
+	uint32_t ndurable;	/* groups that are not ephemeral */
+	struct list backlog;	/* struct qent.link, group == NULL; only
+				   while ndurable == 0 */
+	uint64_t nbacklog;
+	uint8_t is_dlq;		/* name ends in ".dlq": never dead-letter */
+	uint64_t published;
+};
+
+#define TOPIC_DLQ_SUFFIX ".dlq"
+#define GROUP_DEFAULT "default"
+
+void topic_registry_init(struct broker *b);
+void topic_registry_fini(struct broker *b);	/* frees every topic */
+
+struct topic *topic_find(struct broker *b, const char *name, size_t len);
+/* Find or create.  NULL on ENOMEM. */
+struct topic *topic_get(struct broker *b, const char *name, size_t len);
+/* Delete t, its groups (members are told E_DELETED) and its backlog. */
+void topic_delete(struct topic *t);
+
+/* Fan m out to every group, and to the backlog if no group is durable.
+ * 0 or -ENOMEM. */
+int topic_publish(struct topic *t, struct msg *m);
+
+struct group *topic_group_find(struct topic *t, const char *name,
+    size_t len);
+/*
+ * Find or create a group.  A new durable group takes the backlog if it is
+ * the topic's first durable one.  ack_timeout_ms/max_attempts apply only on creation.
+ */
+struct group *topic_group_get(struct topic *t, const char *name, size_t len,
+    uint32_t ack_timeout_ms, uint32_t max_attempts, int ephemeral);
+/* Delete a group: members are told E_DELETED, entries dropped. */
+void topic_group_delete(struct group *g);
+
+#endif

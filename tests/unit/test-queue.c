@@ -1,0 +1,303 @@
+/*
+ * test-queue.c - the broker's queue structures: deadline heap, lease
+ * table, backoff, message ids and queue-entry history.
+ */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "group.h"
+#include "heap.h"
+#include "lease.h"
+#include "list.h"
+#include "msg.h"
+
+static struct qent *
+mk(uint64_t deadline)
+{
+	struct qent *e = calloc(1, sizeof(*e));
+
+	ck_assert_ptr_nonnull(e);
+	e->deadline = deadline;
+	e->heap_idx = HEAP_NONE;
+	return e;
+}
+
+START_TEST(heap_orders_random_keys)
+{
+	struct heap h;
+	struct qent *e[1000];
+	uint64_t prev = 0;
+
+	srand(42);
+	heap_init(&h);
+	for (int i = 0; i < 1000; i++) {
+		e[i] = mk((uint64_t)(rand() % 500));
+		ck_assert_int_eq(heap_push(&h, e[i]), 0);
+	}
+	ck_assert_uint_eq(h.n, 1000);
+	for (int i = 0; i < 1000; i++) {
+		struct qent *t = heap_pop(&h);
+
+		ck_assert_ptr_nonnull(t);
+		ck_assert_uint_ge(t->deadline, prev);
+		ck_assert_uint_eq(t->heap_idx, HEAP_NONE);
+		prev = t->deadline;
+	}
+	ck_assert_ptr_null(heap_pop(&h));
+	for (int i = 0; i < 1000; i++)
+		free(e[i]);
+	heap_fini(&h);
+}
+END_TEST
+
+START_TEST(heap_remove_any)
+{
+	struct heap h;
+	struct qent *e[200];
+	uint64_t prev = 0;
+	unsigned left = 0;
+
+	heap_init(&h);
+	for (int i = 0; i < 200; i++) {
+		e[i] = mk((uint64_t)((i * 7919) % 211));
+		ck_assert_int_eq(heap_push(&h, e[i]), 0);
+	}
+	/* Remove every third, from the middle of the array too. */
+	for (int i = 0; i < 200; i += 3)
+		heap_remove(&h, e[i]);
+	for (int i = 0; i < 200; i += 3)
+		ck_assert_uint_eq(e[i]->heap_idx, HEAP_NONE);
+	/* Removing twice is harmless. */
+	heap_remove(&h, e[0]);
+	for (int i = 0; i < 200; i++)
+		if (i % 3)
+			left++;
+	ck_assert_uint_eq(h.n, left);
+	for (unsigned i = 0; i < left; i++) {
+		struct qent *t = heap_pop(&h);
+
+		ck_assert_uint_ge(t->deadline, prev);
+		prev = t->deadline;
+	}
+	for (int i = 0; i < 200; i++)
+		free(e[i]);
+	heap_fini(&h);
+}
+END_TEST
+
+START_TEST(lease_alloc_find_free)
+{
+	struct lease_table t;
+	struct qent *a = mk(0), *b = mk(0);
+	uint64_t ta, tb, ta2;
+
+	lease_table_init(&t);
+	ta = lease_alloc(&t, a);
+	tb = lease_alloc(&t, b);
+	ck_assert_uint_ne(ta, 0);
+	ck_assert_uint_ne(tb, 0);
+	ck_assert_uint_ne(ta, tb);
+	ck_assert_ptr_eq(lease_find(&t, ta), a);
+	ck_assert_ptr_eq(lease_find(&t, tb), b);
+	ck_assert_uint_eq(t.used, 2);
+	lease_free(&t, ta);
+	ck_assert_ptr_null(lease_find(&t, ta));
+	ck_assert_uint_eq(t.used, 1);
+	/* The slot is reused with a new generation: the old token is
+	 * stale for good. */
+	ta2 = lease_alloc(&t, a);
+	ck_assert_uint_eq((uint32_t)ta2, (uint32_t)ta);
+	ck_assert_uint_ne(ta2, ta);
+	ck_assert_ptr_null(lease_find(&t, ta));
+	ck_assert_ptr_eq(lease_find(&t, ta2), a);
+	/* Freeing a stale token does not free the live one. */
+	lease_free(&t, ta);
+	ck_assert_ptr_eq(lease_find(&t, ta2), a);
+	/* Bogus tokens. */
+	ck_assert_ptr_null(lease_find(&t, 0));
+	ck_assert_ptr_null(lease_find(&t, UINT64_MAX));
+	ck_assert_ptr_null(lease_find(&t, (uint64_t)1 << 32 | 100000));
+	lease_table_fini(&t);
+	free(a);
+	free(b);
+}
+END_TEST
+
+START_TEST(lease_grows)
+{
+	struct lease_table t;
+	static uint64_t tok[5000];
+	struct qent *e = mk(0);
+
+	lease_table_init(&t);
+	for (int i = 0; i < 5000; i++) {
+		tok[i] = lease_alloc(&t, e);
+		ck_assert_uint_ne(tok[i], 0);
+	}
+	ck_assert_uint_eq(t.used, 5000);
+	for (int i = 0; i < 5000; i += 2)
+		lease_free(&t, tok[i]);
+	for (int i = 0; i < 5000; i++) {
+		if (i % 2)
+			ck_assert_ptr_eq(lease_find(&t, tok[i]), e);
+		else
+			ck_assert_ptr_null(lease_find(&t, tok[i]));
+	}
+	ck_assert_uint_eq(t.used, 2500);
+	lease_table_fini(&t);
+	free(e);
+}
+END_TEST
+
+START_TEST(backoff_doubles_and_caps)
+{
+	/* rnd = 0 gives the lower bound, half of the nominal delay. */
+	ck_assert_uint_eq(group_backoff_ms(1000, 60000, 1, 0), 500);
+	ck_assert_uint_eq(group_backoff_ms(1000, 60000, 2, 0), 1000);
+	ck_assert_uint_eq(group_backoff_ms(1000, 60000, 3, 0), 2000);
+	ck_assert_uint_eq(group_backoff_ms(1000, 60000, 7, 0), 30000);
+	ck_assert_uint_eq(group_backoff_ms(1000, 60000, 8, 0), 30000);
+	ck_assert_uint_eq(group_backoff_ms(1000, 60000, 60000, 0), 30000);
+	ck_assert_uint_eq(group_backoff_ms(0, 60000, 3, 12345), 0);
+	for (uint64_t r = 0; r < 5000; r += 7) {
+		uint64_t d = group_backoff_ms(1000, 60000, 3, r);
+
+		ck_assert_uint_ge(d, 2000);
+		ck_assert_uint_le(d, 4000);
+	}
+}
+END_TEST
+
+START_TEST(msg_ids_unique_uuid_text)
+{
+	char a[MSG_ID_LEN + 1], b[MSG_ID_LEN + 1];
+
+	msg_id_generate(a);
+	ck_assert_uint_eq(strlen(a), 36);
+	ck_assert_int_eq(a[8], '-');
+	ck_assert_int_eq(a[13], '-');
+	ck_assert_int_eq(a[14], '4');	/* version 4 */
+	ck_assert(strchr("89ab", a[19]) != NULL);	/* RFC 4122 variant */
+	for (int i = 0; i < 10000; i++) {
+		msg_id_generate(b);
+		ck_assert_str_ne(a, b);
+		ck_assert(strchr("89ab", b[19]) != NULL);
+	}
+}
+END_TEST
+
+START_TEST(msg_new_copies_everything)
+{
+	struct fy_kv kv[2] = {
+		{{"k1", 2}, {"v1", 2}},
+		{{"key2", 4}, {"", 0}},
+	};
+	struct fy_hist h = {{"nacked", 6}, {"boom", 4}, {"w1", 2}, 77};
+	char body[] = "hello";
+	struct fy_pubmsg pm = {.body = {body, 5}, .hdr = kv, .nhdr = 2};
+	struct msg *m = msg_new(&pm, "id-1", 4, 123, &h, 1);
+
+	ck_assert_ptr_nonnull(m);
+	body[0] = 'X';		/* the message owns a copy */
+	ck_assert_int_eq(memcmp(m->body, "hello", 5), 0);
+	ck_assert_str_eq(m->id, "id-1");
+	ck_assert_uint_eq(m->nhdr, 2);
+	ck_assert_int_eq(memcmp(m->hdr[1].k.p, "key2", 4), 0);
+	ck_assert_uint_eq(m->hdr[1].v.len, 0);
+	ck_assert_uint_eq(m->nhist, 1);
+	ck_assert_int_eq(memcmp(m->hist[0].error.p, "boom", 4), 0);
+	ck_assert_uint_eq(m->hist[0].at, 77);
+	ck_assert_uint_eq(m->ts, 123);
+	ck_assert_ptr_eq(msg_ref(m), m);
+	ck_assert_uint_eq(m->refs, 2);
+	msg_unref(m);
+	msg_unref(m);
+	msg_unref(NULL);
+}
+END_TEST
+
+START_TEST(qent_history_keeps_latest)
+{
+	struct fy_pubmsg pm = {.body = {"b", 1}};
+	struct msg *m = msg_new(&pm, "x", 1, 0, NULL, 0);
+	struct qent *e = qent_new(m, NULL);
+	char err[16];
+
+	msg_unref(m);		/* the entry holds its own reference */
+	for (int i = 0; i < QHIST_MAX + 5; i++) {
+		int n = snprintf(err, sizeof(err), "e%d", i);
+
+		ck_assert_int_eq(qent_hist_add(e, CAUSE_NACKED, (uint64_t)i,
+		    "w", 1, err, (size_t)n), 0);
+	}
+	ck_assert_uint_eq(e->nhist, QHIST_MAX);
+	ck_assert_str_eq(e->hist[0].error, "e5");
+	ck_assert_uint_eq(e->hist[QHIST_MAX - 1].at, QHIST_MAX + 4);
+	ck_assert_str_eq(qent_cause_name(CAUSE_EXPIRED), "expired");
+	ck_assert_str_eq(qent_cause_name(99), "unknown");
+	qent_free(e);
+}
+END_TEST
+
+START_TEST(list_splice)
+{
+	struct list a, b, n[4];
+
+	list_init(&a);
+	list_init(&b);
+	list_add_tail(&a, &n[0]);
+	list_add_tail(&a, &n[1]);
+	list_add_tail(&b, &n[2]);
+	list_add_head(&b, &n[3]);
+	list_splice_tail(&a, &b);
+	ck_assert(list_empty(&b));
+	ck_assert_ptr_eq(a.next, &n[0]);
+	ck_assert_ptr_eq(a.next->next, &n[1]);
+	ck_assert_ptr_eq(a.next->next->next, &n[3]);
+	ck_assert_ptr_eq(a.prev, &n[2]);
+	list_del(&n[3]);
+	list_del(&n[3]);	/* unlinked nodes are harmless */
+	ck_assert_ptr_eq(n[1].next, &n[2]);
+}
+END_TEST
+
+static Suite *
+queue_suite(void)
+{
+	Suite *s = suite_create("queue");
+	TCase *tc;
+
+	tc = tcase_create("heap");
+	tcase_add_test(tc, heap_orders_random_keys);
+	tcase_add_test(tc, heap_remove_any);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("lease");
+	tcase_add_test(tc, lease_alloc_find_free);
+	tcase_add_test(tc, lease_grows);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("backoff");
+	tcase_add_test(tc, backoff_doubles_and_caps);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("msg");
+	tcase_add_test(tc, msg_ids_unique_uuid_text);
+	tcase_add_test(tc, msg_new_copies_everything);
+	tcase_add_test(tc, qent_history_keeps_latest);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("list");
+	tcase_add_test(tc, list_splice);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(queue_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
