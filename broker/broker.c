@@ -8,9 +8,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 
 #include "broker.h"
+#include "codec.h"
 #include "conn.h"
 #include "group.h"
 #include "log.h"
@@ -84,6 +87,29 @@ mark_all_closing(struct broker *b)
 
 	list_for_each(pos, &b->conns)
 		list_entry(pos, struct conn, link)->closing = 1;
+}
+
+/*
+ * Tell every client why its connection is closing, and push out what is
+ * staged (confirms included) without blocking: the loop has stopped, so
+ * this is one non-blocking write per socket, best effort.
+ */
+static void
+say_goodbye(struct broker *b)
+{
+	struct list *pos;
+
+	list_for_each(pos, &b->conns) {
+		struct conn *c = list_entry(pos, struct conn, link);
+		evutil_socket_t fd = bufferevent_getfd(c->bev);
+
+		if (c->hello)
+			conn_send_err(c, 0, FY_E_SHUTDOWN, 0,
+			    "broker shutting down");
+		conn_flush(c);
+		if (fd >= 0)
+			evbuffer_write(bufferevent_get_output(c->bev), fd);
+	}
 }
 
 static void
@@ -164,6 +190,7 @@ broker_fini(struct broker *b)
 	/* The journal closes (and syncs) first: freeing the state below must
 	 * not unreference records, or their segments would be deleted. */
 	store_close(b);
+	say_goodbye(b);
 	/* Closing everyone first keeps releases from delivering to peers
 	 * that are about to go too. */
 	mark_all_closing(b);
