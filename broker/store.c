@@ -754,22 +754,35 @@ compact_cb(evutil_socket_t fd, short what, void *arg)
 	struct msg *m;
 	int budget = COMPACT_BATCH;
 
-	/* Groups need no moving: every segment starts with the catalog. */
-	if (journal_error(s->j) || journal_segment_info(s->j, 0, &si) < 0 ||
-	    si.active || si.live * 2 > si.records)
-		goto rearm;
-	while ((m = list_first(&s->live, struct msg, slink)) &&
-	    m->seq <= si.last_seq && budget-- > 0) {
-		if (move_msg(b, m) < 0)
-			goto rearm;
-		s->moved++;
-	}
-	if (m && m->seq <= si.last_seq)
-		tv.tv_sec = 0;	/* more to move: go on next turn */
-	else
-		log_debug("journal: segment %llu..%llu compacted",
+	/*
+	 * Groups need no moving: every segment starts with the catalog.
+	 * Moving the last live message out of the oldest segment deletes it,
+	 * so segment 0 is the next candidate each time round.
+	 */
+	while (budget > 0 && !journal_error(s->j) &&
+	    journal_segment_info(s->j, 0, &si) == 0 && !si.active &&
+	    si.live * 2 <= si.records) {
+		int moved = 0;
+
+		while ((m = list_first(&s->live, struct msg, slink)) &&
+		    m->seq <= si.last_seq && budget-- > 0) {
+			if (move_msg(b, m) < 0)
+				goto rearm;
+			s->moved++;
+			moved++;
+		}
+		if (m && m->seq <= si.last_seq)
+			break;		/* budget spent mid-segment */
+		log_debug("journal: segment %llu..%llu compacted (%d moved)",
 		    (unsigned long long)si.first_seq,
-		    (unsigned long long)si.last_seq);
+		    (unsigned long long)si.last_seq, moved);
+		/* Nothing of ours lives there, yet it stays: wait for the
+		 * journal rather than spin. */
+		if (!moved)
+			break;
+	}
+	if (budget <= 0)
+		tv.tv_sec = 0;	/* more may be due: go on next turn */
 rearm:
 	evtimer_add(s->compact_ev, &tv);
 }
