@@ -14,6 +14,7 @@
  * the broker's per-delivery path.
  */
 #include <limits.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +27,8 @@
  * NOMEM from msgpack_unpack() always means memory.
  */
 #define SCAN_DEPTH 16
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 /* ------------------------------------------------------------------ */
 /* Names and codes */
@@ -48,6 +51,7 @@ static const char *const code_names[FY_E_MAX + 1] = {
 	[FY_E_DELETED] = "E_DELETED",
 	[FY_E_SHUTDOWN] = "E_SHUTDOWN",
 	[FY_E_MODE] = "E_MODE",
+	[FY_E_NOSUBSCRIBERS] = "E_NOSUBSCRIBERS",
 };
 
 const char *
@@ -66,6 +70,7 @@ fy_code_retryable(int code)
 	case FY_E_DISK:
 	case FY_E_INTERNAL:
 	case FY_E_SHUTDOWN:
+	case FY_E_NOSUBSCRIBERS:
 		return 1;
 	default:
 		return 0;
@@ -217,7 +222,10 @@ enum key {
 	K_HDR, K_ATT, K_MSG, K_IDS, K_DUR, K_NAME, K_BODY, K_MSGS, K_MODE,
 	K_CODE, K_HIST, K_TOPIC, K_GROUP, K_LEASE, K_DELAY, K_ERROR,
 	K_LEASES, K_SERVER, K_SESSION, K_MAX_MSG, K_PREFETCH, K_MAX_FRAME,
-	K_EPHEMERAL, K_ACK_TIMEOUT, K_MAX_ATTEMPTS,
+	K_EPHEMERAL, K_ACK_TIMEOUT, K_MAX_ATTEMPTS, K_TTL, K_PID, K_SEQ,
+	K_CORR, K_DUPS, K_STATS, K_EVENTS, K_REPLY_TO, K_TTL_DROP, K_MAX_MSGS,
+	K_OVERFLOW, K_INFLIGHT, K_MANDATORY, K_MAX_BYTES,
+	K_COUNT		/* HAS() needs K_COUNT <= 64 */
 };
 
 #define IS(lit) (memcmp(p, lit, sizeof(lit) - 1) == 0)
@@ -254,6 +262,9 @@ key_id(const msgpack_object *o)
 		if (IS("msg")) return K_MSG;
 		if (IS("ids")) return K_IDS;
 		if (IS("dur")) return K_DUR;
+		if (IS("ttl")) return K_TTL;
+		if (IS("pid")) return K_PID;
+		if (IS("seq")) return K_SEQ;
 		break;
 	case 4:
 		if (IS("body")) return K_BODY;
@@ -262,6 +273,8 @@ key_id(const msgpack_object *o)
 		if (IS("mode")) return K_MODE;
 		if (IS("code")) return K_CODE;
 		if (IS("hist")) return K_HIST;
+		if (IS("corr")) return K_CORR;
+		if (IS("dups")) return K_DUPS;
 		break;
 	case 5:
 		if (IS("topic")) return K_TOPIC;
@@ -269,21 +282,30 @@ key_id(const msgpack_object *o)
 		if (IS("group")) return K_GROUP;
 		if (IS("delay")) return K_DELAY;
 		if (IS("error")) return K_ERROR;
+		if (IS("stats")) return K_STATS;
 		break;
 	case 6:
 		if (IS("leases")) return K_LEASES;
 		if (IS("server")) return K_SERVER;
+		if (IS("events")) return K_EVENTS;
 		break;
 	case 7:
 		if (IS("session")) return K_SESSION;
 		if (IS("max_msg")) return K_MAX_MSG;
 		break;
 	case 8:
+		if (IS("reply_to")) return K_REPLY_TO;
 		if (IS("prefetch")) return K_PREFETCH;
+		if (IS("ttl_drop")) return K_TTL_DROP;
+		if (IS("max_msgs")) return K_MAX_MSGS;
+		if (IS("overflow")) return K_OVERFLOW;
+		if (IS("inflight")) return K_INFLIGHT;
 		break;
 	case 9:
 		if (IS("max_frame")) return K_MAX_FRAME;
 		if (IS("ephemeral")) return K_EPHEMERAL;
+		if (IS("mandatory")) return K_MANDATORY;
+		if (IS("max_bytes")) return K_MAX_BYTES;
 		break;
 	case 11:
 		if (IS("ack_timeout")) return K_ACK_TIMEOUT;
@@ -404,8 +426,10 @@ get_hdr(struct dctx *c, const msgpack_object *o, struct fy_kv **kv,
 }
 
 /*
- * One of a message's own keys (body, id, hdr), shared by single PUB and
- * the maps in "msgs".  Returns FY_OK or an error; sets *seen_body on body.
+ * One of a message's own keys (body, id, hdr, delay, ttl, reply_to, corr,
+ * pid, seq), shared by single PUB and the maps in "msgs".  Returns FY_OK
+ * or an error; sets *seen_body on body.  pubmsg_end() checks the message
+ * once all its keys are read.
  */
 static int
 pubmsg_key(struct dctx *c, enum key k, const msgpack_object *v,
@@ -423,9 +447,47 @@ pubmsg_key(struct dctx *c, enum key k, const msgpack_object *v,
 		return FY_OK;
 	case K_HDR:
 		return get_hdr(c, v, &m->hdr, &m->nhdr);
+	case K_DELAY:
+		if (get_u64(v, &m->delay_ms))
+			return bad(c, "delay");
+		return FY_OK;
+	case K_TTL:
+		if (get_u64(v, &m->ttl_ms))
+			return bad(c, "ttl");
+		return FY_OK;
+	case K_REPLY_TO:
+		if (get_str(v, &m->reply_to))
+			return bad(c, "reply_to");
+		return FY_OK;
+	case K_CORR:
+		if (get_str(v, &m->corr))
+			return bad(c, "corr");
+		return FY_OK;
+	case K_PID:
+		if (get_str(v, &m->pid) || m->pid.len > FY_ID_MAX)
+			return bad(c, "pid");
+		return FY_OK;
+	case K_SEQ:
+		/* 0 cannot be told from absent once decoded: refuse it. */
+		if (get_u64(v, &m->pseq) || m->pseq == 0)
+			return bad(c, "seq");
+		return FY_OK;
 	default:
 		return FY_OK;
 	}
+}
+
+/* A whole message: body present; pid and seq only together, since a
+ * sequence means nothing without its producer, nor a producer without
+ * a sequence.  Both are reported as "seq". */
+static int
+pubmsg_end(struct dctx *c, const struct fy_pubmsg *m, int seen_body)
+{
+	if (!seen_body)
+		return bad(c, "body");
+	if ((m->pseq != 0) != (m->pid.len != 0))
+		return bad(c, "seq");
+	return FY_OK;
 }
 
 /* Iterate a map's entries whose key is known and whose value is not nil:
@@ -437,6 +499,11 @@ pubmsg_key(struct dctx *c, enum key k, const msgpack_object *v,
 
 /* Bits for required keys seen. */
 #define HAS(k) ((uint64_t)1 << (k))
+_Static_assert(K_COUNT <= 64, "enum key must fit HAS()'s bits");
+
+/* The keys of struct fy_pubmsg: at the top level of a single PUB only. */
+#define PUBMSG_KEYS (HAS(K_BODY) | HAS(K_ID) | HAS(K_HDR) | HAS(K_DELAY) | \
+	HAS(K_TTL) | HAS(K_REPLY_TO) | HAS(K_CORR) | HAS(K_PID) | HAS(K_SEQ))
 
 static int
 dec_hello(struct dctx *c, const msgpack_object_map *m, struct fy_frame *f)
@@ -486,9 +553,23 @@ dec_pub(struct dctx *c, const msgpack_object_map *m, struct fy_frame *f)
 		case K_MSGS:
 			msgs = v;
 			break;
+		case K_GROUP:
+			if (get_str(v, &f->pub.group))
+				return bad(c, "group");
+			break;
+		case K_MANDATORY:
+			if (get_bool(v, &f->pub.mandatory))
+				return bad(c, "mandatory");
+			break;
 		case K_BODY:
 		case K_ID:
 		case K_HDR:
+		case K_DELAY:
+		case K_TTL:
+		case K_REPLY_TO:
+		case K_CORR:
+		case K_PID:
+		case K_SEQ:
 			seen |= HAS(k);
 			r = pubmsg_key(c, k, v, &f->pub.one, &body);
 			if (r != FY_OK)
@@ -501,15 +582,16 @@ dec_pub(struct dctx *c, const msgpack_object_map *m, struct fy_frame *f)
 	if (!(seen & HAS(K_TOPIC)))
 		return bad(c, "topic");
 	if (msgs == NULL) {
-		if (!body)
-			return bad(c, "body");
+		r = pubmsg_end(c, &f->pub.one, body);
+		if (r != FY_OK)
+			return r;
 		f->pub.msgs = &f->pub.one;
 		f->pub.nmsgs = 1;
 		return FY_OK;
 	}
 	/* A batch carries everything in "msgs"; top-level message keys
 	 * beside it would be silently lost, so refuse them. */
-	if (seen & (HAS(K_BODY) | HAS(K_ID) | HAS(K_HDR)))
+	if (seen & PUBMSG_KEYS)
 		return bad(c, "msgs");
 	if (msgs->type != MSGPACK_OBJECT_ARRAY || msgs->via.array.size == 0)
 		return bad(c, "msgs");
@@ -529,8 +611,9 @@ dec_pub(struct dctx *c, const msgpack_object_map *m, struct fy_frame *f)
 			if (r != FY_OK)
 				return r;
 		}
-		if (!body)
-			return bad(c, "body");
+		r = pubmsg_end(c, &f->pub.msgs[i], body);
+		if (r != FY_OK)
+			return r;
 	}
 	return FY_OK;
 }
@@ -574,6 +657,27 @@ dec_sub(struct dctx *c, const msgpack_object_map *m, struct fy_frame *f)
 		case K_EPHEMERAL:
 			if (get_bool(v, &f->sub.ephemeral))
 				return bad(c, "ephemeral");
+			break;
+		case K_TTL:
+			if (get_u64(v, &f->sub.ttl_ms))
+				return bad(c, "ttl");
+			break;
+		case K_TTL_DROP:
+			if (get_bool(v, &f->sub.ttl_drop))
+				return bad(c, "ttl_drop");
+			break;
+		case K_MAX_MSGS:
+			if (get_u64(v, &f->sub.max_msgs))
+				return bad(c, "max_msgs");
+			break;
+		case K_MAX_BYTES:
+			if (get_u64(v, &f->sub.max_bytes))
+				return bad(c, "max_bytes");
+			break;
+		case K_OVERFLOW:
+			if (get_u32(v, &f->sub.overflow) ||
+			    f->sub.overflow > FY_OVERFLOW_DLQ_OLDEST)
+				return bad(c, "overflow");
 			break;
 		default:
 			break;
@@ -702,6 +806,60 @@ dec_delete(struct dctx *c, const msgpack_object_map *m, struct fy_frame *f)
 	return FY_OK;
 }
 
+/*
+ * STATS, INFLIGHT, PEEK and TRACE.  Only the keys of the type are read,
+ * as dec_settle() does: the others are unknown to it.
+ */
+static int
+dec_query(struct dctx *c, const msgpack_object_map *m, struct fy_frame *f)
+{
+	const msgpack_object_kv *e;
+	const msgpack_object *v;
+	enum key k;
+	uint64_t seen = 0;
+
+	FOR_KEYS(m, e, k, v) {
+		switch (k) {
+		case K_TOPIC:
+			if (f->type == FY_T_TRACE)
+				break;
+			if (get_str(v, &f->query.topic))
+				return bad(c, "topic");
+			seen |= HAS(K_TOPIC);
+			break;
+		case K_GROUP:
+			if (f->type != FY_T_INFLIGHT && f->type != FY_T_PEEK)
+				break;
+			if (get_str(v, &f->query.group))
+				return bad(c, "group");
+			break;
+		case K_ID:
+			if (f->type != FY_T_TRACE)
+				break;
+			if (get_str(v, &f->query.id))
+				return bad(c, "id");
+			seen |= HAS(K_ID);
+			break;
+		default:
+			break;
+		}
+	}
+	switch (f->type) {
+	case FY_T_INFLIGHT:
+	case FY_T_PEEK:
+		if (!(seen & HAS(K_TOPIC)))
+			return bad(c, "topic");
+		break;
+	case FY_T_TRACE:
+		if (!(seen & HAS(K_ID)))
+			return bad(c, "id");
+		break;
+	default:
+		break;
+	}
+	return FY_OK;
+}
+
 static int
 dec_welcome(struct dctx *c, const msgpack_object_map *m, struct fy_frame *f)
 {
@@ -742,6 +900,132 @@ dec_welcome(struct dctx *c, const msgpack_object_map *m, struct fy_frame *f)
 	return FY_OK;
 }
 
+/*
+ * The rows of the inspection replies ("stats", "inflight", "events"):
+ * flat maps of str and uint fields, described by tables that the decoder
+ * and the encoder share.  Their keys stay out of key_id(), whose buckets
+ * every PUB and MSG key goes through.
+ */
+enum { F_STR, F_U64, F_U32 };
+
+struct rowfield {
+	const char *key;
+	uint8_t klen;
+	uint8_t kind;		/* F_* */
+	uint16_t off;		/* in the row struct */
+};
+
+#define RF(lit, kind, type, member)					\
+	{ lit, sizeof(lit) - 1, kind, offsetof(type, member) }
+
+static const struct rowfield gstat_fields[] = {
+	RF("topic", F_STR, struct fy_gstat, topic),
+	RF("group", F_STR, struct fy_gstat, group),
+	RF("ready", F_U64, struct fy_gstat, ready),
+	RF("delayed", F_U64, struct fy_gstat, delayed),
+	RF("inflight", F_U64, struct fy_gstat, inflight),
+	RF("bytes", F_U64, struct fy_gstat, bytes),
+	RF("members", F_U64, struct fy_gstat, members),
+	RF("enq", F_U64, struct fy_gstat, enqueued),
+	RF("dlv", F_U64, struct fy_gstat, delivered),
+	RF("ack", F_U64, struct fy_gstat, acked),
+	RF("timeout", F_U64, struct fy_gstat, timeouts),
+	RF("nack", F_U64, struct fy_gstat, nacked),
+	RF("disc", F_U64, struct fy_gstat, disconnected),
+	RF("rel", F_U64, struct fy_gstat, released),
+	RF("expired", F_U64, struct fy_gstat, expired),
+	RF("dlq", F_U64, struct fy_gstat, dead_lettered),
+};
+
+static const struct rowfield lease_fields[] = {
+	RF("id", F_STR, struct fy_lease_info, id),
+	RF("by", F_STR, struct fy_lease_info, consumer),
+	RF("age", F_U64, struct fy_lease_info, age_ms),
+	RF("att", F_U32, struct fy_lease_info, attempt),
+	RF("e", F_STR, struct fy_lease_info, error),
+};
+
+static const struct rowfield event_fields[] = {
+	RF("at", F_U64, struct fy_event, at),
+	RF("ev", F_STR, struct fy_event, what),
+	RF("topic", F_STR, struct fy_event, topic),
+	RF("group", F_STR, struct fy_event, group),
+	RF("by", F_STR, struct fy_event, consumer),
+	RF("att", F_U32, struct fy_event, attempt),
+	RF("e", F_STR, struct fy_event, error),
+};
+
+#undef RF
+
+static const struct rowfield *
+row_field(const struct rowfield *fd, size_t nfd, const msgpack_object *k)
+{
+	size_t i;
+
+	if (k->type != MSGPACK_OBJECT_STR)
+		return NULL;
+	for (i = 0; i < nfd; i++)
+		if (fd[i].klen == k->via.str.size &&
+		    memcmp(fd[i].key, k->via.str.ptr, fd[i].klen) == 0)
+			return &fd[i];
+	return NULL;
+}
+
+/* An array of row maps into a zeroed zone array; any error names the
+ * array's key.  An empty array gives NULL, 0. */
+static int
+get_rows(struct dctx *c, const msgpack_object *o, const char *name,
+    const struct rowfield *fd, size_t nfd, size_t size, void **rows,
+    uint32_t *nrows)
+{
+	const msgpack_object_kv *e;
+	const struct rowfield *rf;
+	uint32_t i, n;
+	char *a, *p;
+	int r;
+
+	if (o->type != MSGPACK_OBJECT_ARRAY)
+		return bad(c, name);
+	n = o->via.array.size;
+	*rows = NULL;
+	*nrows = 0;
+	if (n == 0)
+		return FY_OK;
+	a = zalloc(c, n, size);
+	if (a == NULL)
+		return FY_ENOMEM;
+	memset(a, 0, (size_t)n * size);
+	for (i = 0; i < n; i++) {
+		const msgpack_object *ent = &o->via.array.ptr[i];
+
+		if (ent->type != MSGPACK_OBJECT_MAP)
+			return bad(c, name);
+		for (e = ent->via.map.ptr;
+		    e < ent->via.map.ptr + ent->via.map.size; e++) {
+			if (e->val.type == MSGPACK_OBJECT_NIL ||
+			    (rf = row_field(fd, nfd, &e->key)) == NULL)
+				continue;
+			p = a + (size_t)i * size + rf->off;
+			switch (rf->kind) {
+			case F_STR:
+				r = get_str(&e->val, (struct fy_str *)p);
+				break;
+			case F_U64:
+				r = get_u64(&e->val, (uint64_t *)p);
+				break;
+			default:
+				r = get_u32(&e->val, (uint32_t *)p);
+				break;
+			}
+			if (r)
+				return bad(c, name);
+		}
+	}
+	*rows = a;
+	*nrows = n;
+	return FY_OK;
+}
+
 static int
 dec_ok(struct dctx *c, const msgpack_object_map *m, struct fy_frame *f)
 {
@@ -749,6 +1033,8 @@ dec_ok(struct dctx *c, const msgpack_object_map *m, struct fy_frame *f)
 	const msgpack_object *v;
 	enum key k;
 	uint32_t i, n;
+	void *rows;
+	int r;
 
 	FOR_KEYS(m, e, k, v) {
 		switch (k) {
@@ -780,6 +1066,34 @@ dec_ok(struct dctx *c, const msgpack_object_map *m, struct fy_frame *f)
 				    &f->ok.ids[i]))
 					return bad(c, "ids");
 			f->ok.nids = n;
+			break;
+		case K_DUPS:
+			if (get_u32(v, &f->ok.dups))
+				return bad(c, "dups");
+			break;
+		case K_STATS:
+			r = get_rows(c, v, "stats", gstat_fields,
+			    ARRAY_LEN(gstat_fields), sizeof(*f->ok.stats),
+			    &rows, &f->ok.nstats);
+			if (r != FY_OK)
+				return r;
+			f->ok.stats = rows;
+			break;
+		case K_INFLIGHT:
+			r = get_rows(c, v, "inflight", lease_fields,
+			    ARRAY_LEN(lease_fields), sizeof(*f->ok.inflight),
+			    &rows, &f->ok.ninflight);
+			if (r != FY_OK)
+				return r;
+			f->ok.inflight = rows;
+			break;
+		case K_EVENTS:
+			r = get_rows(c, v, "events", event_fields,
+			    ARRAY_LEN(event_fields), sizeof(*f->ok.events),
+			    &rows, &f->ok.nevents);
+			if (r != FY_OK)
+				return r;
+			f->ok.events = rows;
 			break;
 		default:
 			break;
@@ -921,6 +1235,14 @@ dec_msg(struct dctx *c, const msgpack_object_map *m, struct fy_frame *f)
 			if (r != FY_OK)
 				return r;
 			break;
+		case K_REPLY_TO:
+			if (get_str(v, &f->msg.reply_to))
+				return bad(c, "reply_to");
+			break;
+		case K_CORR:
+			if (get_str(v, &f->msg.corr))
+				return bad(c, "corr");
+			break;
 		case K_BODY:
 			if (get_body(v, &f->msg.body))
 				return bad(c, "body");
@@ -1030,6 +1352,12 @@ fy_decode(struct fy_dec *d, const uint8_t *payload, size_t len,
 		break;
 	case FY_T_PING:
 		r = FY_OK;
+		break;
+	case FY_T_STATS:
+	case FY_T_INFLIGHT:
+	case FY_T_PEEK:
+	case FY_T_TRACE:
+		r = dec_query(&c, m, f);
 		break;
 	case FY_T_WELCOME:
 		r = dec_welcome(&c, m, f);
@@ -1216,6 +1544,22 @@ put_key(struct w *w, const char *p, size_t n)
 
 #define KEY(w, lit) put_key(w, lit, sizeof(lit) - 1)
 
+/* Optional keys: written only when set. */
+#define OPT_STR(w, lit, s)						\
+	do {								\
+		if ((s).len > 0) {					\
+			KEY(w, lit);					\
+			put_fstr(w, &(s));				\
+		}							\
+	} while (0)
+#define OPT_UINT(w, lit, v)						\
+	do {								\
+		if ((v) != 0) {						\
+			KEY(w, lit);					\
+			put_uint(w, v);					\
+		}							\
+	} while (0)
+
 static void
 put_hdr(struct w *w, const struct fy_kv *kv, uint32_t n)
 {
@@ -1229,6 +1573,15 @@ put_hdr(struct w *w, const struct fy_kv *kv, uint32_t n)
 	}
 }
 
+/* Any of the delivery options set?  One test for the common message
+ * that has none. */
+static inline int
+pubmsg_opts(const struct fy_pubmsg *m)
+{
+	return (m->delay_ms | m->ttl_ms | m->pseq | m->reply_to.len |
+	    m->corr.len | m->pid.len) != 0;
+}
+
 /*
  * The message keys of a PUB (single, at top level, or one map of "msgs"),
  * body last.  The map header is the caller's; returns the key count so it
@@ -1237,7 +1590,13 @@ put_hdr(struct w *w, const struct fy_kv *kv, uint32_t n)
 static uint32_t
 pubmsg_nkeys(const struct fy_pubmsg *m)
 {
-	return 1 + (m->id.len > 0) + (m->nhdr > 0);
+	uint32_t n = 1 + (m->id.len > 0) + (m->nhdr > 0);
+
+	if (pubmsg_opts(m))
+		n += (m->delay_ms != 0) + (m->ttl_ms != 0) +
+		    (m->reply_to.len > 0) + (m->corr.len > 0) +
+		    (m->pid.len > 0) + (m->pseq != 0);
+	return n;
 }
 
 static void
@@ -1249,6 +1608,14 @@ put_pubmsg(struct w *w, const struct fy_pubmsg *m, int nobody)
 	}
 	if (m->nhdr > 0)
 		put_hdr(w, m->hdr, m->nhdr);
+	if (pubmsg_opts(m)) {
+		OPT_UINT(w, "delay", m->delay_ms);
+		OPT_UINT(w, "ttl", m->ttl_ms);
+		OPT_STR(w, "reply_to", m->reply_to);
+		OPT_STR(w, "corr", m->corr);
+		OPT_STR(w, "pid", m->pid);
+		OPT_UINT(w, "seq", m->pseq);
+	}
 	KEY(w, "body");
 	put_bin_hdr(w, m->body.len);
 	if (!nobody)
@@ -1279,6 +1646,65 @@ put_hist(struct w *w, const struct fy_hist *h, uint32_t n)
 	}
 }
 
+/* "key": [rows...], each row a map of its set fields (see get_rows()). */
+static void
+put_rows(struct w *w, const char *key, size_t klen, const void *rows,
+    uint32_t n, size_t size, const struct rowfield *fd, size_t nfd)
+{
+	const char *row, *p;
+	uint32_t i, nk;
+	size_t j;
+
+	put_key(w, key, klen);
+	put_array(w, n);
+	for (i = 0; i < n; i++) {
+		row = (const char *)rows + (size_t)i * size;
+		nk = 0;
+		for (j = 0; j < nfd; j++) {
+			p = row + fd[j].off;
+			switch (fd[j].kind) {
+			case F_STR:
+				nk += ((const struct fy_str *)p)->len > 0;
+				break;
+			case F_U64:
+				nk += *(const uint64_t *)p != 0;
+				break;
+			default:
+				nk += *(const uint32_t *)p != 0;
+				break;
+			}
+		}
+		put_map(w, nk);
+		for (j = 0; j < nfd; j++) {
+			p = row + fd[j].off;
+			switch (fd[j].kind) {
+			case F_STR:
+				if (((const struct fy_str *)p)->len == 0)
+					continue;
+				put_key(w, fd[j].key, fd[j].klen);
+				put_fstr(w, (const struct fy_str *)p);
+				break;
+			case F_U64:
+				if (*(const uint64_t *)p == 0)
+					continue;
+				put_key(w, fd[j].key, fd[j].klen);
+				put_uint(w, *(const uint64_t *)p);
+				break;
+			default:
+				if (*(const uint32_t *)p == 0)
+					continue;
+				put_key(w, fd[j].key, fd[j].klen);
+				put_uint(w, *(const uint32_t *)p);
+				break;
+			}
+		}
+	}
+}
+
+#define ROWS(w, lit, rows, n, fd)					\
+	put_rows(w, lit, sizeof(lit) - 1, rows, n, sizeof(*(rows)), fd,	\
+	    ARRAY_LEN(fd))
+
 /* Map header plus "t" and "rid", common to every frame. */
 static void
 put_head(struct w *w, const struct fy_frame *f, uint32_t nkeys)
@@ -1292,21 +1718,18 @@ put_head(struct w *w, const struct fy_frame *f, uint32_t nkeys)
 	}
 }
 
-/* Optional keys: written only when set. */
-#define OPT_STR(w, lit, s)						\
-	do {								\
-		if ((s).len > 0) {					\
-			KEY(w, lit);					\
-			put_fstr(w, &(s));				\
-		}							\
-	} while (0)
-#define OPT_UINT(w, lit, v)						\
-	do {								\
-		if ((v) != 0) {						\
-			KEY(w, lit);					\
-			put_uint(w, v);					\
-		}							\
-	} while (0)
+/* The frame-wide keys of a PUB, before its message keys. */
+static void
+put_pub_head(struct w *w, const struct fy_frame *f)
+{
+	KEY(w, "topic");
+	put_fstr(w, &f->pub.topic);
+	OPT_STR(w, "group", f->pub.group);
+	if (f->pub.mandatory) {
+		KEY(w, "mandatory");
+		put_tag(w, 0xc3, 0, 0);
+	}
+}
 
 static int
 encode(struct fy_enc *e, const struct fy_frame *f, int nobody)
@@ -1314,7 +1737,7 @@ encode(struct fy_enc *e, const struct fy_frame *f, int nobody)
 	struct w w = { &e->sb, 0 };
 	size_t start = e->sb.size;
 	uint64_t plen;
-	uint32_t bodylen = 0, i;
+	uint32_t bodylen = 0, i, n;
 	const struct fy_pubmsg *pm;
 
 	if (nobody && !(f->type == FY_T_MSG ||
@@ -1340,17 +1763,16 @@ encode(struct fy_enc *e, const struct fy_frame *f, int nobody)
 		break;
 	case FY_T_PUB:
 		pm = f->pub.msgs;
+		n = 1 + (f->pub.group.len > 0) + (f->pub.mandatory != 0);
 		if (f->pub.nmsgs == 1) {
-			put_head(&w, f, 1 + pubmsg_nkeys(pm));
-			KEY(&w, "topic");
-			put_fstr(&w, &f->pub.topic);
+			put_head(&w, f, n + pubmsg_nkeys(pm));
+			put_pub_head(&w, f);
 			put_pubmsg(&w, pm, nobody);
 			bodylen = pm->body.len;
 			break;
 		}
-		put_head(&w, f, 2);
-		KEY(&w, "topic");
-		put_fstr(&w, &f->pub.topic);
+		put_head(&w, f, n + 1);
+		put_pub_head(&w, f);
 		KEY(&w, "msgs");
 		put_array(&w, f->pub.nmsgs);
 		for (i = 0; i < f->pub.nmsgs; i++) {
@@ -1362,7 +1784,10 @@ encode(struct fy_enc *e, const struct fy_frame *f, int nobody)
 		put_head(&w, f, 1 + (f->sub.group.len > 0) +
 		    (f->sub.prefetch != 0) + (f->sub.mode != 0) +
 		    (f->sub.ack_timeout_ms != 0) +
-		    (f->sub.max_attempts != 0) + (f->sub.ephemeral != 0));
+		    (f->sub.max_attempts != 0) + (f->sub.ephemeral != 0) +
+		    (f->sub.ttl_ms != 0) + (f->sub.ttl_drop != 0) +
+		    (f->sub.max_msgs != 0) + (f->sub.max_bytes != 0) +
+		    (f->sub.overflow != 0));
 		KEY(&w, "topic");
 		put_fstr(&w, &f->sub.topic);
 		OPT_STR(&w, "group", f->sub.group);
@@ -1374,6 +1799,14 @@ encode(struct fy_enc *e, const struct fy_frame *f, int nobody)
 			KEY(&w, "ephemeral");
 			put_tag(&w, 0xc3, 0, 0);
 		}
+		OPT_UINT(&w, "ttl", f->sub.ttl_ms);
+		if (f->sub.ttl_drop) {
+			KEY(&w, "ttl_drop");
+			put_tag(&w, 0xc3, 0, 0);
+		}
+		OPT_UINT(&w, "max_msgs", f->sub.max_msgs);
+		OPT_UINT(&w, "max_bytes", f->sub.max_bytes);
+		OPT_UINT(&w, "overflow", f->sub.overflow);
 		break;
 	case FY_T_UNSUB:
 		put_head(&w, f, 1);
@@ -1424,6 +1857,22 @@ encode(struct fy_enc *e, const struct fy_frame *f, int nobody)
 	case FY_T_PING:
 		put_head(&w, f, 0);
 		break;
+	case FY_T_STATS:
+		put_head(&w, f, f->query.topic.len > 0);
+		OPT_STR(&w, "topic", f->query.topic);
+		break;
+	case FY_T_INFLIGHT:
+	case FY_T_PEEK:
+		put_head(&w, f, 1 + (f->query.group.len > 0));
+		KEY(&w, "topic");
+		put_fstr(&w, &f->query.topic);
+		OPT_STR(&w, "group", f->query.group);
+		break;
+	case FY_T_TRACE:
+		put_head(&w, f, 1);
+		KEY(&w, "id");
+		put_fstr(&w, &f->query.id);
+		break;
 	case FY_T_WELCOME:
 		put_head(&w, f, 1 + (f->welcome.server.len > 0) +
 		    (f->welcome.session.len > 0) +
@@ -1437,7 +1886,9 @@ encode(struct fy_enc *e, const struct fy_frame *f, int nobody)
 		break;
 	case FY_T_OK:
 		put_head(&w, f, (f->ok.sid != 0) + (f->ok.group.len > 0) +
-		    (f->ok.nids > 0) + (f->ok.dur != 0));
+		    (f->ok.nids > 0) + (f->ok.dur != 0) + (f->ok.dups != 0) +
+		    (f->ok.nstats > 0) + (f->ok.ninflight > 0) +
+		    (f->ok.nevents > 0));
 		OPT_UINT(&w, "sid", f->ok.sid);
 		OPT_STR(&w, "group", f->ok.group);
 		if (f->ok.nids > 0) {
@@ -1447,6 +1898,16 @@ encode(struct fy_enc *e, const struct fy_frame *f, int nobody)
 				put_fstr(&w, &f->ok.ids[i]);
 		}
 		OPT_UINT(&w, "dur", f->ok.dur);
+		OPT_UINT(&w, "dups", f->ok.dups);
+		if (f->ok.nstats > 0)
+			ROWS(&w, "stats", f->ok.stats, f->ok.nstats,
+			    gstat_fields);
+		if (f->ok.ninflight > 0)
+			ROWS(&w, "inflight", f->ok.inflight, f->ok.ninflight,
+			    lease_fields);
+		if (f->ok.nevents > 0)
+			ROWS(&w, "events", f->ok.events, f->ok.nevents,
+			    event_fields);
 		break;
 	case FY_T_ERR:
 		put_head(&w, f, 1 + (f->err.msg.len > 0) + (f->err.sid != 0));
@@ -1459,7 +1920,8 @@ encode(struct fy_enc *e, const struct fy_frame *f, int nobody)
 		put_head(&w, f, 3 + (f->msg.topic.len > 0) +
 		    (f->msg.lease != 0) + (f->msg.attempt != 0) +
 		    (f->msg.ts != 0) + (f->msg.nhdr > 0) +
-		    (f->msg.nhist > 0));
+		    (f->msg.nhist > 0) + (f->msg.reply_to.len > 0) +
+		    (f->msg.corr.len > 0));
 		KEY(&w, "sid");
 		put_uint(&w, f->msg.sid);
 		KEY(&w, "id");
@@ -1472,6 +1934,8 @@ encode(struct fy_enc *e, const struct fy_frame *f, int nobody)
 			put_hdr(&w, f->msg.hdr, f->msg.nhdr);
 		if (f->msg.nhist > 0)
 			put_hist(&w, f->msg.hist, f->msg.nhist);
+		OPT_STR(&w, "reply_to", f->msg.reply_to);
+		OPT_STR(&w, "corr", f->msg.corr);
 		/* Last, so that fy_encode_nobody() can stop at its header. */
 		KEY(&w, "body");
 		put_bin_hdr(&w, f->msg.body.len);

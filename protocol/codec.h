@@ -48,6 +48,10 @@ enum fy_type {
 	FY_T_TOUCH = 7,
 	FY_T_DELETE = 8,
 	FY_T_PING = 9,
+	FY_T_STATS = 10,
+	FY_T_INFLIGHT = 11,
+	FY_T_PEEK = 12,
+	FY_T_TRACE = 13,
 
 	FY_T_WELCOME = 64,
 	FY_T_OK = 65,
@@ -68,7 +72,7 @@ enum fy_code {
 	FY_E_BADNAME = 5,	/* invalid topic or group name */
 	FY_E_BADARG = 6,	/* field missing, wrong type or out of range */
 	FY_E_NOSUB = 7,		/* unknown subscription id */
-	FY_E_STALE = 8,		/* lease no longer valid (expired, redelivered) */
+	FY_E_STALE = 8,		/* lease no longer valid (timed out, redelivered) */
 	FY_E_MSGSIZE = 9,	/* body above max_message_size */
 	FY_E_NOTFOUND = 10,	/* no such topic or group */
 	FY_E_LIMIT = 11,	/* a configured limit reached (conns, topics) */
@@ -80,8 +84,10 @@ enum fy_code {
 	FY_E_SHUTDOWN = 16,	/* broker is shutting down (retryable) */
 	FY_E_MODE = 17,		/* request not valid for this subscription's
 				   mode (e.g. ACK on at-most-once) */
+	FY_E_NOSUBSCRIBERS = 18, /* mandatory publish: no group of the topic
+				   has a member (retryable) */
 };
-#define FY_E_MAX 17
+#define FY_E_MAX 18
 
 const char *fy_code_name(int code);	/* "E_STALE"; "E_UNKNOWN" if unknown */
 int fy_code_retryable(int code);	/* 1 or 0 */
@@ -90,6 +96,12 @@ int fy_code_retryable(int code);	/* 1 or 0 */
 enum fy_mode {
 	FY_MODE_ALO = 0,	/* at-least-once: explicit ACK (default) */
 	FY_MODE_AMO = 1,	/* at-most-once: settled once written */
+};
+
+/* What a full group does with one more message ("overflow" in SUB). */
+enum fy_overflow {
+	FY_OVERFLOW_REJECT = 0,		/* refuse the publish: E_FULL */
+	FY_OVERFLOW_DLQ_OLDEST = 1,	/* dead-letter the oldest ready one */
 };
 
 /* Durability reached by a confirmed publish ("dur" in OK). */
@@ -112,17 +124,71 @@ struct fy_kv {
 /* One message inside PUB (single or batch). */
 struct fy_pubmsg {
 	struct fy_str body;	/* "body" bin, required */
-	struct fy_str id;	/* "id" str, optional producer-supplied id */
+	struct fy_str id;	/* "id" str, optional producer-supplied id:
+				   deduplicated per topic (dedup_window) */
 	struct fy_kv *hdr;	/* "hdr" map str->str, optional */
 	uint32_t nhdr;
+	uint64_t delay_ms;	/* "delay": not deliverable for this long */
+	uint64_t ttl_ms;	/* "ttl": expires if not delivered in time;
+				   0 = the group's default */
+	struct fy_str reply_to;	/* "reply_to": topic for the reply */
+	struct fy_str corr;	/* "corr": correlation id for the reply */
+	struct fy_str pid;	/* "pid": producer id (idempotent producer) */
+	uint64_t pseq;		/* "seq": the producer's sequence, > 0; a
+				   publish with seq <= the producer's high
+				   water mark is a duplicate */
 };
 
 /* One entry of a dead-letter history ("hist" in MSG). */
 struct fy_hist {
-	struct fy_str cause;	/* "c": "expired" | "nacked" | "released" */
+	struct fy_str cause;	/* "c": "timeout" | "nacked" | "disconnected" |
+				   "released" | "expired" */
 	struct fy_str error;	/* "e": nack error text, may be empty */
 	struct fy_str consumer;	/* "by": consumer (client) name */
 	uint64_t at;		/* "at": unix time, ms */
+};
+
+/* One group's counters ("stats" in OK).  A topic's backlog is reported
+ * as a row with an empty group. */
+struct fy_gstat {
+	struct fy_str topic;	/* "topic" */
+	struct fy_str group;	/* "group" */
+	uint64_t ready;		/* "ready": waiting for a member */
+	uint64_t delayed;	/* "delayed": waiting for a delay or backoff */
+	uint64_t inflight;	/* "inflight": delivered, not acked */
+	uint64_t bytes;		/* "bytes": body bytes queued */
+	uint64_t members;	/* "members" */
+	uint64_t enqueued;	/* "enq": messages ever added */
+	uint64_t delivered;	/* "dlv": deliveries, redeliveries too */
+	uint64_t acked;		/* "ack" */
+	uint64_t timeouts;	/* "timeout": leases expired */
+	uint64_t nacked;	/* "nack" */
+	uint64_t disconnected;	/* "disc" */
+	uint64_t released;	/* "rel" */
+	uint64_t expired;	/* "expired": TTL ran out */
+	uint64_t dead_lettered;	/* "dlq" */
+};
+
+/* One outstanding delivery ("inflight" in OK). */
+struct fy_lease_info {
+	struct fy_str id;	/* "id": message id */
+	struct fy_str consumer;	/* "by": the member's client name */
+	uint64_t age_ms;	/* "age": since delivered */
+	uint32_t attempt;	/* "att" */
+	struct fy_str error;	/* "e": last nack error, may be empty */
+};
+
+/* One step of a message's life ("events" in OK, for TRACE). */
+struct fy_event {
+	uint64_t at;		/* "at": unix ms */
+	struct fy_str what;	/* "ev": published, delivered, acked, nacked,
+				   timeout, disconnected, released, expired,
+				   dead-lettered, dropped, duplicate */
+	struct fy_str topic;	/* "topic" */
+	struct fy_str group;	/* "group", empty for published */
+	struct fy_str consumer;	/* "by" */
+	uint32_t attempt;	/* "att" */
+	struct fy_str error;	/* "e" */
 };
 
 struct fy_frame {
@@ -141,6 +207,14 @@ struct fy_frame {
 			struct fy_pubmsg *msgs;
 			uint32_t nmsgs;
 			struct fy_pubmsg one;
+			uint8_t mandatory;	/* "mandatory" bool: refuse
+						   with E_NOSUBSCRIBERS when no
+						   group has a member */
+			struct fy_str group;	/* "group": enqueue in this
+						   existing group only (e.g. a
+						   dead letter replayed), not
+						   fanned out; E_NOTFOUND if
+						   there is no such group */
 		} pub;
 		struct {
 			struct fy_str topic;	/* "topic" */
@@ -150,6 +224,13 @@ struct fy_frame {
 			uint32_t ack_timeout_ms; /* "ack_timeout", 0 = group's */
 			uint32_t max_attempts;	/* "max_attempts", 0 = group's */
 			uint8_t ephemeral;	/* "ephemeral" bool */
+			/* Group settings, applied when the SUB creates it: */
+			uint64_t ttl_ms;	/* "ttl": default message TTL */
+			uint8_t ttl_drop;	/* "ttl_drop" bool: drop expired
+						   messages, don't dead-letter */
+			uint64_t max_msgs;	/* "max_msgs": 0 = no limit */
+			uint64_t max_bytes;	/* "max_bytes": 0 = no limit */
+			uint32_t overflow;	/* "overflow", enum fy_overflow */
 		} sub;
 		struct {
 			uint64_t sid;		/* "sid" */
@@ -176,6 +257,18 @@ struct fy_frame {
 			struct fy_str topic;	/* "topic" */
 			struct fy_str group;	/* "group"; empty = whole topic */
 		} del;
+		/*
+		 * STATS {topic?}: counters of every group of the topic (all
+		 * topics if empty).  INFLIGHT {topic, group?}: outstanding
+		 * deliveries.  PEEK {topic, group?}: the head of the queue.
+		 * TRACE {id}: what happened to a message.  group empty =
+		 * "default".
+		 */
+		struct {
+			struct fy_str topic;	/* "topic" */
+			struct fy_str group;	/* "group" */
+			struct fy_str id;	/* "id" (TRACE) */
+		} query;
 		struct {
 			uint32_t version;	/* "v" */
 			struct fy_str server;	/* "server", e.g. "ferryd 0.1.0" */
@@ -191,6 +284,16 @@ struct fy_frame {
 			struct fy_str *ids;	/* "ids" */
 			uint32_t nids;
 			uint32_t dur;		/* "dur", enum fy_durability */
+			uint32_t dups;		/* "dups": how many of the
+						   messages were duplicates,
+						   not enqueued again */
+			/* Inspection replies */
+			struct fy_gstat *stats;	/* "stats" (STATS) */
+			uint32_t nstats;
+			struct fy_lease_info *inflight;	/* "inflight" */
+			uint32_t ninflight;
+			struct fy_event *events;	/* "events" (TRACE) */
+			uint32_t nevents;
 		} ok;
 		struct {
 			uint32_t code;		/* "code", enum fy_code */
@@ -208,8 +311,10 @@ struct fy_frame {
 			uint32_t nhdr;
 			struct fy_hist *hist;	/* "hist", dead letters only */
 			uint32_t nhist;
+			struct fy_str reply_to;	/* "reply_to" */
+			struct fy_str corr;	/* "corr" */
 			struct fy_str body;	/* "body", always the last key */
-		} msg;
+		} msg;	/* also the reply to PEEK: rid set, sid and lease 0 */
 	};
 };
 
@@ -232,9 +337,12 @@ void fy_dec_fini(struct fy_dec *d);
  * FY_EPROTO: not exactly one msgpack map, or nested deeper than 16.
  * FY_ENOMEM: the zone could not grow (arrays are bounded by len).
  * A nil value counts as absent; unknown and non-str keys are skipped.
- * Besides types, FY_EFIELD also covers: SUB mode > 1, a PUB id longer than
- * FY_ID_MAX, PUB with both body and msgs (names "msgs"), ACK with both
- * lease and leases (names "leases"), and empty msgs or leases arrays.
+ * Besides types, FY_EFIELD also covers: SUB mode or overflow > 1, a PUB
+ * id or pid longer than FY_ID_MAX, a PUB message with seq 0, or with
+ * only one of pid and seq (names "seq"), PUB with both msgs and any
+ * top-level message key (names "msgs"), ACK with both lease and leases
+ * (names "leases"), and empty msgs or leases arrays.  An error inside a
+ * row of OK's stats, inflight or events names the array.
  * Names are not checked here: see fy_name_valid().
  */
 int fy_decode(struct fy_dec *d, const uint8_t *payload, size_t len,

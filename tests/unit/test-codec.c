@@ -54,6 +54,55 @@ ck_pubmsg(const struct fy_pubmsg *a, const struct fy_pubmsg *b)
 	ck_str(a->body, b->body);
 	ck_str(a->id, b->id);
 	ck_kv(a->hdr, a->nhdr, b->hdr, b->nhdr);
+	ck_assert_uint_eq(a->delay_ms, b->delay_ms);
+	ck_assert_uint_eq(a->ttl_ms, b->ttl_ms);
+	ck_str(a->reply_to, b->reply_to);
+	ck_str(a->corr, b->corr);
+	ck_str(a->pid, b->pid);
+	ck_assert_uint_eq(a->pseq, b->pseq);
+}
+
+static void
+ck_gstat(const struct fy_gstat *a, const struct fy_gstat *b)
+{
+	ck_str(a->topic, b->topic);
+	ck_str(a->group, b->group);
+	ck_assert_uint_eq(a->ready, b->ready);
+	ck_assert_uint_eq(a->delayed, b->delayed);
+	ck_assert_uint_eq(a->inflight, b->inflight);
+	ck_assert_uint_eq(a->bytes, b->bytes);
+	ck_assert_uint_eq(a->members, b->members);
+	ck_assert_uint_eq(a->enqueued, b->enqueued);
+	ck_assert_uint_eq(a->delivered, b->delivered);
+	ck_assert_uint_eq(a->acked, b->acked);
+	ck_assert_uint_eq(a->timeouts, b->timeouts);
+	ck_assert_uint_eq(a->nacked, b->nacked);
+	ck_assert_uint_eq(a->disconnected, b->disconnected);
+	ck_assert_uint_eq(a->released, b->released);
+	ck_assert_uint_eq(a->expired, b->expired);
+	ck_assert_uint_eq(a->dead_lettered, b->dead_lettered);
+}
+
+static void
+ck_lease_info(const struct fy_lease_info *a, const struct fy_lease_info *b)
+{
+	ck_str(a->id, b->id);
+	ck_str(a->consumer, b->consumer);
+	ck_assert_uint_eq(a->age_ms, b->age_ms);
+	ck_assert_uint_eq(a->attempt, b->attempt);
+	ck_str(a->error, b->error);
+}
+
+static void
+ck_event(const struct fy_event *a, const struct fy_event *b)
+{
+	ck_assert_uint_eq(a->at, b->at);
+	ck_str(a->what, b->what);
+	ck_str(a->topic, b->topic);
+	ck_str(a->group, b->group);
+	ck_str(a->consumer, b->consumer);
+	ck_assert_uint_eq(a->attempt, b->attempt);
+	ck_str(a->error, b->error);
 }
 
 /* Field-by-field comparison of what the encoder wrote for a type. */
@@ -71,6 +120,8 @@ ck_frame(const struct fy_frame *a, const struct fy_frame *b)
 		break;
 	case FY_T_PUB:
 		ck_str(a->pub.topic, b->pub.topic);
+		ck_str(a->pub.group, b->pub.group);
+		ck_assert_uint_eq(a->pub.mandatory, b->pub.mandatory);
 		ck_assert_uint_eq(a->pub.nmsgs, b->pub.nmsgs);
 		for (i = 0; i < a->pub.nmsgs; i++)
 			ck_pubmsg(&a->pub.msgs[i], &b->pub.msgs[i]);
@@ -83,6 +134,11 @@ ck_frame(const struct fy_frame *a, const struct fy_frame *b)
 		ck_assert_uint_eq(a->sub.ack_timeout_ms, b->sub.ack_timeout_ms);
 		ck_assert_uint_eq(a->sub.max_attempts, b->sub.max_attempts);
 		ck_assert_uint_eq(a->sub.ephemeral, b->sub.ephemeral);
+		ck_assert_uint_eq(a->sub.ttl_ms, b->sub.ttl_ms);
+		ck_assert_uint_eq(a->sub.ttl_drop, b->sub.ttl_drop);
+		ck_assert_uint_eq(a->sub.max_msgs, b->sub.max_msgs);
+		ck_assert_uint_eq(a->sub.max_bytes, b->sub.max_bytes);
+		ck_assert_uint_eq(a->sub.overflow, b->sub.overflow);
 		break;
 	case FY_T_UNSUB:
 		ck_assert_uint_eq(a->unsub.sid, b->unsub.sid);
@@ -110,6 +166,14 @@ ck_frame(const struct fy_frame *a, const struct fy_frame *b)
 		break;
 	case FY_T_PING:
 		break;
+	case FY_T_STATS:
+	case FY_T_INFLIGHT:
+	case FY_T_PEEK:
+	case FY_T_TRACE:
+		ck_str(a->query.topic, b->query.topic);
+		ck_str(a->query.group, b->query.group);
+		ck_str(a->query.id, b->query.id);
+		break;
 	case FY_T_WELCOME:
 		ck_assert_uint_eq(a->welcome.version, b->welcome.version);
 		ck_str(a->welcome.server, b->welcome.server);
@@ -124,6 +188,16 @@ ck_frame(const struct fy_frame *a, const struct fy_frame *b)
 		ck_assert_uint_eq(a->ok.nids, b->ok.nids);
 		for (i = 0; i < a->ok.nids; i++)
 			ck_str(a->ok.ids[i], b->ok.ids[i]);
+		ck_assert_uint_eq(a->ok.dups, b->ok.dups);
+		ck_assert_uint_eq(a->ok.nstats, b->ok.nstats);
+		for (i = 0; i < a->ok.nstats; i++)
+			ck_gstat(&a->ok.stats[i], &b->ok.stats[i]);
+		ck_assert_uint_eq(a->ok.ninflight, b->ok.ninflight);
+		for (i = 0; i < a->ok.ninflight; i++)
+			ck_lease_info(&a->ok.inflight[i], &b->ok.inflight[i]);
+		ck_assert_uint_eq(a->ok.nevents, b->ok.nevents);
+		for (i = 0; i < a->ok.nevents; i++)
+			ck_event(&a->ok.events[i], &b->ok.events[i]);
 		break;
 	case FY_T_ERR:
 		ck_assert_uint_eq(a->err.code, b->err.code);
@@ -146,6 +220,8 @@ ck_frame(const struct fy_frame *a, const struct fy_frame *b)
 			    b->msg.hist[i].consumer);
 			ck_assert_uint_eq(a->msg.hist[i].at, b->msg.hist[i].at);
 		}
+		ck_str(a->msg.reply_to, b->msg.reply_to);
+		ck_str(a->msg.corr, b->msg.corr);
 		ck_str(a->msg.body, b->msg.body);
 		break;
 	default:
@@ -167,6 +243,34 @@ static const char *const keys20[20] = {
 	"k10", "k11", "k12", "k13", "k14", "k15", "k16", "k17", "k18", "k19",
 };
 
+static char id64[FY_ID_MAX];
+static struct fy_pubmsg batch2[2];
+/* A group row with every counter set, at every width, and a topic's
+ * backlog row (empty group, mostly zeros: omitted on the wire). */
+static struct fy_gstat gstat2[2] = {
+	{ S("orders.created"), S("billing"), 1, 2, 3, 1ULL << 40, 5,
+	    UINT64_MAX, 300, 70000, 1ULL << 32, 10, 11, 12, 13, 14 },
+	{ S("orders.created"), S(""), 42, 0, 0, 0, 0, 99, 0, 0, 0, 0, 0, 0,
+	    0, 0 },
+};
+static struct fy_gstat gstat17[17];
+static struct fy_lease_info leases3[3] = {
+	{ S("3f2c5a0e-8f6b-4c1d-9a51-5e6c1f2b7d40"), S("worker-1"), 1500, 1,
+	    S("") },
+	{ S("order-42"), S("worker-2"), 0, 4, S("boom: db down") },
+	{ S("x"), S(""), 1ULL << 35, UINT32_MAX, S("") },
+};
+static struct fy_event events4[4] = {
+	{ 1700000000000ULL, S("published"), S("orders.created"), S(""),
+	    S("producer"), 0, S("") },
+	{ 1700000000005ULL, S("delivered"), S("orders.created"),
+	    S("billing"), S("worker-1"), 1, S("") },
+	{ 1700000000900ULL, S("nacked"), S("orders.created"), S("billing"),
+	    S("worker-1"), 1, S("boom") },
+	{ 1700000030000ULL, S("dead-lettered"), S("orders.created"),
+	    S("billing"), S(""), 5, S("") },
+};
+
 static void
 init_data(void)
 {
@@ -175,6 +279,14 @@ init_data(void)
 	for (i = 0; i < sizeof(big); i++)
 		big[i] = (char)(i * 7 + (i >> 8));	/* includes NULs */
 	memset(name200, 'n', sizeof(name200));
+	memset(id64, 'p', sizeof(id64));
+	for (i = 0; i < ARRAY_LEN(gstat17); i++) {
+		gstat17[i].topic = S("t");
+		gstat17[i].group.p = keys20[i];
+		gstat17[i].group.len = (uint32_t)strlen(keys20[i]);
+		gstat17[i].ready = i;
+		gstat17[i].dead_lettered = (uint64_t)i << 20;
+	}
 	for (i = 0; i < ARRAY_LEN(hdr20); i++) {
 		hdr20[i].k.p = keys20[i];
 		hdr20[i].k.len = (uint32_t)strlen(keys20[i]);
@@ -189,7 +301,7 @@ static struct fy_str ids3[3] = {
 };
 static uint64_t leases5[5] = { 1, 200, 70000, 1ULL << 33, UINT64_MAX };
 static struct fy_hist hist2[2] = {
-	{ S("expired"), S(""), S("worker-1"), 1700000000000ULL },
+	{ S("timeout"), S(""), S("worker-1"), 1700000000000ULL },
 	{ S("nacked"), S("boom: db down"), S(""), 0 },
 };
 
@@ -395,11 +507,132 @@ sample(int i, struct fy_frame *f)
 		f->err.msg.p = big;
 		f->err.msg.len = sizeof(big);		/* str32 */
 		break;
+	case 26:	/* a request: every delivery option, single form */
+		f->type = FY_T_PUB;
+		f->rid = 2;
+		f->pub.topic = S("rpc.echo");
+		f->pub.group = S("workers");
+		f->pub.mandatory = 1;
+		f->pub.one.id = S("req-1");
+		f->pub.one.hdr = hdr2;
+		f->pub.one.nhdr = 1;
+		f->pub.one.delay_ms = 1500;
+		f->pub.one.ttl_ms = 1ULL << 33;
+		f->pub.one.reply_to = S("_inbox.1b4e28ba");
+		f->pub.one.corr = S("c-17");
+		f->pub.one.pid.p = id64;
+		f->pub.one.pid.len = sizeof(id64);	/* FY_ID_MAX */
+		f->pub.one.pseq = UINT64_MAX;
+		f->pub.one.body = S("ping");
+		f->pub.msgs = &f->pub.one;
+		f->pub.nmsgs = 1;
+		break;
+	case 27:	/* a batch whose messages differ in options */
+		memset(batch2, 0, sizeof(batch2));
+		batch2[0].body = S("a");
+		batch2[0].pid = S("producer-7");
+		batch2[0].pseq = 1;
+		batch2[0].ttl_ms = 60000;
+		batch2[1].body = S("b");
+		batch2[1].pid = S("producer-7");
+		batch2[1].pseq = 2;
+		batch2[1].delay_ms = 1;
+		batch2[1].reply_to = S("r");
+		batch2[1].corr = S("c");
+		f->type = FY_T_PUB;
+		f->pub.topic = S("orders.created");
+		f->pub.group = S("billing");
+		f->pub.mandatory = 1;
+		f->pub.msgs = batch2;
+		f->pub.nmsgs = ARRAY_LEN(batch2);
+		break;
+	case 28:
+		f->type = FY_T_SUB;
+		f->rid = 3;
+		f->sub.topic = S("orders.created");
+		f->sub.group = S("billing");
+		f->sub.ttl_ms = 86400000;
+		f->sub.ttl_drop = 1;
+		f->sub.max_msgs = 100000;
+		f->sub.max_bytes = 1ULL << 40;
+		f->sub.overflow = FY_OVERFLOW_DLQ_OLDEST;
+		break;
+	case 29:
+		f->type = FY_T_STATS;
+		f->rid = 4;
+		break;
+	case 30:
+		f->type = FY_T_STATS;
+		f->query.topic = S("orders.created");
+		break;
+	case 31:
+		f->type = FY_T_INFLIGHT;
+		f->rid = 5;
+		f->query.topic = S("orders.created");
+		f->query.group = S("billing");
+		break;
+	case 32:
+		f->type = FY_T_PEEK;
+		f->rid = 6;
+		f->query.topic = S("orders.created");
+		break;
+	case 33:
+		f->type = FY_T_TRACE;
+		f->rid = 7;
+		f->query.id = S("3f2c5a0e-8f6b-4c1d-9a51-5e6c1f2b7d40");
+		break;
+	case 34:	/* a confirm where two of three were duplicates */
+		f->type = FY_T_OK;
+		f->rid = 8;
+		f->ok.ids = ids3;
+		f->ok.nids = ARRAY_LEN(ids3);
+		f->ok.dur = FY_DUR_WRITTEN;
+		f->ok.dups = 2;
+		break;
+	case 35:
+		f->type = FY_T_OK;
+		f->rid = 9;
+		f->ok.stats = gstat2;
+		f->ok.nstats = ARRAY_LEN(gstat2);
+		break;
+	case 36:
+		f->type = FY_T_OK;
+		f->rid = 10;
+		f->ok.inflight = leases3;
+		f->ok.ninflight = ARRAY_LEN(leases3);
+		break;
+	case 37:
+		f->type = FY_T_OK;
+		f->rid = 11;
+		f->ok.events = events4;
+		f->ok.nevents = ARRAY_LEN(events4);
+		break;
+	case 38:	/* the reply to PEEK: rid, sid 0, lease 0 */
+		f->type = FY_T_MSG;
+		f->rid = 6;
+		f->msg.id = S("req-1");
+		f->msg.topic = S("rpc.echo");
+		f->msg.attempt = 1;
+		f->msg.ts = 1700000000123ULL;
+		f->msg.reply_to = S("_inbox.1b4e28ba");
+		f->msg.corr = S("c-17");
+		f->msg.body = S("ping");
+		break;
+	case 39:	/* array16 of rows, all three kinds at once */
+		f->type = FY_T_OK;
+		f->rid = 12;
+		f->ok.stats = gstat17;
+		f->ok.nstats = ARRAY_LEN(gstat17);
+		f->ok.inflight = leases3;
+		f->ok.ninflight = 1;
+		f->ok.events = events4;
+		f->ok.nevents = 1;
+		break;
 	default:
 		ck_abort_msg("no sample %d", i);
 	}
 }
-#define NSAMPLES 26
+#define NSAMPLES 40
 
 /* Encode sample i into e (cleared first); returns the frame length. */
 static size_t
@@ -658,6 +891,18 @@ START_TEST(golden)
 		0x65, 0x64, 0xa4, 0x62, 0x6f, 0x64, 0x79, 0xc4,
 		0x05, 0x68, 0x65, 0x6c, 0x6c, 0x6f,
 	};
+	static const uint8_t request[] = {
+		0x00, 0x00, 0x00, 0x46, 0x87, 0xa1, 0x74, 0x02,
+		0xa3, 0x72, 0x69, 0x64, 0x02, 0xa5, 0x74, 0x6f,
+		0x70, 0x69, 0x63, 0xa8, 0x72, 0x70, 0x63, 0x2e,
+		0x65, 0x63, 0x68, 0x6f, 0xa9, 0x6d, 0x61, 0x6e,
+		0x64, 0x61, 0x74, 0x6f, 0x72, 0x79, 0xc3, 0xa8,
+		0x72, 0x65, 0x70, 0x6c, 0x79, 0x5f, 0x74, 0x6f,
+		0xa8, 0x5f, 0x69, 0x6e, 0x62, 0x6f, 0x78, 0x2e,
+		0x37, 0xa4, 0x63, 0x6f, 0x72, 0x72, 0xa2, 0x63,
+		0x31, 0xa4, 0x62, 0x6f, 0x64, 0x79, 0xc4, 0x02,
+		0x68, 0x69,
+	};
 	struct fy_frame f;
 
 	encode_sample(&enc, 0, &f);
@@ -666,11 +911,27 @@ START_TEST(golden)
 	encode_sample(&enc, 2, &f);
 	ck_assert_uint_eq(enc.sb.size, sizeof(pub));
 	ck_assert_mem_eq(enc.sb.data, pub, sizeof(pub));
+
+	/* The request of PROTOCOL.md's request-reply example. */
+	memset(&f, 0, sizeof(f));
+	f.type = FY_T_PUB;
+	f.rid = 2;
+	f.pub.topic = S("rpc.echo");
+	f.pub.mandatory = 1;
+	f.pub.one.reply_to = S("_inbox.7");
+	f.pub.one.corr = S("c1");
+	f.pub.one.body = S("hi");
+	f.pub.msgs = &f.pub.one;
+	f.pub.nmsgs = 1;
+	fy_enc_clear(&enc);
+	ck_assert_int_eq(fy_encode(&enc, &f), FY_OK);
+	ck_assert_uint_eq(enc.sb.size, sizeof(request));
+	ck_assert_mem_eq(enc.sb.data, request, sizeof(request));
 }
 END_TEST
 
 /* Samples that fy_encode_nobody() accepts: MSG and single PUB. */
-static const int nobody_ok[] = { 2, 3, 21, 22, 23, 24 };
+static const int nobody_ok[] = { 2, 3, 21, 22, 23, 24, 26, 38 };
 
 START_TEST(nobody_equal)
 {
@@ -897,6 +1158,48 @@ START_TEST(tolerated)
 	ck_assert_int_eq(decode_pbuf(&f, &field), FY_OK);
 	ck_str(f.msg.body, S("text body"));
 
+	/* Each query type reads its own keys only: the others are
+	 * unknown to it, whatever their type. */
+	pack("msusususu", 4u, "t", U(FY_T_STATS), "group", 1ull,
+	    "id", 2ull, "topic", 3ull);
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_EFIELD);
+	ck_assert_str_eq(field, "topic");
+	pack("msusususs", 4u, "t", U(FY_T_STATS), "group", 1ull,
+	    "id", 2ull, "topic", "a");
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_OK);
+	ck_str(f.query.topic, S("a"));
+	ck_assert_uint_eq(f.query.group.len, 0);
+	pack("msusususs", 4u, "t", U(FY_T_TRACE), "topic", 1ull,
+	    "group", 2ull, "id", "i");
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_OK);
+	ck_str(f.query.id, S("i"));
+	pack("msusussss", 4u, "t", U(FY_T_PEEK), "id", 1ull,
+	    "group", "g", "topic", "a");
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_OK);
+	ck_str(f.query.group, S("g"));
+	ck_assert_uint_eq(f.query.id.len, 0);
+
+	/* Rows skip unknown keys, non-str keys and nil values; missing
+	 * fields are zero. */
+	pack("msusamsusNsuxsusu", 2u, "t", U(FY_T_OK), "stats", 1u, 6u,
+	    "ready", 4ull, "group", "zz", 9ull, "\x07\x01",
+	    "dlq", 2ull, "members", 1ull);
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_OK);
+	ck_assert_uint_eq(f.ok.nstats, 1);
+	ck_assert_uint_eq(f.ok.stats[0].ready, 4);
+	ck_assert_uint_eq(f.ok.stats[0].dead_lettered, 2);
+	ck_assert_uint_eq(f.ok.stats[0].members, 1);
+	ck_assert_uint_eq(f.ok.stats[0].group.len, 0);
+	ck_assert_uint_eq(f.ok.stats[0].enqueued, 0);
+	/* Empty arrays and empty rows. */
+	pack("msusasam", 3u, "t", U(FY_T_OK), "events", 0u, "inflight",
+	    1u, 0u);
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_OK);
+	ck_assert_uint_eq(f.ok.nevents, 0);
+	ck_assert_ptr_null(f.ok.events);
+	ck_assert_uint_eq(f.ok.ninflight, 1);
+	ck_assert_uint_eq(f.ok.inflight[0].id.len, 0);
+
 	/* Later duplicates win (and do not leak or crash). */
 	pack("msususu", 3u, "t", U(FY_T_UNSUB), "sid", 1ull,
 	    "sid", 2ull);
@@ -996,6 +1299,53 @@ START_TEST(conflicts)
 	    "id", id65, "body", "x");
 	ck_assert_int_eq(decode_pbuf(&f, &field), FY_OK);
 	ck_assert_uint_eq(f.pub.msgs[0].id.len, FY_ID_MAX);
+	/* The same bound for a producer id. */
+	pack("msusssssbsu", 5u, "t", U(FY_T_PUB), "topic", "a",
+	    "pid", id65, "body", "x", "seq", 1ull);
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_OK);
+	ck_assert_uint_eq(f.pub.msgs[0].pid.len, FY_ID_MAX);
+	ck_assert_uint_eq(f.pub.msgs[0].pseq, 1);
+	id65[FY_ID_MAX] = 'i';
+	pack("msusssssbsu", 5u, "t", U(FY_T_PUB), "topic", "a",
+	    "pid", id65, "body", "x", "seq", 1ull);
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_EFIELD);
+	ck_assert_str_eq(field, "pid");
+	/* An empty pid is no pid: its seq stands alone. */
+	pack("msusssssbsu", 5u, "t", U(FY_T_PUB), "topic", "a",
+	    "pid", "", "body", "x", "seq", 1ull);
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_EFIELD);
+	ck_assert_str_eq(field, "seq");
+	/* seq before pid: the pair is checked once the map is read. */
+	pack("msusssusssb", 5u, "t", U(FY_T_PUB), "topic", "a",
+	    "seq", 9ull, "pid", "p", "body", "x");
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_OK);
+	ck_assert_uint_eq(f.pub.msgs[0].pseq, 9);
+	/* A message option beside "msgs" would be lost: refused. */
+	pack("msusssamsbsu", 4u, "t", U(FY_T_PUB), "topic", "a",
+	    "msgs", 1u, 1u, "body", "y", "delay", 5ull);
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_EFIELD);
+	ck_assert_str_eq(field, "msgs");
+	pack("msusssamsbss", 4u, "t", U(FY_T_PUB), "topic", "a",
+	    "msgs", 1u, 1u, "body", "y", "reply_to", "r");
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_EFIELD);
+	ck_assert_str_eq(field, "msgs");
+	pack("msusssamsbsssu", 5u, "t", U(FY_T_PUB), "topic", "a",
+	    "msgs", 1u, 1u, "body", "y", "pid", "p", "seq", 1ull);
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_EFIELD);
+	ck_assert_str_eq(field, "msgs");
+	/* ...but "group" and "mandatory" are the frame's, not a
+	 * message's: they go with either form. */
+	pack("msusssamsbsssB", 5u, "t", U(FY_T_PUB), "topic", "a",
+	    "msgs", 1u, 1u, "body", "y", "group", "g", "mandatory");
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_OK);
+	ck_str(f.pub.group, S("g"));
+	ck_assert_uint_eq(f.pub.mandatory, 1);
+	ck_assert_uint_eq(f.pub.nmsgs, 1);
+	/* SUB overflow is an enum, like mode. */
+	pack("msusssu", 3u, "t", U(FY_T_SUB), "topic", "a",
+	    "overflow", 2ull);
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_EFIELD);
+	ck_assert_str_eq(field, "overflow");
 }
 END_TEST
 
@@ -1008,7 +1358,7 @@ START_TEST(unknown_type)
 		uint64_t t;
 		int type;
 	} tt[] = {
-		{ 0, 0 }, { 10, 10 }, { 63, 63 }, { 68, 68 }, { 1000, 1000 },
+		{ 0, 0 }, { 14, 14 }, { 63, 63 }, { 68, 68 }, { 1000, 1000 },
 		{ 0x7fffffff, 0x7fffffff }, { 1ULL << 40, -1 },
 	};
 	struct fy_frame f;
@@ -1078,20 +1428,28 @@ struct fspec {
 
 struct tspec {
 	int type;
-	struct fspec f[10];
+	struct fspec f[16];
 };
 
 static const struct tspec specs[] = {
 	{ FY_T_HELLO, { { "v", 'w', 1, NULL }, { "name", 's', 0, NULL } } },
-	{ FY_T_PUB, { { "topic", 's', 1, NULL }, { "id", 's', 0, NULL },
-	    { "hdr", 'H', 0, NULL }, { "body", 'b', 1, NULL } } },
+	/* pid and seq come together: either one alone names "seq". */
+	{ FY_T_PUB, { { "topic", 's', 1, NULL }, { "id", 'i', 0, NULL },
+	    { "hdr", 'H', 0, NULL }, { "delay", 'u', 0, NULL },
+	    { "ttl", 'u', 0, NULL }, { "reply_to", 's', 0, NULL },
+	    { "corr", 's', 0, NULL }, { "pid", 'i', 1, "seq" },
+	    { "seq", 'p', 1, NULL }, { "group", 's', 0, NULL },
+	    { "mandatory", 'B', 0, NULL }, { "body", 'b', 1, NULL } } },
 	{ FY_T_PUB, { { "topic", 's', 1, NULL },
-	    { "msgs", 'M', 1, "body" } } },
+	    { "msgs", 'M', 1, "body" }, { "group", 's', 0, NULL },
+	    { "mandatory", 'B', 0, NULL } } },
 	{ FY_T_SUB, { { "topic", 's', 1, NULL }, { "group", 's', 0, NULL },
 	    { "prefetch", 'w', 0, NULL }, { "mode", 'o', 0, NULL },
 	    { "ack_timeout", 'w', 0, NULL },
 	    { "max_attempts", 'w', 0, NULL },
-	    { "ephemeral", 'B', 0, NULL } } },
+	    { "ephemeral", 'B', 0, NULL }, { "ttl", 'u', 0, NULL },
+	    { "ttl_drop", 'B', 0, NULL }, { "max_msgs", 'u', 0, NULL },
+	    { "max_bytes", 'u', 0, NULL }, { "overflow", 'o', 0, NULL } } },
 	{ FY_T_UNSUB, { { "sid", 'u', 1, NULL } } },
 	{ FY_T_ACK, { { "sid", 'u', 1, NULL }, { "lease", 'u', 1, NULL } } },
 	{ FY_T_ACK, { { "sid", 'u', 1, NULL },
@@ -1103,17 +1461,26 @@ static const struct tspec specs[] = {
 	{ FY_T_DELETE, { { "topic", 's', 1, NULL },
 	    { "group", 's', 0, NULL } } },
 	{ FY_T_PING, { { NULL, 0, 0, NULL } } },
+	{ FY_T_STATS, { { "topic", 's', 0, NULL } } },
+	{ FY_T_INFLIGHT, { { "topic", 's', 1, NULL },
+	    { "group", 's', 0, NULL } } },
+	{ FY_T_PEEK, { { "topic", 's', 1, NULL },
+	    { "group", 's', 0, NULL } } },
+	{ FY_T_TRACE, { { "id", 's', 1, NULL } } },
 	{ FY_T_WELCOME, { { "v", 'w', 1, NULL }, { "server", 's', 0, NULL },
 	    { "session", 's', 0, NULL }, { "max_frame", 'w', 0, NULL },
 	    { "max_msg", 'w', 0, NULL } } },
 	{ FY_T_OK, { { "sid", 'u', 0, NULL }, { "group", 's', 0, NULL },
-	    { "ids", 'I', 0, NULL }, { "dur", 'w', 0, NULL } } },
+	    { "ids", 'I', 0, NULL }, { "dur", 'w', 0, NULL },
+	    { "dups", 'w', 0, NULL }, { "stats", 'S', 0, NULL },
+	    { "inflight", 'F', 0, NULL }, { "events", 'E', 0, NULL } } },
 	{ FY_T_ERR, { { "code", 'w', 1, NULL }, { "msg", 's', 0, NULL },
 	    { "sid", 'u', 0, NULL } } },
 	{ FY_T_MSG, { { "sid", 'u', 1, NULL }, { "id", 's', 1, NULL },
 	    { "topic", 's', 0, NULL }, { "lease", 'u', 0, NULL },
 	    { "att", 'w', 0, NULL }, { "ts", 'u', 0, NULL },
 	    { "hdr", 'H', 0, NULL }, { "hist", 'h', 0, NULL },
+	    { "reply_to", 's', 0, NULL }, { "corr", 's', 0, NULL },
 	    { "body", 'b', 1, NULL } } },
 };
 
@@ -1135,14 +1502,19 @@ nbad(char kind)
 	case 'u': return 4;
 	case 'w': return 4;
 	case 'o': return 3;
+	case 'p': return 5;
 	case 's': return 4;
+	case 'i': return 5;
 	case 'b': return 3;
 	case 'B': return 2;
 	case 'H': return 4;
 	case 'L': return 4;
-	case 'M': return 6;
+	case 'M': return 14;
 	case 'I': return 2;
 	case 'h': return 4;
+	case 'S': return 5;
+	case 'F': return 5;
+	case 'E': return 5;
 	}
 	ck_abort_msg("kind %c", kind);
 	return 0;
@@ -1156,7 +1528,10 @@ nbad(char kind)
 static const char *
 put_value(msgpack_packer *pk, char kind, int v)
 {
+	static char id65[FY_ID_MAX + 2];
+
 #define P(...) vpack_args(pk, __VA_ARGS__)
+	memset(id65, 'i', FY_ID_MAX + 1);	/* one byte too long */
 	switch (kind) {
 	case 'u':	/* uint64 */
 	case 'w':	/* uint32 */
@@ -1176,13 +1551,25 @@ put_value(msgpack_packer *pk, char kind, int v)
 		case 4: P(kind == 'u' ? "B" : "f"); break;
 		}
 		return NULL;
+	case 'p':	/* seq: uint64 > 0 */
+		switch (v) {
+		case 0: P("u", 1ULL << 40); break;
+		case 1: P("s", "1"); break;
+		case 2: P("n", (long long)-1); break;
+		case 3: P("f"); break;
+		case 4: P("B"); break;
+		case 5: P("u", 0ull); break;
+		}
+		return NULL;
 	case 's':
+	case 'i':	/* str of at most FY_ID_MAX bytes */
 		switch (v) {
 		case 0: P("s", "abc"); break;
 		case 1: P("u", 7ull); break;
 		case 2: P("b", "abc"); break;
 		case 3: P("B"); break;
 		case 4: P("a", 0u); break;
+		case 5: P("s", id65); break;
 		}
 		return NULL;
 	case 'b':
@@ -1221,8 +1608,10 @@ put_value(msgpack_packer *pk, char kind, int v)
 	case 'M':
 		switch (v) {
 		case 0:
-			P("amsbmsbss", 2u, 1u, "body", "x", 2u, "body", "y",
-			    "id", "i2");
+			P("amsbmsbsssssususussss", 2u, 1u, "body", "x", 8u,
+			    "body", "y", "id", "i2", "pid", "p", "seq", 3ull,
+			    "delay", 5ull, "ttl", 6ull, "reply_to", "r",
+			    "corr", "c");
 			return NULL;
 		case 1: P("u", 1ull); return NULL;
 		case 2: P("a", 0u); return NULL;
@@ -1232,6 +1621,39 @@ put_value(msgpack_packer *pk, char kind, int v)
 		case 6:
 			P("amsbsa", 1u, 2u, "body", "x", "hdr", 0u);
 			return "hdr";
+		/* The per-message options, checked in the second message. */
+		case 7:
+			P("amsbmsbss", 2u, 1u, "body", "x", 2u, "body", "x",
+			    "delay", "1");
+			return "delay";
+		case 8:
+			P("amsbmsbsn", 2u, 1u, "body", "x", 2u, "body", "x",
+			    "ttl", (long long)-1);
+			return "ttl";
+		case 9:
+			P("amsbmsbsu", 2u, 1u, "body", "x", 2u, "body", "x",
+			    "reply_to", 1ull);
+			return "reply_to";
+		case 10:
+			P("amsbmsbsB", 2u, 1u, "body", "x", 2u, "body", "x",
+			    "corr");
+			return "corr";
+		case 11:
+			P("amsbmsbsssu", 2u, 1u, "body", "x", 3u, "body", "x",
+			    "pid", id65, "seq", 1ull);
+			return "pid";
+		case 12:
+			P("amsbmsbsu", 2u, 1u, "body", "x", 2u, "body", "x",
+			    "seq", 1ull);
+			return "seq";
+		case 13:
+			P("amsbmsbss", 2u, 1u, "body", "x", 2u, "body", "x",
+			    "pid", "p");
+			return "seq";
+		case 14:
+			P("amsbmsbsssu", 2u, 1u, "body", "x", 3u, "body", "x",
+			    "pid", "p", "seq", 0ull);
+			return "seq";
 		}
 		return NULL;
 	case 'I':
@@ -1251,6 +1673,46 @@ put_value(msgpack_packer *pk, char kind, int v)
 		case 2: P("au", 1u, 1ull); break;
 		case 3: P("amsu", 1u, 1u, "c", 1ull); break;
 		case 4: P("amss", 1u, 1u, "at", "now"); break;
+		}
+		return NULL;
+	case 'S':	/* rows: a bad field names the array */
+		switch (v) {
+		case 0:
+			P("amsssssusu", 1u, 4u, "topic", "t", "group", "g",
+			    "ready", 1ULL << 40, "dlq", 3ull);
+			break;
+		case 1: P("u", 1ull); break;
+		case 2: P("au", 1u, 1ull); break;
+		case 3: P("amsu", 1u, 1u, "topic", 1ull); break;
+		case 4: P("amsn", 1u, 1u, "ready", (long long)-1); break;
+		case 5: P("amss", 1u, 1u, "enq", "5"); break;
+		}
+		return NULL;
+	case 'F':
+		switch (v) {
+		case 0:
+			P("amsssssususs", 1u, 5u, "id", "i", "by", "w",
+			    "age", 5ull, "att", 2ull, "e", "x");
+			break;
+		case 1: P("u", 1ull); break;
+		case 2: P("ama", 2u, 0u, 0u); break;
+		case 3: P("amsB", 1u, 1u, "by"); break;
+		case 4: P("amsu", 1u, 1u, "att", 1ULL << 32); break;
+		case 5: P("amss", 1u, 1u, "age", "5"); break;
+		}
+		return NULL;
+	case 'E':
+		switch (v) {
+		case 0:
+			P("amsusssssssssuss", 1u, 7u, "at", 1ull,
+			    "ev", "acked", "topic", "t", "group", "g",
+			    "by", "w", "att", 1ull, "e", "");
+			break;
+		case 1: P("s", "events"); break;
+		case 2: P("as", 1u, "acked"); break;
+		case 3: P("amsu", 1u, 1u, "ev", 1ull); break;
+		case 4: P("amsn", 1u, 1u, "at", (long long)-1); break;
+		case 5: P("amss", 1u, 1u, "att", "1"); break;
 		}
 		return NULL;
 	}
@@ -1400,8 +1862,8 @@ START_TEST(codes)
 		{ 11, "E_LIMIT", 0 }, { 12, "E_FULL", 1 },
 		{ 13, "E_DISK", 1 }, { 14, "E_INTERNAL", 1 },
 		{ 15, "E_DELETED", 0 }, { 16, "E_SHUTDOWN", 1 },
-		{ 17, "E_MODE", 0 },
-		{ 0, "E_UNKNOWN", 0 }, { 18, "E_UNKNOWN", 0 },
+		{ 17, "E_MODE", 0 }, { 18, "E_NOSUBSCRIBERS", 1 },
+		{ 0, "E_UNKNOWN", 0 }, { 19, "E_UNKNOWN", 0 },
 		{ -1, "E_UNKNOWN", 0 }, { 1000, "E_UNKNOWN", 0 },
 	};
 
@@ -1473,7 +1935,7 @@ codec_suite(void)
 	tc = tcase_create("names");
 	tcase_add_loop_test(tc, names, 0, 15);
 	tcase_add_test(tc, name_lengths);
-	tcase_add_loop_test(tc, codes, 0, 21);
+	tcase_add_loop_test(tc, codes, 0, 22);
 	suite_add_tcase(s, tc);
 
 	return s;
