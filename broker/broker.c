@@ -163,6 +163,8 @@ broker_init(struct broker *b, struct event_base *base,
 	    ((uint64_t)getpid() << 40) ^ 0x9e3779b97f4a7c15ull;
 	if (event_base_priority_init(base, PRIO_COUNT) < 0)
 		return -EINVAL;
+	if (trace_init(&b->trace, o->trace_events) < 0)
+		goto nomem;
 	b->flush_ev = event_new(base, -1, 0, flush_cb, b);
 	b->reap_ev = event_new(base, -1, 0, reap_cb, b);
 	if (!b->flush_ev || !b->reap_ev)
@@ -199,6 +201,7 @@ broker_fini(struct broker *b)
 	while ((c = list_first(&b->reap, struct conn, link)))
 		conn_free(c);
 	topic_registry_fini(b);
+	trace_fini(&b->trace);
 	for (int i = 0; i < 2; i++)
 		if (b->sig_ev[i])
 			event_free(b->sig_ev[i]);

@@ -8,6 +8,7 @@
 
 #include "list.h"
 #include "store.h"
+#include "trace.h"
 
 struct event_base;
 struct event;
@@ -38,6 +39,7 @@ struct broker {
 	struct event *reap_ev;
 	struct event *sig_ev[2];
 	struct store store;	/* journal and durable state */
+	struct trace trace;	/* recent message events, for TRACE */
 	uint64_t rng;		/* xorshift64* state, for jitter */
 	uint8_t stopping;
 };

@@ -27,6 +27,8 @@
 #include "store.h"
 #include "sub.h"
 #include "topic.h"
+#include "trace.h"
+#include "inspect.h"
 
 /* Bodies at least this large are sent by reference instead of copied:
  * below it a memcpy is cheaper than libevent's per-reference chain. */
@@ -135,21 +137,12 @@ release_subs(struct conn *c)
 		sub_free(s, cause);
 }
 
-static struct msg **
-pending_msgs(struct pending *p)
-{
-	return p->n == 1 ? &p->one : p->many;
-}
-
 static void
 pending_fini(struct pending *p)
 {
-	struct msg **m = pending_msgs(p);
-
-	for (uint32_t i = 0; i < p->n; i++)
-		msg_unref(m[i]);
 	if (p->n > 1)
 		free(p->many);
+	p->many = NULL;
 }
 
 void
@@ -357,6 +350,7 @@ handle_hello(struct conn *c, const struct fy_frame *f)
 		memcpy(c->name, f->hello.name.p, n);
 		c->name[n] = '\0';
 	}
+	c->sym = trace_sym(&b->trace, c->name, strlen(c->name));
 	uuid_generate_random(u);
 	uuid_unparse_lower(u, session);
 	w.welcome.version = FY_PROTO_VERSION;
@@ -381,40 +375,38 @@ send_pending(struct conn *c, struct pending *p)
 {
 	struct fy_frame ok = {.type = FY_T_OK, .rid = p->rid};
 	struct fy_str idbuf[16], *ids = idbuf;
-	struct msg **m = pending_msgs(p);
+	const char *id = p->n == 1 ? p->one : p->many;
 
 	if (p->n > 16 && !(ids = malloc(p->n * sizeof(*ids)))) {
 		conn_send_err(c, p->rid, FY_E_INTERNAL, 0,
 		    "out of memory confirming %u messages", p->n);
 		return;
 	}
-	for (uint32_t i = 0; i < p->n; i++)
-		ids[i] = (struct fy_str){m[i]->id, m[i]->id_len};
+	for (uint32_t i = 0; i < p->n; i++) {
+		size_t len = strlen(id);
+
+		ids[i] = (struct fy_str){id, (uint32_t)len};
+		id += len + 1;
+	}
 	ok.ok.ids = p->n ? ids : NULL;
 	ok.ok.nids = p->n;
 	ok.ok.dur = p->n ? (uint32_t)durability(c) : 0;
+	ok.ok.dups = p->dups;
 	conn_send(c, &ok);
 	if (ids != idbuf)
 		free(ids);
 }
 
 /*
- * Answer rid once seq is durable.  msgs/n: the messages a publish confirm
- * names (references taken over; an array for n > 1 is taken over too).
+ * Answer rid once seq is durable.  p holds the ids a publish confirm names
+ * (its storage is taken over).
  */
 static void
-defer_reply(struct conn *c, uint64_t rid, uint64_t seq, struct msg **msgs,
-    uint32_t n)
+defer_reply(struct conn *c, struct pending *p)
 {
-	struct pending p = {.rid = rid, .seq = seq, .n = n};
-
-	if (n == 1)
-		p.one = msgs[0];
-	else
-		p.many = msgs;
-	if (!c->pend_n && seq <= c->b->store.confirmable) {
-		send_pending(c, &p);
-		pending_fini(&p);
+	if (!c->pend_n && p->seq <= c->b->store.confirmable) {
+		send_pending(c, p);
+		pending_fini(p);
 		return;
 	}
 	if (c->pend_n == c->pend_cap) {
@@ -422,9 +414,9 @@ defer_reply(struct conn *c, uint64_t rid, uint64_t seq, struct msg **msgs,
 		struct pending *r = malloc(cap * sizeof(*r));
 
 		if (!r) {
-			conn_send_err(c, rid, FY_E_INTERNAL, 0,
+			conn_send_err(c, p->rid, FY_E_INTERNAL, 0,
 			    "out of memory queueing a confirm");
-			pending_fini(&p);
+			pending_fini(p);
 			return;
 		}
 		for (uint32_t i = 0; i < c->pend_n; i++)
@@ -434,7 +426,7 @@ defer_reply(struct conn *c, uint64_t rid, uint64_t seq, struct msg **msgs,
 		c->pend_cap = cap;
 		c->pend_head = 0;
 	}
-	c->pend[(c->pend_head + c->pend_n) % c->pend_cap] = p;
+	c->pend[(c->pend_head + c->pend_n) % c->pend_cap] = *p;
 	c->pend_n++;
 	store_wait(c->b, c);
 }
@@ -455,18 +447,75 @@ conn_confirm(struct conn *c, uint64_t upto)
 	return 1;
 }
 
+/* Does any group that would get this publish have a member? */
+static int
+has_members(const struct topic *t, const struct group *only)
+{
+	const struct list *pos;
+
+	if (only)
+		return only->nmembers > 0;
+	list_for_each(pos, &t->groups)
+		if (list_entry(pos, struct group, tlink)->nmembers)
+			return 1;
+	return 0;
+}
+
+/* Groups with overflow "reject" refuse the whole frame when full. */
+static struct group *
+full_group(struct topic *t, struct group *only, uint32_t n, uint64_t bytes)
+{
+	struct list *pos;
+
+	if (only)
+		return only->conf.overflow == FY_OVERFLOW_REJECT &&
+		    !group_has_room(only, n, bytes) ? only : NULL;
+	list_for_each(pos, &t->groups) {
+		struct group *g = list_entry(pos, struct group, tlink);
+
+		if (g->conf.overflow == FY_OVERFLOW_REJECT &&
+		    !group_has_room(g, n, bytes))
+			return g;
+	}
+	return NULL;
+}
+
+/* Room for one more message in every "dead-letter-oldest" group. */
+static int
+make_room(struct broker *b, struct topic *t, struct group *only,
+    uint64_t bytes)
+{
+	struct list *pos, *tmp;
+	int r;
+
+	if (only)
+		return only->conf.overflow == FY_OVERFLOW_DLQ_OLDEST ?
+		    store_make_room(b, only, bytes) : 0;
+	list_for_each_safe(pos, tmp, &t->groups) {
+		struct group *g = list_entry(pos, struct group, tlink);
+
+		if (g->conf.overflow == FY_OVERFLOW_DLQ_OLDEST &&
+		    (r = store_make_room(b, g, bytes)) < 0)
+			return r;
+	}
+	return 0;
+}
+
 static void
 handle_pub(struct conn *c, const struct fy_frame *f)
 {
 	struct broker *b = c->b;
 	uint32_t n = f->pub.nmsgs;
-	struct msg *one, **msgs = &one;
+	struct pending p = {.rid = f->rid, .n = n};
+	struct group *only = NULL, *full;
+	char *idp = p.one;
+	uint64_t ts, bytes = 0;
 	struct topic *t;
-	uint64_t ts, seq = 0;
-	uint32_t i, done = 0;
+	uint32_t i, done = 0, nnew = n;
 	int e = 0;
 
-	if (bad_name(c, f->rid, "topic", f->pub.topic))
+	if (bad_name(c, f->rid, "topic", f->pub.topic) ||
+	    (f->pub.group.len && bad_name(c, f->rid, "group", f->pub.group)))
 		return;
 	for (i = 0; i < n; i++) {
 		const struct fy_pubmsg *pm = &f->pub.msgs[i];
@@ -484,6 +533,7 @@ handle_pub(struct conn *c, const struct fy_frame *f)
 			    FY_ID_MAX);
 			return;
 		}
+		bytes += pm->body.len;
 	}
 	/* Refuse the whole frame up front, so a batch is never half
 	 * stored when the disk is full. */
@@ -492,8 +542,41 @@ handle_pub(struct conn *c, const struct fy_frame *f)
 		    "journal cannot write: %s; retry later", strerror(-e));
 		return;
 	}
-	if (!(t = topic_get(b, f->pub.topic.p, f->pub.topic.len)) ||
-	    (n > 1 && !(msgs = malloc(n * sizeof(*msgs))))) {
+	if (!(t = topic_get(b, f->pub.topic.p, f->pub.topic.len))) {
+		conn_send_err(c, f->rid, FY_E_INTERNAL, 0, "out of memory");
+		return;
+	}
+	if (f->pub.group.len && (!(only = topic_group_find(t,
+	    f->pub.group.p, f->pub.group.len)) || only->ephemeral)) {
+		conn_send_err(c, f->rid, FY_E_NOTFOUND, 0,
+		    "no durable group %.*s on topic %s", (int)f->pub.group.len,
+		    f->pub.group.p, t->name);
+		return;
+	}
+	if (f->pub.mandatory && !has_members(t, only)) {
+		conn_send_err(c, f->rid, FY_E_NOSUBSCRIBERS, 0,
+		    "no subscriber on topic %s", t->name);
+		return;
+	}
+	/* A duplicate takes no room: count only what will be stored. */
+	for (i = 0; i < n; i++) {
+		const char *did;
+		size_t dlen;
+
+		if (store_duplicate(b, t, &f->pub.msgs[i], &did, &dlen)) {
+			nnew--;
+			bytes -= f->pub.msgs[i].body.len;
+		}
+	}
+	if (nnew && (full = full_group(t, only, nnew, bytes))) {
+		conn_send_err(c, f->rid, FY_E_FULL, 0,
+		    "group %s/%s is full (%llu messages, %llu bytes); retry "
+		    "later", t->name, full->name,
+		    (unsigned long long)full->nheld,
+		    (unsigned long long)full->nbytes);
+		return;
+	}
+	if (f->rid && n > 1 && !(idp = p.many = malloc(n * (FY_ID_MAX + 1)))) {
 		conn_send_err(c, f->rid, FY_E_INTERNAL, 0, "out of memory");
 		return;
 	}
@@ -504,30 +587,41 @@ handle_pub(struct conn *c, const struct fy_frame *f)
 		const char *id = pm->id.p;
 		size_t idlen = pm->id.len;
 
-		if (!idlen) {
-			msg_id_generate(gen);
-			id = gen;
-			idlen = MSG_ID_LEN;
+		if (store_duplicate(b, t, pm, &id, &idlen)) {
+			p.dups++;
+			trace_add(&b->trace, ts, trace_hash(id, idlen),
+			    TR_DUPLICATE, t->sym, 0, c->sym, 0);
+		} else {
+			if (!idlen) {
+				msg_id_generate(gen);
+				id = gen;
+				idlen = MSG_ID_LEN;
+			}
+			if ((e = make_room(b, t, only, pm->body.len)) < 0 ||
+			    (e = store_publish(b, t, pm, id, idlen, ts, NULL,
+			    0, only, &p.seq)) < 0)
+				break;
 		}
-		/* We keep a reference until the confirm is encoded: an
-		 * at-most-once delivery may drop the topic's at once. */
-		if ((e = store_publish(b, t, pm, id, idlen, ts, NULL, 0,
-		    &msgs[i], &seq)) < 0)
-			break;
+		if (f->rid) {
+			memcpy(idp, id, idlen);
+			idp[idlen] = '\0';
+			idp += idlen + 1;
+		}
 		done++;
 	}
 	if (done < n) {
-		conn_send_err(c, f->rid, e == -ENOMEM ? FY_E_INTERNAL :
-		    FY_E_DISK, 0, "%s: %u of %u messages published",
-		    strerror(-e), done, n);
+		conn_send_err(c, f->rid, e == -ENOSPC ? FY_E_FULL :
+		    e == -ENOMEM ? FY_E_INTERNAL : FY_E_DISK, 0,
+		    "%s: %u of %u messages published", e == -ENOSPC ?
+		    "a group is full" : strerror(-e), done, n);
+		pending_fini(&p);
 	} else if (f->rid) {
-		defer_reply(c, f->rid, seq, msgs, n);
-		return;		/* the pending reply owns msgs now */
+		/* Only duplicates: confirmable now (their originals were
+		 * confirmed, or will be before this). */
+		if (!p.seq)
+			p.seq = c->b->store.confirmable;
+		defer_reply(c, &p);
 	}
-	for (i = 0; i < done; i++)
-		msg_unref(msgs[i]);
-	if (n > 1)
-		free(msgs);
 }
 
 static void
@@ -542,6 +636,7 @@ handle_sub(struct conn *c, const struct fy_frame *f)
 	struct group *g;
 	struct sub *s;
 	uint32_t ack_timeout, prefetch;
+	struct group_conf conf;
 	int r;
 
 	if (bad_name(c, f->rid, "topic", f->sub.topic))
@@ -562,14 +657,28 @@ handle_sub(struct conn *c, const struct fy_frame *f)
 		    "mode must be 0 (at-least-once) or 1 (at-most-once)");
 		return;
 	}
+	if (f->sub.overflow > FY_OVERFLOW_DLQ_OLDEST) {
+		conn_send_err(c, f->rid, FY_E_BADARG, 0,
+		    "overflow must be 0 (reject) or 1 (dead-letter oldest)");
+		return;
+	}
 	if (!(t = topic_get(b, f->sub.topic.p, f->sub.topic.len))) {
 		conn_send_err(c, f->rid, FY_E_INTERNAL, 0, "out of memory");
 		return;
 	}
-	r = store_group_get(b, t, gname.p, gname.len,
-	    f->sub.ack_timeout_ms ? f->sub.ack_timeout_ms : o->ack_timeout_ms,
-	    f->sub.max_attempts ? f->sub.max_attempts : o->max_attempts,
-	    f->sub.ephemeral, &g);
+	conf = (struct group_conf){
+		.ack_timeout_ms = f->sub.ack_timeout_ms ?
+		    f->sub.ack_timeout_ms : o->ack_timeout_ms,
+		.max_attempts = f->sub.max_attempts ? f->sub.max_attempts :
+		    o->max_attempts,
+		.ttl_ms = f->sub.ttl_ms,
+		.max_msgs = f->sub.max_msgs,
+		.max_bytes = f->sub.max_bytes,
+		.ttl_drop = f->sub.ttl_drop,
+		.overflow = (uint8_t)f->sub.overflow,
+		.ephemeral = f->sub.ephemeral,
+	};
+	r = store_group_get(b, t, gname.p, gname.len, &conf, &g);
 	if (r < 0) {
 		conn_send_err(c, f->rid, r == -ENOMEM ? FY_E_INTERNAL :
 		    FY_E_DISK, 0, "cannot create group: %s", strerror(-r));
@@ -634,8 +743,18 @@ handle_ack(struct conn *c, const struct fy_frame *f)
 
 	if (!s)
 		return;
+	if (f->rid && store_error(c->b) < 0) {
+		/* Its OK would promise a durable ack: keep the leases, let
+		 * the consumer retry once the disk has room again. */
+		conn_send_err(c, f->rid, FY_E_DISK, 0,
+		    "journal cannot write; ack not settled, retry later");
+		return;
+	}
 	for (uint32_t i = 0; i < f->ack.nleases; i++) {
 		if ((e = sub_lease_find(s, f->ack.leases[i]))) {
+			trace_add(&c->b->trace, clock_wall_ms(), e->msg->idh,
+			    TR_ACKED, s->group->topic->sym, s->group->sym,
+			    c->sym, (uint32_t)e->attempts + 1);
 			store_ack(c->b, e, &seq);
 		} else if (!nstale++) {
 			first_stale = f->ack.leases[i];
@@ -647,8 +766,12 @@ handle_ack(struct conn *c, const struct fy_frame *f)
 		conn_send_err(c, f->rid, FY_E_STALE, 0,
 		    "%u of %u leases no longer valid (first: %llu)", nstale,
 		    f->ack.nleases, (unsigned long long)first_stale);
-	else if (f->rid)
-		defer_reply(c, f->rid, seq, NULL, 0);	/* a confirmed ack */
+	else if (f->rid) {
+		/* A confirmed ack: answered once the ack is durable. */
+		struct pending p = {.rid = f->rid, .seq = seq};
+
+		defer_reply(c, &p);
+	}
 	group_pump_later(s->group);
 }
 
@@ -777,6 +900,18 @@ dispatch(struct conn *c, const struct fy_frame *f)
 		break;
 	case FY_T_PING:
 		send_ok(c, f->rid);
+		break;
+	case FY_T_STATS:
+		inspect_stats(c, f);
+		break;
+	case FY_T_INFLIGHT:
+		inspect_inflight(c, f);
+		break;
+	case FY_T_PEEK:
+		inspect_peek(c, f);
+		break;
+	case FY_T_TRACE:
+		inspect_trace(c, f);
 		break;
 	default:
 		/* Broker-to-client types are as unknown here as new ones. */

@@ -29,16 +29,15 @@ struct sockaddr;
 
 /*
  * A reply that waits for its journal record to become durable: the confirm
- * of a publish (msgs: the messages, referenced, for their ids) or the OK of
- * a confirmed ack (n == 0).
+ * of a publish (n ids) or the OK of a confirmed ack (n == 0).
  */
 struct pending {
 	uint64_t rid;
 	uint64_t seq;		/* sendable once seq is confirmable */
-	struct msg **many;	/* n > 1: an owned array */
-	struct msg *one;	/* n == 1 (no pointer to it is stored: the
-				   ring moves when it grows) */
-	uint32_t n;
+	uint32_t n;		/* message ids */
+	uint32_t dups;		/* how many were duplicates */
+	char *many;		/* n > 1: owned, n NUL-terminated ids */
+	char one[FY_ID_MAX + 1];	/* n == 1 */
 };
 
 struct conn {
@@ -57,6 +56,7 @@ struct conn {
 	struct event *hs_timer;	/* handshake deadline, until HELLO */
 	char name[CONN_NAME_MAX];	/* client's name, or its address */
 	char peer[64];		/* "addr:port" */
+	uint32_t sym;		/* trace symbol of the name */
 	uint8_t hello;		/* handshake done */
 	uint8_t closing;	/* no more input handled; freed when drained */
 	uint8_t reaping;	/* on broker->reap, to be freed */

@@ -16,14 +16,17 @@
 #include "log.h"
 #include "msg.h"
 #include "options.h"
+#include "store.h"
 #include "sub.h"
+#include "trace.h"
 #include "topic.h"
 
 static void delay_cb(evutil_socket_t fd, short what, void *arg);
+static void ttl_cb(evutil_socket_t fd, short what, void *arg);
 
 struct group *
 group_new(struct topic *t, const char *name, size_t name_len,
-    uint32_t ack_timeout_ms, uint32_t max_attempts, int ephemeral)
+    const struct group_conf *conf)
 {
 	struct group *g = calloc(1, sizeof(*g));
 
@@ -33,24 +36,32 @@ group_new(struct topic *t, const char *name, size_t name_len,
 	g->topic = t;
 	g->name = strndup(name, name_len);
 	g->delay_ev = evtimer_new(t->b->base, delay_cb, g);
-	if (!g->name || !g->delay_ev) {
+	g->ttl_ev = evtimer_new(t->b->base, ttl_cb, g);
+	if (!g->name || !g->delay_ev || !g->ttl_ev) {
 		free(g->name);
 		if (g->delay_ev)
 			event_free(g->delay_ev);
+		if (g->ttl_ev)
+			event_free(g->ttl_ev);
 		free(g);
 		return NULL;
 	}
+	g->conf = *conf;
+	g->sym = trace_sym(&t->b->trace, name, name_len);
 	list_init(&g->tlink);
 	list_init(&g->ready);
 	list_init(&g->members);
 	list_init(&g->pumplink);
 	g->rr = &g->members;
 	heap_init(&g->delayed);
-	g->ack_timeout_ms = ack_timeout_ms;
+	heap_init(&g->ttlq);
+	g->ack_timeout_ms = conf->ack_timeout_ms;
 	/* Dead-letter topics never dead-letter again; ephemeral groups are
 	 * not durable, so they cannot hand a message to a durable one. */
-	g->max_attempts = t->is_dlq || ephemeral ? 0 : max_attempts;
-	g->ephemeral = (uint8_t)!!ephemeral;
+	if (t->is_dlq || conf->ephemeral)
+		g->conf.max_attempts = 0;
+	g->max_attempts = g->conf.max_attempts;
+	g->ephemeral = conf->ephemeral;
 	return g;
 }
 
@@ -58,6 +69,7 @@ void
 group_free(struct group *g)
 {
 	struct list *pos, *tmp;
+	struct hnode *n;
 	struct qent *e;
 
 	if (!g)
@@ -68,21 +80,96 @@ group_free(struct group *g)
 		list_del(&e->link);
 		qent_free(e);
 	}
-	while ((e = heap_pop(&g->delayed)))
-		qent_free(e);
+	while ((n = heap_pop(&g->delayed)))
+		qent_free(container_of(n, struct qent, dn));
 	heap_fini(&g->delayed);
+	heap_fini(&g->ttlq);	/* its entries were freed above */
 	event_free(g->delay_ev);
+	event_free(g->ttl_ev);
 	free(g->name);
 	free(g);
 }
 
-void
-group_enqueue(struct group *g, struct qent *e)
+static void
+arm(struct event *ev, const struct hnode *top)
 {
+	uint64_t now, ms;
+	struct timeval tv;
+
+	if (!top)
+		return;
+	now = clock_mono_ms();
+	ms = top->key > now ? top->key - now : 0;
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+	/* Re-adding moves the timer: cheap, only on heap-top changes. */
+	evtimer_add(ev, &tv);
+}
+
+void
+group_add(struct group *g, struct qent *e)
+{
+	group_add_at(g, e, e->msg->not_before);
+}
+
+void
+group_arm_ttl(struct group *g)
+{
+	arm(g->ttl_ev, heap_top(&g->ttlq));
+}
+
+void
+group_add_at(struct group *g, struct qent *e, uint64_t not_before)
+{
+	const struct msg *m = e->msg;
+	uint64_t now = 0, mono = 0, exp;
+
 	e->group = g;
+	g->nheld++;
+	g->nbytes += m->body_len;
+	g->st.enqueued++;
+	exp = m->expires ? m->expires : g->conf.ttl_ms ?
+	    m->ts + g->conf.ttl_ms : 0;
+	if (exp || not_before) {
+		now = clock_wall_ms();
+		mono = clock_mono_ms();
+	}
+	/* A heap that cannot grow: the entry is just not timed (no TTL, no
+	 * delay) rather than lost. */
+	if (exp) {
+		e->tn.key = exp > now ? mono + (exp - now) : mono;
+		if (heap_push(&g->ttlq, &e->tn) == 0 &&
+		    heap_top(&g->ttlq) == &e->tn)
+			arm(g->ttl_ev, &e->tn);
+	}
+	if (not_before > now) {
+		e->dn.key = mono + (not_before - now);
+		if (heap_push(&g->delayed, &e->dn) == 0) {
+			if (heap_top(&g->delayed) == &e->dn)
+				arm(g->delay_ev, &e->dn);
+			return;
+		}
+	}
 	list_add_tail(&g->ready, &e->link);
 	g->nready++;
-	g->st.enqueued++;
+}
+
+void
+group_entry_gone(struct qent *e)
+{
+	struct group *g = e->group;
+
+	g->nheld--;
+	g->nbytes -= e->msg->body_len;
+	if (hnode_queued(&e->tn))
+		heap_remove(&g->ttlq, &e->tn);
+}
+
+int
+group_has_room(const struct group *g, uint64_t n, uint64_t bytes)
+{
+	return (!g->conf.max_msgs || g->nheld + n <= g->conf.max_msgs) &&
+	    (!g->conf.max_bytes || g->nbytes + bytes <= g->conf.max_bytes);
 }
 
 /* Next member with credit in round-robin order, or NULL. */
@@ -137,8 +224,8 @@ group_detach(struct qent *e)
 
 	if (e->sub) {
 		sub_lease_end(e->sub, e);
-	} else if (e->heap_idx != HEAP_NONE) {
-		heap_remove(&g->delayed, e);
+	} else if (hnode_queued(&e->dn)) {
+		heap_remove(&g->delayed, &e->dn);
 	} else {
 		list_del(&e->link);
 		g->nready--;
@@ -180,18 +267,37 @@ group_backoff_ms(uint32_t base_ms, uint32_t max_ms, uint32_t attempts,
 void
 group_arm_delay(struct group *g)
 {
-	struct qent *top = heap_top(&g->delayed);
-	uint64_t now, ms;
-	struct timeval tv;
+	arm(g->delay_ev, heap_top(&g->delayed));
+}
 
-	if (!top)
-		return;
-	now = clock_mono_ms();
-	ms = top->deadline > now ? top->deadline - now : 0;
-	tv.tv_sec = (time_t)(ms / 1000);
-	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
-	/* Re-adding moves the timer: cheap, only on heap-top changes. */
-	evtimer_add(g->delay_ev, &tv);
+/*
+ * TTLs ran out.  A waiting entry expires (the store journals moving it to
+ * the dead-letter topic, or dropping it); one in flight stays with its
+ * consumer and expires if it comes back (store_fail()).
+ */
+static void
+ttl_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct group *g = arg;
+	uint64_t now = clock_mono_ms();
+	struct hnode *n;
+	int budget = 4096;	/* bounded work per turn */
+
+	while ((n = heap_top(&g->ttlq)) && n->key <= now && budget-- > 0) {
+		struct qent *e = container_of(n, struct qent, tn);
+
+		heap_pop(&g->ttlq);
+		if (!e->sub)
+			store_expire(g->b, e);
+	}
+	if (n && n->key <= now) {
+		struct timeval tv = {0, 0};
+
+		evtimer_add(g->ttl_ev, &tv);
+	} else {
+		arm(g->ttl_ev, n);
+	}
+	group_pump(g);
 }
 
 static void
@@ -203,8 +309,11 @@ delay_cb(evutil_socket_t fd, short what, void *arg)
 	struct qent *e;
 
 	list_init(&due);
-	while ((e = heap_top(&g->delayed)) && e->deadline <= now) {
+	struct hnode *n;
+
+	while ((n = heap_top(&g->delayed)) && n->key <= now) {
 		heap_pop(&g->delayed);
+		e = container_of(n, struct qent, dn);
 		list_add_tail(&due, &e->link);
 		g->nready++;
 	}
@@ -267,10 +376,13 @@ group_dlq_prepare(struct qent *e, struct group_dlq *d)
 		d->hist[i].at = h->at;
 	}
 	d->nhist = e->nhist;
+	/* reply_to and corr stay, so a replayed request can be answered. */
 	d->pm = (struct fy_pubmsg){
 		.body = {m->body, m->body_len},
 		.hdr = d->hdr,
 		.nhdr = n,
+		.reply_to = m->reply_to,
+		.corr = m->corr,
 	};
 	return 0;
 }
@@ -304,13 +416,13 @@ group_fail(struct qent *e, int cause, const char *consumer,
 		g->nready++;
 		return;
 	}
-	e->deadline = clock_mono_ms() + delay_ms;
-	if (heap_push(&g->delayed, e) < 0) {
+	e->dn.key = clock_mono_ms() + delay_ms;
+	if (heap_push(&g->delayed, &e->dn) < 0) {
 		/* No room to delay it: redeliver now rather than drop. */
 		list_add_head(&g->ready, &e->link);
 		g->nready++;
 		return;
 	}
-	if (heap_top(&g->delayed) == e)
+	if (heap_top(&g->delayed) == &e->dn)
 		group_arm_delay(g);
 }

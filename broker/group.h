@@ -25,8 +25,21 @@ struct group_stats {
 	uint64_t enqueued;	/* entries added (publishes fanned out here) */
 	uint64_t delivered;	/* deliveries, redeliveries included */
 	uint64_t acked;
-	uint64_t failed[4];	/* by enum qent_cause */
+	uint64_t failed[4];	/* by enum qent_cause < CAUSE_NFAIL */
+	uint64_t expired;	/* TTL ran out */
 	uint64_t dead_lettered;
+};
+
+/* A group's settings, fixed when it is created (and journaled). */
+struct group_conf {
+	uint32_t ack_timeout_ms;
+	uint32_t max_attempts;	/* 0 = never dead-letter */
+	uint64_t ttl_ms;	/* default message TTL; 0 = none */
+	uint64_t max_msgs;	/* messages held (any state); 0 = no limit */
+	uint64_t max_bytes;	/* their body bytes; 0 = no limit */
+	uint8_t ttl_drop;	/* expired: drop instead of dead-letter */
+	uint8_t overflow;	/* enum fy_overflow */
+	uint8_t ephemeral;
 };
 
 struct group {
@@ -39,8 +52,12 @@ struct group {
 	struct list tlink;	/* in topic->groups */
 	struct list ready;	/* qent.link; first deliveries FIFO,
 				   redeliveries go to the head */
-	struct heap delayed;	/* qents with a not-before time */
+	struct heap delayed;	/* qent.dn: not-before times */
 	struct event *delay_ev;	/* armed for heap top, lazily */
+	struct heap ttlq;	/* qent.tn: TTL expiries */
+	struct event *ttl_ev;	/* armed for its top */
+	uint64_t nheld;		/* entries held, any state (limits) */
+	uint64_t nbytes;	/* their body bytes */
 	struct list members;	/* struct sub.glink, round-robin order */
 	struct list *rr;	/* member to try next; &members = first */
 	uint32_t nmembers;
@@ -49,6 +66,8 @@ struct group {
 	uint32_t ack_timeout_ms;
 	uint32_t max_attempts;	/* 0 = never dead-letter */
 	uint8_t ephemeral;
+	uint32_t sym;		/* trace symbol of the name */
+	struct group_conf conf;	/* as created (the fields above copy it) */
 	uint8_t pumping;	/* group_pump() is on the stack */
 	uint8_t deleting;	/* topic_group_delete() in progress */
 	struct list pumplink;	/* broker->pumpq while a pump is due */
@@ -60,13 +79,27 @@ struct group {
  * name is copied.  Returns NULL on ENOMEM.
  */
 struct group *group_new(struct topic *t, const char *name, size_t name_len,
-    uint32_t ack_timeout_ms, uint32_t max_attempts, int ephemeral);
+    const struct group_conf *conf);
 
 /* Free g and every entry it holds.  Members must have been removed. */
 void group_free(struct group *g);
 
-/* Append a first delivery to the ready FIFO (g takes e). */
-void group_enqueue(struct group *g, struct qent *e);
+/*
+ * Put a new entry in g (g takes e): delayed until the message's not-before
+ * time, else at the tail of the ready FIFO; and in the TTL heap if the
+ * message (or the group's default) gives it an expiry.
+ */
+void group_add(struct group *g, struct qent *e);
+/* The same with an entry's own not-before time (unix ms; 0 = ready). */
+void group_add_at(struct group *g, struct qent *e, uint64_t not_before);
+/* (Re)arm the TTL timer for the earliest expiry. */
+void group_arm_ttl(struct group *g);
+
+/* e is being freed (qent_free): forget it in its group's counters. */
+void group_entry_gone(struct qent *e);
+
+/* Would n more messages of bytes body bytes pass g's limits? */
+int group_has_room(const struct group *g, uint64_t n, uint64_t bytes);
 
 /* Deliver ready entries to members with credit.  Safe to call often. */
 void group_pump(struct group *g);

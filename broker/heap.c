@@ -1,11 +1,10 @@
 /*
- * heap.c - binary min-heap of queue entries by deadline.
+ * heap.c - binary min-heap of embedded nodes by key.
  */
 #include <errno.h>
 #include <stdlib.h>
 
 #include "heap.h"
-#include "msg.h"
 
 void
 heap_init(struct heap *h)
@@ -22,22 +21,22 @@ heap_fini(struct heap *h)
 }
 
 static inline int
-less(const struct qent *x, const struct qent *y)
+less(const struct hnode *x, const struct hnode *y)
 {
-	return x->deadline < y->deadline;
+	return x->key < y->key;
 }
 
 static inline void
-place(struct heap *h, uint32_t i, struct qent *e)
+place(struct heap *h, uint32_t i, struct hnode *e)
 {
 	h->a[i] = e;
-	e->heap_idx = i;
+	e->idx = i;
 }
 
 static void
 sift_up(struct heap *h, uint32_t i)
 {
-	struct qent *e = h->a[i];
+	struct hnode *e = h->a[i];
 
 	while (i > 0) {
 		uint32_t p = (i - 1) / 2;
@@ -53,7 +52,7 @@ sift_up(struct heap *h, uint32_t i)
 static void
 sift_down(struct heap *h, uint32_t i)
 {
-	struct qent *e = h->a[i];
+	struct hnode *e = h->a[i];
 
 	for (;;) {
 		uint32_t c = 2 * i + 1;
@@ -71,11 +70,11 @@ sift_down(struct heap *h, uint32_t i)
 }
 
 int
-heap_push(struct heap *h, struct qent *e)
+heap_push(struct heap *h, struct hnode *e)
 {
 	if (h->n == h->cap) {
 		uint32_t cap = h->cap ? h->cap * 2 : 64;
-		struct qent **a = realloc(h->a, cap * sizeof(*a));
+		struct hnode **a = realloc(h->a, cap * sizeof(*a));
 
 		if (!a)
 			return -ENOMEM;
@@ -87,34 +86,34 @@ heap_push(struct heap *h, struct qent *e)
 	return 0;
 }
 
-struct qent *
+struct hnode *
 heap_top(const struct heap *h)
 {
 	return h->n ? h->a[0] : NULL;
 }
 
 void
-heap_remove(struct heap *h, struct qent *e)
+heap_remove(struct heap *h, struct hnode *e)
 {
-	uint32_t i = e->heap_idx;
-	struct qent *last;
+	uint32_t i = e->idx;
+	struct hnode *last;
 
 	if (i >= h->n || h->a[i] != e)
 		return;
-	e->heap_idx = HEAP_NONE;
+	e->idx = HEAP_NONE;
 	last = h->a[--h->n];
 	if (i == h->n)
 		return;
 	place(h, i, last);
 	/* The moved entry may belong above or below its new place. */
 	sift_up(h, i);
-	sift_down(h, last->heap_idx);
+	sift_down(h, last->idx);
 }
 
-struct qent *
+struct hnode *
 heap_pop(struct heap *h)
 {
-	struct qent *e = heap_top(h);
+	struct hnode *e = heap_top(h);
 
 	if (e)
 		heap_remove(h, e);

@@ -7,8 +7,10 @@
 
 #include <uuid/uuid.h>
 
+#include "group.h"
 #include "heap.h"
 #include "msg.h"
+#include "trace.h"
 
 static char *
 put(char **cur, const char *p, size_t len)
@@ -33,7 +35,8 @@ msg_new(const struct fy_pubmsg *pm, const char *id, size_t id_len,
     uint64_t ts, const struct fy_hist *hist, uint32_t nhist)
 {
 	size_t size = sizeof(struct msg) + pm->nhdr * sizeof(struct fy_kv) +
-	    nhist * sizeof(struct fy_hist) + id_len + 1 + pm->body.len;
+	    nhist * sizeof(struct fy_hist) + id_len + 1 + pm->body.len +
+	    pm->reply_to.len + pm->corr.len;
 	struct msg *m;
 	char *cur;
 
@@ -71,11 +74,16 @@ msg_new(const struct fy_pubmsg *pm, const char *id, size_t id_len,
 		put_str(&cur, &m->hist[i].consumer, hist[i].consumer);
 		m->hist[i].at = hist[i].at;
 	}
+	put_str(&cur, &m->reply_to, pm->reply_to);
+	put_str(&cur, &m->corr, pm->corr);
+	m->not_before = pm->delay_ms ? ts + pm->delay_ms : 0;
+	m->expires = pm->ttl_ms ? ts + pm->ttl_ms : 0;
 	if (!m->nhdr)
 		m->hdr = NULL;
 	if (!nhist)
 		m->hist = NULL;
 	m->body = put(&cur, pm->body.p, pm->body.len);
+	m->idh = trace_hash(id, id_len);
 	return m;
 }
 
@@ -130,10 +138,12 @@ const char *
 qent_cause_name(int cause)
 {
 	static const char *const names[CAUSE_MAX] = {
-		[CAUSE_EXPIRED] = "expired",
+		[CAUSE_TIMEOUT] = "timeout",
 		[CAUSE_NACKED] = "nacked",
 		[CAUSE_RELEASED] = "released",
 		[CAUSE_DISCONNECTED] = "disconnected",
+		[CAUSE_EXPIRED] = "expired",
+		[CAUSE_OVERFLOW] = "overflow",
 	};
 
 	return cause >= 0 && cause < CAUSE_MAX ? names[cause] : "unknown";
@@ -149,7 +159,8 @@ qent_new(struct msg *m, struct group *g)
 	list_init(&e->link);
 	e->msg = msg_ref(m);
 	e->group = g;
-	e->heap_idx = HEAP_NONE;
+	hnode_init(&e->dn);
+	hnode_init(&e->tn);
 	return e;
 }
 
@@ -175,6 +186,8 @@ qent_free(struct qent *e)
 {
 	if (!e)
 		return;
+	if (e->group)
+		group_entry_gone(e);
 	if (e->durable && release_hook)
 		release_hook(release_arg, e);
 	for (uint16_t i = 0; i < e->nhist; i++)

@@ -9,7 +9,7 @@
  * struct qent is one message's state in one group (or in a topic's backlog
  * while the topic has no group).  It is in exactly one place at a time:
  *   - group->ready (link), waiting for a member with credit;
- *   - group->delayed (heap_idx), waiting for its not-before time;
+ *   - group->delayed (dn), waiting for its not-before time;
  *   - sub->leases (link), delivered and unacknowledged;
  *   - topic->backlog (link), no group yet.
  */
@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "codec.h"
+#include "heap.h"
 #include "list.h"
 
 struct group;
@@ -36,6 +37,7 @@ struct msg {
 	struct list slink;	/* store.live while dur_refs > 0, in seq
 				   order: compaction takes from the head */
 	uint64_t ts;		/* publish time, unix ms */
+	uint64_t idh;		/* trace_hash() of the id, for TRACE */
 	struct fy_kv *hdr;	/* points into this allocation */
 	struct fy_hist *hist;	/* dead letters only; into this allocation */
 	uint32_t nhdr;
@@ -43,12 +45,17 @@ struct msg {
 	uint8_t id_len;
 	char *id;		/* into this allocation, NUL-terminated */
 	char *body;		/* into this allocation */
+	uint64_t not_before;	/* unix ms, from "delay"; 0 = none */
+	uint64_t expires;	/* unix ms, from "ttl"; 0 = the group's */
+	struct fy_str reply_to;	/* into this allocation */
+	struct fy_str corr;	/* into this allocation */
 };
 
 /*
  * Build a message from a decoded publish.  id/id_len is the message id (the
- * producer's, or one from msg_id_generate()).  hist may be NULL.  Copies
- * everything; returns a message with refs == 1, or NULL on ENOMEM.
+ * producer's, or one from msg_id_generate()).  Its delay and ttl count from
+ * ts, so a record replayed later gives the same times.  hist may be NULL.
+ * Copies everything; returns a message with refs == 1, or NULL on ENOMEM.
  */
 struct msg *msg_new(const struct fy_pubmsg *pm, const char *id, size_t id_len,
     uint64_t ts, const struct fy_hist *hist, uint32_t nhist);
@@ -76,13 +83,18 @@ void msg_id_generate(char out[MSG_ID_LEN + 1]);
 
 /* Why a delivery ended without an ack.  Values index cause names. */
 enum qent_cause {
-	CAUSE_EXPIRED = 0,	/* lease deadline missed */
+	CAUSE_TIMEOUT = 0,	/* lease deadline missed */
 	CAUSE_NACKED = 1,	/* explicit NACK */
 	CAUSE_RELEASED = 2,	/* returned by UNSUB: no fault, not counted
 				   toward max_attempts */
 	CAUSE_DISCONNECTED = 3,	/* consumer's connection dropped */
+	/* Not delivery failures: they end a message's stay in a group and
+	 * appear only in its history. */
+	CAUSE_EXPIRED = 4,	/* its TTL ran out while it waited */
+	CAUSE_OVERFLOW = 5,	/* pushed out of a full group */
 	CAUSE_MAX
 };
+#define CAUSE_NFAIL 4		/* delivery failures, counted in qent.causes */
 const char *qent_cause_name(int cause);
 
 /* One failed delivery, kept for the dead-letter history. */
@@ -100,15 +112,17 @@ struct qent {
 	struct msg *msg;	/* a reference we hold */
 	struct group *group;	/* NULL while in a topic backlog */
 	struct sub *sub;	/* holder while leased, else NULL */
-	uint64_t deadline;	/* leased: lease deadline; delayed: not-before
-				   (monotonic ms) */
+	struct hnode dn;	/* key: lease deadline while leased, not-before
+				   while delayed (monotonic ms); in
+				   group->delayed only while delayed */
+	struct hnode tn;	/* key: TTL expiry (monotonic ms), 0 = none;
+				   in group->ttlq while queued for it */
 	uint64_t lease;		/* token while leased, else 0 */
-	uint32_t heap_idx;	/* index in group->delayed, or HEAP_NONE */
 	uint16_t attempts;	/* failed deliveries so far (every cause but
 				   released); a delivery is attempt + 1.
 				   Deliveries are not journaled, failures
 				   are: this way replay rebuilds it. */
-	uint16_t causes[CAUSE_MAX];	/* failed deliveries by cause */
+	uint16_t causes[CAUSE_NFAIL];	/* failed deliveries by cause */
 	uint16_t nhist;
 	uint8_t durable;	/* counted in msg->dur_refs (store_hold) */
 	struct qent *mnext;	/* msg->ents chain while durable */

@@ -88,6 +88,10 @@ static const struct opt_def opt_defs[] = {
 	  .type = T_UINT, F_INT(journal_repair), .min = 0, .max = 1,
 	  .arg = "0|1",
 	  .help = "1: cut the journal at a bad record" },
+	{ .key = "dedup_window", .name = "dedup-window",
+	  .type = T_SECONDS, F_U64(dedup_window_ms), .min = 0,
+	  .max = UINT32_MAX, .arg = "SECONDS",
+	  .help = "how long producer ids are remembered" },
 	{ .key = "ack_timeout", .name = "ack-timeout",
 	  .type = T_SECONDS, F_U32(ack_timeout_ms), .min = 1,
 	  .max = UINT32_MAX, .arg = "SECONDS",
@@ -129,6 +133,9 @@ static const struct opt_def opt_defs[] = {
 	  .type = T_SECONDS, F_U32(handshake_timeout_ms), .min = 1,
 	  .max = UINT32_MAX, .arg = "SECONDS",
 	  .help = "time allowed for HELLO" },
+	{ .key = "trace_events", .name = "trace-events",
+	  .type = T_UINT, F_U32(trace_events), .min = 0, .max = 100000000,
+	  .arg = "N", .help = "recent message events kept for TRACE" },
 	{ .key = "log_level", .name = "log-level",
 	  .type = T_LOGLEVEL, F_INT(log_level), .arg = "LEVEL",
 	  .help = "error, warn, info or debug" },
@@ -170,6 +177,8 @@ options_init(struct options *o)
 	o->fsync = FSYNC_ALWAYS;
 	o->segment_size = 64 * MIB;
 	o->journal_repair = 0;
+	o->dedup_window_ms = 120000;
+	o->trace_events = 100000;
 	if (o->listen == NULL || o->data_dir == NULL) {
 		options_fini(o);
 		return -ENOMEM;

@@ -41,6 +41,8 @@ struct options {
 	int fsync;			/* fsync: FSYNC_ALWAYS */
 	uint64_t segment_size;		/* segment_size: 64M */
 	int journal_repair;		/* repair_journal: 0 */
+	uint64_t dedup_window_ms;	/* dedup_window: 120 s */
+	uint32_t trace_events;		/* trace_events: 100000 */
 };
 
 /* Fill in the built-in defaults.  Returns 0 or -ENOMEM. */

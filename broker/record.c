@@ -47,11 +47,66 @@ pack_hist(msgpack_packer *pk, const struct fy_hist *hist, uint32_t n)
 }
 
 static int
+pack_kv_u64(msgpack_packer *pk, const char *k, uint64_t v)
+{
+	size_t n = strlen(k);
+
+	return msgpack_pack_str(pk, n) || msgpack_pack_str_body(pk, k, n) ||
+	    msgpack_pack_uint64(pk, v);
+}
+
+static int
+pack_kv_str(msgpack_packer *pk, const char *k, struct fy_str v)
+{
+	size_t n = strlen(k);
+
+	return msgpack_pack_str(pk, n) || msgpack_pack_str_body(pk, k, n) ||
+	    pack_str(pk, v);
+}
+
+/* The optional message fields of REC_PUB and REC_MOVE, as one map. */
+static int
+pack_msg_opts(msgpack_packer *pk, const struct fy_pubmsg *m, uint64_t gid)
+{
+	uint32_t n = !!m->delay_ms + !!m->ttl_ms + !!m->reply_to.len +
+	    !!m->corr.len + 2 * !!m->pid.len + !!gid + !!m->id.len;
+	int e = 0;
+
+	if (!n)
+		return msgpack_pack_nil(pk);
+	e |= msgpack_pack_map(pk, n);
+	if (m->delay_ms)
+		e |= pack_kv_u64(pk, "delay", m->delay_ms);
+	if (m->ttl_ms)
+		e |= pack_kv_u64(pk, "ttl", m->ttl_ms);
+	if (m->reply_to.len)
+		e |= pack_kv_str(pk, "rt", m->reply_to);
+	if (m->corr.len)
+		e |= pack_kv_str(pk, "corr", m->corr);
+	if (m->pid.len) {
+		e |= pack_kv_str(pk, "pid", m->pid);
+		e |= pack_kv_u64(pk, "seq", m->pseq);
+	}
+	if (gid)
+		e |= pack_kv_u64(pk, "gid", gid);
+	if (m->id.len)		/* the id is the producer's: dedup it */
+		e |= pack_kv_u64(pk, "own", 1);
+	return e;
+}
+
+static int
+pub_has_opts(const struct fy_pubmsg *m, uint64_t gid)
+{
+	return m->delay_ms || m->ttl_ms || m->reply_to.len || m->corr.len ||
+	    m->pid.len || gid || m->id.len;
+}
+
+static int
 pack_move(msgpack_packer *pk, const struct rec *r)
 {
 	int e = 0;
 
-	e |= msgpack_pack_array(pk, 8);
+	e |= msgpack_pack_array(pk, 9);
 	e |= msgpack_pack_uint64(pk, r->move.old_mseq);
 	e |= pack_str(pk, r->move.topic);
 	e |= pack_str(pk, r->move.id);
@@ -82,6 +137,7 @@ pack_move(msgpack_packer *pk, const struct rec *r)
 			e |= pack_str(pk, h->error);
 		}
 	}
+	e |= pack_msg_opts(pk, &r->move.m, 0);
 	return e;
 }
 
@@ -89,12 +145,13 @@ int
 rec_encode(msgpack_sbuffer *sb, const struct rec *r)
 {
 	msgpack_packer pk;
-	int e = 0;
+	int e = 0, opts;
 
 	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
 	switch (r->type) {
 	case REC_PUB:
-		e |= msgpack_pack_array(&pk, r->pub.nhist ? 6 : 5);
+		opts = pub_has_opts(&r->pub.m, r->pub.gid);
+		e |= msgpack_pack_array(&pk, opts ? 7 : r->pub.nhist ? 6 : 5);
 		e |= pack_str(&pk, r->pub.topic);
 		e |= pack_str(&pk, r->pub.id);
 		e |= msgpack_pack_uint64(&pk, r->pub.ts);
@@ -102,8 +159,10 @@ rec_encode(msgpack_sbuffer *sb, const struct rec *r)
 		e |= msgpack_pack_bin(&pk, r->pub.m.body.len);
 		e |= msgpack_pack_bin_body(&pk, r->pub.m.body.p,
 		    r->pub.m.body.len);
-		if (r->pub.nhist)
+		if (r->pub.nhist || opts)
 			e |= pack_hist(&pk, r->pub.hist, r->pub.nhist);
+		if (opts)
+			e |= pack_msg_opts(&pk, &r->pub.m, r->pub.gid);
 		break;
 	case REC_ACK:
 		e |= msgpack_pack_array(&pk, 2);
@@ -121,12 +180,23 @@ rec_encode(msgpack_sbuffer *sb, const struct rec *r)
 		e |= pack_str(&pk, r->fail.error);
 		break;
 	case REC_GROUP:
-		e |= msgpack_pack_array(&pk, 5);
+		e |= msgpack_pack_array(&pk, 6);
 		e |= msgpack_pack_uint64(&pk, r->group.gid);
 		e |= pack_str(&pk, r->group.topic);
 		e |= pack_str(&pk, r->group.name);
 		e |= msgpack_pack_uint32(&pk, r->group.ack_timeout_ms);
 		e |= msgpack_pack_uint32(&pk, r->group.max_attempts);
+		e |= msgpack_pack_map(&pk, 5);
+		e |= pack_kv_u64(&pk, "ttl", r->group.ttl_ms);
+		e |= pack_kv_u64(&pk, "ttl_drop", r->group.ttl_drop);
+		e |= pack_kv_u64(&pk, "max_msgs", r->group.max_msgs);
+		e |= pack_kv_u64(&pk, "max_bytes", r->group.max_bytes);
+		e |= pack_kv_u64(&pk, "overflow", r->group.overflow);
+		break;
+	case REC_PRODUCER:
+		e |= msgpack_pack_array(&pk, 2);
+		e |= pack_str(&pk, r->producer.pid);
+		e |= msgpack_pack_uint64(&pk, r->producer.seq);
 		break;
 	case REC_GROUP_DEL:
 		e |= msgpack_pack_array(&pk, 1);
@@ -243,6 +313,81 @@ get_hist(msgpack_zone *zone, const msgpack_object *o, struct fy_hist **hp,
 }
 
 static int
+key_is(const msgpack_object *k, const char *s)
+{
+	size_t n = strlen(s);
+
+	return k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
+	    !memcmp(k->via.str.ptr, s, n);
+}
+
+/*
+ * Read an options map: each known key sets its field; unknown keys are
+ * skipped, so newer brokers can add fields old ones ignore.
+ */
+static int
+get_msg_opts(const msgpack_object *o, struct fy_pubmsg *m, uint64_t *gid)
+{
+	int e = 0;
+
+	if (o->type == MSGPACK_OBJECT_NIL)
+		return 0;
+	if (o->type != MSGPACK_OBJECT_MAP)
+		return -EBADMSG;
+	for (uint32_t i = 0; i < o->via.map.size; i++) {
+		const msgpack_object *k = &o->via.map.ptr[i].key;
+		const msgpack_object *v = &o->via.map.ptr[i].val;
+
+		if (key_is(k, "delay"))
+			e |= get_u64(v, &m->delay_ms);
+		else if (key_is(k, "ttl"))
+			e |= get_u64(v, &m->ttl_ms);
+		else if (key_is(k, "rt"))
+			e |= get_str(v, &m->reply_to);
+		else if (key_is(k, "corr"))
+			e |= get_str(v, &m->corr);
+		else if (key_is(k, "pid"))
+			e |= get_str(v, &m->pid);
+		else if (key_is(k, "seq"))
+			e |= get_u64(v, &m->pseq);
+		else if (key_is(k, "gid") && gid)
+			e |= get_u64(v, gid);
+		else if (key_is(k, "own"))
+			m->id.len = 1;	/* caller points it at the id */
+	}
+	return e ? -EBADMSG : 0;
+}
+
+static int
+get_group_opts(const msgpack_object *o, struct rec *r)
+{
+	uint64_t u = 0;
+	int e = 0;
+
+	if (o->type != MSGPACK_OBJECT_MAP)
+		return -EBADMSG;
+	for (uint32_t i = 0; i < o->via.map.size; i++) {
+		const msgpack_object *k = &o->via.map.ptr[i].key;
+		const msgpack_object *v = &o->via.map.ptr[i].val;
+
+		if (key_is(k, "ttl")) {
+			e |= get_u64(v, &r->group.ttl_ms);
+		} else if (key_is(k, "ttl_drop")) {
+			e |= get_u64(v, &u);
+			r->group.ttl_drop = !!u;
+		} else if (key_is(k, "max_msgs")) {
+			e |= get_u64(v, &r->group.max_msgs);
+		} else if (key_is(k, "max_bytes")) {
+			e |= get_u64(v, &r->group.max_bytes);
+		} else if (key_is(k, "overflow")) {
+			e |= get_u64(v, &u);
+			r->group.overflow = (uint32_t)(u > 1 ? 0 : u);
+		}
+	}
+	return e ? -EBADMSG : 0;
+}
+
+static int
 get_move(msgpack_zone *zone, const msgpack_object *a, struct rec *r)
 {
 	const msgpack_object *h, *en, *c;
@@ -261,7 +406,8 @@ get_move(msgpack_zone *zone, const msgpack_object *a, struct rec *r)
 	get_str(&a[5], &r->move.m.body);
 	if ((e = get_hist(zone, &a[6], &r->move.hist, &r->move.nhist)) < 0)
 		return e;
-	if (a[7].type != MSGPACK_OBJECT_ARRAY)
+	if (a[7].type != MSGPACK_OBJECT_ARRAY ||
+	    get_msg_opts(&a[8], &r->move.m, NULL) < 0)
 		return -EBADMSG;
 	r->move.nent = a[7].via.array.size;
 	if (r->move.nent && !(r->move.ent = msgpack_zone_malloc(zone,
@@ -305,7 +451,7 @@ rec_decode(msgpack_zone *zone, uint8_t type, const uint8_t *p, size_t len,
 	static const uint32_t arity[] = {
 		[REC_PUB] = 5, [REC_ACK] = 2, [REC_FAIL] = 7,
 		[REC_GROUP] = 5, [REC_GROUP_DEL] = 1, [REC_TOPIC_DEL] = 1,
-		[REC_MOVE] = 8,
+		[REC_MOVE] = 9, [REC_PRODUCER] = 2,
 	};
 	msgpack_object obj;
 	const msgpack_object *a;
@@ -313,7 +459,7 @@ rec_decode(msgpack_zone *zone, uint8_t type, const uint8_t *p, size_t len,
 	int e = 0;
 
 	memset(r, 0, sizeof(*r));
-	if (type < REC_PUB || type > REC_MOVE)
+	if (type < REC_PUB || type > REC_PRODUCER)
 		return -EBADMSG;
 	msgpack_zone_clear(zone);
 	switch (msgpack_unpack((const char *)p, len, &off, zone, &obj)) {
@@ -324,9 +470,12 @@ rec_decode(msgpack_zone *zone, uint8_t type, const uint8_t *p, size_t len,
 	default:
 		return -EBADMSG;
 	}
+	/* REC_PUB and REC_GROUP may omit their trailing optional parts. */
 	if (off != len || obj.type != MSGPACK_OBJECT_ARRAY ||
 	    (obj.via.array.size != arity[type] &&
-	    !(type == REC_PUB && obj.via.array.size == 6)))
+	    !(type == REC_PUB && obj.via.array.size >= 5 &&
+	    obj.via.array.size <= 7) &&
+	    !(type == REC_GROUP && obj.via.array.size == 6)))
 		return -EBADMSG;
 	a = obj.via.array.ptr;
 	r->type = type;
@@ -340,13 +489,17 @@ rec_decode(msgpack_zone *zone, uint8_t type, const uint8_t *p, size_t len,
 		e |= a[4].type == MSGPACK_OBJECT_BIN ? 0 : -EBADMSG;
 		if (!e)
 			get_str(&a[4], &r->pub.m.body);
-		if (!e && obj.via.array.size == 6) {
+		if (!e && obj.via.array.size >= 6) {
 			struct fy_hist *h;
 
 			if ((e = get_hist(zone, &a[5], &h, &r->pub.nhist)))
 				return e;
 			r->pub.hist = h;
 		}
+		if (!e && obj.via.array.size == 7)
+			e = get_msg_opts(&a[6], &r->pub.m, &r->pub.gid);
+		if (r->pub.m.id.len)
+			r->pub.m.id = r->pub.id;
 		break;
 	case REC_ACK:
 		e |= get_u64(&a[0], &r->ack.gid);
@@ -367,6 +520,8 @@ rec_decode(msgpack_zone *zone, uint8_t type, const uint8_t *p, size_t len,
 		e |= get_str(&a[2], &r->group.name);
 		e |= get_u32(&a[3], &r->group.ack_timeout_ms);
 		e |= get_u32(&a[4], &r->group.max_attempts);
+		if (!e && obj.via.array.size == 6)
+			e = get_group_opts(&a[5], r);
 		break;
 	case REC_GROUP_DEL:
 		e |= get_u64(&a[0], &r->group_del.gid);
@@ -376,6 +531,10 @@ rec_decode(msgpack_zone *zone, uint8_t type, const uint8_t *p, size_t len,
 		break;
 	case REC_MOVE:
 		return get_move(zone, a, r);
+	case REC_PRODUCER:
+		e |= get_str(&a[0], &r->producer.pid);
+		e |= get_u64(&a[1], &r->producer.seq);
+		break;
 	}
 	return e ? -EBADMSG : 0;
 }

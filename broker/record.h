@@ -5,17 +5,27 @@
  * payload and from the decoder's zone, like protocol/codec.h.
  *
  *   REC_PUB        [topic, id, ts, hdr map|nil, body bin
- *                   (, hist [[cause, error, consumer, at]...])]
- *                  hist only on dead letters
+ *                   (, hist [[cause, error, consumer, at]...]|nil
+ *                   (, opts map|nil))]
+ *                  hist only on dead letters; opts: "delay", "ttl" (ms
+ *                  from ts), "rt" (reply_to), "corr", "pid", "seq" (an
+ *                  idempotent producer's), "gid" (targeted publish),
+ *                  "own" (1: the id is the producer's, remembered for
+ *                  dedup)
  *   REC_ACK        [gid, mseq]
  *   REC_FAIL       [gid, mseq, cause, at, not_before, consumer, error]
- *   REC_GROUP      [gid, topic, name, ack_timeout_ms, max_attempts]
+ *   REC_GROUP      [gid, topic, name, ack_timeout_ms, max_attempts
+ *                   (, opts map: "ttl", "ttl_drop", "max_msgs",
+ *                   "max_bytes", "overflow")]
  *   REC_GROUP_DEL  [gid]
  *   REC_TOPIC_DEL  [topic]
  *   REC_MOVE       [old_mseq, topic, id, ts, hdr map|nil, body bin,
  *                   hist [[cause, error, consumer, at]...]|nil,
  *                   entries [[gid, attempts, [causes...], not_before,
- *                             [[cause, at, consumer, error]...]]...]]
+ *                             [[cause, at, consumer, error]...]]...]
+ *                  (, opts map: "delay", "ttl", "rt", "corr")]
+ *   REC_PRODUCER   [pid, seq]  an idempotent producer's high-water mark,
+ *                  in every segment's catalog
  *
  * REC_MOVE is compaction's copy of a live message out of an old segment: it
  * carries the message and its state in every durable group (gid 0: the
@@ -44,6 +54,7 @@ enum rec_type {
 	REC_GROUP_DEL = 5,
 	REC_TOPIC_DEL = 6,
 	REC_MOVE = 7,
+	REC_PRODUCER = 8,
 };
 
 #define REC_CAUSES 4		/* enum qent_cause values in a REC_MOVE */
@@ -70,9 +81,12 @@ struct rec {
 			struct fy_str topic;
 			struct fy_str id;
 			uint64_t ts;
-			struct fy_pubmsg m;	/* body and hdr; m.id unused */
+			struct fy_pubmsg m;	/* body, hdr, delay, ttl,
+						   reply_to, corr, pid, pseq;
+						   m.id unused */
 			const struct fy_hist *hist;	/* dead letters */
 			uint32_t nhist;
+			uint64_t gid;		/* targeted publish, else 0 */
 		} pub;
 		struct {
 			uint64_t gid, mseq;
@@ -87,6 +101,8 @@ struct rec {
 			uint64_t gid;
 			struct fy_str topic, name;
 			uint32_t ack_timeout_ms, max_attempts;
+			uint64_t ttl_ms, max_msgs, max_bytes;
+			uint32_t ttl_drop, overflow;
 		} group;
 		struct {
 			uint64_t gid;
@@ -98,12 +114,17 @@ struct rec {
 			uint64_t old_mseq;
 			struct fy_str topic, id;
 			uint64_t ts;
-			struct fy_pubmsg m;	/* body and hdr */
+			struct fy_pubmsg m;	/* body, hdr, delay, ttl,
+						   reply_to, corr */
 			struct fy_hist *hist;	/* dead letters' history */
 			uint32_t nhist;
 			struct rec_entry *ent;
 			uint32_t nent;
 		} move;
+		struct {
+			struct fy_str pid;
+			uint64_t seq;
+		} producer;
 	};
 };
 

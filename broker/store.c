@@ -20,6 +20,7 @@
 #include "store.h"
 #include "sub.h"
 #include "topic.h"
+#include "trace.h"
 
 /* ---- gid -> group ---- */
 
@@ -245,7 +246,6 @@ static int
 recreate(struct broker *b, uint64_t seq, const struct rec *r)
 {
 	struct store *s = &b->store;
-	uint64_t now = clock_wall_ms(), mono = clock_mono_ms();
 	struct topic *t;
 	struct msg *m;
 
@@ -268,7 +268,7 @@ recreate(struct broker *b, uint64_t seq, const struct rec *r)
 			goto nomem;
 		e->attempts = (uint16_t)(re->attempts > UINT16_MAX ?
 		    UINT16_MAX : re->attempts);
-		for (int k = 0; k < CAUSE_MAX && k < REC_CAUSES; k++)
+		for (int k = 0; k < CAUSE_NFAIL; k++)
 			e->causes[k] = (uint16_t)(re->causes[k] > UINT16_MAX ?
 			    UINT16_MAX : re->causes[k]);
 		for (uint32_t k = 0; k < re->nhist; k++)
@@ -278,16 +278,8 @@ recreate(struct broker *b, uint64_t seq, const struct rec *r)
 		if (!g) {
 			list_add_tail(&t->backlog, &e->link);
 			t->nbacklog++;
-		} else if (re->not_before > now) {
-			e->deadline = mono + (re->not_before - now);
-			if (heap_push(&g->delayed, e) < 0) {
-				qent_free(e);
-				goto nomem;
-			}
-			group_arm_delay(g);
 		} else {
-			list_add_tail(&g->ready, &e->link);
-			g->nready++;
+			group_add_at(g, e, re->not_before);
 		}
 		store_hold(b, e);
 	}
@@ -320,41 +312,76 @@ apply_move(struct broker *b, uint64_t seq, const struct rec *r,
 	return recreate(b, seq, r);
 }
 
+/* Let a remembered id's publish record go (dedup_prune's callback). */
+static void
+dedup_release(void *arg, uint64_t seq)
+{
+	struct broker *b = arg;
+
+	if (b->store.j && seq)
+		journal_unref(b->store.j, seq);
+}
+
+static int
+apply_pub(struct broker *b, uint64_t seq, const struct rec *r)
+{
+	struct store *s = &b->store;
+	const struct fy_pubmsg *pm = &r->pub.m;
+	struct group *only = NULL;
+	struct producer *pr;
+	struct topic *t;
+	struct msg *m;
+
+	if (!(t = topic_get(b, r->pub.topic.p, r->pub.topic.len)))
+		return -ENOMEM;
+	if (r->pub.gid && !(only = gid_find(s, r->pub.gid)))
+		return 0;	/* its group is gone: so is the message */
+	m = msg_new(pm, r->pub.id.p, r->pub.id.len, r->pub.ts, r->pub.hist,
+	    r->pub.nhist);
+	if (!m)
+		return -ENOMEM;
+	m->seq = seq;
+	/* Before the fan-out, which may already deliver it. */
+	if (!s->replaying)
+		trace_add(&b->trace, r->pub.ts, m->idh, TR_PUBLISHED, t->sym,
+		    only ? only->sym : 0, 0, 0);
+	if (topic_publish(t, m, only) < 0) {
+		msg_unref(m);
+		return -ENOMEM;
+	}
+	msg_unref(m);
+	/* Remember the producer's own id for dedup_window, and keep its
+	 * record so that a restart within the window still knows it. */
+	if (pm->id.len && r->pub.ts + b->opt->dedup_window_ms >
+	    clock_wall_ms() && dedup_add(&t->dedup, pm->id.p, pm->id.len,
+	    r->pub.ts, seq) == 0)
+		journal_ref(s->j, seq);
+	if (pm->pid.len && (pr = producer_get(&s->producers, pm->pid.p,
+	    pm->pid.len)))
+		producer_stored(pr, pm->pseq, r->pub.id.p, r->pub.id.len);
+	return 0;
+}
+
 /*
  * Apply record r (seq) to the broker.  hint is the entry an ACK or FAIL is
  * about when known (live); at replay it is looked up.  For REC_PUB *mp
- * (if not NULL) gets a reference to the message; for REC_GROUP *gp gets
- * the group.
+ * For REC_GROUP *gp (if not NULL) gets the group.
  */
 static int
 apply(struct broker *b, uint64_t seq, const struct rec *r, struct qent *hint,
-    struct msg **mp, struct group **gp)
+    struct group **gp)
 {
 	struct store *s = &b->store;
+	struct group_conf conf;
+	struct producer *pr;
 	struct topic *t;
 	struct group *g;
 	struct qent *e;
-	struct msg *m;
 	uint64_t now, delay;
 
 	switch (r->type) {
 	case REC_PUB:
-		if (!(t = topic_get(b, r->pub.topic.p, r->pub.topic.len)))
-			return -ENOMEM;
-		m = msg_new(&r->pub.m, r->pub.id.p, r->pub.id.len, r->pub.ts,
-		    r->pub.hist, r->pub.nhist);
-		if (!m)
-			return -ENOMEM;
-		m->seq = seq;
-		if (topic_publish(t, m) < 0) {
-			msg_unref(m);
-			return -ENOMEM;
-		}
-		if (mp)
-			*mp = m;
-		else
-			msg_unref(m);
-		return 0;
+		return apply_pub(b, seq, r);
 	case REC_ACK:
 		if (!(e = hint ? hint : idx_find(s, r->ack.gid, r->ack.mseq)))
 			return 0;	/* dropped with its group */
@@ -367,7 +394,7 @@ apply(struct broker *b, uint64_t seq, const struct rec *r, struct qent *hint,
 		}
 		return 0;
 	case REC_FAIL:
-		if (r->fail.cause >= CAUSE_MAX)
+		if (r->fail.cause >= CAUSE_NFAIL)
 			return -EBADMSG;
 		if (!(e = hint ? hint :
 		    idx_find(s, r->fail.gid, r->fail.mseq)))
@@ -379,6 +406,13 @@ apply(struct broker *b, uint64_t seq, const struct rec *r, struct qent *hint,
 		group_fail(e, (int)r->fail.cause, r->fail.consumer.p,
 		    r->fail.consumer.len, r->fail.error.p, r->fail.error.len,
 		    delay);
+		return 0;
+	case REC_PRODUCER:
+		if (!(pr = producer_get(&s->producers, r->producer.pid.p,
+		    r->producer.pid.len)))
+			return -ENOMEM;
+		if (pr->hwm < r->producer.seq)
+			pr->hwm = r->producer.seq;
 		return 0;
 	case REC_GROUP:
 		if (!(t = topic_get(b, r->group.topic.p, r->group.topic.len)))
@@ -392,8 +426,17 @@ apply(struct broker *b, uint64_t seq, const struct rec *r, struct qent *hint,
 			}
 			goto done;
 		}
+		conf = (struct group_conf){
+			.ack_timeout_ms = r->group.ack_timeout_ms,
+			.max_attempts = r->group.max_attempts,
+			.ttl_ms = r->group.ttl_ms,
+			.max_msgs = r->group.max_msgs,
+			.max_bytes = r->group.max_bytes,
+			.ttl_drop = (uint8_t)r->group.ttl_drop,
+			.overflow = (uint8_t)r->group.overflow,
+		};
 		g = topic_group_get(t, r->group.name.p, r->group.name.len,
-		    r->group.ack_timeout_ms, r->group.max_attempts, 0);
+		    &conf);
 		if (!g)
 			return -ENOMEM;
 		if (g->gid) {
@@ -431,6 +474,12 @@ done:
 }
 
 void
+store_forget_dedup(struct broker *b, struct dedup *d)
+{
+	dedup_fini(d, dedup_release, b);
+}
+
+void
 store_group_forget(struct broker *b, struct group *g)
 {
 	struct store *s = &b->store;
@@ -445,7 +494,73 @@ store_group_forget(struct broker *b, struct group *g)
 
 /* ---- live operations ---- */
 
-/* Encode and append r.  0 with *seq set, or the journal's -errno. */
+static void
+fill_group_rec(struct rec *r, uint64_t gid, const struct topic *t,
+    const char *name, size_t len, const struct group_conf *c)
+{
+	r->type = REC_GROUP;
+	r->group.gid = gid;
+	r->group.topic = (struct fy_str){t->name, (uint32_t)t->name_len};
+	r->group.name = (struct fy_str){name, (uint32_t)len};
+	r->group.ack_timeout_ms = c->ack_timeout_ms;
+	r->group.max_attempts = c->max_attempts;
+	r->group.ttl_ms = c->ttl_ms;
+	r->group.ttl_drop = c->ttl_drop;
+	r->group.max_msgs = c->max_msgs;
+	r->group.max_bytes = c->max_bytes;
+	r->group.overflow = c->overflow;
+}
+
+/* A record the journal refused while it could not write. */
+struct held_rec {
+	struct list link;
+	uint8_t type;
+	size_t len;
+	uint8_t data[];
+};
+
+/* Write the held records, oldest first.  0 once none is left. */
+static int
+flush_held(struct store *s)
+{
+	struct held_rec *h;
+	int e;
+
+	while ((h = list_first(&s->held, struct held_rec, link))) {
+		if ((e = journal_append(s->j, h->type, h->data, h->len,
+		    NULL)) < 0)
+			return e;
+		list_del(&h->link);
+		s->nheld--;
+		free(h);
+	}
+	return 0;
+}
+
+static void
+hold(struct store *s, const struct rec *r)
+{
+	struct held_rec *h = malloc(sizeof(*h) + s->sb.size);
+
+	if (!h) {
+		log_warn("out of memory keeping a %u record for the journal",
+		    r->type);
+		return;
+	}
+	h->type = r->type;
+	h->len = s->sb.size;
+	memcpy(h->data, s->sb.data, s->sb.size);
+	list_add_tail(&s->held, &h->link);
+	s->nheld++;
+}
+
+/*
+ * Encode and append r.  0 with *seq set, or the journal's -errno.  Records
+ * held from a failure go first, so the journal keeps the order in which
+ * changes were applied; an ack, failure or deletion the journal refuses is
+ * held too (it is applied all the same), a publish or group creation is
+ * refused.
+ */
 static int
 append(struct broker *b, const struct rec *r, uint64_t *seq)
 {
@@ -456,7 +571,12 @@ append(struct broker *b, const struct rec *r, uint64_t *seq)
 	msgpack_sbuffer_clear(&s->sb);
 	if ((e = rec_encode(&s->sb, r)) < 0)
 		return e;
-	e = journal_append(s->j, r->type, s->sb.data, s->sb.size, seq);
+	if ((e = flush_held(s)) == 0)
+		e = journal_append(s->j, r->type, s->sb.data, s->sb.size,
+		    seq);
+	if (e < 0 && r->type != REC_PUB && r->type != REC_GROUP &&
+	    r->type != REC_MOVE)
+		hold(s, r);
 	if (e == 0 && !s->dirty) {
 		/* The commit runs in the end-of-turn flush. */
 		s->dirty = 1;
@@ -474,20 +594,50 @@ append(struct broker *b, const struct rec *r, uint64_t *seq)
 int
 store_publish(struct broker *b, struct topic *t, const struct fy_pubmsg *pm,
     const char *id, size_t id_len, uint64_t ts, const struct fy_hist *hist,
-    uint32_t nhist, struct msg **mp, uint64_t *seq)
+    uint32_t nhist, struct group *only, uint64_t *seq)
 {
 	struct rec r = {.type = REC_PUB};
 	int e;
 
-	r.pub.hist = hist;
-	r.pub.nhist = nhist;
 	r.pub.topic = (struct fy_str){t->name, (uint32_t)t->name_len};
 	r.pub.id = (struct fy_str){id, (uint32_t)id_len};
 	r.pub.ts = ts;
 	r.pub.m = *pm;
+	r.pub.hist = hist;
+	r.pub.nhist = nhist;
+	r.pub.gid = only ? only->gid : 0;
+	if (only && !only->gid)
+		return -EINVAL;	/* ephemeral groups take no targeted PUB */
 	if ((e = append(b, &r, seq)) < 0)
 		return e;
-	return apply(b, *seq, &r, NULL, mp, NULL);
+	return apply(b, *seq, &r, NULL, NULL);
+}
+
+int
+store_duplicate(struct broker *b, struct topic *t,
+    const struct fy_pubmsg *pm, const char **id, size_t *id_len)
+{
+	struct store *s = &b->store;
+	struct producer *pr;
+
+	if (pm->id.len) {
+		dedup_prune(&t->dedup, clock_wall_ms(),
+		    b->opt->dedup_window_ms, dedup_release, b);
+		if (dedup_find(&t->dedup, pm->id.p, pm->id.len)) {
+			*id = pm->id.p;
+			*id_len = pm->id.len;
+			return 1;
+		}
+	}
+	if (pm->pid.len && (pr = producer_find(&s->producers, pm->pid.p,
+	    pm->pid.len)) && pm->pseq <= pr->hwm) {
+		const char *rid = producer_recent_id(pr, pm->pseq);
+
+		*id = rid ? rid : pm->id.p ? pm->id.p : "";
+		*id_len = rid ? strlen(rid) : pm->id.len;
+		return 1;
+	}
+	return 0;
 }
 
 void
@@ -502,7 +652,7 @@ store_ack(struct broker *b, struct qent *e, uint64_t *seq)
 		append(b, &r, seq);
 	else
 		*seq = 0;
-	apply(b, *seq, &r, e, NULL, NULL);
+	apply(b, *seq, &r, e, NULL);
 }
 
 /*
@@ -513,11 +663,11 @@ store_ack(struct broker *b, struct qent *e, uint64_t *seq)
  * stored, e stays in its group (delayed) and is retried on its next
  * failure.
  */
-static void
+static int
 dead_letter(struct broker *b, struct qent *e)
 {
 	struct group *g = e->group;
-	struct msg *m = e->msg, *dm;
+	struct msg *m = e->msg;
 	struct group_dlq d;
 	struct topic *t;
 	uint64_t seq;
@@ -528,19 +678,87 @@ dead_letter(struct broker *b, struct qent *e)
 			r = -ENOMEM;
 		else
 			r = store_publish(b, t, &d.pm, m->id, m->id_len, m->ts,
-			    d.hist, d.nhist, &dm, &seq);
+			    d.hist, d.nhist, NULL, &seq);
 	}
 	group_dlq_release(&d);
 	if (r < 0) {
 		log_warn("cannot dead-letter message %s of %s/%s: %s; it stays "
 		    "queued", m->id, g->topic->name, g->name, strerror(-r));
-		return;
+		return r;
 	}
-	msg_unref(dm);
 	g->st.dead_lettered++;
+	trace_add(&b->trace, clock_wall_ms(), m->idh, TR_DEAD_LETTERED,
+	    g->topic->sym, g->sym, 0, e->attempts);
 	log_debug("message %s of %s/%s dead-lettered after %u attempts",
 	    m->id, g->topic->name, g->name, (unsigned)e->attempts);
 	store_ack(b, e, &seq);
+	return 0;
+}
+
+/* Remove a waiting entry with an ack record, without an ack. */
+static void
+drop(struct broker *b, struct qent *e)
+{
+	uint64_t seq;
+
+	trace_add(&b->trace, clock_wall_ms(), e->msg->idh, TR_DROPPED,
+	    e->group->topic->sym, e->group->sym, 0, e->attempts);
+	store_ack(b, e, &seq);
+}
+
+void
+store_expire(struct broker *b, struct qent *e)
+{
+	struct group *g = e->group;
+
+	g->st.expired++;
+	trace_add(&b->trace, clock_wall_ms(), e->msg->idh, TR_EXPIRED,
+	    g->topic->sym, g->sym, 0, e->attempts);
+	if (g->conf.ttl_drop || !e->durable) {
+		log_debug("message %s of %s/%s expired: dropped", e->msg->id,
+		    g->topic->name, g->name);
+		drop(b, e);
+		return;
+	}
+	qent_hist_add(e, CAUSE_EXPIRED, clock_wall_ms(), "", 0, NULL, 0);
+	dead_letter(b, e);
+}
+
+/* The entry an overflowing group gives up: its oldest waiting one. */
+static struct qent *
+oldest_waiting(struct group *g)
+{
+	struct qent *e = list_first(&g->ready, struct qent, link);
+	struct hnode *n;
+
+	if (e)
+		return e;
+	n = heap_top(&g->delayed);
+	return n ? container_of(n, struct qent, dn) : NULL;
+}
+
+int
+store_make_room(struct broker *b, struct group *g, uint64_t bytes)
+{
+	struct qent *e;
+	int r;
+
+	while (!group_has_room(g, 1, bytes)) {
+		if (g->conf.overflow != FY_OVERFLOW_DLQ_OLDEST ||
+		    !(e = oldest_waiting(g)))
+			return -ENOSPC;
+		qent_hist_add(e, CAUSE_OVERFLOW, clock_wall_ms(), "", 0,
+		    NULL, 0);
+		trace_add(&b->trace, clock_wall_ms(), e->msg->idh, TR_OVERFLOW,
+		    g->topic->sym, g->sym, 0, e->attempts);
+		if (!e->durable) {
+			drop(b, e);
+			continue;
+		}
+		if ((r = dead_letter(b, e)) < 0)
+			return r;
+	}
+	return 0;
 }
 
 void
@@ -569,16 +787,24 @@ store_fail(struct broker *b, struct qent *e, int cause, const char *err,
 	r.fail.error = (struct fy_str){err, (uint32_t)err_len};
 	if (e->durable)
 		append(b, &r, &seq);
+	trace_add(&b->trace, r.fail.at, e->msg->idh, TR_TIMEOUT + cause,
+	    e->group->topic->sym, e->group->sym, e->sub ? e->sub->conn->sym : 0,
+	    (uint32_t)e->attempts + 1);
 	/* Live, the delay is exact rather than re-derived from the clock. */
 	group_fail(e, cause, who, strlen(who), err, err_len, delay);
 	if (e->group->max_attempts && e->attempts >= e->group->max_attempts)
 		dead_letter(b, e);
+	else if (e->tn.key && !hnode_queued(&e->tn) &&
+	    e->tn.key <= clock_mono_ms())
+		store_expire(b, e);	/* its TTL ran out while in flight */
+	else if (e->tn.key && !hnode_queued(&e->tn) &&
+	    heap_push(&e->group->ttlq, &e->tn) == 0)
+		group_arm_ttl(e->group);
 }
 
 int
 store_group_get(struct broker *b, struct topic *t, const char *name,
-    size_t len, uint32_t ack_timeout_ms, uint32_t max_attempts,
-    int ephemeral, struct group **gp)
+    size_t len, const struct group_conf *conf, struct group **gp)
 {
 	struct rec r = {.type = REC_GROUP};
 	uint64_t seq;
@@ -586,19 +812,14 @@ store_group_get(struct broker *b, struct topic *t, const char *name,
 
 	if ((*gp = topic_group_find(t, name, len)))
 		return 0;
-	if (ephemeral) {
-		*gp = topic_group_get(t, name, len, ack_timeout_ms,
-		    max_attempts, 1);
+	if (conf->ephemeral) {
+		*gp = topic_group_get(t, name, len, conf);
 		return *gp ? 0 : -ENOMEM;
 	}
-	r.group.gid = b->store.next_gid;
-	r.group.topic = (struct fy_str){t->name, (uint32_t)t->name_len};
-	r.group.name = (struct fy_str){name, (uint32_t)len};
-	r.group.ack_timeout_ms = ack_timeout_ms;
-	r.group.max_attempts = max_attempts;
+	fill_group_rec(&r, b->store.next_gid, t, name, len, conf);
 	if ((e = append(b, &r, &seq)) < 0)
 		return e;
-	return apply(b, seq, &r, NULL, NULL, gp);
+	return apply(b, seq, &r, NULL, gp);
 }
 
 void
@@ -613,7 +834,7 @@ store_group_delete(struct broker *b, struct group *g)
 	}
 	r.group_del.gid = g->gid;
 	append(b, &r, &seq);
-	apply(b, seq, &r, NULL, NULL, NULL);
+	apply(b, seq, &r, NULL, NULL);
 }
 
 void
@@ -624,7 +845,7 @@ store_topic_delete(struct broker *b, struct topic *t)
 
 	r.topic_del.topic = (struct fy_str){t->name, (uint32_t)t->name_len};
 	append(b, &r, &seq);
-	apply(b, seq, &r, NULL, NULL, NULL);
+	apply(b, seq, &r, NULL, NULL);
 }
 
 /* ---- the catalog ---- */
@@ -635,35 +856,52 @@ store_topic_delete(struct broker *b, struct topic *t)
  * segment knows the groups its records name, and the groups' old records
  * no longer pin old segments.  Runs inside append(): uses its own buffer.
  */
+/* Append one catalog record from catsb (catalog_cb's helper). */
+static int
+catalog_put(struct broker *b, const struct rec *r, uint64_t *seq)
+{
+	struct store *s = &b->store;
+	int e;
+
+	msgpack_sbuffer_clear(&s->catsb);
+	if ((e = rec_encode(&s->catsb, r)) < 0)
+		return e;
+	return journal_append(s->j, r->type, s->catsb.data, s->catsb.size,
+	    seq);
+}
+
+static int
+catalog_producer(void *arg, struct producer *pr)
+{
+	struct rec r = {.type = REC_PRODUCER};
+	uint64_t seq;
+
+	r.producer.pid = (struct fy_str){pr->pid, pr->len};
+	r.producer.seq = pr->hwm;
+	return catalog_put(arg, &r, &seq);
+}
+
 static int
 catalog_cb(void *arg)
 {
 	struct broker *b = arg;
 	struct store *s = &b->store;
-	struct rec r = {.type = REC_GROUP};
+	struct rec r;
 	uint64_t seq;
 	int e;
 
 	for (uint32_t i = 0; i < s->gids_cap; i++) {
 		for (struct group *g = s->gids[i]; g; g = g->gnext) {
-			r.group.gid = g->gid;
-			r.group.topic = (struct fy_str){g->topic->name,
-			    (uint32_t)g->topic->name_len};
-			r.group.name = (struct fy_str){g->name,
-			    (uint32_t)strlen(g->name)};
-			r.group.ack_timeout_ms = g->ack_timeout_ms;
-			r.group.max_attempts = g->max_attempts;
-			msgpack_sbuffer_clear(&s->catsb);
-			if ((e = rec_encode(&s->catsb, &r)) < 0 ||
-			    (e = journal_append(s->j, REC_GROUP, s->catsb.data,
-			    s->catsb.size, &seq)) < 0)
+			fill_group_rec(&r, g->gid, g->topic, g->name,
+			    strlen(g->name), &g->conf);
+			if ((e = catalog_put(b, &r, &seq)) < 0)
 				return e;
 			/* Moves the group's home here; the gid table is
 			 * not changed, so the walk goes on safely. */
-			apply(b, seq, &r, NULL, NULL, NULL);
+			apply(b, seq, &r, NULL, NULL);
 		}
 	}
-	return 0;
+	return producers_each(&s->producers, catalog_producer, b);
 }
 
 /* ---- compaction ---- */
@@ -694,12 +932,12 @@ move_msg(struct broker *b, struct msg *m)
 
 		re->gid = e->group ? e->group->gid : 0;
 		re->attempts = e->attempts;
-		for (int k = 0; k < CAUSE_MAX && k < REC_CAUSES; k++)
+		for (int k = 0; k < CAUSE_NFAIL; k++)
 			re->causes[k] = e->causes[k];
 		/* A delay keeps its wall-clock end; a lease is not durable:
 		 * the entry is simply ready again after a restart. */
-		if (e->heap_idx != HEAP_NONE && e->deadline > mono)
-			re->not_before = now + (e->deadline - mono);
+		if (hnode_queued(&e->dn) && e->dn.key > mono)
+			re->not_before = now + (e->dn.key - mono);
 		re->hist = q;
 		re->nhist = e->nhist;
 		for (uint16_t k = 0; k < e->nhist; k++, q++) {
@@ -721,12 +959,16 @@ move_msg(struct broker *b, struct msg *m)
 	r.move.m.body = (struct fy_str){m->body, m->body_len};
 	r.move.m.hdr = m->hdr;
 	r.move.m.nhdr = m->nhdr;
+	r.move.m.delay_ms = m->not_before ? m->not_before - m->ts : 0;
+	r.move.m.ttl_ms = m->expires ? m->expires - m->ts : 0;
+	r.move.m.reply_to = m->reply_to;
+	r.move.m.corr = m->corr;
 	r.move.hist = m->hist;
 	r.move.nhist = m->nhist;
 	r.move.ent = ent;
 	r.move.nent = n;
 	if ((err = append(b, &r, &seq)) == 0)
-		err = apply(b, seq, &r, m->ents, NULL, NULL);
+		err = apply(b, seq, &r, m->ents, NULL);
 out:
 	free(ent);
 	free(qh);
@@ -753,7 +995,13 @@ compact_cb(evutil_socket_t fd, short what, void *arg)
 	struct timeval tv = {1, 0};
 	struct msg *m;
 	int budget = COMPACT_BATCH;
+	uint64_t now = clock_wall_ms();
 
+	/* Ids past dedup_window let their records go. */
+	for (uint32_t i = 0; i < b->topics_cap; i++)
+		for (struct topic *t = b->topics[i]; t; t = t->hnext)
+			dedup_prune(&t->dedup, now, b->opt->dedup_window_ms,
+			    dedup_release, b);
 	/*
 	 * Groups need no moving: every segment starts with the catalog.
 	 * Moving the last live message out of the oldest segment deletes it,
@@ -796,6 +1044,10 @@ store_commit(struct broker *b)
 	int e;
 
 	s->dirty = 0;
+	if (!list_empty(&s->held) && journal_error(s->j) == 0 &&
+	    flush_held(s) == 0)
+		log_info("journal: records held while it could not write are "
+		    "written");
 	e = journal_commit(s->j);
 
 	if (e == 0 && s->warned) {
@@ -849,7 +1101,7 @@ replay_cb(void *arg, uint64_t seq, uint8_t type, const uint8_t *p,
 		    strerror(-e));
 		return e;
 	}
-	if ((e = apply(b, seq, &r, NULL, NULL, NULL)) < 0) {
+	if ((e = apply(b, seq, &r, NULL, NULL)) < 0) {
 		log_error("journal record %llu (type %u) cannot be applied: "
 		    "%s", (unsigned long long)seq, type, strerror(-e));
 		return e;
@@ -870,12 +1122,16 @@ store_open(struct broker *b, char *err, size_t errlen)
 	uint64_t t0 = clock_mono_ms();
 	int e;
 
+	/* Everything store_close() touches is valid before anything can
+	 * fail. */
+	list_init(&s->waiting);
+	list_init(&s->live);
+	list_init(&s->held);
+	producers_init(&s->producers);
 	msgpack_sbuffer_init(&s->sb);
 	msgpack_sbuffer_init(&s->catsb);
 	if (!msgpack_zone_init(&s->zone, 4096))
 		return -ENOMEM;
-	list_init(&s->waiting);
-	list_init(&s->live);
 	s->next_gid = 1;
 	qent_set_release_hook(release, b);
 	if ((e = journal_open(&s->j, b->base, &jo, err, errlen)) < 0)
@@ -915,6 +1171,8 @@ store_close(struct broker *b)
 		s->compact_ev = NULL;
 	}
 	if (s->j) {
+		if (journal_error(s->j) == 0)
+			flush_held(s);	/* a last chance, synced by close */
 		journal_close(s->j);
 		s->j = NULL;
 	}
@@ -924,4 +1182,17 @@ store_close(struct broker *b)
 	free(s->gids);
 	s->gids = NULL;
 	s->gids_cap = s->ngids = 0;
+	producers_fini(&s->producers);
+	if (s->nheld)
+		log_warn("journal: %llu records could not be written before "
+		    "stopping; their messages may be delivered again",
+		    (unsigned long long)s->nheld);
+	while (!list_empty(&s->held)) {
+		struct held_rec *h = list_first(&s->held, struct held_rec,
+		    link);
+
+		list_del(&h->link);
+		free(h);
+	}
+	s->nheld = 0;
 }

@@ -21,9 +21,11 @@
  * Errors are -errno.  A journal that cannot write (disk full) makes
  * store_publish() and store_group_create() fail with its error (the broker
  * answers E_DISK); acks, failures and deletions are still applied in memory
- * so that consumers can drain the queue, and are journaled again as soon as
- * the journal writes.  After a crash in that state some of those messages
- * may be delivered again: at-least-once holds.
+ * so that consumers can drain the queue, and their records are kept, in
+ * order, and written before anything else as soon as the journal writes
+ * again.  A crash before that may deliver those messages again:
+ * at-least-once holds.  A confirmed ack is refused with E_DISK meanwhile,
+ * since its answer would promise durability.
  */
 #ifndef FERRY_BROKER_STORE_H
 #define FERRY_BROKER_STORE_H
@@ -34,9 +36,11 @@
 #include <msgpack.h>
 
 #include "codec.h"
+#include "dedup.h"
 #include "list.h"
 
 struct broker;
+struct group_conf;
 struct event;
 struct conn;
 struct group;
@@ -73,6 +77,11 @@ struct store {
 				   home-seq order */
 	struct event *compact_ev;	/* periodic compaction check */
 	uint64_t moved;		/* messages copied forward, ever */
+	struct producers producers;	/* idempotent producers' marks */
+	struct list held;	/* struct held_rec: records the journal
+				   refused, in order, written first when
+				   it writes again */
+	uint64_t nheld;
 };
 
 /*
@@ -89,15 +98,30 @@ void store_commit(struct broker *b);
 int store_error(const struct broker *b);
 
 /*
- * Publish one message to t.  hist/nhist: a dead letter's history (else
- * NULL, 0).  *mp gets the stored message (a reference the caller must
- * drop) and *seq its record's seq.  -errno if the journal refuses it
- * (nothing changed then).
+ * Publish one message to t (only: to that durable group alone).
+ * hist/nhist: a dead letter's history (else NULL, 0).  *seq gets its
+ * record's seq.  -errno if the journal refuses it (nothing changed then).
  */
 int store_publish(struct broker *b, struct topic *t,
     const struct fy_pubmsg *pm, const char *id, size_t id_len, uint64_t ts,
-    const struct fy_hist *hist, uint32_t nhist, struct msg **mp,
+    const struct fy_hist *hist, uint32_t nhist, struct group *only,
     uint64_t *seq);
+
+/*
+ * Was pm stored already?  Its own id within dedup_window on this topic, or
+ * its producer's sequence at or below the high-water mark.  If so, *id is
+ * the id to confirm it with (valid until the next call) and 1 is returned.
+ */
+int store_duplicate(struct broker *b, struct topic *t,
+    const struct fy_pubmsg *pm, const char **id, size_t *id_len);
+
+/* Make room in g for one more message of bytes: dead-letter its oldest
+ * waiting messages if it overflows that way.  0, or -ENOSPC when g refuses
+ * (overflow reject, or nothing waiting to push out). */
+int store_make_room(struct broker *b, struct group *g, uint64_t bytes);
+
+/* e's TTL ran out while it waited: dead-letter it (or drop it). */
+void store_expire(struct broker *b, struct qent *e);
 
 /* Settle a leased entry; *seq gets the ack record's seq (0 if none). */
 void store_ack(struct broker *b, struct qent *e, uint64_t *seq);
@@ -109,10 +133,12 @@ void store_fail(struct broker *b, struct qent *e, int cause,
 
 /* Find or create a group (durable groups are journaled). */
 int store_group_get(struct broker *b, struct topic *t, const char *name,
-    size_t len, uint32_t ack_timeout_ms, uint32_t max_attempts,
-    int ephemeral, struct group **gp);
+    size_t len, const struct group_conf *conf, struct group **gp);
 void store_group_delete(struct broker *b, struct group *g);
 void store_topic_delete(struct broker *b, struct topic *t);
+
+/* A topic is going away: forget its remembered ids and their records. */
+void store_forget_dedup(struct broker *b, struct dedup *d);
 
 /* A group is going away (topic.c): stop keeping its record. */
 void store_group_forget(struct broker *b, struct group *g);

@@ -15,6 +15,7 @@
 #include "options.h"
 #include "store.h"
 #include "sub.h"
+#include "trace.h"
 #include "topic.h"
 
 /*
@@ -105,7 +106,7 @@ arm(struct sub *s)
 	if (!head || evtimer_pending(s->timer, NULL))
 		return;
 	now = clock_mono_ms();
-	ms = head->deadline > now ? head->deadline - now : 0;
+	ms = head->dn.key > now ? head->dn.key - now : 0;
 	tv.tv_sec = (time_t)(ms / 1000);
 	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
 	evtimer_add(s->timer, &tv);
@@ -129,8 +130,12 @@ sub_deliver(struct sub *s, struct qent *e)
 	f.msg.nhdr = m->nhdr;
 	f.msg.hist = m->hist;
 	f.msg.nhist = m->nhist;
+	f.msg.reply_to = m->reply_to;
+	f.msg.corr = m->corr;
 	f.msg.body = (struct fy_str){m->body, m->body_len};
 
+	trace_add(&g->b->trace, clock_wall_ms(), m->idh, TR_DELIVERED,
+	    g->topic->sym, g->sym, s->conn->sym, f.msg.attempt);
 	if (s->mode == FY_MODE_AMO) {
 		if ((r = conn_send_msg(s->conn, &f, m)) < 0)
 			return r;
@@ -148,7 +153,7 @@ sub_deliver(struct sub *s, struct qent *e)
 		return r;
 	}
 	e->sub = s;
-	e->deadline = clock_mono_ms() + s->ack_timeout_ms;
+	e->dn.key = clock_mono_ms() + s->ack_timeout_ms;
 	list_add_tail(&s->leases, &e->link);
 	s->inflight++;
 	g->ninflight++;
@@ -179,7 +184,7 @@ void
 sub_touch(struct sub *s, struct qent *e)
 {
 	list_del(&e->link);
-	e->deadline = clock_mono_ms() + s->ack_timeout_ms;
+	e->dn.key = clock_mono_ms() + s->ack_timeout_ms;
 	list_add_tail(&s->leases, &e->link);
 	arm(s);
 }
@@ -194,8 +199,8 @@ lease_cb(evutil_socket_t fd, short what, void *arg)
 	int n = 0;
 
 	while ((e = list_first(&s->leases, struct qent, link)) &&
-	    e->deadline <= now) {
-		store_fail(s->conn->b, e, CAUSE_EXPIRED, NULL, 0, -1);
+	    e->dn.key <= now) {
+		store_fail(s->conn->b, e, CAUSE_TIMEOUT, NULL, 0, -1);
 		n++;
 	}
 	if (n)

@@ -14,6 +14,7 @@
 #include "store.h"
 #include "sub.h"
 #include "topic.h"
+#include "trace.h"
 
 static uint32_t
 hash_name(const char *p, size_t len)
@@ -44,6 +45,7 @@ topic_free(struct topic *t)
 		list_del(&e->link);
 		qent_free(e);
 	}
+	store_forget_dedup(t->b, &t->dedup);
 	free(t->name);
 	free(t);
 }
@@ -123,8 +125,12 @@ topic_get(struct broker *b, const char *name, size_t len)
 	t->name_len = len;
 	t->hash = hash_name(name, len);
 	t->is_dlq = (uint8_t)has_suffix(name, len, TOPIC_DLQ_SUFFIX);
+	t->is_inbox = len > strlen(TOPIC_INBOX_PREFIX) &&
+	    !memcmp(name, TOPIC_INBOX_PREFIX, strlen(TOPIC_INBOX_PREFIX));
+	t->sym = trace_sym(&b->trace, name, len);
 	list_init(&t->groups);
 	list_init(&t->backlog);
+	dedup_init(&t->dedup);
 	slot = &b->topics[t->hash & (b->topics_cap - 1)];
 	t->hnext = *slot;
 	*slot = t;
@@ -155,52 +161,59 @@ topic_delete(struct topic *t)
 }
 
 int
-topic_publish(struct topic *t, struct msg *m)
+topic_publish(struct topic *t, struct msg *m, struct group *only)
 {
+	struct qent *stack[16], **ents = stack, *held = NULL;
+	uint32_t n = only ? 1 : t->ngroups, i = 0;
 	struct list *pos;
-	struct qent *e, *held = NULL;
 
-	m->topic = t;
-	/* Allocate every entry before enqueueing any, so that a failure
-	 * leaves no group with the message and another without. */
-	if (!t->ndurable && !(held = qent_new(m, NULL)))
+	/* Allocate every entry before placing any, so that a failure leaves
+	 * no group with the message and another without. */
+	if (n > 16 && !(ents = malloc(n * sizeof(*ents))))
 		return -ENOMEM;
-	list_for_each(pos, &t->groups) {
-		struct group *g = list_entry(pos, struct group, tlink);
-
-		if (!(e = qent_new(m, g)))
+	if (!only && !t->ndurable && !t->is_inbox &&
+	    !(held = qent_new(m, NULL)))
+		goto fail;
+	if (only) {
+		if (!(ents[i++] = qent_new(m, only)))
 			goto fail;
-		list_add_tail(&g->ready, &e->link);
+	} else {
+		list_for_each(pos, &t->groups) {
+			struct group *g = list_entry(pos, struct group, tlink);
+
+			if (!(ents[i++] = qent_new(m, g)))
+				goto fail;
+		}
 	}
+	m->topic = t;
 	t->published++;
 	if (held) {
 		list_add_tail(&t->backlog, &held->link);
 		t->nbacklog++;
 		store_hold(t->b, held);
 	}
-	list_for_each(pos, &t->groups) {
-		struct group *g = list_entry(pos, struct group, tlink);
+	for (i = 0; i < n; i++) {
+		struct group *g = ents[i]->group;
 
+		group_add(g, ents[i]);
 		if (!g->ephemeral)
-			store_hold(t->b, list_entry(g->ready.prev,
-			    struct qent, link));
-		g->nready++;
-		g->st.enqueued++;
-		group_pump(g);
+			store_hold(t->b, ents[i]);
 	}
+	/* Pump last: an at-most-once delivery may free an entry at once. */
+	for (i = 0; i < n; i++)
+		group_pump(only ? only : ents[i]->group);
+	if (ents != stack)
+		free(ents);
 	return 0;
 fail:
-	list_for_each(pos, &t->groups) {
-		struct group *g = list_entry(pos, struct group, tlink);
-		struct qent *last = list_entry(g->ready.prev, struct qent,
-		    link);
-
-		if (list_empty(&g->ready) || last->msg != m)
-			break;
-		list_del(&last->link);
-		qent_free(last);
-	}
+	while (i-- > 0)
+		if (ents[i]) {
+			ents[i]->group = NULL;	/* not counted anywhere yet */
+			qent_free(ents[i]);
+		}
 	qent_free(held);
+	if (ents != stack)
+		free(ents);
 	return -ENOMEM;
 }
 
@@ -220,29 +233,28 @@ topic_group_find(struct topic *t, const char *name, size_t len)
 
 struct group *
 topic_group_get(struct topic *t, const char *name, size_t len,
-    uint32_t ack_timeout_ms, uint32_t max_attempts, int ephemeral)
+    const struct group_conf *conf)
 {
 	struct group *g = topic_group_find(t, name, len);
-	struct list *pos;
+	struct qent *e;
 
 	if (g)
 		return g;
-	if (!(g = group_new(t, name, len, ack_timeout_ms, max_attempts,
-	    ephemeral)))
+	if (!(g = group_new(t, name, len, conf)))
 		return NULL;
-	if (!ephemeral && !t->ndurable++) {
-		/* The first durable group takes what waited for it. */
-		list_for_each(pos, &t->backlog)
-			list_entry(pos, struct qent, link)->group = g;
-		g->nready = t->nbacklog;
-		g->st.enqueued = t->nbacklog;
-		list_splice_tail(&g->ready, &t->backlog);
+	if (!conf->ephemeral && !t->ndurable++) {
+		/* The first durable group takes what waited for it, delays
+		 * and TTLs included. */
+		while ((e = list_first(&t->backlog, struct qent, link))) {
+			list_del(&e->link);
+			group_add(g, e);
+		}
 		t->nbacklog = 0;
 	}
 	list_add_tail(&t->groups, &g->tlink);
 	t->ngroups++;
 	log_debug("group %s/%s created%s", t->name, g->name,
-	    ephemeral ? " (ephemeral)" : "");
+	    conf->ephemeral ? " (ephemeral)" : "");
 	return g;
 }
 

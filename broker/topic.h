@@ -14,10 +14,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dedup.h"
 #include "list.h"
 
 struct broker;
 struct group;
+struct group_conf;
 struct msg;
 
 struct topic {
@@ -33,10 +35,16 @@ struct topic {
 				   while ndurable == 0 */
 	uint64_t nbacklog;
 	uint8_t is_dlq;		/* name ends in ".dlq": never dead-letter */
+	uint32_t sym;		/* trace symbol of the name */
+	uint8_t is_inbox;	/* name starts with "_inbox.": no backlog */
+	struct dedup dedup;	/* producers' own ids, dedup_window */
 	uint64_t published;
 };
 
 #define TOPIC_DLQ_SUFFIX ".dlq"
+/* Request-reply inboxes: only ever read by ephemeral subscriptions, so a
+ * reply no one waits for is not kept in a backlog. */
+#define TOPIC_INBOX_PREFIX "_inbox."
 #define GROUP_DEFAULT "default"
 
 void topic_registry_init(struct broker *b);
@@ -48,18 +56,18 @@ struct topic *topic_get(struct broker *b, const char *name, size_t len);
 /* Delete t, its groups (members are told E_DELETED) and its backlog. */
 void topic_delete(struct topic *t);
 
-/* Fan m out to every group, and to the backlog if no group is durable.
- * 0 or -ENOMEM. */
-int topic_publish(struct topic *t, struct msg *m);
+/* Fan m out to every group, and to the backlog if no group is durable;
+ * or, with only != NULL, enqueue it in that group alone.  0 or -ENOMEM. */
+int topic_publish(struct topic *t, struct msg *m, struct group *only);
 
 struct group *topic_group_find(struct topic *t, const char *name,
     size_t len);
 /*
  * Find or create a group.  A new durable group takes the backlog if it is
- * the topic's first durable one.  ack_timeout_ms/max_attempts apply only on creation.
+ * the topic's first durable one.  conf applies only on creation.
  */
 struct group *topic_group_get(struct topic *t, const char *name, size_t len,
-    uint32_t ack_timeout_ms, uint32_t max_attempts, int ephemeral);
+    const struct group_conf *conf);
 /* Delete a group: members are told E_DELETED, entries dropped. */
 void topic_group_delete(struct group *g);
 

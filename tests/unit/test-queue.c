@@ -13,13 +13,13 @@
 #include "msg.h"
 
 static struct qent *
-mk(uint64_t deadline)
+mk(uint64_t key)
 {
 	struct qent *e = calloc(1, sizeof(*e));
 
 	ck_assert_ptr_nonnull(e);
-	e->deadline = deadline;
-	e->heap_idx = HEAP_NONE;
+	hnode_init(&e->dn);
+	e->dn.key = key;
 	return e;
 }
 
@@ -33,16 +33,16 @@ START_TEST(heap_orders_random_keys)
 	heap_init(&h);
 	for (int i = 0; i < 1000; i++) {
 		e[i] = mk((uint64_t)(rand() % 500));
-		ck_assert_int_eq(heap_push(&h, e[i]), 0);
+		ck_assert_int_eq(heap_push(&h, &e[i]->dn), 0);
 	}
 	ck_assert_uint_eq(h.n, 1000);
 	for (int i = 0; i < 1000; i++) {
-		struct qent *t = heap_pop(&h);
+		struct hnode *t = heap_pop(&h);
 
 		ck_assert_ptr_nonnull(t);
-		ck_assert_uint_ge(t->deadline, prev);
-		ck_assert_uint_eq(t->heap_idx, HEAP_NONE);
-		prev = t->deadline;
+		ck_assert_uint_ge(t->key, prev);
+		ck_assert(!hnode_queued(t));
+		prev = t->key;
 	}
 	ck_assert_ptr_null(heap_pop(&h));
 	for (int i = 0; i < 1000; i++)
@@ -61,24 +61,24 @@ START_TEST(heap_remove_any)
 	heap_init(&h);
 	for (int i = 0; i < 200; i++) {
 		e[i] = mk((uint64_t)((i * 7919) % 211));
-		ck_assert_int_eq(heap_push(&h, e[i]), 0);
+		ck_assert_int_eq(heap_push(&h, &e[i]->dn), 0);
 	}
 	/* Remove every third, from the middle of the array too. */
 	for (int i = 0; i < 200; i += 3)
-		heap_remove(&h, e[i]);
+		heap_remove(&h, &e[i]->dn);
 	for (int i = 0; i < 200; i += 3)
-		ck_assert_uint_eq(e[i]->heap_idx, HEAP_NONE);
+		ck_assert(!hnode_queued(&e[i]->dn));
 	/* Removing twice is harmless. */
-	heap_remove(&h, e[0]);
+	heap_remove(&h, &e[0]->dn);
 	for (int i = 0; i < 200; i++)
 		if (i % 3)
 			left++;
 	ck_assert_uint_eq(h.n, left);
 	for (unsigned i = 0; i < left; i++) {
-		struct qent *t = heap_pop(&h);
+		struct hnode *t = heap_pop(&h);
 
-		ck_assert_uint_ge(t->deadline, prev);
-		prev = t->deadline;
+		ck_assert_uint_ge(t->key, prev);
+		prev = t->key;
 	}
 	for (int i = 0; i < 200; i++)
 		free(e[i]);

@@ -1,0 +1,228 @@
+/*
+ * dedup.c - recently seen message ids per topic, and producers'
+ * high-water marks.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dedup.h"
+
+static uint32_t
+hash(const char *p, size_t len)
+{
+	uint32_t h = 2166136261u;	/* FNV-1a */
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (uint8_t)p[i]) * 16777619u;
+	return h;
+}
+
+void
+dedup_init(struct dedup *d)
+{
+	d->tab = NULL;
+	d->cap = d->n = 0;
+	list_init(&d->fifo);
+}
+
+static void
+unlink_entry(struct dedup *d, struct dedup_entry *e)
+{
+	struct dedup_entry **pp = &d->tab[e->hash & (d->cap - 1)];
+
+	for (; *pp; pp = &(*pp)->hnext)
+		if (*pp == e) {
+			*pp = e->hnext;
+			break;
+		}
+	list_del(&e->link);
+	d->n--;
+}
+
+void
+dedup_prune(struct dedup *d, uint64_t now, uint64_t window,
+    void (*release)(void *, uint64_t), void *arg)
+{
+	struct dedup_entry *e;
+
+	while ((e = list_first(&d->fifo, struct dedup_entry, link)) &&
+	    e->at + window <= now) {
+		unlink_entry(d, e);
+		if (release)
+			release(arg, e->seq);
+		free(e);
+	}
+}
+
+void
+dedup_fini(struct dedup *d, void (*release)(void *, uint64_t), void *arg)
+{
+	dedup_prune(d, UINT64_MAX, 0, release, arg);
+	free(d->tab);
+	dedup_init(d);
+}
+
+struct dedup_entry *
+dedup_find(const struct dedup *d, const char *id, size_t len)
+{
+	uint32_t h;
+	struct dedup_entry *e;
+
+	if (!d->cap)
+		return NULL;
+	h = hash(id, len);
+	for (e = d->tab[h & (d->cap - 1)]; e; e = e->hnext)
+		if (e->hash == h && e->len == len && !memcmp(e->id, id, len))
+			return e;
+	return NULL;
+}
+
+int
+dedup_add(struct dedup *d, const char *id, size_t len, uint64_t at,
+    uint64_t seq)
+{
+	struct dedup_entry *e, **slot;
+
+	if (len > FY_ID_MAX)
+		return -EINVAL;
+	if (d->n >= d->cap) {
+		uint32_t cap = d->cap ? d->cap * 2 : 256;
+		struct dedup_entry **tab = calloc(cap, sizeof(*tab)), *x, *nx;
+
+		if (!tab)
+			return -ENOMEM;
+		for (uint32_t i = 0; i < d->cap; i++)
+			for (x = d->tab[i]; x; x = nx) {
+				nx = x->hnext;
+				x->hnext = tab[x->hash & (cap - 1)];
+				tab[x->hash & (cap - 1)] = x;
+			}
+		free(d->tab);
+		d->tab = tab;
+		d->cap = cap;
+	}
+	if (!(e = malloc(sizeof(*e) + len)))
+		return -ENOMEM;
+	e->at = at;
+	e->seq = seq;
+	e->hash = hash(id, len);
+	e->len = (uint8_t)len;
+	memcpy(e->id, id, len);
+	slot = &d->tab[e->hash & (d->cap - 1)];
+	e->hnext = *slot;
+	*slot = e;
+	list_add_tail(&d->fifo, &e->link);
+	d->n++;
+	return 0;
+}
+
+void
+producers_init(struct producers *p)
+{
+	p->tab = NULL;
+	p->cap = p->n = 0;
+}
+
+void
+producers_fini(struct producers *p)
+{
+	for (uint32_t i = 0; i < p->cap; i++) {
+		struct producer *x, *nx;
+
+		for (x = p->tab[i]; x; x = nx) {
+			nx = x->hnext;
+			free(x);
+		}
+	}
+	free(p->tab);
+	producers_init(p);
+}
+
+struct producer *
+producer_find(const struct producers *p, const char *pid, size_t len)
+{
+	uint32_t h;
+	struct producer *x;
+
+	if (!p->cap)
+		return NULL;
+	h = hash(pid, len);
+	for (x = p->tab[h & (p->cap - 1)]; x; x = x->hnext)
+		if (x->hash == h && x->len == len && !memcmp(x->pid, pid, len))
+			return x;
+	return NULL;
+}
+
+struct producer *
+producer_get(struct producers *p, const char *pid, size_t len)
+{
+	struct producer *x = producer_find(p, pid, len), **slot;
+
+	if (x)
+		return x;
+	if (len > FY_ID_MAX)
+		return NULL;
+	if (p->n >= p->cap) {
+		uint32_t cap = p->cap ? p->cap * 2 : 64;
+		struct producer **tab = calloc(cap, sizeof(*tab)), *y, *ny;
+
+		if (!tab)
+			return NULL;
+		for (uint32_t i = 0; i < p->cap; i++)
+			for (y = p->tab[i]; y; y = ny) {
+				ny = y->hnext;
+				y->hnext = tab[y->hash & (cap - 1)];
+				tab[y->hash & (cap - 1)] = y;
+			}
+		free(p->tab);
+		p->tab = tab;
+		p->cap = cap;
+	}
+	if (!(x = calloc(1, sizeof(*x))))
+		return NULL;
+	x->hash = hash(pid, len);
+	x->len = (uint8_t)len;
+	memcpy(x->pid, pid, len);
+	slot = &p->tab[x->hash & (p->cap - 1)];
+	x->hnext = *slot;
+	*slot = x;
+	p->n++;
+	return x;
+}
+
+void
+producer_stored(struct producer *pr, uint64_t seq, const char *id,
+    size_t id_len)
+{
+	uint32_t i = (uint32_t)(seq % PRODUCER_RECENT);
+
+	if (seq > pr->hwm)
+		pr->hwm = seq;
+	if (id_len > FY_ID_MAX)
+		id_len = 0;
+	pr->rseq[i] = seq;
+	memcpy(pr->rid[i], id ? id : "", id ? id_len : 0);
+	pr->rid[i][id ? id_len : 0] = '\0';
+}
+
+const char *
+producer_recent_id(const struct producer *pr, uint64_t seq)
+{
+	uint32_t i = (uint32_t)(seq % PRODUCER_RECENT);
+
+	return pr->rseq[i] == seq && pr->rid[i][0] ? pr->rid[i] : NULL;
+}
+
+int
+producers_each(struct producers *p,
+    int (*fn)(void *arg, struct producer *pr), void *arg)
+{
+	int r;
+
+	for (uint32_t i = 0; i < p->cap; i++)
+		for (struct producer *x = p->tab[i]; x; x = x->hnext)
+			if ((r = fn(arg, x)) != 0)
+				return r;
+	return 0;
+}

@@ -1,0 +1,290 @@
+/*
+ * inspect.c - read-only views of queues, leases and message histories.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker.h"
+#include "clock.h"
+#include "codec.h"
+#include "conn.h"
+#include "group.h"
+#include "inspect.h"
+#include "msg.h"
+#include "sub.h"
+#include "topic.h"
+#include "trace.h"
+
+static struct fy_str
+str(const char *s)
+{
+	return (struct fy_str){s, (uint32_t)strlen(s)};
+}
+
+static void
+group_row(struct fy_gstat *r, const struct topic *t, const struct group *g)
+{
+	const struct group_stats *st = &g->st;
+
+	memset(r, 0, sizeof(*r));
+	r->topic = (struct fy_str){t->name, (uint32_t)t->name_len};
+	r->group = str(g->name);
+	r->ready = g->nready;
+	r->delayed = g->delayed.n;
+	r->inflight = g->ninflight;
+	r->bytes = g->nbytes;
+	r->members = g->nmembers;
+	r->enqueued = st->enqueued;
+	r->delivered = st->delivered;
+	r->acked = st->acked;
+	r->timeouts = st->failed[CAUSE_TIMEOUT];
+	r->nacked = st->failed[CAUSE_NACKED];
+	r->disconnected = st->failed[CAUSE_DISCONNECTED];
+	r->released = st->failed[CAUSE_RELEASED];
+	r->expired = st->expired;
+	r->dead_lettered = st->dead_lettered;
+}
+
+/* A topic's own row: its backlog, and what was published to it. */
+static void
+topic_row(struct fy_gstat *r, const struct topic *t)
+{
+	memset(r, 0, sizeof(*r));
+	r->topic = (struct fy_str){t->name, (uint32_t)t->name_len};
+	r->ready = t->nbacklog;
+	r->enqueued = t->published;
+}
+
+static size_t
+topic_rows(struct fy_gstat *rows, const struct topic *t)
+{
+	const struct list *pos;
+	size_t n = 0;
+
+	topic_row(&rows[n++], t);
+	list_for_each(pos, &t->groups)
+		group_row(&rows[n++], t,
+		    list_entry(pos, struct group, tlink));
+	return n;
+}
+
+void
+inspect_stats(struct conn *c, const struct fy_frame *f)
+{
+	struct broker *b = c->b;
+	struct fy_frame ok = {.type = FY_T_OK, .rid = f->rid};
+	struct fy_gstat *rows;
+	struct topic *one = NULL;
+	size_t n = 0, cap = 0;
+
+	if (f->query.topic.len) {
+		if (!fy_name_valid(f->query.topic.p, f->query.topic.len)) {
+			conn_send_err(c, f->rid, FY_E_BADNAME, 0,
+			    "invalid topic name");
+			return;
+		}
+		if (!(one = topic_find(b, f->query.topic.p,
+		    f->query.topic.len))) {
+			conn_send_err(c, f->rid, FY_E_NOTFOUND, 0,
+			    "no topic %.*s", (int)f->query.topic.len,
+			    f->query.topic.p);
+			return;
+		}
+		cap = 1 + one->ngroups;
+	} else {
+		for (uint32_t i = 0; i < b->topics_cap; i++)
+			for (struct topic *t = b->topics[i]; t; t = t->hnext)
+				cap += 1 + t->ngroups;
+	}
+	if (!(rows = calloc(cap ? cap : 1, sizeof(*rows)))) {
+		conn_send_err(c, f->rid, FY_E_INTERNAL, 0, "out of memory");
+		return;
+	}
+	if (one) {
+		n = topic_rows(rows, one);
+	} else {
+		for (uint32_t i = 0; i < b->topics_cap; i++)
+			for (struct topic *t = b->topics[i]; t; t = t->hnext)
+				n += topic_rows(rows + n, t);
+	}
+	ok.ok.stats = rows;
+	ok.ok.nstats = (uint32_t)n;
+	conn_send(c, &ok);
+	free(rows);
+}
+
+/* The group a query names (group empty: "default"), or NULL after an
+ * error reply. */
+static struct group *
+query_group(struct conn *c, const struct fy_frame *f)
+{
+	struct fy_str gname = f->query.group;
+	struct topic *t;
+	struct group *g = NULL;
+
+	if (!gname.len)
+		gname = str(GROUP_DEFAULT);
+	if (!fy_name_valid(f->query.topic.p, f->query.topic.len) ||
+	    !fy_name_valid(gname.p, gname.len)) {
+		conn_send_err(c, f->rid, FY_E_BADNAME, 0,
+		    "invalid topic or group name");
+		return NULL;
+	}
+	if ((t = topic_find(c->b, f->query.topic.p, f->query.topic.len)))
+		g = topic_group_find(t, gname.p, gname.len);
+	if (!g)
+		conn_send_err(c, f->rid, FY_E_NOTFOUND, 0,
+		    "no group %.*s on topic %.*s", (int)gname.len, gname.p,
+		    (int)f->query.topic.len, f->query.topic.p);
+	return g;
+}
+
+static const char *
+last_error(const struct qent *e)
+{
+	for (int i = e->nhist - 1; i >= 0; i--)
+		if (e->hist[i].error)
+			return e->hist[i].error;
+	return "";
+}
+
+void
+inspect_inflight(struct conn *c, const struct fy_frame *f)
+{
+	struct fy_frame ok = {.type = FY_T_OK, .rid = f->rid};
+	struct group *g = query_group(c, f);
+	struct fy_lease_info *rows;
+	uint64_t now = clock_mono_ms();
+	struct list *mpos, *lpos;
+	size_t n = 0;
+
+	if (!g)
+		return;
+	if (!(rows = calloc(g->ninflight ? g->ninflight : 1,
+	    sizeof(*rows)))) {
+		conn_send_err(c, f->rid, FY_E_INTERNAL, 0, "out of memory");
+		return;
+	}
+	list_for_each(mpos, &g->members) {
+		struct sub *s = list_entry(mpos, struct sub, glink);
+
+		list_for_each(lpos, &s->leases) {
+			struct qent *e = list_entry(lpos, struct qent, link);
+			uint64_t since = e->dn.key - s->ack_timeout_ms;
+
+			if (n == g->ninflight)
+				break;
+			rows[n++] = (struct fy_lease_info){
+				.id = {e->msg->id, e->msg->id_len},
+				.consumer = str(s->conn->name),
+				.age_ms = now > since ? now - since : 0,
+				.attempt = (uint32_t)e->attempts + 1,
+				.error = str(last_error(e)),
+			};
+		}
+	}
+	ok.ok.inflight = rows;
+	ok.ok.ninflight = (uint32_t)n;
+	conn_send(c, &ok);
+	free(rows);
+}
+
+void
+inspect_peek(struct conn *c, const struct fy_frame *f)
+{
+	struct fy_frame mf = {.type = FY_T_MSG, .rid = f->rid};
+	struct group *g = query_group(c, f);
+	struct hnode *n;
+	struct qent *e;
+	struct msg *m;
+
+	if (!g)
+		return;
+	if (!(e = list_first(&g->ready, struct qent, link)) &&
+	    (n = heap_top(&g->delayed)))
+		e = container_of(n, struct qent, dn);
+	if (!e) {
+		conn_send_err(c, f->rid, FY_E_NOTFOUND, 0,
+		    "group %s/%s has no waiting message", g->topic->name,
+		    g->name);
+		return;
+	}
+	m = e->msg;
+	mf.msg.id = (struct fy_str){m->id, m->id_len};
+	mf.msg.topic = (struct fy_str){g->topic->name,
+	    (uint32_t)g->topic->name_len};
+	mf.msg.attempt = (uint32_t)e->attempts + 1;
+	mf.msg.ts = m->ts;
+	mf.msg.hdr = m->hdr;
+	mf.msg.nhdr = m->nhdr;
+	mf.msg.hist = m->hist;
+	mf.msg.nhist = m->nhist;
+	mf.msg.reply_to = m->reply_to;
+	mf.msg.corr = m->corr;
+	mf.msg.body = (struct fy_str){m->body, m->body_len};
+	conn_send_msg(c, &mf, m);
+}
+
+struct trace_reply {
+	const struct trace *t;
+	struct fy_event *ev;
+	size_t n, cap;
+};
+
+static void
+collect(void *arg, const struct trace_rec *r)
+{
+	struct trace_reply *tr = arg;
+
+	if (tr->n == tr->cap)
+		return;
+	tr->ev[tr->n++] = (struct fy_event){
+		.at = r->at,
+		.what = str(trace_what_name(r->what)),
+		.topic = str(trace_sym_name(tr->t, r->topic)),
+		.group = str(trace_sym_name(tr->t, r->group)),
+		.consumer = str(trace_sym_name(tr->t, r->who)),
+		.attempt = r->attempt,
+	};
+}
+
+static void
+count(void *arg, const struct trace_rec *r)
+{
+	(void)r;
+	(*(size_t *)arg)++;
+}
+
+void
+inspect_trace(struct conn *c, const struct fy_frame *f)
+{
+	struct broker *b = c->b;
+	struct fy_frame ok = {.type = FY_T_OK, .rid = f->rid};
+	uint64_t idh = trace_hash(f->query.id.p, f->query.id.len);
+	struct trace_reply tr = {.t = &b->trace};
+	size_t n = 0;
+
+	if (!b->trace.ring) {
+		conn_send_err(c, f->rid, FY_E_NOTFOUND, 0,
+		    "tracing is off (trace_events = 0)");
+		return;
+	}
+	trace_find(&b->trace, idh, count, &n);
+	if (!n) {
+		conn_send_err(c, f->rid, FY_E_NOTFOUND, 0,
+		    "nothing known about message %.*s (the last %zu events "
+		    "are kept)", (int)f->query.id.len, f->query.id.p,
+		    b->trace.cap);
+		return;
+	}
+	if (!(tr.ev = calloc(n, sizeof(*tr.ev)))) {
+		conn_send_err(c, f->rid, FY_E_INTERNAL, 0, "out of memory");
+		return;
+	}
+	tr.cap = n;
+	trace_find(&b->trace, idh, collect, &tr);
+	ok.ok.events = tr.ev;
+	ok.ok.nevents = (uint32_t)tr.n;
+	conn_send(c, &ok);
+	free(tr.ev);
+}
