@@ -953,6 +953,8 @@ decode_error(struct conn *c, int r, const struct fy_frame *f,
 	}
 }
 
+static void unstall(struct conn *c);
+
 void
 conn_handle_input(struct conn *c)
 {
@@ -1006,9 +1008,26 @@ conn_handle_input(struct conn *c)
 	broker_pump_due(c->b);
 }
 
+/* The connection spoke: a member stalled by a lease timeout is alive. */
+static void
+unstall(struct conn *c)
+{
+	struct list *pos;
+
+	list_for_each(pos, &c->subs) {
+		struct sub *s = list_entry(pos, struct sub, clink);
+
+		if (s->stalled) {
+			s->stalled = 0;
+			group_pump_later(s->group);
+		}
+	}
+}
+
 static void
 read_cb(struct bufferevent *bev, void *arg)
 {
+	unstall(arg);
 	conn_handle_input(arg);
 }
 

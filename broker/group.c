@@ -172,11 +172,15 @@ group_has_room(const struct group *g, uint64_t n, uint64_t bytes)
 	    (!g->conf.max_bytes || g->nbytes + bytes <= g->conf.max_bytes);
 }
 
-/* Next member with credit in round-robin order, or NULL. */
+/*
+ * Next member with credit in round-robin order, or NULL.  Members stalled
+ * by a lease timeout come last: only when no other member can take it.
+ */
 static struct sub *
 pick(struct group *g)
 {
 	struct list *pos = g->rr;
+	struct sub *stalled = NULL;
 
 	for (uint32_t i = 0; i <= g->nmembers; i++) {
 		if (pos == &g->members) {
@@ -186,12 +190,17 @@ pick(struct group *g)
 		struct sub *s = list_entry(pos, struct sub, glink);
 
 		pos = pos->next;
-		if (sub_has_credit(s)) {
-			g->rr = pos;
-			return s;
+		if (!sub_has_credit(s))
+			continue;
+		if (s->stalled) {
+			if (!stalled)
+				stalled = s;
+			continue;
 		}
+		g->rr = pos;
+		return s;
 	}
-	return NULL;
+	return stalled;
 }
 
 void

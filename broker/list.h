@@ -74,6 +74,8 @@ list_splice_tail(struct list *dst, struct list *src)
 
 #define list_first(head, type, member) \
 	(list_empty(head) ? NULL : list_entry((head)->next, type, member))
+#define list_last(head, type, member) \
+	(list_empty(head) ? NULL : list_entry((head)->prev, type, member))
 
 /* Safe against removal of the current node. */
 #define list_for_each_safe(pos, tmp, head) \

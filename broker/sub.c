@@ -65,7 +65,9 @@ sub_free(struct sub *s, int cause)
 	list_del(&s->glink);
 	g->nmembers--;
 	list_del(&s->clink);
-	while ((e = list_first(&s->leases, struct qent, link))) {
+	/* From the newest: released ones go back to the head of the queue, so
+	 * this keeps them in their original order. */
+	while ((e = list_last(&s->leases, struct qent, link))) {
 		if (cause >= 0) {
 			store_fail(s->conn->b, e, cause, NULL, 0, -1);
 		} else {
@@ -203,9 +205,11 @@ lease_cb(evutil_socket_t fd, short what, void *arg)
 		store_fail(s->conn->b, e, CAUSE_TIMEOUT, NULL, 0, -1);
 		n++;
 	}
-	if (n)
+	if (n) {
+		s->stalled = 1;
 		log_debug("%s: %d lease(s) expired on %s/%s", s->conn->name,
 		    n, g->topic->name, g->name);
+	}
 	arm(s);
 	if (n)
 		group_pump(g);

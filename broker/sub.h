@@ -33,6 +33,10 @@ struct sub {
 	uint32_t inflight;	/* == lt.used */
 	uint32_t ack_timeout_ms;
 	uint8_t mode;		/* enum fy_mode */
+	uint8_t stalled;	/* a lease timed out and its connection has
+				   sent nothing since: served only when no
+				   other member has credit, so a stuck
+				   worker is not fed its own redeliveries */
 };
 
 /* Create and link into g and c.  NULL on ENOMEM. */
