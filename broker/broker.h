@@ -29,6 +29,7 @@ struct broker {
 	struct topic **topics;	/* hash table, chained by topic.hnext */
 	uint32_t topics_cap;	/* power of two */
 	uint32_t ntopics;
+	uint32_t ngroups;	/* all topics' groups, ephemeral included */
 	struct list conns;	/* struct conn.link */
 	uint32_t nconns;
 	uint64_t next_conn_id;

@@ -320,6 +320,20 @@ bad_name(struct conn *c, uint64_t rid, const char *what, struct fy_str s)
 	return 1;
 }
 
+/* Would creating this topic pass max_topics?  1 after an error reply. */
+static int
+topic_limit(struct conn *c, uint64_t rid, struct fy_str name)
+{
+	struct broker *b = c->b;
+
+	if (b->ntopics < b->opt->max_topics ||
+	    topic_find(b, name.p, name.len))
+		return 0;
+	conn_send_err(c, rid, FY_E_LIMIT, 0,
+	    "too many topics (max_topics = %u)", b->opt->max_topics);
+	return 1;
+}
+
 static void
 handle_hello(struct conn *c, const struct fy_frame *f)
 {
@@ -342,6 +356,14 @@ handle_hello(struct conn *c, const struct fy_frame *f)
 	}
 	c->hello = 1;
 	evtimer_del(c->hs_timer);
+	if (b->opt->idle_timeout_ms) {
+		struct timeval idle = {
+			.tv_sec = b->opt->idle_timeout_ms / 1000,
+			.tv_usec = (b->opt->idle_timeout_ms % 1000) * 1000,
+		};
+
+		bufferevent_set_timeouts(c->bev, &idle, NULL);
+	}
 	if (f->hello.name.len) {
 		size_t n = f->hello.name.len;
 
@@ -542,6 +564,8 @@ handle_pub(struct conn *c, const struct fy_frame *f)
 		    "journal cannot write: %s; retry later", strerror(-e));
 		return;
 	}
+	if (topic_limit(c, f->rid, f->pub.topic))
+		return;
 	if (!(t = topic_get(b, f->pub.topic.p, f->pub.topic.len))) {
 		conn_send_err(c, f->rid, FY_E_INTERNAL, 0, "out of memory");
 		return;
@@ -662,8 +686,16 @@ handle_sub(struct conn *c, const struct fy_frame *f)
 		    "overflow must be 0 (reject) or 1 (dead-letter oldest)");
 		return;
 	}
+	if (topic_limit(c, f->rid, f->sub.topic))
+		return;
 	if (!(t = topic_get(b, f->sub.topic.p, f->sub.topic.len))) {
 		conn_send_err(c, f->rid, FY_E_INTERNAL, 0, "out of memory");
+		return;
+	}
+	if (!topic_group_find(t, gname.p, gname.len) &&
+	    b->ngroups >= o->max_groups) {
+		conn_send_err(c, f->rid, FY_E_LIMIT, 0,
+		    "too many groups (max_groups = %u)", o->max_groups);
 		return;
 	}
 	conf = (struct group_conf){
@@ -961,7 +993,7 @@ conn_handle_input(struct conn *c)
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 	uint32_t max = c->b->opt->max_frame;
 
-	while (!c->closing) {
+	while (!c->closing && !c->throttled) {
 		uint8_t hdr[FY_HDR_LEN];
 		ev_ssize_t n = evbuffer_copyout(in, hdr, sizeof(hdr));
 		struct fy_frame f;
@@ -1003,6 +1035,17 @@ conn_handle_input(struct conn *c)
 			decode_error(c, r, &f, field);
 		/* Decoded strings point into the buffer until here. */
 		evbuffer_drain(in, need);
+		/*
+		 * A client that sends requests but never reads the replies
+		 * must not grow our memory: stop reading it until its output
+		 * drains (write_cb), like TCP would stop the sender.
+		 */
+		if (conn_outlen(c) > c->b->opt->max_output) {
+			c->throttled = 1;
+			bufferevent_disable(c->bev, EV_READ);
+			log_debug("%s: output above max_output_buffer: not "
+			    "reading it until it drains", c->name);
+		}
 	}
 	/* Credit freed by this batch's acks goes out once, after it. */
 	broker_pump_due(c->b);
@@ -1045,6 +1088,12 @@ write_cb(struct bufferevent *bev, void *arg)
 	/* Output drained below the low watermark: deliveries may go on. */
 	list_for_each(pos, &c->subs)
 		group_pump(list_entry(pos, struct sub, clink)->group);
+	if (c->throttled && conn_outlen(c) <= c->b->opt->max_output / 2) {
+		c->throttled = 0;
+		bufferevent_enable(c->bev, EV_READ);
+		/* Frames already buffered raise no read event: handle them. */
+		conn_handle_input(c);
+	}
 }
 
 static void
@@ -1052,6 +1101,14 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct conn *c = arg;
 
+	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING)) {
+		log_info("%s: idle for idle_timeout; closing", c->name);
+		conn_send_err(c, 0, FY_E_LIMIT, 0,
+		    "idle for %u ms (idle_timeout): closing",
+		    c->b->opt->idle_timeout_ms);
+		conn_close(c);
+		return;
+	}
 	if (what & BEV_EVENT_EOF)
 		log_debug("%s: disconnected", c->name);
 	else if (what & BEV_EVENT_ERROR)

@@ -59,6 +59,8 @@ struct conn {
 	uint32_t sym;		/* trace symbol of the name */
 	uint8_t hello;		/* handshake done */
 	uint8_t closing;	/* no more input handled; freed when drained */
+	uint8_t throttled;	/* output above max_output_buffer: input is
+				   not read until the client reads */
 	uint8_t reaping;	/* on broker->reap, to be freed */
 };
 

@@ -136,6 +136,16 @@ static const struct opt_def opt_defs[] = {
 	{ .key = "trace_events", .name = "trace-events",
 	  .type = T_UINT, F_U32(trace_events), .min = 0, .max = 100000000,
 	  .arg = "N", .help = "recent message events kept for TRACE" },
+	{ .key = "idle_timeout", .name = "idle-timeout",
+	  .type = T_SECONDS, F_U32(idle_timeout_ms), .min = 0,
+	  .max = UINT32_MAX, .arg = "SECONDS",
+	  .help = "close clients silent this long; 0 = never" },
+	{ .key = "max_topics", .name = "max-topics",
+	  .type = T_UINT, F_U32(max_topics), .min = 1, .max = UINT32_MAX,
+	  .arg = "N", .help = "topics clients may create" },
+	{ .key = "max_groups", .name = "max-groups",
+	  .type = T_UINT, F_U32(max_groups), .min = 1, .max = UINT32_MAX,
+	  .arg = "N", .help = "groups, all topics together" },
 	{ .key = "log_level", .name = "log-level",
 	  .type = T_LOGLEVEL, F_INT(log_level), .arg = "LEVEL",
 	  .help = "error, warn, info or debug" },
@@ -179,6 +189,9 @@ options_init(struct options *o)
 	o->journal_repair = 0;
 	o->dedup_window_ms = 120000;
 	o->trace_events = 100000;
+	o->idle_timeout_ms = 0;
+	o->max_topics = 100000;
+	o->max_groups = 100000;
 	if (o->listen == NULL || o->data_dir == NULL) {
 		options_fini(o);
 		return -ENOMEM;

@@ -38,6 +38,9 @@ struct options {
 	uint32_t max_connections;	/* max_connections: 10000 */
 	uint64_t max_output;		/* max_output_buffer: 64M per conn */
 	uint32_t handshake_timeout_ms;	/* handshake_timeout: 10 s */
+	uint32_t idle_timeout_ms;	/* idle_timeout: 0 = off */
+	uint32_t max_topics;		/* max_topics: 100000 */
+	uint32_t max_groups;		/* max_groups: 100000 */
 	int fsync;			/* fsync: FSYNC_ALWAYS */
 	uint64_t segment_size;		/* segment_size: 64M */
 	int journal_repair;		/* repair_journal: 0 */

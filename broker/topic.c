@@ -253,6 +253,7 @@ topic_group_get(struct topic *t, const char *name, size_t len,
 	}
 	list_add_tail(&t->groups, &g->tlink);
 	t->ngroups++;
+	t->b->ngroups++;
 	log_debug("group %s/%s created%s", t->name, g->name,
 	    conf->ephemeral ? " (ephemeral)" : "");
 	return g;
@@ -277,6 +278,7 @@ topic_group_delete(struct group *g)
 	store_group_forget(t->b, g);
 	list_del(&g->tlink);
 	t->ngroups--;
+	t->b->ngroups--;
 	if (!g->ephemeral)
 		t->ndurable--;
 	log_debug("group %s/%s deleted", t->name, g->name);
