@@ -566,6 +566,17 @@ handle_pub(struct conn *c, const struct fy_frame *f)
 	}
 	if (topic_limit(c, f->rid, f->pub.topic))
 		return;
+	/* An inbox keeps no backlog: without its listener there is nowhere
+	 * to put the message, and no topic to create. */
+	if (f->pub.topic.len > strlen(TOPIC_INBOX_PREFIX) &&
+	    !memcmp(f->pub.topic.p, TOPIC_INBOX_PREFIX,
+	    strlen(TOPIC_INBOX_PREFIX)) && (!(t = topic_find(b,
+	    f->pub.topic.p, f->pub.topic.len)) || !t->ngroups)) {
+		conn_send_err(c, f->rid, FY_E_NOSUBSCRIBERS, 0,
+		    "no one listens on inbox %.*s", (int)f->pub.topic.len,
+		    f->pub.topic.p);
+		return;
+	}
 	if (!(t = topic_get(b, f->pub.topic.p, f->pub.topic.len))) {
 		conn_send_err(c, f->rid, FY_E_INTERNAL, 0, "out of memory");
 		return;

@@ -245,6 +245,7 @@ collect(void *arg, const struct trace_rec *r)
 		.group = str(trace_sym_name(tr->t, r->group)),
 		.consumer = str(trace_sym_name(tr->t, r->who)),
 		.attempt = r->attempt,
+		.error = str(trace_sym_name(tr->t, r->err)),
 	};
 }
 

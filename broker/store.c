@@ -790,6 +790,7 @@ store_fail(struct broker *b, struct qent *e, int cause, const char *err,
 	trace_add(&b->trace, r.fail.at, e->msg->idh, TR_TIMEOUT + cause,
 	    e->group->topic->sym, e->group->sym, e->sub ? e->sub->conn->sym : 0,
 	    (uint32_t)e->attempts + 1);
+	trace_set_err(&b->trace, err, err_len);
 	/* Live, the delay is exact rather than re-derived from the clock. */
 	group_fail(e, cause, who, strlen(who), err, err_len, delay);
 	if (e->group->max_attempts && e->attempts >= e->group->max_attempts)

@@ -146,6 +146,9 @@ topic_delete(struct topic *t)
 	struct topic **pp;
 	struct list *pos, *tmp;
 
+	if (t->deleting)
+		return;
+	t->deleting = 1;
 	list_for_each_safe(pos, tmp, &t->groups)
 		topic_group_delete(list_entry(pos, struct group, tlink));
 	for (pp = &b->topics[t->hash & (b->topics_cap - 1)]; *pp;
@@ -283,4 +286,7 @@ topic_group_delete(struct group *g)
 		t->ndurable--;
 	log_debug("group %s/%s deleted", t->name, g->name);
 	group_free(g);
+	/* A reply inbox lives as long as its listener. */
+	if (t->is_inbox && !t->ngroups && !t->deleting)
+		topic_delete(t);
 }

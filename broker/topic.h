@@ -36,7 +36,9 @@ struct topic {
 	uint64_t nbacklog;
 	uint8_t is_dlq;		/* name ends in ".dlq": never dead-letter */
 	uint32_t sym;		/* trace symbol of the name */
-	uint8_t is_inbox;	/* name starts with "_inbox.": no backlog */
+	uint8_t is_inbox;	/* name starts with "_inbox.": no backlog, and
+				   deleted with its last group */
+	uint8_t deleting;	/* topic_delete() in progress */
 	struct dedup dedup;	/* producers' own ids, dedup_window */
 	uint64_t published;
 };

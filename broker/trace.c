@@ -91,6 +91,17 @@ trace_sym(struct trace *t, const char *name, size_t len)
 	return t->nsyms++;
 }
 
+void
+trace_set_err(struct trace *t, const char *err, size_t len)
+{
+	size_t last;
+
+	if (!t->ring || !len || t->nsyms >= TRACE_ERR_SYMS)
+		return;
+	last = t->next ? t->next - 1 : t->cap - 1;
+	t->ring[last].err = trace_sym(t, err, len);
+}
+
 const char *
 trace_sym_name(const struct trace *t, uint32_t sym)
 {

@@ -1,10 +1,12 @@
 /*
  * trace.h - a bounded ring of recent message events, for TRACE.
  *
- * Every event is 32 bytes: the message is named by a 64-bit hash of its id
+ * Every event is 40 bytes: the message is named by a 64-bit hash of its id
  * (cached in struct msg), topics, groups and consumers by interned symbol
  * numbers (cached in their structs), so recording one costs a few stores
- * and no allocation.  The ring keeps the last trace_events events of this
+ * and no allocation.  Nack error texts are interned too, up to
+ * TRACE_ERR_SYMS distinct ones (then recorded as "" rather than letting
+ * clients grow the table without bound).  The ring keeps the last trace_events events of this
  * run; a TRACE scans it.  Nothing here is journaled.
  */
 #ifndef FERRY_BROKER_TRACE_H
@@ -33,10 +35,13 @@ struct trace_rec {
 	uint64_t at;		/* unix ms */
 	uint64_t idh;		/* trace_hash() of the message id */
 	uint32_t topic, group, who;	/* symbols; 0 = none */
+	uint32_t err;		/* symbol of a nack's error text, or 0 */
 	uint16_t attempt;
 	uint8_t what;		/* enum trace_what */
-	uint8_t pad;
 };
+
+#define TRACE_ERR_SYMS 65536	/* distinct symbols before texts are
+				   no longer interned */
 
 struct trace {
 	struct trace_rec *ring;	/* NULL: tracing off */
@@ -66,6 +71,7 @@ trace_add(struct trace *t, uint64_t at, uint64_t idh, uint8_t what,
 	if (!t->ring)
 		return;
 	r = &t->ring[t->next];
+	r->err = 0;
 	r->at = at;
 	r->idh = idh;
 	r->what = what;
@@ -77,6 +83,9 @@ trace_add(struct trace *t, uint64_t at, uint64_t idh, uint8_t what,
 		t->next = 0;
 	t->total++;
 }
+
+/* Attach an error text to the event just added. */
+void trace_set_err(struct trace *t, const char *err, size_t len);
 
 /*
  * Call fn for each recorded event of the message whose id hashes to idh,
