@@ -5,15 +5,18 @@
  * error.  Bodies go to stdout, everything else to stderr.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <poll.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,6 +25,8 @@
 #define EXIT_USAGE 2
 #define PUB_WINDOW 1000		/* unconfirmed publishes kept in flight */
 #define SLICE_MS 200		/* how often a waiting sub checks signals */
+#define REPLAY_HOLD_MAX 1000	/* dead letters of other groups held */
+#define TOUCH_MS 5000		/* how often held leases are extended */
 
 struct global {
 	const char *host;
@@ -43,21 +48,39 @@ static const char usage_main[] =
 "  sub TOPIC            print delivered messages and ack them\n"
 "  del TOPIC            delete a topic or one of its groups\n"
 "  ping                 round trip to the broker\n"
+"  req TOPIC [BODY]     send a request, print its reply\n"
+"  reply TOPIC --exec CMD  answer requests with a command's output\n"
+"  dlq replay TOPIC     republish TOPIC's dead letters, rate-limited\n"
+"  stats [TOPIC]        counters of every group\n"
+"  inflight TOPIC       a group's outstanding deliveries\n"
+"  peek TOPIC           a group's next message, without taking it\n"
+"  trace ID             what happened to a message\n"
 "\n"
 "'ferry COMMAND --help' describes a command.\n";
 
 static const char usage_pub[] =
 "usage: ferry pub TOPIC [BODY...] [--header K=V]... [--id ID] [--batch N]\n"
+"                [--delay SECONDS] [--ttl SECONDS] [--group G]\n"
+"                [--mandatory]\n"
 "\n"
 "Publish one message per BODY argument or, with none, one per line of\n"
 "standard input (the newline is not part of the body).  Every publish is\n"
 "confirmed by the broker; up to 1000 are kept in flight.  Exits 0 only\n"
 "if every message was confirmed.\n"
 "\n"
-"  --header K=V  add a header to every message (repeatable)\n"
-"  --id ID       message id, for the broker's dedup (same for all)\n"
-"  --batch N     send N messages per frame (default 1); the broker\n"
-"                refuses a frame as a whole\n";
+"  --header K=V       add a header to every message (repeatable)\n"
+"  --id ID            message id, for the broker's dedup (same for all:\n"
+"                     a repeat within the dedup window is confirmed but\n"
+"                     not enqueued again)\n"
+"  --batch N          send N messages per frame (default 1); the broker\n"
+"                     refuses a frame as a whole\n"
+"  --delay SECONDS    not delivered before SECONDS from now\n"
+"  --ttl SECONDS      expires (dead-lettered) if not delivered in time\n"
+"  --group G          only into the existing group G of TOPIC, not to\n"
+"                     every group\n"
+"  --mandatory        refuse unless some group of TOPIC has a member\n"
+"\n"
+"--delay, --ttl, --group and --mandatory need --batch 1.\n";
 
 static const char usage_sub[] =
 "usage: ferry sub TOPIC [OPTIONS]\n"
@@ -80,9 +103,19 @@ static const char usage_sub[] =
 "                      the broker's exponential backoff)\n"
 "  --headers           before each body, print its metadata to stderr:\n"
 "                        id=ID topic=T attempt=N ts=MS sid=S lease=L\n"
+"                          [reply_to=R corr=C]    (requests only)\n"
 "                        hdr KEY=VALUE            (one line per header)\n"
 "                        hist cause=C by=NAME at=MS error=TEXT\n"
-"                                                 (dead letters only)\n";
+"                                                 (dead letters only)\n"
+"\n"
+"Settings of a group, applied only when this creates it:\n"
+"  --ttl SECONDS       messages not delivered within SECONDS expire:\n"
+"                      they are dead-lettered (reason \"expired\")\n"
+"  --ttl-drop          with --ttl: drop expired messages instead\n"
+"  --max-msgs N        hold at most N messages (ready, delayed, in flight)\n"
+"  --max-bytes SIZE    hold at most SIZE body bytes (suffix K, M, G)\n"
+"  --overflow POLICY   when full: reject (publishes fail, the default)\n"
+"                      or dlq-oldest (dead-letter the oldest waiting)\n";
 
 static const char usage_del[] =
 "usage: ferry del TOPIC [--group G]\n"
@@ -171,6 +204,68 @@ parse_seconds(const char *opt, const char *s)
 		usage_error("%s: '%s' is not a positive number of seconds",
 		    opt, s);
 	return v * 1000 < 1 ? 1 : (int)(v * 1000);
+}
+
+/* Seconds, possibly fractional, as milliseconds (at least 1), up to
+ * about 30 years: delays of days are normal. */
+static uint64_t
+parse_ms64(const char *opt, const char *s)
+{
+	double v;
+	char *end;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end != '\0' || !isfinite(v) || v <= 0 ||
+	    v > 1e9)
+		usage_error("%s: '%s' is not a positive number of seconds",
+		    opt, s);
+	return v * 1000 < 1 ? 1 : (uint64_t)(v * 1000);
+}
+
+/* A byte count with an optional K, M or G suffix (powers of 1024). */
+static uint64_t
+parse_size(const char *opt, const char *s)
+{
+	unsigned long long v, mul = 1;
+	char *end;
+
+	errno = 0;
+	if (*s == '-' || *s == '\0')
+		usage_error("%s: invalid size '%s'", opt, s);
+	v = strtoull(s, &end, 10);
+	if (end != s && end[0] != '\0' && end[1] == '\0') {
+		switch (*end) {
+		case 'k': case 'K': mul = 1ull << 10; end++; break;
+		case 'm': case 'M': mul = 1ull << 20; end++; break;
+		case 'g': case 'G': mul = 1ull << 30; end++; break;
+		}
+	}
+	if (errno || end == s || *end != '\0' || v == 0 ||
+	    v > UINT64_MAX / mul)
+		usage_error("%s: '%s' is not a size (N, NK, NM or NG)", opt,
+		    s);
+	return v * mul;
+}
+
+/* Add header KEY=VALUE (optarg, modified) to *hdr; exits on bad input. */
+static void
+add_header(struct ferry_header **hdr, size_t *nhdr, char *arg)
+{
+	char *eq = strchr(arg, '=');
+	void *nh;
+
+	if (eq == NULL || eq == arg)
+		usage_error("--header: expected KEY=VALUE, got '%s'", arg);
+	*eq = '\0';
+	nh = realloc(*hdr, (*nhdr + 1) * sizeof(**hdr));
+	if (nh == NULL) {
+		warnf("out of memory");
+		exit(1);
+	}
+	*hdr = nh;
+	(*hdr)[*nhdr].key = arg;
+	(*hdr)[(*nhdr)++].value = eq + 1;
 }
 
 static struct ferry *
@@ -339,6 +434,10 @@ cmd_pub(const struct global *g, int argc, char **argv)
 		{ "header", required_argument, NULL, 'H' },
 		{ "id", required_argument, NULL, 'i' },
 		{ "batch", required_argument, NULL, 'b' },
+		{ "delay", required_argument, NULL, 'd' },
+		{ "ttl", required_argument, NULL, 'T' },
+		{ "group", required_argument, NULL, 'g' },
+		{ "mandatory", no_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -354,31 +453,29 @@ cmd_pub(const struct global *g, int argc, char **argv)
 	int ch, r = 0, rs, status;
 	uint64_t rid;
 
+	memset(&po, 0, sizeof(po));
 	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (ch) {
-		case 'H': {
-			char *eq = strchr(optarg, '=');
-			void *nh;
-
-			if (eq == NULL || eq == optarg)
-				usage_error("--header: expected KEY=VALUE, "
-				    "got '%s'", optarg);
-			*eq = '\0';
-			nh = realloc(hdr, (nhdr + 1) * sizeof(*hdr));
-			if (nh == NULL) {
-				warnf("out of memory");
-				return 1;
-			}
-			hdr = nh;
-			hdr[nhdr].key = optarg;
-			hdr[nhdr++].value = eq + 1;
+		case 'H':
+			add_header(&hdr, &nhdr, optarg);
 			break;
-		}
 		case 'i':
 			id = optarg;
 			break;
 		case 'b':
 			batch = parse_num("--batch", optarg, 1, 1000000);
+			break;
+		case 'd':
+			po.delay_ms = parse_ms64("--delay", optarg);
+			break;
+		case 'T':
+			po.ttl_ms = parse_ms64("--ttl", optarg);
+			break;
+		case 'g':
+			po.group = optarg;
+			break;
+		case 'M':
+			po.mandatory = 1;
 			break;
 		case 'h':
 			fputs(usage_pub, stdout);
@@ -390,12 +487,15 @@ cmd_pub(const struct global *g, int argc, char **argv)
 	if (optind >= argc)
 		usage_error("pub: missing TOPIC");
 	topic = argv[optind++];
+	if (batch > 1 && (po.delay_ms || po.ttl_ms || po.group ||
+	    po.mandatory))
+		usage_error("pub: --delay, --ttl, --group and --mandatory need "
+		    "--batch 1");
 	memset(&src, 0, sizeof(src));
 	if (optind < argc) {
 		src.args = argv + optind;
 		src.nargs = argc - optind;
 	}
-	memset(&po, 0, sizeof(po));
 	po.id = id;
 	po.hdr = hdr;
 	po.nhdr = nhdr;
@@ -486,8 +586,11 @@ print_meta(const struct ferry_msg *m)
 	size_t i;
 
 	fprintf(stderr, "id=%s topic=%s attempt=%" PRIu32 " ts=%" PRIu64
-	    " sid=%" PRIu64 " lease=%" PRIu64 "\n", m->id, m->topic,
+	    " sid=%" PRIu64 " lease=%" PRIu64, m->id, m->topic,
 	    m->attempt, m->ts_ms, m->sid, m->lease);
+	if (m->reply_to[0] != '\0' || m->corr[0] != '\0')
+		fprintf(stderr, " reply_to=%s corr=%s", m->reply_to, m->corr);
+	fputc('\n', stderr);
 	for (i = 0; i < m->nhdr; i++)
 		fprintf(stderr, "hdr %s=%s\n", m->hdr[i].key,
 		    m->hdr[i].value);
@@ -512,6 +615,11 @@ cmd_sub(const struct global *g, int argc, char **argv)
 		{ "nack-delay", required_argument, NULL, 'd' },
 		{ "ephemeral", no_argument, NULL, 'e' },
 		{ "headers", no_argument, NULL, 'v' },
+		{ "ttl", required_argument, NULL, 'T' },
+		{ "ttl-drop", no_argument, NULL, 'D' },
+		{ "max-msgs", required_argument, NULL, 'X' },
+		{ "max-bytes", required_argument, NULL, 'B' },
+		{ "overflow", required_argument, NULL, 'O' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -568,6 +676,28 @@ cmd_sub(const struct global *g, int argc, char **argv)
 		case 'v':
 			headers = 1;
 			break;
+		case 'T':
+			so.ttl_ms = parse_ms64("--ttl", optarg);
+			break;
+		case 'D':
+			so.ttl_drop = 1;
+			break;
+		case 'X':
+			so.max_msgs = parse_num("--max-msgs", optarg, 1,
+			    UINT64_MAX);
+			break;
+		case 'B':
+			so.max_bytes = parse_size("--max-bytes", optarg);
+			break;
+		case 'O':
+			if (strcmp(optarg, "reject") == 0)
+				so.overflow = FERRY_OVERFLOW_REJECT;
+			else if (strcmp(optarg, "dlq-oldest") == 0)
+				so.overflow = FERRY_OVERFLOW_DLQ_OLDEST;
+			else
+				usage_error("--overflow: expected reject or "
+				    "dlq-oldest, got '%s'", optarg);
+			break;
 		case 'h':
 			fputs(usage_sub, stdout);
 			return 0;
@@ -586,6 +716,8 @@ cmd_sub(const struct global *g, int argc, char **argv)
 		usage_error("sub: --nack-delay needs --nack");
 	if (so.ephemeral && so.group != NULL)
 		usage_error("sub: --ephemeral and --group exclude each other");
+	if (so.ttl_drop && so.ttl_ms == 0)
+		usage_error("sub: --ttl-drop needs --ttl");
 	if (!have_prefetch)
 		so.prefetch = count ? (count < 1000 ? (uint32_t)count : 1000) :
 		    64;
@@ -761,6 +893,1058 @@ cmd_ping(const struct global *g, int argc, char **argv)
 	return r < 0;
 }
 
+/* --- req, reply -------------------------------------------------------- */
+
+static const char usage_req[] =
+"usage: ferry req TOPIC [BODY] [--timeout SECONDS] [--header K=V]...\n"
+"\n"
+"Send one request (BODY, or all of standard input) to TOPIC and print the\n"
+"reply's body to stdout, followed by a newline unless it ends with one.\n"
+"Exits 1 at once if nobody subscribes to TOPIC (no responders), or when\n"
+"no reply comes within the timeout.\n"
+"\n"
+"  --timeout SECONDS  wait this long for the reply (default: the global\n"
+"                     --timeout, 5 s)\n"
+"  --header K=V       add a header to the request (repeatable)\n";
+
+static const char usage_reply[] =
+"usage: ferry reply TOPIC --exec CMD [--group G] [--count N]\n"
+"\n"
+"Answer requests sent to TOPIC: for each, run CMD with /bin/sh -c, the\n"
+"request's body on its standard input; what CMD writes to its standard\n"
+"output is the reply.  The request is acked once the reply is published.\n"
+"If CMD fails (exit status not 0, or killed), no reply is sent and the\n"
+"request is nacked with \"exit status N\" as its error, to be redelivered.\n"
+"A message that asks for no reply is acked after CMD succeeds.  Runs\n"
+"until interrupted (SIGINT, SIGTERM: exit 0 after the current request).\n"
+"\n"
+"  --exec CMD   the command answering each request (required)\n"
+"  --group G    join group G (default: the topic's default group)\n"
+"  --count N    exit after N requests\n";
+
+/* Read all of standard input into a malloc'd buffer. */
+static char *
+read_stdin(size_t *len)
+{
+	size_t cap = 4096, n = 0;
+	char *buf = malloc(cap), *nb;
+	ssize_t k;
+
+	while (buf != NULL) {
+		if (n == cap) {
+			nb = realloc(buf, cap * 2);
+			if (nb == NULL)
+				break;
+			buf = nb;
+			cap *= 2;
+		}
+		k = read(0, buf + n, cap - n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			break;
+		if (k == 0) {
+			*len = n;
+			return buf;
+		}
+		n += (size_t)k;
+	}
+	free(buf);
+	return NULL;
+}
+
+static int
+cmd_req(const struct global *g, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "timeout", required_argument, NULL, 't' },
+		{ "header", required_argument, NULL, 'H' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct ferry_header *hdr = NULL;
+	struct ferry_pub_opts po;
+	struct ferry_msg *m;
+	const char *topic;
+	char *body, *in = NULL;
+	size_t len, nhdr = 0;
+	int ch, r, timeout_ms = g->timeout_ms;
+	struct ferry *f;
+
+	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 't':
+			timeout_ms = parse_seconds("--timeout", optarg);
+			break;
+		case 'H':
+			add_header(&hdr, &nhdr, optarg);
+			break;
+		case 'h':
+			fputs(usage_req, stdout);
+			return 0;
+		default:
+			usage_error("req: bad option");
+		}
+	}
+	if (optind >= argc)
+		usage_error("req: missing TOPIC");
+	topic = argv[optind++];
+	if (optind + 1 < argc)
+		usage_error("req: unexpected argument '%s'", argv[optind + 1]);
+	if (optind < argc) {
+		body = argv[optind];
+		len = strlen(body);
+	} else {
+		if ((in = read_stdin(&len)) == NULL) {
+			warnf("stdin: %s", strerror(errno));
+			return 1;
+		}
+		body = in;
+	}
+	memset(&po, 0, sizeof(po));
+	po.hdr = hdr;
+	po.nhdr = nhdr;
+	f = open_conn(g, "req");
+	r = ferry_request(f, topic, body, len, &po, timeout_ms, &m);
+	if (r == FERRY_ENOSUBSCRIBERS)
+		warnf("no responders on %s", topic);
+	else if (r == FERRY_ETIMEOUT)
+		warnf("no reply from %s within %g s", topic,
+		    timeout_ms / 1000.0);
+	else if (r < 0)
+		warnf("request to %s: %s", topic, ferry_errstr(f));
+	if (r == 0) {
+		fwrite(m->body, 1, m->len, stdout);
+		if (m->len == 0 || ((const char *)m->body)[m->len - 1] != '\n')
+			putchar('\n');
+		if (fflush(stdout) != 0) {
+			warnf("stdout: %s", strerror(errno));
+			r = -1;
+		}
+		ferry_msg_free(m);
+	}
+	ferry_close(f);
+	free(hdr);
+	free(in);
+	return r < 0;
+}
+
+/*
+ * Run cmd with /bin/sh -c, in[0..inlen) on its stdin, collecting its
+ * stdout into *out (malloc'd).  Returns its wait status, or -1 with errno
+ * if it could not be run.
+ */
+static int
+run_exec(const char *cmd, const void *in, size_t inlen, char **out,
+    size_t *outlen)
+{
+	size_t cap = 4096, n = 0;
+	char *buf, *nb;
+	FILE *tf;
+	int pfd[2], st, saved;
+	ssize_t k;
+	pid_t pid;
+
+	*out = NULL;
+	*outlen = 0;
+	/* The body goes through a file, so that a command that does not
+	 * read its stdin cannot block us while we read its stdout. */
+	if ((tf = tmpfile()) == NULL)
+		return -1;
+	if ((inlen && fwrite(in, 1, inlen, tf) != inlen) || fflush(tf) != 0 ||
+	    fseek(tf, 0, SEEK_SET) != 0 || pipe2(pfd, O_CLOEXEC) < 0) {
+		saved = errno;
+		fclose(tf);
+		errno = saved;
+		return -1;
+	}
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0) {
+		saved = errno;
+		fclose(tf);
+		close(pfd[0]);
+		close(pfd[1]);
+		errno = saved;
+		return -1;
+	}
+	if (pid == 0) {
+		if (dup2(fileno(tf), 0) < 0 || dup2(pfd[1], 1) < 0)
+			_exit(127);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	fclose(tf);
+	close(pfd[1]);
+	buf = malloc(cap);
+	for (;;) {
+		if (buf != NULL && n == cap) {
+			nb = realloc(buf, cap * 2);
+			if (nb == NULL) {
+				free(buf);
+				buf = NULL;
+			} else {
+				buf = nb;
+				cap *= 2;
+			}
+		}
+		if (buf == NULL) {
+			/* Out of memory: drain, and report it below. */
+			char sink[4096];
+
+			k = read(pfd[0], sink, sizeof(sink));
+		} else {
+			k = read(pfd[0], buf + n, cap - n);
+		}
+		if (k < 0 && errno == EINTR)
+			continue;	/* a signal: finish this request */
+		if (k <= 0)
+			break;
+		if (buf != NULL)
+			n += (size_t)k;
+	}
+	close(pfd[0]);
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR) {
+			free(buf);
+			return -1;
+		}
+	if (buf == NULL) {
+		errno = ENOMEM;
+		return -1;
+	}
+	*out = buf;
+	*outlen = n;
+	return st;
+}
+
+static void
+install_stop_handlers(void)
+{
+	struct sigaction sa;
+
+	/* No SA_RESTART needed: the library retries EINTR, and we look at
+	 * stop between waits of at most SLICE_MS. */
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
+static int
+cmd_reply(const struct global *g, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "exec", required_argument, NULL, 'e' },
+		{ "group", required_argument, NULL, 'g' },
+		{ "count", required_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct ferry_sub_opts so;
+	struct ferry_msg *m;
+	const char *topic, *cmd = NULL;
+	unsigned long long count = 0, got = 0;
+	char *out, why[64];
+	size_t outlen;
+	int ch, r, st, status = 0;
+	struct ferry *f;
+	uint64_t sid;
+
+	memset(&so, 0, sizeof(so));
+	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'e':
+			cmd = optarg;
+			break;
+		case 'g':
+			so.group = optarg;
+			break;
+		case 'c':
+			count = parse_num("--count", optarg, 1, ULLONG_MAX);
+			break;
+		case 'h':
+			fputs(usage_reply, stdout);
+			return 0;
+		default:
+			usage_error("reply: bad option");
+		}
+	}
+	if (optind >= argc)
+		usage_error("reply: missing TOPIC");
+	topic = argv[optind++];
+	if (optind < argc)
+		usage_error("reply: unexpected argument '%s'", argv[optind]);
+	if (cmd == NULL)
+		usage_error("reply: missing --exec CMD");
+	/* One at a time: the others stay with the group for other
+	 * responders. */
+	so.prefetch = 1;
+	install_stop_handlers();
+	f = open_conn(g, "reply");
+	r = ferry_subscribe(f, topic, &so, &sid);
+	if (r < 0) {
+		warnf("subscribe to %s: %s", topic, ferry_errstr(f));
+		ferry_close(f);
+		return 1;
+	}
+	while (!stop && (count == 0 || got < count)) {
+		r = ferry_next(f, SLICE_MS, &m);
+		if (r == FERRY_ETIMEOUT)
+			continue;
+		if (r < 0 && ferry_err(f))
+			break;
+		if (r < 0) {
+			warnf("broker: %s", ferry_errstr(f));
+			if (r == FERRY_EDELETED) {
+				status = 1;
+				break;
+			}
+			continue;
+		}
+		got++;
+		st = run_exec(cmd, m->body, m->len, &out, &outlen);
+		if (st < 0) {
+			snprintf(why, sizeof(why), "cannot run command: %s",
+			    strerror(errno));
+			warnf("%s", why);
+			r = ferry_nack(f, m->sid, m->lease, -1, why, 0);
+		} else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+			if (WIFEXITED(st))
+				snprintf(why, sizeof(why), "exit status %d",
+				    WEXITSTATUS(st));
+			else
+				snprintf(why, sizeof(why), "killed by signal %d",
+				    WTERMSIG(st));
+			warnf("request %s: command failed: %s", m->id, why);
+			r = ferry_nack(f, m->sid, m->lease, -1, why, 0);
+		} else if (m->reply_to[0] == '\0') {
+			warnf("message %s asks for no reply", m->id);
+			r = ferry_ack(f, m->sid, m->lease, 0);
+		} else {
+			r = ferry_reply(f, m, out, outlen);
+			if (r == FERRY_ENOSUBSCRIBERS)
+				warnf("request %s: the requester is gone",
+				    m->id);
+			else if (r < 0 && !ferry_err(f))
+				warnf("request %s: reply not sent: %s", m->id,
+				    ferry_errstr(f));
+			/* Answered, or nobody to answer: done either way;
+			 * anything else: let it come back. */
+			if (r == 0 || r == FERRY_ENOSUBSCRIBERS)
+				r = ferry_ack(f, m->sid, m->lease, 0);
+			else if (!ferry_err(f))
+				r = ferry_nack(f, m->sid, m->lease, -1,
+				    ferry_errstr(f), 0);
+		}
+		free(out);
+		ferry_msg_free(m);
+		if (r < 0 && ferry_err(f))
+			break;
+	}
+	if (ferry_err(f)) {
+		warnf("%s", ferry_errstr(f));
+		ferry_close(f);
+		return 1;
+	}
+	/* Flushes the acks; see cmd_sub(). */
+	r = ferry_unsubscribe(f, sid);
+	if (r < 0 && r != FERRY_EDELETED) {
+		warnf("%s", ferry_errstr(f));
+		status = 1;
+	}
+	if (drain_errors(f))
+		status = 1;
+	ferry_close(f);
+	return status;
+}
+
+/* --- dlq replay ---------------------------------------------------------- */
+
+static const char usage_dlq[] =
+"usage: ferry dlq replay TOPIC [--group G] [--rate N] [--count N]\n"
+"                       [--timeout SECONDS]\n"
+"\n"
+"Replay TOPIC's dead letters: consume TOPIC.dlq and republish each to the\n"
+"topic and group it died in (its dlq-topic and dlq-group headers), into\n"
+"that group only, with its original id, body and headers (without the\n"
+"dlq-* ones), confirmed; then ack the dead letter.  Stops after --count\n"
+"replays or when no dead letter came for --timeout.\n"
+"\n"
+"Dead letters that are not replayed stay in TOPIC.dlq unchanged: those of\n"
+"other groups (with --group), those whose republish failed, and those\n"
+"whose id the broker still remembers in its dedup window (republishing\n"
+"them would be confirmed but not enqueued: try again later).  They are\n"
+"held, unsettled, while the replay runs, so that it does not see them\n"
+"twice, and released when it ends, which does not count as an attempt.\n"
+"At most 1000 are held: if more precede the rest, run it again after\n"
+"replaying or deleting them.\n"
+"\n"
+"  --group G          only dead letters of group G (dlq-group header)\n"
+"  --rate N           at most N replays per second (default 100)\n"
+"  --count N          stop after N replays\n"
+"  --timeout SECONDS  stop when no dead letter came for SECONDS (default\n"
+"                     2)\n"
+"\n"
+"Exits 0 if every dead letter seen was replayed or skipped by --group,\n"
+"1 otherwise.\n";
+
+struct held {
+	uint64_t sid, lease;
+};
+
+/* The value of header key of m, or NULL. */
+static const char *
+msg_header(const struct ferry_msg *m, const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < m->nhdr; i++)
+		if (strcmp(m->hdr[i].key, key) == 0)
+			return m->hdr[i].value;
+	return NULL;
+}
+
+/* Republish dead letter m; 0 done (ack it), 1 leave it, -1 connection. */
+static int
+replay_one(struct ferry *f, const struct ferry_msg *m, const char *topic,
+    const char *group, struct ferry_header *hdr)
+{
+	struct ferry_pub_opts po;
+	size_t i, n = 0;
+	int r;
+
+	for (i = 0; i < m->nhdr; i++)
+		if (strncmp(m->hdr[i].key, "dlq-", 4) != 0)
+			hdr[n++] = m->hdr[i];
+	memset(&po, 0, sizeof(po));
+	po.id = m->id;
+	po.hdr = hdr;
+	po.nhdr = n;
+	po.group = group;
+	r = ferry_publish_sync(f, topic, m->body, m->len, &po, NULL);
+	if (r < 0) {
+		warnf("dead letter %s: not replayed to %s/%s: %s", m->id, topic,
+		    group, ferry_errstr(f));
+		return ferry_err(f) ? -1 : 1;
+	}
+	if (ferry_last_dups(f) > 0) {
+		warnf("dead letter %s: its id is still in the broker's dedup "
+		    "window for %s, so it would not be enqueued; left in the "
+		    "dlq, replay it later", m->id, topic);
+		return 1;
+	}
+	return 0;
+}
+
+static int
+cmd_dlq(const struct global *g, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "group", required_argument, NULL, 'g' },
+		{ "rate", required_argument, NULL, 'r' },
+		{ "count", required_argument, NULL, 'c' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct held held[REPLAY_HOLD_MAX];
+	struct ferry_header *hdr = NULL;
+	struct ferry_sub_opts so;
+	struct ferry_msg *m;
+	const char *topic, *group = NULL, *dtopic, *dgroup;
+	char dlq[FERRY_NAME_MAX + 8];
+	unsigned long long rate = 100, count = 0, replayed = 0;
+	size_t nheld = 0, skipped = 0, left = 0, i;
+	int64_t start, idle_deadline, next_touch, wait;
+	int ch, r, timeout_ms = 2000, status = 0;
+	struct ferry *f;
+	uint64_t sid;
+
+	if (argc >= 2 && strcmp(argv[1], "--help") == 0) {
+		fputs(usage_dlq, stdout);
+		return 0;
+	}
+	if (argc < 2 || strcmp(argv[1], "replay") != 0)
+		usage_error("dlq: expected 'replay'");
+	argc--;
+	argv++;
+	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'g':
+			group = optarg;
+			break;
+		case 'r':
+			rate = parse_num("--rate", optarg, 1, 1000000);
+			break;
+		case 'c':
+			count = parse_num("--count", optarg, 1, ULLONG_MAX);
+			break;
+		case 't':
+			timeout_ms = parse_seconds("--timeout", optarg);
+			break;
+		case 'h':
+			fputs(usage_dlq, stdout);
+			return 0;
+		default:
+			usage_error("dlq replay: bad option");
+		}
+	}
+	if (optind >= argc)
+		usage_error("dlq replay: missing TOPIC");
+	topic = argv[optind++];
+	if (optind < argc)
+		usage_error("dlq replay: unexpected argument '%s'",
+		    argv[optind]);
+	if (strlen(topic) > FERRY_NAME_MAX - 4)
+		usage_error("dlq replay: topic name too long");
+	snprintf(dlq, sizeof(dlq), "%s.dlq", topic);
+
+	install_stop_handlers();
+	f = open_conn(g, "dlq-replay");
+	memset(&so, 0, sizeof(so));
+	so.prefetch = REPLAY_HOLD_MAX;
+	r = ferry_subscribe(f, dlq, &so, &sid);
+	if (r < 0) {
+		warnf("subscribe to %s: %s", dlq, ferry_errstr(f));
+		ferry_close(f);
+		return 1;
+	}
+	start = now_ms();
+	idle_deadline = start + timeout_ms;
+	next_touch = start + TOUCH_MS;
+	while (!stop && (count == 0 || replayed < count)) {
+		wait = idle_deadline - now_ms();
+		if (wait <= 0)
+			break;
+		r = ferry_next(f, wait < SLICE_MS ? (int)wait : SLICE_MS, &m);
+		if (now_ms() >= next_touch) {
+			/* Keep held dead letters from timing out, which
+			 * would count as an attempt. */
+			for (i = 0; i < nheld; i++)
+				ferry_touch(f, held[i].sid, held[i].lease, 0);
+			next_touch = now_ms() + TOUCH_MS;
+		}
+		if (r == FERRY_ETIMEOUT)
+			continue;
+		if (r < 0 && ferry_err(f))
+			break;
+		if (r < 0) {
+			warnf("broker: %s", ferry_errstr(f));
+			status = 1;
+			if (r == FERRY_EDELETED)
+				break;
+			continue;
+		}
+		idle_deadline = now_ms() + timeout_ms;
+		dtopic = msg_header(m, "dlq-topic");
+		dgroup = msg_header(m, "dlq-group");
+		if (dtopic == NULL || dgroup == NULL || (group != NULL &&
+		    strcmp(group, dgroup) != 0)) {
+			if (dtopic == NULL || dgroup == NULL) {
+				warnf("message %s of %s has no dlq-topic or "
+				    "dlq-group header; left in the dlq",
+				    m->id, dlq);
+				left++;
+			} else {
+				skipped++;
+			}
+			r = 1;
+		} else {
+			void *nh = realloc(hdr, (m->nhdr + 1) * sizeof(*hdr));
+
+			if (nh == NULL) {
+				warnf("out of memory");
+				ferry_msg_free(m);
+				status = 1;
+				break;
+			}
+			hdr = nh;
+			/* At most rate per second, from the start. */
+			wait = start + (int64_t)(replayed * 1000 / rate) -
+			    now_ms();
+			if (wait > 0)
+				poll(NULL, 0, (int)wait);
+			r = replay_one(f, m, dtopic, dgroup, hdr);
+			if (r == 1)
+				left++;
+		}
+		if (r == 0) {
+			r = ferry_ack(f, m->sid, m->lease, FERRY_CONFIRM);
+			if (r == 0)
+				replayed++;
+			else if (!ferry_err(f))
+				/* Replayed, but the dead letter stays: it
+				 * would be replayed twice. */
+				warnf("dead letter %s replayed but not acked: "
+				    "%s", m->id, ferry_errstr(f));
+		} else if (r == 1) {
+			held[nheld].sid = m->sid;
+			held[nheld++].lease = m->lease;
+			r = 0;
+		}
+		ferry_msg_free(m);
+		if (r < 0 && ferry_err(f))
+			break;
+		if (r < 0)
+			status = 1;
+		if (nheld == REPLAY_HOLD_MAX) {
+			warnf("%zu dead letters held (other groups, or not "
+			    "replayable): stopping; replay or delete them, then "
+			    "run again", nheld);
+			break;
+		}
+	}
+	if (ferry_err(f)) {
+		warnf("%s", ferry_errstr(f));
+		ferry_close(f);
+		free(hdr);
+		return 1;
+	}
+	/* Releases what we hold, unchanged (not an attempt). */
+	r = ferry_unsubscribe(f, sid);
+	if (r < 0) {
+		warnf("%s", ferry_errstr(f));
+		status = 1;
+	}
+	if (drain_errors(f))
+		status = 1;
+	fprintf(stderr, "ferry: replayed %llu dead letter%s of %s", replayed,
+	    replayed == 1 ? "" : "s", dlq);
+	if (skipped)
+		fprintf(stderr, ", skipped %zu of other groups", skipped);
+	if (left)
+		fprintf(stderr, ", left %zu", left);
+	fprintf(stderr, " in %.1f s\n", (now_ms() - start) / 1000.0);
+	ferry_close(f);
+	free(hdr);
+	return status || left ? 1 : 0;
+}
+
+/* --- stats, inflight, peek, trace ---------------------------------------- */
+
+static const char usage_stats[] =
+"usage: ferry stats [TOPIC] [--json]\n"
+"\n"
+"Counters of every group of TOPIC (of every topic without it), one row\n"
+"each; a topic's backlog, held while it has no group, shows as group\n"
+"'-'.  READY/DELAYED/INFLIGHT/BYTES/MEMBERS are current; the others count\n"
+"since the broker started: ENQ enqueued, DLV delivered (redeliveries\n"
+"too), ACK, NACK, TMOUT leases timed out, DISC put back on disconnect,\n"
+"REL released, EXP expired (TTL), DLQ dead-lettered.\n"
+"\n"
+"  --json  one JSON array of objects instead of the table\n";
+
+static const char usage_inflight[] =
+"usage: ferry inflight TOPIC [--group G] [--json]\n"
+"\n"
+"The outstanding deliveries of group G (default: the default group) of\n"
+"TOPIC: message id, consumer, lease age, attempt, last nack error.\n"
+"\n"
+"  --json  one JSON array of objects instead of the table\n";
+
+static const char usage_peek[] =
+"usage: ferry peek TOPIC [--group G] [--headers]\n"
+"\n"
+"Print the body of the message group G (default: the default group) of\n"
+"TOPIC delivers next (the first ready one, else the earliest delayed),\n"
+"without taking it.  Exits 1 if the group is empty or does not exist.\n"
+"\n"
+"  --headers  print its metadata to stderr first, as 'ferry sub' does\n";
+
+static const char usage_trace[] =
+"usage: ferry trace ID [--json]\n"
+"\n"
+"What the broker remembers about message ID, oldest first: published,\n"
+"delivered, acked, nacked, timeout, dead-lettered, ...  The broker keeps\n"
+"recent events in memory only.  Exits 1 if it knows nothing about ID.\n"
+"\n"
+"  --json  one JSON array of objects instead of the table\n";
+
+/* A table printed with aligned columns; cells are copied. */
+struct table {
+	size_t ncols;
+	const char *const *head;
+	unsigned right;		/* bit i: column i is numeric */
+	char **cells;		/* row by row */
+	size_t ncells, cap;
+};
+
+__attribute__((format(printf, 2, 3)))
+static void
+table_cell(struct table *t, const char *fmt, ...)
+{
+	size_t used = t->ncells;
+	va_list ap;
+	char *c;
+	int n;
+
+	if (used == t->cap) {
+		size_t ncap = t->cap ? t->cap * 2 : 64;
+		char **nc = realloc(t->cells, ncap * sizeof(*nc));
+
+		if (nc == NULL) {
+			warnf("out of memory");
+			exit(1);
+		}
+		t->cells = nc;
+		t->cap = ncap;
+	}
+	va_start(ap, fmt);
+	n = vasprintf(&c, fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		warnf("out of memory");
+		exit(1);
+	}
+	t->cells[t->ncells++] = c;
+}
+
+/* Print and free the table.  Text cells are printed as they are; they
+ * come from names the broker validated, or are shown last (free text). */
+static void
+table_print(struct table *t)
+{
+	size_t w[16] = {0}, r, c, len;
+	size_t nrows = t->ncells / t->ncols, total = nrows * t->ncols;
+
+	for (c = 0; c < t->ncols; c++)
+		w[c] = strlen(t->head[c]);
+	for (r = 0; r < total; r++) {
+		len = strlen(t->cells[r]);
+		if (len > w[r % t->ncols])
+			w[r % t->ncols] = len;
+	}
+	for (r = 0; r <= nrows; r++) {
+		for (c = 0; c < t->ncols; c++) {
+			const char *s = r == 0 ? t->head[c] :
+			    t->cells[(r - 1) * t->ncols + c];
+			int last = c + 1 == t->ncols;
+
+			if (t->right & (1u << c))
+				printf("%*s%s", (int)w[c], s, last ? "" : "  ");
+			else if (last)
+				printf("%s", s);
+			else
+				printf("%-*s  ", (int)w[c], s);
+		}
+		putchar('\n');
+	}
+	for (r = 0; r < t->ncells; r++)
+		free(t->cells[r]);
+	free(t->cells);
+}
+
+/* A JSON string literal. */
+static void
+json_str(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch == '"' || ch == '\\')
+			printf("\\%c", ch);
+		else if (ch == '\n')
+			fputs("\\n", stdout);
+		else if (ch == '\t')
+			fputs("\\t", stdout);
+		else if (ch < 0x20)
+			printf("\\u%04x", ch);
+		else
+			putchar(ch);
+	}
+	putchar('"');
+}
+
+/* Parse [--group G] [--json] [--headers] for the inspection commands;
+ * returns the index of the first operand. */
+static int
+inspect_opts(int argc, char **argv, const char *usage, const char *name,
+    const char **group, int *json, int *headers)
+{
+	static const struct option opts[] = {
+		{ "group", required_argument, NULL, 'g' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "headers", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int ch;
+
+	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'g':
+			if (group == NULL)
+				usage_error("%s: no --group here", name);
+			*group = optarg;
+			break;
+		case 'j':
+			if (json == NULL)
+				usage_error("%s: no --json here", name);
+			*json = 1;
+			break;
+		case 'v':
+			if (headers == NULL)
+				usage_error("%s: no --headers here", name);
+			*headers = 1;
+			break;
+		case 'h':
+			fputs(usage, stdout);
+			exit(0);
+		default:
+			usage_error("%s: bad option", name);
+		}
+	}
+	return optind;
+}
+
+static int
+cmd_stats(const struct global *g, int argc, char **argv)
+{
+	static const char *const head[] = { "TOPIC", "GROUP", "READY",
+	    "DELAYED", "INFLIGHT", "BYTES", "MEMBERS", "ENQ", "DLV", "ACK",
+	    "NACK", "TMOUT", "DISC", "REL", "EXP", "DLQ" };
+	struct ferry_group_stats *rows;
+	struct table t = { 16, head, 0xfffc, NULL, 0, 0 };
+	const char *topic = NULL;
+	int i, json = 0, r;
+	struct ferry *f;
+	size_t n, k;
+
+	i = inspect_opts(argc, argv, usage_stats, "stats", NULL, &json, NULL);
+	if (i < argc)
+		topic = argv[i++];
+	if (i < argc)
+		usage_error("stats: unexpected argument '%s'", argv[i]);
+	f = open_conn(g, "stats");
+	r = ferry_stats(f, topic, &rows, &n);
+	if (r < 0) {
+		warnf("stats: %s", ferry_errstr(f));
+		ferry_close(f);
+		return 1;
+	}
+	ferry_close(f);
+	if (json)
+		putchar('[');
+	for (k = 0; k < n; k++) {
+		const struct ferry_group_stats *s = &rows[k];
+
+		if (json) {
+			printf("%s\n{\"topic\":", k ? "," : "");
+			json_str(s->topic);
+			printf(",\"group\":");
+			json_str(s->group);
+			printf(",\"ready\":%" PRIu64 ",\"delayed\":%" PRIu64
+			    ",\"inflight\":%" PRIu64 ",\"bytes\":%" PRIu64
+			    ",\"members\":%" PRIu64 ",\"enqueued\":%" PRIu64
+			    ",\"delivered\":%" PRIu64 ",\"acked\":%" PRIu64
+			    ",\"nacked\":%" PRIu64 ",\"timeouts\":%" PRIu64
+			    ",\"disconnected\":%" PRIu64 ",\"released\":%"
+			    PRIu64 ",\"expired\":%" PRIu64
+			    ",\"dead_lettered\":%" PRIu64 "}", s->ready,
+			    s->delayed, s->inflight, s->bytes, s->members,
+			    s->enqueued, s->delivered, s->acked, s->nacked,
+			    s->timeouts, s->disconnected, s->released,
+			    s->expired, s->dead_lettered);
+			continue;
+		}
+		table_cell(&t, "%s", s->topic);
+		table_cell(&t, "%s", s->group[0] ? s->group : "-");
+		table_cell(&t, "%" PRIu64, s->ready);
+		table_cell(&t, "%" PRIu64, s->delayed);
+		table_cell(&t, "%" PRIu64, s->inflight);
+		table_cell(&t, "%" PRIu64, s->bytes);
+		table_cell(&t, "%" PRIu64, s->members);
+		table_cell(&t, "%" PRIu64, s->enqueued);
+		table_cell(&t, "%" PRIu64, s->delivered);
+		table_cell(&t, "%" PRIu64, s->acked);
+		table_cell(&t, "%" PRIu64, s->nacked);
+		table_cell(&t, "%" PRIu64, s->timeouts);
+		table_cell(&t, "%" PRIu64, s->disconnected);
+		table_cell(&t, "%" PRIu64, s->released);
+		table_cell(&t, "%" PRIu64, s->expired);
+		table_cell(&t, "%" PRIu64, s->dead_lettered);
+	}
+	if (json)
+		printf("%s]\n", n ? "\n" : "");
+	else
+		table_print(&t);
+	ferry_stats_free(rows);
+	return fflush(stdout) != 0;
+}
+
+static int
+cmd_inflight(const struct global *g, int argc, char **argv)
+{
+	static const char *const head[] = { "ID", "CONSUMER", "AGE",
+	    "ATTEMPT", "ERROR" };
+	struct ferry_lease_info *rows;
+	struct table t = { 5, head, 0x0c, NULL, 0, 0 };
+	const char *topic, *group = NULL;
+	int i, json = 0, r;
+	struct ferry *f;
+	size_t n, k;
+
+	i = inspect_opts(argc, argv, usage_inflight, "inflight", &group, &json,
+	    NULL);
+	if (i >= argc)
+		usage_error("inflight: missing TOPIC");
+	topic = argv[i++];
+	if (i < argc)
+		usage_error("inflight: unexpected argument '%s'", argv[i]);
+	f = open_conn(g, "inflight");
+	r = ferry_inflight(f, topic, group, &rows, &n);
+	if (r < 0) {
+		warnf("inflight %s%s%s: %s", topic, group ? "/" : "",
+		    group ? group : "", ferry_errstr(f));
+		ferry_close(f);
+		return 1;
+	}
+	ferry_close(f);
+	if (json)
+		putchar('[');
+	for (k = 0; k < n; k++) {
+		const struct ferry_lease_info *l = &rows[k];
+
+		if (json) {
+			printf("%s\n{\"id\":", k ? "," : "");
+			json_str(l->id);
+			printf(",\"consumer\":");
+			json_str(l->consumer);
+			printf(",\"age_ms\":%" PRIu64 ",\"attempt\":%" PRIu32
+			    ",\"error\":", l->age_ms, l->attempt);
+			json_str(l->error);
+			putchar('}');
+			continue;
+		}
+		table_cell(&t, "%s", l->id);
+		table_cell(&t, "%s", l->consumer);
+		table_cell(&t, "%.1fs", l->age_ms / 1000.0);
+		table_cell(&t, "%" PRIu32, l->attempt);
+		table_cell(&t, "%s", l->error);
+	}
+	if (json)
+		printf("%s]\n", n ? "\n" : "");
+	else
+		table_print(&t);
+	ferry_inflight_free(rows);
+	return fflush(stdout) != 0;
+}
+
+static int
+cmd_peek(const struct global *g, int argc, char **argv)
+{
+	const char *topic, *group = NULL;
+	struct ferry_msg *m;
+	int i, headers = 0, r;
+	struct ferry *f;
+
+	i = inspect_opts(argc, argv, usage_peek, "peek", &group, NULL,
+	    &headers);
+	if (i >= argc)
+		usage_error("peek: missing TOPIC");
+	topic = argv[i++];
+	if (i < argc)
+		usage_error("peek: unexpected argument '%s'", argv[i]);
+	f = open_conn(g, "peek");
+	r = ferry_peek(f, topic, group, &m);
+	if (r == FERRY_ENOTFOUND)
+		warnf("%s/%s: empty, or no such group", topic,
+		    group ? group : "default");
+	else if (r < 0)
+		warnf("peek %s: %s", topic, ferry_errstr(f));
+	ferry_close(f);
+	if (r < 0)
+		return 1;
+	if (headers)
+		print_meta(m);
+	fwrite(m->body, 1, m->len, stdout);
+	putchar('\n');
+	ferry_msg_free(m);
+	return fflush(stdout) != 0;
+}
+
+/* Unix ms as UTC ISO 8601, into buf (at least 32 bytes). */
+static void
+fmt_time(char *buf, size_t len, uint64_t ms)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+	size_t n;
+
+	gmtime_r(&t, &tm);
+	n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, len - n, ".%03uZ", (unsigned)(ms % 1000));
+}
+
+static int
+cmd_trace(const struct global *g, int argc, char **argv)
+{
+	static const char *const head[] = { "TIME", "EVENT", "TOPIC", "GROUP",
+	    "CONSUMER", "ATTEMPT", "ERROR" };
+	struct ferry_event *rows;
+	struct table t = { 7, head, 0x20, NULL, 0, 0 };
+	const char *id;
+	char when[40];
+	int i, json = 0, r;
+	struct ferry *f;
+	size_t n, k;
+
+	i = inspect_opts(argc, argv, usage_trace, "trace", NULL, &json, NULL);
+	if (i >= argc)
+		usage_error("trace: missing ID");
+	id = argv[i++];
+	if (i < argc)
+		usage_error("trace: unexpected argument '%s'", argv[i]);
+	f = open_conn(g, "trace");
+	r = ferry_trace(f, id, &rows, &n);
+	if (r == FERRY_ENOTFOUND)
+		warnf("nothing known about message %s", id);
+	else if (r < 0)
+		warnf("trace %s: %s", id, ferry_errstr(f));
+	ferry_close(f);
+	if (r < 0)
+		return 1;
+	if (json)
+		putchar('[');
+	for (k = 0; k < n; k++) {
+		const struct ferry_event *e = &rows[k];
+
+		if (json) {
+			printf("%s\n{\"at_ms\":%" PRIu64 ",\"event\":",
+			    k ? "," : "", e->at_ms);
+			json_str(e->what);
+			printf(",\"topic\":");
+			json_str(e->topic);
+			printf(",\"group\":");
+			json_str(e->group);
+			printf(",\"consumer\":");
+			json_str(e->consumer);
+			printf(",\"attempt\":%" PRIu32 ",\"error\":",
+			    e->attempt);
+			json_str(e->error);
+			putchar('}');
+			continue;
+		}
+		fmt_time(when, sizeof(when), e->at_ms);
+		table_cell(&t, "%s", when);
+		table_cell(&t, "%s", e->what);
+		table_cell(&t, "%s", e->topic);
+		table_cell(&t, "%s", e->group[0] ? e->group : "-");
+		table_cell(&t, "%s", e->consumer[0] ? e->consumer : "-");
+		table_cell(&t, "%" PRIu32, e->attempt);
+		table_cell(&t, "%s", e->error);
+	}
+	if (json)
+		printf("%s]\n", n ? "\n" : "");
+	else
+		table_print(&t);
+	ferry_trace_free(rows);
+	return fflush(stdout) != 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -780,6 +1964,13 @@ main(int argc, char **argv)
 		{ "sub", cmd_sub, usage_sub },
 		{ "del", cmd_del, usage_del },
 		{ "ping", cmd_ping, usage_ping },
+		{ "req", cmd_req, usage_req },
+		{ "reply", cmd_reply, usage_reply },
+		{ "dlq", cmd_dlq, usage_dlq },
+		{ "stats", cmd_stats, usage_stats },
+		{ "inflight", cmd_inflight, usage_inflight },
+		{ "peek", cmd_peek, usage_peek },
+		{ "trace", cmd_trace, usage_trace },
 	};
 	struct global g;
 	const char *env, *cmd;

@@ -40,7 +40,9 @@
  *    closed, the code is stored in the handle (ferry_err() returns it) and
  *    every later call on the handle returns it at once.  Only
  *    ferry_close() is useful afterwards.  Pipelined publishes that were
- *    still unconfirmed are reported as failed with this code.
+ *    still unconfirmed are reported as failed with this code.  With
+ *    automatic reconnection on (ferry_set_reconnect()), a lost connection
+ *    is re-established instead, and only becomes fatal when that fails.
  *
  *  - Request errors: the broker refused one request (the negated broker
  *    code, e.g. FERRY_ESTALE), a bad argument (FERRY_EINVAL), a timeout
@@ -130,6 +132,9 @@ enum ferry_error {
 	FERRY_ESHUTDOWN = -16,	/* broker shutting down; retryable */
 	FERRY_EMODE = -17,	/* not valid in this subscription's mode (ack
 				   on an at-most-once subscription) */
+	FERRY_ENOSUBSCRIBERS = -18, /* mandatory publish (and so a request):
+				   no group of the topic has a connected
+				   member; nothing was stored; retryable */
 	FERRY_EBROKER = -99,	/* a broker code above 98: see
 				   ferry_last_code() */
 
@@ -152,8 +157,9 @@ enum ferry_error {
 #define FERRY_IS_BROKER_ERROR(err) ((err) <= -1 && (err) >= -99)
 
 /* 1 if the same request may succeed later unchanged: FERRY_EFULL,
- * FERRY_EDISK, FERRY_EINTERNAL, FERRY_ESHUTDOWN, FERRY_ETIMEOUT (which
- * may mean the first attempt was carried out: publish with an id). */
+ * FERRY_EDISK, FERRY_EINTERNAL, FERRY_ESHUTDOWN, FERRY_ENOSUBSCRIBERS,
+ * FERRY_ETIMEOUT (which may mean the first attempt was carried out:
+ * publish with an id, or as an idempotent producer). */
 int ferry_retryable(int err);
 
 /* Static text for any FERRY_E* code ("stale lease", ...). */
@@ -165,13 +171,33 @@ struct ferry_header {
 	const char *value;
 };
 
-/* Options of one published message.  NULL means all defaults. */
+/*
+ * Options of one published message.  NULL, or a zeroed struct, means all
+ * defaults; initialise it with designated initialisers or memset(), as
+ * later versions may append fields.  Strings are borrowed for the call.
+ */
 struct ferry_pub_opts {
 	const char *id;		/* producer-supplied message id (<=
-				   FERRY_ID_MAX bytes) for dedup, or NULL
+				   FERRY_ID_MAX bytes) for dedup: a repeat
+				   within the broker's dedup_window is
+				   confirmed but not enqueued again; NULL
 				   for a broker-generated UUID */
 	const struct ferry_header *hdr;	/* nhdr headers, or NULL */
 	size_t nhdr;
+	uint64_t delay_ms;	/* not delivered before publish time + this;
+				   survives broker restarts */
+	uint64_t ttl_ms;	/* expires (dead-lettered, or dropped if the
+				   group says so) if not delivered within
+				   this; 0 = the group's default */
+	const char *reply_to;	/* topic for a reply (request-reply), or
+				   NULL; carried to the consumer untouched */
+	const char *corr;	/* correlation id for the reply, or NULL */
+	int mandatory;		/* 1 = refuse with FERRY_ENOSUBSCRIBERS
+				   unless some group of the topic has a
+				   connected member */
+	const char *group;	/* enqueue only in this existing group of the
+				   topic (not fanned out), FERRY_ENOTFOUND if
+				   it does not exist; NULL = every group */
 };
 
 /* One message of a batch (ferry_publish_batch()). */
@@ -188,7 +214,19 @@ enum ferry_mode {
 	FERRY_AT_MOST_ONCE = 1,		/* settled once sent: never ack */
 };
 
-/* Options of a subscription.  NULL, or a zeroed struct, means defaults. */
+enum ferry_overflow {
+	FERRY_OVERFLOW_REJECT = 0,	/* refuse publishes: FERRY_EFULL */
+	FERRY_OVERFLOW_DLQ_OLDEST = 1,	/* dead-letter the oldest waiting
+					   message to make room */
+};
+
+/*
+ * Options of a subscription.  NULL, or a zeroed struct, means defaults
+ * (initialise with designated initialisers or memset(): later versions may
+ * append fields).  The group settings below the line apply only when this
+ * subscription creates the group; they are stored durably with it and an
+ * existing group keeps its own.
+ */
 struct ferry_sub_opts {
 	const char *group;	/* group name; NULL or "" = "default" */
 	uint32_t prefetch;	/* max unacked deliveries; 0 = broker's (16) */
@@ -197,11 +235,21 @@ struct ferry_sub_opts {
 	uint32_t max_attempts;	/* before dead-lettering; 0 = the group's */
 	int ephemeral;		/* 1 = private group, deleted with the
 				   subscription; group is ignored */
+	/* Group settings: */
+	uint64_t ttl_ms;	/* default message TTL; 0 = none */
+	int ttl_drop;		/* 1 = drop expired messages instead of
+				   dead-lettering them */
+	uint64_t max_msgs;	/* most messages held (ready, delayed and in
+				   flight); 0 = no limit */
+	uint64_t max_bytes;	/* most body bytes held; 0 = no limit */
+	int overflow;		/* enum ferry_overflow: what a full group
+				   does with one more message */
 };
 
 /* One entry of a dead-lettered message's history. */
 struct ferry_hist {
-	const char *cause;	/* "expired" | "nacked" | "released" */
+	const char *cause;	/* "timeout" | "nacked" | "disconnected" |
+				   "released" | "expired" (TTL) */
 	const char *error;	/* nack error text, "" if none */
 	const char *consumer;	/* client name of the consumer */
 	uint64_t at_ms;		/* unix time, ms */
@@ -226,6 +274,9 @@ struct ferry_msg {
 	size_t nhdr;
 	const struct ferry_hist *hist;	/* dead letters only, else NULL */
 	size_t nhist;
+	const char *reply_to;	/* where a reply goes ("" if none): see
+				   ferry_reply() */
+	const char *corr;	/* correlation id of a request or reply, "" */
 };
 
 /* An asynchronous error popped by ferry_poll_error(). */
@@ -244,8 +295,13 @@ struct ferry_confirm {
 	int err;		/* FERRY_OK or the FERRY_E* code */
 	int code;		/* the broker's code, 0 if none */
 	size_t nmsgs;		/* messages in the request (batch size) */
-	const char *id;		/* id of its first message ("" on error) */
+	const char *id;		/* id of its first message ("" on error, and
+				   "" for a duplicate the broker no longer
+				   remembers) */
 	const char *errmsg;	/* error text, "" when err == 0 */
+	size_t dups;		/* of nmsgs, how many were duplicates (by id
+				   or producer sequence): confirmed, but not
+				   enqueued again */
 };
 
 /*
@@ -330,7 +386,108 @@ int ferry_ping(struct ferry *f);
  */
 int ferry_poll_error(struct ferry *f, struct ferry_async_error *e);
 
+/* --- Reconnecting ------------------------------------------------------ */
+
+/* What a reconnect did, passed to a ferry_reconnect_fn. */
+struct ferry_reconnect_info {
+	int err;		/* 0: reconnected; else the handle gave up and
+				   this is its (fatal) error */
+	int cause;		/* the connection error that started it */
+	unsigned attempts;	/* connection attempts made */
+	uint64_t elapsed_ms;	/* from the loss to now */
+	size_t resent;		/* confirmed publish requests sent again */
+	size_t resubscribed;	/* subscriptions established again */
+	size_t lost_subs;	/* subscriptions the broker refused again
+				   (each also queued as an async error with
+				   its sid) */
+	size_t dropped;		/* buffered deliveries discarded (stale) */
+};
+
+/*
+ * Called after each reconnect (or when the handle gives up), inside the
+ * ferry_* call that noticed the loss; it must not call ferry_* functions
+ * on the handle.  *i is valid until it returns.
+ */
+typedef void ferry_reconnect_fn(void *arg, const struct ferry_reconnect_info *i);
+
+struct ferry_reconnect_opts {
+	unsigned max_attempts;	/* per outage; 0 = no limit (then set
+				   max_time_ms) */
+	unsigned max_time_ms;	/* per outage; 0 = no limit */
+	unsigned base_ms;	/* first backoff; 0 = 100 */
+	unsigned max_backoff_ms; /* backoff cap; 0 = 5000 */
+	ferry_reconnect_fn *fn;	/* NULL = no callback */
+	void *arg;		/* passed to fn; not owned */
+};
+
+/*
+ * Opt in (o != NULL) or out (NULL) of automatic reconnection.  Copies *o.
+ * Returns 0, or FERRY_EINVAL if both limits are 0.
+ *
+ * When the connection is lost (FERRY_EIO, FERRY_ECLOSED, FERRY_EBADREPLY,
+ * a broker shutting down; not a frame the broker refused as too big), the
+ * ferry_* call that notices it reconnects at once, to the same host and
+ * port with the same client name, retrying after base_ms * 2^(n-1) (capped
+ * at max_backoff_ms) with "full jitter" (a uniformly random wait in
+ * [0, backoff]), until max_attempts or max_time_ms are used up.  That call
+ * blocks meanwhile.  Once connected it:
+ *
+ *  - subscribes again, in order, with the same options, every
+ *    subscription of the handle.  The sid a subscription returned stays
+ *    valid for ferry_unsubscribe(), but deliveries after the reconnect
+ *    carry a different m->sid value (the handle's reconnect count in its
+ *    upper 32 bits).  Deliveries from before the reconnect, whether still
+ *    buffered (discarded) or already returned by ferry_next(), are
+ *    stale: the broker has put them back and redelivers them with a higher
+ *    attempt.  Settling one returns FERRY_ESTALE at once, without reaching
+ *    the broker (the broker's lease tokens restart with each connection,
+ *    so an old token could otherwise settle a new delivery).  An
+ *    ephemeral subscription gets a new, empty private group: what was
+ *    published to the old one meanwhile is lost.
+ *  - sends again every confirmed publish (ferry_publish_sync(),
+ *    ferry_publish_pipelined(), confirmed batches) not yet answered, with
+ *    the same request ids, message ids and producer sequence numbers, so
+ *    the broker recognises those it had stored (see ferry_set_producer();
+ *    without a producer id or a message id, such a publish may be enqueued
+ *    twice).  Their confirms and callbacks follow as usual.
+ *  - fails other requests that were waiting (subscribe, stats, ...) with
+ *    FERRY_ECLOSED as a request error (ferry_err() stays 0): they may or
+ *    may not have been carried out.  Fire-and-forget frames (publishes,
+ *    acks, nacks, touches) buffered or in flight are lost.
+ *
+ * Then the reconnect callback runs and the call goes on.  If the limits
+ * are used up, the handle fails as without reconnection (the callback
+ * gets the error).  Keeping unanswered publishes costs one copy of each
+ * frame until it is confirmed.
+ */
+int ferry_set_reconnect(struct ferry *f, const struct ferry_reconnect_opts *o);
+
+/* Successful reconnects of the handle so far. */
+uint64_t ferry_reconnects(const struct ferry *f);
+
 /* --- Publishing --------------------------------------------------------- */
+
+/*
+ * Idempotent producer.  With pid set (<= 64 bytes, copied; NULL turns it
+ * off), every confirmed publish of the handle (ferry_publish_sync(),
+ * ferry_publish_pipelined(), each message of a confirmed batch) carries
+ * pid and a sequence number one above the previous one, starting at
+ * first_seq.  The broker durably keeps each producer's highest stored
+ * sequence and confirms any publish at or below it as a duplicate without
+ * enqueueing it, so retries after a reconnect or a broker restart never
+ * enqueue twice.  first_seq 0 starts at the current time in microseconds
+ * since the epoch, so a restarted process using the same pid continues
+ * above its earlier numbers (if it published less than one message per
+ * microsecond on average and the clock did not step back); pass the next
+ * number yourself if you persist it.  Fire-and-forget publishes carry no
+ * sequence.  Returns 0 or FERRY_EINVAL.
+ */
+int ferry_set_producer(struct ferry *f, const char *pid, uint64_t first_seq);
+
+/* The sequence number the next confirmed publish will carry (0 if no
+ * producer id is set). */
+uint64_t ferry_producer_seq(const struct ferry *f);
+
 
 /*
  * Fire-and-forget: encode the message into the handle's write buffer (see
@@ -388,6 +545,10 @@ int ferry_publish_batch(struct ferry *f, const char *topic,
 int ferry_wait_confirms(struct ferry *f, size_t max_pending, int timeout_ms,
     struct ferry_confirms *out);
 
+/* Of the messages of the latest ferry_publish_sync() that succeeded, how
+ * many the broker reported as duplicates (not enqueued again). */
+size_t ferry_last_dups(const struct ferry *f);
+
 /* Messages published with a pipelined request still awaiting an answer. */
 size_t ferry_pending(const struct ferry *f);
 
@@ -399,9 +560,13 @@ void ferry_set_confirm_cb(struct ferry *f, ferry_confirm_fn *fn, void *arg);
 
 /*
  * Subscribe to topic (wait for the broker's answer, I/O timeout).  o may
- * be NULL.  *sid receives the subscription id, used by ack and unsubscribe
- * and found in each message.  Returns 0, FERRY_EBADNAME, FERRY_EBADARG,
- * FERRY_ELIMIT, FERRY_ETIMEOUT, ...
+ * be NULL; its strings are copied (the handle keeps the options to
+ * subscribe again after a reconnect).  *sid receives the subscription id,
+ * used by ack and unsubscribe and found in each message.  Sids are the
+ * handle's own, never reused within it; after a reconnect, deliveries of
+ * the same subscription carry a different sid (see ferry_set_reconnect()).
+ * Returns 0, FERRY_EBADNAME, FERRY_EBADARG, FERRY_ELIMIT, FERRY_ETIMEOUT,
+ * FERRY_EINVAL (bad mode or overflow), ...
  */
 int ferry_subscribe(struct ferry *f, const char *topic,
     const struct ferry_sub_opts *o, uint64_t *sid);
@@ -436,12 +601,128 @@ void ferry_msg_free(struct ferry_msg *m);
  * flags 0: buffered, fire-and-forget; a refusal (e.g. the lease went stale)
  * comes back as an async error.  flags FERRY_CONFIRM: sent at once, and the
  * call waits (I/O timeout) for the answer: 0, FERRY_ESTALE, FERRY_ENOSUB,
- * FERRY_EMODE, FERRY_ETIMEOUT, ...
+ * FERRY_EMODE, FERRY_ETIMEOUT, ...  A delivery made before a reconnect
+ * returns FERRY_ESTALE at once, whatever the flags.
  */
 int ferry_ack(struct ferry *f, uint64_t sid, uint64_t lease, int flags);
 int ferry_nack(struct ferry *f, uint64_t sid, uint64_t lease,
     int64_t delay_ms, const char *error, int flags);
 int ferry_touch(struct ferry *f, uint64_t sid, uint64_t lease, int flags);
+
+/* --- Request-reply -------------------------------------------------------- */
+
+/*
+ * Send a request and wait up to timeout_ms (< 0: forever) for its reply.
+ * On the first request the handle subscribes to a private inbox topic
+ * "_inbox.<uuid>" (ephemeral, at-most-once; it counts among the handle's
+ * subscriptions but its deliveries never reach ferry_next()).  The
+ * request is published confirmed, with o's options (o may be NULL) plus
+ * reply_to = the inbox, a fresh corr (o->reply_to and o->corr are
+ * ignored) and mandatory.  Replies to earlier requests that arrive late
+ * are discarded.
+ *
+ * On success *reply is the reply, owned by the caller (ferry_msg_free()).
+ * Otherwise *reply is NULL and the return is FERRY_ENOSUBSCRIBERS (at once:
+ * nobody subscribes to topic; nothing was stored), FERRY_ETIMEOUT (no
+ * reply in time; the request may still be handled), another publish error,
+ * or a fatal error.
+ */
+int ferry_request(struct ferry *f, const char *topic, const void *body,
+    size_t len, const struct ferry_pub_opts *o, int timeout_ms,
+    struct ferry_msg **reply);
+
+/*
+ * Reply to a request received with ferry_next(): publish body to
+ * request->reply_to with request->corr, confirmed and mandatory.  Does not
+ * settle the request: ack it afterwards.  Returns 0, FERRY_EINVAL (the
+ * message has no reply_to), FERRY_ENOSUBSCRIBERS (the requester is gone:
+ * nothing was stored), or a publish error.
+ */
+int ferry_reply(struct ferry *f, const struct ferry_msg *request,
+    const void *body, size_t len);
+
+/* --- Inspection ------------------------------------------------------------ */
+
+/* Counters of one group, or of a topic's backlog (group ""). */
+struct ferry_group_stats {
+	const char *topic;
+	const char *group;	/* "" = the topic's backlog, held while it
+				   has no group */
+	uint64_t ready;		/* waiting for a member */
+	uint64_t delayed;	/* waiting for a delay or a backoff */
+	uint64_t inflight;	/* delivered, not yet acked */
+	uint64_t bytes;		/* body bytes held */
+	uint64_t members;	/* connected subscriptions */
+	uint64_t enqueued;	/* messages ever added */
+	uint64_t delivered;	/* deliveries, redeliveries included */
+	uint64_t acked;
+	uint64_t timeouts;	/* leases that ran out */
+	uint64_t nacked;
+	uint64_t disconnected;	/* put back because a member left */
+	uint64_t released;	/* put back without fault (unsubscribe) */
+	uint64_t expired;	/* TTL ran out */
+	uint64_t dead_lettered;
+};
+
+/* One outstanding delivery of a group. */
+struct ferry_lease_info {
+	const char *id;		/* message id */
+	const char *consumer;	/* client name of the member holding it */
+	uint64_t age_ms;	/* since it was delivered */
+	uint32_t attempt;
+	const char *error;	/* its latest nack error, "" if none */
+};
+
+/* One step of a message's life, as the broker recorded it. */
+struct ferry_event {
+	uint64_t at_ms;		/* unix time, ms */
+	const char *what;	/* published, duplicate, delivered, acked,
+				   nacked, timeout, disconnected, released,
+				   expired, dead-lettered, dropped */
+	const char *topic;
+	const char *group;	/* "" for published */
+	const char *consumer;	/* "" if none */
+	uint32_t attempt;
+	const char *error;	/* "" if none */
+};
+
+/*
+ * Inspection requests: each waits (I/O timeout) for the broker's answer.
+ * On success *rows points to an array of *n rows allocated as ONE block
+ * with every string in it, owned by the caller and freed with the
+ * matching ferry_*_free() (NULL is a no-op); *rows may be NULL when *n is
+ * 0.  On failure *rows is NULL and *n is 0.  Strings are NUL-terminated.
+ *
+ * ferry_stats(): every group of topic, and the topic's backlog as a row
+ * with group "" (topic NULL or "": every topic).  Returns 0,
+ * FERRY_ENOTFOUND (no such topic), FERRY_EBADNAME, ...
+ *
+ * ferry_inflight(): the outstanding deliveries of group (NULL or "" =
+ * "default") of topic.  FERRY_ENOTFOUND if there is no such group.
+ *
+ * ferry_trace(): what the broker remembers about message id, oldest
+ * first, from a bounded in-memory ring (not kept across restarts).
+ * FERRY_ENOTFOUND if it knows nothing about it.
+ */
+int ferry_stats(struct ferry *f, const char *topic,
+    struct ferry_group_stats **rows, size_t *n);
+void ferry_stats_free(struct ferry_group_stats *rows);
+int ferry_inflight(struct ferry *f, const char *topic, const char *group,
+    struct ferry_lease_info **rows, size_t *n);
+void ferry_inflight_free(struct ferry_lease_info *rows);
+int ferry_trace(struct ferry *f, const char *id, struct ferry_event **rows,
+    size_t *n);
+void ferry_trace_free(struct ferry_event *rows);
+
+/*
+ * The head of group (NULL or "" = "default") of topic, the message that
+ * would be delivered next (first ready, else the earliest delayed),
+ * without taking it: *m is a copy the caller frees with ferry_msg_free(),
+ * with sid and lease 0 (it cannot be settled).  Returns 0,
+ * FERRY_ENOTFOUND (no such group, or it holds nothing), ...
+ */
+int ferry_peek(struct ferry *f, const char *topic, const char *group,
+    struct ferry_msg **m);
 
 /* --- Administration ------------------------------------------------------ */
 

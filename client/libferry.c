@@ -11,6 +11,7 @@
  * without rid are queued as async errors.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -23,6 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <uuid/uuid.h>
+
 #include "codec.h"
 #include "frame.h"
 #include "ferry.h"
@@ -34,6 +37,8 @@
 #define WBUF_MAX (4 * 1024 * 1024) /* buffered output that blocks the caller */
 #define MAX_FRAME_DEFAULT (16u * 1024 * 1024) /* until WELCOME says */
 #define FRAME_SLACK 4096	/* room for keys around a max-size body */
+#define INBOX_PREFIX "_inbox."
+#define SID_GEN_SHIFT 32	/* user sid = reconnect count << 32 | n */
 
 /* What an outstanding request id stands for. */
 enum {
@@ -41,11 +46,34 @@ enum {
 	PEND_PIPE,		/* pipelined publish: count and call back */
 	PEND_SYNC,		/* the caller is waiting in send_sync() */
 	PEND_GONE,		/* the caller gave up: drop the answer */
+	PEND_RESUB,		/* a SUB sent again after a reconnect */
 };
 
 struct pend {
 	uint32_t nmsgs;		/* messages in a pipelined publish */
+	uint32_t sub;		/* PEND_RESUB: the subscription's n */
 	uint8_t kind;
+	uint8_t *frame;		/* a confirmed publish kept for re-sending
+				   after a reconnect (reconnect on only);
+				   owned, freed when answered */
+	size_t flen;
+};
+
+/*
+ * A subscription of the handle.  The caller knows it by n: the sid it
+ * sees is gen << 32 | n, gen being the handle's reconnect count when the
+ * delivery (or the subscribe) happened; the broker knows it by bsid,
+ * which changes with each connection.
+ */
+struct lsub {
+	uint32_t n;
+	uint64_t bsid;		/* 0 until the broker answered */
+	char *topic;		/* owned, as are the strings in o */
+	struct ferry_sub_opts o;
+	int closing;		/* UNSUB sent: do not subscribe it again */
+	int pending;		/* SUB sent, not yet answered: likewise */
+	int inbox;		/* request-reply inbox: deliveries go to the
+				   reply queue, not to ferry_next() */
 };
 
 /* A queued delivery: the message and its strings in one allocation. */
@@ -106,6 +134,40 @@ struct ferry {
 	/* Deliveries not yet returned by ferry_next(), oldest first. */
 	struct mnode *mhead, **mtail;
 
+	/* Subscriptions, in the order they were made. */
+	struct lsub *subs;
+	size_t nsubs, subcap;
+	uint32_t next_sub;	/* n of the previous subscription */
+
+	/* Set up by a request that wants more of its answer than sid and
+	 * id: called with the OK (or PEEK's MSG) while it is decoded. */
+	int (*wcopy)(struct ferry *, const struct fy_frame *);
+	void *wout;		/* what wcopy built; the caller takes it */
+	size_t wn;
+	uint32_t wdups;		/* dups of the awaited answer */
+	size_t last_dups;
+
+	/* Reconnection (see ferry_set_reconnect()). */
+	char *host;		/* owned */
+	int port;
+	int rc_on;
+	struct ferry_reconnect_opts rc;
+	int lost;		/* f->err is a loss that recover() may undo */
+	int reconnecting;	/* inside recover(): no nested recovery */
+	uint32_t gen;		/* successful reconnects (sid high half) */
+	uint64_t nreconnects;
+	size_t rc_lost_subs;	/* during recover(): subscriptions refused */
+	unsigned rng;		/* jitter state */
+
+	/* Idempotent producer: pid[0] == 0 = off. */
+	char pid[FY_ID_MAX + 1];
+	uint64_t pseq;		/* sequence of the next confirmed publish */
+
+	/* Request-reply: the inbox (lazily subscribed) and its replies. */
+	char inbox[sizeof(INBOX_PREFIX) + 36];
+	uint32_t inbox_n;	/* 0 = not subscribed */
+	struct mnode *rhead, **rtail;
+
 	/* Async errors: ring of alen entries from ahead. */
 	struct ferry_async_error aerr[FERRY_ASYNC_MAX];
 	unsigned ahead, alen;
@@ -121,6 +183,8 @@ struct ferry {
 };
 
 typedef int done_fn(struct ferry *f, void *arg);
+
+static int recover(struct ferry *f);
 
 static const char *const errtext[] = {
 	[0] = "success",
@@ -141,6 +205,7 @@ static const char *const errtext[] = {
 	[15] = "subscription ended: group deleted",
 	[16] = "broker shutting down",
 	[17] = "not valid in this subscription mode",
+	[18] = "no subscribers",
 };
 
 const char *
@@ -176,7 +241,7 @@ ferry_retryable(int err)
 {
 	return err == FERRY_EFULL || err == FERRY_EDISK ||
 	    err == FERRY_EINTERNAL || err == FERRY_ESHUTDOWN ||
-	    err == FERRY_ETIMEOUT;
+	    err == FERRY_ENOSUBSCRIBERS || err == FERRY_ETIMEOUT;
 }
 
 static int
@@ -230,7 +295,7 @@ broker_err(struct ferry *f, uint32_t code, struct fy_str msg)
 
 static void
 confirm(struct ferry *f, uint64_t rid, uint32_t nmsgs, int err, int code,
-    const char *id, const char *errmsg)
+    const char *id, const char *errmsg, uint32_t dups)
 {
 	struct ferry_confirm c;
 
@@ -250,19 +315,52 @@ confirm(struct ferry *f, uint64_t rid, uint32_t nmsgs, int err, int code,
 	c.nmsgs = nmsgs;
 	c.id = id;
 	c.errmsg = errmsg;
+	c.dups = dups;
 	f->cb(f->cb_arg, &c);
 }
 
+/* Fail every pipelined publish still outstanding, so that counts and
+ * callbacks account for each one. */
+static void
+fail_pending(struct ferry *f, int err)
+{
+	uint64_t rid;
+
+	for (rid = f->plo; rid < f->next_rid; rid++) {
+		struct pend *p = &f->pend[rid & (f->pcap - 1)];
+
+		if (p->kind == PEND_PIPE)
+			confirm(f, rid, p->nmsgs, err, 0, "", f->errstr, 0);
+		p->kind = PEND_FREE;
+		free(p->frame);
+		p->frame = NULL;
+	}
+	f->plo = f->next_rid;
+}
+
+/* May a reconnect undo this error?  Not when the broker closed because
+ * of what we sent: sending it again would fail again. */
+static int
+recoverable(const struct ferry *f, int err)
+{
+	if (!f->rc_on)
+		return 0;
+	if (f->close_code == FY_E_TOOBIG || f->close_code == FY_E_HANDSHAKE)
+		return 0;
+	return err == FERRY_EIO || err == FERRY_ECLOSED ||
+	    err == FERRY_EBADREPLY;
+}
+
 /*
- * The connection is unusable: close it, and fail every pipelined publish
- * still outstanding, so that counts and callbacks account for each one.
+ * The connection is unusable: close it.  Without reconnection (or for an
+ * error a reconnect cannot fix) the handle is dead and pipelined publishes
+ * fail; otherwise f->lost tells recover() to reconnect and resend them.
  */
 __attribute__((format(printf, 3, 4)))
 static int
 fatal(struct ferry *f, int err, const char *fmt, ...)
 {
 	va_list ap;
-	uint64_t rid;
 
 	if (f->err)
 		return f->err;
@@ -273,14 +371,13 @@ fatal(struct ferry *f, int err, const char *fmt, ...)
 	if (f->fd >= 0)
 		close(f->fd);
 	f->fd = -1;
-	for (rid = f->plo; rid < f->next_rid; rid++) {
-		struct pend *p = &f->pend[rid & (f->pcap - 1)];
-
-		if (p->kind == PEND_PIPE)
-			confirm(f, rid, p->nmsgs, err, 0, "", f->errstr);
-		p->kind = PEND_FREE;
+	if (f->reconnecting)
+		return err;	/* recover() decides */
+	if (recoverable(f, err)) {
+		f->lost = 1;
+		return err;
 	}
-	f->plo = f->next_rid;
+	fail_pending(f, err);
 	return err;
 }
 
@@ -316,6 +413,9 @@ pend_new(struct ferry *f, int kind, uint32_t nmsgs)
 	p = &f->pend[rid & (f->pcap - 1)];
 	p->kind = (uint8_t)kind;
 	p->nmsgs = nmsgs;
+	p->sub = 0;
+	p->frame = NULL;
+	p->flen = 0;
 	return rid;
 }
 
@@ -331,6 +431,9 @@ pend_take(struct ferry *f, uint64_t rid, struct pend *out)
 	if (p->kind == PEND_FREE)
 		return NULL;
 	*out = *p;
+	out->frame = NULL;
+	free(p->frame);
+	p->frame = NULL;
 	p->kind = PEND_FREE;
 	while (f->plo < f->next_rid &&
 	    f->pend[f->plo & (f->pcap - 1)].kind == PEND_FREE)
@@ -373,7 +476,8 @@ msg_copy(const struct fy_frame *fr)
 	 * every length is bounded by the frame, so the sum cannot wrap. */
 	size += nh * sizeof(*hdr) + ns * sizeof(*hist);
 	size += fr->msg.body.len + 1 + fr->msg.id.len + 1 +
-	    fr->msg.topic.len + 1;
+	    fr->msg.topic.len + 1 + fr->msg.reply_to.len + 1 +
+	    fr->msg.corr.len + 1;
 	for (i = 0; i < nh; i++)
 		size += fr->msg.hdr[i].k.len + fr->msg.hdr[i].v.len + 2;
 	for (i = 0; i < ns; i++)
@@ -402,6 +506,8 @@ msg_copy(const struct fy_frame *fr)
 	PUT(n->msg.body, fr->msg.body);
 	PUT(n->msg.id, fr->msg.id);
 	PUT(n->msg.topic, fr->msg.topic);
+	PUT(n->msg.reply_to, fr->msg.reply_to);
+	PUT(n->msg.corr, fr->msg.corr);
 	for (i = 0; i < nh; i++) {
 		PUT(hdr[i].key, fr->msg.hdr[i].k);
 		PUT(hdr[i].value, fr->msg.hdr[i].v);
@@ -438,40 +544,131 @@ purge(struct ferry *f, uint64_t sid)
 	f->mtail = pp;
 }
 
-/* An OK or ERR with a rid: hand it to whoever sent the request. */
+/* --- Subscriptions ------------------------------------------------------ */
+
+static uint64_t
+usid(const struct ferry *f, const struct lsub *s)
+{
+	return (uint64_t)f->gen << SID_GEN_SHIFT | s->n;
+}
+
+static struct lsub *
+sub_by_n(struct ferry *f, uint32_t n)
+{
+	size_t i;
+
+	for (i = 0; i < f->nsubs; i++)
+		if (f->subs[i].n == n)
+			return &f->subs[i];
+	return NULL;
+}
+
+static struct lsub *
+sub_by_bsid(struct ferry *f, uint64_t bsid)
+{
+	size_t i;
+
+	for (i = 0; i < f->nsubs; i++)
+		if (f->subs[i].bsid == bsid && bsid != 0)
+			return &f->subs[i];
+	return NULL;
+}
+
+static void
+sub_remove(struct ferry *f, struct lsub *s)
+{
+	free(s->topic);
+	free((char *)s->o.group);
+	if (s->inbox)
+		f->inbox_n = 0;
+	memmove(s, s + 1, (size_t)(f->subs + f->nsubs - (s + 1)) *
+	    sizeof(*s));
+	f->nsubs--;
+}
+
+/* Drop a list of deliveries; returns how many. */
+static size_t
+mlist_free(struct mnode **head, struct mnode ***tail)
+{
+	struct mnode *n, *next;
+	size_t k = 0;
+
+	for (n = *head; n != NULL; n = next) {
+		next = n->next;
+		free(n);
+		k++;
+	}
+	*head = NULL;
+	*tail = head;
+	return k;
+}
+
+/* A PEND_RESUB answer: the subscription lives again, or is lost. */
+static void
+resub_reply(struct ferry *f, const struct fy_frame *fr, uint32_t n)
+{
+	struct lsub *s = sub_by_n(f, n);
+
+	if (s == NULL)
+		return;
+	if (fr->type == FY_T_OK && fr->ok.sid != 0) {
+		s->bsid = fr->ok.sid;
+		return;
+	}
+	if (fr->type == FY_T_OK)
+		async_push(f, FY_E_INTERNAL, usid(f, s), (struct fy_str){
+		    "subscribe answered without a subscription id", 44});
+	else
+		async_push(f, (int)fr->err.code, usid(f, s), fr->err.msg);
+	f->rc_lost_subs++;
+	sub_remove(f, s);
+}
+
+/* An OK or ERR with a rid (or PEEK's MSG): hand it to whoever sent the
+ * request. */
 static void
 handle_reply(struct ferry *f, const struct fy_frame *fr)
 {
 	struct pend p;
 	char id[FERRY_ID_MAX + 1] = "";
 	char msg[FERRY_ERRSTR_LEN] = "";
-	int ok = fr->type == FY_T_OK;
+	int ok = fr->type != FY_T_ERR;
 
 	if (pend_take(f, fr->rid, &p) == NULL)
 		return;		/* not ours, or answered twice: ignore */
-	if (ok && fr->ok.nids > 0)
+	if (fr->type == FY_T_OK && fr->ok.nids > 0)
 		strcopy(id, sizeof(id), fr->ok.ids[0]);
 	if (!ok)
 		strcopy(msg, sizeof(msg), fr->err.msg);
 	switch (p.kind) {
 	case PEND_PIPE:
 		if (ok)
-			confirm(f, fr->rid, p.nmsgs, 0, 0, id, "");
+			confirm(f, fr->rid, p.nmsgs, 0, 0, id, "",
+			    fr->type == FY_T_OK ? fr->ok.dups : 0);
 		else
 			confirm(f, fr->rid, p.nmsgs, code_err(fr->err.code),
-			    (int)fr->err.code, "", msg);
+			    (int)fr->err.code, "", msg, 0);
 		break;
 	case PEND_SYNC:
 		if (fr->rid != f->wrid)
 			break;
 		f->wdone = 1;
-		if (ok) {
-			f->werr = 0;
-			f->wsid = fr->ok.sid;
-			memcpy(f->wid, id, sizeof(id));
-		} else {
+		if (!ok) {
 			f->werr = broker_err(f, fr->err.code, fr->err.msg);
+			break;
 		}
+		f->werr = 0;
+		if (fr->type == FY_T_OK) {
+			f->wsid = fr->ok.sid;
+			f->wdups = fr->ok.dups;
+			memcpy(f->wid, id, sizeof(id));
+		}
+		if (f->wcopy != NULL && f->wcopy(f, fr) < 0)
+			f->werr = seterr(f, FERRY_ENOMEM,
+			    "out of memory copying the answer");
+		break;
+	case PEND_RESUB:
+		resub_reply(f, fr, p.sub);
 		break;
 	default:
 		break;		/* PEND_GONE: nobody waits any more */
@@ -481,16 +678,30 @@ handle_reply(struct ferry *f, const struct fy_frame *fr)
 static int
 handle_frame(struct ferry *f, const struct fy_frame *fr)
 {
+	struct lsub *s;
 	struct mnode *n;
 
 	switch (fr->type) {
 	case FY_T_MSG:
+		if (fr->rid) {
+			handle_reply(f, fr);	/* PEEK */
+			return 0;
+		}
+		/* Unknown: unsubscribed; the broker has put it back. */
+		if ((s = sub_by_bsid(f, fr->msg.sid)) == NULL)
+			return 0;
 		n = msg_copy(fr);
 		if (n == NULL)
 			return fatal(f, FERRY_ENOMEM,
 			    "out of memory receiving a message");
-		*f->mtail = n;
-		f->mtail = &n->next;
+		n->msg.sid = usid(f, s);
+		if (s->inbox) {
+			*f->rtail = n;
+			f->rtail = &n->next;
+		} else {
+			*f->mtail = n;
+			f->mtail = &n->next;
+		}
 		return 0;
 	case FY_T_OK:
 		if (fr->rid)
@@ -506,8 +717,17 @@ handle_frame(struct ferry *f, const struct fy_frame *fr)
 		    fr->err.code == FY_E_HANDSHAKE ||
 		    fr->err.code == FY_E_SHUTDOWN)
 			f->close_code = (int)fr->err.code;
-		if (fr->err.code == FY_E_DELETED && fr->err.sid)
-			purge(f, fr->err.sid);
+		if (fr->err.sid && (s = sub_by_bsid(f, fr->err.sid)) != NULL) {
+			uint64_t sid = usid(f, s);
+
+			/* The subscription ended (its group was deleted). */
+			if (fr->err.code == FY_E_DELETED) {
+				purge(f, sid);
+				sub_remove(f, s);
+			}
+			async_push(f, (int)fr->err.code, sid, fr->err.msg);
+			return 0;
+		}
 		async_push(f, (int)fr->err.code, fr->err.sid, fr->err.msg);
 		return 0;
 	case FY_T_WELCOME:
@@ -692,12 +912,14 @@ wait_for(struct ferry *f, int timeout_ms, done_fn *done, void *arg)
 	int n, wait;
 
 	for (;;) {
-		if (f->err)
+		/* A lost connection comes back here (recover()), and the
+		 * wait goes on: resent publishes are answered anew. */
+		if (f->err && recover(f) < 0)
 			return f->err;
 		if (done(f, arg))
 			return 0;
 		if (wpending(f) && write_some(f) < 0)
-			return f->err;
+			continue;
 		if (done(f, arg))
 			return 0;
 		wait = -1;
@@ -723,9 +945,9 @@ wait_for(struct ferry *f, int timeout_ms, done_fn *done, void *arg)
 		}
 		if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
 			if (read_some(f) < 0)
-				return f->err;
+				continue;
 			if (process_input(f) < 0)
-				return f->err;
+				continue;
 		}
 	}
 }
@@ -763,7 +985,7 @@ maybe_flush(struct ferry *f)
 	if (!flush_due(f))
 		return 0;
 	if (write_some(f) < 0)
-		return f->err;
+		return recover(f);
 	if (wpending(f) < WBUF_MAX)
 		return 0;
 	return wait_for(f, f->timeout_ms, done_below, NULL);
@@ -807,12 +1029,19 @@ wait_reply(struct ferry *f, uint64_t rid)
 	f->wdone = 0;
 	f->werr = 0;
 	f->wsid = 0;
+	f->wdups = 0;
 	f->wid[0] = '\0';
 	r = wait_for(f, f->timeout_ms, done_reply, NULL);
 	f->wrid = 0;
 	if (r == FERRY_ETIMEOUT) {
 		/* Its late answer must not be taken for another one's. */
-		f->pend[rid & (f->pcap - 1)].kind = PEND_GONE;
+		struct pend *p = &f->pend[rid & (f->pcap - 1)];
+
+		if (p->kind != PEND_FREE) {
+			p->kind = PEND_GONE;
+			free(p->frame);
+			p->frame = NULL;
+		}
 		return r;
 	}
 	if (r < 0)
@@ -898,7 +1127,7 @@ connect_addr(struct ferry *f, const struct addrinfo *ai, int64_t deadline)
 static int
 done_welcome(struct ferry *f, void *arg)
 {
-	return f->welcomed || f->alen > 0;
+	return f->welcomed || f->alen > *(unsigned *)arg;
 }
 
 static void
@@ -910,6 +1139,7 @@ do_connect(struct ferry *f, const char *host, int port, int timeout_ms)
 	int64_t deadline = timeout_ms >= 0 ? now_ms() + timeout_ms : -1;
 	int r, last = 0;
 	int64_t left;
+	unsigned alen0 = f->alen;	/* errors queued before: not ours */
 
 	if (port <= 0 || port > 65535) {
 		fatal(f, FERRY_EINVAL, "invalid port %d", port);
@@ -947,13 +1177,13 @@ do_connect(struct ferry *f, const char *host, int port, int timeout_ms)
 	}
 	left = deadline >= 0 ? deadline - now_ms() : -1;
 	r = wait_for(f, deadline >= 0 ? (left > 0 ? (int)left : 0) : -1,
-	    done_welcome, NULL);
+	    done_welcome, &alen0);
 	if (r == FERRY_ETIMEOUT) {
 		fatal(f, FERRY_ECONNECT, "%s:%d: no handshake reply within "
 		    "%d ms", host, port, timeout_ms);
 		return;
 	}
-	if (r < 0 && f->alen == 0) {
+	if (r < 0 && f->alen <= alen0) {
 		/* Keep the cause, but say it happened while connecting. */
 		char why[FERRY_ERRSTR_LEN];
 
@@ -965,15 +1195,264 @@ do_connect(struct ferry *f, const char *host, int port, int timeout_ms)
 		return;
 	}
 	if (!f->welcomed) {
+		/* The refusal is the newest queued error. */
 		struct ferry_async_error e;
 
-		ferry_poll_error(f, &e);
+		e = f->aerr[(f->ahead + f->alen - 1) % FERRY_ASYNC_MAX];
+		f->alen--;
 		f->err = 0;
 		f->last_code = e.code;
 		fatal(f, e.err, "handshake refused: %s: %s",
 		    fy_code_name(e.code), e.msg);
 		return;
 	}
+}
+
+/* --- Reconnecting -------------------------------------------------------- */
+
+/* Encode a SUB for s (rid 0: the caller sets it). */
+static int
+encode_sub(struct ferry *f, const struct lsub *s, uint64_t rid)
+{
+	const struct ferry_sub_opts *o = &s->o;
+	struct fy_frame fr;
+
+	memset(&fr, 0, sizeof(fr));
+	fr.type = FY_T_SUB;
+	fr.rid = rid;
+	fr.sub.topic.p = s->topic;
+	fr.sub.topic.len = (uint32_t)strlen(s->topic);
+	if (o->group != NULL && !o->ephemeral) {
+		fr.sub.group.p = o->group;
+		fr.sub.group.len = (uint32_t)strlen(o->group);
+	}
+	fr.sub.prefetch = o->prefetch;
+	fr.sub.mode = (uint32_t)o->mode;
+	fr.sub.ack_timeout_ms = o->ack_timeout_ms;
+	fr.sub.max_attempts = o->max_attempts;
+	fr.sub.ephemeral = o->ephemeral ? 1 : 0;
+	fr.sub.ttl_ms = o->ttl_ms;
+	fr.sub.ttl_drop = o->ttl_drop ? 1 : 0;
+	fr.sub.max_msgs = o->max_msgs;
+	fr.sub.max_bytes = o->max_bytes;
+	fr.sub.overflow = (uint32_t)o->overflow;
+	return encode(f, &fr);
+}
+
+/* Keep a copy of the confirmed publish rid just encoded at mark, to send
+ * it again after a reconnect.  Without memory it is simply not kept: it
+ * then fails with the connection, as without reconnection. */
+static void
+keep_frame(struct ferry *f, uint64_t rid, size_t mark)
+{
+	struct pend *p = &f->pend[rid & (f->pcap - 1)];
+	size_t len = f->enc.sb.size - mark;
+
+	if (!f->rc_on || rid == 0)
+		return;
+	p->frame = malloc(len);
+	if (p->frame == NULL)
+		return;
+	memcpy(p->frame, f->enc.sb.data + mark, len);
+	p->flen = len;
+}
+
+static int
+done_resub(struct ferry *f, void *arg)
+{
+	uint64_t rid;
+
+	for (rid = f->plo; rid < f->next_rid; rid++)
+		if (f->pend[rid & (f->pcap - 1)].kind == PEND_RESUB)
+			return 0;
+	return 1;
+}
+
+/*
+ * On a fresh connection: subscribe again, send unanswered confirmed
+ * publishes again, fail the other requests that were waiting.  Returns 0
+ * or the connection's error.
+ */
+static int
+restore(struct ferry *f, struct ferry_reconnect_info *info)
+{
+	uint64_t rid, end = f->next_rid;
+	size_t i;
+
+	for (i = 0; i < f->nsubs;) {
+		struct lsub *s = &f->subs[i];
+
+		s->bsid = 0;
+		if (s->closing || s->pending) {
+			sub_remove(f, s);
+			continue;
+		}
+		i++;
+	}
+	/* Subscriptions first, so that a resent request finds its inbox. */
+	for (i = 0; i < f->nsubs; i++) {
+		rid = pend_new(f, PEND_RESUB, 0);
+		if (rid == 0)
+			return fatal(f, FERRY_ENOMEM, "out of memory");
+		f->pend[rid & (f->pcap - 1)].sub = f->subs[i].n;
+		if (encode_sub(f, &f->subs[i], rid) < 0)
+			return fatal(f, FERRY_ENOMEM, "out of memory");
+	}
+	/* Then the old requests, in their order, with their rids. */
+	for (rid = f->plo; rid < end; rid++) {
+		struct pend *p = &f->pend[rid & (f->pcap - 1)];
+
+		if (p->kind == PEND_RESUB) {
+			p->kind = PEND_FREE;	/* of an earlier attempt */
+			continue;
+		}
+		if (p->frame != NULL && (p->kind == PEND_PIPE ||
+		    p->kind == PEND_SYNC)) {
+			if (msgpack_sbuffer_write(&f->enc.sb,
+			    (const char *)p->frame, p->flen) != 0)
+				return fatal(f, FERRY_ENOMEM, "out of memory");
+			info->resent++;
+			continue;
+		}
+		if (p->kind == PEND_PIPE) {
+			/* Not kept (out of memory): it fails. */
+			confirm(f, rid, p->nmsgs, FERRY_ECLOSED, 0, "",
+			    "connection lost", 0);
+		} else if (p->kind == PEND_SYNC && rid == f->wrid) {
+			f->wdone = 1;
+			f->werr = seterr(f, FERRY_ECLOSED, "connection lost "
+			    "and re-established: the request may or may not "
+			    "have been carried out");
+		}
+		p->kind = PEND_FREE;
+		free(p->frame);
+		p->frame = NULL;
+	}
+	while (f->plo < f->next_rid &&
+	    f->pend[f->plo & (f->pcap - 1)].kind == PEND_FREE)
+		f->plo++;
+	f->wsince = now_ms();
+	return wait_for(f, f->timeout_ms, done_resub, NULL);
+}
+
+/* A random wait in [0, ms]: "full jitter". */
+static unsigned
+jitter(struct ferry *f, unsigned ms)
+{
+	f->rng = f->rng * 1103515245u + 12345u;
+	return ms ? (f->rng >> 8) % (ms + 1) : 0;
+}
+
+/*
+ * If f->err is a lost connection that may be re-established, reconnect
+ * (blocking, with backoff) and restore the handle's state.  Returns 0 when
+ * the handle is usable again, else its fatal error.
+ */
+static int
+recover(struct ferry *f)
+{
+	struct ferry_reconnect_info info;
+	int64_t start = now_ms(), left;
+	unsigned backoff, base, cap;
+	char why[FERRY_ERRSTR_LEN];
+	int r, wait;
+
+	if (f->err == 0)
+		return 0;
+	if (!f->lost || f->reconnecting)
+		return f->err;
+	f->lost = 0;
+	memset(&info, 0, sizeof(info));
+	info.cause = f->err;
+	snprintf(why, sizeof(why), "%s", f->errstr);
+	info.dropped = mlist_free(&f->mhead, &f->mtail) +
+	    mlist_free(&f->rhead, &f->rtail);
+	base = f->rc.base_ms ? f->rc.base_ms : 100;
+	cap = f->rc.max_backoff_ms ? f->rc.max_backoff_ms : 5000;
+	backoff = base;
+	f->reconnecting = 1;
+	f->gen++;	/* from now on, deliveries carry new sids */
+	for (;;) {
+		wait = (int)jitter(f, backoff);
+		if (f->rc.max_time_ms) {
+			left = start + f->rc.max_time_ms - now_ms();
+			if (left < wait)
+				wait = left > 0 ? (int)left : 0;
+		}
+		if (wait > 0)
+			poll(NULL, 0, wait);
+		backoff = backoff > cap / 2 ? cap : backoff * 2;
+		info.attempts++;
+		/* Start over: nothing of the old connection is valid. */
+		f->err = 0;
+		f->close_code = 0;
+		f->welcomed = 0;
+		fy_enc_clear(&f->enc);
+		f->wpos = 0;
+		f->wnext = FLUSH_AT;
+		f->rstart = f->rend = f->rwant = 0;
+		f->rc_lost_subs = 0;
+		left = f->timeout_ms;
+		if (f->rc.max_time_ms) {
+			int64_t l2 = start + f->rc.max_time_ms - now_ms();
+
+			if (left < 0 || l2 < left)
+				left = l2 > 1 ? l2 : 1;
+		}
+		do_connect(f, f->host, f->port, (int)left);
+		r = f->err;
+		if (r == 0)
+			r = restore(f, &info);
+		if (r == 0)
+			break;
+		if ((f->rc.max_attempts && info.attempts >= f->rc.max_attempts)
+		    || (f->rc.max_time_ms && now_ms() - start >=
+		    (int64_t)f->rc.max_time_ms) || r == FERRY_ENOMEM) {
+			f->reconnecting = 0;
+			if (f->fd >= 0)
+				close(f->fd);
+			f->fd = -1;
+			f->err = r;
+			seterr(f, r, "connection lost (%.40s); reconnect gave up "
+			    "after %u attempts: %.40s", why, info.attempts,
+			    f->errstr);
+			fail_pending(f, r);
+			info.err = r;
+			info.elapsed_ms = (uint64_t)(now_ms() - start);
+			if (f->rc.fn != NULL)
+				f->rc.fn(f->rc.arg, &info);
+			return r;
+		}
+	}
+	f->reconnecting = 0;
+	f->nreconnects++;
+	info.resubscribed = f->nsubs;
+	info.lost_subs = f->rc_lost_subs;
+	info.elapsed_ms = (uint64_t)(now_ms() - start);
+	if (f->rc.fn != NULL)
+		f->rc.fn(f->rc.arg, &info);
+	return 0;
+}
+
+int
+ferry_set_reconnect(struct ferry *f, const struct ferry_reconnect_opts *o)
+{
+	if (o == NULL) {
+		f->rc_on = 0;
+		return 0;
+	}
+	if (o->max_attempts == 0 && o->max_time_ms == 0)
+		return seterr(f, FERRY_EINVAL, "reconnect without a limit: "
+		    "set max_attempts or max_time_ms");
+	f->rc = *o;
+	f->rc_on = 1;
+	return 0;
+}
+
+uint64_t
+ferry_reconnects(const struct ferry *f)
+{
+	return f->nreconnects;
 }
 
 struct ferry *
@@ -992,6 +1471,9 @@ ferry_connect(const char *host, int port, int timeout_ms, const char *name)
 	f->next_rid = 1;
 	f->plo = 1;
 	f->mtail = &f->mhead;
+	f->rtail = &f->rhead;
+	f->rng = (unsigned)getpid() ^ (unsigned)now_ms() ^
+	    (unsigned)(uintptr_t)f;
 	fy_enc_init(&f->enc);
 	if (fy_dec_init(&f->dec) != FY_OK) {
 		fy_enc_fini(&f->enc);
@@ -1010,6 +1492,11 @@ ferry_connect(const char *host, int port, int timeout_ms, const char *name)
 		host = "127.0.0.1";
 	if (name == NULL)
 		name = "libferry";
+	f->port = port;
+	if ((f->host = strdup(host)) == NULL) {
+		ferry_close(f);
+		return NULL;
+	}
 	if (strlen(name) > FERRY_NAME_MAX) {
 		fatal(f, FERRY_EINVAL, "client name longer than %d bytes",
 		    FERRY_NAME_MAX);
@@ -1023,18 +1510,24 @@ ferry_connect(const char *host, int port, int timeout_ms, const char *name)
 void
 ferry_close(struct ferry *f)
 {
-	struct mnode *n, *next;
+	uint64_t rid;
 
 	if (f == NULL)
 		return;
+	f->rc_on = 0;		/* closing: do not reconnect to flush */
 	if (f->err == 0 && f->fd >= 0 && wpending(f))
 		wait_for(f, f->timeout_ms, done_flushed, NULL);
 	if (f->fd >= 0)
 		close(f->fd);
-	for (n = f->mhead; n != NULL; n = next) {
-		next = n->next;
-		free(n);
-	}
+	mlist_free(&f->mhead, &f->mtail);
+	mlist_free(&f->rhead, &f->rtail);
+	while (f->nsubs > 0)
+		sub_remove(f, &f->subs[f->nsubs - 1]);
+	free(f->subs);
+	if (f->pend != NULL)
+		for (rid = f->plo; rid < f->next_rid; rid++)
+			free(f->pend[rid & (f->pcap - 1)].frame);
+	free(f->host);
 	fy_enc_fini(&f->enc);
 	fy_dec_fini(&f->dec);
 	free(f->rbuf);
@@ -1097,7 +1590,7 @@ ferry_ping(struct ferry *f)
 {
 	struct fy_frame fr;
 
-	if (f->err)
+	if (f->err && recover(f) < 0)
 		return f->err;
 	memset(&fr, 0, sizeof(fr));
 	fr.type = FY_T_PING;
@@ -1133,7 +1626,7 @@ static int
 check_topic(struct ferry *f, const char *topic, size_t *len)
 {
 	*len = 0;
-	if (f->err)
+	if (f->err && recover(f) < 0)
 		return f->err;
 	if (topic == NULL)
 		return seterr(f, FERRY_EINVAL, "topic is NULL");
@@ -1229,14 +1722,46 @@ fill_pubmsg(struct ferry *f, struct fy_pubmsg *pm, const void *body,
 	}
 }
 
+/* A confirmed publish as an idempotent producer: pid and the next seq. */
+static void
+set_pseq(struct ferry *f, struct fy_pubmsg *pm, uint64_t rid)
+{
+	if (rid == 0 || f->pid[0] == '\0')
+		return;
+	pm->pid.p = f->pid;
+	pm->pid.len = (uint32_t)strlen(f->pid);
+	pm->pseq = f->pseq++;
+}
+
+/* An optional string field: NULL is absent, else at most max bytes. */
+static int
+check_opt(struct ferry *f, const char *what, const char *v, size_t max,
+    struct fy_str *out)
+{
+	size_t n;
+
+	out->p = NULL;
+	out->len = 0;
+	if (v == NULL)
+		return 0;
+	n = strnlen(v, max + 1);
+	if (n > max)
+		return seterr(f, FERRY_EINVAL, "%s longer than %zu bytes", what,
+		    max);
+	out->p = v;
+	out->len = (uint32_t)n;
+	return 0;
+}
+
 /* Encode a single-message PUB with rid (0 = fire-and-forget). */
 static int
 encode_pub(struct ferry *f, const char *topic, size_t tlen, const void *body,
     size_t len, const struct ferry_pub_opts *o, uint64_t rid)
 {
 	static const struct ferry_pub_opts none;
+	struct fy_str reply_to, corr, group;
 	struct fy_frame fr;
-	size_t size;
+	size_t size, mark;
 	int r;
 
 	if (o == NULL)
@@ -1244,6 +1769,18 @@ encode_pub(struct ferry *f, const char *topic, size_t tlen, const void *body,
 	r = check_msg(f, body, len, o->id, o->hdr, o->nhdr, &size);
 	if (r < 0)
 		return r;
+	if ((r = check_opt(f, "reply_to", o->reply_to, FERRY_NAME_MAX,
+	    &reply_to)) < 0 || (r = check_opt(f, "corr", o->corr,
+	    FERRY_NAME_MAX, &corr)) < 0 || (r = check_opt(f, "group",
+	    o->group, FERRY_NAME_MAX, &group)) < 0)
+		return r;
+	if (group.len && (r = check_name(f, "group", o->group,
+	    group.len)) < 0)
+		return r;
+	if (reply_to.len && (r = check_name(f, "reply_to topic", o->reply_to,
+	    reply_to.len)) < 0)
+		return r;
+	size += reply_to.len + corr.len + group.len + 128;
 	if (size + tlen + 32 > f->max_frame)
 		return seterr(f, FERRY_EMSGSIZE,
 		    "message of %zu bytes above the broker's max_frame", size);
@@ -1255,9 +1792,20 @@ encode_pub(struct ferry *f, const char *topic, size_t tlen, const void *body,
 	fr.pub.topic.p = topic;
 	fr.pub.topic.len = (uint32_t)tlen;
 	fill_pubmsg(f, &fr.pub.one, body, len, o->id, o->hdr, o->nhdr, 0);
+	fr.pub.one.delay_ms = o->delay_ms;
+	fr.pub.one.ttl_ms = o->ttl_ms;
+	fr.pub.one.reply_to = reply_to;
+	fr.pub.one.corr = corr;
+	set_pseq(f, &fr.pub.one, rid);
 	fr.pub.msgs = &fr.pub.one;
 	fr.pub.nmsgs = 1;
-	return encode(f, &fr);
+	fr.pub.mandatory = o->mandatory ? 1 : 0;
+	fr.pub.group = group;
+	mark = f->enc.sb.size;
+	r = encode(f, &fr);
+	if (r == 0)
+		keep_frame(f, rid, mark);
+	return r;
 }
 
 int
@@ -1300,7 +1848,46 @@ ferry_publish_sync(struct ferry *f, const char *topic, const void *body,
 	r = wait_reply(f, rid);
 	if (r == 0 && id != NULL)
 		memcpy(id, f->wid, sizeof(f->wid));
+	if (r == 0)
+		f->last_dups = f->wdups;
 	return r;
+}
+
+size_t
+ferry_last_dups(const struct ferry *f)
+{
+	return f->last_dups;
+}
+
+int
+ferry_set_producer(struct ferry *f, const char *pid, uint64_t first_seq)
+{
+	struct timespec ts;
+	size_t n;
+
+	if (pid == NULL) {
+		f->pid[0] = '\0';
+		f->pseq = 0;
+		return 0;
+	}
+	n = strnlen(pid, FY_ID_MAX + 1);
+	if (n == 0 || n > FY_ID_MAX)
+		return seterr(f, FERRY_EINVAL, "producer id must have 1 to %d "
+		    "bytes", FY_ID_MAX);
+	memcpy(f->pid, pid, n + 1);
+	if (first_seq == 0) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		first_seq = (uint64_t)ts.tv_sec * 1000000 +
+		    (uint64_t)ts.tv_nsec / 1000;
+	}
+	f->pseq = first_seq;
+	return 0;
+}
+
+uint64_t
+ferry_producer_seq(const struct ferry *f)
+{
+	return f->pid[0] ? f->pseq : 0;
 }
 
 int
@@ -1340,7 +1927,7 @@ encode_batch(struct ferry *f, const char *topic, size_t tlen,
 	struct fy_frame fr;
 	struct pend p;
 	uint64_t rid = 0;
-	size_t i, nkv = 0, kvpos = 0;
+	size_t i, nkv = 0, kvpos = 0, mark;
 	int r;
 
 	if (n > f->pmcap) {
@@ -1364,6 +1951,8 @@ encode_batch(struct ferry *f, const char *topic, size_t tlen,
 		rid = pend_new(f, PEND_PIPE, (uint32_t)n);
 		if (rid == 0)
 			return seterr(f, FERRY_ENOMEM, "out of memory");
+		for (i = 0; i < n; i++)
+			set_pseq(f, &f->pm[i], rid);
 	}
 	memset(&fr, 0, sizeof(fr));
 	fr.type = FY_T_PUB;
@@ -1372,12 +1961,14 @@ encode_batch(struct ferry *f, const char *topic, size_t tlen,
 	fr.pub.topic.len = (uint32_t)tlen;
 	fr.pub.msgs = f->pm;
 	fr.pub.nmsgs = (uint32_t)n;
+	mark = f->enc.sb.size;
 	r = encode(f, &fr);
 	if (r < 0) {
 		if (rid)
 			pend_take(f, rid, &p);
 		return r;
 	}
+	keep_frame(f, rid, mark);
 	if (rid)
 		f->pipe_pending += n;
 	return maybe_flush(f);
@@ -1478,17 +2069,68 @@ ferry_set_confirm_cb(struct ferry *f, ferry_confirm_fn *fn, void *arg)
 
 /* --- Consuming ---------------------------------------------------------- */
 
-int
-ferry_subscribe(struct ferry *f, const char *topic,
-    const struct ferry_sub_opts *o, uint64_t *sid)
+/* The SUB's OK: the broker's sid of the subscription being made. */
+static int
+sub_ok(struct ferry *f, const struct fy_frame *fr)
+{
+	struct lsub *s = sub_by_n(f, (uint32_t)(uintptr_t)f->wout);
+
+	if (s != NULL && fr->type == FY_T_OK) {
+		s->bsid = fr->ok.sid;
+		s->pending = 0;
+	}
+	return 0;
+}
+
+/* Add a subscription to the table (copying its strings), not yet
+ * answered; NULL when out of memory. */
+static struct lsub *
+sub_add(struct ferry *f, const char *topic, const struct ferry_sub_opts *o,
+    size_t glen)
+{
+	struct lsub *s;
+
+	if (f->nsubs == f->subcap) {
+		size_t ncap = f->subcap ? f->subcap * 2 : 8;
+		struct lsub *ns = realloc(f->subs, ncap * sizeof(*ns));
+
+		if (ns == NULL)
+			return NULL;
+		f->subs = ns;
+		f->subcap = ncap;
+	}
+	s = &f->subs[f->nsubs];
+	memset(s, 0, sizeof(*s));
+	s->o = *o;
+	s->o.group = NULL;
+	s->topic = strdup(topic);
+	if (glen)
+		s->o.group = strndup(o->group, glen);
+	if (s->topic == NULL || (glen && s->o.group == NULL)) {
+		free(s->topic);
+		free((char *)s->o.group);
+		return NULL;
+	}
+	s->n = ++f->next_sub;
+	s->pending = 1;
+	f->nsubs++;
+	return s;
+}
+
+/* Subscribe; *n gets the subscription's n. */
+static int
+subscribe(struct ferry *f, const char *topic, const struct ferry_sub_opts *o,
+    int inbox, uint32_t *n)
 {
 	static const struct ferry_sub_opts none;
-	struct fy_frame fr;
+	struct lsub *s;
+	struct pend p;
 	size_t tlen, glen = 0;
+	uint64_t rid;
+	uint32_t sn;
 	int r;
 
-	if (sid != NULL)
-		*sid = 0;
+	*n = 0;
 	r = check_topic(f, topic, &tlen);
 	if (r < 0)
 		return r;
@@ -1496,31 +2138,64 @@ ferry_subscribe(struct ferry *f, const char *topic,
 		o = &none;
 	if (o->mode != FERRY_AT_LEAST_ONCE && o->mode != FERRY_AT_MOST_ONCE)
 		return seterr(f, FERRY_EINVAL, "invalid mode %d", o->mode);
+	if (o->overflow != FERRY_OVERFLOW_REJECT &&
+	    o->overflow != FERRY_OVERFLOW_DLQ_OLDEST)
+		return seterr(f, FERRY_EINVAL, "invalid overflow %d",
+		    o->overflow);
 	if (o->group != NULL && o->group[0] != '\0' && !o->ephemeral) {
 		glen = strnlen(o->group, FERRY_NAME_MAX + 1);
 		r = check_name(f, "group", o->group, glen);
 		if (r < 0)
 			return r;
 	}
-	memset(&fr, 0, sizeof(fr));
-	fr.type = FY_T_SUB;
-	fr.sub.topic.p = topic;
-	fr.sub.topic.len = (uint32_t)tlen;
-	if (glen) {
-		fr.sub.group.p = o->group;
-		fr.sub.group.len = (uint32_t)glen;
+	if ((s = sub_add(f, topic, o, glen)) == NULL)
+		return seterr(f, FERRY_ENOMEM, "out of memory");
+	s->inbox = inbox;
+	sn = s->n;
+	rid = pend_new(f, PEND_SYNC, 0);
+	if (rid == 0) {
+		sub_remove(f, s);
+		return seterr(f, FERRY_ENOMEM, "out of memory");
 	}
-	fr.sub.prefetch = o->prefetch;
-	fr.sub.mode = (uint32_t)o->mode;
-	fr.sub.ack_timeout_ms = o->ack_timeout_ms;
-	fr.sub.max_attempts = o->max_attempts;
-	fr.sub.ephemeral = o->ephemeral ? 1 : 0;
-	r = send_sync(f, &fr);
-	if (r == 0 && f->wsid == 0)
-		return seterr(f, FERRY_EBADREPLY,
+	r = encode_sub(f, s, rid);
+	if (r < 0) {
+		pend_take(f, rid, &p);
+		sub_remove(f, s);
+		return r;
+	}
+	/* The table entry is in place before the OK is read: deliveries
+	 * may follow it in the same read. */
+	f->wcopy = sub_ok;
+	f->wout = (void *)(uintptr_t)sn;
+	r = wait_reply(f, rid);
+	f->wcopy = NULL;
+	f->wout = NULL;
+	s = sub_by_n(f, sn);
+	if (r == 0 && (s == NULL || s->bsid == 0))
+		r = seterr(f, FERRY_EBADREPLY,
 		    "subscribe answered without a subscription id");
+	if (r < 0) {
+		/* A late OK would subscribe us: unsubscribe then. */
+		if (s != NULL)
+			sub_remove(f, s);
+		return r;
+	}
+	*n = sn;
+	return 0;
+}
+
+int
+ferry_subscribe(struct ferry *f, const char *topic,
+    const struct ferry_sub_opts *o, uint64_t *sid)
+{
+	uint32_t n;
+	int r;
+
+	if (sid != NULL)
+		*sid = 0;
+	r = subscribe(f, topic, o, 0, &n);
 	if (r == 0 && sid != NULL)
-		*sid = f->wsid;
+		*sid = (uint64_t)f->gen << SID_GEN_SHIFT | n;
 	return r;
 }
 
@@ -1528,17 +2203,52 @@ int
 ferry_unsubscribe(struct ferry *f, uint64_t sid)
 {
 	struct fy_frame fr;
+	struct lsub *s;
+	uint32_t n = (uint32_t)sid;
+	uint64_t gen;
 	int r;
 
-	if (f->err)
+	if (f->err && recover(f) < 0)
 		return f->err;
+	s = sub_by_n(f, n);
 	memset(&fr, 0, sizeof(fr));
 	fr.type = FY_T_UNSUB;
-	fr.unsub.sid = sid;
+	fr.unsub.sid = s ? s->bsid : 0;	/* 0: the broker says E_NOSUB */
+	if (s != NULL)
+		s->closing = 1;
+	gen = f->gen;
 	r = send_sync(f, &fr);
-	if (r == 0)
-		purge(f, sid);
+	s = sub_by_n(f, n);
+	if (r == FERRY_ECLOSED && f->err == 0 && gen != f->gen && s == NULL)
+		r = 0;		/* reconnected meanwhile: it is gone */
+	if (s != NULL && r == 0)
+		sub_remove(f, s);
+	else if (s != NULL)
+		s->closing = 0;
+	if (r == 0) {
+		purge(f, (uint64_t)f->gen << SID_GEN_SHIFT | n);
+		if (n == f->inbox_n)
+			f->inbox_n = 0;
+	}
 	return r;
+}
+
+/* The broker's sid for settling a delivery of sid, or an error. */
+static int
+settle_sid(struct ferry *f, uint64_t sid, uint64_t *bsid)
+{
+	struct lsub *s;
+
+	*bsid = 0;
+	if (sid >> SID_GEN_SHIFT != f->gen) {
+		f->last_code = FY_E_STALE;
+		return seterr(f, FERRY_ESTALE, "delivery from before a "
+		    "reconnect: its lease is void");
+	}
+	s = sub_by_n(f, (uint32_t)sid);
+	if (s != NULL)
+		*bsid = s->bsid;	/* else 0: the broker says E_NOSUB */
+	return 0;
 }
 
 static int
@@ -1555,7 +2265,7 @@ ferry_next(struct ferry *f, int timeout_ms, struct ferry_msg **m)
 	int r;
 
 	*m = NULL;
-	if (f->err)
+	if (f->err && recover(f) < 0)
 		return f->err;
 	if (f->mhead == NULL && f->alen == 0) {
 		r = wait_for(f, timeout_ms < 0 ? -1 : timeout_ms, done_msg,
@@ -1608,12 +2318,16 @@ int
 ferry_ack(struct ferry *f, uint64_t sid, uint64_t lease, int flags)
 {
 	struct fy_frame fr;
+	uint64_t bsid;
+	int r;
 
-	if (f->err)
+	if (f->err && recover(f) < 0)
 		return f->err;
 	memset(&fr, 0, sizeof(fr));
 	fr.type = FY_T_ACK;
-	fr.ack.sid = sid;
+	if ((r = settle_sid(f, sid, &bsid)) < 0)
+		return r;
+	fr.ack.sid = bsid;
 	fr.ack.one = lease;
 	fr.ack.leases = &fr.ack.one;
 	fr.ack.nleases = 1;
@@ -1625,12 +2339,16 @@ ferry_nack(struct ferry *f, uint64_t sid, uint64_t lease, int64_t delay_ms,
     const char *error, int flags)
 {
 	struct fy_frame fr;
+	uint64_t bsid;
+	int r;
 
-	if (f->err)
+	if (f->err && recover(f) < 0)
 		return f->err;
 	memset(&fr, 0, sizeof(fr));
 	fr.type = FY_T_NACK;
-	fr.nack.sid = sid;
+	if ((r = settle_sid(f, sid, &bsid)) < 0)
+		return r;
+	fr.nack.sid = bsid;
 	fr.nack.lease = lease;
 	if (delay_ms >= 0) {
 		fr.nack.delay_ms = (uint64_t)delay_ms;
@@ -1649,12 +2367,16 @@ int
 ferry_touch(struct ferry *f, uint64_t sid, uint64_t lease, int flags)
 {
 	struct fy_frame fr;
+	uint64_t bsid;
+	int r;
 
-	if (f->err)
+	if (f->err && recover(f) < 0)
 		return f->err;
 	memset(&fr, 0, sizeof(fr));
 	fr.type = FY_T_TOUCH;
-	fr.touch.sid = sid;
+	if ((r = settle_sid(f, sid, &bsid)) < 0)
+		return r;
+	fr.touch.sid = bsid;
 	fr.touch.lease = lease;
 	return settle(f, &fr, flags);
 }
@@ -1686,4 +2408,390 @@ ferry_delete(struct ferry *f, const char *topic, const char *group)
 		fr.del.group.len = (uint32_t)glen;
 	}
 	return send_sync(f, &fr);
+}
+
+/* --- Request-reply -------------------------------------------------------- */
+
+static void
+uuid_str(char *out)
+{
+	uuid_t u;
+
+	uuid_generate_random(u);
+	uuid_unparse_lower(u, out);
+}
+
+/* Subscribe to the handle's inbox, once. */
+static int
+inbox_open(struct ferry *f)
+{
+	struct ferry_sub_opts o;
+	char u[37];
+
+	if (f->inbox_n != 0 && sub_by_n(f, f->inbox_n) != NULL)
+		return 0;
+	uuid_str(u);
+	snprintf(f->inbox, sizeof(f->inbox), INBOX_PREFIX "%s", u);
+	memset(&o, 0, sizeof(o));
+	o.ephemeral = 1;
+	o.mode = FERRY_AT_MOST_ONCE;
+	o.prefetch = 1024;
+	return subscribe(f, f->inbox, &o, 1, &f->inbox_n);
+}
+
+struct want_reply {
+	const char *corr;
+	struct mnode *got;
+};
+
+/* Take the reply with our corr off the reply queue; drop others, which
+ * answer requests that gave up. */
+static int
+done_request(struct ferry *f, void *arg)
+{
+	struct want_reply *w = arg;
+	struct mnode *n;
+
+	while (w->got == NULL && (n = f->rhead) != NULL) {
+		f->rhead = n->next;
+		if (f->rhead == NULL)
+			f->rtail = &f->rhead;
+		n->next = NULL;
+		if (strcmp(n->msg.corr, w->corr) == 0)
+			w->got = n;
+		else
+			free(n);
+	}
+	return w->got != NULL;
+}
+
+int
+ferry_request(struct ferry *f, const char *topic, const void *body,
+    size_t len, const struct ferry_pub_opts *o, int timeout_ms,
+    struct ferry_msg **reply)
+{
+	struct ferry_pub_opts po;
+	struct want_reply w;
+	char corr[37];
+	int64_t deadline = timeout_ms >= 0 ? now_ms() + timeout_ms : -1;
+	int r, saved = f->timeout_ms;
+	int64_t left;
+
+	*reply = NULL;
+	if (f->err && recover(f) < 0)
+		return f->err;
+	if (o != NULL)
+		po = *o;
+	else
+		memset(&po, 0, sizeof(po));
+	r = inbox_open(f);
+	if (r < 0)
+		return r;
+	uuid_str(corr);
+	po.reply_to = f->inbox;
+	po.corr = corr;
+	po.mandatory = 1;
+	/* The publish itself waits no longer than the request may. */
+	if (deadline >= 0) {
+		left = deadline - now_ms();
+		f->timeout_ms = left > 0 ? (int)left : 1;
+		if (saved > 0 && saved < f->timeout_ms)
+			f->timeout_ms = saved;
+	}
+	r = ferry_publish_sync(f, topic, body, len, &po, NULL);
+	f->timeout_ms = saved;
+	if (r < 0)
+		return r;
+	w.corr = corr;
+	w.got = NULL;
+	left = deadline >= 0 ? deadline - now_ms() : -1;
+	r = wait_for(f, deadline >= 0 ? (left > 0 ? (int)left : 0) : -1,
+	    done_request, &w);
+	if (w.got != NULL) {
+		*reply = &w.got->msg;
+		return 0;
+	}
+	if (r == FERRY_ETIMEOUT)
+		return seterr(f, FERRY_ETIMEOUT, "no reply from %s within %d ms",
+		    topic, timeout_ms);
+	return r;
+}
+
+int
+ferry_reply(struct ferry *f, const struct ferry_msg *request,
+    const void *body, size_t len)
+{
+	struct ferry_pub_opts po;
+
+	if (f->err && recover(f) < 0)
+		return f->err;
+	if (request == NULL || request->reply_to == NULL ||
+	    request->reply_to[0] == '\0')
+		return seterr(f, FERRY_EINVAL, "the message asks for no reply");
+	memset(&po, 0, sizeof(po));
+	po.corr = request->corr && request->corr[0] ? request->corr : NULL;
+	/* A requester that is gone must not leave the reply stored in its
+	 * inbox topic forever. */
+	po.mandatory = 1;
+	return ferry_publish_sync(f, request->reply_to, body, len, &po, NULL);
+}
+
+/* --- Inspection ------------------------------------------------------------ */
+
+/* Strings of a copied answer go after its array, in the same block. */
+#define SPUT(dst, s) do {						\
+		(dst) = sp;						\
+		if ((s).len)						\
+			memcpy(sp, (s).p, (s).len);			\
+		sp[(s).len] = '\0';					\
+		sp += (s).len + 1;					\
+	} while (0)
+
+static int
+copy_stats(struct ferry *f, const struct fy_frame *fr)
+{
+	const uint32_t n = fr->ok.nstats;
+	struct ferry_group_stats *rows;
+	size_t size = n * sizeof(*rows), i;
+	char *sp;
+
+	for (i = 0; i < n; i++)
+		size += fr->ok.stats[i].topic.len + fr->ok.stats[i].group.len +
+		    2;
+	if ((rows = malloc(size ? size : 1)) == NULL)
+		return -1;
+	sp = (char *)(rows + n);
+	for (i = 0; i < n; i++) {
+		const struct fy_gstat *g = &fr->ok.stats[i];
+		struct ferry_group_stats *r = &rows[i];
+
+		SPUT(r->topic, g->topic);
+		SPUT(r->group, g->group);
+		r->ready = g->ready;
+		r->delayed = g->delayed;
+		r->inflight = g->inflight;
+		r->bytes = g->bytes;
+		r->members = g->members;
+		r->enqueued = g->enqueued;
+		r->delivered = g->delivered;
+		r->acked = g->acked;
+		r->timeouts = g->timeouts;
+		r->nacked = g->nacked;
+		r->disconnected = g->disconnected;
+		r->released = g->released;
+		r->expired = g->expired;
+		r->dead_lettered = g->dead_lettered;
+	}
+	f->wout = rows;
+	f->wn = n;
+	return 0;
+}
+
+static int
+copy_inflight(struct ferry *f, const struct fy_frame *fr)
+{
+	const uint32_t n = fr->ok.ninflight;
+	struct ferry_lease_info *rows;
+	size_t size = n * sizeof(*rows), i;
+	char *sp;
+
+	for (i = 0; i < n; i++)
+		size += fr->ok.inflight[i].id.len +
+		    fr->ok.inflight[i].consumer.len +
+		    fr->ok.inflight[i].error.len + 3;
+	if ((rows = malloc(size ? size : 1)) == NULL)
+		return -1;
+	sp = (char *)(rows + n);
+	for (i = 0; i < n; i++) {
+		const struct fy_lease_info *l = &fr->ok.inflight[i];
+
+		SPUT(rows[i].id, l->id);
+		SPUT(rows[i].consumer, l->consumer);
+		SPUT(rows[i].error, l->error);
+		rows[i].age_ms = l->age_ms;
+		rows[i].attempt = l->attempt;
+	}
+	f->wout = rows;
+	f->wn = n;
+	return 0;
+}
+
+static int
+copy_events(struct ferry *f, const struct fy_frame *fr)
+{
+	const uint32_t n = fr->ok.nevents;
+	struct ferry_event *rows;
+	size_t size = n * sizeof(*rows), i;
+	char *sp;
+
+	for (i = 0; i < n; i++) {
+		const struct fy_event *e = &fr->ok.events[i];
+
+		size += e->what.len + e->topic.len + e->group.len +
+		    e->consumer.len + e->error.len + 5;
+	}
+	if ((rows = malloc(size ? size : 1)) == NULL)
+		return -1;
+	sp = (char *)(rows + n);
+	for (i = 0; i < n; i++) {
+		const struct fy_event *e = &fr->ok.events[i];
+
+		rows[i].at_ms = e->at;
+		SPUT(rows[i].what, e->what);
+		SPUT(rows[i].topic, e->topic);
+		SPUT(rows[i].group, e->group);
+		SPUT(rows[i].consumer, e->consumer);
+		SPUT(rows[i].error, e->error);
+		rows[i].attempt = e->attempt;
+	}
+	f->wout = rows;
+	f->wn = n;
+	return 0;
+}
+#undef SPUT
+
+static int
+copy_peek(struct ferry *f, const struct fy_frame *fr)
+{
+	struct mnode *n;
+
+	if (fr->type != FY_T_MSG)
+		return 0;	/* an OK without the message: see below */
+	if ((n = msg_copy(fr)) == NULL)
+		return -1;
+	n->msg.sid = 0;
+	n->msg.lease = 0;
+	f->wout = n;
+	return 0;
+}
+
+/*
+ * Send a query (STATS, INFLIGHT, PEEK, TRACE) and wait; on success the
+ * copy built by fn is returned in *out (and its row count in *n).
+ */
+static int
+query(struct ferry *f, int type, const char *topic, const char *group,
+    const char *id, int (*fn)(struct ferry *, const struct fy_frame *),
+    void **out, size_t *n)
+{
+	struct fy_frame fr;
+	size_t tlen = 0, glen = 0, ilen = 0;
+	int r;
+
+	*out = NULL;
+	*n = 0;
+	if (f->err && recover(f) < 0)
+		return f->err;
+	if (topic != NULL && (topic[0] != '\0' || type != FY_T_STATS)) {
+		r = check_topic(f, topic, &tlen);
+		if (r < 0)
+			return r;
+	} else if (type != FY_T_STATS && type != FY_T_TRACE) {
+		return seterr(f, FERRY_EINVAL, "topic is NULL");
+	}
+	if (group != NULL && group[0] != '\0') {
+		glen = strnlen(group, FERRY_NAME_MAX + 1);
+		r = check_name(f, "group", group, glen);
+		if (r < 0)
+			return r;
+	}
+	if (type == FY_T_TRACE) {
+		if (id == NULL || id[0] == '\0')
+			return seterr(f, FERRY_EINVAL, "message id is empty");
+		ilen = strnlen(id, FERRY_ID_MAX + 1);
+		if (ilen > FERRY_ID_MAX)
+			return seterr(f, FERRY_EINVAL,
+			    "message id longer than %d bytes", FERRY_ID_MAX);
+	}
+	memset(&fr, 0, sizeof(fr));
+	fr.type = type;
+	fr.query.topic.p = tlen ? topic : NULL;
+	fr.query.topic.len = (uint32_t)tlen;
+	fr.query.group.p = glen ? group : NULL;
+	fr.query.group.len = (uint32_t)glen;
+	fr.query.id.p = ilen ? id : NULL;
+	fr.query.id.len = (uint32_t)ilen;
+	f->wcopy = fn;
+	f->wout = NULL;
+	f->wn = 0;
+	r = send_sync(f, &fr);
+	f->wcopy = NULL;
+	if (r < 0) {
+		/* A copy made before a later failure is ours to free. */
+		if (type == FY_T_PEEK)
+			ferry_msg_free(f->wout ? &((struct mnode *)f->wout)->msg :
+			    NULL);
+		else
+			free(f->wout);
+		f->wout = NULL;
+		return r;
+	}
+	*out = f->wout;
+	*n = f->wn;
+	f->wout = NULL;
+	return 0;
+}
+
+int
+ferry_stats(struct ferry *f, const char *topic,
+    struct ferry_group_stats **rows, size_t *n)
+{
+	return query(f, FY_T_STATS, topic, NULL, NULL, copy_stats,
+	    (void **)rows, n);
+}
+
+void
+ferry_stats_free(struct ferry_group_stats *rows)
+{
+	free(rows);
+}
+
+int
+ferry_inflight(struct ferry *f, const char *topic, const char *group,
+    struct ferry_lease_info **rows, size_t *n)
+{
+	return query(f, FY_T_INFLIGHT, topic, group, NULL, copy_inflight,
+	    (void **)rows, n);
+}
+
+void
+ferry_inflight_free(struct ferry_lease_info *rows)
+{
+	free(rows);
+}
+
+int
+ferry_trace(struct ferry *f, const char *id, struct ferry_event **rows,
+    size_t *n)
+{
+	return query(f, FY_T_TRACE, NULL, NULL, id, copy_events,
+	    (void **)rows, n);
+}
+
+void
+ferry_trace_free(struct ferry_event *rows)
+{
+	free(rows);
+}
+
+int
+ferry_peek(struct ferry *f, const char *topic, const char *group,
+    struct ferry_msg **m)
+{
+	struct mnode *node;
+	size_t n;
+	int r;
+
+	*m = NULL;
+	r = query(f, FY_T_PEEK, topic, group, NULL, copy_peek,
+	    (void **)&node, &n);
+	if (r < 0)
+		return r;
+	if (node == NULL) {
+		/* An OK: an older broker's way of saying "nothing". */
+		f->last_code = FY_E_NOTFOUND;
+		return seterr(f, FERRY_ENOTFOUND, "nothing to peek at");
+	}
+	*m = &node->msg;
+	return 0;
 }
