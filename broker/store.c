@@ -976,6 +976,23 @@ out:
 	return err;
 }
 
+/*
+ * Is the oldest segment worth emptying?  Only when the journal has grown
+ * past a couple of segments and almost nothing in the oldest is alive:
+ * acks and failures are records too, so "half dead" would also pick a
+ * segment whose messages all still wait (a steady flow with a backlog),
+ * and copying those forward frees nothing.
+ */
+static int
+worth_compacting(struct store *s, struct journal_segment_info *si)
+{
+	struct journal_stats st;
+
+	journal_get_stats(s->j, &st);
+	return st.segments >= 3 && journal_segment_info(s->j, 0, si) == 0 &&
+	    !si->active && si->live * 8 <= si->records;
+}
+
 /* Objects moved per loop turn: bounds the time compaction takes away
  * from clients. */
 #define COMPACT_BATCH 2048
@@ -1008,9 +1025,7 @@ compact_cb(evutil_socket_t fd, short what, void *arg)
 	 * Moving the last live message out of the oldest segment deletes it,
 	 * so segment 0 is the next candidate each time round.
 	 */
-	while (budget > 0 && !journal_error(s->j) &&
-	    journal_segment_info(s->j, 0, &si) == 0 && !si.active &&
-	    si.live * 2 <= si.records) {
+	while (budget > 0 && !journal_error(s->j) && worth_compacting(s, &si)) {
 		int moved = 0;
 
 		while ((m = list_first(&s->live, struct msg, slink)) &&
