@@ -82,8 +82,18 @@ struct mnode {
 	struct ferry_msg msg;	/* what the caller sees; freed via its node */
 };
 
+/* Fire-and-forget acks waiting to go out as one ACK frame. */
+#define ACKS_MAX 512
+
 struct ferry {
 	int fd;			/* -1 once closed */
+	/* Consecutive fire-and-forget acks of one subscription: sent as one
+	 * frame with "leases" before any other frame or write, so the
+	 * broker decodes one frame per batch instead of one per message,
+	 * and the order with later requests is kept. */
+	uint64_t acks_sid;
+	uint32_t nacks;
+	uint64_t acks[ACKS_MAX];
 	int err;		/* fatal error: sticky, 0 while usable */
 	int last_code;		/* broker code of the latest broker error */
 	char errstr[FERRY_ERRSTR_LEN];
@@ -852,11 +862,15 @@ read_some(struct ferry *f)
 
 /* --- Output ----------------------------------------------------------- */
 
+/* Bytes waiting to be written, counting acks not yet encoded (write_some()
+ * encodes them first). */
 static size_t
 wpending(const struct ferry *f)
 {
-	return f->enc.sb.size - f->wpos;
+	return f->enc.sb.size - f->wpos + f->nacks * 9;
 }
+
+static int encode_acks(struct ferry *f);
 
 /* Write what the socket takes now.  0 or a fatal error. */
 static int
@@ -864,6 +878,9 @@ write_some(struct ferry *f)
 {
 	msgpack_sbuffer *sb = &f->enc.sb;
 	ssize_t n;
+
+	if (f->nacks && encode_acks(f) < 0)
+		return -1;
 
 	while (f->wpos < sb->size) {
 		n = send(f->fd, sb->data + f->wpos, sb->size - f->wpos,
@@ -993,7 +1010,7 @@ maybe_flush(struct ferry *f)
 
 /* Append one frame; on failure nothing of it stays in the buffer. */
 static int
-encode(struct ferry *f, const struct fy_frame *fr)
+encode_frame(struct ferry *f, const struct fy_frame *fr)
 {
 	size_t mark = f->enc.sb.size;
 	int r;
@@ -1008,6 +1025,35 @@ encode(struct ferry *f, const struct fy_frame *fr)
 		return seterr(f, FERRY_ENOMEM, "out of memory encoding");
 	return seterr(f, FERRY_EINVAL, "cannot encode frame type %d",
 	    fr->type);
+}
+
+/* Encode the pending acks as one ACK frame. */
+static int
+encode_acks(struct ferry *f)
+{
+	struct fy_frame fr;
+
+	if (!f->nacks)
+		return 0;
+	memset(&fr, 0, sizeof(fr));
+	fr.type = FY_T_ACK;
+	fr.ack.sid = f->acks_sid;
+	fr.ack.leases = f->acks;
+	fr.ack.nleases = f->nacks;
+	f->nacks = 0;
+	return encode_frame(f, &fr);
+}
+
+/* Append one frame, after any pending acks; on failure nothing of it
+ * stays in the buffer. */
+static int
+encode(struct ferry *f, const struct fy_frame *fr)
+{
+	int r;
+
+	if ((r = encode_acks(f)) < 0)
+		return r;
+	return encode_frame(f, fr);
 }
 
 static int
@@ -2327,6 +2373,16 @@ ferry_ack(struct ferry *f, uint64_t sid, uint64_t lease, int flags)
 	fr.type = FY_T_ACK;
 	if ((r = settle_sid(f, sid, &bsid)) < 0)
 		return r;
+	if (!(flags & FERRY_CONFIRM) && bsid) {
+		if ((f->nacks && f->acks_sid != bsid) || f->nacks == ACKS_MAX)
+			if ((r = encode_acks(f)) < 0)
+				return r;
+		if (wpending(f) == 0)
+			f->wsince = now_ms();	/* ages like buffered output */
+		f->acks_sid = bsid;
+		f->acks[f->nacks++] = lease;
+		return maybe_flush(f);
+	}
 	fr.ack.sid = bsid;
 	fr.ack.one = lease;
 	fr.ack.leases = &fr.ack.one;
