@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
 #include "ferry.h"
 
 #define EXIT_USAGE 2
@@ -48,6 +49,7 @@ static const char usage_main[] =
 "  sub TOPIC            print delivered messages and ack them\n"
 "  del TOPIC            delete a topic or one of its groups\n"
 "  ping                 round trip to the broker\n"
+"  bench TOPIC          measure throughput, latency, loss\n"
 "  req TOPIC [BODY]     send a request, print its reply\n"
 "  reply TOPIC --exec CMD  answer requests with a command's output\n"
 "  dlq replay TOPIC     republish TOPIC's dead letters, rate-limited\n"
@@ -1945,6 +1947,12 @@ cmd_trace(const struct global *g, int argc, char **argv)
 	return fflush(stdout) != 0;
 }
 
+static int
+cmd_bench(const struct global *g, int argc, char **argv)
+{
+	return bench_main(g->host, g->port, g->timeout_ms, argc, argv);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1964,6 +1972,7 @@ main(int argc, char **argv)
 		{ "sub", cmd_sub, usage_sub },
 		{ "del", cmd_del, usage_del },
 		{ "ping", cmd_ping, usage_ping },
+		{ "bench", cmd_bench, bench_usage },
 		{ "req", cmd_req, usage_req },
 		{ "reply", cmd_reply, usage_reply },
 		{ "dlq", cmd_dlq, usage_dlq },
