@@ -192,11 +192,10 @@ inspect_inflight(struct conn *c, const struct fy_frame *f)
 void
 inspect_peek(struct conn *c, const struct fy_frame *f)
 {
-	struct fy_frame mf = {.type = FY_T_MSG, .rid = f->rid};
 	struct group *g = query_group(c, f);
+	struct fy_frame mf;
 	struct hnode *n;
 	struct qent *e;
-	struct msg *m;
 
 	if (!g)
 		return;
@@ -209,20 +208,11 @@ inspect_peek(struct conn *c, const struct fy_frame *f)
 		    g->name);
 		return;
 	}
-	m = e->msg;
-	mf.msg.id = (struct fy_str){m->id, m->id_len};
-	mf.msg.topic = (struct fy_str){g->topic->name,
-	    (uint32_t)g->topic->name_len};
-	mf.msg.attempt = (uint32_t)e->attempts + 1;
-	mf.msg.ts = m->ts;
-	mf.msg.hdr = m->hdr;
-	mf.msg.nhdr = m->nhdr;
-	mf.msg.hist = m->hist;
-	mf.msg.nhist = m->nhist;
-	mf.msg.reply_to = m->reply_to;
-	mf.msg.corr = m->corr;
-	mf.msg.body = (struct fy_str){m->body, m->body_len};
-	conn_send_msg(c, &mf, m);
+	/* A PEEK is answered with the MSG it would be delivered as, minus
+	 * the subscription and the lease. */
+	qent_frame(e, &mf);
+	mf.rid = f->rid;
+	conn_send_msg(c, &mf, e->msg);
 }
 
 struct trace_reply {

@@ -10,6 +10,7 @@
 #include "group.h"
 #include "heap.h"
 #include "msg.h"
+#include "topic.h"
 #include "trace.h"
 
 static char *
@@ -195,6 +196,27 @@ qent_free(struct qent *e)
 	free(e->hist);
 	msg_unref(e->msg);
 	free(e);
+}
+
+void
+qent_frame(const struct qent *e, struct fy_frame *f)
+{
+	const struct msg *m = e->msg;
+	const struct topic *t = e->group->topic;
+
+	memset(f, 0, sizeof(*f));
+	f->type = FY_T_MSG;
+	f->msg.id = (struct fy_str){m->id, m->id_len};
+	f->msg.topic = (struct fy_str){t->name, (uint32_t)t->name_len};
+	f->msg.attempt = (uint32_t)e->attempts + 1;
+	f->msg.ts = m->ts;
+	f->msg.hdr = m->hdr;
+	f->msg.nhdr = m->nhdr;
+	f->msg.hist = m->hist;
+	f->msg.nhist = m->nhist;
+	f->msg.reply_to = m->reply_to;
+	f->msg.corr = m->corr;
+	f->msg.body = (struct fy_str){m->body, m->body_len};
 }
 
 int

@@ -139,6 +139,10 @@ struct qent *qent_new(struct msg *m, struct group *g);
  * structure first. */
 void qent_free(struct qent *e);
 
+/* Fill *f with the MSG frame that delivers e (sid and lease left 0).  The
+ * frame borrows from e's message and group. */
+void qent_frame(const struct qent *e, struct fy_frame *f);
+
 /* Record a failed delivery; keeps the most recent QHIST_MAX. */
 int qent_hist_add(struct qent *e, int cause, uint64_t at,
     const char *consumer, size_t consumer_len, const char *error,

@@ -119,22 +119,11 @@ sub_deliver(struct sub *s, struct qent *e)
 {
 	struct group *g = s->group;
 	struct msg *m = e->msg;
-	struct fy_frame f = {.type = FY_T_MSG};
+	struct fy_frame f;
 	int r;
 
+	qent_frame(e, &f);
 	f.msg.sid = s->sid;
-	f.msg.id = (struct fy_str){m->id, m->id_len};
-	f.msg.topic = (struct fy_str){g->topic->name,
-	    (uint32_t)g->topic->name_len};
-	f.msg.attempt = (uint32_t)e->attempts + 1;
-	f.msg.ts = m->ts;
-	f.msg.hdr = m->hdr;
-	f.msg.nhdr = m->nhdr;
-	f.msg.hist = m->hist;
-	f.msg.nhist = m->nhist;
-	f.msg.reply_to = m->reply_to;
-	f.msg.corr = m->corr;
-	f.msg.body = (struct fy_str){m->body, m->body_len};
 
 	trace_add(&g->b->trace, clock_wall_ms(), m->idh, TR_DELIVERED,
 	    g->topic->sym, g->sym, s->conn->sym, f.msg.attempt);
