@@ -444,6 +444,90 @@ get_move(msgpack_zone *zone, const msgpack_object *a, struct rec *r)
 	return e ? -EBADMSG : 0;
 }
 
+/*
+ * Is p[0..len) one msgpack value whose every count is backed by bytes,
+ * nested at most 16 deep?  msgpack_unpack() allocates what a count claims
+ * before reading the elements, so a damaged record claiming 2^32 entries
+ * would ask for gigabytes: checked first, without allocating.
+ */
+static int
+bounded(const uint8_t *p, size_t len)
+{
+	uint64_t left[17];	/* values still to read, per nesting level */
+	size_t off = 0;
+	int depth = 0;
+
+	left[0] = 1;
+	while (depth >= 0) {
+		uint64_t n = 0, skip = 0, kids = 0;
+		uint8_t b;
+
+		if (!left[depth]) {
+			depth--;
+			continue;
+		}
+		left[depth]--;
+		if (off >= len)
+			return 0;
+		b = p[off++];
+		if (b <= 0x7f || b >= 0xe0 || (b >= 0xc0 && b <= 0xc3 &&
+		    b != 0xc1)) {
+			continue;
+		} else if (b >= 0x80 && b <= 0x8f) {
+			kids = 2 * (uint64_t)(b & 0x0f);
+		} else if (b >= 0x90 && b <= 0x9f) {
+			kids = b & 0x0f;
+		} else if (b >= 0xa0 && b <= 0xbf) {
+			skip = b & 0x1f;
+		} else {
+			/* Sized types: width of the size field, or the fixed
+			 * payload width. */
+			static const uint8_t w[32] = {
+				[0x04] = 1, [0x05] = 2, [0x06] = 4,	/* bin */
+				[0x07] = 1, [0x08] = 2, [0x09] = 4,	/* ext */
+				[0x19] = 1, [0x1a] = 2, [0x1b] = 4,	/* str */
+				[0x1c] = 2, [0x1d] = 4,		/* array */
+				[0x1e] = 2, [0x1f] = 4,		/* map */
+			};
+			static const uint8_t fixed[32] = {
+				[0x0a] = 4, [0x0b] = 8,		/* float */
+				[0x0c] = 1, [0x0d] = 2, [0x0e] = 4, [0x0f] = 8,
+				[0x10] = 1, [0x11] = 2, [0x12] = 4, [0x13] = 8,
+				[0x14] = 2, [0x15] = 3, [0x16] = 5, [0x17] = 9,
+				[0x18] = 17,			/* fixext */
+			};
+			uint8_t k = b - 0xc0;
+
+			if (b == 0xc1)
+				return 0;
+			if (fixed[k]) {
+				skip = fixed[k];
+			} else {
+				if (len - off < w[k])
+					return 0;
+				for (uint8_t i = 0; i < w[k]; i++)
+					n = n << 8 | p[off++];
+				if (k >= 0x1c && k <= 0x1d)
+					kids = n;
+				else if (k >= 0x1e)
+					kids = 2 * n;
+				else
+					skip = n + (k >= 0x07 && k <= 0x09);
+			}
+		}
+		if (skip > len - off)
+			return 0;
+		off += skip;
+		if (kids) {
+			/* Each element takes at least one byte. */
+			if (kids > len - off || depth == 16)
+				return 0;
+			left[++depth] = kids;
+		}
+	}
+	return off == len;
+}
+
 int
 rec_decode(msgpack_zone *zone, uint8_t type, const uint8_t *p, size_t len,
     struct rec *r)
@@ -460,6 +544,8 @@ rec_decode(msgpack_zone *zone, uint8_t type, const uint8_t *p, size_t len,
 
 	memset(r, 0, sizeof(*r));
 	if (type < REC_PUB || type > REC_PRODUCER)
+		return -EBADMSG;
+	if (!bounded(p, len))
 		return -EBADMSG;
 	msgpack_zone_clear(zone);
 	switch (msgpack_unpack((const char *)p, len, &off, zone, &obj)) {

@@ -22,6 +22,14 @@
 #include "topic.h"
 #include "trace.h"
 
+/* Names in records were checked when they were live; a damaged journal
+ * can still hold anything, so replay checks them again. */
+static int
+name_ok(struct fy_str s)
+{
+	return fy_name_valid(s.p, s.len);
+}
+
 /* ---- gid -> group ---- */
 
 static struct group **
@@ -249,6 +257,8 @@ recreate(struct broker *b, uint64_t seq, const struct rec *r)
 	struct topic *t;
 	struct msg *m;
 
+	if (!name_ok(r->move.topic))
+		return -EBADMSG;
 	if (!(t = topic_get(b, r->move.topic.p, r->move.topic.len)))
 		return -ENOMEM;
 	m = msg_new(&r->move.m, r->move.id.p, r->move.id.len, r->move.ts,
@@ -332,6 +342,8 @@ apply_pub(struct broker *b, uint64_t seq, const struct rec *r)
 	struct topic *t;
 	struct msg *m;
 
+	if (!name_ok(r->pub.topic))
+		return -EBADMSG;
 	if (!(t = topic_get(b, r->pub.topic.p, r->pub.topic.len)))
 		return -ENOMEM;
 	if (r->pub.gid && !(only = gid_find(s, r->pub.gid)))
@@ -383,8 +395,10 @@ apply(struct broker *b, uint64_t seq, const struct rec *r, struct qent *hint,
 	case REC_PUB:
 		return apply_pub(b, seq, r);
 	case REC_ACK:
-		if (!(e = hint ? hint : idx_find(s, r->ack.gid, r->ack.mseq)))
-			return 0;	/* dropped with its group */
+		if (!(e = hint ? hint : idx_find(s, r->ack.gid, r->ack.mseq)) ||
+		    !e->group)
+			return 0;	/* dropped with its group (a backlog
+					   entry is never acked: damage) */
 		if (e->sub) {
 			group_ack(e);
 		} else {
@@ -397,7 +411,7 @@ apply(struct broker *b, uint64_t seq, const struct rec *r, struct qent *hint,
 		if (r->fail.cause >= CAUSE_NFAIL)
 			return -EBADMSG;
 		if (!(e = hint ? hint :
-		    idx_find(s, r->fail.gid, r->fail.mseq)))
+		    idx_find(s, r->fail.gid, r->fail.mseq)) || !e->group)
 			return 0;
 		if (!e->sub)
 			group_detach(e);
@@ -415,9 +429,17 @@ apply(struct broker *b, uint64_t seq, const struct rec *r, struct qent *hint,
 			pr->hwm = r->producer.seq;
 		return 0;
 	case REC_GROUP:
-		if (!(t = topic_get(b, r->group.topic.p, r->group.topic.len)))
-			return -ENOMEM;
+		if (!name_ok(r->group.topic) || !name_ok(r->group.name) ||
+		    !r->group.gid)
+			return -EBADMSG;
 		if ((g = gid_find(s, r->group.gid))) {
+			/* The same gid must name the same group. */
+			if (strlen(g->name) != r->group.name.len ||
+			    memcmp(g->name, r->group.name.p,
+			    r->group.name.len) || g->topic->name_len !=
+			    r->group.topic.len || memcmp(g->topic->name,
+			    r->group.topic.p, r->group.topic.len))
+				return -EBADMSG;
 			/* Compaction copied the group forward. */
 			if (seq > g->home) {
 				journal_ref(s->j, seq);
@@ -426,6 +448,8 @@ apply(struct broker *b, uint64_t seq, const struct rec *r, struct qent *hint,
 			}
 			goto done;
 		}
+		if (!(t = topic_get(b, r->group.topic.p, r->group.topic.len)))
+			return -ENOMEM;
 		conf = (struct group_conf){
 			.ack_timeout_ms = r->group.ack_timeout_ms,
 			.max_attempts = r->group.max_attempts,
@@ -463,6 +487,8 @@ done:
 			topic_group_delete(g);
 		return 0;
 	case REC_TOPIC_DEL:
+		if (!name_ok(r->topic_del.topic))
+			return -EBADMSG;
 		if ((t = topic_find(b, r->topic_del.topic.p,
 		    r->topic_del.topic.len)))
 			topic_delete(t);
