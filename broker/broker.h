@@ -25,6 +25,8 @@ struct broker {
 	struct event_base *base;
 	const struct options *opt;
 	struct evconnlistener *listener;
+	struct event *accept_ev;	/* resumes accepting after EMFILE */
+	uint32_t accept_paused;	/* accept errors in a row (for logging) */
 	int port;		/* bound port, after broker_listen() */
 	struct topic **topics;	/* hash table, chained by topic.hnext */
 	uint32_t topics_cap;	/* power of two */

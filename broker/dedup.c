@@ -41,13 +41,13 @@ unlink_entry(struct dedup *d, struct dedup_entry *e)
 }
 
 void
-dedup_prune(struct dedup *d, uint64_t now, uint64_t window,
+dedup_prune(struct dedup *d, int64_t now, uint64_t window,
     void (*release)(void *, uint64_t), void *arg)
 {
 	struct dedup_entry *e;
 
 	while ((e = list_first(&d->fifo, struct dedup_entry, link)) &&
-	    e->at + window <= now) {
+	    e->at + (int64_t)window <= now) {
 		unlink_entry(d, e);
 		if (release)
 			release(arg, e->seq);
@@ -58,7 +58,7 @@ dedup_prune(struct dedup *d, uint64_t now, uint64_t window,
 void
 dedup_fini(struct dedup *d, void (*release)(void *, uint64_t), void *arg)
 {
-	dedup_prune(d, UINT64_MAX, 0, release, arg);
+	dedup_prune(d, INT64_MAX, 0, release, arg);
 	free(d->tab);
 	dedup_init(d);
 }
@@ -79,7 +79,7 @@ dedup_find(const struct dedup *d, const char *id, size_t len)
 }
 
 int
-dedup_add(struct dedup *d, const char *id, size_t len, uint64_t at,
+dedup_add(struct dedup *d, const char *id, size_t len, int64_t at,
     uint64_t seq)
 {
 	struct dedup_entry *e, **slot;

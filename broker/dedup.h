@@ -25,7 +25,7 @@
 struct dedup_entry {
 	struct dedup_entry *hnext;
 	struct list link;	/* FIFO by time */
-	uint64_t at;		/* unix ms the message was published */
+	int64_t at;		/* monotonic ms of the publish (msg.mono_ts) */
 	uint64_t seq;		/* its record, referenced in the journal */
 	uint32_t hash;
 	uint8_t len;
@@ -43,15 +43,16 @@ void dedup_init(struct dedup *d);
 void dedup_fini(struct dedup *d, void (*release)(void *, uint64_t),
     void *arg);
 
-/* Drop entries published before now - window (release as above). */
-void dedup_prune(struct dedup *d, uint64_t now, uint64_t window,
+/* Drop entries published before now - window (monotonic ms; release as
+ * above). */
+void dedup_prune(struct dedup *d, int64_t now, uint64_t window,
     void (*release)(void *, uint64_t), void *arg);
 
 struct dedup_entry *dedup_find(const struct dedup *d, const char *id,
     size_t len);
 /* Remember id (copied).  0 or -ENOMEM.  Entries must be added in time
  * order (at non-decreasing) for expiry to stay FIFO. */
-int dedup_add(struct dedup *d, const char *id, size_t len, uint64_t at,
+int dedup_add(struct dedup *d, const char *id, size_t len, int64_t at,
     uint64_t seq);
 
 #define PRODUCER_RECENT 16	/* ids remembered per producer */

@@ -109,7 +109,10 @@ arm(struct event *ev, const struct hnode *top)
 void
 group_add(struct group *g, struct qent *e)
 {
-	group_add_at(g, e, e->msg->not_before);
+	const struct msg *m = e->msg;
+
+	group_add_at(g, e, m->delay_ms ? m->mono_ts + (int64_t)m->delay_ms :
+	    0);
 }
 
 void
@@ -118,32 +121,36 @@ group_arm_ttl(struct group *g)
 	arm(g->ttl_ev, heap_top(&g->ttlq));
 }
 
+/* A monotonic deadline as a heap key: one in the past is due now. */
+static uint64_t
+key_of(int64_t deadline, uint64_t mono)
+{
+	return deadline > (int64_t)mono ? (uint64_t)deadline : mono;
+}
+
 void
-group_add_at(struct group *g, struct qent *e, uint64_t not_before)
+group_add_at(struct group *g, struct qent *e, int64_t not_before)
 {
 	const struct msg *m = e->msg;
-	uint64_t now = 0, mono = 0, exp;
+	uint64_t ttl = m->ttl_ms ? m->ttl_ms : g->conf.ttl_ms;
+	uint64_t mono = 0;
 
 	e->group = g;
 	g->nheld++;
 	g->nbytes += m->body_len;
 	g->st.enqueued++;
-	exp = m->expires ? m->expires : g->conf.ttl_ms ?
-	    m->ts + g->conf.ttl_ms : 0;
-	if (exp || not_before) {
-		now = clock_wall_ms();
+	if (ttl || not_before)
 		mono = clock_mono_ms();
-	}
 	/* A heap that cannot grow: the entry is just not timed (no TTL, no
 	 * delay) rather than lost. */
-	if (exp) {
-		e->tn.key = exp > now ? mono + (exp - now) : mono;
+	if (ttl) {
+		e->tn.key = key_of(m->mono_ts + (int64_t)ttl, mono);
 		if (heap_push(&g->ttlq, &e->tn) == 0 &&
 		    heap_top(&g->ttlq) == &e->tn)
 			arm(g->ttl_ev, &e->tn);
 	}
-	if (not_before > now) {
-		e->dn.key = mono + (not_before - now);
+	if (not_before > (int64_t)mono) {
+		e->dn.key = (uint64_t)not_before;
 		if (heap_push(&g->delayed, &e->dn) == 0) {
 			if (heap_top(&g->delayed) == &e->dn)
 				arm(g->delay_ev, &e->dn);

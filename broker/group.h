@@ -90,8 +90,9 @@ void group_free(struct group *g);
  * message (or the group's default) gives it an expiry.
  */
 void group_add(struct group *g, struct qent *e);
-/* The same with an entry's own not-before time (unix ms; 0 = ready). */
-void group_add_at(struct group *g, struct qent *e, uint64_t not_before);
+/* The same with an entry's own not-before time (monotonic ms, may be in
+ * the past; 0 = ready). */
+void group_add_at(struct group *g, struct qent *e, int64_t not_before);
 /* (Re)arm the TTL timer for the earliest expiry. */
 void group_arm_ttl(struct group *g);
 

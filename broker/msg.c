@@ -9,6 +9,7 @@
 
 #include "group.h"
 #include "heap.h"
+#include "clock.h"
 #include "msg.h"
 #include "topic.h"
 #include "trace.h"
@@ -77,8 +78,9 @@ msg_new(const struct fy_pubmsg *pm, const char *id, size_t id_len,
 	}
 	put_str(&cur, &m->reply_to, pm->reply_to);
 	put_str(&cur, &m->corr, pm->corr);
-	m->not_before = pm->delay_ms ? ts + pm->delay_ms : 0;
-	m->expires = pm->ttl_ms ? ts + pm->ttl_ms : 0;
+	m->delay_ms = pm->delay_ms;
+	m->ttl_ms = pm->ttl_ms;
+	m->mono_ts = msg_mono_of(ts);
 	if (!m->nhdr)
 		m->hdr = NULL;
 	if (!nhist)
@@ -86,6 +88,13 @@ msg_new(const struct fy_pubmsg *pm, const char *id, size_t id_len,
 	m->body = put(&cur, pm->body.p, pm->body.len);
 	m->idh = trace_hash(id, id_len);
 	return m;
+}
+
+int64_t
+msg_mono_of(uint64_t wall_ms)
+{
+	return (int64_t)clock_mono_ms() - ((int64_t)clock_wall_ms() -
+	    (int64_t)wall_ms);
 }
 
 void

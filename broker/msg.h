@@ -45,8 +45,17 @@ struct msg {
 	uint8_t id_len;
 	char *id;		/* into this allocation, NUL-terminated */
 	char *body;		/* into this allocation */
-	uint64_t not_before;	/* unix ms, from "delay"; 0 = none */
-	uint64_t expires;	/* unix ms, from "ttl"; 0 = the group's */
+	/*
+	 * Running deadlines use the monotonic clock, so that a wall-clock
+	 * step (NTP, an operator) neither releases nor holds back a delay,
+	 * TTL or dedup entry.  mono_ts is the monotonic time of the publish:
+	 * now minus the message's wall-clock age when it was built, so it is
+	 * right after a restart too; signed, as a message may be older than
+	 * this boot.
+	 */
+	int64_t mono_ts;
+	uint64_t delay_ms;	/* from "delay"; 0 = none */
+	uint64_t ttl_ms;	/* from "ttl"; 0 = the group's */
 	struct fy_str reply_to;	/* into this allocation */
 	struct fy_str corr;	/* into this allocation */
 };
@@ -59,6 +68,10 @@ struct msg {
  */
 struct msg *msg_new(const struct fy_pubmsg *pm, const char *id, size_t id_len,
     uint64_t ts, const struct fy_hist *hist, uint32_t nhist);
+
+/* The monotonic time of a wall-clock instant (unix ms), by the clocks now:
+ * how the broker turns journaled times into running deadlines. */
+int64_t msg_mono_of(uint64_t wall_ms);
 
 static inline struct msg *
 msg_ref(struct msg *m)

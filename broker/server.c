@@ -48,6 +48,7 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 {
 	struct broker *b = arg;
 
+	b->accept_paused = 0;	/* accepting works again */
 	if (b->nconns >= b->opt->max_connections) {
 		log_warn("connection refused: max_connections (%u) reached",
 		    b->opt->max_connections);
@@ -58,12 +59,35 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 }
 
 static void
+accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct broker *b = arg;
+
+	if (b->listener && !b->stopping)
+		evconnlistener_enable(b->listener);
+}
+
+static void
 accept_error_cb(struct evconnlistener *l, void *arg)
 {
+	struct broker *b = arg;
 	int err = EVUTIL_SOCKET_ERROR();
+	struct timeval tv = {0, 250000};
 
-	/* EMFILE and friends: keep serving who is connected. */
-	log_warn("accept: %s", evutil_socket_error_to_string(err));
+	/*
+	 * Out of file descriptors (or memory): the pending connection stays
+	 * in the backlog and the listener stays readable, so accepting again
+	 * at once would spin.  Pause accepting for a moment, keep serving who
+	 * is connected, and say so once per episode, not per attempt.
+	 */
+	evconnlistener_disable(l);
+	if (!b->accept_ev)
+		b->accept_ev = evtimer_new(b->base, accept_resume_cb, b);
+	if (b->accept_ev)
+		evtimer_add(b->accept_ev, &tv);
+	if (!b->accept_paused++)
+		log_warn("accept: %s; not accepting for a while (it is retried "
+		    "every 250 ms)", evutil_socket_error_to_string(err));
 }
 
 static int
@@ -144,5 +168,9 @@ broker_unlisten(struct broker *b)
 	if (b->listener) {
 		evconnlistener_free(b->listener);
 		b->listener = NULL;
+	}
+	if (b->accept_ev) {
+		event_free(b->accept_ev);
+		b->accept_ev = NULL;
 	}
 }

@@ -2,6 +2,7 @@
  * store.c - journal records in, broker state out: the one apply().
  */
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -289,7 +290,8 @@ recreate(struct broker *b, uint64_t seq, const struct rec *r)
 			list_add_tail(&t->backlog, &e->link);
 			t->nbacklog++;
 		} else {
-			group_add_at(g, e, re->not_before);
+			group_add_at(g, e, re->not_before ?
+			    msg_mono_of(re->not_before) : 0);
 		}
 		store_hold(b, e);
 	}
@@ -366,7 +368,7 @@ apply_pub(struct broker *b, uint64_t seq, const struct rec *r)
 	 * record so that a restart within the window still knows it. */
 	if (pm->id.len && r->pub.ts + b->opt->dedup_window_ms >
 	    clock_wall_ms() && dedup_add(&t->dedup, pm->id.p, pm->id.len,
-	    r->pub.ts, seq) == 0)
+	    m->mono_ts, seq) == 0)
 		journal_ref(s->j, seq);
 	if (pm->pid.len && (pr = producer_get(&s->producers, pm->pid.p,
 	    pm->pid.len)))
@@ -647,7 +649,7 @@ store_duplicate(struct broker *b, struct topic *t,
 	struct producer *pr;
 
 	if (pm->id.len) {
-		dedup_prune(&t->dedup, clock_wall_ms(),
+		dedup_prune(&t->dedup, (int64_t)clock_mono_ms(),
 		    b->opt->dedup_window_ms, dedup_release, b);
 		if (dedup_find(&t->dedup, pm->id.p, pm->id.len)) {
 			*id = pm->id.p;
@@ -986,8 +988,8 @@ move_msg(struct broker *b, struct msg *m)
 	r.move.m.body = (struct fy_str){m->body, m->body_len};
 	r.move.m.hdr = m->hdr;
 	r.move.m.nhdr = m->nhdr;
-	r.move.m.delay_ms = m->not_before ? m->not_before - m->ts : 0;
-	r.move.m.ttl_ms = m->expires ? m->expires - m->ts : 0;
+	r.move.m.delay_ms = m->delay_ms;
+	r.move.m.ttl_ms = m->ttl_ms;
 	r.move.m.reply_to = m->reply_to;
 	r.move.m.corr = m->corr;
 	r.move.hist = m->hist;
@@ -1039,7 +1041,7 @@ compact_cb(evutil_socket_t fd, short what, void *arg)
 	struct timeval tv = {1, 0};
 	struct msg *m;
 	int budget = COMPACT_BATCH;
-	uint64_t now = clock_wall_ms();
+	int64_t now = (int64_t)clock_mono_ms();
 
 	/* Ids past dedup_window let their records go. */
 	for (uint32_t i = 0; i < b->topics_cap; i++)
@@ -1074,6 +1076,15 @@ compact_cb(evutil_socket_t fd, short what, void *arg)
 	if (budget <= 0)
 		tv.tv_sec = 0;	/* more may be due: go on next turn */
 rearm:
+	/*
+	 * glibc keeps what a load spike freed (a soak of 1,000 connections
+	 * left 130 MB held and 0.3 MB used); give it back every few seconds.
+	 * Cheap when there is nothing to return.
+	 */
+	if (clock_mono_ms() - s->trimmed >= 5000) {
+		s->trimmed = clock_mono_ms();
+		malloc_trim(0);
+	}
 	evtimer_add(s->compact_ev, &tv);
 }
 

@@ -77,6 +77,7 @@ struct store {
 				   home-seq order */
 	struct event *compact_ev;	/* periodic compaction check */
 	uint64_t moved;		/* messages copied forward, ever */
+	uint64_t trimmed;	/* monotonic ms of the last malloc_trim() */
 	struct producers producers;	/* idempotent producers' marks */
 	struct list held;	/* struct held_rec: records the journal
 				   refused, in order, written first when
