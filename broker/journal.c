@@ -82,6 +82,8 @@ struct journal {
 	uint64_t synced_seq;	/* <= written_seq; every seq <= it synced */
 	int replaying;		/* no deletions while replay walks segs */
 	int replayed;		/* appends and commits allowed */
+	uint64_t syncs;		/* fdatasyncs the sync thread ran (atomic:
+				   read by journal_get_stats()) */
 	int (*roll_cb)(void *);	/* a new segment begins: write its preamble */
 	void *roll_arg;
 	int in_roll;		/* roll_cb is running: no nested preamble */
@@ -257,6 +259,7 @@ sync_main(void *arg)
 		pthread_mutex_lock(&j->mu);
 		j->res_err = err;
 		j->done = 1;
+		__atomic_fetch_add(&j->syncs, 1, __ATOMIC_RELAXED);
 		/* a full eventfd counter still wakes the loop: ignore EAGAIN */
 		if (write(j->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 			log_error("journal: eventfd write: %s",
@@ -803,6 +806,7 @@ journal_get_stats(const struct journal *j, struct journal_stats *st)
 	}
 	if (st->first_seq == j->next_seq)
 		st->first_seq = 0;
+	st->syncs = __atomic_load_n(&j->syncs, __ATOMIC_RELAXED);
 }
 
 int

@@ -187,6 +187,7 @@ struct journal_stats {
 	uint64_t first_seq;	/* oldest record kept, 0 if none */
 	uint64_t next_seq;
 	uint64_t buffered_bytes;	/* appended, not yet written */
+	uint64_t syncs;		/* fdatasyncs run by the sync thread */
 };
 void journal_get_stats(const struct journal *j, struct journal_stats *st);
 

@@ -1224,8 +1224,15 @@ store_close(struct broker *b)
 		s->compact_ev = NULL;
 	}
 	if (s->j) {
+		struct journal_stats st;
+
 		if (journal_error(s->j) == 0)
 			flush_held(s);	/* a last chance, synced by close */
+		journal_get_stats(s->j, &st);
+		log_info("journal: %llu records in %llu segments, %llu "
+		    "fdatasyncs since start", (unsigned long long)
+		    (st.next_seq - 1), (unsigned long long)st.segments,
+		    (unsigned long long)st.syncs);
 		journal_close(s->j);
 		s->j = NULL;
 	}
