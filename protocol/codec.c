@@ -1,13 +1,16 @@
 /*
  * codec.c - ferry frames to and from msgpack.  See codec.h and PROTOCOL.md.
  *
- * Decoding runs in three steps: a cheap structural scan of the raw bytes,
- * msgpack_unpack() into the decoder's zone, then a walk over the root map
- * that fills struct fy_frame.  The scan exists because msgpack-c allocates
- * a container's element array from its header count before reading the
- * elements: a 6-byte payload claiming 2^32 entries would make it ask for
- * ~100 GB.  Once the scan has seen every element actually present,
- * unpacking allocates in proportion to the payload only.
+ * Decoding reads the payload in place, without building msgpack-c's
+ * object tree: that tree, and the walks over it, cost more than all the
+ * rest of handling a message.  Pass 1 reads every byte of the root map,
+ * checking its structure, and lists its pairs with a known key and a
+ * non-nil value, each value's header already read (a uint is read whole,
+ * a str is a span).  Pass 2 turns the list into struct fy_frame.  Two
+ * passes, because "t" and "rid" decide how to read the rest and may come
+ * last, and because a malformed payload must be FY_EPROTO even where a
+ * field before the damage is already wrong.  Only arrays come from the
+ * zone; no count is trusted beyond the bytes that could back it.
  *
  * Encoding writes straight into the encoder's sbuffer instead of going
  * through msgpack_packer, which costs an indirect call per item; this is
@@ -21,15 +24,13 @@
 #include "codec.h"
 
 /*
- * Deepest container nesting accepted.  Frames need 4 (root map, "msgs",
- * a message map, its "hdr"); the rest leaves room for unknown keys.  Must
- * stay below msgpack-c's own MSGPACK_EMBED_STACK_SIZE (32), so that a
- * NOMEM from msgpack_unpack() always means memory.
+ * Deepest nesting of non-empty containers, plus one (the root map is at
+ * level 1).  Frames need 4 (root map, "msgs", a message map, its "hdr");
+ * the rest leaves room for unknown keys.
  */
-#define SCAN_DEPTH 16
+#define MAX_DEPTH 16
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
-
 /* ------------------------------------------------------------------ */
 /* Names and codes */
 
@@ -108,110 +109,262 @@ fy_name_valid(const char *p, size_t len)
 }
 
 /* ------------------------------------------------------------------ */
-/* Structural scan */
+/* Reading msgpack */
 
-static uint64_t
+/* What a value is, as far as frames care.  Containers last: see
+ * skip_val(). */
+enum vtype {
+	V_NIL, V_BOOL, V_UINT, V_NINT, V_FLOAT, V_STR, V_BIN, V_EXT,
+	V_ARRAY, V_MAP
+};
+
+/* A value as rd_val() leaves it. */
+struct val {
+	uint8_t type;		/* enum vtype */
+	uint64_t u;		/* V_UINT, V_BOOL: the value; V_STR, V_BIN:
+				   the length; V_ARRAY: items; V_MAP: pairs */
+	const uint8_t *p;	/* V_STR, V_BIN: the bytes; V_ARRAY, V_MAP:
+				   the first item */
+};
+
+/* A cursor over the payload; p <= end. */
+struct rd {
+	const uint8_t *p, *end;
+};
+
+/* A big-endian field of n = 1, 2, 4 or 8 bytes. */
+static inline uint64_t
 be(const uint8_t *p, size_t n)
 {
-	uint64_t v = 0;
+	switch (n) {
+	case 1:
+		return p[0];
+	case 2:
+		return (uint64_t)p[0] << 8 | p[1];
+	case 4:
+		return (uint64_t)p[0] << 24 | (uint64_t)p[1] << 16 |
+		    (uint64_t)p[2] << 8 | p[3];
+	default:
+		return be(p, 4) << 32 | be(p + 4, 4);
+	}
+}
 
-	while (n--)
-		v = v << 8 | *p++;
-	return v;
+/* rd_val() for any format. */
+static int
+rd_any(struct rd *r, struct val *v)
+{
+	const uint8_t *p = r->p;
+	size_t left = (size_t)(r->end - p);
+	size_t lenb;		/* bytes of a length or value field */
+	uint64_t n;		/* bytes of a span, or items */
+	uint8_t b;
+
+	if (left == 0)
+		return -1;
+	b = *p++;
+	left--;
+	if (b <= 0x7f) {			/* positive fixint */
+		v->type = V_UINT;
+		v->u = b;
+		goto done;
+	}
+	if (b >= 0xe0) {			/* negative fixint */
+		v->type = V_NINT;
+		goto done;
+	}
+	if (b <= 0x8f) {
+		v->type = V_MAP;
+		n = b & 0x0f;
+		goto container;
+	}
+	if (b <= 0x9f) {
+		v->type = V_ARRAY;
+		n = b & 0x0f;
+		goto container;
+	}
+	if (b <= 0xbf) {
+		v->type = V_STR;
+		n = b & 0x1f;
+		goto span;
+	}
+	switch (b) {
+	case 0xc0:
+		v->type = V_NIL;
+		goto done;
+	case 0xc2:
+	case 0xc3:
+		v->type = V_BOOL;
+		v->u = b & 1;
+		goto done;
+	case 0xcc: case 0xcd: case 0xce: case 0xcf:
+		lenb = (size_t)1 << (b - 0xcc);
+		if (lenb > left)
+			return -1;
+		v->type = V_UINT;
+		v->u = be(p, lenb);
+		p += lenb;
+		goto done;
+	case 0xd0: case 0xd1: case 0xd2: case 0xd3:
+		lenb = (size_t)1 << (b - 0xd0);
+		if (lenb > left)
+			return -1;
+		/* As msgpack-c did: a signed format holding a value >= 0
+		 * is a uint, since some packers write small ints so. */
+		v->type = p[0] & 0x80 ? V_NINT : V_UINT;
+		v->u = be(p, lenb);
+		p += lenb;
+		goto done;
+	case 0xca:
+	case 0xcb:
+		n = b == 0xca ? 4 : 8;
+		v->type = V_FLOAT;
+		goto span;
+	case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8:
+		n = 1 + ((uint64_t)1 << (b - 0xd4));	/* type, data */
+		v->type = V_EXT;
+		goto span;
+	case 0xc4: case 0xc5: case 0xc6:
+		lenb = (size_t)1 << (b - 0xc4);
+		v->type = V_BIN;
+		break;
+	case 0xd9: case 0xda: case 0xdb:
+		lenb = (size_t)1 << (b - 0xd9);
+		v->type = V_STR;
+		break;
+	case 0xc7: case 0xc8: case 0xc9:
+		lenb = (size_t)1 << (b - 0xc7);
+		v->type = V_EXT;
+		break;
+	case 0xdc:
+	case 0xdd:
+		lenb = b == 0xdc ? 2 : 4;
+		v->type = V_ARRAY;
+		break;
+	case 0xde:
+	case 0xdf:
+		lenb = b == 0xde ? 2 : 4;
+		v->type = V_MAP;
+		break;
+	default:
+		return -1;			/* 0xc1 */
+	}
+	/* The formats with a length field. */
+	if (lenb > left)
+		return -1;
+	n = be(p, lenb);
+	p += lenb;
+	left -= lenb;
+	if (v->type == V_EXT)
+		n++;				/* its type byte */
+	else if (v->type >= V_ARRAY)
+		goto container;
+span:
+	if (n > left)
+		return -1;
+	v->u = n;
+	v->p = p;
+	p += n;
+	goto done;
+container:
+	if (n > (v->type == V_MAP ? left / 2 : left))
+		return -1;
+	v->u = n;
+	v->p = p;
+done:
+	r->p = p;
+	return 0;
 }
 
 /*
- * Check that p[0..len) is exactly one well-formed msgpack map, nested at
- * most SCAN_DEPTH deep, with every container count backed by bytes.
- * No allocation, no recursion: one counter of items left per open
- * container.
+ * Read one value at r->p into *v and move past it: past all of it for a
+ * scalar, str, bin or ext, past the header only for an array or a map
+ * (see skip_val()).  -1 if malformed: truncated, the reserved byte 0xc1,
+ * or a container claiming more items than the bytes left could hold
+ * (each takes one at least), which bounds every count by the payload.
+ * Inline for the formats of nearly every key and number.
  */
-static int
-scan(const uint8_t *p, size_t len)
+static inline int
+rd_val(struct rd *r, struct val *v)
 {
-	uint64_t left[SCAN_DEPTH];
-	int top = 0;
-	size_t i = 0;
+	const uint8_t *p = r->p;
+	size_t left = (size_t)(r->end - p), n;
+	uint8_t b;
 
-	if (len == 0 || !((p[0] & 0xf0) == 0x80 || p[0] == 0xde ||
-	    p[0] == 0xdf))
-		return FY_EPROTO;
-	left[0] = 1;
+	if (left == 0)
+		return -1;
+	b = *p;
+	if (b <= 0x7f) {				/* positive fixint */
+		v->type = V_UINT;
+		v->u = b;
+		r->p = p + 1;
+		return 0;
+	}
+	if ((b & 0xe0) == 0xa0 && (n = b & 0x1f) < left) {	/* fixstr */
+		v->type = V_STR;
+		v->u = n;
+		v->p = p + 1;
+		r->p = p + 1 + n;
+		return 0;
+	}
+	if ((b & 0xfc) == 0xcc && (n = (size_t)1 << (b & 3)) < left) {
+		v->type = V_UINT;			/* uint 8 to 64 */
+		v->u = be(p + 1, n);
+		r->p = p + 1 + n;
+		return 0;
+	}
+	return rd_any(r, v);
+}
+
+/*
+ * Skip the items, from p on, of the non-empty container at level lvl
+ * whose header rd_val() read into *v.  Returns the end of the container,
+ * or NULL if malformed or nested too deep: a non-empty container must sit
+ * at a level below MAX_DEPTH.  No recursion: one count of items left per
+ * open container.
+ */
+static const uint8_t *
+skip_items(const uint8_t *p, const uint8_t *end, const struct val *v,
+    int lvl)
+{
+	struct rd r = { p, end };
+	uint64_t left[MAX_DEPTH];
+	struct val x;
+	int top = lvl;
+
+	if (lvl >= MAX_DEPTH)
+		return NULL;
+	left[top] = v->type == V_MAP ? 2 * v->u : v->u;
 	for (;;) {
-		size_t lenb = 0;	/* bytes of a length field */
-		uint64_t skip = 0;	/* payload bytes to skip */
-		uint64_t n = 0;		/* items of a container */
-		int cont = 0;
-		uint8_t b;
-
 		while (left[top] == 0) {
-			if (top == 0)
-				return i == len ? FY_OK : FY_EPROTO;
+			if (top == lvl)
+				return r.p;
 			top--;
 		}
-		if (i >= len)
-			return FY_EPROTO;
 		left[top]--;
-		b = p[i++];
-		if (b <= 0x7f || b >= 0xe0)
-			continue;			/* fixint */
-		if (b <= 0x8f) {
-			n = 2 * (uint64_t)(b & 0x0f);	/* fixmap */
-			cont = 1;
-		} else if (b <= 0x9f) {
-			n = b & 0x0f;			/* fixarray */
-			cont = 1;
-		} else if (b <= 0xbf) {
-			skip = b & 0x1f;		/* fixstr */
-		} else {
-			switch (b) {
-			case 0xc0: case 0xc2: case 0xc3:
-				continue;		/* nil, bool */
-			case 0xc4: case 0xd9: lenb = 1; break;	/* bin8 str8 */
-			case 0xc5: case 0xda: lenb = 2; break;
-			case 0xc6: case 0xdb: lenb = 4; break;
-			case 0xc7: lenb = 1; skip = 1; break;	/* ext: +type */
-			case 0xc8: lenb = 2; skip = 1; break;
-			case 0xc9: lenb = 4; skip = 1; break;
-			case 0xcc: case 0xd0: skip = 1; break;
-			case 0xcd: case 0xd1: skip = 2; break;
-			case 0xca: case 0xce: case 0xd2: skip = 4; break;
-			case 0xcb: case 0xcf: case 0xd3: skip = 8; break;
-			case 0xd4: skip = 2; break;		/* fixext */
-			case 0xd5: skip = 3; break;
-			case 0xd6: skip = 5; break;
-			case 0xd7: skip = 9; break;
-			case 0xd8: skip = 17; break;
-			case 0xdc: lenb = 2; cont = 1; break;	/* array */
-			case 0xdd: lenb = 4; cont = 1; break;
-			case 0xde: lenb = 2; cont = 2; break;	/* map */
-			case 0xdf: lenb = 4; cont = 2; break;
-			default:
-				return FY_EPROTO;		/* 0xc1 */
-			}
-			if (lenb > len - i)
-				return FY_EPROTO;
-			if (cont)
-				n = be(p + i, lenb) * (uint64_t)cont;
-			else
-				skip += be(p + i, lenb);
-			i += lenb;
+		if (rd_val(&r, &x))
+			return NULL;
+		if (x.type >= V_ARRAY && x.u > 0) {
+			if (top + 1 >= MAX_DEPTH)
+				return NULL;
+			top++;
+			left[top] = x.type == V_MAP ? 2 * x.u : x.u;
 		}
-		if (!cont) {
-			if (skip > len - i)
-				return FY_EPROTO;
-			i += (size_t)skip;
-			continue;
-		}
-		/* Every item takes at least one byte. */
-		if (n > len - i)
-			return FY_EPROTO;
-		if (n == 0)
-			continue;
-		if (top + 1 >= SCAN_DEPTH)
-			return FY_EPROTO;
-		left[++top] = n;
 	}
+}
+
+/* Skip what is left of the value at level lvl that rd_val() read into
+ * *v.  r is not passed on, so that callers can keep it in registers. */
+static inline int
+skip_val(struct rd *r, const struct val *v, int lvl)
+{
+	const uint8_t *p;
+
+	if (v->type < V_ARRAY || v->u == 0)
+		return 0;
+	if ((p = skip_items(r->p, r->end, v, lvl)) == NULL)
+		return -1;
+	r->p = p;
+	return 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -232,14 +385,14 @@ enum key {
 
 /* Map a key to its enum by length first, so most keys cost one memcmp. */
 static enum key
-key_id(const msgpack_object *o)
+key_id(const struct val *k)
 {
 	const char *p;
 
-	if (o->type != MSGPACK_OBJECT_STR)
+	if (k->type != V_STR)
 		return K_NONE;
-	p = o->via.str.ptr;
-	switch (o->via.str.size) {
+	p = (const char *)k->p;
+	switch (k->u) {
 	case 1:
 		switch (p[0]) {
 		case 't': return K_T;
@@ -322,9 +475,11 @@ key_id(const msgpack_object *o)
 /* ------------------------------------------------------------------ */
 /* Decoding */
 
-/* Where a failing field's name goes; see fy_decode(). */
+/* One decode: the zone for arrays, the payload's end, and where a
+ * failing field's name goes (see fy_decode()). */
 struct dctx {
 	msgpack_zone *zone;
+	const uint8_t *end;	/* of the payload */
 	const char *field;
 };
 
@@ -335,93 +490,195 @@ bad(struct dctx *c, const char *field)
 	return FY_EFIELD;
 }
 
+/* A cursor at the first item of a container value. */
+static struct rd
+items(struct dctx *c, const struct val *v)
+{
+	struct rd r = { v->p, c->end };
+
+	return r;
+}
+
 /* Typed getters: 0, or -1 for a wrong type or range. */
 
 static int
-get_u64(const msgpack_object *o, uint64_t *v)
+get_u64(const struct val *v, uint64_t *u)
 {
-	if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+	if (v->type != V_UINT)
 		return -1;
-	*v = o->via.u64;
+	*u = v->u;
 	return 0;
 }
 
 static int
-get_u32(const msgpack_object *o, uint32_t *v)
+get_u32(const struct val *v, uint32_t *u)
 {
-	if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
-	    o->via.u64 > UINT32_MAX)
+	if (v->type != V_UINT || v->u > UINT32_MAX)
 		return -1;
-	*v = (uint32_t)o->via.u64;
+	*u = (uint32_t)v->u;
 	return 0;
 }
 
+/* str32 bounds the length, so it fits len. */
 static int
-get_str(const msgpack_object *o, struct fy_str *s)
+get_str(const struct val *v, struct fy_str *s)
 {
-	if (o->type != MSGPACK_OBJECT_STR)
+	if (v->type != V_STR)
 		return -1;
-	s->p = o->via.str.ptr;
-	s->len = o->via.str.size;
+	s->p = (const char *)v->p;
+	s->len = (uint32_t)v->u;
 	return 0;
 }
 
 /* Bodies are bin; str is accepted too, for clients that cannot tell. */
 static int
-get_body(const msgpack_object *o, struct fy_str *s)
+get_body(const struct val *v, struct fy_str *s)
 {
-	if (o->type == MSGPACK_OBJECT_BIN) {
-		s->p = o->via.bin.ptr;
-		s->len = o->via.bin.size;
-		return 0;
-	}
-	return get_str(o, s);
+	if (v->type != V_BIN && v->type != V_STR)
+		return -1;
+	s->p = (const char *)v->p;
+	s->len = (uint32_t)v->u;
+	return 0;
 }
 
 static int
-get_bool(const msgpack_object *o, uint8_t *v)
+get_bool(const struct val *v, uint8_t *b)
 {
-	if (o->type != MSGPACK_OBJECT_BOOLEAN)
+	if (v->type != V_BOOL)
 		return -1;
-	*v = o->via.boolean ? 1 : 0;
+	*b = (uint8_t)v->u;
 	return 0;
 }
 
 static void *
 zalloc(struct dctx *c, size_t n, size_t size)
 {
-	/* n is bounded by the payload length (see scan()), but a 32-bit
+	/* n is bounded by the payload length (see rd_val()), but a 32-bit
 	 * size_t could still overflow. */
 	if (n > SIZE_MAX / size)
 		return NULL;
 	return msgpack_zone_malloc(c->zone, n * size);
 }
 
+/* A listed pair: a known key with a non-nil value. */
+struct ent {
+	struct val v;
+	enum key k;
+};
+
+/* Listed pairs kept on the stack: more than any frame type's own keys
+ * (13 for PUB); only repeated keys, or those of other types, need more. */
+#define NENT 32
+
+/* A map's listed pairs, in order. */
+struct map {
+	const struct ent *ent;
+	uint32_t n;
+};
+
+/*
+ * Read the pairs (at level lvl) of the map whose header rd_val() just
+ * read into *mv, and list those with a known key and a non-nil value (nil
+ * is how many msgpack libraries spell "absent").  buf holds NENT; a map
+ * with more gets room for all its pairs from the zone.  With t and rid
+ * (the root map), those two keys are set aside instead, the last one
+ * winning, nil or not.
+ */
+static int
+list_map(struct dctx *c, struct rd *r, const struct val *mv, int lvl,
+    struct ent *buf, struct map *m, struct val *t, struct val *rid)
+{
+	struct ent *a = buf;
+	struct rd cur = *r;	/* a copy the compiler can keep in registers */
+	struct val k, v;
+	uint64_t i, pairs = mv->u;
+	uint32_t n = 0;
+	enum key id;
+
+	for (i = 0; i < pairs; i++) {
+		if (rd_val(&cur, &k) || skip_val(&cur, &k, lvl) ||
+		    rd_val(&cur, &v) || skip_val(&cur, &v, lvl))
+			return FY_EPROTO;
+		if ((id = key_id(&k)) == K_NONE)
+			continue;
+		if (t != NULL && id == K_T) {
+			*t = v;
+			continue;
+		}
+		if (t != NULL && id == K_RID) {
+			*rid = v;
+			continue;
+		}
+		if (v.type == V_NIL)
+			continue;
+		if (n == NENT && a == buf) {
+			a = zalloc(c, (size_t)pairs, sizeof(*a));
+			if (a == NULL)
+				return FY_ENOMEM;
+			memcpy(a, buf, NENT * sizeof(*a));
+		}
+		a[n].v = v;
+		a[n].k = id;
+		n++;
+	}
+	r->p = cur.p;
+	m->ent = a;
+	m->n = n;
+	return FY_OK;
+}
+
+/* Go through a map's listed pairs. */
+#define FOR_KEYS(m, e, k, v)						\
+	for (e = (m)->ent; e < (m)->ent + (m)->n &&			\
+	    (k = e->k, v = &e->v, 1); e++)
+
+/* List the map at r, an item of the array name whose maps have their
+ * pairs at level lvl.  FY_EFIELD (name) if the item is not a map. */
+static int
+next_map(struct dctx *c, struct rd *r, int lvl, const char *name,
+    struct ent *buf, struct map *m)
+{
+	struct val mv;
+
+	if (rd_val(r, &mv))
+		return FY_EPROTO;
+	if (mv.type != V_MAP)
+		return bad(c, name);
+	return list_map(c, r, &mv, lvl, buf, m, NULL, NULL);
+}
+
 /* "hdr": a map of str -> str. */
 static int
-get_hdr(struct dctx *c, const msgpack_object *o, struct fy_kv **kv,
+get_hdr(struct dctx *c, const struct val *o, struct fy_kv **kv,
     uint32_t *n)
 {
-	const msgpack_object_map *m;
 	struct fy_kv *a;
+	struct val k, v;
+	struct rd r;
 	uint32_t i;
 
-	if (o->type != MSGPACK_OBJECT_MAP)
+	if (o->type != V_MAP)
 		return bad(c, "hdr");
-	m = &o->via.map;
 	*kv = NULL;
 	*n = 0;
-	if (m->size == 0)
+	if (o->u == 0)
 		return FY_OK;
-	a = zalloc(c, m->size, sizeof(*a));
+	a = zalloc(c, (size_t)o->u, sizeof(*a));
 	if (a == NULL)
 		return FY_ENOMEM;
-	for (i = 0; i < m->size; i++)
-		if (get_str(&m->ptr[i].key, &a[i].k) ||
-		    get_str(&m->ptr[i].val, &a[i].v))
+	r = items(c, o);
+	for (i = 0; i < o->u; i++) {
+		if (rd_val(&r, &k))
+			return FY_EPROTO;
+		if (get_str(&k, &a[i].k))
 			return bad(c, "hdr");
+		if (rd_val(&r, &v))
+			return FY_EPROTO;
+		if (get_str(&v, &a[i].v))
+			return bad(c, "hdr");
+	}
 	*kv = a;
-	*n = m->size;
+	*n = (uint32_t)o->u;
 	return FY_OK;
 }
 
@@ -432,7 +689,7 @@ get_hdr(struct dctx *c, const msgpack_object *o, struct fy_kv **kv,
  * once all its keys are read.
  */
 static int
-pubmsg_key(struct dctx *c, enum key k, const msgpack_object *v,
+pubmsg_key(struct dctx *c, enum key k, const struct val *v,
     struct fy_pubmsg *m, int *seen_body)
 {
 	switch (k) {
@@ -490,13 +747,6 @@ pubmsg_end(struct dctx *c, const struct fy_pubmsg *m, int seen_body)
 	return FY_OK;
 }
 
-/* Iterate a map's entries whose key is known and whose value is not nil:
- * nil is how many msgpack libraries spell "absent". */
-#define FOR_KEYS(m, e, k, v)						\
-	for (e = (m)->ptr; e < (m)->ptr + (m)->size; e++)		\
-		if ((v = &e->val)->type != MSGPACK_OBJECT_NIL &&	\
-		    (k = key_id(&e->key)) != K_NONE)
-
 /* Bits for required keys seen. */
 #define HAS(k) ((uint64_t)1 << (k))
 _Static_assert(K_COUNT <= 64, "enum key must fit HAS()'s bits");
@@ -506,10 +756,10 @@ _Static_assert(K_COUNT <= 64, "enum key must fit HAS()'s bits");
 	HAS(K_TTL) | HAS(K_REPLY_TO) | HAS(K_CORR) | HAS(K_PID) | HAS(K_SEQ))
 
 static int
-dec_hello(struct dctx *c, const msgpack_object_map *m, struct fy_frame *f)
+dec_hello(struct dctx *c, const struct map *m, struct fy_frame *f)
 {
-	const msgpack_object_kv *e;
-	const msgpack_object *v;
+	const struct ent *e;
+	const struct val *v;
 	enum key k;
 	uint64_t seen = 0;
 
@@ -534,10 +784,13 @@ dec_hello(struct dctx *c, const msgpack_object_map *m, struct fy_frame *f)
 }
 
 static int
-dec_pub(struct dctx *c, const msgpack_object_map *m, struct fy_frame *f)
+dec_pub(struct dctx *c, const struct map *m, struct fy_frame *f)
 {
-	const msgpack_object_kv *e;
-	const msgpack_object *v, *msgs = NULL;
+	const struct ent *e;
+	const struct val *v, *msgs = NULL;
+	struct ent buf[NENT];
+	struct map mm;
+	struct rd r2;
 	enum key k;
 	uint64_t seen = 0;
 	int body = 0, r;
@@ -593,20 +846,21 @@ dec_pub(struct dctx *c, const msgpack_object_map *m, struct fy_frame *f)
 	 * beside it would be silently lost, so refuse them. */
 	if (seen & PUBMSG_KEYS)
 		return bad(c, "msgs");
-	if (msgs->type != MSGPACK_OBJECT_ARRAY || msgs->via.array.size == 0)
+	if (msgs->type != V_ARRAY || msgs->u == 0)
 		return bad(c, "msgs");
-	f->pub.nmsgs = msgs->via.array.size;
+	f->pub.nmsgs = (uint32_t)msgs->u;
 	f->pub.msgs = zalloc(c, f->pub.nmsgs, sizeof(*f->pub.msgs));
 	if (f->pub.msgs == NULL)
 		return FY_ENOMEM;
 	memset(f->pub.msgs, 0, f->pub.nmsgs * sizeof(*f->pub.msgs));
+	r2 = items(c, msgs);
 	for (i = 0; i < f->pub.nmsgs; i++) {
-		const msgpack_object *o = &msgs->via.array.ptr[i];
-
-		if (o->type != MSGPACK_OBJECT_MAP)
-			return bad(c, "msgs");
+		/* Root map, "msgs", this map: its pairs are at level 4. */
+		r = next_map(c, &r2, 4, "msgs", buf, &mm);
+		if (r != FY_OK)
+			return r;
 		body = 0;
-		FOR_KEYS(&o->via.map, e, k, v) {
+		FOR_KEYS(&mm, e, k, v) {
 			r = pubmsg_key(c, k, v, &f->pub.msgs[i], &body);
 			if (r != FY_OK)
 				return r;
@@ -619,10 +873,10 @@ dec_pub(struct dctx *c, const msgpack_object_map *m, struct fy_frame *f)
 }
 
 static int
-dec_sub(struct dctx *c, const msgpack_object_map *m, struct fy_frame *f)
+dec_sub(struct dctx *c, const struct map *m, struct fy_frame *f)
 {
-	const msgpack_object_kv *e;
-	const msgpack_object *v;
+	const struct ent *e;
+	const struct val *v;
 	enum key k;
 	uint64_t seen = 0;
 
@@ -690,14 +944,16 @@ dec_sub(struct dctx *c, const msgpack_object_map *m, struct fy_frame *f)
 
 /* UNSUB, ACK, NACK and TOUCH: "sid" plus lease fields. */
 static int
-dec_settle(struct dctx *c, const msgpack_object_map *m, struct fy_frame *f)
+dec_settle(struct dctx *c, const struct map *m, struct fy_frame *f)
 {
-	const msgpack_object_kv *e;
-	const msgpack_object *v, *leases = NULL;
+	const struct ent *e;
+	const struct val *v, *leases = NULL;
 	enum key k;
 	uint64_t seen = 0;
 	uint64_t sid = 0, lease = 0;
 	uint64_t *a;
+	struct val x;
+	struct rd r;
 	uint32_t i;
 
 	FOR_KEYS(m, e, k, v) {
@@ -754,17 +1010,20 @@ dec_settle(struct dctx *c, const msgpack_object_map *m, struct fy_frame *f)
 		if (leases == NULL)
 			break;
 		/* "lease" and "leases" together is ambiguous: refuse. */
-		if ((seen & HAS(K_LEASE)) ||
-		    leases->type != MSGPACK_OBJECT_ARRAY ||
-		    leases->via.array.size == 0)
+		if ((seen & HAS(K_LEASE)) || leases->type != V_ARRAY ||
+		    leases->u == 0)
 			return bad(c, "leases");
-		f->ack.nleases = leases->via.array.size;
+		f->ack.nleases = (uint32_t)leases->u;
 		a = zalloc(c, f->ack.nleases, sizeof(*a));
 		if (a == NULL)
 			return FY_ENOMEM;
-		for (i = 0; i < f->ack.nleases; i++)
-			if (get_u64(&leases->via.array.ptr[i], &a[i]))
+		r = items(c, leases);
+		for (i = 0; i < f->ack.nleases; i++) {
+			if (rd_val(&r, &x))
+				return FY_EPROTO;
+			if (get_u64(&x, &a[i]))
 				return bad(c, "leases");
+		}
 		f->ack.leases = a;
 		return FY_OK;
 	}
@@ -779,10 +1038,10 @@ dec_settle(struct dctx *c, const msgpack_object_map *m, struct fy_frame *f)
 }
 
 static int
-dec_delete(struct dctx *c, const msgpack_object_map *m, struct fy_frame *f)
+dec_delete(struct dctx *c, const struct map *m, struct fy_frame *f)
 {
-	const msgpack_object_kv *e;
-	const msgpack_object *v;
+	const struct ent *e;
+	const struct val *v;
 	enum key k;
 	uint64_t seen = 0;
 
@@ -811,10 +1070,10 @@ dec_delete(struct dctx *c, const msgpack_object_map *m, struct fy_frame *f)
  * as dec_settle() does: the others are unknown to it.
  */
 static int
-dec_query(struct dctx *c, const msgpack_object_map *m, struct fy_frame *f)
+dec_query(struct dctx *c, const struct map *m, struct fy_frame *f)
 {
-	const msgpack_object_kv *e;
-	const msgpack_object *v;
+	const struct ent *e;
+	const struct val *v;
 	enum key k;
 	uint64_t seen = 0;
 
@@ -861,10 +1120,10 @@ dec_query(struct dctx *c, const msgpack_object_map *m, struct fy_frame *f)
 }
 
 static int
-dec_welcome(struct dctx *c, const msgpack_object_map *m, struct fy_frame *f)
+dec_welcome(struct dctx *c, const struct map *m, struct fy_frame *f)
 {
-	const msgpack_object_kv *e;
-	const msgpack_object *v;
+	const struct ent *e;
+	const struct val *v;
 	enum key k;
 	uint64_t seen = 0;
 
@@ -958,15 +1217,15 @@ static const struct rowfield event_fields[] = {
 #undef RF
 
 static const struct rowfield *
-row_field(const struct rowfield *fd, size_t nfd, const msgpack_object *k)
+row_field(const struct rowfield *fd, size_t nfd, const struct val *k)
 {
 	size_t i;
 
-	if (k->type != MSGPACK_OBJECT_STR)
+	if (k->type != V_STR)
 		return NULL;
 	for (i = 0; i < nfd; i++)
-		if (fd[i].klen == k->via.str.size &&
-		    memcmp(fd[i].key, k->via.str.ptr, fd[i].klen) == 0)
+		if (fd[i].klen == k->u &&
+		    memcmp(fd[i].key, k->p, fd[i].klen) == 0)
 			return &fd[i];
 	return NULL;
 }
@@ -974,19 +1233,21 @@ row_field(const struct rowfield *fd, size_t nfd, const msgpack_object *k)
 /* An array of row maps into a zeroed zone array; any error names the
  * array's key.  An empty array gives NULL, 0. */
 static int
-get_rows(struct dctx *c, const msgpack_object *o, const char *name,
+get_rows(struct dctx *c, const struct val *o, const char *name,
     const struct rowfield *fd, size_t nfd, size_t size, void **rows,
     uint32_t *nrows)
 {
-	const msgpack_object_kv *e;
 	const struct rowfield *rf;
+	struct val row, k, v;
+	struct rd rd;
+	uint64_t j;
 	uint32_t i, n;
 	char *a, *p;
 	int r;
 
-	if (o->type != MSGPACK_OBJECT_ARRAY)
+	if (o->type != V_ARRAY)
 		return bad(c, name);
-	n = o->via.array.size;
+	n = (uint32_t)o->u;
 	*rows = NULL;
 	*nrows = 0;
 	if (n == 0)
@@ -995,26 +1256,30 @@ get_rows(struct dctx *c, const msgpack_object *o, const char *name,
 	if (a == NULL)
 		return FY_ENOMEM;
 	memset(a, 0, (size_t)n * size);
+	rd = items(c, o);
 	for (i = 0; i < n; i++) {
-		const msgpack_object *ent = &o->via.array.ptr[i];
-
-		if (ent->type != MSGPACK_OBJECT_MAP)
+		if (rd_val(&rd, &row))
+			return FY_EPROTO;
+		if (row.type != V_MAP)
 			return bad(c, name);
-		for (e = ent->via.map.ptr;
-		    e < ent->via.map.ptr + ent->via.map.size; e++) {
-			if (e->val.type == MSGPACK_OBJECT_NIL ||
-			    (rf = row_field(fd, nfd, &e->key)) == NULL)
+		/* Root map, the array, the row: its pairs are at level 4. */
+		for (j = 0; j < row.u; j++) {
+			if (rd_val(&rd, &k) || skip_val(&rd, &k, 4) ||
+			    rd_val(&rd, &v) || skip_val(&rd, &v, 4))
+				return FY_EPROTO;
+			if (v.type == V_NIL ||
+			    (rf = row_field(fd, nfd, &k)) == NULL)
 				continue;
 			p = a + (size_t)i * size + rf->off;
 			switch (rf->kind) {
 			case F_STR:
-				r = get_str(&e->val, (struct fy_str *)p);
+				r = get_str(&v, (struct fy_str *)p);
 				break;
 			case F_U64:
-				r = get_u64(&e->val, (uint64_t *)p);
+				r = get_u64(&v, (uint64_t *)p);
 				break;
 			default:
-				r = get_u32(&e->val, (uint32_t *)p);
+				r = get_u32(&v, (uint32_t *)p);
 				break;
 			}
 			if (r)
@@ -1027,10 +1292,12 @@ get_rows(struct dctx *c, const msgpack_object *o, const char *name,
 }
 
 static int
-dec_ok(struct dctx *c, const msgpack_object_map *m, struct fy_frame *f)
+dec_ok(struct dctx *c, const struct map *m, struct fy_frame *f)
 {
-	const msgpack_object_kv *e;
-	const msgpack_object *v;
+	const struct ent *e;
+	const struct val *v;
+	struct val x;
+	struct rd rd;
 	enum key k;
 	uint32_t i, n;
 	void *rows;
@@ -1051,9 +1318,9 @@ dec_ok(struct dctx *c, const msgpack_object_map *m, struct fy_frame *f)
 				return bad(c, "dur");
 			break;
 		case K_IDS:
-			if (v->type != MSGPACK_OBJECT_ARRAY)
+			if (v->type != V_ARRAY)
 				return bad(c, "ids");
-			n = v->via.array.size;
+			n = (uint32_t)v->u;
 			f->ok.ids = NULL;
 			f->ok.nids = 0;
 			if (n == 0)
@@ -1061,10 +1328,13 @@ dec_ok(struct dctx *c, const msgpack_object_map *m, struct fy_frame *f)
 			f->ok.ids = zalloc(c, n, sizeof(*f->ok.ids));
 			if (f->ok.ids == NULL)
 				return FY_ENOMEM;
-			for (i = 0; i < n; i++)
-				if (get_str(&v->via.array.ptr[i],
-				    &f->ok.ids[i]))
+			rd = items(c, v);
+			for (i = 0; i < n; i++) {
+				if (rd_val(&rd, &x))
+					return FY_EPROTO;
+				if (get_str(&x, &f->ok.ids[i]))
 					return bad(c, "ids");
+			}
 			f->ok.nids = n;
 			break;
 		case K_DUPS:
@@ -1103,10 +1373,10 @@ dec_ok(struct dctx *c, const msgpack_object_map *m, struct fy_frame *f)
 }
 
 static int
-dec_err(struct dctx *c, const msgpack_object_map *m, struct fy_frame *f)
+dec_err(struct dctx *c, const struct map *m, struct fy_frame *f)
 {
-	const msgpack_object_kv *e;
-	const msgpack_object *v;
+	const struct ent *e;
+	const struct val *v;
 	enum key k;
 	uint64_t seen = 0;
 
@@ -1136,17 +1406,21 @@ dec_err(struct dctx *c, const msgpack_object_map *m, struct fy_frame *f)
 
 /* "hist": an array of {c, e, by, at} maps. */
 static int
-get_hist(struct dctx *c, const msgpack_object *o, struct fy_frame *f)
+get_hist(struct dctx *c, const struct val *o, struct fy_frame *f)
 {
-	const msgpack_object_kv *e;
-	const msgpack_object *v;
+	const struct ent *e;
+	const struct val *v;
+	struct ent buf[NENT];
 	struct fy_hist *h;
+	struct map m;
+	struct rd rd;
 	enum key k;
 	uint32_t i, n;
+	int r;
 
-	if (o->type != MSGPACK_OBJECT_ARRAY)
+	if (o->type != V_ARRAY)
 		return bad(c, "hist");
-	n = o->via.array.size;
+	n = (uint32_t)o->u;
 	f->msg.hist = NULL;
 	f->msg.nhist = 0;
 	if (n == 0)
@@ -1155,14 +1429,14 @@ get_hist(struct dctx *c, const msgpack_object *o, struct fy_frame *f)
 	if (h == NULL)
 		return FY_ENOMEM;
 	memset(h, 0, n * sizeof(*h));
+	rd = items(c, o);
 	for (i = 0; i < n; i++) {
-		const msgpack_object *ent = &o->via.array.ptr[i];
-
-		if (ent->type != MSGPACK_OBJECT_MAP)
-			return bad(c, "hist");
-		FOR_KEYS(&ent->via.map, e, k, v) {
-			int r = 0;
-
+		/* Root map, "hist", this entry: its pairs are at level 4. */
+		r = next_map(c, &rd, 4, "hist", buf, &m);
+		if (r != FY_OK)
+			return r;
+		FOR_KEYS(&m, e, k, v) {
+			r = 0;
 			switch (k) {
 			case K_C:
 				r = get_str(v, &h[i].cause);
@@ -1189,10 +1463,10 @@ get_hist(struct dctx *c, const msgpack_object *o, struct fy_frame *f)
 }
 
 static int
-dec_msg(struct dctx *c, const msgpack_object_map *m, struct fy_frame *f)
+dec_msg(struct dctx *c, const struct map *m, struct fy_frame *f)
 {
-	const msgpack_object_kv *e;
-	const msgpack_object *v;
+	const struct ent *e;
+	const struct val *v;
 	enum key k;
 	uint64_t seen = 0;
 	int r;
@@ -1278,12 +1552,11 @@ int
 fy_decode(struct fy_dec *d, const uint8_t *payload, size_t len,
     struct fy_frame *f, const char **field)
 {
-	struct dctx c = { &d->zone, NULL };
-	const msgpack_object_map *m;
-	const msgpack_object *t = NULL, *rid = NULL;
-	msgpack_object root;
-	size_t off = 0;
-	uint32_t i;
+	struct dctx c = { &d->zone, NULL, NULL };
+	struct ent buf[NENT];
+	struct map m;
+	struct val root, t, rid;
+	struct rd rd;
 	int r;
 
 	memset(f, 0, sizeof(*f));
@@ -1293,38 +1566,28 @@ fy_decode(struct fy_dec *d, const uint8_t *payload, size_t len,
 	msgpack_zone_clear(&d->zone);
 	if (payload == NULL)
 		return FY_EPROTO;
-	r = scan(payload, len);
+	c.end = payload + len;
+	rd.p = payload;
+	rd.end = c.end;
+
+	/* Pass 1: all of it, exactly one map; its pairs at level 2. */
+	if (rd_val(&rd, &root) || root.type != V_MAP)
+		return FY_EPROTO;
+	t.type = V_NIL;		/* absent and nil are alike */
+	rid.type = V_NIL;
+	r = list_map(&c, &rd, &root, 2, buf, &m, &t, &rid);
 	if (r != FY_OK)
 		return r;
-	switch (msgpack_unpack((const char *)payload, len, &off, &d->zone,
-	    &root)) {
-	case MSGPACK_UNPACK_SUCCESS:
-		break;
-	case MSGPACK_UNPACK_NOMEM_ERROR:
-		return FY_ENOMEM;
-	default:
-		return FY_EPROTO;	/* scan() should have caught it */
-	}
-	if (root.type != MSGPACK_OBJECT_MAP)
+	if (rd.p != rd.end)
 		return FY_EPROTO;
-	m = &root.via.map;
 
-	/* "t" and "rid" first, wherever they are, so that any later error
-	 * can be answered with the request id. */
-	for (i = 0; i < m->size; i++) {
-		enum key k = key_id(&m->ptr[i].key);
-
-		if (k == K_T)
-			t = &m->ptr[i].val;
-		else if (k == K_RID)
-			rid = &m->ptr[i].val;
-	}
-	if (t != NULL && t->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-		f->type = t->via.u64 <= INT_MAX ? (int)t->via.u64 : -1;
-	if (rid != NULL && rid->type != MSGPACK_OBJECT_NIL &&
-	    get_u64(rid, &f->rid))
+	/* Pass 2.  "t" and "rid" first, wherever they were, so that any
+	 * later error can be answered with the request id. */
+	if (t.type == V_UINT)
+		f->type = t.u <= INT_MAX ? (int)t.u : -1;
+	if (rid.type != V_NIL && get_u64(&rid, &f->rid))
 		c.field = "rid";
-	else if (t == NULL || t->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+	else if (t.type != V_UINT)
 		c.field = "t";
 	if (c.field != NULL) {
 		r = FY_EFIELD;
@@ -1333,22 +1596,22 @@ fy_decode(struct fy_dec *d, const uint8_t *payload, size_t len,
 
 	switch (f->type) {
 	case FY_T_HELLO:
-		r = dec_hello(&c, m, f);
+		r = dec_hello(&c, &m, f);
 		break;
 	case FY_T_PUB:
-		r = dec_pub(&c, m, f);
+		r = dec_pub(&c, &m, f);
 		break;
 	case FY_T_SUB:
-		r = dec_sub(&c, m, f);
+		r = dec_sub(&c, &m, f);
 		break;
 	case FY_T_UNSUB:
 	case FY_T_ACK:
 	case FY_T_NACK:
 	case FY_T_TOUCH:
-		r = dec_settle(&c, m, f);
+		r = dec_settle(&c, &m, f);
 		break;
 	case FY_T_DELETE:
-		r = dec_delete(&c, m, f);
+		r = dec_delete(&c, &m, f);
 		break;
 	case FY_T_PING:
 		r = FY_OK;
@@ -1357,19 +1620,19 @@ fy_decode(struct fy_dec *d, const uint8_t *payload, size_t len,
 	case FY_T_INFLIGHT:
 	case FY_T_PEEK:
 	case FY_T_TRACE:
-		r = dec_query(&c, m, f);
+		r = dec_query(&c, &m, f);
 		break;
 	case FY_T_WELCOME:
-		r = dec_welcome(&c, m, f);
+		r = dec_welcome(&c, &m, f);
 		break;
 	case FY_T_OK:
-		r = dec_ok(&c, m, f);
+		r = dec_ok(&c, &m, f);
 		break;
 	case FY_T_ERR:
-		r = dec_err(&c, m, f);
+		r = dec_err(&c, &m, f);
 		break;
 	case FY_T_MSG:
-		r = dec_msg(&c, m, f);
+		r = dec_msg(&c, &m, f);
 		break;
 	default:
 		r = FY_ETYPE;
@@ -1437,8 +1700,9 @@ put_be(uint8_t *q, uint64_t v, int n)
 	}
 }
 
-/* A tag byte followed by an n-byte big-endian value (n may be 0). */
-static void
+/* A tag byte followed by an n-byte big-endian value (n may be 0).
+ * Inline, so that n is a constant and put_be() unrolls. */
+static inline void
 put_tag(struct w *w, uint8_t tag, uint64_t v, int n)
 {
 	uint8_t *q = room(w, 1 + (size_t)n);
@@ -1529,8 +1793,9 @@ put_bin_hdr(struct w *w, uint32_t n)
 		put_tag(w, 0xc6, n, 4);
 }
 
-/* Keys are literals shorter than 32 bytes: a fixstr, one reservation. */
-static void
+/* Keys are literals shorter than 32 bytes: a fixstr, one reservation.
+ * Inline, so that each memcpy() has a constant size. */
+static inline void
 put_key(struct w *w, const char *p, size_t n)
 {
 	uint8_t *q = room(w, 1 + n);

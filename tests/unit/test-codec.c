@@ -1266,6 +1266,101 @@ START_TEST(all_formats)
 }
 END_TEST
 
+/*
+ * The nesting limit, exactly: the root map is level 1, and a non-empty
+ * container may sit at level 15 at most; an empty one anywhere.
+ */
+START_TEST(depth_limit)
+{
+	struct fy_frame f;
+	char deep[32];
+
+	/* 14 arrays under "z" (levels 2 to 15), then a uint. */
+	memset(deep, '\x91', 14);
+	strcpy(deep + 14, "\x01");
+	pack("msusx", 2u, "t", U(FY_T_PING), "z", deep);
+	ck_assert_int_eq(decode_pbuf(&f, NULL), FY_OK);
+	/* Then an empty array at level 16: still fine. */
+	strcpy(deep + 14, "\x90");
+	pack("msusx", 2u, "t", U(FY_T_PING), "z", deep);
+	ck_assert_int_eq(decode_pbuf(&f, NULL), FY_OK);
+	/* A non-empty one there is too deep, as a key too. */
+	strcpy(deep + 14, "\x91\x01");
+	pack("msusx", 2u, "t", U(FY_T_PING), "z", deep);
+	ck_assert_int_eq(decode_pbuf(&f, NULL), FY_EPROTO);
+	pack("msux" "u", 2u, "t", U(FY_T_PING), deep, 1ull);
+	ck_assert_int_eq(decode_pbuf(&f, NULL), FY_EPROTO);
+}
+END_TEST
+
+/* Maps with many known keys (repeated ones): the last wins, and an
+ * earlier bad one is still an error. */
+START_TEST(many_keys)
+{
+	msgpack_packer pk;
+	struct fy_frame f;
+	const char *field = NULL;
+	char v[8];
+	int i, bad;
+
+	for (bad = 0; bad < 2; bad++) {
+		msgpack_sbuffer_clear(&pbuf);
+		msgpack_packer_init(&pk, &pbuf, msgpack_sbuffer_write);
+		vpack_args(&pk, "msu", 43u, "t", U(FY_T_PUB));
+		for (i = 0; i < 40; i++) {
+			snprintf(v, sizeof(v), "a%d", i);
+			if (bad && i == 3)
+				vpack_args(&pk, "su", "topic", 1ull);
+			else
+				vpack_args(&pk, "ss", "topic", v);
+		}
+		vpack_args(&pk, "sbsu", "body", "x", "rid", 7ull);
+		if (bad) {
+			ck_assert_int_eq(decode_pbuf(&f, &field), FY_EFIELD);
+			ck_assert_str_eq(field, "topic");
+			ck_assert_uint_eq(f.rid, 7);
+			continue;
+		}
+		ck_assert_int_eq(decode_pbuf(&f, &field), FY_OK);
+		ck_str(f.pub.topic, S("a39"));
+		ck_str(f.pub.msgs[0].body, S("x"));
+		ck_assert_uint_eq(f.rid, 7);
+	}
+	/* The same inside a batch message. */
+	msgpack_sbuffer_clear(&pbuf);
+	msgpack_packer_init(&pk, &pbuf, msgpack_sbuffer_write);
+	vpack_args(&pk, "msusssam", 3u, "t", U(FY_T_PUB), "topic", "a",
+	    "msgs", 1u, 41u);
+	for (i = 0; i < 40; i++) {
+		snprintf(v, sizeof(v), "i%d", i);
+		vpack_args(&pk, "ss", "id", v);
+	}
+	vpack_args(&pk, "sb", "body", "y");
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_OK);
+	ck_assert_uint_eq(f.pub.nmsgs, 1);
+	ck_str(f.pub.msgs[0].id, S("i39"));
+	ck_str(f.pub.msgs[0].body, S("y"));
+	/* "t" and "rid": the last one wins, nil included. */
+	pack("msusN", 2u, "t", U(FY_T_PING), "t");
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_EFIELD);
+	ck_assert_str_eq(field, "t");
+	pack("msusNsu", 3u, "rid", 5ull, "rid", "t", U(FY_T_PING));
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_OK);
+	ck_assert_uint_eq(f.rid, 0);
+	/* Signed formats holding a value >= 0 are uints; others are not. */
+	pack("msusx", 2u, "t", U(FY_T_PING), "rid", "\xd1\x01\x02");
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_OK);
+	ck_assert_uint_eq(f.rid, 0x102);
+	pack("msusx", 2u, "t", U(FY_T_PING), "rid", "\xd0\xff");
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_EFIELD);
+	ck_assert_str_eq(field, "rid");
+	/* Damage after a bad field: malformed wins. */
+	pack("msusu", 3u, "t", U(FY_T_PUB), "topic", 1ull);
+	msgpack_sbuffer_write(&pbuf, "\xa1z\xc1", 3);
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_EPROTO);
+}
+END_TEST
+
 /* Combinations the decoder refuses although each key is well typed. */
 START_TEST(conflicts)
 {
@@ -1918,6 +2013,8 @@ codec_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, tolerated);
 	tcase_add_test(tc, all_formats);
+	tcase_add_test(tc, depth_limit);
+	tcase_add_test(tc, many_keys);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("type");
