@@ -26,12 +26,21 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 	struct broker *b = arg;
 	struct conn *c;
 
-	broker_pump_due(b);
-	/* One journal write per turn; under fsync=everysec/never it also
-	 * releases this turn's confirms, staged before the flush below. */
+	/*
+	 * Deliveries and replies go out before the journal's write, so they
+	 * do not wait for it: a message delivered before its record is
+	 * written is unconfirmed, and its producer retries it after a crash
+	 * (at-least-once).  The journal write then releases this turn's
+	 * confirms under fsync=everysec/never, flushed after it.
+	 */
+	do {
+		broker_pump_due(b);
+		while ((c = list_first(&b->flush, struct conn, flink)))
+			conn_flush(c);	/* unlinks c; may stage pumps */
+	} while (!list_empty(&b->pumpq));
 	store_commit(b);
 	while ((c = list_first(&b->flush, struct conn, flink)))
-		conn_flush(c);	/* unlinks c */
+		conn_flush(c);
 }
 
 static void

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -203,17 +204,40 @@ conn_outlen(const struct conn *c)
 	    evbuffer_get_length(bufferevent_get_output(c->bev));
 }
 
+static void drained(struct conn *c);
+
 void
 conn_flush(struct conn *c)
 {
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	size_t off = 0, size = c->enc.sb.size;
+	evutil_socket_t fd;
+
 	list_del(&c->flink);
-	if (!c->enc.sb.size)
+	if (!size)
 		return;
-	if (bufferevent_write(c->bev, c->enc.sb.data, c->enc.sb.size) < 0) {
+	/*
+	 * Nothing is waiting in libevent's buffer: write now.  Handing the
+	 * bytes to the bufferevent would cost every delivery another trip
+	 * round the loop (and the journal's write) before its send.  What
+	 * the socket does not take, and any error, is left to libevent.
+	 */
+	if (!evbuffer_get_length(out) && (fd = bufferevent_getfd(c->bev)) >= 0) {
+		ssize_t n = send(fd, c->enc.sb.data, size,
+		    MSG_DONTWAIT | MSG_NOSIGNAL);
+
+		if (n > 0)
+			off = (size_t)n;
+	}
+	if (off < size && bufferevent_write(c->bev, c->enc.sb.data + off,
+	    size - off) < 0) {
 		log_warn("%s: out of memory queueing output", c->name);
 		conn_abort(c);
 	}
 	fy_enc_clear(&c->enc);
+	/* All sent: libevent will not call write_cb for it. */
+	if (off == size && !c->closing)
+		drained(c);
 }
 
 static void
@@ -1085,26 +1109,35 @@ read_cb(struct bufferevent *bev, void *arg)
 	conn_handle_input(arg);
 }
 
+/* Output went below the low watermark: deliveries paused by its size may
+ * go on, and a client throttled for not reading is read again. */
 static void
-write_cb(struct bufferevent *bev, void *arg)
+drained(struct conn *c)
 {
-	struct conn *c = arg;
 	struct list *pos;
 
-	if (c->closing) {
-		if (!conn_outlen(c))
-			broker_want_reap(c->b, c);
-		return;
-	}
-	/* Output drained below the low watermark: deliveries may go on. */
 	list_for_each(pos, &c->subs)
-		group_pump(list_entry(pos, struct sub, clink)->group);
+		group_pump_later(list_entry(pos, struct sub, clink)->group);
 	if (c->throttled && conn_outlen(c) <= c->b->opt->max_output / 2) {
 		c->throttled = 0;
 		bufferevent_enable(c->bev, EV_READ);
 		/* Frames already buffered raise no read event: handle them. */
 		conn_handle_input(c);
 	}
+}
+
+static void
+write_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+
+	if (c->closing) {
+		if (!conn_outlen(c))
+			broker_want_reap(c->b, c);
+		return;
+	}
+	drained(c);
+	broker_pump_due(c->b);
 }
 
 static void

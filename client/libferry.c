@@ -722,11 +722,15 @@ handle_frame(struct ferry *f, const struct fy_frame *fr)
 			handle_reply(f, fr);
 			return 0;
 		}
-		/* These announce that the broker closes the connection. */
+		/* These announce that the broker closes the connection: the
+		 * close that follows is the error (it names the code), and
+		 * what reconnect acts on; no async error besides. */
 		if (fr->err.code == FY_E_TOOBIG ||
 		    fr->err.code == FY_E_HANDSHAKE ||
-		    fr->err.code == FY_E_SHUTDOWN)
+		    fr->err.code == FY_E_SHUTDOWN) {
 			f->close_code = (int)fr->err.code;
+			return 0;
+		}
 		if (fr->err.sid && (s = sub_by_bsid(f, fr->err.sid)) != NULL) {
 			uint64_t sid = usid(f, s);
 
