@@ -33,14 +33,28 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 	 * (at-least-once).  The journal write then releases this turn's
 	 * confirms under fsync=everysec/never, flushed after it.
 	 */
+	struct list after;
+
+	list_init(&after);
 	do {
 		broker_pump_due(b);
-		while ((c = list_first(&b->flush, struct conn, flink)))
+		while ((c = list_first(&b->flush, struct conn, flink))) {
+			if (c->settles) {
+				/* At-most-once deliveries: after the write
+				 * of their settle records, below. */
+				list_del(&c->flink);
+				list_add_tail(&after, &c->flink);
+				continue;
+			}
 			conn_flush(c);	/* unlinks c; may stage pumps */
+		}
 	} while (!list_empty(&b->pumpq));
 	store_commit(b);
-	while ((c = list_first(&b->flush, struct conn, flink)))
+	list_splice_tail(&b->flush, &after);
+	while ((c = list_first(&b->flush, struct conn, flink))) {
+		c->settles = 0;
 		conn_flush(c);
+	}
 }
 
 static void

@@ -61,6 +61,9 @@ struct conn {
 	uint8_t closing;	/* no more input handled; freed when drained */
 	uint8_t throttled;	/* output above max_output_buffer: input is
 				   not read until the client reads */
+	uint8_t settles;	/* staged at-most-once deliveries of durable
+				   messages: send only after the journal's
+				   write of their settle records */
 	uint8_t reaping;	/* on broker->reap, to be freed */
 };
 

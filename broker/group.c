@@ -251,8 +251,11 @@ group_detach(struct qent *e)
 void
 group_pump_later(struct group *g)
 {
-	if (list_empty(&g->pumplink))
+	if (list_empty(&g->pumplink)) {
 		list_add_tail(&g->b->pumpq, &g->pumplink);
+		/* Runs at the latest in this turn's end-of-turn flush. */
+		broker_want_commit(g->b);
+	}
 }
 
 void

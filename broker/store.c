@@ -683,6 +683,20 @@ store_ack(struct broker *b, struct qent *e, uint64_t *seq)
 	apply(b, *seq, &r, e, NULL);
 }
 
+void
+store_settle(struct broker *b, struct qent *e)
+{
+	struct rec r = {.type = REC_ACK};
+	uint64_t seq;
+
+	if (e->durable) {
+		r.ack.gid = e->group->gid;
+		r.ack.mseq = e->msg->seq;
+		append(b, &r, &seq);
+	}
+	qent_free(e);
+}
+
 /*
  * Move e's message to "<topic>.dlq": publish the copy (with its history),
  * then remove the original with an ack record.  Copy before delete, each a

@@ -127,6 +127,10 @@ void store_expire(struct broker *b, struct qent *e);
 /* Settle a leased entry; *seq gets the ack record's seq (0 if none). */
 void store_ack(struct broker *b, struct qent *e, uint64_t *seq);
 
+/* Settle an entry taken from its group and delivered at-most-once (not
+ * leased, in no list): journal it and free it. */
+void store_settle(struct broker *b, struct qent *e);
+
 /* A delivery failed: journal and apply group_fail() (group.h); past the
  * group's max_attempts, dead-letter it. */
 void store_fail(struct broker *b, struct qent *e, int cause,

@@ -132,7 +132,12 @@ sub_deliver(struct sub *s, struct qent *e)
 			return r;
 		g->st.delivered++;
 		g->st.acked++;
-		qent_free(e);
+		/* Settled on delivery: journal it, and hold this turn's
+		 * output until that record is written (broker.c), or a
+		 * restart would deliver it again. */
+		if (e->durable)
+			s->conn->settles = 1;
+		store_settle(g->b, e);
 		return 0;
 	}
 	if (!(e->lease = lease_alloc(&s->lt, e)))

@@ -643,6 +643,21 @@ START_TEST(at_most_once)
 	ferry_msg_free(m);
 	ferry_close(w);
 	ferry_close(p);
+
+	/* Settled at-most-once deliveries stay settled across a restart
+	 * (they used to come back: no settle record was journaled). */
+	ck_assert_int_eq(ferryd_stop(&d), 0);
+	ferryd_restart(&d);
+	w = fc_connect(d.port, "after-restart");
+	sid = fc_sub(w, "amo", NULL, 0, 0, 0);
+	/* Only "40", never acked by "careful", comes back. */
+	m = fc_next(w, 5000);
+	ck_assert_int_eq(fc_body_int(m), 40);
+	ck_assert_uint_eq(m->attempt, 2);
+	ck_assert_int_eq(ferry_ack(w, sid, m->lease, FERRY_CONFIRM), 0);
+	ferry_msg_free(m);
+	fc_none(w, 700);
+	ferry_close(w);
 }
 END_TEST
 
