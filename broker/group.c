@@ -222,6 +222,15 @@ group_pump(struct group *g)
 	g->pumping = 1;
 	while ((e = list_first(&g->ready, struct qent, link)) &&
 	    (s = pick(g))) {
+		/*
+		 * Already failed max_attempts times: a crash tore the journal
+		 * between its last failure and its dead-letter copy (three
+		 * records written in one turn).  Finish that instead of
+		 * delivering it once more.
+		 */
+		if (g->max_attempts && e->attempts >= g->max_attempts &&
+		    e->durable && store_dead_letter(g->b, e) == 0)
+			continue;
 		list_del(&e->link);
 		g->nready--;
 		if (sub_deliver(s, e) < 0) {

@@ -737,6 +737,12 @@ dead_letter(struct broker *b, struct qent *e)
 	return 0;
 }
 
+int
+store_dead_letter(struct broker *b, struct qent *e)
+{
+	return dead_letter(b, e);
+}
+
 /* Remove a waiting entry with an ack record, without an ack. */
 static void
 drop(struct broker *b, struct qent *e)

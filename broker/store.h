@@ -121,6 +121,10 @@ int store_duplicate(struct broker *b, struct topic *t,
  * (overflow reject, or nothing waiting to push out). */
 int store_make_room(struct broker *b, struct group *g, uint64_t bytes);
 
+/* Move e (waiting in its group) to its dead-letter topic now.  0, or
+ * -errno with e left where it is. */
+int store_dead_letter(struct broker *b, struct qent *e);
+
 /* e's TTL ran out while it waited: dead-letter it (or drop it). */
 void store_expire(struct broker *b, struct qent *e);
 
