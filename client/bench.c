@@ -22,9 +22,9 @@
 
 #include "bench.h"
 #include "benchstat.h"
+#include "cliargs.h"
 #include "ferry.h"
 
-#define EXIT_USAGE 2
 #define ERR_LEN 192
 #define IO_TIMEOUT_MS 30000	/* a loaded broker may lag a full buffer */
 #define SLICE_MS 50		/* how often a waiting subscriber looks up */
@@ -158,36 +158,7 @@ seterr(char *buf, size_t n, const char *fmt, ...)
 	va_end(ap);
 }
 
-__attribute__((format(printf, 1, 2), noreturn))
-static void
-usage_error(const char *fmt, ...)
-{
-	va_list ap;
 
-	fputs("ferry: bench: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputs("\nTry 'ferry bench --help'.\n", stderr);
-	exit(EXIT_USAGE);
-}
-
-static unsigned long long
-parse_num(const char *opt, const char *s, unsigned long long min,
-    unsigned long long max)
-{
-	unsigned long long v;
-	char *end;
-
-	errno = 0;
-	if (*s == '-' || *s == '\0')
-		usage_error("%s: invalid number '%s'", opt, s);
-	v = strtoull(s, &end, 10);
-	if (errno || *end != '\0' || v < min || v > max)
-		usage_error("%s: '%s' is not a number in %llu..%llu", opt, s,
-		    min, max);
-	return v;
-}
 
 static double
 parse_positive(const char *opt, const char *s, double max)
@@ -199,7 +170,7 @@ parse_positive(const char *opt, const char *s, double max)
 	v = strtod(s, &end);
 	if (errno || end == s || *end != '\0' || !isfinite(v) || v <= 0 ||
 	    v > max)
-		usage_error("%s: '%s' is not a positive number up to %g", opt,
+		cli_usage_error("%s: '%s' is not a positive number up to %g", opt,
 		    s, max);
 	return v;
 }
@@ -750,21 +721,21 @@ parse(struct opts *o, int argc, char **argv)
 	while ((ch = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
 		switch (ch) {
 		case 'P':
-			o->npub = (uint32_t)parse_num("--pub", optarg, 1, 1000);
+			o->npub = (uint32_t)cli_parse_num("--pub", optarg, 1, 1000);
 			break;
 		case 'S':
-			o->nsub = (uint32_t)parse_num("--sub", optarg, 0, 1000);
+			o->nsub = (uint32_t)cli_parse_num("--sub", optarg, 0, 1000);
 			break;
 		case 'G':
-			o->ngroups = (uint32_t)parse_num("--groups", optarg, 1,
+			o->ngroups = (uint32_t)cli_parse_num("--groups", optarg, 1,
 			    1000);
 			break;
 		case 'n':
-			o->msgs = parse_num("--msgs", optarg, 1,
+			o->msgs = cli_parse_num("--msgs", optarg, 1,
 			    (unsigned long long)UINT32_MAX * 1000);
 			break;
 		case 's':
-			o->size = (size_t)parse_num("--size", optarg,
+			o->size = (size_t)cli_parse_num("--size", optarg,
 			    BENCHSTAT_BODY_MIN, 1024ULL * 1024 * 1024);
 			break;
 		case 'N':
@@ -774,14 +745,14 @@ parse(struct opts *o, int argc, char **argv)
 			o->confirm = 1;
 			break;
 		case 'w':
-			o->window = (uint32_t)parse_num("--window", optarg, 1,
+			o->window = (uint32_t)cli_parse_num("--window", optarg, 1,
 			    10000000);
 			break;
 		case 'r':
 			o->rate = parse_positive("--rate", optarg, 1e9);
 			break;
 		case 'p':
-			o->prefetch = (uint32_t)parse_num("--prefetch", optarg,
+			o->prefetch = (uint32_t)cli_parse_num("--prefetch", optarg,
 			    1, UINT32_MAX);
 			break;
 		case 't':
@@ -798,20 +769,20 @@ parse(struct opts *o, int argc, char **argv)
 			fputs(bench_usage, stdout);
 			exit(0);
 		default:
-			usage_error("bad option");
+			cli_usage_error("bad option");
 		}
 	}
 	if (optind >= argc)
-		usage_error("missing TOPIC");
+		cli_usage_error("missing TOPIC");
 	o->topic = argv[optind++];
 	if (optind < argc)
-		usage_error("unexpected argument '%s'", argv[optind]);
+		cli_usage_error("unexpected argument '%s'", argv[optind]);
 	if (!valid_topic(o->topic))
-		usage_error("'%s' is not a topic name (1..%d of A-Z a-z 0-9 "
+		cli_usage_error("'%s' is not a topic name (1..%d of A-Z a-z 0-9 "
 		    ". - _)", o->topic, FERRY_NAME_MAX);
 	/* Sequence numbers travel as 32 bits. */
 	if (o->msgs / o->npub >= UINT32_MAX)
-		usage_error("--msgs: at most %" PRIu32 " per publisher",
+		cli_usage_error("--msgs: at most %" PRIu32 " per publisher",
 		    UINT32_MAX - 1);
 }
 
@@ -854,6 +825,7 @@ bench_main(const char *host, int port, int timeout_ms, int argc,
 	uint64_t share;
 	int status = 0, e, setup_failed;
 
+	cli_command = "bench";	/* names it in usage errors */
 	parse(&o, argc, argv);
 	nsubs = o.nsub * o.ngroups;
 

@@ -21,9 +21,9 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "cliargs.h"
 #include "ferry.h"
 
-#define EXIT_USAGE 2
 #define PUB_WINDOW 1000		/* unconfirmed publishes kept in flight */
 #define SLICE_MS 200		/* how often a waiting sub checks signals */
 #define REPLAY_HOLD_MAX 1000	/* dead letters of other groups held */
@@ -145,19 +145,6 @@ warnf(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
-__attribute__((format(printf, 1, 2), noreturn))
-static void
-usage_error(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("ferry: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputs("\nTry 'ferry --help' or 'ferry COMMAND --help'.\n", stderr);
-	exit(EXIT_USAGE);
-}
 
 static void
 on_signal(int sig)
@@ -174,23 +161,6 @@ now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* A whole decimal number in [min, max], or a usage error. */
-static unsigned long long
-parse_num(const char *opt, const char *s, unsigned long long min,
-    unsigned long long max)
-{
-	unsigned long long v;
-	char *end;
-
-	errno = 0;
-	if (*s == '-' || *s == '\0')
-		usage_error("%s: invalid number '%s'", opt, s);
-	v = strtoull(s, &end, 10);
-	if (errno || *end != '\0' || v < min || v > max)
-		usage_error("%s: '%s' is not a number in %llu..%llu", opt, s,
-		    min, max);
-	return v;
-}
 
 /* Seconds, possibly fractional, as milliseconds (at least 1). */
 static int
@@ -203,7 +173,7 @@ parse_seconds(const char *opt, const char *s)
 	v = strtod(s, &end);
 	if (errno || end == s || *end != '\0' || !isfinite(v) || v <= 0 ||
 	    v > INT_MAX / 1000)
-		usage_error("%s: '%s' is not a positive number of seconds",
+		cli_usage_error("%s: '%s' is not a positive number of seconds",
 		    opt, s);
 	return v * 1000 < 1 ? 1 : (int)(v * 1000);
 }
@@ -220,7 +190,7 @@ parse_ms64(const char *opt, const char *s)
 	v = strtod(s, &end);
 	if (errno || end == s || *end != '\0' || !isfinite(v) || v <= 0 ||
 	    v > 1e9)
-		usage_error("%s: '%s' is not a positive number of seconds",
+		cli_usage_error("%s: '%s' is not a positive number of seconds",
 		    opt, s);
 	return v * 1000 < 1 ? 1 : (uint64_t)(v * 1000);
 }
@@ -234,7 +204,7 @@ parse_size(const char *opt, const char *s)
 
 	errno = 0;
 	if (*s == '-' || *s == '\0')
-		usage_error("%s: invalid size '%s'", opt, s);
+		cli_usage_error("%s: invalid size '%s'", opt, s);
 	v = strtoull(s, &end, 10);
 	if (end != s && end[0] != '\0' && end[1] == '\0') {
 		switch (*end) {
@@ -245,7 +215,7 @@ parse_size(const char *opt, const char *s)
 	}
 	if (errno || end == s || *end != '\0' || v == 0 ||
 	    v > UINT64_MAX / mul)
-		usage_error("%s: '%s' is not a size (N, NK, NM or NG)", opt,
+		cli_usage_error("%s: '%s' is not a size (N, NK, NM or NG)", opt,
 		    s);
 	return v * mul;
 }
@@ -258,7 +228,7 @@ add_header(struct ferry_header **hdr, size_t *nhdr, char *arg)
 	void *nh;
 
 	if (eq == NULL || eq == arg)
-		usage_error("--header: expected KEY=VALUE, got '%s'", arg);
+		cli_usage_error("--header: expected KEY=VALUE, got '%s'", arg);
 	*eq = '\0';
 	nh = realloc(*hdr, (*nhdr + 1) * sizeof(**hdr));
 	if (nh == NULL) {
@@ -465,7 +435,7 @@ cmd_pub(const struct global *g, int argc, char **argv)
 			id = optarg;
 			break;
 		case 'b':
-			batch = parse_num("--batch", optarg, 1, 1000000);
+			batch = cli_parse_num("--batch", optarg, 1, 1000000);
 			break;
 		case 'd':
 			po.delay_ms = parse_ms64("--delay", optarg);
@@ -483,15 +453,15 @@ cmd_pub(const struct global *g, int argc, char **argv)
 			fputs(usage_pub, stdout);
 			return 0;
 		default:
-			usage_error("pub: bad option");
+			cli_usage_error("pub: bad option");
 		}
 	}
 	if (optind >= argc)
-		usage_error("pub: missing TOPIC");
+		cli_usage_error("pub: missing TOPIC");
 	topic = argv[optind++];
 	if (batch > 1 && (po.delay_ms || po.ttl_ms || po.group ||
 	    po.mandatory))
-		usage_error("pub: --delay, --ttl, --group and --mandatory need "
+		cli_usage_error("pub: --delay, --ttl, --group and --mandatory need "
 		    "--batch 1");
 	memset(&src, 0, sizeof(src));
 	if (optind < argc) {
@@ -644,10 +614,10 @@ cmd_sub(const struct global *g, int argc, char **argv)
 			so.group = optarg;
 			break;
 		case 'c':
-			count = parse_num("--count", optarg, 1, ULLONG_MAX);
+			count = cli_parse_num("--count", optarg, 1, ULLONG_MAX);
 			break;
 		case 'p':
-			so.prefetch = (uint32_t)parse_num("--prefetch", optarg,
+			so.prefetch = (uint32_t)cli_parse_num("--prefetch", optarg,
 			    1, UINT32_MAX);
 			have_prefetch = 1;
 			break;
@@ -656,7 +626,7 @@ cmd_sub(const struct global *g, int argc, char **argv)
 			    "--ack-timeout", optarg);
 			break;
 		case 'm':
-			so.max_attempts = (uint32_t)parse_num("--max-attempts",
+			so.max_attempts = (uint32_t)cli_parse_num("--max-attempts",
 			    optarg, 1, UINT32_MAX);
 			break;
 		case 't':
@@ -669,7 +639,7 @@ cmd_sub(const struct global *g, int argc, char **argv)
 			nack = 1;
 			break;
 		case 'd':
-			nack_delay = (int64_t)parse_num("--nack-delay", optarg,
+			nack_delay = (int64_t)cli_parse_num("--nack-delay", optarg,
 			    0, INT64_MAX);
 			break;
 		case 'e':
@@ -685,7 +655,7 @@ cmd_sub(const struct global *g, int argc, char **argv)
 			so.ttl_drop = 1;
 			break;
 		case 'X':
-			so.max_msgs = parse_num("--max-msgs", optarg, 1,
+			so.max_msgs = cli_parse_num("--max-msgs", optarg, 1,
 			    UINT64_MAX);
 			break;
 		case 'B':
@@ -697,29 +667,29 @@ cmd_sub(const struct global *g, int argc, char **argv)
 			else if (strcmp(optarg, "dlq-oldest") == 0)
 				so.overflow = FERRY_OVERFLOW_DLQ_OLDEST;
 			else
-				usage_error("--overflow: expected reject or "
+				cli_usage_error("--overflow: expected reject or "
 				    "dlq-oldest, got '%s'", optarg);
 			break;
 		case 'h':
 			fputs(usage_sub, stdout);
 			return 0;
 		default:
-			usage_error("sub: bad option");
+			cli_usage_error("sub: bad option");
 		}
 	}
 	if (optind >= argc)
-		usage_error("sub: missing TOPIC");
+		cli_usage_error("sub: missing TOPIC");
 	topic = argv[optind++];
 	if (optind < argc)
-		usage_error("sub: unexpected argument '%s'", argv[optind]);
+		cli_usage_error("sub: unexpected argument '%s'", argv[optind]);
 	if (no_ack && nack)
-		usage_error("sub: --no-ack and --nack exclude each other");
+		cli_usage_error("sub: --no-ack and --nack exclude each other");
 	if (nack_delay >= 0 && !nack)
-		usage_error("sub: --nack-delay needs --nack");
+		cli_usage_error("sub: --nack-delay needs --nack");
 	if (so.ephemeral && so.group != NULL)
-		usage_error("sub: --ephemeral and --group exclude each other");
+		cli_usage_error("sub: --ephemeral and --group exclude each other");
 	if (so.ttl_drop && so.ttl_ms == 0)
-		usage_error("sub: --ttl-drop needs --ttl");
+		cli_usage_error("sub: --ttl-drop needs --ttl");
 	if (!have_prefetch)
 		so.prefetch = count ? (count < 1000 ? (uint32_t)count : 1000) :
 		    64;
@@ -844,14 +814,14 @@ cmd_del(const struct global *g, int argc, char **argv)
 			fputs(usage_del, stdout);
 			return 0;
 		default:
-			usage_error("del: bad option");
+			cli_usage_error("del: bad option");
 		}
 	}
 	if (optind >= argc)
-		usage_error("del: missing TOPIC");
+		cli_usage_error("del: missing TOPIC");
 	topic = argv[optind++];
 	if (optind < argc)
-		usage_error("del: unexpected argument '%s'", argv[optind]);
+		cli_usage_error("del: unexpected argument '%s'", argv[optind]);
 	f = open_conn(g, "del");
 	r = ferry_delete(f, topic, group);
 	if (r < 0)
@@ -877,10 +847,10 @@ cmd_ping(const struct global *g, int argc, char **argv)
 			fputs(usage_ping, stdout);
 			return 0;
 		}
-		usage_error("ping: bad option");
+		cli_usage_error("ping: bad option");
 	}
 	if (optind < argc)
-		usage_error("ping: unexpected argument '%s'", argv[optind]);
+		cli_usage_error("ping: unexpected argument '%s'", argv[optind]);
 	f = open_conn(g, "ping");
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	r = ferry_ping(f);
@@ -985,14 +955,14 @@ cmd_req(const struct global *g, int argc, char **argv)
 			fputs(usage_req, stdout);
 			return 0;
 		default:
-			usage_error("req: bad option");
+			cli_usage_error("req: bad option");
 		}
 	}
 	if (optind >= argc)
-		usage_error("req: missing TOPIC");
+		cli_usage_error("req: missing TOPIC");
 	topic = argv[optind++];
 	if (optind + 1 < argc)
-		usage_error("req: unexpected argument '%s'", argv[optind + 1]);
+		cli_usage_error("req: unexpected argument '%s'", argv[optind + 1]);
 	if (optind < argc) {
 		body = argv[optind];
 		len = strlen(body);
@@ -1164,22 +1134,22 @@ cmd_reply(const struct global *g, int argc, char **argv)
 			so.group = optarg;
 			break;
 		case 'c':
-			count = parse_num("--count", optarg, 1, ULLONG_MAX);
+			count = cli_parse_num("--count", optarg, 1, ULLONG_MAX);
 			break;
 		case 'h':
 			fputs(usage_reply, stdout);
 			return 0;
 		default:
-			usage_error("reply: bad option");
+			cli_usage_error("reply: bad option");
 		}
 	}
 	if (optind >= argc)
-		usage_error("reply: missing TOPIC");
+		cli_usage_error("reply: missing TOPIC");
 	topic = argv[optind++];
 	if (optind < argc)
-		usage_error("reply: unexpected argument '%s'", argv[optind]);
+		cli_usage_error("reply: unexpected argument '%s'", argv[optind]);
 	if (cmd == NULL)
-		usage_error("reply: missing --exec CMD");
+		cli_usage_error("reply: missing --exec CMD");
 	/* One at a time: the others stay with the group for other
 	 * responders. */
 	so.prefetch = 1;
@@ -1369,7 +1339,7 @@ cmd_dlq(const struct global *g, int argc, char **argv)
 		return 0;
 	}
 	if (argc < 2 || strcmp(argv[1], "replay") != 0)
-		usage_error("dlq: expected 'replay'");
+		cli_usage_error("dlq: expected 'replay'");
 	argc--;
 	argv++;
 	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -1378,10 +1348,10 @@ cmd_dlq(const struct global *g, int argc, char **argv)
 			group = optarg;
 			break;
 		case 'r':
-			rate = parse_num("--rate", optarg, 1, 1000000);
+			rate = cli_parse_num("--rate", optarg, 1, 1000000);
 			break;
 		case 'c':
-			count = parse_num("--count", optarg, 1, ULLONG_MAX);
+			count = cli_parse_num("--count", optarg, 1, ULLONG_MAX);
 			break;
 		case 't':
 			timeout_ms = parse_seconds("--timeout", optarg);
@@ -1390,17 +1360,17 @@ cmd_dlq(const struct global *g, int argc, char **argv)
 			fputs(usage_dlq, stdout);
 			return 0;
 		default:
-			usage_error("dlq replay: bad option");
+			cli_usage_error("dlq replay: bad option");
 		}
 	}
 	if (optind >= argc)
-		usage_error("dlq replay: missing TOPIC");
+		cli_usage_error("dlq replay: missing TOPIC");
 	topic = argv[optind++];
 	if (optind < argc)
-		usage_error("dlq replay: unexpected argument '%s'",
+		cli_usage_error("dlq replay: unexpected argument '%s'",
 		    argv[optind]);
 	if (strlen(topic) > FERRY_NAME_MAX - 4)
-		usage_error("dlq replay: topic name too long");
+		cli_usage_error("dlq replay: topic name too long");
 	snprintf(dlq, sizeof(dlq), "%s.dlq", topic);
 
 	install_stop_handlers();
@@ -1679,24 +1649,24 @@ inspect_opts(int argc, char **argv, const char *usage, const char *name,
 		switch (ch) {
 		case 'g':
 			if (group == NULL)
-				usage_error("%s: no --group here", name);
+				cli_usage_error("%s: no --group here", name);
 			*group = optarg;
 			break;
 		case 'j':
 			if (json == NULL)
-				usage_error("%s: no --json here", name);
+				cli_usage_error("%s: no --json here", name);
 			*json = 1;
 			break;
 		case 'v':
 			if (headers == NULL)
-				usage_error("%s: no --headers here", name);
+				cli_usage_error("%s: no --headers here", name);
 			*headers = 1;
 			break;
 		case 'h':
 			fputs(usage, stdout);
 			exit(0);
 		default:
-			usage_error("%s: bad option", name);
+			cli_usage_error("%s: bad option", name);
 		}
 	}
 	return optind;
@@ -1719,7 +1689,7 @@ cmd_stats(const struct global *g, int argc, char **argv)
 	if (i < argc)
 		topic = argv[i++];
 	if (i < argc)
-		usage_error("stats: unexpected argument '%s'", argv[i]);
+		cli_usage_error("stats: unexpected argument '%s'", argv[i]);
 	f = open_conn(g, "stats");
 	r = ferry_stats(f, topic, &rows, &n);
 	if (r < 0) {
@@ -1792,10 +1762,10 @@ cmd_inflight(const struct global *g, int argc, char **argv)
 	i = inspect_opts(argc, argv, usage_inflight, "inflight", &group, &json,
 	    NULL);
 	if (i >= argc)
-		usage_error("inflight: missing TOPIC");
+		cli_usage_error("inflight: missing TOPIC");
 	topic = argv[i++];
 	if (i < argc)
-		usage_error("inflight: unexpected argument '%s'", argv[i]);
+		cli_usage_error("inflight: unexpected argument '%s'", argv[i]);
 	f = open_conn(g, "inflight");
 	r = ferry_inflight(f, topic, group, &rows, &n);
 	if (r < 0) {
@@ -1846,10 +1816,10 @@ cmd_peek(const struct global *g, int argc, char **argv)
 	i = inspect_opts(argc, argv, usage_peek, "peek", &group, NULL,
 	    &headers);
 	if (i >= argc)
-		usage_error("peek: missing TOPIC");
+		cli_usage_error("peek: missing TOPIC");
 	topic = argv[i++];
 	if (i < argc)
-		usage_error("peek: unexpected argument '%s'", argv[i]);
+		cli_usage_error("peek: unexpected argument '%s'", argv[i]);
 	f = open_conn(g, "peek");
 	r = ferry_peek(f, topic, group, &m);
 	if (r == FERRY_ENOTFOUND)
@@ -1896,10 +1866,10 @@ cmd_trace(const struct global *g, int argc, char **argv)
 
 	i = inspect_opts(argc, argv, usage_trace, "trace", NULL, &json, NULL);
 	if (i >= argc)
-		usage_error("trace: missing ID");
+		cli_usage_error("trace: missing ID");
 	id = argv[i++];
 	if (i < argc)
-		usage_error("trace: unexpected argument '%s'", argv[i]);
+		cli_usage_error("trace: unexpected argument '%s'", argv[i]);
 	f = open_conn(g, "trace");
 	r = ferry_trace(f, id, &rows, &n);
 	if (r == FERRY_ENOTFOUND)
@@ -1992,7 +1962,7 @@ main(int argc, char **argv)
 	if ((env = getenv("FERRY_HOST")) != NULL && *env)
 		g.host = env;
 	if ((env = getenv("FERRY_PORT")) != NULL && *env)
-		g.port = (int)parse_num("FERRY_PORT", env, 1, 65535);
+		g.port = (int)cli_parse_num("FERRY_PORT", env, 1, 65535);
 
 	/* "+": stop at the command; its options are its own. */
 	while ((ch = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
@@ -2001,7 +1971,7 @@ main(int argc, char **argv)
 			g.host = optarg;
 			break;
 		case 'p':
-			g.port = (int)parse_num("--port", optarg, 1, 65535);
+			g.port = (int)cli_parse_num("--port", optarg, 1, 65535);
 			break;
 		case 't':
 			g.timeout_ms = parse_seconds("--timeout", optarg);
@@ -2010,11 +1980,11 @@ main(int argc, char **argv)
 			fputs(usage_main, stdout);
 			return 0;
 		default:
-			usage_error("bad option");
+			cli_usage_error("bad option");
 		}
 	}
 	if (optind >= argc)
-		usage_error("missing command");
+		cli_usage_error("missing command");
 	cmd = argv[optind];
 	if (strcmp(cmd, "help") == 0) {
 		for (i = 0; optind + 1 < argc &&
@@ -2034,5 +2004,5 @@ main(int argc, char **argv)
 			return cmds[i].fn(&g, argc, argv);
 		}
 	}
-	usage_error("unknown command '%s'", cmd);
+	cli_usage_error("unknown command '%s'", cmd);
 }

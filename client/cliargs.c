@@ -1,0 +1,48 @@
+/*
+ * cliargs.c - usage errors and number parsing for the ferry CLI.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cliargs.h"
+
+const char *cli_command;
+
+void
+cli_usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (cli_command)
+		fprintf(stderr, "ferry: %s: ", cli_command);
+	else
+		fputs("ferry: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	if (cli_command)
+		fprintf(stderr, "\nTry 'ferry %s --help'.\n", cli_command);
+	else
+		fputs("\nTry 'ferry --help' or 'ferry COMMAND --help'.\n",
+		    stderr);
+	exit(EXIT_USAGE);
+}
+
+unsigned long long
+cli_parse_num(const char *opt, const char *s, unsigned long long min,
+    unsigned long long max)
+{
+	unsigned long long v;
+	char *end;
+
+	errno = 0;
+	if (*s == '-' || *s == '\0')
+		cli_usage_error("%s: invalid number '%s'", opt, s);
+	v = strtoull(s, &end, 10);
+	if (errno || *end != '\0' || v < min || v > max)
+		cli_usage_error("%s: '%s' is not a number in %llu..%llu", opt,
+		    s, min, max);
+	return v;
+}
