@@ -584,7 +584,9 @@ handle_pub(struct conn *c, const struct fy_frame *f)
 	/* Refuse the whole frame up front, so a batch is never half
 	 * stored when the disk is full. */
 	if ((e = store_error(b)) < 0) {
-		conn_send_err(c, f->rid, FY_E_DISK, 0,
+		conn_send_err(c, f->rid, FY_E_DISK, 0, store_error_fatal(b) ?
+		    "journal sync failed (%s): nothing is accepted until "
+		    "ferryd restarts; nothing confirmed was lost" :
 		    "journal cannot write: %s; retry later", strerror(-e));
 		return;
 	}

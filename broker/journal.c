@@ -727,6 +727,12 @@ journal_error(const struct journal *j)
 	return j->fatal ? j->fatal : j->werr;
 }
 
+int
+journal_fatal(const struct journal *j)
+{
+	return j->fatal;
+}
+
 /* ---- segment lifetime ---- */
 
 static struct seg *

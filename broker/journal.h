@@ -162,6 +162,9 @@ uint64_t journal_next_seq(const struct journal *j);
 /* 0, a retryable write error (cleared when a write succeeds), or a fatal
  * fdatasync error (sticky). */
 int journal_error(const struct journal *j);
+/* The fatal part of journal_error(): a failed fdatasync, cleared only by a
+ * restart; 0 otherwise. */
+int journal_fatal(const struct journal *j);
 
 /*
  * Segment lifetime.  Call journal_ref(seq) when a live object's home record

@@ -1135,6 +1135,12 @@ store_error(const struct broker *b)
 	return journal_error(b->store.j);
 }
 
+int
+store_error_fatal(const struct broker *b)
+{
+	return journal_fatal(b->store.j) != 0;
+}
+
 void
 store_wait(struct broker *b, struct conn *c)
 {

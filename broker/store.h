@@ -97,6 +97,8 @@ void store_commit(struct broker *b);
 
 /* Current journal error (0 if writing works). */
 int store_error(const struct broker *b);
+/* 1 if that error lasts until ferryd restarts (a failed fdatasync). */
+int store_error_fatal(const struct broker *b);
 
 /*
  * Publish one message to t (only: to that durable group alone).
