@@ -2301,6 +2301,21 @@ settle_sid(struct ferry *f, uint64_t sid, uint64_t *bsid)
 	return 0;
 }
 
+/*
+ * What ack, nack and touch do first: recover a lost connection if asked
+ * to, start a frame of type, and find the broker's sid for sid.
+ */
+static int
+settle_begin(struct ferry *f, struct fy_frame *fr, int type, uint64_t sid,
+    uint64_t *bsid)
+{
+	if (f->err && recover(f) < 0)
+		return f->err;
+	memset(fr, 0, sizeof(*fr));
+	fr->type = type;
+	return settle_sid(f, sid, bsid);
+}
+
 static int
 done_msg(struct ferry *f, void *arg)
 {
@@ -2371,11 +2386,7 @@ ferry_ack(struct ferry *f, uint64_t sid, uint64_t lease, int flags)
 	uint64_t bsid;
 	int r;
 
-	if (f->err && recover(f) < 0)
-		return f->err;
-	memset(&fr, 0, sizeof(fr));
-	fr.type = FY_T_ACK;
-	if ((r = settle_sid(f, sid, &bsid)) < 0)
+	if ((r = settle_begin(f, &fr, FY_T_ACK, sid, &bsid)) < 0)
 		return r;
 	if (!(flags & FERRY_CONFIRM) && bsid) {
 		if ((f->nacks && f->acks_sid != bsid) || f->nacks == ACKS_MAX)
@@ -2402,11 +2413,7 @@ ferry_nack(struct ferry *f, uint64_t sid, uint64_t lease, int64_t delay_ms,
 	uint64_t bsid;
 	int r;
 
-	if (f->err && recover(f) < 0)
-		return f->err;
-	memset(&fr, 0, sizeof(fr));
-	fr.type = FY_T_NACK;
-	if ((r = settle_sid(f, sid, &bsid)) < 0)
+	if ((r = settle_begin(f, &fr, FY_T_NACK, sid, &bsid)) < 0)
 		return r;
 	fr.nack.sid = bsid;
 	fr.nack.lease = lease;
@@ -2430,11 +2437,7 @@ ferry_touch(struct ferry *f, uint64_t sid, uint64_t lease, int flags)
 	uint64_t bsid;
 	int r;
 
-	if (f->err && recover(f) < 0)
-		return f->err;
-	memset(&fr, 0, sizeof(fr));
-	fr.type = FY_T_TOUCH;
-	if ((r = settle_sid(f, sid, &bsid)) < 0)
+	if ((r = settle_begin(f, &fr, FY_T_TOUCH, sid, &bsid)) < 0)
 		return r;
 	fr.touch.sid = bsid;
 	fr.touch.lease = lease;

@@ -19,18 +19,10 @@
 void
 ferryd_prepare(struct ferryd *d, ...)
 {
-	const char *tmp = getenv("TMPDIR");
 	va_list ap;
-	char *a;
 
-	memset(d, 0, sizeof(*d));
-	snprintf(d->dir, sizeof(d->dir), "%s/ferry-test-XXXXXX",
-	    tmp && *tmp ? tmp : "/tmp");
-	ck_assert_ptr_nonnull(mkdtemp(d->dir));
-	snprintf(d->log, sizeof(d->log), "%s/ferryd.log", d->dir);
 	va_start(ap, d);
-	while ((a = va_arg(ap, char *)) && d->nargs < 30)
-		d->args[d->nargs++] = a;
+	ferryd_vprepare(d, ap);
 	va_end(ap);
 }
 

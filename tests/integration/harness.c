@@ -104,10 +104,9 @@ spawn_ferryd(struct ferryd *d)
 }
 
 void
-ferryd_start(struct ferryd *d, ...)
+ferryd_vprepare(struct ferryd *d, va_list ap)
 {
 	const char *tmp = getenv("TMPDIR");
-	va_list ap;
 	char *a;
 
 	memset(d, 0, sizeof(*d));
@@ -115,9 +114,17 @@ ferryd_start(struct ferryd *d, ...)
 	    tmp && *tmp ? tmp : "/tmp");
 	ck_assert_ptr_nonnull(mkdtemp(d->dir));
 	snprintf(d->log, sizeof(d->log), "%s/ferryd.log", d->dir);
-	va_start(ap, d);
 	while ((a = va_arg(ap, char *)) && d->nargs < 30)
 		d->args[d->nargs++] = a;
+}
+
+void
+ferryd_start(struct ferryd *d, ...)
+{
+	va_list ap;
+
+	va_start(ap, d);
+	ferryd_vprepare(d, ap);
 	va_end(ap);
 	spawn_ferryd(d);
 }

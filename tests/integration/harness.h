@@ -10,6 +10,7 @@
 #ifndef FERRY_TESTS_HARNESS_H
 #define FERRY_TESTS_HARNESS_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -31,6 +32,10 @@ struct ferryd {
  * if it does not report its port within 10 s.
  */
 void ferryd_start(struct ferryd *d, ...);
+/* What ferryd_start() does before starting: a fresh directory and the
+ * arguments (a NULL-terminated list in ap), kept in d. */
+void ferryd_vprepare(struct ferryd *d, va_list ap);
+
 /* Start again on the same data directory with the same arguments. */
 void ferryd_restart(struct ferryd *d);
 /* SIGTERM, wait (10 s max, then SIGKILL); returns the exit status or -1. */
