@@ -579,6 +579,12 @@ handle_pub(struct conn *c, const struct fy_frame *f)
 			    FY_ID_MAX);
 			return;
 		}
+		if (pm->delay_ms > MSG_TIME_MAX || pm->ttl_ms > MSG_TIME_MAX) {
+			conn_send_err(c, f->rid, FY_E_BADARG, 0,
+			    "message %u: delay and ttl are at most %llu ms", i,
+			    (unsigned long long)MSG_TIME_MAX);
+			return;
+		}
 		bytes += pm->body.len;
 	}
 	/* Refuse the whole frame up front, so a batch is never half
@@ -716,6 +722,11 @@ handle_sub(struct conn *c, const struct fy_frame *f)
 	if (f->sub.mode != FY_MODE_ALO && f->sub.mode != FY_MODE_AMO) {
 		conn_send_err(c, f->rid, FY_E_BADARG, 0,
 		    "mode must be 0 (at-least-once) or 1 (at-most-once)");
+		return;
+	}
+	if (f->sub.ttl_ms > MSG_TIME_MAX) {
+		conn_send_err(c, f->rid, FY_E_BADARG, 0,
+		    "ttl is at most %llu ms", (unsigned long long)MSG_TIME_MAX);
 		return;
 	}
 	if (f->sub.overflow > FY_OVERFLOW_DLQ_OLDEST) {
@@ -862,7 +873,7 @@ handle_nack(struct conn *c, const struct fy_frame *f)
 	errlen = f->nack.error.len;
 	if (errlen > FY_ERRTEXT_MAX)
 		errlen = FY_ERRTEXT_MAX;
-	if (f->nack.has_delay && f->nack.delay_ms > INT64_MAX / 2) {
+	if (f->nack.has_delay && f->nack.delay_ms > MSG_TIME_MAX) {
 		conn_send_err(c, f->rid, FY_E_BADARG, 0, "delay out of range");
 		return;
 	}

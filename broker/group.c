@@ -133,6 +133,9 @@ group_add_at(struct group *g, struct qent *e, int64_t not_before)
 {
 	const struct msg *m = e->msg;
 	uint64_t ttl = m->ttl_ms ? m->ttl_ms : g->conf.ttl_ms;
+
+	if (ttl > MSG_TIME_MAX)
+		ttl = MSG_TIME_MAX;
 	uint64_t mono = 0;
 
 	e->group = g;

@@ -78,8 +78,8 @@ msg_new(const struct fy_pubmsg *pm, const char *id, size_t id_len,
 	}
 	put_str(&cur, &m->reply_to, pm->reply_to);
 	put_str(&cur, &m->corr, pm->corr);
-	m->delay_ms = pm->delay_ms;
-	m->ttl_ms = pm->ttl_ms;
+	m->delay_ms = pm->delay_ms < MSG_TIME_MAX ? pm->delay_ms : MSG_TIME_MAX;
+	m->ttl_ms = pm->ttl_ms < MSG_TIME_MAX ? pm->ttl_ms : MSG_TIME_MAX;
 	m->mono_ts = msg_mono_of(ts);
 	if (!m->nhdr)
 		m->hdr = NULL;
@@ -93,8 +93,15 @@ msg_new(const struct fy_pubmsg *pm, const char *id, size_t id_len,
 int64_t
 msg_mono_of(uint64_t wall_ms)
 {
-	return (int64_t)clock_mono_ms() - ((int64_t)clock_wall_ms() -
-	    (int64_t)wall_ms);
+	int64_t now = (int64_t)clock_wall_ms();
+
+	/* A damaged record may hold any time: keep the arithmetic in range
+	 * (MSG_TIME_MAX either way is further than any real deadline). */
+	if (wall_ms > (uint64_t)now + MSG_TIME_MAX)
+		wall_ms = (uint64_t)now + MSG_TIME_MAX;
+	if ((int64_t)wall_ms < now - (int64_t)MSG_TIME_MAX)
+		return (int64_t)clock_mono_ms() - (int64_t)MSG_TIME_MAX;
+	return (int64_t)clock_mono_ms() - (now - (int64_t)wall_ms);
 }
 
 void

@@ -69,6 +69,11 @@ struct msg {
 struct msg *msg_new(const struct fy_pubmsg *pm, const char *id, size_t id_len,
     uint64_t ts, const struct fy_hist *hist, uint32_t nhist);
 
+/* The longest delay or TTL, and the furthest a journaled time may lie from
+ * now (ms, about 34 years): keeps deadline arithmetic from overflowing.
+ * Clients asking for more get E_BADARG. */
+#define MSG_TIME_MAX (1ULL << 40)
+
 /* The monotonic time of a wall-clock instant (unix ms), by the clocks now:
  * how the broker turns journaled times into running deadlines. */
 int64_t msg_mono_of(uint64_t wall_ms);

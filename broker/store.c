@@ -343,6 +343,7 @@ apply_pub(struct broker *b, uint64_t seq, const struct rec *r)
 	struct producer *pr;
 	struct topic *t;
 	struct msg *m;
+	int64_t mono_ts;
 
 	if (!name_ok(r->pub.topic))
 		return -EBADMSG;
@@ -359,16 +360,18 @@ apply_pub(struct broker *b, uint64_t seq, const struct rec *r)
 	if (!s->replaying)
 		trace_add(&b->trace, r->pub.ts, m->idh, TR_PUBLISHED, t->sym,
 		    only ? only->sym : 0, 0, 0);
+	mono_ts = m->mono_ts;
 	if (topic_publish(t, m, only) < 0) {
 		msg_unref(m);
 		return -ENOMEM;
 	}
+	/* An at-most-once delivery may have freed it already. */
 	msg_unref(m);
 	/* Remember the producer's own id for dedup_window, and keep its
 	 * record so that a restart within the window still knows it. */
 	if (pm->id.len && r->pub.ts + b->opt->dedup_window_ms >
 	    clock_wall_ms() && dedup_add(&t->dedup, pm->id.p, pm->id.len,
-	    m->mono_ts, seq) == 0)
+	    mono_ts, seq) == 0)
 		journal_ref(s->j, seq);
 	if (pm->pid.len && (pr = producer_get(&s->producers, pm->pid.p,
 	    pm->pid.len)))
@@ -419,6 +422,8 @@ apply(struct broker *b, uint64_t seq, const struct rec *r, struct qent *hint,
 			group_detach(e);
 		now = clock_wall_ms();
 		delay = r->fail.not_before > now ? r->fail.not_before - now : 0;
+		if (delay > MSG_TIME_MAX)
+			delay = MSG_TIME_MAX;	/* a damaged record */
 		group_fail(e, (int)r->fail.cause, r->fail.consumer.p,
 		    r->fail.consumer.len, r->fail.error.p, r->fail.error.len,
 		    delay);

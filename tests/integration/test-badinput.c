@@ -195,6 +195,15 @@ START_TEST(bad_fields)
 	raw_send_frame(fd, &f);
 	expect_err(fd, FY_E_BADNAME, 2, 0);
 
+	/* A delay that would overflow deadline arithmetic ("forever" used
+	 * to become "now"). */
+	f.rid = 7;
+	f.pub.topic = (struct fy_str){"ok", 2};
+	f.pub.one.delay_ms = UINT64_MAX;
+	raw_send_frame(fd, &f);
+	expect_err(fd, FY_E_BADARG, 7, 0);
+	f.pub.one.delay_ms = 0;
+
 	memset(big, 'b', sizeof(big));
 	f.rid = 3;
 	f.pub.topic = (struct fy_str){"ok", 2};
