@@ -17,6 +17,7 @@
 #include "conn.h"
 #include "group.h"
 #include "log.h"
+#include "msg.h"
 #include "options.h"
 #include "topic.h"
 
@@ -186,6 +187,7 @@ broker_init(struct broker *b, struct event_base *base,
 	    ((uint64_t)getpid() << 40) ^ 0x9e3779b97f4a7c15ull;
 	if (event_base_priority_init(base, PRIO_COUNT) < 0)
 		return -EINVAL;
+	lease_table_init(&b->leases);
 	if (trace_init(&b->trace, o->trace_events) < 0)
 		goto nomem;
 	b->flush_ev = event_new(base, -1, 0, flush_cb, b);
@@ -225,6 +227,8 @@ broker_fini(struct broker *b)
 		conn_free(c);
 	topic_registry_fini(b);
 	trace_fini(&b->trace);
+	lease_table_fini(&b->leases);
+	qside_pool_trim();
 	for (int i = 0; i < 2; i++)
 		if (b->sig_ev[i])
 			event_free(b->sig_ev[i]);

@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "lease.h"
 #include "list.h"
 #include "store.h"
 #include "trace.h"
@@ -43,6 +44,7 @@ struct broker {
 	struct event *sig_ev[2];
 	struct store store;	/* journal and durable state */
 	struct trace trace;	/* recent message events, for TRACE */
+	struct lease_table leases;	/* every member's deliveries */
 	uint64_t rng;		/* xorshift64* state, for jitter */
 	uint8_t stopping;
 };

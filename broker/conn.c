@@ -276,7 +276,7 @@ conn_send_msg(struct conn *c, const struct fy_frame *f, struct msg *m)
 	if (fy_encode_nobody(&c->enc, f) != FY_OK)
 		goto nomem;
 	conn_flush(c);
-	if (evbuffer_add_reference(out, m->body, m->body_len, unref_cb,
+	if (evbuffer_add_reference(out, msg_body(m), m->body_len, unref_cb,
 	    msg_ref(m)) < 0) {
 		msg_unref(m);
 		goto nomem;
@@ -656,7 +656,7 @@ handle_pub(struct conn *c, const struct fy_frame *f)
 
 		if (store_duplicate(b, t, pm, &id, &idlen)) {
 			p.dups++;
-			trace_add(&b->trace, ts, trace_hash(id, idlen),
+			trace_add(&b->trace, ts, msg_id_hash(id, idlen),
 			    TR_DUPLICATE, t->sym, 0, c->sym, 0);
 		} else {
 			if (!idlen) {
@@ -832,7 +832,8 @@ handle_ack(struct conn *c, const struct fy_frame *f)
 	}
 	for (uint32_t i = 0; i < f->ack.nleases; i++) {
 		if ((e = sub_lease_find(s, f->ack.leases[i]))) {
-			trace_add(&c->b->trace, clock_wall_ms(), e->msg->idh,
+			trace_add(&c->b->trace, clock_wall_ms(),
+			    msg_idh(qent_msg(e)),
 			    TR_ACKED, s->group->topic->sym, s->group->sym,
 			    c->sym, (uint32_t)e->attempts + 1);
 			store_ack(c->b, e, &seq);

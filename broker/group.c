@@ -81,7 +81,7 @@ group_free(struct group *g)
 		qent_free(e);
 	}
 	while ((n = heap_pop(&g->delayed)))
-		qent_free(container_of(n, struct qent, dn));
+		qent_free(qent_of_dn(n));
 	heap_fini(&g->delayed);
 	heap_fini(&g->ttlq);	/* its entries were freed above */
 	event_free(g->delay_ev);
@@ -109,10 +109,10 @@ arm(struct event *ev, const struct hnode *top)
 void
 group_add(struct group *g, struct qent *e)
 {
-	const struct msg *m = e->msg;
+	const struct msg *m = qent_msg(e);
+	uint64_t delay = msg_ext(m)->delay_ms;
 
-	group_add_at(g, e, m->delay_ms ? m->mono_ts + (int64_t)m->delay_ms :
-	    0);
+	group_add_at(g, e, delay ? msg_mono(m) + (int64_t)delay : 0);
 }
 
 void
@@ -131,32 +131,36 @@ key_of(int64_t deadline, uint64_t mono)
 void
 group_add_at(struct group *g, struct qent *e, int64_t not_before)
 {
-	const struct msg *m = e->msg;
-	uint64_t ttl = m->ttl_ms ? m->ttl_ms : g->conf.ttl_ms;
+	const struct msg *m = qent_msg(e);
+	uint64_t ttl = msg_ext(m)->ttl_ms ? msg_ext(m)->ttl_ms :
+	    g->conf.ttl_ms;
+	struct qside *q = NULL;
+	uint64_t mono = 0;
 
 	if (ttl > MSG_TIME_MAX)
 		ttl = MSG_TIME_MAX;
-	uint64_t mono = 0;
 
 	e->group = g;
 	g->nheld++;
 	g->nbytes += m->body_len;
 	g->st.enqueued++;
-	if (ttl || not_before)
+	if (ttl || not_before) {
 		mono = clock_mono_ms();
-	/* A heap that cannot grow: the entry is just not timed (no TTL, no
-	 * delay) rather than lost. */
-	if (ttl) {
-		e->tn.key = key_of(m->mono_ts + (int64_t)ttl, mono);
-		if (heap_push(&g->ttlq, &e->tn) == 0 &&
-		    heap_top(&g->ttlq) == &e->tn)
-			arm(g->ttl_ev, &e->tn);
+		q = qent_side_get(e);
 	}
-	if (not_before > (int64_t)mono) {
-		e->dn.key = (uint64_t)not_before;
-		if (heap_push(&g->delayed, &e->dn) == 0) {
-			if (heap_top(&g->delayed) == &e->dn)
-				arm(g->delay_ev, &e->dn);
+	/* No memory for a side or a heap that cannot grow: the entry is just
+	 * not timed (no TTL, no delay) rather than lost. */
+	if (ttl && q) {
+		q->tn.key = key_of(msg_mono(m) + (int64_t)ttl, mono);
+		if (heap_push(&g->ttlq, &q->tn) == 0 &&
+		    heap_top(&g->ttlq) == &q->tn)
+			arm(g->ttl_ev, &q->tn);
+	}
+	if (not_before > (int64_t)mono && q) {
+		q->dn.key = (uint64_t)not_before;
+		if (heap_push(&g->delayed, &q->dn) == 0) {
+			if (heap_top(&g->delayed) == &q->dn)
+				arm(g->delay_ev, &q->dn);
 			return;
 		}
 	}
@@ -168,11 +172,12 @@ void
 group_entry_gone(struct qent *e)
 {
 	struct group *g = e->group;
+	struct qside *q = qent_side(e);
 
 	g->nheld--;
-	g->nbytes -= e->msg->body_len;
-	if (hnode_queued(&e->tn))
-		heap_remove(&g->ttlq, &e->tn);
+	g->nbytes -= qent_msg(e)->body_len;
+	if (q && hnode_queued(&q->tn))
+		heap_remove(&g->ttlq, &q->tn);
 }
 
 int
@@ -232,7 +237,8 @@ group_pump(struct group *g)
 		 * delivering it once more.
 		 */
 		if (g->max_attempts && e->attempts >= g->max_attempts &&
-		    e->durable && store_dead_letter(g->b, e) == 0)
+		    (e->flags & QE_DURABLE) &&
+		    store_dead_letter(g->b, e) == 0)
 			continue;
 		list_del(&e->link);
 		g->nready--;
@@ -249,11 +255,12 @@ void
 group_detach(struct qent *e)
 {
 	struct group *g = e->group;
+	struct sub *s = qent_sub(e);
 
-	if (e->sub) {
-		sub_lease_end(e->sub, e);
-	} else if (hnode_queued(&e->dn)) {
-		heap_remove(&g->delayed, &e->dn);
+	if (s) {
+		sub_lease_end(s, e);
+	} else if (qent_delayed(e)) {
+		heap_remove(&g->delayed, &qent_side(e)->dn);
 	} else {
 		list_del(&e->link);
 		g->nready--;
@@ -275,7 +282,7 @@ group_ack(struct qent *e)
 {
 	struct group *g = e->group;
 
-	sub_lease_end(e->sub, e);
+	sub_lease_end(qent_sub(e), e);
 	g->st.acked++;
 	qent_free(e);
 }
@@ -315,10 +322,10 @@ ttl_cb(evutil_socket_t fd, short what, void *arg)
 	int budget = 4096;	/* bounded work per turn */
 
 	while ((n = heap_top(&g->ttlq)) && n->key <= now && budget-- > 0) {
-		struct qent *e = container_of(n, struct qent, tn);
+		struct qent *e = qent_of_tn(n);
 
 		heap_pop(&g->ttlq);
-		if (!e->sub)
+		if (!(e->flags & QE_LEASED))
 			store_expire(g->b, e);
 	}
 	if (n && n->key <= now) {
@@ -344,7 +351,7 @@ delay_cb(evutil_socket_t fd, short what, void *arg)
 
 	while ((n = heap_top(&g->delayed)) && n->key <= now) {
 		heap_pop(&g->delayed);
-		e = container_of(n, struct qent, dn);
+		e = qent_of_dn(n);
 		list_add_tail(&due, &e->link);
 		g->nready++;
 	}
@@ -360,7 +367,10 @@ group_dlq_prepare(struct qent *e, struct group_dlq *d)
 {
 	struct group *g = e->group;
 	struct topic *t = g->topic;
-	struct msg *m = e->msg;
+	struct msg *m = qent_msg(e);
+	const struct msg_ext *x = msg_ext(m);
+	const struct qside *q = qent_side(e);
+	uint16_t nhist = q ? q->nhist : 0;
 	uint32_t n = 0;
 	int len;
 
@@ -371,13 +381,13 @@ group_dlq_prepare(struct qent *e, struct group_dlq *d)
 	    !fy_name_valid(d->topic, (size_t)len))
 		return -ENAMETOOLONG;
 	d->topic_len = (size_t)len;
-	if (!(d->hdr = calloc(m->nhdr + 4, sizeof(*d->hdr))))
+	if (!(d->hdr = calloc(x->nhdr + 4, sizeof(*d->hdr))))
 		return -ENOMEM;
-	for (uint32_t i = 0; i < m->nhdr; i++) {
+	for (uint32_t i = 0; i < x->nhdr; i++) {
 		/* Drop dlq-* headers of an earlier dead-lettering. */
-		if (m->hdr[i].k.len > 4 && !memcmp(m->hdr[i].k.p, "dlq-", 4))
+		if (x->hdr[i].k.len > 4 && !memcmp(x->hdr[i].k.p, "dlq-", 4))
 			continue;
-		d->hdr[n++] = m->hdr[i];
+		d->hdr[n++] = x->hdr[i];
 	}
 	snprintf(d->attempts, sizeof(d->attempts), "%u",
 	    (unsigned)e->attempts);
@@ -387,15 +397,14 @@ group_dlq_prepare(struct qent *e, struct group_dlq *d)
 	    {g->name, (uint32_t)strlen(g->name)}};
 	d->hdr[n++] = (struct fy_kv){{"dlq-attempts", 12},
 	    {d->attempts, (uint32_t)strlen(d->attempts)}};
-	if (e->nhist) {
-		const char *reason = qent_cause_name(
-		    e->hist[e->nhist - 1].cause);
+	if (nhist) {
+		const char *reason = qent_cause_name(q->hist[nhist - 1].cause);
 
 		d->hdr[n++] = (struct fy_kv){{"dlq-reason", 10},
 		    {reason, (uint32_t)strlen(reason)}};
 	}
-	for (uint16_t i = 0; i < e->nhist; i++) {
-		struct qhist_entry *h = &e->hist[i];
+	for (uint16_t i = 0; i < nhist; i++) {
+		struct qhist_entry *h = &q->hist[i];
 		const char *cause = qent_cause_name(h->cause);
 
 		d->hist[i].cause = (struct fy_str){cause,
@@ -406,14 +415,14 @@ group_dlq_prepare(struct qent *e, struct group_dlq *d)
 		    (uint32_t)strlen(h->consumer)};
 		d->hist[i].at = h->at;
 	}
-	d->nhist = e->nhist;
+	d->nhist = nhist;
 	/* reply_to and corr stay, so a replayed request can be answered. */
 	d->pm = (struct fy_pubmsg){
-		.body = {m->body, m->body_len},
+		.body = {msg_body(m), m->body_len},
 		.hdr = d->hdr,
 		.nhdr = n,
-		.reply_to = m->reply_to,
-		.corr = m->corr,
+		.reply_to = x->reply_to,
+		.corr = x->corr,
 	};
 	return 0;
 }
@@ -430,15 +439,18 @@ group_fail(struct qent *e, int cause, const char *consumer,
     size_t consumer_len, const char *err, size_t err_len, uint64_t delay_ms)
 {
 	struct group *g = e->group;
+	struct sub *s = qent_sub(e);
+	struct qside *q;
+	char idbuf[MSG_ID_LEN + 1];
 
 	/* History is best effort: losing it must not lose the message. */
 	if (qent_hist_add(e, cause, clock_wall_ms(), consumer, consumer_len,
 	    err, err_len) < 0)
-		log_warn("out of memory recording history of %s", e->msg->id);
-	if (e->sub)
-		sub_lease_end(e->sub, e);
-	if (e->causes[cause] < UINT16_MAX)
-		e->causes[cause]++;
+		log_warn("out of memory recording history of %s",
+		    msg_id(qent_msg(e), idbuf).p);
+	if (s)
+		sub_lease_end(s, e);
+	qent_count_cause(e, cause);
 	if (cause != CAUSE_RELEASED && e->attempts < UINT16_MAX)
 		e->attempts++;
 	g->st.failed[cause]++;
@@ -447,13 +459,14 @@ group_fail(struct qent *e, int cause, const char *consumer,
 		g->nready++;
 		return;
 	}
-	e->dn.key = clock_mono_ms() + delay_ms;
-	if (heap_push(&g->delayed, &e->dn) < 0) {
+	if ((q = qent_side_get(e)))
+		q->dn.key = clock_mono_ms() + delay_ms;
+	if (!q || heap_push(&g->delayed, &q->dn) < 0) {
 		/* No room to delay it: redeliver now rather than drop. */
 		list_add_head(&g->ready, &e->link);
 		g->nready++;
 		return;
 	}
-	if (heap_top(&g->delayed) == &e->dn)
+	if (heap_top(&g->delayed) == &q->dn)
 		group_arm_delay(g);
 }

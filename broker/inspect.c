@@ -142,9 +142,11 @@ query_group(struct conn *c, const struct fy_frame *f)
 static const char *
 last_error(const struct qent *e)
 {
-	for (int i = e->nhist - 1; i >= 0; i--)
-		if (e->hist[i].error)
-			return e->hist[i].error;
+	const struct qside *q = qent_side(e);
+
+	for (int i = q ? q->nhist - 1 : -1; i >= 0; i--)
+		if (q->hist[i].error)
+			return q->hist[i].error;
 	return "";
 }
 
@@ -154,14 +156,18 @@ inspect_inflight(struct conn *c, const struct fy_frame *f)
 	struct fy_frame ok = {.type = FY_T_OK, .rid = f->rid};
 	struct group *g = query_group(c, f);
 	struct fy_lease_info *rows;
+	char (*ids)[MSG_ID_LEN + 1];
 	uint64_t now = clock_mono_ms();
 	struct list *mpos, *lpos;
 	size_t n = 0;
 
 	if (!g)
 		return;
-	if (!(rows = calloc(g->ninflight ? g->ninflight : 1,
-	    sizeof(*rows)))) {
+	rows = calloc(g->ninflight ? g->ninflight : 1, sizeof(*rows));
+	ids = calloc(g->ninflight ? g->ninflight : 1, sizeof(*ids));
+	if (!rows || !ids) {
+		free(rows);
+		free(ids);
 		conn_send_err(c, f->rid, FY_E_INTERNAL, 0, "out of memory");
 		return;
 	}
@@ -170,29 +176,33 @@ inspect_inflight(struct conn *c, const struct fy_frame *f)
 
 		list_for_each(lpos, &s->leases) {
 			struct qent *e = list_entry(lpos, struct qent, link);
-			uint64_t since = e->dn.key - s->ack_timeout_ms;
+			uint64_t since = qent_lease_deadline(e) -
+			    s->ack_timeout_ms;
 
 			if (n == g->ninflight)
 				break;
-			rows[n++] = (struct fy_lease_info){
-				.id = {e->msg->id, e->msg->id_len},
+			rows[n] = (struct fy_lease_info){
+				.id = msg_id(qent_msg(e), ids[n]),
 				.consumer = str(s->conn->name),
 				.age_ms = now > since ? now - since : 0,
 				.attempt = (uint32_t)e->attempts + 1,
 				.error = str(last_error(e)),
 			};
+			n++;
 		}
 	}
 	ok.ok.inflight = rows;
 	ok.ok.ninflight = (uint32_t)n;
 	conn_send(c, &ok);
 	free(rows);
+	free(ids);
 }
 
 void
 inspect_peek(struct conn *c, const struct fy_frame *f)
 {
 	struct group *g = query_group(c, f);
+	char idbuf[MSG_ID_LEN + 1];
 	struct fy_frame mf;
 	struct hnode *n;
 	struct qent *e;
@@ -201,7 +211,7 @@ inspect_peek(struct conn *c, const struct fy_frame *f)
 		return;
 	if (!(e = list_first(&g->ready, struct qent, link)) &&
 	    (n = heap_top(&g->delayed)))
-		e = container_of(n, struct qent, dn);
+		e = qent_of_dn(n);
 	if (!e) {
 		conn_send_err(c, f->rid, FY_E_NOTFOUND, 0,
 		    "group %s/%s has no waiting message", g->topic->name,
@@ -210,9 +220,9 @@ inspect_peek(struct conn *c, const struct fy_frame *f)
 	}
 	/* A PEEK is answered with the MSG it would be delivered as, minus
 	 * the subscription and the lease. */
-	qent_frame(e, &mf);
+	qent_frame(e, &mf, idbuf);
 	mf.rid = f->rid;
-	conn_send_msg(c, &mf, e->msg);
+	conn_send_msg(c, &mf, qent_msg(e));
 }
 
 struct trace_reply {
@@ -251,7 +261,7 @@ inspect_trace(struct conn *c, const struct fy_frame *f)
 {
 	struct broker *b = c->b;
 	struct fy_frame ok = {.type = FY_T_OK, .rid = f->rid};
-	uint64_t idh = trace_hash(f->query.id.p, f->query.id.len);
+	uint64_t idh = msg_id_hash(f->query.id.p, f->query.id.len);
 	struct trace_reply tr = {.t = &b->trace};
 	size_t n = 0;
 

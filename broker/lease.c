@@ -56,6 +56,8 @@ lease_alloc(struct lease_table *t, struct qent *qe)
 	s = &t->s[i];
 	t->free_head = s->next_free;
 	s->qe = qe;
+	s->owner = NULL;
+	s->deadline = 0;
 	t->used++;
 	return (uint64_t)s->gen << 32 | i;
 }

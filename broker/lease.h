@@ -1,5 +1,5 @@
 /*
- * lease.h - a member's table of outstanding deliveries, for O(1) settle.
+ * lease.h - the broker's table of outstanding deliveries, for O(1) settle.
  *
  * A lease token is (generation << 32 | slot).  Settling or expiring a
  * delivery frees its slot and bumps the slot's generation, so a token that
@@ -16,6 +16,8 @@ struct qent;
 
 struct lease_slot {
 	struct qent *qe;	/* NULL when free */
+	void *owner;		/* the member holding it (struct sub) */
+	uint64_t deadline;	/* monotonic ms */
 	uint32_t gen;		/* current generation, never 0 */
 	uint32_t next_free;	/* free-list link when free */
 };
@@ -37,6 +39,13 @@ uint64_t lease_alloc(struct lease_table *t, struct qent *qe);
 
 /* The entry a token names, or NULL if the token is stale or bogus. */
 struct qent *lease_find(const struct lease_table *t, uint64_t token);
+
+/* The slot of a live token's index (the token's low 32 bits). */
+static inline struct lease_slot *
+lease_slot(const struct lease_table *t, uint32_t idx)
+{
+	return &t->s[idx];
+}
 
 /* Free the slot of a live token (no-op for a stale one). */
 void lease_free(struct lease_table *t, uint64_t token);

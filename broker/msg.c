@@ -32,62 +32,211 @@ put_str(char **cur, struct fy_str *dst, struct fy_str src)
 	dst->len = src.len;
 }
 
+/* Where the 16 byte pairs of canonical UUID text start. */
+static const uint8_t uuid_pos[16] = {0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24,
+    26, 28, 30, 32, 34};
+
+/* Value of a lowercase hex digit, or 16 or more for anything else. */
+static uint8_t
+hexval(unsigned char c)
+{
+	/* Unsigned arithmetic: what is below '0' or 'a' wraps high. */
+	uint8_t d = (uint8_t)(c - '0'), l = (uint8_t)(c - 'a');
+
+	return d < 10 ? d : l < 6 ? (uint8_t)(l + 10) : 16;
+}
+
+/* Parse canonical lowercase UUID text; 0 if id is one.  On every publish
+ * and replayed record, so it is a straight line. */
+static int
+uuid_parse_canonical(const char *id, size_t len, uint8_t out[16])
+{
+	const unsigned char *p = (const unsigned char *)id;
+	unsigned bad = 0;
+
+	if (len != MSG_ID_LEN || p[8] != '-' || p[13] != '-' ||
+	    p[18] != '-' || p[23] != '-')
+		return -1;
+	for (int i = 0; i < 16; i++) {
+		uint8_t hi = hexval(p[uuid_pos[i]]);
+		uint8_t lo = hexval(p[uuid_pos[i] + 1]);
+
+		bad |= (unsigned)(hi | lo);
+		out[i] = (uint8_t)(hi << 4 | (lo & 15));
+	}
+	return bad & 0xf0 ? -1 : 0;
+}
+
+static void
+uuid_print(const uint8_t u[16], char out[MSG_ID_LEN + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+
+	out[8] = out[13] = out[18] = out[23] = '-';
+	for (int i = 0; i < 16; i++) {
+		out[uuid_pos[i]] = hex[u[i] >> 4];
+		out[uuid_pos[i] + 1] = hex[u[i] & 15];
+	}
+	out[MSG_ID_LEN] = '\0';
+}
+
+/*
+ * The id msg_id_generate() made last, in both forms: a generated id goes
+ * straight into the message being built, so most messages are built from
+ * it, and a compare saves parsing the text back.
+ */
+static uint8_t last_bin[16];
+static char last_txt[MSG_ID_LEN + 1];
+
+static int
+id_to_bin(const char *id, size_t len, uint8_t out[16])
+{
+	if (len == MSG_ID_LEN && last_txt[0] &&
+	    !memcmp(id, last_txt, MSG_ID_LEN)) {
+		memcpy(out, last_bin, 16);
+		return 0;
+	}
+	return uuid_parse_canonical(id, len, out);
+}
+
+#define ALIGN8(n) (((n) + 7) & ~(size_t)7)
+
+static struct msg_ext *
+ext_of(const struct msg *m)
+{
+	return (struct msg_ext *)((char *)m + ALIGN8(sizeof(*m) +
+	    m->body_len));
+}
+
 struct msg *
 msg_new(const struct fy_pubmsg *pm, const char *id, size_t id_len,
     uint64_t ts, const struct fy_hist *hist, uint32_t nhist)
 {
-	size_t size = sizeof(struct msg) + pm->nhdr * sizeof(struct fy_kv) +
-	    nhist * sizeof(struct fy_hist) + id_len + 1 + pm->body.len +
-	    pm->reply_to.len + pm->corr.len;
+	size_t size = sizeof(struct msg) + pm->body.len;
+	uint8_t bin[16];
+	int text_id = id_to_bin(id, id_len, bin) < 0;
+	int has_ext = text_id || pm->nhdr || nhist || pm->reply_to.len ||
+	    pm->corr.len || pm->delay_ms || pm->ttl_ms;
+	struct msg_ext *x;
 	struct msg *m;
 	char *cur;
 
-	for (uint32_t i = 0; i < pm->nhdr; i++)
-		size += pm->hdr[i].k.len + pm->hdr[i].v.len;
-	for (uint32_t i = 0; i < nhist; i++)
-		size += hist[i].cause.len + hist[i].error.len +
-		    hist[i].consumer.len;
-	if (id_len > FY_ID_MAX || !(m = malloc(size)))
+	if (id_len > FY_ID_MAX)
 		return NULL;
-
+	if (has_ext) {
+		size = ALIGN8(size) + sizeof(*x) +
+		    pm->nhdr * sizeof(struct fy_kv) +
+		    nhist * sizeof(struct fy_hist) + pm->reply_to.len +
+		    pm->corr.len + (text_id ? id_len + 1 : 0);
+		for (uint32_t i = 0; i < pm->nhdr; i++)
+			size += pm->hdr[i].k.len + pm->hdr[i].v.len;
+		for (uint32_t i = 0; i < nhist; i++)
+			size += hist[i].cause.len + hist[i].error.len +
+			    hist[i].consumer.len;
+	}
+	if (!(m = malloc(size)))
+		return NULL;
 	m->refs = 1;
-	m->seq = 0;
-	m->dur_refs = 0;
-	m->ents = NULL;
-	m->topic = NULL;
-	list_init(&m->slink);
 	m->body_len = pm->body.len;
+	m->seq = 0;
 	m->ts = ts;
-	m->nhdr = pm->nhdr;
-	m->nhist = nhist;
-	m->id_len = (uint8_t)id_len;
-	m->hdr = (struct fy_kv *)(m + 1);
-	m->hist = (struct fy_hist *)(m->hdr + m->nhdr);
-	cur = (char *)(m->hist + nhist);
-	m->id = put(&cur, id, id_len);
-	*cur++ = '\0';
+	list_init(&m->e0.link);
+	m->e0.group = NULL;
+	m->e0.attempts = 0;
+	m->e0.flags = QE_FIRST;
+	m->e0.x = 0;
+	if (!text_id)
+		memcpy(m->id, bin, sizeof(bin));
+	if (pm->body.len)
+		memcpy(msg_body(m), pm->body.p, pm->body.len);
+	if (!has_ext)
+		return m;
+
+	m->e0.flags |= MF_EXT | (text_id ? MF_TEXT_ID : 0);
+	x = ext_of(m);
+	x->mono_ts = msg_mono_of(ts);
+	x->delay_ms = pm->delay_ms < MSG_TIME_MAX ? pm->delay_ms :
+	    MSG_TIME_MAX;
+	x->ttl_ms = pm->ttl_ms < MSG_TIME_MAX ? pm->ttl_ms : MSG_TIME_MAX;
+	x->nhdr = pm->nhdr;
+	x->nhist = nhist;
+	x->hdr = pm->nhdr ? (struct fy_kv *)(x + 1) : NULL;
+	x->hist = nhist ? (struct fy_hist *)((struct fy_kv *)(x + 1) +
+	    pm->nhdr) : NULL;
+	cur = (char *)((struct fy_hist *)((struct fy_kv *)(x + 1) +
+	    pm->nhdr) + nhist);
 	for (uint32_t i = 0; i < pm->nhdr; i++) {
-		put_str(&cur, &m->hdr[i].k, pm->hdr[i].k);
-		put_str(&cur, &m->hdr[i].v, pm->hdr[i].v);
+		put_str(&cur, &x->hdr[i].k, pm->hdr[i].k);
+		put_str(&cur, &x->hdr[i].v, pm->hdr[i].v);
 	}
 	for (uint32_t i = 0; i < nhist; i++) {
-		put_str(&cur, &m->hist[i].cause, hist[i].cause);
-		put_str(&cur, &m->hist[i].error, hist[i].error);
-		put_str(&cur, &m->hist[i].consumer, hist[i].consumer);
-		m->hist[i].at = hist[i].at;
+		put_str(&cur, &x->hist[i].cause, hist[i].cause);
+		put_str(&cur, &x->hist[i].error, hist[i].error);
+		put_str(&cur, &x->hist[i].consumer, hist[i].consumer);
+		x->hist[i].at = hist[i].at;
 	}
-	put_str(&cur, &m->reply_to, pm->reply_to);
-	put_str(&cur, &m->corr, pm->corr);
-	m->delay_ms = pm->delay_ms < MSG_TIME_MAX ? pm->delay_ms : MSG_TIME_MAX;
-	m->ttl_ms = pm->ttl_ms < MSG_TIME_MAX ? pm->ttl_ms : MSG_TIME_MAX;
-	m->mono_ts = msg_mono_of(ts);
-	if (!m->nhdr)
-		m->hdr = NULL;
-	if (!nhist)
-		m->hist = NULL;
-	m->body = put(&cur, pm->body.p, pm->body.len);
-	m->idh = trace_hash(id, id_len);
+	put_str(&cur, &x->reply_to, pm->reply_to);
+	put_str(&cur, &x->corr, pm->corr);
+	x->id = (struct fy_str){NULL, 0};
+	if (text_id) {	/* NUL-terminated, for logs */
+		put_str(&cur, &x->id, (struct fy_str){id, (uint32_t)id_len});
+		*cur = '\0';
+	}
 	return m;
+}
+
+const struct msg_ext *
+msg_ext(const struct msg *m)
+{
+	static const struct msg_ext none;
+
+	return m->e0.flags & MF_EXT ? ext_of(m) : &none;
+}
+
+int64_t
+msg_mono(const struct msg *m)
+{
+	return m->e0.flags & MF_EXT ? ext_of(m)->mono_ts : msg_mono_of(m->ts);
+}
+
+struct fy_str
+msg_id(const struct msg *m, char buf[MSG_ID_LEN + 1])
+{
+	if (m->e0.flags & MF_TEXT_ID)
+		return ext_of(m)->id;
+	uuid_print(m->id, buf);
+	return (struct fy_str){buf, MSG_ID_LEN};
+}
+
+static uint64_t
+hash16(const uint8_t u[16])
+{
+	uint64_t a, b;
+
+	memcpy(&a, u, 8);
+	memcpy(&b, u + 8, 8);
+	a ^= b * 0x9e3779b97f4a7c15ULL;
+	a ^= a >> 29;
+	a *= 0xbf58476d1ce4e5b9ULL;
+	return a ^ (a >> 32);
+}
+
+uint64_t
+msg_idh(const struct msg *m)
+{
+	if (m->e0.flags & MF_TEXT_ID)
+		return trace_hash(ext_of(m)->id.p, ext_of(m)->id.len);
+	return hash16(m->id);
+}
+
+uint64_t
+msg_id_hash(const char *id, size_t len)
+{
+	uint8_t bin[16];
+
+	if (uuid_parse_canonical(id, len, bin) == 0)
+		return hash16(bin);
+	return trace_hash(id, len);
 }
 
 int64_t
@@ -104,51 +253,51 @@ msg_mono_of(uint64_t wall_ms)
 	return (int64_t)clock_mono_ms() - (now - (int64_t)wall_ms);
 }
 
+static void side_release(struct qent *e);
+
 void
 msg_unref(struct msg *m)
 {
-	if (m && --m->refs == 0)
+	if (m && --m->refs == 0) {
+		if (m->e0.flags & QE_SIDE)
+			side_release(&m->e0);
 		free(m);
+	}
 }
 
 size_t
 msg_size(const struct msg *m)
 {
-	return sizeof(*m) + m->body_len + m->id_len;
+	return sizeof(*m) + m->body_len +
+	    (m->e0.flags & MF_EXT ? sizeof(struct msg_ext) : 0);
 }
 
 static uint8_t id_base[16];
+static uint64_t id_base_lo;	/* its bytes 8..15, big-endian */
 static uint64_t id_counter;
 
 void
 msg_id_generate(char out[MSG_ID_LEN + 1])
 {
-	static const char hex[] = "0123456789abcdef";
-	static const uint8_t dash[16] = {[4] = 1, [6] = 1, [8] = 1, [10] = 1};
 	uint8_t u[16];
 	uint64_t lo;
-	char *o = out;
 
-	if (id_counter == 0)
+	if (id_counter == 0) {
 		uuid_generate_random(id_base);
-	memcpy(u, id_base, sizeof(u));
+		for (int i = 8; i < 16; i++)
+			id_base_lo = id_base_lo << 8 | id_base[i];
+	}
 	/* Add the counter to the low 64 random bits, read big-endian so the
 	 * carry runs away from byte 8, whose top two bits are the RFC 4122
 	 * variant (restored below). */
-	lo = 0;
-	for (int i = 8; i < 16; i++)
-		lo = lo << 8 | u[i];
-	lo += ++id_counter;
+	memcpy(u, id_base, 8);
+	lo = id_base_lo + ++id_counter;
 	for (int i = 15; i >= 8; i--, lo >>= 8)
 		u[i] = (uint8_t)lo;
 	u[8] = (u[8] & 0x3f) | 0x80;
-	for (int i = 0; i < 16; i++) {
-		if (dash[i])
-			*o++ = '-';
-		*o++ = hex[u[i] >> 4];
-		*o++ = hex[u[i] & 15];
-	}
-	*o = '\0';
+	uuid_print(u, out);
+	memcpy(last_bin, u, 16);
+	memcpy(last_txt, out, sizeof(last_txt));
 }
 
 const char *
@@ -166,19 +315,83 @@ qent_cause_name(int cause)
 	return cause >= 0 && cause < CAUSE_MAX ? names[cause] : "unknown";
 }
 
-struct qent *
-qent_new(struct msg *m, struct group *g)
-{
-	struct qent *e = calloc(1, sizeof(*e));
+/* ---- the side pool ---- */
 
-	if (!e)
+/*
+ * Sides live in chunks that never move, so heap nodes inside them stay
+ * valid, and are named by index so that an entry spends 4 bytes on one.
+ * Freed sides go on a free list; the chunks go when none is in use.
+ */
+#define SIDE_CHUNK 1024
+#define SIDE_NIL UINT32_MAX
+
+static struct qside **side_chunks;
+static uint32_t side_nchunks, side_free = SIDE_NIL, side_used;
+
+struct qside *
+qside_at(uint32_t idx)
+{
+	return &side_chunks[idx / SIDE_CHUNK][idx % SIDE_CHUNK];
+}
+
+static int
+side_grow(void)
+{
+	struct qside **c, *chunk;
+
+	if (side_nchunks >= SIDE_NIL / SIDE_CHUNK - 1)
+		return -ENOMEM;
+	if (!(c = realloc(side_chunks, (side_nchunks + 1) * sizeof(*c))))
+		return -ENOMEM;
+	side_chunks = c;
+	if (!(chunk = malloc(SIDE_CHUNK * sizeof(*chunk))))
+		return -ENOMEM;
+	side_chunks[side_nchunks] = chunk;
+	for (uint32_t i = SIDE_CHUNK; i-- > 0;) {
+		chunk[i].lease = side_free;
+		side_free = side_nchunks * SIDE_CHUNK + i;
+	}
+	side_nchunks++;
+	return 0;
+}
+
+struct qside *
+qent_side_get(struct qent *e)
+{
+	struct qside *q;
+	uint32_t idx;
+
+	if (e->flags & QE_SIDE)
+		return qside_at(e->x);
+	if (side_free == SIDE_NIL && side_grow() < 0)
 		return NULL;
-	list_init(&e->link);
-	e->msg = msg_ref(m);
-	e->group = g;
-	hnode_init(&e->dn);
-	hnode_init(&e->tn);
-	return e;
+	idx = side_free;
+	q = qside_at(idx);
+	side_free = q->lease;
+	side_used++;
+	q->e = e;
+	hnode_init(&q->dn);
+	hnode_init(&q->tn);
+	q->hist = NULL;
+	q->more = NULL;
+	q->lease = e->flags & QE_LEASED ? e->x : 0;
+	/* Counted here from e0 on: only e0 can be durable without a side. */
+	q->ndurable = (e->flags & (QE_FIRST | QE_DURABLE)) ==
+	    (QE_FIRST | QE_DURABLE);
+	memset(q->causes, 0, sizeof(q->causes));
+	q->nhist = 0;
+	e->x = idx;
+	e->flags |= QE_SIDE;
+	return q;
+}
+
+void
+qent_set_lease_slot(struct qent *e, uint32_t slot)
+{
+	if (e->flags & QE_SIDE)
+		qside_at(e->x)->lease = slot;
+	else
+		e->x = slot;
 }
 
 static void
@@ -186,6 +399,123 @@ hist_entry_fini(struct qhist_entry *h)
 {
 	free(h->consumer);
 	free(h->error);
+}
+
+/* Forget e's own state in its side (not the message's chain). */
+static void
+side_clear(struct qside *q)
+{
+	for (uint16_t i = 0; i < q->nhist; i++)
+		hist_entry_fini(&q->hist[i]);
+	free(q->hist);
+	q->hist = NULL;
+	q->nhist = 0;
+	memset(q->causes, 0, sizeof(q->causes));
+	hnode_init(&q->dn);
+	hnode_init(&q->tn);
+}
+
+static void
+side_release(struct qent *e)
+{
+	uint32_t idx = e->x;
+	struct qside *q = qside_at(idx);
+
+	side_clear(q);
+	e->x = e->flags & QE_LEASED ? q->lease : 0;
+	e->flags &= (uint16_t)~QE_SIDE;
+	q->lease = side_free;
+	side_free = idx;
+	side_used--;
+}
+
+void
+qside_pool_trim(void)
+{
+	if (side_used)
+		return;
+	for (uint32_t i = 0; i < side_nchunks; i++)
+		free(side_chunks[i]);
+	free(side_chunks);
+	side_chunks = NULL;
+	side_nchunks = 0;
+	side_free = SIDE_NIL;
+}
+
+/* ---- entries ---- */
+
+uint32_t
+msg_ndurable(const struct msg *m)
+{
+	const struct qside *q0 = qent_side(&m->e0);
+
+	return q0 ? q0->ndurable : (m->e0.flags & QE_DURABLE) != 0;
+}
+
+void
+qent_set_durable(struct qent *e, int on)
+{
+	struct qside *q0 = qent_side(&qent_msg(e)->e0);
+
+	if (!on == !(e->flags & QE_DURABLE))
+		return;
+	if (on)
+		e->flags |= QE_DURABLE;
+	else
+		e->flags &= (uint16_t)~QE_DURABLE;
+	if (q0)
+		q0->ndurable += on ? 1 : (uint32_t)-1;
+}
+
+struct qent *
+msg_ents(struct msg *m)
+{
+	struct qside *q;
+
+	if (m->e0.flags & QE_INUSE)
+		return &m->e0;
+	q = qent_side(&m->e0);
+	return q && q->more ? &q->more->e : NULL;
+}
+
+struct qent *
+msg_ents_next(struct qent *e)
+{
+	struct qside *q;
+
+	if (!(e->flags & QE_FIRST))
+		return ((struct qent_x *)e)->mnext ?
+		    &((struct qent_x *)e)->mnext->e : NULL;
+	q = qent_side(e);
+	return q && q->more ? &q->more->e : NULL;
+}
+
+struct qent *
+qent_new(struct msg *m, struct group *g)
+{
+	struct qent *e;
+
+	if (!(m->e0.flags & QE_TAKEN)) {
+		e = &m->e0;
+		e->flags |= QE_TAKEN | QE_INUSE;
+	} else {
+		struct qside *q0 = qent_side_get(&m->e0);
+		struct qent_x *x;
+
+		if (!q0 || !(x = malloc(sizeof(*x))))
+			return NULL;
+		x->msg = m;
+		x->mnext = q0->more;
+		q0->more = x;
+		e = &x->e;
+		e->flags = QE_INUSE;
+		e->x = 0;
+	}
+	list_init(&e->link);
+	e->group = g;
+	e->attempts = 0;
+	msg_ref(m);
+	return e;
 }
 
 static void (*release_hook)(void *, struct qent *);
@@ -201,56 +531,97 @@ qent_set_release_hook(void (*fn)(void *arg, struct qent *e), void *arg)
 void
 qent_free(struct qent *e)
 {
+	struct msg *m;
+
 	if (!e)
 		return;
+	m = qent_msg(e);
 	if (e->group)
 		group_entry_gone(e);
-	if (e->durable && release_hook)
+	if ((e->flags & QE_DURABLE) && release_hook)
 		release_hook(release_arg, e);
-	for (uint16_t i = 0; i < e->nhist; i++)
-		hist_entry_fini(&e->hist[i]);
-	free(e->hist);
-	msg_unref(e->msg);
-	free(e);
+	qent_set_durable(e, 0);
+	e->flags &= (uint16_t)~(QE_INUSE | QE_LEASED);
+	if (e->flags & QE_FIRST) {
+		struct qside *q = qent_side(e);
+
+		/* e0's side also holds the message's other entries. */
+		if (q && q->more)
+			side_clear(q);
+		else if (q)
+			side_release(e);
+		e->group = NULL;
+	} else {
+		struct qent_x *x = (struct qent_x *)e, **pp;
+		struct qside *q0 = qent_side(&m->e0);
+
+		if (e->flags & QE_SIDE)
+			side_release(e);
+		for (pp = &q0->more; *pp; pp = &(*pp)->mnext)
+			if (*pp == x) {
+				*pp = x->mnext;
+				break;
+			}
+		if (!q0->more && !(m->e0.flags & QE_INUSE))
+			side_release(&m->e0);
+		free(x);
+	}
+	msg_unref(m);
 }
 
 void
-qent_frame(const struct qent *e, struct fy_frame *f)
+qent_frame(const struct qent *e, struct fy_frame *f,
+    char idbuf[MSG_ID_LEN + 1])
 {
-	const struct msg *m = e->msg;
+	const struct msg *m = qent_msg(e);
+	const struct msg_ext *x = msg_ext(m);
 	const struct topic *t = e->group->topic;
 
 	memset(f, 0, sizeof(*f));
 	f->type = FY_T_MSG;
-	f->msg.id = (struct fy_str){m->id, m->id_len};
+	f->msg.id = msg_id(m, idbuf);
 	f->msg.topic = (struct fy_str){t->name, (uint32_t)t->name_len};
 	f->msg.attempt = (uint32_t)e->attempts + 1;
 	f->msg.ts = m->ts;
-	f->msg.hdr = m->hdr;
-	f->msg.nhdr = m->nhdr;
-	f->msg.hist = m->hist;
-	f->msg.nhist = m->nhist;
-	f->msg.reply_to = m->reply_to;
-	f->msg.corr = m->corr;
-	f->msg.body = (struct fy_str){m->body, m->body_len};
+	f->msg.hdr = x->hdr;
+	f->msg.nhdr = x->nhdr;
+	f->msg.hist = x->hist;
+	f->msg.nhist = x->nhist;
+	f->msg.reply_to = x->reply_to;
+	f->msg.corr = x->corr;
+	f->msg.body = (struct fy_str){msg_body(m), m->body_len};
+}
+
+void
+qent_count_cause(struct qent *e, int cause)
+{
+	struct qside *q;
+
+	if (cause < 0 || cause >= CAUSE_NFAIL || !(q = qent_side_get(e)))
+		return;
+	if (q->causes[cause] < UINT16_MAX)
+		q->causes[cause]++;
 }
 
 int
 qent_hist_add(struct qent *e, int cause, uint64_t at, const char *consumer,
     size_t consumer_len, const char *error, size_t error_len)
 {
+	struct qside *q = qent_side_get(e);
 	struct qhist_entry *h;
 
-	if (!e->hist && !(e->hist = calloc(QHIST_MAX, sizeof(*e->hist))))
+	if (!q)
 		return -ENOMEM;
-	if (e->nhist == QHIST_MAX) {
+	if (!q->hist && !(q->hist = calloc(QHIST_MAX, sizeof(*q->hist))))
+		return -ENOMEM;
+	if (q->nhist == QHIST_MAX) {
 		/* Keep the most recent: drop the oldest. */
-		hist_entry_fini(&e->hist[0]);
-		memmove(e->hist, e->hist + 1,
-		    (QHIST_MAX - 1) * sizeof(*e->hist));
-		e->nhist--;
+		hist_entry_fini(&q->hist[0]);
+		memmove(q->hist, q->hist + 1,
+		    (QHIST_MAX - 1) * sizeof(*q->hist));
+		q->nhist--;
 	}
-	h = &e->hist[e->nhist];
+	h = &q->hist[q->nhist];
 	h->at = at;
 	h->cause = (uint8_t)cause;
 	h->consumer = strndup(consumer ? consumer : "", consumer_len);
@@ -259,6 +630,6 @@ qent_hist_add(struct qent *e, int cause, uint64_t at, const char *consumer,
 		hist_entry_fini(h);
 		return -ENOMEM;
 	}
-	e->nhist++;
+	q->nhist++;
 	return 0;
 }

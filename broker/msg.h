@@ -3,19 +3,28 @@
  *
  * struct msg is immutable once built and shared by reference count among
  * every group it was fanned out to: the body is copied once, from the
- * connection's input into the single allocation that holds the struct, the
- * id, the headers and the body.
+ * connection's input into the single allocation that holds the header, the
+ * first queue entry, the body and the rare fields.
  *
  * struct qent is one message's state in one group (or in a topic's backlog
  * while the topic has no group).  It is in exactly one place at a time:
  *   - group->ready (link), waiting for a member with credit;
- *   - group->delayed (dn), waiting for its not-before time;
- *   - sub->leases (link), delivered and unacknowledged;
+ *   - group->delayed (its side's dn), waiting for its not-before time;
+ *   - a member's lease list (link), delivered and unacknowledged;
  *   - topic->backlog (link), no group yet.
+ *
+ * Memory is the point of this layout: a broker with a million messages
+ * waiting must hold little more than their bodies.  A message waiting in
+ * one group costs its 72-byte header with the entry embedded, its body,
+ * and malloc's 8 bytes: 208 bytes for a 128-byte body.  What only some
+ * entries need (a delay or TTL heap node, failure history, a lease while
+ * one has a side) lives in a struct qside taken from a pool when first
+ * needed, named by a 32-bit index.
  */
 #ifndef FERRY_BROKER_MSG_H
 #define FERRY_BROKER_MSG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "codec.h"
@@ -26,38 +35,67 @@ struct group;
 struct sub;
 struct topic;
 
+/* qent.flags */
+#define QE_FIRST	0x0001	/* the entry embedded in its message (e0) */
+#define QE_TAKEN	0x0002	/* e0 only: handed out by qent_new() */
+#define QE_INUSE	0x0004	/* not yet freed */
+#define QE_DURABLE	0x0008	/* held by the store (store_hold) */
+#define QE_LEASED	0x0010	/* delivered, in a member's lease list */
+#define QE_SIDE		0x0020	/* x names its struct qside */
+/* Message-wide flags, kept in e0.flags (the message has no room of its
+ * own for them). */
+#define MF_EXT		0x0100	/* a struct msg_ext follows the body */
+#define MF_TEXT_ID	0x0200	/* the id is ext->id, not the binary one */
+
+struct qent {
+	struct list link;	/* ready list, lease list or backlog */
+	struct group *group;	/* NULL while in a topic backlog */
+	uint16_t attempts;	/* failed deliveries so far (every cause but
+				   released); a delivery is attempt + 1.
+				   Deliveries are not journaled, failures
+				   are: this way replay rebuilds it. */
+	uint16_t flags;
+	uint32_t x;		/* QE_SIDE: side index; else while leased:
+				   the lease slot */
+};
+
+/* An entry other than e0: allocated on its own, so it names its message
+ * and chains to the message's next such entry. */
+struct qent_x {
+	struct qent e;
+	struct msg *msg;
+	struct qent_x *mnext;
+};
+
 struct msg {
-	uint32_t refs;
+	uint32_t refs;		/* entries in use, plus transient holders */
 	uint32_t body_len;
-	uint64_t seq;		/* journal record that created it; 0 if none */
-	uint32_t dur_refs;	/* durable entries holding it: while > 0 its
-				   record is referenced in the journal */
-	struct qent *ents;	/* durable entries, by qent.mnext */
-	struct topic *topic;	/* valid while dur_refs > 0 */
-	struct list slink;	/* store.live while dur_refs > 0, in seq
-				   order: compaction takes from the head */
+	uint64_t seq;		/* journal record that holds it; 0 if none */
 	uint64_t ts;		/* publish time, unix ms */
-	uint64_t idh;		/* trace_hash() of the id, for TRACE */
-	struct fy_kv *hdr;	/* points into this allocation */
-	struct fy_hist *hist;	/* dead letters only; into this allocation */
-	uint32_t nhdr;
-	uint32_t nhist;
-	uint8_t id_len;
-	char *id;		/* into this allocation, NUL-terminated */
-	char *body;		/* into this allocation */
+	uint8_t id[16];		/* binary UUID, unless MF_TEXT_ID */
+	struct qent e0;
+	/* char body[body_len]; then, 8-aligned, struct msg_ext if MF_EXT */
+};
+
+/* The rare fields, after the body.  Strings point into the allocation. */
+struct msg_ext {
 	/*
 	 * Running deadlines use the monotonic clock, so that a wall-clock
-	 * step (NTP, an operator) neither releases nor holds back a delay,
-	 * TTL or dedup entry.  mono_ts is the monotonic time of the publish:
-	 * now minus the message's wall-clock age when it was built, so it is
-	 * right after a restart too; signed, as a message may be older than
-	 * this boot.
+	 * step (NTP, an operator) neither releases nor holds back a delay or
+	 * TTL.  mono_ts is the monotonic time of the publish: now minus the
+	 * message's wall-clock age when it was built, so it is right after a
+	 * restart too; signed, as a message may be older than this boot.
 	 */
 	int64_t mono_ts;
 	uint64_t delay_ms;	/* from "delay"; 0 = none */
 	uint64_t ttl_ms;	/* from "ttl"; 0 = the group's */
-	struct fy_str reply_to;	/* into this allocation */
-	struct fy_str corr;	/* into this allocation */
+	struct fy_kv *hdr;
+	struct fy_hist *hist;	/* dead letters only */
+	uint32_t nhdr;
+	uint32_t nhist;
+	struct fy_str reply_to;
+	struct fy_str corr;
+	struct fy_str id;	/* the id, when not a canonical UUID */
 };
 
 /*
@@ -87,6 +125,20 @@ msg_ref(struct msg *m)
 
 void msg_unref(struct msg *m);	/* msg_unref(NULL) is a no-op */
 
+static inline char *
+msg_body(const struct msg *m)
+{
+	return (char *)(m + 1);
+}
+
+/* The rare fields; an empty set (all zero) for a message without them. */
+const struct msg_ext *msg_ext(const struct msg *m);
+
+/* The monotonic time of m's publish.  Kept from when it was built if it
+ * has a delay or TTL; otherwise (a group's default TTL) derived from its
+ * wall-clock time now. */
+int64_t msg_mono(const struct msg *m);
+
 /* Bytes of memory the message accounts for (for stats and limits). */
 size_t msg_size(const struct msg *m);
 
@@ -95,9 +147,17 @@ size_t msg_size(const struct msg *m);
  * version-4 UUID is drawn once from libuuid; later ids add a counter to its
  * random bits, so generating one costs no syscall (uuid_generate_random()
  * calls getrandom() each time) while staying unique per broker run.
+ * Messages keep such ids in 16 bytes and print them when needed.
  */
 #define MSG_ID_LEN 36
 void msg_id_generate(char out[MSG_ID_LEN + 1]);
+
+/* m's id as text; buf holds it when it has to be printed. */
+struct fy_str msg_id(const struct msg *m, char buf[MSG_ID_LEN + 1]);
+
+/* The id's hash for TRACE: the same for the message and for its text. */
+uint64_t msg_idh(const struct msg *m);
+uint64_t msg_id_hash(const char *id, size_t len);
 
 /* Why a delivery ended without an ack.  Values index cause names. */
 enum qent_cause {
@@ -112,7 +172,7 @@ enum qent_cause {
 	CAUSE_OVERFLOW = 5,	/* pushed out of a full group */
 	CAUSE_MAX
 };
-#define CAUSE_NFAIL 4		/* delivery failures, counted in qent.causes */
+#define CAUSE_NFAIL 4		/* delivery failures, counted in causes */
 const char *qent_cause_name(int cause);
 
 /* One failed delivery, kept for the dead-letter history. */
@@ -125,27 +185,79 @@ struct qhist_entry {
 
 #define QHIST_MAX 32		/* entries kept per message (most recent) */
 
-struct qent {
-	struct list link;	/* ready list, lease list or backlog */
-	struct msg *msg;	/* a reference we hold */
-	struct group *group;	/* NULL while in a topic backlog */
-	struct sub *sub;	/* holder while leased, else NULL */
-	struct hnode dn;	/* key: lease deadline while leased, not-before
-				   while delayed (monotonic ms); in
-				   group->delayed only while delayed */
-	struct hnode tn;	/* key: TTL expiry (monotonic ms), 0 = none;
-				   in group->ttlq while queued for it */
-	uint64_t lease;		/* token while leased, else 0 */
-	uint16_t attempts;	/* failed deliveries so far (every cause but
-				   released); a delivery is attempt + 1.
-				   Deliveries are not journaled, failures
-				   are: this way replay rebuilds it. */
+/* What only some entries need.  Pooled; addresses are stable. */
+struct qside {
+	struct qent *e;		/* owner (heap nodes lead back to it) */
+	struct hnode dn;	/* key: not-before (monotonic ms); in
+				   group->delayed while delayed */
+	struct hnode tn;	/* key: TTL expiry (monotonic ms); in
+				   group->ttlq while queued for it */
+	struct qhist_entry *hist;	/* NULL until the first failure */
+	struct qent_x *more;	/* e0's side only: the message's other
+				   entries */
+	uint32_t lease;		/* lease slot while leased; free-list link
+				   while pooled */
+	uint32_t ndurable;	/* e0's side only: the message's entries
+				   with QE_DURABLE */
 	uint16_t causes[CAUSE_NFAIL];	/* failed deliveries by cause */
 	uint16_t nhist;
-	uint8_t durable;	/* counted in msg->dur_refs (store_hold) */
-	struct qent *mnext;	/* msg->ents chain while durable */
-	struct qhist_entry *hist;	/* NULL until the first failure */
 };
+
+static inline struct msg *
+qent_msg(const struct qent *e)
+{
+	if (e->flags & QE_FIRST)
+		return container_of(e, struct msg, e0);
+	return ((const struct qent_x *)e)->msg;
+}
+
+struct qside *qside_at(uint32_t idx);
+
+/* e's side, or NULL if it has none. */
+static inline struct qside *
+qent_side(const struct qent *e)
+{
+	return e->flags & QE_SIDE ? qside_at(e->x) : NULL;
+}
+
+/* e's side, made if needed; NULL on ENOMEM. */
+struct qside *qent_side_get(struct qent *e);
+
+/* Entry of a heap node of a side. */
+#define qent_of_dn(n) (container_of(n, struct qside, dn)->e)
+#define qent_of_tn(n) (container_of(n, struct qside, tn)->e)
+
+static inline int
+qent_delayed(const struct qent *e)
+{
+	const struct qside *q = qent_side(e);
+
+	return q && hnode_queued(&q->dn);
+}
+
+/* The lease slot of a leased entry. */
+static inline uint32_t
+qent_lease_slot(const struct qent *e)
+{
+	return e->flags & QE_SIDE ? qside_at(e->x)->lease : e->x;
+}
+
+void qent_set_lease_slot(struct qent *e, uint32_t slot);
+
+/* How many durable entries m has.  O(1). */
+uint32_t msg_ndurable(const struct msg *m);
+static inline int
+msg_durable(const struct msg *m)
+{
+	return msg_ndurable(m) > 0;
+}
+/* Mark e durable or not, keeping msg_durable() right. */
+void qent_set_durable(struct qent *e, int on);
+
+/* The message's entries in use, e0 first: for (e = msg_ents(m); e; e =
+ * msg_ents_next(e)). */
+struct qent *msg_ents(struct msg *m);
+struct qent *msg_ents_next(struct qent *e);
 
 /* Called by qent_free() for durable entries (the store's bookkeeping). */
 void qent_set_release_hook(void (*fn)(void *arg, struct qent *e),
@@ -158,12 +270,19 @@ struct qent *qent_new(struct msg *m, struct group *g);
 void qent_free(struct qent *e);
 
 /* Fill *f with the MSG frame that delivers e (sid and lease left 0).  The
- * frame borrows from e's message and group. */
-void qent_frame(const struct qent *e, struct fy_frame *f);
+ * frame borrows from e's message and group, and from idbuf. */
+void qent_frame(const struct qent *e, struct fy_frame *f,
+    char idbuf[MSG_ID_LEN + 1]);
 
-/* Record a failed delivery; keeps the most recent QHIST_MAX. */
+/* Record a failed delivery; keeps the most recent QHIST_MAX.  0 or
+ * -ENOMEM. */
 int qent_hist_add(struct qent *e, int cause, uint64_t at,
     const char *consumer, size_t consumer_len, const char *error,
     size_t error_len);
+/* Count a failure by cause (saturating). */
+void qent_count_cause(struct qent *e, int cause);
+
+/* Release every pooled side no entry uses (at broker shutdown). */
+void qside_pool_trim(void);
 
 #endif

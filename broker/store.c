@@ -139,10 +139,10 @@ idx_insert(struct store *s, struct qent *e)
 		}
 		free(old);
 	}
-	for (i = idx_home(s, e->msg->seq); s->idx[i].e;
+	for (i = idx_home(s, qent_msg(e)->seq); s->idx[i].e;
 	    i = (i + 1) & (s->idx_cap - 1))
 		;
-	s->idx[i] = (struct store_idx){e->msg->seq, e};
+	s->idx[i] = (struct store_idx){qent_msg(e)->seq, e};
 	s->idx_n++;
 	return 0;
 }
@@ -166,7 +166,7 @@ idx_remove(struct store *s, struct qent *e)
 
 	if (!s->idx_cap)
 		return;
-	for (i = idx_home(s, e->msg->seq); s->idx[i].e != e;
+	for (i = idx_home(s, qent_msg(e)->seq); s->idx[i].e != e;
 	    i = (i + 1) & mask)
 		if (!s->idx[i].e)
 			return;
@@ -190,19 +190,17 @@ void
 store_hold(struct broker *b, struct qent *e)
 {
 	struct store *s = &b->store;
-	struct msg *m = e->msg;
+	struct msg *m = qent_msg(e);
+	char idbuf[MSG_ID_LEN + 1];
 
-	e->durable = 1;
-	e->mnext = m->ents;
-	m->ents = e;
-	if (m->dur_refs++ == 0) {
-		list_add_tail(&s->live, &m->slink);
-		if (m->seq && s->j)
-			journal_ref(s->j, m->seq);
-	}
+	/* A message's record stays referenced while it has a durable
+	 * entry. */
+	if (!msg_durable(m) && m->seq && s->j)
+		journal_ref(s->j, m->seq);
+	qent_set_durable(e, 1);
 	if (s->replaying && idx_insert(s, e) < 0)
 		log_warn("out of memory indexing message %s for replay",
-		    m->id);
+		    msg_id(m, idbuf).p);
 }
 
 /* qent_free() hook for durable entries. */
@@ -211,22 +209,13 @@ release(void *arg, struct qent *e)
 {
 	struct broker *b = arg;
 	struct store *s = &b->store;
-	struct msg *m = e->msg;
-
-	struct qent **pp;
+	struct msg *m = qent_msg(e);
 
 	if (s->replaying)
 		idx_remove(s, e);
-	for (pp = &m->ents; *pp; pp = &(*pp)->mnext)
-		if (*pp == e) {
-			*pp = e->mnext;
-			break;
-		}
-	if (--m->dur_refs == 0) {
-		list_del(&m->slink);
-		if (m->seq && s->j)
-			journal_unref(s->j, m->seq);
-	}
+	qent_set_durable(e, 0);
+	if (!msg_durable(m) && m->seq && s->j)
+		journal_unref(s->j, m->seq);
 }
 
 /* ---- the one apply ---- */
@@ -238,16 +227,16 @@ rehome(struct store *s, struct msg *m, uint64_t seq)
 	struct qent *e;
 
 	if (s->replaying)
-		for (e = m->ents; e; e = e->mnext)
-			idx_remove(s, e);
+		for (e = msg_ents(m); e; e = msg_ents_next(e))
+			if (e->flags & QE_DURABLE)
+				idx_remove(s, e);
 	journal_ref(s->j, seq);
 	journal_unref(s->j, m->seq);
 	m->seq = seq;
-	list_del(&m->slink);
-	list_add_tail(&s->live, &m->slink);
 	if (s->replaying)
-		for (e = m->ents; e; e = e->mnext)
-			idx_insert(s, e);
+		for (e = msg_ents(m); e; e = msg_ents_next(e))
+			if (e->flags & QE_DURABLE)
+				idx_insert(s, e);
 }
 
 /* Recreate a moved message whose original record is gone. */
@@ -267,7 +256,6 @@ recreate(struct broker *b, uint64_t seq, const struct rec *r)
 	if (!m)
 		return -ENOMEM;
 	m->seq = seq;
-	m->topic = t;
 	for (uint32_t i = 0; i < r->move.nent; i++) {
 		const struct rec_entry *re = &r->move.ent[i];
 		struct group *g = re->gid ? gid_find(s, re->gid) : NULL;
@@ -279,9 +267,14 @@ recreate(struct broker *b, uint64_t seq, const struct rec *r)
 			goto nomem;
 		e->attempts = (uint16_t)(re->attempts > UINT16_MAX ?
 		    UINT16_MAX : re->attempts);
-		for (int k = 0; k < CAUSE_NFAIL; k++)
-			e->causes[k] = (uint16_t)(re->causes[k] > UINT16_MAX ?
+		for (int k = 0; k < CAUSE_NFAIL; k++) {
+			struct qside *q;
+
+			if (!re->causes[k] || !(q = qent_side_get(e)))
+				continue;
+			q->causes[k] = (uint16_t)(re->causes[k] > UINT16_MAX ?
 			    UINT16_MAX : re->causes[k]);
+		}
 		for (uint32_t k = 0; k < re->nhist; k++)
 			qent_hist_add(e, (int)re->hist[k].cause, re->hist[k].at,
 			    re->hist[k].consumer.p, re->hist[k].consumer.len,
@@ -314,7 +307,7 @@ apply_move(struct broker *b, uint64_t seq, const struct rec *r,
 		for (uint32_t i = 0; i < r->move.nent && !live; i++)
 			if ((e = idx_find(s, r->move.ent[i].gid,
 			    r->move.old_mseq)))
-				live = e->msg;
+				live = qent_msg(e);
 	}
 	if (live) {
 		/* Its state was rebuilt record by record: only rename. */
@@ -358,9 +351,9 @@ apply_pub(struct broker *b, uint64_t seq, const struct rec *r)
 	m->seq = seq;
 	/* Before the fan-out, which may already deliver it. */
 	if (!s->replaying)
-		trace_add(&b->trace, r->pub.ts, m->idh, TR_PUBLISHED, t->sym,
-		    only ? only->sym : 0, 0, 0);
-	mono_ts = m->mono_ts;
+		trace_add(&b->trace, r->pub.ts, msg_idh(m), TR_PUBLISHED,
+		    t->sym, only ? only->sym : 0, 0, 0);
+	mono_ts = msg_mono(m);
 	if (topic_publish(t, m, only) < 0) {
 		msg_unref(m);
 		return -ENOMEM;
@@ -404,7 +397,7 @@ apply(struct broker *b, uint64_t seq, const struct rec *r, struct qent *hint,
 		    !e->group)
 			return 0;	/* dropped with its group (a backlog
 					   entry is never acked: damage) */
-		if (e->sub) {
+		if (e->flags & QE_LEASED) {
 			group_ack(e);
 		} else {
 			group_detach(e);
@@ -418,7 +411,7 @@ apply(struct broker *b, uint64_t seq, const struct rec *r, struct qent *hint,
 		if (!(e = hint ? hint :
 		    idx_find(s, r->fail.gid, r->fail.mseq)) || !e->group)
 			return 0;
-		if (!e->sub)
+		if (!(e->flags & QE_LEASED))
 			group_detach(e);
 		now = clock_wall_ms();
 		delay = r->fail.not_before > now ? r->fail.not_before - now : 0;
@@ -501,7 +494,7 @@ done:
 			topic_delete(t);
 		return 0;
 	case REC_MOVE:
-		return apply_move(b, seq, r, hint ? hint->msg : NULL);
+		return apply_move(b, seq, r, hint ? qent_msg(hint) : NULL);
 	}
 	return -EBADMSG;
 }
@@ -679,9 +672,9 @@ store_ack(struct broker *b, struct qent *e, uint64_t *seq)
 	struct rec r = {.type = REC_ACK};
 
 	r.ack.gid = e->group->gid;
-	r.ack.mseq = e->msg->seq;
+	r.ack.mseq = qent_msg(e)->seq;
 	/* Entries of ephemeral groups are not journaled. */
-	if (e->durable)
+	if (e->flags & QE_DURABLE)
 		append(b, &r, seq);
 	else
 		*seq = 0;
@@ -694,9 +687,9 @@ store_settle(struct broker *b, struct qent *e)
 	struct rec r = {.type = REC_ACK};
 	uint64_t seq;
 
-	if (e->durable) {
+	if (e->flags & QE_DURABLE) {
 		r.ack.gid = e->group->gid;
-		r.ack.mseq = e->msg->seq;
+		r.ack.mseq = qent_msg(e)->seq;
 		append(b, &r, &seq);
 	}
 	qent_free(e);
@@ -714,7 +707,9 @@ static int
 dead_letter(struct broker *b, struct qent *e)
 {
 	struct group *g = e->group;
-	struct msg *m = e->msg;
+	struct msg *m = qent_msg(e);
+	char idbuf[MSG_ID_LEN + 1];
+	struct fy_str id = msg_id(m, idbuf);
 	struct group_dlq d;
 	struct topic *t;
 	uint64_t seq;
@@ -724,20 +719,20 @@ dead_letter(struct broker *b, struct qent *e)
 		if (!(t = topic_get(b, d.topic, d.topic_len)))
 			r = -ENOMEM;
 		else
-			r = store_publish(b, t, &d.pm, m->id, m->id_len, m->ts,
+			r = store_publish(b, t, &d.pm, id.p, id.len, m->ts,
 			    d.hist, d.nhist, NULL, &seq);
 	}
 	group_dlq_release(&d);
 	if (r < 0) {
 		log_warn("cannot dead-letter message %s of %s/%s: %s; it stays "
-		    "queued", m->id, g->topic->name, g->name, strerror(-r));
+		    "queued", id.p, g->topic->name, g->name, strerror(-r));
 		return r;
 	}
 	g->st.dead_lettered++;
-	trace_add(&b->trace, clock_wall_ms(), m->idh, TR_DEAD_LETTERED,
+	trace_add(&b->trace, clock_wall_ms(), msg_idh(m), TR_DEAD_LETTERED,
 	    g->topic->sym, g->sym, 0, e->attempts);
 	log_debug("message %s of %s/%s dead-lettered after %u attempts",
-	    m->id, g->topic->name, g->name, (unsigned)e->attempts);
+	    id.p, g->topic->name, g->name, (unsigned)e->attempts);
 	store_ack(b, e, &seq);
 	return 0;
 }
@@ -754,7 +749,7 @@ drop(struct broker *b, struct qent *e)
 {
 	uint64_t seq;
 
-	trace_add(&b->trace, clock_wall_ms(), e->msg->idh, TR_DROPPED,
+	trace_add(&b->trace, clock_wall_ms(), msg_idh(qent_msg(e)), TR_DROPPED,
 	    e->group->topic->sym, e->group->sym, 0, e->attempts);
 	store_ack(b, e, &seq);
 }
@@ -763,13 +758,14 @@ void
 store_expire(struct broker *b, struct qent *e)
 {
 	struct group *g = e->group;
+	char idbuf[MSG_ID_LEN + 1];
 
 	g->st.expired++;
-	trace_add(&b->trace, clock_wall_ms(), e->msg->idh, TR_EXPIRED,
-	    g->topic->sym, g->sym, 0, e->attempts);
-	if (g->conf.ttl_drop || !e->durable) {
-		log_debug("message %s of %s/%s expired: dropped", e->msg->id,
-		    g->topic->name, g->name);
+	trace_add(&b->trace, clock_wall_ms(), msg_idh(qent_msg(e)),
+	    TR_EXPIRED, g->topic->sym, g->sym, 0, e->attempts);
+	if (g->conf.ttl_drop || !(e->flags & QE_DURABLE)) {
+		log_debug("message %s of %s/%s expired: dropped",
+		    msg_id(qent_msg(e), idbuf).p, g->topic->name, g->name);
 		drop(b, e);
 		return;
 	}
@@ -787,7 +783,7 @@ oldest_waiting(struct group *g)
 	if (e)
 		return e;
 	n = heap_top(&g->delayed);
-	return n ? container_of(n, struct qent, dn) : NULL;
+	return n ? qent_of_dn(n) : NULL;
 }
 
 int
@@ -802,9 +798,9 @@ store_make_room(struct broker *b, struct group *g, uint64_t bytes)
 			return -ENOSPC;
 		qent_hist_add(e, CAUSE_OVERFLOW, clock_wall_ms(), "", 0,
 		    NULL, 0);
-		trace_add(&b->trace, clock_wall_ms(), e->msg->idh, TR_OVERFLOW,
-		    g->topic->sym, g->sym, 0, e->attempts);
-		if (!e->durable) {
+		trace_add(&b->trace, clock_wall_ms(), msg_idh(qent_msg(e)),
+		    TR_OVERFLOW, g->topic->sym, g->sym, 0, e->attempts);
+		if (!(e->flags & QE_DURABLE)) {
 			drop(b, e);
 			continue;
 		}
@@ -819,8 +815,10 @@ store_fail(struct broker *b, struct qent *e, int cause, const char *err,
     size_t err_len, int64_t delay_ms)
 {
 	struct rec r = {.type = REC_FAIL};
-	const char *who = e->sub ? e->sub->conn->name : "";
+	struct sub *holder = qent_sub(e);
+	const char *who = holder ? holder->conn->name : "";
 	uint64_t delay, seq = 0;
+	struct qside *q;
 
 	/* The jitter is drawn here and journaled, so replay is exact. */
 	if (cause == CAUSE_RELEASED)
@@ -832,27 +830,28 @@ store_fail(struct broker *b, struct qent *e, int cause, const char *err,
 		    b->opt->retry_max_ms, (uint32_t)e->attempts + 1u,
 		    broker_rand(b));
 	r.fail.gid = e->group->gid;
-	r.fail.mseq = e->msg->seq;
+	r.fail.mseq = qent_msg(e)->seq;
 	r.fail.cause = (uint32_t)cause;
 	r.fail.at = clock_wall_ms();
 	r.fail.not_before = delay ? r.fail.at + delay : 0;
 	r.fail.consumer = (struct fy_str){who, (uint32_t)strlen(who)};
 	r.fail.error = (struct fy_str){err, (uint32_t)err_len};
-	if (e->durable)
+	if (e->flags & QE_DURABLE)
 		append(b, &r, &seq);
-	trace_add(&b->trace, r.fail.at, e->msg->idh, TR_TIMEOUT + cause,
-	    e->group->topic->sym, e->group->sym, e->sub ? e->sub->conn->sym : 0,
-	    (uint32_t)e->attempts + 1);
+	trace_add(&b->trace, r.fail.at, msg_idh(qent_msg(e)),
+	    TR_TIMEOUT + cause, e->group->topic->sym, e->group->sym,
+	    holder ? holder->conn->sym : 0, (uint32_t)e->attempts + 1);
 	trace_set_err(&b->trace, err, err_len);
 	/* Live, the delay is exact rather than re-derived from the clock. */
 	group_fail(e, cause, who, strlen(who), err, err_len, delay);
+	q = qent_side(e);
 	if (e->group->max_attempts && e->attempts >= e->group->max_attempts)
 		dead_letter(b, e);
-	else if (e->tn.key && !hnode_queued(&e->tn) &&
-	    e->tn.key <= clock_mono_ms())
+	else if (q && q->tn.key && !hnode_queued(&q->tn) &&
+	    q->tn.key <= clock_mono_ms())
 		store_expire(b, e);	/* its TTL ran out while in flight */
-	else if (e->tn.key && !hnode_queued(&e->tn) &&
-	    heap_push(&e->group->ttlq, &e->tn) == 0)
+	else if (q && q->tn.key && !hnode_queued(&q->tn) &&
+	    heap_push(&e->group->ttlq, &q->tn) == 0)
 		group_arm_ttl(e->group);
 }
 
@@ -960,73 +959,167 @@ catalog_cb(void *arg)
 
 /* ---- compaction ---- */
 
-/* Copy m forward: one REC_MOVE with its state in every durable group. */
+/* Copy m (of topic t) forward: one REC_MOVE with its state in every
+ * durable group. */
 static int
-move_msg(struct broker *b, struct msg *m)
+move_msg(struct broker *b, struct msg *m, struct topic *t)
 {
 	struct rec r = {.type = REC_MOVE};
 	uint64_t now = clock_wall_ms(), mono = clock_mono_ms(), seq;
+	const struct msg_ext *x = msg_ext(m);
+	char idbuf[MSG_ID_LEN + 1];
 	struct rec_entry *ent;
-	struct rec_qhist *qh = NULL, *q;
+	struct rec_qhist *qh = NULL, *qp;
 	uint32_t n = 0, nh = 0;
 	struct qent *e;
+	struct qside *q;
 	int err = -ENOMEM;
 
-	for (e = m->ents; e; e = e->mnext) {
+	for (e = msg_ents(m); e; e = msg_ents_next(e)) {
+		if (!(e->flags & QE_DURABLE))
+			continue;
 		n++;
-		nh += e->nhist;
+		nh += (q = qent_side(e)) ? q->nhist : 0;
 	}
 	if (!(ent = calloc(n ? n : 1, sizeof(*ent))) ||
 	    (nh && !(qh = calloc(nh, sizeof(*qh)))))
 		goto out;
-	q = qh;
+	qp = qh;
 	n = 0;
-	for (e = m->ents; e; e = e->mnext) {
-		struct rec_entry *re = &ent[n++];
+	for (e = msg_ents(m); e; e = msg_ents_next(e)) {
+		struct rec_entry *re;
 
+		if (!(e->flags & QE_DURABLE))
+			continue;
+		re = &ent[n++];
+		q = qent_side(e);
 		re->gid = e->group ? e->group->gid : 0;
 		re->attempts = e->attempts;
+		if (!q)
+			continue;
 		for (int k = 0; k < CAUSE_NFAIL; k++)
-			re->causes[k] = e->causes[k];
+			re->causes[k] = q->causes[k];
 		/* A delay keeps its wall-clock end; a lease is not durable:
 		 * the entry is simply ready again after a restart. */
-		if (hnode_queued(&e->dn) && e->dn.key > mono)
-			re->not_before = now + (e->dn.key - mono);
-		re->hist = q;
-		re->nhist = e->nhist;
-		for (uint16_t k = 0; k < e->nhist; k++, q++) {
-			const struct qhist_entry *h = &e->hist[k];
+		if (hnode_queued(&q->dn) && q->dn.key > mono)
+			re->not_before = now + (q->dn.key - mono);
+		re->hist = qp;
+		re->nhist = q->nhist;
+		for (uint16_t k = 0; k < q->nhist; k++, qp++) {
+			const struct qhist_entry *h = &q->hist[k];
 
-			q->cause = h->cause;
-			q->at = h->at;
-			q->consumer = (struct fy_str){h->consumer,
+			qp->cause = h->cause;
+			qp->at = h->at;
+			qp->consumer = (struct fy_str){h->consumer,
 			    (uint32_t)strlen(h->consumer)};
-			q->error = (struct fy_str){h->error,
+			qp->error = (struct fy_str){h->error,
 			    h->error ? (uint32_t)strlen(h->error) : 0};
 		}
 	}
 	r.move.old_mseq = m->seq;
-	r.move.topic = (struct fy_str){m->topic->name,
-	    (uint32_t)m->topic->name_len};
-	r.move.id = (struct fy_str){m->id, m->id_len};
+	r.move.topic = (struct fy_str){t->name, (uint32_t)t->name_len};
+	r.move.id = msg_id(m, idbuf);
 	r.move.ts = m->ts;
-	r.move.m.body = (struct fy_str){m->body, m->body_len};
-	r.move.m.hdr = m->hdr;
-	r.move.m.nhdr = m->nhdr;
-	r.move.m.delay_ms = m->delay_ms;
-	r.move.m.ttl_ms = m->ttl_ms;
-	r.move.m.reply_to = m->reply_to;
-	r.move.m.corr = m->corr;
-	r.move.hist = m->hist;
-	r.move.nhist = m->nhist;
+	r.move.m.body = (struct fy_str){msg_body(m), m->body_len};
+	r.move.m.hdr = x->hdr;
+	r.move.m.nhdr = x->nhdr;
+	r.move.m.delay_ms = x->delay_ms;
+	r.move.m.ttl_ms = x->ttl_ms;
+	r.move.m.reply_to = x->reply_to;
+	r.move.m.corr = x->corr;
+	r.move.hist = x->hist;
+	r.move.nhist = x->nhist;
 	r.move.ent = ent;
 	r.move.nent = n;
 	if ((err = append(b, &r, &seq)) == 0)
-		err = apply(b, seq, &r, m->ents, NULL);
+		err = apply(b, seq, &r, msg_ents(m), NULL);
 out:
 	free(ent);
 	free(qh);
 	return err;
+}
+
+/*
+ * One pass over every durable entry, moving the messages whose record is in
+ * first..last.  Messages keep no list of their own (it would cost every
+ * waiting message 16 bytes): compaction is rare, and a pass is a walk over
+ * memory.  A moved message gets a later record, so the next pass skips it.
+ */
+struct compact_scan {
+	struct broker *b;
+	uint64_t first, last;
+	int budget;
+	int moved;
+	int failed;
+};
+
+/* 1 to stop the pass (budget spent, or a move failed). */
+static int
+scan_ent(struct compact_scan *cs, struct qent *e, struct topic *t)
+{
+	struct msg *m = qent_msg(e);
+
+	if (!(e->flags & QE_DURABLE) || m->seq < cs->first ||
+	    m->seq > cs->last)
+		return 0;
+	if (cs->budget <= 0)
+		return 1;
+	if (move_msg(cs->b, m, t) < 0) {
+		cs->failed = 1;
+		return 1;
+	}
+	cs->budget--;
+	cs->moved++;
+	return 0;
+}
+
+static int
+scan_list(struct compact_scan *cs, struct list *l, struct topic *t)
+{
+	struct list *pos;
+
+	list_for_each(pos, l)
+		if (scan_ent(cs, list_entry(pos, struct qent, link), t))
+			return 1;
+	return 0;
+}
+
+static int
+scan_group(struct compact_scan *cs, struct group *g)
+{
+	struct list *pos;
+
+	if (g->ephemeral)
+		return 0;
+	if (scan_list(cs, &g->ready, g->topic))
+		return 1;
+	for (uint32_t k = 0; k < g->delayed.n; k++)
+		if (scan_ent(cs, qent_of_dn(g->delayed.a[k]), g->topic))
+			return 1;
+	list_for_each(pos, &g->members)
+		if (scan_list(cs, &list_entry(pos, struct sub, glink)->leases,
+		    g->topic))
+			return 1;
+	return 0;
+}
+
+/* 1 if the pass stopped early. */
+static int
+compact_scan(struct compact_scan *cs)
+{
+	struct broker *b = cs->b;
+	struct list *pos;
+
+	for (uint32_t i = 0; i < b->topics_cap; i++)
+		for (struct topic *t = b->topics[i]; t; t = t->hnext) {
+			if (scan_list(cs, &t->backlog, t))
+				return 1;
+			list_for_each(pos, &t->groups)
+				if (scan_group(cs, list_entry(pos,
+				    struct group, tlink)))
+					return 1;
+		}
+	return 0;
 }
 
 /*
@@ -1064,7 +1157,6 @@ compact_cb(evutil_socket_t fd, short what, void *arg)
 	struct store *s = &b->store;
 	struct journal_segment_info si;
 	struct timeval tv = {1, 0};
-	struct msg *m;
 	int budget = COMPACT_BATCH;
 	int64_t now = (int64_t)clock_mono_ms();
 
@@ -1079,23 +1171,22 @@ compact_cb(evutil_socket_t fd, short what, void *arg)
 	 * so segment 0 is the next candidate each time round.
 	 */
 	while (budget > 0 && !journal_error(s->j) && worth_compacting(s, &si)) {
-		int moved = 0;
+		struct compact_scan cs = {b, si.first_seq, si.last_seq,
+		    budget, 0, 0};
+		int stopped = compact_scan(&cs);
 
-		while ((m = list_first(&s->live, struct msg, slink)) &&
-		    m->seq <= si.last_seq && budget-- > 0) {
-			if (move_msg(b, m) < 0)
-				goto rearm;
-			s->moved++;
-			moved++;
-		}
-		if (m && m->seq <= si.last_seq)
+		s->moved += (uint64_t)cs.moved;
+		budget = cs.budget;
+		if (cs.failed)
+			goto rearm;
+		if (stopped)
 			break;		/* budget spent mid-segment */
 		log_debug("journal: segment %llu..%llu compacted (%d moved)",
 		    (unsigned long long)si.first_seq,
-		    (unsigned long long)si.last_seq, moved);
+		    (unsigned long long)si.last_seq, cs.moved);
 		/* Nothing of ours lives there, yet it stays: wait for the
 		 * journal rather than spin. */
-		if (!moved)
+		if (!cs.moved)
 			break;
 	}
 	if (budget <= 0)
@@ -1209,7 +1300,6 @@ store_open(struct broker *b, char *err, size_t errlen)
 	/* Everything store_close() touches is valid before anything can
 	 * fail. */
 	list_init(&s->waiting);
-	list_init(&s->live);
 	list_init(&s->held);
 	producers_init(&s->producers);
 	msgpack_sbuffer_init(&s->sb);

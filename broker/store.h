@@ -73,8 +73,6 @@ struct store {
 	uint64_t confirmable;	/* records <= this may be confirmed */
 	struct list waiting;	/* struct conn.plink: pending confirms */
 	uint64_t replayed;	/* records applied at start-up */
-	struct list live;	/* struct msg.slink: durable messages in
-				   home-seq order */
 	struct event *compact_ev;	/* periodic compaction check */
 	uint64_t moved;		/* messages copied forward, ever */
 	uint64_t trimmed;	/* monotonic ms of the last malloc_trim() */

@@ -46,7 +46,6 @@ sub_new(struct conn *c, struct group *g, uint64_t sid, uint32_t prefetch,
 	s->mode = (uint8_t)mode;
 	s->ack_timeout_ms = ack_timeout_ms;
 	list_init(&s->leases);
-	lease_table_init(&s->lt);
 	list_add_tail(&g->members, &s->glink);
 	g->nmembers++;
 	list_add_tail(&c->subs, &s->clink);
@@ -76,7 +75,6 @@ sub_free(struct sub *s, int cause)
 		}
 	}
 	event_free(s->timer);
-	lease_table_fini(&s->lt);
 	free(s);
 	if (g->ephemeral && !g->nmembers && !g->deleting)
 		topic_group_delete(g);
@@ -108,7 +106,8 @@ arm(struct sub *s)
 	if (!head || evtimer_pending(s->timer, NULL))
 		return;
 	now = clock_mono_ms();
-	ms = head->dn.key > now ? head->dn.key - now : 0;
+	ms = qent_lease_deadline(head) > now ? qent_lease_deadline(head) - now :
+	    0;
 	tv.tv_sec = (time_t)(ms / 1000);
 	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
 	evtimer_add(s->timer, &tv);
@@ -118,14 +117,18 @@ int
 sub_deliver(struct sub *s, struct qent *e)
 {
 	struct group *g = s->group;
-	struct msg *m = e->msg;
+	struct lease_table *lt = &g->b->leases;
+	struct msg *m = qent_msg(e);
+	char idbuf[MSG_ID_LEN + 1];
+	struct lease_slot *slot;
 	struct fy_frame f;
+	uint64_t token;
 	int r;
 
-	qent_frame(e, &f);
+	qent_frame(e, &f, idbuf);
 	f.msg.sid = s->sid;
 
-	trace_add(&g->b->trace, clock_wall_ms(), m->idh, TR_DELIVERED,
+	trace_add(&g->b->trace, clock_wall_ms(), msg_idh(m), TR_DELIVERED,
 	    g->topic->sym, g->sym, s->conn->sym, f.msg.attempt);
 	if (s->mode == FY_MODE_AMO) {
 		if ((r = conn_send_msg(s->conn, &f, m)) < 0)
@@ -135,21 +138,23 @@ sub_deliver(struct sub *s, struct qent *e)
 		/* Settled on delivery: journal it, and hold this turn's
 		 * output until that record is written (broker.c), or a
 		 * restart would deliver it again. */
-		if (e->durable)
+		if (e->flags & QE_DURABLE)
 			s->conn->settles = 1;
 		store_settle(g->b, e);
 		return 0;
 	}
-	if (!(e->lease = lease_alloc(&s->lt, e)))
+	if (!(token = lease_alloc(lt, e)))
 		return -ENOMEM;
-	f.msg.lease = e->lease;
+	f.msg.lease = token;
 	if ((r = conn_send_msg(s->conn, &f, m)) < 0) {
-		lease_free(&s->lt, e->lease);
-		e->lease = 0;
+		lease_free(lt, token);
 		return r;
 	}
-	e->sub = s;
-	e->dn.key = clock_mono_ms() + s->ack_timeout_ms;
+	slot = lease_slot(lt, (uint32_t)token);
+	slot->owner = s;
+	slot->deadline = clock_mono_ms() + s->ack_timeout_ms;
+	qent_set_lease_slot(e, (uint32_t)token);
+	e->flags |= QE_LEASED;
 	list_add_tail(&s->leases, &e->link);
 	s->inflight++;
 	g->ninflight++;
@@ -161,16 +166,43 @@ sub_deliver(struct sub *s, struct qent *e)
 struct qent *
 sub_lease_find(const struct sub *s, uint64_t lease)
 {
-	return lease_find(&s->lt, lease);
+	const struct lease_table *lt = &s->group->b->leases;
+	struct qent *e = lease_find(lt, lease);
+
+	return e && lease_slot(lt, (uint32_t)lease)->owner == s ? e : NULL;
+}
+
+struct sub *
+qent_sub(const struct qent *e)
+{
+	if (!(e->flags & QE_LEASED))
+		return NULL;
+	return lease_slot(&e->group->b->leases, qent_lease_slot(e))->owner;
+}
+
+uint64_t
+qent_lease_token(const struct qent *e)
+{
+	const struct lease_table *lt = &e->group->b->leases;
+	uint32_t i = qent_lease_slot(e);
+
+	return (uint64_t)lease_slot(lt, i)->gen << 32 | i;
+}
+
+uint64_t
+qent_lease_deadline(const struct qent *e)
+{
+	return lease_slot(&e->group->b->leases,
+	    qent_lease_slot(e))->deadline;
 }
 
 void
 sub_lease_end(struct sub *s, struct qent *e)
 {
 	list_del(&e->link);
-	lease_free(&s->lt, e->lease);
-	e->lease = 0;
-	e->sub = NULL;
+	lease_free(&s->group->b->leases, qent_lease_token(e));
+	qent_set_lease_slot(e, 0);
+	e->flags &= (uint16_t)~QE_LEASED;
 	s->inflight--;
 	s->group->ninflight--;
 	/* The timer stays armed; it re-arms for the new head when it fires. */
@@ -180,7 +212,8 @@ void
 sub_touch(struct sub *s, struct qent *e)
 {
 	list_del(&e->link);
-	e->dn.key = clock_mono_ms() + s->ack_timeout_ms;
+	lease_slot(&s->group->b->leases, qent_lease_slot(e))->deadline =
+	    clock_mono_ms() + s->ack_timeout_ms;
 	list_add_tail(&s->leases, &e->link);
 	arm(s);
 }
@@ -195,7 +228,7 @@ lease_cb(evutil_socket_t fd, short what, void *arg)
 	int n = 0;
 
 	while ((e = list_first(&s->leases, struct qent, link)) &&
-	    e->dn.key <= now) {
+	    qent_lease_deadline(e) <= now) {
 		store_fail(s->conn->b, e, CAUSE_TIMEOUT, NULL, 0, -1);
 		n++;
 	}

@@ -2,8 +2,8 @@
  * sub.h - a subscription: one member of a group, on one connection.
  *
  * It holds the member's credit (prefetch), its outstanding deliveries
- * (lease table for O(1) settle, and a list ordered by deadline), and one
- * timer armed for the earliest lease deadline.  Every lease of a member
+ * (slots in the broker's lease table for O(1) settle, and a list ordered
+ * by deadline), and one timer armed for the earliest lease deadline.  Every lease of a member
  * lasts ack_timeout_ms and TOUCH restarts it, so appending at the tail keeps
  * the list sorted: no per-message timer, O(1) deliver, ack and touch.
  */
@@ -27,10 +27,9 @@ struct sub {
 	struct list glink;	/* in group->members */
 	struct list clink;	/* in conn->subs */
 	struct list leases;	/* struct qent.link, by deadline */
-	struct lease_table lt;
 	struct event *timer;	/* armed for the head of leases, lazily */
 	uint32_t prefetch;	/* max outstanding (at-least-once) */
-	uint32_t inflight;	/* == lt.used */
+	uint32_t inflight;	/* entries in leases */
 	uint32_t ack_timeout_ms;
 	uint8_t mode;		/* enum fy_mode */
 	uint8_t stalled;	/* a lease timed out and its connection has
@@ -60,6 +59,11 @@ int sub_has_credit(const struct sub *s);
 int sub_deliver(struct sub *s, struct qent *e);
 
 struct qent *sub_lease_find(const struct sub *s, uint64_t lease);
+/* The member holding a leased entry, or NULL if e is not leased. */
+struct sub *qent_sub(const struct qent *e);
+/* A leased entry's token and deadline (monotonic ms). */
+uint64_t qent_lease_token(const struct qent *e);
+uint64_t qent_lease_deadline(const struct qent *e);
 /* Detach a leased entry from s (it is being acked, failed or dropped). */
 void sub_lease_end(struct sub *s, struct qent *e);
 /* Restart e's lease deadline. */

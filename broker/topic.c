@@ -188,7 +188,6 @@ topic_publish(struct topic *t, struct msg *m, struct group *only)
 				goto fail;
 		}
 	}
-	m->topic = t;
 	t->published++;
 	if (held) {
 		list_add_tail(&t->backlog, &held->link);

@@ -3,6 +3,8 @@
  * table, backoff, message ids and queue-entry history.
  */
 #include <check.h>
+#include <malloc.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,10 +14,15 @@
 #include "list.h"
 #include "msg.h"
 
-static struct qent *
+/* Something with a heap node in it, as a queue entry's side has. */
+struct item {
+	struct hnode dn;
+};
+
+static struct item *
 mk(uint64_t key)
 {
-	struct qent *e = calloc(1, sizeof(*e));
+	struct item *e = calloc(1, sizeof(*e));
 
 	ck_assert_ptr_nonnull(e);
 	hnode_init(&e->dn);
@@ -26,7 +33,7 @@ mk(uint64_t key)
 START_TEST(heap_orders_random_keys)
 {
 	struct heap h;
-	struct qent *e[1000];
+	struct item *e[1000];
 	uint64_t prev = 0;
 
 	srand(42);
@@ -54,7 +61,7 @@ END_TEST
 START_TEST(heap_remove_any)
 {
 	struct heap h;
-	struct qent *e[200];
+	struct item *e[200];
 	uint64_t prev = 0;
 	unsigned left = 0;
 
@@ -89,7 +96,7 @@ END_TEST
 START_TEST(lease_alloc_find_free)
 {
 	struct lease_table t;
-	struct qent *a = mk(0), *b = mk(0);
+	struct qent *a = (struct qent *)mk(0), *b = (struct qent *)mk(0);
 	uint64_t ta, tb, ta2;
 
 	lease_table_init(&t);
@@ -128,7 +135,7 @@ START_TEST(lease_grows)
 {
 	struct lease_table t;
 	static uint64_t tok[5000];
-	struct qent *e = mk(0);
+	struct qent *e = (struct qent *)mk(0);
 
 	lease_table_init(&t);
 	for (int i = 0; i < 5000; i++) {
@@ -198,16 +205,21 @@ START_TEST(msg_new_copies_everything)
 	struct fy_pubmsg pm = {.body = {body, 5}, .hdr = kv, .nhdr = 2};
 	struct msg *m = msg_new(&pm, "id-1", 4, 123, &h, 1);
 
+	const struct msg_ext *x;
+	char idbuf[MSG_ID_LEN + 1];
+
 	ck_assert_ptr_nonnull(m);
+	x = msg_ext(m);
 	body[0] = 'X';		/* the message owns a copy */
-	ck_assert_int_eq(memcmp(m->body, "hello", 5), 0);
-	ck_assert_str_eq(m->id, "id-1");
-	ck_assert_uint_eq(m->nhdr, 2);
-	ck_assert_int_eq(memcmp(m->hdr[1].k.p, "key2", 4), 0);
-	ck_assert_uint_eq(m->hdr[1].v.len, 0);
-	ck_assert_uint_eq(m->nhist, 1);
-	ck_assert_int_eq(memcmp(m->hist[0].error.p, "boom", 4), 0);
-	ck_assert_uint_eq(m->hist[0].at, 77);
+	ck_assert_int_eq(memcmp(msg_body(m), "hello", 5), 0);
+	ck_assert_str_eq(msg_id(m, idbuf).p, "id-1");
+	ck_assert_uint_eq(msg_id(m, idbuf).len, 4);
+	ck_assert_uint_eq(x->nhdr, 2);
+	ck_assert_int_eq(memcmp(x->hdr[1].k.p, "key2", 4), 0);
+	ck_assert_uint_eq(x->hdr[1].v.len, 0);
+	ck_assert_uint_eq(x->nhist, 1);
+	ck_assert_int_eq(memcmp(x->hist[0].error.p, "boom", 4), 0);
+	ck_assert_uint_eq(x->hist[0].at, 77);
 	ck_assert_uint_eq(m->ts, 123);
 	ck_assert_ptr_eq(msg_ref(m), m);
 	ck_assert_uint_eq(m->refs, 2);
@@ -231,12 +243,101 @@ START_TEST(qent_history_keeps_latest)
 		ck_assert_int_eq(qent_hist_add(e, CAUSE_NACKED, (uint64_t)i,
 		    "w", 1, err, (size_t)n), 0);
 	}
-	ck_assert_uint_eq(e->nhist, QHIST_MAX);
-	ck_assert_str_eq(e->hist[0].error, "e5");
-	ck_assert_uint_eq(e->hist[QHIST_MAX - 1].at, QHIST_MAX + 4);
+	ck_assert_ptr_nonnull(qent_side(e));
+	ck_assert_uint_eq(qent_side(e)->nhist, QHIST_MAX);
+	ck_assert_str_eq(qent_side(e)->hist[0].error, "e5");
+	ck_assert_uint_eq(qent_side(e)->hist[QHIST_MAX - 1].at, QHIST_MAX + 4);
 	ck_assert_str_eq(qent_cause_name(CAUSE_EXPIRED), "expired");
 	ck_assert_str_eq(qent_cause_name(99), "unknown");
 	qent_free(e);
+}
+END_TEST
+
+/*
+ * The memory budget: a message waiting in one group is one allocation of
+ * 72 bytes plus its body, so 1M pending 128-byte messages cost ~208 MB.
+ * Generated ids are kept in binary and print back as they came in.
+ */
+START_TEST(msg_compact_layout)
+{
+	char body[128], id[MSG_ID_LEN + 1], idbuf[MSG_ID_LEN + 1];
+	struct fy_pubmsg pm = {.body = {body, sizeof(body)}};
+	struct msg *m;
+	struct fy_str s;
+
+	memset(body, 'b', sizeof(body));
+	ck_assert_uint_eq(sizeof(struct msg), 72);
+	ck_assert_uint_eq(sizeof(struct qent), 32);
+	msg_id_generate(id);
+	m = msg_new(&pm, id, MSG_ID_LEN, 1, NULL, 0);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_uint_le(malloc_usable_size(m) + 8, 208);
+	ck_assert(!(m->e0.flags & MF_EXT));
+	s = msg_id(m, idbuf);
+	ck_assert_uint_eq(s.len, MSG_ID_LEN);
+	ck_assert_str_eq(s.p, id);
+	ck_assert_uint_eq(msg_idh(m), msg_id_hash(id, MSG_ID_LEN));
+	ck_assert_uint_eq(msg_ext(m)->delay_ms, 0);
+	msg_unref(m);
+
+	/* Not canonical (upper case): kept as text, byte for byte. */
+	for (char *p = id; *p; p++)
+		if (*p >= 'a' && *p <= 'f')
+			*p = (char)(*p - 'a' + 'A');
+	m = msg_new(&pm, id, MSG_ID_LEN, 1, NULL, 0);
+	ck_assert_ptr_nonnull(m);
+	ck_assert(m->e0.flags & MF_TEXT_ID);
+	ck_assert_str_eq(msg_id(m, idbuf).p, id);
+	ck_assert_uint_eq(msg_idh(m), msg_id_hash(id, MSG_ID_LEN));
+	msg_unref(m);
+}
+END_TEST
+
+/* Fan-out: e0 is embedded, the others chain from e0's side; any order of
+ * freeing leaves nothing behind (ASan/LSan check that). */
+START_TEST(msg_entries_any_order)
+{
+	struct fy_pubmsg pm = {.body = {"b", 1}, .delay_ms = 5};
+	int orders[6][3] = {{0, 1, 2}, {0, 2, 1}, {1, 0, 2}, {1, 2, 0},
+	    {2, 0, 1}, {2, 1, 0}};
+
+	for (int o = 0; o < 6; o++) {
+		struct msg *m = msg_new(&pm, "x", 1, 0, NULL, 0);
+		struct qent *e[3], *it;
+		int n = 0;
+
+		ck_assert_ptr_nonnull(m);
+		ck_assert_uint_eq(msg_ext(m)->delay_ms, 5);
+		for (int i = 0; i < 3; i++) {
+			ck_assert_ptr_nonnull(e[i] = qent_new(m, NULL));
+			ck_assert_ptr_eq(qent_msg(e[i]), m);
+		}
+		ck_assert_ptr_eq(e[0], &m->e0);
+		ck_assert_int_eq(qent_hist_add(e[2], CAUSE_TIMEOUT, 1, "w", 1,
+		    NULL, 0), 0);
+		qent_count_cause(e[1], CAUSE_NACKED);
+		ck_assert_uint_eq(qent_side(e[1])->causes[CAUSE_NACKED], 1);
+		for (it = msg_ents(m); it; it = msg_ents_next(it))
+			n++;
+		ck_assert_int_eq(n, 3);
+		ck_assert_uint_eq(m->refs, 4);
+		msg_unref(m);
+		for (int i = 0; i < 3; i++) {
+			int k = orders[o][i];
+
+			qent_free(e[k]);
+			n = 0;
+			if (i < 2) {
+				for (it = msg_ents(m); it;
+				    it = msg_ents_next(it)) {
+					ck_assert_ptr_ne(it, e[k]);
+					n++;
+				}
+				ck_assert_int_eq(n, 2 - i);
+			}
+		}
+	}
+	qside_pool_trim();
 }
 END_TEST
 
@@ -286,6 +387,8 @@ queue_suite(void)
 	suite_add_tcase(s, tc);
 	tc = tcase_create("list");
 	tcase_add_test(tc, list_splice);
+	tcase_add_test(tc, msg_compact_layout);
+	tcase_add_test(tc, msg_entries_any_order);
 	suite_add_tcase(s, tc);
 	return s;
 }
