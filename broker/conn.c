@@ -666,7 +666,7 @@ handle_pub(struct conn *c, const struct fy_frame *f)
 			}
 			if ((e = make_room(b, t, only, pm->body.len)) < 0 ||
 			    (e = store_publish(b, t, pm, id, idlen, ts, NULL,
-			    0, only, &p.seq)) < 0)
+			    0, only, f->rid != 0, &p.seq)) < 0)
 				break;
 		}
 		if (f->rid) {

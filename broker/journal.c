@@ -87,6 +87,8 @@ struct journal {
 	int (*roll_cb)(void *);	/* a new segment begins: write its preamble */
 	void *roll_arg;
 	int in_roll;		/* roll_cb is running: no nested preamble */
+	size_t last_len;	/* bytes of record next_seq - 1 in wbuf, if
+				   journal_unappend() may take it back */
 
 	int werr;		/* write failing: appends refused, retried */
 	struct timespec wtry;	/* last attempt of the failing write */
@@ -663,6 +665,27 @@ append_rec(struct journal *j, uint8_t type, const void *p, size_t len,
 	if (seq != NULL)
 		*seq = j->next_seq;
 	j->next_seq++;
+	j->last_len = need;
+	return 0;
+}
+
+int
+journal_unappend(struct journal *j, uint64_t seq)
+{
+	struct seg *s = j->nseg ? &j->segs[j->nseg - 1] : NULL;
+
+	/* Only the newest record, whole in the buffer (not even partly
+	 * written), and not its segment's only one. */
+	if (!s || seq + 1 != j->next_seq || !j->last_len ||
+	    j->wlen - j->wpos < j->last_len || s->next_seq != j->next_seq ||
+	    s->first_seq == seq)
+		return -EINVAL;
+	j->wlen -= j->last_len;
+	s->end -= j->last_len;
+	s->next_seq--;
+	s->records--;
+	j->next_seq--;
+	j->last_len = 0;
 	return 0;
 }
 

@@ -126,6 +126,15 @@ int journal_append(struct journal *j, uint8_t type, const void *p,
     size_t len, uint64_t *seq);
 
 /*
+ * Take back record seq, if it is the newest, still wholly in the buffer,
+ * and not the first of its segment.  The caller must hold no reference to
+ * it (journal_ref).  Its seq is handed out again.  0, or -EINVAL if it
+ * cannot be taken back (then it stays).  For a record made pointless
+ * before it was written: a message both published and settled in one turn.
+ */
+int journal_unappend(struct journal *j, uint64_t seq);
+
+/*
  * Write what was appended and start a sync if the policy wants one.  Call
  * once per loop turn.  Returns 0 or the journal's failure (see above); may
  * call the durable callback before returning.

@@ -73,6 +73,9 @@ struct store {
 	uint64_t confirmable;	/* records <= this may be confirmed */
 	struct list waiting;	/* struct conn.plink: pending confirms */
 	uint64_t replayed;	/* records applied at start-up */
+	uint64_t elidable;	/* the last publish record store_settle() may
+				   take back (store_publish()); 0 = none */
+	uint64_t elided;	/* records taken back so, ever */
 	struct event *compact_ev;	/* periodic compaction check */
 	uint64_t moved;		/* messages copied forward, ever */
 	uint64_t trimmed;	/* monotonic ms of the last malloc_trim() */
@@ -102,11 +105,15 @@ int store_error_fatal(const struct broker *b);
  * Publish one message to t (only: to that durable group alone).
  * hist/nhist: a dead letter's history (else NULL, 0).  *seq gets its
  * record's seq.  -errno if the journal refuses it (nothing changed then).
+ * confirm: someone waits for the record to be durable.  Without a confirm,
+ * a message with no id or producer sequence of its own that is delivered
+ * at-most-once and settled before its record is written leaves no record
+ * at all: nothing of it is left to keep, and writing it would be wasted.
  */
 int store_publish(struct broker *b, struct topic *t,
     const struct fy_pubmsg *pm, const char *id, size_t id_len, uint64_t ts,
     const struct fy_hist *hist, uint32_t nhist, struct group *only,
-    uint64_t *seq);
+    int confirm, uint64_t *seq);
 
 /*
  * Was pm stored already?  Its own id within dedup_window on this topic, or

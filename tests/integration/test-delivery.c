@@ -661,6 +661,57 @@ START_TEST(at_most_once)
 }
 END_TEST
 
+/*
+ * A fire-and-forget publish that an at-most-once member takes in the same
+ * turn is never journaled: its record is taken back with its settlement.
+ * Confirmed publishes, and those that wait in a group, are journaled as
+ * before, and nothing settled comes back after a restart.
+ */
+START_TEST(amo_same_turn_leaves_no_record)
+{
+	struct ferry *p = fc_connect(d.port, "producer");
+	struct ferry *a = fc_connect(d.port, "amo-reader");
+	struct ferry_sub_opts o = {.mode = FERRY_AT_MOST_ONCE};
+	struct ferry_msg *m;
+	char body[16];
+	uint64_t sid;
+
+	ck_assert_int_eq(ferry_subscribe(a, "ff", &o, &sid), 0);
+	/* One at a time, each taken at once: all 30 leave no record. */
+	for (int i = 0; i < 30; i++) {
+		int n = snprintf(body, sizeof(body), "%d", i);
+
+		ck_assert_int_eq(ferry_publish(p, "ff", body, (size_t)n, NULL),
+		    0);
+		ck_assert_int_eq(ferry_flush(p), 0);
+		m = fc_next(a, 5000);
+		ck_assert_int_eq(fc_body_int(m), i);
+		ferry_msg_free(m);
+	}
+	/* Confirmed: journaled (and settled) as before. */
+	fc_pub(p, "ff", "30");
+	m = fc_next(a, 5000);
+	ck_assert_int_eq(fc_body_int(m), 30);
+	ferry_msg_free(m);
+	ferry_close(a);
+	/* No member: this one waits in the group, journaled. */
+	ck_assert_int_eq(ferry_publish(p, "ff", "31", 2, NULL), 0);
+	ck_assert_int_eq(ferry_ping(p), 0);
+	ferry_close(p);
+	ck_assert_int_eq(ferryd_stop(&d), 0);
+	ck_assert_msg(ferryd_log_has(&d, "; 30 publishes settled before they "
+	    "were written"), "expected 30 publishes taken back");
+	ferryd_restart(&d);
+	a = fc_connect(d.port, "after-restart");
+	fc_sub(a, "ff", NULL, 0, 0, 0);
+	m = fc_next(a, 5000);
+	ck_assert_int_eq(fc_body_int(m), 31);
+	ferry_msg_free(m);
+	fc_none(a, 500);
+	ferry_close(a);
+}
+END_TEST
+
 START_TEST(unsub_releases_without_fault)
 {
 	struct ferry *p = fc_connect(d.port, "producer");
@@ -919,6 +970,7 @@ main(void)
 	tcase_add_test(tc, stale_leases);
 	tcase_add_test(tc, touch_extends_lease);
 	tcase_add_test(tc, at_most_once);
+	tcase_add_test(tc, amo_same_turn_leaves_no_record);
 	tcase_add_test(tc, unsub_releases_without_fault);
 	tcase_add_test(tc, ack_and_unsub_in_one_packet);
 	tcase_add_test(tc, prefetch_limits_inflight);

@@ -533,6 +533,35 @@ START_TEST(test_close_writes_uncommitted)
 }
 END_TEST
 
+/* Only the newest record, not yet written, can be taken back; its seq is
+ * handed out again, and replay sees no gap. */
+START_TEST(test_unappend)
+{
+	struct journal *j;
+	struct seen sn;
+	uint64_t last;
+
+	j = jreopen(FSYNC_NEVER, 0, &sn);
+	append_n(j, 10);
+	last = journal_next_seq(j) - 1;
+	ck_assert_int_eq(journal_unappend(j, last - 1), -EINVAL);
+	ck_assert_int_eq(journal_unappend(j, last), 0);
+	ck_assert_uint_eq(journal_next_seq(j), last);
+	/* One level only. */
+	ck_assert_int_eq(journal_unappend(j, last - 1), -EINVAL);
+	append_n(j, 2);
+	ck_assert_int_eq(journal_commit(j), 0);
+	last = journal_next_seq(j) - 1;
+	/* Written: it stays. */
+	ck_assert_int_eq(journal_unappend(j, last), -EINVAL);
+	journal_close(j);
+	j = jreopen(FSYNC_NEVER, 0, &sn);
+	ck_assert_uint_eq(sn.n, 11);
+	ck_assert_uint_eq(sn.last, last);
+	journal_close(j);
+}
+END_TEST
+
 START_TEST(test_record_limits)
 {
 	struct journal *j;
@@ -1240,6 +1269,7 @@ journal_suite(void)
 	t = tc(s, "roundtrip");
 	tcase_add_test(t, test_roundtrip_segments);
 	tcase_add_test(t, test_close_writes_uncommitted);
+	tcase_add_test(t, test_unappend);
 	tcase_add_test(t, test_record_limits);
 	tcase_add_test(t, test_bad_options);
 
