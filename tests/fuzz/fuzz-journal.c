@@ -41,8 +41,11 @@
 #include "broker.h"
 #include "crc32c.h"
 #include "fuzz-util.h"
+#include "group.h"
+#include "msg.h"
 #include "options.h"
 #include "store.h"
+#include "topic.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -197,6 +200,51 @@ struct outcome {
 	size_t live;		/* durable messages */
 };
 
+/* Count e's message if e is its first durable entry: each durable message
+ * once, however many groups hold it. */
+static size_t
+first_durable(struct qent *e)
+{
+	struct qent *it = msg_ents(qent_msg(e));
+
+	while (it && !(it->flags & QE_DURABLE))
+		it = msg_ents_next(it);
+	return it == e;
+}
+
+static size_t
+count_list(struct list *l)
+{
+	size_t n = 0;
+
+	for (struct list *pos = l->next; pos != l; pos = pos->next)
+		n += first_durable(list_entry(pos, struct qent, link));
+	return n;
+}
+
+/* Durable messages, found where they wait (no member holds leases). */
+static size_t
+count_live(struct broker *b)
+{
+	size_t n = 0;
+
+	for (uint32_t i = 0; i < b->topics_cap; i++)
+		for (struct topic *t = b->topics[i]; t; t = t->hnext) {
+			n += count_list(&t->backlog);
+			for (struct list *pos = t->groups.next;
+			    pos != &t->groups; pos = pos->next) {
+				struct group *g = list_entry(pos,
+				    struct group, tlink);
+
+				n += count_list(&g->ready);
+				for (uint32_t k = 0; k < g->delayed.n; k++)
+					n += first_durable(
+					    qent_of_dn(g->delayed.a[k]));
+			}
+		}
+	return n;
+}
+
 /* Open the store on dir as ferryd does, let one loop turn run (commit,
  * compaction), close. */
 static struct outcome
@@ -205,7 +253,6 @@ run_store(void)
 	struct outcome o = {0};
 	struct event_base *base;
 	struct broker b;
-	struct list *pos;
 	char err[512] = "";
 
 	if (!(base = event_base_new()))
@@ -216,9 +263,7 @@ run_store(void)
 	if (o.r == 0) {
 		event_base_loop(base, EVLOOP_NONBLOCK);
 		o.ngroups = b.store.ngids;
-		for (pos = b.store.live.next; pos != &b.store.live;
-		    pos = pos->next)
-			o.live++;
+		o.live = count_live(&b);
 	}
 	broker_fini(&b);
 	event_base_free(base);
