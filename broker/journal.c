@@ -98,7 +98,11 @@ struct journal {
 				   result is not yet harvested */
 	uint64_t req_seq;	/* written_seq when it was asked */
 	int req_barrier;	/* it closes the head segment */
-	int sync_wanted;	/* everysec tick came */
+	int sync_wanted;	/* everysec tick came, or the lazy delay of
+				   an unsynced record is over (always) */
+	int defer;		/* journal_defer_sync() since the last commit */
+	uint64_t prompt_seq;	/* always: someone may wait for the records
+				   <= it; their sync starts at once */
 	int dirsync_wanted;	/* segments unlinked since the last dir sync */
 
 	/* shared with the sync thread, under mu */
@@ -116,6 +120,8 @@ struct journal {
 	int efd;		/* eventfd: sync thread -> loop */
 	struct event *sync_ev;
 	struct event *tick_ev;	/* FSYNC_EVERYSEC only */
+	struct event *lazy_ev;	/* FSYNC_ALWAYS: armed while written records
+				   wait for a deferred sync */
 	struct event *retry_ev;	/* armed while a write is failing */
 
 	void (*cb)(void *, uint64_t, uint64_t);
@@ -511,6 +517,7 @@ notify(struct journal *j)
 static int
 pump(struct journal *j)
 {
+	uint64_t covered;
 	int r;
 
 	if (j->fatal)
@@ -526,11 +533,29 @@ pump(struct journal *j)
 	if (r == 0 && !j->busy && j->nseg > 0) {
 		if (j->head + 1 < j->nseg)
 			sync_submit(j, 1);
-		else if (j->written_seq > j->synced_seq &&
-		    (j->policy == FSYNC_ALWAYS || j->sync_wanted))
+		else if (j->written_seq > j->synced_seq && (j->sync_wanted ||
+		    (j->policy == FSYNC_ALWAYS && (j->dirsync_wanted ||
+		    j->prompt_seq > j->synced_seq)))) {
 			sync_submit(j, 0);
+			/* it covers every record: none waits for the delay */
+			if (j->lazy_ev)
+				evtimer_del(j->lazy_ev);
+		}
 		if (j->busy)
 			j->sync_wanted = 0;
+	}
+	/*
+	 * Under always, written records that no sync covers or is about to
+	 * cover get one started within JOURNAL_SYNC_DELAY_US, shared with
+	 * whatever is written meanwhile.
+	 */
+	covered = j->busy ? j->req_seq : j->synced_seq;
+	if (r == 0 && j->lazy_ev && !j->sync_wanted &&
+	    j->written_seq > covered && j->prompt_seq <= covered &&
+	    !evtimer_pending(j->lazy_ev, NULL)) {
+		struct timeval tv = { 0, JOURNAL_SYNC_DELAY_US };
+
+		evtimer_add(j->lazy_ev, &tv);
 	}
 	notify(j);
 	return r;
@@ -562,6 +587,18 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	j->sync_wanted = 1;
 	pump(j);
+}
+
+/* The lazy delay is over: sync now, or as soon as the running one ends. */
+static void
+lazy_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct journal *j = arg;
+
+	j->sync_wanted = 1;
+	/* a failing write is retried by its own timer, not here */
+	if (!j->werr)
+		pump(j);
 }
 
 static void
@@ -706,13 +743,24 @@ journal_set_roll_cb(struct journal *j, int (*cb)(void *arg), void *arg)
 int
 journal_commit(struct journal *j)
 {
+	int defer = j->defer;
+
+	j->defer = 0;
 	if (!j->replayed)
 		return -EINVAL;
+	if (!defer)
+		j->prompt_seq = j->next_seq - 1;
 	if (j->fatal)
 		return j->fatal;
 	if (j->werr && elapsed(&j->wtry) < RETRY_SEC)
 		return j->werr;
 	return pump(j);
+}
+
+void
+journal_defer_sync(struct journal *j)
+{
+	j->defer = 1;
 }
 
 void
@@ -976,8 +1024,11 @@ journal_open(struct journal **jp, struct event_base *base,
 	j->retry_ev = evtimer_new(base, retry_cb, j);
 	if (o->fsync == FSYNC_EVERYSEC)
 		j->tick_ev = event_new(base, -1, EV_PERSIST, tick_cb, j);
+	if (o->fsync == FSYNC_ALWAYS)
+		j->lazy_ev = evtimer_new(base, lazy_cb, j);
 	if (j->sync_ev == NULL || j->retry_ev == NULL ||
 	    (o->fsync == FSYNC_EVERYSEC && j->tick_ev == NULL) ||
+	    (o->fsync == FSYNC_ALWAYS && j->lazy_ev == NULL) ||
 	    event_add(j->sync_ev, NULL) < 0 ||
 	    (j->tick_ev && event_add(j->tick_ev, &sec) < 0)) {
 		r = -ENOMEM;
@@ -1355,6 +1406,8 @@ journal_close(struct journal *j)
 		event_free(j->sync_ev);
 	if (j->tick_ev)
 		event_free(j->tick_ev);
+	if (j->lazy_ev)
+		event_free(j->lazy_ev);
 	if (j->retry_ev)
 		event_free(j->retry_ev);
 	if (j->thread_started) {

@@ -28,6 +28,11 @@
  *   FSYNC_ALWAYS    a sync thread runs fdatasync, one at a time; records
  *                   written while one runs are covered by the next (group
  *                   commit).  Confirm a record once seq <= synced_seq.
+ *                   The sync starts as soon as the running one ends, except
+ *                   for the records of a commit after journal_defer_sync()
+ *                   (no one waits for them): theirs starts within about
+ *                   JOURNAL_SYNC_DELAY_US, or when the running one ends if
+ *                   that is later, and covers what is written meanwhile.
  *   FSYNC_EVERYSEC  a 1 s timer asks for one.  Confirm once written.
  *   FSYNC_NEVER     none.  Confirm once written.
  * Whatever the policy, a full segment is made durable (and new segment
@@ -63,6 +68,7 @@ struct journal;
 #define JOURNAL_SEGMENT_SIZE (64u << 20)	/* default */
 #define JOURNAL_SEGMENT_MIN 4096u
 #define JOURNAL_MAX_RECORD (16u << 20)		/* payload bytes */
+#define JOURNAL_SYNC_DELAY_US 1000	/* journal_defer_sync() */
 
 /*
  * The journal's only contact with the disk after open, so tests can inject
@@ -140,6 +146,18 @@ int journal_unappend(struct journal *j, uint64_t seq);
  * call the durable callback before returning.
  */
 int journal_commit(struct journal *j);
+
+/*
+ * Under FSYNC_ALWAYS: no one waits for the records appended since the last
+ * journal_commit() (no confirm depends on them), so the next commit may
+ * leave their fdatasync for about JOURNAL_SYNC_DELAY_US, to share it with
+ * later records: a steady stream of such records costs about one fdatasync
+ * per delay instead of one per loop turn.  Applies to that one commit.
+ * Still synced at once: the records of a commit without it (and so every
+ * record before them), a full segment, a segment deletion.  No effect
+ * under the other policies.
+ */
+void journal_defer_sync(struct journal *j);
 
 /*
  * cb(arg, written_seq, synced_seq) runs in the loop thread whenever either
