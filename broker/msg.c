@@ -67,16 +67,23 @@ uuid_parse_canonical(const char *id, size_t len, uint8_t out[16])
 	return bad & 0xf0 ? -1 : 0;
 }
 
+/* "00" .. "ff": a byte's two hex digits in one copy. */
+static const char hex_pairs[513] =
+    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+    "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f"
+    "404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f"
+    "606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f"
+    "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f"
+    "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
+    "c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf"
+    "e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
+
 static void
 uuid_print(const uint8_t u[16], char out[MSG_ID_LEN + 1])
 {
-	static const char hex[] = "0123456789abcdef";
-
 	out[8] = out[13] = out[18] = out[23] = '-';
-	for (int i = 0; i < 16; i++) {
-		out[uuid_pos[i]] = hex[u[i] >> 4];
-		out[uuid_pos[i] + 1] = hex[u[i] & 15];
-	}
+	for (int i = 0; i < 16; i++)
+		memcpy(out + uuid_pos[i], hex_pairs + 2 * u[i], 2);
 	out[MSG_ID_LEN] = '\0';
 }
 
@@ -272,32 +279,47 @@ msg_size(const struct msg *m)
 	    (m->e0.flags & MF_EXT ? sizeof(struct msg_ext) : 0);
 }
 
-static uint8_t id_base[16];
-static uint64_t id_base_lo;	/* its bytes 8..15, big-endian */
+static uint64_t id_base_lo;	/* the random bytes 8..15, big-endian */
+static uint64_t id_lo;		/* bytes 8..15 of the last id (before the
+				   variant bits) */
 static uint64_t id_counter;
+
+/* Print bytes from..15 of last_bin into last_txt. */
+static void
+print_tail(int from)
+{
+	for (int i = from; i < 16; i++)
+		memcpy(last_txt + uuid_pos[i], hex_pairs + 2 * last_bin[i], 2);
+}
 
 void
 msg_id_generate(char out[MSG_ID_LEN + 1])
 {
-	uint8_t u[16];
 	uint64_t lo;
+	int from;
 
 	if (id_counter == 0) {
-		uuid_generate_random(id_base);
+		uuid_generate_random(last_bin);
 		for (int i = 8; i < 16; i++)
-			id_base_lo = id_base_lo << 8 | id_base[i];
+			id_base_lo = id_base_lo << 8 | last_bin[i];
+		uuid_print(last_bin, last_txt);
 	}
-	/* Add the counter to the low 64 random bits, read big-endian so the
+	/*
+	 * Add the counter to the low 64 random bits, read big-endian so the
 	 * carry runs away from byte 8, whose top two bits are the RFC 4122
-	 * variant (restored below). */
-	memcpy(u, id_base, 8);
+	 * variant (restored below).  Consecutive ids differ in their last
+	 * byte or two: only those are printed again.
+	 */
 	lo = id_base_lo + ++id_counter;
-	for (int i = 15; i >= 8; i--, lo >>= 8)
-		u[i] = (uint8_t)lo;
-	u[8] = (u[8] & 0x3f) | 0x80;
-	uuid_print(u, out);
-	memcpy(last_bin, u, 16);
-	memcpy(last_txt, out, sizeof(last_txt));
+	from = id_counter == 1 || lo == id_lo ? 8 :
+	    15 - (63 - __builtin_clzll(lo ^ id_lo)) / 8;
+	id_lo = lo;
+	for (int i = 15; i >= from; i--)
+		last_bin[i] = (uint8_t)(lo >> (8 * (15 - i)));
+	if (from == 8)
+		last_bin[8] = (last_bin[8] & 0x3f) | 0x80;
+	print_tail(from);
+	memcpy(out, last_txt, MSG_ID_LEN + 1);
 }
 
 const char *

@@ -194,6 +194,48 @@ START_TEST(msg_ids_unique_uuid_text)
 }
 END_TEST
 
+/* The low 62 bits of an id's last 8 bytes, from its text. */
+static uint64_t
+id_low_bits(const char *id)
+{
+	char hex[17];
+	int n = 0;
+
+	for (int i = 19; i < 36; i++)
+		if (id[i] != '-')
+			hex[n++] = id[i];
+	hex[n] = '\0';
+	return strtoull(hex, NULL, 16) & (~0ULL >> 2);
+}
+
+/* Ids count up by one in their random low bits (printed incrementally:
+ * across carries of one and two bytes here), and the binary form a
+ * message keeps prints back to the same text. */
+START_TEST(msg_ids_count_and_round_trip)
+{
+	char prev[MSG_ID_LEN + 1], id[MSG_ID_LEN + 1], buf[MSG_ID_LEN + 1];
+	struct fy_pubmsg pm = {.body = {"b", 1}};
+
+	msg_id_generate(prev);
+	for (int i = 0; i < 70000; i++) {
+		struct msg *m;
+
+		msg_id_generate(id);
+		ck_assert_uint_eq(id_low_bits(id),
+		    (id_low_bits(prev) + 1) & (~0ULL >> 2));
+		ck_assert_int_eq(memcmp(id, prev, 19), 0);
+		if (i % 97 == 0 || (id_low_bits(id) & 0xffff) == 0) {
+			m = msg_new(&pm, id, MSG_ID_LEN, 1, NULL, 0);
+			ck_assert_ptr_nonnull(m);
+			ck_assert(!(m->e0.flags & MF_TEXT_ID));
+			ck_assert_str_eq(msg_id(m, buf).p, id);
+			msg_unref(m);
+		}
+		memcpy(prev, id, sizeof(id));
+	}
+}
+END_TEST
+
 START_TEST(msg_new_copies_everything)
 {
 	struct fy_kv kv[2] = {
@@ -382,6 +424,7 @@ queue_suite(void)
 	suite_add_tcase(s, tc);
 	tc = tcase_create("msg");
 	tcase_add_test(tc, msg_ids_unique_uuid_text);
+	tcase_add_test(tc, msg_ids_count_and_round_trip);
 	tcase_add_test(tc, msg_new_copies_everything);
 	tcase_add_test(tc, qent_history_keeps_latest);
 	suite_add_tcase(s, tc);
