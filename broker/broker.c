@@ -16,7 +16,6 @@
 #include "codec.h"
 #include "conn.h"
 #include "group.h"
-#include "journal.h"
 #include "log.h"
 #include "msg.h"
 #include "options.h"
@@ -51,16 +50,6 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 			conn_flush(c);	/* unlinks c; may stage pumps */
 		}
 	} while (!list_empty(&b->pumpq));
-	/*
-	 * Under fsync=always only a confirm (of a publish or an ack) waits
-	 * for an fdatasync.  With none waiting, this turn's records share a
-	 * sync with the next turns' (within about JOURNAL_SYNC_DELAY_US):
-	 * else a paced stream of unconfirmed publishes and plain acks pays an
-	 * fdatasync, two sync-thread wake-ups and an eventfd wake-up of the
-	 * loop every few messages, on CPUs it shares with its clients.
-	 */
-	if (list_empty(&b->store.waiting))
-		journal_defer_sync(b->store.j);
 	store_commit(b);
 	list_splice_tail(&b->flush, &after);
 	while ((c = list_first(&b->flush, struct conn, flink))) {

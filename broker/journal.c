@@ -28,6 +28,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -100,9 +101,6 @@ struct journal {
 	int req_barrier;	/* it closes the head segment */
 	int sync_wanted;	/* everysec tick came, or the lazy delay of
 				   an unsynced record is over (always) */
-	int defer;		/* journal_defer_sync() since the last commit */
-	uint64_t prompt_seq;	/* always: someone may wait for the records
-				   <= it; their sync starts at once */
 	int dirsync_wanted;	/* segments unlinked since the last dir sync */
 
 	/* shared with the sync thread, under mu */
@@ -120,12 +118,17 @@ struct journal {
 	int efd;		/* eventfd: sync thread -> loop */
 	struct event *sync_ev;
 	struct event *tick_ev;	/* FSYNC_EVERYSEC only */
-	struct event *lazy_ev;	/* FSYNC_ALWAYS: armed while written records
-				   wait for a deferred sync */
+	int lazy_fd;		/* FSYNC_ALWAYS: timerfd, armed while written
+				   records wait for a deferred sync (libevent
+				   timers tick with CLOCK_MONOTONIC_COARSE) */
+	int lazy_armed;
+	struct event *lazy_ev;
 	struct event *retry_ev;	/* armed while a write is failing */
 
 	void (*cb)(void *, uint64_t, uint64_t);
 	void *cbarg;
+	int (*waiting)(void *);	/* journal_set_waiting_cb() */
+	void *waitarg;
 	uint64_t cb_written, cb_synced;	/* last values reported */
 	int cb_err;
 };
@@ -518,7 +521,7 @@ static int
 pump(struct journal *j)
 {
 	uint64_t covered;
-	int r;
+	int r, now;
 
 	if (j->fatal)
 		return j->fatal;
@@ -530,32 +533,38 @@ pump(struct journal *j)
 		j->werr = 0;
 		evtimer_del(j->retry_ev);
 	}
+	/* always: sync at once if someone waits (or may: no callback) */
+	now = j->policy == FSYNC_ALWAYS && (j->dirsync_wanted ||
+	    j->waiting == NULL || j->waiting(j->waitarg));
 	if (r == 0 && !j->busy && j->nseg > 0) {
 		if (j->head + 1 < j->nseg)
 			sync_submit(j, 1);
-		else if (j->written_seq > j->synced_seq && (j->sync_wanted ||
-		    (j->policy == FSYNC_ALWAYS && (j->dirsync_wanted ||
-		    j->prompt_seq > j->synced_seq)))) {
-			sync_submit(j, 0);
-			/* it covers every record: none waits for the delay */
-			if (j->lazy_ev)
-				evtimer_del(j->lazy_ev);
-		}
+		else if (j->written_seq > j->synced_seq &&
+		    (now || j->sync_wanted))
+			sync_submit(j, 0);	/* covers every record: a
+						   pending delay finds
+						   nothing left to do */
 		if (j->busy)
 			j->sync_wanted = 0;
 	}
 	/*
-	 * Under always, written records that no sync covers or is about to
-	 * cover get one started within JOURNAL_SYNC_DELAY_US, shared with
-	 * whatever is written meanwhile.
+	 * Else, under always, written records that no sync covers get one
+	 * started JOURNAL_SYNC_DELAY_US later, shared with whatever is
+	 * written meanwhile.
 	 */
 	covered = j->busy ? j->req_seq : j->synced_seq;
-	if (r == 0 && j->lazy_ev && !j->sync_wanted &&
-	    j->written_seq > covered && j->prompt_seq <= covered &&
-	    !evtimer_pending(j->lazy_ev, NULL)) {
-		struct timeval tv = { 0, JOURNAL_SYNC_DELAY_US };
+	if (r == 0 && j->lazy_ev && !now && !j->lazy_armed &&
+	    !j->sync_wanted && j->written_seq > covered) {
+		struct itimerspec it = { .it_value = {
+			JOURNAL_SYNC_DELAY_US / 1000000,
+			JOURNAL_SYNC_DELAY_US % 1000000 * 1000 } };
 
-		evtimer_add(j->lazy_ev, &tv);
+		if (timerfd_settime(j->lazy_fd, 0, &it, NULL) == 0)
+			j->lazy_armed = 1;
+		else if (!j->busy)	/* cannot wait: sync now */
+			sync_submit(j, 0);
+		else
+			j->sync_wanted = 1;
 	}
 	notify(j);
 	return r;
@@ -594,7 +603,13 @@ static void
 lazy_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct journal *j = arg;
+	uint64_t n;
 
+	if (read(fd, &n, sizeof(n)) < 0)
+		return;		/* EAGAIN: not expired */
+	j->lazy_armed = 0;
+	if (j->written_seq <= (j->busy ? j->req_seq : j->synced_seq))
+		return;		/* a sync covered them meanwhile */
 	j->sync_wanted = 1;
 	/* a failing write is retried by its own timer, not here */
 	if (!j->werr)
@@ -743,13 +758,8 @@ journal_set_roll_cb(struct journal *j, int (*cb)(void *arg), void *arg)
 int
 journal_commit(struct journal *j)
 {
-	int defer = j->defer;
-
-	j->defer = 0;
 	if (!j->replayed)
 		return -EINVAL;
-	if (!defer)
-		j->prompt_seq = j->next_seq - 1;
 	if (j->fatal)
 		return j->fatal;
 	if (j->werr && elapsed(&j->wtry) < RETRY_SEC)
@@ -758,9 +768,10 @@ journal_commit(struct journal *j)
 }
 
 void
-journal_defer_sync(struct journal *j)
+journal_set_waiting_cb(struct journal *j, int (*cb)(void *arg), void *arg)
 {
-	j->defer = 1;
+	j->waiting = cb;
+	j->waitarg = arg;
 }
 
 void
@@ -979,7 +990,7 @@ journal_open(struct journal **jp, struct event_base *base,
 	j = calloc(1, sizeof(*j));
 	if (j == NULL)
 		return -ENOMEM;
-	j->dirfd = j->lockfd = j->efd = -1;
+	j->dirfd = j->lockfd = j->efd = j->lazy_fd = -1;
 	j->base = base;
 	j->policy = o->fsync;
 	j->seg_size = segsz;
@@ -1024,12 +1035,23 @@ journal_open(struct journal **jp, struct event_base *base,
 	j->retry_ev = evtimer_new(base, retry_cb, j);
 	if (o->fsync == FSYNC_EVERYSEC)
 		j->tick_ev = event_new(base, -1, EV_PERSIST, tick_cb, j);
-	if (o->fsync == FSYNC_ALWAYS)
-		j->lazy_ev = evtimer_new(base, lazy_cb, j);
+	if (o->fsync == FSYNC_ALWAYS) {
+		j->lazy_fd = timerfd_create(CLOCK_MONOTONIC,
+		    TFD_NONBLOCK | TFD_CLOEXEC);
+		if (j->lazy_fd < 0) {
+			r = -errno;
+			seterr(err, errlen, "journal: timerfd: %s",
+			    strerror(-r));
+			goto fail;
+		}
+		j->lazy_ev = event_new(base, j->lazy_fd, EV_READ | EV_PERSIST,
+		    lazy_cb, j);
+	}
 	if (j->sync_ev == NULL || j->retry_ev == NULL ||
 	    (o->fsync == FSYNC_EVERYSEC && j->tick_ev == NULL) ||
 	    (o->fsync == FSYNC_ALWAYS && j->lazy_ev == NULL) ||
 	    event_add(j->sync_ev, NULL) < 0 ||
+	    (j->lazy_ev && event_add(j->lazy_ev, NULL) < 0) ||
 	    (j->tick_ev && event_add(j->tick_ev, &sec) < 0)) {
 		r = -ENOMEM;
 		seterr(err, errlen, "journal: cannot set up events");
@@ -1431,6 +1453,8 @@ journal_close(struct journal *j)
 	free(j->wbuf);
 	if (j->efd >= 0)
 		close(j->efd);
+	if (j->lazy_fd >= 0)
+		close(j->lazy_fd);
 	if (j->lockfd >= 0)
 		close(j->lockfd);	/* releases the flock */
 	if (j->dirfd >= 0)

@@ -28,11 +28,9 @@
  *   FSYNC_ALWAYS    a sync thread runs fdatasync, one at a time; records
  *                   written while one runs are covered by the next (group
  *                   commit).  Confirm a record once seq <= synced_seq.
- *                   The sync starts as soon as the running one ends, except
- *                   for the records of a commit after journal_defer_sync()
- *                   (no one waits for them): theirs starts within about
- *                   JOURNAL_SYNC_DELAY_US, or when the running one ends if
- *                   that is later, and covers what is written meanwhile.
+ *                   The next sync starts as soon as the running one ends,
+ *                   except while the waiting callback says that no one
+ *                   waits for one (journal_set_waiting_cb()).
  *   FSYNC_EVERYSEC  a 1 s timer asks for one.  Confirm once written.
  *   FSYNC_NEVER     none.  Confirm once written.
  * Whatever the policy, a full segment is made durable (and new segment
@@ -68,7 +66,7 @@ struct journal;
 #define JOURNAL_SEGMENT_SIZE (64u << 20)	/* default */
 #define JOURNAL_SEGMENT_MIN 4096u
 #define JOURNAL_MAX_RECORD (16u << 20)		/* payload bytes */
-#define JOURNAL_SYNC_DELAY_US 1000	/* journal_defer_sync() */
+#define JOURNAL_SYNC_DELAY_US 1000	/* journal_set_waiting_cb() */
 
 /*
  * The journal's only contact with the disk after open, so tests can inject
@@ -148,16 +146,20 @@ int journal_unappend(struct journal *j, uint64_t seq);
 int journal_commit(struct journal *j);
 
 /*
- * Under FSYNC_ALWAYS: no one waits for the records appended since the last
- * journal_commit() (no confirm depends on them), so the next commit may
- * leave their fdatasync for about JOURNAL_SYNC_DELAY_US, to share it with
- * later records: a steady stream of such records costs about one fdatasync
- * per delay instead of one per loop turn.  Applies to that one commit.
- * Still synced at once: the records of a commit without it (and so every
- * record before them), a full segment, a segment deletion.  No effect
- * under the other policies.
+ * Under FSYNC_ALWAYS, cb(arg) tells whether anyone waits for a record to
+ * be synced (a confirm).  While it returns 0, a sync starts
+ * JOURNAL_SYNC_DELAY_US after the first record it covers was written (or
+ * when the running one ends, if later) and covers whatever was written
+ * meanwhile, so that a steady stream that no one waits for costs at most
+ * one fdatasync per delay instead of one per loop turn or two.  While it
+ * returns non-zero, or without a callback (cb NULL, the default), syncs run
+ * back to back.  A full segment and a segment deletion are synced at once
+ * regardless.  cb runs in the loop thread, from journal_commit() and the
+ * journal's events, and must not call the journal.  No effect under the
+ * other policies.
  */
-void journal_defer_sync(struct journal *j);
+void journal_set_waiting_cb(struct journal *j, int (*cb)(void *arg),
+    void *arg);
 
 /*
  * cb(arg, written_seq, synced_seq) runs in the loop thread whenever either

@@ -1206,6 +1206,63 @@ START_TEST(test_durable_always_group_commit)
 }
 END_TEST
 
+static int
+waiting_cb(void *arg)
+{
+	return *(int *)arg;
+}
+
+START_TEST(test_durable_always_deferred)
+{
+	int waiting = 0;
+	struct journal *j;
+	struct timespec t0, t1;
+	double ms;
+	int i;
+
+	j = jopen_io(FSYNC_ALWAYS, 0, &fault_io);
+	ck_assert_int_eq(journal_replay(j, NULL, NULL, 0, NULL, 0), 0);
+	watch(j);
+	/* While no one waits, commits write at once but start no sync. */
+	journal_set_waiting_cb(j, waiting_cb, &waiting);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (i = 0; i < 10; i++) {
+		append_n(j, 5);
+		ck_assert_int_eq(journal_commit(j), 0);
+		ck_assert_uint_eq(dur.written, (uint64_t)(i + 1) * 5);
+	}
+	usleep(20000);
+	ck_assert_int_eq(__atomic_load_n(&fault.fsyncs, __ATOMIC_SEQ_CST), 0);
+	/* The delay starts one sync for all of them, from the loop. */
+	dur.want_synced = 50;
+	run_loop(3);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+	    (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+	ck_assert_uint_eq(dur.synced, 50);
+	ck_assert_int_eq(__atomic_load_n(&fault.fsyncs, __ATOMIC_SEQ_CST), 1);
+	ck_assert(ms >= JOURNAL_SYNC_DELAY_US / 1000.0);
+
+	/* Once someone waits, a commit syncs at once, the deferred records
+	 * too, without the loop running. */
+	append_n(j, 5);
+	ck_assert_int_eq(journal_commit(j), 0);
+	waiting = 1;
+	append_n(j, 5);
+	ck_assert_int_eq(journal_commit(j), 0);
+	for (i = 0; i < 3000 &&
+	    __atomic_load_n(&fault.fsyncs, __ATOMIC_SEQ_CST) < 2; i++)
+		usleep(1000);
+	ck_assert_int_eq(__atomic_load_n(&fault.fsyncs, __ATOMIC_SEQ_CST), 2);
+	dur.want_synced = 60;
+	run_loop(3);
+	ck_assert_uint_eq(dur.synced, 60);
+	ck_assert_int_eq(__atomic_load_n(&fault.fsyncs, __ATOMIC_SEQ_CST), 2);
+	ck_assert(!dur.bad);
+	journal_close(j);
+}
+END_TEST
+
 START_TEST(test_durable_everysec)
 {
 	struct journal *j;
@@ -1302,6 +1359,7 @@ journal_suite(void)
 
 	t = tc(s, "durable");
 	tcase_add_test(t, test_durable_always_group_commit);
+	tcase_add_test(t, test_durable_always_deferred);
 	tcase_add_test(t, test_durable_everysec);
 	tcase_add_test(t, test_durable_never);
 	return s;
