@@ -52,6 +52,9 @@ struct seg {
 	uint64_t cap;		/* file size: records must end within it */
 	uint64_t records;
 	uint64_t live;		/* refs */
+	uint64_t dead_at;	/* the newest seq when live last fell to 0:
+				   the records that replaced its contents
+				   (a compaction's copies) are no later */
 	int fd;			/* >= 0 only from creation until its barrier
 				   sync is done; never closed while a sync
 				   request may use it */
@@ -338,8 +341,8 @@ sync_harvest(struct journal *j)
 		close(s->fd);
 		s->fd = -1;
 		j->head++;
-		trim(j);
 	}
+	trim(j);	/* segments that waited for this sync */
 	return 1;
 }
 
@@ -402,11 +405,18 @@ seg_unlink(struct journal *j, uint64_t first_seq)
 static void
 trim(struct journal *j)
 {
+	/* As durable as a confirm: a segment goes only once whatever was
+	 * appended up to its death is, or a crash between its unlink and
+	 * the write (or sync) of the copies made of its contents would lose
+	 * them. */
+	uint64_t safe = j->policy == FSYNC_ALWAYS ? j->synced_seq :
+	    j->written_seq;
 	size_t n = 0;
 
 	if (j->replaying)
 		return;
-	while (n < j->head && j->segs[n].live == 0) {
+	while (n < j->head && j->segs[n].live == 0 &&
+	    j->segs[n].dead_at <= safe) {
 		if (seg_unlink(j, j->segs[n].first_seq) < 0)
 			break;
 		n++;
@@ -526,6 +536,8 @@ pump(struct journal *j)
 	if (j->fatal)
 		return j->fatal;
 	r = write_head(j);
+	if (r == 0 && j->policy != FSYNC_ALWAYS)
+		trim(j);	/* segments that waited for this write */
 	if (r < 0) {
 		write_failed(j, r);
 	} else if (j->werr) {
@@ -855,8 +867,11 @@ journal_unref(struct journal *j, uint64_t seq)
 		return -ENOENT;
 	if (s->live == 0)
 		return -EINVAL;
-	if (--s->live == 0 && s == &j->segs[0])
-		trim(j);
+	if (--s->live == 0) {
+		s->dead_at = j->next_seq - 1;
+		if (s == &j->segs[0])
+			trim(j);
+	}
 	return 0;
 }
 

@@ -1148,20 +1148,31 @@ compact_scan(struct compact_scan *cs)
 }
 
 /*
- * Is the oldest segment worth emptying?  Only when the journal has grown
- * past a couple of segments and almost nothing in the oldest is alive:
+ * Which oldest segments are worth emptying (records *first..*last)?  Only
+ * when the journal has grown past a couple of segments, and only those in
+ * which almost nothing is alive:
  * acks and failures are records too, so "half dead" would also pick a
  * segment whose messages all still wait (a steady flow with a backlog),
  * and copying those forward frees nothing.
  */
 static int
-worth_compacting(struct store *s, struct journal_segment_info *si)
+worth_compacting(struct store *s, uint64_t *first, uint64_t *last)
 {
+	struct journal_segment_info si;
 	struct journal_stats st;
+	uint64_t k;
 
+	/* The oldest segments, as long as each is mostly dead: one walk
+	 * over the queues empties them all. */
 	journal_get_stats(s->j, &st);
-	return st.segments >= 3 && journal_segment_info(s->j, 0, si) == 0 &&
-	    !si->active && si->live * 8 <= si->records;
+	for (k = 0; k + 3 <= st.segments &&
+	    journal_segment_info(s->j, (size_t)k, &si) == 0 && !si.active &&
+	    si.live * 8 <= si.records; k++) {
+		if (k == 0)
+			*first = si.first_seq;
+		*last = si.last_seq;
+	}
+	return k > 0;
 }
 
 /* Objects moved per loop turn: bounds the time compaction takes away
@@ -1180,8 +1191,8 @@ compact_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct broker *b = arg;
 	struct store *s = &b->store;
-	struct journal_segment_info si;
 	struct timeval tv = {1, 0};
+	uint64_t first = 0, last = 0;
 	int budget = COMPACT_BATCH;
 	int64_t now = (int64_t)clock_mono_ms();
 
@@ -1191,13 +1202,12 @@ compact_cb(evutil_socket_t fd, short what, void *arg)
 			dedup_prune(&t->dedup, now, b->opt->dedup_window_ms,
 			    dedup_release, b);
 	/*
-	 * Groups need no moving: every segment starts with the catalog.
-	 * Moving the last live message out of the oldest segment deletes it,
-	 * so segment 0 is the next candidate each time round.
+	 * Groups need no moving: every segment starts with the catalog.  A
+	 * segment whose last live message moved out goes once the copies are
+	 * written (journal.c), at the end of this turn.
 	 */
-	while (budget > 0 && !journal_error(s->j) && worth_compacting(s, &si)) {
-		struct compact_scan cs = {b, si.first_seq, si.last_seq,
-		    budget, 0, 0};
+	if (!journal_error(s->j) && worth_compacting(s, &first, &last)) {
+		struct compact_scan cs = {b, first, last, budget, 0, 0};
 		int stopped = compact_scan(&cs);
 
 		s->moved += (uint64_t)cs.moved;
@@ -1205,14 +1215,11 @@ compact_cb(evutil_socket_t fd, short what, void *arg)
 		if (cs.failed)
 			goto rearm;
 		if (stopped)
-			break;		/* budget spent mid-segment */
-		log_debug("journal: segment %llu..%llu compacted (%d moved)",
-		    (unsigned long long)si.first_seq,
-		    (unsigned long long)si.last_seq, cs.moved);
-		/* Nothing of ours lives there, yet it stays: wait for the
-		 * journal rather than spin. */
-		if (!cs.moved)
-			break;
+			budget = 0;	/* spent mid-range */
+		else if (cs.moved)
+			log_debug("journal: records %llu..%llu compacted "
+			    "(%d moved)", (unsigned long long)first,
+			    (unsigned long long)last, cs.moved);
 	}
 	if (budget <= 0)
 		tv.tv_sec = 0;	/* more may be due: go on next turn */

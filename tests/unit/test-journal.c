@@ -562,6 +562,64 @@ START_TEST(test_unappend)
 }
 END_TEST
 
+/*
+ * A segment whose last reference goes (its contents copied forward by
+ * compaction, say) is deleted only once the records appended until then
+ * are written (synced, under always): deleting it first, a crash before
+ * the write lost both the original and the copy.
+ */
+static void
+dead_segment_waits(int policy)
+{
+	struct journal_segment_info si;
+	struct journal *j;
+	struct seen sn;
+	uint64_t first, last, copy;
+	char path[256];
+	struct stat st;
+
+	j = jreopen(policy, SMALL_SEG, &sn);
+	watch(j);
+	/* Records referenced as live messages, until a second segment. */
+	while (journal_segment_info(j, 1, &si) != 0) {
+		append_n(j, 1);
+		ck_assert_int_eq(journal_ref(j, journal_next_seq(j) - 1), 0);
+	}
+	ck_assert_int_eq(journal_segment_info(j, 0, &si), 0);
+	first = si.first_seq;
+	last = si.last_seq;
+	dur.want_written = journal_next_seq(j) - 1;
+	ck_assert_int_eq(journal_commit(j), 0);
+	run_loop(5);
+	ck_assert_uint_eq(dur.written, journal_next_seq(j) - 1);
+	seg_path(path, sizeof(path), first);
+	ck_assert_int_eq(stat(path, &st), 0);
+
+	/* The copy is appended, then the originals let go: the file stays
+	 * while the copy is only in memory. */
+	append_n(j, 1);
+	copy = journal_next_seq(j) - 1;
+	for (uint64_t q = first; q <= last; q++)
+		ck_assert_int_eq(journal_unref(j, q), 0);
+	ck_assert_int_eq(stat(path, &st), 0);
+	dur.want_written = policy == FSYNC_ALWAYS ? 0 : copy;
+	dur.want_synced = policy == FSYNC_ALWAYS ? copy : 0;
+	ck_assert_int_eq(journal_commit(j), 0);
+	run_loop(5);
+	ck_assert_uint_ge(dur.written, copy);
+	if (policy == FSYNC_ALWAYS)
+		ck_assert_uint_ge(dur.synced, copy);
+	ck_assert_int_ne(stat(path, &st), 0);
+	journal_close(j);
+}
+
+START_TEST(test_dead_segment_waits_for_write)
+{
+	dead_segment_waits(FSYNC_NEVER);
+	dead_segment_waits(FSYNC_ALWAYS);
+}
+END_TEST
+
 START_TEST(test_record_limits)
 {
 	struct journal *j;
@@ -1327,6 +1385,7 @@ journal_suite(void)
 	tcase_add_test(t, test_roundtrip_segments);
 	tcase_add_test(t, test_close_writes_uncommitted);
 	tcase_add_test(t, test_unappend);
+	tcase_add_test(t, test_dead_segment_waits_for_write);
 	tcase_add_test(t, test_record_limits);
 	tcase_add_test(t, test_bad_options);
 
