@@ -683,10 +683,11 @@ handle_pub(struct conn *c, const struct fy_frame *f)
 		    "a group is full" : strerror(-e), done, n);
 		pending_fini(&p);
 	} else if (f->rid) {
-		/* Only duplicates: confirmable now (their originals were
-		 * confirmed, or will be before this). */
+		/* Only duplicates: confirmable once their originals are,
+		 * which were appended before now (and may have been
+		 * fire-and-forget, not yet durable). */
 		if (!p.seq)
-			p.seq = c->b->store.confirmable;
+			p.seq = store_newest_seq(c->b);
 		defer_reply(c, &p);
 	}
 }

@@ -1257,6 +1257,12 @@ store_commit(struct broker *b)
 	}
 }
 
+uint64_t
+store_newest_seq(const struct broker *b)
+{
+	return journal_next_seq(b->store.j) - 1;
+}
+
 int
 store_error(const struct broker *b)
 {

@@ -96,6 +96,9 @@ void store_close(struct broker *b);
 /* Write what this loop turn appended (called by the end-of-turn flush). */
 void store_commit(struct broker *b);
 
+/* The newest record appended (0 if none). */
+uint64_t store_newest_seq(const struct broker *b);
+
 /* Current journal error (0 if writing works). */
 int store_error(const struct broker *b);
 /* 1 if that error lasts until ferryd restarts (a failed fdatasync). */

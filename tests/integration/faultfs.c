@@ -8,6 +8,9 @@
  * access() on every call, so a test turns the fault on and off by creating
  * and removing it.  A file is "under" the directory if /proc/self/fd/N
  * resolves to a path starting with FERRY_FAULT_DIR/.
+ *
+ * While the file named by FERRY_SLOW_FILE exists, fdatasync on such files
+ * first sleeps 300 ms: a slow disk, to see what waits for a sync.
  */
 /* Define pwrite and pwrite64 each under its own name, whatever the build
  * asks for. */
@@ -28,11 +31,11 @@ ssize_t pwrite64(int fd, const void *buf, size_t len, off64_t off);
 int fallocate64(int fd, int mode, off64_t off, off64_t len);
 int posix_fallocate64(int fd, off64_t off, off64_t len);
 
-/* 1 if the fault is on and fd is a file under FERRY_FAULT_DIR. */
+/* 1 if the control file ctl exists and fd is a file under
+ * FERRY_FAULT_DIR. */
 static int
-faulty(int fd)
+controlled(int fd, const char *ctl)
 {
-	const char *ctl = getenv("FERRY_FAULT_FILE");
 	const char *dir = getenv("FERRY_FAULT_DIR");
 	char link[64], path[4096];
 	size_t dlen;
@@ -46,6 +49,12 @@ faulty(int fd)
 	path[n] = '\0';
 	dlen = strlen(dir);
 	return strncmp(path, dir, dlen) == 0 && path[dlen] == '/';
+}
+
+static int
+faulty(int fd)
+{
+	return controlled(fd, getenv("FERRY_FAULT_FILE"));
 }
 
 #define REAL(name) \
@@ -114,4 +123,13 @@ posix_fallocate64(int fd, off64_t off, off64_t len)
 	if (faulty(fd))
 		return ENOSPC;
 	return real(fd, off, len);
+}
+
+int
+fdatasync(int fd)
+{
+	REAL(fdatasync);
+	if (controlled(fd, getenv("FERRY_SLOW_FILE")))
+		usleep(300 * 1000);
+	return real(fd);
 }

@@ -239,9 +239,9 @@ END_TEST
 
 /* ---- full disk ---- */
 
-static char fault_file[300];
+static char fault_file[300], slow_file[300];
 static char env_preload[PATH_MAX + 16], env_ctl[320], env_dir[PATH_MAX + 32];
-static char env_asan[1024];
+static char env_asan[1024], env_slow[320];
 
 /* Start d with the faultfs shim, the fault off. */
 static void
@@ -249,7 +249,8 @@ start_faulty(void)
 {
 	char real[PATH_MAX];
 	const char *asan = getenv("ASAN_OPTIONS");
-	char *env[] = {env_preload, env_ctl, env_dir, env_asan, NULL};
+	char *env[] = {env_preload, env_ctl, env_dir, env_asan, env_slow,
+	    NULL};
 
 	ck_assert_int_eq(access(FAULTFS_PATH, R_OK), 0);
 	ferryd_prepare(&d, NULL);
@@ -258,6 +259,8 @@ start_faulty(void)
 	snprintf(env_preload, sizeof(env_preload), "LD_PRELOAD=%s",
 	    FAULTFS_PATH);
 	snprintf(env_ctl, sizeof(env_ctl), "FERRY_FAULT_FILE=%s", fault_file);
+	snprintf(slow_file, sizeof(slow_file), "%s/slow", d.dir);
+	snprintf(env_slow, sizeof(env_slow), "FERRY_SLOW_FILE=%s", slow_file);
 	snprintf(env_dir, sizeof(env_dir), "FERRY_FAULT_DIR=%s/data", real);
 	/* ASan wants to be first in the library list; the shim is. */
 	snprintf(env_asan, sizeof(env_asan),
@@ -323,6 +326,36 @@ fault_off(struct ferry *f)
  * during the fault were kept and written, in order, before the publish
  * confirmed after the recovery (store.h).
  */
+/*
+ * A confirmed publish that is only a duplicate is confirmed once its
+ * original is durable: the original may be a fire-and-forget publish
+ * whose record is not synced yet (it used to be confirmed at once).
+ */
+START_TEST(duplicate_confirmed_after_original_synced)
+{
+	struct ferry_pub_opts o = {.id = "dup-1"};
+	uint64_t t0, took;
+	struct ferry *p;
+	int fd;
+
+	start_faulty();		/* fsync=always, the default */
+	p = fc_connect(d.port, "producer");
+	ck_assert_int_ge(fd = open(slow_file, O_WRONLY | O_CREAT | O_CLOEXEC,
+	    0600), 0);
+	close(fd);
+	ck_assert_int_eq(ferry_publish(p, "dp", "1", 1, &o), 0);
+	t0 = now_ms();
+	ck_assert_int_eq(ferry_publish_sync(p, "dp", "1", 1, &o, NULL), 0);
+	took = now_ms() - t0;
+	fprintf(stderr, "duplicate confirmed after %llu ms (syncs take "
+	    "300 ms)\n", (unsigned long long)took);
+	ck_assert_uint_ge(took, 200);
+	ck_assert_int_eq(unlink(slow_file), 0);
+	ferry_close(p);
+	ck_assert_int_eq(ferryd_stop(&d), 0);
+}
+END_TEST
+
 START_TEST(disk_full)
 {
 	struct ferry_pub_msg batch[3] = {{"b0", 2, NULL, NULL, 0},
@@ -532,6 +565,7 @@ main(void)
 	suite_add_tcase(s, tc);
 	tcase_add_checked_fixture(tf, NULL, teardown);
 	tcase_set_timeout(tf, 40);
+	tcase_add_test(tf, duplicate_confirmed_after_original_synced);
 	tcase_add_test(tf, disk_full);
 	tcase_add_test(tf, disk_full_confirmed_ack);
 	tcase_add_test(tf, disk_full_acks_journaled_later);
