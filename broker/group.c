@@ -146,7 +146,9 @@ group_add_at(struct group *g, struct qent *e, int64_t not_before)
 	g->st.enqueued++;
 	if (ttl || not_before) {
 		mono = clock_mono_ms();
-		q = qent_side_get(e);
+		/* A not-before already past needs no side: it is ready. */
+		if (ttl || not_before > (int64_t)mono)
+			q = qent_side_get(e);
 	}
 	/* No memory for a side or a heap that cannot grow: the entry is just
 	 * not timed (no TTL, no delay) rather than lost. */

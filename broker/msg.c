@@ -272,13 +272,6 @@ msg_unref(struct msg *m)
 	}
 }
 
-size_t
-msg_size(const struct msg *m)
-{
-	return sizeof(*m) + m->body_len +
-	    (m->e0.flags & MF_EXT ? sizeof(struct msg_ext) : 0);
-}
-
 static uint64_t id_base_lo;	/* the random bytes 8..15, big-endian */
 static uint64_t id_lo;		/* bytes 8..15 of the last id (before the
 				   variant bits) */

@@ -139,9 +139,6 @@ const struct msg_ext *msg_ext(const struct msg *m);
  * wall-clock time now. */
 int64_t msg_mono(const struct msg *m);
 
-/* Bytes of memory the message accounts for (for stats and limits). */
-size_t msg_size(const struct msg *m);
-
 /*
  * Message ids: canonical lowercase UUID text (36 chars + NUL).  A random
  * version-4 UUID is drawn once from libuuid; later ids add a counter to its

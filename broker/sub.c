@@ -100,14 +100,14 @@ static void
 arm(struct sub *s)
 {
 	struct qent *head = list_first(&s->leases, struct qent, link);
-	uint64_t now, ms;
+	uint64_t now, due, ms;
 	struct timeval tv;
 
 	if (!head || evtimer_pending(s->timer, NULL))
 		return;
 	now = clock_mono_ms();
-	ms = qent_lease_deadline(head) > now ? qent_lease_deadline(head) - now :
-	    0;
+	due = qent_lease_deadline(head);
+	ms = due > now ? due - now : 0;
 	tv.tv_sec = (time_t)(ms / 1000);
 	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
 	evtimer_add(s->timer, &tv);
