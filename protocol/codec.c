@@ -24,9 +24,10 @@
 #include "codec.h"
 
 /*
- * Deepest nesting of non-empty containers, plus one (the root map is at
- * level 1).  Frames need 4 (root map, "msgs", a message map, its "hdr");
- * the rest leaves room for unknown keys.
+ * Deepest nesting of containers, empty or not (the root map is at level
+ * 1), as PROTOCOL.md section 3 states it.  Frames need 4 (root map,
+ * "msgs", a message map, its "hdr"); the rest leaves room for unknown
+ * keys.
  */
 #define MAX_DEPTH 16
 
@@ -318,20 +319,20 @@ rd_val(struct rd *r, struct val *v)
 /*
  * Skip the items, from p on, of the non-empty container at level lvl
  * whose header rd_val() read into *v.  Returns the end of the container,
- * or NULL if malformed or nested too deep: a non-empty container must sit
- * at a level below MAX_DEPTH.  No recursion: one count of items left per
- * open container.
+ * or NULL if malformed or nested too deep: no container may sit at a
+ * level above MAX_DEPTH.  No recursion: one count of items left per open
+ * container.
  */
 static const uint8_t *
 skip_items(const uint8_t *p, const uint8_t *end, const struct val *v,
     int lvl)
 {
 	struct rd r = { p, end };
-	uint64_t left[MAX_DEPTH];
+	uint64_t left[MAX_DEPTH + 1];
 	struct val x;
 	int top = lvl;
 
-	if (lvl >= MAX_DEPTH)
+	if (lvl > MAX_DEPTH)
 		return NULL;
 	left[top] = v->type == V_MAP ? 2 * v->u : v->u;
 	for (;;) {
@@ -343,9 +344,9 @@ skip_items(const uint8_t *p, const uint8_t *end, const struct val *v,
 		left[top]--;
 		if (rd_val(&r, &x))
 			return NULL;
+		if (x.type >= V_ARRAY && top + 1 > MAX_DEPTH)
+			return NULL;	/* even an empty one */
 		if (x.type >= V_ARRAY && x.u > 0) {
-			if (top + 1 >= MAX_DEPTH)
-				return NULL;
 			top++;
 			left[top] = x.type == V_MAP ? 2 * x.u : x.u;
 		}
@@ -359,7 +360,11 @@ skip_val(struct rd *r, const struct val *v, int lvl)
 {
 	const uint8_t *p;
 
-	if (v->type < V_ARRAY || v->u == 0)
+	if (v->type < V_ARRAY)
+		return 0;
+	if (lvl > MAX_DEPTH)
+		return -1;	/* a container too deep, even an empty one */
+	if (v->u == 0)
 		return 0;
 	if ((p = skip_items(r->p, r->end, v, lvl)) == NULL)
 		return -1;

@@ -1267,25 +1267,35 @@ START_TEST(all_formats)
 END_TEST
 
 /*
- * The nesting limit, exactly: the root map is level 1, and a non-empty
- * container may sit at level 15 at most; an empty one anywhere.
+ * The nesting limit, exactly as PROTOCOL.md section 3 puts it: containers
+ * nest at most 16 deep, the root map being level 1, empty ones included.
  */
 START_TEST(depth_limit)
 {
 	struct fy_frame f;
 	char deep[32];
 
-	/* 14 arrays under "z" (levels 2 to 15), then a uint. */
-	memset(deep, '\x91', 14);
-	strcpy(deep + 14, "\x01");
+	/* 15 arrays under "z" (levels 2 to 16), then a uint. */
+	memset(deep, '\x91', 15);
+	strcpy(deep + 15, "\x01");
 	pack("msusx", 2u, "t", U(FY_T_PING), "z", deep);
 	ck_assert_int_eq(decode_pbuf(&f, NULL), FY_OK);
-	/* Then an empty array at level 16: still fine. */
-	strcpy(deep + 14, "\x90");
+	/* The same 16 levels as a key. */
+	pack("msux" "u", 2u, "t", U(FY_T_PING), deep, 1ull);
+	ck_assert_int_eq(decode_pbuf(&f, NULL), FY_OK);
+	/* A map at level 16 holding scalars is fine too. */
+	memcpy(deep + 14, "\x81\x01\x02", 4);
 	pack("msusx", 2u, "t", U(FY_T_PING), "z", deep);
 	ck_assert_int_eq(decode_pbuf(&f, NULL), FY_OK);
-	/* A non-empty one there is too deep, as a key too. */
-	strcpy(deep + 14, "\x91\x01");
+	/* A 17th level is too deep, even an empty array... */
+	strcpy(deep + 15, "\x90");
+	pack("msusx", 2u, "t", U(FY_T_PING), "z", deep);
+	ck_assert_int_eq(decode_pbuf(&f, NULL), FY_EPROTO);
+	/* ...or an empty map, and so is a non-empty one, as a key too. */
+	strcpy(deep + 15, "\x80");
+	pack("msusx", 2u, "t", U(FY_T_PING), "z", deep);
+	ck_assert_int_eq(decode_pbuf(&f, NULL), FY_EPROTO);
+	strcpy(deep + 15, "\x91\x01");
 	pack("msusx", 2u, "t", U(FY_T_PING), "z", deep);
 	ck_assert_int_eq(decode_pbuf(&f, NULL), FY_EPROTO);
 	pack("msux" "u", 2u, "t", U(FY_T_PING), deep, 1ull);

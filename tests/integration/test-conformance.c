@@ -1,0 +1,194 @@
+/*
+ * test-conformance.c - PROTOCOL.md against a real ferryd, in raw frames.
+ *
+ * Each test speaks to ferryd the way a client written from PROTOCOL.md
+ * alone would: frames built byte by byte (or with msgpack-c's packer, not
+ * ferry's encoder, where the frame is one ferry's encoder cannot make),
+ * replies read with the codec.  Every case is a place where the document
+ * and the broker once disagreed (issue #11).
+ */
+#include <check.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <msgpack.h>
+
+#include "harness.h"
+
+static struct ferryd d;
+static struct fy_dec dec;
+
+static void
+setup(void)
+{
+	ck_assert_int_eq(fy_dec_init(&dec), FY_OK);
+	ferryd_start(&d, NULL);
+}
+
+static void
+teardown(void)
+{
+	/* Exit status 0 on SIGTERM: no crash, and under ASan no leak. */
+	if (d.pid > 0)
+		ck_assert_msg(ferryd_stop(&d) == 0, "ferryd exit (see %s)",
+		    d.log);
+	ferryd_cleanup(&d);
+	fy_dec_fini(&dec);
+}
+
+/* ------------------------------------------------------------------ */
+/* Raw payloads */
+
+/*
+ * Build one payload with msgpack-c's packer, one format character per
+ * value:
+ *   m N  map of N pairs      a N  array of N
+ *   s S  str                 b S  bin
+ *   S P L  str of L bytes at P (may be invalid UTF-8)
+ *   u U  uint (unsigned long long)   x S  raw bytes (NUL-terminated)
+ * and send it as one frame.
+ */
+static void
+send_packed(int fd, const char *fmt, ...)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	uint8_t hdr[FY_HDR_LEN];
+	const char *s;
+	va_list ap;
+	size_t n;
+
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	va_start(ap, fmt);
+	for (; *fmt; fmt++) {
+		switch (*fmt) {
+		case 'm':
+			msgpack_pack_map(&pk, va_arg(ap, unsigned));
+			break;
+		case 'a':
+			msgpack_pack_array(&pk, va_arg(ap, unsigned));
+			break;
+		case 's':
+			s = va_arg(ap, const char *);
+			msgpack_pack_str_with_body(&pk, s, strlen(s));
+			break;
+		case 'S':
+			s = va_arg(ap, const char *);
+			n = va_arg(ap, size_t);
+			msgpack_pack_str_with_body(&pk, s, n);
+			break;
+		case 'b':
+			s = va_arg(ap, const char *);
+			msgpack_pack_bin_with_body(&pk, s, strlen(s));
+			break;
+		case 'u':
+			msgpack_pack_uint64(&pk, va_arg(ap,
+			    unsigned long long));
+			break;
+		case 'x':
+			s = va_arg(ap, const char *);
+			msgpack_sbuffer_write(&sb, s, strlen(s));
+			break;
+		default:
+			ck_abort_msg("bad pack format %c", *fmt);
+		}
+	}
+	va_end(ap);
+	fy_frame_put_len(hdr, (uint32_t)sb.size);
+	raw_send(fd, hdr, sizeof(hdr));
+	raw_send(fd, sb.data, sb.size);
+	msgpack_sbuffer_destroy(&sb);
+}
+
+#define U(x) ((unsigned long long)(x))
+
+/* The next frame that is not a delivery (MSG without rid). */
+static void
+recv_reply(int fd, struct fy_frame *f)
+{
+	for (int i = 0; i < 1000; i++) {
+		ck_assert_int_eq(raw_recv_frame(fd, &dec, f, 5000), 1);
+		if (f->type != FY_T_MSG || f->rid)
+			return;
+	}
+	ck_abort_msg("no reply among 1000 deliveries");
+}
+
+static void
+expect_ok(int fd, uint64_t rid, struct fy_frame *f)
+{
+	recv_reply(fd, f);
+	ck_assert_msg(f->type == FY_T_OK, "rid %llu: type %d code %s: %.*s",
+	    U(rid), f->type, f->type == FY_T_ERR ?
+	    fy_code_name((int)f->err.code) : "-",
+	    f->type == FY_T_ERR ? (int)f->err.msg.len : 0,
+	    f->type == FY_T_ERR ? f->err.msg.p : "");
+	ck_assert_uint_eq(f->rid, rid);
+}
+
+static void
+expect_err(int fd, uint64_t rid, uint32_t code)
+{
+	struct fy_frame f;
+
+	recv_reply(fd, &f);
+	ck_assert_msg(f.type == FY_T_ERR, "rid %llu: type %d, expected %s",
+	    U(rid), f.type, fy_code_name((int)code));
+	ck_assert_msg(f.err.code == code, "rid %llu: %s (%.*s), expected %s",
+	    U(rid), fy_code_name((int)f.err.code), (int)f.err.msg.len,
+	    f.err.msg.p, fy_code_name((int)code));
+	ck_assert_uint_eq(f.rid, rid);
+}
+
+/* ------------------------------------------------------------------ */
+/* Section 3: nesting */
+
+/* A map holding 15 nested arrays is 16 levels, which section 3 allows;
+ * one more is E_PROTO and the connection stays open. */
+START_TEST(nesting_16_levels)
+{
+	int fd = raw_hello(d.port, &dec);
+	struct fy_frame f;
+	char deep[32];
+
+	memset(deep, '\x91', 15);
+	strcpy(deep + 15, "\x01");
+	send_packed(fd, "msusus" "x", 3u, "t", U(FY_T_PING), "rid", U(1),
+	    "z", deep);
+	expect_ok(fd, 1, &f);
+	/* 16 arrays: 17 levels. */
+	memset(deep, '\x91', 16);
+	strcpy(deep + 16, "\x01");
+	send_packed(fd, "msusus" "x", 3u, "t", U(FY_T_PING), "rid", U(2),
+	    "z", deep);
+	expect_err(fd, 0, FY_E_PROTO);
+	send_packed(fd, "msusu", 2u, "t", U(FY_T_PING), "rid", U(3));
+	expect_ok(fd, 3, &f);
+	close(fd);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+
+int
+main(void)
+{
+	Suite *s = suite_create("conformance");
+	TCase *tc = tcase_create("conformance");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, nesting_16_levels);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
