@@ -704,7 +704,9 @@ pubmsg_key(struct dctx *c, enum key k, const struct val *v,
 		*seen_body = 1;
 		return FY_OK;
 	case K_ID:
-		if (get_str(v, &m->id) || m->id.len > FY_ID_MAX)
+		/* Present means given: "" is not "absent" (nil is). */
+		if (get_str(v, &m->id) || m->id.len == 0 ||
+		    m->id.len > FY_ID_MAX)
 			return bad(c, "id");
 		return FY_OK;
 	case K_HDR:

@@ -173,6 +173,38 @@ START_TEST(nesting_16_levels)
 END_TEST
 
 /* ------------------------------------------------------------------ */
+/* Section 9: message ids */
+
+/* A present "id" of 0 bytes is not "no id": section 9 says 1..64. */
+START_TEST(empty_id_refused)
+{
+	int fd = raw_hello(d.port, &dec);
+	struct fy_frame f;
+
+	send_packed(fd, "msususssbss", 5u, "t", U(FY_T_PUB), "rid", U(1),
+	    "topic", "ids", "body", "x", "id", "");
+	expect_err(fd, 1, FY_E_BADARG);
+	send_packed(fd, "msususs" "sam" "sbss", 4u, "t", U(FY_T_PUB),
+	    "rid", U(2), "topic", "ids", "msgs", 1u, 2u, "body", "x",
+	    "id", "");
+	expect_err(fd, 2, FY_E_BADARG);
+	/* A one-byte id is used as given, and is the first message. */
+	send_packed(fd, "msususssbss", 5u, "t", U(FY_T_PUB), "rid", U(3),
+	    "topic", "ids", "body", "x", "id", "a");
+	expect_ok(fd, 3, &f);
+	ck_assert_uint_eq(f.ok.nids, 1);
+	ck_assert_uint_eq(f.ok.ids[0].len, 1);
+	ck_assert_int_eq(f.ok.ids[0].p[0], 'a');
+	send_packed(fd, "msususs", 3u, "t", U(FY_T_STATS), "rid", U(4),
+	    "topic", "ids");
+	expect_ok(fd, 4, &f);
+	ck_assert_uint_eq(f.ok.nstats, 1);
+	ck_assert_uint_eq(f.ok.stats[0].enqueued, 1);
+	close(fd);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
 
 int
 main(void)
@@ -185,6 +217,7 @@ main(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, nesting_16_levels);
+	tcase_add_test(tc, empty_id_refused);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

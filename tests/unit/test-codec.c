@@ -1404,6 +1404,20 @@ START_TEST(conflicts)
 	    "id", id65, "body", "x");
 	ck_assert_int_eq(decode_pbuf(&f, &field), FY_OK);
 	ck_assert_uint_eq(f.pub.msgs[0].id.len, FY_ID_MAX);
+	/* An empty id is not "no id" (nil is): 1..64 bytes, single or in a
+	 * batch. */
+	pack("msusssssb", 4u, "t", U(FY_T_PUB), "topic", "a",
+	    "id", "", "body", "x");
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_EFIELD);
+	ck_assert_str_eq(field, "id");
+	pack("msusssamsbss", 3u, "t", U(FY_T_PUB), "topic", "a",
+	    "msgs", 1u, 2u, "body", "x", "id", "");
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_EFIELD);
+	ck_assert_str_eq(field, "id");
+	pack("msusssbsN", 4u, "t", U(FY_T_PUB), "topic", "a",
+	    "body", "x", "id");
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_OK);
+	ck_assert_uint_eq(f.pub.msgs[0].id.len, 0);
 	/* The same bound for a producer id. */
 	pack("msusssssbsu", 5u, "t", U(FY_T_PUB), "topic", "a",
 	    "pid", id65, "body", "x", "seq", 1ull);
