@@ -83,11 +83,12 @@ inspect_stats(struct conn *c, const struct fy_frame *f)
 			    "invalid topic name");
 			return;
 		}
+		/* No such topic: no rows, as PROTOCOL.md says, since a
+		 * topic is created on first use and has no "missing"
+		 * state a client could act on. */
 		if (!(one = topic_find(b, f->query.topic.p,
 		    f->query.topic.len))) {
-			conn_send_err(c, f->rid, FY_E_NOTFOUND, 0,
-			    "no topic %.*s", (int)f->query.topic.len,
-			    f->query.topic.p);
+			conn_send(c, &ok);
 			return;
 		}
 		cap = 1 + one->ngroups;

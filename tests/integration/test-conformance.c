@@ -205,6 +205,27 @@ START_TEST(empty_id_refused)
 END_TEST
 
 /* ------------------------------------------------------------------ */
+/* Section 6: types and inspection */
+
+/* STATS of a topic that does not exist is an empty result (section 6),
+ * not E_NOTFOUND; a bad name is still E_BADNAME. */
+START_TEST(stats_unknown_topic)
+{
+	int fd = raw_hello(d.port, &dec);
+	struct fy_frame f;
+
+	send_packed(fd, "msususs", 3u, "t", U(FY_T_STATS), "rid", U(1),
+	    "topic", "no.such.topic");
+	expect_ok(fd, 1, &f);
+	ck_assert_uint_eq(f.ok.nstats, 0);
+	send_packed(fd, "msususs", 3u, "t", U(FY_T_STATS), "rid", U(2),
+	    "topic", "bad topic");
+	expect_err(fd, 2, FY_E_BADNAME);
+	close(fd);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
 
 int
 main(void)
@@ -218,6 +239,7 @@ main(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, nesting_16_levels);
 	tcase_add_test(tc, empty_id_refused);
+	tcase_add_test(tc, stats_unknown_topic);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
