@@ -90,6 +90,8 @@ conn_new(struct broker *b, evutil_socket_t fd, const struct sockaddr *sa,
 	fy_enc_init(&c->durable);
 	if (fy_dec_init(&c->dec) != FY_OK)
 		goto fail;
+	c->dec.requests_only = 1;	/* {t:64} is a wrong type, not a
+					   WELCOME missing its "v" */
 	if (sa && salen > 0)
 		format_peer(c->peer, sizeof(c->peer), sa);
 	else

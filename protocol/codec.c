@@ -1545,6 +1545,7 @@ dec_msg(struct dctx *c, const struct map *m, struct fy_frame *f)
 int
 fy_dec_init(struct fy_dec *d)
 {
+	d->requests_only = 0;
 	return msgpack_zone_init(&d->zone, MSGPACK_ZONE_CHUNK_SIZE) ?
 	    FY_OK : FY_ENOMEM;
 }
@@ -1600,6 +1601,9 @@ fy_decode(struct fy_dec *d, const uint8_t *payload, size_t len,
 		r = FY_EFIELD;
 		goto out;
 	}
+	/* Misdirected: the type is the error, whatever its fields. */
+	if (d->requests_only && f->type >= FY_T_WELCOME)
+		return FY_ETYPE;
 
 	switch (f->type) {
 	case FY_T_HELLO:

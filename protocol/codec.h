@@ -318,9 +318,15 @@ struct fy_frame {
 	};
 };
 
-/* Decoder: holds the zone that decoded arrays live in. */
+/*
+ * Decoder: holds the zone that decoded arrays live in.  requests_only is
+ * 0 after fy_dec_init(); the broker sets it to 1, so that a frame whose
+ * type only the broker sends (WELCOME, OK, ERR, MSG) is FY_ETYPE before
+ * any of its fields is read, as PROTOCOL.md section 6 says.
+ */
 struct fy_dec {
 	msgpack_zone zone;
+	int requests_only;
 };
 
 int fy_dec_init(struct fy_dec *d);	/* FY_OK or FY_ENOMEM */

@@ -207,6 +207,27 @@ END_TEST
 /* ------------------------------------------------------------------ */
 /* Section 6: types and inspection */
 
+/* The types only the broker sends are refused by their type, before
+ * their fields: E_UNKNOWN_TYPE with the rid, not "field v is missing". */
+START_TEST(misdirected_types)
+{
+	static const int types[] = {
+		FY_T_WELCOME, FY_T_OK, FY_T_ERR, FY_T_MSG,
+	};
+	int fd = raw_hello(d.port, &dec);
+	struct fy_frame f;
+
+	for (unsigned i = 0; i < 4; i++) {
+		send_packed(fd, "msusu", 2u, "t", U(types[i]), "rid",
+		    U(10 + i));
+		expect_err(fd, 10 + i, FY_E_UNKNOWN_TYPE);
+	}
+	send_packed(fd, "msusu", 2u, "t", U(FY_T_PING), "rid", U(20));
+	expect_ok(fd, 20, &f);
+	close(fd);
+}
+END_TEST
+
 /* STATS of a topic that does not exist is an empty result (section 6),
  * not E_NOTFOUND; a bad name is still E_BADNAME. */
 START_TEST(stats_unknown_topic)
@@ -239,6 +260,7 @@ main(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, nesting_16_levels);
 	tcase_add_test(tc, empty_id_refused);
+	tcase_add_test(tc, misdirected_types);
 	tcase_add_test(tc, stats_unknown_topic);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);

@@ -1491,6 +1491,38 @@ START_TEST(unknown_type)
 }
 END_TEST
 
+/*
+ * A broker decoder refuses the types only the broker sends by their type,
+ * before any field: {t:64} and friends are E_UNKNOWN_TYPE, not "field v is
+ * missing".  A client decoder still reads them field by field.
+ */
+START_TEST(misdirected)
+{
+	static const int types[] = {
+		FY_T_WELCOME, FY_T_OK, FY_T_ERR, FY_T_MSG,
+	};
+	struct fy_frame f;
+	const char *field = "unset";
+
+	pack("msusu", 2u, "rid", 9ull, "t", U(types[_i]));
+	ck_assert_int_ne(decode_pbuf(&f, &field), FY_ETYPE);
+	dec.requests_only = 1;
+	field = "unset";
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_ETYPE);
+	ck_assert_int_eq(f.type, types[_i]);
+	ck_assert_uint_eq(f.rid, 9);
+	ck_assert_ptr_null(field);
+	/* A bad "rid" is still reported as such. */
+	pack("msuss", 2u, "t", U(types[_i]), "rid", "1");
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_EFIELD);
+	ck_assert_str_eq(field, "rid");
+	/* Requests decode as before. */
+	pack("msusu", 2u, "rid", 9ull, "t", U(FY_T_PING));
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_OK);
+	ck_assert_int_eq(f.type, FY_T_PING);
+}
+END_TEST
+
 START_TEST(bad_t_rid)
 {
 	struct fy_frame f;
@@ -2045,6 +2077,7 @@ codec_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_loop_test(tc, unknown_type, 0, 7);
 	tcase_add_test(tc, bad_t_rid);
+	tcase_add_loop_test(tc, misdirected, 0, 4);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("fields");
