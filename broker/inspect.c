@@ -10,6 +10,7 @@
 #include "conn.h"
 #include "group.h"
 #include "inspect.h"
+#include "lease.h"
 #include "msg.h"
 #include "sub.h"
 #include "topic.h"
@@ -177,17 +178,19 @@ inspect_inflight(struct conn *c, const struct fy_frame *f)
 
 		list_for_each(lpos, &s->leases) {
 			struct qent *e = list_entry(lpos, struct qent, link);
-			uint64_t since = qent_lease_deadline(e) -
-			    s->ack_timeout_ms;
+			const struct lease_slot *l = lease_slot(
+			    &c->b->leases, qent_lease_slot(e));
 
 			if (n == g->ninflight)
 				break;
 			rows[n] = (struct fy_lease_info){
 				.id = msg_id(qent_msg(e), ids[n]),
 				.consumer = str(s->conn->name),
-				.age_ms = now > since ? now - since : 0,
+				.age_ms = now > l->since ? now - l->since : 0,
 				.attempt = (uint32_t)e->attempts + 1,
 				.error = str(last_error(e)),
+				.left_ms = l->deadline > now ?
+				    l->deadline - now : 0,
 			};
 			n++;
 		}

@@ -153,7 +153,8 @@ sub_deliver(struct sub *s, struct qent *e)
 	}
 	slot = lease_slot(lt, lease_idx(token));
 	slot->owner = s;
-	slot->deadline = clock_mono_ms() + s->ack_timeout_ms;
+	slot->since = clock_mono_ms();
+	slot->deadline = slot->since + s->ack_timeout_ms;
 	qent_set_lease_slot(e, lease_idx(token));
 	e->flags |= QE_LEASED;
 	list_add_tail(&s->leases, &e->link);

@@ -1209,6 +1209,7 @@ static const struct rowfield lease_fields[] = {
 	RF("age", F_U64, struct fy_lease_info, age_ms),
 	RF("att", F_U32, struct fy_lease_info, attempt),
 	RF("e", F_STR, struct fy_lease_info, error),
+	RF("left", F_U64, struct fy_lease_info, left_ms),
 };
 
 static const struct rowfield event_fields[] = {

@@ -173,9 +173,11 @@ struct fy_gstat {
 struct fy_lease_info {
 	struct fy_str id;	/* "id": message id */
 	struct fy_str consumer;	/* "by": the member's client name */
-	uint64_t age_ms;	/* "age": since delivered */
+	uint64_t age_ms;	/* "age": since delivered (TOUCH keeps it) */
 	uint32_t attempt;	/* "att" */
 	struct fy_str error;	/* "e": last nack error, may be empty */
+	uint64_t left_ms;	/* "left": until the lease's deadline, which
+				   TOUCH moves; 0 = due now */
 };
 
 /* One step of a message's life ("events" in OK, for TRACE). */

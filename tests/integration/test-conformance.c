@@ -144,6 +144,41 @@ expect_err(int fd, uint64_t rid, uint32_t code)
 	ck_assert_uint_eq(f.rid, rid);
 }
 
+/* The next delivery (MSG without rid) within 5 s. */
+static void
+recv_msg(int fd, struct fy_frame *f)
+{
+	ck_assert_int_eq(raw_recv_frame(fd, &dec, f, 5000), 1);
+	ck_assert_msg(f->type == FY_T_MSG && !f->rid, "type %d rid %llu",
+	    f->type, U(f->rid));
+}
+
+/* PUB {topic, body} confirmed with rid. */
+static void
+pub(int fd, uint64_t rid, const char *topic, const char *body)
+{
+	struct fy_frame f;
+
+	send_packed(fd, "msususssb", 4u, "t", U(FY_T_PUB), "rid", U(rid),
+	    "topic", topic, "body", body);
+	expect_ok(fd, rid, &f);
+}
+
+/* SUB {topic, group?, ...extra} confirmed; returns sid. */
+static uint64_t
+sub(int fd, uint64_t rid, const char *topic, const char *group,
+    uint64_t ack_timeout, uint64_t max_attempts)
+{
+	struct fy_frame f;
+
+	send_packed(fd, "msu" "su" "ss" "ss" "su" "su", 6u, "t", U(FY_T_SUB), "rid",
+	    U(rid), "topic", topic, "group", group ? group : "",
+	    "ack_timeout", U(ack_timeout), "max_attempts", U(max_attempts));
+	expect_ok(fd, rid, &f);
+	ck_assert_uint_gt(f.ok.sid, 0);
+	return f.ok.sid;
+}
+
 /* ------------------------------------------------------------------ */
 /* Section 3: nesting */
 
@@ -246,6 +281,36 @@ START_TEST(stats_unknown_topic)
 }
 END_TEST
 
+/* INFLIGHT "age" is the time since delivery, which TOUCH does not reset;
+ * "left" is the lease's remaining time, which it does. */
+START_TEST(inflight_age_and_left)
+{
+	int fd = raw_hello(d.port, &dec), p = raw_hello(d.port, &dec);
+	uint64_t sid, lease;
+	struct fy_frame f;
+
+	sid = sub(fd, 1, "age", NULL, 10000, 0);
+	pub(p, 2, "age", "x");
+	recv_msg(fd, &f);
+	lease = f.msg.lease;
+	usleep(400 * 1000);
+	send_packed(fd, "msusususu", 4u, "t", U(FY_T_TOUCH), "rid", U(3),
+	    "sid", U(sid), "lease", U(lease));
+	expect_ok(fd, 3, &f);
+	send_packed(fd, "msususs", 3u, "t", U(FY_T_INFLIGHT), "rid", U(4),
+	    "topic", "age");
+	expect_ok(fd, 4, &f);
+	ck_assert_uint_eq(f.ok.ninflight, 1);
+	ck_assert_uint_ge(f.ok.inflight[0].age_ms, 350);
+	ck_assert_uint_lt(f.ok.inflight[0].age_ms, 5000);
+	/* Touched about now: nearly the whole ack_timeout is left. */
+	ck_assert_uint_gt(f.ok.inflight[0].left_ms, 9000);
+	ck_assert_uint_le(f.ok.inflight[0].left_ms, 10000);
+	close(fd);
+	close(p);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 
 int
@@ -262,6 +327,7 @@ main(void)
 	tcase_add_test(tc, empty_id_refused);
 	tcase_add_test(tc, misdirected_types);
 	tcase_add_test(tc, stats_unknown_topic);
+	tcase_add_test(tc, inflight_age_and_left);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -91,6 +91,7 @@ ck_lease_info(const struct fy_lease_info *a, const struct fy_lease_info *b)
 	ck_assert_uint_eq(a->age_ms, b->age_ms);
 	ck_assert_uint_eq(a->attempt, b->attempt);
 	ck_str(a->error, b->error);
+	ck_assert_uint_eq(a->left_ms, b->left_ms);
 }
 
 static void
@@ -256,9 +257,9 @@ static struct fy_gstat gstat2[2] = {
 static struct fy_gstat gstat17[17];
 static struct fy_lease_info leases3[3] = {
 	{ S("3f2c5a0e-8f6b-4c1d-9a51-5e6c1f2b7d40"), S("worker-1"), 1500, 1,
-	    S("") },
-	{ S("order-42"), S("worker-2"), 0, 4, S("boom: db down") },
-	{ S("x"), S(""), 1ULL << 35, UINT32_MAX, S("") },
+	    S(""), 0 },
+	{ S("order-42"), S("worker-2"), 0, 4, S("boom: db down"), 29000 },
+	{ S("x"), S(""), 1ULL << 35, UINT32_MAX, S(""), 1ULL << 40 },
 };
 static struct fy_event events4[4] = {
 	{ 1700000000000ULL, S("published"), S("orders.created"), S(""),
