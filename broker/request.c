@@ -544,6 +544,7 @@ handle_nack(struct conn *c, const struct fy_frame *f)
 	struct sub *s = lease_sub(c, f, f->nack.sid);
 	struct group *g;
 	struct qent *e;
+	char err[FY_ERRTEXT_MAX];
 	size_t errlen;
 
 	if (!s)
@@ -553,14 +554,16 @@ handle_nack(struct conn *c, const struct fy_frame *f)
 		return;
 	}
 	g = s->group;
-	errlen = f->nack.error.len;
-	if (errlen > FY_ERRTEXT_MAX)
-		errlen = FY_ERRTEXT_MAX;
+	/* Kept and sent back as str (hist, INFLIGHT, TRACE): a cut inside
+	 * a character, or bytes that are not UTF-8, would make the dead
+	 * letter unreadable to a strict msgpack decoder. */
+	errlen = fy_utf8_clean(err, sizeof(err), f->nack.error.p,
+	    f->nack.error.len);
 	if (f->nack.has_delay && f->nack.delay_ms > MSG_TIME_MAX) {
 		conn_send_err(c, f->rid, FY_E_BADARG, 0, "delay out of range");
 		return;
 	}
-	store_fail(c->b, e, CAUSE_NACKED, f->nack.error.p, errlen,
+	store_fail(c->b, e, CAUSE_NACKED, err, errlen,
 	    f->nack.has_delay ? (int64_t)f->nack.delay_ms : -1);
 	send_ok(c, f->rid);
 	group_pump_later(g);

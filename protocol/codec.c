@@ -109,6 +109,60 @@ fy_name_valid(const char *p, size_t len)
 	return 1;
 }
 
+/* Bytes of the well-formed UTF-8 character at p[0..n), or 0 if there is
+ * none (RFC 3629: no overlongs, no surrogates, nothing past U+10FFFF). */
+static size_t
+utf8_char(const uint8_t *p, size_t n)
+{
+	uint8_t lo = 0x80, hi = 0xbf;
+	size_t len, i;
+
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] < 0xc2 || p[0] > 0xf4)
+		return 0;
+	len = p[0] < 0xe0 ? 2 : p[0] < 0xf0 ? 3 : 4;
+	if (p[0] == 0xe0)
+		lo = 0xa0;
+	else if (p[0] == 0xed)
+		hi = 0x9f;
+	else if (p[0] == 0xf0)
+		lo = 0x90;
+	else if (p[0] == 0xf4)
+		hi = 0x8f;
+	if (n < len || p[1] < lo || p[1] > hi)
+		return 0;
+	for (i = 2; i < len; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	return len;
+}
+
+size_t
+fy_utf8_clean(char *dst, size_t cap, const char *src, size_t len)
+{
+	static const char repl[] = "\xef\xbf\xbd";	/* U+FFFD */
+	const uint8_t *p = (const uint8_t *)src;
+	size_t i = 0, o = 0, n;
+
+	while (i < len) {
+		const char *c = src + i;
+
+		if ((n = utf8_char(p + i, len - i)) == 0) {
+			c = repl;	/* one byte that starts nothing */
+			n = 3;
+			i++;
+		} else {
+			i += n;
+		}
+		if (o + n > cap)
+			break;		/* cut before a character, never in */
+		memcpy(dst + o, c, n);
+		o += n;
+	}
+	return o;
+}
+
 /* ------------------------------------------------------------------ */
 /* Reading msgpack */
 

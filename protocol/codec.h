@@ -391,4 +391,14 @@ int fy_encode_nobody(struct fy_enc *e, const struct fy_frame *f);
  * [A-Za-z0-9._-]. */
 int fy_name_valid(const char *p, size_t len);
 
+/*
+ * Copy src[0..len) into dst as well-formed UTF-8 of at most cap bytes:
+ * each byte that does not belong to a well-formed character becomes
+ * U+FFFD, and the copy stops before the first character that would not
+ * fit whole.  Returns the bytes written.  For text a client hands the
+ * broker to be sent back as str (a NACK's error), which a strict msgpack
+ * decoder would refuse to read if it were not UTF-8.
+ */
+size_t fy_utf8_clean(char *dst, size_t cap, const char *src, size_t len);
+
 #endif

@@ -311,6 +311,127 @@ START_TEST(inflight_age_and_left)
 }
 END_TEST
 
+/*
+ * 1 if s[0..n) is well-formed UTF-8, as a strict msgpack decoder (Python's
+ * default) checks a str.  Written here from RFC 3629 rather than shared
+ * with the broker, so that a mistake there cannot hide here.
+ */
+static int
+utf8_ok(const char *s, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0;
+
+	while (i < n) {
+		unsigned c = p[i], need;
+		unsigned long cp, min;
+
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if ((c & 0xe0) == 0xc0)
+			need = 1, min = 0x80, cp = c & 0x1f;
+		else if ((c & 0xf0) == 0xe0)
+			need = 2, min = 0x800, cp = c & 0x0f;
+		else if ((c & 0xf8) == 0xf0)
+			need = 3, min = 0x10000, cp = c & 0x07;
+		else
+			return 0;
+		if (i + need >= n)
+			return 0;	/* cut inside the character */
+		for (unsigned k = 1; k <= need; k++) {
+			if ((p[i + k] & 0xc0) != 0x80)
+				return 0;
+			cp = cp << 6 | (p[i + k] & 0x3f);
+		}
+		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return 0;
+		i += need + 1;
+	}
+	return 1;
+}
+
+/* NACK {sid, lease, delay: 0, error} with an error of n raw bytes. */
+static void
+nack(int fd, uint64_t rid, uint64_t sid, uint64_t lease, const char *err,
+    size_t n)
+{
+	struct fy_frame f;
+
+	send_packed(fd, "m" "su" "su" "su" "su" "su" "sS", 6u,
+	    "t", U(FY_T_NACK), "rid", U(rid), "sid", U(sid),
+	    "lease", U(lease), "delay", U(0), "error", err, n);
+	expect_ok(fd, rid, &f);
+}
+
+/*
+ * A NACK's error text is kept to 1024 bytes and sent back as str in
+ * INFLIGHT "e", TRACE "e" and the dead letter's "hist": cut at a
+ * character boundary, and invalid UTF-8 repaired, so that a strict
+ * decoder can read the dead letter at all.
+ */
+START_TEST(nack_error_utf8)
+{
+	static const char bad[] = "\xff\xfe bad";
+	static const char fixed[] = "\xef\xbf\xbd\xef\xbf\xbd bad";
+	int fd = raw_hello(d.port, &dec), p = raw_hello(d.port, &dec);
+	char err[1025], id[FY_ID_MAX + 1];
+	uint64_t sid;
+	struct fy_frame f;
+	uint32_t nacked = 0;
+
+	/* 1023 ASCII bytes, then a 2-byte character across the limit. */
+	memset(err, 'a', 1023);
+	memcpy(err + 1023, "\xc3\xa9", 2);
+	sid = sub(fd, 1, "u8", NULL, 30000, 2);
+	pub(p, 2, "u8", "x");
+	recv_msg(fd, &f);
+	snprintf(id, sizeof(id), "%.*s", (int)f.msg.id.len, f.msg.id.p);
+	nack(fd, 3, sid, f.msg.lease, err, sizeof(err));
+	/* Redelivered at once: in flight again, with that error. */
+	recv_msg(fd, &f);
+	ck_assert_uint_eq(f.msg.attempt, 2);
+	send_packed(fd, "msususs", 3u, "t", U(FY_T_INFLIGHT), "rid", U(4),
+	    "topic", "u8");
+	/* (The MSG frame is gone once the next one is decoded.) */
+	{
+		uint64_t lease = f.msg.lease;
+
+		expect_ok(fd, 4, &f);
+		ck_assert_uint_eq(f.ok.ninflight, 1);
+		ck_assert_uint_eq(f.ok.inflight[0].error.len, 1023);
+		ck_assert(utf8_ok(f.ok.inflight[0].error.p, 1023));
+		/* Bytes that are no UTF-8 at all: repaired, not passed on;
+		 * the second failure dead-letters it (max_attempts 2). */
+		nack(fd, 5, sid, lease, bad, strlen(bad));
+	}
+	send_packed(fd, "msususs", 3u, "t", U(FY_T_TRACE), "rid", U(6),
+	    "id", id);
+	expect_ok(fd, 6, &f);
+	for (uint32_t i = 0; i < f.ok.nevents; i++) {
+		const struct fy_event *ev = &f.ok.events[i];
+
+		ck_assert(utf8_ok(ev->error.p, ev->error.len));
+		if (ev->what.len == 6 && !memcmp(ev->what.p, "nacked", 6))
+			nacked++;
+	}
+	ck_assert_uint_eq(nacked, 2);
+	/* The dead letter, as a strict client reads it. */
+	sub(fd, 7, "u8.dlq", NULL, 30000, 0);
+	recv_msg(fd, &f);
+	ck_assert_uint_eq(f.msg.nhist, 2);
+	ck_assert_uint_eq(f.msg.hist[0].error.len, 1023);
+	for (uint32_t i = 0; i < f.msg.nhist; i++)
+		ck_assert(utf8_ok(f.msg.hist[i].error.p,
+		    f.msg.hist[i].error.len));
+	ck_assert_uint_eq(f.msg.hist[1].error.len, strlen(fixed));
+	ck_assert_mem_eq(f.msg.hist[1].error.p, fixed, strlen(fixed));
+	close(fd);
+	close(p);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 
 int
@@ -328,6 +449,7 @@ main(void)
 	tcase_add_test(tc, misdirected_types);
 	tcase_add_test(tc, stats_unknown_topic);
 	tcase_add_test(tc, inflight_age_and_left);
+	tcase_add_test(tc, nack_error_utf8);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

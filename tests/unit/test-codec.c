@@ -1987,6 +1987,41 @@ START_TEST(names)
 }
 END_TEST
 
+/* NACK error texts: well-formed UTF-8 in, unchanged; anything else
+ * repaired; a cut never splits a character. */
+START_TEST(utf8_clean)
+{
+	static const struct {
+		const char *in;
+		size_t cap;
+		const char *out;
+	} tt[] = {
+		{ "plain", 64, "plain" },
+		{ "caf\xc3\xa9", 64, "caf\xc3\xa9" },
+		{ "caf\xc3\xa9", 4, "caf" },		/* not half an e-acute */
+		{ "\xe2\x82\xac\xf0\x9f\x98\x80", 64,
+		    "\xe2\x82\xac\xf0\x9f\x98\x80" },
+		{ "\xe2\x82\xac\xf0\x9f\x98\x80", 6, "\xe2\x82\xac" },
+		{ "a\xff" "b", 64, "a\xef\xbf\xbd" "b" },
+		{ "\xc0\x80", 64, "\xef\xbf\xbd\xef\xbf\xbd" },	/* overlong */
+		{ "\xed\xa0\x80", 64,				/* surrogate */
+		    "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" },
+		{ "\xf4\x90\x80\x80", 64,			/* > U+10FFFF */
+		    "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" },
+		{ "ok\xe2\x82", 64, "ok\xef\xbf\xbd\xef\xbf\xbd" }, /* cut */
+		{ "\xff", 2, "" },		/* U+FFFD does not fit */
+		{ "", 64, "" },
+	};
+	char out[64];
+	size_t n;
+
+	memset(out, 0, sizeof(out));
+	n = fy_utf8_clean(out, tt[_i].cap, tt[_i].in, strlen(tt[_i].in));
+	ck_assert_uint_eq(n, strlen(tt[_i].out));
+	ck_assert_mem_eq(out, tt[_i].out, n);
+}
+END_TEST
+
 START_TEST(name_lengths)
 {
 	char buf[FY_NAME_MAX + 1];
@@ -2090,6 +2125,7 @@ codec_suite(void)
 	tc = tcase_create("names");
 	tcase_add_loop_test(tc, names, 0, 15);
 	tcase_add_test(tc, name_lengths);
+	tcase_add_loop_test(tc, utf8_clean, 0, 12);
 	tcase_add_loop_test(tc, codes, 0, 22);
 	suite_add_tcase(s, tc);
 
