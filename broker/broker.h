@@ -49,6 +49,8 @@ struct broker {
 	struct trace trace;	/* recent message events, for TRACE */
 	struct lease_table leases;	/* every member's deliveries */
 	uint64_t rng;		/* xorshift64* state, for jitter */
+	char boot[37];		/* a random UUID per broker_init(): WELCOME
+				   "boot", so clients can tell a restart */
 	uint8_t stopping;
 };
 

@@ -588,7 +588,7 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 
 	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING)) {
 		log_info("%s: idle for idle_timeout; closing", c->name);
-		conn_send_err(c, 0, FY_E_LIMIT, 0,
+		conn_send_err(c, 0, FY_E_IDLE, 0,
 		    "idle for %u ms (idle_timeout): closing",
 		    c->b->opt->idle_timeout_ms);
 		conn_close(c);

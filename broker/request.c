@@ -133,6 +133,8 @@ handle_hello(struct conn *c, const struct fy_frame *f)
 	w.welcome.session = (struct fy_str){session, 36};
 	w.welcome.max_frame = b->opt->max_frame;
 	w.welcome.max_msg = b->opt->max_message;
+	w.welcome.boot = (struct fy_str){b->boot, 36};
+	w.welcome.idle_ms = b->opt->idle_timeout_ms;
 	conn_send(c, &w);
 	log_debug("%s: hello from %s (%s)", c->peer, c->name, session);
 }

@@ -54,6 +54,7 @@ static const char *const code_names[FY_E_MAX + 1] = {
 	[FY_E_SHUTDOWN] = "E_SHUTDOWN",
 	[FY_E_MODE] = "E_MODE",
 	[FY_E_NOSUBSCRIBERS] = "E_NOSUBSCRIBERS",
+	[FY_E_IDLE] = "E_IDLE",
 };
 
 const char *
@@ -73,6 +74,7 @@ fy_code_retryable(int code)
 	case FY_E_INTERNAL:
 	case FY_E_SHUTDOWN:
 	case FY_E_NOSUBSCRIBERS:
+	case FY_E_IDLE:
 		return 1;
 	default:
 		return 0;
@@ -436,7 +438,7 @@ enum key {
 	K_LEASES, K_SERVER, K_SESSION, K_MAX_MSG, K_PREFETCH, K_MAX_FRAME,
 	K_EPHEMERAL, K_ACK_TIMEOUT, K_MAX_ATTEMPTS, K_TTL, K_PID, K_SEQ,
 	K_CORR, K_DUPS, K_STATS, K_EVENTS, K_REPLY_TO, K_TTL_DROP, K_MAX_MSGS,
-	K_OVERFLOW, K_INFLIGHT, K_MANDATORY, K_MAX_BYTES,
+	K_OVERFLOW, K_INFLIGHT, K_MANDATORY, K_MAX_BYTES, K_BOOT, K_IDLE,
 	K_COUNT		/* HAS() needs K_COUNT <= 64 */
 };
 
@@ -487,6 +489,8 @@ key_id(const struct val *k)
 		if (IS("hist")) return K_HIST;
 		if (IS("corr")) return K_CORR;
 		if (IS("dups")) return K_DUPS;
+		if (IS("boot")) return K_BOOT;
+		if (IS("idle")) return K_IDLE;
 		break;
 	case 5:
 		if (IS("topic")) return K_TOPIC;
@@ -1210,6 +1214,14 @@ dec_welcome(struct dctx *c, const struct map *m, struct fy_frame *f)
 		case K_MAX_MSG:
 			if (get_u32(v, &f->welcome.max_msg))
 				return bad(c, "max_msg");
+			break;
+		case K_BOOT:
+			if (get_str(v, &f->welcome.boot))
+				return bad(c, "boot");
+			break;
+		case K_IDLE:
+			if (get_u32(v, &f->welcome.idle_ms))
+				return bad(c, "idle");
 			break;
 		default:
 			break;
@@ -2207,13 +2219,16 @@ encode(struct fy_enc *e, const struct fy_frame *f, int nobody)
 	case FY_T_WELCOME:
 		put_head(&w, f, 1 + (f->welcome.server.len > 0) +
 		    (f->welcome.session.len > 0) +
-		    (f->welcome.max_frame != 0) + (f->welcome.max_msg != 0));
+		    (f->welcome.max_frame != 0) + (f->welcome.max_msg != 0) +
+		    (f->welcome.boot.len > 0) + (f->welcome.idle_ms != 0));
 		KEY(&w, "v");
 		put_uint(&w, f->welcome.version);
 		OPT_STR(&w, "server", f->welcome.server);
 		OPT_STR(&w, "session", f->welcome.session);
 		OPT_UINT(&w, "max_frame", f->welcome.max_frame);
 		OPT_UINT(&w, "max_msg", f->welcome.max_msg);
+		OPT_STR(&w, "boot", f->welcome.boot);
+		OPT_UINT(&w, "idle", f->welcome.idle_ms);
 		break;
 	case FY_T_OK:
 		put_head(&w, f, (f->ok.sid != 0) + (f->ok.group.len > 0) +

@@ -86,8 +86,10 @@ enum fy_code {
 				   mode (e.g. ACK on at-most-once) */
 	FY_E_NOSUBSCRIBERS = 18, /* mandatory publish: no group of the topic
 				   has a member (retryable) */
+	FY_E_IDLE = 20,		/* closed after idle_timeout without a frame
+				   (retryable: reconnect); 19 is taken */
 };
-#define FY_E_MAX 18
+#define FY_E_MAX 20
 
 const char *fy_code_name(int code);	/* "E_STALE"; "E_UNKNOWN" if unknown */
 int fy_code_retryable(int code);	/* 1 or 0 */
@@ -277,6 +279,12 @@ struct fy_frame {
 			struct fy_str session;	/* "session", a UUID */
 			uint32_t max_frame;	/* "max_frame" */
 			uint32_t max_msg;	/* "max_msg" */
+			struct fy_str boot;	/* "boot": a UUID drawn when
+						   the broker started; a new
+						   one means a restart */
+			uint32_t idle_ms;	/* "idle": the broker closes a
+						   connection silent this long
+						   (E_IDLE); 0 = never */
 		} welcome;
 		struct {
 			/* SUB reply */

@@ -433,6 +433,74 @@ START_TEST(nack_error_utf8)
 END_TEST
 
 /* ------------------------------------------------------------------ */
+/* Section 4: handshake */
+
+/* HELLO by hand; the WELCOME's boot id and idle time into boot, *idle. */
+static int
+hello(char boot[37], uint32_t *idle)
+{
+	int fd = raw_connect(d.port);
+	struct fy_frame f;
+
+	send_packed(fd, "msusu", 2u, "t", U(FY_T_HELLO), "v", U(1));
+	ck_assert_int_eq(raw_recv_frame(fd, &dec, &f, 5000), 1);
+	ck_assert_int_eq(f.type, FY_T_WELCOME);
+	ck_assert_uint_eq(f.welcome.boot.len, 36);
+	ck_assert(f.welcome.session.len != 36 ||
+	    memcmp(f.welcome.session.p, f.welcome.boot.p, 36));
+	memcpy(boot, f.welcome.boot.p, 36);
+	boot[36] = '\0';
+	*idle = f.welcome.idle_ms;
+	return fd;
+}
+
+/* WELCOME "boot" is the same for every connection of one broker
+ * lifetime and new after a restart. */
+START_TEST(welcome_boot_id)
+{
+	char b1[37], b2[37], b3[37];
+	uint32_t idle;
+	int a = hello(b1, &idle), b = hello(b2, &idle);
+
+	ck_assert_str_eq(b1, b2);
+	ck_assert_uint_eq(idle, 0);	/* no idle_timeout by default */
+	close(a);
+	close(b);
+	ck_assert_int_eq(ferryd_stop(&d), 0);
+	ferryd_restart(&d);
+	close(hello(b3, &idle));
+	ck_assert_str_ne(b1, b3);
+}
+END_TEST
+
+/* A silent client is closed with its own code, E_IDLE, not E_LIMIT
+ * (which section 7 keeps for the connection limit); WELCOME announced
+ * the time, so a client knows how often to PING. */
+START_TEST(idle_close)
+{
+	char boot[37];
+	uint32_t idle;
+	struct fy_frame f;
+	uint64_t t0;
+	int fd;
+
+	ck_assert_int_eq(ferryd_stop(&d), 0);
+	ferryd_cleanup(&d);
+	ferryd_start(&d, "--idle-timeout", "0.5", NULL);
+	fd = hello(boot, &idle);
+	t0 = now_ms();
+	ck_assert_uint_eq(idle, 500);
+	ck_assert_int_eq(raw_recv_frame(fd, &dec, &f, 5000), 1);
+	ck_assert_int_eq(f.type, FY_T_ERR);
+	ck_assert_str_eq(fy_code_name((int)f.err.code), "E_IDLE");
+	ck_assert_uint_eq(f.rid, 0);
+	ck_assert_int_eq(raw_recv_frame(fd, &dec, &f, 5000), 0);
+	ck_assert_uint_ge(now_ms() - t0, 400);
+	close(fd);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
 
 int
 main(void)
@@ -450,6 +518,8 @@ main(void)
 	tcase_add_test(tc, stats_unknown_topic);
 	tcase_add_test(tc, inflight_age_and_left);
 	tcase_add_test(tc, nack_error_utf8);
+	tcase_add_test(tc, welcome_boot_id);
+	tcase_add_test(tc, idle_close);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

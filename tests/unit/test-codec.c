@@ -181,6 +181,8 @@ ck_frame(const struct fy_frame *a, const struct fy_frame *b)
 		ck_str(a->welcome.session, b->welcome.session);
 		ck_assert_uint_eq(a->welcome.max_frame, b->welcome.max_frame);
 		ck_assert_uint_eq(a->welcome.max_msg, b->welcome.max_msg);
+		ck_str(a->welcome.boot, b->welcome.boot);
+		ck_assert_uint_eq(a->welcome.idle_ms, b->welcome.idle_ms);
 		break;
 	case FY_T_OK:
 		ck_assert_uint_eq(a->ok.sid, b->ok.sid);
@@ -434,6 +436,8 @@ sample(int i, struct fy_frame *f)
 		f->welcome.session = S("1b4e28ba-2fa1-11d2-883f-0016d3cca427");
 		f->welcome.max_frame = 8 << 20;
 		f->welcome.max_msg = 1 << 20;
+		f->welcome.boot = S("6f1e0c2a-8d3b-4e5f-9a7c-1b2d3e4f5a6b");
+		f->welcome.idle_ms = 300000;
 		break;
 	case 17:
 		f->type = FY_T_OK;
@@ -2052,6 +2056,7 @@ START_TEST(codes)
 		{ 17, "E_MODE", 0 }, { 18, "E_NOSUBSCRIBERS", 1 },
 		{ 0, "E_UNKNOWN", 0 }, { 19, "E_UNKNOWN", 0 },
 		{ -1, "E_UNKNOWN", 0 }, { 1000, "E_UNKNOWN", 0 },
+		{ 20, "E_IDLE", 1 }, { 21, "E_UNKNOWN", 0 },
 	};
 
 	ck_assert_str_eq(fy_code_name(t[_i].code), t[_i].name);
@@ -2126,7 +2131,7 @@ codec_suite(void)
 	tcase_add_loop_test(tc, names, 0, 15);
 	tcase_add_test(tc, name_lengths);
 	tcase_add_loop_test(tc, utf8_clean, 0, 12);
-	tcase_add_loop_test(tc, codes, 0, 22);
+	tcase_add_loop_test(tc, codes, 0, 24);
 	suite_add_tcase(s, tc);
 
 	return s;
