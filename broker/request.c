@@ -21,6 +21,7 @@
 #include "clock.h"
 #include "config.h"
 #include "conn.h"
+#include "delivery.h"
 #include "group.h"
 #include "inspect.h"
 #include "log.h"
@@ -220,12 +221,12 @@ make_room(struct broker *b, struct topic *t, struct group *only,
 
 	if (only)
 		return only->conf.overflow == FY_OVERFLOW_DLQ_OLDEST ?
-		    store_make_room(b, only, bytes) : 0;
+		    delivery_make_room(b, only, bytes) : 0;
 	list_for_each_safe(pos, tmp, &t->groups) {
 		struct group *g = list_entry(pos, struct group, tlink);
 
 		if (g->conf.overflow == FY_OVERFLOW_DLQ_OLDEST &&
-		    (r = store_make_room(b, g, bytes)) < 0)
+		    (r = delivery_make_room(b, g, bytes)) < 0)
 			return r;
 	}
 	return 0;
@@ -465,7 +466,7 @@ handle_sub(struct conn *c, const struct fy_frame *f)
 	log_debug("%s: subscribed to %s/%s as sid %llu", c->name, t->name,
 	    g->name, (unsigned long long)s->sid);
 	/* After the OK, so the client learns its sid before messages. */
-	group_pump(g);
+	delivery_pump(g);
 }
 
 /* The subscription an ACK/NACK/TOUCH names, or NULL after replying. */
@@ -537,7 +538,7 @@ handle_ack(struct conn *c, const struct fy_frame *f)
 
 		conn_send_durable(c, seq, &ok);
 	}
-	group_pump_later(s->group);
+	group_mark_due(s->group);
 }
 
 static void
@@ -565,10 +566,10 @@ handle_nack(struct conn *c, const struct fy_frame *f)
 		conn_send_err(c, f->rid, FY_E_BADARG, 0, "delay out of range");
 		return;
 	}
-	store_fail(c->b, e, CAUSE_NACKED, err, errlen,
+	delivery_fail(c->b, e, CAUSE_NACKED, err, errlen,
 	    f->nack.has_delay ? (int64_t)f->nack.delay_ms : -1);
 	send_ok(c, f->rid);
-	group_pump_later(g);
+	group_mark_due(g);
 }
 
 static void
@@ -732,7 +733,7 @@ unstall(struct conn *c)
 
 		if (s->stalled) {
 			s->stalled = 0;
-			group_pump_later(s->group);
+			group_mark_due(s->group);
 		}
 	}
 }
@@ -750,7 +751,7 @@ on_frame(struct conn *c, int r, const struct fy_frame *f, const char *field)
 static void
 on_read_end(struct conn *c)
 {
-	broker_pump_due(c->b);
+	delivery_pump_due(c->b);
 }
 
 /* Deliveries paused by the size of the output may go on. */
@@ -760,7 +761,7 @@ on_drained(struct conn *c)
 	struct list *pos;
 
 	list_for_each(pos, &c->subs)
-		group_pump_later(list_entry(pos, struct sub, clink)->group);
+		group_mark_due(list_entry(pos, struct sub, clink)->group);
 }
 
 static const struct conn_ops request_ops = {

@@ -7,12 +7,10 @@
 #include <string.h>
 
 #include "broker.h"
-#include "conn.h"
 #include "group.h"
 #include "log.h"
 #include "msg.h"
 #include "store.h"
-#include "sub.h"
 #include "topic.h"
 #include "trace.h"
 
@@ -201,9 +199,10 @@ topic_publish(struct topic *t, struct msg *m, struct group *only)
 		if (!g->ephemeral)
 			store_hold(t->b, ents[i]);
 	}
-	/* Pump last: an at-most-once delivery may free an entry at once. */
+	/* Delivery comes later, from the pump (delivery.c): applying a
+	 * record never sends anything. */
 	for (i = 0; i < n; i++)
-		group_pump(only ? only : ents[i]->group);
+		group_mark_due(ents[i]->group);
 	if (ents != stack)
 		free(ents);
 	return 0;
@@ -265,18 +264,14 @@ void
 topic_group_delete(struct group *g)
 {
 	struct topic *t = g->topic;
-	struct list *pos, *tmp;
 
 	if (g->deleting)
 		return;
 	g->deleting = 1;
-	list_for_each_safe(pos, tmp, &g->members) {
-		struct sub *s = list_entry(pos, struct sub, glink);
-
-		conn_send_err(s->conn, 0, FY_E_DELETED, s->sid,
-		    "group %s/%s was deleted", t->name, g->name);
-		sub_free(s, -1);
-	}
+	/* Members are told and end, through the layer above (delivery.c);
+	 * at replay there are none. */
+	if (g->nmembers)
+		group_evict(g);
 	store_group_forget(t->b, g);
 	list_del(&g->tlink);
 	t->ngroups--;
