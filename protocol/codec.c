@@ -103,7 +103,11 @@ fy_name_valid(const char *p, size_t len)
 {
 	size_t i;
 
-	if (p == NULL || len == 0 || len > FY_NAME_MAX)
+	if (p == NULL || len == 0 || len > FY_NAME_DLQ_MAX)
+		return 0;
+	/* Longer than FY_NAME_MAX only as the dead-letter topic of a name
+	 * that is not, so that every valid topic can dead-letter. */
+	if (len > FY_NAME_MAX && memcmp(p + len - 4, ".dlq", 4) != 0)
 		return 0;
 	for (i = 0; i < len; i++)
 		if (!name_ok[(unsigned char)p[i]])

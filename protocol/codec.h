@@ -34,6 +34,7 @@
 
 #define FY_PROTO_VERSION 1
 #define FY_NAME_MAX 200		/* topic and group names, bytes */
+#define FY_NAME_DLQ_MAX (FY_NAME_MAX + 4)	/* "<name>.dlq" */
 #define FY_ID_MAX 64		/* message ids, bytes */
 #define FY_ERRTEXT_MAX 1024	/* nack error text kept by the broker */
 
@@ -396,7 +397,8 @@ int fy_encode(struct fy_enc *e, const struct fy_frame *f);
 int fy_encode_nobody(struct fy_enc *e, const struct fy_frame *f);
 
 /* 1 if p[0..len) is a valid topic or group name: 1..FY_NAME_MAX bytes of
- * [A-Za-z0-9._-]. */
+ * [A-Za-z0-9._-], or up to FY_NAME_DLQ_MAX if it ends in ".dlq" (the
+ * dead-letter topic of a FY_NAME_MAX one). */
 int fy_name_valid(const char *p, size_t len);
 
 /*

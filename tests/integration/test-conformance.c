@@ -433,6 +433,41 @@ START_TEST(nack_error_utf8)
 END_TEST
 
 /* ------------------------------------------------------------------ */
+/* Section 8: dead letters */
+
+/* A topic of the longest valid name (200 bytes) dead-letters like any
+ * other, to its "<topic>.dlq" of 204 bytes, which a client can SUB to. */
+START_TEST(long_topic_dead_letters)
+{
+	int fd = raw_hello(d.port, &dec), p = raw_hello(d.port, &dec);
+	char topic[FY_NAME_MAX + 1], dlq[FY_NAME_MAX + 5];
+	uint64_t sid;
+	struct fy_frame f;
+
+	memset(topic, 't', FY_NAME_MAX);
+	topic[FY_NAME_MAX] = '\0';
+	snprintf(dlq, sizeof(dlq), "%s.dlq", topic);
+	sid = sub(fd, 1, topic, NULL, 30000, 1);
+	pub(p, 2, topic, "x");
+	recv_msg(fd, &f);
+	nack(fd, 3, sid, f.msg.lease, "no", 2);
+	/* Not redelivered: dead-lettered. */
+	ck_assert_int_eq(raw_recv_frame(fd, &dec, &f, 500), -1);
+	sub(fd, 4, dlq, NULL, 30000, 0);
+	recv_msg(fd, &f);
+	ck_assert_uint_eq(f.msg.topic.len, strlen(dlq));
+	ck_assert_uint_eq(f.msg.nhist, 1);
+	/* 204 bytes is the dead-letter name's limit, not any name's. */
+	dlq[FY_NAME_MAX + 3] = 'x';
+	send_packed(fd, "msususs", 3u, "t", U(FY_T_STATS), "rid", U(5),
+	    "topic", dlq);
+	expect_err(fd, 5, FY_E_BADNAME);
+	close(fd);
+	close(p);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
 /* Section 4: handshake */
 
 /* HELLO by hand; the WELCOME's boot id and idle time into boot, *idle. */
@@ -518,6 +553,7 @@ main(void)
 	tcase_add_test(tc, stats_unknown_topic);
 	tcase_add_test(tc, inflight_age_and_left);
 	tcase_add_test(tc, nack_error_utf8);
+	tcase_add_test(tc, long_topic_dead_letters);
 	tcase_add_test(tc, welcome_boot_id);
 	tcase_add_test(tc, idle_close);
 	suite_add_tcase(s, tc);

@@ -2028,13 +2028,23 @@ END_TEST
 
 START_TEST(name_lengths)
 {
-	char buf[FY_NAME_MAX + 1];
+	char buf[FY_NAME_MAX + 8];
 
 	memset(buf, 'a', sizeof(buf));
 	ck_assert_int_eq(fy_name_valid(buf, FY_NAME_MAX), 1);
 	ck_assert_int_eq(fy_name_valid(buf, FY_NAME_MAX + 1), 0);
 	ck_assert_int_eq(fy_name_valid(buf, 0), 0);
 	ck_assert_int_eq(fy_name_valid(NULL, 0), 0);
+	/* The dead-letter topic of a longest name: 4 bytes more. */
+	memcpy(buf + FY_NAME_MAX, ".dlq", 4);
+	ck_assert_int_eq(fy_name_valid(buf, FY_NAME_MAX + 4), 1);
+	memcpy(buf + FY_NAME_MAX - 4, ".dlq.dlq", 8);
+	ck_assert_int_eq(fy_name_valid(buf, FY_NAME_MAX + 4), 1);
+	ck_assert_int_eq(fy_name_valid(buf, FY_NAME_MAX + 3), 0);
+	memcpy(buf + FY_NAME_MAX, ".dlx", 4);
+	ck_assert_int_eq(fy_name_valid(buf, FY_NAME_MAX + 4), 0);
+	memcpy(buf + FY_NAME_MAX + 1, ".dlq", 4);
+	ck_assert_int_eq(fy_name_valid(buf, FY_NAME_MAX + 5), 0);
 }
 END_TEST
 
