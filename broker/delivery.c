@@ -74,6 +74,7 @@ drop(struct broker *b, struct qent *e)
 {
 	uint64_t seq;
 
+	e->group->st.dropped++;
 	trace_add(&b->trace, clock_wall_ms(), msg_idh(qent_msg(e)), TR_DROPPED,
 	    e->group->topic->sym, e->group->sym, 0, e->attempts);
 	store_ack(b, e, &seq);
@@ -125,6 +126,7 @@ delivery_make_room(struct broker *b, struct group *g, uint64_t bytes)
 		    NULL, 0);
 		trace_add(&b->trace, clock_wall_ms(), msg_idh(qent_msg(e)),
 		    TR_OVERFLOW, g->topic->sym, g->sym, 0, e->attempts);
+		g->st.overflow++;
 		if (!(e->flags & QE_DURABLE)) {
 			drop(b, e);
 			continue;

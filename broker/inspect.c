@@ -38,6 +38,9 @@ group_row(struct fy_gstat *r, const struct topic *t, const struct group *g)
 	r->enqueued = st->enqueued;
 	r->delivered = st->delivered;
 	r->acked = st->acked;
+	r->amo = st->amo;
+	r->overflow = st->overflow;
+	r->dropped = st->dropped;
 	r->timeouts = st->failed[CAUSE_TIMEOUT];
 	r->nacked = st->failed[CAUSE_NACKED];
 	r->disconnected = st->failed[CAUSE_DISCONNECTED];

@@ -396,8 +396,9 @@ apply(struct broker *b, uint64_t seq, const struct rec *r, struct qent *hint,
 		if (e->flags & QE_LEASED) {
 			group_ack(e);
 		} else {
+			/* Not an ack: a dead-lettering's or a drop's
+			 * removal, counted where it was decided. */
 			group_detach(e);
-			e->group->st.acked++;
 			qent_free(e);
 		}
 		return 0;

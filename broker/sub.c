@@ -141,7 +141,7 @@ sub_deliver(struct sub *s, struct qent *e)
 		if ((r = conn_send_msg(s->conn, &f, m)) < 0)
 			return r;
 		g->st.delivered++;
-		g->st.acked++;
+		g->st.amo++;
 		conn_gate(s->conn, store_settle(g->b, e));
 		return 0;
 	}

@@ -1271,6 +1271,9 @@ static const struct rowfield gstat_fields[] = {
 	RF("rel", F_U64, struct fy_gstat, released),
 	RF("expired", F_U64, struct fy_gstat, expired),
 	RF("dlq", F_U64, struct fy_gstat, dead_lettered),
+	RF("amo", F_U64, struct fy_gstat, amo),
+	RF("overflow", F_U64, struct fy_gstat, overflow),
+	RF("drop", F_U64, struct fy_gstat, dropped),
 };
 
 static const struct rowfield lease_fields[] = {

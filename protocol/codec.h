@@ -170,6 +170,10 @@ struct fy_gstat {
 	uint64_t released;	/* "rel" */
 	uint64_t expired;	/* "expired": TTL ran out */
 	uint64_t dead_lettered;	/* "dlq" */
+	uint64_t amo;		/* "amo": settled on delivery (mode 1) */
+	uint64_t overflow;	/* "overflow": pushed out of a full group */
+	uint64_t dropped;	/* "drop": removed undelivered and not
+				   dead-lettered */
 };
 
 /* One outstanding delivery ("inflight" in OK). */

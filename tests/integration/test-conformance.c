@@ -467,6 +467,118 @@ START_TEST(long_topic_dead_letters)
 }
 END_TEST
 
+/* The STATS row of topic/group, copied out of the reply. */
+static struct fy_gstat
+stats_of(int fd, uint64_t rid, const char *topic, const char *group)
+{
+	struct fy_gstat row;
+	struct fy_frame f;
+
+	send_packed(fd, "msususs", 3u, "t", U(FY_T_STATS), "rid", U(rid),
+	    "topic", topic);
+	expect_ok(fd, rid, &f);
+	for (uint32_t i = 0; i < f.ok.nstats; i++) {
+		row = f.ok.stats[i];
+		if (row.group.len == strlen(group) &&
+		    !memcmp(row.group.p, group, row.group.len))
+			return row;
+	}
+	ck_abort_msg("no STATS row for %s/%s", topic, group);
+	return row;
+}
+
+/* Number of STATS rows of a topic: 0 if it does not exist. */
+static uint32_t
+stats_rows(int fd, uint64_t rid, const char *topic)
+{
+	struct fy_frame f;
+
+	send_packed(fd, "msususs", 3u, "t", U(FY_T_STATS), "rid", U(rid),
+	    "topic", topic);
+	expect_ok(fd, rid, &f);
+	return f.ok.nstats;
+}
+
+/* SUB with group settings (durable group g), then UNSUB: the group
+ * stays and accumulates with no member. */
+static void
+make_group(int fd, uint64_t rid, const char *topic, const char *g,
+    uint64_t ttl, uint64_t max_msgs, uint64_t overflow)
+{
+	struct fy_frame f;
+	uint64_t sid;
+
+	send_packed(fd, "msu" "su" "ss" "ss" "su" "su" "su", 7u,
+	    "t", U(FY_T_SUB), "rid", U(rid), "topic", topic, "group", g,
+	    "ttl", U(ttl), "max_msgs", U(max_msgs), "overflow", U(overflow));
+	expect_ok(fd, rid, &f);
+	sid = f.ok.sid;
+	send_packed(fd, "msusu" "su", 3u, "t", U(FY_T_UNSUB), "rid",
+	    U(rid + 1), "sid", U(sid));
+	expect_ok(fd, rid + 1, &f);
+}
+
+/*
+ * STATS "ack" counts acknowledgements only: not at-most-once deliveries,
+ * dead letters, TTL expiries (even of a message never delivered) or
+ * overflow evictions, which have counters of their own.
+ */
+START_TEST(ack_counts_acks_only)
+{
+	int fd = raw_hello(d.port, &dec), p = raw_hello(d.port, &dec);
+	struct fy_gstat st;
+	struct fy_frame f;
+	uint64_t sid;
+
+	/* At-most-once: delivered, settled, not acked. */
+	send_packed(fd, "msusu" "ss" "su", 4u, "t", U(FY_T_SUB), "rid",
+	    U(1), "topic", "c.amo", "mode", U(1));
+	expect_ok(fd, 1, &f);
+	pub(p, 2, "c.amo", "x");
+	recv_msg(fd, &f);
+	st = stats_of(p, 3, "c.amo", "default");
+	ck_assert_uint_eq(st.delivered, 1);
+	ck_assert_uint_eq(st.amo, 1);
+	ck_assert_uint_eq(st.acked, 0);
+	/* Expired without ever being delivered: dead-lettered. */
+	make_group(p, 10, "c.ttl", "g", 100, 0, 0);
+	pub(p, 12, "c.ttl", "x");
+	usleep(400 * 1000);
+	st = stats_of(p, 13, "c.ttl", "g");
+	ck_assert_uint_eq(st.expired, 1);
+	ck_assert_uint_eq(st.dead_lettered, 1);
+	ck_assert_uint_eq(st.acked, 0);
+	/* Pushed out of a full group. */
+	make_group(p, 20, "c.full", "g", 0, 1, 1);
+	pub(p, 22, "c.full", "1");
+	pub(p, 23, "c.full", "2");
+	st = stats_of(p, 24, "c.full", "g");
+	ck_assert_uint_eq(st.overflow, 1);
+	ck_assert_uint_eq(st.dead_lettered, 1);
+	ck_assert_uint_eq(st.acked, 0);
+	/* Nacked to the dead-letter topic. */
+	sid = sub(fd, 30, "c.nack", NULL, 30000, 1);
+	pub(p, 31, "c.nack", "x");
+	recv_msg(fd, &f);
+	nack(fd, 32, sid, f.msg.lease, "no", 2);
+	st = stats_of(p, 33, "c.nack", "default");
+	ck_assert_uint_eq(st.nacked, 1);
+	ck_assert_uint_eq(st.dead_lettered, 1);
+	ck_assert_uint_eq(st.acked, 0);
+	/* And an ACK is one. */
+	sid = sub(fd, 40, "c.ack", NULL, 30000, 0);
+	pub(p, 41, "c.ack", "x");
+	recv_msg(fd, &f);
+	send_packed(fd, "msusu" "su" "su", 4u, "t", U(FY_T_ACK), "rid",
+	    U(42), "sid", U(sid), "lease", U(f.msg.lease));
+	expect_ok(fd, 42, &f);
+	st = stats_of(p, 43, "c.ack", "default");
+	ck_assert_uint_eq(st.acked, 1);
+	close(fd);
+	close(p);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* Section 4: handshake */
 
@@ -554,6 +666,7 @@ main(void)
 	tcase_add_test(tc, inflight_age_and_left);
 	tcase_add_test(tc, nack_error_utf8);
 	tcase_add_test(tc, long_topic_dead_letters);
+	tcase_add_test(tc, ack_counts_acks_only);
 	tcase_add_test(tc, welcome_boot_id);
 	tcase_add_test(tc, idle_close);
 	suite_add_tcase(s, tc);

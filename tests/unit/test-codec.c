@@ -81,6 +81,9 @@ ck_gstat(const struct fy_gstat *a, const struct fy_gstat *b)
 	ck_assert_uint_eq(a->released, b->released);
 	ck_assert_uint_eq(a->expired, b->expired);
 	ck_assert_uint_eq(a->dead_lettered, b->dead_lettered);
+	ck_assert_uint_eq(a->amo, b->amo);
+	ck_assert_uint_eq(a->overflow, b->overflow);
+	ck_assert_uint_eq(a->dropped, b->dropped);
 }
 
 static void
@@ -252,9 +255,10 @@ static struct fy_pubmsg batch2[2];
  * backlog row (empty group, mostly zeros: omitted on the wire). */
 static struct fy_gstat gstat2[2] = {
 	{ S("orders.created"), S("billing"), 1, 2, 3, 1ULL << 40, 5,
-	    UINT64_MAX, 300, 70000, 1ULL << 32, 10, 11, 12, 13, 14 },
+	    UINT64_MAX, 300, 70000, 1ULL << 32, 10, 11, 12, 13, 14, 15, 16,
+	    17 },
 	{ S("orders.created"), S(""), 42, 0, 0, 0, 0, 99, 0, 0, 0, 0, 0, 0,
-	    0, 0 },
+	    0, 0, 0, 0, 0 },
 };
 static struct fy_gstat gstat17[17];
 static struct fy_lease_info leases3[3] = {
