@@ -579,6 +579,50 @@ START_TEST(ack_counts_acks_only)
 }
 END_TEST
 
+/*
+ * A message in a ".dlq" topic is never dead-lettered again: expired or
+ * pushed out of a full group, it is dropped and counted ("drop"), and no
+ * "<topic>.dlq.dlq" appears.  Failed attempts never dead-letter it either:
+ * max_attempts does not apply there, it is redelivered.
+ */
+START_TEST(dlq_never_dead_letters)
+{
+	int fd = raw_hello(d.port, &dec), p = raw_hello(d.port, &dec);
+	struct fy_gstat st;
+	struct fy_frame f;
+	uint64_t sid;
+
+	make_group(p, 1, "x.dlq", "g", 100, 0, 0);
+	pub(p, 3, "x.dlq", "x");
+	usleep(400 * 1000);
+	st = stats_of(p, 4, "x.dlq", "g");
+	ck_assert_uint_eq(st.expired, 1);
+	ck_assert_uint_eq(st.dropped, 1);
+	ck_assert_uint_eq(st.dead_lettered, 0);
+	ck_assert_uint_eq(stats_rows(p, 5, "x.dlq.dlq"), 0);
+
+	make_group(p, 10, "y.dlq", "g", 0, 1, 1);
+	pub(p, 12, "y.dlq", "1");
+	pub(p, 13, "y.dlq", "2");
+	st = stats_of(p, 14, "y.dlq", "g");
+	ck_assert_uint_eq(st.overflow, 1);
+	ck_assert_uint_eq(st.dropped, 1);
+	ck_assert_uint_eq(st.ready, 1);
+	ck_assert_uint_eq(stats_rows(p, 15, "y.dlq.dlq"), 0);
+
+	sid = sub(fd, 20, "z.dlq", NULL, 30000, 1);
+	pub(p, 21, "z.dlq", "x");
+	for (uint32_t att = 1; att <= 3; att++) {
+		recv_msg(fd, &f);
+		ck_assert_uint_eq(f.msg.attempt, att);
+		nack(fd, 21 + att, sid, f.msg.lease, "again", 5);
+	}
+	ck_assert_uint_eq(stats_rows(p, 30, "z.dlq.dlq"), 0);
+	close(fd);
+	close(p);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* Section 4: handshake */
 
@@ -667,6 +711,7 @@ main(void)
 	tcase_add_test(tc, nack_error_utf8);
 	tcase_add_test(tc, long_topic_dead_letters);
 	tcase_add_test(tc, ack_counts_acks_only);
+	tcase_add_test(tc, dlq_never_dead_letters);
 	tcase_add_test(tc, welcome_boot_id);
 	tcase_add_test(tc, idle_close);
 	suite_add_tcase(s, tc);
