@@ -211,6 +211,93 @@ full_group(struct topic *t, struct group *only, uint32_t n, uint64_t bytes)
 	return NULL;
 }
 
+/* Body bytes of g's messages in flight: the ones overflow cannot push
+ * out.  O(in flight), only asked of a group that has to make room. */
+static uint64_t
+inflight_bytes(const struct group *g)
+{
+	const struct list *mpos, *lpos;
+	uint64_t n = 0;
+
+	list_for_each(mpos, &g->members) {
+		const struct sub *s = list_entry(mpos, struct sub, glink);
+
+		list_for_each(lpos, &s->leases)
+			n += qent_msg(list_entry(lpos, struct qent,
+			    link))->body_len;
+	}
+	return n;
+}
+
+/*
+ * Can g take every new message of f?  A body above its max_bytes never
+ * fits: -EMSGSIZE.  A group with overflow 1 that must make room can push
+ * out only waiting messages (earlier ones of the same batch included), so
+ * each body must fit beside what is in flight: else -ENOSPC, retryable
+ * once consumers settle.  Checked before anything is stored, so that a
+ * refused batch has not dead-lettered anything (PROTOCOL.md section 7).
+ */
+static int
+group_can_take(struct broker *b, struct topic *t, struct group *g,
+    const struct fy_frame *f, uint32_t nnew, uint64_t bytes)
+{
+	uint64_t fixed_bytes = 0, ninflight = g->ninflight;
+	int evicting = g->conf.overflow == FY_OVERFLOW_DLQ_OLDEST &&
+	    !group_has_room(g, nnew, bytes);
+
+	if (evicting)
+		fixed_bytes = inflight_bytes(g);
+	for (uint32_t i = 0; i < f->pub.nmsgs; i++) {
+		const struct fy_pubmsg *pm = &f->pub.msgs[i];
+		uint64_t len = pm->body.len;
+		const char *did;
+		size_t dlen;
+
+		if (store_duplicate(b, t, pm, &did, &dlen))
+			continue;
+		if (g->conf.max_bytes && len > g->conf.max_bytes)
+			return -EMSGSIZE;
+		if (evicting && ((g->conf.max_msgs &&
+		    ninflight + 1 > g->conf.max_msgs) || (g->conf.max_bytes &&
+		    fixed_bytes + len > g->conf.max_bytes)))
+			return -ENOSPC;
+	}
+	return 0;
+}
+
+/* group_can_take() for every group the publish goes to; 1 after an
+ * error reply. */
+static int
+refuse_no_room(struct conn *c, const struct fy_frame *f, struct topic *t,
+    struct group *only, uint32_t nnew, uint64_t bytes)
+{
+	struct list *pos;
+	struct group *g = only;
+	int r = 0;
+
+	if (only) {
+		r = group_can_take(c->b, t, only, f, nnew, bytes);
+	} else {
+		list_for_each(pos, &t->groups) {
+			g = list_entry(pos, struct group, tlink);
+			if ((r = group_can_take(c->b, t, g, f, nnew,
+			    bytes)) < 0)
+				break;
+		}
+	}
+	if (r == -EMSGSIZE)
+		conn_send_err(c, f->rid, FY_E_MSGSIZE, 0,
+		    "a body is above the max_bytes (%llu) of group %s/%s: it "
+		    "can never be stored there",
+		    (unsigned long long)g->conf.max_bytes, t->name, g->name);
+	else if (r < 0)
+		conn_send_err(c, f->rid, FY_E_FULL, 0,
+		    "group %s/%s is full of messages in flight (%llu); "
+		    "retry later", t->name, g->name,
+		    (unsigned long long)g->ninflight);
+	return r < 0;
+}
+
 /* Room for one more message in every "dead-letter-oldest" group. */
 static int
 make_room(struct broker *b, struct topic *t, struct group *only,
@@ -319,6 +406,8 @@ handle_pub(struct conn *c, const struct fy_frame *f)
 			bytes -= f->pub.msgs[i].body.len;
 		}
 	}
+	if (nnew && refuse_no_room(c, f, t, only, nnew, bytes))
+		return;
 	if (nnew && (full = full_group(t, only, nnew, bytes))) {
 		conn_send_err(c, f->rid, FY_E_FULL, 0,
 		    "group %s/%s is full (%llu messages, %llu bytes); retry "

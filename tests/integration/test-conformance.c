@@ -579,6 +579,58 @@ START_TEST(ack_counts_acks_only)
 }
 END_TEST
 
+/* PUB of a batch of two bodies, confirmed; the reply is left to read. */
+static void
+pub2(int fd, uint64_t rid, const char *topic, const char *b1,
+    const char *b2)
+{
+	send_packed(fd, "msusu" "ss" "sa" "msb" "msb", 4u, "t",
+	    U(FY_T_PUB), "rid", U(rid), "topic", topic, "msgs", 2u,
+	    1u, "body", b1, 1u, "body", b2);
+}
+
+/*
+ * A batch refused with E_FULL stored nothing (section 7), even in a group
+ * that dead-letters its oldest to make room: before, its first message
+ * was stored and pushed to "<topic>.dlq" by the second, which then did
+ * not fit, and a client's retry published it twice.  A body that can
+ * never fit a group's max_bytes is E_MSGSIZE, not the retryable E_FULL.
+ */
+START_TEST(full_batch_stores_nothing)
+{
+	int fd = raw_hello(d.port, &dec), p = raw_hello(d.port, &dec);
+	struct fy_gstat st;
+	struct fy_frame f;
+
+	/* 5 bytes in flight in a group of at most 10 bytes. */
+	send_packed(fd, "msusu" "ss" "ss" "su" "su" "su", 7u, "t",
+	    U(FY_T_SUB), "rid", U(1), "topic", "full", "group", "g",
+	    "max_bytes", U(10), "overflow", U(1), "prefetch", U(1));
+	expect_ok(fd, 1, &f);
+	pub(p, 2, "full", "12345");
+	recv_msg(fd, &f);
+	/* 4 bytes would fit, 6 more only by pushing them out, and still
+	 * not beside the 5 in flight. */
+	pub2(p, 3, "full", "1234", "123456");
+	expect_err(p, 3, FY_E_FULL);
+	st = stats_of(p, 4, "full", "g");
+	ck_assert_uint_eq(st.enqueued, 1);
+	ck_assert_uint_eq(st.dead_lettered, 0);
+	ck_assert_uint_eq(stats_rows(p, 5, "full.dlq"), 0);
+	/* A body above max_bytes: never storable there. */
+	pub2(p, 6, "full", "1", "12345678901");
+	expect_err(p, 6, FY_E_MSGSIZE);
+	ck_assert_uint_eq(stats_rows(p, 7, "full.dlq"), 0);
+	/* What does fit is taken, pushing out only waiting messages. */
+	pub2(p, 8, "full", "1", "2");
+	expect_ok(p, 8, &f);
+	st = stats_of(p, 9, "full", "g");
+	ck_assert_uint_eq(st.enqueued, 3);
+	close(fd);
+	close(p);
+}
+END_TEST
+
 /*
  * A message in a ".dlq" topic is never dead-lettered again: expired or
  * pushed out of a full group, it is dropped and counted ("drop"), and no
@@ -712,6 +764,7 @@ main(void)
 	tcase_add_test(tc, long_topic_dead_letters);
 	tcase_add_test(tc, ack_counts_acks_only);
 	tcase_add_test(tc, dlq_never_dead_letters);
+	tcase_add_test(tc, full_batch_stores_nothing);
 	tcase_add_test(tc, welcome_boot_id);
 	tcase_add_test(tc, idle_close);
 	suite_add_tcase(s, tc);
