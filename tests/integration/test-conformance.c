@@ -49,6 +49,7 @@ teardown(void)
  *   s S  str                 b S  bin
  *   S P L  str of L bytes at P (may be invalid UTF-8)
  *   u U  uint (unsigned long long)   x S  raw bytes (NUL-terminated)
+ *   B    true
  * and send it as one frame.
  */
 static void
@@ -92,6 +93,9 @@ send_packed(int fd, const char *fmt, ...)
 		case 'x':
 			s = va_arg(ap, const char *);
 			msgpack_sbuffer_write(&sb, s, strlen(s));
+			break;
+		case 'B':
+			msgpack_pack_true(&pk);
 			break;
 		default:
 			ck_abort_msg("bad pack format %c", *fmt);
@@ -675,6 +679,46 @@ START_TEST(dlq_never_dead_letters)
 }
 END_TEST
 
+/* TRACE lists events oldest first: the "published" event of a dead
+ * letter's copy is when the copy was stored, not the original's publish
+ * time, which would sort it before the failures that caused it. */
+START_TEST(trace_oldest_first)
+{
+	int fd = raw_hello(d.port, &dec), p = raw_hello(d.port, &dec);
+	char id[FY_ID_MAX + 1];
+	uint64_t sid, prev = 0;
+	struct fy_frame f;
+	int dlq_published = 0;
+
+	sid = sub(fd, 1, "tr", NULL, 30000, 1);
+	pub(p, 2, "tr", "x");
+	recv_msg(fd, &f);
+	snprintf(id, sizeof(id), "%.*s", (int)f.msg.id.len, f.msg.id.p);
+	usleep(100 * 1000);
+	nack(fd, 3, sid, f.msg.lease, "no", 2);
+	send_packed(p, "msususs", 3u, "t", U(FY_T_TRACE), "rid", U(4),
+	    "id", id);
+	expect_ok(p, 4, &f);
+	ck_assert_uint_ge(f.ok.nevents, 5);
+	for (uint32_t i = 0; i < f.ok.nevents; i++) {
+		const struct fy_event *ev = &f.ok.events[i];
+
+		ck_assert_msg(ev->at >= prev, "event %u (%.*s) at %llu before "
+		    "%llu", i, (int)ev->what.len, ev->what.p, U(ev->at),
+		    U(prev));
+		prev = ev->at;
+		if (i > 0 && ev->what.len == 9 &&
+		    !memcmp(ev->what.p, "published", 9)) {
+			ck_assert_uint_eq(ev->topic.len, 6);	/* tr.dlq */
+			dlq_published = 1;
+		}
+	}
+	ck_assert(dlq_published);
+	close(fd);
+	close(p);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* Section 4: handshake */
 
@@ -765,6 +809,7 @@ main(void)
 	tcase_add_test(tc, ack_counts_acks_only);
 	tcase_add_test(tc, dlq_never_dead_letters);
 	tcase_add_test(tc, full_batch_stores_nothing);
+	tcase_add_test(tc, trace_oldest_first);
 	tcase_add_test(tc, welcome_boot_id);
 	tcase_add_test(tc, idle_close);
 	suite_add_tcase(s, tc);
