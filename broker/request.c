@@ -508,6 +508,18 @@ handle_sub(struct conn *c, const struct fy_frame *f)
 		    "overflow must be 0 (reject) or 1 (dead-letter oldest)");
 		return;
 	}
+	/* An inbox is read by its requester's ephemeral subscription only:
+	 * a durable group there would store replies nobody waits for, and
+	 * PUBs to the inbox once its requester is gone. */
+	if (!f->sub.ephemeral &&
+	    f->sub.topic.len > strlen(TOPIC_INBOX_PREFIX) &&
+	    !memcmp(f->sub.topic.p, TOPIC_INBOX_PREFIX,
+	    strlen(TOPIC_INBOX_PREFIX))) {
+		conn_send_err(c, f->rid, FY_E_BADARG, 0,
+		    "%s topics take ephemeral subscriptions only",
+		    TOPIC_INBOX_PREFIX "*");
+		return;
+	}
 	if (topic_limit(c, f->rid, f->sub.topic))
 		return;
 	if (!(t = topic_get(b, f->sub.topic.p, f->sub.topic.len))) {

@@ -719,6 +719,32 @@ START_TEST(trace_oldest_first)
 }
 END_TEST
 
+/* A durable SUB on an "_inbox." topic is refused (section 8: inboxes are
+ * read by ephemeral subscriptions only), so a PUB to an inbox whose
+ * requester is gone is never stored. */
+START_TEST(inbox_refuses_durable_sub)
+{
+	int fd = raw_hello(d.port, &dec);
+	struct fy_frame f;
+
+	send_packed(fd, "msususs", 3u, "t", U(FY_T_SUB), "rid", U(1),
+	    "topic", "_inbox.x");
+	expect_err(fd, 1, FY_E_BADARG);
+	send_packed(fd, "msususs" "ss", 4u, "t", U(FY_T_SUB), "rid", U(2),
+	    "topic", "_inbox.x", "group", "keep");
+	expect_err(fd, 2, FY_E_BADARG);
+	send_packed(fd, "msususssb", 4u, "t", U(FY_T_PUB), "rid", U(3),
+	    "topic", "_inbox.x", "body", "reply");
+	expect_err(fd, 3, FY_E_NOSUBSCRIBERS);
+	ck_assert_uint_eq(stats_rows(fd, 4, "_inbox.x"), 0);
+	/* The ephemeral listener is what an inbox is for. */
+	send_packed(fd, "msususs" "sB", 4u, "t", U(FY_T_SUB), "rid", U(5),
+	    "topic", "_inbox.x", "ephemeral");
+	expect_ok(fd, 5, &f);
+	close(fd);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* Section 4: handshake */
 
@@ -810,6 +836,7 @@ main(void)
 	tcase_add_test(tc, dlq_never_dead_letters);
 	tcase_add_test(tc, full_batch_stores_nothing);
 	tcase_add_test(tc, trace_oldest_first);
+	tcase_add_test(tc, inbox_refuses_durable_sub);
 	tcase_add_test(tc, welcome_boot_id);
 	tcase_add_test(tc, idle_close);
 	suite_add_tcase(s, tc);
