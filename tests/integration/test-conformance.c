@@ -745,6 +745,29 @@ START_TEST(inbox_refuses_durable_sub)
 }
 END_TEST
 
+/* A PUB that would create a topic past max_topics is E_LIMIT (section 6,
+ * PUB), and the connection stays open. */
+START_TEST(pub_topic_limit)
+{
+	int fd;
+	struct fy_frame f;
+
+	ck_assert_int_eq(ferryd_stop(&d), 0);
+	ferryd_cleanup(&d);
+	ferryd_start(&d, "--max-topics", "1", NULL);
+	fd = raw_hello(d.port, &dec);
+	pub(fd, 1, "one", "x");
+	send_packed(fd, "msususssb", 4u, "t", U(FY_T_PUB), "rid", U(2),
+	    "topic", "two", "body", "x");
+	expect_err(fd, 2, FY_E_LIMIT);
+	pub(fd, 3, "one", "y");
+	ck_assert_uint_eq(stats_rows(fd, 4, "two"), 0);
+	send_packed(fd, "msusu", 2u, "t", U(FY_T_PING), "rid", U(5));
+	expect_ok(fd, 5, &f);
+	close(fd);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* Section 4: handshake */
 
@@ -837,6 +860,7 @@ main(void)
 	tcase_add_test(tc, full_batch_stores_nothing);
 	tcase_add_test(tc, trace_oldest_first);
 	tcase_add_test(tc, inbox_refuses_durable_sub);
+	tcase_add_test(tc, pub_topic_limit);
 	tcase_add_test(tc, welcome_boot_id);
 	tcase_add_test(tc, idle_close);
 	suite_add_tcase(s, tc);
