@@ -352,7 +352,8 @@ handle_pub(struct conn *c, const struct fy_frame *f)
 		}
 		if (pm->delay_ms > MSG_TIME_MAX || pm->ttl_ms > MSG_TIME_MAX) {
 			conn_send_err(c, f->rid, FY_E_BADARG, 0,
-			    "message %u: delay and ttl are at most %llu ms", i,
+			    "message %u: %s is at most %llu ms", i,
+			    pm->delay_ms > MSG_TIME_MAX ? "delay" : "ttl",
 			    (unsigned long long)MSG_TIME_MAX);
 			return;
 		}

@@ -243,6 +243,32 @@ START_TEST(empty_id_refused)
 }
 END_TEST
 
+/* An out-of-range delay or ttl is E_BADARG whose text names the key at
+ * fault, not both. */
+START_TEST(range_error_names_key)
+{
+	static const char *const keys[] = { "ttl", "delay" };
+	int fd = raw_hello(d.port, &dec);
+	struct fy_frame f;
+
+	for (unsigned i = 0; i < 2; i++) {
+		char msg[256];
+
+		send_packed(fd, "msusu" "ss" "sb" "su", 5u, "t", U(FY_T_PUB),
+		    "rid", U(1 + i), "topic", "range", "body", "x", keys[i],
+		    U(1) << 41);
+		recv_reply(fd, &f);
+		ck_assert_int_eq(f.type, FY_T_ERR);
+		ck_assert_uint_eq(f.err.code, FY_E_BADARG);
+		snprintf(msg, sizeof(msg), "%.*s", (int)f.err.msg.len,
+		    f.err.msg.p);
+		ck_assert_msg(strstr(msg, keys[i]) && !strstr(msg,
+		    keys[1 - i]), "\"%s\" for %s", msg, keys[i]);
+	}
+	close(fd);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* Section 6: types and inspection */
 
@@ -850,6 +876,7 @@ main(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, nesting_16_levels);
 	tcase_add_test(tc, empty_id_refused);
+	tcase_add_test(tc, range_error_names_key);
 	tcase_add_test(tc, misdirected_types);
 	tcase_add_test(tc, stats_unknown_topic);
 	tcase_add_test(tc, inflight_age_and_left);
