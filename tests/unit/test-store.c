@@ -238,6 +238,24 @@ START_TEST(backlog_to_first_group)
 }
 END_TEST
 
+/* An idempotent producer's message gets the same id on every retry. */
+START_TEST(derived_ids)
+{
+	char a[MSG_ID_LEN + 1], a2[MSG_ID_LEN + 1], b2[MSG_ID_LEN + 1];
+	char c2[MSG_ID_LEN + 1];
+
+	msg_id_derive("producer-1", 10, 1, a);
+	msg_id_derive("producer-1", 10, 1, a2);
+	msg_id_derive("producer-1", 10, 2, b2);
+	msg_id_derive("producer-2", 10, 1, c2);
+	ck_assert_str_eq(a, a2);
+	ck_assert_str_ne(a, b2);
+	ck_assert_str_ne(a, c2);
+	ck_assert_int_eq(a[14], '8');	/* version 8 */
+	ck_assert(strchr("89ab", a[19]) != NULL);	/* RFC variant */
+}
+END_TEST
+
 int
 main(void)
 {
@@ -252,6 +270,7 @@ main(void)
 	tcase_add_test(tc, replay_rebuilds_queues);
 	tcase_add_test(tc, dead_letter_is_records);
 	tcase_add_test(tc, backlog_to_first_group);
+	tcase_add_test(tc, derived_ids);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
