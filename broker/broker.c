@@ -161,6 +161,7 @@ broker_init(struct broker *b, struct event_base *base,
 	topic_registry_init(b);
 	request_init();
 	delivery_init();
+	store_init_hooks();
 	clock_gettime(CLOCK_REALTIME, &ts);
 	b->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^
 	    ((uint64_t)getpid() << 40) ^ 0x9e3779b97f4a7c15ull;

@@ -524,6 +524,18 @@ store_group_forget(struct broker *b, struct group *g)
 	g->gid = 0;
 }
 
+static const struct topic_hooks topic_hooks = {
+	.hold = store_hold,
+	.forget_dedup = store_forget_dedup,
+	.group_forget = store_group_forget,
+};
+
+void
+store_init_hooks(void)
+{
+	topic_set_hooks(&topic_hooks);
+}
+
 /* ---- live operations ---- */
 
 static void

@@ -85,6 +85,9 @@ struct store {
 	uint64_t nheld;
 };
 
+/* Register what topics call back (once, before anything is applied). */
+void store_init_hooks(void);
+
 /*
  * Open the journal in the data directory, replay it, and start serving.
  * Returns 0 or -errno with a sentence in err.

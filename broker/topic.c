@@ -10,9 +10,16 @@
 #include "group.h"
 #include "log.h"
 #include "msg.h"
-#include "store.h"
 #include "topic.h"
 #include "trace.h"
+
+static const struct topic_hooks *hooks;
+
+void
+topic_set_hooks(const struct topic_hooks *h)
+{
+	hooks = h;
+}
 
 static uint32_t
 hash_name(const char *p, size_t len)
@@ -43,7 +50,7 @@ topic_free(struct topic *t)
 		list_del(&e->link);
 		qent_free(e);
 	}
-	store_forget_dedup(t->b, &t->dedup);
+	hooks->forget_dedup(t->b, &t->dedup);
 	free(t->name);
 	free(t);
 }
@@ -190,14 +197,14 @@ topic_publish(struct topic *t, struct msg *m, struct group *only)
 	if (held) {
 		list_add_tail(&t->backlog, &held->link);
 		t->nbacklog++;
-		store_hold(t->b, held);
+		hooks->hold(t->b, held);
 	}
 	for (i = 0; i < n; i++) {
 		struct group *g = ents[i]->group;
 
 		group_add(g, ents[i]);
 		if (!g->ephemeral)
-			store_hold(t->b, ents[i]);
+			hooks->hold(t->b, ents[i]);
 	}
 	/* Delivery comes later, from the pump (delivery.c): applying a
 	 * record never sends anything. */
@@ -272,7 +279,7 @@ topic_group_delete(struct group *g)
 	 * at replay there are none. */
 	if (g->nmembers)
 		group_evict(g);
-	store_group_forget(t->b, g);
+	hooks->group_forget(t->b, g);
 	list_del(&g->tlink);
 	t->ngroups--;
 	t->b->ngroups--;
