@@ -270,6 +270,65 @@ START_TEST(range_error_names_key)
 END_TEST
 
 /* ------------------------------------------------------------------ */
+/* Section 5: replies */
+
+/*
+ * Replies come in request order except the durable ones: a confirmed ACK
+ * (with rid) is answered once the ack is synced (fsync = always, the
+ * default), so a PING sent after it is answered first.
+ */
+START_TEST(confirmed_ack_after_later_ping)
+{
+	int fd = raw_hello(d.port, &dec), p = raw_hello(d.port, &dec);
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	uint8_t hdr[FY_HDR_LEN];
+	struct fy_frame f;
+	uint64_t sid;
+
+	sid = sub(fd, 1, "order", NULL, 30000, 0);
+	pub(p, 2, "order", "x");
+	recv_msg(fd, &f);
+	/* ACK {rid 3} then PING {rid 4}, in one write. */
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 4);
+	msgpack_pack_str_with_body(&pk, "t", 1);
+	msgpack_pack_uint64(&pk, FY_T_ACK);
+	msgpack_pack_str_with_body(&pk, "rid", 3);
+	msgpack_pack_uint64(&pk, 3);
+	msgpack_pack_str_with_body(&pk, "sid", 3);
+	msgpack_pack_uint64(&pk, sid);
+	msgpack_pack_str_with_body(&pk, "lease", 5);
+	msgpack_pack_uint64(&pk, f.msg.lease);
+	{
+		size_t first = sb.size;
+		uint8_t buf[256];
+
+		msgpack_pack_map(&pk, 2);
+		msgpack_pack_str_with_body(&pk, "t", 1);
+		msgpack_pack_uint64(&pk, FY_T_PING);
+		msgpack_pack_str_with_body(&pk, "rid", 3);
+		msgpack_pack_uint64(&pk, 4);
+		ck_assert_uint_le(sb.size + 2 * FY_HDR_LEN, sizeof(buf));
+		fy_frame_put_len(hdr, (uint32_t)first);
+		memcpy(buf, hdr, FY_HDR_LEN);
+		memcpy(buf + FY_HDR_LEN, sb.data, first);
+		fy_frame_put_len(hdr, (uint32_t)(sb.size - first));
+		memcpy(buf + FY_HDR_LEN + first, hdr, FY_HDR_LEN);
+		memcpy(buf + 2 * FY_HDR_LEN + first, sb.data + first,
+		    sb.size - first);
+		raw_send(fd, buf, sb.size + 2 * FY_HDR_LEN);
+	}
+	msgpack_sbuffer_destroy(&sb);
+	expect_ok(fd, 4, &f);
+	expect_ok(fd, 3, &f);
+	close(fd);
+	close(p);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
 /* Section 6: types and inspection */
 
 /* The types only the broker sends are refused by their type, before
@@ -877,6 +936,7 @@ main(void)
 	tcase_add_test(tc, nesting_16_levels);
 	tcase_add_test(tc, empty_id_refused);
 	tcase_add_test(tc, range_error_names_key);
+	tcase_add_test(tc, confirmed_ack_after_later_ping);
 	tcase_add_test(tc, misdirected_types);
 	tcase_add_test(tc, stats_unknown_topic);
 	tcase_add_test(tc, inflight_age_and_left);
