@@ -875,6 +875,38 @@ hello(char boot[37], uint32_t *idle)
 	return fd;
 }
 
+/* Before HELLO, framing errors keep their own codes (they are found
+ * before any payload is read) and any other bad frame is E_HANDSHAKE,
+ * with its rid when readable; each closes the connection. */
+START_TEST(errors_before_hello)
+{
+	static const uint8_t oversize[] = {0x7f, 0, 0, 0};
+	struct fy_frame f;
+	int fd;
+
+	fd = raw_connect(d.port);
+	raw_send(fd, oversize, sizeof(oversize));
+	expect_err(fd, 0, FY_E_TOOBIG);
+	ck_assert_int_eq(raw_recv_frame(fd, &dec, &f, 5000), 0);
+	close(fd);
+	fd = raw_connect(d.port);
+	raw_send(fd, "\0\0\0\0", 4);
+	expect_err(fd, 0, FY_E_PROTO);
+	ck_assert_int_eq(raw_recv_frame(fd, &dec, &f, 5000), 0);
+	close(fd);
+	fd = raw_connect(d.port);
+	raw_send(fd, "\0\0\0\1\x05", 5);	/* not a map */
+	expect_err(fd, 0, FY_E_HANDSHAKE);
+	ck_assert_int_eq(raw_recv_frame(fd, &dec, &f, 5000), 0);
+	close(fd);
+	fd = raw_connect(d.port);
+	send_packed(fd, "msusu", 2u, "t", U(FY_T_HELLO), "rid", U(7));
+	expect_err(fd, 7, FY_E_HANDSHAKE);	/* no "v" */
+	ck_assert_int_eq(raw_recv_frame(fd, &dec, &f, 5000), 0);
+	close(fd);
+}
+END_TEST
+
 /* WELCOME "boot" is the same for every connection of one broker
  * lifetime and new after a restart. */
 START_TEST(welcome_boot_id)
@@ -948,6 +980,7 @@ main(void)
 	tcase_add_test(tc, trace_oldest_first);
 	tcase_add_test(tc, inbox_refuses_durable_sub);
 	tcase_add_test(tc, pub_topic_limit);
+	tcase_add_test(tc, errors_before_hello);
 	tcase_add_test(tc, welcome_boot_id);
 	tcase_add_test(tc, idle_close);
 	suite_add_tcase(s, tc);
