@@ -168,16 +168,18 @@ pub(int fd, uint64_t rid, const char *topic, const char *body)
 	expect_ok(fd, rid, &f);
 }
 
-/* SUB {topic, group?, ...extra} confirmed; returns sid. */
+/* SUB {topic, group, ack_timeout, max_attempts} confirmed (group NULL:
+ * the default); returns sid. */
 static uint64_t
 sub(int fd, uint64_t rid, const char *topic, const char *group,
     uint64_t ack_timeout, uint64_t max_attempts)
 {
 	struct fy_frame f;
 
-	send_packed(fd, "msu" "su" "ss" "ss" "su" "su", 6u, "t", U(FY_T_SUB), "rid",
-	    U(rid), "topic", topic, "group", group ? group : "",
-	    "ack_timeout", U(ack_timeout), "max_attempts", U(max_attempts));
+	send_packed(fd, "msu" "su" "ss" "ss" "su" "su", 6u, "t",
+	    U(FY_T_SUB), "rid", U(rid), "topic", topic,
+	    "group", group ? group : "", "ack_timeout", U(ack_timeout),
+	    "max_attempts", U(max_attempts));
 	expect_ok(fd, rid, &f);
 	ck_assert_uint_gt(f.ok.sid, 0);
 	return f.ok.sid;

@@ -2006,7 +2006,7 @@ START_TEST(utf8_clean)
 	} tt[] = {
 		{ "plain", 64, "plain" },
 		{ "caf\xc3\xa9", 64, "caf\xc3\xa9" },
-		{ "caf\xc3\xa9", 4, "caf" },		/* not half an e-acute */
+		{ "caf\xc3\xa9", 4, "caf" },	/* not half an e-acute */
 		{ "\xe2\x82\xac\xf0\x9f\x98\x80", 64,
 		    "\xe2\x82\xac\xf0\x9f\x98\x80" },
 		{ "\xe2\x82\xac\xf0\x9f\x98\x80", 6, "\xe2\x82\xac" },
