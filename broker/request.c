@@ -118,11 +118,11 @@ handle_hello(struct conn *c, const struct fy_frame *f)
 	}
 	conn_open(c);
 	if (f->hello.name.len) {
-		size_t n = f->hello.name.len;
+		/* Sent back as str ("by" in hist, INFLIGHT, TRACE): cut at
+		 * a character and made valid UTF-8, like a NACK's error. */
+		size_t n = fy_utf8_clean(c->name, sizeof(c->name) - 1,
+		    f->hello.name.p, f->hello.name.len);
 
-		if (n >= sizeof(c->name))
-			n = sizeof(c->name) - 1;
-		memcpy(c->name, f->hello.name.p, n);
 		c->name[n] = '\0';
 	}
 	c->sym = trace_sym(&b->trace, c->name, strlen(c->name));

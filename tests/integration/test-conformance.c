@@ -523,6 +523,51 @@ START_TEST(nack_error_utf8)
 }
 END_TEST
 
+/* The HELLO name comes back as str too ("by"): kept to what fits, cut
+ * at a character, and valid UTF-8. */
+START_TEST(hello_name_utf8)
+{
+	int p = raw_hello(d.port, &dec), fd = raw_connect(d.port);
+	char name[65], by[128];
+	struct fy_frame f;
+
+	memset(name, 'a', 62);
+	memcpy(name + 62, "\xc3\xa9", 3);	/* 64 bytes: the cut falls in */
+	send_packed(fd, "msu" "su" "sS", 3u, "t", U(FY_T_HELLO), "v", U(1),
+	    "name", name, (size_t)64);
+	ck_assert_int_eq(raw_recv_frame(fd, &dec, &f, 5000), 1);
+	ck_assert_int_eq(f.type, FY_T_WELCOME);
+	sub(fd, 1, "nm", NULL, 30000, 0);
+	pub(p, 2, "nm", "x");
+	recv_msg(fd, &f);
+	send_packed(p, "msususs", 3u, "t", U(FY_T_INFLIGHT), "rid", U(3),
+	    "topic", "nm");
+	expect_ok(p, 3, &f);
+	ck_assert_uint_eq(f.ok.ninflight, 1);
+	ck_assert(utf8_ok(f.ok.inflight[0].consumer.p,
+	    f.ok.inflight[0].consumer.len));
+	ck_assert_uint_eq(f.ok.inflight[0].consumer.len, 62);
+	close(fd);
+	/* Bytes that are not UTF-8: repaired. */
+	fd = raw_connect(d.port);
+	send_packed(fd, "msu" "su" "sS", 3u, "t", U(FY_T_HELLO), "v", U(1),
+	    "name", "w\xff", (size_t)2);
+	ck_assert_int_eq(raw_recv_frame(fd, &dec, &f, 5000), 1);
+	sub(fd, 4, "nm2", NULL, 30000, 0);
+	pub(p, 5, "nm2", "x");
+	recv_msg(fd, &f);
+	send_packed(p, "msususs", 3u, "t", U(FY_T_INFLIGHT), "rid", U(6),
+	    "topic", "nm2");
+	expect_ok(p, 6, &f);
+	ck_assert_uint_eq(f.ok.ninflight, 1);
+	snprintf(by, sizeof(by), "%.*s", (int)f.ok.inflight[0].consumer.len,
+	    f.ok.inflight[0].consumer.p);
+	ck_assert_str_eq(by, "w\xef\xbf\xbd");
+	close(fd);
+	close(p);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* Section 8: dead letters */
 
@@ -975,6 +1020,7 @@ main(void)
 	tcase_add_test(tc, stats_unknown_topic);
 	tcase_add_test(tc, inflight_age_and_left);
 	tcase_add_test(tc, nack_error_utf8);
+	tcase_add_test(tc, hello_name_utf8);
 	tcase_add_test(tc, long_topic_dead_letters);
 	tcase_add_test(tc, ack_counts_acks_only);
 	tcase_add_test(tc, dlq_never_dead_letters);
