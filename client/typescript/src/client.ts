@@ -171,6 +171,8 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 	readonly name: string;
 	/** Producer id sent with confirmed publishes (idempotent producer). */
 	readonly producerId: string;
+	/** Reconnects done, and publishes sent again after one. */
+	readonly counters = { reconnects: 0, resent: 0 };
 	/** The last WELCOME. */
 	welcome: Welcome = { server: '', session: '', maxFrame: 0, maxMsg: 0 };
 
@@ -189,7 +191,8 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 	private sweeper: NodeJS.Timeout;
 	private reconnectTimer: NodeJS.Timeout | null = null;
 	private inbox: Subscription | null = null;
-	private replyWaiters = new Map<string, (m: Message) => void>();
+	private replyWaiters = new Map<string,
+	    (e: Error | null, m?: Message) => void>();
 	private opts: Required<Pick<ConnectOptions, 'connectTimeout' |
 	    'requestTimeout' | 'idempotent' | 'maxIncomingFrame'>> & {
 		reconnect: Required<ReconnectOptions> | null;
@@ -477,6 +480,7 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 					this.conn?.sock.destroy();
 					return;
 				}
+				this.counters.reconnects++;
 				this.opened();
 				this.emit('reconnect', attempt + 1);
 			}, (e: Error) => {
@@ -503,6 +507,8 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 		    .sort((a, b) => a.rid - b.rid);
 		for (const r of todo) {
 			r.sent = true;
+			if (r.kind === 'pub' && r.resendable && this.counters.reconnects)
+				this.counters.resent++;
 			this.write(r.frame);
 		}
 		const off = this.offline;
@@ -525,6 +531,8 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 		for (const s of this.subs)
 			s.fail(err);
 		this.subs.clear();
+		for (const w of [...this.replyWaiters.values()])
+			w(err);
 		this.offline = [];
 		this.emit('close', cause);
 	}
@@ -919,7 +927,7 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 		if (!this.inbox || this.inbox.closed) {
 			this.inbox = this.addSub(`_inbox.${randomUUID()}`,
 			    { ephemeral: true, mode: 'at-most-once' }, (m) => {
-				this.replyWaiters.get(m.correlationId)?.(m);
+				this.replyWaiters.get(m.correlationId)?.(null, m);
 			});
 		}
 		await this.inbox.ready;
@@ -958,7 +966,7 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 			const onAbort = () => finish(new AbortError(
 			    errorText(signal?.reason ?? 'aborted')));
 			signal?.addEventListener('abort', onAbort, { once: true });
-			this.replyWaiters.set(corr, (m) => finish(null, m));
+			this.replyWaiters.set(corr, finish);
 			this.publish(topic, data, {
 				headers: opts.headers, replyTo: inbox.topic,
 				correlationId: corr, mandatory: true, ttl: timeout,

@@ -1,0 +1,24 @@
+#!/bin/sh
+# Build the TypeScript client and run its tests (unit, integration against
+# $FERRYD, examples). Exit 77 (meson: skipped) when node >= 20 or npm is
+# missing, or when the dependencies cannot be installed (offline).
+cd "$(dirname "$0")" || exit 1
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+	echo "node or npm not found: skipping the TypeScript client tests"
+	exit 77
+fi
+if ! node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)'; then
+	echo "node $(node --version) is older than 20: skipping"
+	exit 77
+fi
+if [ ! -d node_modules ]; then
+	if ! npm ci --no-audit --no-fund; then
+		echo "npm ci failed (no registry?): skipping"
+		exit 77
+	fi
+fi
+npx tsc -p tsconfig.json || exit 1
+if [ -f tsconfig.examples.json ]; then
+	npx tsc -p tsconfig.examples.json || exit 1
+fi
+exec node --test --test-concurrency=1 dist/test/*.test.js
