@@ -2,7 +2,7 @@
 # Build the TypeScript client and run its tests (unit, integration against
 # $FERRYD, examples). Exit 77 (meson: skipped) when node >= 20 or npm is
 # missing, or when the dependencies cannot be installed (offline).
-cd "$(dirname "$0")" || exit 1
+case "$0" in */*) cd "${0%/*}" || exit 1 ;; esac
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
 	echo "node or npm not found: skipping the TypeScript client tests"
 	exit 77
