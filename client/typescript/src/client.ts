@@ -1017,6 +1017,14 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 		return Array.isArray(ok.events) ? ok.events : [];
 	}
 
+	/** Resolves once every queued frame has been handed to the kernel. */
+	async drain(): Promise<void> {
+		this.flush();
+		const s = this.conn?.sock;
+		if (s && s.writableLength > 0 && this.state === 'open')
+			await Promise.race([once(s, 'drain'), once(s, 'close')]);
+	}
+
 	/** Requests waiting for their reply (publishes being retried too). */
 	get outstanding(): number {
 		return this.pending.size;
