@@ -10,9 +10,72 @@
  *
  * Without FERRY_PORT it starts a ferryd of its own ($FERRYD, else
  * ../../build/broker/ferryd) on a free port and a temporary directory.
+ *
+ * The consumer runs in a worker thread, as each connection of ferry bench
+ * has its own thread: one Node thread for both would measure their sum.
  */
+import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { connect, type Message } from '../src/index.js';
 import { startFerryd, type Broker } from '../test/ferryd.js';
+
+interface ConsumerJob {
+	host: string;
+	port: number;
+	topic: string;
+	msgs: number;
+	prefetch: number;
+}
+
+interface ConsumerResult {
+	received: number;
+	dups: number;
+	lost: number;
+	lastRx: string;	/* process.hrtime.bigint(), one clock for all threads */
+}
+
+/* Worker thread: subscribe, say 'ready', receive until all or 5 s idle. */
+async function consumer(job: ConsumerJob): Promise<void> {
+	const cons = await connect({ host: job.host, port: job.port,
+	    name: 'bench-sub' });
+	const seen = new Uint8Array(job.msgs);
+	let received = 0, dups = 0, lastRx = 0n;
+	let allIn!: () => void;
+	const all = new Promise<void>((r) => (allIn = r));
+	await cons.subscribe(job.topic, (m: Message) => {
+		const i = Number(m.body.readBigUInt64BE(0));
+		if (i < job.msgs && seen[i]++)
+			dups++;
+		received++;
+		lastRx = process.hrtime.bigint();
+		if (received >= job.msgs)
+			allIn();
+	}, { group: 'bench-g1', prefetch: job.prefetch });
+	parentPort!.postMessage('ready');
+	await new Promise<void>((resolve) => {
+		let last = -1;
+		const check = () => {
+			if (received === last) {
+				resolve();
+				return;
+			}
+			last = received;
+			t = setTimeout(check, 5000);
+		};
+		let t = setTimeout(check, 5000);
+		all.then(() => {
+			clearTimeout(t);
+			resolve();
+		});
+	});
+	let lost = 0;
+	for (let i = 0; i < job.msgs; i++)
+		if (!seen[i])
+			lost++;
+	await cons.close(2000);
+	const r: ConsumerResult = { received, dups, lost,
+	    lastRx: lastRx.toString() };
+	parentPort!.postMessage(r);
+}
 
 interface Opts {
 	msgs: number;
@@ -59,29 +122,29 @@ async function main(): Promise<void> {
 	const topic = `bench.ts.${process.pid}`;
 	const prod = await connect({ host, port, name: 'bench-pub',
 	    requestTimeout: 120000 });
-	const cons = await connect({ host, port, name: 'bench-sub' });
+	const worker = new Worker(new URL(import.meta.url), { workerData: {
+	    host, port, topic, msgs: o.msgs, prefetch: o.prefetch } });
 	try {
-		const seen = new Uint8Array(o.msgs);
-		let received = 0, dups = 0, lastRx = 0n;
-		let allIn!: () => void;
-		const allReceived = new Promise<void>((r) => (allIn = r));
-		let idle: NodeJS.Timeout | null = null;
-		await cons.subscribe(topic, (m: Message) => {
-			const i = Number(m.body.readBigUInt64BE(0));
-			if (i < o.msgs && seen[i]++)
-				dups++;
-			received++;
-			lastRx = process.hrtime.bigint();
-			if (received >= o.msgs)
-				allIn();
-		}, { group: 'bench-g1', prefetch: o.prefetch });
-
+		const result = new Promise<ConsumerResult>((resolve, reject) => {
+			worker.on('message', (m) => {
+				if (m !== 'ready')
+					resolve(m as ConsumerResult);
+			});
+			worker.on('error', reject);
+			worker.on('exit', (code) => reject(new Error(
+			    `consumer exited (${code})`)));
+		});
+		result.catch(() => {});	/* awaited below */
+		await new Promise<void>((resolve, reject) => {
+			worker.once('message', () => resolve());
+			worker.once('error', reject);
+		});
 		const body = Buffer.alloc(o.size, 0x61);
 		const t0 = process.hrtime.bigint();
 		if (o.confirm) {
 			/* pipelined: at most --window unconfirmed */
 			let next = 0;
-			const worker = async () => {
+			const pump = async () => {
 				while (next < o.msgs) {
 					const b = Buffer.from(body);
 					b.writeBigUInt64BE(BigInt(next++), 0);
@@ -89,7 +152,7 @@ async function main(): Promise<void> {
 				}
 			};
 			await Promise.all(Array.from({ length: Math.min(o.window, o.msgs) },
-			    worker));
+			    pump));
 		} else {
 			for (let i = 0; i < o.msgs; i++) {
 				const b = Buffer.from(body);
@@ -100,26 +163,8 @@ async function main(): Promise<void> {
 		}
 		const t1 = process.hrtime.bigint();
 
-		/* receivers give up after 5 s without a message */
-		await new Promise<void>((resolve) => {
-			let last = received;
-			const check = () => {
-				if (received >= o.msgs || received === last) {
-					resolve();
-					return;
-				}
-				last = received;
-				idle = setTimeout(check, 5000);
-			};
-			allReceived.then(resolve);
-			idle = setTimeout(check, 5000);
-		});
-		if (idle)
-			clearTimeout(idle);
-		let lost = 0;
-		for (let i = 0; i < o.msgs; i++)
-			if (!seen[i])
-				lost++;
+		const { received, dups, lost, lastRx: rx } = await result;
+		const lastRx = BigInt(rx);
 		const pubS = Number(t1 - t0) / 1e9;
 		const subS = Number((lastRx || t1) - t0) / 1e9;
 		const r = {
@@ -143,16 +188,23 @@ async function main(): Promise<void> {
 			    `${subS.toFixed(3)} s)`);
 			console.log(`lost: ${lost}, received twice: ${dups}`);
 		}
-		await cons.delete(topic);
+		await prod.delete(topic);
 		process.exitCode = lost || dups ? 1 : 0;
 	} finally {
+		await worker.terminate();
 		await prod.close(2000);
-		await cons.close(2000);
 		await broker?.dispose();
 	}
 }
 
-main().catch((e) => {
-	console.error(`bench: ${(e as Error).message}`);
-	process.exit(1);
-});
+if (isMainThread) {
+	main().catch((e) => {
+		console.error(`bench: ${(e as Error).message}`);
+		process.exit(1);
+	});
+} else {
+	consumer(workerData as ConsumerJob).catch((e) => {
+		console.error(`bench consumer: ${(e as Error).message}`);
+		process.exit(1);
+	});
+}

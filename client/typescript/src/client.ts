@@ -12,7 +12,7 @@ import { EventEmitter, once } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import {
 	T, type Payload, FrameReader, FrameWriter, decodePayload,
-	encodePayload, uint64, wireInt,
+	encodePayload, packPayload, uint64, wireInt,
 } from './codec.js';
 import {
 	FerryError, errorFromCode, ConnectionLost, ClientClosed, TimeoutError,
@@ -115,6 +115,8 @@ interface Pending {
 	sent: boolean;
 	deadline: number;
 	retries: number;
+	/* frame built without undefined keys or unsafe numbers */
+	clean: boolean;
 	ok: (p: Payload) => void;
 	fail: (e: Error) => void;
 }
@@ -401,7 +403,7 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 				if (this.pending.get(rid) === r && !r.sent &&
 				    this.state === 'open') {
 					r.sent = true;
-					this.write(r.frame);
+					this.write(r.frame, r.clean);
 				}
 			}, 50 * 2 ** r.retries);
 			t.unref();
@@ -509,7 +511,7 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 			r.sent = true;
 			if (r.kind === 'pub' && r.resendable && this.counters.reconnects)
 				this.counters.resent++;
-			this.write(r.frame);
+			this.write(r.frame, r.clean);
 		}
 		const off = this.offline;
 		this.offline = [];
@@ -567,8 +569,8 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 	/* ---- writing ---- */
 
 	/* Queue one frame on the open connection; written this loop turn. */
-	private write(p: Payload): void {
-		const payload = encodePayload(p);
+	private write(p: Payload, clean = false): void {
+		const payload = clean ? packPayload(p) : encodePayload(p);
 		if (this.welcome.maxFrame && payload.length > this.welcome.maxFrame)
 			throw new FrameTooBig(`frame of ${payload.length} bytes, above ` +
 			    `the broker's max_frame ${this.welcome.maxFrame}`);
@@ -594,9 +596,9 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 				if (leases.length === 1)
 					f.lease = wireInt(leases[0]);
 				else
-					f.leases = leases;
+					f.leases = leases.map(wireInt);
 				this.register(f, 'other', false, this.opts.requestTimeout,
-				    () => {}, (e) => this.emitError(e), true);
+				    () => {}, (e) => this.emitError(e), true, true);
 			}
 		}
 		const buf = this.writer.take();
@@ -610,7 +612,7 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 	 */
 	private register(frame: Payload, kind: Kind, resendable: boolean,
 	    timeout: number, ok: (p: Payload) => void, fail: (e: Error) => void,
-	    inFlush = false): void {
+	    inFlush = false, clean = false): void {
 		if (this.state === 'closed') {
 			fail(new ClientClosed());
 			return;
@@ -618,15 +620,15 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 		const rid = this.nextRid++;
 		frame.rid = rid;
 		const r: Pending = {
-			rid, frame, kind, resendable, sent: false, retries: 0,
+			rid, frame, kind, resendable, sent: false, retries: 0, clean,
 			deadline: timeout > 0 ? Date.now() + timeout : Infinity, ok, fail,
 		};
 		if (this.state === 'open') {
 			if (inFlush) {
-				this.writer.add(encodePayload(frame));
+				this.writer.add(clean ? packPayload(frame) : encodePayload(frame));
 			} else {
 				try {
-					this.write(frame);
+					this.write(frame, clean);
 				} catch (e) {
 					fail(e as Error);
 					return;
@@ -638,9 +640,9 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 	}
 
 	private send(frame: Payload, kind: Kind = 'other', resendable = false,
-	    timeout = this.opts.requestTimeout): Promise<Payload> {
-		return new Promise((resolve, reject) =>
-		    this.register(frame, kind, resendable, timeout, resolve, reject));
+	    timeout = this.opts.requestTimeout, clean = false): Promise<Payload> {
+		return new Promise((resolve, reject) => this.register(frame, kind,
+		    resendable, timeout, resolve, reject, false, clean));
 	}
 
 	private sweep(): void {
@@ -679,32 +681,61 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 	 * `confirm: false`: resolves once queued for the socket, with the
 	 * caller's id if it gave one.
 	 */
-	async publish(topic: string, data: unknown, opts: PublishOptions = {}):
+	publish(topic: string, data: unknown, opts: PublishOptions = {}):
 	    Promise<string | undefined> {
-		const { body, hdr } = encodeBody(data, opts.headers);
-		this.checkSize(body);
-		const f: Payload = {
-			t: T.PUB, topic, body, id: opts.id,
-			hdr: isEmpty(hdr) ? undefined : hdr,
-			delay: opts.delay || undefined, ttl: opts.ttl || undefined,
-			reply_to: opts.replyTo || undefined,
-			corr: opts.correlationId || undefined,
-			group: opts.group || undefined,
-			mandatory: opts.mandatory || undefined,
-		};
+		const f: Payload = { t: T.PUB, topic };
+		try {
+			this.fillMsg(f, data, opts);
+		} catch (e) {
+			return Promise.reject(e);
+		}
+		if (opts.group)
+			f.group = opts.group;
+		if (opts.mandatory)
+			f.mandatory = true;
 		if (opts.confirm === false) {
-			await this.oneWay(f);
-			return opts.id;
+			let w: Promise<void> | undefined;
+			try {
+				w = this.oneWay(f);
+			} catch (e) {
+				return Promise.reject(e);
+			}
+			return w ? w.then(() => opts.id) : Promise.resolve(opts.id);
 		}
 		if (this.opts.idempotent) {
 			f.pid = this.producerId;
-			f.seq = this.nextSeq();
+			f.seq = wireInt(this.nextSeq());
 		}
-		const ok = await this.send(f, 'pub',
-		    this.opts.idempotent || !!opts.id,
-		    opts.timeout ?? this.opts.requestTimeout);
-		const ids = ok.ids;
-		return Array.isArray(ids) && typeof ids[0] === 'string' ? ids[0] : '';
+		return this.send(f, 'pub', this.opts.idempotent || !!opts.id,
+		    opts.timeout ?? this.opts.requestTimeout, true).then((ok) => {
+			const ids = ok.ids;
+			return Array.isArray(ids) && typeof ids[0] === 'string' ?
+			    ids[0] : '';
+		});
+	}
+
+	/*
+	 * The per-message keys of a PUB (or of one msgs entry), set only when
+	 * they differ from their default, so the frame needs no clean-up
+	 * before it is packed.
+	 */
+	private fillMsg(m: Payload, data: unknown, o: BatchItem | PublishOptions):
+	    void {
+		const { body, hdr } = encodeBody(data, o.headers);
+		this.checkSize(body);
+		m.body = body;
+		if (o.id)
+			m.id = o.id;
+		if (!isEmpty(hdr))
+			m.hdr = hdr;
+		if (o.delay)
+			m.delay = wireInt(o.delay);
+		if (o.ttl)
+			m.ttl = wireInt(o.ttl);
+		if (o.replyTo)
+			m.reply_to = o.replyTo;
+		if (o.correlationId)
+			m.corr = o.correlationId;
 	}
 
 	/** Publish many messages in one frame, enqueued in array order. */
@@ -714,36 +745,34 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 			throw new BadArgument('empty batch');
 		const confirm = opts.confirm !== false;
 		const msgs = items.map((it) => {
-			const { body, hdr } = encodeBody(it.data, it.headers);
-			this.checkSize(body);
-			const m: Payload = {
-				body, id: it.id, hdr: isEmpty(hdr) ? undefined : hdr,
-				delay: it.delay || undefined, ttl: it.ttl || undefined,
-				reply_to: it.replyTo || undefined,
-				corr: it.correlationId || undefined,
-			};
+			const m: Payload = {};
+			this.fillMsg(m, it.data, it);
 			if (confirm && this.opts.idempotent) {
 				m.pid = this.producerId;
-				m.seq = this.nextSeq();
+				m.seq = wireInt(this.nextSeq());
 			}
 			return m;
 		});
-		const f: Payload = {
-			t: T.PUB, topic, msgs, group: opts.group || undefined,
-			mandatory: opts.mandatory || undefined,
-		};
+		const f: Payload = { t: T.PUB, topic, msgs };
+		if (opts.group)
+			f.group = opts.group;
+		if (opts.mandatory)
+			f.mandatory = true;
 		if (!confirm) {
 			await this.oneWay(f);
 			return items.map((it) => it.id ?? '');
 		}
 		const ok = await this.send(f, 'pub',
 		    this.opts.idempotent || items.every((it) => it.id),
-		    opts.timeout ?? this.opts.requestTimeout);
+		    opts.timeout ?? this.opts.requestTimeout, true);
 		return Array.isArray(ok.ids) ? (ok.ids as string[]) : [];
 	}
 
-	/* Fire-and-forget: no rid; waits only if the socket is congested. */
-	private async oneWay(f: Payload): Promise<void> {
+	/*
+	 * Fire-and-forget: no rid. Returns a promise only when the caller
+	 * should wait: the socket is congested.
+	 */
+	private oneWay(f: Payload): Promise<void> | undefined {
 		if (this.state === 'closed')
 			throw new ClientClosed();
 		if (this.state !== 'open') {
@@ -751,12 +780,14 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 				throw new ConnectionLost('not connected, and ' +
 				    `${OFFLINE_MAX} fire-and-forget frames already wait`);
 			this.offline.push(f);
-			return;
+			return undefined;
 		}
-		this.write(f);
+		this.write(f, true);
 		const s = this.conn!.sock;
 		if (s.writableLength > HIGH_WATER)
-			await Promise.race([once(s, 'drain'), once(s, 'close')]);
+			return Promise.race([once(s, 'drain'), once(s, 'close')])
+			    .then(() => {});
+		return undefined;
 	}
 
 	/* ---- subscribing ---- */

@@ -66,6 +66,14 @@ export function encodePayload(obj: Payload): Buffer {
 	return packr.pack(obj);
 }
 
+/**
+ * Pack a payload as it is: for frames built with no undefined values and
+ * every number above 2^32 already a bigint (see wireInt).
+ */
+export function packPayload(obj: Payload): Buffer {
+	return packr.pack(obj);
+}
+
 /** Encode one whole frame: 4-byte big-endian length, then the payload. */
 export function encodeFrame(obj: Payload): Buffer {
 	const p = encodePayload(obj);

@@ -113,29 +113,27 @@ export class Subscription implements AsyncIterable<Message> {
 		if (this.closed)
 			return;
 		if (this.handler) {
-			const h = this.handler;
-			this.running.set(msg, Date.now());
 			let r: unknown;
 			try {
-				r = h(msg);
+				r = this.handler(msg);
 			} catch (e) {
-				this.running.delete(msg);
 				this.owner.settleFromHandler(this, msg, e ?? new Error('handler threw'));
 				return;
 			}
-			if (r && typeof (r as Promise<unknown>).then === 'function') {
-				(r as Promise<unknown>).then(() => {
-					this.running.delete(msg);
-					this.owner.settleFromHandler(this, msg, null);
-				}, (e: unknown) => {
-					this.running.delete(msg);
-					this.owner.settleFromHandler(this, msg,
-					    e ?? new Error('handler rejected'));
-				});
-			} else {
+			if (!r || typeof (r as Promise<unknown>).then !== 'function') {
+				this.owner.settleFromHandler(this, msg, null);
+				return;
+			}
+			/* still running: auto-touch watches it */
+			this.running.set(msg, Date.now());
+			(r as Promise<unknown>).then(() => {
 				this.running.delete(msg);
 				this.owner.settleFromHandler(this, msg, null);
-			}
+			}, (e: unknown) => {
+				this.running.delete(msg);
+				this.owner.settleFromHandler(this, msg,
+				    e ?? new Error('handler rejected'));
+			});
 			return;
 		}
 		const w = this.waiters.shift();
