@@ -9,7 +9,7 @@
  */
 import net from 'node:net';
 import { EventEmitter, once } from 'node:events';
-import { randomUUID } from 'node:crypto';
+import { randomUUID, randomBytes } from 'node:crypto';
 import {
 	T, type Payload, FrameReader, FrameWriter, decodePayload,
 	encodePayload, packPayload, uint64, wireInt,
@@ -183,6 +183,7 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 	private gen = 0;
 	private nextRid = 1;
 	private seq = 0;
+	private ownPid: boolean;
 	private pending = new Map<number, Pending>();
 	private subs = new Set<Subscription>();
 	private bySid = new Map<bigint, Subscription>();
@@ -206,7 +207,10 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 		this.host = options.host ?? '127.0.0.1';
 		this.port = options.port ?? 4470;
 		this.name = options.name ?? '';
-		this.producerId = options.producerId ?? randomUUID();
+		/* 96 random bits: unique, and 16 bytes on every publish, not 36 */
+		this.producerId = options.producerId ??
+		    randomBytes(12).toString('base64url');
+		this.ownPid = options.producerId === undefined;
 		const rc = options.reconnect ?? true;
 		this.opts = {
 			connectTimeout: options.connectTimeout ?? 10000,
@@ -660,11 +664,13 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 
 	private nextSeq(): number {
 		/*
-		 * Above every seq this producer id used before: time-based, so a
-		 * process that reuses its producerId after a restart still
-		 * climbs (1000 per ms before it runs ahead of the clock).
+		 * Above every seq this producer id used before. A random id of
+		 * our own is new: count from 1 (small numbers pack short). A
+		 * caller's id may have been used by an earlier process: go by
+		 * the clock, 1000 per ms, so a restart still climbs.
 		 */
-		this.seq = Math.max(this.seq + 1, Date.now() * 1000);
+		this.seq = this.ownPid ? this.seq + 1 :
+		    Math.max(this.seq + 1, Date.now() * 1000);
 		return this.seq;
 	}
 
@@ -706,12 +712,14 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 			f.pid = this.producerId;
 			f.seq = wireInt(this.nextSeq());
 		}
-		return this.send(f, 'pub', this.opts.idempotent || !!opts.id,
-		    opts.timeout ?? this.opts.requestTimeout, true).then((ok) => {
+		/* one promise per publish: resolved with the id from the OK */
+		return new Promise((resolve, reject) => this.register(f, 'pub',
+		    this.opts.idempotent || !!opts.id,
+		    opts.timeout ?? this.opts.requestTimeout, (ok) => {
 			const ids = ok.ids;
-			return Array.isArray(ids) && typeof ids[0] === 'string' ?
-			    ids[0] : '';
-		});
+			resolve(Array.isArray(ids) && typeof ids[0] === 'string' ?
+			    ids[0] : '');
+		}, reject, false, true));
 	}
 
 	/*
