@@ -228,6 +228,10 @@ test('a full group refuses with QueueFull, retryable', async () => {
 
 test('bad names and oversize bodies are refused', async () => {
 	await assert.rejects(c.publish('no spaces', Buffer.from('x')), BadName);
+	await assert.rejects(c.subscribe('ok', () => {}, { group: 'bad group' }),
+	    BadName);
+	const it = c.messages('bad topic')[Symbol.asyncIterator]();
+	await assert.rejects(within(3000, it.next()), BadName);
 	await assert.rejects(c.publish('x', Buffer.alloc(c.welcome.maxMsg + 1)),
 	    MessageTooBig);
 });
