@@ -17,6 +17,7 @@ if [ ! -d node_modules ]; then
 		exit 77
 	fi
 fi
+rm -rf dist	# tsc leaves the output of deleted sources behind
 npx tsc -p tsconfig.json || exit 1
 if [ -f tsconfig.examples.json ]; then
 	npx tsc -p tsconfig.examples.json || exit 1
