@@ -22,4 +22,5 @@ npx tsc -p tsconfig.json || exit 1
 if [ -f tsconfig.examples.json ]; then
 	npx tsc -p tsconfig.examples.json || exit 1
 fi
-exec node --test --test-concurrency=1 dist/test/*.test.js
+# every test has 120 s at most, whatever it waits for
+exec node --test --test-concurrency=1 --test-timeout=120000 dist/test/*.test.js
