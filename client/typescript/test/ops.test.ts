@@ -179,9 +179,9 @@ test('a handler that runs past half its lease is touched', async () => {
 	const done = new Promise<void>((res) => {
 		void c.subscribe(t, async () => {
 			calls++;
-			await sleep(1200);	/* the lease is 400 ms */
+			await sleep(2500);	/* the lease is 1000 ms */
 			res();
-		}, { ackTimeout: 400 });
+		}, { ackTimeout: 1000 });
 	});
 	await c.publish(t, Buffer.from('slow'));
 	await within(5000, done, 'slow handler');
