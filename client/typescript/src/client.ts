@@ -12,7 +12,7 @@ import { EventEmitter, once } from 'node:events';
 import { randomUUID, randomBytes } from 'node:crypto';
 import {
 	T, type Payload, FrameReader, FrameWriter, decodePayload,
-	encodePayload, packPayload, uint64, wireInt,
+	encodePayload, uint64, wireInt,
 } from './codec.js';
 import {
 	FerryError, errorFromCode, ConnectionLost, ClientClosed, TimeoutError,
@@ -574,11 +574,13 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 
 	/* Queue one frame on the open connection; written this loop turn. */
 	private write(p: Payload, clean = false): void {
-		const payload = clean ? packPayload(p) : encodePayload(p);
-		if (this.welcome.maxFrame && payload.length > this.welcome.maxFrame)
-			throw new FrameTooBig(`frame of ${payload.length} bytes, above ` +
+		const before = this.writer.size;
+		const len = this.writer.pack(p, clean);
+		if (this.welcome.maxFrame && len > this.welcome.maxFrame) {
+			this.writer.truncate(before);
+			throw new FrameTooBig(`frame of ${len} bytes, above ` +
 			    `the broker's max_frame ${this.welcome.maxFrame}`);
-		this.writer.add(payload);
+		}
 		if (this.writer.size >= FLUSH_BYTES)
 			this.flush();
 		else if (!this.flushQueued) {
@@ -629,7 +631,7 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 		};
 		if (this.state === 'open') {
 			if (inFlush) {
-				this.writer.add(clean ? packPayload(frame) : encodePayload(frame));
+				this.writer.pack(frame, clean);
 			} else {
 				try {
 					this.write(frame, clean);

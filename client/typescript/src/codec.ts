@@ -10,7 +10,7 @@
  * bigint: msgpackr would otherwise write them as float64, which the
  * broker refuses.
  */
-import { Packr, Unpackr } from 'msgpackr';
+import { Packr, Unpackr, REUSE_BUFFER_MODE, RESET_BUFFER_MODE } from 'msgpackr';
 import { BrokerProtocolError } from './errors.js';
 
 export const T = {
@@ -55,23 +55,20 @@ export function wireInt(v: bigint | number): bigint | number {
 	return v > 0xffffffff ? BigInt(v) : v;
 }
 
-/** Encode one payload (a map); undefined values are left out. */
-export function encodePayload(obj: Payload): Buffer {
+/* Undefined keys out, numbers above 2^32 as bigint: what packr needs. */
+function cleanPayload(obj: Payload): Payload {
 	fixInts(obj);
 	if (Array.isArray(obj.msgs))
 		for (const m of obj.msgs as Payload[])
 			fixInts(m);
 	if (Array.isArray(obj.leases))
 		obj.leases = (obj.leases as Array<bigint | number>).map(wireInt);
-	return packr.pack(obj);
+	return obj;
 }
 
-/**
- * Pack a payload as it is: for frames built with no undefined values and
- * every number above 2^32 already a bigint (see wireInt).
- */
-export function packPayload(obj: Payload): Buffer {
-	return packr.pack(obj);
+/** Encode one payload (a map); undefined values are left out. */
+export function encodePayload(obj: Payload): Buffer {
+	return packr.pack(cleanPayload(obj));
 }
 
 /** Encode one whole frame: 4-byte big-endian length, then the payload. */
@@ -171,43 +168,80 @@ export class FrameReader {
 	}
 }
 
+/* packr writes in its own buffer, from the same place every time */
+const IN_PLACE = REUSE_BUFFER_MODE | RESET_BUFFER_MODE;
+const WRITER_SIZE = 64 * 1024;
+
 /**
- * Coalesces outgoing frames: encode now, write later as one buffer, so a
- * burst of publishes or acks costs one socket write and one copy.
+ * Coalesces outgoing frames: each is packed in place and copied at once
+ * behind the ones queued before it, length first, so a burst of publishes
+ * or acks costs one socket write, one copy per frame and no allocation
+ * per frame (what the garbage collector spent a fifth of the time on).
  */
 export class FrameWriter {
-	private frames: Buffer[] = [];
-	private bytes = 0;
+	private buf = Buffer.allocUnsafe(WRITER_SIZE);
+	private used = 0;
 
+	/** Bytes queued, length prefixes included. */
 	get size(): number {
-		return this.bytes;
+		return this.used;
 	}
 
-	/** Queue one payload's frame; returns its payload length. */
+	/**
+	 * Pack a payload as a frame behind the queued ones; returns the
+	 * payload's length. clean: the payload has no undefined values and
+	 * its numbers above 2^32 are bigints already (see wireInt).
+	 */
+	pack(obj: Payload, clean = false): number {
+		const t = packr.pack(clean ? obj : cleanPayload(obj), IN_PLACE) as
+		    Buffer & { start: number; end: number };
+		return this.put(t, t.start, t.end);
+	}
+
+	/** Queue an encoded payload as a frame; returns its length. */
 	add(payload: Buffer): number {
-		this.frames.push(payload);
-		this.bytes += 4 + payload.length;
-		return payload.length;
+		return this.put(payload, 0, payload.length);
+	}
+
+	private put(src: Buffer, start: number, end: number): number {
+		const len = end - start;
+		const need = this.used + 4 + len;
+		if (need > this.buf.length) {
+			const nb = Buffer.allocUnsafe(Math.max(need, 2 * this.buf.length));
+			this.buf.copy(nb, 0, 0, this.used);
+			this.buf = nb;
+		}
+		this.buf.writeUInt32BE(len, this.used);
+		src.copy(this.buf, this.used + 4, start, end);
+		this.used = need;
+		return len;
+	}
+
+	/** Forget what was queued after the first n bytes. */
+	truncate(n: number): void {
+		if (n < this.used)
+			this.used = n;
 	}
 
 	/** Everything queued, as one buffer (empty: null). */
 	take(): Buffer | null {
-		if (!this.frames.length)
+		if (!this.used)
 			return null;
-		const out = Buffer.allocUnsafe(this.bytes);
-		let off = 0;
-		for (const p of this.frames) {
-			out.writeUInt32BE(p.length, off);
-			off += 4;
-			off += p.copy(out, off);
+		let out: Buffer;
+		if (this.used <= 8192) {
+			/* small: copy out (pooled), keep the buffer */
+			out = Buffer.allocUnsafe(this.used);
+			this.buf.copy(out, 0, 0, this.used);
+		} else {
+			/* the socket keeps this one until it is written */
+			out = this.buf.subarray(0, this.used);
+			this.buf = Buffer.allocUnsafe(WRITER_SIZE);
 		}
-		this.frames = [];
-		this.bytes = 0;
+		this.used = 0;
 		return out;
 	}
 
 	clear(): void {
-		this.frames = [];
-		this.bytes = 0;
+		this.used = 0;
 	}
 }
