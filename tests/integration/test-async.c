@@ -680,6 +680,61 @@ START_TEST(free_inside_callbacks)
 }
 END_TEST
 
+/* --- ferry reply --exec -------------------------------------------------- */
+
+/* The counters of group of topic (zeros while the topic does not exist). */
+static struct ferry_group_stats
+group_stats(struct ferry *f, const char *topic, const char *group)
+{
+	struct ferry_group_stats *rows, g;
+	size_t n;
+	int r;
+
+	memset(&g, 0, sizeof(g));
+	r = ferry_stats(f, topic, &rows, &n);
+	if (r == FERRY_ENOTFOUND)
+		return g;
+	ck_assert_int_eq(r, 0);
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(rows[i].group, group) == 0)
+			g = rows[i];
+	g.topic = g.group = NULL;	/* they point into rows */
+	ferry_stats_free(rows);
+	return g;
+}
+
+START_TEST(reply_exec_slow_command)
+{
+	struct ferry_group_stats g;
+	struct ferry *f;
+	struct proc p;
+	char *out = NULL;
+	int st;
+
+	/* A 1 s lease and a command taking 2.5 s: only touches keep the
+	 * request from being redelivered meanwhile. */
+	cli_spawn(&p, d.port, "reply", "slow", "--exec",
+	    "sleep 2.5; tr a-z A-Z", "--ack-timeout", "1", "--count", "1",
+	    NULL);
+	f = fc_connect(d.port, "probe");
+	for (int i = 0; i < 100 && group_stats(f, "slow", "default").members
+	    == 0; i++)
+		usleep(20000);
+	st = cli_run(d.port, NULL, &out, 15000, "req", "slow", "hello",
+	    "--timeout", "10", NULL);
+	ck_assert_int_eq(st, 0);
+	ck_assert_str_eq(out, "HELLO\n");
+	free(out);
+	ck_assert_int_eq(proc_wait(&p, 5000), 0);	/* --count 1 */
+	g = group_stats(f, "slow", "default");
+	ck_assert_uint_eq(g.delivered, 1);
+	ck_assert_uint_eq(g.timeouts, 0);
+	ck_assert_uint_eq(g.acked, 1);
+	ck_assert_uint_eq(g.ready + g.inflight + g.delayed, 0);
+	ferry_close(f);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -696,6 +751,7 @@ main(void)
 	tcase_add_test(tc, request_reply);
 	tcase_add_test(tc, reconnect_after_kill9);
 	tcase_add_test(tc, free_inside_callbacks);
+	tcase_add_test(tc, reply_exec_slow_command);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
