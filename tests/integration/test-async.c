@@ -3,8 +3,10 @@
  * confirmed and fire-and-forget publishes, subscribe with ack, nack and
  * touch, request-reply, reconnect after ferryd is killed with SIGKILL and
  * restarted (no confirmed publish lost, none enqueued twice), freeing the
- * handle inside its own callbacks, and `ferry reply --exec` touching the
- * lease of a request that takes longer than its ack timeout.
+ * handle inside its own callbacks, a first connection retried until
+ * ferryd is up, giving up after the reconnect limits, asynchronous errors,
+ * and `ferry reply --exec` touching the lease of a request that takes
+ * longer than its ack timeout.
  *
  * Every test runs its own event_base, bounded by a guard timer that fails
  * the test instead of hanging.
@@ -735,6 +737,154 @@ START_TEST(reply_exec_slow_command)
 }
 END_TEST
 
+/* --- Connection failures and async errors ----------------------------- */
+
+struct life {
+	int statuses[8];
+	int sub_err, confirm_err, confirms, msgs;
+	struct ferry_async_error e;
+	int errors;
+	char port[16];
+};
+
+static void
+life_status(struct ferry_async *a, int st, void *arg)
+{
+	struct life *l = arg;
+
+	l->statuses[st]++;
+	if (st == FERRY_ASYNC_FAILED)
+		finish();
+}
+
+static void
+life_error(struct ferry_async *a, const struct ferry_async_error *e,
+    void *arg)
+{
+	struct life *l = arg;
+
+	l->e = *e;
+	l->errors++;
+	finish();
+}
+
+static void
+life_subscribed(struct ferry_async *a, int err, void *arg)
+{
+	((struct life *)arg)->sub_err = err;
+}
+
+static void
+life_confirm(struct ferry_async *a, const struct ferry_confirm *c,
+    void *arg)
+{
+	struct life *l = arg;
+
+	l->confirms++;
+	l->confirm_err = c->err;
+	finish();
+}
+
+static void
+life_msg(struct ferry_async *a, const struct ferry_msg *m, void *arg)
+{
+	struct life *l = arg;
+
+	l->msgs++;
+	ck_assert_str_eq(m->body, "early");
+	/* Twice: the second ack's lease is settled already, refused by the
+	 * broker without a request id: an asynchronous error. */
+	ck_assert_int_eq(ferry_async_ack(a, m->sid, m->lease, NULL, NULL), 0);
+	ck_assert_int_eq(ferry_async_ack(a, m->sid, m->lease + 1000, NULL,
+	    NULL), 0);
+}
+
+static void
+start_ferryd_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct life *l = arg;
+	char *extra[] = { "--port", l->port, NULL };
+
+	ck_assert_int_eq(ferryd_try_start(&d, extra, NULL), 0);
+}
+
+START_TEST(first_connect_retried_and_async_errors)
+{
+	struct ferry_reconnect_opts ro = { .max_time_ms = 10000,
+	    .base_ms = 50 };
+	struct ferry_async_opts o = { .name = "early", .reconnect = &ro,
+	    .on_status = life_status, .on_error = life_error };
+	struct timeval later = { 0, 300000 };
+	struct event *start;
+	struct ferry_async *a;
+	struct life l;
+
+	memset(&l, 0, sizeof(l));
+	l.sub_err = 1;
+	snprintf(l.port, sizeof(l.port), "%d", d.port);
+	o.arg = &l;
+	ck_assert_int_eq(ferryd_stop(&d), 0);
+	/* Nothing listens yet: the handle keeps trying, and what was asked
+	 * meanwhile goes out once it is connected. */
+	a = ferry_async_connect(base, "127.0.0.1", d.port, &o);
+	ck_assert_int_eq(ferry_async_err(a), 0);
+	ck_assert_int_eq(ferry_async_subscribe(a, "early", NULL, life_msg,
+	    life_subscribed, &l, NULL), 0);
+	ck_assert_int_eq(ferry_async_publish(a, "early", "early", 5, NULL,
+	    life_confirm, &l), 0);
+	start = evtimer_new(base, start_ferryd_cb, &l);
+	evtimer_add(start, &later);
+	/* The confirm (once durable) and the stale ack's error, in either
+	 * order. */
+	run_until_done(10000, "the confirm or the stale ack's error");
+	if (l.confirms == 0 || l.errors == 0)
+		run_until_done(10000, "the confirm and the error");
+	ck_assert_int_eq(l.statuses[FERRY_ASYNC_CONNECTED], 1);
+	ck_assert_int_eq(l.statuses[FERRY_ASYNC_FAILED], 0);
+	ck_assert_int_eq(l.sub_err, 0);
+	ck_assert_int_eq(l.confirms, 1);
+	ck_assert_int_eq(l.confirm_err, 0);
+	ck_assert_int_eq(l.msgs, 1);
+	ck_assert_int_eq(l.errors, 1);
+	ck_assert_int_eq(l.e.err, FERRY_ESTALE);
+	event_free(start);
+	ferry_async_free(a);
+}
+END_TEST
+
+START_TEST(reconnect_gives_up)
+{
+	struct ferry_reconnect_opts ro = { .max_attempts = 3, .base_ms = 20 };
+	struct ferry_async_opts o = { .name = "giveup", .reconnect = &ro,
+	    .on_status = life_status };
+	struct ferry_async *a;
+	struct life l;
+	int st = 1;
+
+	memset(&l, 0, sizeof(l));
+	o.arg = &l;
+	a = ferry_async_connect(base, "127.0.0.1", d.port, &o);
+	ck_assert_int_eq(ferry_async_ping(a, on_done_store, &st), 0);
+	run_until_done(5000, "the ping");
+	ck_assert_int_eq(st, 0);
+	ck_assert_int_eq(ferryd_stop(&d), 0);
+	ck_assert_int_eq(ferry_async_publish(a, "gone", "x", 1, NULL,
+	    life_confirm, &l), 0);
+	run_until_done(10000, "giving up");
+	ck_assert_int_eq(l.statuses[FERRY_ASYNC_DISCONNECTED], 1);
+	ck_assert_int_eq(l.statuses[FERRY_ASYNC_FAILED], 1);
+	ck_assert_int_eq(l.confirms, 1);
+	ck_assert_int_ne(l.confirm_err, 0);
+	ck_assert_int_ne(ferry_async_err(a), 0);
+	ck_assert_ptr_nonnull(strstr(ferry_async_errstr(a), "gave up"));
+	/* Dead: requests are refused at once with its error. */
+	ck_assert_int_eq(ferry_async_ping(a, on_done_store, &st),
+	    ferry_async_err(a));
+	ferry_async_free(a);
+	ferryd_restart(&d);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -752,6 +902,8 @@ main(void)
 	tcase_add_test(tc, reconnect_after_kill9);
 	tcase_add_test(tc, free_inside_callbacks);
 	tcase_add_test(tc, reply_exec_slow_command);
+	tcase_add_test(tc, first_connect_retried_and_async_errors);
+	tcase_add_test(tc, reconnect_gives_up);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
