@@ -744,6 +744,12 @@ ferry_async_reconnects(const struct ferry_async *a)
 	return a->f->nreconnects;
 }
 
+size_t
+ferry_async_buffered(const struct ferry_async *a)
+{
+	return a->f->fd >= 0 ? lf_wpending(a->f) : 0;
+}
+
 int
 ferry_async_set_producer(struct ferry_async *a, const char *pid,
     uint64_t first_seq)

@@ -808,7 +808,10 @@ struct ferry_async;
 enum ferry_async_status {
 	FERRY_ASYNC_CONNECTED = 1,	/* first handshake done */
 	FERRY_ASYNC_DISCONNECTED = 2,	/* connection lost: reconnecting */
-	FERRY_ASYNC_RECONNECTED = 3,	/* back, state restored */
+	FERRY_ASYNC_RECONNECTED = 3,	/* back: subscriptions and
+					   unconfirmed publishes sent again
+					   (a subscription refused again
+					   comes to the error callback) */
 	FERRY_ASYNC_FAILED = 4,		/* dead (ferry_async_err() says
 					   why): only ferry_async_free() is
 					   useful; every waiting callback has
@@ -877,6 +880,16 @@ const char *ferry_async_errstr(const struct ferry_async *a);
 
 /* Successful reconnects so far. */
 uint64_t ferry_async_reconnects(const struct ferry_async *a);
+
+/*
+ * Bytes of requests not yet written to the socket.  Nothing bounds them
+ * but memory: the loop writes them as fast as the broker reads, so a
+ * producer publishing fire-and-forget faster than that should publish in
+ * batches and wait (let the loop run) while this is above a limit of its
+ * choosing.  Confirmed publishes are bounded by keeping a window of them
+ * unconfirmed instead.
+ */
+size_t ferry_async_buffered(const struct ferry_async *a);
 
 /* Idempotent producer, as ferry_set_producer(): every confirmed publish
  * of the handle carries pid and the next sequence number. */

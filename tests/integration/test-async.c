@@ -192,10 +192,13 @@ START_TEST(publish_confirmed_and_fire_and_forget)
 		ck_assert_int_eq(ferry_async_publish(a, "ap", b, strlen(b),
 		    NULL, NULL, NULL), 0);
 	}
+	/* Buffered until the loop runs. */
+	ck_assert_uint_gt(ferry_async_buffered(a), 50 * 3);
 	/* The ping is answered after the broker handled all before it. */
 	ck_assert_int_eq(ferry_async_ping(a, on_done_store, &ping), 0);
 	run_until_done(5000, "the ping");
 	ck_assert_int_eq(ping, 0);
+	ck_assert_uint_eq(ferry_async_buffered(a), 0);
 	/* Dedup by id: the second is confirmed as a duplicate. */
 	memset(&s, 0, sizeof(s));
 	s.want = 2;
