@@ -745,7 +745,9 @@ int ferry_delete(struct ferry *f, const char *topic, const char *group);
  * (except resolving a host name that is not an address, with
  * getaddrinfo()); each request that has an answer names a callback that
  * runs from the event loop when it comes.  The handle must be used from
- * the thread that runs its event_base.
+ * the thread that runs its event_base.  Programs include
+ * <event2/event.h> themselves and link with libevent too
+ * (pkg-config --cflags --libs ferry libevent).
  *
  * Typical worker:
  *
