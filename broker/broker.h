@@ -37,6 +37,9 @@ struct broker {
 	uint32_t nconns;
 	uint64_t next_conn_id;
 	struct list flush;	/* struct conn.flink: staged output */
+	struct list gated;	/* struct conn.wlink: output waiting for the
+				   journal (conn.h) */
+	uint64_t durable_waiting;	/* replies waiting to be durable */
 	struct event *flush_ev;
 	struct list pumpq;	/* struct group.pumplink: pumps due */
 	struct list reap;	/* closing conns to free */

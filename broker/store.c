@@ -685,17 +685,17 @@ store_ack(struct broker *b, struct qent *e, uint64_t *seq)
 	apply(b, *seq, &r, e, NULL);
 }
 
-void
+uint64_t
 store_settle(struct broker *b, struct qent *e)
 {
 	struct store *s = &b->store;
 	struct rec r = {.type = REC_ACK};
 	struct msg *m = qent_msg(e);
-	uint64_t seq;
+	uint64_t seq = 0;
 
 	if (!(e->flags & QE_DURABLE)) {
 		qent_free(e);
-		return;
+		return 0;
 	}
 	r.ack.gid = e->group->gid;
 	r.ack.mseq = m->seq;
@@ -703,21 +703,22 @@ store_settle(struct broker *b, struct qent *e)
 	 * Published without a confirm and settled in the same turn, as the
 	 * newest record, with no other group holding it: take the publish
 	 * back instead of writing it and its ack.  A crash could not have
-	 * told the two apart: the delivery is sent only after this turn's
-	 * journal write (broker.c), so before it, nothing was sent either.
+	 * told the two apart: the delivery leaves only once its records are
+	 * written (conn.h), and a record that is not there holds nothing.
 	 */
 	if (m->seq && m->seq == s->elidable && msg_ndurable(m) == 1) {
 		qent_free(e);	/* drops its reference to the record */
 		s->elidable = 0;
 		if (journal_unappend(s->j, r.ack.mseq) == 0) {
 			s->elided++;
-			return;
+			return 0;
 		}
 		append(b, &r, &seq);
-		return;
+		return seq;
 	}
 	append(b, &r, &seq);
 	qent_free(e);
+	return seq;
 }
 
 /*
@@ -1275,13 +1276,6 @@ store_error_fatal(const struct broker *b)
 	return journal_fatal(b->store.j) != 0;
 }
 
-void
-store_wait(struct broker *b, struct conn *c)
-{
-	if (list_empty(&c->plink))
-		list_add_tail(&b->store.waiting, &c->plink);
-}
-
 /*
  * Under fsync=always only a confirm (of a publish or an ack) waits for an
  * fdatasync.  While none waits, records share a sync started
@@ -1293,25 +1287,13 @@ store_wait(struct broker *b, struct conn *c)
 static int
 confirms_waiting(void *arg)
 {
-	struct broker *b = arg;
-
-	return !list_empty(&b->store.waiting);
+	return conn_durable_waiting(arg) > 0;
 }
 
 static void
 durable_cb(void *arg, uint64_t written, uint64_t synced)
 {
-	struct broker *b = arg;
-	struct store *s = &b->store;
-	struct list *pos, *tmp;
-
-	s->confirmable = b->opt->fsync == FSYNC_ALWAYS ? synced : written;
-	list_for_each_safe(pos, tmp, &s->waiting) {
-		struct conn *c = list_entry(pos, struct conn, plink);
-
-		if (conn_confirm(c, s->confirmable))
-			list_del(&c->plink);
-	}
+	conn_journal_progress(arg);
 }
 
 /* ---- open, replay, close ---- */
@@ -1353,7 +1335,6 @@ store_open(struct broker *b, char *err, size_t errlen)
 
 	/* Everything store_close() touches is valid before anything can
 	 * fail. */
-	list_init(&s->waiting);
 	list_init(&s->held);
 	producers_init(&s->producers);
 	msgpack_sbuffer_init(&s->sb);
@@ -1377,7 +1358,6 @@ store_open(struct broker *b, char *err, size_t errlen)
 			    strerror(-e));
 		return e;
 	}
-	s->confirmable = journal_written_seq(s->j);
 	journal_set_durable_cb(s->j, durable_cb, b);
 	journal_set_waiting_cb(s->j, confirms_waiting, b);
 	journal_set_roll_cb(s->j, catalog_cb, b);

@@ -10,9 +10,10 @@
  * ephemeral groups.
  *
  * Confirms: a confirmed publish (or ack) is answered once its record is
- * durable: synced under fsync=always, written otherwise.  The store tells
- * every connection waiting for a confirm when that point advances
- * (conn_confirm()).
+ * durable: synced under fsync=always, written otherwise.  The connections
+ * hold such replies, and every delivery, until the journal allows them
+ * (conn.h); the store tells them when the journal's progress moves
+ * (conn_journal_progress()).
  *
  * Segments: a message's REC_PUB (or the REC_FAIL that dead-lettered it) and
  * a group's REC_GROUP stay referenced in the journal while the object
@@ -70,8 +71,6 @@ struct store {
 	uint8_t replaying;
 	uint8_t warned;		/* logged that the journal is failing */
 	uint8_t dirty;		/* appended since the last commit */
-	uint64_t confirmable;	/* records <= this may be confirmed */
-	struct list waiting;	/* struct conn.plink: pending confirms */
 	uint64_t replayed;	/* records applied at start-up */
 	uint64_t elidable;	/* the last publish record store_settle() may
 				   take back (store_publish()); 0 = none */
@@ -142,8 +141,9 @@ void store_expire(struct broker *b, struct qent *e);
 void store_ack(struct broker *b, struct qent *e, uint64_t *seq);
 
 /* Settle an entry taken from its group and delivered at-most-once (not
- * leased, in no list): journal it and free it. */
-void store_settle(struct broker *b, struct qent *e);
+ * leased, in no list): journal it and free it.  Returns the record the
+ * delivery must wait for (0: none). */
+uint64_t store_settle(struct broker *b, struct qent *e);
 
 /* A delivery failed: journal and apply group_fail() (group.h); past the
  * group's max_attempts, dead-letter it. */
@@ -165,7 +165,5 @@ void store_group_forget(struct broker *b, struct group *g);
 /* A durable entry was created (topic.c): keep its record alive. */
 void store_hold(struct broker *b, struct qent *e);
 
-/* Register a connection waiting for confirms up to seq. */
-void store_wait(struct broker *b, struct conn *c);
 
 #endif

@@ -88,7 +88,7 @@ sub_has_credit(const struct sub *s)
 	const struct conn *c = s->conn;
 	size_t out;
 
-	if (c->closing)
+	if (conn_is_closing(c))
 		return 0;
 	out = conn_outlen(c);
 	if (s->mode == FY_MODE_AMO)
@@ -131,16 +131,17 @@ sub_deliver(struct sub *s, struct qent *e)
 	trace_add(&g->b->trace, clock_wall_ms(), msg_idh(m), TR_DELIVERED,
 	    g->topic->sym, g->sym, s->conn->sym, f.msg.attempt);
 	if (s->mode == FY_MODE_AMO) {
+		/* Settled on delivery: its settle record must be written
+		 * before the delivery leaves, or a restart would deliver it
+		 * again; a journal that cannot write would hold the record
+		 * back, so nothing is settled meanwhile. */
+		if ((e->flags & QE_DURABLE) && store_error(g->b) < 0)
+			return -EAGAIN;
 		if ((r = conn_send_msg(s->conn, &f, m)) < 0)
 			return r;
 		g->st.delivered++;
 		g->st.acked++;
-		/* Settled on delivery: journal it, and hold this turn's
-		 * output until that record is written (broker.c), or a
-		 * restart would deliver it again. */
-		if (e->flags & QE_DURABLE)
-			s->conn->settles = 1;
-		store_settle(g->b, e);
+		conn_gate(s->conn, store_settle(g->b, e));
 		return 0;
 	}
 	if (!(token = lease_alloc(lt, e)))
