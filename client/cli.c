@@ -22,6 +22,7 @@
 
 #include "bench.h"
 #include "cliargs.h"
+#include "cliuser.h"
 #include "ferry.h"
 
 #define PUB_WINDOW 1000		/* unconfirmed publishes kept in flight */
@@ -57,6 +58,7 @@ static const char usage_main[] =
 "  inflight TOPIC       a group's outstanding deliveries\n"
 "  peek TOPIC           a group's next message, without taking it\n"
 "  trace ID             what happened to a message\n"
+"  user add|passwd|del|list  edit the broker's users file\n"
 "\n"
 "'ferry COMMAND --help' describes a command.\n";
 
@@ -1923,6 +1925,12 @@ cmd_bench(const struct global *g, int argc, char **argv)
 	return bench_main(g->host, g->port, g->timeout_ms, argc, argv);
 }
 
+static int
+cmd_user(const struct global *g, int argc, char **argv)
+{
+	return cliuser_main(argc, argv);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1950,6 +1958,7 @@ main(int argc, char **argv)
 		{ "inflight", cmd_inflight, usage_inflight },
 		{ "peek", cmd_peek, usage_peek },
 		{ "trace", cmd_trace, usage_trace },
+		{ "user", cmd_user, cliuser_usage },
 	};
 	struct global g;
 	const char *env, *cmd;
