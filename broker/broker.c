@@ -12,6 +12,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "auth.h"
 #include "broker.h"
 #include "codec.h"
 #include "conn.h"
@@ -211,6 +212,7 @@ broker_fini(struct broker *b)
 	while ((c = list_first(&b->reap, struct conn, link)))
 		conn_free(c);
 	topic_registry_fini(b);
+	auth_fini(b);
 	trace_fini(&b->trace);
 	lease_table_fini(&b->leases);
 	qside_pool_trim();

@@ -48,6 +48,8 @@ struct broker {
 	struct store store;	/* journal and durable state */
 	struct trace trace;	/* recent message events, for TRACE */
 	struct lease_table leases;	/* every member's deliveries */
+	struct auth *auth;	/* users and login state (auth.c); NULL
+				   until auth_init(): all anonymous */
 	uint64_t rng;		/* xorshift64* state, for jitter */
 	uint8_t stopping;
 };

@@ -194,6 +194,13 @@ conn_open(struct conn *c)
 }
 
 void
+conn_hold(struct conn *c)
+{
+	evtimer_del(c->hs_timer);
+	bufferevent_disable(c->bev, EV_READ);
+}
+
+void
 conn_close(struct conn *c)
 {
 	if (conn_is_closing(c))

@@ -91,6 +91,8 @@ struct conn {
 	struct list subs;	/* struct sub.clink */
 	uint64_t next_sid;
 	char name[CONN_NAME_MAX];	/* client's name, or its address */
+	struct auth_conn *auth;	/* auth.c's: user, login, permission
+				   cache; NULL before HELLO */
 	uint32_t sym;		/* trace symbol of the name */
 };
 
@@ -123,6 +125,11 @@ void conn_free(struct conn *c);
 
 /* The handshake succeeded: stop its timer, start the idle timeout. */
 void conn_open(struct conn *c);
+
+/* The request layer answers the handshake later (a failed login waits
+ * out its delay): stop the handshake deadline and reading.  It ends with
+ * conn_close(). */
+void conn_hold(struct conn *c);
 
 /* Stop reading, end subscriptions, free once the output has left. */
 void conn_close(struct conn *c);

@@ -34,6 +34,7 @@ enum opt_type {
 	T_SECONDS,	/* seconds, to the millisecond; stored in ms */
 	T_LOGLEVEL,
 	T_FSYNC,
+	T_BOOL,		/* yes/no, true/false, on/off, 1/0; stored 1/0 */
 };
 
 enum opt_width {
@@ -146,6 +147,12 @@ static const struct opt_def opt_defs[] = {
 	{ .key = "max_groups", .name = "max-groups",
 	  .type = T_UINT, F_U32(max_groups), .min = 1, .max = UINT32_MAX,
 	  .arg = "N", .help = "groups, all topics together" },
+	{ .key = "users_file", .name = "users-file",
+	  .type = T_OPTPATH, F_PTR(users_file), .arg = "FILE",
+	  .help = "users and permissions; clients must log in" },
+	{ .key = "allow_anonymous", .name = "allow-anonymous",
+	  .type = T_BOOL, F_INT(allow_anonymous), .arg = "yes|no",
+	  .help = "no users_file on a non-loopback listen" },
 	{ .key = "log_level", .name = "log-level",
 	  .type = T_LOGLEVEL, F_INT(log_level), .arg = "LEVEL",
 	  .help = "error, warn, info or debug" },
@@ -206,7 +213,9 @@ options_fini(struct options *o)
 	free(o->listen);
 	free(o->port_file);
 	free(o->data_dir);
+	free(o->users_file);
 	o->config = o->listen = o->port_file = o->data_dir = NULL;
+	o->users_file = NULL;
 }
 
 static const struct opt_def *
@@ -294,6 +303,9 @@ format_value(const struct opt_def *d, uint64_t v, char *buf, size_t len)
 		break;
 	case T_LOGLEVEL:
 		snprintf(buf, len, "%s", u <= LOG_DEBUG ? level_names[u] : "?");
+		break;
+	case T_BOOL:
+		snprintf(buf, len, "%s", u ? "yes" : "no");
 		break;
 	case T_FSYNC:
 		snprintf(buf, len, "%s",
@@ -494,6 +506,20 @@ set_def(struct options *o, const struct opt_def *d, const char *value,
 		snprintf(err, errlen, "expected always, everysec or never, "
 		    "got '%.64s'", value);
 		return -1;
+	case T_BOOL:
+		if (!strcmp(value, "yes") || !strcmp(value, "true") ||
+		    !strcmp(value, "on") || !strcmp(value, "1"))
+			v = 1;
+		else if (!strcmp(value, "no") || !strcmp(value, "false") ||
+		    !strcmp(value, "off") || !strcmp(value, "0"))
+			v = 0;
+		else {
+			snprintf(err, errlen, "expected yes or no, got "
+			    "'%.64s'", value);
+			return -1;
+		}
+		field_put(o, d, (uint64_t)v);
+		return 0;
 	default:
 		return set_number(o, d, value, err, errlen);
 	}

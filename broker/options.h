@@ -46,6 +46,10 @@ struct options {
 	int journal_repair;		/* repair_journal: 0 */
 	uint64_t dedup_window_ms;	/* dedup_window: 120 s */
 	uint32_t trace_events;		/* trace_events: 100000 */
+	char *users_file;		/* users_file: NULL = no auth */
+	int allow_anonymous;		/* allow_anonymous: no; yes lets a
+					   non-loopback listen run without
+					   users_file */
 };
 
 /* Fill in the built-in defaults.  Returns 0 or -ENOMEM. */

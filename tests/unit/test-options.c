@@ -458,7 +458,8 @@ START_TEST(test_file_shipped_conf)
 		"ack_timeout", "max_attempts", "prefetch",
 		"retry_backoff_base", "retry_backoff_max", "max_frame_size",
 		"max_message_size", "max_connections", "max_output_buffer",
-		"handshake_timeout", "log_level",
+		"handshake_timeout", "log_level", "users_file",
+		"allow_anonymous",
 	};
 	const size_t nkeys = sizeof(keys) / sizeof(keys[0]);
 	const char *conf = getenv("FERRY_CONF");
@@ -513,6 +514,7 @@ static const struct {
 	const char *key, *value, *why;
 } bad_values[] = {
 	{ "port", "65536", "out of range (0..65535)" },
+	{ "allow_anonymous", "maybe", "expected yes or no, got 'maybe'" },
 	{ "port", "-1", "expected a whole number, got '-1'" },
 	{ "port", "+80", "whole number" },
 	{ "port", " 80", "whole number" },
@@ -697,6 +699,17 @@ START_TEST(test_set_enums_and_bounds)
 	ck_assert_uint_eq(o.default_prefetch, UINT32_MAX);
 	ck_assert_int_eq(options_set(&o, "port-file", "p", err, 512), 0);
 	ck_assert_str_eq(o.port_file, "p");
+	ck_assert_int_eq(o.allow_anonymous, 0);
+	ck_assert_int_eq(options_set(&o, "allow_anonymous", "yes", err, 512),
+	    0);
+	ck_assert_int_eq(o.allow_anonymous, 1);
+	ck_assert_int_eq(options_set(&o, "allow-anonymous", "no", err, 512),
+	    0);
+	ck_assert_int_eq(o.allow_anonymous, 0);
+	ck_assert_ptr_null(o.users_file);
+	ck_assert_int_eq(options_set(&o, "users_file", "/etc/ferry/users",
+	    err, 512), 0);
+	ck_assert_str_eq(o.users_file, "/etc/ferry/users");
 	options_fini(&o);
 }
 END_TEST
