@@ -5,7 +5,8 @@
  *
  *   NAME  VERIFIER  [pub=PATTERN,...]  [sub=PATTERN,...]  [admin]
  *
- *   alice SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$<StoredKey>:<ServerKey> pub=orders.> sub=orders.*,!orders.secret
+ *   alice SCRAM-SHA-256$4096:<salt>$<StoredKey>:<ServerKey> pub=orders.>
+ *   bob SCRAM-SHA-256$4096:<salt>$<StoredKey>:<ServerKey> sub=a.*,!a.x admin
  *   anonymous - sub=public.>
  *
  * VERIFIER is PostgreSQL's spelling of a SCRAM-SHA-256 verifier

@@ -37,12 +37,18 @@ struct global {
 };
 
 static const char usage_main[] =
-"usage: ferry [--host H] [--port P] [--timeout SECONDS] COMMAND [ARGS]\n"
+"usage: ferry [--host H] [--port P] [--timeout SECONDS] [--url URL]\n"
+"             [--user USER] [--password-file FILE] COMMAND [ARGS]\n"
 "\n"
 "Global options (before the command):\n"
 "  --host H           broker host (default $FERRY_HOST or 127.0.0.1)\n"
 "  --port P           broker port (default $FERRY_PORT or 4470)\n"
 "  --timeout SECONDS  connect and reply timeout (default 5)\n"
+"  --url URL          ferry://[USER@]HOST[:PORT] (default $FERRY_URL);\n"
+"                     --host and --port win over it\n"
+"  --user USER        log in as USER (SCRAM-SHA-256)\n"
+"  --password-file F  USER's password: F's first line (default:\n"
+"                     $FERRY_PASSWORD)\n"
 "  --help             this text\n"
 "\n"
 "Commands:\n"
@@ -249,7 +255,7 @@ open_conn(const struct global *g, const char *cmd)
 	struct ferry *f;
 
 	snprintf(name, sizeof(name), "ferry-%s-%ld", cmd, (long)getpid());
-	f = ferry_connect(g->host, g->port, g->timeout_ms, name);
+	f = cli_connect(g->host, g->port, g->timeout_ms, name);
 	if (f == NULL) {
 		warnf("out of memory");
 		exit(1);
@@ -1938,6 +1944,9 @@ main(int argc, char **argv)
 		{ "host", required_argument, NULL, 'H' },
 		{ "port", required_argument, NULL, 'p' },
 		{ "timeout", required_argument, NULL, 't' },
+		{ "url", required_argument, NULL, 'U' },
+		{ "user", required_argument, NULL, 'u' },
+		{ "password-file", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -1968,19 +1977,34 @@ main(int argc, char **argv)
 	g.host = "127.0.0.1";
 	g.port = FERRY_DEFAULT_PORT;
 	g.timeout_ms = 5000;
-	if ((env = getenv("FERRY_HOST")) != NULL && *env)
+	if ((env = getenv("FERRY_HOST")) != NULL && *env) {
 		g.host = env;
-	if ((env = getenv("FERRY_PORT")) != NULL && *env)
+		cli_login.addr_given = 1;
+	}
+	if ((env = getenv("FERRY_PORT")) != NULL && *env) {
 		g.port = (int)cli_parse_num("FERRY_PORT", env, 1, 65535);
+		cli_login.addr_given = 1;
+	}
 
 	/* "+": stop at the command; its options are its own. */
 	while ((ch = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'H':
 			g.host = optarg;
+			cli_login.addr_given = 1;
 			break;
 		case 'p':
 			g.port = (int)cli_parse_num("--port", optarg, 1, 65535);
+			cli_login.addr_given = 1;
+			break;
+		case 'U':
+			cli_login.url = optarg;
+			break;
+		case 'u':
+			cli_login.user = optarg;
+			break;
+		case 'P':
+			cli_login.password_file = optarg;
 			break;
 		case 't':
 			g.timeout_ms = parse_seconds("--timeout", optarg);

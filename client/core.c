@@ -41,6 +41,7 @@ static const char *const errtext[] = {
 	[16] = "broker shutting down",
 	[17] = "not valid in this subscription mode",
 	[18] = "no subscribers",
+	[19] = "permission denied",
 };
 
 const char *
@@ -179,7 +180,8 @@ recoverable(const struct ferry *f, int err)
 {
 	if (!f->rc_on)
 		return 0;
-	if (f->close_code == FY_E_TOOBIG || f->close_code == FY_E_HANDSHAKE)
+	if (f->close_code == FY_E_TOOBIG || f->close_code == FY_E_HANDSHAKE ||
+	    f->close_code == FY_E_DENIED)
 		return 0;
 	return err == FERRY_EIO || err == FERRY_ECLOSED ||
 	    err == FERRY_EBADREPLY;
@@ -550,7 +552,8 @@ handle_frame(struct ferry *f, const struct fy_frame *fr)
 		 * what reconnect acts on; no async error besides. */
 		if (fr->err.code == FY_E_TOOBIG ||
 		    fr->err.code == FY_E_HANDSHAKE ||
-		    fr->err.code == FY_E_SHUTDOWN) {
+		    fr->err.code == FY_E_SHUTDOWN ||
+		    (fr->err.code == FY_E_DENIED && !f->welcomed)) {
 			f->close_code = (int)fr->err.code;
 			return 0;
 		}
@@ -567,9 +570,13 @@ handle_frame(struct ferry *f, const struct fy_frame *fr)
 		}
 		async_push(f, (int)fr->err.code, fr->err.sid, fr->err.msg);
 		return 0;
+	case FY_T_CHALLENGE:
+		return lf_scram_challenge(f, fr);
 	case FY_T_WELCOME:
 		if (f->welcomed)
 			return 0;
+		if (lf_scram_verify(f, fr) < 0)
+			return f->err;
 		f->welcomed = 1;
 		strcopy(f->server, sizeof(f->server), fr->welcome.server);
 		if (fr->welcome.max_frame)
@@ -1275,6 +1282,7 @@ lf_free(struct ferry *f)
 		for (rid = f->plo; rid < f->next_rid; rid++)
 			free(f->pend[rid & (f->pcap - 1)].frame);
 	free(f->host);
+	lf_forget_login(f);
 	fy_enc_fini(&f->enc);
 	fy_dec_fini(&f->dec);
 	free(f->rbuf);

@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "codec.h"
+#include "scram.h"
 #include "frame.h"
 #include "ferry.h"
 
@@ -102,6 +103,13 @@ struct ferry {
 	char errstr[FERRY_ERRSTR_LEN];
 	int timeout_ms;		/* I/O timeout, -1 = none */
 	char name[FERRY_NAME_MAX + 1];
+
+	/* Login (connopts.c): user NULL = anonymous; password owned and
+	 * wiped when freed; scram lives from HELLO to WELCOME. */
+	char *user;
+	char *password;
+	struct fy_scram_client *scram;
+	char authuser[FERRY_NAME_MAX + 1];	/* WELCOME's "user" */
 
 	/* From WELCOME. */
 	int welcomed;
@@ -247,6 +255,16 @@ void lf_free(struct ferry *f);
 int lf_wait_for(struct ferry *f, int timeout_ms, done_fn *done, void *arg);
 int lf_send_sync(struct ferry *f, struct fy_frame *fr);
 void lf_do_connect(struct ferry *f, const char *host, int port, int timeout_ms);
+
+/* SCRAM (connopts.c).  lf_scram_hello() fills HELLO's mech and sasl (a
+ * no-op without a user); lf_scram_challenge() answers CHALLENGE with AUTH;
+ * lf_scram_verify() checks WELCOME's server signature.  0, or a fatal
+ * error set on f. */
+int lf_scram_hello(struct ferry *f, struct fy_frame *hello, char *buf);
+int lf_scram_challenge(struct ferry *f, const struct fy_frame *fr);
+int lf_scram_verify(struct ferry *f, const struct fy_frame *fr);
+/* Wipe and free the password and SCRAM state. */
+void lf_forget_login(struct ferry *f);
 int lf_check_topic(struct ferry *f, const char *topic, size_t *len);
 
 /* --- reconnect.c ------------------------------------------------------- */

@@ -135,6 +135,9 @@ enum ferry_error {
 	FERRY_ENOSUBSCRIBERS = -18, /* mandatory publish (and so a request):
 				   no group of the topic has a connected
 				   member; nothing was stored; retryable */
+	FERRY_EDENIED = -19,	/* login failed (wrong password or unknown
+				   user: the broker does not say which), or
+				   the user may not do this */
 	FERRY_EBROKER = -99,	/* a broker code above 98: see
 				   ferry_last_code() */
 
@@ -335,6 +338,46 @@ struct ferry_confirms {
  */
 struct ferry *ferry_connect(const char *host, int port, int timeout_ms,
     const char *name);
+
+/*
+ * Connection options for ferry_connect_opts(); zero fields take their
+ * defaults, so `struct ferry_opts o = {0}` then the fields you need.
+ * Strings are copied; the caller may free them after the call.
+ */
+struct ferry_opts {
+	/* "ferry://[USER@]HOST[:PORT]"; sets host, port and user unless
+	 * those are given too.  NULL: $FERRY_URL if set. */
+	const char *url;
+	const char *host;	/* NULL = "127.0.0.1" */
+	int port;		/* 0 = FERRY_DEFAULT_PORT */
+	int timeout_ms;		/* as ferry_connect()'s */
+	const char *name;	/* as ferry_connect()'s */
+	/*
+	 * Log in as user with SCRAM-SHA-256 (the password never crosses
+	 * the wire, and the broker must prove it knows the user's verifier
+	 * too).  NULL: anonymous.  The password comes from, in order:
+	 * password, password_cb, $FERRY_PASSWORD, the first line of
+	 * password_file.  It is kept (for reconnecting) and wiped when the
+	 * handle is freed.
+	 */
+	const char *user;
+	const char *password;
+	/* Fill buf (size bytes) with a NUL-terminated password; 0 on
+	 * success. */
+	int (*password_cb)(void *arg, char *buf, size_t size);
+	void *password_arg;
+	const char *password_file;
+};
+
+/*
+ * ferry_connect() with options.  A login the broker refuses fails with
+ * FERRY_EDENIED; a broker that cannot prove it knows the password (a
+ * wrong server, or someone in between) with FERRY_ECONNECT.
+ */
+struct ferry *ferry_connect_opts(const struct ferry_opts *o);
+
+/* The user the broker took this client for ("" = anonymous). */
+const char *ferry_user(const struct ferry *f);
 
 /*
  * Flush what is buffered (bounded by the I/O timeout), close the

@@ -230,6 +230,7 @@ lf_do_connect(struct ferry *f, const char *host, int port, int timeout_ms)
 	int r, last = 0;
 	int64_t left;
 	unsigned alen0 = f->alen;	/* errors queued before: not ours */
+	char cfirst[FY_SCRAM_MSG_MAX];
 
 	if (port <= 0 || port > 65535) {
 		lf_fatal(f, FERRY_EINVAL, "invalid port %d", port);
@@ -261,6 +262,8 @@ lf_do_connect(struct ferry *f, const char *host, int port, int timeout_ms)
 	fr.hello.version = FY_PROTO_VERSION;
 	fr.hello.name.p = f->name;
 	fr.hello.name.len = (uint32_t)strlen(f->name);
+	if (lf_scram_hello(f, &fr, cfirst) < 0)
+		return;
 	if (lf_encode(f, &fr) < 0) {
 		lf_fatal(f, FERRY_ENOMEM, "out of memory");
 		return;
@@ -271,6 +274,20 @@ lf_do_connect(struct ferry *f, const char *host, int port, int timeout_ms)
 	if (r == FERRY_ETIMEOUT) {
 		lf_fatal(f, FERRY_ECONNECT, "%s:%d: no handshake reply within "
 		    "%d ms", host, port, timeout_ms);
+		return;
+	}
+	if (r < 0 && f->close_code == FY_E_DENIED) {
+		/* The broker does not say which of the two: neither can we. */
+		f->err = 0;
+		f->fd = -1;
+		f->last_code = FY_E_DENIED;
+		if (f->user != NULL)
+			lf_fatal(f, FERRY_EDENIED, "%s:%d: login refused: wrong "
+			    "password or unknown user \"%s\"", host, port,
+			    f->user);
+		else
+			lf_fatal(f, FERRY_EDENIED, "%s:%d: the broker requires "
+			    "a login (--user)", host, port);
 		return;
 	}
 	if (r < 0 && f->alen <= alen0) {

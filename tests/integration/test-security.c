@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "ferry.h"
 #include "harness.h"
 #include "scram.h"
 
@@ -627,6 +628,68 @@ START_TEST(anonymous_entry)
 }
 END_TEST
 
+/* libferry and the CLI log in, and say clearly when they cannot. */
+START_TEST(client_login)
+{
+	struct ferry_opts o = {0};
+	struct ferry *f;
+	char url[64], pwfile[300], *out = NULL;
+	FILE *fp;
+
+	o.host = "127.0.0.1";
+	o.port = d.port;
+	o.timeout_ms = 10000;
+	o.user = "bob";
+	o.password = "hunter2";
+	f = ferry_connect_opts(&o);
+	ck_assert_msg(ferry_err(f) == 0, "%s", ferry_errstr(f));
+	ck_assert_str_eq(ferry_user(f), "bob");
+	ck_assert_int_eq(ferry_publish_sync(f, "orders.created", "x", 1, NULL,
+	    NULL), 0);
+	ck_assert_int_eq(ferry_publish_sync(f, "billing.paid", "x", 1, NULL,
+	    NULL),
+	    FERRY_EDENIED);
+	ck_assert_int_eq(ferry_err(f), 0);	/* still connected */
+	ferry_close(f);
+
+	o.password = "hunter3";
+	f = ferry_connect_opts(&o);
+	ck_assert_int_eq(ferry_err(f), FERRY_EDENIED);
+	ck_assert_ptr_nonnull(strstr(ferry_errstr(f), "login refused: wrong "
+	    "password or unknown user \"bob\""));
+	ferry_close(f);
+
+	/* The URL names user, host and port. */
+	snprintf(url, sizeof(url), "ferry://alice@127.0.0.1:%d", d.port);
+	memset(&o, 0, sizeof(o));
+	o.url = url;
+	o.password = "pencil";
+	o.timeout_ms = 10000;
+	f = ferry_connect_opts(&o);
+	ck_assert_msg(ferry_err(f) == 0, "%s", ferry_errstr(f));
+	ck_assert_str_eq(ferry_user(f), "alice");
+	ferry_close(f);
+	o.url = "ferry://alice:pencil@127.0.0.1";
+	f = ferry_connect_opts(&o);
+	ck_assert_int_eq(ferry_err(f), FERRY_EINVAL);
+	ferry_close(f);
+
+	/* The CLI, with a password file. */
+	snprintf(pwfile, sizeof(pwfile), "%s/pw", udir);
+	fp = fopen(pwfile, "w");
+	fputs("pencil\n", fp);
+	fclose(fp);
+	ck_assert_int_eq(cli_run(d.port, NULL, &out, 10000, "--user",
+	    "alice", "--password-file", pwfile, "ping", (char *)NULL), 0);
+	free(out);
+	ck_assert_int_eq(cli_run(d.port, NULL, NULL, 10000, "ping",
+	    (char *)NULL), 1);
+	ck_assert_int_eq(cli_run(d.port, NULL, NULL, 10000, "--user", "bob",
+	    "--password-file", pwfile, "ping", (char *)NULL), 1);
+	unlink(pwfile);
+}
+END_TEST
+
 static Suite *
 security_suite(void)
 {
@@ -642,6 +705,7 @@ security_suite(void)
 	tcase_add_test(tc, malformed_exchanges);
 	tcase_add_test(tc, replayed_proof_refused);
 	tcase_add_test(tc, abandoned_exchange_times_out);
+	tcase_add_test(tc, client_login);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("permissions");
