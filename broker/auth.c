@@ -347,7 +347,9 @@ auth_hello(struct conn *c, const struct fy_frame *f, struct fy_str *sasl,
 	if (ac == NULL)
 		return refuse(c, f->rid, FY_E_INTERNAL, "out of memory");
 	if (f->hello.mech.len == 0) {
-		if (a->users == NULL) {
+		/* No auth_init() (tests building a broker by hand): as
+		 * without a users file. */
+		if (a == NULL || a->users == NULL) {
 			ac->full = 1;
 			set_user(ac, "", user);
 			return AUTH_DONE;
@@ -361,7 +363,7 @@ auth_hello(struct conn *c, const struct fy_frame *f, struct fy_str *sasl,
 		return refuse(c, f->rid, FY_E_DENIED, "authentication "
 		    "required: this broker has no anonymous access");
 	}
-	if (a->users == NULL)
+	if (a == NULL || a->users == NULL)
 		return refuse(c, f->rid, FY_E_DENIED, "this broker has no "
 		    "users (no users_file): connect without credentials");
 	if (f->hello.mech.len != mech.len ||
