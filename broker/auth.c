@@ -23,6 +23,7 @@
 #include "options.h"
 #include "sub.h"
 #include "group.h"
+#include "tls.h"
 #include "topic.h"
 
 /* Failed logins per address: a direct-mapped table, so an attacker
@@ -127,8 +128,10 @@ hup_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct broker *b = arg;
 
-	log_info("received SIGHUP: reloading the users file");
+	log_info("received SIGHUP: reloading the users file and TLS "
+	    "certificate");
 	auth_reload(b);
+	tls_reload(b);
 }
 
 int
@@ -146,6 +149,10 @@ auth_init(struct broker *b)
 		log_error("no random bytes for the login secret");
 		return -EIO;
 	}
+	/* SIGHUP reloads what there is: users, certificate, or both. */
+	a->hup_ev = evsignal_new(b->base, SIGHUP, hup_cb, b);
+	if (a->hup_ev == NULL || evsignal_add(a->hup_ev, NULL) < 0)
+		return -ENOMEM;
 	if (o->users_file == NULL) {
 		if (!o->allow_anonymous && !loopback_only(o->listen)) {
 			log_error("refusing to listen on %s without "
@@ -164,9 +171,6 @@ auth_init(struct broker *b)
 		log_error("users_file: %s", err);
 		return r;
 	}
-	a->hup_ev = evsignal_new(b->base, SIGHUP, hup_cb, b);
-	if (a->hup_ev == NULL || evsignal_add(a->hup_ev, NULL) < 0)
-		return -ENOMEM;
 	log_info("users from %s; anonymous clients %s", o->users_file,
 	    users_find(a->users, USERS_ANONYMOUS) ? "get the \"anonymous\" "
 	    "entry's permissions" : "are refused");
@@ -312,6 +316,24 @@ conn_state(struct conn *c)
 	return c->auth;
 }
 
+struct cert_match {
+	const struct users *users;
+	const char *name;	/* the entry's own copy, once found */
+};
+
+/* A certificate name that is a user (not the anonymous entry). */
+static int
+cert_user(void *arg, const char *name)
+{
+	struct cert_match *m = arg;
+	const struct users_entry *e = users_find(m->users, name);
+
+	if (e == NULL || strcmp(name, USERS_ANONYMOUS) == 0)
+		return 0;
+	m->name = e->name;
+	return 1;
+}
+
 static enum auth_step
 refuse(struct conn *c, uint64_t rid, int code, const char *why)
 {
@@ -339,6 +361,7 @@ auth_hello(struct conn *c, const struct fy_frame *f, struct fy_str *sasl,
 	struct fy_scram_verifier v;
 	char snonce[25], out[FY_SCRAM_MSG_MAX];
 	struct fy_frame ch = {.type = FY_T_CHALLENGE, .rid = f->rid};
+	struct cert_match cu = {.users = a ? a->users : NULL};
 	static const struct fy_str mech = {FY_SCRAM_MECH,
 	    sizeof(FY_SCRAM_MECH) - 1};
 
@@ -352,6 +375,14 @@ auth_hello(struct conn *c, const struct fy_frame *f, struct fy_str *sasl,
 		if (a == NULL || a->users == NULL) {
 			ac->full = 1;
 			set_user(ac, "", user);
+			return AUTH_DONE;
+		}
+		/* A client certificate verified against tls_ca whose
+		 * name is a user logs in as that user (mutual TLS). */
+		if (tls_peer_names(c, cert_user, &cu)) {
+			set_user(ac, cu.name, user);
+			log_info("%s: authenticated as \"%s\" by its TLS "
+			    "client certificate", c->peer, ac->user);
 			return AUTH_DONE;
 		}
 		if (users_find(a->users, USERS_ANONYMOUS) != NULL) {

@@ -109,7 +109,7 @@ say_goodbye(struct broker *b)
 
 	list_for_each(pos, &b->conns) {
 		struct conn *c = list_entry(pos, struct conn, link);
-		evutil_socket_t fd = bufferevent_getfd(c->bev);
+		evutil_socket_t fd = conn_plain_fd(c);
 
 		if (conn_is_open(c))
 			conn_send_err(c, 0, FY_E_SHUTDOWN, 0,

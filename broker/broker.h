@@ -29,6 +29,8 @@ struct broker {
 	struct event *accept_ev;	/* resumes accepting after EMFILE */
 	uint32_t accept_paused;	/* accept errors in a row (for logging) */
 	int port;		/* bound port, after broker_listen() */
+	struct tls *tls;	/* the TLS listener (tls.c), or NULL */
+	int tls_port;		/* its bound port */
 	struct topic **topics;	/* hash table, chained by topic.hnext */
 	uint32_t topics_cap;	/* power of two */
 	uint32_t ntopics;

@@ -153,6 +153,18 @@ static const struct opt_def opt_defs[] = {
 	{ .key = "allow_anonymous", .name = "allow-anonymous",
 	  .type = T_BOOL, F_INT(allow_anonymous), .arg = "yes|no",
 	  .help = "no users_file on a non-loopback listen" },
+	{ .key = "tls_port", .name = "tls-port",
+	  .type = T_UINT, F_INT(tls_port), .min = 0, .max = 65535,
+	  .arg = "PORT", .help = "TLS listener's port (with tls_cert)" },
+	{ .key = "tls_cert", .name = "tls-cert",
+	  .type = T_OPTPATH, F_PTR(tls_cert), .arg = "FILE",
+	  .help = "PEM certificate chain: turns TLS on" },
+	{ .key = "tls_key", .name = "tls-key",
+	  .type = T_OPTPATH, F_PTR(tls_key), .arg = "FILE",
+	  .help = "PEM private key of tls_cert" },
+	{ .key = "tls_ca", .name = "tls-ca",
+	  .type = T_OPTPATH, F_PTR(tls_ca), .arg = "FILE",
+	  .help = "CAs whose client certificates log in" },
 	{ .key = "log_level", .name = "log-level",
 	  .type = T_LOGLEVEL, F_INT(log_level), .arg = "LEVEL",
 	  .help = "error, warn, info or debug" },
@@ -199,6 +211,7 @@ options_init(struct options *o)
 	o->idle_timeout_ms = 0;
 	o->max_topics = 100000;
 	o->max_groups = 100000;
+	o->tls_port = FERRY_DEFAULT_TLS_PORT;
 	if (o->listen == NULL || o->data_dir == NULL) {
 		options_fini(o);
 		return -ENOMEM;
@@ -214,8 +227,11 @@ options_fini(struct options *o)
 	free(o->port_file);
 	free(o->data_dir);
 	free(o->users_file);
+	free(o->tls_cert);
+	free(o->tls_key);
+	free(o->tls_ca);
 	o->config = o->listen = o->port_file = o->data_dir = NULL;
-	o->users_file = NULL;
+	o->users_file = o->tls_cert = o->tls_key = o->tls_ca = NULL;
 }
 
 static const struct opt_def *
@@ -578,6 +594,15 @@ options_check(const struct options *o, char *err, size_t errlen)
 		snprintf(err, errlen, "retry_backoff_base (%u ms) must not "
 		    "exceed retry_backoff_max (%u ms)", o->retry_base_ms,
 		    o->retry_max_ms);
+		return -1;
+	}
+	if ((o->tls_cert == NULL) != (o->tls_key == NULL)) {
+		snprintf(err, errlen, "tls_cert and tls_key go together");
+		return -1;
+	}
+	if (o->tls_ca != NULL && o->tls_cert == NULL) {
+		snprintf(err, errlen, "tls_ca needs tls_cert and tls_key (the "
+		    "TLS listener)");
 		return -1;
 	}
 	/* Otherwise one large delivery could never be queued for output. */

@@ -459,7 +459,7 @@ START_TEST(test_file_shipped_conf)
 		"retry_backoff_base", "retry_backoff_max", "max_frame_size",
 		"max_message_size", "max_connections", "max_output_buffer",
 		"handshake_timeout", "log_level", "users_file",
-		"allow_anonymous",
+		"allow_anonymous", "tls_port", "tls_cert", "tls_key", "tls_ca",
 	};
 	const size_t nkeys = sizeof(keys) / sizeof(keys[0]);
 	const char *conf = getenv("FERRY_CONF");
@@ -710,6 +710,16 @@ START_TEST(test_set_enums_and_bounds)
 	ck_assert_int_eq(options_set(&o, "users_file", "/etc/ferry/users",
 	    err, 512), 0);
 	ck_assert_str_eq(o.users_file, "/etc/ferry/users");
+	ck_assert_int_eq(o.tls_port, 4471);
+	ck_assert_int_eq(options_set(&o, "tls_ca", "ca.pem", err, 512), 0);
+	ck_assert_int_eq(options_check(&o, err, 512), -1);
+	ck_assert_ptr_nonnull(strstr(err, "tls_ca needs tls_cert"));
+	ck_assert_int_eq(options_set(&o, "tls_cert", "c.pem", err, 512), 0);
+	ck_assert_int_eq(options_check(&o, err, 512), -1);
+	ck_assert_ptr_nonnull(strstr(err, "tls_cert and tls_key go "
+	    "together"));
+	ck_assert_int_eq(options_set(&o, "tls_key", "k.pem", err, 512), 0);
+	ck_assert_int_eq(options_check(&o, err, 512), 0);
 	options_fini(&o);
 }
 END_TEST
