@@ -38,7 +38,8 @@ struct global {
 
 static const char usage_main[] =
 "usage: ferry [--host H] [--port P] [--timeout SECONDS] [--url URL]\n"
-"             [--user USER] [--password-file FILE] COMMAND [ARGS]\n"
+"             [--user USER] [--password-file FILE] [--tls] [--ca FILE]\n"
+"             [--cert FILE --key FILE] COMMAND [ARGS]\n"
 "\n"
 "Global options (before the command):\n"
 "  --host H           broker host (default $FERRY_HOST or 127.0.0.1)\n"
@@ -49,6 +50,12 @@ static const char usage_main[] =
 "  --user USER        log in as USER (SCRAM-SHA-256)\n"
 "  --password-file F  USER's password: F's first line (default:\n"
 "                     $FERRY_PASSWORD)\n"
+"  --tls              TLS (ferrys:// URLs too); default port 4471; the\n"
+"                     broker's certificate must name HOST\n"
+"  --ca FILE          CA certificates (PEM) for the broker's certificate\n"
+"                     (default: the system's)\n"
+"  --cert F --key F   client certificate and key (PEM), for brokers that\n"
+"                     map certificates to users\n"
 "  --help             this text\n"
 "\n"
 "Commands:\n"
@@ -1947,6 +1954,10 @@ main(int argc, char **argv)
 		{ "url", required_argument, NULL, 'U' },
 		{ "user", required_argument, NULL, 'u' },
 		{ "password-file", required_argument, NULL, 'P' },
+		{ "tls", no_argument, NULL, 'T' },
+		{ "ca", required_argument, NULL, 'C' },
+		{ "cert", required_argument, NULL, 'E' },
+		{ "key", required_argument, NULL, 'K' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -1972,7 +1983,7 @@ main(int argc, char **argv)
 	struct global g;
 	const char *env, *cmd;
 	size_t i;
-	int ch;
+	int ch, port_given = 0;
 
 	g.host = "127.0.0.1";
 	g.port = FERRY_DEFAULT_PORT;
@@ -1984,6 +1995,7 @@ main(int argc, char **argv)
 	if ((env = getenv("FERRY_PORT")) != NULL && *env) {
 		g.port = (int)cli_parse_num("FERRY_PORT", env, 1, 65535);
 		cli_login.addr_given = 1;
+		port_given = 1;
 	}
 
 	/* "+": stop at the command; its options are its own. */
@@ -1996,6 +2008,7 @@ main(int argc, char **argv)
 		case 'p':
 			g.port = (int)cli_parse_num("--port", optarg, 1, 65535);
 			cli_login.addr_given = 1;
+			port_given = 1;
 			break;
 		case 'U':
 			cli_login.url = optarg;
@@ -2005,6 +2018,21 @@ main(int argc, char **argv)
 			break;
 		case 'P':
 			cli_login.password_file = optarg;
+			break;
+		case 'T':
+			cli_login.tls = 1;
+			break;
+		case 'C':
+			cli_login.ca = optarg;
+			cli_login.tls = 1;
+			break;
+		case 'E':
+			cli_login.cert = optarg;
+			cli_login.tls = 1;
+			break;
+		case 'K':
+			cli_login.key = optarg;
+			cli_login.tls = 1;
 			break;
 		case 't':
 			g.timeout_ms = parse_seconds("--timeout", optarg);
@@ -2016,6 +2044,9 @@ main(int argc, char **argv)
 			cli_usage_error("bad option");
 		}
 	}
+	/* TLS has its own default port, unless one was named. */
+	if (cli_login.tls && !port_given)
+		g.port = FERRY_DEFAULT_TLS_PORT;
 	if (optind >= argc)
 		cli_usage_error("missing command");
 	cmd = argv[optind];

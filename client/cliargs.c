@@ -27,6 +27,10 @@ cli_connect(const char *host, int port, int timeout_ms, const char *name)
 	o.name = name;
 	o.user = cli_login.user;
 	o.password_file = cli_login.password_file;
+	o.tls = cli_login.tls;
+	o.tls_ca = cli_login.ca;
+	o.tls_cert = cli_login.cert;
+	o.tls_key = cli_login.key;
 	return ferry_connect_opts(&o);
 }
 

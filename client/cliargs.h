@@ -20,6 +20,8 @@ struct cli_login {
 	const char *user;
 	const char *password_file;
 	int addr_given;
+	int tls;		/* --tls; also implied by --ca, --cert */
+	const char *ca, *cert, *key;
 };
 extern struct cli_login cli_login;
 

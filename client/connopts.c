@@ -22,7 +22,7 @@
 /* "ferry://[USER@]HOST[:PORT]" (HOST may be "[v6]") into parts. */
 static int
 parse_url(struct ferry *f, const char *url, char **user, char **host,
-    int *port)
+    int *port, int *tls)
 {
 	const char *p, *at, *end, *colon;
 	char *e;
@@ -32,8 +32,8 @@ parse_url(struct ferry *f, const char *url, char **user, char **host,
 	if (strncmp(url, "ferry://", 8) == 0) {
 		p = url + 8;
 	} else if (strncmp(url, "ferrys://", 9) == 0) {
-		return lf_seterr(f, FERRY_EINVAL, "%s: TLS (ferrys://) is not "
-		    "built into this libferry", url);
+		p = url + 9;
+		*tls = 1;
 	} else {
 		return lf_seterr(f, FERRY_EINVAL, "%s: not a ferry:// URL",
 		    url);
@@ -127,13 +127,14 @@ ferry_connect_opts(const struct ferry_opts *o)
 	char *uuser = NULL, *uhost = NULL;
 	const char *host = o->host, *user = o->user;
 	int port = o->port, uport = 0, bad = 0;	/* bad: FERRY_E* */
+	int tls = o->tls;
 	struct ferry *f;
 
 	f = lf_new(NULL, FERRY_DEFAULT_PORT, o->timeout_ms, o->name);
 	if (f == NULL || f->err)
 		return f;
 	if (url != NULL && *url != '\0') {
-		bad = parse_url(f, url, &uuser, &uhost, &uport);
+		bad = parse_url(f, url, &uuser, &uhost, &uport, &tls);
 		if (host == NULL)
 			host = uhost;
 		if (port == 0)
@@ -142,7 +143,9 @@ ferry_connect_opts(const struct ferry_opts *o)
 			user = uuser;
 	}
 	if (port == 0)
-		port = FERRY_DEFAULT_PORT;
+		port = tls ? FERRY_DEFAULT_TLS_PORT : FERRY_DEFAULT_PORT;
+	if (!bad && (tls || o->tls_ca || o->tls_cert))
+		bad = lf_tls_setup(f, o);
 	if (!bad && host != NULL) {
 		free(f->host);
 		if ((f->host = strdup(host)) == NULL)

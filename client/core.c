@@ -203,6 +203,7 @@ lf_fatal(struct ferry *f, int err, const char *fmt, ...)
 	vsnprintf(f->errstr, sizeof(f->errstr), fmt, ap);
 	va_end(ap);
 	f->err = err;
+	lf_tls_drop(f);
 	if (f->fd >= 0)
 		close(f->fd);
 	f->fd = -1;
@@ -669,8 +670,7 @@ lf_read_some(struct ferry *f)
 		f->rcap = ncap;
 	}
 	for (;;) {
-		n = recv(f->fd, f->rbuf + f->rend, f->rcap - f->rend,
-		    MSG_DONTWAIT);
+		n = lf_tls_recv(f, f->rbuf + f->rend, f->rcap - f->rend);
 		if (n > 0) {
 			f->rend += (size_t)n;
 			return 1;
@@ -715,8 +715,7 @@ lf_write_some(struct ferry *f)
 		return -1;
 
 	while (f->wpos < sb->size) {
-		n = send(f->fd, sb->data + f->wpos, sb->size - f->wpos,
-		    MSG_DONTWAIT | MSG_NOSIGNAL);
+		n = lf_tls_send(f, sb->data + f->wpos, sb->size - f->wpos);
 		if (n >= 0) {
 			f->wpos += (size_t)n;
 			continue;
@@ -1271,6 +1270,7 @@ lf_free(struct ferry *f)
 {
 	uint64_t rid;
 
+	lf_tls_free(f);
 	if (f->fd >= 0)
 		close(f->fd);
 	lf_mlist_free(&f->mhead, &f->mtail);

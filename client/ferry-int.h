@@ -28,6 +28,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "codec.h"
 #include "scram.h"
@@ -110,6 +111,12 @@ struct ferry {
 	char *password;
 	struct fy_scram_client *scram;
 	char authuser[FERRY_NAME_MAX + 1];	/* WELCOME's "user" */
+
+	/* TLS (tls.c): tls_ctx kept for reconnects, ssl per connection. */
+	struct ssl_ctx_st *tls_ctx;
+	struct ssl_st *ssl;
+	char *tls_name;		/* name the certificate must carry, or
+				   NULL = the host connected to */
 
 	/* From WELCOME. */
 	int welcomed;
@@ -265,6 +272,24 @@ int lf_scram_challenge(struct ferry *f, const struct fy_frame *fr);
 int lf_scram_verify(struct ferry *f, const struct fy_frame *fr);
 /* Wipe and free the password and SCRAM state. */
 void lf_forget_login(struct ferry *f);
+
+/*
+ * TLS (tls.c).  lf_tls_setup(): the context from the options (0, or an
+ * error set, not fatal).  lf_tls_handshake(): on f->fd, verifying the
+ * certificate and its name (0, or fatal).  lf_tls_recv()/lf_tls_send():
+ * recv()/send() through TLS when f->ssl, plain otherwise; -1 with errno
+ * EAGAIN when TLS needs the socket again.  lf_tls_pending(): decrypted
+ * bytes wait that poll() cannot see.  lf_tls_drop() frees the session
+ * before its fd is closed; lf_tls_free() everything.
+ */
+int lf_tls_setup(struct ferry *f, const struct ferry_opts *o);
+int lf_tls_handshake(struct ferry *f, const char *host, int port,
+    int64_t deadline);
+ssize_t lf_tls_recv(struct ferry *f, void *buf, size_t len);
+ssize_t lf_tls_send(struct ferry *f, const void *buf, size_t len);
+int lf_tls_pending(const struct ferry *f);
+void lf_tls_drop(struct ferry *f);
+void lf_tls_free(struct ferry *f);
 int lf_check_topic(struct ferry *f, const char *topic, size_t *len);
 
 /* --- reconnect.c ------------------------------------------------------- */

@@ -98,6 +98,7 @@ extern "C" {
 #endif
 
 #define FERRY_DEFAULT_PORT 4470
+#define FERRY_DEFAULT_TLS_PORT 4471	/* ferrys:// */
 #define FERRY_ERRSTR_LEN 128	/* size of the handle's error text, NUL incl. */
 #define FERRY_ID_MAX 64		/* message id, bytes, NUL excluded */
 #define FERRY_NAME_MAX 200	/* topic and group names, bytes */
@@ -367,6 +368,18 @@ struct ferry_opts {
 	int (*password_cb)(void *arg, char *buf, size_t size);
 	void *password_arg;
 	const char *password_file;
+	/*
+	 * TLS (1.2 or 1.3): tls non-zero, or a "ferrys://" URL (whose
+	 * default port is 4471).  The broker's certificate must be signed by
+	 * tls_ca (NULL: the system's CAs) and name the host (or
+	 * tls_server_name); a client certificate and key (PEM) may log in
+	 * without a password where the broker maps it to a user.
+	 */
+	int tls;
+	const char *tls_ca;
+	const char *tls_cert;
+	const char *tls_key;
+	const char *tls_server_name;
 };
 
 /*

@@ -52,7 +52,13 @@ lf_wait_for(struct ferry *f, int timeout_ms, done_fn *done, void *arg)
 		p.fd = f->fd;
 		p.events = POLLIN | (lf_wpending(f) ? POLLOUT : 0);
 		p.revents = 0;
-		n = poll(&p, 1, wait);
+		/* TLS may hold decrypted bytes the socket no longer shows. */
+		if (lf_tls_pending(f)) {
+			p.revents = POLLIN;
+			n = 1;
+		} else {
+			n = poll(&p, 1, wait);
+		}
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -256,6 +262,9 @@ lf_do_connect(struct ferry *f, const char *host, int port, int timeout_ms)
 		    strerror(-last));
 		return;
 	}
+	if (f->tls_ctx != NULL && lf_tls_handshake(f, host, port,
+	    deadline) < 0)
+		return;
 
 	memset(&fr, 0, sizeof(fr));
 	fr.type = FY_T_HELLO;
