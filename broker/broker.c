@@ -14,8 +14,10 @@
 
 #include "auth.h"
 #include "broker.h"
+#include "compact.h"
 #include "codec.h"
 #include "conn.h"
+#include "delivery.h"
 #include "group.h"
 #include "log.h"
 #include "msg.h"
@@ -38,7 +40,7 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 	struct conn *c;
 
 	do {
-		broker_pump_due(b);
+		delivery_pump_due(b);
 		store_commit(b);
 		while ((c = list_first(&b->flush, struct conn, flink)))
 			conn_flush(c);	/* unlinks c; may stage pumps */
@@ -53,17 +55,6 @@ reap_cb(evutil_socket_t fd, short what, void *arg)
 
 	while ((c = list_first(&b->reap, struct conn, link)))
 		conn_free(c);	/* unlinks c */
-}
-
-void
-broker_pump_due(struct broker *b)
-{
-	struct group *g;
-
-	while ((g = list_first(&b->pumpq, struct group, pumplink))) {
-		list_del(&g->pumplink);
-		group_pump(g);
-	}
 }
 
 void
@@ -168,6 +159,8 @@ broker_init(struct broker *b, struct event_base *base,
 	list_init(&b->pumpq);
 	topic_registry_init(b);
 	request_init();
+	delivery_init();
+	store_init_hooks();
 	clock_gettime(CLOCK_REALTIME, &ts);
 	b->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^
 	    ((uint64_t)getpid() << 40) ^ 0x9e3779b97f4a7c15ull;
@@ -202,6 +195,7 @@ broker_fini(struct broker *b)
 	b->stopping = 1;
 	/* The journal closes (and syncs) first: freeing the state below must
 	 * not unreference records, or their segments would be deleted. */
+	compact_stop(b);
 	store_close(b);
 	say_goodbye(b);
 	/* Closing everyone first keeps releases from delivering to peers

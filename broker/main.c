@@ -11,6 +11,7 @@
 
 #include "auth.h"
 #include "broker.h"
+#include "compact.h"
 #include "config.h"
 #include "log.h"
 #include "options.h"
@@ -50,6 +51,10 @@ main(int argc, char **argv)
 		goto out_broker;
 	if ((r = store_open(&b, err, sizeof(err))) < 0) {
 		log_error("%s", err[0] ? err : strerror(-r));
+		goto out_broker;
+	}
+	if (compact_start(&b) < 0) {
+		log_error("cannot start compaction: out of memory");
 		goto out_broker;
 	}
 	if (broker_listen(&b) < 0)

@@ -22,6 +22,7 @@
 #include "clock.h"
 #include "config.h"
 #include "conn.h"
+#include "delivery.h"
 #include "group.h"
 #include "inspect.h"
 #include "log.h"
@@ -246,12 +247,12 @@ make_room(struct broker *b, struct topic *t, struct group *only,
 
 	if (only)
 		return only->conf.overflow == FY_OVERFLOW_DLQ_OLDEST ?
-		    store_make_room(b, only, bytes) : 0;
+		    delivery_make_room(b, only, bytes) : 0;
 	list_for_each_safe(pos, tmp, &t->groups) {
 		struct group *g = list_entry(pos, struct group, tlink);
 
 		if (g->conf.overflow == FY_OVERFLOW_DLQ_OLDEST &&
-		    (r = store_make_room(b, g, bytes)) < 0)
+		    (r = delivery_make_room(b, g, bytes)) < 0)
 			return r;
 	}
 	return 0;
@@ -374,7 +375,12 @@ handle_pub(struct conn *c, const struct fy_frame *f)
 			trace_add(&b->trace, ts, msg_id_hash(id, idlen),
 			    TR_DUPLICATE, t->sym, 0, c->sym, 0);
 		} else {
-			if (!idlen) {
+			if (!idlen && pm->pid.len) {
+				msg_id_derive(pm->pid.p, pm->pid.len,
+				    pm->pseq, gen);
+				id = gen;
+				idlen = MSG_ID_LEN;
+			} else if (!idlen) {
 				msg_id_generate(gen);
 				id = gen;
 				idlen = MSG_ID_LEN;
@@ -498,7 +504,7 @@ handle_sub(struct conn *c, const struct fy_frame *f)
 	log_debug("%s: subscribed to %s/%s as sid %llu", c->name, t->name,
 	    g->name, (unsigned long long)s->sid);
 	/* After the OK, so the client learns its sid before messages. */
-	group_pump(g);
+	delivery_pump(g);
 }
 
 /* The subscription an ACK/NACK/TOUCH names, or NULL after replying. */
@@ -570,7 +576,7 @@ handle_ack(struct conn *c, const struct fy_frame *f)
 
 		conn_send_durable(c, seq, &ok);
 	}
-	group_pump_later(s->group);
+	group_mark_due(s->group);
 }
 
 static void
@@ -595,10 +601,10 @@ handle_nack(struct conn *c, const struct fy_frame *f)
 		conn_send_err(c, f->rid, FY_E_BADARG, 0, "delay out of range");
 		return;
 	}
-	store_fail(c->b, e, CAUSE_NACKED, f->nack.error.p, errlen,
+	delivery_fail(c->b, e, CAUSE_NACKED, f->nack.error.p, errlen,
 	    f->nack.has_delay ? (int64_t)f->nack.delay_ms : -1);
 	send_ok(c, f->rid);
-	group_pump_later(g);
+	group_mark_due(g);
 }
 
 static void
@@ -767,7 +773,7 @@ unstall(struct conn *c)
 
 		if (s->stalled) {
 			s->stalled = 0;
-			group_pump_later(s->group);
+			group_mark_due(s->group);
 		}
 	}
 }
@@ -788,7 +794,7 @@ on_frame(struct conn *c, int r, const struct fy_frame *f, const char *field)
 static void
 on_read_end(struct conn *c)
 {
-	broker_pump_due(c->b);
+	delivery_pump_due(c->b);
 }
 
 /* Deliveries paused by the size of the output may go on. */
@@ -798,7 +804,7 @@ on_drained(struct conn *c)
 	struct list *pos;
 
 	list_for_each(pos, &c->subs)
-		group_pump_later(list_entry(pos, struct sub, clink)->group);
+		group_mark_due(list_entry(pos, struct sub, clink)->group);
 }
 
 static void

@@ -85,6 +85,9 @@ struct store {
 	uint64_t nheld;
 };
 
+/* Register what topics call back (once, before anything is applied). */
+void store_init_hooks(void);
+
 /*
  * Open the journal in the data directory, replay it, and start serving.
  * Returns 0 or -errno with a sentence in err.
@@ -125,18 +128,6 @@ int store_publish(struct broker *b, struct topic *t,
 int store_duplicate(struct broker *b, struct topic *t,
     const struct fy_pubmsg *pm, const char **id, size_t *id_len);
 
-/* Make room in g for one more message of bytes: dead-letter its oldest
- * waiting messages if it overflows that way.  0, or -ENOSPC when g refuses
- * (overflow reject, or nothing waiting to push out). */
-int store_make_room(struct broker *b, struct group *g, uint64_t bytes);
-
-/* Move e (waiting in its group) to its dead-letter topic now.  0, or
- * -errno with e left where it is. */
-int store_dead_letter(struct broker *b, struct qent *e);
-
-/* e's TTL ran out while it waited: dead-letter it (or drop it). */
-void store_expire(struct broker *b, struct qent *e);
-
 /* Settle a leased entry; *seq gets the ack record's seq (0 if none). */
 void store_ack(struct broker *b, struct qent *e, uint64_t *seq);
 
@@ -145,16 +136,25 @@ void store_ack(struct broker *b, struct qent *e, uint64_t *seq);
  * delivery must wait for (0: none). */
 uint64_t store_settle(struct broker *b, struct qent *e);
 
-/* A delivery failed: journal and apply group_fail() (group.h); past the
- * group's max_attempts, dead-letter it. */
-void store_fail(struct broker *b, struct qent *e, int cause,
-    const char *err, size_t err_len, int64_t delay_ms);
+/* A delivery of e failed (cause: enum qent_cause): journal and apply
+ * group_fail(), requeued delay ms from now.  who: the consumer's name; err:
+ * a nack's text (may be NULL).  The policy (backoff, dead letters) is
+ * delivery's (delivery.h). */
+void store_fail(struct broker *b, struct qent *e, int cause, const char *who,
+    const char *err, size_t err_len, uint64_t delay);
 
 /* Find or create a group (durable groups are journaled). */
 int store_group_get(struct broker *b, struct topic *t, const char *name,
     size_t len, const struct group_conf *conf, struct group **gp);
 void store_group_delete(struct broker *b, struct group *g);
 void store_topic_delete(struct broker *b, struct topic *t);
+
+/* Copy m (of topic t) forward into the newest segment (compaction).
+ * 0 or -errno. */
+int store_move(struct broker *b, struct msg *m, struct topic *t);
+
+/* Forget d's ids older than dedup_window (now: monotonic ms). */
+void store_prune_dedup(struct broker *b, struct dedup *d, int64_t now);
 
 /* A topic is going away: forget its remembered ids and their records. */
 void store_forget_dedup(struct broker *b, struct dedup *d);

@@ -9,6 +9,7 @@
 #include "broker.h"
 #include "clock.h"
 #include "conn.h"
+#include "delivery.h"
 #include "group.h"
 #include "log.h"
 #include "msg.h"
@@ -68,7 +69,7 @@ sub_free(struct sub *s, int cause)
 	 * this keeps them in their original order. */
 	while ((e = list_last(&s->leases, struct qent, link))) {
 		if (cause >= 0) {
-			store_fail(s->conn->b, e, cause, NULL, 0, -1);
+			delivery_fail(s->conn->b, e, cause, NULL, 0, -1);
 		} else {
 			sub_lease_end(s, e);
 			qent_free(e);
@@ -79,7 +80,7 @@ sub_free(struct sub *s, int cause)
 	if (g->ephemeral && !g->nmembers && !g->deleting)
 		topic_group_delete(g);
 	else if (cause >= 0)
-		group_pump(g);
+		delivery_pump(g);
 }
 
 int
@@ -230,7 +231,7 @@ lease_cb(evutil_socket_t fd, short what, void *arg)
 
 	while ((e = list_first(&s->leases, struct qent, link)) &&
 	    qent_lease_deadline(e) <= now) {
-		store_fail(s->conn->b, e, CAUSE_TIMEOUT, NULL, 0, -1);
+		delivery_fail(s->conn->b, e, CAUSE_TIMEOUT, NULL, 0, -1);
 		n++;
 	}
 	if (n) {
@@ -240,5 +241,5 @@ lease_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	arm(s);
 	if (n)
-		group_pump(g);
+		delivery_pump(g);
 }
