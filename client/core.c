@@ -98,8 +98,8 @@ lf_now_ms(void)
 }
 
 /* Copy a borrowed string into dst (size n), truncating, NUL-terminated. */
-static void
-strcopy(char *dst, size_t n, struct fy_str s)
+void
+lf_strcopy(char *dst, size_t n, struct fy_str s)
 {
 	size_t len = s.len < n - 1 ? s.len : n - 1;
 
@@ -162,21 +162,24 @@ lf_fail_pending(struct ferry *f, int err)
 	uint64_t rid;
 
 	for (rid = f->plo; rid < f->next_rid; rid++) {
-		struct pend *p = &f->pend[rid & (f->pcap - 1)];
+		struct pend *p = &f->pend[rid & (f->pcap - 1)], q = *p;
 
-		if (p->kind == PEND_PIPE)
-			lf_confirm(f, rid, p->nmsgs, err, 0, "", f->errstr, 0);
+		/* Out of the ring before any callback runs. */
 		p->kind = PEND_FREE;
 		free(p->frame);
 		p->frame = NULL;
+		if (q.kind == PEND_PIPE)
+			lf_confirm(f, rid, q.nmsgs, err, 0, "", f->errstr, 0);
+		else if (q.kind == PEND_ASYNC && f->answer != NULL)
+			f->answer(f, rid, &q, NULL, err);
 	}
 	f->plo = f->next_rid;
 }
 
 /* May a reconnect undo this error?  Not when the broker closed because
  * of what we sent: sending it again would fail again. */
-static int
-recoverable(const struct ferry *f, int err)
+int
+lf_recoverable(const struct ferry *f, int err)
 {
 	if (!f->rc_on)
 		return 0;
@@ -203,13 +206,15 @@ lf_fatal(struct ferry *f, int err, const char *fmt, ...)
 	vsnprintf(f->errstr, sizeof(f->errstr), fmt, ap);
 	va_end(ap);
 	f->err = err;
+	if (f->closing != NULL)
+		f->closing(f);	/* before the fd number can be reused */
 	lf_tls_drop(f);
 	if (f->fd >= 0)
 		close(f->fd);
 	f->fd = -1;
 	if (f->reconnecting)
 		return err;	/* lf_recover() decides */
-	if (recoverable(f, err)) {
+	if (lf_recoverable(f, err)) {
 		f->lost = 1;
 		return err;
 	}
@@ -252,6 +257,10 @@ lf_pend_new(struct ferry *f, int kind, uint32_t nmsgs)
 	p->sub = 0;
 	p->frame = NULL;
 	p->flen = 0;
+	p->op = 0;
+	p->fn = NULL;
+	p->arg = NULL;
+	p->tag = 0;
 	return rid;
 }
 
@@ -295,7 +304,7 @@ async_push(struct ferry *f, int code, uint64_t sid, struct fy_str msg)
 	e->code = code;
 	e->sid = sid;
 	e->dropped = 0;
-	strcopy(e->msg, sizeof(e->msg), msg);
+	lf_strcopy(e->msg, sizeof(e->msg), msg);
 }
 
 struct mnode *
@@ -322,6 +331,7 @@ lf_msg_copy(const struct fy_frame *fr)
 	n = malloc(size);
 	if (n == NULL)
 		return NULL;
+	n->size = size;
 	hdr = (struct ferry_header *)(n + 1);
 	hist = (struct ferry_hist *)(hdr + nh);
 	p = (char *)(hist + ns);
@@ -361,6 +371,54 @@ lf_msg_copy(const struct fy_frame *fr)
 	n->msg.nhist = ns;
 	return n;
 }
+
+/* Every pointer of a message points into its own block: move them along
+ * with a copy of the block. */
+#define MOVED(p, from, to) ((void *)((char *)(to) + ((const char *)(p) - \
+	(const char *)(from))))
+
+struct ferry_msg *
+ferry_msg_dup(const struct ferry_msg *m)
+{
+	const struct mnode *o;
+	struct mnode *n;
+	struct ferry_header *hdr;
+	struct ferry_hist *hist;
+	size_t i;
+
+	if (m == NULL)
+		return NULL;
+	o = (const struct mnode *)((const char *)m -
+	    offsetof(struct mnode, msg));
+	if ((n = malloc(o->size)) == NULL)
+		return NULL;
+	memcpy(n, o, o->size);
+	n->next = NULL;
+	n->msg.body = MOVED(m->body, o, n);
+	n->msg.id = MOVED(m->id, o, n);
+	n->msg.topic = MOVED(m->topic, o, n);
+	n->msg.reply_to = MOVED(m->reply_to, o, n);
+	n->msg.corr = MOVED(m->corr, o, n);
+	if (m->nhdr) {
+		hdr = MOVED(m->hdr, o, n);
+		for (i = 0; i < m->nhdr; i++) {
+			hdr[i].key = MOVED(m->hdr[i].key, o, n);
+			hdr[i].value = MOVED(m->hdr[i].value, o, n);
+		}
+		n->msg.hdr = hdr;
+	}
+	if (m->nhist) {
+		hist = MOVED(m->hist, o, n);
+		for (i = 0; i < m->nhist; i++) {
+			hist[i].cause = MOVED(m->hist[i].cause, o, n);
+			hist[i].error = MOVED(m->hist[i].error, o, n);
+			hist[i].consumer = MOVED(m->hist[i].consumer, o, n);
+		}
+		n->msg.hist = hist;
+	}
+	return &n->msg;
+}
+#undef MOVED
 
 /* Drop buffered deliveries of a subscription that ended: their leases are
  * void, the broker has put the messages back. */
@@ -473,9 +531,9 @@ handle_reply(struct ferry *f, const struct fy_frame *fr)
 	if (lf_pend_take(f, fr->rid, &p) == NULL)
 		return;		/* not ours, or answered twice: ignore */
 	if (fr->type == FY_T_OK && fr->ok.nids > 0)
-		strcopy(id, sizeof(id), fr->ok.ids[0]);
+		lf_strcopy(id, sizeof(id), fr->ok.ids[0]);
 	if (!ok)
-		strcopy(msg, sizeof(msg), fr->err.msg);
+		lf_strcopy(msg, sizeof(msg), fr->err.msg);
 	switch (p.kind) {
 	case PEND_PIPE:
 		if (ok)
@@ -505,6 +563,11 @@ handle_reply(struct ferry *f, const struct fy_frame *fr)
 		break;
 	case PEND_RESUB:
 		resub_reply(f, fr, p.sub);
+		break;
+	case PEND_ASYNC:
+		if (f->answer != NULL)
+			f->answer(f, fr->rid, &p, fr, ok ? 0 :
+			    code_err(fr->err.code));
 		break;
 	default:
 		break;		/* PEND_GONE: nobody waits any more */
@@ -579,7 +642,7 @@ handle_frame(struct ferry *f, const struct fy_frame *fr)
 		if (lf_scram_verify(f, fr) < 0)
 			return f->err;
 		f->welcomed = 1;
-		strcopy(f->server, sizeof(f->server), fr->welcome.server);
+		lf_strcopy(f->server, sizeof(f->server), fr->welcome.server);
 		if (fr->welcome.max_frame)
 			f->max_frame = fr->welcome.max_frame;
 		if (fr->welcome.max_msg)
@@ -1135,6 +1198,25 @@ ferry_set_confirm_cb(struct ferry *f, ferry_confirm_fn *fn, void *arg)
 {
 	f->cb = fn;
 	f->cb_arg = fn ? arg : NULL;
+}
+
+/* Check a subscription's options (not its topic); *glen gets the length
+ * of its group name, 0 for the default group or an ephemeral one. */
+int
+lf_sub_check(struct ferry *f, const struct ferry_sub_opts *o, size_t *glen)
+{
+	*glen = 0;
+	if (o->mode != FERRY_AT_LEAST_ONCE && o->mode != FERRY_AT_MOST_ONCE)
+		return lf_seterr(f, FERRY_EINVAL, "invalid mode %d", o->mode);
+	if (o->overflow != FERRY_OVERFLOW_REJECT &&
+	    o->overflow != FERRY_OVERFLOW_DLQ_OLDEST)
+		return lf_seterr(f, FERRY_EINVAL, "invalid overflow %d",
+		    o->overflow);
+	if (o->group != NULL && o->group[0] != '\0' && !o->ephemeral) {
+		*glen = strnlen(o->group, FERRY_NAME_MAX + 1);
+		return lf_check_name(f, "group", o->group, *glen);
+	}
+	return 0;
 }
 
 /* Add a subscription to the table (copying its strings), not yet

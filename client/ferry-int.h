@@ -52,6 +52,8 @@ enum {
 	PEND_SYNC,		/* the caller is waiting in lf_send_sync() */
 	PEND_GONE,		/* the caller gave up: drop the answer */
 	PEND_RESUB,		/* a SUB sent again after a reconnect */
+	PEND_ASYNC,		/* a request of the async driver: its answer
+				   goes to f->answer() */
 };
 
 struct pend {
@@ -62,6 +64,11 @@ struct pend {
 				   after a reconnect (reconnect on only);
 				   owned, freed when answered */
 	size_t flen;
+	/* PEND_ASYNC: what the request was and whom to tell (async.c). */
+	uint8_t op;
+	void (*fn)(void);
+	void *arg;
+	uint64_t tag;
 };
 
 /*
@@ -79,11 +86,14 @@ struct lsub {
 	int pending;		/* SUB sent, not yet answered: likewise */
 	int inbox;		/* request-reply inbox: deliveries go to the
 				   reply queue, not to ferry_next() */
+	ferry_async_msg_fn *fn;	/* async driver: where deliveries go */
+	void *arg;
 };
 
 /* A queued delivery: the message and its strings in one allocation. */
 struct mnode {
 	struct mnode *next;
+	size_t size;		/* of the whole block, for ferry_msg_dup() */
 	struct ferry_msg msg;	/* what the caller sees; freed via its node */
 };
 
@@ -208,6 +218,16 @@ struct ferry {
 	size_t kvcap;
 	struct fy_pubmsg *pm;
 	size_t pmcap;
+
+	/* Set by a driver that is not the blocking one (async.c), else
+	 * NULL.  answer() gets each PEND_ASYNC answer (fr), or its failure
+	 * (fr NULL, err): the entry is already out of the ring.  closing()
+	 * runs in lf_fatal() just before the socket is closed and anything
+	 * is failed. */
+	void (*answer)(struct ferry *f, uint64_t rid, const struct pend *p,
+	    const struct fy_frame *fr, int err);
+	void (*closing)(struct ferry *f);
+	void *drv;		/* the driver's own state */
 };
 
 typedef int done_fn(struct ferry *f, void *arg);
@@ -220,6 +240,7 @@ int lf_seterr(struct ferry *f, int err, const char *fmt, ...);
 void lf_confirm(struct ferry *f, uint64_t rid, uint32_t nmsgs, int err,
     int code, const char *id, const char *errmsg, uint32_t dups);
 void lf_fail_pending(struct ferry *f, int err);
+int lf_recoverable(const struct ferry *f, int err);
 __attribute__((format(printf, 3, 4)))
 int lf_fatal(struct ferry *f, int err, const char *fmt, ...);
 uint64_t lf_pend_new(struct ferry *f, int kind, uint32_t nmsgs);
@@ -251,6 +272,9 @@ int lf_encode_pub(struct ferry *f, const char *topic, size_t tlen,
     uint64_t rid);
 struct lsub *lf_sub_add(struct ferry *f, const char *topic,
     const struct ferry_sub_opts *o, size_t glen);
+int lf_sub_check(struct ferry *f, const struct ferry_sub_opts *o,
+    size_t *glen);
+void lf_strcopy(char *dst, size_t n, struct fy_str s);
 int lf_settle_sid(struct ferry *f, uint64_t sid, uint64_t *bsid);
 void lf_uuid_str(char *out);
 struct ferry *lf_new(const char *host, int port, int timeout_ms,

@@ -53,12 +53,10 @@ lf_restore(struct ferry *f, struct ferry_reconnect_info *info)
 	for (i = 0; i < f->nsubs; i++) {
 		rid = lf_pend_new(f, PEND_RESUB, 0);
 		if (rid == 0)
-			return lf_fatal(f, FERRY_ENOMEM,
-				    "out of memory");
+			return lf_fatal(f, FERRY_ENOMEM, "out of memory");
 		f->pend[rid & (f->pcap - 1)].sub = f->subs[i].n;
 		if (lf_encode_sub(f, &f->subs[i], rid) < 0)
-			return lf_fatal(f, FERRY_ENOMEM,
-				    "out of memory");
+			return lf_fatal(f, FERRY_ENOMEM, "out of memory");
 	}
 	/* Then the old requests, in their order, with their rids. */
 	for (rid = f->plo; rid < end; rid++) {
@@ -69,12 +67,24 @@ lf_restore(struct ferry *f, struct ferry_reconnect_info *info)
 			continue;
 		}
 		if (p->frame != NULL && (p->kind == PEND_PIPE ||
-		    p->kind == PEND_SYNC)) {
+		    p->kind == PEND_SYNC || p->kind == PEND_ASYNC)) {
 			if (msgpack_sbuffer_write(&f->enc.sb,
 			    (const char *)p->frame, p->flen) != 0)
 				return lf_fatal(f, FERRY_ENOMEM,
 				    "out of memory");
 			info->resent++;
+			continue;
+		}
+		if (p->kind == PEND_ASYNC) {
+			/* Out of the ring before its callback runs. */
+			struct pend q = *p;
+
+			p->kind = PEND_FREE;
+			lf_seterr(f, FERRY_ECLOSED, "connection lost and "
+			    "re-established: the request may or may not have "
+			    "been carried out");
+			if (f->answer != NULL)
+				f->answer(f, rid, &q, NULL, FERRY_ECLOSED);
 			continue;
 		}
 		if (p->kind == PEND_PIPE) {

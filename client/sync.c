@@ -615,7 +615,7 @@ subscribe(struct ferry *f, const char *topic, const struct ferry_sub_opts *o,
 	static const struct ferry_sub_opts none;
 	struct lsub *s;
 	struct pend p;
-	size_t tlen, glen = 0;
+	size_t tlen, glen;
 	uint64_t rid;
 	uint32_t sn;
 	int r;
@@ -626,18 +626,8 @@ subscribe(struct ferry *f, const char *topic, const struct ferry_sub_opts *o,
 		return r;
 	if (o == NULL)
 		o = &none;
-	if (o->mode != FERRY_AT_LEAST_ONCE && o->mode != FERRY_AT_MOST_ONCE)
-		return lf_seterr(f, FERRY_EINVAL, "invalid mode %d", o->mode);
-	if (o->overflow != FERRY_OVERFLOW_REJECT &&
-	    o->overflow != FERRY_OVERFLOW_DLQ_OLDEST)
-		return lf_seterr(f, FERRY_EINVAL, "invalid overflow %d",
-		    o->overflow);
-	if (o->group != NULL && o->group[0] != '\0' && !o->ephemeral) {
-		glen = strnlen(o->group, FERRY_NAME_MAX + 1);
-		r = lf_check_name(f, "group", o->group, glen);
-		if (r < 0)
-			return r;
-	}
+	if ((r = lf_sub_check(f, o, &glen)) < 0)
+		return r;
 	if ((s = lf_sub_add(f, topic, o, glen)) == NULL)
 		return lf_seterr(f, FERRY_ENOMEM, "out of memory");
 	s->inbox = inbox;
