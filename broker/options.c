@@ -35,6 +35,7 @@ enum opt_type {
 	T_LOGLEVEL,
 	T_FSYNC,
 	T_BOOL,		/* yes/no, true/false, on/off, 1/0; stored 1/0 */
+	T_PORT,		/* 0..65535, or -1: no such listener */
 };
 
 enum opt_width {
@@ -71,8 +72,8 @@ static const struct opt_def opt_defs[] = {
 	  .type = T_STRING, F_PTR(listen), .arg = "ADDR",
 	  .help = "address to listen on" },
 	{ .key = "port", .name = "port", .shortopt = 'p',
-	  .type = T_UINT, F_INT(port), .min = 0, .max = 65535, .arg = "PORT",
-	  .help = "TCP port; 0 picks a free one" },
+	  .type = T_PORT, F_INT(port), .min = 0, .max = 65535, .arg = "PORT",
+	  .help = "TCP port; 0 picks one; -1: none (TLS only)" },
 	{ .key = "port_file", .name = "port-file",
 	  .type = T_OPTPATH, F_PTR(port_file), .arg = "FILE",
 	  .help = "write the bound port to FILE" },
@@ -323,6 +324,9 @@ format_value(const struct opt_def *d, uint64_t v, char *buf, size_t len)
 	case T_BOOL:
 		snprintf(buf, len, "%s", u ? "yes" : "no");
 		break;
+	case T_PORT:
+		snprintf(buf, len, "%d", (int)u);
+		break;
 	case T_FSYNC:
 		snprintf(buf, len, "%s",
 		    u <= FSYNC_NEVER ? fsync_names[u] : "?");
@@ -457,6 +461,10 @@ set_number(struct options *o, const struct opt_def *d, const char *value,
 	uint64_t v = 0;
 	int r;
 
+	if (d->type == T_PORT && strcmp(value, "-1") == 0) {
+		field_put(o, d, (uint64_t)-1);	/* W_INT: -1 */
+		return 0;
+	}
 	if (d->type == T_SIZE)
 		r = parse_size(value, &v);
 	else if (d->type == T_SECONDS)
@@ -598,6 +606,11 @@ options_check(const struct options *o, char *err, size_t errlen)
 	}
 	if ((o->tls_cert == NULL) != (o->tls_key == NULL)) {
 		snprintf(err, errlen, "tls_cert and tls_key go together");
+		return -1;
+	}
+	if (o->port < 0 && o->tls_cert == NULL) {
+		snprintf(err, errlen, "port = -1 (no plain listener) needs the "
+		    "TLS listener: set tls_cert and tls_key");
 		return -1;
 	}
 	if (o->tls_ca != NULL && o->tls_cert == NULL) {

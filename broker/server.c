@@ -91,7 +91,7 @@ accept_error_cb(struct evconnlistener *l, void *arg)
 		    "every 250 ms)", evutil_socket_error_to_string(err));
 }
 
-/* "PORT\n", then "TLSPORT\n" when there is a TLS listener. */
+/* "PORT\n" (-1: none), then "TLSPORT\n" when there is a TLS listener. */
 static int
 write_port_file(const char *path, int port, int tls_port)
 {
@@ -129,6 +129,9 @@ broker_listen(struct broker *b)
 	char port[16];
 	int r;
 
+	/* port = -1: TLS only (options_check() made sure there is TLS). */
+	if (o->port < 0)
+		goto tls;
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
@@ -158,6 +161,7 @@ broker_listen(struct broker *b)
 			    ((struct sockaddr_in6 *)&ss)->sin6_port);
 	}
 	log_info("listening on %s port %d", o->listen, b->port);
+tls:
 	if ((r = tls_listen(b)) < 0)
 		return r;
 	if (o->port_file && (r = write_port_file(o->port_file, b->port,

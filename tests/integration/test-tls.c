@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "ferry.h"
@@ -293,6 +294,62 @@ START_TEST(cli_tls)
 }
 END_TEST
 
+/* port = -1: no plain listener; the port file says so, TLS still works. */
+START_TEST(tls_only)
+{
+	char portfile[300], datadir[300], line[64], *a[] = {
+	    (char *)getenv("FERRYD"), "--listen", "127.0.0.1", "--port", "-1",
+	    "--port-file", portfile, "--data-dir", datadir, "--users-file",
+	    path("users"), "--tls-port", "0", "--tls-cert", path("server.pem"),
+	    "--tls-key", path("server.key"), NULL };
+	uint64_t deadline = now_ms() + 10000;
+	struct ferry_opts o = {0};
+	struct ferry *f;
+	int status, plain = 0, tls = 0, st, err;
+	char why[FERRY_ERRSTR_LEN];
+	FILE *fp;
+	pid_t pid;
+
+	snprintf(portfile, sizeof(portfile), "%s/only.port", cdir);
+	snprintf(datadir, sizeof(datadir), "%s/only.data", cdir);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		freopen("/dev/null", "w", stderr);
+		execv(a[0], a);
+		_exit(127);
+	}
+	while (tls <= 0 && now_ms() < deadline &&
+	    waitpid(pid, &status, WNOHANG) == 0) {
+		if ((fp = fopen(portfile, "r")) != NULL) {
+			if (fgets(line, sizeof(line), fp))
+				plain = atoi(line);
+			if (fgets(line, sizeof(line), fp))
+				tls = atoi(line);
+			fclose(fp);
+		}
+		usleep(10000);
+	}
+	o.host = "127.0.0.1";
+	o.port = tls;
+	o.timeout_ms = 10000;
+	o.tls_ca = path("ca.pem");
+	o.user = "bob";
+	o.password = "hunter2";
+	f = tls > 0 ? ferry_connect_opts(&o) : NULL;
+	err = f ? ferry_err(f) : -1;
+	snprintf(why, sizeof(why), "%s", f ? ferry_errstr(f) : "no port");
+	ferry_close(f);
+	/* Stopped before any assertion, so a failure leaves no daemon. */
+	kill(pid, SIGTERM);
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_int_eq(plain, -1);
+	ck_assert_int_gt(tls, 0);
+	ck_assert_msg(err == 0, "%s", why);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+END_TEST
+
 static Suite *
 tls_suite(void)
 {
@@ -308,6 +365,7 @@ tls_suite(void)
 	tcase_add_test(tc, plaintext_on_tls_port_refused);
 	tcase_add_test(tc, reload_certificate);
 	tcase_add_test(tc, cli_tls);
+	tcase_add_test(tc, tls_only);
 	suite_add_tcase(s, tc);
 	return s;
 }

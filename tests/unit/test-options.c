@@ -515,7 +515,7 @@ static const struct {
 } bad_values[] = {
 	{ "port", "65536", "out of range (0..65535)" },
 	{ "allow_anonymous", "maybe", "expected yes or no, got 'maybe'" },
-	{ "port", "-1", "expected a whole number, got '-1'" },
+	{ "port", "-2", "expected a whole number, got '-2'" },
 	{ "port", "+80", "whole number" },
 	{ "port", " 80", "whole number" },
 	{ "port", "80 ", "whole number" },
@@ -720,6 +720,18 @@ START_TEST(test_set_enums_and_bounds)
 	    "together"));
 	ck_assert_int_eq(options_set(&o, "tls_key", "k.pem", err, 512), 0);
 	ck_assert_int_eq(options_check(&o, err, 512), 0);
+	ck_assert_int_eq(options_set(&o, "port", "-1", err, 512), 0);
+	ck_assert_int_eq(o.port, -1);
+	ck_assert_int_eq(options_check(&o, err, 512), 0);
+	free(o.tls_cert);
+	o.tls_cert = NULL;
+	free(o.tls_key);
+	o.tls_key = NULL;
+	free(o.tls_ca);
+	o.tls_ca = NULL;
+	ck_assert_int_eq(options_check(&o, err, 512), -1);
+	ck_assert_ptr_nonnull(strstr(err, "port = -1 (no plain listener) "
+	    "needs the TLS listener"));
 	options_fini(&o);
 }
 END_TEST
@@ -793,7 +805,8 @@ static const struct {
 } bad_args[] = {
 	{ "--port=70000", "--port: '70000' is out of range (0..65535)" },
 	{ "--port=", "--port: expected a whole number" },
-	{ "-p-1", "--port: expected a whole number, got '-1'" },
+	{ "-p-2", "--port: expected a whole number, got '-2'" },
+	{ "-p-1", "port = -1 (no plain listener) needs the TLS listener" },
 	{ "--ack-timeout=0", "--ack-timeout: '0' is out of range" },
 	{ "--ack-timeout=abc", "--ack-timeout: expected seconds" },
 	{ "--max-frame-size=8Q", "--max-frame-size: expected a size" },
