@@ -478,8 +478,13 @@ on_read(evutil_socket_t fd, short what, void *arg)
 	struct ferry *f = a->f;
 
 	enter(a);
-	if (lf_read_some(f) > 0)
+	if (!lf_tls_ready(f)) {
+		/* The handshake's turn: on to the frames once it is done. */
+		if (lf_tls_step(f) >= 0 && f->fd >= 0)
+			event_add(a->wev, NULL);
+	} else if (lf_read_some(f) > 0) {
 		lf_process_input(f);
+	}
 	if (a->state == ST_CONNECTING && f->err == 0 && f->welcomed)
 		connected(a);
 	dispatch(a);
@@ -505,6 +510,20 @@ on_write(evutil_socket_t fd, short what, void *arg)
 			goto out;
 		}
 		a->sock_ok = 1;
+	}
+	/* TLS first: frames wait until the handshake is done, and while
+	 * it waits for the broker the write event would only spin. */
+	if (!lf_tls_ready(f)) {
+		int r = lf_tls_step(f);
+
+		if (r < 0)
+			goto out;
+		if (r == 1) {
+			event_del(a->wev);
+			goto out;
+		}
+		if (r == 2)
+			goto out;
 	}
 	if (lf_wpending(f)) {
 		a->wrote = 1;
@@ -580,13 +599,18 @@ static int
 encode_hello(struct ferry *f)
 {
 	struct fy_frame fr;
+	char cfirst[FY_SCRAM_MSG_MAX];
 
 	memset(&fr, 0, sizeof(fr));
 	fr.type = FY_T_HELLO;
 	fr.hello.version = FY_PROTO_VERSION;
 	fr.hello.name.p = f->name;
 	fr.hello.name.len = (uint32_t)strlen(f->name);
-	return lf_encode(f, &fr);
+	/* With a user, HELLO starts SCRAM; the core answers CHALLENGE. */
+	if (lf_scram_hello(f, &fr, cfirst) < 0 || lf_encode(f, &fr) < 0)
+		return -1;
+	lf_scram_gate(f);
+	return 0;
 }
 
 /*
@@ -626,6 +650,8 @@ attempt(struct ferry_async *a)
 	if (open_socket(f, &fd) < 0)
 		return;
 	f->fd = fd;
+	if (f->tls_ctx != NULL && lf_tls_attach(f) < 0)
+		return;
 	a->rev = event_new(a->base, fd, EV_READ | EV_PERSIST, on_read, a);
 	a->wev = event_new(a->base, fd, EV_WRITE | EV_PERSIST, on_write, a);
 	if (a->rev == NULL || a->wev == NULL) {
@@ -681,6 +707,15 @@ ferry_async_connect(struct event_base *base, const char *host, int port,
 	if (o->reconnect != NULL && ferry_set_reconnect(f, o->reconnect) < 0) {
 		f->err = FERRY_EINVAL;
 		return a;
+	}
+	if (o->login != NULL) {
+		int r = lf_login_setup(f, o->login, o->login->user,
+		    o->login->tls);
+
+		if (r < 0) {
+			f->err = r;
+			return a;
+		}
 	}
 	f->answer = on_answer;
 	f->closing = on_closing;

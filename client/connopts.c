@@ -120,6 +120,24 @@ get_password(struct ferry *f, const struct ferry_opts *o)
 	return 0;
 }
 
+int
+lf_login_setup(struct ferry *f, const struct ferry_opts *o, const char *user,
+    int tls)
+{
+	int r;
+
+	if ((tls || o->tls_ca || o->tls_cert) && (r = lf_tls_setup(f, o)))
+		return r;
+	if (user == NULL || *user == '\0')
+		return 0;
+	if (!fy_scram_user_valid(user, strlen(user)))
+		return lf_seterr(f, FERRY_EINVAL, "invalid user name \"%.64s\" "
+		    "(1..64 of A-Z a-z 0-9 . _ - @)", user);
+	if ((f->user = strdup(user)) == NULL)
+		return lf_seterr(f, FERRY_ENOMEM, "out of memory");
+	return get_password(f, o);
+}
+
 struct ferry *
 ferry_connect_opts(const struct ferry_opts *o)
 {
@@ -144,23 +162,14 @@ ferry_connect_opts(const struct ferry_opts *o)
 	}
 	if (port == 0)
 		port = tls ? FERRY_DEFAULT_TLS_PORT : FERRY_DEFAULT_PORT;
-	if (!bad && (tls || o->tls_ca || o->tls_cert))
-		bad = lf_tls_setup(f, o);
 	if (!bad && host != NULL) {
 		free(f->host);
 		if ((f->host = strdup(host)) == NULL)
 			bad = lf_seterr(f, FERRY_ENOMEM, "out of memory");
 	}
 	f->port = port;
-	if (!bad && user != NULL && *user != '\0') {
-		if (!fy_scram_user_valid(user, strlen(user)))
-			bad = lf_seterr(f, FERRY_EINVAL, "invalid user name "
-			    "\"%.64s\" (1..64 of A-Z a-z 0-9 . _ - @)", user);
-		else if ((f->user = strdup(user)) == NULL)
-			bad = lf_seterr(f, FERRY_ENOMEM, "out of memory");
-		else
-			bad = get_password(f, o);
-	}
+	if (!bad)
+		bad = lf_login_setup(f, o, user, tls);
 	free(uuser);
 	free(uhost);
 	if (bad) {
@@ -206,6 +215,7 @@ lf_scram_challenge(struct ferry *f, const struct fy_frame *fr)
 {
 	struct fy_frame a = {.type = FY_T_AUTH};
 	char out[FY_SCRAM_MSG_MAX];
+	size_t end;
 	int r;
 
 	if (f->scram == NULL || f->welcomed)
@@ -218,9 +228,26 @@ lf_scram_challenge(struct ferry *f, const struct fy_frame *fr)
 		    "challenge is invalid (foreign nonce or iteration count "
 		    "out of range)");
 	a.auth.sasl = (struct fy_str){out, (uint32_t)strlen(out)};
+	end = f->enc.sb.size;
 	r = lf_encode(f, &a);
 	OPENSSL_cleanse(out, sizeof(out));
-	return r < 0 ? lf_fatal(f, FERRY_ENOMEM, "out of memory") : 0;
+	if (r < 0)
+		return lf_fatal(f, FERRY_ENOMEM, "out of memory");
+	if (f->gated && f->wgate < end) {
+		/* Requests queued after HELLO: AUTH goes before them. */
+		size_t alen = f->enc.sb.size - end;
+		char *p = f->enc.sb.data, *tmp = malloc(alen);
+
+		if (tmp == NULL)
+			return lf_fatal(f, FERRY_ENOMEM, "out of memory");
+		memcpy(tmp, p + end, alen);
+		memmove(p + f->wgate + alen, p + f->wgate, end - f->wgate);
+		memcpy(p + f->wgate, tmp, alen);
+		free(tmp);
+	}
+	if (f->gated)
+		f->wgate += f->enc.sb.size - end;
+	return 0;
 }
 
 int
@@ -239,11 +266,19 @@ lf_scram_verify(struct ferry *f, const struct fy_frame *fr)
 	    fr->welcome.sasl.len);
 	free(f->scram);
 	f->scram = NULL;
+	f->gated = 0;	/* what waited may go (checked below first) */
 	if (r != FY_OK)
 		return lf_fatal(f, FERRY_ECONNECT, "the broker did not prove "
 		    "it knows user \"%s\"'s password: not the right broker, "
 		    "or someone in between", f->user);
 	return 0;
+}
+
+void
+lf_scram_gate(struct ferry *f)
+{
+	f->gated = f->scram != NULL;
+	f->wgate = f->enc.sb.size;
 }
 
 void

@@ -739,6 +739,10 @@ lf_read_some(struct ferry *f)
 			return 1;
 		}
 		if (n == 0) {
+			if (f->close_code == FY_E_DENIED)
+				return lf_fatal(f, FERRY_EDENIED, "login "
+				    "refused (E_DENIED): wrong password, "
+				    "unknown user, or a login required");
 			if (f->close_code)
 				return lf_fatal(f, FERRY_ECLOSED,
 				    "connection closed by broker (%s)",
@@ -764,6 +768,8 @@ lf_read_some(struct ferry *f)
 size_t
 lf_wpending(const struct ferry *f)
 {
+	if (f->gated)
+		return f->wgate - f->wpos;
 	return f->enc.sb.size - f->wpos + f->nacks * 9;
 }
 
@@ -777,8 +783,9 @@ lf_write_some(struct ferry *f)
 	if (f->nacks && lf_encode_acks(f) < 0)
 		return -1;
 
-	while (f->wpos < sb->size) {
-		n = lf_tls_send(f, sb->data + f->wpos, sb->size - f->wpos);
+	while (f->wpos < (f->gated ? f->wgate : sb->size)) {
+		n = lf_tls_send(f, sb->data + f->wpos,
+		    (f->gated ? f->wgate : sb->size) - f->wpos);
 		if (n >= 0) {
 			f->wpos += (size_t)n;
 			continue;
@@ -800,11 +807,13 @@ lf_write_some(struct ferry *f)
 	if (f->wpos == sb->size) {
 		fy_enc_clear(&f->enc);
 		f->wpos = 0;
+		f->wgate = 0;
 		f->wnext = FLUSH_AT;
 	} else if (f->wpos >= FLUSH_AT && f->wpos >= sb->size / 2) {
 		/* Reclaim the written part so the buffer stays bounded. */
 		memmove(sb->data, sb->data + f->wpos, sb->size - f->wpos);
 		sb->size -= f->wpos;
+		f->wgate -= f->gated ? f->wpos : 0;
 		f->wpos = 0;
 	}
 	return 0;

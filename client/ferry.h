@@ -905,6 +905,10 @@ struct ferry_async_opts {
 	ferry_async_status_fn *on_status;	/* or NULL */
 	ferry_async_error_fn *on_error;		/* or NULL */
 	void *arg;		/* passed to on_status and on_error */
+	/* Login and TLS as for ferry_connect_opts(): user, the password's
+	 * source, tls and its files (url, host, port, timeout_ms and name
+	 * are not read from it).  NULL: anonymous, plain TCP. */
+	const struct ferry_opts *login;
 };
 
 /*

@@ -277,6 +277,7 @@ lf_do_connect(struct ferry *f, const char *host, int port, int timeout_ms)
 		lf_fatal(f, FERRY_ENOMEM, "out of memory");
 		return;
 	}
+	lf_scram_gate(f);
 	left = deadline >= 0 ? deadline - lf_now_ms() : -1;
 	r = lf_wait_for(f, deadline >= 0 ? (left > 0 ? (int)left : 0) : -1,
 	    done_welcome, &alen0);

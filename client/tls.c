@@ -49,6 +49,10 @@ lf_tls_setup(struct ferry *f, const struct ferry_opts *o)
 	 * write (it compacts and grows it). */
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
 	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	/* A broker closing without close_notify (after an ERR, or a
+	 * crash) is a closed connection, not a protocol error: frames
+	 * carry their length, so a cut one shows anyway. */
+	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 	what = o->tls_ca ? o->tls_ca : "the system's CA certificates";
 	if ((o->tls_ca ? SSL_CTX_load_verify_locations(ctx, o->tls_ca, NULL) :
@@ -82,17 +86,33 @@ fail:
 	    ssl_error(why, sizeof(why)));
 }
 
-int
-lf_tls_handshake(struct ferry *f, const char *host, int port,
-    int64_t deadline)
+/* A failed handshake, said in one line: which check failed. */
+static int
+tls_fail(struct ferry *f, SSL *ssl)
 {
-	const char *name = f->tls_name ? f->tls_name : host;
-	struct in6_addr a6;
-	struct pollfd p;
+	const char *name = f->tls_name ? f->tls_name : f->host;
+	long v = SSL_get_verify_result(ssl);
 	char why[256];
+
+	if (v == X509_V_ERR_HOSTNAME_MISMATCH ||
+	    v == X509_V_ERR_IP_ADDRESS_MISMATCH)
+		return lf_fatal(f, FERRY_ECONNECT, "TLS: %s:%d: the broker's "
+		    "certificate is not for \"%s\"", f->host, f->port, name);
+	if (v != X509_V_OK)
+		return lf_fatal(f, FERRY_ECONNECT, "TLS: %s:%d: the broker's "
+		    "certificate is not trusted: %s (is --ca right?)", f->host,
+		    f->port, X509_verify_cert_error_string(v));
+	return lf_fatal(f, FERRY_ECONNECT, "TLS: %s:%d: %s (is it a TLS "
+	    "port?)", f->host, f->port, ssl_error(why, sizeof(why)));
+}
+
+int
+lf_tls_attach(struct ferry *f)
+{
+	const char *name = f->tls_name ? f->tls_name : f->host;
+	struct in6_addr a6;
 	SSL *ssl;
-	long v;
-	int r, e, wait;
+	int r;
 
 	ssl = SSL_new(f->tls_ctx);
 	if (ssl == NULL || SSL_set_fd(ssl, f->fd) != 1) {
@@ -113,46 +133,66 @@ lf_tls_handshake(struct ferry *f, const char *host, int port,
 		return lf_fatal(f, FERRY_EINVAL, "TLS: cannot check the "
 		    "certificate against \"%s\"", name);
 	}
-	for (;;) {
-		r = SSL_connect(ssl);
-		if (r == 1)
-			break;
-		e = SSL_get_error(ssl, r);
-		if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
-			goto fail;
+	SSL_set_connect_state(ssl);
+	f->ssl = ssl;
+	return 0;
+}
+
+int
+lf_tls_step(struct ferry *f)
+{
+	SSL *ssl = f->ssl;
+	int r, e;
+
+	if (ssl == NULL || SSL_is_init_finished(ssl))
+		return 0;
+	r = SSL_do_handshake(ssl);
+	if (r == 1)
+		return 0;
+	e = SSL_get_error(ssl, r);
+	if (e == SSL_ERROR_WANT_READ)
+		return 1;
+	if (e == SSL_ERROR_WANT_WRITE)
+		return 2;
+	/* lf_fatal() frees the session: report from it first. */
+	f->ssl = NULL;
+	r = tls_fail(f, ssl);
+	SSL_free(ssl);
+	return r;
+}
+
+int
+lf_tls_ready(const struct ferry *f)
+{
+	return f->ssl == NULL || SSL_is_init_finished(f->ssl);
+}
+
+int
+lf_tls_handshake(struct ferry *f, const char *host, int port,
+    int64_t deadline)
+{
+	struct pollfd p;
+	int r, wait;
+
+	if (lf_tls_attach(f) < 0)
+		return f->err;
+	while ((r = lf_tls_step(f)) > 0) {
 		wait = -1;
 		if (deadline >= 0) {
 			int64_t left = deadline - lf_now_ms();
 
-			if (left <= 0) {
-				SSL_free(ssl);
+			if (left <= 0)
 				return lf_fatal(f, FERRY_ECONNECT, "%s:%d: no "
 				    "TLS handshake in time", host, port);
-			}
 			wait = (int)left;
 		}
 		p.fd = f->fd;
-		p.events = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
-		if (poll(&p, 1, wait) < 0 && errno != EINTR) {
-			SSL_free(ssl);
+		p.events = r == 1 ? POLLIN : POLLOUT;
+		if (poll(&p, 1, wait) < 0 && errno != EINTR)
 			return lf_fatal(f, FERRY_EIO, "poll: %s",
 			    strerror(errno));
-		}
 	}
-	f->ssl = ssl;
-	return 0;
-fail:
-	v = SSL_get_verify_result(ssl);
-	SSL_free(ssl);
-	if (v == X509_V_ERR_HOSTNAME_MISMATCH || v == X509_V_ERR_IP_ADDRESS_MISMATCH)
-		return lf_fatal(f, FERRY_ECONNECT, "TLS: %s:%d: the broker's "
-		    "certificate is not for \"%s\"", host, port, name);
-	if (v != X509_V_OK)
-		return lf_fatal(f, FERRY_ECONNECT, "TLS: %s:%d: the broker's "
-		    "certificate is not trusted: %s (is --ca right?)", host,
-		    port, X509_verify_cert_error_string(v));
-	return lf_fatal(f, FERRY_ECONNECT, "TLS: %s:%d: %s (is it a TLS "
-	    "port?)", host, port, ssl_error(why, sizeof(why)));
+	return r;
 }
 
 ssize_t

@@ -16,6 +16,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+
 #include "ferry.h"
 #include "harness.h"
 
@@ -350,6 +352,71 @@ START_TEST(tls_only)
 }
 END_TEST
 
+static int async_done, async_err = 1;
+
+static void
+async_pinged(struct ferry_async *a, int err, void *arg)
+{
+	async_err = err;
+	async_done = 1;
+	event_base_loopbreak(arg);
+}
+
+static void
+async_status(struct ferry_async *a, int status, void *arg)
+{
+	if (status == FERRY_ASYNC_FAILED) {
+		async_err = ferry_async_err(a);
+		async_done = 1;
+		event_base_loopbreak(arg);
+	}
+}
+
+/* The asynchronous API: TLS and SCRAM in the event loop. */
+static int
+async_ping(const char *ca, const char *password, char *why, size_t n)
+{
+	struct event_base *base = event_base_new();
+	struct ferry_opts login = {0};
+	struct ferry_async_opts o = {0};
+	struct ferry_async *a;
+	uint64_t deadline = now_ms() + 10000;
+
+	login.tls = 1;
+	login.tls_ca = path(ca);
+	login.user = "bob";
+	login.password = password;
+	o.login = &login;
+	o.on_status = async_status;
+	o.arg = base;
+	async_done = 0;
+	async_err = 1;
+	a = ferry_async_connect(base, "127.0.0.1", tls_port, &o);
+	ck_assert_ptr_nonnull(a);
+	ck_assert_int_eq(ferry_async_ping(a, async_pinged, base), 0);
+	while (!async_done && now_ms() < deadline)
+		event_base_loop(base, EVLOOP_ONCE);
+	snprintf(why, n, "%s", ferry_async_errstr(a));
+	ferry_async_free(a);
+	event_base_free(base);
+	ck_assert_msg(async_done, "async ping never answered");
+	return async_err;
+}
+
+START_TEST(async_tls_login)
+{
+	char why[256];
+
+	ck_assert_msg(async_ping("ca.pem", "hunter2", why, sizeof(why)) == 0,
+	    "%s", why);
+	ck_assert_int_ne(async_ping("other.pem", "hunter2", why, sizeof(why)),
+	    0);
+	ck_assert_msg(strstr(why, "certificate is not trusted"), "%s", why);
+	ck_assert_int_eq(async_ping("ca.pem", "wrong", why, sizeof(why)),
+	    FERRY_EDENIED);
+}
+END_TEST
+
 static Suite *
 tls_suite(void)
 {
@@ -366,6 +433,7 @@ tls_suite(void)
 	tcase_add_test(tc, reload_certificate);
 	tcase_add_test(tc, cli_tls);
 	tcase_add_test(tc, tls_only);
+	tcase_add_test(tc, async_tls_login);
 	suite_add_tcase(s, tc);
 	return s;
 }
