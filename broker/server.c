@@ -19,6 +19,7 @@
 #include "conn.h"
 #include "log.h"
 #include "options.h"
+#include "tls.h"
 
 /* Refuse a connection over max_connections with one ERR frame, written
  * with a plain send(): the socket is new, so its buffer has room. */
@@ -90,8 +91,9 @@ accept_error_cb(struct evconnlistener *l, void *arg)
 		    "every 250 ms)", evutil_socket_error_to_string(err));
 }
 
+/* "PORT\n" (-1: none), then "TLSPORT\n" when there is a TLS listener. */
 static int
-write_port_file(const char *path, int port)
+write_port_file(const char *path, int port, int tls_port)
 {
 	char tmp[4096];
 	FILE *f;
@@ -101,6 +103,8 @@ write_port_file(const char *path, int port)
 	if (!(f = fopen(tmp, "w")))
 		return -errno;
 	fprintf(f, "%d\n", port);
+	if (tls_port)
+		fprintf(f, "%d\n", tls_port);
 	if (fclose(f) != 0) {
 		unlink(tmp);
 		return -EIO;
@@ -125,6 +129,9 @@ broker_listen(struct broker *b)
 	char port[16];
 	int r;
 
+	/* port = -1: TLS only (options_check() made sure there is TLS). */
+	if (o->port < 0)
+		goto tls;
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
@@ -154,7 +161,11 @@ broker_listen(struct broker *b)
 			    ((struct sockaddr_in6 *)&ss)->sin6_port);
 	}
 	log_info("listening on %s port %d", o->listen, b->port);
-	if (o->port_file && (r = write_port_file(o->port_file, b->port))) {
+tls:
+	if ((r = tls_listen(b)) < 0)
+		return r;
+	if (o->port_file && (r = write_port_file(o->port_file, b->port,
+	    b->tls ? b->tls_port : 0))) {
 		log_error("cannot write port file %s: %s", o->port_file,
 		    strerror(-r));
 		return r;
@@ -173,4 +184,5 @@ broker_unlisten(struct broker *b)
 		event_free(b->accept_ev);
 		b->accept_ev = NULL;
 	}
+	tls_fini(b);
 }
