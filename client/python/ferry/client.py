@@ -694,6 +694,7 @@ class Client:
                     if not self._reconnect():
                         return
                     continue
+                timeout = self._touch_due()
                 want = selectors.EVENT_READ | (selectors.EVENT_WRITE if self._core.out else 0)
                 if registered is not sock:
                     if registered is not None:
@@ -702,7 +703,6 @@ class Client:
                     registered = sock
                 else:
                     sel.modify(sock, want)
-                timeout = self._touch_due()
                 events = sel.select(timeout)
                 try:
                     for key, ev in events:
@@ -803,6 +803,13 @@ class Client:
                 return False
         return False
 
+    def _touch_done(self, m: Message) -> Callable[[Reply], None]:
+        def done(r: Reply) -> None:
+            if r.error is not None:  # called under the lock
+                self._active.pop(m, None)
+                self._async_settle_done(r)
+        return done
+
     def _touch_due(self) -> float:
         """TOUCH deliveries whose handler has run past half its lease;
         returns how long the I/O thread may sleep."""
@@ -816,7 +823,7 @@ class Client:
                     try:
                         self._core.settle(codec.TOUCH, {"t": codec.TOUCH, "sid": m.sid,
                                                         "lease": m.lease},
-                                          m.gen, Reply(FAIL, self._async_settle_done))
+                                          m.gen, Reply(FAIL, self._touch_done(m)))
                     except FerryError:
                         self._active.pop(m, None)
                         continue
