@@ -307,9 +307,26 @@ class Core:
         """Process received bytes.  Raises ProtocolError (the peer is
         broken: give up), ShutdownNotice (reconnect), or the ERR of a
         failed handshake."""
+        self.dispatch(self.decode(data))
+
+    def decode(self, data: bytes) -> list[dict[str, Any]]:
+        """Complete frames in `data` (plus what came before), checked.
+        Touches only the decoder, so the blocking client runs it outside
+        its lock."""
         self.decoder.feed(data)
-        for f in self.decoder.frames():
-            t = codec.check_broker_frame(f)
+        frames = list(self.decoder.frames())
+        check = codec.check_broker_frame
+        for f in frames:
+            # The common case inline: a delivery with what it needs.
+            if not (f["t"] == codec.MSG and type(f.get("sid")) is int
+                    and type(f.get("id")) is str and type(f.get("body")) is bytes
+                    and type(f.get("lease", 0)) is int and "rid" not in f):
+                check(f)
+        return frames
+
+    def dispatch(self, frames: list[dict[str, Any]]) -> None:
+        for f in frames:
+            t = f["t"]
             if not self.ready:
                 if t == codec.WELCOME:
                     self._on_welcome(f)

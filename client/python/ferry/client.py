@@ -42,6 +42,26 @@ class Message(BaseMessage):
         confirmation (durable; raises StaleLease if the lease was no longer
         valid); wait=False sends it and goes on (errors go to the client's
         on_error)."""
+        if not wait and self.lease and not self._settled:
+            # Coalesced: the I/O thread sends one ACK with every lease
+            # queued since its last write, without rid (a stale lease
+            # comes back as an ERR without rid, to on_error).
+            sub: Subscription = self._sub
+            client = sub.client
+            if self.gen != client._core.gen:
+                raise StaleLease("the delivery came on a connection that has "
+                                 "since dropped; it will be delivered again")
+            self._settled = True
+            if client._active:
+                client._active.pop(self, None)
+            if sub.acks_gen != self.gen:
+                sub.acks = []
+                sub.acks_gen = self.gen
+            sub.acks.append(self.lease)
+            client._acking.add(sub)
+            if not client._signaled:
+                client._wake()
+            return
         self._settle(codec.ACK, {}, wait, timeout)
 
     def nack(self, *, delay: float | None = None, error: str | None = None,
@@ -92,6 +112,9 @@ class Subscription:
         self.state = SubState(topic, opts, Reply(FAIL), self._deliver, self._end)
         self.state.owner = self
         self.thread: threading.Thread | None = None
+        self.acks: list[int] = []
+        self.acks_gen = 0
+        self.closing = False
 
     # Called by Core, under the client lock, in the I/O thread.
     def _deliver(self, f: dict[str, Any], gen: int) -> None:
@@ -109,6 +132,17 @@ class Subscription:
         """Next message, or None after `timeout` seconds without one.
         Raises the error that ended the subscription (e.g. Deleted)."""
         c = self.client
+        q = self.queue
+        if self.closing:
+            return None
+        while q:  # fast path, no lock: deque.popleft is atomic
+            try:
+                m = q.popleft()
+            except IndexError:
+                break
+            if m.lease and m.gen != c._core.gen:
+                continue
+            return m
         deadline = None if timeout is None else time.monotonic() + timeout
         with c._cv:
             while True:
@@ -117,6 +151,8 @@ class Subscription:
                     if m.lease and m.gen != c._core.gen:
                         continue  # its lease died with its connection
                     return m
+                if self.closing:
+                    return None
                 if self.ended:
                     if self.error is not None and not isinstance(self.error, ClientClosed):
                         raise self.error
@@ -174,9 +210,17 @@ class Subscription:
     def close(self, timeout: float | None = None) -> None:
         """UNSUB: the broker puts back what was delivered and not settled."""
         c = self.client
+        # Let the handler finish its message (and queue its ack) first, so
+        # the ack goes out before the UNSUB that would release it.
+        self.closing = True
+        with c._cv:
+            c._cv.notify_all()
+        if self.thread is not None and self.thread is not threading.current_thread():
+            self.thread.join(timeout)
         r = Reply(DONE)
         with c._cv:
             if not c._closed:
+                c._collect_acks()
                 c._core.remove_sub(self.state, r)
             else:
                 r.resolve({})
@@ -186,8 +230,6 @@ class Subscription:
                 c._wait(r, timeout)
             except FerryError:
                 pass
-        if self.thread is not None and self.thread is not threading.current_thread():
-            self.thread.join(timeout)
 
     def __enter__(self) -> Subscription:
         return self
@@ -258,6 +300,8 @@ class Client:
         self._wr.setblocking(False)
         self._ww.setblocking(False)
         self._active: dict[Message, tuple[float, float]] = {}
+        # Subscriptions with acks queued by ack(wait=False).
+        self._acking: set[Subscription] = set()
         self._inbox: Subscription | None = None
         self._requests: dict[str, Reply] = {}
         self.reconnects = 0
@@ -356,7 +400,8 @@ class Client:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cv:
             self._flush_locked()
-            while self._core.out or any(r.kind == RESEND for r in self._core.pending.values()):
+            while self._core.out or self._acking or any(
+                    r.kind == RESEND for r in self._core.pending.values()):
                 self._check_open()
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
@@ -618,7 +663,25 @@ class Client:
         if self._core.out:
             self._wake()
 
+    def _collect_acks(self) -> None:
+        """Turn the acks queued by ack(wait=False) into ACK frames, one per
+        subscription (lock held)."""
+        if not self._acking:
+            return
+        subs, self._acking = self._acking, set()
+        gen = self._core.gen
+        for s in subs:
+            leases, s.acks = s.acks, []
+            sid = s.state.sid
+            if not leases or not sid or s.acks_gen != gen:
+                continue
+            if len(leases) == 1:
+                self._core.send({"t": codec.ACK, "sid": sid, "lease": leases[0]})
+            else:
+                self._core.send({"t": codec.ACK, "sid": sid, "leases": leases})
+
     def _flush_locked(self) -> None:
+        self._collect_acks()
         out = self._core.out
         sock = self._sock
         if not out or sock is None:
@@ -711,8 +774,7 @@ class Client:
                                 self._wr.recv(4096)
                             except BlockingIOError:
                                 pass
-                            with self._cv:
-                                self._signaled = False
+                            self._signaled = False
                             continue
                         if ev & selectors.EVENT_READ:
                             data = sock.recv(_READ_SIZE)
@@ -720,12 +782,14 @@ class Client:
                                 with self._cv:
                                     self._core.decoder.check_eof()
                                 raise ConnectionLost("the broker closed the connection")
+                            frames = self._core.decode(data)
                             with self._cv:
                                 try:
-                                    self._core.feed(data)
+                                    self._core.dispatch(frames)
                                 finally:
                                     self._cv.notify_all()
                     with self._cv:
+                        self._collect_acks()
                         if self._core.out:
                             n = sock.send(self._core.out)
                             del self._core.out[:n]
