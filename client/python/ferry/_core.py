@@ -93,6 +93,7 @@ class Core:
         # new process still moves above its old high-water mark.
         self.pid = pid or uuid.uuid4().hex
         self.seq = time.time_ns() // 1000
+        self.pid_packed = codec.pack_pid(self.pid)
         self.out = bytearray()
         self.pending: dict[int, Reply] = {}
         self.next_rid = 1
@@ -225,6 +226,34 @@ class Core:
         rid = self._rid()
         frame = codec.encode_pub(self.topic(topic), body, rid, opts, frame_opts)
         self._check_size(frame)
+        reply.rid = rid
+        reply.frame = frame
+        self.pending[rid] = reply
+        if self.ready:
+            self.out += frame
+
+    def publish_simple(self, topic: str, body: bytes, idempotent: bool,
+                       reply: Reply | None) -> None:
+        """publish() of a body without options: the hot path."""
+        if self.max_msg and len(body) > self.max_msg:
+            self.check_body(body)
+        tp = self.topics.get(topic) or self.topic(topic)
+        if idempotent:
+            self.seq += 1
+            pp = self.pid_packed
+        else:
+            pp = b""
+        if reply is None:
+            if self.ready:
+                frame = codec.encode_pub_simple(tp, body, 0, pp, self.seq)
+                if len(frame) - 4 > self.max_frame:
+                    self._check_size(frame)
+                self.out += frame
+            return
+        rid = self._rid()
+        frame = codec.encode_pub_simple(tp, body, rid, pp, self.seq)
+        if len(frame) - 4 > self.max_frame:
+            self._check_size(frame)
         reply.rid = rid
         reply.frame = frame
         self.pending[rid] = reply

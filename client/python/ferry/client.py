@@ -28,7 +28,7 @@ from .message import BaseMessage
 log = logging.getLogger("ferry")
 
 _READ_SIZE = 256 * 1024
-_FLUSH_AT = 64 * 1024
+_MAX_QUEUED = 8 * 1024 * 1024
 
 
 class Message(BaseMessage):
@@ -296,6 +296,8 @@ class Client:
         self._closed = False
         self._fatal: FerryError | None = None
         self._signaled = False
+        # Bytes the I/O thread took from the core's queue and is writing.
+        self._sending = bytearray()
         self._wr, self._ww = socket.socketpair()
         self._wr.setblocking(False)
         self._ww.setblocking(False)
@@ -335,6 +337,24 @@ class Client:
         it (confirm=True), or at once (confirm=False: fire-and-forget, the
         id is None unless given; lost if the connection drops before it is
         written).  delay and ttl are in seconds."""
+        if (type(data) is bytes and id is None and not headers and delay is None
+                and ttl is None and reply_to is None and corr is None and group is None
+                and not mandatory):
+            # The hot path: a bare body.
+            if not confirm:
+                with self._lock:  # the condition's lock, without its wrapper
+                    if self._fatal is not None or self._closed:
+                        self._check_open()
+                    self._core.publish_simple(topic, data, self.idempotent, None)
+                    if not self._signaled or len(self._core.out) >= _MAX_QUEUED:
+                        self._kick()
+                return None
+            r = Reply(RESEND)
+            with self._cv:
+                self._check_open()
+                self._core.publish_simple(topic, data, self.idempotent, r)
+                self._kick()
+            return PublishFuture(self, r).result(timeout)
         if not confirm:
             opts = _common.message_opts(id=id, headers=headers, delay=delay, ttl=ttl,
                                         reply_to=reply_to, corr=corr)
@@ -359,10 +379,18 @@ class Client:
                        group: str | None = None, mandatory: bool = False) -> PublishFuture:
         """Confirmed publish without waiting: pipeline many, then read the
         futures (or flush())."""
+        r = Reply(RESEND)
+        if (type(data) is bytes and id is None and not headers and delay is None
+                and ttl is None and reply_to is None and corr is None and group is None
+                and not mandatory):
+            with self._cv:
+                self._check_open()
+                self._core.publish_simple(topic, data, self.idempotent, r)
+                self._kick()
+            return PublishFuture(self, r)
         opts = _common.message_opts(id=id, headers=headers, delay=delay, ttl=ttl,
                                     reply_to=reply_to, corr=corr)
         body = _common.prepare(data, opts)
-        r = Reply(RESEND)
         with self._cv:
             self._check_open()
             if self.idempotent:
@@ -400,7 +428,7 @@ class Client:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cv:
             self._flush_locked()
-            while self._core.out or self._acking or any(
+            while self._core.out or self._sending or self._acking or any(
                     r.kind == RESEND for r in self._core.pending.values()):
                 self._check_open()
                 left = None if deadline is None else deadline - time.monotonic()
@@ -572,9 +600,10 @@ class Client:
             if self._closed:
                 return
             deadline = time.monotonic() + self.connect_timeout
-            while self._core.out and self._sock is not None and self._fatal is None:
+            while ((self._core.out or self._sending or self._acking)
+                   and self._sock is not None and self._fatal is None):
                 self._flush_locked()
-                if not self._core.out or time.monotonic() > deadline:
+                if time.monotonic() > deadline:
                     break
                 self._cv.wait(0.01)
             self._closed = True
@@ -656,12 +685,20 @@ class Client:
                 pass
 
     def _kick(self) -> None:
-        """After queueing frames (lock held): write now if much is queued,
-        else let the I/O thread write them, batched."""
-        if len(self._core.out) >= _FLUSH_AT:
-            self._flush_locked()
-        if self._core.out:
-            self._wake()
+        """After queueing frames (lock held): the I/O thread writes them,
+        batched.  A producer far ahead of the socket waits here."""
+        out = self._core.out
+        if out:
+            if not self._signaled:
+                self._wake()
+            if len(out) >= _MAX_QUEUED:
+                deadline = time.monotonic() + (self.timeout or 30.0)
+                while len(self._core.out) >= _MAX_QUEUED // 2 and self._sock is not None:
+                    self._check_open()
+                    if time.monotonic() > deadline:
+                        raise Timeout("the broker does not read what we send")
+                    self._wake()
+                    self._cv.wait(0.1)
 
     def _collect_acks(self) -> None:
         """Turn the acks queued by ack(wait=False) into ACK frames, one per
@@ -681,19 +718,23 @@ class Client:
                 self._core.send({"t": codec.ACK, "sid": sid, "leases": leases})
 
     def _flush_locked(self) -> None:
+        """Write what is queued now (lock held), if the I/O thread is not
+        in the middle of writing: a caller about to wait for a reply
+        should not wait for the I/O thread to wake up first."""
         self._collect_acks()
         out = self._core.out
         sock = self._sock
         if not out or sock is None:
             return
-        try:
-            n = sock.send(out)
-        except (BlockingIOError, InterruptedError):
-            n = 0
-        except OSError:
-            n = 0  # the I/O thread sees the error and reconnects
-        if n:
-            del out[:n]
+        if not self._sending:
+            try:
+                n = sock.send(out)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            except OSError:
+                n = 0  # the I/O thread sees the error and reconnects
+            if n:
+                del out[:n]
         if out:
             self._wake()
 
@@ -758,7 +799,8 @@ class Client:
                         return
                     continue
                 timeout = self._touch_due()
-                want = selectors.EVENT_READ | (selectors.EVENT_WRITE if self._core.out else 0)
+                want = selectors.EVENT_READ | (
+                    selectors.EVENT_WRITE if self._core.out or self._sending else 0)
                 if registered is not sock:
                     if registered is not None:
                         sel.unregister(registered)
@@ -788,12 +830,23 @@ class Client:
                                     self._core.dispatch(frames)
                                 finally:
                                     self._cv.notify_all()
+                    # Take what callers queued, then write it without the
+                    # lock, so that they can go on queueing meanwhile.
                     with self._cv:
                         self._collect_acks()
-                        if self._core.out:
-                            n = sock.send(self._core.out)
-                            del self._core.out[:n]
-                            self._cv.notify_all()
+                        out = self._core.out
+                        if out:
+                            if self._sending:
+                                self._sending += out
+                                out.clear()
+                            else:
+                                self._core.out, self._sending = self._sending, out
+                    if self._sending:
+                        n = sock.send(self._sending)
+                        del self._sending[:n]
+                        if not self._sending:
+                            with self._cv:
+                                self._cv.notify_all()
                 except (BlockingIOError, InterruptedError):
                     pass
                 except ProtocolError as e:
@@ -821,6 +874,7 @@ class Client:
                 self._sock.close()
                 self._sock = None
             self._core.connection_lost()
+            self._sending = bytearray()
             self._active.clear()
             self._cv.notify_all()
 

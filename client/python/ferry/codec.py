@@ -164,6 +164,42 @@ def encode_pub(topic_packed: bytes, body: bytes, rid: int = 0,
     return _LEN.pack(len(payload)) + payload
 
 
+def encode_pub_simple(topic_packed: bytes, body: bytes, rid: int,
+                      pid_packed: bytes, seq: int) -> bytes:
+    """The common PUB: topic, body and (if pid_packed) pid + seq, nothing
+    else.  pid_packed is pack_pid(pid) or b"" (then seq is ignored)."""
+    n = len(body)
+    if n < 0x100:
+        bh = b"\xc4" + _U8[n]
+    elif n < 0x10000:
+        bh = b"\xc5" + n.to_bytes(2, "big")
+    else:
+        bh = b"\xc6" + n.to_bytes(4, "big")
+    if pid_packed:
+        sp = _pack_uint(seq)
+        if rid:
+            payload = b"".join((b"\x86\xa1t\x02\xa3rid", _pack_uint(rid), _K_TOPIC,
+                                topic_packed, pid_packed, sp, _K_BODY, bh, body))
+        else:
+            payload = b"".join((b"\x85\xa1t\x02", _K_TOPIC, topic_packed, pid_packed,
+                                sp, _K_BODY, bh, body))
+    elif rid:
+        payload = b"".join((b"\x84\xa1t\x02\xa3rid", _pack_uint(rid), _K_TOPIC,
+                            topic_packed, _K_BODY, bh, body))
+    else:
+        payload = b"".join((b"\x83\xa1t\x02", _K_TOPIC, topic_packed, _K_BODY, bh, body))
+    return _LEN.pack(len(payload)) + payload
+
+
+def pack_pid(pid: str) -> bytes:
+    """The `pid` key and value, then the `seq` key, packed, for
+    encode_pub_simple()."""
+    return _K_PID + _packer.pack(pid) + _K_SEQ
+
+
+_U8 = [bytes((i,)) for i in range(256)]
+
+
 def pack_topic(topic: str) -> bytes:
     return _packer.pack(topic)
 

@@ -183,3 +183,22 @@ def test_broker_frame_checks() -> None:
         codec.check_broker_frame({"t": 66})
     # str body accepted (section 3: for body a str is accepted too)
     assert codec.get_body({"t": 67, "body": "hé"}) == "hé".encode()
+
+
+@pytest.mark.parametrize("rid", [0, 7, 300])
+@pytest.mark.parametrize("pid", ["", "p-1"])
+@pytest.mark.parametrize("size", [0, 5, 255, 256, 65536])
+def test_pub_simple_matches_generic(rid: int, pid: str, size: int) -> None:
+    body = b"\x01" * size
+    seq = 2**50 + 3
+    fast = codec.encode_pub_simple(codec.pack_topic("a.b"), body, rid,
+                                   codec.pack_pid(pid) if pid else b"", seq)
+    f: dict = {"t": 2}
+    if rid:
+        f["rid"] = rid
+    f["topic"] = "a.b"
+    if pid:
+        f["pid"] = pid
+        f["seq"] = seq
+    f["body"] = body
+    assert fast == codec.encode(f)
