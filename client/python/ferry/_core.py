@@ -373,10 +373,8 @@ class Core:
                 s = self.by_sid.get(f["sid"])
                 if s is not None:
                     s.deliver(f, self.gen)
-                elif f.get("lease"):
-                    # A delivery racing with our UNSUB: give it back at once.
-                    self.send({"t": codec.NACK, "sid": f["sid"],
-                               "lease": f["lease"], "delay": 0})
+                # Else a delivery sent before the broker read our UNSUB:
+                # the UNSUB released it, there is nothing to settle.
             elif t == codec.OK:
                 r = self.pending.pop(f.get("rid", 0), None)
                 if r is not None:

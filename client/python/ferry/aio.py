@@ -236,9 +236,12 @@ class AsyncClient:
                  timeout: float | None = 30.0, reconnect: bool = True,
                  reconnect_base: float = 0.05, reconnect_max: float = 5.0,
                  reconnect_give_up: float | None = 60.0, pid: str | None = None,
-                 idempotent: bool = True,
+                 idempotent: bool = True, keepalive: float | None = 15.0,
                  on_error: Callable[[FerryError], None] | None = None) -> None:
         self.host = host
+        self.keepalive = keepalive
+        self._last_send = time.monotonic()
+        self._keepalive_task: asyncio.Task[None] | None = None
         self.port = port
         self.connect_timeout = connect_timeout
         self.timeout = timeout
@@ -384,6 +387,20 @@ class AsyncClient:
         if out and p is not None and p.transport is not None and not p.transport.is_closing():
             p.transport.write(bytes(out))
             out.clear()
+            self._last_send = time.monotonic()
+
+    async def _keepalive_loop(self) -> None:
+        """PING a connection that sent nothing for `keepalive` seconds."""
+        assert self.keepalive
+        while not self._closed and self._fatal is None:
+            idle = time.monotonic() - self._last_send
+            if idle >= self.keepalive:
+                if self._core.ready:
+                    self._core.send({"t": codec.PING})
+                    self._flush()
+                idle = 0.0
+                self._last_send = time.monotonic()
+            await asyncio.sleep(self.keepalive - idle)
 
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
@@ -675,8 +692,9 @@ class AsyncClient:
             return
         self._flush()
         self._closed = True
-        if self._reconnect_task is not None:
-            self._reconnect_task.cancel()
+        for task in (self._reconnect_task, self._keepalive_task):
+            if task is not None:
+                task.cancel()
         self._core.fail_all(ClientClosed("the client was closed"))
         p, self._proto = self._proto, None
         if p is not None and p.transport is not None:
@@ -695,4 +713,6 @@ async def connect(host: str = "127.0.0.1", port: int = codec.DEFAULT_PORT,
     """Connect and handshake; options as for ferry.Client."""
     c = AsyncClient(host, port, **options)
     await c._connect()
+    if c.keepalive:
+        c._keepalive_task = asyncio.get_running_loop().create_task(c._keepalive_loop())
     return c

@@ -269,7 +269,8 @@ class Client:
     (backoff, seconds), reconnect_give_up (seconds without a connection
     before failing everything; None = never), pid (idempotent producer id;
     default a fresh UUID), idempotent (give every publish pid+seq, default
-    True), on_error (called with errors the broker sent without rid).
+    True), keepalive (PING after this many idle seconds, default 15; None
+    = never), on_error (called with errors the broker sent without rid).
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = codec.DEFAULT_PORT,
@@ -277,9 +278,11 @@ class Client:
                  timeout: float | None = 30.0, reconnect: bool = True,
                  reconnect_base: float = 0.05, reconnect_max: float = 5.0,
                  reconnect_give_up: float | None = 60.0, pid: str | None = None,
-                 idempotent: bool = True,
+                 idempotent: bool = True, keepalive: float | None = 15.0,
                  on_error: Callable[[FerryError], None] | None = None) -> None:
         self.host = host
+        self.keepalive = keepalive
+        self._last_send = time.monotonic()
         self.port = port
         self.connect_timeout = connect_timeout
         self.timeout = timeout
@@ -727,6 +730,7 @@ class Client:
         if not out or sock is None:
             return
         if not self._sending:
+            self._last_send = time.monotonic()
             try:
                 n = sock.send(out)
             except (BlockingIOError, InterruptedError):
@@ -842,6 +846,7 @@ class Client:
                             else:
                                 self._core.out, self._sending = self._sending, out
                     if self._sending:
+                        self._last_send = time.monotonic()
                         n = sock.send(self._sending)
                         del self._sending[:n]
                         if not self._sending:
@@ -929,12 +934,22 @@ class Client:
         return done
 
     def _touch_due(self) -> float:
-        """TOUCH deliveries whose handler has run past half its lease;
-        returns how long the I/O thread may sleep."""
-        if not self._active:
-            return 1.0
+        """TOUCH deliveries whose handler has run past half its lease, and
+        PING a connection that sent nothing for `keepalive` seconds (a
+        broker with idle_timeout closes silent clients, subscribers
+        waiting for messages included); returns how long the I/O thread
+        may sleep."""
         now = time.monotonic()
-        nxt = now + 1.0
+        if self.keepalive and now - self._last_send >= self.keepalive:
+            with self._cv:
+                self._core.send({"t": codec.PING})
+            self._last_send = now
+        wait = 1.0
+        if self.keepalive:
+            wait = min(wait, max(0.0, self._last_send + self.keepalive - now))
+        if not self._active:
+            return wait
+        nxt = now + wait
         with self._cv:
             for m, (due, half) in list(self._active.items()):
                 if due <= now:

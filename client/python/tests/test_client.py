@@ -276,3 +276,23 @@ def test_inspection(broker: Ferryd) -> None:
 def test_connect_refused_is_clear() -> None:
     with pytest.raises(OSError):
         ferry.Client(port=1, connect_timeout=1)
+
+
+def test_keepalive_against_idle_timeout(tmp_path: Any) -> None:
+    d = Ferryd("--fsync", "never", "--idle-timeout", "0.6", tmp=str(tmp_path))
+    d.start()
+    try:
+        with ferry.Client(port=d.port, keepalive=0.2) as kept, \
+                ferry.Client(port=d.port, keepalive=None, reconnect_base=0.05) as idle:
+            s1 = kept.subscription("ka", ephemeral=True)
+            s2 = idle.subscription("ka", ephemeral=True)
+            time.sleep(1.5)
+            assert kept.reconnects == 0
+            assert idle.reconnects >= 1  # closed for idleness, came back
+            kept.publish("ka", b"x")
+            m1, m2 = s1.get(3), s2.get(3)
+            assert m1 is not None and m2 is not None  # both subscribed again
+            s1.close()
+            s2.close()
+    finally:
+        d.kill()

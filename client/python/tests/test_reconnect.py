@@ -57,11 +57,13 @@ def test_kill9_restart_no_loss_no_dup(durable_broker: Ferryd) -> None:
         assert not t.is_alive()
         assert not errors, errors
         assert confirmed == list(range(n))
-        assert c.reconnects >= 1 and listener.reconnects >= 1
+        assert c.reconnects >= 1
 
+        # The durable group keeps it until the listener is back.
         c.publish("events", b"after")
         assert got_after_restart.wait(10)
         assert received == [b"after"]
+        assert listener.reconnects >= 1
     finally:
         sub.close(2)
         listener.close()
