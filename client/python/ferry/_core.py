@@ -343,7 +343,7 @@ class Core:
         Touches only the decoder, so the blocking client runs it outside
         its lock."""
         self.decoder.feed(data)
-        frames = list(self.decoder.frames())
+        frames = self.decoder.frames()
         check = codec.check_broker_frame
         for f in frames:
             # The common case inline: a delivery with what it needs.

@@ -348,6 +348,8 @@ class Client:
                 with self._lock:  # the condition's lock, without its wrapper
                     if self._fatal is not None or self._closed:
                         self._check_open()
+                    if self._acking:
+                        self._collect_acks()
                     self._core.publish_simple(topic, data, self.idempotent, None)
                     if not self._signaled or len(self._core.out) >= _MAX_QUEUED:
                         self._kick()
@@ -355,6 +357,8 @@ class Client:
             r = Reply(RESEND)
             with self._cv:
                 self._check_open()
+                if self._acking:
+                    self._collect_acks()
                 self._core.publish_simple(topic, data, self.idempotent, r)
                 self._kick()
             return PublishFuture(self, r).result(timeout)
@@ -367,6 +371,8 @@ class Client:
                 if self.idempotent:
                     opts["pid"] = self._core.pid
                     opts["seq"] = self._core.next_seq()
+                if self._acking:
+                    self._collect_acks()
                 self._core.publish(topic, body, opts,
                                    _common.frame_opts(group, mandatory), None)
                 self._kick()
@@ -388,6 +394,8 @@ class Client:
                 and not mandatory):
             with self._cv:
                 self._check_open()
+                if self._acking:
+                    self._collect_acks()
                 self._core.publish_simple(topic, data, self.idempotent, r)
                 self._kick()
             return PublishFuture(self, r)
@@ -399,6 +407,8 @@ class Client:
             if self.idempotent:
                 opts["pid"] = self._core.pid
                 opts["seq"] = self._core.next_seq()
+            if self._acking:
+                self._collect_acks()
             self._core.publish(topic, body, opts, _common.frame_opts(group, mandatory), r)
             self._kick()
         return PublishFuture(self, r)
@@ -419,6 +429,8 @@ class Client:
                     opts["seq"] = self._core.next_seq()
                 msgs.append((body, opts))
             r = Reply(RESEND) if confirm else None
+            if self._acking:
+                self._collect_acks()
             self._core.publish_batch(topic, msgs, _common.frame_opts(group, mandatory), r)
             self._kick()
         if r is None:
@@ -494,6 +506,8 @@ class Client:
         s = Subscription(self, topic, opts, handler, auto_touch)
         with self._cv:
             self._check_open()
+            if self._acking:
+                self._collect_acks()
             self._core.add_sub(s.state)
             self._flush_locked()
         self._wait(s.state.ready, self.timeout)
@@ -557,6 +571,8 @@ class Client:
         s.state.deliver = deliver
         with self._cv:
             self._check_open()
+            if self._acking:
+                self._collect_acks()
             self._core.add_sub(s.state)
             self._flush_locked()
         self._wait(s.state.ready, self.timeout)
@@ -636,6 +652,8 @@ class Client:
         r = Reply(RESEND)
         with self._cv:
             self._check_open()
+            if self._acking:  # acks queued before this go before it
+                self._collect_acks()
             self._core.request(payload, r)
             self._flush_locked()
         return self._wait(r, timeout)
@@ -645,6 +663,8 @@ class Client:
         r = Reply(FAIL, None if wait else self._async_settle_done)
         with self._cv:
             self._check_open()
+            if self._acking:
+                self._collect_acks()
             self._core.settle(payload["t"], payload, gen, r)
             if wait:
                 self._flush_locked()

@@ -12,7 +12,7 @@ with nil values removed (PROTOCOL.md section 3, rule 3: nil means absent).
 from __future__ import annotations
 
 import struct
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import msgpack
 
@@ -249,27 +249,44 @@ def decode_payload(payload: bytes | memoryview) -> dict[str, Any]:
     dropped).  Raises ProtocolError when it is not exactly one msgpack map
     or has no valid `t`."""
     try:
-        obj = msgpack.unpackb(payload, raw=False, strict_map_key=False,
-                              unicode_errors="surrogateescape",
-                              use_list=True)
-    except msgpack.ExtraData:
-        raise ProtocolError("frame payload has trailing bytes after its map") from None
-    except (ValueError, msgpack.UnpackException) as e:
+        # Fast path: every key a str (or bin, which no lookup matches).
+        obj = _unpackb(payload, raw=False, unicode_errors="surrogateescape")
+    except ValueError:
+        obj = _decode_lenient(payload)
+    except msgpack.UnpackException as e:
         raise ProtocolError(f"frame payload is not valid msgpack: {e}") from None
-    if not isinstance(obj, dict):
+    if type(obj) is not dict:
         raise ProtocolError(f"frame payload is a {type(obj).__name__}, not a map")
-    if any(v is None or not isinstance(k, str) for k, v in obj.items()):
-        obj = {k: v for k, v in obj.items() if v is not None and isinstance(k, str)}
+    if None in obj.values():
+        obj = {k: v for k, v in obj.items() if v is not None}
     t = obj.get("t")
     if type(t) is not int or t < 0:
         raise ProtocolError(f"frame without a valid 't': {t!r}")
     return obj
 
 
+_unpackb = msgpack.unpackb
+
+
+def _decode_lenient(payload: bytes | memoryview) -> Any:
+    """Decode accepting any map key (rule 2: keys that are not str are
+    ignored), or raise ProtocolError."""
+    try:
+        obj = msgpack.unpackb(payload, raw=False, strict_map_key=False,
+                              unicode_errors="surrogateescape")
+    except msgpack.ExtraData:
+        raise ProtocolError("frame payload has trailing bytes after its map") from None
+    except (ValueError, msgpack.UnpackException) as e:
+        raise ProtocolError(f"frame payload is not valid msgpack: {e}") from None
+    if isinstance(obj, dict) and not all(type(k) is str for k in obj):
+        obj = {k: v for k, v in obj.items() if type(k) is str}
+    return obj
+
+
 class Decoder:
     """Incremental frame decoder.
 
-    feed() bytes as they arrive; iterate frames() for every complete frame.
+    feed() bytes as they arrive; frames() returns every complete frame.
     A frame is only decoded once all of its L bytes are there.  Framing
     errors (L = 0, L above max_frame) raise ProtocolError and leave the
     decoder unusable: the stream has lost its framing.
@@ -294,28 +311,38 @@ class Decoder:
         """Bytes received but not yet part of a complete frame."""
         return len(self.buf) - self.pos
 
-    def frames(self) -> Iterator[dict[str, Any]]:
+    def frames(self) -> list[dict[str, Any]]:
+        """Every complete frame received so far, decoded, in order.
+
+        A malformed payload raises ProtocolError; the frames before it in
+        the same call are lost with it (the connection is given up)."""
         buf = self.buf
         end = len(buf)
+        pos = self.pos
+        out: list[dict[str, Any]] = []
+        if self.broken:
+            return out
         unpack_from = _LEN.unpack_from
-        while True:
-            pos = self.pos
-            if self.broken or end - pos < 4:
-                return
+        decode = decode_payload
+        max_frame = self.max_frame
+        while end - pos >= 4:
             (n,) = unpack_from(buf, pos)
-            if n == 0:
+            if n == 0 or n > max_frame:
                 self.broken = True
-                raise ProtocolError("received a frame of length 0")
-            if n > self.max_frame:
-                self.broken = True
+                self.pos = pos
+                if n == 0:
+                    raise ProtocolError("received a frame of length 0")
                 raise ProtocolError(
-                    f"received a frame of {n} bytes, above max_frame {self.max_frame}")
-            if end - pos - 4 < n:
-                return
-            self.pos = pos + 4 + n
-            with memoryview(buf) as mv:
-                payload = bytes(mv[pos + 4:pos + 4 + n])
-            yield decode_payload(payload)
+                    f"received a frame of {n} bytes, above max_frame {max_frame}")
+            start = pos + 4
+            if end - start < n:
+                break
+            pos = start + n
+            self.pos = pos
+            # A bytearray slice is one small copy; cheaper than a
+            # memoryview's bookkeeping for frames of a few hundred bytes.
+            out.append(decode(buf[start:pos]))
+        return out
 
     def check_eof(self) -> None:
         """Call when the stream ends: raises ProtocolError if it ended in
