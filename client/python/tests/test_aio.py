@@ -126,8 +126,10 @@ def test_reconnect_kill9(durable_broker: Ferryd) -> None:
                 done.append(i)
 
         task = asyncio.create_task(produce())
-        while len(done) < 80:
+        deadline = time.monotonic() + 20
+        while len(done) < 80 and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
+        assert len(done) >= 80
         await asyncio.to_thread(d.kill)
         await asyncio.sleep(0.3)
         await asyncio.to_thread(d.restart)
