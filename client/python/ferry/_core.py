@@ -107,6 +107,7 @@ class Core:
         self.max_msg = 0
         self.on_error = on_error
         self.topics: dict[str, bytes] = {}
+        self.resent = 0        # requests sent again on a new connection
 
     # --- connection lifecycle ------------------------------------------
 
@@ -162,6 +163,7 @@ class Core:
                 self._send_sub(s)
         for r in self.pending.values():
             self.out += r.frame
+            self.resent += 1
 
     # --- sending -------------------------------------------------------
 

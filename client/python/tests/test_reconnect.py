@@ -58,6 +58,7 @@ def test_kill9_restart_no_loss_no_dup(durable_broker: Ferryd) -> None:
         assert not errors, errors
         assert confirmed == list(range(n))
         assert c.reconnects >= 1
+        print(f"publishes sent again after the restart: {c._core.resent}")
 
         # The durable group keeps it until the listener is back.
         c.publish("events", b"after")
@@ -139,3 +140,26 @@ def test_no_reconnect_option(broker: Ferryd) -> None:
     except ferry.ConnectionLost:
         pass
     c.close()
+
+
+def test_retried_publish_is_a_duplicate(broker: Ferryd) -> None:
+    """What a resend after a lost confirm does: the same frame, same pid
+    and seq, a second time.  The broker confirms it as a duplicate and
+    enqueues nothing."""
+    from ferry import codec
+    from ferry._core import RESEND, Reply
+    with ferry.Client(port=broker.port, pid="test-producer") as c:
+        r = Reply(RESEND)
+        with c._cv:
+            c._core.publish_simple("retry", b"once", True, r)
+            c._flush_locked()
+        first = c._wait(r, 5)
+        assert first.get("dups", 0) == 0
+        again = Reply(RESEND)
+        with c._cv:  # the same message (same pid and seq), under a new rid
+            c._core.request(codec.decode_payload(r.frame[4:]), again)
+            c._flush_locked()
+        second = c._wait(again, 5)
+        assert second.get("dups") == 1 and second["ids"] == first["ids"]
+        rows = [x for x in c.stats("retry") if not x.get("group")]
+        assert rows[0].get("enq") == 1
