@@ -28,6 +28,10 @@ FAIL = 1     # fail it with ConnectionLost (ACK, NACK, TOUCH: old leases)
 DONE = 2     # consider it done (UNSUB: the subscription ended anyway)
 
 
+# Keys of a plain delivery, checked inline by Core.decode().
+_PLAIN_MSG = frozenset(("t", "sid", "id", "topic", "lease", "att", "ts", "body"))
+
+
 class Reply:
     """One outstanding request. `cb` (if set) is called once it is done."""
 
@@ -347,11 +351,17 @@ class Core:
         self.decoder.feed(data)
         frames = self.decoder.frames()
         check = codec.check_broker_frame
+        plain = _PLAIN_MSG
         for f in frames:
-            # The common case inline: a delivery with what it needs.
-            if not (f["t"] == codec.MSG and type(f.get("sid")) is int
-                    and type(f.get("id")) is str and type(f.get("body")) is bytes
-                    and type(f.get("lease", 0)) is int and "rid" not in f):
+            # The common case inline: a delivery with only the usual keys,
+            # each of the right type.
+            if not (f["t"] == codec.MSG and f.keys() <= plain
+                    and type(f.get("body")) is bytes and type(f.get("id")) is str
+                    and type(f.get("sid")) is int and f["sid"] >= 0
+                    and type(f.get("lease", 0)) is int and f.get("lease", 0) >= 0
+                    and type(f.get("att", 0)) is int and f.get("att", 0) >= 0
+                    and type(f.get("ts", 0)) is int and f.get("ts", 0) >= 0
+                    and type(f.get("topic", "")) is str):
                 check(f)
         return frames
 

@@ -428,6 +428,13 @@ def check_broker_frame(frame: Mapping[str, Any]) -> int:
         get_body(frame)
         get_uint(frame, "lease")
         get_uint(frame, "rid")
+        get_uint(frame, "att")
+        get_uint(frame, "ts")
+        get_str(frame, "topic")
+        get_str(frame, "reply_to")
+        get_str(frame, "corr")
+        get_headers(frame)
+        get_rows(frame, "hist")
     elif t == OK:
         get_uint(frame, "rid")
     elif t == ERR:

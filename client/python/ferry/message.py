@@ -29,27 +29,55 @@ class BaseMessage:
     (0 on at-most-once subscriptions), sid.
     """
 
-    __slots__ = ("id", "topic", "body", "headers", "attempt", "timestamp",
-                 "reply_to", "corr", "history", "lease", "sid", "gen",
-                 "_sub", "_settled", "__weakref__")
+    # The frame is kept as decoded; fields are read from it on access, so
+    # a delivery costs no more than the attributes a consumer looks at.
+    __slots__ = ("_f", "lease", "sid", "gen", "_sub", "_settled", "__weakref__")
 
     def __init__(self, frame: Mapping[str, Any], sub: Any = None, gen: int = 0) -> None:
-        self.id: str = frame["id"]
-        self.topic: str = frame.get("topic", "")
-        body = frame["body"]
-        self.body: bytes = body if isinstance(body, bytes) else body.encode(
-            "utf-8", "surrogateescape")
-        self.headers: dict[str, str] = frame.get("hdr") or {}
-        self.attempt: int = frame.get("att", 0)
-        self.timestamp: int = frame.get("ts", 0)
-        self.reply_to: str = frame.get("reply_to", "")
-        self.corr: str = frame.get("corr", "")
-        self.history: list[dict[str, Any]] = frame.get("hist") or []
+        self._f = frame
         self.lease: int = frame.get("lease", 0)
         self.sid: int = frame.get("sid", 0)
         self.gen = gen
         self._sub = sub
         self._settled = False
+
+    @property
+    def id(self) -> str:
+        return self._f["id"]
+
+    @property
+    def topic(self) -> str:
+        return self._f.get("topic", "")
+
+    @property
+    def body(self) -> bytes:
+        b = self._f["body"]
+        return b if type(b) is bytes else b.encode("utf-8", "surrogateescape")
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self._f.get("hdr") or {}
+
+    @property
+    def attempt(self) -> int:
+        return self._f.get("att", 0)
+
+    @property
+    def timestamp(self) -> int:
+        """Publish time, Unix milliseconds."""
+        return self._f.get("ts", 0)
+
+    @property
+    def reply_to(self) -> str:
+        return self._f.get("reply_to", "")
+
+    @property
+    def corr(self) -> str:
+        return self._f.get("corr", "")
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return self._f.get("hist") or []
 
     def json(self) -> Any:
         """The body decoded as JSON (whatever its content-type says)."""

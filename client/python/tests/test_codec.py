@@ -202,3 +202,24 @@ def test_pub_simple_matches_generic(rid: int, pid: str, size: int) -> None:
         f["seq"] = seq
     f["body"] = body
     assert fast == codec.encode(f)
+
+
+def test_core_checks_delivery_fields() -> None:
+    from ferry._core import Core
+    c = Core()
+    good = {"t": 67, "sid": 1, "id": "x", "body": b"", "hdr": {"a": "b"}, "att": 2}
+    assert c.decode(codec.encode(good)) == [good]
+    for bad in ({"hdr": ["a"]}, {"hdr": {"a": 1}}, {"att": "2"}, {"topic": 5},
+                {"hist": 3}, {"lease": -1}):
+        c = Core()
+        with pytest.raises(ProtocolError):
+            c.decode(codec.encode({**good, **bad}))
+
+
+@pytest.mark.parametrize("missing", ["sid", "id", "body"])
+def test_core_delivery_missing_key(missing: str) -> None:
+    from ferry._core import Core
+    f = {"t": 67, "sid": 1, "id": "x", "body": b""}
+    del f[missing]
+    with pytest.raises(ProtocolError, match=f"'{missing}'"):
+        Core().decode(codec.encode(f))
