@@ -52,15 +52,18 @@ class Message(BaseMessage):
                 raise StaleLease("the delivery came on a connection that has "
                                  "since dropped; it will be delivered again")
             self._settled = True
-            if client._active:
-                client._active.pop(self, None)
-            if sub.acks_gen != self.gen:
-                sub.acks = []
-                sub.acks_gen = self.gen
-            sub.acks.append(self.lease)
-            client._acking.add(sub)
-            if not client._signaled:
-                client._wake()
+            # The lock (not the condition's wrapper): the I/O thread swaps
+            # these lists out under it.
+            with client._lock:
+                if client._active:
+                    client._active.pop(self, None)
+                if sub.acks_gen != self.gen:
+                    sub.acks = []
+                    sub.acks_gen = self.gen
+                sub.acks.append(self.lease)
+                client._acking.add(sub)
+                if not client._signaled:
+                    client._wake()
             return
         self._settle(codec.ACK, {}, wait, timeout)
 
