@@ -183,3 +183,26 @@ def test_unknown_frame_from_fake_server() -> None:
     finally:
         lsock.close()
         t.join(5)
+
+
+def test_keepalive_and_resubscribe(tmp_path: Any) -> None:
+    d = Ferryd("--fsync", "never", "--idle-timeout", "0.6", tmp=str(tmp_path))
+    d.start()
+
+    async def main() -> None:
+        kept = await ferry.aio.connect(port=d.port, keepalive=0.2)
+        idle = await ferry.aio.connect(port=d.port, keepalive=None, reconnect_base=0.05)
+        s1 = await kept.subscription("ka", ephemeral=True)
+        s2 = await idle.subscription("ka", ephemeral=True)
+        await asyncio.sleep(1.5)
+        assert kept.reconnects == 0
+        assert idle.reconnects >= 1
+        await kept.publish("ka", b"x")
+        m1, m2 = await s1.get(3), await s2.get(3)
+        assert m1 is not None and m2 is not None
+        await kept.close()
+        await idle.close()
+    try:
+        run(main())
+    finally:
+        d.kill()
