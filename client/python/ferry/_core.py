@@ -361,7 +361,10 @@ class Core:
                     and type(f.get("lease", 0)) is int and f.get("lease", 0) >= 0
                     and type(f.get("att", 0)) is int and f.get("att", 0) >= 0
                     and type(f.get("ts", 0)) is int and f.get("ts", 0) >= 0
-                    and type(f.get("topic", "")) is str):
+                    and type(f.get("topic", "")) is str) and not (
+                        # A reply: its other keys are checked where used.
+                        f["t"] == codec.OK and type(f.get("rid", 0)) is int
+                        and f.get("rid", 0) >= 0):
                 check(f)
         return frames
 

@@ -495,8 +495,7 @@ class AsyncClient:
                         ttl=ttl, reply_to=reply_to, corr=corr), group, mandatory)
         if fut is None:
             return id
-        f = await self._await(fut, timeout)
-        ids = f.get("ids") or []
+        ids = codec.get_ids(await self._await(fut, timeout))
         return ids[0] if ids else ""
 
     def publish_nowait(self, topic: str, data: Any, *, group: str | None = None,
@@ -511,7 +510,11 @@ class AsyncClient:
             if f.exception() is not None:
                 out.set_exception(f.exception())  # type: ignore[arg-type]
             else:
-                ids = f.result().get("ids") or []
+                try:
+                    ids = codec.get_ids(f.result())
+                except ProtocolError as e:
+                    out.set_exception(e)
+                    return
                 out.set_result(ids[0] if ids else "")
         fut.add_done_callback(done)
         return out
@@ -533,7 +536,7 @@ class AsyncClient:
         self._schedule_flush()
         if fut is None:
             return None
-        return list((await self._await(fut, timeout)).get("ids") or [])
+        return codec.get_ids(await self._await(fut, timeout))
 
     async def subscribe(self, topic: str, handler: Callable[[Message], Any | Awaitable[Any]],
                         *, group: str | None = None, prefetch: int = 16,

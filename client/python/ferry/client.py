@@ -257,8 +257,12 @@ class PublishFuture:
     def result(self, timeout: float | None = None) -> Any:
         """The message id (a list of ids for a batch).  For a duplicate
         whose original the broker no longer remembers the id is ""."""
-        f = self._client._wait(self._reply, timeout)
-        ids = f.get("ids") or []
+        r = self._reply
+        if r.done and r.error is None:  # confirmed already: no lock needed
+            f = r.value or {}
+        else:
+            f = self._client._wait(r, timeout)
+        ids = codec.get_ids(f)
         if self._many:
             return ids
         return ids[0] if ids else ""

@@ -406,6 +406,16 @@ def get_headers(frame: Mapping[str, Any]) -> dict[str, str]:
     return v
 
 
+def get_ids(frame: Mapping[str, Any]) -> list[str]:
+    """`ids` of a publish confirm (absent: none)."""
+    v = frame.get("ids")
+    if v is None:
+        return []
+    if type(v) is not list or not all(type(x) is str for x in v):
+        raise _bad(frame, "ids", "is not an array of str")
+    return v
+
+
 def get_rows(frame: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
     v = frame.get(key)
     if v is None:

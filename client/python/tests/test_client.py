@@ -138,12 +138,12 @@ def test_auto_touch_long_handler(broker: Ferryd) -> None:
 
     def slow(m: ferry.Message) -> None:
         seen.append(m.attempt)
-        time.sleep(1.3)  # more than two leases of 0.5 s
+        time.sleep(2.5)  # more than two leases of 1 s
         done.set()
 
     with ferry.Client(port=broker.port) as c:
         c.publish("slow", b"x")
-        with c.subscribe("slow", slow, ack_timeout=0.5):
+        with c.subscribe("slow", slow, ack_timeout=1.0):
             assert done.wait(5)
             time.sleep(0.3)
         row = [r for r in c.stats("slow") if r.get("group") == "default"][0]
@@ -279,14 +279,14 @@ def test_connect_refused_is_clear() -> None:
 
 
 def test_keepalive_against_idle_timeout(tmp_path: Any) -> None:
-    d = Ferryd("--fsync", "never", "--idle-timeout", "0.6", tmp=str(tmp_path))
+    d = Ferryd("--fsync", "never", "--idle-timeout", "1", tmp=str(tmp_path))
     d.start()
     try:
         with ferry.Client(port=d.port, keepalive=0.2) as kept, \
                 ferry.Client(port=d.port, keepalive=None, reconnect_base=0.05) as idle:
             s1 = kept.subscription("ka", ephemeral=True)
             s2 = idle.subscription("ka", ephemeral=True)
-            time.sleep(1.5)
+            time.sleep(2.5)
             assert kept.reconnects == 0
             assert idle.reconnects >= 1  # closed for idleness, came back
             kept.publish("ka", b"x")

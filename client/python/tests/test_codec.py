@@ -223,3 +223,11 @@ def test_core_delivery_missing_key(missing: str) -> None:
     del f[missing]
     with pytest.raises(ProtocolError, match=f"'{missing}'"):
         Core().decode(codec.encode(f))
+
+
+def test_get_ids() -> None:
+    assert codec.get_ids({"t": 65}) == []
+    assert codec.get_ids({"t": 65, "ids": ["a", ""]}) == ["a", ""]
+    for bad in ("a", ["a", 1], {"a": 1}):
+        with pytest.raises(ProtocolError, match="'ids'"):
+            codec.get_ids({"t": 65, "ids": bad})
