@@ -108,4 +108,4 @@ def sub_opts(group: str | None, prefetch: int, ack_timeout: float | None,
 def backoff(attempt: int, base: float, cap: float) -> float:
     """Exponential backoff with jitter: half fixed, half random."""
     d = min(cap, base * (2 ** min(attempt, 30)))
-    return d / 2 + random.uniform(0, d / 2)
+    return float(d / 2 + random.uniform(0, d / 2))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from . import codec
 from .errors import (ConnectionLost, Deleted, FerryError, HandshakeError,
@@ -266,7 +266,8 @@ class Core:
         if self.ready:
             self.out += frame
 
-    def publish_batch(self, topic: str, msgs: list[tuple[bytes, dict[str, Any] | None]],
+    def publish_batch(self, topic: str,
+                      msgs: Sequence[tuple[bytes, Mapping[str, Any] | None]],
                       frame_opts: dict[str, Any] | None, reply: Reply | None) -> None:
         for body, _ in msgs:
             self.check_body(body)

@@ -368,7 +368,8 @@ class Client:
                     self._collect_acks()
                 self._core.publish_simple(topic, data, self.idempotent, r)
                 self._kick()
-            return PublishFuture(self, r).result(timeout)
+            mid: str = PublishFuture(self, r).result(timeout)
+            return mid
         if not confirm:
             opts = _common.message_opts(id=id, headers=headers, delay=delay, ttl=ttl,
                                         reply_to=reply_to, corr=corr)
@@ -384,9 +385,10 @@ class Client:
                                    _common.frame_opts(group, mandatory), None)
                 self._kick()
             return id
-        return self.publish_nowait(topic, data, id=id, headers=headers, delay=delay,
-                                   ttl=ttl, reply_to=reply_to, corr=corr, group=group,
-                                   mandatory=mandatory).result(timeout)
+        mid = self.publish_nowait(topic, data, id=id, headers=headers, delay=delay,
+                                  ttl=ttl, reply_to=reply_to, corr=corr, group=group,
+                                  mandatory=mandatory).result(timeout)
+        return mid
 
     def publish_nowait(self, topic: str, data: Any, *, id: str | None = None,
                        headers: Mapping[str, str] | None = None,
@@ -442,7 +444,8 @@ class Client:
             self._kick()
         if r is None:
             return None
-        return PublishFuture(self, r, many=True).result(timeout)
+        ids: list[str] = PublishFuture(self, r, many=True).result(timeout)
+        return ids
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until everything queued is written and every confirmed
@@ -683,7 +686,8 @@ class Client:
             raise r.error
 
     def _async_settle_done(self, r: Reply) -> None:
-        if r.error is not None and not isinstance(r.error, (ConnectionLost, ClientClosed)):
+        if isinstance(r.error, FerryError) and not isinstance(
+                r.error, (ConnectionLost, ClientClosed)):
             self.on_error(r.error)
 
     def _wait(self, r: Reply, timeout: float | None) -> dict[str, Any]:

@@ -60,7 +60,7 @@ def encode(payload: Mapping[str, Any]) -> bytes:
     str values become msgpack str, bytes/bytearray/memoryview become bin.
     Keys whose value is None are left out (nil means absent anyway).
     """
-    body = _packer.pack({k: v for k, v in payload.items() if v is not None})
+    body: bytes = _packer.pack({k: v for k, v in payload.items() if v is not None})
     return _LEN.pack(len(body)) + body
 
 
@@ -83,10 +83,6 @@ def _pack_uint(n: int) -> bytes:
     if n < 0x100000000:
         return b"\xce" + n.to_bytes(4, "big")
     return b"\xcf" + n.to_bytes(8, "big")
-
-
-def _pack_str(s: str) -> bytes:
-    return _packer.pack(s)
 
 
 def _bin_header(n: int) -> bytes:
@@ -194,14 +190,16 @@ def encode_pub_simple(topic_packed: bytes, body: bytes, rid: int,
 def pack_pid(pid: str) -> bytes:
     """The `pid` key and value, then the `seq` key, packed, for
     encode_pub_simple()."""
-    return _K_PID + _packer.pack(pid) + _K_SEQ
+    packed: bytes = _packer.pack(pid)
+    return _K_PID + packed + _K_SEQ
 
 
 _U8 = [bytes((i,)) for i in range(256)]
 
 
 def pack_topic(topic: str) -> bytes:
-    return _packer.pack(topic)
+    packed: bytes = _packer.pack(topic)
+    return packed
 
 
 def encode_pub_batch(topic: str, msgs: Sequence[tuple[bytes, Mapping[str, Any] | None]],
@@ -457,4 +455,4 @@ def check_broker_frame(frame: Mapping[str, Any]) -> int:
         get_uint(frame, "max_msg")
     else:
         raise ProtocolError(f"broker sent a frame of unknown type t={t}")
-    return t
+    return int(t)

@@ -43,16 +43,20 @@ class BaseMessage:
 
     @property
     def id(self) -> str:
-        return self._f["id"]
+        v: str = self._f["id"]
+        return v
 
     @property
     def topic(self) -> str:
-        return self._f.get("topic", "")
+        v: str = self._f.get("topic", "")
+        return v
 
     @property
     def body(self) -> bytes:
         b = self._f["body"]
-        return b if type(b) is bytes else b.encode("utf-8", "surrogateescape")
+        if type(b) is bytes:
+            return b
+        return str(b).encode("utf-8", "surrogateescape")
 
     @property
     def headers(self) -> dict[str, str]:
