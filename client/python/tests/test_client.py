@@ -296,3 +296,45 @@ def test_keepalive_against_idle_timeout(tmp_path: Any) -> None:
             s2.close()
     finally:
         d.kill()
+
+
+def test_threads_share_one_client(broker: Ferryd) -> None:
+    """Publishes from several threads at once, confirmed and not, each
+    message stored once, and a consumer acking from another thread."""
+    n, threads = 300, 4
+    with ferry.Client(port=broker.port) as c:
+        errors: list[BaseException] = []
+
+        def produce(t: int) -> None:
+            try:
+                for i in range(n):
+                    body = f"{t}.{i}".encode()
+                    if i % 3 == 0:
+                        c.publish("mt", body, confirm=False)
+                    elif i % 3 == 1:
+                        c.publish("mt", body)
+                    else:
+                        c.publish_nowait("mt", body)
+            except BaseException as e:
+                errors.append(e)
+
+        c.subscription("mt", group="g").close()
+        ts = [threading.Thread(target=produce, args=(t,)) for t in range(threads)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(60)
+        c.flush(30)
+        assert not errors
+        got = []
+        for m in c.messages("mt", group="g", prefetch=200, idle_timeout=2):
+            got.append(m.body)
+            m.ack(wait=False)
+            if len(got) >= n * threads + 10:
+                break
+        assert sorted(got) == sorted(f"{t}.{i}".encode() for t in range(threads)
+                                     for i in range(n))
+        # Per producer thread, its messages arrive in the order it sent them.
+        for t in range(threads):
+            mine = [int(b.split(b".")[1]) for b in got if b.startswith(f"{t}.".encode())]
+            assert mine == sorted(mine)
