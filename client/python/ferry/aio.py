@@ -76,6 +76,7 @@ class Subscription:
         self.ended = False
         self.error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self.closing = False
         self.state = SubState(topic, opts, Reply(FAIL), self._deliver, self._end)
         self.task: asyncio.Task[None] | None = None
 
@@ -103,6 +104,8 @@ class Subscription:
         deadline = None if timeout is None else time.monotonic() + timeout
         c = self.client
         while True:
+            if self.closing:
+                return None
             while self.queue:
                 m = self.queue.popleft()
                 if m.lease and m.gen != c._core.gen:
@@ -184,7 +187,15 @@ class Subscription:
                 return
 
     async def close(self) -> None:
+        """UNSUB, once the handler (if any) has finished its message."""
         c = self.client
+        self.closing = True
+        self._wakeup()
+        if self.task is not None and self.task is not asyncio.current_task():
+            try:
+                await asyncio.wait_for(asyncio.shield(self.task), c.timeout)
+            except (asyncio.TimeoutError, asyncio.CancelledError, Exception):
+                pass
         r = Reply(DONE)
         fut = c._future(r)
         if not c._closed:

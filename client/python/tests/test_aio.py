@@ -206,3 +206,24 @@ def test_keepalive_and_resubscribe(tmp_path: Any) -> None:
         run(main())
     finally:
         d.kill()
+
+
+def test_close_lets_the_handler_finish(broker: Ferryd) -> None:
+    async def main() -> None:
+        async with await ferry.aio.connect(port=broker.port) as c:
+            started = asyncio.Event()
+            finished: list[bytes] = []
+
+            async def handler(m: ferry.aio.Message) -> None:
+                started.set()
+                await asyncio.sleep(0.3)
+                finished.append(m.body)
+
+            s = await c.subscribe("fin", handler, group="g")
+            await c.publish("fin", b"x")
+            await asyncio.wait_for(started.wait(), 5)
+            await s.close()
+            assert finished == [b"x"]
+            rows = [r for r in await c.stats("fin") if r.get("group") == "g"]
+            assert rows[0].get("ack") == 1 and rows[0].get("rel", 0) == 0
+    run(main())
