@@ -37,6 +37,23 @@ class Message(BaseMessage):
     __slots__ = ()
 
     async def ack(self, *, wait: bool = True) -> None:
+        """Done.  wait=False queues it: every ack queued during one loop
+        iteration goes out as one ACK (errors go to on_error)."""
+        if not wait and self.lease and not self._settled:
+            sub: Subscription = self._sub
+            c = sub.client
+            c._check_open()
+            if self.gen != c._core.gen:
+                raise StaleLease("the delivery came on a connection that has "
+                                 "since dropped; it will be delivered again")
+            self._settled = True
+            if sub.acks_gen != self.gen:
+                sub.acks = []
+                sub.acks_gen = self.gen
+            sub.acks.append(self.lease)
+            c._acking.add(sub)
+            c._schedule_flush()
+            return
         await self._settle(codec.ACK, {}, wait)
 
     async def nack(self, *, delay: float | None = None, error: str | None = None,
@@ -77,6 +94,8 @@ class Subscription:
         self.error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
         self.closing = False
+        self.acks: list[int] = []
+        self.acks_gen = 0
         self.state = SubState(topic, opts, Reply(FAIL), self._deliver, self._end)
         self.task: asyncio.Task[None] | None = None
 
@@ -199,6 +218,8 @@ class Subscription:
         r = Reply(DONE)
         fut = c._future(r)
         if not c._closed:
+            if c._acking:
+                c._collect_acks()
             c._core.remove_sub(self.state, r)
             c._schedule_flush()
         else:
@@ -272,6 +293,7 @@ class AsyncClient:
         self._reconnect_task: asyncio.Task[None] | None = None
         self._inbox: Subscription | None = None
         self._requests: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._acking: set[Subscription] = set()
         self.reconnects = 0
 
     # --- connection ----------------------------------------------------
@@ -391,8 +413,24 @@ class AsyncClient:
 
     # --- sending -------------------------------------------------------
 
+    def _collect_acks(self) -> None:
+        """Queued acks to ACK frames, one per subscription."""
+        subs, self._acking = self._acking, set()
+        gen = self._core.gen
+        for s in subs:
+            leases, s.acks = s.acks, []
+            sid = s.state.sid
+            if not leases or not sid or s.acks_gen != gen:
+                continue
+            if len(leases) == 1:
+                self._core.send({"t": codec.ACK, "sid": sid, "lease": leases[0]})
+            else:
+                self._core.send({"t": codec.ACK, "sid": sid, "leases": leases})
+
     def _flush(self) -> None:
         self._flush_scheduled = False
+        if self._acking:
+            self._collect_acks()
         p = self._proto
         out = self._core.out
         if out and p is not None and p.transport is not None and not p.transport.is_closing():
@@ -451,6 +489,8 @@ class AsyncClient:
         self._check_open()
         r = Reply(RESEND)
         fut = self._future(r)
+        if self._acking:  # acks queued before this go before it
+            self._collect_acks()
         self._core.request(payload, r)
         self._schedule_flush()
         return await self._await(fut, timeout)
@@ -461,6 +501,8 @@ class AsyncClient:
         fut = self._future(r)
         if not wait:
             fut.add_done_callback(self._settle_done)
+        if self._acking:
+            self._collect_acks()
         self._core.settle(payload["t"], payload, gen, r)
         self._schedule_flush()
         if wait:
@@ -481,19 +523,25 @@ class AsyncClient:
     def server(self) -> dict[str, Any]:
         return dict(self._core.welcome)
 
-    def _pub(self, topic: str, data: Any, confirm: bool, kw: dict[str, Any],
-             group: str | None, mandatory: bool) -> asyncio.Future[dict[str, Any]] | None:
+    def _pub(self, topic: str, data: Any, r: Reply | None, kw: dict[str, Any],
+             group: str | None, mandatory: bool) -> None:
+        """Queue one PUB; confirmed when `r` is given."""
         self._check_open()
-        opts = _common.message_opts(**kw)
-        body = _common.prepare(data, opts)
-        if self.idempotent:
-            opts["pid"] = self._core.pid
-            opts["seq"] = self._core.next_seq()
-        r = Reply(RESEND) if confirm else None
-        fut = self._future(r) if r is not None else None
-        self._core.publish(topic, body, opts, _common.frame_opts(group, mandatory), r)
-        self._schedule_flush()
-        return fut
+        if self._acking:
+            self._collect_acks()
+        if type(data) is bytes and group is None and not mandatory and not any(
+                v is not None for v in kw.values()):
+            # The hot path: a bare body.
+            self._core.publish_simple(topic, data, self.idempotent, r)
+        else:
+            opts = _common.message_opts(**kw)
+            body = _common.prepare(data, opts)
+            if self.idempotent:
+                opts["pid"] = self._core.pid
+                opts["seq"] = self._core.next_seq()
+            self._core.publish(topic, body, opts, _common.frame_opts(group, mandatory), r)
+        if not self._flush_scheduled:
+            self._schedule_flush()
 
     async def publish(self, topic: str, data: Any, *, id: str | None = None,
                       headers: Mapping[str, str] | None = None,
@@ -502,33 +550,47 @@ class AsyncClient:
                       corr: str | None = None, group: str | None = None,
                       mandatory: bool = False, timeout: float | None = None) -> str | None:
         """As ferry.Client.publish()."""
-        fut = self._pub(topic, data, confirm, dict(id=id, headers=headers, delay=delay,
-                        ttl=ttl, reply_to=reply_to, corr=corr), group, mandatory)
-        if fut is None:
+        kw = dict(id=id, headers=headers, delay=delay, ttl=ttl, reply_to=reply_to, corr=corr)
+        if not confirm:
+            self._pub(topic, data, None, kw, group, mandatory)
             return id
-        ids = codec.get_ids(await self._await(fut, timeout))
-        return ids[0] if ids else ""
+        r = Reply(RESEND)
+        fut = self._id_future(r)
+        self._pub(topic, data, r, kw, group, mandatory)
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), timeout or self.timeout)
+        except asyncio.TimeoutError:
+            raise Timeout(f"no reply within {timeout or self.timeout} s") from None
 
     def publish_nowait(self, topic: str, data: Any, *, group: str | None = None,
                        mandatory: bool = False, **kw: Any) -> asyncio.Future[str]:
         """Queue a confirmed publish; the future gives its id.  Many of
         these go out in one write."""
-        fut = self._pub(topic, data, True, kw, group, mandatory)
-        assert fut is not None
-        out: asyncio.Future[str] = self._loop.create_future()
+        r = Reply(RESEND)
+        fut = self._id_future(r)
+        self._pub(topic, data, r, kw, group, mandatory)
+        return fut
 
-        def done(f: asyncio.Future[dict[str, Any]]) -> None:
-            if f.exception() is not None:
-                out.set_exception(f.exception())  # type: ignore[arg-type]
-            else:
-                try:
-                    ids = codec.get_ids(f.result())
-                except ProtocolError as e:
-                    out.set_exception(e)
-                    return
-                out.set_result(ids[0] if ids else "")
-        fut.add_done_callback(done)
-        return out
+    def _id_future(self, r: Reply) -> asyncio.Future[str]:
+        """A future for the message id of a publish confirm (one future
+        per publish: the reply sets it directly)."""
+        fut: asyncio.Future[str] = self._loop.create_future()
+
+        def done(r: Reply) -> None:
+            if fut.done():
+                return
+            if r.error is not None:
+                fut.set_exception(r.error)
+                return
+            try:
+                ids = codec.get_ids(r.value or {})
+            except ProtocolError as e:
+                fut.set_exception(e)
+                return
+            fut.set_result(ids[0] if ids else "")
+
+        r.cb = done
+        return fut
 
     async def publish_batch(self, topic: str, items: Iterable[Any], *, confirm: bool = True,
                             group: str | None = None, mandatory: bool = False,
@@ -543,6 +605,8 @@ class AsyncClient:
             msgs.append((body, opts))
         r = Reply(RESEND) if confirm else None
         fut = self._future(r) if r is not None else None
+        if self._acking:
+            self._collect_acks()
         self._core.publish_batch(topic, msgs, _common.frame_opts(group, mandatory), r)
         self._schedule_flush()
         if fut is None:
