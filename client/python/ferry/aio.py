@@ -292,6 +292,7 @@ class AsyncClient:
         self._handshake: asyncio.Future[None] | None = None
         self._reconnect_task: asyncio.Task[None] | None = None
         self._inbox: Subscription | None = None
+        self._inbox_lock = asyncio.Lock()
         self._requests: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._acking: set[Subscription] = set()
         self.reconnects = 0
@@ -663,6 +664,10 @@ class AsyncClient:
         return s
 
     async def _ensure_inbox(self) -> str:
+        async with self._inbox_lock:  # one inbox, whichever task asks first
+            return await self._ensure_inbox_locked()
+
+    async def _ensure_inbox_locked(self) -> str:
         s = self._inbox
         if s is not None and not s.ended:
             return s.topic

@@ -93,7 +93,9 @@ class Message(BaseMessage):
         client: Client = self._sub.client
         if final:
             self._settled = True
-            client._active.pop(self, None)
+            if client._active:
+                with client._lock:
+                    client._active.pop(self, None)
         payload = {"t": t, "sid": self.sid, "lease": self.lease, **extra}
         client._settle(payload, self.gen, wait, timeout)
 
@@ -219,7 +221,7 @@ class Subscription:
         with c._cv:
             c._cv.notify_all()
         if self.thread is not None and self.thread is not threading.current_thread():
-            self.thread.join(timeout)
+            self.thread.join(timeout if timeout is not None else c.timeout)
         r = Reply(DONE)
         with c._cv:
             if not c._closed:
@@ -315,6 +317,7 @@ class Client:
         # Subscriptions with acks queued by ack(wait=False).
         self._acking: set[Subscription] = set()
         self._inbox: Subscription | None = None
+        self._inbox_lock = threading.Lock()
         self._requests: dict[str, Reply] = {}
         self.reconnects = 0
         try:
@@ -565,8 +568,11 @@ class Client:
         return True
 
     def _ensure_inbox(self) -> str:
-        with self._cv:
-            s = self._inbox
+        with self._inbox_lock:  # one inbox, whichever thread asks first
+            return self._ensure_inbox_locked()
+
+    def _ensure_inbox_locked(self) -> str:
+        s = self._inbox
         if s is not None and not s.ended:
             return s.topic
         topic = f"_inbox.{uuid.uuid4()}"
@@ -983,6 +989,9 @@ class Client:
         nxt = now + wait
         with self._cv:
             for m, (due, half) in list(self._active.items()):
+                if m._settled:
+                    del self._active[m]
+                    continue
                 if due <= now:
                     try:
                         self._core.settle(codec.TOUCH, {"t": codec.TOUCH, "sid": m.sid,

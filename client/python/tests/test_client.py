@@ -338,3 +338,22 @@ def test_threads_share_one_client(broker: Ferryd) -> None:
         for t in range(threads):
             mine = [int(b.split(b".")[1]) for b in got if b.startswith(f"{t}.".encode())]
             assert mine == sorted(mine)
+
+
+def test_concurrent_requests_share_one_inbox(broker: Ferryd) -> None:
+    with ferry.Client(port=broker.port) as server, ferry.Client(port=broker.port) as c:
+        server.subscribe("rpc.id", lambda m: server.reply(m, m.body), prefetch=64)
+        out: dict[int, bytes] = {}
+
+        def ask(i: int) -> None:
+            out[i] = c.request("rpc.id", str(i).encode(), timeout=10).body
+
+        ts = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(20)
+        assert out == {i: str(i).encode() for i in range(8)}
+        inboxes = [r for r in c.stats() if r.get("topic", "").startswith("_inbox.")
+                   and r.get("group")]
+        assert len(inboxes) == 1
