@@ -18,9 +18,9 @@ import uuid
 from typing import Any, Callable, Mapping, Sequence
 
 from . import codec
-from .errors import (ConnectionLost, Deleted, FerryError, HandshakeError,
-                     MessageTooBig, FrameTooBig, ProtocolError, Shutdown,
-                     from_code)
+from .errors import (ConnectionLost, Deleted, FerryError, FrameTooBig,
+                     HandshakeError, IdleTimeout, MessageTooBig, ProtocolError,
+                     Shutdown, from_code)
 
 # What happens to a request whose connection drops before its reply.
 RESEND = 0   # send it again on the next connection (PUB, PING, STATS, ...)
@@ -112,6 +112,8 @@ class Core:
         self.on_error = on_error
         self.topics: dict[str, bytes] = {}
         self.resent = 0        # requests sent again on a new connection
+        self.idle_ms = 0
+        self.boot = ""
 
     # --- connection lifecycle ------------------------------------------
 
@@ -159,6 +161,10 @@ class Core:
         self.max_frame = f.get("max_frame") or codec.DEFAULT_MAX_FRAME
         self.decoder.max_frame = self.max_frame
         self.max_msg = f.get("max_msg", 0)
+        # The broker's idle_timeout in ms (0: none), and its lifetime id:
+        # a new boot means its in-memory state (leases, counters) is gone.
+        self.idle_ms = codec.get_uint(f, "idle")
+        self.boot = codec.get_str(f, "boot")
         self.ready = True
         # Subscriptions first, so that a re-sent request finds its reply
         # inbox, then every request still waiting for its reply, in order.
@@ -401,7 +407,8 @@ class Core:
                 r = self.pending.pop(rid, None) if rid else None
                 if r is not None:
                     r.fail(err)
-                elif isinstance(err, Shutdown):
+                elif isinstance(err, (Shutdown, IdleTimeout)):
+                    # The broker closes the connection: reconnect.
                     raise ShutdownNotice(str(err))
                 elif isinstance(err, Deleted) and err.sid in self.by_sid:
                     s = self.by_sid.pop(err.sid)

@@ -439,18 +439,31 @@ class AsyncClient:
             out.clear()
             self._last_send = time.monotonic()
 
+    def _keepalive(self) -> float | None:
+        """Seconds of silence before a PING: the keepalive option, and at
+        most a third of the idle timeout the broker announced."""
+        if self.keepalive == 0:
+            return None  # off, whatever the broker says
+        idle = self._core.idle_ms / 3000.0
+        if self.keepalive is None:
+            return idle or None
+        return min(self.keepalive, idle) if idle else self.keepalive
+
     async def _keepalive_loop(self) -> None:
-        """PING a connection that sent nothing for `keepalive` seconds."""
-        assert self.keepalive
+        """PING a connection that sent nothing for a while."""
         while not self._closed and self._fatal is None:
-            idle = time.monotonic() - self._last_send
-            if idle >= self.keepalive:
+            every = self._keepalive()
+            if not every:
+                await asyncio.sleep(1.0)  # the broker may announce one later
+                continue
+            silent = time.monotonic() - self._last_send
+            if silent >= every:
                 if self._core.ready:
                     self._core.send({"t": codec.PING})
                     self._flush()
-                idle = 0.0
+                silent = 0.0
                 self._last_send = time.monotonic()
-            await asyncio.sleep(self.keepalive - idle)
+            await asyncio.sleep(min(every - silent, 1.0))
 
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
@@ -796,6 +809,5 @@ async def connect(host: str = "127.0.0.1", port: int = codec.DEFAULT_PORT,
     """Connect and handshake; options as for ferry.Client."""
     c = AsyncClient(host, port, **options)
     await c._connect()
-    if c.keepalive:
-        c._keepalive_task = asyncio.get_running_loop().create_task(c._keepalive_loop())
+    c._keepalive_task = asyncio.get_running_loop().create_task(c._keepalive_loop())
     return c

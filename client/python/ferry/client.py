@@ -278,8 +278,10 @@ class Client:
     (backoff, seconds), reconnect_give_up (seconds without a connection
     before failing everything; None = never), pid (idempotent producer id;
     default a fresh UUID), idempotent (give every publish pid+seq, default
-    True), keepalive (PING after this many idle seconds, default 15; None
-    = never), on_error (called with errors the broker sent without rid).
+    True), keepalive (PING after this many silent seconds, default 15, and
+    anyway within a third of the idle timeout the broker announces; None:
+    only the latter; 0: never), on_error (called with errors the broker
+    sent without rid).
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = codec.DEFAULT_PORT,
@@ -337,7 +339,8 @@ class Client:
 
     @property
     def server(self) -> dict[str, Any]:
-        """The broker's WELCOME (server, session, max_frame, max_msg)."""
+        """The broker's WELCOME (server, session, max_frame, max_msg, boot,
+        idle)."""
         return dict(self._core.welcome)
 
     def publish(self, topic: str, data: Any, *, id: str | None = None,
@@ -963,6 +966,16 @@ class Client:
                 return False
         return False
 
+    def _keepalive(self) -> float | None:
+        """Seconds of silence before a PING: the keepalive option, and at
+        most a third of the idle timeout the broker announced."""
+        if self.keepalive == 0:
+            return None  # off, whatever the broker says
+        idle = self._core.idle_ms / 3000.0
+        if self.keepalive is None:
+            return idle or None
+        return min(self.keepalive, idle) if idle else self.keepalive
+
     def _touch_done(self, m: Message) -> Callable[[Reply], None]:
         def done(r: Reply) -> None:
             if r.error is not None:  # called under the lock
@@ -977,13 +990,14 @@ class Client:
         waiting for messages included); returns how long the I/O thread
         may sleep."""
         now = time.monotonic()
-        if self.keepalive and now - self._last_send >= self.keepalive:
+        keepalive = self._keepalive()
+        if keepalive and now - self._last_send >= keepalive:
             with self._cv:
                 self._core.send({"t": codec.PING})
             self._last_send = now
         wait = 1.0
-        if self.keepalive:
-            wait = min(wait, max(0.0, self._last_send + self.keepalive - now))
+        if keepalive:
+            wait = min(wait, max(0.0, self._last_send + keepalive - now))
         if not self._active:
             return wait
         nxt = now + wait

@@ -108,6 +108,12 @@ class NoSubscribers(FerryError):
     code, name, retryable = 18, "E_NOSUBSCRIBERS", True
 
 
+class IdleTimeout(FerryError):
+    """E_IDLE: the broker closed a connection that sent nothing for its
+    idle_timeout (the client reconnects; its keepalive PINGs prevent it)."""
+    code, name, retryable = 20, "E_IDLE", True
+
+
 class NoResponders(NoSubscribers):
     """request(): no responder is subscribed to the topic."""
 
@@ -117,7 +123,7 @@ _BY_CODE: dict[int, type[FerryError]] = {
         ProtocolViolation, FrameTooBig, HandshakeError, UnknownType, BadName,
         BadArgument, NoSuchSubscription, StaleLease, MessageTooBig, NotFound,
         LimitReached, QueueFull, DiskError, InternalError, Deleted, Shutdown,
-        ModeError, NoSubscribers)
+        ModeError, NoSubscribers, IdleTimeout)
 }
 
 

@@ -190,8 +190,8 @@ def test_keepalive_and_resubscribe(tmp_path: Any) -> None:
     d.start()
 
     async def main() -> None:
-        kept = await ferry.aio.connect(port=d.port, keepalive=0.2)
-        idle = await ferry.aio.connect(port=d.port, keepalive=None, reconnect_base=0.05)
+        kept = await ferry.aio.connect(port=d.port, keepalive=None)
+        idle = await ferry.aio.connect(port=d.port, keepalive=0, reconnect_base=0.05)
         s1 = await kept.subscription("ka", ephemeral=True)
         s2 = await idle.subscription("ka", ephemeral=True)
         await asyncio.sleep(2.5)

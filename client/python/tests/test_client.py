@@ -282,8 +282,8 @@ def test_keepalive_against_idle_timeout(tmp_path: Any) -> None:
     d = Ferryd("--fsync", "never", "--idle-timeout", "1", tmp=str(tmp_path))
     d.start()
     try:
-        with ferry.Client(port=d.port, keepalive=0.2) as kept, \
-                ferry.Client(port=d.port, keepalive=None, reconnect_base=0.05) as idle:
+        with ferry.Client(port=d.port, keepalive=None) as kept, \
+                ferry.Client(port=d.port, keepalive=0, reconnect_base=0.05) as idle:
             s1 = kept.subscription("ka", ephemeral=True)
             s2 = idle.subscription("ka", ephemeral=True)
             time.sleep(2.5)

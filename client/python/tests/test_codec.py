@@ -231,3 +231,23 @@ def test_get_ids() -> None:
     for bad in ("a", ["a", 1], {"a": 1}):
         with pytest.raises(ProtocolError, match="'ids'"):
             codec.get_ids({"t": 65, "ids": bad})
+
+
+def test_error_classes_by_code() -> None:
+    from ferry import errors
+    names = {1: "E_PROTO", 2: "E_TOOBIG", 3: "E_HANDSHAKE", 4: "E_UNKNOWN_TYPE",
+             5: "E_BADNAME", 6: "E_BADARG", 7: "E_NOSUB", 8: "E_STALE",
+             9: "E_MSGSIZE", 10: "E_NOTFOUND", 11: "E_LIMIT", 12: "E_FULL",
+             13: "E_DISK", 14: "E_INTERNAL", 15: "E_DELETED", 16: "E_SHUTDOWN",
+             17: "E_MODE", 18: "E_NOSUBSCRIBERS", 20: "E_IDLE"}
+    retryable = {12, 13, 14, 16, 18, 20}
+    for code, name in names.items():
+        e = errors.from_code(code, "m", sid=3)
+        assert e.code == code and e.name == name and e.sid == 3
+        assert e.retryable == (code in retryable), name
+        assert isinstance(e, errors.FerryError) and str(e) == f"{name}: m"
+    assert isinstance(errors.from_code(8), errors.StaleLease)
+    assert isinstance(errors.from_code(12), errors.QueueFull)
+    unknown = errors.from_code(99, "new")
+    assert type(unknown) is errors.FerryError and unknown.code == 99
+    assert not unknown.retryable
