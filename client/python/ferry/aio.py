@@ -29,6 +29,10 @@ from .message import BaseMessage
 
 log = logging.getLogger("ferry")
 
+# Queued bytes above which a fire-and-forget publish writes them at once
+# and waits if the socket is backed up.
+_FLUSH_AT = 256 * 1024
+
 
 class Message(BaseMessage):
     """A delivery on an asyncio client; settle it with await msg.ack(),
@@ -246,6 +250,8 @@ class _Proto(asyncio.Protocol):
     def __init__(self, client: AsyncClient) -> None:
         self.client = client
         self.transport: asyncio.Transport | None = None
+        # Set while the transport's buffer is above its high-water mark.
+        self.paused: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -256,7 +262,16 @@ class _Proto(asyncio.Protocol):
     def eof_received(self) -> bool:
         return False
 
+    def pause_writing(self) -> None:
+        self.paused = self.client._loop.create_future()
+
+    def resume_writing(self) -> None:
+        p, self.paused = self.paused, None
+        if p is not None and not p.done():
+            p.set_result(None)
+
     def connection_lost(self, exc: Exception | None) -> None:
+        self.resume_writing()
         self.client._on_lost(self, exc)
 
 
@@ -465,6 +480,19 @@ class AsyncClient:
                 self._last_send = time.monotonic()
             await asyncio.sleep(min(every - silent, 1.0))
 
+    async def _drain(self) -> None:
+        """Write what is queued; wait while the socket is backed up (a
+        producer far ahead of the broker waits here instead of filling
+        memory; see PROTOCOL.md on back-pressure)."""
+        self._flush()
+        p = self._proto
+        if p is not None and p.paused is not None:
+            await asyncio.shield(p.paused)
+        elif p is None and len(self._core.out) >= _FLUSH_AT:
+            # No connection (reconnecting): fire-and-forget frames are not
+            # queued then, so this only holds confirmed ones; let the loop run.
+            await asyncio.sleep(0)
+
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -567,6 +595,8 @@ class AsyncClient:
         kw = dict(id=id, headers=headers, delay=delay, ttl=ttl, reply_to=reply_to, corr=corr)
         if not confirm:
             self._pub(topic, data, None, kw, group, mandatory)
+            if len(self._core.out) >= _FLUSH_AT:
+                await self._drain()
             return id
         r = Reply(RESEND)
         fut = self._id_future(r)
@@ -624,6 +654,8 @@ class AsyncClient:
         self._core.publish_batch(topic, msgs, _common.frame_opts(group, mandatory), r)
         self._schedule_flush()
         if fut is None:
+            if len(self._core.out) >= _FLUSH_AT:
+                await self._drain()
             return None
         return codec.get_ids(await self._await(fut, timeout))
 

@@ -736,7 +736,8 @@ class Client:
                 self._wake()
             if len(out) >= _MAX_QUEUED:
                 deadline = time.monotonic() + (self.timeout or 30.0)
-                while len(self._core.out) >= _MAX_QUEUED // 2 and self._sock is not None:
+                while (len(self._core.out) >= _MAX_QUEUED // 2
+                       and self._sock is not None):
                     self._check_open()
                     if time.monotonic() > deadline:
                         raise Timeout("the broker does not read what we send")
@@ -879,7 +880,7 @@ class Client:
                     with self._cv:
                         self._collect_acks()
                         out = self._core.out
-                        if out:
+                        if out and len(self._sending) < _READ_SIZE:
                             if self._sending:
                                 self._sending += out
                                 out.clear()

@@ -227,3 +227,51 @@ def test_close_lets_the_handler_finish(broker: Ferryd) -> None:
             rows = [r for r in await c.stats("fin") if r.get("group") == "g"]
             assert rows[0].get("ack") == 1 and rows[0].get("rel", 0) == 0
     run(main())
+
+
+def test_fire_and_forget_backpressure_against_a_server_that_does_not_read() -> None:
+    """A producer far ahead of a broker that stops reading waits instead
+    of queueing without bound."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(1)
+    lsock.settimeout(10)
+    port = lsock.getsockname()[1]
+    stop = threading.Event()
+
+    def serve() -> None:
+        try:
+            conn, _ = lsock.accept()
+        except OSError:
+            return
+        with conn:
+            conn.recv(4096)
+            w = msgpack.packb({"t": 64, "v": 1, "max_frame": 1 << 20})
+            conn.sendall(len(w).to_bytes(4, "big") + w)
+            stop.wait(20)  # and never read again
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+
+    async def main() -> None:
+        c = await ferry.aio.connect(port=port, keepalive=0)
+        body = b"x" * 1024
+        sent = 0
+
+        async def flood() -> None:
+            nonlocal sent
+            while sent < 200_000:  # 200 MB if nothing held it back
+                await c.publish("t", body, confirm=False)
+                sent += 1
+
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(flood(), 3)
+        assert sent < 100_000, sent  # held back, far below the 200 MB
+        assert len(c._core.out) < 1 << 20
+        await c.close()
+    try:
+        run(main())
+    finally:
+        stop.set()
+        lsock.close()
+        t.join(5)

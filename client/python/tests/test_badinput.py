@@ -165,3 +165,26 @@ def test_silent_server_request_timeout(fake) -> None:  # type: ignore[no-untyped
     assert time.monotonic() - t0 < 2
     gate.set()
     c.close()
+
+
+def test_producer_waits_for_a_server_that_does_not_read(fake) -> None:  # type: ignore[no-untyped-def]
+    gate = threading.Event()
+
+    def script(c: socket.socket) -> None:
+        c.sendall(frame(WELCOME))
+        gate.wait(20)  # and never read again
+
+    srv = fake(script)
+    c = ferry.Client(port=srv.port, timeout=1, keepalive=0)
+    body = b"x" * 1024
+    t0 = time.monotonic()
+    sent = 0
+    with pytest.raises(ferry.Timeout, match="does not read"):
+        while sent < 200_000:  # 200 MB if nothing held it back
+            c.publish("t", body, confirm=False)
+            sent += 1
+    assert time.monotonic() - t0 < 10
+    assert sent < 50_000, sent
+    assert len(c._core.out) + len(c._sending) < 16 << 20
+    gate.set()
+    c.close()
