@@ -54,6 +54,8 @@ struct broker {
 	struct auth *auth;	/* users and login state (auth.c); NULL
 				   until auth_init(): all anonymous */
 	uint64_t rng;		/* xorshift64* state, for jitter */
+	char boot[37];		/* a random UUID per broker_init(): WELCOME
+				   "boot", so clients can tell a restart */
 	uint8_t stopping;
 };
 

@@ -1,20 +1,25 @@
 /*
  * async.c - the asynchronous driver and API of libferry (see ferry.h).
  *
- * The same non-blocking core as the blocking API (core.c), driven by
- * libevent instead of poll(): a read event reads what arrived and
- * dispatches it, a write event writes what the core buffered (so every
- * request made in one loop turn leaves in one write), a timer bounds
- * each connection attempt and spaces reconnects.  Answers to our
- * requests reach us through the core's answer() hook, with the callback
- * and its arg stored in the request's ring entry.
+ * The same non-blocking core as the blocking API (core.c), driven by an
+ * event loop instead of poll().  The loop is reached only through an
+ * adapter (struct lf_loop, ferry-int.h; async-libevent.c for libevent):
+ * the driver tells it which of read and write to watch on the socket and
+ * when its one timer is due, and the adapter calls lf_async_read(),
+ * lf_async_write() and lf_async_timer() back.  Reading dispatches what
+ * arrived; writing pushes what the core buffered (so every request made
+ * in one loop turn leaves in one write); the timer bounds each
+ * connection attempt, spaces reconnects, ends requests whose reply is
+ * late, and runs the handling of a lost connection from the loop.
+ * Answers to our requests reach us through the core's answer() hook,
+ * with the callback and its arg stored in the request's ring entry.
  *
  * Two rules keep callbacks safe.  A user callback may free the handle:
- * every entry from libevent goes through enter()/leave(), and free only
+ * every entry from the loop goes through enter()/leave(), and free only
  * marks the handle while inside one; leave() frees it once the outermost
  * returns.  A connection failure can be noticed deep inside the core
- * (lf_fatal()): the closing() hook only unhooks the socket's events and
- * activates the "lost" event, which decides what to do from the loop,
+ * (lf_fatal()): the closing() hook only stops watching the socket and
+ * marks the loss, which the timer, due at once, handles from the loop,
  * never from inside the code that noticed.
  */
 #include <errno.h>
@@ -26,8 +31,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <event2/event.h>
 
 #include "ferry-int.h"
 
@@ -53,20 +56,24 @@ enum {
 /* A request awaiting its reply. */
 struct areq {
 	struct areq *next;
-	struct ferry_async *a;
 	uint64_t id;
 	char corr[37];
-	struct event *timer;	/* NULL: no timeout */
+	int64_t deadline;	/* lf_now_ms() time; -1: none */
 	ferry_async_reply_fn *fn;
 	void *arg;
 };
 
 struct ferry_async {
 	struct ferry *f;	/* the core; f->drv == this */
-	struct event_base *base;	/* the caller's */
-	struct event *rev, *wev;	/* on f->fd; NULL without a socket */
-	struct event *tev;	/* attempt timeout, or backoff */
-	struct event *lev;	/* activated by closing(): a loss to handle */
+	struct lf_loop loop;	/* the event loop's adapter */
+	int watching;		/* fd the adapter watches, or -1 */
+	int want_write;		/* it watches for writability too */
+	int tls_want;		/* during the TLS handshake: what it waits
+				   for, as lf_tls_step() says (1 read, 2
+				   write) */
+	int64_t t_conn;		/* attempt timeout or end of backoff, or 0 */
+	int lost;		/* closing() ran: a loss to handle */
+	int64_t t_armed;	/* when the adapter's timer is due, or -1 */
 	int state;
 	int sock_ok;		/* the connect() completed */
 	int wrote;		/* bytes left on this connection attempt */
@@ -98,7 +105,7 @@ enter(struct ferry_async *a)
 	a->depth++;
 }
 
-/* Last thing a libevent callback does: a may be gone afterwards. */
+/* Last thing a callback from the loop does: a may be gone afterwards. */
 static void
 leave(struct ferry_async *a)
 {
@@ -106,13 +113,53 @@ leave(struct ferry_async *a)
 		teardown(a);
 }
 
-/* Have the write event push what the core buffered. */
+/* Tell the adapter what to watch on the socket: always reading, writing
+ * while the core has output or the connect() is pending.  During a TLS
+ * handshake frames wait, and writing is watched only when TLS asks:
+ * while it waits for the broker, a writable socket would only spin. */
+static void
+watch(struct ferry_async *a)
+{
+	int fd = a->f->fd, w;
+
+	w = fd >= 0 && (!a->sock_ok || (lf_tls_ready(a->f) ?
+	    lf_wpending(a->f) != 0 : a->tls_want == 2));
+	if (fd == a->watching && w == a->want_write)
+		return;
+	a->watching = fd;
+	a->want_write = w;
+	a->loop.watch(a->loop.data, fd, w);
+}
+
+/* Arm the adapter's timer for the earliest of: a loss to handle (now),
+ * the attempt timeout or end of backoff, a request's deadline. */
+static void
+arm(struct ferry_async *a)
+{
+	int64_t due = -1, now = lf_now_ms();
+	struct areq *q;
+
+	if (a->lost)
+		due = now;
+	if (a->t_conn && (due < 0 || a->t_conn < due))
+		due = a->t_conn;
+	for (q = a->reqs; q != NULL; q = q->next)
+		if (q->deadline >= 0 && (due < 0 || q->deadline < due))
+			due = q->deadline;
+	if (due == a->t_armed)
+		return;
+	a->t_armed = due;
+	a->loop.timer(a->loop.data, due < 0 ? -1 : due > now ? due - now : 0);
+}
+
+/* After a request or a callback: push output, re-arm the timer. */
 static void
 kick(struct ferry_async *a)
 {
-	if (a->wev != NULL && a->f->fd >= 0 && lf_wpending(a->f) &&
-	    !event_pending(a->wev, EV_WRITE, NULL))
-		event_add(a->wev, NULL);
+	if (a->freeing)
+		return;
+	watch(a);
+	arm(a);
 }
 
 /* May requests be made?  0, or the error to return. */
@@ -157,8 +204,6 @@ areq_finish(struct ferry_async *a, struct areq *q, int err,
 	for (pp = &a->reqs; *pp != q; pp = &(*pp)->next)
 		;
 	*pp = q->next;
-	if (q->timer != NULL)
-		event_free(q->timer);
 	q->fn(a, err, reply, q->arg);
 	free(q);
 }
@@ -170,16 +215,24 @@ areq_fail_all(struct ferry_async *a, int err)
 		areq_finish(a, a->reqs, err, NULL);
 }
 
+/* End the requests that were due by now (not those their callbacks
+ * make meanwhile: they have higher ids). */
 static void
-on_req_timeout(evutil_socket_t fd, short what, void *arg)
+areq_expire(struct ferry_async *a, int64_t now)
 {
-	struct areq *q = arg;
-	struct ferry_async *a = q->a;
+	uint64_t last = a->next_req;
+	struct areq *q;
 
-	enter(a);
-	lf_seterr(a->f, FERRY_ETIMEOUT, "no reply within the timeout");
-	areq_finish(a, q, FERRY_ETIMEOUT, NULL);
-	leave(a);
+	for (q = a->reqs; q != NULL && !a->freeing;) {
+		if (q->id > last || q->deadline < 0 || q->deadline > now) {
+			q = q->next;
+			continue;
+		}
+		lf_seterr(a->f, FERRY_ETIMEOUT, "no reply within the "
+		    "timeout");
+		areq_finish(a, q, FERRY_ETIMEOUT, NULL);
+		q = a->reqs;	/* the list may have changed */
+	}
 }
 
 /* --- Answers and deliveries ----------------------------------------------- */
@@ -306,25 +359,18 @@ on_closing(struct ferry *f)
 {
 	struct ferry_async *a = f->drv;
 
-	if (a->rev != NULL)
-		event_del(a->rev);
-	if (a->wev != NULL)
-		event_del(a->wev);
+	/* Before the fd is closed and its number can be reused. */
+	if (a->watching >= 0) {
+		a->watching = -1;
+		a->want_write = 0;
+		a->loop.watch(a->loop.data, -1, 0);
+	}
 	/* Without reconnection, lf_fatal() goes on to fail every request:
 	 * their callbacks must already see a dead handle. */
 	if (!f->reconnecting && !lf_recoverable(f, f->err))
 		a->state = ST_DEAD;
-	event_active(a->lev, EV_TIMEOUT, 0);
-}
-
-static void
-free_events(struct ferry_async *a)
-{
-	if (a->rev != NULL)
-		event_free(a->rev);
-	if (a->wev != NULL)
-		event_free(a->wev);
-	a->rev = a->wev = NULL;
+	a->lost = 1;
+	arm(a);
 }
 
 /* The handle is dead: every waiting callback learns it. */
@@ -335,7 +381,7 @@ die(struct ferry_async *a)
 
 	a->state = ST_DEAD;
 	f->reconnecting = 0;
-	evtimer_del(a->tev);
+	a->t_conn = 0;
 	lf_fail_pending(f, f->err);
 	areq_fail_all(a, f->err);
 	if (a->outage && f->rc.fn != NULL && !a->freeing) {
@@ -374,7 +420,6 @@ schedule(struct ferry_async *a)
 	struct ferry *f = a->f;
 	unsigned cap = f->rc.max_backoff_ms ? f->rc.max_backoff_ms : 5000;
 	int64_t wait = lf_jitter(f, a->backoff), left;
-	struct timeval tv;
 
 	if (f->rc.max_time_ms) {
 		left = a->out_start + f->rc.max_time_ms - lf_now_ms();
@@ -383,9 +428,9 @@ schedule(struct ferry_async *a)
 	}
 	a->backoff = a->backoff > cap / 2 ? cap : a->backoff * 2;
 	a->state = ST_WAITING;
-	tv.tv_sec = wait / 1000;
-	tv.tv_usec = (wait % 1000) * 1000;
-	evtimer_add(a->tev, &tv);
+	a->t_conn = lf_now_ms() + wait;
+	if (a->t_conn == 0)
+		a->t_conn = 1;	/* 0 means none */
 }
 
 static void
@@ -405,31 +450,28 @@ start_outage(struct ferry_async *a)
 	}
 }
 
-/* The "lost" event: a connection, or an attempt at one, failed. */
+/* A connection, or an attempt at one, failed (closing() ran). */
 static void
-on_lost(evutil_socket_t fd, short what, void *arg)
+handle_lost(struct ferry_async *a)
 {
-	struct ferry_async *a = arg;
 	struct ferry *f = a->f;
 	char why[FERRY_ERRSTR_LEN];
 
-	enter(a);
-	free_events(a);
+	a->lost = 0;
 	if (a->freeing || f->err == 0)
-		goto out;
+		return;
 	if (a->state == ST_DEAD) {
 		die(a);
-		goto out;
+		return;
 	}
 	if (a->state == ST_CONNECTED) {
 		f->lost = 0;
 		f->reconnecting = 1;	/* lf_fatal() leaves it to us */
 		start_outage(a);
 		status(a, FERRY_ASYNC_DISCONNECTED);
-		if (a->freeing)
-			goto out;
-		schedule(a);
-		goto out;
+		if (!a->freeing)
+			schedule(a);
+		return;
 	}
 	/* A failed attempt. */
 	if (!a->outage)
@@ -441,11 +483,9 @@ on_lost(evutil_socket_t fd, short what, void *arg)
 			    "attempts: %.80s", a->info.attempts, why);
 		}
 		die(a);
-		goto out;
+		return;
 	}
 	schedule(a);
-out:
-	leave(a);
 }
 
 static void
@@ -453,7 +493,7 @@ connected(struct ferry_async *a)
 {
 	struct ferry *f = a->f;
 
-	evtimer_del(a->tev);
+	a->t_conn = 0;
 	a->state = ST_CONNECTED;
 	f->reconnecting = 0;
 	if (!a->ever) {
@@ -471,17 +511,15 @@ connected(struct ferry_async *a)
 	status(a, FERRY_ASYNC_RECONNECTED);
 }
 
-static void
-on_read(evutil_socket_t fd, short what, void *arg)
+void
+lf_async_read(struct ferry_async *a)
 {
-	struct ferry_async *a = arg;
 	struct ferry *f = a->f;
 
 	enter(a);
 	if (!lf_tls_ready(f)) {
 		/* The handshake's turn: on to the frames once it is done. */
-		if (lf_tls_step(f) >= 0 && f->fd >= 0)
-			event_add(a->wev, NULL);
+		a->tls_want = lf_tls_step(f);
 	} else if (lf_read_some(f) > 0) {
 		lf_process_input(f);
 	}
@@ -492,10 +530,9 @@ on_read(evutil_socket_t fd, short what, void *arg)
 	leave(a);
 }
 
-static void
-on_write(evutil_socket_t fd, short what, void *arg)
+void
+lf_async_write(struct ferry_async *a)
 {
-	struct ferry_async *a = arg;
 	struct ferry *f = a->f;
 	socklen_t sl = sizeof(int);
 	int soerr = 0;
@@ -511,47 +548,41 @@ on_write(evutil_socket_t fd, short what, void *arg)
 		}
 		a->sock_ok = 1;
 	}
-	/* TLS first: frames wait until the handshake is done, and while
-	 * it waits for the broker the write event would only spin. */
-	if (!lf_tls_ready(f)) {
-		int r = lf_tls_step(f);
-
-		if (r < 0)
-			goto out;
-		if (r == 1) {
-			event_del(a->wev);
-			goto out;
-		}
-		if (r == 2)
-			goto out;
-	}
+	/* TLS first: frames wait until the handshake is done (watch()). */
+	if (!lf_tls_ready(f) && (a->tls_want = lf_tls_step(f)) != 0)
+		goto out;
 	if (lf_wpending(f)) {
 		a->wrote = 1;
 		lf_write_some(f);
 	}
-	if (f->fd >= 0 && lf_wpending(f) == 0)
-		event_del(a->wev);
 out:
+	kick(a);
 	leave(a);
 }
 
-static void
-on_timer(evutil_socket_t fd, short what, void *arg)
+void
+lf_async_timer(struct ferry_async *a)
 {
-	struct ferry_async *a = arg;
 	struct ferry *f = a->f;
+	int64_t now = lf_now_ms();
 
 	enter(a);
-	if (a->freeing)
-		goto out;
-	if (a->state == ST_WAITING) {
-		a->info.attempts++;
-		attempt(a);
-	} else if (a->state == ST_CONNECTING) {
-		lf_fatal(f, FERRY_ECONNECT, "%s:%d: no handshake within %d ms",
-		    f->host, f->port, a->timeout_ms);
+	a->t_armed = -1;	/* it fired */
+	if (a->lost)
+		handle_lost(a);
+	if (!a->freeing && a->t_conn && now >= a->t_conn) {
+		a->t_conn = 0;
+		if (a->state == ST_WAITING) {
+			a->info.attempts++;
+			attempt(a);
+		} else if (a->state == ST_CONNECTING) {
+			lf_fatal(f, FERRY_ECONNECT, "%s:%d: no handshake "
+			    "within %d ms", f->host, f->port, a->timeout_ms);
+		}
 	}
-out:
+	if (!a->freeing)
+		areq_expire(a, now);
+	kick(a);
 	leave(a);
 }
 
@@ -623,7 +654,6 @@ static void
 attempt(struct ferry_async *a)
 {
 	struct ferry *f = a->f;
-	struct timeval tv;
 	int fd = -1;
 
 	f->err = 0;
@@ -650,24 +680,20 @@ attempt(struct ferry_async *a)
 	if (open_socket(f, &fd) < 0)
 		return;
 	f->fd = fd;
+	a->tls_want = 0;
 	if (f->tls_ctx != NULL && lf_tls_attach(f) < 0)
 		return;
-	a->rev = event_new(a->base, fd, EV_READ | EV_PERSIST, on_read, a);
-	a->wev = event_new(a->base, fd, EV_WRITE | EV_PERSIST, on_write, a);
-	if (a->rev == NULL || a->wev == NULL) {
-		lf_fatal(f, FERRY_ENOMEM, "out of memory");
-		return;
-	}
-	event_add(a->rev, NULL);
-	event_add(a->wev, NULL);
-	tv.tv_sec = a->timeout_ms / 1000;
-	tv.tv_usec = (a->timeout_ms % 1000) * 1000;
-	evtimer_add(a->tev, &tv);
+	a->t_conn = lf_now_ms() + a->timeout_ms;
+	watch(a);	/* writable: the connect() is done */
 }
 
+/*
+ * ferry_async_connect() for any loop: loop is copied; its cleanup() runs
+ * when the handle is freed (also when this returns NULL).
+ */
 struct ferry_async *
-ferry_async_connect(struct event_base *base, const char *host, int port,
-    const struct ferry_async_opts *o)
+lf_async_new(const char *host, int port, const struct ferry_async_opts *o,
+    const struct lf_loop *loop)
 {
 	static const struct ferry_async_opts none;
 	struct ferry_async *a;
@@ -675,24 +701,21 @@ ferry_async_connect(struct event_base *base, const char *host, int port,
 
 	if (o == NULL)
 		o = &none;
-	if ((a = calloc(1, sizeof(*a))) == NULL)
+	if ((a = calloc(1, sizeof(*a))) == NULL) {
+		loop->cleanup(loop->data);
 		return NULL;
-	a->base = base;
+	}
+	a->loop = *loop;
+	a->watching = -1;
+	a->t_armed = -1;
 	a->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms :
 	    CONNECT_TIMEOUT_MS;
 	a->on_status = o->on_status;
 	a->on_error = o->on_error;
 	a->arg = o->arg;
 	a->f = f = lf_new(host, port, a->timeout_ms, o->name);
-	a->tev = evtimer_new(base, on_timer, a);
-	a->lev = event_new(base, -1, 0, on_lost, a);
-	if (f == NULL || a->tev == NULL || a->lev == NULL) {
-		if (f != NULL)
-			lf_free(f);
-		if (a->tev != NULL)
-			event_free(a->tev);
-		if (a->lev != NULL)
-			event_free(a->lev);
+	if (f == NULL) {
+		loop->cleanup(loop->data);
 		free(a);
 		return NULL;
 	}
@@ -724,6 +747,7 @@ ferry_async_connect(struct event_base *base, const char *host, int port,
 		return a;
 	}
 	attempt(a);
+	arm(a);		/* a failure is handled from the loop */
 	return a;
 }
 
@@ -734,7 +758,7 @@ teardown(struct ferry_async *a)
 
 	a->depth++;		/* callbacks below must not free again */
 	f->closing = NULL;
-	free_events(a);
+	a->loop.cleanup(a->loop.data);	/* stops watching, before close */
 	if (f->fd >= 0)
 		close(f->fd);
 	f->fd = -1;
@@ -743,8 +767,6 @@ teardown(struct ferry_async *a)
 		lf_fail_pending(f, FERRY_ECLOSED);
 		areq_fail_all(a, FERRY_ECLOSED);
 	}
-	event_free(a->tev);
-	event_free(a->lev);
 	lf_free(f);
 	free(a);
 }
@@ -1110,7 +1132,6 @@ ferry_async_request(struct ferry_async *a, const char *topic,
 {
 	struct ferry *f = a->f;
 	struct ferry_pub_opts po;
-	struct timeval tv;
 	struct areq *q;
 	int r;
 
@@ -1122,18 +1143,11 @@ ferry_async_request(struct ferry_async *a, const char *topic,
 		return r;
 	if ((q = calloc(1, sizeof(*q))) == NULL)
 		return lf_seterr(f, FERRY_ENOMEM, "out of memory");
-	q->a = a;
 	q->id = ++a->next_req;
+	q->deadline = timeout_ms >= 0 ? lf_now_ms() + timeout_ms : -1;
 	q->fn = fn;
 	q->arg = arg;
 	lf_uuid_str(q->corr);
-	if (timeout_ms >= 0) {
-		q->timer = evtimer_new(a->base, on_req_timeout, q);
-		if (q->timer == NULL) {
-			free(q);
-			return lf_seterr(f, FERRY_ENOMEM, "out of memory");
-		}
-	}
 	if (o != NULL)
 		po = *o;
 	else
@@ -1144,18 +1158,12 @@ ferry_async_request(struct ferry_async *a, const char *topic,
 	r = publish(a, topic, body, len, &po, OP_REQPUB,
 	    (void (*)(void))ignore_done, NULL, q->id);
 	if (r < 0) {
-		if (q->timer != NULL)
-			event_free(q->timer);
 		free(q);
 		return r;
 	}
-	if (q->timer != NULL) {
-		tv.tv_sec = timeout_ms / 1000;
-		tv.tv_usec = (timeout_ms % 1000) * 1000;
-		evtimer_add(q->timer, &tv);
-	}
 	q->next = a->reqs;
 	a->reqs = q;
+	kick(a);	/* its deadline */
 	return 0;
 }
 

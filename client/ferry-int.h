@@ -19,6 +19,9 @@
  *    connection, and the blocking driver's backoff loop.
  *  - inspect.c: the inspection requests (stats, inflight, trace, peek)
  *    and the copies of their answers.
+ *  - async.c: the asynchronous driver and API, on any event loop through
+ *    an adapter (struct lf_loop); async-libevent.c is the one for
+ *    libevent, and ferry_async_connect().
  *
  * Names shared between the files start with lf_; everything here is
  * hidden by libferry.sym (only ferry_* is exported).
@@ -334,6 +337,34 @@ int lf_tls_pending(const struct ferry *f);
 void lf_tls_drop(struct ferry *f);
 void lf_tls_free(struct ferry *f);
 int lf_check_topic(struct ferry *f, const char *topic, size_t *len);
+
+/* --- async.c ------------------------------------------------------------ */
+
+/*
+ * What the asynchronous driver needs from an event loop: an adapter
+ * (async-libevent.c) fills this in and calls lf_async_read(),
+ * lf_async_write() and lf_async_timer() when what it was asked to watch
+ * happens.  Each hook gets data.
+ *
+ *  watch(fd, write): from now on watch fd (-1: none) for reading, and for
+ *	writing too if write.  Called with -1 before the fd is closed.
+ *  timer(ms): call lf_async_timer() in ms milliseconds (0: from the loop
+ *	as soon as it can, never inside this call), replacing any earlier
+ *	request; ms < 0 cancels it.
+ *  cleanup(): the handle is being freed: stop everything, free data.
+ */
+struct lf_loop {
+	void *data;
+	void (*watch)(void *data, int fd, int write);
+	void (*timer)(void *data, int64_t ms);
+	void (*cleanup)(void *data);
+};
+
+struct ferry_async *lf_async_new(const char *host, int port,
+    const struct ferry_async_opts *o, const struct lf_loop *loop);
+void lf_async_read(struct ferry_async *a);
+void lf_async_write(struct ferry_async *a);
+void lf_async_timer(struct ferry_async *a);
 
 /* --- reconnect.c ------------------------------------------------------- */
 

@@ -801,7 +801,9 @@ int ferry_delete(struct ferry *f, const char *topic, const char *group);
  * (except resolving a host name that is not an address, with
  * getaddrinfo()); each request that has an answer names a callback that
  * runs from the event loop when it comes.  The handle must be used from
- * the thread that runs its event_base.
+ * the thread that runs its event_base.  Programs include
+ * <event2/event.h> themselves and link with libevent too
+ * (pkg-config --cflags --libs ferry libevent).
  *
  * Typical worker:
  *
@@ -963,6 +965,15 @@ int ferry_async_set_producer(struct ferry_async *a, const char *pid,
  * with the error that ended the wait.  o as for ferry_publish().  Returns
  * 0, FERRY_EINVAL, FERRY_EBADNAME, FERRY_EMSGSIZE, FERRY_ENOMEM, or the
  * handle's fatal error (then fn will not run).
+ *
+ * Retrying: a publish whose connection was lost is sent again by the
+ * library (see RECONNECTING).  One the broker refused is the caller's to
+ * retry; calling this again gives it a new producer sequence.  That is
+ * right after FERRY_EFULL or FERRY_ENOSUBSCRIBERS (nothing was stored).
+ * After FERRY_EDISK or FERRY_EINTERNAL the first attempt may have been
+ * stored: give such messages their own id (o->id), so that the broker
+ * recognises the retry within its dedup window (PROTOCOL.md, section 8,
+ * Duplicates).
  */
 int ferry_async_publish(struct ferry_async *a, const char *topic,
     const void *body, size_t len, const struct ferry_pub_opts *o,

@@ -381,7 +381,8 @@ on_subscribed(struct ferry_async *a, int err, void *arg)
 {
 	struct responder *r = arg;
 
-	if (err == 0)
+	/* A dead connection is on_status()'s to report. */
+	if (err == 0 || ferry_async_err(a))
 		return;
 	warnf("subscribe to %s: %s", r->topic, ferry_async_errstr(a));
 	r->status = 1;

@@ -888,6 +888,60 @@ START_TEST(reconnect_gives_up)
 }
 END_TEST
 
+/* --- ferry_msg_dup ----------------------------------------------------- */
+
+START_TEST(msg_dup_keeps_everything)
+{
+	struct ferry_header h[2] = { { "k1", "v1" }, { "key-2", "" } };
+	struct ferry_pub_opts po = { .id = "dup-me", .hdr = h, .nhdr = 2,
+	    .reply_to = "answers", .corr = "c-42" };
+	struct ferry *f = fc_connect(d.port, "dup");
+	struct ferry_msg *m, *c;
+	char copy[4096], again[4096];
+
+	/* A dead letter: headers and a history, every field in use. */
+	fc_sub(f, "dupt", "g", 1, 0, 1);
+	ck_assert_int_eq(ferry_publish_sync(f, "dupt", "body\0bin", 8, &po,
+	    NULL), 0);
+	m = fc_next(f, 2000);
+	ck_assert_int_eq(ferry_nack(f, m->sid, m->lease, 0, "boom",
+	    FERRY_CONFIRM), 0);
+	ferry_msg_free(m);
+	fc_sub(f, "dupt.dlq", NULL, 1, 0, 0);
+	m = fc_next(f, 5000);
+	ck_assert_uint_ge(m->nhdr, 2);
+	ck_assert_uint_eq(m->nhist, 1);
+	c = ferry_msg_dup(m);
+	ck_assert_ptr_nonnull(c);
+	/* Scribble over the original before freeing it: the copy must not
+	 * point into it. */
+	snprintf(copy, sizeof(copy), "%s|%s|%s|%s|%s|%s|%s", m->id, m->topic,
+	    m->reply_to, m->corr, m->hdr[0].key, m->hist[0].cause,
+	    m->hist[0].error);
+	ck_assert_int_eq(ferry_ack(f, m->sid, m->lease, 0), 0);
+	memset((char *)m->body, 'X', m->len);
+	memset((char *)m->id, 'X', strlen(m->id));
+	ferry_msg_free(m);
+	ck_assert_uint_eq(c->len, 8);
+	ck_assert_int_eq(memcmp(c->body, "body\0bin", 8), 0);
+	ck_assert_str_eq(c->id, "dup-me");
+	ck_assert_str_eq(c->topic, "dupt.dlq");
+	ck_assert_str_eq(c->reply_to, "answers");
+	ck_assert_str_eq(c->corr, "c-42");
+	ck_assert(fc_has_hdr(c, "k1", "v1"));
+	ck_assert(fc_has_hdr(c, "key-2", ""));
+	ck_assert_str_eq(c->hist[0].cause, "nacked");
+	ck_assert_str_eq(c->hist[0].error, "boom");
+	snprintf(again, sizeof(again), "%s|%s|%s|%s|%s|%s|%s", c->id,
+	    c->topic, c->reply_to, c->corr, c->hdr[0].key, c->hist[0].cause,
+	    c->hist[0].error);
+	ck_assert_str_eq(again, copy);
+	ferry_msg_free(c);
+	ck_assert_ptr_null(ferry_msg_dup(NULL));
+	ferry_close(f);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -907,6 +961,7 @@ main(void)
 	tcase_add_test(tc, reply_exec_slow_command);
 	tcase_add_test(tc, first_connect_retried_and_async_errors);
 	tcase_add_test(tc, reconnect_gives_up);
+	tcase_add_test(tc, msg_dup_keeps_everything);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

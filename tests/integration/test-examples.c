@@ -139,7 +139,7 @@ START_TEST(request_reply)
 	    "req-1: hello -> HELLO\n"
 	    "req-2: ferry -> FERRY\n"
 	    "req-3: world -> WORLD\n"
-	    "req-4: sleep -> no reply within 500 ms\n");
+	    "req-4: sleep -> no reply within 1 s\n");
 }
 END_TEST
 

@@ -6,7 +6,7 @@
  * a topic named "_inbox.<something unique>") and sends each request with
  * reply_to = its inbox and a correlation id; the responder publishes its
  * reply to reply_to with the same correlation id; the requester matches
- * replies to requests by that id, and gives a request up after 500 ms.
+ * replies to requests by that id, and gives a request up after 1 s.
  * (ferry_async_request() does all of this in one call; here it is spelled
  * out.)  The responder ignores "sleep", to show the timeout.
  *
@@ -82,7 +82,7 @@ on_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct request *r = arg;
 
-	printf("%s: %s -> no reply within 500 ms\n", r->corr, r->body);
+	printf("%s: %s -> no reply within 1 s\n", r->corr, r->body);
 	resolved();
 }
 
@@ -90,7 +90,7 @@ on_timeout(evutil_socket_t fd, short what, void *arg)
 static void
 on_subscribed(struct ferry_async *a, int err, void *arg)
 {
-	struct timeval half = { 0, 500000 };
+	struct timeval timeout = { 1, 0 };
 
 	if (err != 0) {
 		fprintf(stderr, "subscribe: %s\n", ferry_strerror(err));
@@ -104,7 +104,7 @@ on_subscribed(struct ferry_async *a, int err, void *arg)
 
 		snprintf(reqs[i].corr, sizeof(reqs[i].corr), "req-%d", i + 1);
 		reqs[i].timeout = evtimer_new(base, on_timeout, &reqs[i]);
-		evtimer_add(reqs[i].timeout, &half);
+		evtimer_add(reqs[i].timeout, &timeout);
 		ferry_async_publish(requester, service, reqs[i].body,
 		    strlen(reqs[i].body), &po, NULL, NULL);
 	}
