@@ -68,9 +68,8 @@ struct ferry_async {
 	struct lf_loop loop;	/* the event loop's adapter */
 	int watching;		/* fd the adapter watches, or -1 */
 	int want_write;		/* it watches for writability too */
-	int tls_want;		/* during the TLS handshake: what it waits
-				   for, as lf_tls_step() says (1 read, 2
-				   write) */
+	int tls_step;		/* the TLS handshake's last step: 1 waits to
+				   read, 2 to write (lf_tls_step()) */
 	int64_t t_conn;		/* attempt timeout or end of backoff, or 0 */
 	int lost;		/* closing() ran: a loss to handle */
 	int64_t t_armed;	/* when the adapter's timer is due, or -1 */
@@ -122,8 +121,14 @@ watch(struct ferry_async *a)
 {
 	int fd = a->f->fd, w;
 
-	w = fd >= 0 && (!a->sock_ok || (lf_tls_ready(a->f) ?
-	    lf_wpending(a->f) != 0 : a->tls_want == 2));
+	if (fd < 0)
+		w = 0;
+	else if (!a->sock_ok)
+		w = 1;		/* the connect() */
+	else if (!lf_tls_ready(a->f))
+		w = a->tls_step != 1;	/* the handshake's turn */
+	else
+		w = lf_wpending(a->f);
 	if (fd == a->watching && w == a->want_write)
 		return;
 	a->watching = fd;
@@ -518,8 +523,9 @@ lf_async_read(struct ferry_async *a)
 
 	enter(a);
 	if (!lf_tls_ready(f)) {
-		/* The handshake's turn: on to the frames once it is done. */
-		a->tls_want = lf_tls_step(f);
+		/* The handshake's turn: on to the frames once it is done
+		 * (watch() then asks for writability if output waits). */
+		a->tls_step = lf_tls_step(f);
 	} else if (lf_read_some(f) > 0) {
 		lf_process_input(f);
 	}
@@ -548,9 +554,15 @@ lf_async_write(struct ferry_async *a)
 		}
 		a->sock_ok = 1;
 	}
-	/* TLS first: frames wait until the handshake is done (watch()). */
-	if (!lf_tls_ready(f) && (a->tls_want = lf_tls_step(f)) != 0)
-		goto out;
+	/* TLS first: frames wait until the handshake is done, and while
+	 * it waits for the broker the write event would only spin. */
+	if (!lf_tls_ready(f)) {
+		int r = lf_tls_step(f);
+
+		a->tls_step = r;
+		if (r != 0)
+			goto out;	/* failed, or waits: see watch() */
+	}
 	if (lf_wpending(f)) {
 		a->wrote = 1;
 		lf_write_some(f);
@@ -663,6 +675,7 @@ attempt(struct ferry_async *a)
 	f->reconnecting = 1;
 	a->state = ST_CONNECTING;
 	a->sock_ok = 0;
+	a->tls_step = 0;
 	f->rstart = f->rend = f->rwant = 0;
 	if (a->ever || a->wrote) {
 		fy_enc_clear(&f->enc);
@@ -680,7 +693,6 @@ attempt(struct ferry_async *a)
 	if (open_socket(f, &fd) < 0)
 		return;
 	f->fd = fd;
-	a->tls_want = 0;
 	if (f->tls_ctx != NULL && lf_tls_attach(f) < 0)
 		return;
 	a->t_conn = lf_now_ms() + a->timeout_ms;

@@ -54,8 +54,8 @@ static const char *const code_names[FY_E_MAX + 1] = {
 	[FY_E_SHUTDOWN] = "E_SHUTDOWN",
 	[FY_E_MODE] = "E_MODE",
 	[FY_E_NOSUBSCRIBERS] = "E_NOSUBSCRIBERS",
-	[FY_E_DENIED] = "E_DENIED",
 	[FY_E_IDLE] = "E_IDLE",
+	[FY_E_DENIED] = "E_DENIED",
 };
 
 const char *
@@ -443,8 +443,8 @@ enum key {
 	K_LEASES, K_SERVER, K_SESSION, K_MAX_MSG, K_PREFETCH, K_MAX_FRAME,
 	K_EPHEMERAL, K_ACK_TIMEOUT, K_MAX_ATTEMPTS, K_TTL, K_PID, K_SEQ,
 	K_CORR, K_DUPS, K_STATS, K_EVENTS, K_REPLY_TO, K_TTL_DROP, K_MAX_MSGS,
-	K_OVERFLOW, K_INFLIGHT, K_MANDATORY, K_MAX_BYTES, K_MECH, K_SASL,
-	K_USER, K_BOOT, K_IDLE,
+	K_OVERFLOW, K_INFLIGHT, K_MANDATORY, K_MAX_BYTES, K_BOOT, K_IDLE,
+	K_MECH, K_SASL, K_USER,
 	K_COUNT		/* HAS() needs K_COUNT <= 64 */
 };
 
@@ -495,11 +495,11 @@ key_id(const struct val *k)
 		if (IS("hist")) return K_HIST;
 		if (IS("corr")) return K_CORR;
 		if (IS("dups")) return K_DUPS;
+		if (IS("boot")) return K_BOOT;
+		if (IS("idle")) return K_IDLE;
 		if (IS("mech")) return K_MECH;
 		if (IS("sasl")) return K_SASL;
 		if (IS("user")) return K_USER;
-		if (IS("boot")) return K_BOOT;
-		if (IS("idle")) return K_IDLE;
 		break;
 	case 5:
 		if (IS("topic")) return K_TOPIC;
@@ -1252,14 +1252,6 @@ dec_welcome(struct dctx *c, const struct map *m, struct fy_frame *f)
 			if (get_u32(v, &f->welcome.max_msg))
 				return bad(c, "max_msg");
 			break;
-		case K_USER:
-			if (get_str(v, &f->welcome.user))
-				return bad(c, "user");
-			break;
-		case K_SASL:
-			if (get_str(v, &f->welcome.sasl))
-				return bad(c, "sasl");
-			break;
 		case K_BOOT:
 			if (get_str(v, &f->welcome.boot))
 				return bad(c, "boot");
@@ -1267,6 +1259,14 @@ dec_welcome(struct dctx *c, const struct map *m, struct fy_frame *f)
 		case K_IDLE:
 			if (get_u32(v, &f->welcome.idle_ms))
 				return bad(c, "idle");
+			break;
+		case K_USER:
+			if (get_str(v, &f->welcome.user))
+				return bad(c, "user");
+			break;
+		case K_SASL:
+			if (get_str(v, &f->welcome.sasl))
+				return bad(c, "sasl");
 			break;
 		default:
 			break;
@@ -2281,18 +2281,18 @@ encode(struct fy_enc *e, const struct fy_frame *f, int nobody)
 		put_head(&w, f, 1 + (f->welcome.server.len > 0) +
 		    (f->welcome.session.len > 0) +
 		    (f->welcome.max_frame != 0) + (f->welcome.max_msg != 0) +
-		    (f->welcome.user.len > 0) + (f->welcome.sasl.len > 0) +
-		    (f->welcome.boot.len > 0) + (f->welcome.idle_ms != 0));
+		    (f->welcome.boot.len > 0) + (f->welcome.idle_ms != 0) +
+		    (f->welcome.user.len > 0) + (f->welcome.sasl.len > 0));
 		KEY(&w, "v");
 		put_uint(&w, f->welcome.version);
 		OPT_STR(&w, "server", f->welcome.server);
 		OPT_STR(&w, "session", f->welcome.session);
 		OPT_UINT(&w, "max_frame", f->welcome.max_frame);
 		OPT_UINT(&w, "max_msg", f->welcome.max_msg);
-		OPT_STR(&w, "user", f->welcome.user);
-		OPT_STR(&w, "sasl", f->welcome.sasl);
 		OPT_STR(&w, "boot", f->welcome.boot);
 		OPT_UINT(&w, "idle", f->welcome.idle_ms);
+		OPT_STR(&w, "user", f->welcome.user);
+		OPT_STR(&w, "sasl", f->welcome.sasl);
 		break;
 	case FY_T_OK:
 		put_head(&w, f, (f->ok.sid != 0) + (f->ok.group.len > 0) +

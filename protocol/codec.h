@@ -92,7 +92,7 @@ enum fy_code {
 	FY_E_DENIED = 19,	/* authentication failed (connection closed),
 				   or the user may not do this (open) */
 	FY_E_IDLE = 20,		/* closed after idle_timeout without a frame
-				   (retryable: reconnect); 19 is taken */
+				   (retryable: reconnect) */
 };
 #define FY_E_MAX 20
 
@@ -299,17 +299,17 @@ struct fy_frame {
 			struct fy_str session;	/* "session", a UUID */
 			uint32_t max_frame;	/* "max_frame" */
 			uint32_t max_msg;	/* "max_msg" */
-			struct fy_str user;	/* "user": who the broker took
-						   the client for; empty =
-						   anonymous */
-			struct fy_str sasl;	/* "sasl": server-final, which
-						   the client MUST verify */
 			struct fy_str boot;	/* "boot": a UUID drawn when
 						   the broker started; a new
 						   one means a restart */
 			uint32_t idle_ms;	/* "idle": the broker closes a
 						   connection silent this long
 						   (E_IDLE); 0 = never */
+			struct fy_str user;	/* "user": who the broker took
+						   the client for; empty =
+						   anonymous */
+			struct fy_str sasl;	/* "sasl": server-final, which
+						   the client MUST verify */
 		} welcome;
 		struct {
 			/* SUB reply */

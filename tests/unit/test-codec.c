@@ -190,10 +190,10 @@ ck_frame(const struct fy_frame *a, const struct fy_frame *b)
 		ck_str(a->welcome.session, b->welcome.session);
 		ck_assert_uint_eq(a->welcome.max_frame, b->welcome.max_frame);
 		ck_assert_uint_eq(a->welcome.max_msg, b->welcome.max_msg);
-		ck_str(a->welcome.user, b->welcome.user);
-		ck_str(a->welcome.sasl, b->welcome.sasl);
 		ck_str(a->welcome.boot, b->welcome.boot);
 		ck_assert_uint_eq(a->welcome.idle_ms, b->welcome.idle_ms);
+		ck_str(a->welcome.user, b->welcome.user);
+		ck_str(a->welcome.sasl, b->welcome.sasl);
 		break;
 	case FY_T_OK:
 		ck_assert_uint_eq(a->ok.sid, b->ok.sid);
