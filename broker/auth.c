@@ -34,8 +34,9 @@
 #define FAIL_DELAY_MS 1000		/* the first failure's delay */
 #define FAIL_DELAY_MAX_MS 30000
 /* Permission decisions kept per connection; a client using more topics
- * than this starts over, which bounds its memory. */
-#define CACHE_MAX 1024
+ * than this starts over, which bounds its memory (at most about 64 KB
+ * with 200-byte names, times max_connections). */
+#define CACHE_MAX 256
 /* E_DENIED log lines, in all, per second. */
 #define DENY_LOG_PER_SEC 10
 
@@ -582,9 +583,13 @@ deny(struct conn *c, uint64_t rid, enum auth_op op, struct fy_str topic,
 
 	if (log)
 		log_denied(c, op, topic);
-	conn_send_err(c, rid, FY_E_DENIED, 0, "user \"%s\" may not %s "
-	    "\"%.*s\"", c->auth->user, what[op], (int)topic.len,
-	    topic.p ? topic.p : "");
+	if (topic.len == 0)
+		conn_send_err(c, rid, FY_E_DENIED, 0, "user \"%s\" may not "
+		    "do this: it needs admin rights", c->auth->user);
+	else
+		conn_send_err(c, rid, FY_E_DENIED, 0, "user \"%s\" may not %s "
+		    "\"%.*s\"", c->auth->user, what[op], (int)topic.len,
+		    topic.p);
 	return 1;
 }
 

@@ -113,7 +113,9 @@ leave(struct ferry_async *a)
 }
 
 /* Tell the adapter what to watch on the socket: always reading, writing
- * while the core has output or the connect() is pending. */
+ * while the core has output or the connect() is pending.  During a TLS
+ * handshake frames wait, and writing is watched only when TLS asks:
+ * while it waits for the broker, a writable socket would only spin. */
 static void
 watch(struct ferry_async *a)
 {
