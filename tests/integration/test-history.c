@@ -2,17 +2,22 @@
  * test-history.c - a history checker in the spirit of Jepsen.
  *
  * One randomized run against a real ferryd: producer processes publish
- * confirmed messages with their own ids (and deliberately publish some
- * confirmed ids again, to exercise dedup), worker processes ack (plainly
- * or confirmed), nack (with and without delay and error text), stall past
- * the ack timeout, leave deliveries unsettled, and are SIGKILLed at
- * random; a dead-letter consumer reads <topic>.dlq; ferryd itself is
- * SIGKILLed and restarted on its data directory several times
- * (fsync=always).  Every process appends one line per operation and result
- * to its own log (one write(2) per line, so a SIGKILL loses at most a torn
- * last line, which the parser skips).  At the end a drain consumer empties
- * the group and the dead-letter topic, and the checker merges the logs and
- * verifies the rules described above check_history().
+ * confirmed messages, one at a time or pipelined; two of them plainly,
+ * each message with its own id, and two as idempotent producers (pid and
+ * a seq per message, about half of their messages without an id, so
+ * that the broker derives it from pid and seq); all of them retry a
+ * publish whose outcome is unknown after reconnecting, with the same id,
+ * pid and seq, and deliberately publish some confirmed messages again,
+ * to exercise dedup.  Worker processes ack (plainly or confirmed), nack
+ * (with and without delay and error text), stall past the ack timeout,
+ * leave deliveries unsettled, and are SIGKILLed at random; a dead-letter
+ * consumer reads <topic>.dlq; ferryd itself is SIGKILLed and restarted
+ * on its data directory several times (fsync=always).  Every process
+ * appends one line per operation and result to its own log (one write(2)
+ * per line, so a SIGKILL loses at most a torn last line, which the
+ * parser skips).  At the end a drain consumer empties the group and the
+ * dead-letter topic, and the checker merges the logs and verifies the
+ * rules described above check_history().
  *
  * The seed (FERRY_HISTORY_SEED, else the time) is printed first; it fixes
  * every random decision (schedule of kills, each process's choices), not
@@ -22,21 +27,26 @@
  * the message's merged history, keeps its directory and fails.
  *
  * Log lines are "<CLOCK_MONOTONIC us> TAG fields", texts %-encoded ("~" =
- * empty).  Incarnation (the ferryd epoch, see epoch_write()) and the
- * process's connection number identify where a delivery came from:
+ * empty).  A message goes by its producer's name for it, key "p<i>-<n>":
+ * its id, or, published without one, its header "key".  Incarnation (the
+ * ferryd epoch, see epoch_write()) and the process's connection number
+ * identify where a delivery came from; "id pid seq" (origin()) is the id
+ * it arrived with and its pid and seq headers ("~" if none):
  *   parent:    START seed wall | UP epoch port | KILL epoch | CKILL name |
  *              CEXIT name status | END wall
- *   producers: CONN epoch conn name | PI id first|retry|dup poison |
- *              PC id kind dups returned-id epoch | PF id kind err text
- *   consumers: CONN ... | D id att epoch conn lease name poison |
- *              AI ... confirm (ack attempted, logged before it is sent) |
- *              AS (plain ack buffered) | AC (confirmed ack OK) | AR err
- *              (refused) | AU err (outcome unknown) | NS ... delay
- *              confirm text (nack attempted) | NC | NR | NU | STALL id att
- *              ms | DROP id att | DL id att epoch conn lease name
+ *   producers: CONN epoch conn name | PI key first|retry|dup poison pid
+ *              seq idless | PC key kind dups returned-id epoch pid seq |
+ *              PF key kind err text
+ *   consumers: CONN ... | D key att epoch conn lease name poison id pid
+ *              seq | AI key att epoch conn lease confirm (ack attempted,
+ *              logged before it is sent) | AS (plain ack buffered) | AC
+ *              (confirmed ack OK) | AR err (refused) | AU err (outcome
+ *              unknown) | NS ... delay confirm text (nack attempted) |
+ *              NC | NR | NU | STALL key att ms | DROP key att | DL key
+ *              att epoch conn lease name id pid seq
  *              dlq-topic dlq-group dlq-attempts dlq-reason poison
  *              producer nhist (cause at by error)* | QA | QR | QU (the
- *              dead letter's confirmed ack) | BAD id why | LOST err
+ *              dead letter's confirmed ack) | BAD key why | LOST err
  */
 #include <check.h>
 #include <errno.h>
@@ -59,7 +69,8 @@
 #define GROUP "workers"
 #define ACK_TIMEOUT_MS 500	/* --ack-timeout 0.5 */
 #define MAX_ATTEMPTS 4		/* --max-attempts 4 */
-#define NPROD 3
+#define NPROD 4		/* even: one at a time; odd: pipelined */
+#define NPLAIN 2		/* producers 0..NPLAIN-1 have no pid */
 #define NCONS 4
 #define MAX_PER_PROD 5000	/* ids are p<i>-<n>, n < this */
 #define RUN_MS 24000		/* producers publish for this long */
@@ -223,11 +234,12 @@ dec(char *s)
 }
 
 /*
- * The body of message id: "<id>:" and a filler whose length and letters
- * follow from the id, so every consumer can verify it.  Mostly under 210
- * bytes; one in 25 or so from 3,900 to 4,499 bytes, around the size from
- * which ferryd sends a body by reference rather than copying it into the
- * connection's output.
+ * The body of message key (its id, or the name of a message published
+ * without one, see mkey()): "<key>:" and a filler whose length and
+ * letters follow from the key, so every consumer can verify it.  Mostly
+ * under 210 bytes; one in 25 or so from 3,900 to 4,499 bytes, around the
+ * size from which ferryd sends a body by reference rather than copying
+ * it into the connection's output.
  */
 #define BODY_MAX 4608
 
@@ -247,15 +259,6 @@ make_body(const char *id, char *buf, size_t cap)
 	return len;
 }
 
-static int
-body_ok(const struct ferry_msg *m)
-{
-	char want[BODY_MAX];
-	size_t n = make_body(m->id, want, sizeof(want));
-
-	return m->len == n && !memcmp(m->body, want, n);
-}
-
 static const char *
 hdr_get(const struct ferry_msg *m, const char *key)
 {
@@ -263,6 +266,28 @@ hdr_get(const struct ferry_msg *m, const char *key)
 		if (!strcmp(m->hdr[i].key, key))
 			return m->hdr[i].value;
 	return NULL;
+}
+
+/*
+ * The name a message goes by in the history: its id, or, for a message an
+ * idempotent producer published without one (its id derived by the broker
+ * from pid and seq), its header "key", "p<i>-<n>" as for the others.
+ */
+static const char *
+mkey(const struct ferry_msg *m)
+{
+	const char *k = hdr_get(m, "key");
+
+	return k && *k ? k : m->id;
+}
+
+static int
+body_ok(const struct ferry_msg *m)
+{
+	char want[BODY_MAX];
+	size_t n = make_body(mkey(m), want, sizeof(want));
+
+	return m->len == n && !memcmp(m->body, want, n);
 }
 
 /* ---- the epoch file: which ferryd incarnation is up, on which port ---- */
@@ -348,11 +373,12 @@ child_init(const char *logname, uint64_t role)
 }
 
 #define WINDOW 16		/* pipelined publishes in flight, at most */
+#define MAX_HDR 5
 
 struct producer {
 	int idx;
-	int n;			/* ids p<idx>-0 .. p<idx>-(n-1) */
-	int next;		/* next id never published */
+	int n;			/* names p<idx>-0 .. p<idx>-(n-1) */
+	int next;		/* next number never published */
 	int epoch;
 	int *confirmed;		/* numbers confirmed, for deliberate repeats */
 	int nconf;
@@ -360,20 +386,51 @@ struct producer {
 	int nretry;
 	int tries;		/* failures so far (sync mode: current id) */
 	char prod[16];
+	/* Idempotent producer (idx >= NPLAIN; pid "" otherwise): */
+	char pid[24];
+	uint64_t last_seq;	/* the highest seq given out */
+	uint64_t *seqs;		/* number -> seq of its latest publish */
+	char *renew;		/* number -> refused: retry under a new seq */
+	uint64_t seq;		/* of the publish prepare() made, 0 if none */
+	char seqtxt[24];
 	/* pipelined mode: */
-	uint64_t rid[WINDOW];
+	uint64_t rid[WINDOW], sq[WINDOW];
 	int num[WINDOW], dup[WINDOW], used[WINDOW], nused;
 	const char *kind[WINDOW];
 };
 
-/* The next publish: a retry, a deliberate repeat or a new id. */
+/* Order of retries: see pick(). */
+static uint64_t
+retry_rank(const struct producer *p, int num)
+{
+	if (!p->pid[0])
+		return 0;
+	return p->renew[num] ? UINT64_MAX : p->seqs[num];
+}
+
+/* The next publish: a retry, a deliberate repeat or a new number. */
 static int
 pick(struct producer *p, const char **kind, int *dup)
 {
 	*dup = 0;
 	if (p->nretry > 0) {
+		int k = p->nretry - 1, num;
+
+		/*
+		 * An idempotent producer retries in seq order, and those
+		 * needing a new seq last: the broker takes any seq at or
+		 * below the highest it stored for a duplicate, so a retry
+		 * stored ahead of a lower seq that never was would make it
+		 * drop that one.  A plain producer takes the newest first.
+		 */
+		for (int i = 0; i < p->nretry; i++)
+			if (retry_rank(p, p->retry[i]) <
+			    retry_rank(p, p->retry[k]))
+				k = i;
+		num = p->retry[k];
+		p->retry[k] = p->retry[--p->nretry];
 		*kind = "retry";
-		return p->retry[--p->nretry];
+		return num;
 	}
 	if (p->nconf > 0 && rnd(25) == 0) {
 		*kind = "dup";
@@ -384,40 +441,73 @@ pick(struct producer *p, const char **kind, int *dup)
 	return p->next < p->n ? p->next++ : -1;
 }
 
-/* Id, body and options of number num; logs the intent (PI). */
+/*
+ * Name, body and options of number num; logs the intent (PI).  An
+ * idempotent producer gives each number a seq when first published and
+ * keeps it for retries and deliberate repeats (a new one only after a
+ * refusal, as PROTOCOL.md section 8 says), and carries pid and seq in
+ * headers for the consumers to log; about half of its numbers go without
+ * an id, under the header key.
+ */
 static size_t
 prepare(struct producer *p, int num, const char *kind, char *id,
     char *body, struct ferry_pub_opts *o, struct ferry_header *hdr)
 {
 	uint64_t x = seed ^ ((uint64_t)p->idx << 32) ^ (uint64_t)num;
-	/* Poison is a property of the id: repeats keep it. */
-	int poison = splitmix(&x) % 100 < 3;
+	/* Poison and going without an id are properties of the number:
+	 * repeats keep them. */
+	uint64_t h = splitmix(&x);
+	int poison = h % 100 < 3, idless = p->pid[0] && (h >> 40) % 2;
+	size_t nh = 0;
+	char e1[40];
 
 	snprintf(id, FERRY_ID_MAX + 1, "p%d-%05d", p->idx, num);
-	hdr[0] = (struct ferry_header){"producer", p->prod};
-	hdr[1] = (struct ferry_header){"poison", "1"};
+	hdr[nh++] = (struct ferry_header){"producer", p->prod};
+	if (poison)
+		hdr[nh++] = (struct ferry_header){"poison", "1"};
+	p->seq = 0;
+	if (p->pid[0]) {
+		if (!p->seqs[num] || p->renew[num])
+			p->seqs[num] = ++p->last_seq;
+		p->renew[num] = 0;
+		p->seq = p->seqs[num];
+		snprintf(p->seqtxt, sizeof(p->seqtxt), "%llu",
+		    (unsigned long long)p->seq);
+		hdr[nh++] = (struct ferry_header){"pid", p->pid};
+		hdr[nh++] = (struct ferry_header){"seq", p->seqtxt};
+	}
+	if (idless)
+		hdr[nh++] = (struct ferry_header){"key", id};
 	memset(o, 0, sizeof(*o));
-	o->id = id;
+	o->id = idless ? NULL : id;
 	o->hdr = hdr;
-	o->nhdr = poison ? 2 : 1;
-	hlog("PI %s %s %d", id, kind, poison);
+	o->nhdr = nh;
+	hlog("PI %s %s %d %s %llu %d", id, kind, poison,
+	    enc(p->pid, e1, sizeof(e1)), (unsigned long long)p->seq, idless);
 	return make_body(id, body, BODY_MAX);
 }
 
 static void
 pub_ok(struct producer *p, int num, int dup, const char *kind,
-    size_t dups, const char *retid)
+    size_t dups, const char *retid, uint64_t seq)
 {
-	char e1[200];
+	char e1[200], e2[40];
 
-	hlog("PC p%d-%05d %s %zu %s %d", p->idx, num, kind, dups,
-	    enc(retid, e1, sizeof(e1)), p->epoch);
+	hlog("PC p%d-%05d %s %zu %s %d %s %llu", p->idx, num, kind, dups,
+	    enc(retid, e1, sizeof(e1)), p->epoch,
+	    enc(p->pid, e2, sizeof(e2)), (unsigned long long)seq);
 	if (!dup)
 		p->confirmed[p->nconf++] = num;
 }
 
-/* Unknown outcome: retry the id later (dedup makes it safe).  Refused
- * for good (not retryable, not a connection error): nothing stored. */
+/*
+ * Unknown outcome: retry the number later (dedup makes it safe; an
+ * idempotent producer keeps its seq).  Refused for good (not retryable,
+ * not a connection error): nothing stored.  Refused but retryable without
+ * a doubt that nothing was stored (FULL, NOSUBSCRIBERS): an idempotent
+ * producer retries under a new seq, since a higher one may have been
+ * stored meanwhile.
+ */
 static void
 pub_failed(struct producer *p, int num, int dup, const char *kind, int err,
     const char *text, int again)
@@ -426,8 +516,12 @@ pub_failed(struct producer *p, int num, int dup, const char *kind, int err,
 
 	hlog("PF p%d-%05d %s %d %s", p->idx, num, kind, err,
 	    enc(text, e1, sizeof(e1)));
-	if (!dup && again && p->tries++ < 500)
+	if (!dup && again && p->tries++ < 500) {
 		p->retry[p->nretry++] = num;
+		if (p->pid[0] && (err == FERRY_EFULL ||
+		    err == FERRY_ENOSUBSCRIBERS))
+			p->renew[num] = 1;
+	}
 }
 
 static void
@@ -442,7 +536,7 @@ on_confirm(void *arg, const struct ferry_confirm *c)
 		p->nused--;
 		if (c->err == FERRY_OK)
 			pub_ok(p, p->num[i], p->dup[i], p->kind[i], c->dups,
-			    c->id);
+			    c->id, p->sq[i]);
 		else
 			pub_failed(p, p->num[i], p->dup[i], p->kind[i],
 			    c->err, c->errmsg,
@@ -466,12 +560,16 @@ lost_window(struct producer *p, int err)
 }
 
 /*
- * A producer: publishes its ids confirmed, paced so as to spread them over
- * run_ms; one at a time (even idx) or pipelined, up to WINDOW in flight
- * (odd idx).  A publish whose outcome is unknown (connection lost,
- * timeout) is published again with the same id after reconnecting, and
- * every 25th publish or so repeats an id already confirmed: the broker
- * must call both duplicates, not enqueue them again.
+ * A producer: publishes its numbers confirmed, paced so as to spread them
+ * over run_ms; one at a time (even idx) or pipelined, up to WINDOW in
+ * flight (odd idx); plain (idx < NPLAIN: every message with its own id)
+ * or as an idempotent producer (pid "hist-p<idx>", seq set by
+ * ferry_set_producer() before each publish, about half the messages
+ * without an id).  A publish whose outcome is unknown (connection lost,
+ * timeout) is published again with the same id, pid and seq after
+ * reconnecting (a fresh ferry_connect() to the current incarnation), and
+ * every 25th publish or so repeats one already confirmed: the broker must
+ * call both duplicates, not enqueue them again.
  */
 __attribute__((noreturn))
 static void
@@ -486,16 +584,20 @@ producer_main(int idx, int n, int run_ms)
 
 	snprintf(name, sizeof(name), "prod%d", idx);
 	snprintf(p.prod, sizeof(p.prod), "p%d", idx);
+	if (idx >= NPLAIN)
+		snprintf(p.pid, sizeof(p.pid), "hist-p%d", idx);
 	child_init(name, 100 + (uint64_t)idx);
 	p.confirmed = calloc((size_t)n * 2 + 1, sizeof(int));
 	p.retry = calloc((size_t)n + WINDOW, sizeof(int));
-	if (!p.confirmed || !p.retry)
+	p.seqs = calloc((size_t)n, sizeof(uint64_t));
+	p.renew = calloc((size_t)n, 1);
+	if (!p.confirmed || !p.retry || !p.seqs || !p.renew)
 		_exit(5);
 	end = now_ms() + (uint64_t)run_ms;
 	gap_us = (uint64_t)run_ms * 1000 / (uint64_t)n;
 	while ((p.next < n || p.nretry > 0 || p.nused > 0) &&
 	    now_ms() < end + 20000 && now_ms() < child_end) {
-		struct ferry_header hdr[2];
+		struct ferry_header hdr[MAX_HDR];
 		struct ferry_pub_opts o;
 		const char *kind;
 		int num, dup, r;
@@ -522,6 +624,12 @@ producer_main(int idx, int n, int run_ms)
 		if ((num = pick(&p, &kind, &dup)) < 0)
 			continue;
 		len = prepare(&p, num, kind, id, body, &o, hdr);
+		/* The seq of this publish, which libferry would otherwise
+		 * count up by itself. */
+		if (p.pid[0] && ferry_set_producer(f, p.pid, p.seq) != 0) {
+			hlog("BADPID %s", ferry_errstr(f));
+			_exit(7);
+		}
 		if (piped) {
 			int slot = 0;
 			uint64_t rid = 0;
@@ -532,6 +640,7 @@ producer_main(int idx, int n, int run_ms)
 			    &rid);
 			if (r == FERRY_OK) {
 				p.rid[slot] = rid;
+				p.sq[slot] = p.seq;
 				p.num[slot] = num;
 				p.dup[slot] = dup;
 				p.kind[slot] = kind;
@@ -543,7 +652,7 @@ producer_main(int idx, int n, int run_ms)
 			r = ferry_publish_sync(f, TOPIC, body, len, &o, retid);
 			if (r == FERRY_OK)
 				pub_ok(&p, num, dup, kind, ferry_last_dups(f),
-				    retid);
+				    retid, p.seq);
 		}
 		if (r != FERRY_OK) {
 			int fatal = ferry_err(f) != 0;
@@ -584,10 +693,10 @@ log_settle(struct consumer *c, const char *ok, const char *refused,
 	    refused : unknown;
 
 	if (r == FERRY_OK)
-		hlog("%s %s %u %d %d %llu", tag, m->id, m->attempt, c->epoch,
-		    conn_no, (unsigned long long)m->lease);
+		hlog("%s %s %u %d %d %llu", tag, mkey(m), m->attempt,
+		    c->epoch, conn_no, (unsigned long long)m->lease);
 	else
-		hlog("%s %s %u %d %d %llu %d %s", tag, m->id, m->attempt,
+		hlog("%s %s %u %d %d %llu %d %s", tag, mkey(m), m->attempt,
 		    c->epoch, conn_no, (unsigned long long)m->lease, r,
 		    enc(ferry_errstr(c->f), e1, sizeof(e1)));
 }
@@ -598,11 +707,11 @@ ack(struct consumer *c, const struct ferry_msg *m, int confirm)
 	int r;
 
 	/* Intent first: a kill after sending must not hide the ack. */
-	hlog("AI %s %u %d %d %llu %d", m->id, m->attempt, c->epoch, conn_no,
-	    (unsigned long long)m->lease, confirm);
+	hlog("AI %s %u %d %d %llu %d", mkey(m), m->attempt, c->epoch,
+	    conn_no, (unsigned long long)m->lease, confirm);
 	r = ferry_ack(c->f, m->sid, m->lease, confirm ? FERRY_CONFIRM : 0);
 	if (!confirm && r == FERRY_OK)
-		hlog("AS %s %u %d %d %llu", m->id, m->attempt, c->epoch,
+		hlog("AS %s %u %d %d %llu", mkey(m), m->attempt, c->epoch,
 		    conn_no, (unsigned long long)m->lease);
 	else
 		log_settle(c, "AC", "AR", "AU", m, r);
@@ -617,11 +726,11 @@ nack(struct consumer *c, const struct ferry_msg *m)
 	unsigned k = rnd(3);
 
 	delay = k == 0 ? -1 : k == 1 ? 0 : 20 + (int64_t)rnd(180);
-	snprintf(text, sizeof(text), "nack %s att %u by %s: %s", m->id,
+	snprintf(text, sizeof(text), "nack %s att %u by %s: %s", mkey(m),
 	    m->attempt, c->name, rnd(2) ? "boom" : "not today");
 	if (rnd(5) == 0)
 		text[0] = '\0';		/* no error text */
-	hlog("NS %s %u %d %d %llu %lld %d %s", m->id, m->attempt, c->epoch,
+	hlog("NS %s %u %d %d %llu %lld %d %s", mkey(m), m->attempt, c->epoch,
 	    conn_no, (unsigned long long)m->lease, (long long)delay, confirm,
 	    enc(text, e1, sizeof(e1)));
 	r = ferry_nack(c->f, m->sid, m->lease, delay, text[0] ? text : NULL,
@@ -649,12 +758,12 @@ work(struct consumer *c, const struct ferry_msg *m, int poison)
 	} else if (x < 940) {
 		nack(c, m);
 	} else if (x < 980) {
-		hlog("DROP %s %u", m->id, m->attempt);	/* lease runs out */
+		hlog("DROP %s %u", mkey(m), m->attempt);  /* lease runs out */
 	} else {
 		/* Mostly past the ack timeout: the ack should be stale. */
 		ms = rnd(10) < 7 ? ACK_TIMEOUT_MS + 50 + rnd(250) :
 		    50 + rnd(250);
-		hlog("STALL %s %u %u", m->id, m->attempt, ms);
+		hlog("STALL %s %u %u", mkey(m), m->attempt, ms);
 		sleep_ms(ms);
 		if (poison)
 			nack(c, m);
@@ -663,11 +772,26 @@ work(struct consumer *c, const struct ferry_msg *m, int poison)
 	}
 }
 
+/*
+ * Where a delivery came from, as three log tokens "id pid seq": the id it
+ * arrived with and its producer's pid and seq headers ("~" if none).
+ */
+static char *
+origin(const struct ferry_msg *m, char *out, size_t cap)
+{
+	char a[200], b[200], x[200];
+
+	snprintf(out, cap, "%s %s %s", enc(m->id, a, sizeof(a)),
+	    enc(hdr_get(m, "pid"), b, sizeof(b)),
+	    enc(hdr_get(m, "seq"), x, sizeof(x)));
+	return out;
+}
+
 /* A dead letter: log it whole, in one line, then ack it (confirmed). */
 static void
 dead_letter(struct consumer *c, const struct ferry_msg *m)
 {
-	char line[LINE_MAX_LEN - 100], e[6][200];
+	char line[LINE_MAX_LEN - 100], e[6][200], o[620];
 	size_t n = 0;
 	const char *keys[] = {"dlq-topic", "dlq-group", "dlq-attempts",
 	    "dlq-reason", "poison", "producer"};
@@ -675,9 +799,10 @@ dead_letter(struct consumer *c, const struct ferry_msg *m)
 	for (int i = 0; i < 6; i++)
 		enc(hdr_get(m, keys[i]), e[i], sizeof(e[i]));
 	n += (size_t)snprintf(line + n, sizeof(line) - n,
-	    "DL %s %u %d %d %llu %s %s %s %s %s %s %s %zu", m->id, m->attempt,
-	    c->epoch, conn_no, (unsigned long long)m->lease, c->name, e[0],
-	    e[1], e[2], e[3], e[4], e[5], m->nhist);
+	    "DL %s %u %d %d %llu %s %s %s %s %s %s %s %s %zu", mkey(m),
+	    m->attempt, c->epoch, conn_no, (unsigned long long)m->lease,
+	    c->name, origin(m, o, sizeof(o)), e[0], e[1], e[2], e[3], e[4],
+	    e[5], m->nhist);
 	for (size_t i = 0; i < m->nhist && n < sizeof(line) - 1; i++) {
 		const struct ferry_hist *h = &m->hist[i];
 		char a[200], b[200], x[1200];
@@ -698,20 +823,22 @@ handle(struct consumer *c, struct ferry_msg *m)
 {
 	const char *p = hdr_get(m, "poison");
 	int poison = p && !strcmp(p, "1");
+	char o[620];
 
 	if (!body_ok(m))
-		hlog("BAD %s body of %zu bytes does not match its id", m->id,
-		    m->len);
+		hlog("BAD %s body of %zu bytes does not match its id",
+		    mkey(m), m->len);
 	if (!strcmp(m->topic, DLQ_TOPIC)) {
 		dead_letter(c, m);
 		return;
 	}
 	if (strcmp(m->topic, TOPIC)) {
-		hlog("BAD %s delivered from topic %s", m->id, m->topic);
+		hlog("BAD %s delivered from topic %s", mkey(m), m->topic);
 		return;
 	}
-	hlog("D %s %u %d %d %llu %s %d", m->id, m->attempt, c->epoch,
-	    conn_no, (unsigned long long)m->lease, c->name, poison);
+	hlog("D %s %u %d %d %llu %s %d %s", mkey(m), m->attempt, c->epoch,
+	    conn_no, (unsigned long long)m->lease, c->name, poison,
+	    origin(m, o, sizeof(o)));
 	work(c, m, poison);
 }
 
@@ -1046,9 +1173,15 @@ struct hev {
 	int epoch;
 	int conn;		/* the process's connection number */
 	uint64_t lease;
-	long v;			/* PC: dups; NS: delay */
+	long v;			/* PC: dups; NS: delay; PI: poison */
+	int idless;		/* PI: published without an id */
 	char *kindstr;		/* PI/PC/PF: first, retry or dup */
 	char *text;		/* NS: error text; PC: returned id */
+	/* D, DL: the id it arrived with; PC: the returned id (NULL if
+	 * none); pid and seq of an idempotent producer's message (pid
+	 * NULL and seq 0 if none).  See rule 5. */
+	char *mid, *pid;
+	uint64_t pseq;
 	char *line;		/* the whole line, for histories */
 };
 
@@ -1137,6 +1270,19 @@ has_name(const struct hist_state *h, const char *name)
 	return 0;
 }
 
+/* The origin fields of e: id (decoded), pid and seq tokens. */
+static void
+set_origin(struct hev *e, const char *id, char *pid, const char *seq)
+{
+	if (*id)
+		e->mid = strdup(id);
+	dec(pid);
+	if (*pid && strcmp(seq, "~")) {
+		e->pid = strdup(pid);
+		e->pseq = strtoull(seq, NULL, 10);
+	}
+}
+
 /* Parse one complete line of log src; malformed lines count as torn. */
 static void
 parse_line(struct hist_state *h, int src, const char *text)
@@ -1176,6 +1322,10 @@ parse_line(struct hist_state *h, int src, const char *text)
 			goto torn;
 		e.kindstr = strdup(tok[3]);
 		e.v = strtol(tok[4], NULL, 10);
+		if (k == E_PI && n >= 8) {
+			set_origin(&e, "", tok[5], tok[6]);
+			e.idless = atoi(tok[7]);
+		}
 		break;
 	case E_PC:
 		if (n < 7)
@@ -1184,6 +1334,8 @@ parse_line(struct hist_state *h, int src, const char *text)
 		e.v = strtol(tok[4], NULL, 10);
 		e.text = strdup(dec(tok[5]));
 		e.epoch = atoi(tok[6]);
+		if (n >= 9)
+			set_origin(&e, e.text, tok[7], tok[8]);
 		break;
 	case E_D: case E_AI: case E_AS: case E_AC: case E_AR: case E_AU:
 	case E_NS: case E_NC: case E_NR: case E_NU:
@@ -1205,8 +1357,12 @@ parse_line(struct hist_state *h, int src, const char *text)
 			e.v = strtol(tok[7], NULL, 10);
 			e.text = strdup(dec(tok[9]));
 		}
-		if (k == E_DL && n < 15)
+		if (k == E_DL && n < 18)
 			goto torn;
+		if (k == E_D && n >= 12)
+			set_origin(&e, dec(tok[9]), tok[10], tok[11]);
+		if (k == E_DL)
+			set_origin(&e, dec(tok[8]), tok[9], tok[10]);
 		break;
 	default:
 		break;
@@ -1398,38 +1554,39 @@ check_dead_letter(struct hist_state *h, int mi, const struct hev *e,
     int poison)
 {
 	const struct hmsg *m = &h->msgs[mi];
-	char *copy = strdup(e->line), *tok[128];
-	int n = split(copy, tok, 128), nh, counted = 0;
+	char *copy = strdup(e->line), *tok[128], **tk = tok + 3;
+	int n = split(copy, tok, 128) - 3, nh, counted = 0;
 	uint64_t prev_at = 0;
 	const char *last = "";
 
-	/* t DL id att epoch conn lease name topic group attempts reason
-	 * poison producer nhist (cause at by e)* */
-	nh = atoi(tok[14]);
-	if (n != 15 + 4 * nh) {
+	/* t DL key att epoch conn lease name id pid seq, then (from tk[8])
+	 * topic group attempts reason poison producer nhist (cause at by
+	 * e)* */
+	nh = n >= 15 ? atoi(tk[14]) : -1;
+	if (nh < 0 || n != 15 + 4 * nh) {
 		violation(h, mi, "rule 4 (dead letters): %s: history of %d "
 		    "entries does not parse (%d tokens)", src_name(h, e), nh,
-		    n);
+		    n + 3);
 		goto out;
 	}
 	for (int i = 8; i < n; i++)
-		dec(tok[i]);
-	if (strcmp(tok[8], TOPIC) || strcmp(tok[9], GROUP))
+		dec(tk[i]);
+	if (strcmp(tk[8], TOPIC) || strcmp(tk[9], GROUP))
 		violation(h, mi, "rule 4 (dead letters): dlq-topic '%s' "
-		    "dlq-group '%s', expected %s and %s", tok[8], tok[9],
+		    "dlq-group '%s', expected %s and %s", tk[8], tk[9],
 		    TOPIC, GROUP);
-	if (strcmp(tok[12], poison ? "1" : ""))
+	if (strcmp(tk[12], poison ? "1" : ""))
 		violation(h, mi, "rule 4 (dead letters): header poison='%s' "
-		    "was not kept (expected '%s')", tok[12],
+		    "was not kept (expected '%s')", tk[12],
 		    poison ? "1" : "");
-	if (strncmp(m->id, tok[13], strlen(tok[13])) || tok[13][0] != 'p' ||
-	    m->id[strlen(tok[13])] != '-')
+	if (strncmp(m->id, tk[13], strlen(tk[13])) || tk[13][0] != 'p' ||
+	    m->id[strlen(tk[13])] != '-')
 		violation(h, mi, "rule 4 (dead letters): header producer="
-		    "'%s' was not kept", tok[13]);
+		    "'%s' was not kept", tk[13]);
 	for (int i = 0; i < nh; i++) {
-		const char *cause = tok[15 + 4 * i], *by = tok[17 + 4 * i];
-		const char *err = tok[18 + 4 * i];
-		uint64_t at = strtoull(tok[16 + 4 * i], NULL, 10);
+		const char *cause = tk[15 + 4 * i], *by = tk[17 + 4 * i];
+		const char *err = tk[18 + 4 * i];
+		uint64_t at = strtoull(tk[16 + 4 * i], NULL, 10);
 		int found = 0;
 
 		last = cause;
@@ -1477,15 +1634,88 @@ check_dead_letter(struct hist_state *h, int mi, const struct hev *e,
 		violation(h, mi, "rule 4 (dead letters): %d counted failures "
 		    "in its history, fewer than max_attempts %d", counted,
 		    MAX_ATTEMPTS);
-	if (atoi(tok[10]) != counted || !*tok[10])
+	if (atoi(tk[10]) != counted || !*tk[10])
 		violation(h, mi, "rule 4 (dead letters): dlq-attempts '%s', "
-		    "but its history counts %d failures", tok[10], counted);
-	if (strcmp(tok[11], last))
+		    "but its history counts %d failures", tk[10], counted);
+	if (strcmp(tk[11], last))
 		violation(h, mi, "rule 4 (dead letters): dlq-reason '%s', "
-		    "but the last failure in its history is '%s'", tok[11],
+		    "but the last failure in its history is '%s'", tk[11],
 		    last);
 out:
 	free(copy);
+}
+
+static int
+origin_cmp(const void *a, const void *b)
+{
+	const struct hev *x = *(const struct hev *const *)a;
+	const struct hev *y = *(const struct hev *const *)b;
+	int r;
+
+	if ((r = strcmp(x->pid, y->pid)))
+		return r;
+	if (x->pseq != y->pseq)
+		return x->pseq < y->pseq ? -1 : 1;
+	if ((r = strcmp(x->mid, y->mid)))
+		return r;
+	return x->t < y->t ? -1 : x->t > y->t;
+}
+
+static const char *
+origin_what(const struct hev *e)
+{
+	return e->kind == E_PC ? "confirmed to" : e->kind == E_DL ?
+	    "dead-lettered to" : "delivered to";
+}
+
+/*
+ * Rule 5 over the whole history: every delivery (D, DL) and confirm
+ * (PC) that names an id and carries (pid, seq) names the same id for the
+ * same (pid, seq).  One violation per (pid, seq), with the first evidence
+ * of two of its ids.  Returns how many (pid, seq) it saw.
+ */
+static long
+check_origins(struct hist_state *h)
+{
+	const struct hev **o = calloc(h->nev + 1, sizeof(*o));
+	size_t n = 0;
+	long seen = 0;
+
+	ck_assert_ptr_nonnull(o);
+	for (size_t i = 0; i < h->nev; i++) {
+		const struct hev *e = &h->ev[i];
+
+		if (e->pid && e->mid && (e->kind == E_D ||
+		    e->kind == E_DL || e->kind == E_PC))
+			o[n++] = e;
+	}
+	qsort(o, n, sizeof(*o), origin_cmp);
+	for (size_t i = 0, j; i < n; i = j) {
+		const struct hev *a = o[i];
+
+		for (j = i + 1; j < n && !strcmp(o[j]->pid, a->pid) &&
+		    o[j]->pseq == a->pseq; j++)
+			;
+		seen++;
+		for (size_t k = i + 1; k < j; k++) {
+			const struct hev *b = o[k];
+
+			if (!strcmp(b->mid, a->mid))
+				continue;
+			violation(h, b->msg, "rule 5 (one id per (pid, "
+			    "seq)): pid %s seq %llu %s %s as id %s "
+			    "(incarnation %d, +%.1f ms), but %s %s as id %s "
+			    "(incarnation %d, +%.1f ms)", a->pid,
+			    (unsigned long long)a->pseq, origin_what(a),
+			    src_name(h, a), a->mid, a->epoch,
+			    (double)(a->t - h->t0) / 1000, origin_what(b),
+			    src_name(h, b), b->mid, b->epoch,
+			    (double)(b->t - h->t0) / 1000);
+			break;
+		}
+	}
+	free(o);
+	return seen;
 }
 
 struct counts {
@@ -1493,6 +1723,7 @@ struct counts {
 	long delivered, redelivered, acked, acks_confirmed, acks_refused;
 	long nacks, stalls, drops, dead_letters, dlq_deliveries, restarts;
 	long ckills, torn, retries, retry_dups;
+	long idem, idless, idem_retries, idem_retry_dups, origins;
 };
 
 /*
@@ -1522,8 +1753,19 @@ struct counts {
  *     counted failures in its history, >= max_attempts), dlq-reason (=
  *     the last cause), the original headers, and a history whose entries
  *     have a known cause, a consumer that connected, a time within the
- *     run, and for nacks the exact error text that consumer sent.
- * Plus: every body matches its id, and every consumer's log is complete.
+ *     run, and for nacks the exact error text that consumer sent;
+ *  5. one id per (pid, seq): every delivery of an idempotent producer's
+ *     message (any group, the dead-letter topic, any incarnation) and
+ *     every id a confirm returned for it, map its (pid, seq) to one id.
+ *     A message published without an id must keep the id the broker
+ *     derived for it when its producer retries after a crash; two ids
+ *     mean the broker enqueued one publish twice, and a consumer that
+ *     skips repeats by id would process it twice (checked over the
+ *     whole history by check_origins(), not per message).
+ * A "message" is the producer's name for it, "p<i>-<n>": its id, or its
+ * header key for one published without an id (mkey()).
+ * Plus: every body matches its name, and every consumer's log is
+ * complete.
  */
 static void
 check_history(struct hist_state *h, struct counts *c)
@@ -1542,8 +1784,12 @@ check_history(struct hist_state *h, struct counts *c)
 		const struct hmsg *m = &h->msgs[mi];
 		const struct hev *ev = h->ev + m->first;
 		int pi = 0, pc = 0, dl = 0, dlv = 0, ac = 0, ai = 0;
-		int poison = 0;
+		int poison = 0, idless = 0, idem = 0;
 
+		for (size_t k = 0; k < m->n; k++) {
+			idless |= ev[k].kind == E_PI && ev[k].idless;
+			idem |= ev[k].kind == E_PI && ev[k].pid;
+		}
 		for (size_t k = 0; k < m->n; k++) {
 			const struct hev *e = &ev[k];
 
@@ -1555,10 +1801,20 @@ check_history(struct hist_state *h, struct counts *c)
 				break;
 			case E_PC:
 				pc++;
-				if (strcmp(e->text, m->id))
+				/* Without an id: the broker's, which a
+				 * duplicate it no longer knows lacks. */
+				if (idless && !*e->text && !e->v)
+					violation(h, (int)mi, "rule 3: "
+					    "stored, but confirmed without "
+					    "an id");
+				else if (!idless && strcmp(e->text, m->id))
 					violation(h, (int)mi, "rule 3: "
 					    "publish confirmed with id '%s'",
 					    e->text);
+				if (e->pid && !strcmp(e->kindstr, "retry")) {
+					c->idem_retries++;
+					c->idem_retry_dups += e->v == 1;
+				}
 				if (!strcmp(e->kindstr, "first") && e->v != 0)
 					violation(h, (int)mi, "rule 1 (no "
 					    "loss): the first publish of the "
@@ -1637,6 +1893,10 @@ check_history(struct hist_state *h, struct counts *c)
 		}
 		if (pi)
 			c->published++;
+		if (pi && idem)
+			c->idem++;
+		if (pi && idless)
+			c->idless++;
 		if (pc)
 			c->confirmed++;
 		if (dl)
@@ -1675,6 +1935,7 @@ check_history(struct hist_state *h, struct counts *c)
 			violation(h, -1, "a process gave up or died on its "
 			    "own: %s: %s", src_name(h, &h->ev[i]), l + 1);
 	}
+	c->origins = check_origins(h);
 	c->restarts--;		/* the first UP is the start */
 	c->torn = h->torn;
 }
@@ -1759,6 +2020,8 @@ hist_free(struct hist_state *h)
 	for (size_t i = 0; i < h->nev; i++) {
 		free(h->ev[i].kindstr);
 		free(h->ev[i].text);
+		free(h->ev[i].mid);
+		free(h->ev[i].pid);
 		free(h->ev[i].line);
 	}
 	for (int i = 0; i < h->nsrcs; i++)
@@ -1841,7 +2104,7 @@ START_TEST(history_random)
 		scale = 0.4;
 	if (s && *s)
 		scale = strtod(s, NULL);
-	run.per_prod = (int)(1500 * scale);
+	run.per_prod = (int)(4500 * scale / NPROD);
 	if (run.per_prod < 20)
 		run.per_prod = 20;
 	if (run.per_prod > MAX_PER_PROD)
@@ -1849,8 +2112,9 @@ START_TEST(history_random)
 	log_open("parent");
 	hlog("START %llu %llu", (unsigned long long)seed,
 	    (unsigned long long)wall_ms());
-	fprintf(stderr, "history: %d producers x %d messages, %d workers, "
-	    "%s, logs in %s\n", NPROD, run.per_prod, NCONS,
+	fprintf(stderr, "history: %d producers x %d messages (%d of them "
+	    "idempotent), %d workers, %s, logs in %s\n", NPROD,
+	    run.per_prod, NPROD - NPLAIN, NCONS,
 	    sanitized() ? "sanitized build" : "plain build", d.dir);
 
 	run_chaos(&run);
@@ -1869,13 +2133,17 @@ START_TEST(history_random)
 	    "confirmed %ld, delivered %ld (redelivered %ld), acked %ld "
 	    "(confirmed acks %ld, refused %ld), nacks %ld, stalls %ld, "
 	    "unsettled %ld, dead letters %ld (%ld dlq deliveries), ferryd "
-	    "restarts %ld, worker kills %ld, torn log lines %ld\n",
+	    "restarts %ld, worker kills %ld, torn log lines %ld; "
+	    "idempotent: %ld ids (%ld without an id, %ld (pid, seq) "
+	    "delivered or confirmed), %ld confirmed retries of which %ld "
+	    "were duplicates\n",
 	    (unsigned long long)seed, (unsigned long long)(now_ms() - t0),
 	    c.published, c.pub_attempts, c.pub_failed, c.retries,
 	    c.retry_dups, c.dup_retries,
 	    c.confirmed, c.delivered, c.redelivered, c.acked,
 	    c.acks_confirmed, c.acks_refused, c.nacks, c.stalls, c.drops,
-	    c.dead_letters, c.dlq_deliveries, c.restarts, c.ckills, c.torn);
+	    c.dead_letters, c.dlq_deliveries, c.restarts, c.ckills, c.torn,
+	    c.idem, c.idless, c.origins, c.idem_retries, c.idem_retry_dups);
 	for (int i = 0; i < h.nviol; i++) {
 		int mi = h.viol_msg[i];
 
@@ -1903,6 +2171,8 @@ START_TEST(history_random)
 	/* The run must have tested something. */
 	ck_assert_int_ge(c.restarts, 3);
 	ck_assert_int_ge(c.confirmed, NPROD * run.per_prod * 9 / 10);
+	ck_assert_int_gt(c.idless, 0);
+	ck_assert_int_ge(c.origins, c.idem / 2);
 	if (run.per_prod >= 300) {
 		ck_assert_int_gt(c.dead_letters, 0);
 		ck_assert_int_gt(c.acks_refused, 0);
@@ -1938,9 +2208,24 @@ END_TEST
 #define DEAD(hist) \
 	"dlq|2005 CONN 1 1 dlq", \
 	"c0.0|2010 D p0-00001 4 1 1 7 c0.0 0", \
-	"dlq|5000 DL p0-00001 1 1 1 3 dlq hist.jobs workers " hist, \
+	"dlq|5000 DL p0-00001 1 1 1 3 dlq p0-00001 ~ ~ hist.jobs workers " \
+	    hist, \
 	"dlq|5001 QA p0-00001 1 1 1 3"
 #define T1 " 1700000001000 c0.0 ~"
+/* An idempotent producer's message without an id: the broker's is u-1. */
+#define IDLESS \
+	"prod2|2000 CONN 1 1 prod2", \
+	"prod2|2001 PI p2-00001 first 0 hist-p2 1 1", \
+	"c0.0|2003 CONN 1 1 c0.0", \
+	"c1.0|2004 CONN 1 1 c1.0"
+#define IDLESS_PC(kind, dups, id, epoch) \
+	"prod2|2002 PC p2-00001 " kind " " dups " " id " " epoch " hist-p2 1"
+#define IDLESS_D(id) \
+	"c0.0|2010 D p2-00001 1 1 1 7 c0.0 0 " id " hist-p2 1", \
+	"c0.0|2011 AI p2-00001 1 1 1 7 0"
+#define RETRY(dups, id) \
+	"prod2|2800 PI p2-00001 retry 0 hist-p2 1 1", \
+	"prod2|2801 PC p2-00001 retry " dups " " id " 2 hist-p2 1"
 
 static const struct {
 	const char *lines[16];
@@ -1983,6 +2268,27 @@ static const struct {
 	    " disconnected" T1 " nacked 1700000001000 c0.0 boom")}, 1},
 	/* a line torn by a SIGKILL is skipped */
 	{{OK1, ACKED1, "!c0.0|2013 AC p0-000"}, 0},
+	/* rule 5: without an id, the derived id kept by a retry after a
+	 * restart; the phantom: stored again under a new id */
+	{{IDLESS, IDLESS_PC("first", "0", "u-1", "1"), IDLESS_D("u-1"),
+	    RESTART, RETRY("1", "u-1")}, 0},
+	{{IDLESS, IDLESS_PC("first", "0", "u-1", "1"), IDLESS_D("u-1"),
+	    RESTART, RETRY("0", "u-2"),
+	    "c1.0|2810 D p2-00001 1 2 2 3 c1.0 0 u-2 hist-p2 1",
+	    "c1.0|2811 AI p2-00001 1 2 2 3 0"}, 1},
+	/* rule 5: confirmed under one id, delivered under another; a
+	 * dead letter under another; a duplicate whose id is forgotten */
+	{{IDLESS, IDLESS_PC("first", "0", "u-1", "1"), IDLESS_D("u-2")}, 1},
+	{{IDLESS, IDLESS_PC("first", "0", "u-1", "1"), "dlq|2005 CONN 1 1 dlq",
+	    "c0.0|2010 D p2-00001 4 1 1 7 c0.0 0 u-1 hist-p2 1",
+	    "dlq|5000 DL p2-00001 1 1 1 3 dlq u-3 hist-p2 1 hist.jobs "
+	    "workers 4 timeout ~ p2 4 timeout" T1 " timeout" T1
+	    " disconnected" T1 " timeout" T1,
+	    "dlq|5001 QA p2-00001 1 1 1 3"}, 1},
+	{{IDLESS, IDLESS_PC("first", "0", "u-1", "1"), IDLESS_D("u-1"),
+	    RESTART, RETRY("1", "~")}, 0},
+	/* rule 3: stored (not a duplicate), but no id confirmed */
+	{{IDLESS, IDLESS_PC("first", "0", "~", "1"), IDLESS_D("u-1")}, 1},
 };
 
 static void
