@@ -10,14 +10,16 @@
  * pid and seq, and deliberately publish some confirmed messages again,
  * to exercise dedup.  Worker processes ack (plainly or confirmed), nack
  * (with and without delay and error text), stall past the ack timeout,
- * leave deliveries unsettled, and are SIGKILLed at random; a dead-letter
+ * leave deliveries unsettled, and are SIGKILLed at random; at-most-once
+ * readers take every message once more in their own group of the topic
+ * and settle nothing (and are SIGKILLed now and then too); a dead-letter
  * consumer reads <topic>.dlq; ferryd itself is SIGKILLed and restarted
  * on its data directory several times (fsync=always).  Every process
  * appends one line per operation and result to its own log (one write(2)
  * per line, so a SIGKILL loses at most a torn last line, which the
- * parser skips).  At the end a drain consumer empties the group and the
- * dead-letter topic, and the checker merges the logs and verifies the
- * rules described above check_history().
+ * parser skips).  At the end a drain consumer empties both groups and
+ * the dead-letter topic, and the checker merges the logs and verifies
+ * the rules described above check_history().
  *
  * The seed (FERRY_HISTORY_SEED, else the time) is printed first; it fixes
  * every random decision (schedule of kills, each process's choices), not
@@ -38,12 +40,13 @@
  *              seq idless | PC key kind dups returned-id epoch pid seq |
  *              PF key kind err text
  *   consumers: CONN ... | D key att epoch conn lease name poison id pid
- *              seq | AI key att epoch conn lease confirm (ack attempted,
- *              logged before it is sent) | AS (plain ack buffered) | AC
- *              (confirmed ack OK) | AR err (refused) | AU err (outcome
- *              unknown) | NS ... delay confirm text (nack attempted) |
- *              NC | NR | NU | STALL key att ms | DROP key att | DL key
- *              att epoch conn lease name id pid seq
+ *              seq | M ... (the same, for a delivery to the at-most-once
+ *              group) | AI key att epoch conn lease confirm (ack
+ *              attempted, logged before it is sent) | AS (plain ack
+ *              buffered) | AC (confirmed ack OK) | AR err (refused) | AU
+ *              err (outcome unknown) | NS ... delay confirm text (nack
+ *              attempted) | NC | NR | NU | STALL key att ms | DROP key
+ *              att | DL key att epoch conn lease name id pid seq
  *              dlq-topic dlq-group dlq-attempts dlq-reason poison
  *              producer nhist (cause at by error)* | QA | QR | QU (the
  *              dead letter's confirmed ack) | BAD key why | LOST err
@@ -67,11 +70,13 @@
 #define TOPIC "hist.jobs"
 #define DLQ_TOPIC TOPIC ".dlq"
 #define GROUP "workers"
+#define AMO_GROUP "amo"		/* at-most-once subscribers' group */
 #define ACK_TIMEOUT_MS 500	/* --ack-timeout 0.5 */
 #define MAX_ATTEMPTS 4		/* --max-attempts 4 */
 #define NPROD 4		/* even: one at a time; odd: pipelined */
 #define NPLAIN 2		/* producers 0..NPLAIN-1 have no pid */
 #define NCONS 4
+#define NAMO 2			/* at-most-once subscribers */
 #define MAX_PER_PROD 5000	/* ids are p<i>-<n>, n < this */
 #define RUN_MS 24000		/* producers publish for this long */
 #define MAX_CHILDREN 16
@@ -674,13 +679,14 @@ producer_main(int idx, int n, int run_ms)
 	_exit(0);
 }
 
-enum role { WORKER, DLQ_READER, DRAIN };
+enum role { WORKER, DLQ_READER, DRAIN, AMO_READER };
 
 struct consumer {
 	enum role role;
 	char name[32];
 	struct ferry *f;
 	int epoch;
+	uint64_t amo_sid;	/* its at-most-once subscription, or 0 */
 };
 
 /* Log a settle result: TAG id att epoch conn lease [err text]. */
@@ -822,7 +828,7 @@ static void
 handle(struct consumer *c, struct ferry_msg *m)
 {
 	const char *p = hdr_get(m, "poison");
-	int poison = p && !strcmp(p, "1");
+	int poison = p && !strcmp(p, "1"), amo;
 	char o[620];
 
 	if (!body_ok(m))
@@ -836,10 +842,15 @@ handle(struct consumer *c, struct ferry_msg *m)
 		hlog("BAD %s delivered from topic %s", mkey(m), m->topic);
 		return;
 	}
-	hlog("D %s %u %d %d %llu %s %d %s", mkey(m), m->attempt, c->epoch,
-	    conn_no, (unsigned long long)m->lease, c->name, poison,
-	    origin(m, o, sizeof(o)));
-	work(c, m, poison);
+	amo = c->amo_sid && m->sid == c->amo_sid;
+	if (amo && m->lease)
+		hlog("BAD %s at-most-once delivery with lease %llu", mkey(m),
+		    (unsigned long long)m->lease);
+	hlog("%s %s %u %d %d %llu %s %d %s", amo ? "M" : "D", mkey(m),
+	    m->attempt, c->epoch, conn_no, (unsigned long long)m->lease,
+	    c->name, poison, origin(m, o, sizeof(o)));
+	if (!amo)
+		work(c, m, poison);
 }
 
 /* Subscribe to what the role reads; 0 or a FERRY_E* code. */
@@ -849,15 +860,23 @@ subscribe(struct consumer *c, int prefetch)
 	struct ferry_sub_opts so;
 	int r = 0;
 
+	c->amo_sid = 0;
 	memset(&so, 0, sizeof(so));
 	so.prefetch = (uint32_t)prefetch;
-	if (c->role != DLQ_READER) {
+	if (c->role == WORKER || c->role == DRAIN) {
 		so.group = GROUP;
 		so.ack_timeout_ms = ACK_TIMEOUT_MS;
 		so.max_attempts = MAX_ATTEMPTS;
 		r = ferry_subscribe(c->f, TOPIC, &so, NULL);
 	}
-	if (r == 0 && c->role != WORKER) {
+	if (r == 0 && (c->role == AMO_READER || c->role == DRAIN)) {
+		memset(&so, 0, sizeof(so));
+		so.prefetch = (uint32_t)prefetch;
+		so.group = AMO_GROUP;
+		so.mode = FERRY_AT_MOST_ONCE;
+		r = ferry_subscribe(c->f, TOPIC, &so, &c->amo_sid);
+	}
+	if (r == 0 && (c->role == DLQ_READER || c->role == DRAIN)) {
 		memset(&so, 0, sizeof(so));
 		so.prefetch = (uint32_t)prefetch;
 		r = ferry_subscribe(c->f, DLQ_TOPIC, &so, NULL);
@@ -866,8 +885,10 @@ subscribe(struct consumer *c, int prefetch)
 }
 
 /*
- * A consumer: a worker of GROUP, the dead-letter reader, or the final
- * drain (acks everything of both, confirmed, and exits 0 once idle for
+ * A consumer: a worker of GROUP, an at-most-once subscriber of AMO_GROUP
+ * (logs each delivery, M, and settles nothing), the dead-letter reader,
+ * or the final drain (acks everything of GROUP and the dead-letter topic,
+ * confirmed, takes what is left in AMO_GROUP, and exits 0 once idle for
  * DRAIN_IDLE_MS).  Reconnects with a fresh ferry_connect() whenever the
  * connection fails.
  */
@@ -880,8 +901,9 @@ consumer_main(enum role role, int idx, int gen)
 	uint64_t idle_since = now_ms(), end;
 	int prefetch;
 
-	if (role == WORKER)
-		snprintf(c.name, sizeof(c.name), "c%d.%d", idx, gen);
+	if (role == WORKER || role == AMO_READER)
+		snprintf(c.name, sizeof(c.name), "%c%d.%d",
+		    role == WORKER ? 'c' : 'a', idx, gen);
 	else
 		snprintf(c.name, sizeof(c.name), "%s",
 		    role == DRAIN ? "drain" : "dlq");
@@ -889,7 +911,8 @@ consumer_main(enum role role, int idx, int gen)
 	child_init(logname, 1000 + (uint64_t)role * 100 + (uint64_t)idx * 10 +
 	    (uint64_t)gen * 1000);
 	end = role == DRAIN ? now_ms() + DRAIN_MAX_MS : child_end;
-	prefetch = role == WORKER ? 1 + (int)rnd(8) : 64;
+	prefetch = role == WORKER ? 1 + (int)rnd(8) : role == AMO_READER ?
+	    1 + (int)rnd(32) : 64;
 	while (now_ms() < end) {
 		int r;
 
@@ -1055,18 +1078,56 @@ struct run {
 	int ckills;
 };
 
+/*
+ * Create both groups of TOPIC before anything is published: the first
+ * durable group of a topic takes its backlog, and each must get every
+ * message.
+ */
+static void
+make_groups(void)
+{
+	struct ferry *f = ferry_connect("127.0.0.1", d.port, 5000, "setup");
+	struct ferry_sub_opts so = {.group = GROUP, .prefetch = 1,
+	    .ack_timeout_ms = ACK_TIMEOUT_MS, .max_attempts = MAX_ATTEMPTS};
+
+	ck_assert_msg(ferry_err(f) == 0, "%s", ferry_errstr(f));
+	ck_assert_int_eq(ferry_subscribe(f, TOPIC, &so, NULL), 0);
+	so = (struct ferry_sub_opts){.group = AMO_GROUP, .prefetch = 1,
+	    .mode = FERRY_AT_MOST_ONCE};
+	ck_assert_int_eq(ferry_subscribe(f, TOPIC, &so, NULL), 0);
+	ferry_close(f);
+}
+
+/* Consumer i of the chaos: workers first, then at-most-once readers. */
+static pid_t
+spawn_consumer(int i, int gen)
+{
+	return i < NCONS ? spawn(WORKER, i, gen, 0, 0, 0) :
+	    spawn(AMO_READER, i - NCONS, gen, 0, 0, 0);
+}
+
+static const char *
+consumer_name(int i, int gen, char *buf, size_t cap)
+{
+	snprintf(buf, cap, "%c%d.%d", i < NCONS ? 'c' : 'a',
+	    i < NCONS ? i : i - NCONS, gen);
+	return buf;
+}
+
 static void
 run_chaos(struct run *run)
 {
-	pid_t prod[NPROD], cons[NCONS], dlq;
-	int gen[NCONS] = {0}, epoch = 1, left = NPROD, st;
+	pid_t prod[NPROD], cons[NCONS + NAMO], dlq;
+	int gen[NCONS + NAMO] = {0}, epoch = 1, left = NPROD, st;
 	uint64_t t0 = now_ms(), next_crash, next_ckill;
+	char cn[32];
 
+	make_groups();
 	epoch_write(epoch, d.port);
 	hlog("UP %d %d", epoch, d.port);
 	dlq = spawn(DLQ_READER, 0, 0, 0, 0, 0);
-	for (int i = 0; i < NCONS; i++)
-		cons[i] = spawn(WORKER, i, 0, 0, 0, 0);
+	for (int i = 0; i < NCONS + NAMO; i++)
+		cons[i] = spawn_consumer(i, 0);
 	for (int i = 0; i < NPROD; i++)
 		prod[i] = spawn(WORKER, i, 0, run->per_prod, RUN_MS, 1);
 	next_crash = t0 + 1500 + rnd(2500);
@@ -1086,11 +1147,12 @@ run_chaos(struct run *run)
 			    st, (unsigned long long)seed);
 		}
 		/* A consumer exits only if it cannot log or reconnect. */
-		for (int i = 0; i < NCONS; i++)
+		for (int i = 0; i < NCONS + NAMO; i++)
 			if (waitpid(cons[i], &st, WNOHANG) == cons[i]) {
 				forget(cons[i]);
-				hlog("CEXIT c%d.%d %d", i, gen[i], st);
-				cons[i] = spawn(WORKER, i, ++gen[i], 0, 0, 0);
+				hlog("CEXIT %s %d", consumer_name(i, gen[i],
+				    cn, sizeof(cn)), st);
+				cons[i] = spawn_consumer(i, ++gen[i]);
 			}
 		if (waitpid(dlq, &st, WNOHANG) == dlq) {
 			forget(dlq);
@@ -1106,12 +1168,16 @@ run_chaos(struct run *run)
 			    800 + rnd(3000));
 		}
 		if (now_ms() >= next_ckill && now_ms() - t0 < RUN_MS) {
-			int i = (int)rnd(NCONS);
+			/* Now and then an at-most-once reader, whose
+			 * connection dies with deliveries under way. */
+			int i = rnd(4) ? (int)rnd(NCONS) :
+			    NCONS + (int)rnd(NAMO);
 
-			hlog("CKILL c%d.%d", i, gen[i]);
+			hlog("CKILL %s", consumer_name(i, gen[i], cn,
+			    sizeof(cn)));
 			kill_child(cons[i]);
 			sleep_ms(rnd(200));
-			cons[i] = spawn(WORKER, i, ++gen[i], 0, 0, 0);
+			cons[i] = spawn_consumer(i, ++gen[i]);
 			run->ckills++;
 			next_ckill = now_ms() + 400 + rnd(1600);
 		}
@@ -1121,8 +1187,8 @@ run_chaos(struct run *run)
 	    (unsigned long long)seed);
 	/* Workers take what is left for a moment, then die as well. */
 	sleep_ms(1500);
-	for (int i = 0; i < NCONS; i++) {
-		hlog("CKILL c%d.%d", i, gen[i]);
+	for (int i = 0; i < NCONS + NAMO; i++) {
+		hlog("CKILL %s", consumer_name(i, gen[i], cn, sizeof(cn)));
 		kill_child(cons[i]);
 	}
 	hlog("CKILL dlq");
@@ -1154,13 +1220,13 @@ run_drain(void)
 
 enum ev_kind {
 	E_PI, E_PC, E_PF, E_D, E_AI, E_AS, E_AC, E_AR, E_AU, E_NS, E_NC, E_NR,
-	E_NU, E_STALL, E_DROP, E_DL, E_QA, E_QR, E_QU, E_BAD,
+	E_NU, E_STALL, E_DROP, E_DL, E_QA, E_QR, E_QU, E_BAD, E_M,
 	E_OTHER,		/* lines with no message: CONN, LOST, ... */
 };
 
 static const char *const ev_tags[] = {
 	"PI", "PC", "PF", "D", "AI", "AS", "AC", "AR", "AU", "NS", "NC", "NR",
-	"NU", "STALL", "DROP", "DL", "QA", "QR", "QU", "BAD",
+	"NU", "STALL", "DROP", "DL", "QA", "QR", "QU", "BAD", "M",
 };
 
 /* One parsed log line. */
@@ -1177,7 +1243,7 @@ struct hev {
 	int idless;		/* PI: published without an id */
 	char *kindstr;		/* PI/PC/PF: first, retry or dup */
 	char *text;		/* NS: error text; PC: returned id */
-	/* D, DL: the id it arrived with; PC: the returned id (NULL if
+	/* D, M, DL: the id it arrived with; PC: the returned id (NULL if
 	 * none); pid and seq of an idempotent producer's message (pid
 	 * NULL and seq 0 if none).  See rule 5. */
 	char *mid, *pid;
@@ -1338,7 +1404,7 @@ parse_line(struct hist_state *h, int src, const char *text)
 			set_origin(&e, e.text, tok[7], tok[8]);
 		break;
 	case E_D: case E_AI: case E_AS: case E_AC: case E_AR: case E_AU:
-	case E_NS: case E_NC: case E_NR: case E_NU:
+	case E_NS: case E_NC: case E_NR: case E_NU: case E_M:
 	case E_DL: case E_QA: case E_QR: case E_QU:
 		if (n < 7)
 			goto torn;
@@ -1359,7 +1425,7 @@ parse_line(struct hist_state *h, int src, const char *text)
 		}
 		if (k == E_DL && n < 18)
 			goto torn;
-		if (k == E_D && n >= 12)
+		if ((k == E_D || k == E_M) && n >= 12)
 			set_origin(&e, dec(tok[9]), tok[10], tok[11]);
 		if (k == E_DL)
 			set_origin(&e, dec(tok[8]), tok[9], tok[10]);
@@ -1665,11 +1731,12 @@ static const char *
 origin_what(const struct hev *e)
 {
 	return e->kind == E_PC ? "confirmed to" : e->kind == E_DL ?
-	    "dead-lettered to" : "delivered to";
+	    "dead-lettered to" : e->kind == E_M ? "delivered at most once to" :
+	    "delivered to";
 }
 
 /*
- * Rule 5 over the whole history: every delivery (D, DL) and confirm
+ * Rule 5 over the whole history: every delivery (D, M, DL) and confirm
  * (PC) that names an id and carries (pid, seq) names the same id for the
  * same (pid, seq).  One violation per (pid, seq), with the first evidence
  * of two of its ids.  Returns how many (pid, seq) it saw.
@@ -1685,7 +1752,7 @@ check_origins(struct hist_state *h)
 	for (size_t i = 0; i < h->nev; i++) {
 		const struct hev *e = &h->ev[i];
 
-		if (e->pid && e->mid && (e->kind == E_D ||
+		if (e->pid && e->mid && (e->kind == E_D || e->kind == E_M ||
 		    e->kind == E_DL || e->kind == E_PC))
 			o[n++] = e;
 	}
@@ -1723,7 +1790,8 @@ struct counts {
 	long delivered, redelivered, acked, acks_confirmed, acks_refused;
 	long nacks, stalls, drops, dead_letters, dlq_deliveries, restarts;
 	long ckills, torn, retries, retry_dups;
-	long idem, idless, idem_retries, idem_retry_dups, origins;
+	long amo_delivered, amo_missed, amo_kills, idem, idless;
+	long idem_retries, idem_retry_dups, origins;
 };
 
 /*
@@ -1761,7 +1829,11 @@ struct counts {
  *     derived for it when its producer retries after a crash; two ids
  *     mean the broker enqueued one publish twice, and a consumer that
  *     skips repeats by id would process it twice (checked over the
- *     whole history by check_origins(), not per message).
+ *     whole history by check_origins(), not per message);
+ *  6. at most once: no message is delivered twice to the at-most-once
+ *     group AMO_GROUP (to its readers or the drain), across every kill
+ *     of ferryd or of a reader: a delivery there is settled once sent,
+ *     journaled before it leaves, and may be lost but never repeated.
  * A "message" is the producer's name for it, "p<i>-<n>": its id, or its
  * header key for one published without an id (mkey()).
  * Plus: every body matches its name, and every consumer's log is
@@ -1783,8 +1855,9 @@ check_history(struct hist_state *h, struct counts *c)
 	for (size_t mi = 0; mi < h->nmsgs; mi++) {
 		const struct hmsg *m = &h->msgs[mi];
 		const struct hev *ev = h->ev + m->first;
-		int pi = 0, pc = 0, dl = 0, dlv = 0, ac = 0, ai = 0;
+		int pi = 0, pc = 0, dl = 0, dlv = 0, ac = 0, ai = 0, amo = 0;
 		int poison = 0, idless = 0, idem = 0;
+		const struct hev *m1 = NULL;
 
 		for (size_t k = 0; k < m->n; k++) {
 			idless |= ev[k].kind == E_PI && ev[k].idless;
@@ -1889,6 +1962,25 @@ check_history(struct hist_state *h, struct counts *c)
 				violation(h, (int)mi, "bad delivery: %s",
 				    e->line);
 				break;
+			case E_M:
+				c->amo_delivered++;
+				/* Rule 6: at most once. */
+				if (++amo == 1)
+					m1 = e;
+				else
+					violation(h, (int)mi, "rule 6 (at "
+					    "most once): delivered again to "
+					    "group " AMO_GROUP ": to %s in "
+					    "incarnation %d as id %s at +%.1f "
+					    "ms, after %s had it in "
+					    "incarnation %d as id %s at +%.1f "
+					    "ms", src_name(h, e), e->epoch,
+					    e->mid ? e->mid : "?",
+					    (double)(e->t - h->t0) / 1000,
+					    src_name(h, m1), m1->epoch,
+					    m1->mid ? m1->mid : "?",
+					    (double)(m1->t - h->t0) / 1000);
+				break;
 			}
 		}
 		if (pi)
@@ -1897,11 +1989,13 @@ check_history(struct hist_state *h, struct counts *c)
 			c->idem++;
 		if (pi && idless)
 			c->idless++;
+		if (pc && !amo)
+			c->amo_missed++;
 		if (pc)
 			c->confirmed++;
 		if (dl)
 			c->dead_letters++;
-		if (!pi && (dlv || dl))
+		if (!pi && (dlv || dl || amo))
 			violation(h, (int)mi, "rule 3: delivered, but never "
 			    "published");
 		if (pc && !dlv && !dl)
@@ -1930,6 +2024,8 @@ check_history(struct hist_state *h, struct counts *c)
 			c->restarts++;
 		else if (!strncmp(l, " CKILL c", 8))
 			c->ckills++;
+		else if (!strncmp(l, " CKILL a", 8))
+			c->amo_kills++;
 		else if (!strncmp(l, " GIVEUP", 7) ||
 		    !strncmp(l, " CEXIT", 6))
 			violation(h, -1, "a process gave up or died on its "
@@ -2113,8 +2209,8 @@ START_TEST(history_random)
 	hlog("START %llu %llu", (unsigned long long)seed,
 	    (unsigned long long)wall_ms());
 	fprintf(stderr, "history: %d producers x %d messages (%d of them "
-	    "idempotent), %d workers, %s, logs in %s\n", NPROD,
-	    run.per_prod, NPROD - NPLAIN, NCONS,
+	    "idempotent), %d workers, %d at-most-once readers, %s, logs in "
+	    "%s\n", NPROD, run.per_prod, NPROD - NPLAIN, NCONS, NAMO,
 	    sanitized() ? "sanitized build" : "plain build", d.dir);
 
 	run_chaos(&run);
@@ -2136,14 +2232,16 @@ START_TEST(history_random)
 	    "restarts %ld, worker kills %ld, torn log lines %ld; "
 	    "idempotent: %ld ids (%ld without an id, %ld (pid, seq) "
 	    "delivered or confirmed), %ld confirmed retries of which %ld "
-	    "were duplicates\n",
+	    "were duplicates; at most once: %ld deliveries, %ld confirmed "
+	    "ids never delivered there, %ld reader kills\n",
 	    (unsigned long long)seed, (unsigned long long)(now_ms() - t0),
 	    c.published, c.pub_attempts, c.pub_failed, c.retries,
 	    c.retry_dups, c.dup_retries,
 	    c.confirmed, c.delivered, c.redelivered, c.acked,
 	    c.acks_confirmed, c.acks_refused, c.nacks, c.stalls, c.drops,
 	    c.dead_letters, c.dlq_deliveries, c.restarts, c.ckills, c.torn,
-	    c.idem, c.idless, c.origins, c.idem_retries, c.idem_retry_dups);
+	    c.idem, c.idless, c.origins, c.idem_retries, c.idem_retry_dups,
+	    c.amo_delivered, c.amo_missed, c.amo_kills);
 	for (int i = 0; i < h.nviol; i++) {
 		int mi = h.viol_msg[i];
 
@@ -2173,6 +2271,7 @@ START_TEST(history_random)
 	ck_assert_int_ge(c.confirmed, NPROD * run.per_prod * 9 / 10);
 	ck_assert_int_gt(c.idless, 0);
 	ck_assert_int_ge(c.origins, c.idem / 2);
+	ck_assert_int_ge(c.amo_delivered, c.confirmed / 2);
 	if (run.per_prod >= 300) {
 		ck_assert_int_gt(c.dead_letters, 0);
 		ck_assert_int_gt(c.acks_refused, 0);
@@ -2226,6 +2325,13 @@ END_TEST
 #define RETRY(dups, id) \
 	"prod2|2800 PI p2-00001 retry 0 hist-p2 1 1", \
 	"prod2|2801 PC p2-00001 retry " dups " " id " 2 hist-p2 1"
+/* At-most-once deliveries of p0-00001 to a0.0 in incarnations 1 and 2. */
+#define AMO1 \
+	"a0.0|2005 CONN 1 1 a0.0", \
+	"a0.0|2020 M p0-00001 1 1 1 0 a0.0 0 p0-00001 ~ ~"
+#define AMO2 \
+	"a0.0|2700 CONN 2 2 a0.0", \
+	"a0.0|2800 M p0-00001 1 2 2 0 a0.0 0 p0-00001 ~ ~"
 
 static const struct {
 	const char *lines[16];
@@ -2268,6 +2374,14 @@ static const struct {
 	    " disconnected" T1 " nacked 1700000001000 c0.0 boom")}, 1},
 	/* a line torn by a SIGKILL is skipped */
 	{{OK1, ACKED1, "!c0.0|2013 AC p0-000"}, 0},
+	/* rule 6: at most once, across a restart; once is fine, and a
+	 * message the at-most-once group never got is no violation */
+	{{OK1, ACKED1, AMO1, RESTART, AMO2}, 1},
+	{{OK1, ACKED1, RESTART, AMO2}, 0},
+	{{OK1, ACKED1}, 0},
+	/* rule 3: an at-most-once delivery of an id never published */
+	{{OK1, ACKED1, "a0.0|2005 CONN 1 1 a0.0",
+	    "a0.0|2020 M p0-00009 1 1 1 0 a0.0 0 p0-00009 ~ ~"}, 1},
 	/* rule 5: without an id, the derived id kept by a retry after a
 	 * restart; the phantom: stored again under a new id */
 	{{IDLESS, IDLESS_PC("first", "0", "u-1", "1"), IDLESS_D("u-1"),
