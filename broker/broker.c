@@ -13,49 +13,37 @@
 #include <event2/event.h>
 
 #include "broker.h"
+#include "compact.h"
 #include "codec.h"
 #include "conn.h"
+#include "delivery.h"
 #include "group.h"
 #include "log.h"
 #include "msg.h"
 #include "options.h"
+#include "request.h"
 #include "topic.h"
 
+/*
+ * The end of every loop turn: deliver what became deliverable, write what
+ * the turn journaled, then hand each connection's output to its socket as
+ * far as the journal allows (conn.h owns that rule).  Writing first costs
+ * a delivery no extra turn, only the write: a message never reaches a
+ * consumer before its record is in the journal file.  A flush can free
+ * credit (a drained socket), so this runs until no pump is due.
+ */
 static void
 flush_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct broker *b = arg;
 	struct conn *c;
 
-	/*
-	 * Deliveries and replies go out before the journal's write, so they
-	 * do not wait for it: a message delivered before its record is
-	 * written is unconfirmed, and its producer retries it after a crash
-	 * (at-least-once).  The journal write then releases this turn's
-	 * confirms under fsync=everysec/never, flushed after it.
-	 */
-	struct list after;
-
-	list_init(&after);
 	do {
-		broker_pump_due(b);
-		while ((c = list_first(&b->flush, struct conn, flink))) {
-			if (c->settles) {
-				/* At-most-once deliveries: after the write
-				 * of their settle records, below. */
-				list_del(&c->flink);
-				list_add_tail(&after, &c->flink);
-				continue;
-			}
+		delivery_pump_due(b);
+		store_commit(b);
+		while ((c = list_first(&b->flush, struct conn, flink)))
 			conn_flush(c);	/* unlinks c; may stage pumps */
-		}
 	} while (!list_empty(&b->pumpq));
-	store_commit(b);
-	list_splice_tail(&b->flush, &after);
-	while ((c = list_first(&b->flush, struct conn, flink))) {
-		c->settles = 0;
-		conn_flush(c);
-	}
 }
 
 static void
@@ -66,17 +54,6 @@ reap_cb(evutil_socket_t fd, short what, void *arg)
 
 	while ((c = list_first(&b->reap, struct conn, link)))
 		conn_free(c);	/* unlinks c */
-}
-
-void
-broker_pump_due(struct broker *b)
-{
-	struct group *g;
-
-	while ((g = list_first(&b->pumpq, struct group, pumplink))) {
-		list_del(&g->pumplink);
-		group_pump(g);
-	}
 }
 
 void
@@ -96,9 +73,6 @@ broker_want_flush(struct broker *b, struct conn *c)
 void
 broker_want_reap(struct broker *b, struct conn *c)
 {
-	if (c->reaping)
-		return;
-	c->reaping = 1;
 	list_del(&c->link);
 	list_add_tail(&b->reap, &c->link);
 	event_active(b->reap_ev, 0, 0);
@@ -110,7 +84,7 @@ mark_all_closing(struct broker *b)
 	struct list *pos;
 
 	list_for_each(pos, &b->conns)
-		list_entry(pos, struct conn, link)->closing = 1;
+		list_entry(pos, struct conn, link)->state = CONN_CLOSING;
 }
 
 /*
@@ -127,7 +101,7 @@ say_goodbye(struct broker *b)
 		struct conn *c = list_entry(pos, struct conn, link);
 		evutil_socket_t fd = bufferevent_getfd(c->bev);
 
-		if (c->hello)
+		if (conn_is_open(c))
 			conn_send_err(c, 0, FY_E_SHUTDOWN, 0,
 			    "broker shutting down");
 		conn_flush(c);
@@ -179,9 +153,13 @@ broker_init(struct broker *b, struct event_base *base,
 	b->port = -1;
 	list_init(&b->conns);
 	list_init(&b->flush);
+	list_init(&b->gated);
 	list_init(&b->reap);
 	list_init(&b->pumpq);
 	topic_registry_init(b);
+	request_init();
+	delivery_init();
+	store_init_hooks();
 	clock_gettime(CLOCK_REALTIME, &ts);
 	b->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^
 	    ((uint64_t)getpid() << 40) ^ 0x9e3779b97f4a7c15ull;
@@ -216,6 +194,7 @@ broker_fini(struct broker *b)
 	b->stopping = 1;
 	/* The journal closes (and syncs) first: freeing the state below must
 	 * not unreference records, or their segments would be deleted. */
+	compact_stop(b);
 	store_close(b);
 	say_goodbye(b);
 	/* Closing everyone first keeps releases from delivering to peers

@@ -37,8 +37,12 @@ struct broker {
 	uint32_t nconns;
 	uint64_t next_conn_id;
 	struct list flush;	/* struct conn.flink: staged output */
+	struct list gated;	/* struct conn.wlink: output waiting for the
+				   journal (conn.h) */
+	uint64_t durable_waiting;	/* replies waiting to be durable */
 	struct event *flush_ev;
-	struct list pumpq;	/* struct group.pumplink: pumps due */
+	struct list pumpq;	/* struct group.pumplink: pumps due
+				   (group_mark_due(), delivery.c) */
 	struct list reap;	/* closing conns to free */
 	struct event *reap_ev;
 	struct event *sig_ev[2];
@@ -66,9 +70,6 @@ uint64_t broker_rand(struct broker *b);
 
 /* Make sure the end-of-turn flush (journal commit included) runs. */
 void broker_want_commit(struct broker *b);
-
-/* Run the pumps group_pump_later() asked for. */
-void broker_pump_due(struct broker *b);
 
 /* Schedule the end-of-turn flush of c / the freeing of closed conns. */
 struct conn;

@@ -1,6 +1,8 @@
 /*
- * group.c - ready queue, delayed heap, round-robin delivery, redelivery
- * with backoff and dead-lettering.
+ * group.c - a group's queues: the ready FIFO, the delayed heap, the TTL
+ * heap and their timers, and the state changes of acks and failures.
+ * Choosing members and sending is delivery.c's; deciding to retry or
+ * dead-letter is too.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -11,18 +13,22 @@
 
 #include "broker.h"
 #include "clock.h"
-#include "conn.h"
 #include "group.h"
 #include "log.h"
 #include "msg.h"
-#include "options.h"
-#include "store.h"
-#include "sub.h"
-#include "trace.h"
 #include "topic.h"
+#include "trace.h"
 
 static void delay_cb(evutil_socket_t fd, short what, void *arg);
 static void ttl_cb(evutil_socket_t fd, short what, void *arg);
+
+static const struct group_hooks *hooks;
+
+void
+group_set_hooks(const struct group_hooks *h)
+{
+	hooks = h;
+}
 
 struct group *
 group_new(struct topic *t, const char *name, size_t name_len,
@@ -189,78 +195,13 @@ group_has_room(const struct group *g, uint64_t n, uint64_t bytes)
 	    (!g->conf.max_bytes || g->nbytes + bytes <= g->conf.max_bytes);
 }
 
-/*
- * Next member with credit in round-robin order, or NULL.  Members stalled
- * by a lease timeout come last: only when no other member can take it.
- */
-static struct sub *
-pick(struct group *g)
-{
-	struct list *pos = g->rr;
-	struct sub *stalled = NULL;
-
-	for (uint32_t i = 0; i <= g->nmembers; i++) {
-		if (pos == &g->members) {
-			pos = pos->next;
-			continue;
-		}
-		struct sub *s = list_entry(pos, struct sub, glink);
-
-		pos = pos->next;
-		if (!sub_has_credit(s))
-			continue;
-		if (s->stalled) {
-			if (!stalled)
-				stalled = s;
-			continue;
-		}
-		g->rr = pos;
-		return s;
-	}
-	return stalled;
-}
-
-void
-group_pump(struct group *g)
-{
-	struct qent *e;
-	struct sub *s;
-
-	/* Delivering can close a connection, whose release pumps again. */
-	if (g->pumping)
-		return;
-	g->pumping = 1;
-	while ((e = list_first(&g->ready, struct qent, link)) &&
-	    (s = pick(g))) {
-		/*
-		 * Already failed max_attempts times: a crash tore the journal
-		 * between its last failure and its dead-letter copy (three
-		 * records written in one turn).  Finish that instead of
-		 * delivering it once more.
-		 */
-		if (g->max_attempts && e->attempts >= g->max_attempts &&
-		    (e->flags & QE_DURABLE) &&
-		    store_dead_letter(g->b, e) == 0)
-			continue;
-		list_del(&e->link);
-		g->nready--;
-		if (sub_deliver(s, e) < 0) {
-			list_add_head(&g->ready, &e->link);
-			g->nready++;
-			break;
-		}
-	}
-	g->pumping = 0;
-}
-
 void
 group_detach(struct qent *e)
 {
 	struct group *g = e->group;
-	struct sub *s = qent_sub(e);
 
-	if (s) {
-		sub_lease_end(s, e);
+	if (e->flags & QE_LEASED) {
+		hooks->lease_end(e);
 	} else if (qent_delayed(e)) {
 		heap_remove(&g->delayed, &qent_side(e)->dn);
 	} else {
@@ -270,11 +211,17 @@ group_detach(struct qent *e)
 }
 
 void
-group_pump_later(struct group *g)
+group_evict(struct group *g)
+{
+	hooks->evict(g);
+}
+
+void
+group_mark_due(struct group *g)
 {
 	if (list_empty(&g->pumplink)) {
 		list_add_tail(&g->b->pumpq, &g->pumplink);
-		/* Runs at the latest in this turn's end-of-turn flush. */
+		/* The end-of-turn flush runs the delivery pump. */
 		broker_want_commit(g->b);
 	}
 }
@@ -284,7 +231,7 @@ group_ack(struct qent *e)
 {
 	struct group *g = e->group;
 
-	sub_lease_end(qent_sub(e), e);
+	hooks->lease_end(e);
 	g->st.acked++;
 	qent_free(e);
 }
@@ -311,9 +258,9 @@ group_arm_delay(struct group *g)
 }
 
 /*
- * TTLs ran out.  A waiting entry expires (the store journals moving it to
- * the dead-letter topic, or dropping it); one in flight stays with its
- * consumer and expires if it comes back (store_fail()).
+ * TTLs ran out.  A waiting entry expires (delivery's policy: moved to the
+ * dead-letter topic, or dropped); one in flight stays with its consumer
+ * and expires if it comes back (delivery_fail()).
  */
 static void
 ttl_cb(evutil_socket_t fd, short what, void *arg)
@@ -328,7 +275,7 @@ ttl_cb(evutil_socket_t fd, short what, void *arg)
 
 		heap_pop(&g->ttlq);
 		if (!(e->flags & QE_LEASED))
-			store_expire(g->b, e);
+			hooks->expire(e);
 	}
 	if (n && n->key <= now) {
 		struct timeval tv = {0, 0};
@@ -337,7 +284,7 @@ ttl_cb(evutil_socket_t fd, short what, void *arg)
 	} else {
 		arm(g->ttl_ev, n);
 	}
-	group_pump(g);
+	group_mark_due(g);
 }
 
 static void
@@ -361,7 +308,7 @@ delay_cb(evutil_socket_t fd, short what, void *arg)
 	list_splice_tail(&due, &g->ready);	/* due = due + ready */
 	list_splice_tail(&g->ready, &due);	/* ready = due */
 	group_arm_delay(g);
-	group_pump(g);
+	group_mark_due(g);
 }
 
 int
@@ -441,7 +388,6 @@ group_fail(struct qent *e, int cause, const char *consumer,
     size_t consumer_len, const char *err, size_t err_len, uint64_t delay_ms)
 {
 	struct group *g = e->group;
-	struct sub *s = qent_sub(e);
 	struct qside *q;
 	char idbuf[MSG_ID_LEN + 1];
 
@@ -450,8 +396,8 @@ group_fail(struct qent *e, int cause, const char *consumer,
 	    err, err_len) < 0)
 		log_warn("out of memory recording history of %s",
 		    msg_id(qent_msg(e), idbuf).p);
-	if (s)
-		sub_lease_end(s, e);
+	if (e->flags & QE_LEASED)
+		hooks->lease_end(e);
 	qent_count_cause(e, cause);
 	if (cause != CAUSE_RELEASED && e->attempts < UINT16_MAX)
 		e->attempts++;

@@ -68,7 +68,7 @@ struct group {
 	uint8_t ephemeral;
 	uint32_t sym;		/* trace symbol of the name */
 	struct group_conf conf;	/* as created (the fields above copy it) */
-	uint8_t pumping;	/* group_pump() is on the stack */
+	uint8_t pumping;	/* delivery_pump() is on the stack */
 	uint8_t deleting;	/* topic_group_delete() in progress */
 	struct list pumplink;	/* broker->pumpq while a pump is due */
 	struct group_stats st;
@@ -102,15 +102,31 @@ void group_entry_gone(struct qent *e);
 /* Would n more messages of bytes body bytes pass g's limits? */
 int group_has_room(const struct group *g, uint64_t n, uint64_t bytes);
 
-/* Deliver ready entries to members with credit.  Safe to call often. */
-void group_pump(struct group *g);
+/*
+ * g may have something to deliver: the delivery pump runs it once the
+ * current batch of requests is handled (delivery_pump_due()), so that an
+ * ACK followed by an UNSUB in one packet does not hand the leaving member
+ * one more message.  A state change only: nothing is sent from here, so
+ * replay may call it.
+ */
+void group_mark_due(struct group *g);
 
 /*
- * Pump g once the current batch of requests is handled (broker_pump_due),
- * so that an ACK followed by an UNSUB in one packet does not hand the
- * leaving member one more message.
+ * What a group needs from the layer above it, registered once at start-up
+ * (delivery_init()): ending a delivery's lease when an ack or a failure
+ * settles it, expiring an entry whose TTL ran out while it waited, and
+ * evicting a deleted group's members.
  */
-void group_pump_later(struct group *g);
+struct group_hooks {
+	void (*lease_end)(struct qent *e);
+	void (*expire)(struct qent *e);
+	void (*evict)(struct group *g);
+};
+
+void group_set_hooks(const struct group_hooks *h);
+
+/* g is being deleted with members: end them (hooks->evict). */
+void group_evict(struct group *g);
 
 /* A leased entry was acknowledged: forget it. */
 void group_ack(struct qent *e);
@@ -120,7 +136,7 @@ void group_ack(struct qent *e);
  * by a journal record (store.c applies it; call store_fail() instead).
  * e must be leased or detached.  Its history and attempts are updated and
  * it is requeued after delay_ms.  consumer, err: who failed it and the
- * nack's error text (err may be NULL).  Dead-lettering is the store's
+ * nack's error text (err may be NULL).  Dead-lettering is delivery's
  * decision, made live and journaled as records of its own.  Does not pump;
  * callers pump once after a batch of failures.
  */

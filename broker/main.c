@@ -10,6 +10,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "broker.h"
+#include "compact.h"
 #include "config.h"
 #include "log.h"
 #include "options.h"
@@ -46,6 +47,10 @@ main(int argc, char **argv)
 	}
 	if ((r = store_open(&b, err, sizeof(err))) < 0) {
 		log_error("%s", err[0] ? err : strerror(-r));
+		goto out_broker;
+	}
+	if (compact_start(&b) < 0) {
+		log_error("cannot start compaction: out of memory");
 		goto out_broker;
 	}
 	if (broker_listen(&b) < 0)

@@ -2,12 +2,9 @@
  * store.c - journal records in, broker state out: the one apply().
  */
 #include <errno.h>
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <event2/event.h>
 
 #include "broker.h"
 #include "clock.h"
@@ -19,7 +16,6 @@
 #include "options.h"
 #include "record.h"
 #include "store.h"
-#include "sub.h"
 #include "topic.h"
 #include "trace.h"
 
@@ -500,6 +496,12 @@ done:
 }
 
 void
+store_prune_dedup(struct broker *b, struct dedup *d, int64_t now)
+{
+	dedup_prune(d, now, b->opt->dedup_window_ms, dedup_release, b);
+}
+
+void
 store_forget_dedup(struct broker *b, struct dedup *d)
 {
 	dedup_fini(d, dedup_release, b);
@@ -516,6 +518,18 @@ store_group_forget(struct broker *b, struct group *g)
 	if (s->j)
 		journal_unref(s->j, g->home);
 	g->gid = 0;
+}
+
+static const struct topic_hooks topic_hooks = {
+	.hold = store_hold,
+	.forget_dedup = store_forget_dedup,
+	.group_forget = store_group_forget,
+};
+
+void
+store_init_hooks(void)
+{
+	topic_set_hooks(&topic_hooks);
 }
 
 /* ---- live operations ---- */
@@ -685,17 +699,17 @@ store_ack(struct broker *b, struct qent *e, uint64_t *seq)
 	apply(b, *seq, &r, e, NULL);
 }
 
-void
+uint64_t
 store_settle(struct broker *b, struct qent *e)
 {
 	struct store *s = &b->store;
 	struct rec r = {.type = REC_ACK};
 	struct msg *m = qent_msg(e);
-	uint64_t seq;
+	uint64_t seq = 0;
 
 	if (!(e->flags & QE_DURABLE)) {
 		qent_free(e);
-		return;
+		return 0;
 	}
 	r.ack.gid = e->group->gid;
 	r.ack.mseq = m->seq;
@@ -703,157 +717,36 @@ store_settle(struct broker *b, struct qent *e)
 	 * Published without a confirm and settled in the same turn, as the
 	 * newest record, with no other group holding it: take the publish
 	 * back instead of writing it and its ack.  A crash could not have
-	 * told the two apart: the delivery is sent only after this turn's
-	 * journal write (broker.c), so before it, nothing was sent either.
+	 * told the two apart: the delivery leaves only once its records are
+	 * written (conn.h), and a record that is not there holds nothing.
 	 */
 	if (m->seq && m->seq == s->elidable && msg_ndurable(m) == 1) {
 		qent_free(e);	/* drops its reference to the record */
 		s->elidable = 0;
 		if (journal_unappend(s->j, r.ack.mseq) == 0) {
 			s->elided++;
-			return;
+			return 0;
 		}
 		append(b, &r, &seq);
-		return;
+		return seq;
 	}
 	append(b, &r, &seq);
 	qent_free(e);
+	return seq;
 }
 
 /*
- * Move e's message to "<topic>.dlq": publish the copy (with its history),
- * then remove the original with an ack record.  Copy before delete, each a
- * record of its own: replay never decides to dead-letter, and a crash in
- * between leaves a duplicate rather than a loss.  If the copy cannot be
- * stored, e stays in its group (delayed) and is retried on its next
- * failure.
+ * A delivery of e failed (cause: enum qent_cause): journal it with the
+ * redelivery time, then apply it.  who: the consumer; err: the nack's
+ * text, or NULL.
  */
-static int
-dead_letter(struct broker *b, struct qent *e)
-{
-	struct group *g = e->group;
-	struct msg *m = qent_msg(e);
-	char idbuf[MSG_ID_LEN + 1];
-	struct fy_str id = msg_id(m, idbuf);
-	struct group_dlq d;
-	struct topic *t;
-	uint64_t seq;
-	int r;
-
-	if ((r = group_dlq_prepare(e, &d)) == 0) {
-		if (!(t = topic_get(b, d.topic, d.topic_len)))
-			r = -ENOMEM;
-		else
-			r = store_publish(b, t, &d.pm, id.p, id.len, m->ts,
-			    d.hist, d.nhist, NULL, 1, &seq);
-	}
-	group_dlq_release(&d);
-	if (r < 0) {
-		log_warn("cannot dead-letter message %s of %s/%s: %s; it stays "
-		    "queued", id.p, g->topic->name, g->name, strerror(-r));
-		return r;
-	}
-	g->st.dead_lettered++;
-	trace_add(&b->trace, clock_wall_ms(), msg_idh(m), TR_DEAD_LETTERED,
-	    g->topic->sym, g->sym, 0, e->attempts);
-	log_debug("message %s of %s/%s dead-lettered after %u attempts",
-	    id.p, g->topic->name, g->name, (unsigned)e->attempts);
-	store_ack(b, e, &seq);
-	return 0;
-}
-
-int
-store_dead_letter(struct broker *b, struct qent *e)
-{
-	return dead_letter(b, e);
-}
-
-/* Remove a waiting entry with an ack record, without an ack. */
-static void
-drop(struct broker *b, struct qent *e)
-{
-	uint64_t seq;
-
-	trace_add(&b->trace, clock_wall_ms(), msg_idh(qent_msg(e)), TR_DROPPED,
-	    e->group->topic->sym, e->group->sym, 0, e->attempts);
-	store_ack(b, e, &seq);
-}
-
 void
-store_expire(struct broker *b, struct qent *e)
-{
-	struct group *g = e->group;
-	char idbuf[MSG_ID_LEN + 1];
-
-	g->st.expired++;
-	trace_add(&b->trace, clock_wall_ms(), msg_idh(qent_msg(e)),
-	    TR_EXPIRED, g->topic->sym, g->sym, 0, e->attempts);
-	if (g->conf.ttl_drop || !(e->flags & QE_DURABLE)) {
-		log_debug("message %s of %s/%s expired: dropped",
-		    msg_id(qent_msg(e), idbuf).p, g->topic->name, g->name);
-		drop(b, e);
-		return;
-	}
-	qent_hist_add(e, CAUSE_EXPIRED, clock_wall_ms(), "", 0, NULL, 0);
-	dead_letter(b, e);
-}
-
-/* The entry an overflowing group gives up: its oldest waiting one. */
-static struct qent *
-oldest_waiting(struct group *g)
-{
-	struct qent *e = list_first(&g->ready, struct qent, link);
-	struct hnode *n;
-
-	if (e)
-		return e;
-	n = heap_top(&g->delayed);
-	return n ? qent_of_dn(n) : NULL;
-}
-
-int
-store_make_room(struct broker *b, struct group *g, uint64_t bytes)
-{
-	struct qent *e;
-	int r;
-
-	while (!group_has_room(g, 1, bytes)) {
-		if (g->conf.overflow != FY_OVERFLOW_DLQ_OLDEST ||
-		    !(e = oldest_waiting(g)))
-			return -ENOSPC;
-		qent_hist_add(e, CAUSE_OVERFLOW, clock_wall_ms(), "", 0,
-		    NULL, 0);
-		trace_add(&b->trace, clock_wall_ms(), msg_idh(qent_msg(e)),
-		    TR_OVERFLOW, g->topic->sym, g->sym, 0, e->attempts);
-		if (!(e->flags & QE_DURABLE)) {
-			drop(b, e);
-			continue;
-		}
-		if ((r = dead_letter(b, e)) < 0)
-			return r;
-	}
-	return 0;
-}
-
-void
-store_fail(struct broker *b, struct qent *e, int cause, const char *err,
-    size_t err_len, int64_t delay_ms)
+store_fail(struct broker *b, struct qent *e, int cause, const char *who,
+    const char *err, size_t err_len, uint64_t delay)
 {
 	struct rec r = {.type = REC_FAIL};
-	struct sub *holder = qent_sub(e);
-	const char *who = holder ? holder->conn->name : "";
-	uint64_t delay, seq = 0;
-	struct qside *q;
+	uint64_t seq = 0;
 
-	/* The jitter is drawn here and journaled, so replay is exact. */
-	if (cause == CAUSE_RELEASED)
-		delay = 0;	/* no fault: no backoff */
-	else if (delay_ms >= 0)
-		delay = (uint64_t)delay_ms;
-	else
-		delay = group_backoff_ms(b->opt->retry_base_ms,
-		    b->opt->retry_max_ms, (uint32_t)e->attempts + 1u,
-		    broker_rand(b));
 	r.fail.gid = e->group->gid;
 	r.fail.mseq = qent_msg(e)->seq;
 	r.fail.cause = (uint32_t)cause;
@@ -863,21 +756,8 @@ store_fail(struct broker *b, struct qent *e, int cause, const char *err,
 	r.fail.error = (struct fy_str){err, (uint32_t)err_len};
 	if (e->flags & QE_DURABLE)
 		append(b, &r, &seq);
-	trace_add(&b->trace, r.fail.at, msg_idh(qent_msg(e)),
-	    TR_TIMEOUT + cause, e->group->topic->sym, e->group->sym,
-	    holder ? holder->conn->sym : 0, (uint32_t)e->attempts + 1);
-	trace_set_err(&b->trace, err, err_len);
 	/* Live, the delay is exact rather than re-derived from the clock. */
 	group_fail(e, cause, who, strlen(who), err, err_len, delay);
-	q = qent_side(e);
-	if (e->group->max_attempts && e->attempts >= e->group->max_attempts)
-		dead_letter(b, e);
-	else if (q && q->tn.key && !hnode_queued(&q->tn) &&
-	    q->tn.key <= clock_mono_ms())
-		store_expire(b, e);	/* its TTL ran out while in flight */
-	else if (q && q->tn.key && !hnode_queued(&q->tn) &&
-	    heap_push(&e->group->ttlq, &q->tn) == 0)
-		group_arm_ttl(e->group);
 }
 
 int
@@ -986,8 +866,8 @@ catalog_cb(void *arg)
 
 /* Copy m (of topic t) forward: one REC_MOVE with its state in every
  * durable group. */
-static int
-move_msg(struct broker *b, struct msg *m, struct topic *t)
+int
+store_move(struct broker *b, struct msg *m, struct topic *t)
 {
 	struct rec r = {.type = REC_MOVE};
 	uint64_t now = clock_wall_ms(), mono = clock_mono_ms(), seq;
@@ -1064,178 +944,6 @@ out:
 	return err;
 }
 
-/*
- * One pass over every durable entry, moving the messages whose record is in
- * first..last.  Messages keep no list of their own (it would cost every
- * waiting message 16 bytes): compaction is rare, and a pass is a walk over
- * memory.  A moved message gets a later record, so the next pass skips it.
- */
-struct compact_scan {
-	struct broker *b;
-	uint64_t first, last;
-	int budget;
-	int moved;
-	int failed;
-};
-
-/* 1 to stop the pass (budget spent, or a move failed). */
-static int
-scan_ent(struct compact_scan *cs, struct qent *e, struct topic *t)
-{
-	struct msg *m = qent_msg(e);
-
-	if (!(e->flags & QE_DURABLE) || m->seq < cs->first ||
-	    m->seq > cs->last)
-		return 0;
-	if (cs->budget <= 0)
-		return 1;
-	if (move_msg(cs->b, m, t) < 0) {
-		cs->failed = 1;
-		return 1;
-	}
-	cs->budget--;
-	cs->moved++;
-	return 0;
-}
-
-static int
-scan_list(struct compact_scan *cs, struct list *l, struct topic *t)
-{
-	struct list *pos;
-
-	list_for_each(pos, l)
-		if (scan_ent(cs, list_entry(pos, struct qent, link), t))
-			return 1;
-	return 0;
-}
-
-static int
-scan_group(struct compact_scan *cs, struct group *g)
-{
-	struct list *pos;
-
-	if (g->ephemeral)
-		return 0;
-	if (scan_list(cs, &g->ready, g->topic))
-		return 1;
-	for (uint32_t k = 0; k < g->delayed.n; k++)
-		if (scan_ent(cs, qent_of_dn(g->delayed.a[k]), g->topic))
-			return 1;
-	list_for_each(pos, &g->members)
-		if (scan_list(cs, &list_entry(pos, struct sub, glink)->leases,
-		    g->topic))
-			return 1;
-	return 0;
-}
-
-/* 1 if the pass stopped early. */
-static int
-compact_scan(struct compact_scan *cs)
-{
-	struct broker *b = cs->b;
-	struct list *pos;
-
-	for (uint32_t i = 0; i < b->topics_cap; i++)
-		for (struct topic *t = b->topics[i]; t; t = t->hnext) {
-			if (scan_list(cs, &t->backlog, t))
-				return 1;
-			list_for_each(pos, &t->groups)
-				if (scan_group(cs, list_entry(pos,
-				    struct group, tlink)))
-					return 1;
-		}
-	return 0;
-}
-
-/*
- * Which oldest segments are worth emptying (records *first..*last)?  Only
- * when the journal has grown past a couple of segments, and only those in
- * which almost nothing is alive:
- * acks and failures are records too, so "half dead" would also pick a
- * segment whose messages all still wait (a steady flow with a backlog),
- * and copying those forward frees nothing.
- */
-static int
-worth_compacting(struct store *s, uint64_t *first, uint64_t *last)
-{
-	struct journal_segment_info si;
-	struct journal_stats st;
-	uint64_t k;
-
-	/* The oldest segments, as long as each is mostly dead: one walk
-	 * over the queues empties them all. */
-	journal_get_stats(s->j, &st);
-	for (k = 0; k + 3 <= st.segments &&
-	    journal_segment_info(s->j, (size_t)k, &si) == 0 && !si.active &&
-	    si.live * 8 <= si.records; k++) {
-		if (k == 0)
-			*first = si.first_seq;
-		*last = si.last_seq;
-	}
-	return k > 0;
-}
-
-/* Objects moved per loop turn: bounds the time compaction takes away
- * from clients. */
-#define COMPACT_BATCH 2048
-
-/*
- * The journal deletes segments oldest first, once nothing lives in them.
- * When the oldest segment is mostly dead, its live messages and groups are
- * appended again, so that it and the dead segments after it can go: disk
- * use then follows what is pending even if one old message is never acked.
- * A mostly live segment is left alone: copying it would free nothing.
- */
-static void
-compact_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct broker *b = arg;
-	struct store *s = &b->store;
-	struct timeval tv = {1, 0};
-	uint64_t first = 0, last = 0;
-	int budget = COMPACT_BATCH;
-	int64_t now = (int64_t)clock_mono_ms();
-
-	/* Ids past dedup_window let their records go. */
-	for (uint32_t i = 0; i < b->topics_cap; i++)
-		for (struct topic *t = b->topics[i]; t; t = t->hnext)
-			dedup_prune(&t->dedup, now, b->opt->dedup_window_ms,
-			    dedup_release, b);
-	/*
-	 * Groups need no moving: every segment starts with the catalog.  A
-	 * segment whose last live message moved out goes once the copies are
-	 * written (journal.c), at the end of this turn.
-	 */
-	if (!journal_error(s->j) && worth_compacting(s, &first, &last)) {
-		struct compact_scan cs = {b, first, last, budget, 0, 0};
-		int stopped = compact_scan(&cs);
-
-		s->moved += (uint64_t)cs.moved;
-		budget = cs.budget;
-		if (cs.failed)
-			goto rearm;
-		if (stopped)
-			budget = 0;	/* spent mid-range */
-		else if (cs.moved)
-			log_debug("journal: records %llu..%llu compacted "
-			    "(%d moved)", (unsigned long long)first,
-			    (unsigned long long)last, cs.moved);
-	}
-	if (budget <= 0)
-		tv.tv_sec = 0;	/* more may be due: go on next turn */
-rearm:
-	/*
-	 * glibc keeps what a load spike freed (a soak of 1,000 connections
-	 * left 130 MB held and 0.3 MB used); give it back every few seconds.
-	 * Cheap when there is nothing to return.
-	 */
-	if (clock_mono_ms() - s->trimmed >= 5000) {
-		s->trimmed = clock_mono_ms();
-		malloc_trim(0);
-	}
-	evtimer_add(s->compact_ev, &tv);
-}
-
 /* ---- commit and confirms ---- */
 
 void
@@ -1275,13 +983,6 @@ store_error_fatal(const struct broker *b)
 	return journal_fatal(b->store.j) != 0;
 }
 
-void
-store_wait(struct broker *b, struct conn *c)
-{
-	if (list_empty(&c->plink))
-		list_add_tail(&b->store.waiting, &c->plink);
-}
-
 /*
  * Under fsync=always only a confirm (of a publish or an ack) waits for an
  * fdatasync.  While none waits, records share a sync started
@@ -1293,25 +994,13 @@ store_wait(struct broker *b, struct conn *c)
 static int
 confirms_waiting(void *arg)
 {
-	struct broker *b = arg;
-
-	return !list_empty(&b->store.waiting);
+	return conn_durable_waiting(arg) > 0;
 }
 
 static void
 durable_cb(void *arg, uint64_t written, uint64_t synced)
 {
-	struct broker *b = arg;
-	struct store *s = &b->store;
-	struct list *pos, *tmp;
-
-	s->confirmable = b->opt->fsync == FSYNC_ALWAYS ? synced : written;
-	list_for_each_safe(pos, tmp, &s->waiting) {
-		struct conn *c = list_entry(pos, struct conn, plink);
-
-		if (conn_confirm(c, s->confirmable))
-			list_del(&c->plink);
-	}
+	conn_journal_progress(arg);
 }
 
 /* ---- open, replay, close ---- */
@@ -1353,7 +1042,6 @@ store_open(struct broker *b, char *err, size_t errlen)
 
 	/* Everything store_close() touches is valid before anything can
 	 * fail. */
-	list_init(&s->waiting);
 	list_init(&s->held);
 	producers_init(&s->producers);
 	msgpack_sbuffer_init(&s->sb);
@@ -1377,13 +1065,9 @@ store_open(struct broker *b, char *err, size_t errlen)
 			    strerror(-e));
 		return e;
 	}
-	s->confirmable = journal_written_seq(s->j);
 	journal_set_durable_cb(s->j, durable_cb, b);
 	journal_set_waiting_cb(s->j, confirms_waiting, b);
 	journal_set_roll_cb(s->j, catalog_cb, b);
-	if (!(s->compact_ev = evtimer_new(b->base, compact_cb, b)))
-		return -ENOMEM;
-	compact_cb(-1, 0, b);
 	log_info("journal replayed: %llu records in %llu ms, %u topics",
 	    (unsigned long long)s->replayed,
 	    (unsigned long long)(clock_mono_ms() - t0), b->ntopics);
@@ -1395,10 +1079,6 @@ store_close(struct broker *b)
 {
 	struct store *s = &b->store;
 
-	if (s->compact_ev) {
-		event_free(s->compact_ev);
-		s->compact_ev = NULL;
-	}
 	if (s->j) {
 		struct journal_stats st;
 

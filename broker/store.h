@@ -10,9 +10,10 @@
  * ephemeral groups.
  *
  * Confirms: a confirmed publish (or ack) is answered once its record is
- * durable: synced under fsync=always, written otherwise.  The store tells
- * every connection waiting for a confirm when that point advances
- * (conn_confirm()).
+ * durable: synced under fsync=always, written otherwise.  The connections
+ * hold such replies, and every delivery, until the journal allows them
+ * (conn.h); the store tells them when the journal's progress moves
+ * (conn_journal_progress()).
  *
  * Segments: a message's REC_PUB (or the REC_FAIL that dead-lettered it) and
  * a group's REC_GROUP stay referenced in the journal while the object
@@ -70,8 +71,6 @@ struct store {
 	uint8_t replaying;
 	uint8_t warned;		/* logged that the journal is failing */
 	uint8_t dirty;		/* appended since the last commit */
-	uint64_t confirmable;	/* records <= this may be confirmed */
-	struct list waiting;	/* struct conn.plink: pending confirms */
 	uint64_t replayed;	/* records applied at start-up */
 	uint64_t elidable;	/* the last publish record store_settle() may
 				   take back (store_publish()); 0 = none */
@@ -85,6 +84,9 @@ struct store {
 				   it writes again */
 	uint64_t nheld;
 };
+
+/* Register what topics call back (once, before anything is applied). */
+void store_init_hooks(void);
 
 /*
  * Open the journal in the data directory, replay it, and start serving.
@@ -126,35 +128,33 @@ int store_publish(struct broker *b, struct topic *t,
 int store_duplicate(struct broker *b, struct topic *t,
     const struct fy_pubmsg *pm, const char **id, size_t *id_len);
 
-/* Make room in g for one more message of bytes: dead-letter its oldest
- * waiting messages if it overflows that way.  0, or -ENOSPC when g refuses
- * (overflow reject, or nothing waiting to push out). */
-int store_make_room(struct broker *b, struct group *g, uint64_t bytes);
-
-/* Move e (waiting in its group) to its dead-letter topic now.  0, or
- * -errno with e left where it is. */
-int store_dead_letter(struct broker *b, struct qent *e);
-
-/* e's TTL ran out while it waited: dead-letter it (or drop it). */
-void store_expire(struct broker *b, struct qent *e);
-
 /* Settle a leased entry; *seq gets the ack record's seq (0 if none). */
 void store_ack(struct broker *b, struct qent *e, uint64_t *seq);
 
 /* Settle an entry taken from its group and delivered at-most-once (not
- * leased, in no list): journal it and free it. */
-void store_settle(struct broker *b, struct qent *e);
+ * leased, in no list): journal it and free it.  Returns the record the
+ * delivery must wait for (0: none). */
+uint64_t store_settle(struct broker *b, struct qent *e);
 
-/* A delivery failed: journal and apply group_fail() (group.h); past the
- * group's max_attempts, dead-letter it. */
-void store_fail(struct broker *b, struct qent *e, int cause,
-    const char *err, size_t err_len, int64_t delay_ms);
+/* A delivery of e failed (cause: enum qent_cause): journal and apply
+ * group_fail(), requeued delay ms from now.  who: the consumer's name; err:
+ * a nack's text (may be NULL).  The policy (backoff, dead letters) is
+ * delivery's (delivery.h). */
+void store_fail(struct broker *b, struct qent *e, int cause, const char *who,
+    const char *err, size_t err_len, uint64_t delay);
 
 /* Find or create a group (durable groups are journaled). */
 int store_group_get(struct broker *b, struct topic *t, const char *name,
     size_t len, const struct group_conf *conf, struct group **gp);
 void store_group_delete(struct broker *b, struct group *g);
 void store_topic_delete(struct broker *b, struct topic *t);
+
+/* Copy m (of topic t) forward into the newest segment (compaction).
+ * 0 or -errno. */
+int store_move(struct broker *b, struct msg *m, struct topic *t);
+
+/* Forget d's ids older than dedup_window (now: monotonic ms). */
+void store_prune_dedup(struct broker *b, struct dedup *d, int64_t now);
 
 /* A topic is going away: forget its remembered ids and their records. */
 void store_forget_dedup(struct broker *b, struct dedup *d);
@@ -165,7 +165,5 @@ void store_group_forget(struct broker *b, struct group *g);
 /* A durable entry was created (topic.c): keep its record alive. */
 void store_hold(struct broker *b, struct qent *e);
 
-/* Register a connection waiting for confirms up to seq. */
-void store_wait(struct broker *b, struct conn *c);
 
 #endif

@@ -9,6 +9,7 @@
 #include "broker.h"
 #include "clock.h"
 #include "conn.h"
+#include "delivery.h"
 #include "group.h"
 #include "log.h"
 #include "msg.h"
@@ -68,7 +69,7 @@ sub_free(struct sub *s, int cause)
 	 * this keeps them in their original order. */
 	while ((e = list_last(&s->leases, struct qent, link))) {
 		if (cause >= 0) {
-			store_fail(s->conn->b, e, cause, NULL, 0, -1);
+			delivery_fail(s->conn->b, e, cause, NULL, 0, -1);
 		} else {
 			sub_lease_end(s, e);
 			qent_free(e);
@@ -79,7 +80,7 @@ sub_free(struct sub *s, int cause)
 	if (g->ephemeral && !g->nmembers && !g->deleting)
 		topic_group_delete(g);
 	else if (cause >= 0)
-		group_pump(g);
+		delivery_pump(g);
 }
 
 int
@@ -88,7 +89,7 @@ sub_has_credit(const struct sub *s)
 	const struct conn *c = s->conn;
 	size_t out;
 
-	if (c->closing)
+	if (conn_is_closing(c))
 		return 0;
 	out = conn_outlen(c);
 	if (s->mode == FY_MODE_AMO)
@@ -131,16 +132,17 @@ sub_deliver(struct sub *s, struct qent *e)
 	trace_add(&g->b->trace, clock_wall_ms(), msg_idh(m), TR_DELIVERED,
 	    g->topic->sym, g->sym, s->conn->sym, f.msg.attempt);
 	if (s->mode == FY_MODE_AMO) {
+		/* Settled on delivery: its settle record must be written
+		 * before the delivery leaves, or a restart would deliver it
+		 * again; a journal that cannot write would hold the record
+		 * back, so nothing is settled meanwhile. */
+		if ((e->flags & QE_DURABLE) && store_error(g->b) < 0)
+			return -EAGAIN;
 		if ((r = conn_send_msg(s->conn, &f, m)) < 0)
 			return r;
 		g->st.delivered++;
 		g->st.acked++;
-		/* Settled on delivery: journal it, and hold this turn's
-		 * output until that record is written (broker.c), or a
-		 * restart would deliver it again. */
-		if (e->flags & QE_DURABLE)
-			s->conn->settles = 1;
-		store_settle(g->b, e);
+		conn_gate(s->conn, store_settle(g->b, e));
 		return 0;
 	}
 	if (!(token = lease_alloc(lt, e)))
@@ -229,7 +231,7 @@ lease_cb(evutil_socket_t fd, short what, void *arg)
 
 	while ((e = list_first(&s->leases, struct qent, link)) &&
 	    qent_lease_deadline(e) <= now) {
-		store_fail(s->conn->b, e, CAUSE_TIMEOUT, NULL, 0, -1);
+		delivery_fail(s->conn->b, e, CAUSE_TIMEOUT, NULL, 0, -1);
 		n++;
 	}
 	if (n) {
@@ -239,5 +241,5 @@ lease_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	arm(s);
 	if (n)
-		group_pump(g);
+		delivery_pump(g);
 }

@@ -7,14 +7,19 @@
 #include <string.h>
 
 #include "broker.h"
-#include "conn.h"
 #include "group.h"
 #include "log.h"
 #include "msg.h"
-#include "store.h"
-#include "sub.h"
 #include "topic.h"
 #include "trace.h"
+
+static const struct topic_hooks *hooks;
+
+void
+topic_set_hooks(const struct topic_hooks *h)
+{
+	hooks = h;
+}
 
 static uint32_t
 hash_name(const char *p, size_t len)
@@ -45,7 +50,7 @@ topic_free(struct topic *t)
 		list_del(&e->link);
 		qent_free(e);
 	}
-	store_forget_dedup(t->b, &t->dedup);
+	hooks->forget_dedup(t->b, &t->dedup);
 	free(t->name);
 	free(t);
 }
@@ -192,18 +197,19 @@ topic_publish(struct topic *t, struct msg *m, struct group *only)
 	if (held) {
 		list_add_tail(&t->backlog, &held->link);
 		t->nbacklog++;
-		store_hold(t->b, held);
+		hooks->hold(t->b, held);
 	}
 	for (i = 0; i < n; i++) {
 		struct group *g = ents[i]->group;
 
 		group_add(g, ents[i]);
 		if (!g->ephemeral)
-			store_hold(t->b, ents[i]);
+			hooks->hold(t->b, ents[i]);
 	}
-	/* Pump last: an at-most-once delivery may free an entry at once. */
+	/* Delivery comes later, from the pump (delivery.c): applying a
+	 * record never sends anything. */
 	for (i = 0; i < n; i++)
-		group_pump(only ? only : ents[i]->group);
+		group_mark_due(ents[i]->group);
 	if (ents != stack)
 		free(ents);
 	return 0;
@@ -265,19 +271,15 @@ void
 topic_group_delete(struct group *g)
 {
 	struct topic *t = g->topic;
-	struct list *pos, *tmp;
 
 	if (g->deleting)
 		return;
 	g->deleting = 1;
-	list_for_each_safe(pos, tmp, &g->members) {
-		struct sub *s = list_entry(pos, struct sub, glink);
-
-		conn_send_err(s->conn, 0, FY_E_DELETED, s->sid,
-		    "group %s/%s was deleted", t->name, g->name);
-		sub_free(s, -1);
-	}
-	store_group_forget(t->b, g);
+	/* Members are told and end, through the layer above (delivery.c);
+	 * at replay there are none. */
+	if (g->nmembers)
+		group_evict(g);
+	hooks->group_forget(t->b, g);
 	list_del(&g->tlink);
 	t->ngroups--;
 	t->b->ngroups--;

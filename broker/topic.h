@@ -21,6 +21,7 @@ struct broker;
 struct group;
 struct group_conf;
 struct msg;
+struct qent;
 
 struct topic {
 	struct broker *b;
@@ -48,6 +49,19 @@ struct topic {
  * reply no one waits for is not kept in a backlog. */
 #define TOPIC_INBOX_PREFIX "_inbox."
 #define GROUP_DEFAULT "default"
+
+/*
+ * What topics need from the store above them, registered once at start-up
+ * (store_init_hooks()): keep a durable entry's journal record alive, and
+ * let a deleted topic's remembered ids and a deleted group's record go.
+ */
+struct topic_hooks {
+	void (*hold)(struct broker *b, struct qent *e);
+	void (*forget_dedup)(struct broker *b, struct dedup *d);
+	void (*group_forget)(struct broker *b, struct group *g);
+};
+
+void topic_set_hooks(const struct topic_hooks *h);
 
 void topic_registry_init(struct broker *b);
 void topic_registry_fini(struct broker *b);	/* frees every topic */

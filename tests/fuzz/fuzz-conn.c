@@ -163,7 +163,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		cut[1] = t;
 	}
 	for (i = 0; i < 3; i++) {
-		if (cut[i] > at && alive() && !c->closing) {
+		if (cut[i] > at && alive() && !conn_is_closing(c)) {
 			feed(c, data + at, cut[i] - at);
 			conn_handle_input(c);
 			turn(c);
@@ -174,7 +174,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* Hang up: close, let the output drain, and let the reap event
 	 * free the connection. */
 	for (i = 0; alive() && i < 8; i++) {
-		if (!c->closing)
+		if (!conn_is_closing(c))
 			conn_close(c);
 		turn(c);
 	}

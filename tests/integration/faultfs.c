@@ -11,6 +11,10 @@
  *
  * While the file named by FERRY_SLOW_FILE exists, fdatasync on such files
  * first sleeps 300 ms: a slow disk, to see what waits for a sync.
+ *
+ * While the file named by FERRY_CRASH_FILE exists, the first pwrite to
+ * such a file kills the process with SIGKILL before writing anything: a
+ * crash at the worst moment, just before the journal's write of a turn.
  */
 /* Define pwrite and pwrite64 each under its own name, whatever the build
  * asks for. */
@@ -18,6 +22,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +62,15 @@ faulty(int fd)
 	return controlled(fd, getenv("FERRY_FAULT_FILE"));
 }
 
+/* A write, not a preallocation: crash here if asked to. */
+static int
+faulty_write(int fd)
+{
+	if (controlled(fd, getenv("FERRY_CRASH_FILE")))
+		raise(SIGKILL);
+	return faulty(fd);
+}
+
 #define REAL(name) \
 	static __typeof__(name) *real; \
 	if (!real) \
@@ -66,7 +80,7 @@ ssize_t
 pwrite(int fd, const void *buf, size_t len, off_t off)
 {
 	REAL(pwrite);
-	if (faulty(fd)) {
+	if (faulty_write(fd)) {
 		errno = ENOSPC;
 		return -1;
 	}
@@ -77,7 +91,7 @@ ssize_t
 pwrite64(int fd, const void *buf, size_t len, off64_t off)
 {
 	REAL(pwrite64);
-	if (faulty(fd)) {
+	if (faulty_write(fd)) {
 		errno = ENOSPC;
 		return -1;
 	}

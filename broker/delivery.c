@@ -1,0 +1,286 @@
+/*
+ * delivery.c - getting queued messages to members, and what happens when a
+ * delivery fails: the pump (round-robin among members with credit), the
+ * retry policy (backoff, max_attempts), dead-lettering, TTL expiry and the
+ * overflow policy.
+ *
+ * Every decision here becomes journal records through the store, so that
+ * replay applies the outcome without deciding again; nothing below this
+ * file delivers (apply() only marks groups due: group_mark_due()).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker.h"
+#include "clock.h"
+#include "conn.h"
+#include "delivery.h"
+#include "group.h"
+#include "log.h"
+#include "msg.h"
+#include "options.h"
+#include "store.h"
+#include "sub.h"
+#include "topic.h"
+#include "trace.h"
+
+/*
+ * Move e's message to "<topic>.dlq": publish the copy (with its history),
+ * then remove the original with an ack record.  Copy before delete, each a
+ * record of its own: replay never decides to dead-letter, and a crash in
+ * between leaves a duplicate rather than a loss.  If the copy cannot be
+ * stored, e stays in its group (delayed) and is retried on its next
+ * failure.
+ */
+static int
+dead_letter(struct broker *b, struct qent *e)
+{
+	struct group *g = e->group;
+	struct msg *m = qent_msg(e);
+	char idbuf[MSG_ID_LEN + 1];
+	struct fy_str id = msg_id(m, idbuf);
+	struct group_dlq d;
+	struct topic *t;
+	uint64_t seq;
+	int r;
+
+	if ((r = group_dlq_prepare(e, &d)) == 0) {
+		if (!(t = topic_get(b, d.topic, d.topic_len)))
+			r = -ENOMEM;
+		else
+			r = store_publish(b, t, &d.pm, id.p, id.len, m->ts,
+			    d.hist, d.nhist, NULL, 1, &seq);
+	}
+	group_dlq_release(&d);
+	if (r < 0) {
+		log_warn("cannot dead-letter message %s of %s/%s: %s; it stays "
+		    "queued", id.p, g->topic->name, g->name, strerror(-r));
+		return r;
+	}
+	g->st.dead_lettered++;
+	trace_add(&b->trace, clock_wall_ms(), msg_idh(m), TR_DEAD_LETTERED,
+	    g->topic->sym, g->sym, 0, e->attempts);
+	log_debug("message %s of %s/%s dead-lettered after %u attempts",
+	    id.p, g->topic->name, g->name, (unsigned)e->attempts);
+	store_ack(b, e, &seq);
+	return 0;
+}
+
+/* Remove a waiting entry with an ack record, without an ack. */
+static void
+drop(struct broker *b, struct qent *e)
+{
+	uint64_t seq;
+
+	trace_add(&b->trace, clock_wall_ms(), msg_idh(qent_msg(e)), TR_DROPPED,
+	    e->group->topic->sym, e->group->sym, 0, e->attempts);
+	store_ack(b, e, &seq);
+}
+
+void
+delivery_expire(struct broker *b, struct qent *e)
+{
+	struct group *g = e->group;
+	char idbuf[MSG_ID_LEN + 1];
+
+	g->st.expired++;
+	trace_add(&b->trace, clock_wall_ms(), msg_idh(qent_msg(e)),
+	    TR_EXPIRED, g->topic->sym, g->sym, 0, e->attempts);
+	if (g->conf.ttl_drop || !(e->flags & QE_DURABLE)) {
+		log_debug("message %s of %s/%s expired: dropped",
+		    msg_id(qent_msg(e), idbuf).p, g->topic->name, g->name);
+		drop(b, e);
+		return;
+	}
+	qent_hist_add(e, CAUSE_EXPIRED, clock_wall_ms(), "", 0, NULL, 0);
+	dead_letter(b, e);
+}
+
+/* The entry an overflowing group gives up: its oldest waiting one. */
+static struct qent *
+oldest_waiting(struct group *g)
+{
+	struct qent *e = list_first(&g->ready, struct qent, link);
+	struct hnode *n;
+
+	if (e)
+		return e;
+	n = heap_top(&g->delayed);
+	return n ? qent_of_dn(n) : NULL;
+}
+
+int
+delivery_make_room(struct broker *b, struct group *g, uint64_t bytes)
+{
+	struct qent *e;
+	int r;
+
+	while (!group_has_room(g, 1, bytes)) {
+		if (g->conf.overflow != FY_OVERFLOW_DLQ_OLDEST ||
+		    !(e = oldest_waiting(g)))
+			return -ENOSPC;
+		qent_hist_add(e, CAUSE_OVERFLOW, clock_wall_ms(), "", 0,
+		    NULL, 0);
+		trace_add(&b->trace, clock_wall_ms(), msg_idh(qent_msg(e)),
+		    TR_OVERFLOW, g->topic->sym, g->sym, 0, e->attempts);
+		if (!(e->flags & QE_DURABLE)) {
+			drop(b, e);
+			continue;
+		}
+		if ((r = dead_letter(b, e)) < 0)
+			return r;
+	}
+	return 0;
+}
+
+void
+delivery_fail(struct broker *b, struct qent *e, int cause, const char *err,
+    size_t err_len, int64_t delay_ms)
+{
+	struct sub *holder = qent_sub(e);
+	const char *who = holder ? holder->conn->name : "";
+	uint64_t delay, at = clock_wall_ms();
+	struct qside *q;
+
+	/* The jitter is drawn here and journaled, so replay is exact. */
+	if (cause == CAUSE_RELEASED)
+		delay = 0;	/* no fault: no backoff */
+	else if (delay_ms >= 0)
+		delay = (uint64_t)delay_ms;
+	else
+		delay = group_backoff_ms(b->opt->retry_base_ms,
+		    b->opt->retry_max_ms, (uint32_t)e->attempts + 1u,
+		    broker_rand(b));
+	trace_add(&b->trace, at, msg_idh(qent_msg(e)), TR_TIMEOUT + cause,
+	    e->group->topic->sym, e->group->sym,
+	    holder ? holder->conn->sym : 0, (uint32_t)e->attempts + 1);
+	trace_set_err(&b->trace, err, err_len);
+	store_fail(b, e, cause, who, err, err_len, delay);
+	q = qent_side(e);
+	if (e->group->max_attempts && e->attempts >= e->group->max_attempts)
+		dead_letter(b, e);
+	else if (q && q->tn.key && !hnode_queued(&q->tn) &&
+	    q->tn.key <= clock_mono_ms())
+		delivery_expire(b, e);	/* its TTL ran out while in flight */
+	else if (q && q->tn.key && !hnode_queued(&q->tn) &&
+	    heap_push(&e->group->ttlq, &q->tn) == 0)
+		group_arm_ttl(e->group);
+}
+
+/*
+ * Next member with credit in round-robin order, or NULL.  Members stalled
+ * by a lease timeout come last: only when no other member can take it.
+ */
+static struct sub *
+pick(struct group *g)
+{
+	struct list *pos = g->rr;
+	struct sub *stalled = NULL;
+
+	for (uint32_t i = 0; i <= g->nmembers; i++) {
+		if (pos == &g->members) {
+			pos = pos->next;
+			continue;
+		}
+		struct sub *s = list_entry(pos, struct sub, glink);
+
+		pos = pos->next;
+		if (!sub_has_credit(s))
+			continue;
+		if (s->stalled) {
+			if (!stalled)
+				stalled = s;
+			continue;
+		}
+		g->rr = pos;
+		return s;
+	}
+	return stalled;
+}
+
+void
+delivery_pump(struct group *g)
+{
+	struct qent *e;
+	struct sub *s;
+
+	/* Delivering can close a connection, whose release pumps again. */
+	if (g->pumping)
+		return;
+	g->pumping = 1;
+	while ((e = list_first(&g->ready, struct qent, link)) &&
+	    (s = pick(g))) {
+		/*
+		 * Already failed max_attempts times: a crash tore the journal
+		 * between its last failure and its dead-letter copy (three
+		 * records written in one turn).  Finish that instead of
+		 * delivering it once more.
+		 */
+		if (g->max_attempts && e->attempts >= g->max_attempts &&
+		    (e->flags & QE_DURABLE) &&
+		    dead_letter(g->b, e) == 0)
+			continue;
+		list_del(&e->link);
+		g->nready--;
+		if (sub_deliver(s, e) < 0) {
+			list_add_head(&g->ready, &e->link);
+			g->nready++;
+			break;
+		}
+	}
+	g->pumping = 0;
+}
+
+void
+delivery_pump_due(struct broker *b)
+{
+	struct group *g;
+
+	while ((g = list_first(&b->pumpq, struct group, pumplink))) {
+		list_del(&g->pumplink);
+		delivery_pump(g);
+	}
+}
+
+/* ---- what the groups below call back ---- */
+
+static void
+hook_lease_end(struct qent *e)
+{
+	sub_lease_end(qent_sub(e), e);
+}
+
+static void
+hook_expire(struct qent *e)
+{
+	delivery_expire(e->group->b, e);
+}
+
+/* A group is being deleted: its members are told, and end. */
+static void
+hook_evict(struct group *g)
+{
+	struct list *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, &g->members) {
+		struct sub *s = list_entry(pos, struct sub, glink);
+
+		conn_send_err(s->conn, 0, FY_E_DELETED, s->sid,
+		    "group %s/%s was deleted", g->topic->name, g->name);
+		sub_free(s, -1);
+	}
+}
+
+static const struct group_hooks hooks = {
+	.lease_end = hook_lease_end,
+	.expire = hook_expire,
+	.evict = hook_evict,
+};
+
+void
+delivery_init(void)
+{
+	group_set_hooks(&hooks);
+}
