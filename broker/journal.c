@@ -104,6 +104,8 @@ struct journal {
 	int replayed;		/* appends and commits allowed */
 	uint64_t syncs;		/* fdatasyncs the sync thread ran (atomic:
 				   read by journal_get_stats()) */
+	uint64_t sync_hist[JOURNAL_SYNC_BUCKETS + 1];	/* atomic, too */
+	uint64_t sync_ns;	/* atomic: their total duration */
 	int (*roll_cb)(void *);	/* a new segment begins: write its preamble */
 	void *roll_arg;
 	int in_roll;		/* roll_cb is running: no nested preamble */
@@ -163,6 +165,33 @@ struct journal {
 };
 
 static const uint8_t zeros[65536];
+
+const double journal_sync_le[JOURNAL_SYNC_BUCKETS] = {
+	0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1,
+	0.5, 2,
+};
+
+static uint64_t
+mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Sync thread: count one fdatasync of ns nanoseconds. */
+static void
+sync_observe(struct journal *j, uint64_t ns)
+{
+	double sec = (double)ns / 1e9;
+	int i = 0;
+
+	while (i < JOURNAL_SYNC_BUCKETS && sec > journal_sync_le[i])
+		i++;
+	__atomic_fetch_add(&j->sync_hist[i], 1, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&j->sync_ns, ns, __ATOMIC_RELAXED);
+}
 
 static void
 seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -297,8 +326,13 @@ sync_main(void *arg)
 		pthread_mutex_unlock(&j->mu);
 
 		err = 0;
-		if (fd >= 0 && j->io.fdatasync(fd) < 0)
-			err = -errno;
+		if (fd >= 0) {
+			uint64_t t0 = mono_ns();
+
+			if (j->io.fdatasync(fd) < 0)
+				err = -errno;
+			sync_observe(j, mono_ns() - t0);
+		}
 		if (err == 0 && dfd >= 0 && fsync(dfd) < 0)
 			err = -errno;
 
@@ -1104,6 +1138,11 @@ journal_get_stats(const struct journal *j, struct journal_stats *st)
 	if (st->first_seq == j->next_seq)
 		st->first_seq = 0;
 	st->syncs = __atomic_load_n(&j->syncs, __ATOMIC_RELAXED);
+	for (i = 0; i <= JOURNAL_SYNC_BUCKETS; i++)
+		st->sync_hist[i] = __atomic_load_n(&j->sync_hist[i],
+		    __ATOMIC_RELAXED);
+	st->sync_seconds = (double)__atomic_load_n(&j->sync_ns,
+	    __ATOMIC_RELAXED) / 1e9;
 	st->files_pending = j->worker ? worker_pending(j->worker) : 0;
 	st->spare_ready = j->spare == SPARE_READY;
 }

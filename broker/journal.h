@@ -221,6 +221,10 @@ int journal_unref(struct journal *j, uint64_t seq);
  * objects living there forward is what lets the journal shrink. */
 uint64_t journal_oldest_live_seq(const struct journal *j);
 
+/* Upper bounds (seconds) of the fdatasync latency buckets. */
+#define JOURNAL_SYNC_BUCKETS 11
+extern const double journal_sync_le[JOURNAL_SYNC_BUCKETS];
+
 struct journal_stats {
 	uint64_t segments;
 	uint64_t disk_bytes;	/* size of the segment files (preallocated) */
@@ -231,6 +235,10 @@ struct journal_stats {
 	uint64_t next_seq;
 	uint64_t buffered_bytes;	/* appended, not yet written */
 	uint64_t syncs;		/* fdatasyncs run by the sync thread */
+	/* how long they took: per bucket of journal_sync_le (not
+	   cumulative), [JOURNAL_SYNC_BUCKETS] above the last; total */
+	uint64_t sync_hist[JOURNAL_SYNC_BUCKETS + 1];
+	double sync_seconds;
 	uint64_t files_pending;	/* unlinks and preallocations queued */
 	int spare_ready;	/* the next segment's file is preallocated */
 };
