@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,6 +20,7 @@
 #include "delivery.h"
 #include "group.h"
 #include "log.h"
+#include "metrics.h"
 #include "msg.h"
 #include "options.h"
 #include "request.h"
@@ -36,6 +38,7 @@ static void
 flush_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct broker *b = arg;
+	struct timeval start, end;
 	struct conn *c;
 
 	do {
@@ -44,6 +47,16 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 		while ((c = list_first(&b->flush, struct conn, flink)))
 			conn_flush(c);	/* unlinks c; may stage pumps */
 	} while (!list_empty(&b->pumpq));
+	/*
+	 * libevent caches the time when the poll returns, before it runs
+	 * the turn's callbacks, and this flush runs last (PRIO_FLUSH): the
+	 * difference is how long the turn kept clients waiting.
+	 */
+	if (event_base_gettimeofday_cached(b->base, &start) == 0 &&
+	    gettimeofday(&end, NULL) == 0)
+		hist_observe(&b->st.turn, &hist_turn_bounds,
+		    (double)(end.tv_sec - start.tv_sec) +
+		    (double)(end.tv_usec - start.tv_usec) / 1e6);
 }
 
 static void
@@ -191,6 +204,7 @@ broker_fini(struct broker *b)
 	struct conn *c;
 
 	broker_unlisten(b);
+	metrics_stop(b);
 	b->stopping = 1;
 	/* The journal closes (and syncs) first: freeing the state below must
 	 * not unreference records, or their segments would be deleted. */

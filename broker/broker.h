@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "hist.h"
 #include "lease.h"
 #include "list.h"
 #include "store.h"
@@ -21,6 +22,19 @@ struct topic;
 #define PRIO_IO 1
 #define PRIO_FLUSH 2
 #define PRIO_COUNT 3
+
+/* Broker-wide counters, for /metrics (metrics.c). */
+struct broker_stats {
+	uint64_t accepted;	/* connections accepted */
+	uint64_t refused_limit;	/* refused: max_connections reached */
+	uint64_t accept_errors;	/* accept() failed (EMFILE, ENOMEM...) */
+	uint64_t bytes_in;	/* frame bytes read from clients */
+	uint64_t bytes_out;	/* bytes handed to client sockets */
+	struct hist turn;	/* loop turns that ran the flush: from the
+				   end of the poll to the end of the flush */
+};
+
+struct metrics;
 
 struct broker {
 	struct event_base *base;
@@ -50,6 +64,8 @@ struct broker {
 	struct trace trace;	/* recent message events, for TRACE */
 	struct lease_table leases;	/* every member's deliveries */
 	uint64_t rng;		/* xorshift64* state, for jitter */
+	struct broker_stats st;
+	struct metrics *metrics;	/* NULL unless metrics_listen */
 	uint8_t stopping;
 };
 

@@ -316,6 +316,7 @@ conn_flush(struct conn *c)
 		goto done;
 	if (!written(c->b, c->gate))
 		goto done;	/* conn_journal_progress() comes back */
+	c->b->st.bytes_out += size + evbuffer_get_length(c->big);
 	if (evbuffer_get_length(c->big)) {
 		/* Large bodies by reference: one chain, moved, not copied. */
 		if ((size && evbuffer_add(c->big, c->enc.sb.data, size) < 0) ||
@@ -529,6 +530,7 @@ conn_handle_input(struct conn *c)
 		ops->frame(c, r, &f, field);
 		/* Decoded strings point into the buffer until here. */
 		evbuffer_drain(in, need);
+		c->b->st.bytes_in += need;
 		/*
 		 * A client that sends requests but never reads the replies
 		 * must not grow our memory: stop reading it until its output

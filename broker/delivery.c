@@ -246,10 +246,15 @@ delivery_pump_due(struct broker *b)
 
 /* ---- what the groups below call back ---- */
 
-static void
+static uint64_t
 hook_lease_end(struct qent *e)
 {
-	sub_lease_end(qent_sub(e), e);
+	struct sub *s = qent_sub(e);
+	/* every lease of a member lasts its ack_timeout (sub.h) */
+	uint64_t since = qent_lease_deadline(e) - s->ack_timeout_ms;
+
+	sub_lease_end(s, e);
+	return since;
 }
 
 static void

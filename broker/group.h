@@ -13,6 +13,7 @@
 
 #include "codec.h"
 #include "heap.h"
+#include "hist.h"
 #include "msg.h"
 #include "list.h"
 
@@ -28,6 +29,8 @@ struct group_stats {
 	uint64_t failed[4];	/* by enum qent_cause < CAUSE_NFAIL */
 	uint64_t expired;	/* TTL ran out */
 	uint64_t dead_lettered;
+	struct hist ack_time;	/* delivery (or last TOUCH) to ack,
+				   hist_ack_bounds */
 };
 
 /* A group's settings, fixed when it is created (and journaled). */
@@ -118,7 +121,9 @@ void group_mark_due(struct group *g);
  * evicting a deleted group's members.
  */
 struct group_hooks {
-	void (*lease_end)(struct qent *e);
+	/* ends e's lease; returns when it began (monotonic ms: the
+	 * delivery, or the last TOUCH) */
+	uint64_t (*lease_end)(struct qent *e);
 	void (*expire)(struct qent *e);
 	void (*evict)(struct group *g);
 };

@@ -13,6 +13,7 @@
 #include "compact.h"
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 #include "options.h"
 
 int
@@ -53,7 +54,7 @@ main(int argc, char **argv)
 		log_error("cannot start compaction: out of memory");
 		goto out_broker;
 	}
-	if (broker_listen(&b) < 0)
+	if (broker_listen(&b) < 0 || metrics_start(&b) < 0)
 		goto out_broker;
 	log_info("ferryd %s ready (data in %s)", FERRY_VERSION, o.data_dir);
 	sd_notify(0, "READY=1");

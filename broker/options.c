@@ -146,6 +146,13 @@ static const struct opt_def opt_defs[] = {
 	{ .key = "max_groups", .name = "max-groups",
 	  .type = T_UINT, F_U32(max_groups), .min = 1, .max = UINT32_MAX,
 	  .arg = "N", .help = "groups, all topics together" },
+	{ .key = "metrics_listen", .name = "metrics-listen",
+	  .type = T_OPTPATH, F_PTR(metrics_listen), .arg = "ADDR:PORT",
+	  .help = "HTTP for /metrics, /healthz, /readyz" },
+	{ .key = "metrics_max_groups", .name = "metrics-max-groups",
+	  .type = T_UINT, F_U32(metrics_max_groups), .min = 0,
+	  .max = UINT32_MAX, .arg = "N",
+	  .help = "groups given their own series in /metrics" },
 	{ .key = "log_level", .name = "log-level",
 	  .type = T_LOGLEVEL, F_INT(log_level), .arg = "LEVEL",
 	  .help = "error, warn, info or debug" },
@@ -192,6 +199,7 @@ options_init(struct options *o)
 	o->idle_timeout_ms = 0;
 	o->max_topics = 100000;
 	o->max_groups = 100000;
+	o->metrics_max_groups = 10000;
 	if (o->listen == NULL || o->data_dir == NULL) {
 		options_fini(o);
 		return -ENOMEM;
@@ -206,7 +214,9 @@ options_fini(struct options *o)
 	free(o->listen);
 	free(o->port_file);
 	free(o->data_dir);
+	free(o->metrics_listen);
 	o->config = o->listen = o->port_file = o->data_dir = NULL;
+	o->metrics_listen = NULL;
 }
 
 static const struct opt_def *

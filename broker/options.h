@@ -46,6 +46,9 @@ struct options {
 	int journal_repair;		/* repair_journal: 0 */
 	uint64_t dedup_window_ms;	/* dedup_window: 120 s */
 	uint32_t trace_events;		/* trace_events: 100000 */
+	char *metrics_listen;		/* metrics_listen: "ADDR:PORT", or
+					   NULL (off) */
+	uint32_t metrics_max_groups;	/* metrics_max_groups: 10000 */
 };
 
 /* Fill in the built-in defaults.  Returns 0 or -ENOMEM. */

@@ -50,11 +50,13 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 
 	b->accept_paused = 0;	/* accepting works again */
 	if (b->nconns >= b->opt->max_connections) {
+		b->st.refused_limit++;
 		log_warn("connection refused: max_connections (%u) reached",
 		    b->opt->max_connections);
 		refuse(fd, b->opt->max_connections);
 		return;
 	}
+	b->st.accepted++;
 	conn_new(b, fd, sa, salen);
 }
 
@@ -80,6 +82,7 @@ accept_error_cb(struct evconnlistener *l, void *arg)
 	 * at once would spin.  Pause accepting for a moment, keep serving who
 	 * is connected, and say so once per episode, not per attempt.
 	 */
+	b->st.accept_errors++;
 	evconnlistener_disable(l);
 	if (!b->accept_ev)
 		b->accept_ev = evtimer_new(b->base, accept_resume_cb, b);
