@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include <event2/event.h>
-#include <systemd/sd-daemon.h>
 
 #include "broker.h"
 #include "compact.h"
@@ -15,6 +14,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "options.h"
+#include "service.h"
 
 int
 main(int argc, char **argv)
@@ -57,9 +57,12 @@ main(int argc, char **argv)
 	if (broker_listen(&b) < 0 || metrics_start(&b) < 0)
 		goto out_broker;
 	log_info("ferryd %s ready (data in %s)", FERRY_VERSION, o.data_dir);
-	sd_notify(0, "READY=1");
+	if (service_ready(&b) < 0) {
+		log_error("cannot set up the systemd watchdog: out of memory");
+		goto out_broker;
+	}
 	event_base_dispatch(base);
-	sd_notify(0, "STOPPING=1");
+	service_stopping(&b);
 	log_info("stopped");
 	status = 0;
 out_broker:

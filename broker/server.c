@@ -1,6 +1,7 @@
 /*
  * server.c - the TCP listener: bind, report the port, accept, limit.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <systemd/sd-daemon.h>
 
 #include "broker.h"
 #include "codec.h"
@@ -118,6 +120,40 @@ write_port_file(const char *path, int port)
 	return 0;
 }
 
+/*
+ * Socket activation: systemd (ferryd.socket, or systemd-socket-activate)
+ * bound the socket and passes it as fd 3.  1 if it did and b->listener
+ * uses it, 0 if there is none, -errno (logged) if what was passed is not
+ * one listening stream socket.
+ */
+static int
+listen_inherited(struct broker *b)
+{
+	int n = sd_listen_fds(1);	/* 1: not for our children */
+	int fd = SD_LISTEN_FDS_START;
+
+	if (n <= 0)
+		return n < 0 ? (log_error("sd_listen_fds: %s", strerror(-n)),
+		    n) : 0;
+	if (n > 1 || sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0) {
+		log_error("socket activation: expected one listening stream "
+		    "socket, got %d file descriptor(s)", n);
+		return -EINVAL;
+	}
+	if (evutil_make_socket_nonblocking(fd) < 0 ||
+	    evutil_make_socket_closeonexec(fd) < 0)
+		return -errno;
+	b->listener = evconnlistener_new(b->base, accept_cb, b,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+	if (!b->listener) {
+		log_error("socket activation: cannot use fd %d", fd);
+		return -ENOMEM;
+	}
+	log_info("listening on the socket systemd passed (listen and port "
+	    "are ignored)");
+	return 1;
+}
+
 int
 broker_listen(struct broker *b)
 {
@@ -125,8 +161,13 @@ broker_listen(struct broker *b)
 	struct addrinfo hints = {0}, *res = NULL;
 	struct sockaddr_storage ss;
 	socklen_t sslen = sizeof(ss);
-	char port[16];
+	char port[16], addr[INET6_ADDRSTRLEN] = "?";
 	int r;
+
+	if ((r = listen_inherited(b)) < 0)
+		return r;
+	if (r > 0)
+		goto bound;
 
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
@@ -147,16 +188,22 @@ broker_listen(struct broker *b)
 		    o->port, strerror(errno));
 		return r ? r : -EADDRINUSE;
 	}
+bound:
 	evconnlistener_set_error_cb(b->listener, accept_error_cb);
 	if (getsockname(evconnlistener_get_fd(b->listener),
 	    (struct sockaddr *)&ss, &sslen) == 0) {
-		if (ss.ss_family == AF_INET)
+		if (ss.ss_family == AF_INET) {
 			b->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-		else if (ss.ss_family == AF_INET6)
+			inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->
+			    sin_addr, addr, sizeof(addr));
+		} else if (ss.ss_family == AF_INET6) {
 			b->port = ntohs(
 			    ((struct sockaddr_in6 *)&ss)->sin6_port);
+			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->
+			    sin6_addr, addr, sizeof(addr));
+		}
 	}
-	log_info("listening on %s port %d", o->listen, b->port);
+	log_info("listening on %s port %d", addr, b->port);
 	if (o->port_file && (r = write_port_file(o->port_file, b->port))) {
 		log_error("cannot write port file %s: %s", o->port_file,
 		    strerror(-r));
