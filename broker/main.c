@@ -34,6 +34,22 @@ main(int argc, char **argv)
 		options_fini(&o);
 		return r > 0 ? 0 : 2;
 	}
+	if (o.check_config) {
+		char host[256];
+		int port;
+
+		if (o.metrics_listen && metrics_addr_parse(o.metrics_listen,
+		    host, sizeof(host), &port) < 0) {
+			fprintf(stderr, "ferryd: metrics_listen: expected "
+			    "ADDR:PORT, got '%s'\n", o.metrics_listen);
+			options_fini(&o);
+			return 2;
+		}
+		printf("ferryd: configuration OK%s%s\n", o.config ? ": " : "",
+		    o.config ? o.config : "");
+		options_fini(&o);
+		return 0;
+	}
 	log_level = o.log_level;
 	/* A client that vanishes must not kill us on write. */
 	signal(SIGPIPE, SIG_IGN);

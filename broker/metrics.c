@@ -744,9 +744,8 @@ other_cb(struct evhttp_request *req, void *arg)
 	    "not found: try /metrics, /healthz or /readyz");
 }
 
-/* "ADDR:PORT" or "[V6ADDR]:PORT" into host (NUL-terminated) and port. */
-static int
-split_addr(const char *s, char *host, size_t hlen, int *port)
+int
+metrics_addr_parse(const char *s, char *host, size_t hlen, int *port)
 {
 	const char *colon = strrchr(s, ':');
 	const char *h = s, *he = colon;
@@ -786,7 +785,7 @@ metrics_start(struct broker *b)
 
 	if (!addr)
 		return 0;
-	if (split_addr(addr, host, sizeof(host), &port) < 0) {
+	if (metrics_addr_parse(addr, host, sizeof(host), &port) < 0) {
 		log_error("metrics_listen: expected ADDR:PORT (e.g. "
 		    "127.0.0.1:9470), got '%s'", addr);
 		return -EINVAL;

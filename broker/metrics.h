@@ -27,6 +27,10 @@ struct evbuffer;
 int metrics_start(struct broker *b);
 void metrics_stop(struct broker *b);
 
+/* "ADDR:PORT" or "[V6ADDR]:PORT" into host (NUL-terminated, hlen bytes
+ * at most) and port.  0 or -EINVAL. */
+int metrics_addr_parse(const char *s, char *host, size_t hlen, int *port);
+
 /* The /metrics text, appended to out.  0 or -ENOMEM. */
 int metrics_render(struct broker *b, struct evbuffer *out);
 

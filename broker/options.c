@@ -159,6 +159,19 @@ static const struct opt_def opt_defs[] = {
 };
 
 #define N_DEFS (sizeof(opt_defs) / sizeof(opt_defs[0]))
+#define OPT_CHECK 1	/* --check-config: no short form, not a setting */
+
+const char *
+options_key(size_t i)
+{
+	return i < N_DEFS ? opt_defs[i].key : NULL;
+}
+
+const char *
+options_flag(size_t i)
+{
+	return i < N_DEFS ? opt_defs[i].name : NULL;
+}
 
 static const char *const fsync_names[] = {
 	[FSYNC_ALWAYS] = "always",
@@ -751,6 +764,8 @@ options_usage(void *f, const char *argv0)
 			format_value(d, field_get(&def, d), val, sizeof(val));
 		usage_line(out, d->shortopt, d->name, d->arg, d->help, val);
 	}
+	usage_line(out, 0, "check-config", NULL,
+	    "check the configuration and exit", NULL);
 	usage_line(out, 'h', "help", NULL, "show this help and exit", NULL);
 	usage_line(out, 'V', "version", NULL, "show the version and exit",
 	    NULL);
@@ -793,7 +808,7 @@ bad_option(const char *argv0, char **argv, const char *why)
 int
 options_parse(struct options *o, int argc, char **argv)
 {
-	struct option longopts[N_DEFS + 4];
+	struct option longopts[N_DEFS + 5];
 	char shortopts[3 * N_DEFS + 8] = ":c:hV";
 	const char *argv0 = argc > 0 ? argv[0] : "ferryd";
 	const struct opt_def *d;
@@ -814,6 +829,8 @@ options_parse(struct options *o, int argc, char **argv)
 	shortopts[sn] = '\0';
 	longopts[k++] = (struct option){ "config", required_argument, NULL,
 	    'c' };
+	longopts[k++] = (struct option){ "check-config", no_argument, NULL,
+	    OPT_CHECK };
 	longopts[k++] = (struct option){ "help", no_argument, NULL, 'h' };
 	longopts[k++] = (struct option){ "version", no_argument, NULL, 'V' };
 	longopts[k] = (struct option){ NULL, 0, NULL, 0 };
@@ -832,6 +849,10 @@ options_parse(struct options *o, int argc, char **argv)
 				bad_option(argv0, argv, c == '?' ?
 				    "invalid option" : "missing value for");
 				return -1;
+			}
+			if (c == OPT_CHECK) {
+				o->check_config = 1;
+				continue;
 			}
 			if (c == 'h' || c == 'V' || c == 'c') {
 				if (pass == 1)

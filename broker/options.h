@@ -49,7 +49,13 @@ struct options {
 	char *metrics_listen;		/* metrics_listen: "ADDR:PORT", or
 					   NULL (off) */
 	uint32_t metrics_max_groups;	/* metrics_max_groups: 10000 */
+	int check_config;		/* --check-config: validate, exit */
 };
+
+/* The config-file key and the long option of setting i of the options
+ * table, in --help's order; NULL past the last.  For tests. */
+const char *options_key(size_t i);
+const char *options_flag(size_t i);
 
 /* Fill in the built-in defaults.  Returns 0 or -ENOMEM. */
 int options_init(struct options *o);

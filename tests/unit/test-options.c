@@ -893,6 +893,77 @@ START_TEST(test_cli_help)
 }
 END_TEST
 
+/*
+ * Every setting of the options table, not a list kept by hand: --help
+ * names its flag and the shipped conf/ferryd.conf its key, once.
+ */
+START_TEST(test_every_option_documented)
+{
+	const char *args[] = { "--help", NULL };
+	const char *conf = getenv("FERRY_CONF");
+	char flag[64], line[512], *text = NULL;
+	const char *key;
+	struct options o;
+	size_t i, n, len = 0;
+	FILE *f;
+	int seen;
+
+	ck_assert_int_eq(options_init(&o), 0);
+	ck_assert_int_eq(parse_args(&o, args), 1);
+	ck_assert_ptr_nonnull(conf);
+	ck_assert_ptr_nonnull(f = fopen(conf, "r"));
+	while (fgets(line, sizeof(line), f)) {
+		n = strlen(line);
+		text = realloc(text, len + n + 1);
+		ck_assert_ptr_nonnull(text);
+		memcpy(text + len, line, n + 1);
+		len += n;
+	}
+	fclose(f);
+	for (i = 0; (key = options_key(i)) != NULL; i++) {
+		snprintf(flag, sizeof(flag), "--%s=", options_flag(i));
+		ck_assert_msg(strstr(out_text, flag) != NULL,
+		    "--help does not list %s", flag);
+		/* "#key = default" at the start of a line, exactly once */
+		snprintf(flag, sizeof(flag), "\n#%s = ", key);
+		seen = 0;
+		for (char *p = text; (p = strstr(p, flag)); p++)
+			seen++;
+		snprintf(line, sizeof(line), "\n#%s =\n", key);
+		for (char *p = text; (p = strstr(p, line)); p++)
+			seen++;	/* an empty default */
+		ck_assert_msg(seen == 1, "%s lists %s %d times", conf, key,
+		    seen);
+	}
+	ck_assert_uint_ge(i, 25);
+	ck_assert_ptr_null(options_flag(i));
+	ck_assert_contains(out_text, "--check-config");
+	free(text);
+	options_fini(&o);
+}
+END_TEST
+
+/* --check-config is a request, not a setting: parsed, then main() exits
+ * after the checks every start makes (a bad value still fails). */
+START_TEST(test_cli_check_config)
+{
+	const char *good[] = { "--check-config", "--port=5", NULL };
+	const char *bad[] = { "--check-config", "--prefetch=0", NULL };
+	struct options o;
+
+	ck_assert_int_eq(options_init(&o), 0);
+	ck_assert_int_eq(o.check_config, 0);
+	ck_assert_int_eq(parse_args(&o, good), 0);
+	ck_assert_int_eq(o.check_config, 1);
+	ck_assert_int_eq(o.port, 5);
+	options_fini(&o);
+	ck_assert_int_eq(options_init(&o), 0);
+	ck_assert_int_eq(parse_args(&o, bad), -1);
+	ck_assert_contains(err_text, "prefetch");
+	options_fini(&o);
+}
+END_TEST
+
 START_TEST(test_cli_version)
 {
 	const char *args[] = { "-V", NULL };
@@ -1132,6 +1203,8 @@ options_suite(void)
 	tcase_add_test(tc, test_cli_file_error);
 	tcase_add_test(tc, test_cli_help);
 	tcase_add_test(tc, test_cli_version);
+	tcase_add_test(tc, test_every_option_documented);
+	tcase_add_test(tc, test_cli_check_config);
 	suite_add_tcase(s, tc);
 	return s;
 }
