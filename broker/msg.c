@@ -315,6 +315,39 @@ msg_id_generate(char out[MSG_ID_LEN + 1])
 	memcpy(out, last_txt, MSG_ID_LEN + 1);
 }
 
+/* SplitMix64's finaliser: every input bit reaches every output bit. */
+static uint64_t
+mix64(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ull;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+
+void
+msg_id_derive(const char *pid, size_t len, uint64_t seq,
+    char out[MSG_ID_LEN + 1])
+{
+	uint64_t h1 = 0x6a09e667f3bcc908ull ^ len, h2 = 0xbb67ae8584caa73bull;
+	uint8_t u[16];
+
+	for (size_t i = 0; i < len; i++) {
+		h1 = mix64(h1 ^ (uint8_t)pid[i]);
+		h2 = mix64(h2 + (uint8_t)pid[i] + h1);
+	}
+	h1 = mix64(h1 ^ seq);
+	h2 = mix64(h2 ^ mix64(seq + h1));
+	for (int i = 0; i < 8; i++) {
+		u[i] = (uint8_t)(h1 >> (56 - 8 * i));
+		u[8 + i] = (uint8_t)(h2 >> (56 - 8 * i));
+	}
+	u[6] = (u[6] & 0x0f) | 0x80;	/* version 8: custom (RFC 9562) */
+	u[8] = (u[8] & 0x3f) | 0x80;	/* the RFC variant */
+	uuid_print(u, out);
+}
+
 const char *
 qent_cause_name(int cause)
 {

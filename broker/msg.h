@@ -148,6 +148,14 @@ int64_t msg_mono(const struct msg *m);
  */
 #define MSG_ID_LEN 36
 void msg_id_generate(char out[MSG_ID_LEN + 1]);
+/*
+ * The id of an idempotent producer's message without an id of its own: a
+ * UUID (version 8) hashed from (pid, seq), so that a retry after any crash,
+ * power loss included, carries the id of the copy a consumer may already
+ * hold, and consumers that skip repeats by id skip it.
+ */
+void msg_id_derive(const char *pid, size_t len, uint64_t seq,
+    char out[MSG_ID_LEN + 1]);
 
 /* m's id as text; buf holds it when it has to be printed. */
 struct fy_str msg_id(const struct msg *m, char buf[MSG_ID_LEN + 1]);

@@ -341,7 +341,12 @@ handle_pub(struct conn *c, const struct fy_frame *f)
 			trace_add(&b->trace, ts, msg_id_hash(id, idlen),
 			    TR_DUPLICATE, t->sym, 0, c->sym, 0);
 		} else {
-			if (!idlen) {
+			if (!idlen && pm->pid.len) {
+				msg_id_derive(pm->pid.p, pm->pid.len,
+				    pm->pseq, gen);
+				id = gen;
+				idlen = MSG_ID_LEN;
+			} else if (!idlen) {
 				msg_id_generate(gen);
 				id = gen;
 				idlen = MSG_ID_LEN;

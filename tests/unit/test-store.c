@@ -1,0 +1,280 @@
+/*
+ * test-store.c - the store, groups and topics without a daemon: records in,
+ * queues out, and no delivery from apply().
+ *
+ * A broker is set up on its own event base with a temporary data directory
+ * (fsync=never), no listener and no socket.  A member is a connection made
+ * without a socket (conn_new(b, -1, ...)), so what it is sent stays in its
+ * staged output, where the test can see it.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "broker.h"
+#include "conn.h"
+#include "delivery.h"
+#include "group.h"
+#include "journal.h"
+#include "log.h"
+#include "msg.h"
+#include "options.h"
+#include "store.h"
+#include "sub.h"
+#include "topic.h"
+
+static struct event_base *base;
+static struct options opt;
+static struct broker b;
+static char dir[] = "/tmp/ferry-test-store.XXXXXX";
+
+static void
+set(const char *key, const char *value)
+{
+	char err[256];
+
+	ck_assert_msg(options_set(&opt, key, value, err, sizeof(err)) == 0,
+	    "%s = %s: %s", key, value, err);
+}
+
+static void
+open_broker(void)
+{
+	char err[512] = "";
+
+	ck_assert_ptr_nonnull(base = event_base_new());
+	ck_assert_int_eq(broker_init(&b, base, &opt), 0);
+	ck_assert_msg(store_open(&b, err, sizeof(err)) == 0, "%s", err);
+}
+
+static void
+close_broker(void)
+{
+	broker_fini(&b);
+	event_base_free(base);
+}
+
+static void
+setup(void)
+{
+	char err[256];
+
+	log_level = LOG_ERROR;
+	strcpy(dir, "/tmp/ferry-test-store.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	ck_assert_int_eq(options_init(&opt), 0);
+	set("data_dir", dir);
+	set("fsync", "never");
+	set("retry_backoff_base", "0.001");
+	set("retry_backoff_max", "0.001");
+	ck_assert_msg(options_check(&opt, err, sizeof(err)) == 0, "%s", err);
+	open_broker();
+}
+
+static void
+teardown(void)
+{
+	char cmd[128];
+
+	close_broker();
+	options_fini(&opt);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+static struct group *
+durable_group(const char *topic, const char *name, uint32_t max_attempts)
+{
+	struct group_conf conf = {
+		.ack_timeout_ms = 60000,
+		.max_attempts = max_attempts,
+	};
+	struct topic *t = topic_get(&b, topic, strlen(topic));
+	struct group *g;
+
+	ck_assert_ptr_nonnull(t);
+	ck_assert_int_eq(store_group_get(&b, t, name, strlen(name), &conf,
+	    &g), 0);
+	return g;
+}
+
+static uint64_t
+publish(const char *topic, const char *body)
+{
+	struct fy_pubmsg pm = {.body = {body, (uint32_t)strlen(body)}};
+	struct topic *t = topic_get(&b, topic, strlen(topic));
+	char id[MSG_ID_LEN + 1];
+	uint64_t seq = 0;
+
+	msg_id_generate(id);
+	ck_assert_int_eq(store_publish(&b, t, &pm, id, MSG_ID_LEN, 1000, NULL,
+	    0, NULL, 1, &seq), 0);
+	return seq;
+}
+
+/* A group with a member: publishing fills the queue and sends nothing;
+ * the pump sends. */
+START_TEST(apply_never_delivers)
+{
+	struct group *g = durable_group("s.t", "g", 0);
+	struct conn *c = conn_new(&b, -1, NULL, 0);
+	struct sub *s;
+
+	ck_assert_ptr_nonnull(c);
+	c->state = CONN_OPEN;
+	ck_assert_ptr_nonnull(s = sub_new(c, g, 1, 16, FY_MODE_ALO, 60000));
+	publish("s.t", "one");
+	publish("s.t", "two");
+	ck_assert_uint_eq(g->nready, 2);
+	ck_assert_uint_eq(conn_outlen(c), 0);
+	delivery_pump_due(&b);
+	ck_assert_uint_eq(g->nready, 0);
+	ck_assert_uint_eq(g->ninflight, 2);
+	ck_assert_uint_gt(conn_outlen(c), 0);
+	conn_free(c);		/* both back to the queue, with backoff */
+	ck_assert_uint_eq(g->ninflight, 0);
+	ck_assert_uint_eq(g->nheld, 2);
+	ck_assert_uint_eq(g->st.failed[CAUSE_DISCONNECTED], 2);
+}
+END_TEST
+
+/* Ack, fail and replay: what a restart rebuilds is what was live. */
+START_TEST(replay_rebuilds_queues)
+{
+	struct group *g = durable_group("s.r", "g", 0);
+	struct conn *c = conn_new(&b, -1, NULL, 0);
+	struct qent *e;
+	struct sub *s;
+	uint64_t seq;
+
+	ck_assert_ptr_nonnull(c);
+	c->state = CONN_OPEN;
+	ck_assert_ptr_nonnull(s = sub_new(c, g, 1, 16, FY_MODE_ALO, 60000));
+	publish("s.r", "acked");
+	publish("s.r", "failed");
+	publish("s.r", "waiting");
+	delivery_pump_due(&b);
+	ck_assert_uint_eq(g->ninflight, 3);
+	e = list_first(&s->leases, struct qent, link);
+	store_ack(&b, e, &seq);
+	ck_assert_uint_gt(seq, 0);
+	e = list_first(&s->leases, struct qent, link);
+	delivery_fail(&b, e, CAUSE_NACKED, "boom", 4, 0);
+	ck_assert_uint_eq(e->attempts, 1);
+	conn_free(c);
+	store_commit(&b);
+	close_broker();
+
+	open_broker();
+	g = topic_group_find(topic_find(&b, "s.r", 3), "g", 1);
+	ck_assert_ptr_nonnull(g);
+	ck_assert_uint_eq(g->nheld, 2);
+	ck_assert_uint_eq(g->ninflight, 0);
+}
+END_TEST
+
+/* Past max_attempts, delivery dead-letters: the copy is a publish record
+ * in <topic>.dlq and the original is settled, so replay needs no policy. */
+START_TEST(dead_letter_is_records)
+{
+	struct group *g = durable_group("s.d", "g", 1);
+	struct group *dg = durable_group("s.d.dlq", "g", 0);
+	struct conn *c = conn_new(&b, -1, NULL, 0);
+	uint64_t before;
+	struct qent *e;
+	struct sub *s;
+
+	ck_assert_ptr_nonnull(c);
+	c->state = CONN_OPEN;
+	ck_assert_ptr_nonnull(s = sub_new(c, g, 1, 16, FY_MODE_ALO, 60000));
+	publish("s.d", "poison");
+	delivery_pump_due(&b);
+	e = list_first(&s->leases, struct qent, link);
+	ck_assert_ptr_nonnull(e);
+	before = store_newest_seq(&b);
+	delivery_fail(&b, e, CAUSE_NACKED, "bad", 3, 0);
+	/* FAIL, the dead letter's PUB, the original's ACK. */
+	ck_assert_uint_eq(store_newest_seq(&b), before + 3);
+	ck_assert_uint_eq(g->nheld, 0);
+	ck_assert_uint_eq(dg->nready, 1);
+	ck_assert_uint_eq(g->st.dead_lettered, 1);
+	conn_free(c);
+	store_commit(&b);
+	close_broker();
+
+	open_broker();
+	g = topic_group_find(topic_find(&b, "s.d", 3), "g", 1);
+	dg = topic_group_find(topic_find(&b, "s.d.dlq", 7), "g", 1);
+	ck_assert_ptr_nonnull(g);
+	ck_assert_ptr_nonnull(dg);
+	ck_assert_uint_eq(g->nheld, 0);
+	ck_assert_uint_eq(dg->nready, 1);
+}
+END_TEST
+
+/* A topic without a durable group keeps a backlog; the first durable
+ * group takes it, across a restart too. */
+START_TEST(backlog_to_first_group)
+{
+	struct topic *t;
+	struct group *g;
+
+	publish("s.b", "early");
+	t = topic_find(&b, "s.b", 3);
+	ck_assert_uint_eq(t->nbacklog, 1);
+	store_commit(&b);
+	close_broker();
+	open_broker();
+	t = topic_find(&b, "s.b", 3);
+	ck_assert_ptr_nonnull(t);
+	ck_assert_uint_eq(t->nbacklog, 1);
+	g = durable_group("s.b", "g", 0);
+	ck_assert_uint_eq(t->nbacklog, 0);
+	ck_assert_uint_eq(g->nready, 1);
+}
+END_TEST
+
+/* An idempotent producer's message gets the same id on every retry. */
+START_TEST(derived_ids)
+{
+	char a[MSG_ID_LEN + 1], a2[MSG_ID_LEN + 1], b2[MSG_ID_LEN + 1];
+	char c2[MSG_ID_LEN + 1];
+
+	msg_id_derive("producer-1", 10, 1, a);
+	msg_id_derive("producer-1", 10, 1, a2);
+	msg_id_derive("producer-1", 10, 2, b2);
+	msg_id_derive("producer-2", 10, 1, c2);
+	ck_assert_str_eq(a, a2);
+	ck_assert_str_ne(a, b2);
+	ck_assert_str_ne(a, c2);
+	ck_assert_int_eq(a[14], '8');	/* version 8 */
+	ck_assert(strchr("89ab", a[19]) != NULL);	/* RFC variant */
+}
+END_TEST
+
+int
+main(void)
+{
+	Suite *s = suite_create("store");
+	TCase *tc = tcase_create("records");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 20);
+	tcase_add_test(tc, apply_never_delivers);
+	tcase_add_test(tc, replay_rebuilds_queues);
+	tcase_add_test(tc, dead_letter_is_records);
+	tcase_add_test(tc, backlog_to_first_group);
+	tcase_add_test(tc, derived_ids);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
