@@ -24,6 +24,7 @@
 #include "msg.h"
 #include "options.h"
 #include "request.h"
+#include "service.h"
 #include "topic.h"
 
 /*
@@ -47,6 +48,8 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 		while ((c = list_first(&b->flush, struct conn, flink)))
 			conn_flush(c);	/* unlinks c; may stage pumps */
 	} while (!list_empty(&b->pumpq));
+	if (b->draining)
+		broker_drain_check(b);
 	/*
 	 * libevent caches the time when the poll returns, before it runs
 	 * the turn's callbacks, and this flush runs last (PRIO_FLUSH): the
@@ -128,7 +131,54 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct broker *b = arg;
 
-	log_info("received %s; shutting down", strsignal((int)sig));
+	if (b->draining || !b->opt->drain_timeout_ms) {
+		log_info("received %s; shutting down", strsignal((int)sig));
+		broker_stop(b);
+		return;
+	}
+	log_info("received %s; draining: waiting up to %u ms for %u "
+	    "deliveries in flight (send it again to stop at once)",
+	    strsignal((int)sig), b->opt->drain_timeout_ms, b->leases.used);
+	if (broker_drain(b) < 0)
+		broker_stop(b);
+}
+
+static void
+drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct broker *b = arg;
+
+	log_warn("drain_timeout: %u deliveries still unacked and %llu "
+	    "confirms waiting; they are delivered again after the restart",
+	    b->leases.used, (unsigned long long)b->durable_waiting);
+	broker_stop(b);
+}
+
+int
+broker_drain(struct broker *b)
+{
+	struct timeval tv = { (time_t)(b->opt->drain_timeout_ms / 1000),
+	    (suseconds_t)(b->opt->drain_timeout_ms % 1000 * 1000) };
+
+	if (b->draining || b->stopping)
+		return 0;
+	b->draining = 1;
+	broker_unlisten(b);
+	service_stopping(b);
+	if (!(b->drain_ev = evtimer_new(b->base, drain_timeout_cb, b)) ||
+	    evtimer_add(b->drain_ev, &tv) < 0)
+		return -ENOMEM;
+	broker_drain_check(b);
+	return 0;
+}
+
+void
+broker_drain_check(struct broker *b)
+{
+	if (!b->draining || b->stopping || b->leases.used ||
+	    b->durable_waiting)
+		return;
+	log_info("drained: no delivery in flight, every confirm sent");
 	broker_stop(b);
 }
 
@@ -225,6 +275,9 @@ broker_fini(struct broker *b)
 	for (int i = 0; i < 2; i++)
 		if (b->sig_ev[i])
 			event_free(b->sig_ev[i]);
+	if (b->drain_ev)
+		event_free(b->drain_ev);
+	b->drain_ev = NULL;
 	if (b->flush_ev)
 		event_free(b->flush_ev);
 	if (b->reap_ev)

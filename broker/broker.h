@@ -66,6 +66,8 @@ struct broker {
 	uint64_t rng;		/* xorshift64* state, for jitter */
 	struct broker_stats st;
 	struct metrics *metrics;	/* NULL unless metrics_listen */
+	struct event *drain_ev;	/* drain_timeout, while draining */
+	uint8_t draining;	/* SIGTERM came: settle, deliver nothing */
 	uint8_t stopping;
 };
 
@@ -81,6 +83,17 @@ void broker_unlisten(struct broker *b);
 
 /* Stop accepting and leave the loop after this turn. */
 void broker_stop(struct broker *b);
+
+/*
+ * Stop gracefully: stop accepting, refuse new requests (E_SHUTDOWN),
+ * deliver nothing more, and broker_stop() once no delivery is in flight
+ * and no confirm waits for the journal, or after drain_timeout.  0 or
+ * -ENOMEM (then it stops at once).
+ */
+int broker_drain(struct broker *b);
+
+/* Called at the end of each turn while draining: stop if drained. */
+void broker_drain_check(struct broker *b);
 
 uint64_t broker_rand(struct broker *b);
 

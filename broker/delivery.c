@@ -206,8 +206,9 @@ delivery_pump(struct group *g)
 	struct qent *e;
 	struct sub *s;
 
-	/* Delivering can close a connection, whose release pumps again. */
-	if (g->pumping)
+	/* Delivering can close a connection, whose release pumps again.
+	 * A draining broker hands out nothing new: it waits for acks. */
+	if (g->pumping || g->b->draining)
 		return;
 	g->pumping = 1;
 	while ((e = list_first(&g->ready, struct qent, link)) &&

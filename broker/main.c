@@ -79,6 +79,7 @@ main(int argc, char **argv)
 	}
 	event_base_dispatch(base);
 	service_stopping(&b);
+	service_fini(&b);
 	log_info("stopped");
 	status = 0;
 out_broker:

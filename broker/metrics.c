@@ -655,6 +655,9 @@ metrics_not_ready(struct broker *b, char *why, size_t len)
 
 	if (b->stopping)
 		return "shutting down";
+	if (b->draining)
+		return "draining: waiting for in-flight deliveries before "
+		    "stopping";
 	if (!b->listener)
 		return "not listening for clients";
 	if (!b->store.j)

@@ -146,6 +146,10 @@ static const struct opt_def opt_defs[] = {
 	{ .key = "max_groups", .name = "max-groups",
 	  .type = T_UINT, F_U32(max_groups), .min = 1, .max = UINT32_MAX,
 	  .arg = "N", .help = "groups, all topics together" },
+	{ .key = "drain_timeout", .name = "drain-timeout",
+	  .type = T_SECONDS, F_U32(drain_timeout_ms), .min = 0,
+	  .max = UINT32_MAX, .arg = "SECONDS",
+	  .help = "on SIGTERM, wait this long for acks" },
 	{ .key = "metrics_listen", .name = "metrics-listen",
 	  .type = T_OPTPATH, F_PTR(metrics_listen), .arg = "ADDR:PORT",
 	  .help = "HTTP for /metrics, /healthz, /readyz" },
@@ -213,6 +217,7 @@ options_init(struct options *o)
 	o->max_topics = 100000;
 	o->max_groups = 100000;
 	o->metrics_max_groups = 10000;
+	o->drain_timeout_ms = 10000;
 	if (o->listen == NULL || o->data_dir == NULL) {
 		options_fini(o);
 		return -ENOMEM;

@@ -49,6 +49,7 @@ struct options {
 	char *metrics_listen;		/* metrics_listen: "ADDR:PORT", or
 					   NULL (off) */
 	uint32_t metrics_max_groups;	/* metrics_max_groups: 10000 */
+	uint32_t drain_timeout_ms;	/* drain_timeout: 10 s; 0 = none */
 	int check_config;		/* --check-config: validate, exit */
 };
 

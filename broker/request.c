@@ -642,6 +642,15 @@ dispatch(struct conn *c, const struct fy_frame *f)
 		conn_close(c);
 		return;
 	}
+	/* Draining: only what settles deliveries (and PING) is served; the
+	 * rest is retryable elsewhere or after the restart. */
+	if (c->b->draining && f->type != FY_T_ACK && f->type != FY_T_NACK &&
+	    f->type != FY_T_TOUCH && f->type != FY_T_UNSUB &&
+	    f->type != FY_T_PING) {
+		conn_send_err(c, f->rid, FY_E_SHUTDOWN, 0, "broker shutting "
+		    "down: retry after it restarts");
+		return;
+	}
 	switch (f->type) {
 	case FY_T_HELLO:
 		handle_hello(c, f);

@@ -81,7 +81,15 @@ service_ready(struct broker *b)
 void
 service_stopping(struct broker *b)
 {
-	sd_notify(0, "STOPPING=1");
+	static int said;
+
+	if (!said++)
+		sd_notify(0, "STOPPING=1");
+}
+
+void
+service_fini(struct broker *b)
+{
 	if (tick_ev) {
 		event_free(tick_ev);
 		tick_ev = NULL;

@@ -16,7 +16,11 @@ struct broker;
  * the watchdog and status timer.  0 or -ENOMEM. */
 int service_ready(struct broker *b);
 
-/* STOPPING=1, and the timer ends.  NULL-safe on a broker never ready. */
+/* STOPPING=1, once: a drain starts, or the loop ended.  The watchdog
+ * keeps being pinged while the loop turns. */
 void service_stopping(struct broker *b);
+
+/* The timer ends (before the event_base goes). */
+void service_fini(struct broker *b);
 
 #endif
