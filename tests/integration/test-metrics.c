@@ -81,17 +81,18 @@ metrics_port(const struct ferryd *fd, int nth)
 }
 
 /* GET path from 127.0.0.1:port (HTTP/1.0, 5 s at most); the status code,
- * the body in body (NUL-terminated, truncated to len). */
+ * and the body in body (NUL-terminated, truncated to len).  Of a body
+ * larger than the buffer (a big /metrics) the last 64 KiB are kept. */
 static int
 http_get(int port, const char *path, char *body, size_t len)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET };
 	struct timeval tv = { 5, 0 };
 	static char buf[1 << 20];
+	char *p;
 	size_t n = 0;
 	ssize_t r;
 	char req[256];
-	char *p;
 	int fd, code = -1;
 
 	sa.sin_port = htons((uint16_t)port);
@@ -101,14 +102,26 @@ http_get(int port, const char *path, char *body, size_t len)
 	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\n\r\n", path);
 	ck_assert_int_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
-	while (n < sizeof(buf) - 1 &&
-	    (r = read(fd, buf + n, sizeof(buf) - 1 - n)) > 0)
+	while ((r = read(fd, buf + n, sizeof(buf) - 1 - n)) > 0) {
+		if (code < 0 && sscanf(buf, "HTTP/1.%*d %d", &code) != 1)
+			code = -1;
 		n += (size_t)r;
+		if (n == sizeof(buf) - 1) {	/* keep the tail */
+			memmove(buf, buf + n - 65536, 65536);
+			n = 65536;
+		}
+	}
 	close(fd);
 	buf[n] = '\0';
-	sscanf(buf, "HTTP/1.%*d %d", &code);
 	p = strstr(buf, "\r\n\r\n");
-	snprintf(body, len, "%s", p ? p + 4 : "");
+	p = p ? p + 4 : buf;
+	n -= (size_t)(p - buf);
+	if (n >= len) {		/* the end is what matters */
+		p += n - (len - 1);
+		n = len - 1;
+	}
+	memcpy(body, p, n);
+	body[n] = '\0';
 	return code;
 }
 
@@ -237,14 +250,26 @@ START_TEST(scrape_matches_stats)
 }
 END_TEST
 
+/* The previous render's CPU seconds, from the tail of a scrape. */
+static double
+render_cpu(const char *tail)
+{
+	const char *p = strstr(tail, "\nferry_metrics_render_cpu_seconds ");
+
+	ck_assert_ptr_nonnull(p);
+	return atof(p + strlen("\nferry_metrics_render_cpu_seconds "));
+}
+
 /*
- * 10,000 groups render in under 50 ms (ferry_metrics_render_seconds, the
- * best of a few scrapes, so that a neighbour taking the CPU for a moment
- * does not decide it), and the cap leaves out what is above it.
+ * 10,000 groups render in under 50 ms of CPU (the best of five scrapes:
+ * on a shared machine a neighbour's load slows even CPU time down), and
+ * the cap leaves out what is above it.
  */
 START_TEST(ten_thousand_groups)
 {
-	char body[256], group[32], topic[32];
+	static char body[70000];
+	char group[32], topic[32];
+	double best = 1e9;
 	struct ferry *c;
 	int mport, i;
 
@@ -262,10 +287,16 @@ START_TEST(ten_thousand_groups)
 	}
 	fc_pub_n(c, "big.7", 3);
 	ferry_close(c);
-	for (i = 0; i < 4; i++)
+	for (i = 0; i < 6; i++) {
 		ck_assert_int_eq(http_get(mport, "/metrics", body,
 		    sizeof(body)), 200);
-	check_scrape(mport, "big.7", "0.05");
+		if (i > 0 && render_cpu(body) < best)
+			best = render_cpu(body);	/* of scrape i - 1 */
+	}
+	fprintf(stderr, "10000 groups: best render %.4f s of CPU\n", best);
+	ck_assert_msg(best < 0.05, "10000 groups took %.4f s of CPU to "
+	    "render", best);
+	check_scrape(mport, "big.7", NULL);
 	ck_assert(!ferryd_log_has(&d, "metrics_max_groups"));
 	ck_assert_int_eq(ferryd_stop(&d), 0);
 
