@@ -14,6 +14,7 @@
 #include <event2/event.h>
 
 #include "broker.h"
+#include "clock.h"
 #include "compact.h"
 #include "codec.h"
 #include "conn.h"
@@ -214,6 +215,7 @@ broker_init(struct broker *b, struct event_base *base,
 	b->base = base;
 	b->opt = o;
 	b->port = -1;
+	b->st.started_ms = clock_mono_ms();
 	list_init(&b->conns);
 	list_init(&b->flush);
 	list_init(&b->gated);

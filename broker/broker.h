@@ -30,6 +30,7 @@ struct broker_stats {
 	uint64_t accept_errors;	/* accept() failed (EMFILE, ENOMEM...) */
 	uint64_t bytes_in;	/* frame bytes read from clients */
 	uint64_t bytes_out;	/* bytes handed to client sockets */
+	uint64_t started_ms;	/* monotonic, at broker_init() */
 	struct hist turn;	/* loop turns that ran the flush: from the
 				   end of the poll to the end of the flush */
 };

@@ -375,6 +375,73 @@ START_TEST(readyz_full_disk)
 }
 END_TEST
 
+/*
+ * ferry stats without a topic leads with the broker-wide figures, and
+ * ferry top shows the group with its depth, the age of its oldest ready
+ * message and, from its second refresh, the rate of what arrived between
+ * the two.
+ */
+START_TEST(stats_and_top)
+{
+	struct ferry *p, *w;
+	struct proc top;
+	char *out = NULL, *line, group_line[256] = "";
+	size_t len = 0;
+	int st, lines;
+	uint64_t sid;
+
+	ferryd_start(&d, NULL);
+	p = fc_connect(d.port, "producer");
+	w = fc_connect(d.port, "worker");
+	sid = fc_sub(w, "t.top", "crunch", 1, 0, 0);
+	ck_assert_int_eq(ferry_unsubscribe(w, sid), 0);
+	fc_pub_n(p, "t.top", 5);
+
+	st = cli_run(d.port, NULL, &out, 15000, "stats", NULL);
+	ck_assert_int_eq(st, 0);
+	ck_assert_msg(strstr(out, "broker: up ") && strstr(out,
+	    " 3 connections, 1 topics, 1 groups") && strstr(out,
+	    "messages: 5 ready, 0 delayed, 0 in flight, 5 bytes held; 5 "
+	    "published"), "stats said: %s", out);
+	free(out);
+	out = NULL;
+
+	cli_spawn(&top, d.port, "top", "--count", "2", "--interval", "1.5",
+	    NULL);
+	usleep(500000);		/* the first refresh is out */
+	fc_pub_n(p, "t.top", 30);
+	lines = proc_read_lines(&top, &out, &len, 11, 10000);
+	ck_assert_int_eq(proc_wait(&top, 10000), 0);
+	ck_assert_int_ge(lines, 11);	/* 5 lines, a blank one, 5 */
+	/* the second refresh's line of the group */
+	for (line = strstr(out, "\nferry top "); line &&
+	    (line = strstr(line + 1, "\nt.top ")); ) {
+		char *e = strchr(line + 1, '\n');
+
+		snprintf(group_line, sizeof(group_line), "%.*s",
+		    (int)(e ? e - line - 1 : (long)strlen(line + 1)), line + 1);
+	}
+	{
+		char topic[64], grp[64], oldest[32];
+		unsigned long ready, infl, memb;
+		double in, outr, ack;
+
+		ck_assert_msg(sscanf(group_line, "%63s %63s %lu %lu %lu %31s "
+		    "%lf %lf %lf", topic, grp, &ready, &infl, &memb, oldest,
+		    &in, &outr, &ack) == 9, "top said:\n%s", out);
+		ck_assert_str_eq(grp, "crunch");
+		ck_assert_uint_eq(ready, 35);
+		ck_assert_msg(strcmp(oldest, "-") != 0, "%s", group_line);
+		/* 30 in one 1.5 s interval: 20/s, give or take the timer */
+		ck_assert_msg(in >= 10 && in <= 40, "IN/s %.0f in: %s", in,
+		    group_line);
+	}
+	free(out);
+	ferry_close(p);
+	ferry_close(w);
+}
+END_TEST
+
 static Suite *
 metrics_suite(void)
 {
@@ -386,6 +453,11 @@ metrics_suite(void)
 	tcase_add_test(t, scrape_matches_stats);
 	tcase_add_test(t, ten_thousand_groups);
 	tcase_add_test(t, readyz_full_disk);
+	suite_add_tcase(s, t);
+	t = tcase_create("cli");
+	tcase_add_checked_fixture(t, setup, teardown);
+	tcase_set_timeout(t, 60);
+	tcase_add_test(t, stats_and_top);
 	suite_add_tcase(s, t);
 	return s;
 }
