@@ -144,6 +144,43 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 		broker_stop(b);
 }
 
+/*
+ * SIGHUP: take log_level from the config file again, so that debug
+ * logging can be turned on and off without a restart (the rest of the
+ * file needs one).  The file's value wins over --log-level here.
+ */
+static void
+hup_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct broker *b = arg;
+	struct options o;
+	char err[512];
+
+	if (!b->opt->config) {
+		log_warn("SIGHUP: no --config file to read; log_level stays "
+		    "%s", log_level_name(log_level));
+		return;
+	}
+	if (options_init(&o) < 0)
+		return;
+	if (options_load_file(&o, b->opt->config, err, sizeof(err)) < 0) {
+		log_warn("SIGHUP: %s; log_level stays %s", err,
+		    log_level_name(log_level));
+	} else if (o.log_level != log_level) {
+		/* said at the old level and the new: whichever shows */
+		log_info("SIGHUP: log_level %s -> %s (%s)",
+		    log_level_name(log_level), log_level_name(o.log_level),
+		    b->opt->config);
+		log_level = o.log_level;
+		log_info("SIGHUP: log_level is now %s",
+		    log_level_name(log_level));
+	} else {
+		log_info("SIGHUP: log_level stays %s (%s)",
+		    log_level_name(log_level), b->opt->config);
+	}
+	options_fini(&o);
+}
+
 static void
 drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -208,7 +245,7 @@ int
 broker_init(struct broker *b, struct event_base *base,
     const struct options *o)
 {
-	static const int sigs[2] = {SIGTERM, SIGINT};
+	static const int sigs[3] = {SIGTERM, SIGINT, SIGHUP};
 	struct timespec ts;
 
 	memset(b, 0, sizeof(*b));
@@ -239,8 +276,9 @@ broker_init(struct broker *b, struct event_base *base,
 		goto nomem;
 	event_priority_set(b->flush_ev, PRIO_FLUSH);
 	event_priority_set(b->reap_ev, PRIO_FLUSH);
-	for (int i = 0; i < 2; i++) {
-		b->sig_ev[i] = evsignal_new(base, sigs[i], signal_cb, b);
+	for (int i = 0; i < 3; i++) {
+		b->sig_ev[i] = evsignal_new(base, sigs[i], sigs[i] == SIGHUP ?
+		    hup_cb : signal_cb, b);
 		if (!b->sig_ev[i] || evsignal_add(b->sig_ev[i], NULL) < 0)
 			goto nomem;
 	}
@@ -274,7 +312,7 @@ broker_fini(struct broker *b)
 	trace_fini(&b->trace);
 	lease_table_fini(&b->leases);
 	qside_pool_trim();
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < 3; i++)
 		if (b->sig_ev[i])
 			event_free(b->sig_ev[i]);
 	if (b->drain_ev)

@@ -60,7 +60,7 @@ struct broker {
 				   (group_mark_due(), delivery.c) */
 	struct list reap;	/* closing conns to free */
 	struct event *reap_ev;
-	struct event *sig_ev[2];
+	struct event *sig_ev[3];	/* SIGTERM, SIGINT, SIGHUP */
 	struct store store;	/* journal and durable state */
 	struct trace trace;	/* recent message events, for TRACE */
 	struct lease_table leases;	/* every member's deliveries */

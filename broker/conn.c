@@ -587,7 +587,11 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 	struct conn *c = arg;
 
 	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING)) {
-		log_info("%s: idle for idle_timeout; closing", c->name);
+		char kv[96];
+
+		snprintf(kv, sizeof(kv), "peer=%s", c->peer);
+		log_info_kv(kv, "%s: idle for idle_timeout; closing",
+		    c->name);
 		conn_send_err(c, 0, FY_E_LIMIT, 0,
 		    "idle for %u ms (idle_timeout): closing",
 		    c->b->opt->idle_timeout_ms);

@@ -55,8 +55,13 @@ dead_letter(struct broker *b, struct qent *e)
 	}
 	group_dlq_release(&d);
 	if (r < 0) {
-		log_warn("cannot dead-letter message %s of %s/%s: %s; it stays "
-		    "queued", id.p, g->topic->name, g->name, strerror(-r));
+		char kv[2 * FY_NAME_MAX + 32];
+
+		snprintf(kv, sizeof(kv), "topic=%s group=%s", g->topic->name,
+		    g->name);
+		log_warn_kv(kv, "cannot dead-letter message %s of %s/%s: %s; "
+		    "it stays queued", id.p, g->topic->name, g->name,
+		    strerror(-r));
 		return r;
 	}
 	g->st.dead_lettered++;

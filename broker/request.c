@@ -606,6 +606,7 @@ handle_unsub(struct conn *c, const struct fy_frame *f)
 static void
 handle_delete(struct conn *c, const struct fy_frame *f)
 {
+	char kv[2 * FY_NAME_MAX + 96];
 	struct topic *t;
 	struct group *g;
 
@@ -617,7 +618,9 @@ handle_delete(struct conn *c, const struct fy_frame *f)
 		return;
 	}
 	if (!f->del.group.len) {
-		log_info("%s: deleted topic %s", c->name, t->name);
+		snprintf(kv, sizeof(kv), "topic=%s peer=%s", t->name,
+		    c->peer);
+		log_info_kv(kv, "%s: deleted topic %s", c->name, t->name);
 		store_topic_delete(c->b, t);
 		send_ok(c, f->rid);
 		return;
@@ -628,7 +631,9 @@ handle_delete(struct conn *c, const struct fy_frame *f)
 		    f->del.group.p, t->name);
 		return;
 	}
-	log_info("%s: deleted group %s/%s", c->name, t->name, g->name);
+	snprintf(kv, sizeof(kv), "topic=%s group=%s peer=%s", t->name, g->name,
+	    c->peer);
+	log_info_kv(kv, "%s: deleted group %s/%s", c->name, t->name, g->name);
 	store_group_delete(c->b, g);
 	send_ok(c, f->rid);
 }

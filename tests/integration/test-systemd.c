@@ -242,6 +242,66 @@ START_TEST(socket_activation)
 }
 END_TEST
 
+/* Wait (bounded) until ferryd's log has needle. */
+static int
+log_waits_for(const char *needle, int ms)
+{
+	uint64_t t0 = now_ms();
+
+	while (now_ms() - t0 < (uint64_t)ms) {
+		if (ferryd_log_has(&d, needle))
+			return 1;
+		usleep(20000);
+	}
+	return 0;
+}
+
+/*
+ * SIGHUP takes log_level from the config file again: debug lines appear
+ * without a restart, and go again.  The lines are logfmt.
+ */
+START_TEST(sighup_log_level)
+{
+	char conf[300];
+	struct ferry *f;
+	FILE *fp;
+
+	ferryd_prepare(&d, NULL);
+	snprintf(conf, sizeof(conf), "%s/ferryd.conf", d.dir);
+	ck_assert_ptr_nonnull(fp = fopen(conf, "w"));
+	fputs("log_level = info\n", fp);
+	ck_assert_int_eq(fclose(fp), 0);
+	d.args[d.nargs++] = "--config";
+	d.args[d.nargs++] = conf;
+	ck_assert_int_eq(ferryd_try_start(&d, NULL, NULL), 0);
+	ferry_close(fc_connect(d.port, "quiet"));
+	ck_assert(ferryd_log_has(&d, " level=info msg=\"ferryd "));
+	ck_assert(!ferryd_log_has(&d, "level=debug"));
+
+	ck_assert_ptr_nonnull(fp = fopen(conf, "w"));
+	fputs("log_level = debug\n", fp);
+	ck_assert_int_eq(fclose(fp), 0);
+	ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
+	ck_assert(log_waits_for("SIGHUP: log_level is now debug", 5000));
+	f = fc_connect(d.port, "chatty");
+	ck_assert_int_eq(ferry_ping(f), 0);
+	ferry_close(f);
+	ck_assert(log_waits_for("level=debug msg=\"chatty: disconnected\"",
+	    5000));
+
+	ck_assert_ptr_nonnull(fp = fopen(conf, "w"));
+	fputs("log_level = info\n", fp);
+	ck_assert_int_eq(fclose(fp), 0);
+	ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
+	ck_assert(log_waits_for("SIGHUP: log_level info", 5000) ||
+	    log_waits_for("log_level debug -> info", 5000));
+	ferry_close(fc_connect(d.port, "quiet-again"));
+	usleep(200000);
+	ck_assert(!ferryd_log_has(&d, "quiet-again"));
+	ck_assert_int_eq(ferryd_stop(&d), 0);
+}
+END_TEST
+
 static Suite *
 systemd_suite(void)
 {
@@ -252,6 +312,7 @@ systemd_suite(void)
 	tcase_set_timeout(t, 60);
 	tcase_add_test(t, notify_and_watchdog);
 	tcase_add_test(t, socket_activation);
+	tcase_add_test(t, sighup_log_level);
 	suite_add_tcase(s, t);
 	return s;
 }
