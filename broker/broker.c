@@ -12,6 +12,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <uuid/uuid.h>
 
 #include "broker.h"
 #include "clock.h"
@@ -247,6 +248,7 @@ broker_init(struct broker *b, struct event_base *base,
 {
 	static const int sigs[3] = {SIGTERM, SIGINT, SIGHUP};
 	struct timespec ts;
+	uuid_t boot;
 
 	memset(b, 0, sizeof(*b));
 	b->base = base;
@@ -265,6 +267,8 @@ broker_init(struct broker *b, struct event_base *base,
 	clock_gettime(CLOCK_REALTIME, &ts);
 	b->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^
 	    ((uint64_t)getpid() << 40) ^ 0x9e3779b97f4a7c15ull;
+	uuid_generate_random(boot);
+	uuid_unparse_lower(boot, b->boot);
 	if (event_base_priority_init(base, PRIO_COUNT) < 0)
 		return -EINVAL;
 	lease_table_init(&b->leases);

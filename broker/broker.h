@@ -69,6 +69,8 @@ struct broker {
 	struct metrics *metrics;	/* NULL unless metrics_listen */
 	struct event *drain_ev;	/* drain_timeout, while draining */
 	uint8_t draining;	/* SIGTERM came: settle, deliver nothing */
+	char boot[37];		/* a random UUID per broker_init(): WELCOME
+				   "boot", so clients can tell a restart */
 	uint8_t stopping;
 };
 

@@ -90,6 +90,8 @@ conn_new(struct broker *b, evutil_socket_t fd, const struct sockaddr *sa,
 	fy_enc_init(&c->durable);
 	if (fy_dec_init(&c->dec) != FY_OK)
 		goto fail;
+	c->dec.requests_only = 1;	/* {t:64} is a wrong type, not a
+					   WELCOME missing its "v" */
 	if (sa && salen > 0)
 		format_peer(c->peer, sizeof(c->peer), sa);
 	else
@@ -592,7 +594,7 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 		snprintf(kv, sizeof(kv), "peer=%s", c->peer);
 		log_info_kv(kv, "%s: idle for idle_timeout; closing",
 		    c->name);
-		conn_send_err(c, 0, FY_E_LIMIT, 0,
+		conn_send_err(c, 0, FY_E_IDLE, 0,
 		    "idle for %u ms (idle_timeout): closing",
 		    c->b->opt->idle_timeout_ms);
 		conn_close(c);

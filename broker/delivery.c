@@ -79,6 +79,7 @@ drop(struct broker *b, struct qent *e)
 {
 	uint64_t seq;
 
+	e->group->st.dropped++;
 	trace_add(&b->trace, clock_wall_ms(), msg_idh(qent_msg(e)), TR_DROPPED,
 	    e->group->topic->sym, e->group->sym, 0, e->attempts);
 	store_ack(b, e, &seq);
@@ -93,7 +94,9 @@ delivery_expire(struct broker *b, struct qent *e)
 	g->st.expired++;
 	trace_add(&b->trace, clock_wall_ms(), msg_idh(qent_msg(e)),
 	    TR_EXPIRED, g->topic->sym, g->sym, 0, e->attempts);
-	if (g->conf.ttl_drop || !(e->flags & QE_DURABLE)) {
+	/* A dead letter is never dead-lettered again: there is no
+	 * "<topic>.dlq.dlq" to fill; the group's TTL says to let it go. */
+	if (g->conf.ttl_drop || !(e->flags & QE_DURABLE) || g->topic->is_dlq) {
 		log_debug("message %s of %s/%s expired: dropped",
 		    msg_id(qent_msg(e), idbuf).p, g->topic->name, g->name);
 		drop(b, e);
@@ -130,7 +133,9 @@ delivery_make_room(struct broker *b, struct group *g, uint64_t bytes)
 		    NULL, 0);
 		trace_add(&b->trace, clock_wall_ms(), msg_idh(qent_msg(e)),
 		    TR_OVERFLOW, g->topic->sym, g->sym, 0, e->attempts);
-		if (!(e->flags & QE_DURABLE)) {
+		g->st.overflow++;
+		/* As for expiry: a dead letter pushed out is dropped. */
+		if (!(e->flags & QE_DURABLE) || g->topic->is_dlq) {
 			drop(b, e);
 			continue;
 		}

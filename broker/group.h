@@ -25,12 +25,15 @@ struct event;
 struct group_stats {
 	uint64_t enqueued;	/* entries added (publishes fanned out here) */
 	uint64_t delivered;	/* deliveries, redeliveries included */
-	uint64_t acked;
+	uint64_t acked;		/* by a consumer's ACK, nothing else */
+	uint64_t amo;		/* settled on delivery (at-most-once) */
 	uint64_t failed[4];	/* by enum qent_cause < CAUSE_NFAIL */
 	uint64_t expired;	/* TTL ran out */
+	uint64_t overflow;	/* pushed out of a full group (overflow 1) */
 	uint64_t dead_lettered;
 	struct hist ack_time;	/* delivery (or last TOUCH) to ack,
 				   hist_ack_bounds */
+	uint64_t dropped;	/* removed undelivered, not dead-lettered */
 };
 
 /* A group's settings, fixed when it is created (and journaled). */

@@ -11,6 +11,7 @@
 #include "group.h"
 #include "inspect.h"
 #include "journal.h"
+#include "lease.h"
 #include "msg.h"
 #include "sub.h"
 #include "topic.h"
@@ -51,6 +52,9 @@ group_row(struct fy_gstat *r, const struct topic *t, const struct group *g)
 	r->enqueued = st->enqueued;
 	r->delivered = st->delivered;
 	r->acked = st->acked;
+	r->amo = st->amo;
+	r->overflow = st->overflow;
+	r->dropped = st->dropped;
 	r->timeouts = st->failed[CAUSE_TIMEOUT];
 	r->nacked = st->failed[CAUSE_NACKED];
 	r->disconnected = st->failed[CAUSE_DISCONNECTED];
@@ -131,11 +135,12 @@ inspect_stats(struct conn *c, const struct fy_frame *f)
 			    "invalid topic name");
 			return;
 		}
+		/* No such topic: no rows, as PROTOCOL.md says, since a
+		 * topic is created on first use and has no "missing"
+		 * state a client could act on. */
 		if (!(one = topic_find(b, f->query.topic.p,
 		    f->query.topic.len))) {
-			conn_send_err(c, f->rid, FY_E_NOTFOUND, 0,
-			    "no topic %.*s", (int)f->query.topic.len,
-			    f->query.topic.p);
+			conn_send(c, &ok);
 			return;
 		}
 		cap = 1 + one->ngroups;
@@ -229,17 +234,19 @@ inspect_inflight(struct conn *c, const struct fy_frame *f)
 
 		list_for_each(lpos, &s->leases) {
 			struct qent *e = list_entry(lpos, struct qent, link);
-			uint64_t since = qent_lease_deadline(e) -
-			    s->ack_timeout_ms;
+			const struct lease_slot *l = lease_slot(
+			    &c->b->leases, qent_lease_slot(e));
 
 			if (n == g->ninflight)
 				break;
 			rows[n] = (struct fy_lease_info){
 				.id = msg_id(qent_msg(e), ids[n]),
 				.consumer = str(s->conn->name),
-				.age_ms = now > since ? now - since : 0,
+				.age_ms = now > l->since ? now - l->since : 0,
 				.attempt = (uint32_t)e->attempts + 1,
 				.error = str(last_error(e)),
+				.left_ms = l->deadline > now ?
+				    l->deadline - now : 0,
 			};
 			n++;
 		}

@@ -27,7 +27,7 @@ grow(struct lease_table *t)
 	uint32_t cap = t->cap ? t->cap * 2 : 16;
 	struct lease_slot *s;
 
-	if (cap <= t->cap || cap >= LEASE_NIL)
+	if (cap <= t->cap || cap > LEASE_SLOTS_MAX)
 		return -1;
 	s = realloc(t->s, cap * sizeof(*s));
 	if (!s)
@@ -58,17 +58,18 @@ lease_alloc(struct lease_table *t, struct qent *qe)
 	s->qe = qe;
 	s->owner = NULL;
 	s->deadline = 0;
+	s->since = 0;
 	t->used++;
-	return (uint64_t)s->gen << 32 | i;
+	return lease_token(t, i);
 }
 
 struct qent *
 lease_find(const struct lease_table *t, uint64_t token)
 {
-	uint32_t i = (uint32_t)token;
-	uint32_t gen = (uint32_t)(token >> 32);
+	uint32_t i = lease_idx(token);
 
-	if (i >= t->cap || t->s[i].gen != gen)
+	/* A token at or above 2^53 has a generation no slot has. */
+	if (i >= t->cap || t->s[i].gen != token >> LEASE_IDX_BITS)
 		return NULL;
 	return t->s[i].qe;
 }
@@ -76,14 +77,14 @@ lease_find(const struct lease_table *t, uint64_t token)
 void
 lease_free(struct lease_table *t, uint64_t token)
 {
-	uint32_t i = (uint32_t)token;
+	uint32_t i = lease_idx(token);
 	struct lease_slot *s;
 
 	if (!lease_find(t, token))
 		return;
 	s = &t->s[i];
 	s->qe = NULL;
-	if (++s->gen == 0)
+	if (++s->gen > LEASE_GEN_MAX)
 		s->gen = 1;
 	s->next_free = t->free_head;
 	t->free_head = i;

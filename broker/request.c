@@ -118,11 +118,11 @@ handle_hello(struct conn *c, const struct fy_frame *f)
 	}
 	conn_open(c);
 	if (f->hello.name.len) {
-		size_t n = f->hello.name.len;
+		/* Sent back as str ("by" in hist, INFLIGHT, TRACE): cut at
+		 * a character and made valid UTF-8, like a NACK's error. */
+		size_t n = fy_utf8_clean(c->name, sizeof(c->name) - 1,
+		    f->hello.name.p, f->hello.name.len);
 
-		if (n >= sizeof(c->name))
-			n = sizeof(c->name) - 1;
-		memcpy(c->name, f->hello.name.p, n);
 		c->name[n] = '\0';
 	}
 	c->sym = trace_sym(&b->trace, c->name, strlen(c->name));
@@ -134,6 +134,8 @@ handle_hello(struct conn *c, const struct fy_frame *f)
 	w.welcome.session = (struct fy_str){session, 36};
 	w.welcome.max_frame = b->opt->max_frame;
 	w.welcome.max_msg = b->opt->max_message;
+	w.welcome.boot = (struct fy_str){b->boot, 36};
+	w.welcome.idle_ms = b->opt->idle_timeout_ms;
 	conn_send(c, &w);
 	log_debug("%s: hello from %s (%s)", c->peer, c->name, session);
 }
@@ -209,6 +211,93 @@ full_group(struct topic *t, struct group *only, uint32_t n, uint64_t bytes)
 	return NULL;
 }
 
+/* Body bytes of g's messages in flight: the ones overflow cannot push
+ * out.  O(in flight), only asked of a group that has to make room. */
+static uint64_t
+inflight_bytes(const struct group *g)
+{
+	const struct list *mpos, *lpos;
+	uint64_t n = 0;
+
+	list_for_each(mpos, &g->members) {
+		const struct sub *s = list_entry(mpos, struct sub, glink);
+
+		list_for_each(lpos, &s->leases)
+			n += qent_msg(list_entry(lpos, struct qent,
+			    link))->body_len;
+	}
+	return n;
+}
+
+/*
+ * Can g take every new message of f?  A body above its max_bytes never
+ * fits: -EMSGSIZE.  A group with overflow 1 that must make room can push
+ * out only waiting messages (earlier ones of the same batch included), so
+ * each body must fit beside what is in flight: else -ENOSPC, retryable
+ * once consumers settle.  Checked before anything is stored, so that a
+ * refused batch has not dead-lettered anything (PROTOCOL.md section 7).
+ */
+static int
+group_can_take(struct broker *b, struct topic *t, struct group *g,
+    const struct fy_frame *f, uint32_t nnew, uint64_t bytes)
+{
+	uint64_t fixed_bytes = 0, ninflight = g->ninflight;
+	int evicting = g->conf.overflow == FY_OVERFLOW_DLQ_OLDEST &&
+	    !group_has_room(g, nnew, bytes);
+
+	if (evicting)
+		fixed_bytes = inflight_bytes(g);
+	for (uint32_t i = 0; i < f->pub.nmsgs; i++) {
+		const struct fy_pubmsg *pm = &f->pub.msgs[i];
+		uint64_t len = pm->body.len;
+		const char *did;
+		size_t dlen;
+
+		if (store_duplicate(b, t, pm, &did, &dlen))
+			continue;
+		if (g->conf.max_bytes && len > g->conf.max_bytes)
+			return -EMSGSIZE;
+		if (evicting && ((g->conf.max_msgs &&
+		    ninflight + 1 > g->conf.max_msgs) || (g->conf.max_bytes &&
+		    fixed_bytes + len > g->conf.max_bytes)))
+			return -ENOSPC;
+	}
+	return 0;
+}
+
+/* group_can_take() for every group the publish goes to; 1 after an
+ * error reply. */
+static int
+refuse_no_room(struct conn *c, const struct fy_frame *f, struct topic *t,
+    struct group *only, uint32_t nnew, uint64_t bytes)
+{
+	struct list *pos;
+	struct group *g = only;
+	int r = 0;
+
+	if (only) {
+		r = group_can_take(c->b, t, only, f, nnew, bytes);
+	} else {
+		list_for_each(pos, &t->groups) {
+			g = list_entry(pos, struct group, tlink);
+			if ((r = group_can_take(c->b, t, g, f, nnew,
+			    bytes)) < 0)
+				break;
+		}
+	}
+	if (r == -EMSGSIZE)
+		conn_send_err(c, f->rid, FY_E_MSGSIZE, 0,
+		    "a body is above the max_bytes (%llu) of group %s/%s: it "
+		    "can never be stored there",
+		    (unsigned long long)g->conf.max_bytes, t->name, g->name);
+	else if (r < 0)
+		conn_send_err(c, f->rid, FY_E_FULL, 0,
+		    "group %s/%s is full of messages in flight (%llu); "
+		    "retry later", t->name, g->name,
+		    (unsigned long long)g->ninflight);
+	return r < 0;
+}
+
 /* Room for one more message in every "dead-letter-oldest" group. */
 static int
 make_room(struct broker *b, struct topic *t, struct group *only,
@@ -263,7 +352,8 @@ handle_pub(struct conn *c, const struct fy_frame *f)
 		}
 		if (pm->delay_ms > MSG_TIME_MAX || pm->ttl_ms > MSG_TIME_MAX) {
 			conn_send_err(c, f->rid, FY_E_BADARG, 0,
-			    "message %u: delay and ttl are at most %llu ms", i,
+			    "message %u: %s is at most %llu ms", i,
+			    pm->delay_ms > MSG_TIME_MAX ? "delay" : "ttl",
 			    (unsigned long long)MSG_TIME_MAX);
 			return;
 		}
@@ -317,6 +407,8 @@ handle_pub(struct conn *c, const struct fy_frame *f)
 			bytes -= f->pub.msgs[i].body.len;
 		}
 	}
+	if (nnew && refuse_no_room(c, f, t, only, nnew, bytes))
+		return;
 	if (nnew && (full = full_group(t, only, nnew, bytes))) {
 		conn_send_err(c, f->rid, FY_E_FULL, 0,
 		    "group %s/%s is full (%llu messages, %llu bytes); retry "
@@ -420,6 +512,18 @@ handle_sub(struct conn *c, const struct fy_frame *f)
 	if (f->sub.overflow > FY_OVERFLOW_DLQ_OLDEST) {
 		conn_send_err(c, f->rid, FY_E_BADARG, 0,
 		    "overflow must be 0 (reject) or 1 (dead-letter oldest)");
+		return;
+	}
+	/* An inbox is read by its requester's ephemeral subscription only:
+	 * a durable group there would store replies nobody waits for, and
+	 * PUBs to the inbox once its requester is gone. */
+	if (!f->sub.ephemeral &&
+	    f->sub.topic.len > strlen(TOPIC_INBOX_PREFIX) &&
+	    !memcmp(f->sub.topic.p, TOPIC_INBOX_PREFIX,
+	    strlen(TOPIC_INBOX_PREFIX))) {
+		conn_send_err(c, f->rid, FY_E_BADARG, 0,
+		    "%s topics take ephemeral subscriptions only",
+		    TOPIC_INBOX_PREFIX "*");
 		return;
 	}
 	if (topic_limit(c, f->rid, f->sub.topic))
@@ -550,6 +654,7 @@ handle_nack(struct conn *c, const struct fy_frame *f)
 	struct sub *s = lease_sub(c, f, f->nack.sid);
 	struct group *g;
 	struct qent *e;
+	char err[FY_ERRTEXT_MAX];
 	size_t errlen;
 
 	if (!s)
@@ -559,14 +664,16 @@ handle_nack(struct conn *c, const struct fy_frame *f)
 		return;
 	}
 	g = s->group;
-	errlen = f->nack.error.len;
-	if (errlen > FY_ERRTEXT_MAX)
-		errlen = FY_ERRTEXT_MAX;
+	/* Kept and sent back as str (hist, INFLIGHT, TRACE): a cut inside
+	 * a character, or bytes that are not UTF-8, would make the dead
+	 * letter unreadable to a strict msgpack decoder. */
+	errlen = fy_utf8_clean(err, sizeof(err), f->nack.error.p,
+	    f->nack.error.len);
 	if (f->nack.has_delay && f->nack.delay_ms > MSG_TIME_MAX) {
 		conn_send_err(c, f->rid, FY_E_BADARG, 0, "delay out of range");
 		return;
 	}
-	delivery_fail(c->b, e, CAUSE_NACKED, f->nack.error.p, errlen,
+	delivery_fail(c->b, e, CAUSE_NACKED, err, errlen,
 	    f->nack.has_delay ? (int64_t)f->nack.delay_ms : -1);
 	send_ok(c, f->rid);
 	group_mark_due(g);

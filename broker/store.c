@@ -345,9 +345,12 @@ apply_pub(struct broker *b, uint64_t seq, const struct rec *r)
 	if (!m)
 		return -ENOMEM;
 	m->seq = seq;
-	/* Before the fan-out, which may already deliver it. */
+	/* Before the fan-out, which may already deliver it.  At the time
+	 * it is stored, not its publish time: a dead letter's copy keeps
+	 * the original's, and TRACE lists events in the order they
+	 * happened. */
 	if (!s->replaying)
-		trace_add(&b->trace, r->pub.ts, msg_idh(m), TR_PUBLISHED,
+		trace_add(&b->trace, clock_wall_ms(), msg_idh(m), TR_PUBLISHED,
 		    t->sym, only ? only->sym : 0, 0, 0);
 	mono_ts = msg_mono(m);
 	if (topic_publish(t, m, only) < 0) {
@@ -396,8 +399,9 @@ apply(struct broker *b, uint64_t seq, const struct rec *r, struct qent *hint,
 		if (e->flags & QE_LEASED) {
 			group_ack(e);
 		} else {
+			/* Not an ack: a dead-lettering's or a drop's
+			 * removal, counted where it was decided. */
 			group_detach(e);
-			e->group->st.acked++;
 			qent_free(e);
 		}
 		return 0;

@@ -141,7 +141,7 @@ sub_deliver(struct sub *s, struct qent *e)
 		if ((r = conn_send_msg(s->conn, &f, m)) < 0)
 			return r;
 		g->st.delivered++;
-		g->st.acked++;
+		g->st.amo++;
 		conn_gate(s->conn, store_settle(g->b, e));
 		return 0;
 	}
@@ -152,10 +152,11 @@ sub_deliver(struct sub *s, struct qent *e)
 		lease_free(lt, token);
 		return r;
 	}
-	slot = lease_slot(lt, (uint32_t)token);
+	slot = lease_slot(lt, lease_idx(token));
 	slot->owner = s;
-	slot->deadline = clock_mono_ms() + s->ack_timeout_ms;
-	qent_set_lease_slot(e, (uint32_t)token);
+	slot->since = clock_mono_ms();
+	slot->deadline = slot->since + s->ack_timeout_ms;
+	qent_set_lease_slot(e, lease_idx(token));
 	e->flags |= QE_LEASED;
 	list_add_tail(&s->leases, &e->link);
 	s->inflight++;
@@ -171,7 +172,7 @@ sub_lease_find(const struct sub *s, uint64_t lease)
 	const struct lease_table *lt = &s->group->b->leases;
 	struct qent *e = lease_find(lt, lease);
 
-	return e && lease_slot(lt, (uint32_t)lease)->owner == s ? e : NULL;
+	return e && lease_slot(lt, lease_idx(lease))->owner == s ? e : NULL;
 }
 
 struct sub *
@@ -185,10 +186,7 @@ qent_sub(const struct qent *e)
 uint64_t
 qent_lease_token(const struct qent *e)
 {
-	const struct lease_table *lt = &e->group->b->leases;
-	uint32_t i = qent_lease_slot(e);
-
-	return (uint64_t)lease_slot(lt, i)->gen << 32 | i;
+	return lease_token(&e->group->b->leases, qent_lease_slot(e));
 }
 
 uint64_t

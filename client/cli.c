@@ -23,6 +23,7 @@
 #include "bench.h"
 #include "cliargs.h"
 #include "ferry.h"
+#include "reply.h"
 
 #define PUB_WINDOW 1000		/* unconfirmed publishes kept in flight */
 #define SLICE_MS 200		/* how often a waiting sub checks signals */
@@ -866,7 +867,7 @@ cmd_ping(const struct global *g, int argc, char **argv)
 	return r < 0;
 }
 
-/* --- req, reply -------------------------------------------------------- */
+/* --- req -------------------------------------------------------- */
 
 static const char usage_req[] =
 "usage: ferry req TOPIC [BODY] [--timeout SECONDS] [--header K=V]...\n"
@@ -879,21 +880,6 @@ static const char usage_req[] =
 "  --timeout SECONDS  wait this long for the reply (default: the global\n"
 "                     --timeout, 5 s)\n"
 "  --header K=V       add a header to the request (repeatable)\n";
-
-static const char usage_reply[] =
-"usage: ferry reply TOPIC --exec CMD [--group G] [--count N]\n"
-"\n"
-"Answer requests sent to TOPIC: for each, run CMD with /bin/sh -c, the\n"
-"request's body on its standard input; what CMD writes to its standard\n"
-"output is the reply.  The request is acked once the reply is published.\n"
-"If CMD fails (exit status not 0, or killed), no reply is sent and the\n"
-"request is nacked with \"exit status N\" as its error, to be redelivered.\n"
-"A message that asks for no reply is acked after CMD succeeds.  Runs\n"
-"until interrupted (SIGINT, SIGTERM: exit 0 after the current request).\n"
-"\n"
-"  --exec CMD   the command answering each request (required)\n"
-"  --group G    join group G (default: the topic's default group)\n"
-"  --count N    exit after N requests\n";
 
 /* Read all of standard input into a malloc'd buffer. */
 static char *
@@ -1002,95 +988,6 @@ cmd_req(const struct global *g, int argc, char **argv)
 	return r < 0;
 }
 
-/*
- * Run cmd with /bin/sh -c, in[0..inlen) on its stdin, collecting its
- * stdout into *out (malloc'd).  Returns its wait status, or -1 with errno
- * if it could not be run.
- */
-static int
-run_exec(const char *cmd, const void *in, size_t inlen, char **out,
-    size_t *outlen)
-{
-	size_t cap = 4096, n = 0;
-	char *buf, *nb;
-	FILE *tf;
-	int pfd[2], st, saved;
-	ssize_t k;
-	pid_t pid;
-
-	*out = NULL;
-	*outlen = 0;
-	/* The body goes through a file, so that a command that does not
-	 * read its stdin cannot block us while we read its stdout. */
-	if ((tf = tmpfile()) == NULL)
-		return -1;
-	if ((inlen && fwrite(in, 1, inlen, tf) != inlen) || fflush(tf) != 0 ||
-	    fseek(tf, 0, SEEK_SET) != 0 || pipe2(pfd, O_CLOEXEC) < 0) {
-		saved = errno;
-		fclose(tf);
-		errno = saved;
-		return -1;
-	}
-	fflush(stdout);
-	pid = fork();
-	if (pid < 0) {
-		saved = errno;
-		fclose(tf);
-		close(pfd[0]);
-		close(pfd[1]);
-		errno = saved;
-		return -1;
-	}
-	if (pid == 0) {
-		if (dup2(fileno(tf), 0) < 0 || dup2(pfd[1], 1) < 0)
-			_exit(127);
-		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-		_exit(127);
-	}
-	fclose(tf);
-	close(pfd[1]);
-	buf = malloc(cap);
-	for (;;) {
-		if (buf != NULL && n == cap) {
-			nb = realloc(buf, cap * 2);
-			if (nb == NULL) {
-				free(buf);
-				buf = NULL;
-			} else {
-				buf = nb;
-				cap *= 2;
-			}
-		}
-		if (buf == NULL) {
-			/* Out of memory: drain, and report it below. */
-			char sink[4096];
-
-			k = read(pfd[0], sink, sizeof(sink));
-		} else {
-			k = read(pfd[0], buf + n, cap - n);
-		}
-		if (k < 0 && errno == EINTR)
-			continue;	/* a signal: finish this request */
-		if (k <= 0)
-			break;
-		if (buf != NULL)
-			n += (size_t)k;
-	}
-	close(pfd[0]);
-	while (waitpid(pid, &st, 0) < 0)
-		if (errno != EINTR) {
-			free(buf);
-			return -1;
-		}
-	if (buf == NULL) {
-		errno = ENOMEM;
-		return -1;
-	}
-	*out = buf;
-	*outlen = n;
-	return st;
-}
-
 static void
 install_stop_handlers(void)
 {
@@ -1105,132 +1002,11 @@ install_stop_handlers(void)
 	sigaction(SIGTERM, &sa, NULL);
 }
 
+/* `ferry reply` lives in reply.c: it runs on the asynchronous API. */
 static int
 cmd_reply(const struct global *g, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "exec", required_argument, NULL, 'e' },
-		{ "group", required_argument, NULL, 'g' },
-		{ "count", required_argument, NULL, 'c' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct ferry_sub_opts so;
-	struct ferry_msg *m;
-	const char *topic, *cmd = NULL;
-	unsigned long long count = 0, got = 0;
-	char *out, why[64];
-	size_t outlen;
-	int ch, r, st, status = 0;
-	struct ferry *f;
-	uint64_t sid;
-
-	memset(&so, 0, sizeof(so));
-	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (ch) {
-		case 'e':
-			cmd = optarg;
-			break;
-		case 'g':
-			so.group = optarg;
-			break;
-		case 'c':
-			count = cli_parse_num("--count", optarg, 1, ULLONG_MAX);
-			break;
-		case 'h':
-			fputs(usage_reply, stdout);
-			return 0;
-		default:
-			cli_usage_error("reply: bad option");
-		}
-	}
-	if (optind >= argc)
-		cli_usage_error("reply: missing TOPIC");
-	topic = argv[optind++];
-	if (optind < argc)
-		cli_usage_error("reply: unexpected argument '%s'", argv[optind]);
-	if (cmd == NULL)
-		cli_usage_error("reply: missing --exec CMD");
-	/* One at a time: the others stay with the group for other
-	 * responders. */
-	so.prefetch = 1;
-	install_stop_handlers();
-	f = open_conn(g, "reply");
-	r = ferry_subscribe(f, topic, &so, &sid);
-	if (r < 0) {
-		warnf("subscribe to %s: %s", topic, ferry_errstr(f));
-		ferry_close(f);
-		return 1;
-	}
-	while (!stop && (count == 0 || got < count)) {
-		r = ferry_next(f, SLICE_MS, &m);
-		if (r == FERRY_ETIMEOUT)
-			continue;
-		if (r < 0 && ferry_err(f))
-			break;
-		if (r < 0) {
-			warnf("broker: %s", ferry_errstr(f));
-			if (r == FERRY_EDELETED) {
-				status = 1;
-				break;
-			}
-			continue;
-		}
-		got++;
-		st = run_exec(cmd, m->body, m->len, &out, &outlen);
-		if (st < 0) {
-			snprintf(why, sizeof(why), "cannot run command: %s",
-			    strerror(errno));
-			warnf("%s", why);
-			r = ferry_nack(f, m->sid, m->lease, -1, why, 0);
-		} else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-			if (WIFEXITED(st))
-				snprintf(why, sizeof(why), "exit status %d",
-				    WEXITSTATUS(st));
-			else
-				snprintf(why, sizeof(why), "killed by signal %d",
-				    WTERMSIG(st));
-			warnf("request %s: command failed: %s", m->id, why);
-			r = ferry_nack(f, m->sid, m->lease, -1, why, 0);
-		} else if (m->reply_to[0] == '\0') {
-			warnf("message %s asks for no reply", m->id);
-			r = ferry_ack(f, m->sid, m->lease, 0);
-		} else {
-			r = ferry_reply(f, m, out, outlen);
-			if (r == FERRY_ENOSUBSCRIBERS)
-				warnf("request %s: the requester is gone",
-				    m->id);
-			else if (r < 0 && !ferry_err(f))
-				warnf("request %s: reply not sent: %s", m->id,
-				    ferry_errstr(f));
-			/* Answered, or nobody to answer: done either way;
-			 * anything else: let it come back. */
-			if (r == 0 || r == FERRY_ENOSUBSCRIBERS)
-				r = ferry_ack(f, m->sid, m->lease, 0);
-			else if (!ferry_err(f))
-				r = ferry_nack(f, m->sid, m->lease, -1,
-				    ferry_errstr(f), 0);
-		}
-		free(out);
-		ferry_msg_free(m);
-		if (r < 0 && ferry_err(f))
-			break;
-	}
-	if (ferry_err(f)) {
-		warnf("%s", ferry_errstr(f));
-		ferry_close(f);
-		return 1;
-	}
-	/* Flushes the acks; see cmd_sub(). */
-	r = ferry_unsubscribe(f, sid);
-	if (r < 0 && r != FERRY_EDELETED) {
-		warnf("%s", ferry_errstr(f));
-		status = 1;
-	}
-	if (drain_errors(f))
-		status = 1;
-	ferry_close(f);
-	return status;
+	return reply_main(g->host, g->port, g->timeout_ms, argc, argv);
 }
 
 /* --- dlq replay ---------------------------------------------------------- */
@@ -2167,7 +1943,7 @@ main(int argc, char **argv)
 		{ "ping", cmd_ping, usage_ping },
 		{ "bench", cmd_bench, bench_usage },
 		{ "req", cmd_req, usage_req },
-		{ "reply", cmd_reply, usage_reply },
+		{ "reply", cmd_reply, reply_usage },
 		{ "dlq", cmd_dlq, usage_dlq },
 		{ "stats", cmd_stats, usage_stats },
 		{ "top", cmd_top, usage_top },

@@ -1,5 +1,9 @@
 /*
- * ferry.h - libferry, the blocking C client of the ferry message broker.
+ * ferry.h - libferry, the C client of the ferry message broker.
+ *
+ * Two APIs over the same code: a blocking one (struct ferry, most of this
+ * file) for scripts and workers, and an asynchronous one on the caller's
+ * libevent event_base (struct ferry_async, at the end).
  *
  * One handle (struct ferry) is one TCP connection to ferryd.  Every call
  * blocks until it is done or its timeout passes; nothing runs in the
@@ -757,6 +761,246 @@ int ferry_peek(struct ferry *f, const char *topic, const char *group,
  * all its groups.  Waits for the answer: 0, FERRY_ENOTFOUND, ...
  */
 int ferry_delete(struct ferry *f, const char *topic, const char *group);
+
+/* --- Asynchronous API (libevent) ------------------------------------------ */
+
+/*
+ * The asynchronous client: one handle (struct ferry_async) is one
+ * connection driven by the caller's libevent event_base.  No call blocks
+ * (except resolving a host name that is not an address, with
+ * getaddrinfo()); each request that has an answer names a callback that
+ * runs from the event loop when it comes.  The handle must be used from
+ * the thread that runs its event_base.  Programs include
+ * <event2/event.h> themselves and link with libevent too
+ * (pkg-config --cflags --libs ferry libevent).
+ *
+ * Typical worker:
+ *
+ *	static void on_msg(struct ferry_async *a, const struct ferry_msg *m,
+ *	    void *arg)
+ *	{
+ *		work(m->body, m->len);
+ *		ferry_async_ack(a, m->sid, m->lease, NULL, NULL);
+ *	}
+ *	...
+ *	a = ferry_async_connect(base, "127.0.0.1", 4470, &opts);
+ *	ferry_async_subscribe(a, "orders", NULL, on_msg, NULL, NULL, &sid);
+ *	event_base_dispatch(base);
+ *
+ * CALLBACKS
+ *
+ * Every callback gets the handle and the arg given with it.  It may call
+ * any ferry_async_* function on the handle, ferry_async_free() included:
+ * inside a callback the handle is only marked, and freed once the library
+ * is back in the event loop (never inside its own callback).  Every
+ * request callback runs exactly once: with the answer, or with an error
+ * when the connection fails, the handle is freed (FERRY_ECLOSED) or, for
+ * requests, the timeout passes.  Messages (struct ferry_msg) and other
+ * structures passed to callbacks are owned by the library and valid until
+ * the callback returns; ferry_msg_dup() keeps a message.
+ *
+ * ERRORS
+ *
+ * Calls return FERRY_OK or a negative FERRY_E* code, as in the blocking
+ * API: a bad argument (FERRY_EINVAL, FERRY_EBADNAME, FERRY_EMSGSIZE: the
+ * request was not made and its callback will not run), FERRY_ENOMEM, or
+ * the handle's fatal error once it has failed (FERRY_ECLOSED once
+ * ferry_async_free() was called).  The broker's answers come to the
+ * callbacks as FERRY_OK or the negated broker code.  Asynchronous errors
+ * (a refused fire-and-forget request, a subscription ended by
+ * FERRY_EDELETED, a subscription the broker refused again after a
+ * reconnect) go to the error callback of the options, if any.
+ *
+ * RECONNECTING
+ *
+ * With reconnect options, a lost connection (and a failed first one) is
+ * retried with exponential backoff and full jitter, as ferry_set_reconnect()
+ * describes, without blocking: the status callback is told
+ * FERRY_ASYNC_DISCONNECTED, then FERRY_ASYNC_RECONNECTED once the handle is
+ * back, or FERRY_ASYNC_FAILED when the limits are used up.  On reconnect
+ * the subscriptions are made again (deliveries then carry new sids;
+ * settling an older delivery returns FERRY_ESTALE) and every confirmed
+ * publish not yet confirmed is sent again with its request id, message id
+ * and producer sequence; with ferry_async_set_producer() (or message ids)
+ * the broker confirms those it had already stored as duplicates without
+ * enqueueing them twice.  Other requests still waiting fail with
+ * FERRY_ECLOSED (they may or may not have been carried out);
+ * fire-and-forget frames not yet written are lost.  Confirmed publishes
+ * made while disconnected wait for the next connection; other requests
+ * made then fail with FERRY_ECLOSED once it is up.
+ */
+struct event_base;
+struct ferry_async;
+
+enum ferry_async_status {
+	FERRY_ASYNC_CONNECTED = 1,	/* first handshake done */
+	FERRY_ASYNC_DISCONNECTED = 2,	/* connection lost: reconnecting */
+	FERRY_ASYNC_RECONNECTED = 3,	/* back: subscriptions and
+					   unconfirmed publishes sent again
+					   (a subscription refused again
+					   comes to the error callback) */
+	FERRY_ASYNC_FAILED = 4,		/* dead (ferry_async_err() says
+					   why): only ferry_async_free() is
+					   useful; every waiting callback has
+					   been called with the error */
+};
+
+/* A delivery of a subscription: m->sid and m->lease settle it. */
+typedef void ferry_async_msg_fn(struct ferry_async *a,
+    const struct ferry_msg *m, void *arg);
+/* The answer to a confirmed publish: c->err is 0 once it is stored. */
+typedef void ferry_async_confirm_fn(struct ferry_async *a,
+    const struct ferry_confirm *c, void *arg);
+/* The answer to any other request: 0 or a FERRY_E* code. */
+typedef void ferry_async_done_fn(struct ferry_async *a, int err, void *arg);
+/* A request's reply (err 0, reply set) or its failure (reply NULL). */
+typedef void ferry_async_reply_fn(struct ferry_async *a, int err,
+    const struct ferry_msg *reply, void *arg);
+/* A change of the connection (enum ferry_async_status). */
+typedef void ferry_async_status_fn(struct ferry_async *a, int status,
+    void *arg);
+/* An asynchronous error (see ERRORS above); *e is valid until return. */
+typedef void ferry_async_error_fn(struct ferry_async *a,
+    const struct ferry_async_error *e, void *arg);
+
+/*
+ * Options of an async handle.  NULL, or a zeroed struct, means defaults.
+ */
+struct ferry_async_opts {
+	const char *name;	/* client name; NULL = "libferry" */
+	int timeout_ms;		/* bound on each connect and handshake;
+				   0 = 5000 */
+	const struct ferry_reconnect_opts *reconnect; /* copied; NULL = a
+				   lost connection is fatal.  Its fn, if set,
+				   is called as for ferry_set_reconnect() */
+	ferry_async_status_fn *on_status;	/* or NULL */
+	ferry_async_error_fn *on_error;		/* or NULL */
+	void *arg;		/* passed to on_status and on_error */
+};
+
+/*
+ * Start connecting to host:port (NULL = "127.0.0.1") on base (borrowed:
+ * it must outlive the handle).  Returns at once: the handshake completes
+ * in the event loop (FERRY_ASYNC_CONNECTED); requests made before are
+ * sent after it.  Returns NULL when out of memory; on a bad argument (port,
+ * name) a handle whose ferry_async_err() is FERRY_EINVAL, to be freed.
+ * The caller frees the handle with ferry_async_free().
+ */
+struct ferry_async *ferry_async_connect(struct event_base *base,
+    const char *host, int port, const struct ferry_async_opts *o);
+
+/*
+ * Free the handle: close the connection and call every waiting callback
+ * with FERRY_ECLOSED (unwritten output is dropped: wait for a ping's
+ * answer first to be sure the broker has everything).  Inside a callback
+ * of the handle, it is only marked: no delivery, status or error callback
+ * runs any more, and it is freed when that callback returns.  NULL is a
+ * no-op.
+ */
+void ferry_async_free(struct ferry_async *a);
+
+/* The fatal error of the handle, 0 while it is usable (also while
+ * reconnecting).  ferry_async_errstr() describes the most recent error;
+ * owned by the handle. */
+int ferry_async_err(const struct ferry_async *a);
+const char *ferry_async_errstr(const struct ferry_async *a);
+
+/* Successful reconnects so far. */
+uint64_t ferry_async_reconnects(const struct ferry_async *a);
+
+/*
+ * Bytes of requests not yet written to the socket.  Nothing bounds them
+ * but memory: the loop writes them as fast as the broker reads, so a
+ * producer publishing fire-and-forget faster than that should publish in
+ * batches and wait (let the loop run) while this is above a limit of its
+ * choosing.  Confirmed publishes are bounded by keeping a window of them
+ * unconfirmed instead.
+ */
+size_t ferry_async_buffered(const struct ferry_async *a);
+
+/* Idempotent producer, as ferry_set_producer(): every confirmed publish
+ * of the handle carries pid and the next sequence number. */
+int ferry_async_set_producer(struct ferry_async *a, const char *pid,
+    uint64_t first_seq);
+
+/*
+ * Publish.  fn NULL: fire-and-forget (refusals come to the error
+ * callback).  fn set: confirmed; fn runs once with the broker's answer
+ * (c->err 0 and c->id set once stored, c->dups 1 for a duplicate), or
+ * with the error that ended the wait.  o as for ferry_publish().  Returns
+ * 0, FERRY_EINVAL, FERRY_EBADNAME, FERRY_EMSGSIZE, FERRY_ENOMEM, or the
+ * handle's fatal error (then fn will not run).
+ *
+ * Retrying: a publish whose connection was lost is sent again by the
+ * library (see RECONNECTING).  One the broker refused is the caller's to
+ * retry; calling this again gives it a new producer sequence.  That is
+ * right after FERRY_EFULL or FERRY_ENOSUBSCRIBERS (nothing was stored).
+ * After FERRY_EDISK or FERRY_EINTERNAL the first attempt may have been
+ * stored: give such messages their own id (o->id), so that the broker
+ * recognises the retry within its dedup window (PROTOCOL.md, section 8,
+ * Duplicates).
+ */
+int ferry_async_publish(struct ferry_async *a, const char *topic,
+    const void *body, size_t len, const struct ferry_pub_opts *o,
+    ferry_async_confirm_fn *fn, void *arg);
+
+/*
+ * Subscribe: deliveries go to msg_fn (not NULL) with arg; done (or NULL)
+ * runs with arg once the broker has answered (0, FERRY_EBADNAME,
+ * FERRY_ELIMIT, ...); deliveries follow a successful answer.  *sid (if
+ * not NULL) gets the subscription id, for ferry_async_unsubscribe().  o as
+ * for ferry_subscribe().  Returns 0 or an error (no callback will run).
+ */
+int ferry_async_subscribe(struct ferry_async *a, const char *topic,
+    const struct ferry_sub_opts *o, ferry_async_msg_fn *msg_fn,
+    ferry_async_done_fn *done, void *arg, uint64_t *sid);
+
+/* End a subscription; done (or NULL) gets the answer.  Deliveries still
+ * queued for it are not passed on. */
+int ferry_async_unsubscribe(struct ferry_async *a, uint64_t sid,
+    ferry_async_done_fn *done, void *arg);
+
+/*
+ * Settle a delivery, as ferry_ack(), ferry_nack() and ferry_touch().
+ * done NULL: fire-and-forget (acks are batched); a refusal comes to the
+ * error callback.  done set: confirmed, done gets the answer (0,
+ * FERRY_ESTALE, ...).  A delivery from before a reconnect returns
+ * FERRY_ESTALE at once (done does not run).
+ */
+int ferry_async_ack(struct ferry_async *a, uint64_t sid, uint64_t lease,
+    ferry_async_done_fn *done, void *arg);
+int ferry_async_nack(struct ferry_async *a, uint64_t sid, uint64_t lease,
+    int64_t delay_ms, const char *error, ferry_async_done_fn *done,
+    void *arg);
+int ferry_async_touch(struct ferry_async *a, uint64_t sid, uint64_t lease,
+    ferry_async_done_fn *done, void *arg);
+
+/*
+ * Request-reply, as ferry_request(): the first request subscribes to the
+ * handle's inbox; the request is published confirmed and mandatory with a
+ * fresh correlation id.  fn runs once: with the reply (err 0), or with
+ * FERRY_ENOSUBSCRIBERS (nobody subscribes to topic), FERRY_ETIMEOUT (no
+ * reply within timeout_ms; < 0 = no limit), another publish error, or the
+ * connection's error.  Returns 0 or an error (fn will not run).
+ */
+int ferry_async_request(struct ferry_async *a, const char *topic,
+    const void *body, size_t len, const struct ferry_pub_opts *o,
+    int timeout_ms, ferry_async_reply_fn *fn, void *arg);
+
+/* Reply to a request delivery, as ferry_reply(): a confirmed, mandatory
+ * publish to request->reply_to with its corr; fn gets the confirm
+ * (FERRY_ENOSUBSCRIBERS: the requester is gone).  Does not settle it. */
+int ferry_async_reply(struct ferry_async *a, const struct ferry_msg *request,
+    const void *body, size_t len, ferry_async_confirm_fn *fn, void *arg);
+
+/* Round trip: done runs once the broker has handled everything sent
+ * before (0), or with the connection's error. */
+int ferry_async_ping(struct ferry_async *a, ferry_async_done_fn *done,
+    void *arg);
+
+/* A copy of m that the caller owns and frees with ferry_msg_free(), or
+ * NULL when out of memory.  Works on any message, from either API. */
+struct ferry_msg *ferry_msg_dup(const struct ferry_msg *m);
 
 #ifdef __cplusplus
 }

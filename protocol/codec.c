@@ -24,9 +24,10 @@
 #include "codec.h"
 
 /*
- * Deepest nesting of non-empty containers, plus one (the root map is at
- * level 1).  Frames need 4 (root map, "msgs", a message map, its "hdr");
- * the rest leaves room for unknown keys.
+ * Deepest nesting of containers, empty or not (the root map is at level
+ * 1), as PROTOCOL.md section 3 states it.  Frames need 4 (root map,
+ * "msgs", a message map, its "hdr"); the rest leaves room for unknown
+ * keys.
  */
 #define MAX_DEPTH 16
 
@@ -53,6 +54,7 @@ static const char *const code_names[FY_E_MAX + 1] = {
 	[FY_E_SHUTDOWN] = "E_SHUTDOWN",
 	[FY_E_MODE] = "E_MODE",
 	[FY_E_NOSUBSCRIBERS] = "E_NOSUBSCRIBERS",
+	[FY_E_IDLE] = "E_IDLE",
 };
 
 const char *
@@ -72,6 +74,7 @@ fy_code_retryable(int code)
 	case FY_E_INTERNAL:
 	case FY_E_SHUTDOWN:
 	case FY_E_NOSUBSCRIBERS:
+	case FY_E_IDLE:
 		return 1;
 	default:
 		return 0;
@@ -100,12 +103,70 @@ fy_name_valid(const char *p, size_t len)
 {
 	size_t i;
 
-	if (p == NULL || len == 0 || len > FY_NAME_MAX)
+	if (p == NULL || len == 0 || len > FY_NAME_DLQ_MAX)
+		return 0;
+	/* Longer than FY_NAME_MAX only as the dead-letter topic of a name
+	 * that is not, so that every valid topic can dead-letter. */
+	if (len > FY_NAME_MAX && memcmp(p + len - 4, ".dlq", 4) != 0)
 		return 0;
 	for (i = 0; i < len; i++)
 		if (!name_ok[(unsigned char)p[i]])
 			return 0;
 	return 1;
+}
+
+/* Bytes of the well-formed UTF-8 character at p[0..n), or 0 if there is
+ * none (RFC 3629: no overlongs, no surrogates, nothing past U+10FFFF). */
+static size_t
+utf8_char(const uint8_t *p, size_t n)
+{
+	uint8_t lo = 0x80, hi = 0xbf;
+	size_t len, i;
+
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] < 0xc2 || p[0] > 0xf4)
+		return 0;
+	len = p[0] < 0xe0 ? 2 : p[0] < 0xf0 ? 3 : 4;
+	if (p[0] == 0xe0)
+		lo = 0xa0;
+	else if (p[0] == 0xed)
+		hi = 0x9f;
+	else if (p[0] == 0xf0)
+		lo = 0x90;
+	else if (p[0] == 0xf4)
+		hi = 0x8f;
+	if (n < len || p[1] < lo || p[1] > hi)
+		return 0;
+	for (i = 2; i < len; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	return len;
+}
+
+size_t
+fy_utf8_clean(char *dst, size_t cap, const char *src, size_t len)
+{
+	static const char repl[] = "\xef\xbf\xbd";	/* U+FFFD */
+	const uint8_t *p = (const uint8_t *)src;
+	size_t i = 0, o = 0, n;
+
+	while (i < len) {
+		const char *c = src + i;
+
+		if ((n = utf8_char(p + i, len - i)) == 0) {
+			c = repl;	/* one byte that starts nothing */
+			n = 3;
+			i++;
+		} else {
+			i += n;
+		}
+		if (o + n > cap)
+			break;		/* cut before a character, never in */
+		memcpy(dst + o, c, n);
+		o += n;
+	}
+	return o;
 }
 
 /* ------------------------------------------------------------------ */
@@ -318,20 +379,20 @@ rd_val(struct rd *r, struct val *v)
 /*
  * Skip the items, from p on, of the non-empty container at level lvl
  * whose header rd_val() read into *v.  Returns the end of the container,
- * or NULL if malformed or nested too deep: a non-empty container must sit
- * at a level below MAX_DEPTH.  No recursion: one count of items left per
- * open container.
+ * or NULL if malformed or nested too deep: no container may sit at a
+ * level above MAX_DEPTH.  No recursion: one count of items left per open
+ * container.
  */
 static const uint8_t *
 skip_items(const uint8_t *p, const uint8_t *end, const struct val *v,
     int lvl)
 {
 	struct rd r = { p, end };
-	uint64_t left[MAX_DEPTH];
+	uint64_t left[MAX_DEPTH + 1];
 	struct val x;
 	int top = lvl;
 
-	if (lvl >= MAX_DEPTH)
+	if (lvl > MAX_DEPTH)
 		return NULL;
 	left[top] = v->type == V_MAP ? 2 * v->u : v->u;
 	for (;;) {
@@ -343,9 +404,9 @@ skip_items(const uint8_t *p, const uint8_t *end, const struct val *v,
 		left[top]--;
 		if (rd_val(&r, &x))
 			return NULL;
+		if (x.type >= V_ARRAY && top + 1 > MAX_DEPTH)
+			return NULL;	/* even an empty one */
 		if (x.type >= V_ARRAY && x.u > 0) {
-			if (top + 1 >= MAX_DEPTH)
-				return NULL;
 			top++;
 			left[top] = x.type == V_MAP ? 2 * x.u : x.u;
 		}
@@ -359,7 +420,11 @@ skip_val(struct rd *r, const struct val *v, int lvl)
 {
 	const uint8_t *p;
 
-	if (v->type < V_ARRAY || v->u == 0)
+	if (v->type < V_ARRAY)
+		return 0;
+	if (lvl > MAX_DEPTH)
+		return -1;	/* a container too deep, even an empty one */
+	if (v->u == 0)
 		return 0;
 	if ((p = skip_items(r->p, r->end, v, lvl)) == NULL)
 		return -1;
@@ -377,7 +442,8 @@ enum key {
 	K_LEASES, K_SERVER, K_SESSION, K_MAX_MSG, K_PREFETCH, K_MAX_FRAME,
 	K_EPHEMERAL, K_ACK_TIMEOUT, K_MAX_ATTEMPTS, K_TTL, K_PID, K_SEQ,
 	K_CORR, K_DUPS, K_STATS, K_EVENTS, K_REPLY_TO, K_TTL_DROP, K_MAX_MSGS,
-	K_OVERFLOW, K_INFLIGHT, K_MANDATORY, K_MAX_BYTES, K_BROKER,
+	K_OVERFLOW, K_INFLIGHT, K_MANDATORY, K_MAX_BYTES, K_BOOT, K_IDLE,
+	K_BROKER,
 	K_COUNT		/* HAS() needs K_COUNT <= 64 */
 };
 
@@ -428,6 +494,8 @@ key_id(const struct val *k)
 		if (IS("hist")) return K_HIST;
 		if (IS("corr")) return K_CORR;
 		if (IS("dups")) return K_DUPS;
+		if (IS("boot")) return K_BOOT;
+		if (IS("idle")) return K_IDLE;
 		break;
 	case 5:
 		if (IS("topic")) return K_TOPIC;
@@ -700,7 +768,9 @@ pubmsg_key(struct dctx *c, enum key k, const struct val *v,
 		*seen_body = 1;
 		return FY_OK;
 	case K_ID:
-		if (get_str(v, &m->id) || m->id.len > FY_ID_MAX)
+		/* Present means given: "" is not "absent" (nil is). */
+		if (get_str(v, &m->id) || m->id.len == 0 ||
+		    m->id.len > FY_ID_MAX)
 			return bad(c, "id");
 		return FY_OK;
 	case K_HDR:
@@ -1151,6 +1221,14 @@ dec_welcome(struct dctx *c, const struct map *m, struct fy_frame *f)
 			if (get_u32(v, &f->welcome.max_msg))
 				return bad(c, "max_msg");
 			break;
+		case K_BOOT:
+			if (get_str(v, &f->welcome.boot))
+				return bad(c, "boot");
+			break;
+		case K_IDLE:
+			if (get_u32(v, &f->welcome.idle_ms))
+				return bad(c, "idle");
+			break;
 		default:
 			break;
 		}
@@ -1195,6 +1273,9 @@ static const struct rowfield gstat_fields[] = {
 	RF("rel", F_U64, struct fy_gstat, released),
 	RF("expired", F_U64, struct fy_gstat, expired),
 	RF("dlq", F_U64, struct fy_gstat, dead_lettered),
+	RF("amo", F_U64, struct fy_gstat, amo),
+	RF("overflow", F_U64, struct fy_gstat, overflow),
+	RF("drop", F_U64, struct fy_gstat, dropped),
 	RF("age", F_U64, struct fy_gstat, age_ms),
 };
 
@@ -1221,6 +1302,7 @@ static const struct rowfield lease_fields[] = {
 	RF("age", F_U64, struct fy_lease_info, age_ms),
 	RF("att", F_U32, struct fy_lease_info, attempt),
 	RF("e", F_STR, struct fy_lease_info, error),
+	RF("left", F_U64, struct fy_lease_info, left_ms),
 };
 
 static const struct rowfield event_fields[] = {
@@ -1565,6 +1647,7 @@ dec_msg(struct dctx *c, const struct map *m, struct fy_frame *f)
 int
 fy_dec_init(struct fy_dec *d)
 {
+	d->requests_only = 0;
 	return msgpack_zone_init(&d->zone, MSGPACK_ZONE_CHUNK_SIZE) ?
 	    FY_OK : FY_ENOMEM;
 }
@@ -1620,6 +1703,9 @@ fy_decode(struct fy_dec *d, const uint8_t *payload, size_t len,
 		r = FY_EFIELD;
 		goto out;
 	}
+	/* Misdirected: the type is the error, whatever its fields. */
+	if (d->requests_only && f->type >= FY_T_WELCOME)
+		return FY_ETYPE;
 
 	switch (f->type) {
 	case FY_T_HELLO:
@@ -2168,13 +2254,16 @@ encode(struct fy_enc *e, const struct fy_frame *f, int nobody)
 	case FY_T_WELCOME:
 		put_head(&w, f, 1 + (f->welcome.server.len > 0) +
 		    (f->welcome.session.len > 0) +
-		    (f->welcome.max_frame != 0) + (f->welcome.max_msg != 0));
+		    (f->welcome.max_frame != 0) + (f->welcome.max_msg != 0) +
+		    (f->welcome.boot.len > 0) + (f->welcome.idle_ms != 0));
 		KEY(&w, "v");
 		put_uint(&w, f->welcome.version);
 		OPT_STR(&w, "server", f->welcome.server);
 		OPT_STR(&w, "session", f->welcome.session);
 		OPT_UINT(&w, "max_frame", f->welcome.max_frame);
 		OPT_UINT(&w, "max_msg", f->welcome.max_msg);
+		OPT_STR(&w, "boot", f->welcome.boot);
+		OPT_UINT(&w, "idle", f->welcome.idle_ms);
 		break;
 	case FY_T_OK:
 		put_head(&w, f, (f->ok.sid != 0) + (f->ok.group.len > 0) +

@@ -34,6 +34,7 @@
 
 #define FY_PROTO_VERSION 1
 #define FY_NAME_MAX 200		/* topic and group names, bytes */
+#define FY_NAME_DLQ_MAX (FY_NAME_MAX + 4)	/* "<name>.dlq" */
 #define FY_ID_MAX 64		/* message ids, bytes */
 #define FY_ERRTEXT_MAX 1024	/* nack error text kept by the broker */
 
@@ -86,8 +87,10 @@ enum fy_code {
 				   mode (e.g. ACK on at-most-once) */
 	FY_E_NOSUBSCRIBERS = 18, /* mandatory publish: no group of the topic
 				   has a member (retryable) */
+	FY_E_IDLE = 20,		/* closed after idle_timeout without a frame
+				   (retryable: reconnect); 19 is taken */
 };
-#define FY_E_MAX 18
+#define FY_E_MAX 20
 
 const char *fy_code_name(int code);	/* "E_STALE"; "E_UNKNOWN" if unknown */
 int fy_code_retryable(int code);	/* 1 or 0 */
@@ -167,6 +170,10 @@ struct fy_gstat {
 	uint64_t released;	/* "rel" */
 	uint64_t expired;	/* "expired": TTL ran out */
 	uint64_t dead_lettered;	/* "dlq" */
+	uint64_t amo;		/* "amo": settled on delivery (mode 1) */
+	uint64_t overflow;	/* "overflow": pushed out of a full group */
+	uint64_t dropped;	/* "drop": removed undelivered and not
+				   dead-lettered */
 	uint64_t age_ms;	/* "age": ms since the oldest ready message
 				   was published; 0 if none is ready */
 };
@@ -194,9 +201,11 @@ struct fy_bstat {
 struct fy_lease_info {
 	struct fy_str id;	/* "id": message id */
 	struct fy_str consumer;	/* "by": the member's client name */
-	uint64_t age_ms;	/* "age": since delivered */
+	uint64_t age_ms;	/* "age": since delivered (TOUCH keeps it) */
 	uint32_t attempt;	/* "att" */
 	struct fy_str error;	/* "e": last nack error, may be empty */
+	uint64_t left_ms;	/* "left": until the lease's deadline, which
+				   TOUCH moves; 0 = due now */
 };
 
 /* One step of a message's life ("events" in OK, for TRACE). */
@@ -296,6 +305,12 @@ struct fy_frame {
 			struct fy_str session;	/* "session", a UUID */
 			uint32_t max_frame;	/* "max_frame" */
 			uint32_t max_msg;	/* "max_msg" */
+			struct fy_str boot;	/* "boot": a UUID drawn when
+						   the broker started; a new
+						   one means a restart */
+			uint32_t idle_ms;	/* "idle": the broker closes a
+						   connection silent this long
+						   (E_IDLE); 0 = never */
 		} welcome;
 		struct {
 			/* SUB reply */
@@ -342,9 +357,15 @@ struct fy_frame {
 	};
 };
 
-/* Decoder: holds the zone that decoded arrays live in. */
+/*
+ * Decoder: holds the zone that decoded arrays live in.  requests_only is
+ * 0 after fy_dec_init(); the broker sets it to 1, so that a frame whose
+ * type only the broker sends (WELCOME, OK, ERR, MSG) is FY_ETYPE before
+ * any of its fields is read, as PROTOCOL.md section 6 says.
+ */
 struct fy_dec {
 	msgpack_zone zone;
+	int requests_only;
 };
 
 int fy_dec_init(struct fy_dec *d);	/* FY_OK or FY_ENOMEM */
@@ -404,7 +425,18 @@ int fy_encode(struct fy_enc *e, const struct fy_frame *f);
 int fy_encode_nobody(struct fy_enc *e, const struct fy_frame *f);
 
 /* 1 if p[0..len) is a valid topic or group name: 1..FY_NAME_MAX bytes of
- * [A-Za-z0-9._-]. */
+ * [A-Za-z0-9._-], or up to FY_NAME_DLQ_MAX if it ends in ".dlq" (the
+ * dead-letter topic of a FY_NAME_MAX one). */
 int fy_name_valid(const char *p, size_t len);
+
+/*
+ * Copy src[0..len) into dst as well-formed UTF-8 of at most cap bytes:
+ * each byte that does not belong to a well-formed character becomes
+ * U+FFFD, and the copy stops before the first character that would not
+ * fit whole.  Returns the bytes written.  For text a client hands the
+ * broker to be sent back as str (a NACK's error), which a strict msgpack
+ * decoder would refuse to read if it were not UTF-8.
+ */
+size_t fy_utf8_clean(char *dst, size_t cap, const char *src, size_t len);
 
 #endif

@@ -226,6 +226,8 @@ decode_seeds(void)
 	f.welcome.session = S("0b8e4a52-51c4-4bb0-9d0c-1d2d3c4b5a69");
 	f.welcome.max_frame = 8u << 20;
 	f.welcome.max_msg = 1u << 20;
+	f.welcome.boot = S("6f1e0c2a-8d3b-4e5f-9a7c-1b2d3e4f5a6b");
+	f.welcome.idle_ms = 300000;
 	add(&f);
 	emit("decode", "welcome");
 	f = (struct fy_frame){.type = FY_T_OK, .rid = 3};

@@ -107,7 +107,7 @@ START_TEST(idle_client_closed)
 	}
 	ck_assert_int_eq(raw_recv_frame(idle, &dec, &f, 3000), 1);
 	ck_assert_int_eq(f.type, FY_T_ERR);
-	ck_assert_uint_eq(f.err.code, FY_E_LIMIT);
+	ck_assert_uint_eq(f.err.code, FY_E_IDLE);
 	ck_assert_int_eq(raw_recv_frame(idle, &dec, &f, 3000), 0);
 	ck_assert_uint_ge(now_ms() - t0, 450);
 	close(idle);

@@ -81,6 +81,9 @@ ck_gstat(const struct fy_gstat *a, const struct fy_gstat *b)
 	ck_assert_uint_eq(a->released, b->released);
 	ck_assert_uint_eq(a->expired, b->expired);
 	ck_assert_uint_eq(a->dead_lettered, b->dead_lettered);
+	ck_assert_uint_eq(a->amo, b->amo);
+	ck_assert_uint_eq(a->overflow, b->overflow);
+	ck_assert_uint_eq(a->dropped, b->dropped);
 	ck_assert_uint_eq(a->age_ms, b->age_ms);
 }
 
@@ -98,6 +101,7 @@ ck_lease_info(const struct fy_lease_info *a, const struct fy_lease_info *b)
 	ck_assert_uint_eq(a->age_ms, b->age_ms);
 	ck_assert_uint_eq(a->attempt, b->attempt);
 	ck_str(a->error, b->error);
+	ck_assert_uint_eq(a->left_ms, b->left_ms);
 }
 
 static void
@@ -187,6 +191,8 @@ ck_frame(const struct fy_frame *a, const struct fy_frame *b)
 		ck_str(a->welcome.session, b->welcome.session);
 		ck_assert_uint_eq(a->welcome.max_frame, b->welcome.max_frame);
 		ck_assert_uint_eq(a->welcome.max_msg, b->welcome.max_msg);
+		ck_str(a->welcome.boot, b->welcome.boot);
+		ck_assert_uint_eq(a->welcome.idle_ms, b->welcome.idle_ms);
 		break;
 	case FY_T_OK:
 		ck_assert_uint_eq(a->ok.sid, b->ok.sid);
@@ -259,9 +265,10 @@ static struct fy_pubmsg batch2[2];
  * backlog row (empty group, mostly zeros: omitted on the wire). */
 static struct fy_gstat gstat2[2] = {
 	{ S("orders.created"), S("billing"), 1, 2, 3, 1ULL << 40, 5,
-	    UINT64_MAX, 300, 70000, 1ULL << 32, 10, 11, 12, 13, 14, 86400000 },
+	    UINT64_MAX, 300, 70000, 1ULL << 32, 10, 11, 12, 13, 14, 15, 16,
+	    17, 86400000 },
 	{ S("orders.created"), S(""), 42, 0, 0, 0, 0, 99, 0, 0, 0, 0, 0, 0,
-	    0, 0, 0 },
+	    0, 0, 0, 0, 0, 0 },
 };
 /* Broker-wide figures: every field, some 0 (omitted on the wire). */
 static struct fy_bstat bstat1[1] = {
@@ -271,9 +278,9 @@ static struct fy_bstat bstat1[1] = {
 static struct fy_gstat gstat17[17];
 static struct fy_lease_info leases3[3] = {
 	{ S("3f2c5a0e-8f6b-4c1d-9a51-5e6c1f2b7d40"), S("worker-1"), 1500, 1,
-	    S("") },
-	{ S("order-42"), S("worker-2"), 0, 4, S("boom: db down") },
-	{ S("x"), S(""), 1ULL << 35, UINT32_MAX, S("") },
+	    S(""), 0 },
+	{ S("order-42"), S("worker-2"), 0, 4, S("boom: db down"), 29000 },
+	{ S("x"), S(""), 1ULL << 35, UINT32_MAX, S(""), 1ULL << 40 },
 };
 static struct fy_event events4[4] = {
 	{ 1700000000000ULL, S("published"), S("orders.created"), S(""),
@@ -448,6 +455,8 @@ sample(int i, struct fy_frame *f)
 		f->welcome.session = S("1b4e28ba-2fa1-11d2-883f-0016d3cca427");
 		f->welcome.max_frame = 8 << 20;
 		f->welcome.max_msg = 1 << 20;
+		f->welcome.boot = S("6f1e0c2a-8d3b-4e5f-9a7c-1b2d3e4f5a6b");
+		f->welcome.idle_ms = 300000;
 		break;
 	case 17:
 		f->type = FY_T_OK;
@@ -1284,25 +1293,35 @@ START_TEST(all_formats)
 END_TEST
 
 /*
- * The nesting limit, exactly: the root map is level 1, and a non-empty
- * container may sit at level 15 at most; an empty one anywhere.
+ * The nesting limit, exactly as PROTOCOL.md section 3 puts it: containers
+ * nest at most 16 deep, the root map being level 1, empty ones included.
  */
 START_TEST(depth_limit)
 {
 	struct fy_frame f;
 	char deep[32];
 
-	/* 14 arrays under "z" (levels 2 to 15), then a uint. */
-	memset(deep, '\x91', 14);
-	strcpy(deep + 14, "\x01");
+	/* 15 arrays under "z" (levels 2 to 16), then a uint. */
+	memset(deep, '\x91', 15);
+	strcpy(deep + 15, "\x01");
 	pack("msusx", 2u, "t", U(FY_T_PING), "z", deep);
 	ck_assert_int_eq(decode_pbuf(&f, NULL), FY_OK);
-	/* Then an empty array at level 16: still fine. */
-	strcpy(deep + 14, "\x90");
+	/* The same 16 levels as a key. */
+	pack("msux" "u", 2u, "t", U(FY_T_PING), deep, 1ull);
+	ck_assert_int_eq(decode_pbuf(&f, NULL), FY_OK);
+	/* A map at level 16 holding scalars is fine too. */
+	memcpy(deep + 14, "\x81\x01\x02", 4);
 	pack("msusx", 2u, "t", U(FY_T_PING), "z", deep);
 	ck_assert_int_eq(decode_pbuf(&f, NULL), FY_OK);
-	/* A non-empty one there is too deep, as a key too. */
-	strcpy(deep + 14, "\x91\x01");
+	/* A 17th level is too deep, even an empty array... */
+	strcpy(deep + 15, "\x90");
+	pack("msusx", 2u, "t", U(FY_T_PING), "z", deep);
+	ck_assert_int_eq(decode_pbuf(&f, NULL), FY_EPROTO);
+	/* ...or an empty map, and so is a non-empty one, as a key too. */
+	strcpy(deep + 15, "\x80");
+	pack("msusx", 2u, "t", U(FY_T_PING), "z", deep);
+	ck_assert_int_eq(decode_pbuf(&f, NULL), FY_EPROTO);
+	strcpy(deep + 15, "\x91\x01");
 	pack("msusx", 2u, "t", U(FY_T_PING), "z", deep);
 	ck_assert_int_eq(decode_pbuf(&f, NULL), FY_EPROTO);
 	pack("msux" "u", 2u, "t", U(FY_T_PING), deep, 1ull);
@@ -1411,6 +1430,20 @@ START_TEST(conflicts)
 	    "id", id65, "body", "x");
 	ck_assert_int_eq(decode_pbuf(&f, &field), FY_OK);
 	ck_assert_uint_eq(f.pub.msgs[0].id.len, FY_ID_MAX);
+	/* An empty id is not "no id" (nil is): 1..64 bytes, single or in a
+	 * batch. */
+	pack("msusssssb", 4u, "t", U(FY_T_PUB), "topic", "a",
+	    "id", "", "body", "x");
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_EFIELD);
+	ck_assert_str_eq(field, "id");
+	pack("msusssamsbss", 3u, "t", U(FY_T_PUB), "topic", "a",
+	    "msgs", 1u, 2u, "body", "x", "id", "");
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_EFIELD);
+	ck_assert_str_eq(field, "id");
+	pack("msusssbsN", 4u, "t", U(FY_T_PUB), "topic", "a",
+	    "body", "x", "id");
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_OK);
+	ck_assert_uint_eq(f.pub.msgs[0].id.len, 0);
 	/* The same bound for a producer id. */
 	pack("msusssssbsu", 5u, "t", U(FY_T_PUB), "topic", "a",
 	    "pid", id65, "body", "x", "seq", 1ull);
@@ -1481,6 +1514,38 @@ START_TEST(unknown_type)
 	ck_assert_int_eq(f.type, tt[_i].type);
 	ck_assert_uint_eq(f.rid, 55);
 	ck_assert_ptr_null(field);
+}
+END_TEST
+
+/*
+ * A broker decoder refuses the types only the broker sends by their type,
+ * before any field: {t:64} and friends are E_UNKNOWN_TYPE, not "field v is
+ * missing".  A client decoder still reads them field by field.
+ */
+START_TEST(misdirected)
+{
+	static const int types[] = {
+		FY_T_WELCOME, FY_T_OK, FY_T_ERR, FY_T_MSG,
+	};
+	struct fy_frame f;
+	const char *field = "unset";
+
+	pack("msusu", 2u, "rid", 9ull, "t", U(types[_i]));
+	ck_assert_int_ne(decode_pbuf(&f, &field), FY_ETYPE);
+	dec.requests_only = 1;
+	field = "unset";
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_ETYPE);
+	ck_assert_int_eq(f.type, types[_i]);
+	ck_assert_uint_eq(f.rid, 9);
+	ck_assert_ptr_null(field);
+	/* A bad "rid" is still reported as such. */
+	pack("msuss", 2u, "t", U(types[_i]), "rid", "1");
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_EFIELD);
+	ck_assert_str_eq(field, "rid");
+	/* Requests decode as before. */
+	pack("msusu", 2u, "rid", 9ull, "t", U(FY_T_PING));
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_OK);
+	ck_assert_int_eq(f.type, FY_T_PING);
 }
 END_TEST
 
@@ -1947,15 +2012,60 @@ START_TEST(names)
 }
 END_TEST
 
+/* NACK error texts: well-formed UTF-8 in, unchanged; anything else
+ * repaired; a cut never splits a character. */
+START_TEST(utf8_clean)
+{
+	static const struct {
+		const char *in;
+		size_t cap;
+		const char *out;
+	} tt[] = {
+		{ "plain", 64, "plain" },
+		{ "caf\xc3\xa9", 64, "caf\xc3\xa9" },
+		{ "caf\xc3\xa9", 4, "caf" },	/* not half an e-acute */
+		{ "\xe2\x82\xac\xf0\x9f\x98\x80", 64,
+		    "\xe2\x82\xac\xf0\x9f\x98\x80" },
+		{ "\xe2\x82\xac\xf0\x9f\x98\x80", 6, "\xe2\x82\xac" },
+		{ "a\xff" "b", 64, "a\xef\xbf\xbd" "b" },
+		{ "\xc0\x80", 64, "\xef\xbf\xbd\xef\xbf\xbd" },	/* overlong */
+		{ "\xed\xa0\x80", 64,				/* surrogate */
+		    "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" },
+		{ "\xf4\x90\x80\x80", 64,			/* > U+10FFFF */
+		    "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" },
+		{ "ok\xe2\x82", 64, "ok\xef\xbf\xbd\xef\xbf\xbd" }, /* cut */
+		{ "\xff", 2, "" },		/* U+FFFD does not fit */
+		{ "", 64, "" },
+	};
+	char out[64];
+	size_t n;
+
+	memset(out, 0, sizeof(out));
+	n = fy_utf8_clean(out, tt[_i].cap, tt[_i].in, strlen(tt[_i].in));
+	ck_assert_uint_eq(n, strlen(tt[_i].out));
+	ck_assert_mem_eq(out, tt[_i].out, n);
+}
+END_TEST
+
 START_TEST(name_lengths)
 {
-	char buf[FY_NAME_MAX + 1];
+	char buf[FY_NAME_MAX + 8];
 
 	memset(buf, 'a', sizeof(buf));
 	ck_assert_int_eq(fy_name_valid(buf, FY_NAME_MAX), 1);
 	ck_assert_int_eq(fy_name_valid(buf, FY_NAME_MAX + 1), 0);
 	ck_assert_int_eq(fy_name_valid(buf, 0), 0);
 	ck_assert_int_eq(fy_name_valid(NULL, 0), 0);
+	/* The dead-letter topic of a longest name: 4 bytes more. */
+	memcpy(buf + FY_NAME_MAX, ".dlq", 4);
+	ck_assert_int_eq(fy_name_valid(buf, FY_NAME_MAX + 4), 1);
+	memcpy(buf + FY_NAME_MAX - 4, ".dlq.dlq", 8);
+	ck_assert_int_eq(fy_name_valid(buf, FY_NAME_MAX + 4), 1);
+	ck_assert_int_eq(fy_name_valid(buf, FY_NAME_MAX + 3), 0);
+	memcpy(buf + FY_NAME_MAX, ".dlx", 4);
+	ck_assert_int_eq(fy_name_valid(buf, FY_NAME_MAX + 4), 0);
+	memcpy(buf + FY_NAME_MAX + 1, ".dlq", 4);
+	ck_assert_int_eq(fy_name_valid(buf, FY_NAME_MAX + 5), 0);
 }
 END_TEST
 
@@ -1977,6 +2087,7 @@ START_TEST(codes)
 		{ 17, "E_MODE", 0 }, { 18, "E_NOSUBSCRIBERS", 1 },
 		{ 0, "E_UNKNOWN", 0 }, { 19, "E_UNKNOWN", 0 },
 		{ -1, "E_UNKNOWN", 0 }, { 1000, "E_UNKNOWN", 0 },
+		{ 20, "E_IDLE", 1 }, { 21, "E_UNKNOWN", 0 },
 	};
 
 	ck_assert_str_eq(fy_code_name(t[_i].code), t[_i].name);
@@ -2038,6 +2149,7 @@ codec_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_loop_test(tc, unknown_type, 0, 7);
 	tcase_add_test(tc, bad_t_rid);
+	tcase_add_loop_test(tc, misdirected, 0, 4);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("fields");
@@ -2049,7 +2161,8 @@ codec_suite(void)
 	tc = tcase_create("names");
 	tcase_add_loop_test(tc, names, 0, 15);
 	tcase_add_test(tc, name_lengths);
-	tcase_add_loop_test(tc, codes, 0, 22);
+	tcase_add_loop_test(tc, utf8_clean, 0, 12);
+	tcase_add_loop_test(tc, codes, 0, 24);
 	suite_add_tcase(s, tc);
 
 	return s;

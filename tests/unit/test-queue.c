@@ -114,7 +114,7 @@ START_TEST(lease_alloc_find_free)
 	/* The slot is reused with a new generation: the old token is
 	 * stale for good. */
 	ta2 = lease_alloc(&t, a);
-	ck_assert_uint_eq((uint32_t)ta2, (uint32_t)ta);
+	ck_assert_uint_eq(lease_idx(ta2), lease_idx(ta));
 	ck_assert_uint_ne(ta2, ta);
 	ck_assert_ptr_null(lease_find(&t, ta));
 	ck_assert_ptr_eq(lease_find(&t, ta2), a);
@@ -125,9 +125,52 @@ START_TEST(lease_alloc_find_free)
 	ck_assert_ptr_null(lease_find(&t, 0));
 	ck_assert_ptr_null(lease_find(&t, UINT64_MAX));
 	ck_assert_ptr_null(lease_find(&t, (uint64_t)1 << 32 | 100000));
+	/* The live token with bits above 2^53 is not that token. */
+	ck_assert_ptr_null(lease_find(&t, ta2 | (uint64_t)1 << 53));
 	lease_table_fini(&t);
 	free(a);
 	free(b);
+}
+END_TEST
+
+/*
+ * Tokens stay below 2^53 (a JavaScript client's exact integers) over a
+ * slot's whole generation cycle, the wrap skips 0, and a token of a
+ * wrapped generation is still refused until its generation comes back.
+ */
+START_TEST(lease_tokens_below_2_53)
+{
+	struct lease_table t;
+	struct qent *e = (struct qent *)mk(0);
+	uint64_t first, tok, prev = 0;
+
+	lease_table_init(&t);
+	first = lease_alloc(&t, e);
+	ck_assert_uint_lt(first, (uint64_t)1 << 53);
+	lease_free(&t, first);
+	/* Walk the slot to the last generation. */
+	t.s[lease_idx(first)].gen = LEASE_GEN_MAX;
+	tok = lease_alloc(&t, e);
+	ck_assert_uint_eq(lease_idx(tok), lease_idx(first));
+	ck_assert_uint_lt(tok, (uint64_t)1 << 53);
+	ck_assert_uint_ge(tok, (uint64_t)1 << 52);
+	ck_assert_ptr_eq(lease_find(&t, tok), e);
+	prev = tok;
+	lease_free(&t, tok);
+	/* Wrapped: generation 1 again, never 0 (token 0 is never issued). */
+	tok = lease_alloc(&t, e);
+	ck_assert_uint_eq(tok, first);
+	ck_assert_ptr_null(lease_find(&t, prev));
+	ck_assert_ptr_eq(lease_find(&t, tok), e);
+	lease_free(&t, tok);
+	/* Many slots: every token below 2^53. */
+	for (int i = 0; i < 3000; i++) {
+		tok = lease_alloc(&t, e);
+		ck_assert_uint_ne(tok, 0);
+		ck_assert_uint_lt(tok, (uint64_t)1 << 53);
+	}
+	lease_table_fini(&t);
+	free(e);
 }
 END_TEST
 
@@ -418,6 +461,7 @@ queue_suite(void)
 	tc = tcase_create("lease");
 	tcase_add_test(tc, lease_alloc_find_free);
 	tcase_add_test(tc, lease_grows);
+	tcase_add_test(tc, lease_tokens_below_2_53);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("backoff");
 	tcase_add_test(tc, backoff_doubles_and_caps);

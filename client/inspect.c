@@ -1,0 +1,320 @@
+/*
+ * inspect.c - inspection requests (stats, inflight, trace, peek): each
+ * answer is copied into one caller-owned block while it is decoded.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ferry-int.h"
+
+/* Strings of a copied answer go after its array, in the same block. */
+#define SPUT(dst, s) do {						\
+		(dst) = sp;						\
+		if ((s).len)						\
+			memcpy(sp, (s).p, (s).len);			\
+		sp[(s).len] = '\0';					\
+		sp += (s).len + 1;					\
+	} while (0)
+
+static int
+copy_stats(struct ferry *f, const struct fy_frame *fr)
+{
+	const uint32_t n = fr->ok.nstats;
+	struct ferry_group_stats *rows;
+	size_t size = n * sizeof(*rows), i;
+	char *sp;
+
+	for (i = 0; i < n; i++)
+		size += fr->ok.stats[i].topic.len + fr->ok.stats[i].group.len +
+		    2;
+	if ((rows = malloc(size ? size : 1)) == NULL)
+		return -1;
+	sp = (char *)(rows + n);
+	for (i = 0; i < n; i++) {
+		const struct fy_gstat *g = &fr->ok.stats[i];
+		struct ferry_group_stats *r = &rows[i];
+
+		SPUT(r->topic, g->topic);
+		SPUT(r->group, g->group);
+		r->ready = g->ready;
+		r->delayed = g->delayed;
+		r->inflight = g->inflight;
+		r->bytes = g->bytes;
+		r->members = g->members;
+		r->enqueued = g->enqueued;
+		r->delivered = g->delivered;
+		r->acked = g->acked;
+		r->timeouts = g->timeouts;
+		r->nacked = g->nacked;
+		r->disconnected = g->disconnected;
+		r->released = g->released;
+		r->expired = g->expired;
+		r->dead_lettered = g->dead_lettered;
+		r->age_ms = g->age_ms;
+	}
+	f->wout = rows;
+	f->wn = n;
+	return 0;
+}
+
+static int
+copy_inflight(struct ferry *f, const struct fy_frame *fr)
+{
+	const uint32_t n = fr->ok.ninflight;
+	struct ferry_lease_info *rows;
+	size_t size = n * sizeof(*rows), i;
+	char *sp;
+
+	for (i = 0; i < n; i++)
+		size += fr->ok.inflight[i].id.len +
+		    fr->ok.inflight[i].consumer.len +
+		    fr->ok.inflight[i].error.len + 3;
+	if ((rows = malloc(size ? size : 1)) == NULL)
+		return -1;
+	sp = (char *)(rows + n);
+	for (i = 0; i < n; i++) {
+		const struct fy_lease_info *l = &fr->ok.inflight[i];
+
+		SPUT(rows[i].id, l->id);
+		SPUT(rows[i].consumer, l->consumer);
+		SPUT(rows[i].error, l->error);
+		rows[i].age_ms = l->age_ms;
+		rows[i].attempt = l->attempt;
+	}
+	f->wout = rows;
+	f->wn = n;
+	return 0;
+}
+
+static int
+copy_events(struct ferry *f, const struct fy_frame *fr)
+{
+	const uint32_t n = fr->ok.nevents;
+	struct ferry_event *rows;
+	size_t size = n * sizeof(*rows), i;
+	char *sp;
+
+	for (i = 0; i < n; i++) {
+		const struct fy_event *e = &fr->ok.events[i];
+
+		size += e->what.len + e->topic.len + e->group.len +
+		    e->consumer.len + e->error.len + 5;
+	}
+	if ((rows = malloc(size ? size : 1)) == NULL)
+		return -1;
+	sp = (char *)(rows + n);
+	for (i = 0; i < n; i++) {
+		const struct fy_event *e = &fr->ok.events[i];
+
+		rows[i].at_ms = e->at;
+		SPUT(rows[i].what, e->what);
+		SPUT(rows[i].topic, e->topic);
+		SPUT(rows[i].group, e->group);
+		SPUT(rows[i].consumer, e->consumer);
+		SPUT(rows[i].error, e->error);
+		rows[i].attempt = e->attempt;
+	}
+	f->wout = rows;
+	f->wn = n;
+	return 0;
+}
+#undef SPUT
+
+static int
+copy_peek(struct ferry *f, const struct fy_frame *fr)
+{
+	struct mnode *n;
+
+	if (fr->type != FY_T_MSG)
+		return 0;	/* an OK without the message: see below */
+	if ((n = lf_msg_copy(fr)) == NULL)
+		return -1;
+	n->msg.sid = 0;
+	n->msg.lease = 0;
+	f->wout = n;
+	return 0;
+}
+
+/*
+ * Send a query (STATS, INFLIGHT, PEEK, TRACE) and wait; on success the
+ * copy built by fn is returned in *out (and its row count in *n).
+ */
+static int
+query(struct ferry *f, int type, const char *topic, const char *group,
+    const char *id, int (*fn)(struct ferry *, const struct fy_frame *),
+    void **out, size_t *n)
+{
+	struct fy_frame fr;
+	size_t tlen = 0, glen = 0, ilen = 0;
+	int r;
+
+	*out = NULL;
+	*n = 0;
+	if (f->err && lf_recover(f) < 0)
+		return f->err;
+	if (topic != NULL && (topic[0] != '\0' || type != FY_T_STATS)) {
+		r = lf_check_topic(f, topic, &tlen);
+		if (r < 0)
+			return r;
+	} else if (type != FY_T_STATS && type != FY_T_TRACE) {
+		return lf_seterr(f, FERRY_EINVAL, "topic is NULL");
+	}
+	if (group != NULL && group[0] != '\0') {
+		glen = strnlen(group, FERRY_NAME_MAX + 1);
+		r = lf_check_name(f, "group", group, glen);
+		if (r < 0)
+			return r;
+	}
+	if (type == FY_T_TRACE) {
+		if (id == NULL || id[0] == '\0')
+			return lf_seterr(f, FERRY_EINVAL,
+			    "message id is empty");
+		ilen = strnlen(id, FERRY_ID_MAX + 1);
+		if (ilen > FERRY_ID_MAX)
+			return lf_seterr(f, FERRY_EINVAL,
+			    "message id longer than %d bytes", FERRY_ID_MAX);
+	}
+	memset(&fr, 0, sizeof(fr));
+	fr.type = type;
+	fr.query.topic.p = tlen ? topic : NULL;
+	fr.query.topic.len = (uint32_t)tlen;
+	fr.query.group.p = glen ? group : NULL;
+	fr.query.group.len = (uint32_t)glen;
+	fr.query.id.p = ilen ? id : NULL;
+	fr.query.id.len = (uint32_t)ilen;
+	f->wcopy = fn;
+	f->wout = NULL;
+	f->wn = 0;
+	r = lf_send_sync(f, &fr);
+	f->wcopy = NULL;
+	if (r < 0) {
+		/* A copy made before a later failure is ours to free. */
+		if (type == FY_T_PEEK)
+			ferry_msg_free(f->wout ? &((struct mnode *)f->wout)->msg :
+			    NULL);
+		else
+			free(f->wout);
+		f->wout = NULL;
+		return r;
+	}
+	*out = f->wout;
+	*n = f->wn;
+	f->wout = NULL;
+	return 0;
+}
+
+int
+ferry_stats(struct ferry *f, const char *topic,
+    struct ferry_group_stats **rows, size_t *n)
+{
+	return query(f, FY_T_STATS, topic, NULL, NULL, copy_stats,
+	    (void **)rows, n);
+}
+
+void
+ferry_stats_free(struct ferry_group_stats *rows)
+{
+	free(rows);
+}
+
+/* The "broker" row of a STATS reply, if any (f->wn = 0 if none). */
+static int
+copy_broker(struct ferry *f, const struct fy_frame *fr)
+{
+	const struct fy_bstat *b = fr->ok.broker;
+	struct ferry_broker_stats *bs;
+
+	if ((bs = calloc(1, sizeof(*bs))) == NULL)
+		return -1;
+	if (fr->ok.nbroker > 0) {
+		bs->conns = b->conns;
+		bs->topics = b->topics;
+		bs->groups = b->groups;
+		bs->ready = b->ready;
+		bs->delayed = b->delayed;
+		bs->inflight = b->inflight;
+		bs->bytes = b->bytes;
+		bs->published = b->published;
+		bs->delivered = b->delivered;
+		bs->acked = b->acked;
+		bs->bytes_in = b->bytes_in;
+		bs->bytes_out = b->bytes_out;
+		bs->journal_bytes = b->journal_bytes;
+		bs->uptime_ms = b->uptime_ms;
+	}
+	f->wout = bs;
+	f->wn = fr->ok.nbroker > 0;
+	return 0;
+}
+
+int
+ferry_stats_broker(struct ferry *f, struct ferry_broker_stats *bs)
+{
+	struct ferry_broker_stats *got;
+	size_t n;
+	int r;
+
+	memset(bs, 0, sizeof(*bs));
+	r = query(f, FY_T_STATS, NULL, NULL, NULL, copy_broker,
+	    (void **)&got, &n);
+	if (r < 0)
+		return r;
+	if (n == 0) {
+		free(got);
+		return lf_seterr(f, FERRY_EBROKER, "the broker reports no "
+		    "broker-wide figures");
+	}
+	*bs = *got;
+	free(got);
+	return 0;
+}
+
+int
+ferry_inflight(struct ferry *f, const char *topic, const char *group,
+    struct ferry_lease_info **rows, size_t *n)
+{
+	return query(f, FY_T_INFLIGHT, topic, group, NULL, copy_inflight,
+	    (void **)rows, n);
+}
+
+void
+ferry_inflight_free(struct ferry_lease_info *rows)
+{
+	free(rows);
+}
+
+int
+ferry_trace(struct ferry *f, const char *id, struct ferry_event **rows,
+    size_t *n)
+{
+	return query(f, FY_T_TRACE, NULL, NULL, id, copy_events,
+	    (void **)rows, n);
+}
+
+void
+ferry_trace_free(struct ferry_event *rows)
+{
+	free(rows);
+}
+
+int
+ferry_peek(struct ferry *f, const char *topic, const char *group,
+    struct ferry_msg **m)
+{
+	struct mnode *node;
+	size_t n;
+	int r;
+
+	*m = NULL;
+	r = query(f, FY_T_PEEK, topic, group, NULL, copy_peek,
+	    (void **)&node, &n);
+	if (r < 0)
+		return r;
+	if (node == NULL) {
+		/* An OK: an older broker's way of saying "nothing". */
+		f->last_code = FY_E_NOTFOUND;
+		return lf_seterr(f, FERRY_ENOTFOUND, "nothing to peek at");
+	}
+	*m = &node->msg;
+	return 0;
+}

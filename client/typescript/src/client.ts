@@ -1,0 +1,1080 @@
+/*
+ * client.ts - a ferry connection that survives the broker: requests
+ * matched by rid (PROTOCOL.md section 5), deliveries routed by sid,
+ * writes coalesced per event-loop turn, and on a lost connection a
+ * reconnect with backoff and jitter that subscribes again and re-sends
+ * the confirmed publishes whose outcome is unknown, with the same
+ * producer id and sequence number so the broker never enqueues them twice
+ * (section 8, Duplicates).
+ */
+import net from 'node:net';
+import { EventEmitter, once } from 'node:events';
+import { randomUUID, randomBytes } from 'node:crypto';
+import {
+	T, type Payload, FrameReader, FrameWriter, decodePayload,
+	encodePayload, uint64, wireInt,
+} from './codec.js';
+import {
+	FerryError, errorFromCode, ConnectionLost, ClientClosed, TimeoutError,
+	AbortError, BrokerProtocolError, FrameTooBig, MessageTooBig,
+	StaleLease, ModeError, BadArgument, SubscriptionDeleted, ShuttingDown,
+} from './errors.js';
+import { Message, type Settler, type ReplyOptions } from './message.js';
+import {
+	Subscription, type SubscribeOptions, type Handler, type SubOwner,
+} from './subscription.js';
+
+export interface ReconnectOptions {
+	/** First delay in ms (default 100); doubles per failed attempt. */
+	initialDelay?: number;
+	/** Cap in ms (default 5000). */
+	maxDelay?: number;
+	/** Give up after this many failed attempts (default: never). */
+	maxAttempts?: number;
+}
+
+export interface ConnectOptions {
+	host?: string;
+	port?: number;
+	/** HELLO name: shown in the broker's logs and dead-letter history. */
+	name?: string;
+	/** ms for TCP connect + handshake (default 10000). */
+	connectTimeout?: number;
+	/** ms a request waits for its reply, reconnects included (30000). */
+	requestTimeout?: number;
+	/** Reconnect after a lost connection (default true). */
+	reconnect?: boolean | ReconnectOptions;
+	/** Idempotent producer id (default: a random UUID per client). */
+	producerId?: string;
+	/** Give confirmed publishes pid + seq (default true). */
+	idempotent?: boolean;
+	/** Largest frame accepted from the broker (default 64 MiB). */
+	maxIncomingFrame?: number;
+}
+
+export interface PublishOptions {
+	/** Message id, 1..64 bytes; deduplicated within the broker's window. */
+	id?: string;
+	headers?: Record<string, string>;
+	/** ms before the message may be delivered. */
+	delay?: number;
+	/** ms it may wait undelivered before it expires. */
+	ttl?: number;
+	/** Wait for the broker's confirm (default true). */
+	confirm?: boolean;
+	replyTo?: string;
+	correlationId?: string;
+	/** Targeted publish: only this existing group of the topic. */
+	group?: string;
+	/** Refuse with NoSubscribers if no group has a connected member. */
+	mandatory?: boolean;
+	/** ms to wait for the confirm (default: the client's requestTimeout). */
+	timeout?: number;
+}
+
+export interface BatchItem {
+	data: unknown;
+	id?: string;
+	headers?: Record<string, string>;
+	delay?: number;
+	ttl?: number;
+	replyTo?: string;
+	correlationId?: string;
+}
+
+export interface BatchOptions {
+	confirm?: boolean;
+	group?: string;
+	mandatory?: boolean;
+	timeout?: number;
+}
+
+export interface RequestOptions {
+	/** ms to wait for the reply (default 5000); also the request's TTL. */
+	timeout?: number;
+	signal?: AbortSignal;
+	headers?: Record<string, string>;
+}
+
+export interface Welcome {
+	server: string;
+	session: string;
+	maxFrame: number;
+	maxMsg: number;
+}
+
+type Kind = 'pub' | 'sub' | 'other';
+
+interface Pending {
+	rid: number;
+	frame: Payload;
+	kind: Kind;
+	/* May be sent again after a reconnect without harm. */
+	resendable: boolean;
+	/* Written on the current connection. */
+	sent: boolean;
+	deadline: number;
+	retries: number;
+	/* frame built without undefined keys or unsafe numbers */
+	clean: boolean;
+	ok: (p: Payload) => void;
+	fail: (e: Error) => void;
+}
+
+interface Conn {
+	sock: net.Socket;
+	gen: number;
+	reader: FrameReader;
+	welcomed: boolean;
+	handshake: { resolve: () => void; reject: (e: Error) => void } | null;
+	/* Why it is closing, if we know better than the socket. */
+	cause: Error | null;
+}
+
+type State = 'connecting' | 'open' | 'reconnecting' | 'closed';
+
+const FLUSH_BYTES = 256 * 1024;	/* write at once past this much queued */
+const HIGH_WATER = 4 * 1024 * 1024;	/* fire-and-forget waits past this */
+const OFFLINE_MAX = 10000;	/* fire-and-forget frames kept offline */
+
+function encodeBody(data: unknown, headers?: Record<string, string>):
+    { body: Buffer; hdr?: Record<string, string> } {
+	if (Buffer.isBuffer(data))
+		return { body: data, hdr: headers };
+	if (data instanceof Uint8Array)
+		return { body: Buffer.from(data.buffer, data.byteOffset,
+		    data.byteLength), hdr: headers };
+	const text = JSON.stringify(data);
+	if (text === undefined)
+		throw new BadArgument('data cannot be encoded as JSON');
+	const hdr = { ...(headers ?? {}) };
+	if (!Object.keys(hdr).some((k) => k.toLowerCase() === 'content-type'))
+		hdr['content-type'] = 'application/json';
+	return { body: Buffer.from(text), hdr };
+}
+
+function isEmpty(o?: Record<string, string>): boolean {
+	if (!o)
+		return true;
+	for (const _ in o)
+		return false;
+	return true;
+}
+
+function errorText(e: unknown): string {
+	if (e instanceof Error)
+		return e.message || e.name;
+	return String(e);
+}
+
+export class Client extends EventEmitter implements Settler, SubOwner {
+	readonly host: string;
+	readonly port: number;
+	readonly name: string;
+	/** Producer id sent with confirmed publishes (idempotent producer). */
+	readonly producerId: string;
+	/** Reconnects done, and publishes sent again after one. */
+	readonly counters = { reconnects: 0, resent: 0 };
+	/** The last WELCOME. */
+	welcome: Welcome = { server: '', session: '', maxFrame: 0, maxMsg: 0 };
+
+	private state: State = 'connecting';
+	private conn: Conn | null = null;
+	private gen = 0;
+	private nextRid = 1;
+	private seq = 0;
+	private ownPid: boolean;
+	private pending = new Map<number, Pending>();
+	private subs = new Set<Subscription>();
+	private bySid = new Map<bigint, Subscription>();
+	private writer = new FrameWriter();
+	private flushQueued = false;
+	private ackBatch = new Map<bigint, bigint[]>();
+	private offline: Payload[] = [];
+	private sweeper: NodeJS.Timeout;
+	private reconnectTimer: NodeJS.Timeout | null = null;
+	private inbox: Subscription | null = null;
+	private replyWaiters = new Map<string,
+	    (e: Error | null, m?: Message) => void>();
+	private opts: Required<Pick<ConnectOptions, 'connectTimeout' |
+	    'requestTimeout' | 'idempotent' | 'maxIncomingFrame'>> & {
+		reconnect: Required<ReconnectOptions> | null;
+	};
+
+	/** Use connect(); the constructor does not connect. */
+	constructor(options: ConnectOptions = {}) {
+		super();
+		this.host = options.host ?? '127.0.0.1';
+		this.port = options.port ?? 4470;
+		this.name = options.name ?? '';
+		/* 96 random bits: unique, and 16 bytes on every publish, not 36 */
+		this.producerId = options.producerId ??
+		    randomBytes(12).toString('base64url');
+		this.ownPid = options.producerId === undefined;
+		const rc = options.reconnect ?? true;
+		this.opts = {
+			connectTimeout: options.connectTimeout ?? 10000,
+			requestTimeout: options.requestTimeout ?? 30000,
+			idempotent: options.idempotent ?? true,
+			maxIncomingFrame: options.maxIncomingFrame ?? 64 * 1024 * 1024,
+			reconnect: rc === false ? null : {
+				initialDelay: 100, maxDelay: 5000, maxAttempts: Infinity,
+				...(rc === true ? {} : rc),
+			},
+		};
+		this.sweeper = setInterval(() => this.sweep(), 50);
+		this.sweeper.unref();
+	}
+
+	/** 'connecting', 'open', 'reconnecting' or 'closed'. */
+	get status(): State {
+		return this.state;
+	}
+
+	/** @internal */
+	connectionGen(): number {
+		return this.gen;
+	}
+
+	/** Connect and shake hands; rejects if the first attempt fails. */
+	async start(): Promise<void> {
+		try {
+			await this.open();
+		} catch (e) {
+			this.state = 'closed';
+			clearInterval(this.sweeper);
+			throw e;
+		}
+		this.opened();
+	}
+
+	private emitError(e: Error): void {
+		if (this.listenerCount('error'))
+			this.emit('error', e);
+	}
+
+	/* ---- connection ---- */
+
+	private open(): Promise<void> {
+		return new Promise((resolve, reject) => {
+			const sock = net.connect({ host: this.host, port: this.port });
+			sock.setNoDelay(true);
+			const c: Conn = {
+				sock, gen: ++this.gen,
+				reader: new FrameReader(this.opts.maxIncomingFrame),
+				welcomed: false, handshake: null, cause: null,
+			};
+			const timer = setTimeout(() => {
+				c.cause = new TimeoutError(`no WELCOME from ${this.host}:` +
+				    `${this.port} within ${this.opts.connectTimeout} ms`);
+				sock.destroy();
+			}, this.opts.connectTimeout);
+			c.handshake = {
+				resolve: () => { clearTimeout(timer); resolve(); },
+				reject: (e) => { clearTimeout(timer); reject(e); },
+			};
+			this.conn = c;
+			sock.on('connect', () => {
+				sock.write(this.frameBytes({ t: T.HELLO, v: 1,
+				    name: this.name || undefined }));
+			});
+			sock.on('data', (chunk: Buffer) => this.onData(c, chunk));
+			sock.on('error', (e) => {
+				if (!c.cause)
+					c.cause = new ConnectionLost(
+					    `connection to ${this.host}:${this.port}: ${e.message}`);
+			});
+			sock.on('close', () => this.onClose(c));
+		});
+	}
+
+	private frameBytes(p: Payload): Buffer {
+		const w = new FrameWriter();
+		w.add(encodePayload(p));
+		return w.take() as Buffer;
+	}
+
+	private onData(c: Conn, chunk: Buffer): void {
+		if (c !== this.conn)
+			return;
+		try {
+			c.reader.push(chunk, (payload) => {
+				if (c === this.conn && !c.cause)
+					this.onPayload(c, decodePayload(payload));
+			});
+		} catch (e) {
+			this.protocolFailure(c, e as Error);
+		}
+	}
+
+	/* The broker broke the protocol: nothing on this connection holds. */
+	private protocolFailure(c: Conn, e: Error): void {
+		if (!(e instanceof FerryError))
+			e = new BrokerProtocolError(errorText(e));
+		if (!c.cause)
+			c.cause = e;
+		c.sock.destroy();
+	}
+
+	private onPayload(c: Conn, p: Payload): void {
+		const t = p.t;
+		if (!c.welcomed) {
+			if (t === T.WELCOME) {
+				const u = (k: string) => {
+					const v = p[k];
+					return typeof v === 'number' ? v : 0;
+				};
+				if (p.v !== 1)
+					throw new BrokerProtocolError(
+					    `WELCOME for protocol version ${String(p.v)}`);
+				this.welcome = {
+					server: typeof p.server === 'string' ? p.server : '',
+					session: typeof p.session === 'string' ? p.session : '',
+					maxFrame: u('max_frame'), maxMsg: u('max_msg'),
+				};
+				c.welcomed = true;
+				const h = c.handshake;
+				c.handshake = null;
+				h?.resolve();
+				return;
+			}
+			if (t === T.ERR) {
+				c.cause = errorFromCode(Number(p.code),
+				    typeof p.msg === 'string' ? p.msg : '');
+				c.sock.destroy();
+				return;
+			}
+			throw new BrokerProtocolError(
+			    `expected WELCOME, got a frame of type ${String(t)}`);
+		}
+		switch (t) {
+		case T.MSG: {
+			const rid = p.rid;
+			if (rid !== undefined && rid !== null && rid !== 0) {
+				this.answer(Number(rid), p);	/* PEEK */
+				return;
+			}
+			const m = new Message(p, c.gen, this);
+			const sub = this.bySid.get(m.sid);
+			if (sub)
+				sub.deliver(m);
+			return;
+		}
+		case T.OK:
+			this.answer(Number(p.rid), p);
+			return;
+		case T.ERR: {
+			const err = errorFromCode(Number(p.code),
+			    typeof p.msg === 'string' ? p.msg : '');
+			const sid = uint64(p.sid);
+			if (sid)
+				err.sid = sid;
+			const rid = Number(p.rid ?? 0);
+			if (rid) {
+				this.answer(rid, p, err);
+				return;
+			}
+			if (err instanceof SubscriptionDeleted && sid) {
+				const sub = this.bySid.get(sid);
+				if (sub) {
+					this.bySid.delete(sid);
+					this.subs.delete(sub);
+					sub.fail(err);
+				}
+			} else if (err instanceof ShuttingDown) {
+				c.cause = new ConnectionLost(
+				    'broker shutting down: ' + err.message);
+			}
+			this.emitError(err);
+			return;
+		}
+		default:
+			throw new BrokerProtocolError(
+			    `frame of type ${String(t)} from the broker`);
+		}
+	}
+
+	private answer(rid: number, p: Payload, err?: FerryError): void {
+		const r = this.pending.get(rid);
+		if (!r)
+			return;	/* timed out already */
+		if (err && r.kind === 'pub' && r.resendable &&
+		    (err.code === 13 || err.code === 14) && r.retries < 5) {
+			/* Outcome unknown (section 7): same pid/seq, later. */
+			r.retries++;
+			r.sent = false;
+			const t = setTimeout(() => {
+				if (this.pending.get(rid) === r && !r.sent &&
+				    this.state === 'open') {
+					r.sent = true;
+					this.write(r.frame, r.clean);
+				}
+			}, 50 * 2 ** r.retries);
+			t.unref();
+			return;
+		}
+		this.pending.delete(rid);
+		if (err)
+			r.fail(err);
+		else
+			r.ok(p);
+	}
+
+	private onClose(c: Conn): void {
+		if (c !== this.conn)
+			return;
+		this.conn = null;
+		let cause = c.cause;
+		if (!cause && c.reader.pending)
+			cause = new BrokerProtocolError('connection closed inside a ' +
+			    `frame: ${c.reader.pending} of ${c.reader.expected} bytes`);
+		if (!cause)
+			cause = new ConnectionLost(
+			    `connection to ${this.host}:${this.port} closed`);
+		if (c.handshake) {
+			const h = c.handshake;
+			c.handshake = null;
+			h.reject(cause);
+			return;
+		}
+		this.lost(cause);
+	}
+
+	/* The open connection is gone: keep what can be redone, fail the rest. */
+	private lost(cause: Error): void {
+		const fatal = cause instanceof BrokerProtocolError ||
+		    !this.opts.reconnect || this.state === 'closed';
+		this.bySid.clear();
+		this.ackBatch.clear();
+		this.writer.clear();
+		for (const s of this.subs)
+			s.disconnected();
+		for (const [rid, r] of this.pending) {
+			if (r.kind === 'sub') {
+				/* subscribed again from this.subs */
+				this.pending.delete(rid);
+			} else if (!fatal && (!r.sent || (r.kind === 'pub' &&
+			    r.resendable))) {
+				r.sent = false;
+			} else {
+				this.pending.delete(rid);
+				r.fail(cause instanceof FerryError ? cause :
+				    new ConnectionLost(cause.message));
+			}
+		}
+		if (this.state === 'closed')
+			return;
+		this.emit('disconnect', cause);
+		if (!this.opts.reconnect) {
+			this.shutdown(cause);
+			return;
+		}
+		this.state = 'reconnecting';
+		this.scheduleReconnect(0);
+	}
+
+	private scheduleReconnect(attempt: number): void {
+		const rc = this.opts.reconnect!;
+		const base = Math.min(rc.maxDelay, rc.initialDelay * 2 ** attempt);
+		const delay = base / 2 + Math.random() * base / 2;	/* jitter */
+		this.reconnectTimer = setTimeout(() => {
+			this.reconnectTimer = null;
+			if (this.state !== 'reconnecting')
+				return;
+			this.open().then(() => {
+				if (this.state !== 'reconnecting') {
+					this.conn?.sock.destroy();
+					return;
+				}
+				this.counters.reconnects++;
+				this.opened();
+				this.emit('reconnect', attempt + 1);
+			}, (e: Error) => {
+				if (this.state !== 'reconnecting')
+					return;
+				this.emit('reconnectError', e);
+				if (attempt + 1 >= rc.maxAttempts)
+					this.shutdown(e);
+				else
+					this.scheduleReconnect(attempt + 1);
+			});
+		}, delay);
+	}
+
+	/* Handshake done: subscribe again, re-send, drain the offline queue. */
+	private opened(): void {
+		this.state = 'open';
+		if (this.welcome.maxFrame)
+			this.conn!.reader.maxFrame = Math.max(this.opts.maxIncomingFrame,
+			    this.welcome.maxFrame);
+		for (const s of this.subs)
+			this.sendSub(s);
+		const todo = [...this.pending.values()].filter((r) => !r.sent)
+		    .sort((a, b) => a.rid - b.rid);
+		for (const r of todo) {
+			r.sent = true;
+			if (r.kind === 'pub' && r.resendable && this.counters.reconnects)
+				this.counters.resent++;
+			this.write(r.frame, r.clean);
+		}
+		const off = this.offline;
+		this.offline = [];
+		for (const f of off)
+			this.write(f);
+	}
+
+	/* Fail everything and stop for good. */
+	private shutdown(cause: Error): void {
+		this.state = 'closed';
+		clearInterval(this.sweeper);
+		if (this.reconnectTimer)
+			clearTimeout(this.reconnectTimer);
+		const err = cause instanceof FerryError ? cause :
+		    new ConnectionLost(cause.message);
+		for (const r of this.pending.values())
+			r.fail(err);
+		this.pending.clear();
+		for (const s of this.subs)
+			s.fail(err);
+		this.subs.clear();
+		for (const w of [...this.replyWaiters.values()])
+			w(err);
+		this.offline = [];
+		this.emit('close', cause);
+	}
+
+	/**
+	 * Close: wait (up to `timeout` ms) for outstanding replies, write what
+	 * is queued, close the socket. What is still pending then fails with
+	 * ClientClosed.
+	 */
+	async close(timeout = 5000): Promise<void> {
+		if (this.state === 'closed')
+			return;
+		const until = Date.now() + timeout;
+		while (this.state === 'open' && this.pending.size &&
+		    Date.now() < until)
+			await new Promise((r) => setTimeout(r, 5));
+		this.flush();
+		const c = this.conn;
+		this.shutdown(new ClientClosed());
+		for (const s of [...this.bySid.values()])
+			s.end();
+		this.bySid.clear();
+		if (c) {
+			const closed = once(c.sock, 'close');
+			c.sock.end();
+			const t = setTimeout(() => c.sock.destroy(), 1000);
+			await closed;
+			clearTimeout(t);
+		}
+	}
+
+	/* ---- writing ---- */
+
+	/* Queue one frame on the open connection; written this loop turn. */
+	private write(p: Payload, clean = false): void {
+		const before = this.writer.size;
+		const len = this.writer.pack(p, clean);
+		if (this.welcome.maxFrame && len > this.welcome.maxFrame) {
+			this.writer.truncate(before);
+			throw new FrameTooBig(`frame of ${len} bytes, above ` +
+			    `the broker's max_frame ${this.welcome.maxFrame}`);
+		}
+		if (this.writer.size >= FLUSH_BYTES)
+			this.flush();
+		else if (!this.flushQueued) {
+			this.flushQueued = true;
+			setImmediate(() => this.flush());
+		}
+	}
+
+	private flush(): void {
+		this.flushQueued = false;
+		const c = this.conn;
+		if (!c || this.state !== 'open')
+			return;
+		if (this.ackBatch.size) {
+			const batch = this.ackBatch;
+			this.ackBatch = new Map();
+			for (const [sid, leases] of batch) {
+				const f: Payload = { t: T.ACK, sid: wireInt(sid) };
+				if (leases.length === 1)
+					f.lease = wireInt(leases[0]);
+				else
+					f.leases = leases.map(wireInt);
+				this.register(f, 'other', false, this.opts.requestTimeout,
+				    () => {}, (e) => this.emitError(e), true, true);
+			}
+		}
+		const buf = this.writer.take();
+		if (buf)
+			c.sock.write(buf);
+	}
+
+	/*
+	 * Register a request and send it if the connection is open (else it
+	 * goes out on reconnect). inFlush: the caller writes the queue itself.
+	 */
+	private register(frame: Payload, kind: Kind, resendable: boolean,
+	    timeout: number, ok: (p: Payload) => void, fail: (e: Error) => void,
+	    inFlush = false, clean = false): void {
+		if (this.state === 'closed') {
+			fail(new ClientClosed());
+			return;
+		}
+		const rid = this.nextRid++;
+		frame.rid = rid;
+		const r: Pending = {
+			rid, frame, kind, resendable, sent: false, retries: 0, clean,
+			deadline: timeout > 0 ? Date.now() + timeout : Infinity, ok, fail,
+		};
+		if (this.state === 'open') {
+			if (inFlush) {
+				this.writer.pack(frame, clean);
+			} else {
+				try {
+					this.write(frame, clean);
+				} catch (e) {
+					fail(e as Error);
+					return;
+				}
+			}
+			r.sent = true;
+		}
+		this.pending.set(rid, r);
+	}
+
+	private send(frame: Payload, kind: Kind = 'other', resendable = false,
+	    timeout = this.opts.requestTimeout, clean = false): Promise<Payload> {
+		return new Promise((resolve, reject) => this.register(frame, kind,
+		    resendable, timeout, resolve, reject, false, clean));
+	}
+
+	private sweep(): void {
+		const now = Date.now();
+		for (const [rid, r] of this.pending) {
+			if (r.deadline <= now) {
+				this.pending.delete(rid);
+				r.fail(new TimeoutError(`no reply to request ${rid} ` +
+				    `(type ${String(r.frame.t)}) in time`));
+			}
+		}
+	}
+
+	/* ---- publishing ---- */
+
+	private nextSeq(): number {
+		/*
+		 * Above every seq this producer id used before. A random id of
+		 * our own is new: count from 1 (small numbers pack short). A
+		 * caller's id may have been used by an earlier process: go by
+		 * the clock, 1000 per ms, so a restart still climbs.
+		 */
+		this.seq = this.ownPid ? this.seq + 1 :
+		    Math.max(this.seq + 1, Date.now() * 1000);
+		return this.seq;
+	}
+
+	private checkSize(body: Buffer): void {
+		if (this.welcome.maxMsg && body.length > this.welcome.maxMsg)
+			throw new MessageTooBig(`body of ${body.length} bytes, above ` +
+			    `the broker's max_msg ${this.welcome.maxMsg}`);
+	}
+
+	/**
+	 * Publish one message. Buffer/Uint8Array data is sent as is; anything
+	 * else as JSON with `content-type: application/json`. Confirmed
+	 * (default): resolves with the message id once stored. With
+	 * `confirm: false`: resolves once queued for the socket, with the
+	 * caller's id if it gave one.
+	 */
+	publish(topic: string, data: unknown, opts: PublishOptions = {}):
+	    Promise<string | undefined> {
+		const f: Payload = { t: T.PUB, topic };
+		try {
+			this.fillMsg(f, data, opts);
+		} catch (e) {
+			return Promise.reject(e);
+		}
+		if (opts.group)
+			f.group = opts.group;
+		if (opts.mandatory)
+			f.mandatory = true;
+		if (opts.confirm === false) {
+			let w: Promise<void> | undefined;
+			try {
+				w = this.oneWay(f);
+			} catch (e) {
+				return Promise.reject(e);
+			}
+			return w ? w.then(() => opts.id) : Promise.resolve(opts.id);
+		}
+		if (this.opts.idempotent) {
+			f.pid = this.producerId;
+			f.seq = wireInt(this.nextSeq());
+		}
+		/* one promise per publish: resolved with the id from the OK */
+		return new Promise((resolve, reject) => this.register(f, 'pub',
+		    this.opts.idempotent || !!opts.id,
+		    opts.timeout ?? this.opts.requestTimeout, (ok) => {
+			const ids = ok.ids;
+			resolve(Array.isArray(ids) && typeof ids[0] === 'string' ?
+			    ids[0] : '');
+		}, reject, false, true));
+	}
+
+	/*
+	 * The per-message keys of a PUB (or of one msgs entry), set only when
+	 * they differ from their default, so the frame needs no clean-up
+	 * before it is packed.
+	 */
+	private fillMsg(m: Payload, data: unknown, o: BatchItem | PublishOptions):
+	    void {
+		const { body, hdr } = encodeBody(data, o.headers);
+		this.checkSize(body);
+		m.body = body;
+		if (o.id)
+			m.id = o.id;
+		if (!isEmpty(hdr))
+			m.hdr = hdr;
+		if (o.delay)
+			m.delay = wireInt(o.delay);
+		if (o.ttl)
+			m.ttl = wireInt(o.ttl);
+		if (o.replyTo)
+			m.reply_to = o.replyTo;
+		if (o.correlationId)
+			m.corr = o.correlationId;
+	}
+
+	/** Publish many messages in one frame, enqueued in array order. */
+	async publishBatch(topic: string, items: BatchItem[],
+	    opts: BatchOptions = {}): Promise<string[]> {
+		if (!items.length)
+			throw new BadArgument('empty batch');
+		const confirm = opts.confirm !== false;
+		const msgs = items.map((it) => {
+			const m: Payload = {};
+			this.fillMsg(m, it.data, it);
+			if (confirm && this.opts.idempotent) {
+				m.pid = this.producerId;
+				m.seq = wireInt(this.nextSeq());
+			}
+			return m;
+		});
+		const f: Payload = { t: T.PUB, topic, msgs };
+		if (opts.group)
+			f.group = opts.group;
+		if (opts.mandatory)
+			f.mandatory = true;
+		if (!confirm) {
+			await this.oneWay(f);
+			return items.map((it) => it.id ?? '');
+		}
+		const ok = await this.send(f, 'pub',
+		    this.opts.idempotent || items.every((it) => it.id),
+		    opts.timeout ?? this.opts.requestTimeout, true);
+		return Array.isArray(ok.ids) ? (ok.ids as string[]) : [];
+	}
+
+	/*
+	 * Fire-and-forget: no rid. Returns a promise only when the caller
+	 * should wait: the socket is congested.
+	 */
+	private oneWay(f: Payload): Promise<void> | undefined {
+		if (this.state === 'closed')
+			throw new ClientClosed();
+		if (this.state !== 'open') {
+			if (this.offline.length >= OFFLINE_MAX)
+				throw new ConnectionLost('not connected, and ' +
+				    `${OFFLINE_MAX} fire-and-forget frames already wait`);
+			this.offline.push(f);
+			return undefined;
+		}
+		this.write(f, true);
+		const s = this.conn!.sock;
+		if (s.writableLength > HIGH_WATER)
+			return Promise.race([once(s, 'drain'), once(s, 'close')])
+			    .then(() => {});
+		return undefined;
+	}
+
+	/* ---- subscribing ---- */
+
+	private sendSub(s: Subscription): void {
+		const o = s.options;
+		const f: Payload = {
+			t: T.SUB, topic: s.topic, group: o.group || undefined,
+			prefetch: o.prefetch || undefined,
+			mode: o.mode === 'at-most-once' ? 1 : undefined,
+			ack_timeout: o.ackTimeout || undefined,
+			max_attempts: o.maxAttempts || undefined,
+			ephemeral: o.ephemeral || undefined,
+			ttl: o.ttl || undefined, ttl_drop: o.ttlDrop || undefined,
+			max_msgs: o.maxMsgs || undefined,
+			max_bytes: o.maxBytes || undefined,
+			overflow: o.overflow === 'dead-letter' ? 1 : undefined,
+		};
+		/* ok runs as the OK is read, before the MSGs behind it. */
+		this.register(f, 'sub', false, this.opts.requestTimeout, (p) => {
+			const sid = uint64(p.sid);
+			if (!sid) {
+				s.fail(new BrokerProtocolError('SUB OK without a sid'));
+				this.subs.delete(s);
+				return;
+			}
+			if (!this.subs.has(s)) {
+				/* unsubscribed meanwhile */
+				this.send({ t: T.UNSUB, sid: wireInt(sid) })
+				    .catch(() => {});
+				return;
+			}
+			this.bySid.set(sid, s);
+			s.subscribed(sid, typeof p.group === 'string' ? p.group : '');
+		}, (e) => {
+			if (e instanceof ConnectionLost || e instanceof TimeoutError &&
+			    this.state !== 'open')
+				return;	/* subscribed again on reconnect */
+			this.subs.delete(s);
+			s.fail(e);
+		});
+	}
+
+	private addSub(topic: string, opts: SubscribeOptions,
+	    handler?: Handler): Subscription {
+		if (this.state === 'closed')
+			throw new ClientClosed();
+		const s = new Subscription(this, topic, opts, handler);
+		this.subs.add(s);
+		if (this.state === 'open')
+			this.sendSub(s);
+		return s;
+	}
+
+	/**
+	 * Run handler for every delivery. At-least-once: a handler that
+	 * resolves acks the message, one that throws nacks it with the error
+	 * text (unless it settled the message itself); a handler running past
+	 * half its lease is touched.
+	 */
+	async subscribe(topic: string, handler: Handler,
+	    opts: SubscribeOptions = {}): Promise<Subscription> {
+		const s = this.addSub(topic, opts, handler);
+		await s.ready;
+		return s;
+	}
+
+	/** Deliveries as an async iterator; leaving the loop unsubscribes. */
+	messages(topic: string, opts: SubscribeOptions = {}): Subscription {
+		return this.addSub(topic, opts);
+	}
+
+	/** @internal */
+	async unsubscribe(s: Subscription): Promise<void> {
+		if (!this.subs.delete(s)) {
+			s.end();
+			return;
+		}
+		const sid = s.sid;
+		s.end();
+		if (sid && this.state === 'open') {
+			this.bySid.delete(sid);
+			await this.send({ t: T.UNSUB, sid: wireInt(sid) });
+		}
+	}
+
+	/** @internal */
+	settleFromHandler(s: Subscription, m: Message, err: unknown): void {
+		if (m.settled || s.mode !== 'at-least-once' || m.gen !== this.gen ||
+		    this.state !== 'open')
+			return;
+		m.settled = true;
+		if (err) {
+			this.register({ t: T.NACK, sid: wireInt(m.sid),
+			    lease: wireInt(m.lease), error: errorText(err) }, 'other',
+			    false, this.opts.requestTimeout, () => {},
+			    (e) => this.emitError(e));
+			return;
+		}
+		/* Batched: one ACK frame per subscription per loop turn. */
+		const b = this.ackBatch.get(m.sid);
+		if (b)
+			b.push(m.lease);
+		else
+			this.ackBatch.set(m.sid, [m.lease]);
+		if (!this.flushQueued) {
+			this.flushQueued = true;
+			setImmediate(() => this.flush());
+		}
+	}
+
+	/** @internal */
+	touchFromHandler(m: Message): void {
+		if (m.settled || m.gen !== this.gen)
+			return;
+		this.touch(m).catch((e) => this.emitError(e));
+	}
+
+	/* ---- settling (Settler) ---- */
+
+	private leaseFrame(m: Message, t: number): Payload {
+		if (!m.lease)
+			throw new ModeError('this delivery has no lease ' +
+			    '(at-most-once, or a PEEK)');
+		if (m.gen !== this.gen || this.state !== 'open')
+			throw new StaleLease('the connection that delivered this ' +
+			    'message is gone; the broker will deliver it again');
+		return { t, sid: wireInt(m.sid), lease: wireInt(m.lease) };
+	}
+
+	/** @internal */
+	async ack(m: Message): Promise<void> {
+		const f = this.leaseFrame(m, T.ACK);
+		m.settled = true;
+		await this.send(f);
+	}
+
+	/** @internal */
+	async nack(m: Message, delay?: number, error?: string): Promise<void> {
+		const f = this.leaseFrame(m, T.NACK);
+		if (delay !== undefined)
+			f.delay = delay;
+		if (error)
+			f.error = error;
+		m.settled = true;
+		await this.send(f);
+	}
+
+	/** @internal */
+	async touch(m: Message): Promise<void> {
+		await this.send(this.leaseFrame(m, T.TOUCH));
+	}
+
+	/** @internal */
+	async reply(m: Message, data: unknown, opts: ReplyOptions = {}):
+	    Promise<string> {
+		if (!m.replyTo)
+			throw new BadArgument('message has no reply_to');
+		return (await this.publish(m.replyTo, data, {
+			headers: opts.headers, correlationId: m.correlationId,
+			mandatory: true,
+		})) ?? '';
+	}
+
+	/* ---- request-reply ---- */
+
+	private async ensureInbox(): Promise<Subscription> {
+		if (!this.inbox || this.inbox.closed) {
+			this.inbox = this.addSub(`_inbox.${randomUUID()}`,
+			    { ephemeral: true, mode: 'at-most-once' }, (m) => {
+				this.replyWaiters.get(m.correlationId)?.(null, m);
+			});
+		}
+		await this.inbox.ready;
+		return this.inbox;
+	}
+
+	/**
+	 * Publish a request and wait for its reply: mandatory (NoSubscribers
+	 * at once if no responder is connected), TTL = timeout, reply matched
+	 * by correlation id on this client's inbox.
+	 */
+	async request(topic: string, data: unknown,
+	    opts: RequestOptions = {}): Promise<Message> {
+		const timeout = opts.timeout ?? 5000;
+		const signal = opts.signal;
+		if (signal?.aborted)
+			throw new AbortError(errorText(signal.reason ?? 'aborted'));
+		const inbox = await this.ensureInbox();
+		const corr = randomUUID();
+		return new Promise<Message>((resolve, reject) => {
+			let done = false;
+			const finish = (e: Error | null, m?: Message) => {
+				if (done)
+					return;
+				done = true;
+				clearTimeout(timer);
+				this.replyWaiters.delete(corr);
+				signal?.removeEventListener('abort', onAbort);
+				if (e)
+					reject(e);
+				else
+					resolve(m!);
+			};
+			const timer = setTimeout(() => finish(new TimeoutError(
+			    `no reply from ${topic} within ${timeout} ms`)), timeout);
+			const onAbort = () => finish(new AbortError(
+			    errorText(signal?.reason ?? 'aborted')));
+			signal?.addEventListener('abort', onAbort, { once: true });
+			this.replyWaiters.set(corr, finish);
+			this.publish(topic, data, {
+				headers: opts.headers, replyTo: inbox.topic,
+				correlationId: corr, mandatory: true, ttl: timeout,
+				timeout,
+			}).catch((e: Error) => finish(e));
+		});
+	}
+
+	/* ---- everything else ---- */
+
+	/** Round trip to the broker, in ms. */
+	async ping(): Promise<number> {
+		const t0 = performance.now();
+		await this.send({ t: T.PING });
+		return performance.now() - t0;
+	}
+
+	/** Delete a topic with all its groups, or one group of it. */
+	async delete(topic: string, group?: string): Promise<void> {
+		await this.send({ t: T.DELETE, topic, group: group || undefined });
+	}
+
+	/** STATS rows: one per group and one per topic (group ''). */
+	async stats(topic?: string): Promise<Array<Record<string, unknown>>> {
+		const ok = await this.send({ t: T.STATS,
+		    topic: topic || undefined });
+		return Array.isArray(ok.stats) ? ok.stats : [];
+	}
+
+	/** A group's outstanding deliveries. */
+	async inflight(topic: string, group?: string):
+	    Promise<Array<Record<string, unknown>>> {
+		const ok = await this.send({ t: T.INFLIGHT, topic,
+		    group: group || undefined });
+		return Array.isArray(ok.inflight) ? ok.inflight : [];
+	}
+
+	/** The group's next message, left where it is (no lease). */
+	async peek(topic: string, group?: string): Promise<Message> {
+		const p = await this.send({ t: T.PEEK, topic,
+		    group: group || undefined });
+		return new Message(p, -1, this);
+	}
+
+	/** What the broker remembers of a message, oldest event first. */
+	async trace(id: string): Promise<Array<Record<string, unknown>>> {
+		const ok = await this.send({ t: T.TRACE, id });
+		return Array.isArray(ok.events) ? ok.events : [];
+	}
+
+	/** Resolves once every queued frame has been handed to the kernel. */
+	async drain(): Promise<void> {
+		this.flush();
+		const s = this.conn?.sock;
+		if (s && s.writableLength > 0 && this.state === 'open')
+			await Promise.race([once(s, 'drain'), once(s, 'close')]);
+	}
+
+	/** Requests waiting for their reply (publishes being retried too). */
+	get outstanding(): number {
+		return this.pending.size;
+	}
+}
+
+/** Connect to a broker: resolves once the handshake is done. */
+export async function connect(options: ConnectOptions = {}): Promise<Client> {
+	const c = new Client(options);
+	await c.start();
+	return c;
+}

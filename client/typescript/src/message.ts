@@ -1,0 +1,164 @@
+/*
+ * message.ts - a delivery (MSG, PROTOCOL.md section 6) and how to settle
+ * it. A Message belongs to the connection that delivered it: after a
+ * reconnect its lease is gone (section 1), and settling it fails with
+ * StaleLease without asking the broker.
+ */
+import { uint64, type Payload } from './codec.js';
+import { BrokerProtocolError } from './errors.js';
+
+/** One failed attempt of a dead-lettered message (MSG `hist`). */
+export interface HistoryEntry {
+	cause: string;
+	error: string;
+	by: string;
+	at: number;
+}
+
+/** What a Message needs from the client that delivered it. */
+export interface Settler {
+	ack(m: Message): Promise<void>;
+	nack(m: Message, delay?: number, error?: string): Promise<void>;
+	touch(m: Message): Promise<void>;
+	reply(m: Message, data: unknown, opts?: ReplyOptions): Promise<string>;
+}
+
+export interface ReplyOptions {
+	headers?: Record<string, string>;
+}
+
+export interface NackOptions {
+	/** ms before redelivery; absent: the broker's exponential backoff. */
+	delay?: number;
+	/** Why it failed; kept in the message's history (1024 bytes). */
+	error?: string;
+}
+
+function str(p: Payload, k: string): string {
+	const v = p[k];
+	if (v === undefined || v === null)
+		return '';
+	if (typeof v !== 'string')
+		throw new BrokerProtocolError(`MSG key ${k} is not a str`);
+	return v;
+}
+
+function num(p: Payload, k: string): number {
+	const v = p[k];
+	if (v === undefined || v === null)
+		return 0;
+	if (typeof v === 'bigint' && v >= 0n)
+		return Number(v);
+	if (typeof v !== 'number' || !Number.isInteger(v) || v < 0)
+		throw new BrokerProtocolError(`MSG key ${k} is not a uint`);
+	return v;
+}
+
+function strMap(v: unknown, k: string): Record<string, string> {
+	if (v === undefined || v === null)
+		return {};
+	if (typeof v !== 'object' || Array.isArray(v))
+		throw new BrokerProtocolError(`MSG key ${k} is not a map`);
+	for (const x of Object.values(v as object))
+		if (typeof x !== 'string')
+			throw new BrokerProtocolError(`MSG key ${k}: a value is not a str`);
+	return v as Record<string, string>;
+}
+
+export class Message {
+	/** Message id (broker UUID or the producer's own). */
+	readonly id: string;
+	readonly topic: string;
+	/** Body bytes; a view of the received data, valid as long as kept. */
+	readonly body: Buffer;
+	readonly headers: Record<string, string>;
+	/** Attempt number: 1 on first delivery. */
+	readonly attempt: number;
+	/** Publish time, Unix ms. */
+	readonly timestamp: number;
+	/** Lease token (uint64, may exceed 2^53: hence bigint); 0n: none. */
+	readonly lease: bigint;
+	/** Subscription id on the connection that delivered it. */
+	readonly sid: bigint;
+	readonly replyTo: string;
+	readonly correlationId: string;
+	/** Dead letters only: the failed attempts, oldest first. */
+	readonly history: HistoryEntry[];
+	/** @internal connection generation that delivered it */
+	readonly gen: number;
+	/** Settled (acked or nacked) by this client. */
+	settled = false;
+
+	/** @internal */
+	constructor(p: Payload, gen: number, private settler: Settler) {
+		const sid = uint64(p.sid);
+		if (sid === undefined)
+			throw new BrokerProtocolError('MSG without a valid sid');
+		if (typeof p.id !== 'string')
+			throw new BrokerProtocolError('MSG without a valid id');
+		const b = p.body;
+		if (Buffer.isBuffer(b))
+			this.body = b;
+		else if (b instanceof Uint8Array)
+			this.body = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+		else if (typeof b === 'string')
+			this.body = Buffer.from(b);
+		else
+			throw new BrokerProtocolError('MSG without a valid body');
+		const lease = p.lease === undefined || p.lease === null ? 0n :
+		    uint64(p.lease);
+		if (lease === undefined)
+			throw new BrokerProtocolError('MSG lease is not a uint');
+		this.sid = sid;
+		this.id = p.id;
+		this.lease = lease;
+		this.topic = str(p, 'topic');
+		this.attempt = num(p, 'att');
+		this.timestamp = num(p, 'ts');
+		this.headers = strMap(p.hdr, 'hdr');
+		this.replyTo = str(p, 'reply_to');
+		this.correlationId = str(p, 'corr');
+		this.history = [];
+		if (p.hist !== undefined && p.hist !== null) {
+			if (!Array.isArray(p.hist))
+				throw new BrokerProtocolError('MSG hist is not an array');
+			for (const h of p.hist as Payload[]) {
+				if (!h || typeof h !== 'object')
+					throw new BrokerProtocolError('MSG hist entry is not a map');
+				this.history.push({ cause: str(h, 'c'), error: str(h, 'e'),
+				    by: str(h, 'by'), at: num(h, 'at') });
+			}
+		}
+		this.gen = gen;
+	}
+
+	/** Body as UTF-8 text. */
+	text(): string {
+		return this.body.toString('utf8');
+	}
+
+	/** Body parsed as JSON. */
+	json<T = unknown>(): T {
+		return JSON.parse(this.body.toString('utf8')) as T;
+	}
+
+	/** Done: remove the message (a confirmed ACK: resolves once durable). */
+	ack(): Promise<void> {
+		return this.settler.ack(this);
+	}
+
+	/** Failed: requeue, after `delay` ms or the broker's backoff. */
+	nack(opts: NackOptions = {}): Promise<void> {
+		return this.settler.nack(this, opts.delay, opts.error);
+	}
+
+	/** Still working: the lease deadline becomes now + ack timeout. */
+	touch(): Promise<void> {
+		return this.settler.touch(this);
+	}
+
+	/** Publish a reply to `replyTo` with this message's correlation id. */
+	reply(data: unknown, opts?: ReplyOptions): Promise<string> {
+		return this.settler.reply(this, data, opts);
+	}
+}

@@ -1,0 +1,194 @@
+/*
+ * A broker that breaks the protocol: a tiny net.Server on 127.0.0.1 that
+ * answers HELLO, then sends what each test wants. The client must fail
+ * with a clear error, quickly, and never hang.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import {
+	connect, BrokerProtocolError, TimeoutError, HandshakeError,
+	LimitReached,
+} from '../src/index.js';
+import { FrameReader, decodePayload, encodeFrame, type Payload }
+    from '../src/codec.js';
+import { within } from './util.js';
+
+const WELCOME = encodeFrame({ t: 64, v: 1, server: 'fake', session: 's',
+    max_frame: 8388608, max_msg: 1048576 });
+
+interface Fake {
+	port: number;
+	close(): Promise<void>;
+}
+
+/*
+ * onHello: what to send instead of WELCOME (null: WELCOME);
+ * onFrame: what to do with each request after the handshake.
+ */
+async function fake(onHello: ((s: net.Socket) => void) | null,
+    onFrame: (s: net.Socket, p: Payload) => void): Promise<Fake> {
+	const socks = new Set<net.Socket>();
+	const srv = net.createServer((s) => {
+		socks.add(s);
+		s.on('close', () => socks.delete(s));
+		s.on('error', () => {});
+		const r = new FrameReader(1 << 20);
+		let hello = false;
+		s.on('data', (chunk) => r.push(chunk, (b) => {
+			const p = decodePayload(b);
+			if (!hello) {
+				hello = true;
+				assert.equal(p.t, 1);
+				if (onHello)
+					onHello(s);
+				else
+					s.write(WELCOME);
+				return;
+			}
+			onFrame(s, p);
+		}));
+	});
+	await new Promise<void>((res) => srv.listen(0, '127.0.0.1', res));
+	const port = (srv.address() as net.AddressInfo).port;
+	return {
+		port,
+		close: async () => {
+			for (const s of socks)
+				s.destroy();
+			await new Promise((res) => srv.close(res));
+		},
+	};
+}
+
+const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
+
+async function pingFails(f: Fake, reconnect = false): Promise<Error> {
+	const c = await within(3000, connect({ port: f.port, reconnect,
+	    requestTimeout: 20000 }), 'connect');
+	try {
+		const t0 = Date.now();
+		const e = await within(3000, c.ping().then(() => null, (x) => x),
+		    'ping');
+		assert.ok(e, 'ping succeeded');
+		assert.ok(Date.now() - t0 < 3000);
+		return e;
+	} finally {
+		await c.close(100);
+	}
+}
+
+test('a truncated frame then a close: a clear error', async () => {
+	const f = await fake(null, (s) => {
+		s.end(hex('00 00 00 64 83 a1 74 41 a3 72 69 64'));
+	});
+	try {
+		const e = await pingFails(f);
+		assert.ok(e instanceof BrokerProtocolError, String(e));
+		assert.match(e.message, /inside a frame: 12 of 104 bytes/);
+	} finally {
+		await f.close();
+	}
+});
+
+test('a payload truncated inside its length: a clear error', async () => {
+	const f = await fake(null, (s) => {
+		s.write(hex('00 00 00 03 82 a1 74'));	/* map of 2, cut */
+	});
+	try {
+		const e = await pingFails(f);
+		assert.ok(e instanceof BrokerProtocolError, String(e));
+		assert.match(e.message, /malformed frame payload/);
+	} finally {
+		await f.close();
+	}
+});
+
+test('an unknown frame type: a clear error', async () => {
+	const f = await fake(null, (s, p) => {
+		s.write(encodeFrame({ t: 99, rid: p.rid as number }));
+	});
+	try {
+		const e = await pingFails(f);
+		assert.ok(e instanceof BrokerProtocolError, String(e));
+		assert.match(e.message, /type 99/);
+	} finally {
+		await f.close();
+	}
+});
+
+test('a payload that is not a map, and a zero length', async () => {
+	for (const bytes of [hex('00 00 00 02 92 01'), hex('00 00 00 00')]) {
+		const f = await fake(null, (s) => s.write(bytes));
+		try {
+			const e = await pingFails(f);
+			assert.ok(e instanceof BrokerProtocolError, String(e));
+		} finally {
+			await f.close();
+		}
+	}
+});
+
+test('a huge frame length: refused, not awaited', async () => {
+	const f = await fake(null, (s) => s.write(hex('ff ff ff ff 80')));
+	try {
+		const e = await pingFails(f);
+		assert.ok(e instanceof BrokerProtocolError, String(e));
+		assert.match(e.message, /above the limit/);
+	} finally {
+		await f.close();
+	}
+});
+
+test('with reconnect on, a broken broker still fails the request', async () => {
+	const f = await fake(null, (s) => s.write(hex('00 00 00 01 c1')));
+	try {
+		const e = await pingFails(f, true);
+		assert.ok(e instanceof BrokerProtocolError, String(e));
+	} finally {
+		await f.close();
+	}
+});
+
+test('handshake: no WELCOME, a wrong frame, an ERR', async () => {
+	const silent = await fake(() => {}, () => {});
+	try {
+		const t0 = Date.now();
+		await assert.rejects(connect({ port: silent.port,
+		    connectTimeout: 300 }), TimeoutError);
+		assert.ok(Date.now() - t0 < 3000);
+	} finally {
+		await silent.close();
+	}
+	const wrong = await fake((s) => s.write(encodeFrame({ t: 65 })), () => {});
+	try {
+		await assert.rejects(within(3000, connect({ port: wrong.port })),
+		    /expected WELCOME/);
+	} finally {
+		await wrong.close();
+	}
+	const refused = await fake((s) => s.end(encodeFrame({ t: 66, code: 3,
+	    msg: 'version 1 not spoken here' })), () => {});
+	try {
+		await assert.rejects(within(3000, connect({ port: refused.port })),
+		    HandshakeError);
+	} finally {
+		await refused.close();
+	}
+	const full = await fake((s) => s.end(encodeFrame({ t: 66, code: 11,
+	    msg: 'too many connections' })), () => {});
+	try {
+		await assert.rejects(within(3000, connect({ port: full.port })),
+		    LimitReached);
+	} finally {
+		await full.close();
+	}
+});
+
+test('nothing listening: connect fails at once', async () => {
+	const f = await fake(null, () => {});
+	const port = f.port;
+	await f.close();
+	await assert.rejects(within(3000, connect({ port, reconnect: false })),
+	    /ECONNREFUSED|connection/);
+});

@@ -1,0 +1,257 @@
+/* Codec unit tests: PROTOCOL.md's hex examples, framing edge cases. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+	encodeFrame, encodePayload, decodePayload, FrameReader, FrameWriter,
+	uint64, wireInt,
+} from '../src/codec.js';
+import { Message, type Settler } from '../src/message.js';
+import {
+	errorFromCode, StaleLease, QueueFull, FerryError, NoSubscribers,
+	BrokerProtocolError, ShuttingDown, BadArgument,
+} from '../src/errors.js';
+
+const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
+
+/* PROTOCOL.md section 10 */
+const HELLO = hex(`00 00 00 15 83 a1 74 01 a1 76 01 a4 6e 61 6d 65
+a8 77 6f 72 6b 65 72 2d 31`);
+const PUB = hex(`00 00 00 2a 84 a1 74 02 a3 72 69 64 01 a5 74 6f
+70 69 63 ae 6f 72 64 65 72 73 2e 63 72 65 61 74
+65 64 a4 62 6f 64 79 c4 05 68 65 6c 6c 6f`);
+const REQ = hex(`00 00 00 46 87 a1 74 02 a3 72 69 64 02 a5 74 6f
+70 69 63 a8 72 70 63 2e 65 63 68 6f a9 6d 61 6e
+64 61 74 6f 72 79 c3 a8 72 65 70 6c 79 5f 74 6f
+a8 5f 69 6e 62 6f 78 2e 37 a4 63 6f 72 72 a2 63
+31 a4 62 6f 64 79 c4 02 68 69`);
+
+test('HELLO encodes to the bytes of section 10', () => {
+	const f = encodeFrame({ t: 1, v: 1, name: 'worker-1' });
+	assert.equal(f.length, 25);
+	assert.deepEqual(f, HELLO);
+});
+
+test('confirmed PUB encodes to the bytes of section 10', () => {
+	const f = encodeFrame({ t: 2, rid: 1, topic: 'orders.created',
+	    body: Buffer.from('hello') });
+	assert.equal(f.length, 46);
+	assert.deepEqual(f, PUB);
+});
+
+test('request PUB encodes to the bytes of section 10', () => {
+	const f = encodeFrame({ t: 2, rid: 2, topic: 'rpc.echo',
+	    mandatory: true, reply_to: '_inbox.7', corr: 'c1',
+	    body: Buffer.from('hi') });
+	assert.equal(f.length, 74);
+	assert.deepEqual(f, REQ);
+});
+
+test('undefined keys are left out', () => {
+	assert.deepEqual(encodeFrame({ t: 1, v: 1, name: 'worker-1',
+	    id: undefined, hdr: undefined }), HELLO);
+});
+
+test('the examples decode to their values, split at every byte', () => {
+	const all = Buffer.concat([HELLO, PUB, REQ]);
+	const want = [
+		{ t: 1, v: 1, name: 'worker-1' },
+		{ t: 2, rid: 1, topic: 'orders.created', body: Buffer.from('hello') },
+		{ t: 2, rid: 2, topic: 'rpc.echo', mandatory: true,
+		    reply_to: '_inbox.7', corr: 'c1', body: Buffer.from('hi') },
+	];
+	for (let cut = 0; cut <= all.length; cut++) {
+		for (const step of [1, 7, all.length]) {
+			const r = new FrameReader(1 << 20);
+			const got: unknown[] = [];
+			const feed = (b: Buffer) => r.push(b, (p) =>
+			    got.push(decodePayload(p)));
+			feed(all.subarray(0, cut));
+			for (let o = cut; o < all.length; o += step)
+				feed(all.subarray(o, Math.min(all.length, o + step)));
+			const norm = got.map((g) => {
+				const o = { ...(g as Record<string, unknown>) };
+				if (o.body)
+					o.body = Buffer.from(o.body as Uint8Array);
+				return o;
+			});
+			assert.deepEqual(norm, want, `cut ${cut} step ${step}`);
+			assert.equal(r.pending, 0);
+		}
+	}
+});
+
+test('a frame cut short is held, not decoded', () => {
+	for (let n = 1; n < PUB.length; n++) {
+		const r = new FrameReader(1 << 20);
+		let frames = 0;
+		r.push(PUB.subarray(0, n), () => frames++);
+		assert.equal(frames, 0);
+		assert.equal(r.pending, n);
+	}
+});
+
+test('frame lengths 0 and above the limit are refused', () => {
+	assert.throws(() => new FrameReader(100).push(hex('00000000'), () => {}),
+	    BrokerProtocolError);
+	assert.throws(() => new FrameReader(100).push(hex('00000065'), () => {}),
+	    /above the limit/);
+});
+
+test('payloads that are not exactly one map are refused', () => {
+	for (const h of [
+		'92 01 02',		/* an array */
+		'a3 61 62 63',		/* a str */
+		'81 a1 74',		/* truncated inside the map */
+		'81 a1 74 01 c0',	/* trailing byte */
+		'c1',			/* never used */
+	])
+		assert.throws(() => decodePayload(hex(h)), BrokerProtocolError, h);
+	assert.deepEqual(decodePayload(hex('81 a1 74 01')), { t: 1 });
+});
+
+test('integers above 2^32 are written as integers, never floats', () => {
+	for (const v of [2 ** 32, 2 ** 40, 1700000000123000, 2 ** 53 - 1]) {
+		const p = encodePayload({ delay: v });
+		assert.ok(!p.includes(0xcb), `${v} encoded as float64`);
+		/* msgpackr writes a bigint below 2^63 as int 64, which
+		 * section 3 accepts for a uint (same 9 bytes as uint 64) */
+		assert.ok(p[7] === 0xd3 || p[7] === 0xcf, `${v}: 64-bit int`);
+		assert.equal(Number(uint64(decodePayload(p).delay)), v);
+	}
+	/* and the small ones in their shortest form */
+	assert.deepEqual(encodePayload({ a: 200 }), hex('81 a1 61 cc c8'));
+	assert.deepEqual(encodePayload({ a: 70000 }),
+	    hex('81 a1 61 ce 00 01 11 70'));
+});
+
+test('uint64 beyond 2^53 keeps every bit', () => {
+	const big = (1n << 53n) + 1n;
+	const max = (1n << 64n) - 1n;
+	const d = decodePayload(hex('82 a1 61 cf 00 20 00 00 00 00 00 01' +
+	    'a1 62 cf ff ff ff ff ff ff ff ff'));
+	assert.equal(uint64(d.a), big);
+	assert.equal(uint64(d.b), max);
+	const e = encodePayload({ a: wireInt(big), b: wireInt(max) });
+	assert.deepEqual(e, hex('82 a1 61 d3 00 20 00 00 00 00 00 01' +
+	    'a1 62 cf ff ff ff ff ff ff ff ff'));
+	assert.equal(uint64(decodePayload(e).a), big);
+	/* a small token goes out short */
+	assert.deepEqual(encodePayload({ lease: wireInt(17n) }),
+	    hex('81 a5 6c 65 61 73 65 11'));
+	assert.equal(uint64(-1), undefined);
+	assert.equal(uint64('1'), undefined);
+});
+
+test('ACK leases array keeps its tokens exact', () => {
+	const l = [(1n << 32n) | 5n, (1n << 60n) | 3n];
+	const d = decodePayload(encodePayload({ t: 5, sid: 1, leases: l }));
+	assert.deepEqual((d.leases as unknown[]).map(uint64), l);
+});
+
+const nobody: Settler = {
+	ack: async () => {}, nack: async () => {}, touch: async () => {},
+	reply: async () => '',
+};
+
+test('a MSG from section 10, with a lease above 2^53', () => {
+	/* {t:67, sid:1, id:"m1", topic:"orders.created", lease:2^53+3,
+	 *  att:1, ts:1700000000123, hdr:{k:"v"}, body:<bin "hello">} */
+	const p = decodePayload(hex(`89 a1 74 43 a3 73 69 64 01 a2 69 64 a2 6d 31
+	    a5 74 6f 70 69 63 ae 6f 72 64 65 72 73 2e 63 72 65 61 74 65 64
+	    a5 6c 65 61 73 65 cf 00 20 00 00 00 00 00 03
+	    a3 61 74 74 01 a2 74 73 cf 00 00 01 8b cf e5 68 7b
+	    a3 68 64 72 81 a1 6b a1 76
+	    a4 62 6f 64 79 c4 05 68 65 6c 6c 6f`));
+	const m = new Message(p, 1, nobody);
+	assert.equal(m.sid, 1n);
+	assert.equal(m.id, 'm1');
+	assert.equal(m.topic, 'orders.created');
+	assert.equal(m.lease, (1n << 53n) + 3n);
+	assert.equal(m.attempt, 1);
+	assert.equal(m.timestamp, 1700000000123);
+	assert.deepEqual(m.headers, { k: 'v' });
+	assert.equal(m.text(), 'hello');
+	assert.ok(Buffer.isBuffer(m.body));
+});
+
+test('a MSG with a bad field is a broker protocol error', () => {
+	assert.throws(() => new Message({ t: 67, id: 'x', body: Buffer.alloc(0) },
+	    1, nobody), BrokerProtocolError);
+	assert.throws(() => new Message({ t: 67, sid: 1, id: 'x', body: 5 },
+	    1, nobody), BrokerProtocolError);
+	assert.throws(() => new Message({ t: 67, sid: 1, id: 'x', att: 'one',
+	    body: Buffer.alloc(0) }, 1, nobody), BrokerProtocolError);
+	assert.throws(() => new Message({ t: 67, sid: 1, id: 'x', hdr: { a: 1 },
+	    body: Buffer.alloc(0) }, 1, nobody), BrokerProtocolError);
+});
+
+test('earlier encodings survive later ones', () => {
+	const a = encodePayload({ t: 1, v: 1, name: 'worker-1' });
+	const copy = Buffer.from(a);
+	for (let i = 0; i < 10000; i++)
+		encodePayload({ t: 2, topic: 'x', body: Buffer.alloc(100, i) });
+	assert.deepEqual(a, copy);
+});
+
+test('FrameWriter joins frames with their lengths', () => {
+	const w = new FrameWriter();
+	w.add(encodePayload({ t: 1, v: 1, name: 'worker-1' }));
+	w.add(encodePayload({ t: 2, rid: 1, topic: 'orders.created',
+	    body: Buffer.from('hello') }));
+	assert.equal(w.size, HELLO.length + PUB.length);
+	assert.deepEqual(w.take(), Buffer.concat([HELLO, PUB]));
+	assert.equal(w.take(), null);
+});
+
+test('FrameWriter packs in place: many frames, one buffer, all intact', () => {
+	const w = new FrameWriter();
+	const want: Array<Record<string, unknown>> = [];
+	for (let i = 0; i < 3000; i++) {
+		const f = { t: 2, rid: i + 1, topic: `t${i % 7}`,
+		    body: Buffer.alloc(i % 300, i & 0xff), seq: wireInt(2 ** 40 + i) };
+		want.push({ ...f, seq: 2 ** 40 + i });
+		w.pack(f, true);
+	}
+	w.pack({ t: 9, rid: undefined, x: 2 ** 33 });	/* cleaned */
+	want.push({ t: 9, x: 2 ** 33 });
+	const before = w.size;
+	w.pack({ t: 9, big: Buffer.alloc(100) });
+	w.truncate(before);
+	const all = w.take()!;
+	assert.equal(w.size, 0);
+	const got: unknown[] = [];
+	new FrameReader(1 << 20).push(all, (p) => {
+		const o = decodePayload(p);
+		if (o.body)
+			o.body = Buffer.from(o.body as Uint8Array);
+		got.push(o);
+	});
+	assert.deepEqual(got, want);
+	/* a small take is a copy: the writer's buffer is reused safely */
+	w.pack({ t: 9, rid: 1 });
+	const small = w.take()!;
+	const copy = Buffer.from(small);
+	w.pack({ t: 9, rid: 2 });
+	assert.deepEqual(small, copy);
+});
+
+test('error codes map to their classes', () => {
+	const s = errorFromCode(8, 'lease 17 is no longer valid');
+	assert.ok(s instanceof StaleLease);
+	assert.equal(s.code, 8);
+	assert.equal(s.codeName, 'E_STALE');
+	assert.equal(s.retryable, false);
+	assert.equal(s.name, 'StaleLease');
+	const f = errorFromCode(12, 'full');
+	assert.ok(f instanceof QueueFull && f.retryable);
+	assert.ok(errorFromCode(18, '') instanceof NoSubscribers);
+	assert.ok(errorFromCode(16, '').retryable);
+	assert.ok(errorFromCode(16, '') instanceof ShuttingDown);
+	assert.ok(errorFromCode(6, '') instanceof BadArgument);
+	const u = errorFromCode(99, 'new');
+	assert.ok(u instanceof FerryError);
+	assert.equal(u.retryable, false);
+	assert.equal(u.code, 99);
+	for (let c = 1; c <= 18; c++)
+		assert.equal(errorFromCode(c, '').code, c);
+});
