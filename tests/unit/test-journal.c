@@ -299,15 +299,28 @@ durable_cb(void *arg, uint64_t written, uint64_t synced)
 		event_base_loopbreak(base);
 }
 
-/* Run the loop until the callback breaks it, at most secs seconds. */
+static void
+stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+	event_base_loopbreak(base);
+}
+
+/*
+ * Run the loop until the callback breaks it, at most secs seconds.  Not
+ * event_base_loopexit(): its timer outlives a loop the callback broke
+ * early, and would end the next run_loop() before its time.
+ */
 static void
 run_loop(double secs)
 {
 	struct timeval tv = { (time_t)secs,
 	    (suseconds_t)((secs - (double)(time_t)secs) * 1e6) };
+	struct event *t = evtimer_new(base, stop_cb, NULL);
 
-	event_base_loopexit(base, &tv);
+	ck_assert_ptr_nonnull(t);
+	evtimer_add(t, &tv);
 	event_base_dispatch(base);
+	event_free(t);
 }
 
 static void
@@ -381,8 +394,10 @@ fault_fallocate(int fd, off_t off, off_t len)
 	if (pthread_equal(pthread_self(), test_thread))
 		__atomic_add_fetch(&fault.loop_fallocs, 1, __ATOMIC_SEQ_CST);
 	slow_down();
-	if (fault.falloc_errno) {
-		errno = fault.falloc_errno;
+	/* the worker thread preallocates: read it as the sync thread
+	 * reads fsync_errno */
+	if ((r = __atomic_load_n(&fault.falloc_errno, __ATOMIC_SEQ_CST))) {
+		errno = r;
 		return -1;
 	}
 	r = posix_fallocate(fd, off, len);
@@ -726,7 +741,7 @@ START_TEST(test_file_work_off_loop)
 	ck_assert_int_eq(stat(spare, &st), 0);
 	ck_assert_int_eq(st.st_size, SMALL_SEG);
 
-	fault.slow_ms = 300;
+	__atomic_store_n(&fault.slow_ms, 300, __ATOMIC_SEQ_CST);
 	/* segment 1 takes the spare; a second one needs the next spare */
 	append_n(j, 1);
 	ck_assert_int_eq(journal_ref(j, 1), 0);
@@ -1205,12 +1220,12 @@ START_TEST(test_enospc_retry_on_commit)
 	j = jopen_io(FSYNC_NEVER, SMALL_SEG, &fault_io);
 	ck_assert_int_eq(journal_replay(j, NULL, NULL, 0, NULL, 0), 0);
 	/* no room to preallocate the first segment */
-	fault.falloc_errno = ENOSPC;
+	__atomic_store_n(&fault.falloc_errno, ENOSPC, __ATOMIC_SEQ_CST);
 	append_n(j, 3);
 	ck_assert_int_eq(journal_commit(j), -ENOSPC);
 	ck_assert_int_eq(count_segs(), 0);
 	ck_assert_int_eq(journal_append(j, 1, "x", 1, NULL), -ENOSPC);
-	fault.falloc_errno = 0;
+	__atomic_store_n(&fault.falloc_errno, 0, __ATOMIC_SEQ_CST);
 	usleep(1100 * 1000);
 	ck_assert_int_eq(journal_commit(j), 0);		/* due: retried */
 	ck_assert_uint_eq(journal_written_seq(j), 3);
