@@ -288,6 +288,7 @@ gline(struct out *o, const char *name, size_t nlen, const char *lab,
 enum gval {
 	GV_READY, GV_DELAYED, GV_INFLIGHT, GV_BYTES, GV_MEMBERS,
 	GV_ENQUEUED, GV_DELIVERED, GV_ACKED, GV_NACKED, GV_DEAD, GV_EXPIRED,
+	GV_AMO, GV_OVERFLOW, GV_DROPPED,
 };
 
 static const struct {
@@ -315,6 +316,12 @@ static const struct {
 	    "Messages moved to the dead-letter topic." },
 	[GV_EXPIRED] = { "ferry_group_expired_messages_total", "counter",
 	    "Messages whose TTL ran out while they waited." },
+	[GV_AMO] = { "ferry_group_settled_on_delivery_messages_total",
+	    "counter", "At-most-once deliveries, settled when sent." },
+	[GV_OVERFLOW] = { "ferry_group_overflowed_messages_total", "counter",
+	    "Messages pushed out of the full group (overflow dlq-oldest)." },
+	[GV_DROPPED] = { "ferry_group_dropped_messages_total", "counter",
+	    "Messages removed undelivered and not dead-lettered." },
 };
 
 static uint64_t
@@ -343,6 +350,12 @@ gvalue(const struct group *g, enum gval k)
 		return g->st.dead_lettered;
 	case GV_EXPIRED:
 		return g->st.expired;
+	case GV_AMO:
+		return g->st.amo;
+	case GV_OVERFLOW:
+		return g->st.overflow;
+	case GV_DROPPED:
+		return g->st.dropped;
 	}
 	return 0;
 }
