@@ -14,6 +14,7 @@
 #include <event2/event.h>
 #include <uuid/uuid.h>
 
+#include "auth.h"
 #include "broker.h"
 #include "clock.h"
 #include "compact.h"
@@ -117,7 +118,7 @@ say_goodbye(struct broker *b)
 
 	list_for_each(pos, &b->conns) {
 		struct conn *c = list_entry(pos, struct conn, link);
-		evutil_socket_t fd = bufferevent_getfd(c->bev);
+		evutil_socket_t fd = conn_plain_fd(c);
 
 		if (conn_is_open(c))
 			conn_send_err(c, 0, FY_E_SHUTDOWN, 0,
@@ -313,6 +314,7 @@ broker_fini(struct broker *b)
 	while ((c = list_first(&b->reap, struct conn, link)))
 		conn_free(c);
 	topic_registry_fini(b);
+	auth_fini(b);
 	trace_fini(&b->trace);
 	lease_table_fini(&b->leases);
 	qside_pool_trim();

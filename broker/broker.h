@@ -44,6 +44,8 @@ struct broker {
 	struct event *accept_ev;	/* resumes accepting after EMFILE */
 	uint32_t accept_paused;	/* accept errors in a row (for logging) */
 	int port;		/* bound port, after broker_listen() */
+	struct tls *tls;	/* the TLS listener (tls.c), or NULL */
+	int tls_port;		/* its bound port */
 	struct topic **topics;	/* hash table, chained by topic.hnext */
 	uint32_t topics_cap;	/* power of two */
 	uint32_t ntopics;
@@ -64,6 +66,8 @@ struct broker {
 	struct store store;	/* journal and durable state */
 	struct trace trace;	/* recent message events, for TRACE */
 	struct lease_table leases;	/* every member's deliveries */
+	struct auth *auth;	/* users and login state (auth.c); NULL
+				   until auth_init(): all anonymous */
 	uint64_t rng;		/* xorshift64* state, for jitter */
 	struct broker_stats st;
 	struct metrics *metrics;	/* NULL unless metrics_listen */

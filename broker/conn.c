@@ -15,7 +15,10 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "broker.h"
 #include "conn.h"
@@ -71,11 +74,19 @@ struct conn *
 conn_new(struct broker *b, evutil_socket_t fd, const struct sockaddr *sa,
     int salen)
 {
+	return conn_new_tls(b, fd, sa, salen, NULL);
+}
+
+struct conn *
+conn_new_tls(struct broker *b, evutil_socket_t fd, const struct sockaddr *sa,
+    int salen, struct ssl_st *ssl)
+{
 	struct conn *c = calloc(1, sizeof(*c));
 	struct timeval hs;
 	int one = 1;
 
 	if (!c) {
+		SSL_free(ssl);
 		evutil_closesocket(fd);
 		return NULL;
 	}
@@ -99,7 +110,23 @@ conn_new(struct broker *b, evutil_socket_t fd, const struct sockaddr *sa,
 	snprintf(c->name, sizeof(c->name), "%s", c->peer);
 	if (fd >= 0)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	c->bev = bufferevent_socket_new(b->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	/* Deferred callbacks, as libevent asks for its OpenSSL filter:
+	 * its reads and writes may run callbacks from inside each other. */
+	if (ssl) {
+		c->tls = 1;
+		c->bev = bufferevent_openssl_socket_new(b->base, fd, ssl,
+		    BUFFEREVENT_SSL_ACCEPTING,
+		    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+		if (c->bev)
+			bufferevent_openssl_set_allow_dirty_shutdown(c->bev,
+			    1);
+		else
+			SSL_free(ssl);
+		ssl = NULL;	/* the bufferevent owns it, or it is gone */
+	} else {
+		c->bev = bufferevent_socket_new(b->base, fd,
+		    BEV_OPT_CLOSE_ON_FREE);
+	}
 	c->hs_timer = evtimer_new(b->base, hs_timeout_cb, c);
 	c->big = evbuffer_new();
 	if (!c->bev || !c->hs_timer || !c->big)
@@ -193,6 +220,19 @@ conn_open(struct conn *c)
 
 		bufferevent_set_timeouts(c->bev, &idle, NULL);
 	}
+}
+
+evutil_socket_t
+conn_plain_fd(const struct conn *c)
+{
+	return c->tls ? -1 : bufferevent_getfd(c->bev);
+}
+
+void
+conn_hold(struct conn *c)
+{
+	evtimer_del(c->hs_timer);
+	bufferevent_disable(c->bev, EV_READ);
 }
 
 void
@@ -333,7 +373,7 @@ conn_flush(struct conn *c)
 	 * round the loop before its send.  What the socket does not take,
 	 * and any error, is left to libevent.
 	 */
-	if (!evbuffer_get_length(out) && (fd = bufferevent_getfd(c->bev)) >= 0) {
+	if (!evbuffer_get_length(out) && (fd = conn_plain_fd(c)) >= 0) {
 		ssize_t n = send(fd, c->enc.sb.data, size,
 		    MSG_DONTWAIT | MSG_NOSIGNAL);
 
@@ -583,6 +623,20 @@ write_cb(struct bufferevent *bev, void *arg)
 	ops->read_end(c);
 }
 
+/* Why a TLS connection failed, e.g. a plain client on the TLS port. */
+static void
+log_tls_error(struct conn *c, struct bufferevent *bev)
+{
+	unsigned long e = bufferevent_get_openssl_error(bev);
+	char why[256] = "connection error";
+
+	if (e)
+		ERR_error_string_n(e, why, sizeof(why));
+	while (bufferevent_get_openssl_error(bev))
+		;	/* one line per failure is enough */
+	log_info("%s: TLS: %s", c->name, why);
+}
+
 static void
 event_cb(struct bufferevent *bev, short what, void *arg)
 {
@@ -602,6 +656,8 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 	if (what & BEV_EVENT_EOF)
 		log_debug("%s: disconnected", c->name);
+	else if ((what & BEV_EVENT_ERROR) && c->tls)
+		log_tls_error(c, bev);
 	else if (what & BEV_EVENT_ERROR)
 		log_debug("%s: connection error: %s", c->name,
 		    evutil_socket_error_to_string(

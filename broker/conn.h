@@ -75,6 +75,9 @@ struct conn {
 	enum conn_state state;
 	uint8_t throttled;	/* output above max_output_buffer: input is
 				   not read until the client reads */
+	uint8_t tls;		/* bev is an OpenSSL filter: every byte
+				   goes through it, none straight to the
+				   socket */
 	struct fy_dec dec;
 	struct fy_enc enc;	/* staged frames */
 	struct evbuffer *big;	/* staged output holding large bodies by
@@ -91,6 +94,8 @@ struct conn {
 	struct list subs;	/* struct sub.clink */
 	uint64_t next_sid;
 	char name[CONN_NAME_MAX];	/* client's name, or its address */
+	struct auth_conn *auth;	/* auth.c's: user, login, permission
+				   cache; NULL before HELLO */
 	uint32_t sym;		/* trace symbol of the name */
 };
 
@@ -119,10 +124,20 @@ void conn_set_ops(const struct conn_ops *ops);
  * NULL (socket closed) on failure. */
 struct conn *conn_new(struct broker *b, evutil_socket_t fd,
     const struct sockaddr *sa, int salen);
+/* The same over TLS: ssl (owned from here on, freed with the conn) is
+ * a fresh server session for fd; the handshake runs as bytes arrive. */
+struct ssl_st;
+struct conn *conn_new_tls(struct broker *b, evutil_socket_t fd,
+    const struct sockaddr *sa, int salen, struct ssl_st *ssl);
 void conn_free(struct conn *c);
 
 /* The handshake succeeded: stop its timer, start the idle timeout. */
 void conn_open(struct conn *c);
+
+/* The request layer answers the handshake later (a failed login waits
+ * out its delay): stop the handshake deadline and reading.  It ends with
+ * conn_close(). */
+void conn_hold(struct conn *c);
 
 /* Stop reading, end subscriptions, free once the output has left. */
 void conn_close(struct conn *c);
@@ -153,6 +168,11 @@ int conn_send_durable(struct conn *c, uint64_t seq,
 
 /* The staged output leaves only once record seq is written too. */
 void conn_gate(struct conn *c, uint64_t seq);
+
+/* The socket, for writing around libevent (the direct send of a flush,
+ * the farewell at shutdown); -1 over TLS, where that would put plain
+ * bytes in the encrypted stream. */
+evutil_socket_t conn_plain_fd(const struct conn *c);
 
 /* Bytes queued for this client: staged, or in libevent's buffer. */
 size_t conn_outlen(const struct conn *c);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "broker.h"
 #include "clock.h"
 #include "codec.h"
@@ -135,6 +136,9 @@ inspect_stats(struct conn *c, const struct fy_frame *f)
 			    "invalid topic name");
 			return;
 		}
+		/* Those who may read a topic may see its counters. */
+		if (auth_check(c, f->rid, AUTH_SUB, f->query.topic))
+			return;
 		/* No such topic: no rows, as PROTOCOL.md says, since a
 		 * topic is created on first use and has no "missing"
 		 * state a client could act on. */
@@ -144,6 +148,8 @@ inspect_stats(struct conn *c, const struct fy_frame *f)
 			return;
 		}
 		cap = 1 + one->ngroups;
+	} else if (auth_check(c, f->rid, AUTH_ADMIN, f->query.topic)) {
+		return;		/* every topic: an admin's view */
 	} else {
 		for (uint32_t i = 0; i < b->topics_cap; i++)
 			for (struct topic *t = b->topics[i]; t; t = t->hnext)
@@ -188,6 +194,8 @@ query_group(struct conn *c, const struct fy_frame *f)
 		    "invalid topic or group name");
 		return NULL;
 	}
+	if (auth_check(c, f->rid, AUTH_SUB, f->query.topic))
+		return NULL;
 	if ((t = topic_find(c->b, f->query.topic.p, f->query.topic.len)))
 		g = topic_group_find(t, gname.p, gname.len);
 	if (!g)
@@ -325,6 +333,10 @@ inspect_trace(struct conn *c, const struct fy_frame *f)
 	struct trace_reply tr = {.t = &b->trace};
 	size_t n = 0;
 
+	/* A message id says nothing of its topic before the lookup, and
+	 * its trace may cross topics: an admin's. */
+	if (auth_check(c, f->rid, AUTH_ADMIN, f->query.topic))
+		return;
 	if (!b->trace.ring) {
 		conn_send_err(c, f->rid, FY_E_NOTFOUND, 0,
 		    "tracing is off (trace_events = 0)");

@@ -8,6 +8,7 @@
 
 #include <event2/event.h>
 
+#include "auth.h"
 #include "broker.h"
 #include "compact.h"
 #include "config.h"
@@ -62,6 +63,9 @@ main(int argc, char **argv)
 		log_error("cannot initialise the broker");
 		goto out_base;
 	}
+	/* Before the journal: a refused configuration touches nothing. */
+	if (auth_init(&b) < 0)
+		goto out_broker;
 	if ((r = store_open(&b, err, sizeof(err))) < 0) {
 		log_error("%s", err[0] ? err : strerror(-r));
 		goto out_broker;

@@ -34,6 +34,8 @@ enum opt_type {
 	T_SECONDS,	/* seconds, to the millisecond; stored in ms */
 	T_LOGLEVEL,
 	T_FSYNC,
+	T_BOOL,		/* yes/no, true/false, on/off, 1/0; stored 1/0 */
+	T_PORT,		/* 0..65535, or -1: no such listener */
 };
 
 enum opt_width {
@@ -70,8 +72,8 @@ static const struct opt_def opt_defs[] = {
 	  .type = T_STRING, F_PTR(listen), .arg = "ADDR",
 	  .help = "address to listen on" },
 	{ .key = "port", .name = "port", .shortopt = 'p',
-	  .type = T_UINT, F_INT(port), .min = 0, .max = 65535, .arg = "PORT",
-	  .help = "TCP port; 0 picks a free one" },
+	  .type = T_PORT, F_INT(port), .min = 0, .max = 65535, .arg = "PORT",
+	  .help = "TCP port; 0 picks one; -1: none (TLS only)" },
 	{ .key = "port_file", .name = "port-file",
 	  .type = T_OPTPATH, F_PTR(port_file), .arg = "FILE",
 	  .help = "write the bound port to FILE" },
@@ -146,6 +148,24 @@ static const struct opt_def opt_defs[] = {
 	{ .key = "max_groups", .name = "max-groups",
 	  .type = T_UINT, F_U32(max_groups), .min = 1, .max = UINT32_MAX,
 	  .arg = "N", .help = "groups, all topics together" },
+	{ .key = "users_file", .name = "users-file",
+	  .type = T_OPTPATH, F_PTR(users_file), .arg = "FILE",
+	  .help = "users and permissions; clients must log in" },
+	{ .key = "allow_anonymous", .name = "allow-anonymous",
+	  .type = T_BOOL, F_INT(allow_anonymous), .arg = "yes|no",
+	  .help = "no users_file on a non-loopback listen" },
+	{ .key = "tls_port", .name = "tls-port",
+	  .type = T_UINT, F_INT(tls_port), .min = 0, .max = 65535,
+	  .arg = "PORT", .help = "TLS listener's port (with tls_cert)" },
+	{ .key = "tls_cert", .name = "tls-cert",
+	  .type = T_OPTPATH, F_PTR(tls_cert), .arg = "FILE",
+	  .help = "PEM certificate chain: turns TLS on" },
+	{ .key = "tls_key", .name = "tls-key",
+	  .type = T_OPTPATH, F_PTR(tls_key), .arg = "FILE",
+	  .help = "PEM private key of tls_cert" },
+	{ .key = "tls_ca", .name = "tls-ca",
+	  .type = T_OPTPATH, F_PTR(tls_ca), .arg = "FILE",
+	  .help = "CAs whose client certificates log in" },
 	{ .key = "drain_timeout", .name = "drain-timeout",
 	  .type = T_SECONDS, F_U32(drain_timeout_ms), .min = 0,
 	  .max = UINT32_MAX, .arg = "SECONDS",
@@ -216,6 +236,7 @@ options_init(struct options *o)
 	o->idle_timeout_ms = 0;
 	o->max_topics = 100000;
 	o->max_groups = 100000;
+	o->tls_port = FERRY_DEFAULT_TLS_PORT;
 	o->metrics_max_groups = 10000;
 	o->drain_timeout_ms = 10000;
 	if (o->listen == NULL || o->data_dir == NULL) {
@@ -233,7 +254,12 @@ options_fini(struct options *o)
 	free(o->port_file);
 	free(o->data_dir);
 	free(o->metrics_listen);
+	free(o->users_file);
+	free(o->tls_cert);
+	free(o->tls_key);
+	free(o->tls_ca);
 	o->config = o->listen = o->port_file = o->data_dir = NULL;
+	o->users_file = o->tls_cert = o->tls_key = o->tls_ca = NULL;
 	o->metrics_listen = NULL;
 }
 
@@ -322,6 +348,12 @@ format_value(const struct opt_def *d, uint64_t v, char *buf, size_t len)
 		break;
 	case T_LOGLEVEL:
 		snprintf(buf, len, "%s", u <= LOG_DEBUG ? level_names[u] : "?");
+		break;
+	case T_BOOL:
+		snprintf(buf, len, "%s", u ? "yes" : "no");
+		break;
+	case T_PORT:
+		snprintf(buf, len, "%d", (int)u);
 		break;
 	case T_FSYNC:
 		snprintf(buf, len, "%s",
@@ -457,6 +489,10 @@ set_number(struct options *o, const struct opt_def *d, const char *value,
 	uint64_t v = 0;
 	int r;
 
+	if (d->type == T_PORT && strcmp(value, "-1") == 0) {
+		field_put(o, d, (uint64_t)-1);	/* W_INT: -1 */
+		return 0;
+	}
 	if (d->type == T_SIZE)
 		r = parse_size(value, &v);
 	else if (d->type == T_SECONDS)
@@ -522,6 +558,20 @@ set_def(struct options *o, const struct opt_def *d, const char *value,
 		snprintf(err, errlen, "expected always, everysec or never, "
 		    "got '%.64s'", value);
 		return -1;
+	case T_BOOL:
+		if (!strcmp(value, "yes") || !strcmp(value, "true") ||
+		    !strcmp(value, "on") || !strcmp(value, "1"))
+			v = 1;
+		else if (!strcmp(value, "no") || !strcmp(value, "false") ||
+		    !strcmp(value, "off") || !strcmp(value, "0"))
+			v = 0;
+		else {
+			snprintf(err, errlen, "expected yes or no, got "
+			    "'%.64s'", value);
+			return -1;
+		}
+		field_put(o, d, (uint64_t)v);
+		return 0;
 	default:
 		return set_number(o, d, value, err, errlen);
 	}
@@ -580,6 +630,20 @@ options_check(const struct options *o, char *err, size_t errlen)
 		snprintf(err, errlen, "retry_backoff_base (%u ms) must not "
 		    "exceed retry_backoff_max (%u ms)", o->retry_base_ms,
 		    o->retry_max_ms);
+		return -1;
+	}
+	if ((o->tls_cert == NULL) != (o->tls_key == NULL)) {
+		snprintf(err, errlen, "tls_cert and tls_key go together");
+		return -1;
+	}
+	if (o->port < 0 && o->tls_cert == NULL) {
+		snprintf(err, errlen, "port = -1 (no plain listener) needs the "
+		    "TLS listener: set tls_cert and tls_key");
+		return -1;
+	}
+	if (o->tls_ca != NULL && o->tls_cert == NULL) {
+		snprintf(err, errlen, "tls_ca needs tls_cert and tls_key (the "
+		    "TLS listener)");
 		return -1;
 	}
 	/* Otherwise one large delivery could never be queued for output. */

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #define FERRY_DEFAULT_PORT 4470
+#define FERRY_DEFAULT_TLS_PORT 4471
 
 enum fsync_policy {
 	FSYNC_ALWAYS = 0,
@@ -46,6 +47,15 @@ struct options {
 	int journal_repair;		/* repair_journal: 0 */
 	uint64_t dedup_window_ms;	/* dedup_window: 120 s */
 	uint32_t trace_events;		/* trace_events: 100000 */
+	char *users_file;		/* users_file: NULL = no auth */
+	int allow_anonymous;		/* allow_anonymous: no; yes lets a
+					   non-loopback listen run without
+					   users_file */
+	int tls_port;			/* tls_port: 4471; 0 = ephemeral */
+	char *tls_cert;			/* tls_cert: NULL = no TLS listener */
+	char *tls_key;			/* tls_key: with tls_cert */
+	char *tls_ca;			/* tls_ca: verify client certificates
+					   against it; NULL = none asked */
 	char *metrics_listen;		/* metrics_listen: "ADDR:PORT", or
 					   NULL (off) */
 	uint32_t metrics_max_groups;	/* metrics_max_groups: 10000 */

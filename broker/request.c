@@ -17,6 +17,7 @@
 #include <event2/event.h>
 #include <uuid/uuid.h>
 
+#include "auth.h"
 #include "broker.h"
 #include "clock.h"
 #include "config.h"
@@ -96,35 +97,17 @@ topic_limit(struct conn *c, uint64_t rid, struct fy_str name)
 	return 1;
 }
 
+/* The handshake is over: open the session.  rid is the frame being
+ * answered (HELLO, or AUTH after a SCRAM exchange). */
 static void
-handle_hello(struct conn *c, const struct fy_frame *f)
+welcome(struct conn *c, uint64_t rid, struct fy_str sasl, struct fy_str user)
 {
 	struct broker *b = c->b;
-	struct fy_frame w = {.type = FY_T_WELCOME, .rid = f->rid};
+	struct fy_frame w = {.type = FY_T_WELCOME, .rid = rid};
 	char session[37];
 	uuid_t u;
 
-	if (conn_is_open(c)) {
-		conn_send_err(c, f->rid, FY_E_HANDSHAKE, 0,
-		    "HELLO was already received");
-		return;
-	}
-	if (f->hello.version != FY_PROTO_VERSION) {
-		conn_send_err(c, f->rid, FY_E_HANDSHAKE, 0,
-		    "protocol version %u not supported (this broker speaks "
-		    "%d)", f->hello.version, FY_PROTO_VERSION);
-		conn_close(c);
-		return;
-	}
 	conn_open(c);
-	if (f->hello.name.len) {
-		/* Sent back as str ("by" in hist, INFLIGHT, TRACE): cut at
-		 * a character and made valid UTF-8, like a NACK's error. */
-		size_t n = fy_utf8_clean(c->name, sizeof(c->name) - 1,
-		    f->hello.name.p, f->hello.name.len);
-
-		c->name[n] = '\0';
-	}
 	c->sym = trace_sym(&b->trace, c->name, strlen(c->name));
 	uuid_generate_random(u);
 	uuid_unparse_lower(u, session);
@@ -136,8 +119,53 @@ handle_hello(struct conn *c, const struct fy_frame *f)
 	w.welcome.max_msg = b->opt->max_message;
 	w.welcome.boot = (struct fy_str){b->boot, 36};
 	w.welcome.idle_ms = b->opt->idle_timeout_ms;
+	w.welcome.sasl = sasl;
+	w.welcome.user = user;
 	conn_send(c, &w);
 	log_debug("%s: hello from %s (%s)", c->peer, c->name, session);
+}
+
+static void
+handle_hello(struct conn *c, const struct fy_frame *f)
+{
+	struct fy_str sasl, user;
+
+	if (conn_is_open(c) || c->auth != NULL) {
+		conn_send_err(c, f->rid, FY_E_HANDSHAKE, 0,
+		    "HELLO was already received");
+		return;
+	}
+	if (f->hello.version != FY_PROTO_VERSION) {
+		conn_send_err(c, f->rid, FY_E_HANDSHAKE, 0,
+		    "protocol version %u not supported (this broker speaks "
+		    "%d)", f->hello.version, FY_PROTO_VERSION);
+		conn_close(c);
+		return;
+	}
+	if (f->hello.name.len) {
+		/* Sent back as str ("by" in hist, INFLIGHT, TRACE): cut at
+		 * a character and made valid UTF-8, like a NACK's error. */
+		size_t n = fy_utf8_clean(c->name, sizeof(c->name) - 1,
+		    f->hello.name.p, f->hello.name.len);
+
+		c->name[n] = '\0';
+	}
+	if (auth_hello(c, f, &sasl, &user) == AUTH_DONE)
+		welcome(c, f->rid, sasl, user);
+}
+
+static void
+handle_auth(struct conn *c, const struct fy_frame *f)
+{
+	struct fy_str sasl, user;
+
+	if (conn_is_open(c)) {
+		conn_send_err(c, f->rid, FY_E_HANDSHAKE, 0,
+		    "AUTH after the handshake");
+		return;
+	}
+	if (auth_continue(c, f, &sasl, &user) == AUTH_DONE)
+		welcome(c, f->rid, sasl, user);
 }
 
 static int
@@ -334,6 +362,12 @@ handle_pub(struct conn *c, const struct fy_frame *f)
 	if (bad_name(c, f->rid, "topic", f->pub.topic) ||
 	    (f->pub.group.len && bad_name(c, f->rid, "group", f->pub.group)))
 		return;
+	/* A targeted publish (dead-letter replay) bypasses fan-out: an
+	 * admin's. */
+	if ((f->pub.group.len &&
+	    auth_check(c, f->rid, AUTH_ADMIN, f->pub.topic)) ||
+	    auth_check(c, f->rid, AUTH_PUB, f->pub.topic))
+		return;
 	for (i = 0; i < n; i++) {
 		const struct fy_pubmsg *pm = &f->pub.msgs[i];
 
@@ -486,7 +520,8 @@ handle_sub(struct conn *c, const struct fy_frame *f)
 	struct group_conf conf;
 	int r;
 
-	if (bad_name(c, f->rid, "topic", f->sub.topic))
+	if (bad_name(c, f->rid, "topic", f->sub.topic) ||
+	    auth_check(c, f->rid, AUTH_SUB, f->sub.topic))
 		return;
 	if (f->sub.ephemeral) {
 		/* '~' is not allowed in names, so no client can join it. */
@@ -717,7 +752,8 @@ handle_delete(struct conn *c, const struct fy_frame *f)
 	struct topic *t;
 	struct group *g;
 
-	if (bad_name(c, f->rid, "topic", f->del.topic))
+	if (bad_name(c, f->rid, "topic", f->del.topic) ||
+	    auth_check(c, f->rid, AUTH_ADMIN, f->del.topic))
 		return;
 	if (!(t = topic_find(c->b, f->del.topic.p, f->del.topic.len))) {
 		conn_send_err(c, f->rid, FY_E_NOTFOUND, 0, "no topic %.*s",
@@ -748,7 +784,8 @@ handle_delete(struct conn *c, const struct fy_frame *f)
 static void
 dispatch(struct conn *c, const struct fy_frame *f)
 {
-	if (c->state == CONN_HANDSHAKE && f->type != FY_T_HELLO) {
+	if (c->state == CONN_HANDSHAKE && f->type != FY_T_HELLO &&
+	    f->type != FY_T_AUTH) {
 		conn_send_err(c, f->rid, FY_E_HANDSHAKE, 0,
 		    "the first frame must be HELLO");
 		conn_close(c);
@@ -766,6 +803,9 @@ dispatch(struct conn *c, const struct fy_frame *f)
 	switch (f->type) {
 	case FY_T_HELLO:
 		handle_hello(c, f);
+		break;
+	case FY_T_AUTH:
+		handle_auth(c, f);
 		break;
 	case FY_T_PUB:
 		handle_pub(c, f);
@@ -862,6 +902,9 @@ unstall(struct conn *c)
 static void
 on_frame(struct conn *c, int r, const struct fy_frame *f, const char *field)
 {
+	/* A failed login waits out its delay: nothing it sends counts. */
+	if (auth_failing(c))
+		return;
 	if (r == FY_OK)
 		dispatch(c, f);
 	else
@@ -885,12 +928,19 @@ on_drained(struct conn *c)
 		group_mark_due(list_entry(pos, struct sub, clink)->group);
 }
 
+static void
+on_closing(struct conn *c)
+{
+	release_subs(c);
+	auth_conn_free(c);
+}
+
 static const struct conn_ops request_ops = {
 	.frame = on_frame,
 	.read_begin = unstall,
 	.read_end = on_read_end,
 	.drained = on_drained,
-	.closing = release_subs,
+	.closing = on_closing,
 };
 
 void

@@ -21,6 +21,7 @@
 #include "conn.h"
 #include "log.h"
 #include "options.h"
+#include "tls.h"
 
 /* Refuse a connection over max_connections with one ERR frame, written
  * with a plain send(): the socket is new, so its buffer has room. */
@@ -95,8 +96,9 @@ accept_error_cb(struct evconnlistener *l, void *arg)
 		    "every 250 ms)", evutil_socket_error_to_string(err));
 }
 
+/* "PORT\n" (-1: none), then "TLSPORT\n" when there is a TLS listener. */
 static int
-write_port_file(const char *path, int port)
+write_port_file(const char *path, int port, int tls_port)
 {
 	char tmp[4096];
 	FILE *f;
@@ -106,6 +108,8 @@ write_port_file(const char *path, int port)
 	if (!(f = fopen(tmp, "w")))
 		return -errno;
 	fprintf(f, "%d\n", port);
+	if (tls_port)
+		fprintf(f, "%d\n", tls_port);
 	if (fclose(f) != 0) {
 		unlink(tmp);
 		return -EIO;
@@ -117,6 +121,24 @@ write_port_file(const char *path, int port)
 		unlink(tmp);
 		return r;
 	}
+	return 0;
+}
+
+/* 1 if fd is bound to a loopback address (127/8 or ::1). */
+static int
+socket_is_loopback(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+		return 0;
+	if (ss.ss_family == AF_INET)
+		return ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >>
+		    24 == 127;
+	if (ss.ss_family == AF_INET6)
+		return IN6_IS_ADDR_LOOPBACK(
+		    &((struct sockaddr_in6 *)&ss)->sin6_addr);
 	return 0;
 }
 
@@ -139,6 +161,15 @@ listen_inherited(struct broker *b)
 		log_error("socket activation: expected one listening stream "
 		    "socket, got %d file descriptor(s)", n);
 		return -EINVAL;
+	}
+	/* the same rule as for listen: no anonymous access from a network
+	 * by accident (auth.c) */
+	if (!b->opt->users_file && !b->opt->allow_anonymous &&
+	    !socket_is_loopback(fd)) {
+		log_error("refusing the socket systemd passed: it is not on "
+		    "loopback and there is no users_file (set one, or "
+		    "allow_anonymous = yes)");
+		return -EPERM;
 	}
 	if (evutil_make_socket_nonblocking(fd) < 0 ||
 	    evutil_make_socket_closeonexec(fd) < 0)
@@ -164,6 +195,9 @@ broker_listen(struct broker *b)
 	char port[16], addr[INET6_ADDRSTRLEN] = "?";
 	int r;
 
+	/* port = -1: TLS only (options_check() made sure there is TLS). */
+	if (o->port < 0)
+		goto tls;
 	if ((r = listen_inherited(b)) < 0)
 		return r;
 	if (r > 0)
@@ -204,7 +238,11 @@ bound:
 		}
 	}
 	log_info("listening on %s port %d", addr, b->port);
-	if (o->port_file && (r = write_port_file(o->port_file, b->port))) {
+tls:
+	if ((r = tls_listen(b)) < 0)
+		return r;
+	if (o->port_file && (r = write_port_file(o->port_file, b->port,
+	    b->tls ? b->tls_port : 0))) {
 		log_error("cannot write port file %s: %s", o->port_file,
 		    strerror(-r));
 		return r;
@@ -223,4 +261,5 @@ broker_unlisten(struct broker *b)
 		event_free(b->accept_ev);
 		b->accept_ev = NULL;
 	}
+	tls_fini(b);
 }

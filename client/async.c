@@ -68,6 +68,8 @@ struct ferry_async {
 	struct lf_loop loop;	/* the event loop's adapter */
 	int watching;		/* fd the adapter watches, or -1 */
 	int want_write;		/* it watches for writability too */
+	int tls_step;		/* the TLS handshake's last step: 1 waits to
+				   read, 2 to write (lf_tls_step()) */
 	int64_t t_conn;		/* attempt timeout or end of backoff, or 0 */
 	int lost;		/* closing() ran: a loss to handle */
 	int64_t t_armed;	/* when the adapter's timer is due, or -1 */
@@ -111,13 +113,22 @@ leave(struct ferry_async *a)
 }
 
 /* Tell the adapter what to watch on the socket: always reading, writing
- * while the core has output or the connect() is pending. */
+ * while the core has output or the connect() is pending.  During a TLS
+ * handshake frames wait, and writing is watched only when TLS asks:
+ * while it waits for the broker, a writable socket would only spin. */
 static void
 watch(struct ferry_async *a)
 {
 	int fd = a->f->fd, w;
 
-	w = fd >= 0 && (!a->sock_ok || lf_wpending(a->f));
+	if (fd < 0)
+		w = 0;
+	else if (!a->sock_ok)
+		w = 1;		/* the connect() */
+	else if (!lf_tls_ready(a->f))
+		w = a->tls_step != 1;	/* the handshake's turn */
+	else
+		w = lf_wpending(a->f);
 	if (fd == a->watching && w == a->want_write)
 		return;
 	a->watching = fd;
@@ -511,8 +522,13 @@ lf_async_read(struct ferry_async *a)
 	struct ferry *f = a->f;
 
 	enter(a);
-	if (lf_read_some(f) > 0)
+	if (!lf_tls_ready(f)) {
+		/* The handshake's turn: on to the frames once it is done
+		 * (watch() then asks for writability if output waits). */
+		a->tls_step = lf_tls_step(f);
+	} else if (lf_read_some(f) > 0) {
 		lf_process_input(f);
+	}
 	if (a->state == ST_CONNECTING && f->err == 0 && f->welcomed)
 		connected(a);
 	dispatch(a);
@@ -537,6 +553,15 @@ lf_async_write(struct ferry_async *a)
 			goto out;
 		}
 		a->sock_ok = 1;
+	}
+	/* TLS first: frames wait until the handshake is done, and while
+	 * it waits for the broker the write event would only spin. */
+	if (!lf_tls_ready(f)) {
+		int r = lf_tls_step(f);
+
+		a->tls_step = r;
+		if (r != 0)
+			goto out;	/* failed, or waits: see watch() */
 	}
 	if (lf_wpending(f)) {
 		a->wrote = 1;
@@ -617,13 +642,18 @@ static int
 encode_hello(struct ferry *f)
 {
 	struct fy_frame fr;
+	char cfirst[FY_SCRAM_MSG_MAX];
 
 	memset(&fr, 0, sizeof(fr));
 	fr.type = FY_T_HELLO;
 	fr.hello.version = FY_PROTO_VERSION;
 	fr.hello.name.p = f->name;
 	fr.hello.name.len = (uint32_t)strlen(f->name);
-	return lf_encode(f, &fr);
+	/* With a user, HELLO starts SCRAM; the core answers CHALLENGE. */
+	if (lf_scram_hello(f, &fr, cfirst) < 0 || lf_encode(f, &fr) < 0)
+		return -1;
+	lf_scram_gate(f);
+	return 0;
 }
 
 /*
@@ -645,6 +675,7 @@ attempt(struct ferry_async *a)
 	f->reconnecting = 1;
 	a->state = ST_CONNECTING;
 	a->sock_ok = 0;
+	a->tls_step = 0;
 	f->rstart = f->rend = f->rwant = 0;
 	if (a->ever || a->wrote) {
 		fy_enc_clear(&f->enc);
@@ -662,6 +693,8 @@ attempt(struct ferry_async *a)
 	if (open_socket(f, &fd) < 0)
 		return;
 	f->fd = fd;
+	if (f->tls_ctx != NULL && lf_tls_attach(f) < 0)
+		return;
 	a->t_conn = lf_now_ms() + a->timeout_ms;
 	watch(a);	/* writable: the connect() is done */
 }
@@ -709,6 +742,15 @@ lf_async_new(const char *host, int port, const struct ferry_async_opts *o,
 	if (o->reconnect != NULL && ferry_set_reconnect(f, o->reconnect) < 0) {
 		f->err = FERRY_EINVAL;
 		return a;
+	}
+	if (o->login != NULL) {
+		int r = lf_login_setup(f, o->login, o->login->user,
+		    o->login->tls);
+
+		if (r < 0) {
+			f->err = r;
+			return a;
+		}
 	}
 	f->answer = on_answer;
 	f->closing = on_closing;

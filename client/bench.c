@@ -179,7 +179,7 @@ parse_positive(const char *opt, const char *s, double max)
 static struct ferry *
 bench_connect(const struct opts *o, const char *name, char *err, size_t n)
 {
-	struct ferry *f = ferry_connect(o->host, o->port, o->conn_ms, name);
+	struct ferry *f = cli_connect(o->host, o->port, o->conn_ms, name);
 
 	if (f == NULL) {
 		seterr(err, n, "%s: out of memory", name);

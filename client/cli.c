@@ -22,6 +22,7 @@
 
 #include "bench.h"
 #include "cliargs.h"
+#include "cliuser.h"
 #include "ferry.h"
 #include "reply.h"
 
@@ -37,12 +38,25 @@ struct global {
 };
 
 static const char usage_main[] =
-"usage: ferry [--host H] [--port P] [--timeout SECONDS] COMMAND [ARGS]\n"
+"usage: ferry [--host H] [--port P] [--timeout SECONDS] [--url URL]\n"
+"             [--user USER] [--password-file FILE] [--tls] [--ca FILE]\n"
+"             [--cert FILE --key FILE] COMMAND [ARGS]\n"
 "\n"
 "Global options (before the command):\n"
 "  --host H           broker host (default $FERRY_HOST or 127.0.0.1)\n"
 "  --port P           broker port (default $FERRY_PORT or 4470)\n"
 "  --timeout SECONDS  connect and reply timeout (default 5)\n"
+"  --url URL          ferry://[USER@]HOST[:PORT] (default $FERRY_URL);\n"
+"                     --host and --port win over it\n"
+"  --user USER        log in as USER (SCRAM-SHA-256)\n"
+"  --password-file F  USER's password: F's first line (default:\n"
+"                     $FERRY_PASSWORD)\n"
+"  --tls              TLS (ferrys:// URLs too); default port 4471; the\n"
+"                     broker's certificate must name HOST\n"
+"  --ca FILE          CA certificates (PEM) for the broker's certificate\n"
+"                     (default: the system's)\n"
+"  --cert F --key F   client certificate and key (PEM), for brokers that\n"
+"                     map certificates to users\n"
 "  --help             this text\n"
 "\n"
 "Commands:\n"
@@ -59,6 +73,7 @@ static const char usage_main[] =
 "  inflight TOPIC       a group's outstanding deliveries\n"
 "  peek TOPIC           a group's next message, without taking it\n"
 "  trace ID             what happened to a message\n"
+"  user add|passwd|del|list  edit the broker's users file\n"
 "\n"
 "'ferry COMMAND --help' describes a command.\n";
 
@@ -249,7 +264,7 @@ open_conn(const struct global *g, const char *cmd)
 	struct ferry *f;
 
 	snprintf(name, sizeof(name), "ferry-%s-%ld", cmd, (long)getpid());
-	f = ferry_connect(g->host, g->port, g->timeout_ms, name);
+	f = cli_connect(g->host, g->port, g->timeout_ms, name);
 	if (f == NULL) {
 		warnf("out of memory");
 		exit(1);
@@ -1922,6 +1937,12 @@ cmd_bench(const struct global *g, int argc, char **argv)
 	return bench_main(g->host, g->port, g->timeout_ms, argc, argv);
 }
 
+static int
+cmd_user(const struct global *g, int argc, char **argv)
+{
+	return cliuser_main(argc, argv);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1929,6 +1950,13 @@ main(int argc, char **argv)
 		{ "host", required_argument, NULL, 'H' },
 		{ "port", required_argument, NULL, 'p' },
 		{ "timeout", required_argument, NULL, 't' },
+		{ "url", required_argument, NULL, 'U' },
+		{ "user", required_argument, NULL, 'u' },
+		{ "password-file", required_argument, NULL, 'P' },
+		{ "tls", no_argument, NULL, 'T' },
+		{ "ca", required_argument, NULL, 'C' },
+		{ "cert", required_argument, NULL, 'E' },
+		{ "key", required_argument, NULL, 'K' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -1950,28 +1978,61 @@ main(int argc, char **argv)
 		{ "inflight", cmd_inflight, usage_inflight },
 		{ "peek", cmd_peek, usage_peek },
 		{ "trace", cmd_trace, usage_trace },
+		{ "user", cmd_user, cliuser_usage },
 	};
 	struct global g;
 	const char *env, *cmd;
 	size_t i;
-	int ch;
+	int ch, port_given = 0;
 
 	g.host = "127.0.0.1";
 	g.port = FERRY_DEFAULT_PORT;
 	g.timeout_ms = 5000;
-	if ((env = getenv("FERRY_HOST")) != NULL && *env)
+	if ((env = getenv("FERRY_HOST")) != NULL && *env) {
 		g.host = env;
-	if ((env = getenv("FERRY_PORT")) != NULL && *env)
+		cli_login.addr_given = 1;
+	}
+	if ((env = getenv("FERRY_PORT")) != NULL && *env) {
 		g.port = (int)cli_parse_num("FERRY_PORT", env, 1, 65535);
+		cli_login.addr_given = 1;
+		port_given = 1;
+	}
 
 	/* "+": stop at the command; its options are its own. */
 	while ((ch = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'H':
 			g.host = optarg;
+			cli_login.addr_given = 1;
 			break;
 		case 'p':
 			g.port = (int)cli_parse_num("--port", optarg, 1, 65535);
+			cli_login.addr_given = 1;
+			port_given = 1;
+			break;
+		case 'U':
+			cli_login.url = optarg;
+			break;
+		case 'u':
+			cli_login.user = optarg;
+			break;
+		case 'P':
+			cli_login.password_file = optarg;
+			break;
+		case 'T':
+			cli_login.tls = 1;
+			break;
+		case 'C':
+			cli_login.ca = optarg;
+			cli_login.tls = 1;
+			break;
+		case 'E':
+			cli_login.cert = optarg;
+			cli_login.tls = 1;
+			break;
+		case 'K':
+			cli_login.key = optarg;
+			cli_login.tls = 1;
 			break;
 		case 't':
 			g.timeout_ms = parse_seconds("--timeout", optarg);
@@ -1983,6 +2044,9 @@ main(int argc, char **argv)
 			cli_usage_error("bad option");
 		}
 	}
+	/* TLS has its own default port, unless one was named. */
+	if (cli_login.tls && !port_given)
+		g.port = FERRY_DEFAULT_TLS_PORT;
 	if (optind >= argc)
 		cli_usage_error("missing command");
 	cmd = argv[optind];

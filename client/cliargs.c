@@ -7,8 +7,32 @@
 #include <stdlib.h>
 
 #include "cliargs.h"
+#include "ferry.h"
 
 const char *cli_command;
+struct cli_login cli_login;
+
+struct ferry *
+cli_connect(const char *host, int port, int timeout_ms, const char *name)
+{
+	struct ferry_opts o = {0};
+	const char *url = cli_login.url ? cli_login.url : getenv("FERRY_URL");
+
+	o.url = url;
+	if (url == NULL || *url == '\0' || cli_login.addr_given) {
+		o.host = host;
+		o.port = port;
+	}
+	o.timeout_ms = timeout_ms;
+	o.name = name;
+	o.user = cli_login.user;
+	o.password_file = cli_login.password_file;
+	o.tls = cli_login.tls;
+	o.tls_ca = cli_login.ca;
+	o.tls_cert = cli_login.cert;
+	o.tls_key = cli_login.key;
+	return ferry_connect_opts(&o);
+}
 
 void
 cli_usage_error(const char *fmt, ...)

@@ -8,6 +8,28 @@
 
 #define EXIT_USAGE 2
 
+struct ferry;
+
+/*
+ * How every command logs in (the global --url, --user, --password-file;
+ * FERRY_URL and FERRY_PASSWORD are read by libferry).  addr_given: --host,
+ * --port, FERRY_HOST or FERRY_PORT was given, and wins over the URL's.
+ */
+struct cli_login {
+	const char *url;
+	const char *user;
+	const char *password_file;
+	int addr_given;
+	int tls;		/* --tls; also implied by --ca, --cert */
+	const char *ca, *cert, *key;
+};
+extern struct cli_login cli_login;
+
+/* Connect as cli_login says; the handle carries any error (NULL: out of
+ * memory), as ferry_connect()'s does. */
+struct ferry *cli_connect(const char *host, int port, int timeout_ms,
+    const char *name);
+
 /* The command whose arguments are being read ("bench"), or NULL: names it
  * in usage errors and in the --help hint. */
 extern const char *cli_command;

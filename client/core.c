@@ -41,6 +41,7 @@ static const char *const errtext[] = {
 	[16] = "broker shutting down",
 	[17] = "not valid in this subscription mode",
 	[18] = "no subscribers",
+	[19] = "permission denied",
 };
 
 const char *
@@ -182,7 +183,8 @@ lf_recoverable(const struct ferry *f, int err)
 {
 	if (!f->rc_on)
 		return 0;
-	if (f->close_code == FY_E_TOOBIG || f->close_code == FY_E_HANDSHAKE)
+	if (f->close_code == FY_E_TOOBIG || f->close_code == FY_E_HANDSHAKE ||
+	    f->close_code == FY_E_DENIED)
 		return 0;
 	return err == FERRY_EIO || err == FERRY_ECLOSED ||
 	    err == FERRY_EBADREPLY;
@@ -206,6 +208,7 @@ lf_fatal(struct ferry *f, int err, const char *fmt, ...)
 	f->err = err;
 	if (f->closing != NULL)
 		f->closing(f);	/* before the fd number can be reused */
+	lf_tls_drop(f);
 	if (f->fd >= 0)
 		close(f->fd);
 	f->fd = -1;
@@ -613,7 +616,8 @@ handle_frame(struct ferry *f, const struct fy_frame *fr)
 		 * what reconnect acts on; no async error besides. */
 		if (fr->err.code == FY_E_TOOBIG ||
 		    fr->err.code == FY_E_HANDSHAKE ||
-		    fr->err.code == FY_E_SHUTDOWN) {
+		    fr->err.code == FY_E_SHUTDOWN ||
+		    (fr->err.code == FY_E_DENIED && !f->welcomed)) {
 			f->close_code = (int)fr->err.code;
 			return 0;
 		}
@@ -630,9 +634,13 @@ handle_frame(struct ferry *f, const struct fy_frame *fr)
 		}
 		async_push(f, (int)fr->err.code, fr->err.sid, fr->err.msg);
 		return 0;
+	case FY_T_CHALLENGE:
+		return lf_scram_challenge(f, fr);
 	case FY_T_WELCOME:
 		if (f->welcomed)
 			return 0;
+		if (lf_scram_verify(f, fr) < 0)
+			return f->err;
 		f->welcomed = 1;
 		lf_strcopy(f->server, sizeof(f->server), fr->welcome.server);
 		if (fr->welcome.max_frame)
@@ -725,13 +733,16 @@ lf_read_some(struct ferry *f)
 		f->rcap = ncap;
 	}
 	for (;;) {
-		n = recv(f->fd, f->rbuf + f->rend, f->rcap - f->rend,
-		    MSG_DONTWAIT);
+		n = lf_tls_recv(f, f->rbuf + f->rend, f->rcap - f->rend);
 		if (n > 0) {
 			f->rend += (size_t)n;
 			return 1;
 		}
 		if (n == 0) {
+			if (f->close_code == FY_E_DENIED)
+				return lf_fatal(f, FERRY_EDENIED, "login "
+				    "refused (E_DENIED): wrong password, "
+				    "unknown user, or a login required");
 			if (f->close_code)
 				return lf_fatal(f, FERRY_ECLOSED,
 				    "connection closed by broker (%s)",
@@ -757,6 +768,8 @@ lf_read_some(struct ferry *f)
 size_t
 lf_wpending(const struct ferry *f)
 {
+	if (f->gated)
+		return f->wgate - f->wpos;
 	return f->enc.sb.size - f->wpos + f->nacks * 9;
 }
 
@@ -770,9 +783,9 @@ lf_write_some(struct ferry *f)
 	if (f->nacks && lf_encode_acks(f) < 0)
 		return -1;
 
-	while (f->wpos < sb->size) {
-		n = send(f->fd, sb->data + f->wpos, sb->size - f->wpos,
-		    MSG_DONTWAIT | MSG_NOSIGNAL);
+	while (f->wpos < (f->gated ? f->wgate : sb->size)) {
+		n = lf_tls_send(f, sb->data + f->wpos,
+		    (f->gated ? f->wgate : sb->size) - f->wpos);
 		if (n >= 0) {
 			f->wpos += (size_t)n;
 			continue;
@@ -794,11 +807,13 @@ lf_write_some(struct ferry *f)
 	if (f->wpos == sb->size) {
 		fy_enc_clear(&f->enc);
 		f->wpos = 0;
+		f->wgate = 0;
 		f->wnext = FLUSH_AT;
 	} else if (f->wpos >= FLUSH_AT && f->wpos >= sb->size / 2) {
 		/* Reclaim the written part so the buffer stays bounded. */
 		memmove(sb->data, sb->data + f->wpos, sb->size - f->wpos);
 		sb->size -= f->wpos;
+		f->wgate -= f->gated ? f->wpos : 0;
 		f->wpos = 0;
 	}
 	return 0;
@@ -1346,6 +1361,7 @@ lf_free(struct ferry *f)
 {
 	uint64_t rid;
 
+	lf_tls_free(f);
 	if (f->fd >= 0)
 		close(f->fd);
 	lf_mlist_free(&f->mhead, &f->mtail);
@@ -1357,6 +1373,7 @@ lf_free(struct ferry *f)
 		for (rid = f->plo; rid < f->next_rid; rid++)
 			free(f->pend[rid & (f->pcap - 1)].frame);
 	free(f->host);
+	lf_forget_login(f);
 	fy_enc_fini(&f->enc);
 	fy_dec_fini(&f->dec);
 	free(f->rbuf);

@@ -31,8 +31,10 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "codec.h"
+#include "scram.h"
 #include "frame.h"
 #include "ferry.h"
 
@@ -115,6 +117,24 @@ struct ferry {
 	char errstr[FERRY_ERRSTR_LEN];
 	int timeout_ms;		/* I/O timeout, -1 = none */
 	char name[FERRY_NAME_MAX + 1];
+
+	/* Login (connopts.c): user NULL = anonymous; password owned and
+	 * wiped when freed; scram lives from HELLO to WELCOME. */
+	char *user;
+	char *password;
+	struct fy_scram_client *scram;
+	char authuser[FERRY_NAME_MAX + 1];	/* WELCOME's "user" */
+	/* While SCRAM runs, the broker takes nothing but AUTH after HELLO:
+	 * output from wgate on (requests queued meanwhile) waits for
+	 * WELCOME, and AUTH goes in at wgate (an offset in enc.sb). */
+	int gated;
+	size_t wgate;
+
+	/* TLS (tls.c): tls_ctx kept for reconnects, ssl per connection. */
+	struct ssl_ctx_st *tls_ctx;
+	struct ssl_st *ssl;
+	char *tls_name;		/* name the certificate must carry, or
+				   NULL = the host connected to */
 
 	/* From WELCOME. */
 	int welcomed;
@@ -274,6 +294,48 @@ void lf_free(struct ferry *f);
 int lf_wait_for(struct ferry *f, int timeout_ms, done_fn *done, void *arg);
 int lf_send_sync(struct ferry *f, struct fy_frame *fr);
 void lf_do_connect(struct ferry *f, const char *host, int port, int timeout_ms);
+
+/* SCRAM (connopts.c).  lf_scram_hello() fills HELLO's mech and sasl (a
+ * no-op without a user); lf_scram_challenge() answers CHALLENGE with AUTH;
+ * lf_scram_verify() checks WELCOME's server signature.  0, or a fatal
+ * error set on f. */
+int lf_scram_hello(struct ferry *f, struct fy_frame *hello, char *buf);
+/* Just after HELLO is encoded: gate what follows it if SCRAM runs. */
+void lf_scram_gate(struct ferry *f);
+int lf_scram_challenge(struct ferry *f, const struct fy_frame *fr);
+int lf_scram_verify(struct ferry *f, const struct fy_frame *fr);
+/* Wipe and free the password and SCRAM state. */
+void lf_forget_login(struct ferry *f);
+/* Take o's password source and TLS settings for user (NULL: anonymous)
+ * and tls (non-zero: TLS even without a CA or certificate).  0, or an
+ * error set on f (not fatal). */
+int lf_login_setup(struct ferry *f, const struct ferry_opts *o,
+    const char *user, int tls);
+
+/*
+ * TLS (tls.c).  lf_tls_setup(): the context from the options (0, or an
+ * error set, not fatal).  lf_tls_handshake(): on f->fd, verifying the
+ * certificate and its name (0, or fatal).  lf_tls_recv()/lf_tls_send():
+ * recv()/send() through TLS when f->ssl, plain otherwise; -1 with errno
+ * EAGAIN when TLS needs the socket again.  lf_tls_pending(): decrypted
+ * bytes wait that poll() cannot see.  lf_tls_drop() frees the session
+ * before its fd is closed; lf_tls_free() everything.
+ */
+int lf_tls_setup(struct ferry *f, const struct ferry_opts *o);
+int lf_tls_handshake(struct ferry *f, const char *host, int port,
+    int64_t deadline);
+/* For a driver that runs the handshake itself: lf_tls_attach() makes
+ * the session on f->fd (0, or fatal); lf_tls_step() advances it: 0 done,
+ * 1 wants to read, 2 wants to write, < 0 failed (fatal); lf_tls_ready()
+ * is 1 once there is nothing to do (or no TLS). */
+int lf_tls_attach(struct ferry *f);
+int lf_tls_step(struct ferry *f);
+int lf_tls_ready(const struct ferry *f);
+ssize_t lf_tls_recv(struct ferry *f, void *buf, size_t len);
+ssize_t lf_tls_send(struct ferry *f, const void *buf, size_t len);
+int lf_tls_pending(const struct ferry *f);
+void lf_tls_drop(struct ferry *f);
+void lf_tls_free(struct ferry *f);
 int lf_check_topic(struct ferry *f, const char *topic, size_t *len);
 
 /* --- async.c ------------------------------------------------------------ */

@@ -102,6 +102,7 @@ extern "C" {
 #endif
 
 #define FERRY_DEFAULT_PORT 4470
+#define FERRY_DEFAULT_TLS_PORT 4471	/* ferrys:// */
 #define FERRY_ERRSTR_LEN 128	/* size of the handle's error text, NUL incl. */
 #define FERRY_ID_MAX 64		/* message id, bytes, NUL excluded */
 #define FERRY_NAME_MAX 200	/* topic and group names, bytes */
@@ -139,6 +140,9 @@ enum ferry_error {
 	FERRY_ENOSUBSCRIBERS = -18, /* mandatory publish (and so a request):
 				   no group of the topic has a connected
 				   member; nothing was stored; retryable */
+	FERRY_EDENIED = -19,	/* login failed (wrong password or unknown
+				   user: the broker does not say which), or
+				   the user may not do this */
 	FERRY_EBROKER = -99,	/* a broker code above 98: see
 				   ferry_last_code() */
 
@@ -339,6 +343,58 @@ struct ferry_confirms {
  */
 struct ferry *ferry_connect(const char *host, int port, int timeout_ms,
     const char *name);
+
+/*
+ * Connection options for ferry_connect_opts(); zero fields take their
+ * defaults, so `struct ferry_opts o = {0}` then the fields you need.
+ * Strings are copied; the caller may free them after the call.
+ */
+struct ferry_opts {
+	/* "ferry://[USER@]HOST[:PORT]"; sets host, port and user unless
+	 * those are given too.  NULL: $FERRY_URL if set. */
+	const char *url;
+	const char *host;	/* NULL = "127.0.0.1" */
+	int port;		/* 0 = FERRY_DEFAULT_PORT */
+	int timeout_ms;		/* as ferry_connect()'s */
+	const char *name;	/* as ferry_connect()'s */
+	/*
+	 * Log in as user with SCRAM-SHA-256 (the password never crosses
+	 * the wire, and the broker must prove it knows the user's verifier
+	 * too).  NULL: anonymous.  The password comes from, in order:
+	 * password, password_cb, $FERRY_PASSWORD, the first line of
+	 * password_file.  It is kept (for reconnecting) and wiped when the
+	 * handle is freed.
+	 */
+	const char *user;
+	const char *password;
+	/* Fill buf (size bytes) with a NUL-terminated password; 0 on
+	 * success. */
+	int (*password_cb)(void *arg, char *buf, size_t size);
+	void *password_arg;
+	const char *password_file;
+	/*
+	 * TLS (1.2 or 1.3): tls non-zero, or a "ferrys://" URL (whose
+	 * default port is 4471).  The broker's certificate must be signed by
+	 * tls_ca (NULL: the system's CAs) and name the host (or
+	 * tls_server_name); a client certificate and key (PEM) may log in
+	 * without a password where the broker maps it to a user.
+	 */
+	int tls;
+	const char *tls_ca;
+	const char *tls_cert;
+	const char *tls_key;
+	const char *tls_server_name;
+};
+
+/*
+ * ferry_connect() with options.  A login the broker refuses fails with
+ * FERRY_EDENIED; a broker that cannot prove it knows the password (a
+ * wrong server, or someone in between) with FERRY_ECONNECT.
+ */
+struct ferry *ferry_connect_opts(const struct ferry_opts *o);
+
+/* The user the broker took this client for ("" = anonymous). */
+const char *ferry_user(const struct ferry *f);
 
 /*
  * Flush what is buffered (bounded by the I/O timeout), close the
@@ -876,6 +932,10 @@ struct ferry_async_opts {
 	ferry_async_status_fn *on_status;	/* or NULL */
 	ferry_async_error_fn *on_error;		/* or NULL */
 	void *arg;		/* passed to on_status and on_error */
+	/* Login and TLS as for ferry_connect_opts(): user, the password's
+	 * source, tls and its files (url, host, port, timeout_ms and name
+	 * are not read from it).  NULL: anonymous, plain TCP. */
+	const struct ferry_opts *login;
 };
 
 /*

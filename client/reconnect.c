@@ -184,6 +184,7 @@ lf_recover(struct ferry *f)
 		    || (f->rc.max_time_ms && lf_now_ms() - start >=
 		    (int64_t)f->rc.max_time_ms) || r == FERRY_ENOMEM) {
 			f->reconnecting = 0;
+			lf_tls_drop(f);
 			if (f->fd >= 0)
 				close(f->fd);
 			f->fd = -1;

@@ -72,6 +72,7 @@ struct responder {
 	struct event *touch, *sigchld, *sigint, *sigterm;
 	struct job job;
 	int busy;		/* a request is in hand */
+	struct ferry_msg *waiting;	/* delivered while busy: owned */
 	int stopping;		/* a signal came, or --count is reached */
 	int status;		/* exit status */
 };
@@ -127,18 +128,26 @@ job_free(struct responder *r)
 }
 
 /* The request is settled (or could not be): on to the next. */
+static void job_begin(struct responder *r, struct ferry_msg *m);
+
 static void
 on_settled(struct ferry_async *a, int err, void *arg)
 {
 	struct responder *r = arg;
+	struct ferry_msg *next = r->waiting;
 
 	if (err != 0)
 		warnf("request %s: not settled: %s", r->job.m->id,
 		    ferry_async_errstr(a));
 	job_free(r);
 	r->got++;
-	if (r->stopping || (r->count && r->got >= r->count))
+	r->waiting = NULL;
+	if (r->stopping || (r->count && r->got >= r->count)) {
+		ferry_msg_free(next);	/* released by the unsubscribe */
 		shut_down(r);
+	} else if (next != NULL) {
+		job_begin(r, next);
+	}
 }
 
 static void
@@ -351,20 +360,13 @@ job_start(struct responder *r)
 	return 0;
 }
 
+/* Answer m (owned from now on). */
 static void
-on_request(struct ferry_async *a, const struct ferry_msg *m, void *arg)
+job_begin(struct responder *r, struct ferry_msg *m)
 {
-	struct responder *r = arg;
 	char why[96];
 
-	if (r->busy || r->stopping)
-		return;	/* unsettled: released by the unsubscribe */
-	if ((r->job.m = ferry_msg_dup(m)) == NULL) {
-		warnf("out of memory");
-		ferry_async_nack(a, m->sid, m->lease, -1, "out of memory",
-		    NULL, NULL);
-		return;
-	}
+	r->job.m = m;
 	r->busy = 1;
 	if (job_start(r) < 0) {
 		snprintf(why, sizeof(why), "cannot run command: %s",
@@ -374,6 +376,38 @@ on_request(struct ferry_async *a, const struct ferry_msg *m, void *arg)
 		return;
 	}
 	evtimer_add(r->touch, &r->touch_every);
+}
+
+static void
+on_request(struct ferry_async *a, const struct ferry_msg *m, void *arg)
+{
+	struct responder *r = arg;
+	struct ferry_msg *c;
+
+	if (r->stopping)
+		return;	/* unsettled: released by the unsubscribe */
+	if ((c = ferry_msg_dup(m)) == NULL) {
+		warnf("out of memory");
+		ferry_async_nack(a, m->sid, m->lease, -1, "out of memory",
+		    NULL, NULL);
+		return;
+	}
+	/*
+	 * The broker gives the credit back when it gets our ack, but
+	 * answers a confirmed ack only once it is durable: the next request
+	 * can come first.  It waits for the ack's answer.  With prefetch 1
+	 * there is never a third.
+	 */
+	if (r->busy && r->waiting == NULL) {
+		r->waiting = c;
+		return;
+	}
+	if (r->busy) {
+		ferry_async_nack(a, c->sid, c->lease, 0, "busy", NULL, NULL);
+		ferry_msg_free(c);
+		return;
+	}
+	job_begin(r, c);
 }
 
 static void
@@ -537,6 +571,7 @@ out:
 		}
 		job_free(&r);
 	}
+	ferry_msg_free(r.waiting);
 	ferry_async_free(r.a);
 	if (r.touch != NULL)
 		event_free(r.touch);

@@ -52,7 +52,13 @@ lf_wait_for(struct ferry *f, int timeout_ms, done_fn *done, void *arg)
 		p.fd = f->fd;
 		p.events = POLLIN | (lf_wpending(f) ? POLLOUT : 0);
 		p.revents = 0;
-		n = poll(&p, 1, wait);
+		/* TLS may hold decrypted bytes the socket no longer shows. */
+		if (lf_tls_pending(f)) {
+			p.revents = POLLIN;
+			n = 1;
+		} else {
+			n = poll(&p, 1, wait);
+		}
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -230,6 +236,7 @@ lf_do_connect(struct ferry *f, const char *host, int port, int timeout_ms)
 	int r, last = 0;
 	int64_t left;
 	unsigned alen0 = f->alen;	/* errors queued before: not ours */
+	char cfirst[FY_SCRAM_MSG_MAX];
 
 	if (port <= 0 || port > 65535) {
 		lf_fatal(f, FERRY_EINVAL, "invalid port %d", port);
@@ -255,22 +262,42 @@ lf_do_connect(struct ferry *f, const char *host, int port, int timeout_ms)
 		    strerror(-last));
 		return;
 	}
+	if (f->tls_ctx != NULL && lf_tls_handshake(f, host, port,
+	    deadline) < 0)
+		return;
 
 	memset(&fr, 0, sizeof(fr));
 	fr.type = FY_T_HELLO;
 	fr.hello.version = FY_PROTO_VERSION;
 	fr.hello.name.p = f->name;
 	fr.hello.name.len = (uint32_t)strlen(f->name);
+	if (lf_scram_hello(f, &fr, cfirst) < 0)
+		return;
 	if (lf_encode(f, &fr) < 0) {
 		lf_fatal(f, FERRY_ENOMEM, "out of memory");
 		return;
 	}
+	lf_scram_gate(f);
 	left = deadline >= 0 ? deadline - lf_now_ms() : -1;
 	r = lf_wait_for(f, deadline >= 0 ? (left > 0 ? (int)left : 0) : -1,
 	    done_welcome, &alen0);
 	if (r == FERRY_ETIMEOUT) {
 		lf_fatal(f, FERRY_ECONNECT, "%s:%d: no handshake reply within "
 		    "%d ms", host, port, timeout_ms);
+		return;
+	}
+	if (r < 0 && f->close_code == FY_E_DENIED) {
+		/* The broker does not say which of the two: neither can we. */
+		f->err = 0;
+		f->fd = -1;
+		f->last_code = FY_E_DENIED;
+		if (f->user != NULL)
+			lf_fatal(f, FERRY_EDENIED, "%s:%d: login refused: wrong "
+			    "password or unknown user \"%s\"", host, port,
+			    f->user);
+		else
+			lf_fatal(f, FERRY_EDENIED, "%s:%d: the broker requires "
+			    "a login (--user)", host, port);
 		return;
 	}
 	if (r < 0 && f->alen <= alen0) {

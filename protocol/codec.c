@@ -55,6 +55,7 @@ static const char *const code_names[FY_E_MAX + 1] = {
 	[FY_E_MODE] = "E_MODE",
 	[FY_E_NOSUBSCRIBERS] = "E_NOSUBSCRIBERS",
 	[FY_E_IDLE] = "E_IDLE",
+	[FY_E_DENIED] = "E_DENIED",
 };
 
 const char *
@@ -443,6 +444,7 @@ enum key {
 	K_EPHEMERAL, K_ACK_TIMEOUT, K_MAX_ATTEMPTS, K_TTL, K_PID, K_SEQ,
 	K_CORR, K_DUPS, K_STATS, K_EVENTS, K_REPLY_TO, K_TTL_DROP, K_MAX_MSGS,
 	K_OVERFLOW, K_INFLIGHT, K_MANDATORY, K_MAX_BYTES, K_BOOT, K_IDLE,
+	K_MECH, K_SASL, K_USER,
 	K_BROKER,
 	K_COUNT		/* HAS() needs K_COUNT <= 64 */
 };
@@ -496,6 +498,9 @@ key_id(const struct val *k)
 		if (IS("dups")) return K_DUPS;
 		if (IS("boot")) return K_BOOT;
 		if (IS("idle")) return K_IDLE;
+		if (IS("mech")) return K_MECH;
+		if (IS("sasl")) return K_SASL;
+		if (IS("user")) return K_USER;
 		break;
 	case 5:
 		if (IS("topic")) return K_TOPIC;
@@ -845,12 +850,40 @@ dec_hello(struct dctx *c, const struct map *m, struct fy_frame *f)
 			if (get_str(v, &f->hello.name))
 				return bad(c, "name");
 			break;
+		case K_MECH:
+			if (get_str(v, &f->hello.mech))
+				return bad(c, "mech");
+			break;
+		case K_SASL:
+			if (get_str(v, &f->hello.sasl))
+				return bad(c, "sasl");
+			break;
 		default:
 			break;
 		}
 	}
 	if (!(seen & HAS(K_V)))
 		return bad(c, "v");
+	/* A mechanism and its first message come together. */
+	if ((f->hello.mech.len > 0) != (f->hello.sasl.len > 0))
+		return bad(c, f->hello.mech.len ? "sasl" : "mech");
+	return FY_OK;
+}
+
+/* AUTH and CHALLENGE: one required "sasl" str. */
+static int
+dec_auth(struct dctx *c, const struct map *m, struct fy_frame *f)
+{
+	const struct ent *e;
+	const struct val *v;
+	enum key k;
+
+	FOR_KEYS(m, e, k, v) {
+		if (k == K_SASL && get_str(v, &f->auth.sasl))
+			return bad(c, "sasl");
+	}
+	if (f->auth.sasl.len == 0)
+		return bad(c, "sasl");
 	return FY_OK;
 }
 
@@ -1228,6 +1261,14 @@ dec_welcome(struct dctx *c, const struct map *m, struct fy_frame *f)
 		case K_IDLE:
 			if (get_u32(v, &f->welcome.idle_ms))
 				return bad(c, "idle");
+			break;
+		case K_USER:
+			if (get_str(v, &f->welcome.user))
+				return bad(c, "user");
+			break;
+		case K_SASL:
+			if (get_str(v, &f->welcome.sasl))
+				return bad(c, "sasl");
 			break;
 		default:
 			break;
@@ -1738,6 +1779,10 @@ fy_decode(struct fy_dec *d, const uint8_t *payload, size_t len,
 	case FY_T_WELCOME:
 		r = dec_welcome(&c, &m, f);
 		break;
+	case FY_T_AUTH:
+	case FY_T_CHALLENGE:
+		r = dec_auth(&c, &m, f);
+		break;
 	case FY_T_OK:
 		r = dec_ok(&c, &m, f);
 		break;
@@ -2134,10 +2179,19 @@ encode(struct fy_enc *e, const struct fy_frame *f, int nobody)
 
 	switch (f->type) {
 	case FY_T_HELLO:
-		put_head(&w, f, 1 + (f->hello.name.len > 0));
+		put_head(&w, f, 1 + (f->hello.name.len > 0) +
+		    (f->hello.mech.len > 0) + (f->hello.sasl.len > 0));
 		KEY(&w, "v");
 		put_uint(&w, f->hello.version);
 		OPT_STR(&w, "name", f->hello.name);
+		OPT_STR(&w, "mech", f->hello.mech);
+		OPT_STR(&w, "sasl", f->hello.sasl);
+		break;
+	case FY_T_AUTH:
+	case FY_T_CHALLENGE:
+		put_head(&w, f, 1);
+		KEY(&w, "sasl");
+		put_fstr(&w, &f->auth.sasl);
 		break;
 	case FY_T_PUB:
 		pm = f->pub.msgs;
@@ -2255,7 +2309,8 @@ encode(struct fy_enc *e, const struct fy_frame *f, int nobody)
 		put_head(&w, f, 1 + (f->welcome.server.len > 0) +
 		    (f->welcome.session.len > 0) +
 		    (f->welcome.max_frame != 0) + (f->welcome.max_msg != 0) +
-		    (f->welcome.boot.len > 0) + (f->welcome.idle_ms != 0));
+		    (f->welcome.boot.len > 0) + (f->welcome.idle_ms != 0) +
+		    (f->welcome.user.len > 0) + (f->welcome.sasl.len > 0));
 		KEY(&w, "v");
 		put_uint(&w, f->welcome.version);
 		OPT_STR(&w, "server", f->welcome.server);
@@ -2264,6 +2319,8 @@ encode(struct fy_enc *e, const struct fy_frame *f, int nobody)
 		OPT_UINT(&w, "max_msg", f->welcome.max_msg);
 		OPT_STR(&w, "boot", f->welcome.boot);
 		OPT_UINT(&w, "idle", f->welcome.idle_ms);
+		OPT_STR(&w, "user", f->welcome.user);
+		OPT_STR(&w, "sasl", f->welcome.sasl);
 		break;
 	case FY_T_OK:
 		put_head(&w, f, (f->ok.sid != 0) + (f->ok.group.len > 0) +

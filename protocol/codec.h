@@ -53,11 +53,13 @@ enum fy_type {
 	FY_T_INFLIGHT = 11,
 	FY_T_PEEK = 12,
 	FY_T_TRACE = 13,
+	FY_T_AUTH = 14,		/* SASL continuation (client-final) */
 
 	FY_T_WELCOME = 64,
 	FY_T_OK = 65,
 	FY_T_ERR = 66,
 	FY_T_MSG = 67,
+	FY_T_CHALLENGE = 68,	/* SASL challenge (server-first) */
 };
 
 /*
@@ -87,8 +89,10 @@ enum fy_code {
 				   mode (e.g. ACK on at-most-once) */
 	FY_E_NOSUBSCRIBERS = 18, /* mandatory publish: no group of the topic
 				   has a member (retryable) */
+	FY_E_DENIED = 19,	/* authentication failed (connection closed),
+				   or the user may not do this (open) */
 	FY_E_IDLE = 20,		/* closed after idle_timeout without a frame
-				   (retryable: reconnect); 19 is taken */
+				   (retryable: reconnect) */
 };
 #define FY_E_MAX 20
 
@@ -229,7 +233,18 @@ struct fy_frame {
 		struct {
 			uint32_t version;	/* "v" */
 			struct fy_str name;	/* "name", optional */
+			/* Authentication, optional: "mech" names the SASL
+			 * mechanism ("SCRAM-SHA-256"), "sasl" carries its
+			 * first message (client-first-message). */
+			struct fy_str mech;	/* "mech" */
+			struct fy_str sasl;	/* "sasl" */
 		} hello;
+		struct {
+			struct fy_str sasl;	/* "sasl", required: the next
+						   SASL message (AUTH: client-
+						   final; CHALLENGE: server-
+						   first) */
+		} auth;
 		struct {
 			struct fy_str topic;	/* "topic" */
 			/* Single message: fields at top level, msgs = &one.
@@ -311,6 +326,11 @@ struct fy_frame {
 			uint32_t idle_ms;	/* "idle": the broker closes a
 						   connection silent this long
 						   (E_IDLE); 0 = never */
+			struct fy_str user;	/* "user": who the broker took
+						   the client for; empty =
+						   anonymous */
+			struct fy_str sasl;	/* "sasl": server-final, which
+						   the client MUST verify */
 		} welcome;
 		struct {
 			/* SUB reply */

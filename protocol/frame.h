@@ -26,6 +26,8 @@ enum fy_result {
 	FY_ENOMEM = -3,		/* allocation failed */
 	FY_ETYPE = -4,		/* well-formed frame of an unknown type */
 	FY_EFIELD = -5,		/* a required field missing or of wrong type */
+	FY_EAUTH = -6,		/* a SCRAM proof or signature that does not
+				   verify (scram.h) */
 };
 
 /*

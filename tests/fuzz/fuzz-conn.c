@@ -21,11 +21,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "auth.h"
 #include "broker.h"
 #include "conn.h"
 #include "fuzz-util.h"
@@ -40,6 +42,11 @@ static struct event_base *base;
 static struct options opt;
 static struct broker b;
 static char dir[PATH_MAX];
+
+#define USERS "user SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$" \
+	"WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:" \
+	"wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU= pub=jobs.> " \
+	"sub=jobs.*\nanonymous - admin\n"
 
 static void
 set(const char *key, const char *value)
@@ -64,7 +71,8 @@ cleanup(void)
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	char err[512] = "";
+	char err[512] = "", users[PATH_MAX + 8];
+	FILE *fp;
 	int r;
 
 	fuzz_quiet_logs();
@@ -79,12 +87,26 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	set("max_output_buffer", "256K");
 	set("retry_backoff_base", "0.001");
 	set("retry_backoff_max", "0.01");
+	/* Users, so that the SCRAM exchange is reachable: RFC 7677's
+	 * "user", and an anonymous admin for every other session. */
+	snprintf(users, sizeof(users), "%s/users", dir);
+	fp = fopen(users, "w");
+	if (fp == NULL || fputs(USERS, fp) < 0 || fclose(fp) != 0 ||
+	    chmod(users, 0600) != 0) {
+		fprintf(stderr, "fuzz-conn: cannot write %s\n", users);
+		exit(1);
+	}
+	set("users_file", users);
 	if (options_check(&opt, err, sizeof(err)) < 0) {
 		fprintf(stderr, "fuzz-conn: %s\n", err);
 		exit(1);
 	}
 	if (!(base = event_base_new()) || broker_init(&b, base, &opt) < 0) {
 		fprintf(stderr, "fuzz-conn: cannot set up the broker\n");
+		exit(1);
+	}
+	if (auth_init(&b) < 0) {
+		fprintf(stderr, "fuzz-conn: auth_init failed\n");
 		exit(1);
 	}
 	if ((r = store_open(&b, err, sizeof(err))) < 0) {
@@ -172,10 +194,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 
 	/* Hang up: close, let the output drain, and let the reap event
-	 * free the connection. */
-	for (i = 0; alive() && i < 8; i++) {
+	 * free the connection.  A closing connection still owes the
+	 * confirms its journal records are not yet durable for; when a
+	 * segment switch makes them wait for the sync thread, the loop has
+	 * to wait for its wake-up too: up to 2 s, 50 ms at a time. */
+	for (i = 0; alive() && i < 48; i++) {
 		if (!conn_is_closing(c))
 			conn_close(c);
+		if (i >= 8) {
+			struct timeval tv = {0, 50 * 1000};
+
+			event_base_loopexit(base, &tv);
+			event_base_dispatch(base);
+		}
 		turn(c);
 	}
 	if (alive()) {

@@ -340,6 +340,43 @@ conn_seeds(void)
 	f = (struct fy_frame){.type = FY_T_PING, .rid = 1};
 	add(&f);
 	emit("conn", "no-hello");
+
+	/* A SCRAM login (RFC 7677's messages; the proof cannot match the
+	 * broker's random nonce, so the AUTH is refused), then requests. */
+	f = hello(1);
+	f.hello.mech = S("SCRAM-SHA-256");
+	f.hello.sasl = S("n,,n=user,r=rOprNGfwEbeRWgbNEkqO");
+	add(&f);
+	f = (struct fy_frame){.type = FY_T_AUTH, .rid = 2};
+	f.auth.sasl = S("c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)"
+	    "hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=");
+	add(&f);
+	f = pub_one(3, S("jobs.a"), &one);
+	add(&f);
+	emit("conn", "scram");
+	/* An unknown user, and an AUTH out of turn. */
+	f = hello(1);
+	f.hello.mech = S("SCRAM-SHA-256");
+	f.hello.sasl = S("n,,n=nobody,r=abc");
+	add(&f);
+	f = (struct fy_frame){.type = FY_T_AUTH, .rid = 2};
+	f.auth.sasl = S("c=biws,r=abc,p=AAAA");
+	add(&f);
+	emit("conn", "scram-unknown");
+	f = (struct fy_frame){.type = FY_T_AUTH, .rid = 1};
+	f.auth.sasl = S("c=biws,r=abc,p=AAAA");
+	add(&f);
+	emit("conn", "auth-first");
+	/* Anonymous (the admin entry), then permissions on every request. */
+	f = hello(1);
+	add(&f);
+	f = sub(2, S("_inbox.x"), S(""), FY_MODE_AMO, 0, 1);
+	add(&f);
+	f = pub_one(3, S("_inbox.x"), &one);
+	add(&f);
+	f = del(4, S("_inbox.x"), S(""));
+	add(&f);
+	emit("conn", "anonymous-admin");
 }
 
 /* ---- journal ---- */

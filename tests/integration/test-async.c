@@ -740,6 +740,40 @@ START_TEST(reply_exec_slow_command)
 }
 END_TEST
 
+/* Requests queued behind one another: each next one is delivered as soon
+ * as the broker has the previous one's ack, before that confirmed ack is
+ * answered; the responder must take it then, not drop it. */
+START_TEST(reply_exec_back_to_back)
+{
+	struct proc p, req[4];
+	struct ferry *f;
+	char *out;
+	size_t len;
+
+	cli_spawn(&p, d.port, "reply", "fast", "--exec", "tr a-z A-Z",
+	    "--count", "4", NULL);
+	f = fc_connect(d.port, "probe");
+	for (int i = 0; i < 100 && group_stats(f, "fast", "default").members
+	    == 0; i++)
+		usleep(20000);
+	for (int i = 0; i < 4; i++)
+		cli_spawn(&req[i], d.port, "req", "fast", "abc", "--timeout",
+		    "10", NULL);
+	for (int i = 0; i < 4; i++) {
+		out = NULL;
+		len = 0;
+		ck_assert_int_eq(proc_read_lines(&req[i], &out, &len, 1,
+		    10000), 1);
+		ck_assert_str_eq(out, "ABC\n");
+		free(out);
+		ck_assert_int_eq(proc_wait(&req[i], 5000), 0);
+	}
+	ck_assert_int_eq(proc_wait(&p, 5000), 0);	/* --count 4 */
+	ck_assert_uint_eq(group_stats(f, "fast", "default").acked, 4);
+	ferry_close(f);
+}
+END_TEST
+
 /* --- Connection failures and async errors ----------------------------- */
 
 struct life {
@@ -959,6 +993,7 @@ main(void)
 	tcase_add_test(tc, reconnect_after_kill9);
 	tcase_add_test(tc, free_inside_callbacks);
 	tcase_add_test(tc, reply_exec_slow_command);
+	tcase_add_test(tc, reply_exec_back_to_back);
 	tcase_add_test(tc, first_connect_retried_and_async_errors);
 	tcase_add_test(tc, reconnect_gives_up);
 	tcase_add_test(tc, msg_dup_keeps_everything);

@@ -128,6 +128,12 @@ ck_frame(const struct fy_frame *a, const struct fy_frame *b)
 	case FY_T_HELLO:
 		ck_assert_uint_eq(a->hello.version, b->hello.version);
 		ck_str(a->hello.name, b->hello.name);
+		ck_str(a->hello.mech, b->hello.mech);
+		ck_str(a->hello.sasl, b->hello.sasl);
+		break;
+	case FY_T_AUTH:
+	case FY_T_CHALLENGE:
+		ck_str(a->auth.sasl, b->auth.sasl);
 		break;
 	case FY_T_PUB:
 		ck_str(a->pub.topic, b->pub.topic);
@@ -193,6 +199,8 @@ ck_frame(const struct fy_frame *a, const struct fy_frame *b)
 		ck_assert_uint_eq(a->welcome.max_msg, b->welcome.max_msg);
 		ck_str(a->welcome.boot, b->welcome.boot);
 		ck_assert_uint_eq(a->welcome.idle_ms, b->welcome.idle_ms);
+		ck_str(a->welcome.user, b->welcome.user);
+		ck_str(a->welcome.sasl, b->welcome.sasl);
 		break;
 	case FY_T_OK:
 		ck_assert_uint_eq(a->ok.sid, b->ok.sid);
@@ -326,6 +334,14 @@ static struct fy_hist hist2[2] = {
 	{ S("timeout"), S(""), S("worker-1"), 1700000000000ULL },
 	{ S("nacked"), S("boom: db down"), S(""), 0 },
 };
+
+/* RFC 7677's SCRAM-SHA-256 exchange (user "user", password "pencil"). */
+#define SCRAM_C1 "n,,n=user,r=rOprNGfwEbeRWgbNEkqO"
+#define SCRAM_S1 "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0," \
+	"s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"
+#define SCRAM_C2 "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)" \
+	"hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
+#define SCRAM_S2 "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
 
 /* Fill *f with sample number i; one or more per frame type. */
 static void
@@ -654,11 +670,32 @@ sample(int i, struct fy_frame *f)
 		f->ok.events = events4;
 		f->ok.nevents = 1;
 		break;
+	/* The SCRAM handshake of PROTOCOL.md, from RFC 7677's example. */
+	case 40:
+		f->type = FY_T_HELLO;
+		f->hello.version = 1;
+		f->hello.mech = S("SCRAM-SHA-256");
+		f->hello.sasl = S(SCRAM_C1);
+		break;
+	case 41:
+		f->type = FY_T_CHALLENGE;
+		f->auth.sasl = S(SCRAM_S1);
+		break;
+	case 42:
+		f->type = FY_T_AUTH;
+		f->auth.sasl = S(SCRAM_C2);
+		break;
+	case 43:
+		f->type = FY_T_WELCOME;
+		f->welcome.version = 1;
+		f->welcome.user = S("user");
+		f->welcome.sasl = S(SCRAM_S2);
+		break;
 	default:
 		ck_abort_msg("no sample %d", i);
 	}
 }
-#define NSAMPLES 40
+#define NSAMPLES 44
 
 /* Encode sample i into e (cleared first); returns the frame length. */
 static size_t
@@ -929,6 +966,62 @@ START_TEST(golden)
 		0x31, 0xa4, 0x62, 0x6f, 0x64, 0x79, 0xc4, 0x02,
 		0x68, 0x69,
 	};
+	static const uint8_t scram_hello[] = {
+		0x00, 0x00, 0x00, 0x41, 0x84, 0xa1, 0x74, 0x01,
+		0xa1, 0x76, 0x01, 0xa4, 0x6d, 0x65, 0x63, 0x68,
+		0xad, 0x53, 0x43, 0x52, 0x41, 0x4d, 0x2d, 0x53,
+		0x48, 0x41, 0x2d, 0x32, 0x35, 0x36, 0xa4, 0x73,
+		0x61, 0x73, 0x6c, 0xd9, 0x20, 0x6e, 0x2c, 0x2c,
+		0x6e, 0x3d, 0x75, 0x73, 0x65, 0x72, 0x2c, 0x72,
+		0x3d, 0x72, 0x4f, 0x70, 0x72, 0x4e, 0x47, 0x66,
+		0x77, 0x45, 0x62, 0x65, 0x52, 0x57, 0x67, 0x62,
+		0x4e, 0x45, 0x6b, 0x71, 0x4f,
+	};
+	static const uint8_t scram_challenge[] = {
+		0x00, 0x00, 0x00, 0x61, 0x82, 0xa1, 0x74, 0x44,
+		0xa4, 0x73, 0x61, 0x73, 0x6c, 0xd9, 0x56, 0x72,
+		0x3d, 0x72, 0x4f, 0x70, 0x72, 0x4e, 0x47, 0x66,
+		0x77, 0x45, 0x62, 0x65, 0x52, 0x57, 0x67, 0x62,
+		0x4e, 0x45, 0x6b, 0x71, 0x4f, 0x25, 0x68, 0x76,
+		0x59, 0x44, 0x70, 0x57, 0x55, 0x61, 0x32, 0x52,
+		0x61, 0x54, 0x43, 0x41, 0x66, 0x75, 0x78, 0x46,
+		0x49, 0x6c, 0x6a, 0x29, 0x68, 0x4e, 0x6c, 0x46,
+		0x24, 0x6b, 0x30, 0x2c, 0x73, 0x3d, 0x57, 0x32,
+		0x32, 0x5a, 0x61, 0x4a, 0x30, 0x53, 0x4e, 0x59,
+		0x37, 0x73, 0x6f, 0x45, 0x73, 0x55, 0x45, 0x6a,
+		0x62, 0x36, 0x67, 0x51, 0x3d, 0x3d, 0x2c, 0x69,
+		0x3d, 0x34, 0x30, 0x39, 0x36,
+	};
+	static const uint8_t scram_auth[] = {
+		0x00, 0x00, 0x00, 0x75, 0x82, 0xa1, 0x74, 0x0e,
+		0xa4, 0x73, 0x61, 0x73, 0x6c, 0xd9, 0x6a, 0x63,
+		0x3d, 0x62, 0x69, 0x77, 0x73, 0x2c, 0x72, 0x3d,
+		0x72, 0x4f, 0x70, 0x72, 0x4e, 0x47, 0x66, 0x77,
+		0x45, 0x62, 0x65, 0x52, 0x57, 0x67, 0x62, 0x4e,
+		0x45, 0x6b, 0x71, 0x4f, 0x25, 0x68, 0x76, 0x59,
+		0x44, 0x70, 0x57, 0x55, 0x61, 0x32, 0x52, 0x61,
+		0x54, 0x43, 0x41, 0x66, 0x75, 0x78, 0x46, 0x49,
+		0x6c, 0x6a, 0x29, 0x68, 0x4e, 0x6c, 0x46, 0x24,
+		0x6b, 0x30, 0x2c, 0x70, 0x3d, 0x64, 0x48, 0x7a,
+		0x62, 0x5a, 0x61, 0x70, 0x57, 0x49, 0x6b, 0x34,
+		0x6a, 0x55, 0x68, 0x4e, 0x2b, 0x55, 0x74, 0x65,
+		0x39, 0x79, 0x74, 0x61, 0x67, 0x39, 0x7a, 0x6a,
+		0x66, 0x4d, 0x48, 0x67, 0x73, 0x71, 0x6d, 0x6d,
+		0x69, 0x7a, 0x37, 0x41, 0x6e, 0x64, 0x56, 0x51,
+		0x3d,
+	};
+	static const uint8_t scram_welcome[] = {
+		0x00, 0x00, 0x00, 0x46, 0x84, 0xa1, 0x74, 0x40,
+		0xa1, 0x76, 0x01, 0xa4, 0x75, 0x73, 0x65, 0x72,
+		0xa4, 0x75, 0x73, 0x65, 0x72, 0xa4, 0x73, 0x61,
+		0x73, 0x6c, 0xd9, 0x2e, 0x76, 0x3d, 0x36, 0x72,
+		0x72, 0x69, 0x54, 0x52, 0x42, 0x69, 0x32, 0x33,
+		0x57, 0x70, 0x52, 0x52, 0x2f, 0x77, 0x74, 0x75,
+		0x70, 0x2b, 0x6d, 0x4d, 0x68, 0x55, 0x5a, 0x55,
+		0x6e, 0x2f, 0x64, 0x42, 0x35, 0x6e, 0x4c, 0x54,
+		0x4a, 0x52, 0x73, 0x6a, 0x6c, 0x39, 0x35, 0x47,
+		0x34, 0x3d,
+	};
 	struct fy_frame f;
 
 	encode_sample(&enc, 0, &f);
@@ -953,7 +1046,41 @@ START_TEST(golden)
 	ck_assert_int_eq(fy_encode(&enc, &f), FY_OK);
 	ck_assert_uint_eq(enc.sb.size, sizeof(request));
 	ck_assert_mem_eq(enc.sb.data, request, sizeof(request));
+
+	/* PROTOCOL.md's SCRAM handshake (section 10). */
+	encode_sample(&enc, 40, &f);
+	ck_assert_uint_eq(enc.sb.size, sizeof(scram_hello));
+	ck_assert_mem_eq(enc.sb.data, scram_hello, sizeof(scram_hello));
+	encode_sample(&enc, 41, &f);
+	ck_assert_uint_eq(enc.sb.size, sizeof(scram_challenge));
+	ck_assert_mem_eq(enc.sb.data, scram_challenge,
+	    sizeof(scram_challenge));
+	encode_sample(&enc, 42, &f);
+	ck_assert_uint_eq(enc.sb.size, sizeof(scram_auth));
+	ck_assert_mem_eq(enc.sb.data, scram_auth, sizeof(scram_auth));
+	encode_sample(&enc, 43, &f);
+	ck_assert_uint_eq(enc.sb.size, sizeof(scram_welcome));
+	ck_assert_mem_eq(enc.sb.data, scram_welcome, sizeof(scram_welcome));
 }
+
+/* A mechanism without its first message, or the reverse, is refused. */
+START_TEST(hello_sasl_pairs)
+{
+	struct fy_frame f;
+	const char *field = NULL;
+
+	pack("msususs", 3u, "t", U(FY_T_HELLO), "v", 1ull, "mech",
+	    "SCRAM-SHA-256");
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_EFIELD);
+	ck_assert_str_eq(field, "sasl");
+	pack("msususs", 3u, "t", U(FY_T_HELLO), "v", 1ull, "sasl", "n,,");
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_EFIELD);
+	ck_assert_str_eq(field, "mech");
+	pack("msu", 1u, "t", U(FY_T_AUTH));
+	ck_assert_int_eq(decode_pbuf(&f, &field), FY_EFIELD);
+	ck_assert_str_eq(field, "sasl");
+}
+END_TEST
 END_TEST
 
 /* Samples that fy_encode_nobody() accepts: MSG and single PUB. */
@@ -1503,7 +1630,7 @@ START_TEST(unknown_type)
 		uint64_t t;
 		int type;
 	} tt[] = {
-		{ 0, 0 }, { 14, 14 }, { 63, 63 }, { 68, 68 }, { 1000, 1000 },
+		{ 0, 0 }, { 15, 15 }, { 63, 63 }, { 69, 69 }, { 1000, 1000 },
 		{ 0x7fffffff, 0x7fffffff }, { 1ULL << 40, -1 },
 	};
 	struct fy_frame f;
@@ -1644,9 +1771,12 @@ static const struct tspec specs[] = {
 	{ FY_T_PEEK, { { "topic", 's', 1, NULL },
 	    { "group", 's', 0, NULL } } },
 	{ FY_T_TRACE, { { "id", 's', 1, NULL } } },
+	{ FY_T_AUTH, { { "sasl", 's', 1, NULL } } },
+	{ FY_T_CHALLENGE, { { "sasl", 's', 1, NULL } } },
 	{ FY_T_WELCOME, { { "v", 'w', 1, NULL }, { "server", 's', 0, NULL },
 	    { "session", 's', 0, NULL }, { "max_frame", 'w', 0, NULL },
-	    { "max_msg", 'w', 0, NULL } } },
+	    { "max_msg", 'w', 0, NULL }, { "user", 's', 0, NULL },
+	    { "sasl", 's', 0, NULL } } },
 	{ FY_T_OK, { { "sid", 'u', 0, NULL }, { "group", 's', 0, NULL },
 	    { "ids", 'I', 0, NULL }, { "dur", 'w', 0, NULL },
 	    { "dups", 'w', 0, NULL }, { "stats", 'S', 0, NULL },
@@ -2085,7 +2215,8 @@ START_TEST(codes)
 		{ 13, "E_DISK", 1 }, { 14, "E_INTERNAL", 1 },
 		{ 15, "E_DELETED", 0 }, { 16, "E_SHUTDOWN", 1 },
 		{ 17, "E_MODE", 0 }, { 18, "E_NOSUBSCRIBERS", 1 },
-		{ 0, "E_UNKNOWN", 0 }, { 19, "E_UNKNOWN", 0 },
+		{ 19, "E_DENIED", 0 },
+		{ 0, "E_UNKNOWN", 0 },
 		{ -1, "E_UNKNOWN", 0 }, { 1000, "E_UNKNOWN", 0 },
 		{ 20, "E_IDLE", 1 }, { 21, "E_UNKNOWN", 0 },
 	};
@@ -2156,6 +2287,7 @@ codec_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_loop_test(tc, fields, 0, ngcases);
 	tcase_add_test(tc, conflicts);
+	tcase_add_test(tc, hello_sasl_pairs);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("names");

@@ -459,7 +459,8 @@ START_TEST(test_file_shipped_conf)
 		"ack_timeout", "max_attempts", "prefetch",
 		"retry_backoff_base", "retry_backoff_max", "max_frame_size",
 		"max_message_size", "max_connections", "max_output_buffer",
-		"handshake_timeout", "log_level",
+		"handshake_timeout", "log_level", "users_file",
+		"allow_anonymous", "tls_port", "tls_cert", "tls_key", "tls_ca",
 	};
 	const size_t nkeys = sizeof(keys) / sizeof(keys[0]);
 	const char *conf = getenv("FERRY_CONF");
@@ -514,7 +515,8 @@ static const struct {
 	const char *key, *value, *why;
 } bad_values[] = {
 	{ "port", "65536", "out of range (0..65535)" },
-	{ "port", "-1", "expected a whole number, got '-1'" },
+	{ "allow_anonymous", "maybe", "expected yes or no, got 'maybe'" },
+	{ "port", "-2", "expected a whole number, got '-2'" },
 	{ "port", "+80", "whole number" },
 	{ "port", " 80", "whole number" },
 	{ "port", "80 ", "whole number" },
@@ -698,6 +700,39 @@ START_TEST(test_set_enums_and_bounds)
 	ck_assert_uint_eq(o.default_prefetch, UINT32_MAX);
 	ck_assert_int_eq(options_set(&o, "port-file", "p", err, 512), 0);
 	ck_assert_str_eq(o.port_file, "p");
+	ck_assert_int_eq(o.allow_anonymous, 0);
+	ck_assert_int_eq(options_set(&o, "allow_anonymous", "yes", err, 512),
+	    0);
+	ck_assert_int_eq(o.allow_anonymous, 1);
+	ck_assert_int_eq(options_set(&o, "allow-anonymous", "no", err, 512),
+	    0);
+	ck_assert_int_eq(o.allow_anonymous, 0);
+	ck_assert_ptr_null(o.users_file);
+	ck_assert_int_eq(options_set(&o, "users_file", "/etc/ferry/users",
+	    err, 512), 0);
+	ck_assert_str_eq(o.users_file, "/etc/ferry/users");
+	ck_assert_int_eq(o.tls_port, 4471);
+	ck_assert_int_eq(options_set(&o, "tls_ca", "ca.pem", err, 512), 0);
+	ck_assert_int_eq(options_check(&o, err, 512), -1);
+	ck_assert_ptr_nonnull(strstr(err, "tls_ca needs tls_cert"));
+	ck_assert_int_eq(options_set(&o, "tls_cert", "c.pem", err, 512), 0);
+	ck_assert_int_eq(options_check(&o, err, 512), -1);
+	ck_assert_ptr_nonnull(strstr(err, "tls_cert and tls_key go "
+	    "together"));
+	ck_assert_int_eq(options_set(&o, "tls_key", "k.pem", err, 512), 0);
+	ck_assert_int_eq(options_check(&o, err, 512), 0);
+	ck_assert_int_eq(options_set(&o, "port", "-1", err, 512), 0);
+	ck_assert_int_eq(o.port, -1);
+	ck_assert_int_eq(options_check(&o, err, 512), 0);
+	free(o.tls_cert);
+	o.tls_cert = NULL;
+	free(o.tls_key);
+	o.tls_key = NULL;
+	free(o.tls_ca);
+	o.tls_ca = NULL;
+	ck_assert_int_eq(options_check(&o, err, 512), -1);
+	ck_assert_ptr_nonnull(strstr(err, "port = -1 (no plain listener) "
+	    "needs the TLS listener"));
 	options_fini(&o);
 }
 END_TEST
@@ -771,7 +806,8 @@ static const struct {
 } bad_args[] = {
 	{ "--port=70000", "--port: '70000' is out of range (0..65535)" },
 	{ "--port=", "--port: expected a whole number" },
-	{ "-p-1", "--port: expected a whole number, got '-1'" },
+	{ "-p-2", "--port: expected a whole number, got '-2'" },
+	{ "-p-1", "port = -1 (no plain listener) needs the TLS listener" },
 	{ "--ack-timeout=0", "--ack-timeout: '0' is out of range" },
 	{ "--ack-timeout=abc", "--ack-timeout: expected seconds" },
 	{ "--max-frame-size=8Q", "--max-frame-size: expected a size" },

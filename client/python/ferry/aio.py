@@ -1,0 +1,845 @@
+"""The asyncio ferry client.
+
+    client = await ferry.aio.connect("127.0.0.1", 4470)
+    await client.publish("orders", b"...")
+    async for msg in client.messages("orders", group="billing"):
+        ...
+        await msg.ack()
+
+Same protocol core as the blocking client (ferry._core), driven by an
+asyncio.Protocol: frames queued during one loop iteration go out in one
+write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+import uuid
+from collections import deque
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+
+from . import _common, codec
+from ._core import DONE, FAIL, RESEND, Core, Reply, ShutdownNotice, SubState
+from .errors import (ClientClosed, ConnectionLost, FerryError, NoResponders,
+                     NoSubscribers, NotFound, ProtocolError, StaleLease, Timeout)
+from .message import BaseMessage
+
+log = logging.getLogger("ferry")
+
+# Queued bytes above which a fire-and-forget publish writes them at once
+# and waits if the socket is backed up.
+_FLUSH_AT = 256 * 1024
+
+
+class Message(BaseMessage):
+    """A delivery on an asyncio client; settle it with await msg.ack(),
+    msg.nack(delay=..., error=...), msg.touch()."""
+
+    __slots__ = ()
+
+    async def ack(self, *, wait: bool = True) -> None:
+        """Done.  wait=False queues it: every ack queued during one loop
+        iteration goes out as one ACK (errors go to on_error)."""
+        if not wait and self.lease and not self._settled:
+            sub: Subscription = self._sub
+            c = sub.client
+            c._check_open()
+            if self.gen != c._core.gen:
+                raise StaleLease("the delivery came on a connection that has "
+                                 "since dropped; it will be delivered again")
+            self._settled = True
+            if sub.acks_gen != self.gen:
+                sub.acks = []
+                sub.acks_gen = self.gen
+            sub.acks.append(self.lease)
+            c._acking.add(sub)
+            c._schedule_flush()
+            return
+        await self._settle(codec.ACK, {}, wait)
+
+    async def nack(self, *, delay: float | None = None, error: str | None = None,
+                   wait: bool = True) -> None:
+        extra: dict[str, Any] = {}
+        d = _common.ms(delay, "delay")
+        if d is not None:
+            extra["delay"] = d
+        if error:
+            extra["error"] = error[:1024]
+        await self._settle(codec.NACK, extra, wait)
+
+    async def touch(self, *, wait: bool = True) -> None:
+        await self._settle(codec.TOUCH, {}, wait, final=False)
+
+    async def _settle(self, t: int, extra: dict[str, Any], wait: bool,
+                      final: bool = True) -> None:
+        if not self.lease:
+            return
+        if self._settled:
+            raise StaleLease(f"message {self.id} is already settled")
+        if final:
+            self._settled = True
+        c: AsyncClient = self._sub.client
+        await c._settle({"t": t, "sid": self.sid, "lease": self.lease, **extra},
+                        self.gen, wait)
+
+
+class Subscription:
+    def __init__(self, client: AsyncClient, topic: str, opts: dict[str, Any],
+                 handler: Callable[[Message], Any] | None, auto_touch: bool) -> None:
+        self.client = client
+        self.topic = topic
+        self.handler = handler
+        self.auto_touch = auto_touch
+        self.queue: deque[Message] = deque()
+        self.ended = False
+        self.error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self.closing = False
+        self.acks: list[int] = []
+        self.acks_gen = 0
+        self.state = SubState(topic, opts, Reply(FAIL), self._deliver, self._end)
+        self.task: asyncio.Task[None] | None = None
+
+    @property
+    def group(self) -> str:
+        return self.state.group
+
+    def _wakeup(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def _deliver(self, f: dict[str, Any], gen: int) -> None:
+        self.queue.append(Message(f, self, gen))
+        self._wakeup()
+
+    def _end(self, error: BaseException | None) -> None:
+        self.ended = True
+        self.error = error
+        self._wakeup()
+
+    async def get(self, timeout: float | None = None) -> Message | None:
+        """Next message; None after `timeout` seconds without one or when
+        the subscription ended normally."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        c = self.client
+        while True:
+            if self.closing:
+                return None
+            while self.queue:
+                m = self.queue.popleft()
+                if m.lease and m.gen != c._core.gen:
+                    continue
+                return m
+            if self.ended:
+                if self.error is not None and not isinstance(self.error, ClientClosed):
+                    raise self.error
+                return None
+            c._check_open()
+            self._waiter = c._loop.create_future()
+            try:
+                if deadline is None:
+                    await self._waiter
+                else:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return None
+                    try:
+                        await asyncio.wait_for(self._waiter, left)
+                    except asyncio.TimeoutError:
+                        return None
+            finally:
+                self._waiter = None
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self._iter()
+
+    async def _iter(self) -> AsyncIterator[Message]:
+        while True:
+            m = await self.get()
+            if m is None:
+                return
+            yield m
+
+    async def _run(self) -> None:
+        assert self.handler is not None
+        while True:
+            try:
+                m = await self.get()
+            except FerryError:
+                return
+            if m is None:
+                return
+            toucher = None
+            if m.lease and self.auto_touch:
+                toucher = asyncio.ensure_future(self._touch_loop(m))
+            try:
+                r = self.handler(m)
+                if inspect.isawaitable(r):
+                    await r
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                if m.lease and not m._settled:
+                    try:
+                        await m.nack(error=f"{type(e).__name__}: {e}", wait=False)
+                    except FerryError as se:
+                        log.warning("ferry: nack of %s failed: %s", m.id, se)
+                continue
+            finally:
+                if toucher is not None:
+                    toucher.cancel()
+            if m.lease and not m._settled:
+                try:
+                    await m.ack(wait=False)
+                except FerryError as se:
+                    log.warning("ferry: ack of %s failed: %s", m.id, se)
+
+    async def _touch_loop(self, m: Message) -> None:
+        half = self.state.ack_timeout_ms / 2000.0
+        while not m._settled:
+            await asyncio.sleep(half)
+            if m._settled:
+                return
+            try:
+                await m.touch(wait=False)
+            except FerryError:
+                return
+
+    async def close(self) -> None:
+        """UNSUB, once the handler (if any) has finished its message."""
+        c = self.client
+        self.closing = True
+        self._wakeup()
+        if self.task is not None and self.task is not asyncio.current_task():
+            try:
+                await asyncio.wait_for(asyncio.shield(self.task), c.timeout)
+            except (asyncio.TimeoutError, asyncio.CancelledError, Exception):
+                pass
+        r = Reply(DONE)
+        fut = c._future(r)
+        if not c._closed:
+            if c._acking:
+                c._collect_acks()
+            c._core.remove_sub(self.state, r)
+            c._schedule_flush()
+        else:
+            r.resolve({})
+        try:
+            await asyncio.wait_for(fut, c.timeout)
+        except (asyncio.TimeoutError, FerryError):
+            pass
+        if self.task is not None and self.task is not asyncio.current_task():
+            self.task.cancel()
+            try:
+                await self.task
+            except (asyncio.CancelledError, Exception):
+                pass
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+
+class _Proto(asyncio.Protocol):
+    def __init__(self, client: AsyncClient) -> None:
+        self.client = client
+        self.transport: asyncio.Transport | None = None
+        # Set while the transport's buffer is above its high-water mark.
+        self.paused: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.client._on_data(self, data)
+
+    def eof_received(self) -> bool:
+        return False
+
+    def pause_writing(self) -> None:
+        self.paused = self.client._loop.create_future()
+
+    def resume_writing(self) -> None:
+        p, self.paused = self.paused, None
+        if p is not None and not p.done():
+            p.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.resume_writing()
+        self.client._on_lost(self, exc)
+
+
+class AsyncClient:
+    """Use ferry.aio.connect(); options as for ferry.Client."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = codec.DEFAULT_PORT, *,
+                 name: str = "", connect_timeout: float = 5.0,
+                 timeout: float | None = 30.0, reconnect: bool = True,
+                 reconnect_base: float = 0.05, reconnect_max: float = 5.0,
+                 reconnect_give_up: float | None = 60.0, pid: str | None = None,
+                 idempotent: bool = True, keepalive: float | None = 15.0,
+                 on_error: Callable[[FerryError], None] | None = None) -> None:
+        self.host = host
+        self.keepalive = keepalive
+        self._last_send = time.monotonic()
+        self._keepalive_task: asyncio.Task[None] | None = None
+        self.port = port
+        self.connect_timeout = connect_timeout
+        self.timeout = timeout
+        self.reconnect = reconnect
+        self.reconnect_base = reconnect_base
+        self.reconnect_max = reconnect_max
+        self.reconnect_give_up = reconnect_give_up
+        self.idempotent = idempotent
+        self.on_error = on_error or (lambda e: log.warning("ferry: %s", e))
+        self._core = Core(name, pid, self._broker_error)
+        self._loop = asyncio.get_running_loop()
+        self._proto: _Proto | None = None
+        self._closed = False
+        self._fatal: FerryError | None = None
+        self._flush_scheduled = False
+        self._handshake: asyncio.Future[None] | None = None
+        self._reconnect_task: asyncio.Task[None] | None = None
+        self._inbox: Subscription | None = None
+        self._inbox_lock = asyncio.Lock()
+        self._requests: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._acking: set[Subscription] = set()
+        self.reconnects = 0
+
+    # --- connection ----------------------------------------------------
+
+    async def _connect(self) -> None:
+        self._handshake = self._loop.create_future()
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                _, proto = await self._loop.create_connection(
+                    lambda: _Proto(self), self.host, self.port)
+                self._proto = proto
+                self._core.connection_made()
+                self._flush()
+                await self._handshake
+        except TimeoutError:
+            self._drop_transport()
+            raise Timeout(f"no WELCOME from {self.host}:{self.port} within "
+                          f"{self.connect_timeout} s") from None
+        except BaseException:
+            self._drop_transport()
+            raise
+        self._flush()
+
+    def _drop_transport(self) -> None:
+        p, self._proto = self._proto, None
+        if p is not None and p.transport is not None:
+            p.transport.abort()
+
+    def _on_data(self, proto: _Proto, data: bytes) -> None:
+        if proto is not self._proto:
+            return
+        core = self._core
+        try:
+            was_ready = core.ready
+            core.feed(data)
+            if not was_ready and core.ready and self._handshake and not self._handshake.done():
+                self._handshake.set_result(None)
+        except ProtocolError as e:
+            if self._handshake and not self._handshake.done():
+                self._handshake.set_exception(e)
+            self._give_up(e)
+            return
+        except ShutdownNotice:
+            self._drop_transport()
+            self._on_lost(proto, ConnectionLost("broker shutting down"), force=True)
+            return
+        except FerryError as e:  # ERR during the handshake
+            if self._handshake and not self._handshake.done():
+                self._handshake.set_exception(e)
+            self._drop_transport()
+            return
+        if core.out:
+            self._flush()
+
+    def _on_lost(self, proto: _Proto, exc: Exception | None, force: bool = False) -> None:
+        if proto is not self._proto and not force:
+            return
+        self._proto = None
+        if self._handshake and not self._handshake.done():
+            try:
+                self._core.decoder.check_eof()
+                err: FerryError = ConnectionLost(
+                    f"the broker closed the connection during the handshake ({exc})")
+            except ProtocolError as pe:
+                err = pe
+            self._handshake.set_exception(err)
+            return
+        if self._closed or self._fatal:
+            return
+        try:
+            self._core.decoder.check_eof()
+        except ProtocolError as e:
+            self._give_up(e)
+            return
+        self._core.connection_lost()
+        if not self.reconnect:
+            self._give_up(ConnectionLost("the connection dropped (reconnect is off)"))
+            return
+        if self._reconnect_task is None or self._reconnect_task.done():
+            self._reconnect_task = self._loop.create_task(self._reconnect_loop())
+
+    async def _reconnect_loop(self) -> None:
+        started = time.monotonic()
+        attempt = 0
+        while not self._closed and self._fatal is None:
+            await asyncio.sleep(_common.backoff(attempt, self.reconnect_base,
+                                                self.reconnect_max))
+            attempt += 1
+            if self._closed:
+                return
+            try:
+                await self._connect()
+                self.reconnects += 1
+                return
+            except ProtocolError as e:
+                self._give_up(e)
+                return
+            except (OSError, FerryError) as e:
+                log.info("ferry: reconnect attempt %d failed: %s", attempt, e)
+            if (self.reconnect_give_up is not None
+                    and time.monotonic() - started > self.reconnect_give_up):
+                self._give_up(ConnectionLost(
+                    f"no connection to {self.host}:{self.port} for "
+                    f"{self.reconnect_give_up} s"))
+                return
+
+    def _give_up(self, err: FerryError) -> None:
+        self._fatal = err
+        self._drop_transport()
+        self._core.fail_all(err)
+
+    def _broker_error(self, err: FerryError) -> None:
+        try:
+            self.on_error(err)
+        except Exception:
+            log.exception("ferry: on_error hook failed")
+
+    # --- sending -------------------------------------------------------
+
+    def _collect_acks(self) -> None:
+        """Queued acks to ACK frames, one per subscription."""
+        subs, self._acking = self._acking, set()
+        gen = self._core.gen
+        for s in subs:
+            leases, s.acks = s.acks, []
+            sid = s.state.sid
+            if not leases or not sid or s.acks_gen != gen:
+                continue
+            if len(leases) == 1:
+                self._core.send({"t": codec.ACK, "sid": sid, "lease": leases[0]})
+            else:
+                self._core.send({"t": codec.ACK, "sid": sid, "leases": leases})
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._acking:
+            self._collect_acks()
+        p = self._proto
+        out = self._core.out
+        if out and p is not None and p.transport is not None and not p.transport.is_closing():
+            p.transport.write(bytes(out))
+            out.clear()
+            self._last_send = time.monotonic()
+
+    def _keepalive(self) -> float | None:
+        """Seconds of silence before a PING: the keepalive option, and at
+        most a third of the idle timeout the broker announced."""
+        if self.keepalive == 0:
+            return None  # off, whatever the broker says
+        idle = self._core.idle_ms / 3000.0
+        if self.keepalive is None:
+            return idle or None
+        return min(self.keepalive, idle) if idle else self.keepalive
+
+    async def _keepalive_loop(self) -> None:
+        """PING a connection that sent nothing for a while."""
+        while not self._closed and self._fatal is None:
+            every = self._keepalive()
+            if not every:
+                await asyncio.sleep(1.0)  # the broker may announce one later
+                continue
+            silent = time.monotonic() - self._last_send
+            if silent >= every:
+                if self._core.ready:
+                    self._core.send({"t": codec.PING})
+                    self._flush()
+                silent = 0.0
+                self._last_send = time.monotonic()
+            await asyncio.sleep(min(every - silent, 1.0))
+
+    async def _drain(self) -> None:
+        """Write what is queued; wait while the socket is backed up (a
+        producer far ahead of the broker waits here instead of filling
+        memory; see PROTOCOL.md on back-pressure)."""
+        self._flush()
+        p = self._proto
+        if p is not None and p.paused is not None:
+            await asyncio.shield(p.paused)
+        elif p is None and len(self._core.out) >= _FLUSH_AT:
+            # No connection (reconnecting): fire-and-forget frames are not
+            # queued then, so this only holds confirmed ones; let the loop run.
+            await asyncio.sleep(0)
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _check_open(self) -> None:
+        if self._fatal is not None:
+            raise self._fatal
+        if self._closed:
+            raise ClientClosed("the client is closed")
+
+    def _future(self, r: Reply) -> asyncio.Future[dict[str, Any]]:
+        fut: asyncio.Future[dict[str, Any]] = self._loop.create_future()
+
+        def done(r: Reply) -> None:
+            if fut.done():
+                return
+            if r.error is not None:
+                fut.set_exception(r.error)
+            else:
+                fut.set_result(r.value or {})
+
+        r.cb = done
+        return fut
+
+    async def _await(self, fut: asyncio.Future[dict[str, Any]],
+                     timeout: float | None) -> dict[str, Any]:
+        if timeout is None:
+            timeout = self.timeout
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except asyncio.TimeoutError:
+            raise Timeout(f"no reply within {timeout} s") from None
+
+    async def _call(self, payload: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        self._check_open()
+        r = Reply(RESEND)
+        fut = self._future(r)
+        if self._acking:  # acks queued before this go before it
+            self._collect_acks()
+        self._core.request(payload, r)
+        self._schedule_flush()
+        return await self._await(fut, timeout)
+
+    async def _settle(self, payload: dict[str, Any], gen: int, wait: bool) -> None:
+        self._check_open()
+        r = Reply(FAIL)
+        fut = self._future(r)
+        if not wait:
+            fut.add_done_callback(self._settle_done)
+        if self._acking:
+            self._collect_acks()
+        self._core.settle(payload["t"], payload, gen, r)
+        self._schedule_flush()
+        if wait:
+            await self._await(fut, None)
+
+    def _settle_done(self, fut: asyncio.Future[dict[str, Any]]) -> None:
+        e = fut.exception()
+        if e is not None and not isinstance(e, (ConnectionLost, ClientClosed)):
+            self._broker_error(e)  # type: ignore[arg-type]
+
+    # --- public API ----------------------------------------------------
+
+    @property
+    def pid(self) -> str:
+        return self._core.pid
+
+    @property
+    def server(self) -> dict[str, Any]:
+        return dict(self._core.welcome)
+
+    def _pub(self, topic: str, data: Any, r: Reply | None, kw: dict[str, Any],
+             group: str | None, mandatory: bool) -> None:
+        """Queue one PUB; confirmed when `r` is given."""
+        self._check_open()
+        if self._acking:
+            self._collect_acks()
+        if type(data) is bytes and group is None and not mandatory and not any(
+                v is not None for v in kw.values()):
+            # The hot path: a bare body.
+            self._core.publish_simple(topic, data, self.idempotent, r)
+        else:
+            opts = _common.message_opts(**kw)
+            body = _common.prepare(data, opts)
+            if self.idempotent:
+                opts["pid"] = self._core.pid
+                opts["seq"] = self._core.next_seq()
+            self._core.publish(topic, body, opts, _common.frame_opts(group, mandatory), r)
+        if not self._flush_scheduled:
+            self._schedule_flush()
+
+    async def publish(self, topic: str, data: Any, *, id: str | None = None,
+                      headers: Mapping[str, str] | None = None,
+                      delay: float | None = None, ttl: float | None = None,
+                      confirm: bool = True, reply_to: str | None = None,
+                      corr: str | None = None, group: str | None = None,
+                      mandatory: bool = False, timeout: float | None = None) -> str | None:
+        """As ferry.Client.publish()."""
+        kw = dict(id=id, headers=headers, delay=delay, ttl=ttl, reply_to=reply_to, corr=corr)
+        if not confirm:
+            self._pub(topic, data, None, kw, group, mandatory)
+            if len(self._core.out) >= _FLUSH_AT:
+                await self._drain()
+            return id
+        r = Reply(RESEND)
+        fut = self._id_future(r)
+        self._pub(topic, data, r, kw, group, mandatory)
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), timeout or self.timeout)
+        except asyncio.TimeoutError:
+            raise Timeout(f"no reply within {timeout or self.timeout} s") from None
+
+    def publish_nowait(self, topic: str, data: Any, *, group: str | None = None,
+                       mandatory: bool = False, **kw: Any) -> asyncio.Future[str]:
+        """Queue a confirmed publish; the future gives its id.  Many of
+        these go out in one write."""
+        r = Reply(RESEND)
+        fut = self._id_future(r)
+        self._pub(topic, data, r, kw, group, mandatory)
+        return fut
+
+    def _id_future(self, r: Reply) -> asyncio.Future[str]:
+        """A future for the message id of a publish confirm (one future
+        per publish: the reply sets it directly)."""
+        fut: asyncio.Future[str] = self._loop.create_future()
+
+        def done(r: Reply) -> None:
+            if fut.done():
+                return
+            if r.error is not None:
+                fut.set_exception(r.error)
+                return
+            try:
+                ids = codec.get_ids(r.value or {})
+            except ProtocolError as e:
+                fut.set_exception(e)
+                return
+            fut.set_result(ids[0] if ids else "")
+
+        r.cb = done
+        return fut
+
+    async def publish_batch(self, topic: str, items: Iterable[Any], *, confirm: bool = True,
+                            group: str | None = None, mandatory: bool = False,
+                            timeout: float | None = None) -> list[str] | None:
+        self._check_open()
+        msgs = []
+        for data, opts in _common.batch_items(items):
+            body = _common.prepare(data, opts)
+            if self.idempotent:
+                opts["pid"] = self._core.pid
+                opts["seq"] = self._core.next_seq()
+            msgs.append((body, opts))
+        r = Reply(RESEND) if confirm else None
+        fut = self._future(r) if r is not None else None
+        if self._acking:
+            self._collect_acks()
+        self._core.publish_batch(topic, msgs, _common.frame_opts(group, mandatory), r)
+        self._schedule_flush()
+        if fut is None:
+            if len(self._core.out) >= _FLUSH_AT:
+                await self._drain()
+            return None
+        return codec.get_ids(await self._await(fut, timeout))
+
+    async def subscribe(self, topic: str, handler: Callable[[Message], Any | Awaitable[Any]],
+                        *, group: str | None = None, prefetch: int = 16,
+                        ack_timeout: float | None = None, mode: str = "at-least-once",
+                        ephemeral: bool = False, max_attempts: int | None = None,
+                        group_options: Mapping[str, Any] | None = None,
+                        auto_touch: bool = True) -> Subscription:
+        """Run handler(msg) (a coroutine function or a plain one) for every
+        message in a task; returning acks, raising nacks with its text."""
+        s = await self._subscribe(topic, handler, group, prefetch, ack_timeout, mode,
+                                  ephemeral, max_attempts, group_options, auto_touch)
+        s.task = self._loop.create_task(s._run())
+        return s
+
+    async def subscription(self, topic: str, *, group: str | None = None,
+                           prefetch: int = 16, ack_timeout: float | None = None,
+                           mode: str = "at-least-once", ephemeral: bool = False,
+                           max_attempts: int | None = None,
+                           group_options: Mapping[str, Any] | None = None) -> Subscription:
+        return await self._subscribe(topic, None, group, prefetch, ack_timeout, mode,
+                                     ephemeral, max_attempts, group_options, False)
+
+    async def messages(self, topic: str, *, idle_timeout: float | None = None,
+                       **kw: Any) -> AsyncIterator[Message]:
+        """`async for msg in client.messages(topic, ...)`; leaving the loop
+        ends the subscription."""
+        s = await self.subscription(topic, **kw)
+        try:
+            while True:
+                m = await s.get(idle_timeout)
+                if m is None:
+                    return
+                yield m
+        finally:
+            await s.close()
+
+    async def _subscribe(self, topic: str, handler: Any, group: str | None, prefetch: int,
+                         ack_timeout: float | None, mode: str, ephemeral: bool,
+                         max_attempts: int | None, extra: Mapping[str, Any] | None,
+                         auto_touch: bool) -> Subscription:
+        self._check_open()
+        opts = _common.sub_opts(group, prefetch, ack_timeout, mode, ephemeral,
+                                max_attempts, extra)
+        s = Subscription(self, topic, opts, handler, auto_touch)
+        fut = self._future(s.state.ready)
+        self._core.add_sub(s.state)
+        self._schedule_flush()
+        await self._await(fut, None)
+        return s
+
+    async def _ensure_inbox(self) -> str:
+        async with self._inbox_lock:  # one inbox, whichever task asks first
+            return await self._ensure_inbox_locked()
+
+    async def _ensure_inbox_locked(self) -> str:
+        s = self._inbox
+        if s is not None and not s.ended:
+            return s.topic
+        topic = f"_inbox.{uuid.uuid4()}"
+        s = Subscription(self, topic, {"ephemeral": True, "mode": codec.MODE_AT_MOST_ONCE},
+                         None, False)
+
+        def deliver(f: dict[str, Any], gen: int) -> None:
+            fut = self._requests.get(f.get("corr", ""))
+            if fut is not None and not fut.done():
+                fut.set_result(f)
+
+        s.state.deliver = deliver
+        fut = self._future(s.state.ready)
+        self._core.add_sub(s.state)
+        self._schedule_flush()
+        await self._await(fut, None)
+        self._inbox = s
+        return topic
+
+    async def request(self, topic: str, data: Any, *, timeout: float = 5.0,
+                      headers: Mapping[str, str] | None = None) -> Message:
+        """As ferry.Client.request()."""
+        inbox = await self._ensure_inbox()
+        corr = uuid.uuid4().hex
+        waiter: asyncio.Future[dict[str, Any]] = self._loop.create_future()
+        self._requests[corr] = waiter
+        deadline = time.monotonic() + timeout
+        try:
+            try:
+                await self.publish(topic, data, headers=headers, reply_to=inbox, corr=corr,
+                                   mandatory=True, ttl=timeout, timeout=timeout)
+            except NoSubscribers as e:
+                raise NoResponders(f"no responder subscribed to {topic!r}") from e
+            try:
+                f = await asyncio.wait_for(waiter, max(0.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                raise Timeout(f"no reply from {topic!r} within {timeout} s") from None
+            return Message(f, None, 0)
+        finally:
+            self._requests.pop(corr, None)
+
+    async def reply(self, msg: BaseMessage, data: Any, *,
+                    headers: Mapping[str, str] | None = None) -> bool:
+        if not msg.reply_to:
+            raise ValueError("the message has no reply_to: it is not a request")
+        try:
+            await self.publish(msg.reply_to, data, headers=headers, corr=msg.corr,
+                               mandatory=True)
+        except NoSubscribers:
+            return False
+        return True
+
+    async def ping(self, timeout: float | None = None) -> float:
+        t0 = time.monotonic()
+        await self._call({"t": codec.PING}, timeout)
+        return time.monotonic() - t0
+
+    async def delete(self, topic: str, group: str | None = None) -> None:
+        await self._call({"t": codec.DELETE, "topic": topic, "group": group or None})
+
+    async def stats(self, topic: str | None = None) -> list[dict[str, Any]]:
+        return codec.get_rows(await self._call({"t": codec.STATS, "topic": topic or None}),
+                              "stats")
+
+    async def inflight(self, topic: str, group: str | None = None) -> list[dict[str, Any]]:
+        f = await self._call({"t": codec.INFLIGHT, "topic": topic, "group": group or None})
+        return codec.get_rows(f, "inflight")
+
+    async def peek(self, topic: str, group: str | None = None) -> Message | None:
+        try:
+            f = await self._call({"t": codec.PEEK, "topic": topic, "group": group or None})
+        except NotFound:
+            return None
+        return Message(f, None, 0)
+
+    async def trace(self, message_id: str) -> list[dict[str, Any]]:
+        return codec.get_rows(await self._call({"t": codec.TRACE, "id": message_id}),
+                              "events")
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Wait until every confirmed publish is answered."""
+        futs = []
+        for r in list(self._core.pending.values()):
+            if r.kind == RESEND and not r.done:
+                f: asyncio.Future[None] = self._loop.create_future()
+                prev = r.cb
+
+                def done(r: Reply, f: asyncio.Future[None] = f, prev: Any = prev) -> None:
+                    if prev:
+                        prev(r)
+                    if not f.done():
+                        f.set_result(None)
+                r.cb = done
+                futs.append(f)
+        self._flush()
+        if futs:
+            try:
+                await asyncio.wait_for(asyncio.gather(*futs), timeout or self.timeout)
+            except asyncio.TimeoutError:
+                raise Timeout("flush did not complete") from None
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._flush()
+        self._closed = True
+        for task in (self._reconnect_task, self._keepalive_task):
+            if task is not None:
+                task.cancel()
+        self._core.fail_all(ClientClosed("the client was closed"))
+        p, self._proto = self._proto, None
+        if p is not None and p.transport is not None:
+            p.transport.close()
+        await asyncio.sleep(0)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+
+async def connect(host: str = "127.0.0.1", port: int = codec.DEFAULT_PORT,
+                  **options: Any) -> AsyncClient:
+    """Connect and handshake; options as for ferry.Client."""
+    c = AsyncClient(host, port, **options)
+    await c._connect()
+    c._keepalive_task = asyncio.get_running_loop().create_task(c._keepalive_loop())
+    return c
