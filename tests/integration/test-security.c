@@ -320,6 +320,14 @@ START_TEST(malformed_exchanges)
 	ck_assert_uint_eq(f.err.code, FY_E_HANDSHAKE);
 	close(fd);
 
+	/* A frame above 64 KiB before the login: refused unread. */
+	fd = raw_connect(d.port);
+	raw_send(fd, "\x00\x01\x00\x01", 4);
+	ck_assert_int_eq(raw_recv_frame(fd, &dec, &f, 5000), 1);
+	ck_assert_uint_eq(f.err.code, FY_E_TOOBIG);
+	ck_assert_int_eq(raw_recv_frame(fd, &dec, &f, 5000), 0);
+	close(fd);
+
 	/* Another mechanism. */
 	fd = raw_connect(d.port);
 	memset(&f, 0, sizeof(f));
