@@ -684,6 +684,7 @@ START_TEST(ack_counts_acks_only)
 	ck_assert_uint_eq(st.expired, 1);
 	ck_assert_uint_eq(st.dead_lettered, 1);
 	ck_assert_uint_eq(st.acked, 0);
+	ck_assert_uint_eq(stats_rows(p, 14, "c.ttl.dlq"), 1);
 	/* Pushed out of a full group. */
 	make_group(p, 20, "c.full", "g", 0, 1, 1);
 	pub(p, 22, "c.full", "1");

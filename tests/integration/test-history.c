@@ -2,17 +2,27 @@
  * test-history.c - a history checker in the spirit of Jepsen.
  *
  * One randomized run against a real ferryd: producer processes publish
- * confirmed messages with their own ids (and deliberately publish some
- * confirmed ids again, to exercise dedup), worker processes ack (plainly
- * or confirmed), nack (with and without delay and error text), stall past
- * the ack timeout, leave deliveries unsettled, and are SIGKILLed at
- * random; a dead-letter consumer reads <topic>.dlq; ferryd itself is
- * SIGKILLed and restarted on its data directory several times
- * (fsync=always).  Every process appends one line per operation and result
- * to its own log (one write(2) per line, so a SIGKILL loses at most a torn
- * last line, which the parser skips).  At the end a drain consumer empties
- * the group and the dead-letter topic, and the checker merges the logs and
- * verifies the rules described above check_history().
+ * confirmed messages, one at a time or pipelined; two of them plainly,
+ * each message with its own id, and two as idempotent producers (pid and
+ * a seq per message, about half of their messages without an id, so
+ * that the broker derives it from pid and seq); all of them retry a
+ * publish whose outcome is unknown after reconnecting, with the same id,
+ * pid and seq, and deliberately publish some confirmed messages again,
+ * to exercise dedup.  Worker processes ack (plainly or confirmed), nack
+ * (with and without delay and error text), stall past the ack timeout,
+ * leave deliveries unsettled, and are SIGKILLed at random; at-most-once
+ * readers take every message once more in their own group of the topic
+ * and settle nothing (and are SIGKILLed now and then too); a dead-letter
+ * consumer reads <topic>.dlq; ferryd itself is SIGKILLed and restarted
+ * on its data directory several times (fsync=always), half the time from
+ * outside at any moment, half the time by the crash shim (faultfs.c) at
+ * its next journal write, when what a turn appended is not yet written
+ * (see crash_restart()).  Every process appends one line per operation
+ * and result to its own log (one write(2) per line, so a SIGKILL loses
+ * at most a torn last line, which the parser skips).  At the end a drain
+ * consumer empties both groups and the dead-letter topic, and the
+ * checker merges the logs and verifies the rules described above
+ * check_history().
  *
  * The seed (FERRY_HISTORY_SEED, else the time) is printed first; it fixes
  * every random decision (schedule of kills, each process's choices), not
@@ -22,25 +32,33 @@
  * the message's merged history, keeps its directory and fails.
  *
  * Log lines are "<CLOCK_MONOTONIC us> TAG fields", texts %-encoded ("~" =
- * empty).  Incarnation (the ferryd epoch, see epoch_write()) and the
- * process's connection number identify where a delivery came from:
- *   parent:    START seed wall | UP epoch port | KILL epoch | CKILL name |
- *              CEXIT name status | END wall
- *   producers: CONN epoch conn name | PI id first|retry|dup poison |
- *              PC id kind dups returned-id epoch | PF id kind err text
- *   consumers: CONN ... | D id att epoch conn lease name poison |
- *              AI ... confirm (ack attempted, logged before it is sent) |
- *              AS (plain ack buffered) | AC (confirmed ack OK) | AR err
- *              (refused) | AU err (outcome unknown) | NS ... delay
- *              confirm text (nack attempted) | NC | NR | NU | STALL id att
- *              ms | DROP id att | DL id att epoch conn lease name
+ * empty).  A message goes by its producer's name for it, key "p<i>-<n>":
+ * its id, or, published without one, its header "key".  Incarnation (the
+ * ferryd epoch, see epoch_write()) and the process's connection number
+ * identify where a delivery came from; "id pid seq" (origin()) is the id
+ * it arrived with and its pid and seq headers ("~" if none):
+ *   parent:    START seed wall | UP epoch port | ARM epoch (crash shim
+ *              armed) | KILL epoch [write] (killed, or died at a journal
+ *              write) | CKILL name | CEXIT name status | END wall
+ *   producers: CONN epoch conn name | PI key first|retry|dup poison pid
+ *              seq idless | PC key kind dups returned-id epoch pid seq |
+ *              PF key kind err text
+ *   consumers: CONN ... | D key att epoch conn lease name poison id pid
+ *              seq | M ... (the same, for a delivery to the at-most-once
+ *              group) | AI key att epoch conn lease confirm (ack
+ *              attempted, logged before it is sent) | AS (plain ack
+ *              buffered) | AC (confirmed ack OK) | AR err (refused) | AU
+ *              err (outcome unknown) | NS ... delay confirm text (nack
+ *              attempted) | NC | NR | NU | STALL key att ms | DROP key
+ *              att | DL key att epoch conn lease name id pid seq
  *              dlq-topic dlq-group dlq-attempts dlq-reason poison
  *              producer nhist (cause at by error)* | QA | QR | QU (the
- *              dead letter's confirmed ack) | BAD id why | LOST err
+ *              dead letter's confirmed ack) | BAD key why | LOST err
  */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -51,16 +69,20 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "faultfs-path.h"	/* FAULTFS_PATH, generated by meson */
 #include "ferry.h"
 #include "harness-extra.h"
 
 #define TOPIC "hist.jobs"
 #define DLQ_TOPIC TOPIC ".dlq"
 #define GROUP "workers"
+#define AMO_GROUP "amo"		/* at-most-once subscribers' group */
 #define ACK_TIMEOUT_MS 500	/* --ack-timeout 0.5 */
 #define MAX_ATTEMPTS 4		/* --max-attempts 4 */
-#define NPROD 3
+#define NPROD 4		/* even: one at a time; odd: pipelined */
+#define NPLAIN 2		/* producers 0..NPLAIN-1 have no pid */
 #define NCONS 4
+#define NAMO 2			/* at-most-once subscribers */
 #define MAX_PER_PROD 5000	/* ids are p<i>-<n>, n < this */
 #define RUN_MS 24000		/* producers publish for this long */
 #define MAX_CHILDREN 16
@@ -73,6 +95,13 @@ static struct ferryd d;
 static pid_t children[MAX_CHILDREN];	/* SIGKILLed by teardown */
 static int logfd = -1;			/* this process's history log */
 static uint64_t seed;
+/* ferryd runs with the crash shim (faultfs.c): while crash_file exists,
+ * its next journal write kills it. */
+static char crash_file[300];
+static char env_preload[PATH_MAX + 16], env_crash[320];
+static char env_dir[PATH_MAX + 32], env_asan[1024];
+static char *ferryd_env[] = {env_preload, env_crash, env_dir, env_asan,
+    NULL};
 
 /* ---- time, randomness, logging (parent and children) ---- */
 
@@ -223,9 +252,15 @@ dec(char *s)
 }
 
 /*
- * The body of message id: "<id>:" and a filler whose length and letters
- * follow from the id, so every consumer can verify it.
+ * The body of message key (its id, or the name of a message published
+ * without one, see mkey()): "<key>:" and a filler whose length and
+ * letters follow from the key, so every consumer can verify it.  Mostly
+ * under 210 bytes; one in 25 or so from 3,900 to 4,499 bytes, around the
+ * size from which ferryd sends a body by reference rather than copying
+ * it into the connection's output.
  */
+#define BODY_MAX 4608
+
 static size_t
 make_body(const char *id, char *buf, size_t cap)
 {
@@ -235,20 +270,11 @@ make_body(const char *id, char *buf, size_t cap)
 	for (const char *p = id; *p; p++)
 		h = (h ^ (unsigned char)*p) * 16777619u;
 	n = (size_t)snprintf(buf, cap, "%s:", id);
-	len = n + h % 200;
+	len = (h >> 16) % 25 == 0 ? 3900 + (h >> 8) % 600 : n + h % 200;
 	for (size_t i = n; i < len && i + 1 < cap; i++)
 		buf[i] = (char)('a' + (h + i) % 26);
 	buf[len] = '\0';
 	return len;
-}
-
-static int
-body_ok(const struct ferry_msg *m)
-{
-	char want[300];
-	size_t n = make_body(m->id, want, sizeof(want));
-
-	return m->len == n && !memcmp(m->body, want, n);
 }
 
 static const char *
@@ -258,6 +284,28 @@ hdr_get(const struct ferry_msg *m, const char *key)
 		if (!strcmp(m->hdr[i].key, key))
 			return m->hdr[i].value;
 	return NULL;
+}
+
+/*
+ * The name a message goes by in the history: its id, or, for a message an
+ * idempotent producer published without one (its id derived by the broker
+ * from pid and seq), its header "key", "p<i>-<n>" as for the others.
+ */
+static const char *
+mkey(const struct ferry_msg *m)
+{
+	const char *k = hdr_get(m, "key");
+
+	return k && *k ? k : m->id;
+}
+
+static int
+body_ok(const struct ferry_msg *m)
+{
+	char want[BODY_MAX];
+	size_t n = make_body(mkey(m), want, sizeof(want));
+
+	return m->len == n && !memcmp(m->body, want, n);
 }
 
 /* ---- the epoch file: which ferryd incarnation is up, on which port ---- */
@@ -343,11 +391,12 @@ child_init(const char *logname, uint64_t role)
 }
 
 #define WINDOW 16		/* pipelined publishes in flight, at most */
+#define MAX_HDR 5
 
 struct producer {
 	int idx;
-	int n;			/* ids p<idx>-0 .. p<idx>-(n-1) */
-	int next;		/* next id never published */
+	int n;			/* names p<idx>-0 .. p<idx>-(n-1) */
+	int next;		/* next number never published */
 	int epoch;
 	int *confirmed;		/* numbers confirmed, for deliberate repeats */
 	int nconf;
@@ -355,20 +404,51 @@ struct producer {
 	int nretry;
 	int tries;		/* failures so far (sync mode: current id) */
 	char prod[16];
+	/* Idempotent producer (idx >= NPLAIN; pid "" otherwise): */
+	char pid[24];
+	uint64_t last_seq;	/* the highest seq given out */
+	uint64_t *seqs;		/* number -> seq of its last publish */
+	char *renew;		/* number -> refused: needs a new seq */
+	uint64_t seq;		/* of what prepare() made, 0 if none */
+	char seqtxt[24];
 	/* pipelined mode: */
-	uint64_t rid[WINDOW];
+	uint64_t rid[WINDOW], sq[WINDOW];
 	int num[WINDOW], dup[WINDOW], used[WINDOW], nused;
 	const char *kind[WINDOW];
 };
 
-/* The next publish: a retry, a deliberate repeat or a new id. */
+/* Order of retries: see pick(). */
+static uint64_t
+retry_rank(const struct producer *p, int num)
+{
+	if (!p->pid[0])
+		return 0;
+	return p->renew[num] ? UINT64_MAX : p->seqs[num];
+}
+
+/* The next publish: a retry, a deliberate repeat or a new number. */
 static int
 pick(struct producer *p, const char **kind, int *dup)
 {
 	*dup = 0;
 	if (p->nretry > 0) {
+		int k = p->nretry - 1, num;
+
+		/*
+		 * An idempotent producer retries in seq order, and those
+		 * needing a new seq last: the broker takes any seq at or
+		 * below the highest it stored for a duplicate, so a retry
+		 * stored ahead of a lower seq that never was would make it
+		 * drop that one.  A plain producer takes the newest first.
+		 */
+		for (int i = 0; i < p->nretry; i++)
+			if (retry_rank(p, p->retry[i]) <
+			    retry_rank(p, p->retry[k]))
+				k = i;
+		num = p->retry[k];
+		p->retry[k] = p->retry[--p->nretry];
 		*kind = "retry";
-		return p->retry[--p->nretry];
+		return num;
 	}
 	if (p->nconf > 0 && rnd(25) == 0) {
 		*kind = "dup";
@@ -379,40 +459,73 @@ pick(struct producer *p, const char **kind, int *dup)
 	return p->next < p->n ? p->next++ : -1;
 }
 
-/* Id, body and options of number num; logs the intent (PI). */
+/*
+ * Name, body and options of number num; logs the intent (PI).  An
+ * idempotent producer gives each number a seq when first published and
+ * keeps it for retries and deliberate repeats (a new one only after a
+ * refusal, as PROTOCOL.md section 8 says), and carries pid and seq in
+ * headers for the consumers to log; about half of its numbers go without
+ * an id, under the header key.
+ */
 static size_t
 prepare(struct producer *p, int num, const char *kind, char *id,
     char *body, struct ferry_pub_opts *o, struct ferry_header *hdr)
 {
 	uint64_t x = seed ^ ((uint64_t)p->idx << 32) ^ (uint64_t)num;
-	/* Poison is a property of the id: repeats keep it. */
-	int poison = splitmix(&x) % 100 < 3;
+	/* Poison and going without an id are properties of the number:
+	 * repeats keep them. */
+	uint64_t h = splitmix(&x);
+	int poison = h % 100 < 3, idless = p->pid[0] && (h >> 40) % 2;
+	size_t nh = 0;
+	char e1[40];
 
 	snprintf(id, FERRY_ID_MAX + 1, "p%d-%05d", p->idx, num);
-	hdr[0] = (struct ferry_header){"producer", p->prod};
-	hdr[1] = (struct ferry_header){"poison", "1"};
+	hdr[nh++] = (struct ferry_header){"producer", p->prod};
+	if (poison)
+		hdr[nh++] = (struct ferry_header){"poison", "1"};
+	p->seq = 0;
+	if (p->pid[0]) {
+		if (!p->seqs[num] || p->renew[num])
+			p->seqs[num] = ++p->last_seq;
+		p->renew[num] = 0;
+		p->seq = p->seqs[num];
+		snprintf(p->seqtxt, sizeof(p->seqtxt), "%llu",
+		    (unsigned long long)p->seq);
+		hdr[nh++] = (struct ferry_header){"pid", p->pid};
+		hdr[nh++] = (struct ferry_header){"seq", p->seqtxt};
+	}
+	if (idless)
+		hdr[nh++] = (struct ferry_header){"key", id};
 	memset(o, 0, sizeof(*o));
-	o->id = id;
+	o->id = idless ? NULL : id;
 	o->hdr = hdr;
-	o->nhdr = poison ? 2 : 1;
-	hlog("PI %s %s %d", id, kind, poison);
-	return make_body(id, body, 300);
+	o->nhdr = nh;
+	hlog("PI %s %s %d %s %llu %d", id, kind, poison,
+	    enc(p->pid, e1, sizeof(e1)), (unsigned long long)p->seq, idless);
+	return make_body(id, body, BODY_MAX);
 }
 
 static void
 pub_ok(struct producer *p, int num, int dup, const char *kind,
-    size_t dups, const char *retid)
+    size_t dups, const char *retid, uint64_t seq)
 {
-	char e1[200];
+	char e1[200], e2[40];
 
-	hlog("PC p%d-%05d %s %zu %s %d", p->idx, num, kind, dups,
-	    enc(retid, e1, sizeof(e1)), p->epoch);
+	hlog("PC p%d-%05d %s %zu %s %d %s %llu", p->idx, num, kind, dups,
+	    enc(retid, e1, sizeof(e1)), p->epoch,
+	    enc(p->pid, e2, sizeof(e2)), (unsigned long long)seq);
 	if (!dup)
 		p->confirmed[p->nconf++] = num;
 }
 
-/* Unknown outcome: retry the id later (dedup makes it safe).  Refused
- * for good (not retryable, not a connection error): nothing stored. */
+/*
+ * Unknown outcome: retry the number later (dedup makes it safe; an
+ * idempotent producer keeps its seq).  Refused for good (not retryable,
+ * not a connection error): nothing stored.  Refused but retryable without
+ * a doubt that nothing was stored (FULL, NOSUBSCRIBERS): an idempotent
+ * producer retries under a new seq, since a higher one may have been
+ * stored meanwhile.
+ */
 static void
 pub_failed(struct producer *p, int num, int dup, const char *kind, int err,
     const char *text, int again)
@@ -421,8 +534,12 @@ pub_failed(struct producer *p, int num, int dup, const char *kind, int err,
 
 	hlog("PF p%d-%05d %s %d %s", p->idx, num, kind, err,
 	    enc(text, e1, sizeof(e1)));
-	if (!dup && again && p->tries++ < 500)
+	if (!dup && again && p->tries++ < 500) {
 		p->retry[p->nretry++] = num;
+		if (p->pid[0] && (err == FERRY_EFULL ||
+		    err == FERRY_ENOSUBSCRIBERS))
+			p->renew[num] = 1;
+	}
 }
 
 static void
@@ -437,7 +554,7 @@ on_confirm(void *arg, const struct ferry_confirm *c)
 		p->nused--;
 		if (c->err == FERRY_OK)
 			pub_ok(p, p->num[i], p->dup[i], p->kind[i], c->dups,
-			    c->id);
+			    c->id, p->sq[i]);
 		else
 			pub_failed(p, p->num[i], p->dup[i], p->kind[i],
 			    c->err, c->errmsg,
@@ -461,19 +578,23 @@ lost_window(struct producer *p, int err)
 }
 
 /*
- * A producer: publishes its ids confirmed, paced so as to spread them over
- * run_ms; one at a time (even idx) or pipelined, up to WINDOW in flight
- * (odd idx).  A publish whose outcome is unknown (connection lost,
- * timeout) is published again with the same id after reconnecting, and
- * every 25th publish or so repeats an id already confirmed: the broker
- * must call both duplicates, not enqueue them again.
+ * A producer: publishes its numbers confirmed, paced so as to spread them
+ * over run_ms; one at a time (even idx) or pipelined, up to WINDOW in
+ * flight (odd idx); plain (idx < NPLAIN: every message with its own id)
+ * or as an idempotent producer (pid "hist-p<idx>", seq set by
+ * ferry_set_producer() before each publish, about half the messages
+ * without an id).  A publish whose outcome is unknown (connection lost,
+ * timeout) is published again with the same id, pid and seq after
+ * reconnecting (a fresh ferry_connect() to the current incarnation), and
+ * every 25th publish or so repeats one already confirmed: the broker must
+ * call both duplicates, not enqueue them again.
  */
 __attribute__((noreturn))
 static void
 producer_main(int idx, int n, int run_ms)
 {
 	char name[32], id[FERRY_ID_MAX + 1], retid[FERRY_ID_MAX + 1];
-	char body[300];
+	char body[BODY_MAX];
 	struct producer p = {.idx = idx, .n = n};
 	int piped = idx % 2;
 	struct ferry *f = NULL;
@@ -481,16 +602,20 @@ producer_main(int idx, int n, int run_ms)
 
 	snprintf(name, sizeof(name), "prod%d", idx);
 	snprintf(p.prod, sizeof(p.prod), "p%d", idx);
+	if (idx >= NPLAIN)
+		snprintf(p.pid, sizeof(p.pid), "hist-p%d", idx);
 	child_init(name, 100 + (uint64_t)idx);
 	p.confirmed = calloc((size_t)n * 2 + 1, sizeof(int));
 	p.retry = calloc((size_t)n + WINDOW, sizeof(int));
-	if (!p.confirmed || !p.retry)
+	p.seqs = calloc((size_t)n, sizeof(uint64_t));
+	p.renew = calloc((size_t)n, 1);
+	if (!p.confirmed || !p.retry || !p.seqs || !p.renew)
 		_exit(5);
 	end = now_ms() + (uint64_t)run_ms;
 	gap_us = (uint64_t)run_ms * 1000 / (uint64_t)n;
 	while ((p.next < n || p.nretry > 0 || p.nused > 0) &&
 	    now_ms() < end + 20000 && now_ms() < child_end) {
-		struct ferry_header hdr[2];
+		struct ferry_header hdr[MAX_HDR];
 		struct ferry_pub_opts o;
 		const char *kind;
 		int num, dup, r;
@@ -517,6 +642,12 @@ producer_main(int idx, int n, int run_ms)
 		if ((num = pick(&p, &kind, &dup)) < 0)
 			continue;
 		len = prepare(&p, num, kind, id, body, &o, hdr);
+		/* The seq of this publish, which libferry would otherwise
+		 * count up by itself. */
+		if (p.pid[0] && ferry_set_producer(f, p.pid, p.seq) != 0) {
+			hlog("BADPID %s", ferry_errstr(f));
+			_exit(7);
+		}
 		if (piped) {
 			int slot = 0;
 			uint64_t rid = 0;
@@ -527,6 +658,7 @@ producer_main(int idx, int n, int run_ms)
 			    &rid);
 			if (r == FERRY_OK) {
 				p.rid[slot] = rid;
+				p.sq[slot] = p.seq;
 				p.num[slot] = num;
 				p.dup[slot] = dup;
 				p.kind[slot] = kind;
@@ -538,7 +670,7 @@ producer_main(int idx, int n, int run_ms)
 			r = ferry_publish_sync(f, TOPIC, body, len, &o, retid);
 			if (r == FERRY_OK)
 				pub_ok(&p, num, dup, kind, ferry_last_dups(f),
-				    retid);
+				    retid, p.seq);
 		}
 		if (r != FERRY_OK) {
 			int fatal = ferry_err(f) != 0;
@@ -560,13 +692,14 @@ producer_main(int idx, int n, int run_ms)
 	_exit(0);
 }
 
-enum role { WORKER, DLQ_READER, DRAIN };
+enum role { WORKER, DLQ_READER, DRAIN, AMO_READER };
 
 struct consumer {
 	enum role role;
 	char name[32];
 	struct ferry *f;
 	int epoch;
+	uint64_t amo_sid;	/* its at-most-once subscription, or 0 */
 };
 
 /* Log a settle result: TAG id att epoch conn lease [err text]. */
@@ -579,10 +712,10 @@ log_settle(struct consumer *c, const char *ok, const char *refused,
 	    refused : unknown;
 
 	if (r == FERRY_OK)
-		hlog("%s %s %u %d %d %llu", tag, m->id, m->attempt, c->epoch,
-		    conn_no, (unsigned long long)m->lease);
+		hlog("%s %s %u %d %d %llu", tag, mkey(m), m->attempt,
+		    c->epoch, conn_no, (unsigned long long)m->lease);
 	else
-		hlog("%s %s %u %d %d %llu %d %s", tag, m->id, m->attempt,
+		hlog("%s %s %u %d %d %llu %d %s", tag, mkey(m), m->attempt,
 		    c->epoch, conn_no, (unsigned long long)m->lease, r,
 		    enc(ferry_errstr(c->f), e1, sizeof(e1)));
 }
@@ -593,11 +726,11 @@ ack(struct consumer *c, const struct ferry_msg *m, int confirm)
 	int r;
 
 	/* Intent first: a kill after sending must not hide the ack. */
-	hlog("AI %s %u %d %d %llu %d", m->id, m->attempt, c->epoch, conn_no,
-	    (unsigned long long)m->lease, confirm);
+	hlog("AI %s %u %d %d %llu %d", mkey(m), m->attempt, c->epoch,
+	    conn_no, (unsigned long long)m->lease, confirm);
 	r = ferry_ack(c->f, m->sid, m->lease, confirm ? FERRY_CONFIRM : 0);
 	if (!confirm && r == FERRY_OK)
-		hlog("AS %s %u %d %d %llu", m->id, m->attempt, c->epoch,
+		hlog("AS %s %u %d %d %llu", mkey(m), m->attempt, c->epoch,
 		    conn_no, (unsigned long long)m->lease);
 	else
 		log_settle(c, "AC", "AR", "AU", m, r);
@@ -612,11 +745,11 @@ nack(struct consumer *c, const struct ferry_msg *m)
 	unsigned k = rnd(3);
 
 	delay = k == 0 ? -1 : k == 1 ? 0 : 20 + (int64_t)rnd(180);
-	snprintf(text, sizeof(text), "nack %s att %u by %s: %s", m->id,
+	snprintf(text, sizeof(text), "nack %s att %u by %s: %s", mkey(m),
 	    m->attempt, c->name, rnd(2) ? "boom" : "not today");
 	if (rnd(5) == 0)
 		text[0] = '\0';		/* no error text */
-	hlog("NS %s %u %d %d %llu %lld %d %s", m->id, m->attempt, c->epoch,
+	hlog("NS %s %u %d %d %llu %lld %d %s", mkey(m), m->attempt, c->epoch,
 	    conn_no, (unsigned long long)m->lease, (long long)delay, confirm,
 	    enc(text, e1, sizeof(e1)));
 	r = ferry_nack(c->f, m->sid, m->lease, delay, text[0] ? text : NULL,
@@ -644,12 +777,12 @@ work(struct consumer *c, const struct ferry_msg *m, int poison)
 	} else if (x < 940) {
 		nack(c, m);
 	} else if (x < 980) {
-		hlog("DROP %s %u", m->id, m->attempt);	/* lease runs out */
+		hlog("DROP %s %u", mkey(m), m->attempt);  /* lease runs out */
 	} else {
 		/* Mostly past the ack timeout: the ack should be stale. */
 		ms = rnd(10) < 7 ? ACK_TIMEOUT_MS + 50 + rnd(250) :
 		    50 + rnd(250);
-		hlog("STALL %s %u %u", m->id, m->attempt, ms);
+		hlog("STALL %s %u %u", mkey(m), m->attempt, ms);
 		sleep_ms(ms);
 		if (poison)
 			nack(c, m);
@@ -658,11 +791,26 @@ work(struct consumer *c, const struct ferry_msg *m, int poison)
 	}
 }
 
+/*
+ * Where a delivery came from, as three log tokens "id pid seq": the id it
+ * arrived with and its producer's pid and seq headers ("~" if none).
+ */
+static char *
+origin(const struct ferry_msg *m, char *out, size_t cap)
+{
+	char a[200], b[200], x[200];
+
+	snprintf(out, cap, "%s %s %s", enc(m->id, a, sizeof(a)),
+	    enc(hdr_get(m, "pid"), b, sizeof(b)),
+	    enc(hdr_get(m, "seq"), x, sizeof(x)));
+	return out;
+}
+
 /* A dead letter: log it whole, in one line, then ack it (confirmed). */
 static void
 dead_letter(struct consumer *c, const struct ferry_msg *m)
 {
-	char line[LINE_MAX_LEN - 100], e[6][200];
+	char line[LINE_MAX_LEN - 100], e[6][200], o[620];
 	size_t n = 0;
 	const char *keys[] = {"dlq-topic", "dlq-group", "dlq-attempts",
 	    "dlq-reason", "poison", "producer"};
@@ -670,9 +818,10 @@ dead_letter(struct consumer *c, const struct ferry_msg *m)
 	for (int i = 0; i < 6; i++)
 		enc(hdr_get(m, keys[i]), e[i], sizeof(e[i]));
 	n += (size_t)snprintf(line + n, sizeof(line) - n,
-	    "DL %s %u %d %d %llu %s %s %s %s %s %s %s %zu", m->id, m->attempt,
-	    c->epoch, conn_no, (unsigned long long)m->lease, c->name, e[0],
-	    e[1], e[2], e[3], e[4], e[5], m->nhist);
+	    "DL %s %u %d %d %llu %s %s %s %s %s %s %s %s %zu", mkey(m),
+	    m->attempt, c->epoch, conn_no, (unsigned long long)m->lease,
+	    c->name, origin(m, o, sizeof(o)), e[0], e[1], e[2], e[3], e[4],
+	    e[5], m->nhist);
 	for (size_t i = 0; i < m->nhist && n < sizeof(line) - 1; i++) {
 		const struct ferry_hist *h = &m->hist[i];
 		char a[200], b[200], x[1200];
@@ -692,22 +841,29 @@ static void
 handle(struct consumer *c, struct ferry_msg *m)
 {
 	const char *p = hdr_get(m, "poison");
-	int poison = p && !strcmp(p, "1");
+	int poison = p && !strcmp(p, "1"), amo;
+	char o[620];
 
 	if (!body_ok(m))
-		hlog("BAD %s body of %zu bytes does not match its id", m->id,
-		    m->len);
+		hlog("BAD %s body of %zu bytes does not match its id",
+		    mkey(m), m->len);
 	if (!strcmp(m->topic, DLQ_TOPIC)) {
 		dead_letter(c, m);
 		return;
 	}
 	if (strcmp(m->topic, TOPIC)) {
-		hlog("BAD %s delivered from topic %s", m->id, m->topic);
+		hlog("BAD %s delivered from topic %s", mkey(m), m->topic);
 		return;
 	}
-	hlog("D %s %u %d %d %llu %s %d", m->id, m->attempt, c->epoch,
-	    conn_no, (unsigned long long)m->lease, c->name, poison);
-	work(c, m, poison);
+	amo = c->amo_sid && m->sid == c->amo_sid;
+	if (amo && m->lease)
+		hlog("BAD %s at-most-once delivery with lease %llu", mkey(m),
+		    (unsigned long long)m->lease);
+	hlog("%s %s %u %d %d %llu %s %d %s", amo ? "M" : "D", mkey(m),
+	    m->attempt, c->epoch, conn_no, (unsigned long long)m->lease,
+	    c->name, poison, origin(m, o, sizeof(o)));
+	if (!amo)
+		work(c, m, poison);
 }
 
 /* Subscribe to what the role reads; 0 or a FERRY_E* code. */
@@ -717,15 +873,23 @@ subscribe(struct consumer *c, int prefetch)
 	struct ferry_sub_opts so;
 	int r = 0;
 
+	c->amo_sid = 0;
 	memset(&so, 0, sizeof(so));
 	so.prefetch = (uint32_t)prefetch;
-	if (c->role != DLQ_READER) {
+	if (c->role == WORKER || c->role == DRAIN) {
 		so.group = GROUP;
 		so.ack_timeout_ms = ACK_TIMEOUT_MS;
 		so.max_attempts = MAX_ATTEMPTS;
 		r = ferry_subscribe(c->f, TOPIC, &so, NULL);
 	}
-	if (r == 0 && c->role != WORKER) {
+	if (r == 0 && (c->role == AMO_READER || c->role == DRAIN)) {
+		memset(&so, 0, sizeof(so));
+		so.prefetch = (uint32_t)prefetch;
+		so.group = AMO_GROUP;
+		so.mode = FERRY_AT_MOST_ONCE;
+		r = ferry_subscribe(c->f, TOPIC, &so, &c->amo_sid);
+	}
+	if (r == 0 && (c->role == DLQ_READER || c->role == DRAIN)) {
 		memset(&so, 0, sizeof(so));
 		so.prefetch = (uint32_t)prefetch;
 		r = ferry_subscribe(c->f, DLQ_TOPIC, &so, NULL);
@@ -734,8 +898,10 @@ subscribe(struct consumer *c, int prefetch)
 }
 
 /*
- * A consumer: a worker of GROUP, the dead-letter reader, or the final
- * drain (acks everything of both, confirmed, and exits 0 once idle for
+ * A consumer: a worker of GROUP, an at-most-once subscriber of AMO_GROUP
+ * (logs each delivery, M, and settles nothing), the dead-letter reader,
+ * or the final drain (acks everything of GROUP and the dead-letter topic,
+ * confirmed, takes what is left in AMO_GROUP, and exits 0 once idle for
  * DRAIN_IDLE_MS).  Reconnects with a fresh ferry_connect() whenever the
  * connection fails.
  */
@@ -748,8 +914,9 @@ consumer_main(enum role role, int idx, int gen)
 	uint64_t idle_since = now_ms(), end;
 	int prefetch;
 
-	if (role == WORKER)
-		snprintf(c.name, sizeof(c.name), "c%d.%d", idx, gen);
+	if (role == WORKER || role == AMO_READER)
+		snprintf(c.name, sizeof(c.name), "%c%d.%d",
+		    role == WORKER ? 'c' : 'a', idx, gen);
 	else
 		snprintf(c.name, sizeof(c.name), "%s",
 		    role == DRAIN ? "drain" : "dlq");
@@ -757,7 +924,8 @@ consumer_main(enum role role, int idx, int gen)
 	child_init(logname, 1000 + (uint64_t)role * 100 + (uint64_t)idx * 10 +
 	    (uint64_t)gen * 1000);
 	end = role == DRAIN ? now_ms() + DRAIN_MAX_MS : child_end;
-	prefetch = role == WORKER ? 1 + (int)rnd(8) : 64;
+	prefetch = role == WORKER ? 1 + (int)rnd(8) : role == AMO_READER ?
+	    1 + (int)rnd(32) : 64;
 	while (now_ms() < end) {
 		int r;
 
@@ -839,13 +1007,36 @@ kill_child(pid_t pid)
 	forget(pid);
 }
 
+/* Start d (not running) on its data directory, with the crash shim. */
+static void
+start_ferryd(void)
+{
+	ck_assert_int_eq(ferryd_try_start(&d, NULL, ferryd_env), 0);
+}
+
 static void
 setup(void)
 {
+	const char *asan = getenv("ASAN_OPTIONS");
+	char real[PATH_MAX];
+
+	ck_assert_int_eq(access(FAULTFS_PATH, R_OK), 0);
 	/* Small segments: restarts also meet rollover and compaction. */
-	ferryd_start(&d, "--ack-timeout", "0.5", "--retry-backoff-base",
+	ferryd_prepare(&d, "--ack-timeout", "0.5", "--retry-backoff-base",
 	    "0.05", "--retry-backoff-max", "0.2", "--max-attempts", "4",
 	    "--segment-size", "512K", "--fsync", "always", NULL);
+	ck_assert_ptr_nonnull(realpath(d.dir, real));
+	snprintf(crash_file, sizeof(crash_file), "%s/crash", d.dir);
+	snprintf(env_preload, sizeof(env_preload), "LD_PRELOAD=%s",
+	    FAULTFS_PATH);
+	snprintf(env_crash, sizeof(env_crash), "FERRY_CRASH_FILE=%s",
+	    crash_file);
+	snprintf(env_dir, sizeof(env_dir), "FERRY_FAULT_DIR=%s/data", real);
+	/* The shim is not sanitized: let an ASan ferryd load it. */
+	snprintf(env_asan, sizeof(env_asan),
+	    "ASAN_OPTIONS=%s%sverify_asan_link_order=0", asan ? asan : "",
+	    asan && *asan ? ":" : "");
+	start_ferryd();
 }
 
 static void
@@ -853,6 +1044,8 @@ teardown(void)
 {
 	for (int i = 0; i < MAX_CHILDREN; i++)
 		kill_child(children[i]);
+	if (crash_file[0])
+		unlink(crash_file);
 	ferryd_cleanup(&d);
 	if (logfd >= 0)
 		close(logfd);
@@ -901,40 +1094,115 @@ ferryd_alive(void)
 	    "%s)", st, (unsigned long long)seed, d.log);
 }
 
-/* SIGKILL ferryd and start it again on its data directory. */
+struct run {
+	int per_prod;		/* messages per producer */
+	int restarts;
+	int ckills;
+	int armed;		/* kills left to the crash shim */
+	int at_write;		/* of which ferryd died at its write */
+};
+
+/*
+ * SIGKILL ferryd and start it again on its data directory.  Half of the
+ * kills come from outside, at any moment; in the other half ferryd kills
+ * itself at its next journal write (the crash shim), the worst moment: a
+ * turn's records are appended but not written, so whatever left ferryd
+ * before them is something the restarted broker will not know.  If no
+ * write comes within 3 s, the kill comes from outside after all.  With
+ * the shim, ferryd is found dead (logged KILL epoch write) rather than
+ * killed, so the epoch file still names it for a moment: harmless, as a
+ * child that connects then fails, or connected while it lived.
+ */
 static void
-crash_restart(int *epoch)
+crash_restart(int *epoch, struct run *run)
 {
 	ferryd_alive();
-	hlog("KILL %d", *epoch);
+	if (rnd(2)) {
+		uint64_t deadline = now_ms() + 3000;
+		pid_t r;
+		int fd, st = 0;
+
+		hlog("ARM %d", *epoch);
+		fd = open(crash_file, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+		ck_assert_int_ge(fd, 0);
+		close(fd);
+		run->armed++;
+		while ((r = waitpid(d.pid, &st, WNOHANG)) == 0 &&
+		    now_ms() < deadline)
+			usleep(1000);
+		unlink(crash_file);
+		if (r == d.pid) {
+			d.pid = 0;
+			ck_assert_msg(WIFSIGNALED(st) &&
+			    WTERMSIG(st) == SIGKILL, "ferryd died by itself: "
+			    "wait status %d (seed %llu; see %s)", st,
+			    (unsigned long long)seed, d.log);
+			hlog("KILL %d write", *epoch);
+			run->at_write++;
+		}
+	}
+	if (d.pid > 0)
+		hlog("KILL %d", *epoch);
 	epoch_write(0, 0);
 	ferryd_kill(&d);
 	if (rnd(2))
 		sleep_ms(rnd(300));
-	ferryd_restart(&d);
+	start_ferryd();
 	++*epoch;
 	epoch_write(*epoch, d.port);
 	hlog("UP %d %d", *epoch, d.port);
 }
 
-struct run {
-	int per_prod;		/* messages per producer */
-	int restarts;
-	int ckills;
-};
+/*
+ * Create both groups of TOPIC before anything is published: the first
+ * durable group of a topic takes its backlog, and each must get every
+ * message.
+ */
+static void
+make_groups(void)
+{
+	struct ferry *f = ferry_connect("127.0.0.1", d.port, 5000, "setup");
+	struct ferry_sub_opts so = {.group = GROUP, .prefetch = 1,
+	    .ack_timeout_ms = ACK_TIMEOUT_MS, .max_attempts = MAX_ATTEMPTS};
+
+	ck_assert_msg(ferry_err(f) == 0, "%s", ferry_errstr(f));
+	ck_assert_int_eq(ferry_subscribe(f, TOPIC, &so, NULL), 0);
+	so = (struct ferry_sub_opts){.group = AMO_GROUP, .prefetch = 1,
+	    .mode = FERRY_AT_MOST_ONCE};
+	ck_assert_int_eq(ferry_subscribe(f, TOPIC, &so, NULL), 0);
+	ferry_close(f);
+}
+
+/* Consumer i of the chaos: workers first, then at-most-once readers. */
+static pid_t
+spawn_consumer(int i, int gen)
+{
+	return i < NCONS ? spawn(WORKER, i, gen, 0, 0, 0) :
+	    spawn(AMO_READER, i - NCONS, gen, 0, 0, 0);
+}
+
+static const char *
+consumer_name(int i, int gen, char *buf, size_t cap)
+{
+	snprintf(buf, cap, "%c%d.%d", i < NCONS ? 'c' : 'a',
+	    i < NCONS ? i : i - NCONS, gen);
+	return buf;
+}
 
 static void
 run_chaos(struct run *run)
 {
-	pid_t prod[NPROD], cons[NCONS], dlq;
-	int gen[NCONS] = {0}, epoch = 1, left = NPROD, st;
+	pid_t prod[NPROD], cons[NCONS + NAMO], dlq;
+	int gen[NCONS + NAMO] = {0}, epoch = 1, left = NPROD, st;
 	uint64_t t0 = now_ms(), next_crash, next_ckill;
+	char cn[32];
 
+	make_groups();
 	epoch_write(epoch, d.port);
 	hlog("UP %d %d", epoch, d.port);
 	dlq = spawn(DLQ_READER, 0, 0, 0, 0, 0);
-	for (int i = 0; i < NCONS; i++)
-		cons[i] = spawn(WORKER, i, 0, 0, 0, 0);
+	for (int i = 0; i < NCONS + NAMO; i++)
+		cons[i] = spawn_consumer(i, 0);
 	for (int i = 0; i < NPROD; i++)
 		prod[i] = spawn(WORKER, i, 0, run->per_prod, RUN_MS, 1);
 	next_crash = t0 + 1500 + rnd(2500);
@@ -954,11 +1222,12 @@ run_chaos(struct run *run)
 			    st, (unsigned long long)seed);
 		}
 		/* A consumer exits only if it cannot log or reconnect. */
-		for (int i = 0; i < NCONS; i++)
+		for (int i = 0; i < NCONS + NAMO; i++)
 			if (waitpid(cons[i], &st, WNOHANG) == cons[i]) {
 				forget(cons[i]);
-				hlog("CEXIT c%d.%d %d", i, gen[i], st);
-				cons[i] = spawn(WORKER, i, ++gen[i], 0, 0, 0);
+				hlog("CEXIT %s %d", consumer_name(i, gen[i],
+				    cn, sizeof(cn)), st);
+				cons[i] = spawn_consumer(i, ++gen[i]);
 			}
 		if (waitpid(dlq, &st, WNOHANG) == dlq) {
 			forget(dlq);
@@ -966,7 +1235,7 @@ run_chaos(struct run *run)
 			dlq = spawn(DLQ_READER, 0, 0, 0, 0, 0);
 		}
 		if (now_ms() >= next_crash && now_ms() - t0 < RUN_MS) {
-			crash_restart(&epoch);
+			crash_restart(&epoch, run);
 			run->restarts++;
 			/* Now and then right after start-up (replay,
 			 * compaction), else a few seconds later. */
@@ -974,12 +1243,16 @@ run_chaos(struct run *run)
 			    800 + rnd(3000));
 		}
 		if (now_ms() >= next_ckill && now_ms() - t0 < RUN_MS) {
-			int i = (int)rnd(NCONS);
+			/* Now and then an at-most-once reader, whose
+			 * connection dies with deliveries under way. */
+			int i = rnd(4) ? (int)rnd(NCONS) :
+			    NCONS + (int)rnd(NAMO);
 
-			hlog("CKILL c%d.%d", i, gen[i]);
+			hlog("CKILL %s", consumer_name(i, gen[i], cn,
+			    sizeof(cn)));
 			kill_child(cons[i]);
 			sleep_ms(rnd(200));
-			cons[i] = spawn(WORKER, i, ++gen[i], 0, 0, 0);
+			cons[i] = spawn_consumer(i, ++gen[i]);
 			run->ckills++;
 			next_ckill = now_ms() + 400 + rnd(1600);
 		}
@@ -989,8 +1262,8 @@ run_chaos(struct run *run)
 	    (unsigned long long)seed);
 	/* Workers take what is left for a moment, then die as well. */
 	sleep_ms(1500);
-	for (int i = 0; i < NCONS; i++) {
-		hlog("CKILL c%d.%d", i, gen[i]);
+	for (int i = 0; i < NCONS + NAMO; i++) {
+		hlog("CKILL %s", consumer_name(i, gen[i], cn, sizeof(cn)));
 		kill_child(cons[i]);
 	}
 	hlog("CKILL dlq");
@@ -1022,13 +1295,13 @@ run_drain(void)
 
 enum ev_kind {
 	E_PI, E_PC, E_PF, E_D, E_AI, E_AS, E_AC, E_AR, E_AU, E_NS, E_NC, E_NR,
-	E_NU, E_STALL, E_DROP, E_DL, E_QA, E_QR, E_QU, E_BAD,
+	E_NU, E_STALL, E_DROP, E_DL, E_QA, E_QR, E_QU, E_BAD, E_M,
 	E_OTHER,		/* lines with no message: CONN, LOST, ... */
 };
 
 static const char *const ev_tags[] = {
 	"PI", "PC", "PF", "D", "AI", "AS", "AC", "AR", "AU", "NS", "NC", "NR",
-	"NU", "STALL", "DROP", "DL", "QA", "QR", "QU", "BAD",
+	"NU", "STALL", "DROP", "DL", "QA", "QR", "QU", "BAD", "M",
 };
 
 /* One parsed log line. */
@@ -1041,9 +1314,15 @@ struct hev {
 	int epoch;
 	int conn;		/* the process's connection number */
 	uint64_t lease;
-	long v;			/* PC: dups; NS: delay */
+	long v;			/* PC: dups; NS: delay; PI: poison */
+	int idless;		/* PI: published without an id */
 	char *kindstr;		/* PI/PC/PF: first, retry or dup */
 	char *text;		/* NS: error text; PC: returned id */
+	/* D, M, DL: the id it arrived with; PC: the returned id (NULL if
+	 * none); pid and seq of an idempotent producer's message (pid
+	 * NULL and seq 0 if none).  See rule 5. */
+	char *mid, *pid;
+	uint64_t pseq;
 	char *line;		/* the whole line, for histories */
 };
 
@@ -1132,6 +1411,19 @@ has_name(const struct hist_state *h, const char *name)
 	return 0;
 }
 
+/* The origin fields of e: id (decoded), pid and seq tokens. */
+static void
+set_origin(struct hev *e, const char *id, char *pid, const char *seq)
+{
+	if (*id)
+		e->mid = strdup(id);
+	dec(pid);
+	if (*pid && strcmp(seq, "~")) {
+		e->pid = strdup(pid);
+		e->pseq = strtoull(seq, NULL, 10);
+	}
+}
+
 /* Parse one complete line of log src; malformed lines count as torn. */
 static void
 parse_line(struct hist_state *h, int src, const char *text)
@@ -1171,6 +1463,10 @@ parse_line(struct hist_state *h, int src, const char *text)
 			goto torn;
 		e.kindstr = strdup(tok[3]);
 		e.v = strtol(tok[4], NULL, 10);
+		if (k == E_PI && n >= 8) {
+			set_origin(&e, "", tok[5], tok[6]);
+			e.idless = atoi(tok[7]);
+		}
 		break;
 	case E_PC:
 		if (n < 7)
@@ -1179,9 +1475,11 @@ parse_line(struct hist_state *h, int src, const char *text)
 		e.v = strtol(tok[4], NULL, 10);
 		e.text = strdup(dec(tok[5]));
 		e.epoch = atoi(tok[6]);
+		if (n >= 9)
+			set_origin(&e, e.text, tok[7], tok[8]);
 		break;
 	case E_D: case E_AI: case E_AS: case E_AC: case E_AR: case E_AU:
-	case E_NS: case E_NC: case E_NR: case E_NU:
+	case E_NS: case E_NC: case E_NR: case E_NU: case E_M:
 	case E_DL: case E_QA: case E_QR: case E_QU:
 		if (n < 7)
 			goto torn;
@@ -1200,8 +1498,12 @@ parse_line(struct hist_state *h, int src, const char *text)
 			e.v = strtol(tok[7], NULL, 10);
 			e.text = strdup(dec(tok[9]));
 		}
-		if (k == E_DL && n < 15)
+		if (k == E_DL && n < 18)
 			goto torn;
+		if ((k == E_D || k == E_M) && n >= 12)
+			set_origin(&e, dec(tok[9]), tok[10], tok[11]);
+		if (k == E_DL)
+			set_origin(&e, dec(tok[8]), tok[9], tok[10]);
 		break;
 	default:
 		break;
@@ -1393,38 +1695,39 @@ check_dead_letter(struct hist_state *h, int mi, const struct hev *e,
     int poison)
 {
 	const struct hmsg *m = &h->msgs[mi];
-	char *copy = strdup(e->line), *tok[128];
-	int n = split(copy, tok, 128), nh, counted = 0;
+	char *copy = strdup(e->line), *tok[128], **tk = tok + 3;
+	int n = split(copy, tok, 128) - 3, nh, counted = 0;
 	uint64_t prev_at = 0;
 	const char *last = "";
 
-	/* t DL id att epoch conn lease name topic group attempts reason
-	 * poison producer nhist (cause at by e)* */
-	nh = atoi(tok[14]);
-	if (n != 15 + 4 * nh) {
+	/* t DL key att epoch conn lease name id pid seq, then (from tk[8])
+	 * topic group attempts reason poison producer nhist (cause at by
+	 * e)* */
+	nh = n >= 15 ? atoi(tk[14]) : -1;
+	if (nh < 0 || n != 15 + 4 * nh) {
 		violation(h, mi, "rule 4 (dead letters): %s: history of %d "
 		    "entries does not parse (%d tokens)", src_name(h, e), nh,
-		    n);
+		    n + 3);
 		goto out;
 	}
 	for (int i = 8; i < n; i++)
-		dec(tok[i]);
-	if (strcmp(tok[8], TOPIC) || strcmp(tok[9], GROUP))
+		dec(tk[i]);
+	if (strcmp(tk[8], TOPIC) || strcmp(tk[9], GROUP))
 		violation(h, mi, "rule 4 (dead letters): dlq-topic '%s' "
-		    "dlq-group '%s', expected %s and %s", tok[8], tok[9],
+		    "dlq-group '%s', expected %s and %s", tk[8], tk[9],
 		    TOPIC, GROUP);
-	if (strcmp(tok[12], poison ? "1" : ""))
+	if (strcmp(tk[12], poison ? "1" : ""))
 		violation(h, mi, "rule 4 (dead letters): header poison='%s' "
-		    "was not kept (expected '%s')", tok[12],
+		    "was not kept (expected '%s')", tk[12],
 		    poison ? "1" : "");
-	if (strncmp(m->id, tok[13], strlen(tok[13])) || tok[13][0] != 'p' ||
-	    m->id[strlen(tok[13])] != '-')
+	if (strncmp(m->id, tk[13], strlen(tk[13])) || tk[13][0] != 'p' ||
+	    m->id[strlen(tk[13])] != '-')
 		violation(h, mi, "rule 4 (dead letters): header producer="
-		    "'%s' was not kept", tok[13]);
+		    "'%s' was not kept", tk[13]);
 	for (int i = 0; i < nh; i++) {
-		const char *cause = tok[15 + 4 * i], *by = tok[17 + 4 * i];
-		const char *err = tok[18 + 4 * i];
-		uint64_t at = strtoull(tok[16 + 4 * i], NULL, 10);
+		const char *cause = tk[15 + 4 * i], *by = tk[17 + 4 * i];
+		const char *err = tk[18 + 4 * i];
+		uint64_t at = strtoull(tk[16 + 4 * i], NULL, 10);
 		int found = 0;
 
 		last = cause;
@@ -1472,15 +1775,89 @@ check_dead_letter(struct hist_state *h, int mi, const struct hev *e,
 		violation(h, mi, "rule 4 (dead letters): %d counted failures "
 		    "in its history, fewer than max_attempts %d", counted,
 		    MAX_ATTEMPTS);
-	if (atoi(tok[10]) != counted || !*tok[10])
+	if (atoi(tk[10]) != counted || !*tk[10])
 		violation(h, mi, "rule 4 (dead letters): dlq-attempts '%s', "
-		    "but its history counts %d failures", tok[10], counted);
-	if (strcmp(tok[11], last))
+		    "but its history counts %d failures", tk[10], counted);
+	if (strcmp(tk[11], last))
 		violation(h, mi, "rule 4 (dead letters): dlq-reason '%s', "
-		    "but the last failure in its history is '%s'", tok[11],
+		    "but the last failure in its history is '%s'", tk[11],
 		    last);
 out:
 	free(copy);
+}
+
+static int
+origin_cmp(const void *a, const void *b)
+{
+	const struct hev *x = *(const struct hev *const *)a;
+	const struct hev *y = *(const struct hev *const *)b;
+	int r;
+
+	if ((r = strcmp(x->pid, y->pid)))
+		return r;
+	if (x->pseq != y->pseq)
+		return x->pseq < y->pseq ? -1 : 1;
+	if ((r = strcmp(x->mid, y->mid)))
+		return r;
+	return x->t < y->t ? -1 : x->t > y->t;
+}
+
+static const char *
+origin_what(const struct hev *e)
+{
+	return e->kind == E_PC ? "confirmed to" : e->kind == E_DL ?
+	    "dead-lettered to" : e->kind == E_M ? "delivered at most once to" :
+	    "delivered to";
+}
+
+/*
+ * Rule 5 over the whole history: every delivery (D, M, DL) and confirm
+ * (PC) that names an id and carries (pid, seq) names the same id for the
+ * same (pid, seq).  One violation per (pid, seq), with the first evidence
+ * of two of its ids.  Returns how many (pid, seq) it saw.
+ */
+static long
+check_origins(struct hist_state *h)
+{
+	const struct hev **o = calloc(h->nev + 1, sizeof(*o));
+	size_t n = 0;
+	long seen = 0;
+
+	ck_assert_ptr_nonnull(o);
+	for (size_t i = 0; i < h->nev; i++) {
+		const struct hev *e = &h->ev[i];
+
+		if (e->pid && e->mid && (e->kind == E_D || e->kind == E_M ||
+		    e->kind == E_DL || e->kind == E_PC))
+			o[n++] = e;
+	}
+	qsort(o, n, sizeof(*o), origin_cmp);
+	for (size_t i = 0, j; i < n; i = j) {
+		const struct hev *a = o[i];
+
+		for (j = i + 1; j < n && !strcmp(o[j]->pid, a->pid) &&
+		    o[j]->pseq == a->pseq; j++)
+			;
+		seen++;
+		for (size_t k = i + 1; k < j; k++) {
+			const struct hev *b = o[k];
+
+			if (!strcmp(b->mid, a->mid))
+				continue;
+			violation(h, b->msg, "rule 5 (one id per (pid, "
+			    "seq)): pid %s seq %llu %s %s as id %s "
+			    "(incarnation %d, +%.1f ms), but %s %s as id %s "
+			    "(incarnation %d, +%.1f ms)", a->pid,
+			    (unsigned long long)a->pseq, origin_what(a),
+			    src_name(h, a), a->mid, a->epoch,
+			    (double)(a->t - h->t0) / 1000, origin_what(b),
+			    src_name(h, b), b->mid, b->epoch,
+			    (double)(b->t - h->t0) / 1000);
+			break;
+		}
+	}
+	free(o);
+	return seen;
 }
 
 struct counts {
@@ -1488,6 +1865,8 @@ struct counts {
 	long delivered, redelivered, acked, acks_confirmed, acks_refused;
 	long nacks, stalls, drops, dead_letters, dlq_deliveries, restarts;
 	long ckills, torn, retries, retry_dups;
+	long write_kills, amo_delivered, amo_missed, amo_kills, idem, idless;
+	long idem_retries, idem_retry_dups, origins;
 };
 
 /*
@@ -1517,8 +1896,23 @@ struct counts {
  *     counted failures in its history, >= max_attempts), dlq-reason (=
  *     the last cause), the original headers, and a history whose entries
  *     have a known cause, a consumer that connected, a time within the
- *     run, and for nacks the exact error text that consumer sent.
- * Plus: every body matches its id, and every consumer's log is complete.
+ *     run, and for nacks the exact error text that consumer sent;
+ *  5. one id per (pid, seq): every delivery of an idempotent producer's
+ *     message (any group, the dead-letter topic, any incarnation) and
+ *     every id a confirm returned for it, map its (pid, seq) to one id.
+ *     A message published without an id must keep the id the broker
+ *     derived for it when its producer retries after a crash; two ids
+ *     mean the broker enqueued one publish twice, and a consumer that
+ *     skips repeats by id would process it twice (checked over the
+ *     whole history by check_origins(), not per message);
+ *  6. at most once: no message is delivered twice to the at-most-once
+ *     group AMO_GROUP (to its readers or the drain), across every kill
+ *     of ferryd or of a reader: a delivery there is settled once sent,
+ *     journaled before it leaves, and may be lost but never repeated.
+ * A "message" is the producer's name for it, "p<i>-<n>": its id, or its
+ * header key for one published without an id (mkey()).
+ * Plus: every body matches its name, and every consumer's log is
+ * complete.
  */
 static void
 check_history(struct hist_state *h, struct counts *c)
@@ -1536,9 +1930,14 @@ check_history(struct hist_state *h, struct counts *c)
 	for (size_t mi = 0; mi < h->nmsgs; mi++) {
 		const struct hmsg *m = &h->msgs[mi];
 		const struct hev *ev = h->ev + m->first;
-		int pi = 0, pc = 0, dl = 0, dlv = 0, ac = 0, ai = 0;
-		int poison = 0;
+		int pi = 0, pc = 0, dl = 0, dlv = 0, ac = 0, ai = 0, amo = 0;
+		int poison = 0, idless = 0, idem = 0;
+		const struct hev *m1 = NULL;
 
+		for (size_t k = 0; k < m->n; k++) {
+			idless |= ev[k].kind == E_PI && ev[k].idless;
+			idem |= ev[k].kind == E_PI && ev[k].pid;
+		}
 		for (size_t k = 0; k < m->n; k++) {
 			const struct hev *e = &ev[k];
 
@@ -1550,10 +1949,20 @@ check_history(struct hist_state *h, struct counts *c)
 				break;
 			case E_PC:
 				pc++;
-				if (strcmp(e->text, m->id))
+				/* Without an id: the broker's, which a
+				 * duplicate it no longer knows lacks. */
+				if (idless && !*e->text && !e->v)
+					violation(h, (int)mi, "rule 3: "
+					    "stored, but confirmed without "
+					    "an id");
+				else if (!idless && strcmp(e->text, m->id))
 					violation(h, (int)mi, "rule 3: "
 					    "publish confirmed with id '%s'",
 					    e->text);
+				if (e->pid && !strcmp(e->kindstr, "retry")) {
+					c->idem_retries++;
+					c->idem_retry_dups += e->v == 1;
+				}
 				if (!strcmp(e->kindstr, "first") && e->v != 0)
 					violation(h, (int)mi, "rule 1 (no "
 					    "loss): the first publish of the "
@@ -1628,15 +2037,40 @@ check_history(struct hist_state *h, struct counts *c)
 				violation(h, (int)mi, "bad delivery: %s",
 				    e->line);
 				break;
+			case E_M:
+				c->amo_delivered++;
+				/* Rule 6: at most once. */
+				if (++amo == 1)
+					m1 = e;
+				else
+					violation(h, (int)mi, "rule 6 (at "
+					    "most once): delivered again to "
+					    "group " AMO_GROUP ": to %s in "
+					    "incarnation %d as id %s at +%.1f "
+					    "ms, after %s had it in "
+					    "incarnation %d as id %s at +%.1f "
+					    "ms", src_name(h, e), e->epoch,
+					    e->mid ? e->mid : "?",
+					    (double)(e->t - h->t0) / 1000,
+					    src_name(h, m1), m1->epoch,
+					    m1->mid ? m1->mid : "?",
+					    (double)(m1->t - h->t0) / 1000);
+				break;
 			}
 		}
 		if (pi)
 			c->published++;
+		if (pi && idem)
+			c->idem++;
+		if (pi && idless)
+			c->idless++;
+		if (pc && !amo)
+			c->amo_missed++;
 		if (pc)
 			c->confirmed++;
 		if (dl)
 			c->dead_letters++;
-		if (!pi && (dlv || dl))
+		if (!pi && (dlv || dl || amo))
 			violation(h, (int)mi, "rule 3: delivered, but never "
 			    "published");
 		if (pc && !dlv && !dl)
@@ -1663,13 +2097,18 @@ check_history(struct hist_state *h, struct counts *c)
 			continue;
 		if (!strncmp(l, " UP ", 4))
 			c->restarts++;
+		else if (!strncmp(l, " KILL ", 6) && strstr(l, " write"))
+			c->write_kills++;
 		else if (!strncmp(l, " CKILL c", 8))
 			c->ckills++;
+		else if (!strncmp(l, " CKILL a", 8))
+			c->amo_kills++;
 		else if (!strncmp(l, " GIVEUP", 7) ||
 		    !strncmp(l, " CEXIT", 6))
 			violation(h, -1, "a process gave up or died on its "
 			    "own: %s: %s", src_name(h, &h->ev[i]), l + 1);
 	}
+	c->origins = check_origins(h);
 	c->restarts--;		/* the first UP is the start */
 	c->torn = h->torn;
 }
@@ -1754,6 +2193,8 @@ hist_free(struct hist_state *h)
 	for (size_t i = 0; i < h->nev; i++) {
 		free(h->ev[i].kindstr);
 		free(h->ev[i].text);
+		free(h->ev[i].mid);
+		free(h->ev[i].pid);
 		free(h->ev[i].line);
 	}
 	for (int i = 0; i < h->nsrcs; i++)
@@ -1836,7 +2277,7 @@ START_TEST(history_random)
 		scale = 0.4;
 	if (s && *s)
 		scale = strtod(s, NULL);
-	run.per_prod = (int)(1500 * scale);
+	run.per_prod = (int)(4500 * scale / NPROD);
 	if (run.per_prod < 20)
 		run.per_prod = 20;
 	if (run.per_prod > MAX_PER_PROD)
@@ -1844,8 +2285,9 @@ START_TEST(history_random)
 	log_open("parent");
 	hlog("START %llu %llu", (unsigned long long)seed,
 	    (unsigned long long)wall_ms());
-	fprintf(stderr, "history: %d producers x %d messages, %d workers, "
-	    "%s, logs in %s\n", NPROD, run.per_prod, NCONS,
+	fprintf(stderr, "history: %d producers x %d messages (%d of them "
+	    "idempotent), %d workers, %d at-most-once readers, %s, logs in "
+	    "%s\n", NPROD, run.per_prod, NPROD - NPLAIN, NCONS, NAMO,
 	    sanitized() ? "sanitized build" : "plain build", d.dir);
 
 	run_chaos(&run);
@@ -1864,13 +2306,21 @@ START_TEST(history_random)
 	    "confirmed %ld, delivered %ld (redelivered %ld), acked %ld "
 	    "(confirmed acks %ld, refused %ld), nacks %ld, stalls %ld, "
 	    "unsettled %ld, dead letters %ld (%ld dlq deliveries), ferryd "
-	    "restarts %ld, worker kills %ld, torn log lines %ld\n",
+	    "restarts %ld (%ld killed at a journal write), worker kills "
+	    "%ld, torn log lines %ld; "
+	    "idempotent: %ld ids (%ld without an id, %ld (pid, seq) "
+	    "delivered or confirmed), %ld confirmed retries of which %ld "
+	    "were duplicates; at most once: %ld deliveries, %ld confirmed "
+	    "ids never delivered there, %ld reader kills\n",
 	    (unsigned long long)seed, (unsigned long long)(now_ms() - t0),
 	    c.published, c.pub_attempts, c.pub_failed, c.retries,
 	    c.retry_dups, c.dup_retries,
 	    c.confirmed, c.delivered, c.redelivered, c.acked,
 	    c.acks_confirmed, c.acks_refused, c.nacks, c.stalls, c.drops,
-	    c.dead_letters, c.dlq_deliveries, c.restarts, c.ckills, c.torn);
+	    c.dead_letters, c.dlq_deliveries, c.restarts, c.write_kills,
+	    c.ckills, c.torn,
+	    c.idem, c.idless, c.origins, c.idem_retries, c.idem_retry_dups,
+	    c.amo_delivered, c.amo_missed, c.amo_kills);
 	for (int i = 0; i < h.nviol; i++) {
 		int mi = h.viol_msg[i];
 
@@ -1897,7 +2347,13 @@ START_TEST(history_random)
 	    (unsigned long long)seed, (unsigned long long)seed);
 	/* The run must have tested something. */
 	ck_assert_int_ge(c.restarts, 3);
+	/* Under load there is always a journal write within 3 s. */
+	if (run.armed >= 3)
+		ck_assert_int_gt(run.at_write, 0);
 	ck_assert_int_ge(c.confirmed, NPROD * run.per_prod * 9 / 10);
+	ck_assert_int_gt(c.idless, 0);
+	ck_assert_int_ge(c.origins, c.idem / 2);
+	ck_assert_int_ge(c.amo_delivered, c.confirmed / 2);
 	if (run.per_prod >= 300) {
 		ck_assert_int_gt(c.dead_letters, 0);
 		ck_assert_int_gt(c.acks_refused, 0);
@@ -1933,9 +2389,31 @@ END_TEST
 #define DEAD(hist) \
 	"dlq|2005 CONN 1 1 dlq", \
 	"c0.0|2010 D p0-00001 4 1 1 7 c0.0 0", \
-	"dlq|5000 DL p0-00001 1 1 1 3 dlq hist.jobs workers " hist, \
+	"dlq|5000 DL p0-00001 1 1 1 3 dlq p0-00001 ~ ~ hist.jobs workers " \
+	    hist, \
 	"dlq|5001 QA p0-00001 1 1 1 3"
 #define T1 " 1700000001000 c0.0 ~"
+/* An idempotent producer's message without an id: the broker's is u-1. */
+#define IDLESS \
+	"prod2|2000 CONN 1 1 prod2", \
+	"prod2|2001 PI p2-00001 first 0 hist-p2 1 1", \
+	"c0.0|2003 CONN 1 1 c0.0", \
+	"c1.0|2004 CONN 1 1 c1.0"
+#define IDLESS_PC(kind, dups, id, epoch) \
+	"prod2|2002 PC p2-00001 " kind " " dups " " id " " epoch " hist-p2 1"
+#define IDLESS_D(id) \
+	"c0.0|2010 D p2-00001 1 1 1 7 c0.0 0 " id " hist-p2 1", \
+	"c0.0|2011 AI p2-00001 1 1 1 7 0"
+#define RETRY(dups, id) \
+	"prod2|2800 PI p2-00001 retry 0 hist-p2 1 1", \
+	"prod2|2801 PC p2-00001 retry " dups " " id " 2 hist-p2 1"
+/* At-most-once deliveries of p0-00001 to a0.0 in incarnations 1 and 2. */
+#define AMO1 \
+	"a0.0|2005 CONN 1 1 a0.0", \
+	"a0.0|2020 M p0-00001 1 1 1 0 a0.0 0 p0-00001 ~ ~"
+#define AMO2 \
+	"a0.0|2700 CONN 2 2 a0.0", \
+	"a0.0|2800 M p0-00001 1 2 2 0 a0.0 0 p0-00001 ~ ~"
 
 static const struct {
 	const char *lines[16];
@@ -1978,6 +2456,34 @@ static const struct {
 	    " disconnected" T1 " nacked 1700000001000 c0.0 boom")}, 1},
 	/* a line torn by a SIGKILL is skipped */
 	{{OK1, ACKED1, "!c0.0|2013 AC p0-000"}, 0},
+	/* rule 6: at most once, across a restart; once is fine (and never,
+	 * as in the first case, too: at most once may lose) */
+	{{OK1, ACKED1, AMO1, RESTART, AMO2}, 1},
+	{{OK1, ACKED1, RESTART, AMO2}, 0},
+	/* rule 3: an at-most-once delivery of an id never published */
+	{{OK1, ACKED1, "a0.0|2005 CONN 1 1 a0.0",
+	    "a0.0|2020 M p0-00009 1 1 1 0 a0.0 0 p0-00009 ~ ~"}, 1},
+	/* rule 5: without an id, the derived id kept by a retry after a
+	 * restart; the phantom: stored again under a new id */
+	{{IDLESS, IDLESS_PC("first", "0", "u-1", "1"), IDLESS_D("u-1"),
+	    RESTART, RETRY("1", "u-1")}, 0},
+	{{IDLESS, IDLESS_PC("first", "0", "u-1", "1"), IDLESS_D("u-1"),
+	    RESTART, RETRY("0", "u-2"),
+	    "c1.0|2810 D p2-00001 1 2 2 3 c1.0 0 u-2 hist-p2 1",
+	    "c1.0|2811 AI p2-00001 1 2 2 3 0"}, 1},
+	/* rule 5: confirmed under one id, delivered under another; a
+	 * dead letter under another; a duplicate whose id is forgotten */
+	{{IDLESS, IDLESS_PC("first", "0", "u-1", "1"), IDLESS_D("u-2")}, 1},
+	{{IDLESS, IDLESS_PC("first", "0", "u-1", "1"), "dlq|2005 CONN 1 1 dlq",
+	    "c0.0|2010 D p2-00001 4 1 1 7 c0.0 0 u-1 hist-p2 1",
+	    "dlq|5000 DL p2-00001 1 1 1 3 dlq u-3 hist-p2 1 hist.jobs "
+	    "workers 4 timeout ~ p2 4 timeout" T1 " timeout" T1
+	    " disconnected" T1 " timeout" T1,
+	    "dlq|5001 QA p2-00001 1 1 1 3"}, 1},
+	{{IDLESS, IDLESS_PC("first", "0", "u-1", "1"), IDLESS_D("u-1"),
+	    RESTART, RETRY("1", "~")}, 0},
+	/* rule 3: stored (not a duplicate), but no id confirmed */
+	{{IDLESS, IDLESS_PC("first", "0", "~", "1"), IDLESS_D("u-1")}, 1},
 };
 
 static void

@@ -40,7 +40,7 @@ def run_example(name: str, port: int) -> str:
 
 
 def test_publish_confirm(example_broker: Ferryd) -> None:
-    out = run_example("publish-confirm", example_broker.port)
+    out = run_example("publish", example_broker.port)
     assert re.search(r"^fire-and-forget: 2000 sent in \d+ ms, 2000 stored$", out, re.M), out
     assert re.search(r"^confirmed one by one: 200 stored in \d+ ms$", out, re.M), out
     assert re.search(r"^confirmed, pipelined: 2000 stored in \d+ ms$", out, re.M), out
