@@ -60,6 +60,7 @@ struct auth {
 	struct fail fails[FAIL_SLOTS];
 	uint16_t logins[FAIL_SLOTS];	/* exchanges under way, by address
 					   hash (LOGINS_PER_ADDR) */
+	uint64_t busy_logged;	/* second of the last such refusal logged */
 	struct event *hup_ev;
 	uint64_t log_sec;	/* second of the last E_DENIED lines */
 	uint32_t log_n;		/* lines logged in it */
@@ -475,8 +476,13 @@ auth_hello(struct conn *c, const struct fy_frame *f, struct fy_str *sasl,
 		return refuse(c, f->rid, FY_E_HANDSHAKE, "unsupported "
 		    "mechanism: this broker speaks " FY_SCRAM_MECH);
 	if (count_login(c) < 0) {
-		log_warn("%s: refused: %d logins under way from this address",
-		    c->peer, LOGINS_PER_ADDR);
+		/* One line a second at most: each refusal is cheap for
+		 * whoever sends them, the log must not be. */
+		if (clock_mono_ms() / 1000 != a->busy_logged) {
+			a->busy_logged = clock_mono_ms() / 1000;
+			log_warn("%s: refused: %d logins under way from this "
+			    "address", c->peer, LOGINS_PER_ADDR);
+		}
 		return refuse(c, f->rid, FY_E_LIMIT, "too many logins under "
 		    "way from this address");
 	}
