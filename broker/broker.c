@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -15,15 +16,18 @@
 
 #include "auth.h"
 #include "broker.h"
+#include "clock.h"
 #include "compact.h"
 #include "codec.h"
 #include "conn.h"
 #include "delivery.h"
 #include "group.h"
 #include "log.h"
+#include "metrics.h"
 #include "msg.h"
 #include "options.h"
 #include "request.h"
+#include "service.h"
 #include "topic.h"
 
 /*
@@ -38,6 +42,7 @@ static void
 flush_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct broker *b = arg;
+	struct timeval start, end;
 	struct conn *c;
 
 	do {
@@ -46,6 +51,18 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 		while ((c = list_first(&b->flush, struct conn, flink)))
 			conn_flush(c);	/* unlinks c; may stage pumps */
 	} while (!list_empty(&b->pumpq));
+	if (b->draining)
+		broker_drain_check(b);
+	/*
+	 * libevent caches the time when the poll returns, before it runs
+	 * the turn's callbacks, and this flush runs last (PRIO_FLUSH): the
+	 * difference is how long the turn kept clients waiting.
+	 */
+	if (event_base_gettimeofday_cached(b->base, &start) == 0 &&
+	    gettimeofday(&end, NULL) == 0)
+		hist_observe(&b->st.turn, &hist_turn_bounds,
+		    (double)(end.tv_sec - start.tv_sec) +
+		    (double)(end.tv_usec - start.tv_usec) / 1e6);
 }
 
 static void
@@ -117,7 +134,91 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct broker *b = arg;
 
-	log_info("received %s; shutting down", strsignal((int)sig));
+	if (b->draining || !b->opt->drain_timeout_ms) {
+		log_info("received %s; shutting down", strsignal((int)sig));
+		broker_stop(b);
+		return;
+	}
+	log_info("received %s; draining: waiting up to %u ms for %u "
+	    "deliveries in flight (send it again to stop at once)",
+	    strsignal((int)sig), b->opt->drain_timeout_ms, b->leases.used);
+	if (broker_drain(b) < 0)
+		broker_stop(b);
+}
+
+/*
+ * SIGHUP: take log_level from the config file again, so that debug
+ * logging can be turned on and off without a restart (the rest of the
+ * file needs one).  The file's value wins over --log-level here.
+ */
+static void
+hup_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct broker *b = arg;
+	struct options o;
+	char err[512];
+
+	if (!b->opt->config) {
+		log_warn("SIGHUP: no --config file to read; log_level stays "
+		    "%s", log_level_name(log_level));
+		return;
+	}
+	if (options_init(&o) < 0)
+		return;
+	if (options_load_file(&o, b->opt->config, err, sizeof(err)) < 0) {
+		log_warn("SIGHUP: %s; log_level stays %s", err,
+		    log_level_name(log_level));
+	} else if (o.log_level != log_level) {
+		/* said at the old level and the new: whichever shows */
+		log_info("SIGHUP: log_level %s -> %s (%s)",
+		    log_level_name(log_level), log_level_name(o.log_level),
+		    b->opt->config);
+		log_level = o.log_level;
+		log_info("SIGHUP: log_level is now %s",
+		    log_level_name(log_level));
+	} else {
+		log_info("SIGHUP: log_level stays %s (%s)",
+		    log_level_name(log_level), b->opt->config);
+	}
+	options_fini(&o);
+}
+
+static void
+drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct broker *b = arg;
+
+	log_warn("drain_timeout: %u deliveries still unacked and %llu "
+	    "confirms waiting; they are delivered again after the restart",
+	    b->leases.used, (unsigned long long)b->durable_waiting);
+	broker_stop(b);
+}
+
+int
+broker_drain(struct broker *b)
+{
+	struct timeval tv = { (time_t)(b->opt->drain_timeout_ms / 1000),
+	    (suseconds_t)(b->opt->drain_timeout_ms % 1000 * 1000) };
+
+	if (b->draining || b->stopping)
+		return 0;
+	b->draining = 1;
+	broker_unlisten(b);
+	service_stopping(b);
+	if (!(b->drain_ev = evtimer_new(b->base, drain_timeout_cb, b)) ||
+	    evtimer_add(b->drain_ev, &tv) < 0)
+		return -ENOMEM;
+	broker_drain_check(b);
+	return 0;
+}
+
+void
+broker_drain_check(struct broker *b)
+{
+	if (!b->draining || b->stopping || b->leases.used ||
+	    b->durable_waiting)
+		return;
+	log_info("drained: no delivery in flight, every confirm sent");
 	broker_stop(b);
 }
 
@@ -146,7 +247,7 @@ int
 broker_init(struct broker *b, struct event_base *base,
     const struct options *o)
 {
-	static const int sigs[2] = {SIGTERM, SIGINT};
+	static const int sigs[3] = {SIGTERM, SIGINT, SIGHUP};
 	struct timespec ts;
 	uuid_t boot;
 
@@ -154,6 +255,7 @@ broker_init(struct broker *b, struct event_base *base,
 	b->base = base;
 	b->opt = o;
 	b->port = -1;
+	b->st.started_ms = clock_mono_ms();
 	list_init(&b->conns);
 	list_init(&b->flush);
 	list_init(&b->gated);
@@ -179,8 +281,9 @@ broker_init(struct broker *b, struct event_base *base,
 		goto nomem;
 	event_priority_set(b->flush_ev, PRIO_FLUSH);
 	event_priority_set(b->reap_ev, PRIO_FLUSH);
-	for (int i = 0; i < 2; i++) {
-		b->sig_ev[i] = evsignal_new(base, sigs[i], signal_cb, b);
+	for (int i = 0; i < 3; i++) {
+		b->sig_ev[i] = evsignal_new(base, sigs[i], sigs[i] == SIGHUP ?
+		    hup_cb : signal_cb, b);
 		if (!b->sig_ev[i] || evsignal_add(b->sig_ev[i], NULL) < 0)
 			goto nomem;
 	}
@@ -196,6 +299,7 @@ broker_fini(struct broker *b)
 	struct conn *c;
 
 	broker_unlisten(b);
+	metrics_stop(b);
 	b->stopping = 1;
 	/* The journal closes (and syncs) first: freeing the state below must
 	 * not unreference records, or their segments would be deleted. */
@@ -214,9 +318,12 @@ broker_fini(struct broker *b)
 	trace_fini(&b->trace);
 	lease_table_fini(&b->leases);
 	qside_pool_trim();
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < 3; i++)
 		if (b->sig_ev[i])
 			event_free(b->sig_ev[i]);
+	if (b->drain_ev)
+		event_free(b->drain_ev);
+	b->drain_ev = NULL;
 	if (b->flush_ev)
 		event_free(b->flush_ev);
 	if (b->reap_ev)

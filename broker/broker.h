@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "hist.h"
 #include "lease.h"
 #include "list.h"
 #include "store.h"
@@ -21,6 +22,20 @@ struct topic;
 #define PRIO_IO 1
 #define PRIO_FLUSH 2
 #define PRIO_COUNT 3
+
+/* Broker-wide counters, for /metrics (metrics.c). */
+struct broker_stats {
+	uint64_t accepted;	/* connections accepted */
+	uint64_t refused_limit;	/* refused: max_connections reached */
+	uint64_t accept_errors;	/* accept() failed (EMFILE, ENOMEM...) */
+	uint64_t bytes_in;	/* frame bytes read from clients */
+	uint64_t bytes_out;	/* bytes handed to client sockets */
+	uint64_t started_ms;	/* monotonic, at broker_init() */
+	struct hist turn;	/* loop turns that ran the flush: from the
+				   end of the poll to the end of the flush */
+};
+
+struct metrics;
 
 struct broker {
 	struct event_base *base;
@@ -47,13 +62,17 @@ struct broker {
 				   (group_mark_due(), delivery.c) */
 	struct list reap;	/* closing conns to free */
 	struct event *reap_ev;
-	struct event *sig_ev[2];
+	struct event *sig_ev[3];	/* SIGTERM, SIGINT, SIGHUP */
 	struct store store;	/* journal and durable state */
 	struct trace trace;	/* recent message events, for TRACE */
 	struct lease_table leases;	/* every member's deliveries */
 	struct auth *auth;	/* users and login state (auth.c); NULL
 				   until auth_init(): all anonymous */
 	uint64_t rng;		/* xorshift64* state, for jitter */
+	struct broker_stats st;
+	struct metrics *metrics;	/* NULL unless metrics_listen */
+	struct event *drain_ev;	/* drain_timeout, while draining */
+	uint8_t draining;	/* SIGTERM came: settle, deliver nothing */
 	char boot[37];		/* a random UUID per broker_init(): WELCOME
 				   "boot", so clients can tell a restart */
 	uint8_t stopping;
@@ -71,6 +90,17 @@ void broker_unlisten(struct broker *b);
 
 /* Stop accepting and leave the loop after this turn. */
 void broker_stop(struct broker *b);
+
+/*
+ * Stop gracefully: stop accepting, refuse new requests (E_SHUTDOWN),
+ * deliver nothing more, and broker_stop() once no delivery is in flight
+ * and no confirm waits for the journal, or after drain_timeout.  0 or
+ * -ENOMEM (then it stops at once).
+ */
+int broker_drain(struct broker *b);
+
+/* Called at the end of each turn while draining: stop if drained. */
+void broker_drain_check(struct broker *b);
 
 uint64_t broker_rand(struct broker *b);
 

@@ -38,6 +38,7 @@ struct compact_scan {
 	int budget;
 	int moved;
 	int failed;
+	uint64_t bytes;		/* body bytes moved */
 };
 
 /* 1 to stop the pass (budget spent, or a move failed). */
@@ -57,6 +58,7 @@ scan_ent(struct compact_scan *cs, struct qent *e, struct topic *t)
 	}
 	cs->budget--;
 	cs->moved++;
+	cs->bytes += m->body_len;
 	return 0;
 }
 
@@ -168,10 +170,13 @@ compact_cb(evutil_socket_t fd, short what, void *arg)
 	 * written (journal.c), at the end of this turn.
 	 */
 	if (!journal_error(s->j) && worth_compacting(s, &first, &last)) {
-		struct compact_scan cs = {b, first, last, budget, 0, 0};
+		struct compact_scan cs = {b, first, last, budget, 0, 0, 0};
 		int stopped = compact_scan(&cs);
 
 		s->moved += (uint64_t)cs.moved;
+		s->moved_bytes += cs.bytes;
+		if (cs.moved)
+			s->compactions++;
 		budget = cs.budget;
 		if (cs.failed)
 			goto rearm;

@@ -363,6 +363,7 @@ conn_flush(struct conn *c)
 		goto done;
 	if (!written(c->b, c->gate))
 		goto done;	/* conn_journal_progress() comes back */
+	c->b->st.bytes_out += size + evbuffer_get_length(c->big);
 	if (evbuffer_get_length(c->big)) {
 		/* Large bodies by reference: one chain, moved, not copied. */
 		if ((size && evbuffer_add(c->big, c->enc.sb.data, size) < 0) ||
@@ -580,6 +581,7 @@ conn_handle_input(struct conn *c)
 		ops->frame(c, r, &f, field);
 		/* Decoded strings point into the buffer until here. */
 		evbuffer_drain(in, need);
+		c->b->st.bytes_in += need;
 		/*
 		 * A client that sends requests but never reads the replies
 		 * must not grow our memory: stop reading it until its output
@@ -650,7 +652,11 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 	struct conn *c = arg;
 
 	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING)) {
-		log_info("%s: idle for idle_timeout; closing", c->name);
+		char kv[96];
+
+		snprintf(kv, sizeof(kv), "peer=%s", c->peer);
+		log_info_kv(kv, "%s: idle for idle_timeout; closing",
+		    c->name);
 		conn_send_err(c, 0, FY_E_IDLE, 0,
 		    "idle for %u ms (idle_timeout): closing",
 		    c->b->opt->idle_timeout_ms);

@@ -55,8 +55,13 @@ dead_letter(struct broker *b, struct qent *e)
 	}
 	group_dlq_release(&d);
 	if (r < 0) {
-		log_warn("cannot dead-letter message %s of %s/%s: %s; it stays "
-		    "queued", id.p, g->topic->name, g->name, strerror(-r));
+		char kv[2 * FY_NAME_MAX + 32];
+
+		snprintf(kv, sizeof(kv), "topic=%s group=%s", g->topic->name,
+		    g->name);
+		log_warn_kv(kv, "cannot dead-letter message %s of %s/%s: %s; "
+		    "it stays queued", id.p, g->topic->name, g->name,
+		    strerror(-r));
 		return r;
 	}
 	g->st.dead_lettered++;
@@ -211,8 +216,9 @@ delivery_pump(struct group *g)
 	struct qent *e;
 	struct sub *s;
 
-	/* Delivering can close a connection, whose release pumps again. */
-	if (g->pumping)
+	/* Delivering can close a connection, whose release pumps again.
+	 * A draining broker hands out nothing new: it waits for acks. */
+	if (g->pumping || g->b->draining)
 		return;
 	g->pumping = 1;
 	while ((e = list_first(&g->ready, struct qent, link)) &&
@@ -251,10 +257,15 @@ delivery_pump_due(struct broker *b)
 
 /* ---- what the groups below call back ---- */
 
-static void
+static uint64_t
 hook_lease_end(struct qent *e)
 {
-	sub_lease_end(qent_sub(e), e);
+	struct sub *s = qent_sub(e);
+	/* every lease of a member lasts its ack_timeout (sub.h) */
+	uint64_t since = qent_lease_deadline(e) - s->ack_timeout_ms;
+
+	sub_lease_end(s, e);
+	return since;
 }
 
 static void

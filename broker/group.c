@@ -230,8 +230,10 @@ void
 group_ack(struct qent *e)
 {
 	struct group *g = e->group;
+	uint64_t since = hooks->lease_end(e), now = clock_mono_ms();
 
-	hooks->lease_end(e);
+	hist_observe(&g->st.ack_time, &hist_ack_bounds,
+	    now > since ? (double)(now - since) / 1000 : 0);
 	g->st.acked++;
 	qent_free(e);
 }

@@ -13,6 +13,7 @@
 
 #include "codec.h"
 #include "heap.h"
+#include "hist.h"
 #include "msg.h"
 #include "list.h"
 
@@ -30,6 +31,8 @@ struct group_stats {
 	uint64_t expired;	/* TTL ran out */
 	uint64_t overflow;	/* pushed out of a full group (overflow 1) */
 	uint64_t dead_lettered;
+	struct hist ack_time;	/* delivery (or last TOUCH) to ack,
+				   hist_ack_bounds */
 	uint64_t dropped;	/* removed undelivered, not dead-lettered */
 };
 
@@ -121,7 +124,9 @@ void group_mark_due(struct group *g);
  * evicting a deleted group's members.
  */
 struct group_hooks {
-	void (*lease_end)(struct qent *e);
+	/* ends e's lease; returns when it began (monotonic ms: the
+	 * delivery, or the last TOUCH) */
+	uint64_t (*lease_end)(struct qent *e);
 	void (*expire)(struct qent *e);
 	void (*evict)(struct group *g);
 };

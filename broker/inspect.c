@@ -11,6 +11,7 @@
 #include "conn.h"
 #include "group.h"
 #include "inspect.h"
+#include "journal.h"
 #include "lease.h"
 #include "msg.h"
 #include "sub.h"
@@ -21,6 +22,19 @@ static struct fy_str
 str(const char *s)
 {
 	return (struct fy_str){s, (uint32_t)strlen(s)};
+}
+
+/* ms since the message at the head of g's ready queue was published. */
+static uint64_t
+oldest_ready_ms(const struct group *g)
+{
+	const struct qent *e = list_first(&g->ready, struct qent, link);
+	uint64_t now = clock_wall_ms(), ts;
+
+	if (!e)
+		return 0;
+	ts = qent_msg(e)->ts;
+	return now > ts ? now - ts : 0;
 }
 
 static void
@@ -48,6 +62,7 @@ group_row(struct fy_gstat *r, const struct topic *t, const struct group *g)
 	r->released = st->failed[CAUSE_RELEASED];
 	r->expired = st->expired;
 	r->dead_lettered = st->dead_lettered;
+	r->age_ms = oldest_ready_ms(g);
 }
 
 /* A topic's own row: its backlog, and what was published to it. */
@@ -73,12 +88,45 @@ topic_rows(struct fy_gstat *rows, const struct topic *t)
 	return n;
 }
 
+/* The broker as a whole, from the rows of every topic and group. */
+static void
+broker_row(struct fy_bstat *r, const struct broker *b,
+    const struct fy_gstat *rows, size_t n)
+{
+	struct journal_stats js;
+
+	memset(r, 0, sizeof(*r));
+	r->conns = b->nconns;
+	r->topics = b->ntopics;
+	r->groups = b->ngroups;
+	for (size_t i = 0; i < n; i++) {
+		r->ready += rows[i].ready;
+		r->delayed += rows[i].delayed;
+		r->inflight += rows[i].inflight;
+		r->bytes += rows[i].bytes;
+		if (rows[i].group.len) {
+			r->delivered += rows[i].delivered;
+			r->acked += rows[i].acked;
+		} else {
+			r->published += rows[i].enqueued;
+		}
+	}
+	r->bytes_in = b->st.bytes_in;
+	r->bytes_out = b->st.bytes_out;
+	if (b->store.j) {
+		journal_get_stats(b->store.j, &js);
+		r->journal_bytes = js.disk_bytes;
+	}
+	r->uptime_ms = clock_mono_ms() - b->st.started_ms;
+}
+
 void
 inspect_stats(struct conn *c, const struct fy_frame *f)
 {
 	struct broker *b = c->b;
 	struct fy_frame ok = {.type = FY_T_OK, .rid = f->rid};
 	struct fy_gstat *rows;
+	struct fy_bstat brow;
 	struct topic *one = NULL;
 	size_t n = 0, cap = 0;
 
@@ -120,6 +168,11 @@ inspect_stats(struct conn *c, const struct fy_frame *f)
 	}
 	ok.ok.stats = rows;
 	ok.ok.nstats = (uint32_t)n;
+	if (!one) {
+		broker_row(&brow, b, rows, n);
+		ok.ok.broker = &brow;
+		ok.ok.nbroker = 1;
+	}
 	conn_send(c, &ok);
 	free(rows);
 }

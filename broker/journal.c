@@ -7,6 +7,14 @@
  * touches no other state.  It wakes the loop through an eventfd watched by
  * a libevent event, so the broker needs no evthread_use_pthreads().
  *
+ * Deleting a segment and preallocating the next one are slow too (ext4
+ * frees or allocates the extents of 64 MiB: tens of milliseconds for an
+ * unlink), and go to a second thread, the worker (worker.c), so that they
+ * never delay a sync either.  trim() still decides in the loop when a
+ * segment may go; the worker only carries out the unlinks, in order.  The
+ * next segment is preallocated ahead under SPARE_NAME and renamed into
+ * place when a segment starts: a rename is a quick metadata change.
+ *
  * Why a full segment is synced before the next one gets records: page
  * writeback may reach the disk in any order, and a crash that lost the end
  * of segment N but kept records of N+1 would leave a hole that replay could
@@ -36,6 +44,7 @@
 
 #include "crc32c.h"
 #include "log.h"
+#include "worker.h"
 
 #define SEG_MAGIC "FERRYJNL"
 #define SEG_VERSION 1
@@ -43,6 +52,13 @@
 #define REC_HDR 17		/* crc, len, seq, type */
 #define SEG_NAME_MAX 40		/* "journal-" 20 digits ".seg" NUL */
 #define RETRY_SEC 1		/* a failing write is retried this often */
+#define SPARE_NAME "journal.spare"	/* never matches a segment name */
+
+enum spare_state {
+	SPARE_NONE,		/* none; ask the worker at the next roll */
+	SPARE_PENDING,		/* the worker is making one */
+	SPARE_READY,		/* spare_fd: zeroed, seg_size, not yet named */
+};
 
 struct seg {
 	uint64_t first_seq;	/* from the file name and header */
@@ -88,6 +104,8 @@ struct journal {
 	int replayed;		/* appends and commits allowed */
 	uint64_t syncs;		/* fdatasyncs the sync thread ran (atomic:
 				   read by journal_get_stats()) */
+	uint64_t sync_hist[JOURNAL_SYNC_BUCKETS + 1];	/* atomic, too */
+	uint64_t sync_ns;	/* atomic: their total duration */
 	int (*roll_cb)(void *);	/* a new segment begins: write its preamble */
 	void *roll_arg;
 	int in_roll;		/* roll_cb is running: no nested preamble */
@@ -128,6 +146,16 @@ struct journal {
 	struct event *lazy_ev;
 	struct event *retry_ev;	/* armed while a write is failing */
 
+	/* slow file work beside the loop: unlinks and the spare */
+	struct worker *worker;	/* NULL: everything inline, as at close */
+	int spare;		/* enum spare_state */
+	int spare_fd;		/* >= 0 while SPARE_READY */
+	int spare_err;		/* last failure making one, logged once */
+	int closing;		/* journal_close() runs: no new spare */
+	int unlink_stuck;	/* worker thread only: an unlink failed, so
+				   none runs again (a gap between segments
+				   would read as corruption at replay) */
+
 	void (*cb)(void *, uint64_t, uint64_t);
 	void *cbarg;
 	int (*waiting)(void *);	/* journal_set_waiting_cb() */
@@ -137,6 +165,33 @@ struct journal {
 };
 
 static const uint8_t zeros[65536];
+
+const double journal_sync_le[JOURNAL_SYNC_BUCKETS] = {
+	0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1,
+	0.5, 2,
+};
+
+static uint64_t
+mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Sync thread: count one fdatasync of ns nanoseconds. */
+static void
+sync_observe(struct journal *j, uint64_t ns)
+{
+	double sec = (double)ns / 1e9;
+	int i = 0;
+
+	while (i < JOURNAL_SYNC_BUCKETS && sec > journal_sync_le[i])
+		i++;
+	__atomic_fetch_add(&j->sync_hist[i], 1, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&j->sync_ns, ns, __ATOMIC_RELAXED);
+}
 
 static void
 seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -199,6 +254,12 @@ static int
 real_fdatasync(int fd)
 {
 	return fdatasync(fd);
+}
+
+static int
+real_unlink(int dirfd, const char *name)
+{
+	return unlinkat(dirfd, name, 0);
 }
 
 static int
@@ -265,8 +326,13 @@ sync_main(void *arg)
 		pthread_mutex_unlock(&j->mu);
 
 		err = 0;
-		if (fd >= 0 && j->io.fdatasync(fd) < 0)
-			err = -errno;
+		if (fd >= 0) {
+			uint64_t t0 = mono_ns();
+
+			if (j->io.fdatasync(fd) < 0)
+				err = -errno;
+			sync_observe(j, mono_ns() - t0);
+		}
 		if (err == 0 && dfd >= 0 && fsync(dfd) < 0)
 			err = -errno;
 
@@ -389,7 +455,7 @@ seg_unlink(struct journal *j, uint64_t first_seq)
 	char name[SEG_NAME_MAX];
 
 	seg_name(name, first_seq);
-	if (unlinkat(j->dirfd, name, 0) < 0 && errno != ENOENT) {
+	if (j->io.unlink(j->dirfd, name) < 0 && errno != ENOENT) {
 		log_syswarn("journal: cannot delete %s/%s", j->dir, name);
 		return -errno;
 	}
@@ -397,10 +463,74 @@ seg_unlink(struct journal *j, uint64_t first_seq)
 	return 0;
 }
 
+struct unlink_job {
+	struct journal *j;
+	size_t n;
+	uint64_t first_seq[];	/* oldest first */
+};
+
+/* Worker thread: delete the segments in order, then make that durable. */
+static void
+unlink_run(void *arg)
+{
+	struct unlink_job *u = arg;
+	struct journal *j = u->j;
+	char name[SEG_NAME_MAX];
+	size_t i;
+
+	if (j->unlink_stuck)
+		return;
+	for (i = 0; i < u->n; i++) {
+		seg_name(name, u->first_seq[i]);
+		if (j->io.unlink(j->dirfd, name) < 0 && errno != ENOENT) {
+			/* Deleting a newer one would leave a gap: keep them
+			 * all.  Replay reads the old ones as it would have
+			 * before they died. */
+			log_syswarn("journal: cannot delete %s/%s; no segment "
+			    "is deleted until ferryd restarts", j->dir, name);
+			j->unlink_stuck = 1;
+			break;
+		}
+	}
+	if (i > 0 && fsync(j->dirfd) < 0)
+		log_syswarn("journal: fsync of %s after deleting segments",
+		    j->dir);
+}
+
+static void
+unlink_done(void *arg)
+{
+	free(arg);
+}
+
+/* Hand the unlink of segs[0..n) to the worker.  0, or -ENOMEM. */
+static int
+unlink_later(struct journal *j, size_t n)
+{
+	struct unlink_job *u;
+	size_t i;
+
+	if (j->worker == NULL)
+		return -ENOMEM;
+	u = malloc(sizeof(*u) + n * sizeof(u->first_seq[0]));
+	if (u == NULL)
+		return -ENOMEM;
+	u->j = j;
+	u->n = n;
+	for (i = 0; i < n; i++)
+		u->first_seq[i] = j->segs[i].first_seq;
+	if (worker_submit(j->worker, unlink_run, unlink_done, u) < 0) {
+		free(u);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
 /*
  * Delete the oldest segments while they hold no refs.  Only segments
  * behind the write head qualify: they are complete and durable, and no
- * sync request can still name their fd.
+ * sync request can still name their fd.  The files go in the worker
+ * (unlink_run), in the order they were handed over; without one, here.
  */
 static void
 trim(struct journal *j)
@@ -416,18 +546,100 @@ trim(struct journal *j)
 	if (j->replaying)
 		return;
 	while (n < j->head && j->segs[n].live == 0 &&
-	    j->segs[n].dead_at <= safe) {
-		if (seg_unlink(j, j->segs[n].first_seq) < 0)
-			break;
+	    j->segs[n].dead_at <= safe)
 		n++;
-	}
 	if (n == 0)
 		return;
+	if (unlink_later(j, n) < 0) {
+		size_t k;
+
+		for (k = 0; k < n; k++)
+			if (seg_unlink(j, j->segs[k].first_seq) < 0)
+				break;
+		if ((n = k) == 0)
+			return;
+	}
 	memmove(j->segs, j->segs + n, (j->nseg - n) * sizeof(*j->segs));
 	j->nseg -= n;
 	j->head -= n;
 }
 
+struct spare_job {
+	struct journal *j;
+	int fd;
+	int err;
+};
+
+/* Worker thread: a zeroed, preallocated file for the next segment. */
+static void
+spare_run(void *arg)
+{
+	struct spare_job *sj = arg;
+	struct journal *j = sj->j;
+
+	sj->err = 0;
+	/* O_TRUNC: a spare left by a crash may have been written to (its
+	 * rename was lost); its blocks are freed here, not in the loop */
+	sj->fd = openat(j->dirfd, SPARE_NAME, O_RDWR | O_CREAT | O_TRUNC |
+	    O_CLOEXEC, 0600);
+	if (sj->fd < 0) {
+		sj->err = -errno;
+		return;
+	}
+	if (j->io.fallocate(sj->fd, 0, (off_t)j->seg_size) < 0) {
+		sj->err = -errno;
+		close(sj->fd);
+		sj->fd = -1;
+		unlinkat(j->dirfd, SPARE_NAME, 0);
+	}
+}
+
+static void
+spare_done(void *arg)
+{
+	struct spare_job *sj = arg;
+	struct journal *j = sj->j;
+
+	if (sj->fd >= 0) {
+		j->spare = SPARE_READY;
+		j->spare_fd = sj->fd;
+		j->spare_err = 0;
+	} else {
+		/* segments are then created inline, as a fallback, and
+		 * that path reports the failure that matters */
+		if (sj->err != j->spare_err)
+			log_warn("journal: cannot preallocate %s/%s ahead: %s",
+			    j->dir, SPARE_NAME, strerror(-sj->err));
+		j->spare = SPARE_NONE;
+		j->spare_err = sj->err;
+	}
+	free(sj);
+}
+
+/* Have the worker make the next segment's file, if none is on the way. */
+static void
+spare_request(struct journal *j)
+{
+	struct spare_job *sj;
+
+	if (j->worker == NULL || j->closing || j->spare != SPARE_NONE)
+		return;
+	if ((sj = malloc(sizeof(*sj))) == NULL)
+		return;		/* the next segment is created inline */
+	sj->j = j;
+	sj->fd = -1;
+	if (worker_submit(j->worker, spare_run, spare_done, sj) < 0) {
+		free(sj);
+		return;
+	}
+	j->spare = SPARE_PENDING;
+}
+
+/*
+ * Give segment s its file: the spare, renamed, if one is ready; else made
+ * here, which stalls the loop (the first segment of an empty journal, or a
+ * spare that failed), as it always did before the worker.
+ */
 static int
 seg_create(struct journal *j, struct seg *s)
 {
@@ -435,6 +647,22 @@ seg_create(struct journal *j, struct seg *s)
 	int fd, r;
 
 	seg_name(name, s->first_seq);
+	if (j->spare == SPARE_READY) {
+		fd = j->spare_fd;
+		j->spare_fd = -1;
+		j->spare = SPARE_NONE;
+		/* replaces a leftover of a failed attempt, as O_TRUNC does */
+		if (renameat(j->dirfd, SPARE_NAME, j->dirfd, name) == 0) {
+			s->fd = fd;
+			s->dirsync = 1;
+			spare_request(j);
+			return 0;
+		}
+		log_syswarn("journal: cannot rename %s/%s to %s", j->dir,
+		    SPARE_NAME, name);
+		close(fd);
+	}
+	spare_request(j);
 	/* O_TRUNC: a leftover from a failed attempt holds nothing of value */
 	fd = openat(j->dirfd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC,
 	    0600);
@@ -910,6 +1138,13 @@ journal_get_stats(const struct journal *j, struct journal_stats *st)
 	if (st->first_seq == j->next_seq)
 		st->first_seq = 0;
 	st->syncs = __atomic_load_n(&j->syncs, __ATOMIC_RELAXED);
+	for (i = 0; i <= JOURNAL_SYNC_BUCKETS; i++)
+		st->sync_hist[i] = __atomic_load_n(&j->sync_hist[i],
+		    __ATOMIC_RELAXED);
+	st->sync_seconds = (double)__atomic_load_n(&j->sync_ns,
+	    __ATOMIC_RELAXED) / 1e9;
+	st->files_pending = j->worker ? worker_pending(j->worker) : 0;
+	st->spare_ready = j->spare == SPARE_READY;
 }
 
 int
@@ -1005,7 +1240,7 @@ journal_open(struct journal **jp, struct event_base *base,
 	j = calloc(1, sizeof(*j));
 	if (j == NULL)
 		return -ENOMEM;
-	j->dirfd = j->lockfd = j->efd = j->lazy_fd = -1;
+	j->dirfd = j->lockfd = j->efd = j->lazy_fd = j->spare_fd = -1;
 	j->base = base;
 	j->policy = o->fsync;
 	j->seg_size = segsz;
@@ -1015,6 +1250,7 @@ journal_open(struct journal **jp, struct event_base *base,
 	    real_fdatasync;
 	j->io.fallocate = o->io && o->io->fallocate ? o->io->fallocate :
 	    real_fallocate;
+	j->io.unlink = o->io && o->io->unlink ? o->io->unlink : real_unlink;
 	pthread_mutex_init(&j->mu, NULL);
 	pthread_cond_init(&j->cv, NULL);
 	j->dir = strdup(o->dir);
@@ -1074,6 +1310,11 @@ journal_open(struct journal **jp, struct event_base *base,
 	}
 	if ((r = start_thread(j)) < 0) {
 		seterr(err, errlen, "journal: cannot start the sync thread: "
+		    "%s", strerror(-r));
+		goto fail;
+	}
+	if ((r = worker_new(&j->worker, base, "ferryd-files")) < 0) {
+		seterr(err, errlen, "journal: cannot start the worker thread: "
 		    "%s", strerror(-r));
 		goto fail;
 	}
@@ -1398,6 +1639,7 @@ journal_replay(struct journal *j,
 	}
 	j->replayed = 1;
 	trim(j);
+	spare_request(j);
 	return 0;
 }
 
@@ -1457,12 +1699,22 @@ journal_close(struct journal *j)
 	/* the request still out, if any, has finished by now */
 	if (j->busy)
 		sync_harvest(j);
+	j->closing = 1;
 	if (j->replayed && !j->fatal)
 		flush_inline(j);
 	else if (j->replayed && j->wlen > j->wpos)
 		log_error("journal: closing %s: records after seq %" PRIu64
 		    " are lost: %s", j->dir, j->written_seq,
 		    strerror(-j->fatal));
+	/* queued unlinks run before the directory is let go */
+	worker_free(j->worker);
+	j->worker = NULL;
+	if (j->spare == SPARE_READY) {
+		close(j->spare_fd);
+		if (unlinkat(j->dirfd, SPARE_NAME, 0) < 0)
+			log_syswarn("journal: cannot delete %s/%s", j->dir,
+			    SPARE_NAME);
+	}
 	seg_cut(j, 0);
 	free(j->segs);
 	free(j->wbuf);

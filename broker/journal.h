@@ -37,6 +37,14 @@
  * names are fsync'd into the directory) before any record is written to
  * the next one, so a crash can only tear the last segment; close syncs.
  *
+ * Slow file work runs in a worker thread, never in the loop: dead segments
+ * are unlinked there (in order, then the directory is fsync'd), and the
+ * next segment is preallocated there ahead of time as DIR/journal.spare
+ * (so the journal holds one segment_size more on disk than its segments),
+ * renamed into place when a segment starts.  Only when no spare is ready
+ * (the first segment of a new journal, a failed preallocation) is a
+ * segment file made in the loop thread.
+ *
  * Failures.  Errors are -errno.  A failed write (ENOSPC, EIO, a short
  * write, or no space to preallocate a segment) leaves no partial record on
  * disk: the bytes written are zeroed again.  The unwritten records stay
@@ -73,13 +81,16 @@ struct journal;
  * faults.  Each behaves like the syscall: 0 (or a byte count), or -1 with
  * errno set; fallocate(fd, off, len) like posix_fallocate() but reporting
  * through errno.  A NULL member (or io == NULL) means the real call.
- * pwrite and fallocate run in the loop thread; fdatasync mostly in the
- * sync thread, so it must be thread-safe.
+ * pwrite runs in the loop thread; fdatasync mostly in the sync thread;
+ * fallocate (of the spare segment) and unlink (of dead segments,
+ * unlinkat(dirfd, name, 0)) mostly in the worker thread: they must be
+ * thread-safe.
  */
 struct journal_io {
 	ssize_t (*pwrite)(int fd, const void *buf, size_t len, off_t off);
 	int (*fdatasync)(int fd);
 	int (*fallocate)(int fd, off_t off, off_t len);
+	int (*unlink)(int dirfd, const char *name);
 };
 
 struct journal_opts {
@@ -210,6 +221,10 @@ int journal_unref(struct journal *j, uint64_t seq);
  * objects living there forward is what lets the journal shrink. */
 uint64_t journal_oldest_live_seq(const struct journal *j);
 
+/* Upper bounds (seconds) of the fdatasync latency buckets. */
+#define JOURNAL_SYNC_BUCKETS 11
+extern const double journal_sync_le[JOURNAL_SYNC_BUCKETS];
+
 struct journal_stats {
 	uint64_t segments;
 	uint64_t disk_bytes;	/* size of the segment files (preallocated) */
@@ -220,6 +235,12 @@ struct journal_stats {
 	uint64_t next_seq;
 	uint64_t buffered_bytes;	/* appended, not yet written */
 	uint64_t syncs;		/* fdatasyncs run by the sync thread */
+	/* how long they took: per bucket of journal_sync_le (not
+	   cumulative), [JOURNAL_SYNC_BUCKETS] above the last; total */
+	uint64_t sync_hist[JOURNAL_SYNC_BUCKETS + 1];
+	double sync_seconds;
+	uint64_t files_pending;	/* unlinks and preallocations queued */
+	int spare_ready;	/* the next segment's file is preallocated */
 };
 void journal_get_stats(const struct journal *j, struct journal_stats *st);
 

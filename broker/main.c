@@ -7,14 +7,15 @@
 #include <string.h>
 
 #include <event2/event.h>
-#include <systemd/sd-daemon.h>
 
 #include "auth.h"
 #include "broker.h"
 #include "compact.h"
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 #include "options.h"
+#include "service.h"
 
 int
 main(int argc, char **argv)
@@ -33,6 +34,22 @@ main(int argc, char **argv)
 	if (r != 0) {
 		options_fini(&o);
 		return r > 0 ? 0 : 2;
+	}
+	if (o.check_config) {
+		char host[256];
+		int port;
+
+		if (o.metrics_listen && metrics_addr_parse(o.metrics_listen,
+		    host, sizeof(host), &port) < 0) {
+			fprintf(stderr, "ferryd: metrics_listen: expected "
+			    "ADDR:PORT, got '%s'\n", o.metrics_listen);
+			options_fini(&o);
+			return 2;
+		}
+		printf("ferryd: configuration OK%s%s\n", o.config ? ": " : "",
+		    o.config ? o.config : "");
+		options_fini(&o);
+		return 0;
 	}
 	log_level = o.log_level;
 	/* A client that vanishes must not kill us on write. */
@@ -57,12 +74,16 @@ main(int argc, char **argv)
 		log_error("cannot start compaction: out of memory");
 		goto out_broker;
 	}
-	if (broker_listen(&b) < 0)
+	if (broker_listen(&b) < 0 || metrics_start(&b) < 0)
 		goto out_broker;
 	log_info("ferryd %s ready (data in %s)", FERRY_VERSION, o.data_dir);
-	sd_notify(0, "READY=1");
+	if (service_ready(&b) < 0) {
+		log_error("cannot set up the systemd watchdog: out of memory");
+		goto out_broker;
+	}
 	event_base_dispatch(base);
-	sd_notify(0, "STOPPING=1");
+	service_stopping(&b);
+	service_fini(&b);
 	log_info("stopped");
 	status = 0;
 out_broker:

@@ -166,12 +166,36 @@ static const struct opt_def opt_defs[] = {
 	{ .key = "tls_ca", .name = "tls-ca",
 	  .type = T_OPTPATH, F_PTR(tls_ca), .arg = "FILE",
 	  .help = "CAs whose client certificates log in" },
+	{ .key = "drain_timeout", .name = "drain-timeout",
+	  .type = T_SECONDS, F_U32(drain_timeout_ms), .min = 0,
+	  .max = UINT32_MAX, .arg = "SECONDS",
+	  .help = "on SIGTERM, wait this long for acks" },
+	{ .key = "metrics_listen", .name = "metrics-listen",
+	  .type = T_OPTPATH, F_PTR(metrics_listen), .arg = "ADDR:PORT",
+	  .help = "HTTP for /metrics, /healthz, /readyz" },
+	{ .key = "metrics_max_groups", .name = "metrics-max-groups",
+	  .type = T_UINT, F_U32(metrics_max_groups), .min = 0,
+	  .max = UINT32_MAX, .arg = "N",
+	  .help = "groups given their own series in /metrics" },
 	{ .key = "log_level", .name = "log-level",
 	  .type = T_LOGLEVEL, F_INT(log_level), .arg = "LEVEL",
 	  .help = "error, warn, info or debug" },
 };
 
 #define N_DEFS (sizeof(opt_defs) / sizeof(opt_defs[0]))
+#define OPT_CHECK 1	/* --check-config: no short form, not a setting */
+
+const char *
+options_key(size_t i)
+{
+	return i < N_DEFS ? opt_defs[i].key : NULL;
+}
+
+const char *
+options_flag(size_t i)
+{
+	return i < N_DEFS ? opt_defs[i].name : NULL;
+}
 
 static const char *const fsync_names[] = {
 	[FSYNC_ALWAYS] = "always",
@@ -213,6 +237,8 @@ options_init(struct options *o)
 	o->max_topics = 100000;
 	o->max_groups = 100000;
 	o->tls_port = FERRY_DEFAULT_TLS_PORT;
+	o->metrics_max_groups = 10000;
+	o->drain_timeout_ms = 10000;
 	if (o->listen == NULL || o->data_dir == NULL) {
 		options_fini(o);
 		return -ENOMEM;
@@ -227,12 +253,14 @@ options_fini(struct options *o)
 	free(o->listen);
 	free(o->port_file);
 	free(o->data_dir);
+	free(o->metrics_listen);
 	free(o->users_file);
 	free(o->tls_cert);
 	free(o->tls_key);
 	free(o->tls_ca);
 	o->config = o->listen = o->port_file = o->data_dir = NULL;
 	o->users_file = o->tls_cert = o->tls_key = o->tls_ca = NULL;
+	o->metrics_listen = NULL;
 }
 
 static const struct opt_def *
@@ -805,6 +833,8 @@ options_usage(void *f, const char *argv0)
 			format_value(d, field_get(&def, d), val, sizeof(val));
 		usage_line(out, d->shortopt, d->name, d->arg, d->help, val);
 	}
+	usage_line(out, 0, "check-config", NULL,
+	    "check the configuration and exit", NULL);
 	usage_line(out, 'h', "help", NULL, "show this help and exit", NULL);
 	usage_line(out, 'V', "version", NULL, "show the version and exit",
 	    NULL);
@@ -847,7 +877,7 @@ bad_option(const char *argv0, char **argv, const char *why)
 int
 options_parse(struct options *o, int argc, char **argv)
 {
-	struct option longopts[N_DEFS + 4];
+	struct option longopts[N_DEFS + 5];
 	char shortopts[3 * N_DEFS + 8] = ":c:hV";
 	const char *argv0 = argc > 0 ? argv[0] : "ferryd";
 	const struct opt_def *d;
@@ -868,6 +898,8 @@ options_parse(struct options *o, int argc, char **argv)
 	shortopts[sn] = '\0';
 	longopts[k++] = (struct option){ "config", required_argument, NULL,
 	    'c' };
+	longopts[k++] = (struct option){ "check-config", no_argument, NULL,
+	    OPT_CHECK };
 	longopts[k++] = (struct option){ "help", no_argument, NULL, 'h' };
 	longopts[k++] = (struct option){ "version", no_argument, NULL, 'V' };
 	longopts[k] = (struct option){ NULL, 0, NULL, 0 };
@@ -886,6 +918,10 @@ options_parse(struct options *o, int argc, char **argv)
 				bad_option(argv0, argv, c == '?' ?
 				    "invalid option" : "missing value for");
 				return -1;
+			}
+			if (c == OPT_CHECK) {
+				o->check_config = 1;
+				continue;
 			}
 			if (c == 'h' || c == 'V' || c == 'c') {
 				if (pass == 1)

@@ -56,7 +56,17 @@ struct options {
 	char *tls_key;			/* tls_key: with tls_cert */
 	char *tls_ca;			/* tls_ca: verify client certificates
 					   against it; NULL = none asked */
+	char *metrics_listen;		/* metrics_listen: "ADDR:PORT", or
+					   NULL (off) */
+	uint32_t metrics_max_groups;	/* metrics_max_groups: 10000 */
+	uint32_t drain_timeout_ms;	/* drain_timeout: 10 s; 0 = none */
+	int check_config;		/* --check-config: validate, exit */
 };
+
+/* The config-file key and the long option of setting i of the options
+ * table, in --help's order; NULL past the last.  For tests. */
+const char *options_key(size_t i);
+const char *options_flag(size_t i);
 
 /* Fill in the built-in defaults.  Returns 0 or -ENOMEM. */
 int options_init(struct options *o);

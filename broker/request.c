@@ -748,6 +748,7 @@ handle_unsub(struct conn *c, const struct fy_frame *f)
 static void
 handle_delete(struct conn *c, const struct fy_frame *f)
 {
+	char kv[2 * FY_NAME_MAX + 96];
 	struct topic *t;
 	struct group *g;
 
@@ -760,7 +761,9 @@ handle_delete(struct conn *c, const struct fy_frame *f)
 		return;
 	}
 	if (!f->del.group.len) {
-		log_info("%s: deleted topic %s", c->name, t->name);
+		snprintf(kv, sizeof(kv), "topic=%s peer=%s", t->name,
+		    c->peer);
+		log_info_kv(kv, "%s: deleted topic %s", c->name, t->name);
 		store_topic_delete(c->b, t);
 		send_ok(c, f->rid);
 		return;
@@ -771,7 +774,9 @@ handle_delete(struct conn *c, const struct fy_frame *f)
 		    f->del.group.p, t->name);
 		return;
 	}
-	log_info("%s: deleted group %s/%s", c->name, t->name, g->name);
+	snprintf(kv, sizeof(kv), "topic=%s group=%s peer=%s", t->name, g->name,
+	    c->peer);
+	log_info_kv(kv, "%s: deleted group %s/%s", c->name, t->name, g->name);
 	store_group_delete(c->b, g);
 	send_ok(c, f->rid);
 }
@@ -784,6 +789,15 @@ dispatch(struct conn *c, const struct fy_frame *f)
 		conn_send_err(c, f->rid, FY_E_HANDSHAKE, 0,
 		    "the first frame must be HELLO");
 		conn_close(c);
+		return;
+	}
+	/* Draining: only what settles deliveries (and PING) is served; the
+	 * rest is retryable elsewhere or after the restart. */
+	if (c->b->draining && f->type != FY_T_ACK && f->type != FY_T_NACK &&
+	    f->type != FY_T_TOUCH && f->type != FY_T_UNSUB &&
+	    f->type != FY_T_PING) {
+		conn_send_err(c, f->rid, FY_E_SHUTDOWN, 0, "broker shutting "
+		    "down: retry after it restarts");
 		return;
 	}
 	switch (f->type) {

@@ -1,6 +1,7 @@
 /*
  * server.c - the TCP listener: bind, report the port, accept, limit.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <systemd/sd-daemon.h>
 
 #include "broker.h"
 #include "codec.h"
@@ -51,11 +53,13 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 
 	b->accept_paused = 0;	/* accepting works again */
 	if (b->nconns >= b->opt->max_connections) {
+		b->st.refused_limit++;
 		log_warn("connection refused: max_connections (%u) reached",
 		    b->opt->max_connections);
 		refuse(fd, b->opt->max_connections);
 		return;
 	}
+	b->st.accepted++;
 	conn_new(b, fd, sa, salen);
 }
 
@@ -81,6 +85,7 @@ accept_error_cb(struct evconnlistener *l, void *arg)
 	 * at once would spin.  Pause accepting for a moment, keep serving who
 	 * is connected, and say so once per episode, not per attempt.
 	 */
+	b->st.accept_errors++;
 	evconnlistener_disable(l);
 	if (!b->accept_ev)
 		b->accept_ev = evtimer_new(b->base, accept_resume_cb, b);
@@ -119,6 +124,67 @@ write_port_file(const char *path, int port, int tls_port)
 	return 0;
 }
 
+/* 1 if fd is bound to a loopback address (127/8 or ::1). */
+static int
+socket_is_loopback(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+		return 0;
+	if (ss.ss_family == AF_INET)
+		return ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >>
+		    24 == 127;
+	if (ss.ss_family == AF_INET6)
+		return IN6_IS_ADDR_LOOPBACK(
+		    &((struct sockaddr_in6 *)&ss)->sin6_addr);
+	return 0;
+}
+
+/*
+ * Socket activation: systemd (ferryd.socket, or systemd-socket-activate)
+ * bound the socket and passes it as fd 3.  1 if it did and b->listener
+ * uses it, 0 if there is none, -errno (logged) if what was passed is not
+ * one listening stream socket.
+ */
+static int
+listen_inherited(struct broker *b)
+{
+	int n = sd_listen_fds(1);	/* 1: not for our children */
+	int fd = SD_LISTEN_FDS_START;
+
+	if (n <= 0)
+		return n < 0 ? (log_error("sd_listen_fds: %s", strerror(-n)),
+		    n) : 0;
+	if (n > 1 || sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0) {
+		log_error("socket activation: expected one listening stream "
+		    "socket, got %d file descriptor(s)", n);
+		return -EINVAL;
+	}
+	/* the same rule as for listen: no anonymous access from a network
+	 * by accident (auth.c) */
+	if (!b->opt->users_file && !b->opt->allow_anonymous &&
+	    !socket_is_loopback(fd)) {
+		log_error("refusing the socket systemd passed: it is not on "
+		    "loopback and there is no users_file (set one, or "
+		    "allow_anonymous = yes)");
+		return -EPERM;
+	}
+	if (evutil_make_socket_nonblocking(fd) < 0 ||
+	    evutil_make_socket_closeonexec(fd) < 0)
+		return -errno;
+	b->listener = evconnlistener_new(b->base, accept_cb, b,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+	if (!b->listener) {
+		log_error("socket activation: cannot use fd %d", fd);
+		return -ENOMEM;
+	}
+	log_info("listening on the socket systemd passed (listen and port "
+	    "are ignored)");
+	return 1;
+}
+
 int
 broker_listen(struct broker *b)
 {
@@ -126,12 +192,17 @@ broker_listen(struct broker *b)
 	struct addrinfo hints = {0}, *res = NULL;
 	struct sockaddr_storage ss;
 	socklen_t sslen = sizeof(ss);
-	char port[16];
+	char port[16], addr[INET6_ADDRSTRLEN] = "?";
 	int r;
 
 	/* port = -1: TLS only (options_check() made sure there is TLS). */
 	if (o->port < 0)
 		goto tls;
+	if ((r = listen_inherited(b)) < 0)
+		return r;
+	if (r > 0)
+		goto bound;
+
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
@@ -151,16 +222,22 @@ broker_listen(struct broker *b)
 		    o->port, strerror(errno));
 		return r ? r : -EADDRINUSE;
 	}
+bound:
 	evconnlistener_set_error_cb(b->listener, accept_error_cb);
 	if (getsockname(evconnlistener_get_fd(b->listener),
 	    (struct sockaddr *)&ss, &sslen) == 0) {
-		if (ss.ss_family == AF_INET)
+		if (ss.ss_family == AF_INET) {
 			b->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-		else if (ss.ss_family == AF_INET6)
+			inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->
+			    sin_addr, addr, sizeof(addr));
+		} else if (ss.ss_family == AF_INET6) {
 			b->port = ntohs(
 			    ((struct sockaddr_in6 *)&ss)->sin6_port);
+			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->
+			    sin6_addr, addr, sizeof(addr));
+		}
 	}
-	log_info("listening on %s port %d", o->listen, b->port);
+	log_info("listening on %s port %d", addr, b->port);
 tls:
 	if ((r = tls_listen(b)) < 0)
 		return r;

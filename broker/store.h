@@ -77,6 +77,8 @@ struct store {
 	uint64_t elided;	/* records taken back so, ever */
 	struct event *compact_ev;	/* periodic compaction check */
 	uint64_t moved;		/* messages copied forward, ever */
+	uint64_t moved_bytes;	/* their body bytes */
+	uint64_t compactions;	/* compaction passes that moved any */
 	uint64_t trimmed;	/* monotonic ms of the last malloc_trim() */
 	struct producers producers;	/* idempotent producers' marks */
 	struct list held;	/* struct held_rec: records the journal

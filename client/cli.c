@@ -69,6 +69,7 @@ static const char usage_main[] =
 "  reply TOPIC --exec CMD  answer requests with a command's output\n"
 "  dlq replay TOPIC     republish TOPIC's dead letters, rate-limited\n"
 "  stats [TOPIC]        counters of every group\n"
+"  top [TOPIC]          a live view: rates, depth, oldest message\n"
 "  inflight TOPIC       a group's outstanding deliveries\n"
 "  peek TOPIC           a group's next message, without taking it\n"
 "  trace ID             what happened to a message\n"
@@ -1287,6 +1288,50 @@ cmd_dlq(const struct global *g, int argc, char **argv)
 
 /* --- stats, inflight, peek, trace ---------------------------------------- */
 
+/* "850ms", "12s", "5m03s", "2h04m", "3d05h": an age at a glance. */
+static void
+fmt_age(char *buf, size_t len, uint64_t ms)
+{
+	uint64_t s = ms / 1000;
+
+	if (ms < 1000)
+		snprintf(buf, len, "%" PRIu64 "ms", ms);
+	else if (s < 60)
+		snprintf(buf, len, "%" PRIu64 "s", s);
+	else if (s < 3600)
+		snprintf(buf, len, "%" PRIu64 "m%02" PRIu64 "s", s / 60, s % 60);
+	else if (s < 86400)
+		snprintf(buf, len, "%" PRIu64 "h%02" PRIu64 "m", s / 3600,
+		    s / 60 % 60);
+	else
+		snprintf(buf, len, "%" PRIu64 "d%02" PRIu64 "h", s / 86400,
+		    s / 3600 % 24);
+}
+
+/* The broker-wide lines of "ferry stats" without a topic.  Only a
+ * warning if the broker does not report them. */
+static void
+print_broker(struct ferry *f)
+{
+	struct ferry_broker_stats bs;
+	char up[32];
+
+	if (ferry_stats_broker(f, &bs) < 0) {
+		warnf("stats: no broker-wide figures: %s", ferry_errstr(f));
+		return;
+	}
+	fmt_age(up, sizeof(up), bs.uptime_ms);
+	printf("broker: up %s, %" PRIu64 " connections, %" PRIu64
+	    " topics, %" PRIu64 " groups, journal %" PRIu64 " bytes\n"
+	    "messages: %" PRIu64 " ready, %" PRIu64 " delayed, %" PRIu64
+	    " in flight, %" PRIu64 " bytes held; %" PRIu64 " published, %"
+	    PRIu64 " delivered, %" PRIu64 " acked\n"
+	    "traffic: %" PRIu64 " bytes in, %" PRIu64 " bytes out\n\n",
+	    up, bs.conns, bs.topics, bs.groups, bs.journal_bytes, bs.ready,
+	    bs.delayed, bs.inflight, bs.bytes, bs.published, bs.delivered,
+	    bs.acked, bs.bytes_in, bs.bytes_out);
+}
+
 static const char usage_stats[] =
 "usage: ferry stats [TOPIC] [--json]\n"
 "\n"
@@ -1297,7 +1342,10 @@ static const char usage_stats[] =
 "too), ACK, NACK, TMOUT leases timed out, DISC put back on disconnect,\n"
 "REL released, EXP expired (TTL), DLQ dead-lettered.\n"
 "\n"
-"  --json  one JSON array of objects instead of the table\n";
+"  --json  one JSON array of objects instead of the table\n"
+"\n"
+"Without TOPIC (and without --json) the broker-wide figures come first:\n"
+"connections, topics, groups, messages held and counted, bytes moved.\n";
 
 static const char usage_inflight[] =
 "usage: ferry inflight TOPIC [--group G] [--json]\n"
@@ -1463,6 +1511,179 @@ inspect_opts(int argc, char **argv, const char *usage, const char *name,
 	return optind;
 }
 
+/* --- top ------------------------------------------------------------------ */
+
+static const char usage_top[] =
+"usage: ferry top [TOPIC] [--interval SECONDS] [--count N] [--limit N]\n"
+"\n"
+"A live view of the broker: a line of totals, then one line per group\n"
+"(of TOPIC, or of every topic), deepest first: READY, INFLIGHT, MEMBERS,\n"
+"OLDEST (age of the oldest ready message), and per second over the last\n"
+"interval: IN (enqueued), OUT (delivered), ACK.  Rates show from the\n"
+"second refresh on.  On a terminal the screen is redrawn; otherwise each\n"
+"refresh is printed after a blank line.  Interrupt it to stop.\n"
+"\n"
+"  --interval SECONDS  between refreshes (default 1)\n"
+"  --count N           stop after N refreshes (default: never)\n"
+"  --limit N           groups shown (default 40)\n";
+
+/* One refresh: the rows, sorted by (topic, group) for lookups. */
+struct top_snap {
+	struct ferry_group_stats *rows;
+	size_t n;
+	struct ferry_broker_stats bs;
+	int64_t at_ms;
+};
+
+static int
+row_name_cmp(const void *a, const void *b)
+{
+	const struct ferry_group_stats *x = a, *y = b;
+	int c = strcmp(x->topic, y->topic);
+
+	return c ? c : strcmp(x->group, y->group);
+}
+
+static int
+row_depth_cmp(const void *a, const void *b)
+{
+	const struct ferry_group_stats *x = *(const void *const *)a;
+	const struct ferry_group_stats *y = *(const void *const *)b;
+
+	if (x->ready != y->ready)
+		return x->ready < y->ready ? 1 : -1;
+	if (x->inflight != y->inflight)
+		return x->inflight < y->inflight ? 1 : -1;
+	return row_name_cmp(x, y);
+}
+
+/* (now - before) / seconds, 0 without a before or on a counter reset. */
+static double
+rate(uint64_t now, uint64_t before, int have, double secs)
+{
+	return have && now >= before && secs > 0 ? (double)(now - before) /
+	    secs : 0;
+}
+
+static void
+top_print(const struct global *g, const struct top_snap *cur,
+    const struct top_snap *prev, size_t limit)
+{
+	const struct ferry_group_stats **order;
+	double secs = prev ? (double)(cur->at_ms - prev->at_ms) / 1000 : 0;
+	char up[32], age[32];
+	size_t i, shown = 0;
+
+	fmt_age(up, sizeof(up), cur->bs.uptime_ms);
+	printf("ferry top  %s:%d  up %s  %" PRIu64 " conns  %" PRIu64
+	    " topics  %" PRIu64 " groups\n"
+	    "ready %" PRIu64 "  delayed %" PRIu64 "  inflight %" PRIu64
+	    "  in %.0f/s  out %.0f/s  ack %.0f/s\n\n", g->host, g->port, up,
+	    cur->bs.conns, cur->bs.topics, cur->bs.groups, cur->bs.ready,
+	    cur->bs.delayed, cur->bs.inflight,
+	    rate(cur->bs.published, prev ? prev->bs.published : 0, !!prev,
+	    secs), rate(cur->bs.delivered, prev ? prev->bs.delivered : 0,
+	    !!prev, secs), rate(cur->bs.acked, prev ? prev->bs.acked : 0,
+	    !!prev, secs));
+	printf("%-24s %-16s %9s %8s %7s %8s %9s %9s %9s\n", "TOPIC", "GROUP",
+	    "READY", "INFLIGHT", "MEMBERS", "OLDEST", "IN/s", "OUT/s",
+	    "ACK/s");
+	if (!(order = malloc((cur->n ? cur->n : 1) * sizeof(*order))))
+		return;
+	for (i = 0; i < cur->n; i++)
+		if (cur->rows[i].group[0])	/* groups, not backlogs */
+			order[shown++] = &cur->rows[i];
+	qsort(order, shown, sizeof(*order), row_depth_cmp);
+	for (i = 0; i < shown && i < limit; i++) {
+		const struct ferry_group_stats *r = order[i], *p = NULL;
+
+		if (prev)
+			p = bsearch(r, prev->rows, prev->n, sizeof(*r),
+			    row_name_cmp);
+		fmt_age(age, sizeof(age), r->age_ms);
+		printf("%-24.24s %-16.16s %9" PRIu64 " %8" PRIu64 " %7" PRIu64
+		    " %8s %9.0f %9.0f %9.0f\n", r->topic, r->group, r->ready,
+		    r->inflight, r->members, r->ready ? age : "-",
+		    rate(r->enqueued, p ? p->enqueued : 0, !!p, secs),
+		    rate(r->delivered, p ? p->delivered : 0, !!p, secs),
+		    rate(r->acked, p ? p->acked : 0, !!p, secs));
+	}
+	if (shown > limit)
+		printf("... %zu more groups (--limit)\n", shown - limit);
+	free(order);
+}
+
+static int
+cmd_top(const struct global *g, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "interval", required_argument, NULL, 'i' },
+		{ "count", required_argument, NULL, 'n' },
+		{ "limit", required_argument, NULL, 'l' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct top_snap snap[2] = { { 0 } };
+	int interval_ms = 1000, tty = isatty(STDOUT_FILENO), ch, cur = 0;
+	uint64_t count = 0, k;
+	const char *topic = NULL;
+	size_t limit = 40;
+	struct ferry *f;
+
+	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'i':
+			interval_ms = parse_seconds("--interval", optarg);
+			break;
+		case 'n':
+			count = cli_parse_num("--count", optarg, 1,
+			    UINT32_MAX);
+			break;
+		case 'l':
+			limit = (size_t)cli_parse_num("--limit", optarg, 1,
+			    1000000);
+			break;
+		case 'h':
+			fputs(usage_top, stdout);
+			return 0;
+		default:
+			cli_usage_error("top: bad option");
+		}
+	}
+	if (optind < argc)
+		topic = argv[optind++];
+	if (optind < argc)
+		cli_usage_error("top: unexpected argument '%s'", argv[optind]);
+	f = open_conn(g, "top");
+	for (k = 0; count == 0 || k < count; k++) {
+		struct top_snap *s = &snap[cur], *prev = &snap[!cur];
+
+		ferry_stats_free(s->rows);
+		s->rows = NULL;
+		if (ferry_stats_broker(f, &s->bs) < 0 ||
+		    ferry_stats(f, topic, &s->rows, &s->n) < 0) {
+			warnf("top: %s", ferry_errstr(f));
+			break;
+		}
+		s->at_ms = now_ms();
+		qsort(s->rows, s->n, sizeof(*s->rows), row_name_cmp);
+		if (tty)
+			fputs("\033[H\033[2J", stdout);
+		else if (k > 0)
+			putchar('\n');
+		top_print(g, s, k > 0 ? prev : NULL, limit);
+		if (fflush(stdout) != 0)
+			break;
+		cur = !cur;
+		if (count == 0 || k + 1 < count)
+			poll(NULL, 0, interval_ms);
+	}
+	ferry_stats_free(snap[0].rows);
+	ferry_stats_free(snap[1].rows);
+	ferry_close(f);
+	return count && k < count;
+}
+
 static int
 cmd_stats(const struct global *g, int argc, char **argv)
 {
@@ -1488,6 +1709,8 @@ cmd_stats(const struct global *g, int argc, char **argv)
 		ferry_close(f);
 		return 1;
 	}
+	if (!json && topic == NULL)
+		print_broker(f);
 	ferry_close(f);
 	if (json)
 		putchar('[');
@@ -1751,6 +1974,7 @@ main(int argc, char **argv)
 		{ "reply", cmd_reply, reply_usage },
 		{ "dlq", cmd_dlq, usage_dlq },
 		{ "stats", cmd_stats, usage_stats },
+		{ "top", cmd_top, usage_top },
 		{ "inflight", cmd_inflight, usage_inflight },
 		{ "peek", cmd_peek, usage_peek },
 		{ "trace", cmd_trace, usage_trace },

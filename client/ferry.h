@@ -722,6 +722,26 @@ struct ferry_group_stats {
 	uint64_t released;	/* put back without fault (unsubscribe) */
 	uint64_t expired;	/* TTL ran out */
 	uint64_t dead_lettered;
+	uint64_t age_ms;	/* since the oldest ready message was
+				   published; 0 if none is ready */
+};
+
+/* The broker as a whole (ferry_stats_broker()). */
+struct ferry_broker_stats {
+	uint64_t conns;		/* client connections open */
+	uint64_t topics;
+	uint64_t groups;	/* ephemeral included */
+	uint64_t ready;		/* over every group and topic backlog */
+	uint64_t delayed;
+	uint64_t inflight;
+	uint64_t bytes;		/* body bytes held */
+	uint64_t published;	/* messages published, all topics */
+	uint64_t delivered;	/* over every group */
+	uint64_t acked;
+	uint64_t bytes_in;	/* frame bytes the broker received */
+	uint64_t bytes_out;	/* bytes it sent */
+	uint64_t journal_bytes;	/* its journal's files */
+	uint64_t uptime_ms;
 };
 
 /* One outstanding delivery of a group. */
@@ -767,6 +787,11 @@ struct ferry_event {
 int ferry_stats(struct ferry *f, const char *topic,
     struct ferry_group_stats **rows, size_t *n);
 void ferry_stats_free(struct ferry_group_stats *rows);
+/*
+ * The broker-wide figures into *bs (a STATS without a topic).
+ * FERRY_EBROKER if the broker does not report them (an older ferryd).
+ */
+int ferry_stats_broker(struct ferry *f, struct ferry_broker_stats *bs);
 int ferry_inflight(struct ferry *f, const char *topic, const char *group,
     struct ferry_lease_info **rows, size_t *n);
 void ferry_inflight_free(struct ferry_lease_info *rows);

@@ -50,6 +50,7 @@ copy_stats(struct ferry *f, const struct fy_frame *fr)
 		r->released = g->released;
 		r->expired = g->expired;
 		r->dead_lettered = g->dead_lettered;
+		r->age_ms = g->age_ms;
 	}
 	f->wout = rows;
 	f->wn = n;
@@ -214,6 +215,58 @@ void
 ferry_stats_free(struct ferry_group_stats *rows)
 {
 	free(rows);
+}
+
+/* The "broker" row of a STATS reply, if any (f->wn = 0 if none). */
+static int
+copy_broker(struct ferry *f, const struct fy_frame *fr)
+{
+	const struct fy_bstat *b = fr->ok.broker;
+	struct ferry_broker_stats *bs;
+
+	if ((bs = calloc(1, sizeof(*bs))) == NULL)
+		return -1;
+	if (fr->ok.nbroker > 0) {
+		bs->conns = b->conns;
+		bs->topics = b->topics;
+		bs->groups = b->groups;
+		bs->ready = b->ready;
+		bs->delayed = b->delayed;
+		bs->inflight = b->inflight;
+		bs->bytes = b->bytes;
+		bs->published = b->published;
+		bs->delivered = b->delivered;
+		bs->acked = b->acked;
+		bs->bytes_in = b->bytes_in;
+		bs->bytes_out = b->bytes_out;
+		bs->journal_bytes = b->journal_bytes;
+		bs->uptime_ms = b->uptime_ms;
+	}
+	f->wout = bs;
+	f->wn = fr->ok.nbroker > 0;
+	return 0;
+}
+
+int
+ferry_stats_broker(struct ferry *f, struct ferry_broker_stats *bs)
+{
+	struct ferry_broker_stats *got;
+	size_t n;
+	int r;
+
+	memset(bs, 0, sizeof(*bs));
+	r = query(f, FY_T_STATS, NULL, NULL, NULL, copy_broker,
+	    (void **)&got, &n);
+	if (r < 0)
+		return r;
+	if (n == 0) {
+		free(got);
+		return lf_seterr(f, FERRY_EBROKER, "the broker reports no "
+		    "broker-wide figures");
+	}
+	*bs = *got;
+	free(got);
+	return 0;
 }
 
 int

@@ -445,6 +445,7 @@ enum key {
 	K_CORR, K_DUPS, K_STATS, K_EVENTS, K_REPLY_TO, K_TTL_DROP, K_MAX_MSGS,
 	K_OVERFLOW, K_INFLIGHT, K_MANDATORY, K_MAX_BYTES, K_BOOT, K_IDLE,
 	K_MECH, K_SASL, K_USER,
+	K_BROKER,
 	K_COUNT		/* HAS() needs K_COUNT <= 64 */
 };
 
@@ -513,6 +514,7 @@ key_id(const struct val *k)
 		if (IS("leases")) return K_LEASES;
 		if (IS("server")) return K_SERVER;
 		if (IS("events")) return K_EVENTS;
+		if (IS("broker")) return K_BROKER;
 		break;
 	case 7:
 		if (IS("session")) return K_SESSION;
@@ -1315,6 +1317,24 @@ static const struct rowfield gstat_fields[] = {
 	RF("amo", F_U64, struct fy_gstat, amo),
 	RF("overflow", F_U64, struct fy_gstat, overflow),
 	RF("drop", F_U64, struct fy_gstat, dropped),
+	RF("age", F_U64, struct fy_gstat, age_ms),
+};
+
+static const struct rowfield bstat_fields[] = {
+	RF("conns", F_U64, struct fy_bstat, conns),
+	RF("topics", F_U64, struct fy_bstat, topics),
+	RF("groups", F_U64, struct fy_bstat, groups),
+	RF("ready", F_U64, struct fy_bstat, ready),
+	RF("delayed", F_U64, struct fy_bstat, delayed),
+	RF("inflight", F_U64, struct fy_bstat, inflight),
+	RF("bytes", F_U64, struct fy_bstat, bytes),
+	RF("pub", F_U64, struct fy_bstat, published),
+	RF("dlv", F_U64, struct fy_bstat, delivered),
+	RF("ack", F_U64, struct fy_bstat, acked),
+	RF("in", F_U64, struct fy_bstat, bytes_in),
+	RF("out", F_U64, struct fy_bstat, bytes_out),
+	RF("jbytes", F_U64, struct fy_bstat, journal_bytes),
+	RF("up", F_U64, struct fy_bstat, uptime_ms),
 };
 
 static const struct rowfield lease_fields[] = {
@@ -1470,6 +1490,14 @@ dec_ok(struct dctx *c, const struct map *m, struct fy_frame *f)
 			if (r != FY_OK)
 				return r;
 			f->ok.stats = rows;
+			break;
+		case K_BROKER:
+			r = get_rows(c, v, "broker", bstat_fields,
+			    ARRAY_LEN(bstat_fields), sizeof(*f->ok.broker),
+			    &rows, &f->ok.nbroker);
+			if (r != FY_OK)
+				return r;
+			f->ok.broker = rows;
 			break;
 		case K_INFLIGHT:
 			r = get_rows(c, v, "inflight", lease_fields,
@@ -2298,7 +2326,7 @@ encode(struct fy_enc *e, const struct fy_frame *f, int nobody)
 		put_head(&w, f, (f->ok.sid != 0) + (f->ok.group.len > 0) +
 		    (f->ok.nids > 0) + (f->ok.dur != 0) + (f->ok.dups != 0) +
 		    (f->ok.nstats > 0) + (f->ok.ninflight > 0) +
-		    (f->ok.nevents > 0));
+		    (f->ok.nevents > 0) + (f->ok.nbroker > 0));
 		OPT_UINT(&w, "sid", f->ok.sid);
 		OPT_STR(&w, "group", f->ok.group);
 		if (f->ok.nids > 0) {
@@ -2315,6 +2343,9 @@ encode(struct fy_enc *e, const struct fy_frame *f, int nobody)
 		if (f->ok.ninflight > 0)
 			ROWS(&w, "inflight", f->ok.inflight, f->ok.ninflight,
 			    lease_fields);
+		if (f->ok.nbroker > 0)
+			ROWS(&w, "broker", f->ok.broker, f->ok.nbroker,
+			    bstat_fields);
 		if (f->ok.nevents > 0)
 			ROWS(&w, "events", f->ok.events, f->ok.nevents,
 			    event_fields);

@@ -178,6 +178,27 @@ struct fy_gstat {
 	uint64_t overflow;	/* "overflow": pushed out of a full group */
 	uint64_t dropped;	/* "drop": removed undelivered and not
 				   dead-lettered */
+	uint64_t age_ms;	/* "age": ms since the oldest ready message
+				   was published; 0 if none is ready */
+};
+
+/* The broker as a whole ("broker" in the OK of a STATS without a topic: an
+ * array holding one such row). */
+struct fy_bstat {
+	uint64_t conns;		/* "conns": client connections open */
+	uint64_t topics;	/* "topics" */
+	uint64_t groups;	/* "groups", ephemeral included */
+	uint64_t ready;		/* "ready": summed over groups, and topic */
+	uint64_t delayed;	/* "delayed"      backlogs for ready */
+	uint64_t inflight;	/* "inflight" */
+	uint64_t bytes;		/* "bytes": body bytes held */
+	uint64_t published;	/* "pub": messages published, all topics */
+	uint64_t delivered;	/* "dlv": summed over groups */
+	uint64_t acked;		/* "ack": summed over groups */
+	uint64_t bytes_in;	/* "in": frame bytes received */
+	uint64_t bytes_out;	/* "out": bytes sent */
+	uint64_t journal_bytes;	/* "jbytes": segment files on disk */
+	uint64_t uptime_ms;	/* "up" */
 };
 
 /* One outstanding delivery ("inflight" in OK). */
@@ -325,6 +346,9 @@ struct fy_frame {
 			/* Inspection replies */
 			struct fy_gstat *stats;	/* "stats" (STATS) */
 			uint32_t nstats;
+			struct fy_bstat *broker;	/* "broker" (STATS
+							   without a topic) */
+			uint32_t nbroker;		/* 0 or 1 */
 			struct fy_lease_info *inflight;	/* "inflight" */
 			uint32_t ninflight;
 			struct fy_event *events;	/* "events" (TRACE) */

@@ -74,6 +74,11 @@ ferryd_try_start(struct ferryd *d, char *const *extra, char *const *env)
 	argv[n++] = portfile;
 	argv[n++] = "--data-dir";
 	argv[n++] = datadir;
+	/* Stop at SIGTERM without draining (ferryd_stop() waits 10 s), as
+	 * tests holding deliveries expect; test-drain passes its own, and a
+	 * later argument wins. */
+	argv[n++] = "--drain-timeout";
+	argv[n++] = "0";
 	for (int i = 0; i < d->nargs; i++)
 		argv[n++] = d->args[i];
 	for (int i = 0; extra && extra[i] && n < 63; i++)

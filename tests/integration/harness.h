@@ -44,7 +44,8 @@ int ferryd_stop(struct ferryd *d);
 void ferryd_kill(struct ferryd *d);
 /* Stop if running and remove the directory. */
 void ferryd_cleanup(struct ferryd *d);
-/* 1 if ferryd's log contains needle. */
+/* 1 if ferryd's log contains needle, message text as written (the
+ * logfmt quoting of a message, \" and \\, is undone to compare). */
 int ferryd_log_has(const struct ferryd *d, const char *needle);
 
 /* A child process with its stdout on a pipe. */

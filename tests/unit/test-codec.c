@@ -84,6 +84,13 @@ ck_gstat(const struct fy_gstat *a, const struct fy_gstat *b)
 	ck_assert_uint_eq(a->amo, b->amo);
 	ck_assert_uint_eq(a->overflow, b->overflow);
 	ck_assert_uint_eq(a->dropped, b->dropped);
+	ck_assert_uint_eq(a->age_ms, b->age_ms);
+}
+
+static void
+ck_bstat(const struct fy_bstat *a, const struct fy_bstat *b)
+{
+	ck_assert_mem_eq(a, b, sizeof(*a));	/* integers only */
 }
 
 static void
@@ -206,6 +213,9 @@ ck_frame(const struct fy_frame *a, const struct fy_frame *b)
 		ck_assert_uint_eq(a->ok.nstats, b->ok.nstats);
 		for (i = 0; i < a->ok.nstats; i++)
 			ck_gstat(&a->ok.stats[i], &b->ok.stats[i]);
+		ck_assert_uint_eq(a->ok.nbroker, b->ok.nbroker);
+		for (i = 0; i < a->ok.nbroker; i++)
+			ck_bstat(&a->ok.broker[i], &b->ok.broker[i]);
 		ck_assert_uint_eq(a->ok.ninflight, b->ok.ninflight);
 		for (i = 0; i < a->ok.ninflight; i++)
 			ck_lease_info(&a->ok.inflight[i], &b->ok.inflight[i]);
@@ -264,9 +274,14 @@ static struct fy_pubmsg batch2[2];
 static struct fy_gstat gstat2[2] = {
 	{ S("orders.created"), S("billing"), 1, 2, 3, 1ULL << 40, 5,
 	    UINT64_MAX, 300, 70000, 1ULL << 32, 10, 11, 12, 13, 14, 15, 16,
-	    17 },
+	    17, 86400000 },
 	{ S("orders.created"), S(""), 42, 0, 0, 0, 0, 99, 0, 0, 0, 0, 0, 0,
-	    0, 0, 0, 0, 0 },
+	    0, 0, 0, 0, 0, 0 },
+};
+/* Broker-wide figures: every field, some 0 (omitted on the wire). */
+static struct fy_bstat bstat1[1] = {
+	{ 7, 3, 0, 1ULL << 33, 5, 6, 1ULL << 40, UINT64_MAX, 9, 10, 11, 12,
+	    1ULL << 26, 0 },
 };
 static struct fy_gstat gstat17[17];
 static struct fy_lease_info leases3[3] = {
@@ -614,11 +629,13 @@ sample(int i, struct fy_frame *f)
 		f->ok.dur = FY_DUR_WRITTEN;
 		f->ok.dups = 2;
 		break;
-	case 35:
+	case 35:	/* STATS without a topic: rows and the broker */
 		f->type = FY_T_OK;
 		f->rid = 9;
 		f->ok.stats = gstat2;
 		f->ok.nstats = ARRAY_LEN(gstat2);
+		f->ok.broker = bstat1;
+		f->ok.nbroker = 1;
 		break;
 	case 36:
 		f->type = FY_T_OK;

@@ -9,6 +9,7 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <pthread.h>
 #include <event2/event.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -56,7 +57,12 @@ static struct {
 	int fsync_errno;
 	int falloc_errno;
 	int fsyncs;		/* fdatasync calls seen */
+	int slow_ms;		/* fallocate and unlink sleep this long */
+	int loop_fallocs;	/* fallocate calls in the test's thread */
+	int loop_unlinks;	/* unlink calls in the test's thread */
+	int unlinks;
 } fault;
+static pthread_t test_thread;	/* runs the loop */
 
 static void
 setup(void)
@@ -68,6 +74,7 @@ setup(void)
 	ck_assert_ptr_nonnull(base);
 	log_level = LOG_ERROR;	/* the torn-tail loops would flood stderr */
 	memset(&fault, 0, sizeof(fault));	/* for CK_FORK=no runs */
+	test_thread = pthread_self();
 }
 
 static void
@@ -292,15 +299,28 @@ durable_cb(void *arg, uint64_t written, uint64_t synced)
 		event_base_loopbreak(base);
 }
 
-/* Run the loop until the callback breaks it, at most secs seconds. */
+static void
+stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+	event_base_loopbreak(base);
+}
+
+/*
+ * Run the loop until the callback breaks it, at most secs seconds.  Not
+ * event_base_loopexit(): its timer outlives a loop the callback broke
+ * early, and would end the next run_loop() before its time.
+ */
 static void
 run_loop(double secs)
 {
 	struct timeval tv = { (time_t)secs,
 	    (suseconds_t)((secs - (double)(time_t)secs) * 1e6) };
+	struct event *t = evtimer_new(base, stop_cb, NULL);
 
-	event_base_loopexit(base, &tv);
+	ck_assert_ptr_nonnull(t);
+	evtimer_add(t, &tv);
 	event_base_dispatch(base);
+	event_free(t);
 }
 
 static void
@@ -347,13 +367,37 @@ fault_fdatasync(int fd)
 	return fdatasync(fd);
 }
 
+static void
+slow_down(void)
+{
+	int ms = __atomic_load_n(&fault.slow_ms, __ATOMIC_SEQ_CST);
+
+	if (ms > 0)
+		usleep((useconds_t)ms * 1000);
+}
+
+static int
+fault_unlink(int dirfd, const char *name)
+{
+	if (pthread_equal(pthread_self(), test_thread))
+		__atomic_add_fetch(&fault.loop_unlinks, 1, __ATOMIC_SEQ_CST);
+	__atomic_add_fetch(&fault.unlinks, 1, __ATOMIC_SEQ_CST);
+	slow_down();
+	return unlinkat(dirfd, name, 0);
+}
+
 static int
 fault_fallocate(int fd, off_t off, off_t len)
 {
 	int r;
 
-	if (fault.falloc_errno) {
-		errno = fault.falloc_errno;
+	if (pthread_equal(pthread_self(), test_thread))
+		__atomic_add_fetch(&fault.loop_fallocs, 1, __ATOMIC_SEQ_CST);
+	slow_down();
+	/* the worker thread preallocates: read it as the sync thread
+	 * reads fsync_errno */
+	if ((r = __atomic_load_n(&fault.falloc_errno, __ATOMIC_SEQ_CST))) {
+		errno = r;
 		return -1;
 	}
 	r = posix_fallocate(fd, off, len);
@@ -362,8 +406,23 @@ fault_fallocate(int fd, off_t off, off_t len)
 }
 
 static const struct journal_io fault_io = {
-	fault_pwrite, fault_fdatasync, fault_fallocate
+	fault_pwrite, fault_fdatasync, fault_fallocate, fault_unlink
 };
+
+/* Run the loop in short slices until path is gone, at most secs. */
+static int
+wait_gone(const char *path, double secs)
+{
+	struct stat st;
+	double t;
+
+	for (t = 0; t < secs; t += 0.01) {
+		if (stat(path, &st) < 0)
+			return 1;
+		run_loop(0.01);
+	}
+	return stat(path, &st) < 0;
+}
 
 /* ---- crc32c ---- */
 
@@ -609,7 +668,7 @@ dead_segment_waits(int policy)
 	ck_assert_uint_ge(dur.written, copy);
 	if (policy == FSYNC_ALWAYS)
 		ck_assert_uint_ge(dur.synced, copy);
-	ck_assert_int_ne(stat(path, &st), 0);
+	ck_assert(wait_gone(path, 5));	/* by the worker thread */
 	journal_close(j);
 }
 
@@ -617,6 +676,120 @@ START_TEST(test_dead_segment_waits_for_write)
 {
 	dead_segment_waits(FSYNC_NEVER);
 	dead_segment_waits(FSYNC_ALWAYS);
+}
+END_TEST
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Run the loop in short slices until n segment files are left (the
+ * worker thread deletes them), at most secs; returns how many are. */
+static int
+wait_segs(int n, double secs)
+{
+	double t;
+
+	for (t = 0; t < secs && count_segs() != n; t += 0.01)
+		run_loop(0.01);
+	return count_segs();
+}
+
+/* Run the loop in short slices until the spare is ready, at most secs. */
+static int
+wait_spare(struct journal *j, double secs)
+{
+	struct journal_stats st;
+	double t;
+
+	for (t = 0; t < secs; t += 0.01) {
+		journal_get_stats(j, &st);
+		if (st.spare_ready)
+			return 1;
+		run_loop(0.01);
+	}
+	return 0;
+}
+
+/*
+ * Deleting a dead segment and preallocating the next one never hold up the
+ * thread that appends and commits: with both taking 300 ms, rolling over
+ * to a new segment and letting the old one die still return at once, the
+ * files change behind the loop's back, and the worker, not the loop
+ * thread, made those calls.
+ */
+START_TEST(test_file_work_off_loop)
+{
+	struct journal_segment_info si;
+	struct journal *j;
+	struct seen sn;
+	char path[256], spare[200];
+	uint64_t first, last, q;
+	double t0, took;
+	struct stat st;
+
+	j = jopen_io(FSYNC_NEVER, SMALL_SEG, &fault_io);
+	ck_assert_int_eq(journal_replay(j, NULL, NULL, 0, NULL, 0), 0);
+	watch(j);
+	ck_assert(wait_spare(j, 5));
+	snprintf(spare, sizeof(spare), "%s/journal.spare", jdir);
+	ck_assert_int_eq(stat(spare, &st), 0);
+	ck_assert_int_eq(st.st_size, SMALL_SEG);
+
+	__atomic_store_n(&fault.slow_ms, 300, __ATOMIC_SEQ_CST);
+	/* segment 1 takes the spare; a second one needs the next spare */
+	append_n(j, 1);
+	ck_assert_int_eq(journal_ref(j, 1), 0);
+	t0 = now_s();
+	ck_assert_int_eq(journal_commit(j), 0);
+	took = now_s() - t0;
+	ck_assert_msg(took < 0.15, "commit took %.3f s", took);
+	ck_assert_int_eq(fault.loop_fallocs, 0);
+	seg_path(path, sizeof(path), 1);
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_int_eq(st.st_size, SMALL_SEG);
+	ck_assert(wait_spare(j, 5));
+	while (journal_segment_info(j, 1, &si) != 0) {
+		append_n(j, 1);
+		ck_assert_int_eq(journal_ref(j, journal_next_seq(j) - 1), 0);
+	}
+	dur.want_written = journal_next_seq(j) - 1;
+	t0 = now_s();
+	ck_assert_int_eq(journal_commit(j), 0);
+	took = now_s() - t0;
+	ck_assert_msg(took < 0.15, "rolling over took %.3f s", took);
+	run_loop(5);			/* the barrier sync */
+	ck_assert_uint_eq(dur.written, journal_next_seq(j) - 1);
+	ck_assert_int_eq(fault.loop_fallocs, 0);
+
+	/* segment 1 dies; its unlink takes 300 ms, not in this thread */
+	ck_assert_int_eq(journal_segment_info(j, 0, &si), 0);
+	first = si.first_seq;
+	last = si.last_seq;
+	append_n(j, 1);
+	t0 = now_s();
+	for (q = first; q <= last; q++)
+		ck_assert_int_eq(journal_unref(j, q), 0);
+	ck_assert_int_eq(journal_commit(j), 0);
+	took = now_s() - t0;
+	ck_assert_msg(took < 0.15, "letting a segment die took %.3f s", took);
+	ck_assert(wait_gone(path, 5));
+	ck_assert_int_ge(fault.unlinks, 1);
+	ck_assert_int_eq(fault.loop_unlinks, 0);
+	ck_assert_int_eq(fault.loop_fallocs, 0);
+	journal_close(j);
+
+	/* close removed the spare; everything appended is there */
+	ck_assert_int_ne(stat(spare, &st), 0);
+	j = jreopen(FSYNC_NEVER, SMALL_SEG, &sn);
+	ck_assert_uint_eq(sn.first, first + (last - first + 1));
+	ck_assert(!sn.bad);
+	journal_close(j);
 }
 END_TEST
 
@@ -1047,12 +1220,12 @@ START_TEST(test_enospc_retry_on_commit)
 	j = jopen_io(FSYNC_NEVER, SMALL_SEG, &fault_io);
 	ck_assert_int_eq(journal_replay(j, NULL, NULL, 0, NULL, 0), 0);
 	/* no room to preallocate the first segment */
-	fault.falloc_errno = ENOSPC;
+	__atomic_store_n(&fault.falloc_errno, ENOSPC, __ATOMIC_SEQ_CST);
 	append_n(j, 3);
 	ck_assert_int_eq(journal_commit(j), -ENOSPC);
 	ck_assert_int_eq(count_segs(), 0);
 	ck_assert_int_eq(journal_append(j, 1, "x", 1, NULL), -ENOSPC);
-	fault.falloc_errno = 0;
+	__atomic_store_n(&fault.falloc_errno, 0, __ATOMIC_SEQ_CST);
 	usleep(1100 * 1000);
 	ck_assert_int_eq(journal_commit(j), 0);		/* due: retried */
 	ck_assert_uint_eq(journal_written_seq(j), 3);
@@ -1186,7 +1359,7 @@ START_TEST(test_ref_unref_prefix)
 	ck_assert_int_eq(count_segs(), 5);
 	/* the last ref of the oldest: it and the dead one after it go */
 	ck_assert_int_eq(journal_unref(j, si[0].last_seq), 0);
-	ck_assert_int_eq(count_segs(), 3);
+	ck_assert_int_eq(wait_segs(3, 5), 3);
 	ck_assert_uint_eq(journal_oldest_live_seq(j), si[2].first_seq);
 	journal_get_stats(j, &st);
 	ck_assert_uint_eq(st.segments, 3);
@@ -1199,7 +1372,7 @@ START_TEST(test_ref_unref_prefix)
 	for (seq = si[2].first_seq; seq <= n; seq++)
 		ck_assert_int_eq(journal_unref(j, seq), 0);
 	ck_assert_int_eq(journal_unref(j, n), -EINVAL);
-	ck_assert_int_eq(count_segs(), 1);
+	ck_assert_int_eq(wait_segs(1, 5), 1);
 	ck_assert_uint_eq(journal_oldest_live_seq(j), 0);
 	journal_close(j);
 
@@ -1231,7 +1404,7 @@ START_TEST(test_replay_refs)
 	    sizeof(err)), 0);
 	ck_assert(!sn.bad);
 	ck_assert_uint_eq(sn.n, 250);
-	ck_assert_int_eq(count_segs(), 1);
+	ck_assert_int_eq(wait_segs(1, 5), 1);
 	ck_assert_uint_eq(journal_next_seq(j), 251);
 	journal_close(j);
 }
@@ -1386,6 +1559,7 @@ journal_suite(void)
 	tcase_add_test(t, test_close_writes_uncommitted);
 	tcase_add_test(t, test_unappend);
 	tcase_add_test(t, test_dead_segment_waits_for_write);
+	tcase_add_test(t, test_file_work_off_loop);
 	tcase_add_test(t, test_record_limits);
 	tcase_add_test(t, test_bad_options);
 

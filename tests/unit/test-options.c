@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -929,6 +930,77 @@ START_TEST(test_cli_help)
 }
 END_TEST
 
+/*
+ * Every setting of the options table, not a list kept by hand: --help
+ * names its flag and the shipped conf/ferryd.conf its key, once.
+ */
+START_TEST(test_every_option_documented)
+{
+	const char *args[] = { "--help", NULL };
+	const char *conf = getenv("FERRY_CONF");
+	char flag[64], line[512], *text = NULL;
+	const char *key;
+	struct options o;
+	size_t i, n, len = 0;
+	FILE *f;
+	int seen;
+
+	ck_assert_int_eq(options_init(&o), 0);
+	ck_assert_int_eq(parse_args(&o, args), 1);
+	ck_assert_ptr_nonnull(conf);
+	ck_assert_ptr_nonnull(f = fopen(conf, "r"));
+	while (fgets(line, sizeof(line), f)) {
+		n = strlen(line);
+		text = realloc(text, len + n + 1);
+		ck_assert_ptr_nonnull(text);
+		memcpy(text + len, line, n + 1);
+		len += n;
+	}
+	fclose(f);
+	for (i = 0; (key = options_key(i)) != NULL; i++) {
+		snprintf(flag, sizeof(flag), "--%s=", options_flag(i));
+		ck_assert_msg(strstr(out_text, flag) != NULL,
+		    "--help does not list %s", flag);
+		/* "#key = default" at the start of a line, exactly once */
+		snprintf(flag, sizeof(flag), "\n#%s = ", key);
+		seen = 0;
+		for (char *p = text; (p = strstr(p, flag)); p++)
+			seen++;
+		snprintf(line, sizeof(line), "\n#%s =\n", key);
+		for (char *p = text; (p = strstr(p, line)); p++)
+			seen++;	/* an empty default */
+		ck_assert_msg(seen == 1, "%s lists %s %d times", conf, key,
+		    seen);
+	}
+	ck_assert_uint_ge(i, 25);
+	ck_assert_ptr_null(options_flag(i));
+	ck_assert_contains(out_text, "--check-config");
+	free(text);
+	options_fini(&o);
+}
+END_TEST
+
+/* --check-config is a request, not a setting: parsed, then main() exits
+ * after the checks every start makes (a bad value still fails). */
+START_TEST(test_cli_check_config)
+{
+	const char *good[] = { "--check-config", "--port=5", NULL };
+	const char *bad[] = { "--check-config", "--prefetch=0", NULL };
+	struct options o;
+
+	ck_assert_int_eq(options_init(&o), 0);
+	ck_assert_int_eq(o.check_config, 0);
+	ck_assert_int_eq(parse_args(&o, good), 0);
+	ck_assert_int_eq(o.check_config, 1);
+	ck_assert_int_eq(o.port, 5);
+	options_fini(&o);
+	ck_assert_int_eq(options_init(&o), 0);
+	ck_assert_int_eq(parse_args(&o, bad), -1);
+	ck_assert_contains(err_text, "prefetch");
+	options_fini(&o);
+}
+END_TEST
+
 START_TEST(test_cli_version)
 {
 	const char *args[] = { "-V", NULL };
@@ -970,7 +1042,7 @@ END_TEST
 
 START_TEST(test_log_format)
 {
-	char want[512];
+	char want[512], *p;
 	struct capture c;
 	int line;
 
@@ -980,16 +1052,24 @@ START_TEST(test_log_format)
 	log_info("listening on %s:%d", "127.0.0.1", 4470);
 	ck_assert_int_eq(errno, EAGAIN);	/* logging keeps errno */
 	log_warn("slow consumer %d", 7); line = __LINE__;
-	log_debug("debug %s", "x");
+	log_debug("debug");
 	log_error("broken");
+	log_info_kv("topic=orders group=billing peer=127.0.0.1:5", "deleted");
 	capture_end(&c, err_text, sizeof(err_text));
+	/* logfmt: ts= (UTC, ms), level=, msg= (quoted if it must be),
+	 * fields, and src= for warnings and errors */
+	for (p = err_text; *p; p = strchr(p, '\n') + 1) {
+		ck_assert_msg(strncmp(p, "ts=20", 5) == 0 && p[13] == 'T' &&
+		    p[26] == 'Z' && p[27] == ' ', "bad ts in %s", p);
+		memmove(p, p + 28, strlen(p + 28) + 1);	/* drop the ts */
+	}
 	snprintf(want, sizeof(want),
-	    "ferryd[%ld]: INFO: listening on 127.0.0.1:4470\n"
-	    "ferryd[%ld]: WARN: slow consumer 7 (test-options.c:%d)\n"
-	    "ferryd[%ld]: DEBUG: debug x\n"
-	    "ferryd[%ld]: ERROR: broken (test-options.c:%d)\n",
-	    (long)getpid(), (long)getpid(), line, (long)getpid(),
-	    (long)getpid(), line + 2);
+	    "level=info msg=\"listening on 127.0.0.1:4470\"\n"
+	    "level=warn msg=\"slow consumer 7\" src=test-options.c:%d\n"
+	    "level=debug msg=debug\n"
+	    "level=error msg=broken src=test-options.c:%d\n"
+	    "level=info msg=deleted topic=orders group=billing "
+	    "peer=127.0.0.1:5\n", line, line + 2);
 	ck_assert_str_eq(err_text, want);
 }
 END_TEST
@@ -1006,9 +1086,9 @@ START_TEST(test_log_sysmsg_keeps_errno)
 	log_syswarn("open %s", "journal"); line = __LINE__;
 	ck_assert_int_eq(errno, ENOENT);
 	capture_end(&c, err_text, sizeof(err_text));
-	snprintf(want, sizeof(want), "ferryd[%ld]: WARN: open journal: %s "
-	    "(test-options.c:%d)\n", (long)getpid(), strerror(ENOENT), line);
-	ck_assert_str_eq(err_text, want);
+	snprintf(want, sizeof(want), " level=warn msg=\"open journal\" "
+	    "err=\"%s\" src=test-options.c:%d\n", strerror(ENOENT), line);
+	ck_assert_str_eq(err_text + 27, want);	/* after the ts */
 }
 END_TEST
 
@@ -1043,7 +1123,7 @@ START_TEST(test_log_level_filters)
 	log_warn("shown");
 	capture_end(&c, err_text, sizeof(err_text));
 	ck_assert_ptr_null(strstr(err_text, "hidden"));
-	ck_assert_contains(err_text, "WARN: shown");
+	ck_assert_contains(err_text, "level=warn msg=shown");
 
 	log_level = LOG_ERROR;
 	log_capture(&c);
@@ -1051,7 +1131,7 @@ START_TEST(test_log_level_filters)
 	log_error("shown");
 	capture_end(&c, err_text, sizeof(err_text));
 	ck_assert_ptr_null(strstr(err_text, "hidden"));
-	ck_assert_contains(err_text, "ERROR: shown");
+	ck_assert_contains(err_text, "level=error msg=shown");
 }
 END_TEST
 
@@ -1066,10 +1146,17 @@ START_TEST(test_log_sanitizes_and_truncates)
 	log_info("client %s", "evil\nferryd[1]: ERROR: forged\x1b[31m");
 	capture_end(&c, err_text, sizeof(err_text));
 	ck_assert_contains(err_text,
-	    "client evil?ferryd[1]: ERROR: forged?[31m\n");
+	    " msg=\"client evil?ferryd[1]: ERROR: forged?[31m\"\n");
 	/* one line: the only newline is the last byte */
 	ck_assert_ptr_eq(strchr(err_text, '\n'),
 	    err_text + strlen(err_text) - 1);
+
+	/* a quote cannot end the value and forge a field */
+	log_capture(&c);
+	log_info("name %s", "x\" level=error");
+	capture_end(&c, err_text, sizeof(err_text));
+	ck_assert_contains(err_text, " level=info msg=\"name x\\\" "
+	    "level=error\"\n");
 
 	memset(big, 'a', sizeof(big) - 1);
 	log_capture(&c);
@@ -1082,6 +1169,34 @@ START_TEST(test_log_sanitizes_and_truncates)
 END_TEST
 
 /* Under journald the priority replaces the level word and the pid. */
+static char jfields[2048];
+
+/* Stands in for sd_journal_sendv(): the fields, one a line. */
+static int
+capture_journal(const struct iovec *iov, int n)
+{
+	size_t len = strlen(jfields);
+
+	for (int i = 0; i < n; i++)
+		len += (size_t)snprintf(jfields + len, sizeof(jfields) - len,
+		    "%.*s\n", (int)iov[i].iov_len,
+		    (const char *)iov[i].iov_base);
+	return 0;
+}
+
+static int
+refuse_journal(const struct iovec *iov, int n)
+{
+	return -ENOENT;		/* no journal socket */
+}
+
+/*
+ * Under systemd every line is a journal entry with fields: MESSAGE,
+ * PRIORITY, CODE_FILE/LINE for warnings, FERRY_ERROR, and the kv fields
+ * as FERRY_KEY.  Without the journal socket the stream still carries
+ * "<N>" priorities; a stale JOURNAL_STREAM (stderr redirected since) is
+ * ignored.
+ */
 START_TEST(test_log_journald)
 {
 	struct capture c;
@@ -1094,19 +1209,36 @@ START_TEST(test_log_journald)
 	snprintf(env, sizeof(env), "%llu:%llu", (unsigned long long)st.st_dev,
 	    (unsigned long long)st.st_ino);
 	setenv("JOURNAL_STREAM", env, 1);
+
+	jfields[0] = '\0';
+	log_set_journal_sender(capture_journal);
+	log_warn_kv("topic=orders group=billing", "cannot %s", "go");
+	errno = ENOSPC;
+	log_syswarn("write");
+	log_info("i");
+	ck_assert_contains(jfields, "MESSAGE=cannot go\nPRIORITY=4\n"
+	    "CODE_FILE=test-options.c\nCODE_LINE=");
+	ck_assert_contains(jfields, "\nFERRY_TOPIC=orders\n"
+	    "FERRY_GROUP=billing\n");
+	ck_assert_contains(jfields, "MESSAGE=write: No space left on device"
+	    "\nPRIORITY=4\n");
+	ck_assert_contains(jfields, "\nFERRY_ERROR=No space left on device\n");
+	ck_assert_contains(jfields, "MESSAGE=i\nPRIORITY=6\n");
+
+	log_set_journal_sender(refuse_journal);
 	log_error("e");
 	log_warn("w");
 	log_info("i");
 	log_debug("d");
-	/* a stale variable (stderr redirected since) is ignored */
 	setenv("JOURNAL_STREAM", "1:2", 1);
 	log_info("plain");
+	log_set_journal_sender(NULL);
 	capture_end(&c, err_text, sizeof(err_text));
 	unsetenv("JOURNAL_STREAM");
 	ck_assert_int_eq(strncmp(err_text, "<3>e (test-options.c:", 21), 0);
 	ck_assert_contains(err_text, "\n<4>w (test-options.c:");
 	ck_assert_contains(err_text, "\n<6>i\n<7>d\n");
-	ck_assert_contains(err_text, "]: INFO: plain\n");
+	ck_assert_contains(err_text, " level=info msg=plain\n");
 }
 END_TEST
 
@@ -1168,6 +1300,8 @@ options_suite(void)
 	tcase_add_test(tc, test_cli_file_error);
 	tcase_add_test(tc, test_cli_help);
 	tcase_add_test(tc, test_cli_version);
+	tcase_add_test(tc, test_every_option_documented);
+	tcase_add_test(tc, test_cli_check_config);
 	suite_add_tcase(s, tc);
 	return s;
 }

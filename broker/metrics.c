@@ -1,0 +1,858 @@
+/*
+ * metrics.c - /metrics, /healthz and /readyz over evhttp (metrics.h).
+ *
+ * Rendering reads broker state directly, on the loop thread, so a scrape
+ * sees one consistent instant and needs no locks.  It is one pass over the
+ * groups to pick them (and apply the cap), then one pass per series family
+ * over that array, since the text format wants each family's samples
+ * together.  Numbers are formatted by hand: with 10,000 groups a scrape is
+ * some 300,000 lines, and snprintf() per line would cost more than the
+ * loop should give away.
+ */
+#include "metrics.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <netinet/in.h>
+
+#include "broker.h"
+#include "clock.h"
+#include "config.h"
+#include "group.h"
+#include "journal.h"
+#include "log.h"
+#include "msg.h"
+#include "options.h"
+#include "sub.h"
+#include "topic.h"
+
+#define CAP_LOG_EVERY_MS 60000	/* the cardinality cap's log line */
+
+struct metrics {
+	struct evhttp *http;
+	int port;
+	uint64_t cap_logged;	/* monotonic ms of the last cap log line */
+	double render_s;	/* how long the last /metrics took */
+	double render_cpu_s;	/* of it, on the CPU (the rest: other
+				   processes had it) */
+	size_t last_len;	/* its size: the next one starts there */
+};
+
+/* ---- a growing text buffer ---- */
+
+struct out {
+	char *p;
+	size_t len, cap;
+	int oom;
+};
+
+static int
+out_room(struct out *o, size_t n)
+{
+	size_t cap;
+	char *p;
+
+	if (o->oom)
+		return -1;
+	if (o->len + n <= o->cap)
+		return 0;
+	cap = o->cap ? o->cap : 65536;
+	while (cap < o->len + n)
+		cap *= 2;
+	if (!(p = realloc(o->p, cap))) {
+		o->oom = 1;
+		return -1;
+	}
+	o->p = p;
+	o->cap = cap;
+	return 0;
+}
+
+static void
+out_free(const void *data, size_t len, void *arg)
+{
+	free((void *)data);
+}
+
+static void
+out_mem(struct out *o, const char *s, size_t n)
+{
+	if (out_room(o, n) == 0) {
+		memcpy(o->p + o->len, s, n);
+		o->len += n;
+	}
+}
+
+static void
+out_str(struct out *o, const char *s)
+{
+	out_mem(o, s, strlen(s));
+}
+
+static void
+out_u64(struct out *o, uint64_t v)
+{
+	char buf[24];
+	size_t i = sizeof(buf);
+
+	do {
+		buf[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	out_mem(o, buf + i, sizeof(buf) - i);
+}
+
+/* Seconds and the like: to the microsecond is all any of them needs,
+ * and integer formatting is several times cheaper than "%g". */
+static void
+out_dbl(struct out *o, double v)
+{
+	uint64_t us, frac;
+	char buf[8];
+	int i;
+
+	if (!(v >= 0) || v >= 1e12) {	/* negative, NaN, absurd: rare */
+		char big[32];
+		int n = snprintf(big, sizeof(big), "%.9g", v);
+
+		if (n > 0 && (size_t)n < sizeof(big))
+			out_mem(o, big, (size_t)n);
+		return;
+	}
+	us = (uint64_t)(v * 1e6 + 0.5);
+	out_u64(o, us / 1000000);
+	if ((frac = us % 1000000) == 0)
+		return;
+	buf[0] = '.';
+	for (i = 6; i >= 1; i--, frac /= 10)
+		buf[i] = (char)('0' + frac % 10);
+	for (i = 6; buf[i] == '0'; i--)
+		;
+	out_mem(o, buf, (size_t)i + 1);
+}
+
+static void
+family(struct out *o, const char *name, const char *type, const char *help)
+{
+	out_str(o, "# HELP ");
+	out_str(o, name);
+	out_mem(o, " ", 1);
+	out_str(o, help);
+	out_str(o, "\n# TYPE ");
+	out_str(o, name);
+	out_mem(o, " ", 1);
+	out_str(o, type);
+	out_mem(o, "\n", 1);
+}
+
+/* A sample without labels. */
+static void
+sample_u64(struct out *o, const char *name, uint64_t v)
+{
+	out_str(o, name);
+	out_mem(o, " ", 1);
+	out_u64(o, v);
+	out_mem(o, "\n", 1);
+}
+
+static void
+sample_dbl(struct out *o, const char *name, double v)
+{
+	out_str(o, name);
+	out_mem(o, " ", 1);
+	out_dbl(o, v);
+	out_mem(o, "\n", 1);
+}
+
+static void
+gauge(struct out *o, const char *name, const char *help, uint64_t v)
+{
+	family(o, name, "gauge", help);
+	sample_u64(o, name, v);
+}
+
+static void
+counter(struct out *o, const char *name, const char *help, uint64_t v)
+{
+	family(o, name, "counter", help);
+	sample_u64(o, name, v);
+}
+
+/*
+ * "name{labels,le="x"} n" lines, cumulative, then _sum and _count.
+ * labels is "" or 'k="v",...' without braces; counts are per bucket.
+ */
+static void
+histogram(struct out *o, const char *name, const char *labels, size_t llen,
+    const double *le, uint32_t nle, const uint64_t *counts, double sum)
+{
+	uint64_t cum = 0;
+	uint32_t i;
+
+	for (i = 0; i <= nle; i++) {
+		cum += counts[i];
+		out_str(o, name);
+		out_str(o, "_bucket{");
+		out_mem(o, labels, llen);
+		out_str(o, llen ? ",le=\"" : "le=\"");
+		if (i < nle)
+			out_dbl(o, le[i]);
+		else
+			out_str(o, "+Inf");
+		out_str(o, "\"} ");
+		out_u64(o, cum);
+		out_mem(o, "\n", 1);
+	}
+	out_str(o, name);
+	out_str(o, "_sum");
+	if (llen) {
+		out_mem(o, "{", 1);
+		out_mem(o, labels, llen);
+		out_mem(o, "}", 1);
+	}
+	out_mem(o, " ", 1);
+	out_dbl(o, sum);
+	out_mem(o, "\n", 1);
+	out_str(o, name);
+	out_str(o, "_count");
+	if (llen) {
+		out_mem(o, "{", 1);
+		out_mem(o, labels, llen);
+		out_mem(o, "}", 1);
+	}
+	out_mem(o, " ", 1);
+	out_u64(o, cum);
+	out_mem(o, "\n", 1);
+}
+
+/* ---- per group ---- */
+
+/*
+ * A group's labels, 'topic="T",group="G"', made once per scrape into an
+ * arena (off, len): every group has some thirty lines.  Topic and group
+ * names are letters, digits, '.', '-' and '_' (checked at creation and at
+ * replay), so they need no escaping in a label value.
+ */
+struct glab {
+	const struct group *g;
+	size_t off, len;
+};
+
+static void
+glab_make(struct out *a, struct glab *gl, const struct group *g)
+{
+	gl->g = g;
+	gl->off = a->len;
+	out_str(a, "topic=\"");
+	out_mem(a, g->topic->name, g->topic->name_len);
+	out_str(a, "\",group=\"");
+	out_str(a, g->name);
+	out_mem(a, "\"", 1);
+	gl->len = a->len - gl->off;
+}
+
+/* 'name{labels extra} ', reserved and copied at once. */
+static void
+gline(struct out *o, const char *name, size_t nlen, const char *lab,
+    size_t llen, const char *extra, size_t elen)
+{
+	char *p;
+
+	if (out_room(o, nlen + llen + elen + 3) < 0)
+		return;
+	p = o->p + o->len;
+	memcpy(p, name, nlen);
+	p += nlen;
+	*p++ = '{';
+	memcpy(p, lab, llen);
+	p += llen;
+	memcpy(p, extra, elen);
+	p += elen;
+	*p++ = '}';
+	*p++ = ' ';
+	o->len = (size_t)(p - o->p);
+}
+
+enum gval {
+	GV_READY, GV_DELAYED, GV_INFLIGHT, GV_BYTES, GV_MEMBERS,
+	GV_ENQUEUED, GV_DELIVERED, GV_ACKED, GV_NACKED, GV_DEAD, GV_EXPIRED,
+	GV_AMO, GV_OVERFLOW, GV_DROPPED,
+};
+
+static const struct {
+	const char *name, *type, *help;
+} gfam[] = {
+	[GV_READY] = { "ferry_group_ready_messages", "gauge",
+	    "Messages deliverable now, waiting for a member with credit." },
+	[GV_DELAYED] = { "ferry_group_delayed_messages", "gauge",
+	    "Messages waiting for their delay or a redelivery backoff." },
+	[GV_INFLIGHT] = { "ferry_group_inflight_messages", "gauge",
+	    "Messages delivered and not yet acknowledged." },
+	[GV_BYTES] = { "ferry_group_bytes", "gauge",
+	    "Body bytes of the messages the group holds." },
+	[GV_MEMBERS] = { "ferry_group_members", "gauge",
+	    "Subscriptions in the group." },
+	[GV_ENQUEUED] = { "ferry_group_enqueued_messages_total", "counter",
+	    "Messages added to the group." },
+	[GV_DELIVERED] = { "ferry_group_delivered_messages_total", "counter",
+	    "Deliveries, redeliveries included." },
+	[GV_ACKED] = { "ferry_group_acked_messages_total", "counter",
+	    "Deliveries acknowledged." },
+	[GV_NACKED] = { "ferry_group_nacked_messages_total", "counter",
+	    "Deliveries negatively acknowledged (NACK)." },
+	[GV_DEAD] = { "ferry_group_dead_lettered_messages_total", "counter",
+	    "Messages moved to the dead-letter topic." },
+	[GV_EXPIRED] = { "ferry_group_expired_messages_total", "counter",
+	    "Messages whose TTL ran out while they waited." },
+	[GV_AMO] = { "ferry_group_settled_on_delivery_messages_total",
+	    "counter", "At-most-once deliveries, settled when sent." },
+	[GV_OVERFLOW] = { "ferry_group_overflowed_messages_total", "counter",
+	    "Messages pushed out of the full group (overflow dlq-oldest)." },
+	[GV_DROPPED] = { "ferry_group_dropped_messages_total", "counter",
+	    "Messages removed undelivered and not dead-lettered." },
+};
+
+static uint64_t
+gvalue(const struct group *g, enum gval k)
+{
+	switch (k) {
+	case GV_READY:
+		return g->nready;
+	case GV_DELAYED:
+		return g->delayed.n;
+	case GV_INFLIGHT:
+		return g->ninflight;
+	case GV_BYTES:
+		return g->nbytes;
+	case GV_MEMBERS:
+		return g->nmembers;
+	case GV_ENQUEUED:
+		return g->st.enqueued;
+	case GV_DELIVERED:
+		return g->st.delivered;
+	case GV_ACKED:
+		return g->st.acked;
+	case GV_NACKED:
+		return g->st.failed[CAUSE_NACKED];
+	case GV_DEAD:
+		return g->st.dead_lettered;
+	case GV_EXPIRED:
+		return g->st.expired;
+	case GV_AMO:
+		return g->st.amo;
+	case GV_OVERFLOW:
+		return g->st.overflow;
+	case GV_DROPPED:
+		return g->st.dropped;
+	}
+	return 0;
+}
+
+/* Age (s) of the message at the head of the ready queue: the oldest, but
+ * for a redelivery put back in front of an older first delivery. */
+static double
+oldest_ready_s(const struct group *g, uint64_t wall_ms)
+{
+	const struct qent *e = list_first(&g->ready, struct qent, link);
+	uint64_t ts;
+
+	if (!e)
+		return 0;
+	ts = qent_msg(e)->ts;
+	return wall_ms > ts ? (double)(wall_ms - ts) / 1000 : 0;
+}
+
+/* Age (s) of the oldest delivery not yet acked: each member's leases are
+ * in deadline order, all of one length, so its first is its oldest. */
+static double
+oldest_unacked_s(const struct group *g, uint64_t mono_ms)
+{
+	const struct list *pos;
+	uint64_t oldest = mono_ms, since;
+
+	list_for_each(pos, &g->members) {
+		const struct sub *s = list_entry(pos, struct sub, glink);
+		const struct qent *e = list_first(&s->leases, struct qent,
+		    link);
+
+		if (!e)
+			continue;
+		since = qent_lease_deadline(e) - s->ack_timeout_ms;
+		if (since < oldest)
+			oldest = since;
+	}
+	return (double)(mono_ms - oldest) / 1000;
+}
+
+static const char *const cause_label[CAUSE_NFAIL] = {
+	[CAUSE_TIMEOUT] = ",cause=\"timeout\"",
+	[CAUSE_NACKED] = ",cause=\"nack\"",
+	[CAUSE_RELEASED] = ",cause=\"release\"",
+	[CAUSE_DISCONNECTED] = ",cause=\"disconnect\"",
+};
+
+static void
+render_groups(struct out *o, const struct glab *gl, const char *lab,
+    size_t n)
+{
+	static const char ready_age[] = "ferry_group_oldest_ready_age_seconds";
+	static const char unacked_age[] =
+	    "ferry_group_oldest_unacked_age_seconds";
+	static const char redeliv[] = "ferry_group_redelivered_messages_total";
+	uint64_t wall = clock_wall_ms(), mono = clock_mono_ms();
+	size_t i, k, nlen;
+	int c;
+
+	for (k = 0; k < sizeof(gfam) / sizeof(gfam[0]); k++) {
+		family(o, gfam[k].name, gfam[k].type, gfam[k].help);
+		nlen = strlen(gfam[k].name);
+		for (i = 0; i < n; i++) {
+			gline(o, gfam[k].name, nlen, lab + gl[i].off,
+			    gl[i].len, "", 0);
+			out_u64(o, gvalue(gl[i].g, (enum gval)k));
+			out_mem(o, "\n", 1);
+		}
+	}
+	family(o, redeliv, "counter",
+	    "Deliveries that ended without an ack, by cause; the message "
+	    "went back to the group (or to the dead-letter topic).");
+	for (c = 0; c < CAUSE_NFAIL; c++)
+		for (i = 0; i < n; i++) {
+			gline(o, redeliv, sizeof(redeliv) - 1, lab + gl[i].off,
+			    gl[i].len, cause_label[c], strlen(cause_label[c]));
+			out_u64(o, gl[i].g->st.failed[c]);
+			out_mem(o, "\n", 1);
+		}
+	family(o, ready_age, "gauge",
+	    "Age of the oldest message ready for delivery (0: none).");
+	for (i = 0; i < n; i++) {
+		gline(o, ready_age, sizeof(ready_age) - 1, lab + gl[i].off,
+		    gl[i].len, "", 0);
+		out_dbl(o, oldest_ready_s(gl[i].g, wall));
+		out_mem(o, "\n", 1);
+	}
+	family(o, unacked_age, "gauge",
+	    "Time since the oldest outstanding delivery was made or "
+	    "touched (0: none).");
+	for (i = 0; i < n; i++) {
+		gline(o, unacked_age, sizeof(unacked_age) - 1,
+		    lab + gl[i].off, gl[i].len, "", 0);
+		out_dbl(o, oldest_unacked_s(gl[i].g, mono));
+		out_mem(o, "\n", 1);
+	}
+	family(o, "ferry_group_ack_duration_seconds", "histogram",
+	    "Time from delivery (or the last TOUCH) to ack.");
+	for (i = 0; i < n; i++)
+		histogram(o, "ferry_group_ack_duration_seconds",
+		    lab + gl[i].off, gl[i].len, hist_ack_bounds.le,
+		    hist_ack_bounds.n, gl[i].g->st.ack_time.count,
+		    gl[i].g->st.ack_time.sum);
+}
+
+static void
+tsample(struct out *o, const char *name, const struct topic *t, uint64_t v)
+{
+	out_str(o, name);
+	out_str(o, "{topic=\"");
+	out_mem(o, t->name, t->name_len);
+	out_str(o, "\"} ");
+	out_u64(o, v);
+	out_mem(o, "\n", 1);
+}
+
+/* Topics are not capped: a topic costs two lines, a group some thirty. */
+static void
+render_topics(struct out *o, struct broker *b)
+{
+	uint32_t i;
+	struct topic *t;
+
+	family(o, "ferry_topic_published_messages_total", "counter",
+	    "Messages published to the topic.");
+	for (i = 0; i < b->topics_cap; i++)
+		for (t = b->topics[i]; t; t = t->hnext)
+			tsample(o, "ferry_topic_published_messages_total", t,
+			    t->published);
+	family(o, "ferry_topic_backlog_messages", "gauge", "Messages the "
+	    "topic keeps while it has no durable group.");
+	for (i = 0; i < b->topics_cap; i++)
+		for (t = b->topics[i]; t; t = t->hnext)
+			tsample(o, "ferry_topic_backlog_messages", t,
+			    t->nbacklog);
+}
+
+/* ---- broker-wide ---- */
+
+static uint64_t
+rss_bytes(void)
+{
+	unsigned long long size, rss;
+	FILE *f = fopen("/proc/self/statm", "r");
+	int n;
+
+	if (!f)
+		return 0;
+	n = fscanf(f, "%llu %llu", &size, &rss);
+	fclose(f);
+	return n == 2 ? rss * (uint64_t)sysconf(_SC_PAGESIZE) : 0;
+}
+
+int
+metrics_render(struct broker *b, struct evbuffer *evb)
+{
+	struct metrics *m = b->metrics;
+	struct out o = { 0 };
+	struct journal_stats js;
+	struct out lab = { 0 };
+	struct glab *gl = NULL;
+	struct timespec t0, t1, c0, c1;
+	uint64_t pending = 0, cap = b->opt->metrics_max_groups;
+	size_t n = 0, omitted = 0;
+	uint32_t i;
+	int r = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
+	/* growing 30 MB by doubling would copy it twice over */
+	if (m && out_room(&o, m->last_len + 65536) < 0)
+		return -ENOMEM;
+	if (b->ngroups && !(gl = malloc(b->ngroups * sizeof(*gl))))
+		return -ENOMEM;
+	for (i = 0; i < b->topics_cap; i++)
+		for (struct topic *t = b->topics[i]; t; t = t->hnext) {
+			struct list *pos;
+
+			list_for_each(pos, &t->groups) {
+				struct group *g = list_entry(pos,
+				    struct group, tlink);
+
+				pending += g->nbytes;
+				if (n < cap && n < b->ngroups)
+					glab_make(&lab, &gl[n++], g);
+				else
+					omitted++;
+			}
+		}
+	if (omitted && m &&
+	    clock_mono_ms() - m->cap_logged >= CAP_LOG_EVERY_MS) {
+		m->cap_logged = clock_mono_ms();
+		log_warn("metrics: %u groups, only %zu get series of their own "
+		    "(metrics_max_groups); %zu left out, counted in "
+		    "ferry_metrics_omitted_groups", b->ngroups, n, omitted);
+	}
+
+	family(&o, "ferry_build_info", "gauge", "Version of ferryd.");
+	out_str(&o, "ferry_build_info{version=\"" FERRY_VERSION "\"} 1\n");
+	gauge(&o, "ferry_connections", "Client connections open.",
+	    b->nconns);
+	counter(&o, "ferry_connections_accepted_total",
+	    "Client connections accepted.", b->st.accepted);
+	family(&o, "ferry_connections_refused_total", "counter",
+	    "Client connections refused, by cause.");
+	out_str(&o, "ferry_connections_refused_total{cause=\"max_connections\"} ");
+	out_u64(&o, b->st.refused_limit);
+	out_str(&o, "\nferry_connections_refused_total{cause=\"accept_error\"} ");
+	out_u64(&o, b->st.accept_errors);
+	out_mem(&o, "\n", 1);
+	counter(&o, "ferry_received_bytes_total",
+	    "Frame bytes received from clients.", b->st.bytes_in);
+	counter(&o, "ferry_sent_bytes_total",
+	    "Bytes handed to client sockets.", b->st.bytes_out);
+	gauge(&o, "ferry_topics", "Topics.", b->ntopics);
+	gauge(&o, "ferry_groups", "Groups, ephemeral included.", b->ngroups);
+	gauge(&o, "ferry_pending_bytes",
+	    "Body bytes of the messages all groups hold.", pending);
+	gauge(&o, "ferry_resident_memory_bytes",
+	    "Resident set size of ferryd.", rss_bytes());
+
+	if (b->store.j) {
+		journal_get_stats(b->store.j, &js);
+		gauge(&o, "ferry_journal_disk_bytes", "Size of the journal's "
+		    "segment files (preallocated).", js.disk_bytes);
+		gauge(&o, "ferry_journal_used_bytes", "Bytes of records and "
+		    "headers in the segment files.", js.used_bytes);
+		gauge(&o, "ferry_journal_live_bytes", "Estimated bytes of "
+		    "records still needed.", js.live_bytes);
+		gauge(&o, "ferry_journal_segments", "Segment files.",
+		    js.segments);
+		gauge(&o, "ferry_journal_live_records", "Records still "
+		    "needed.", js.live_records);
+		counter(&o, "ferry_journal_records_total", "Records ever "
+		    "appended to this journal (its next sequence number - 1).",
+		    js.next_seq ? js.next_seq - 1 : 0);
+		gauge(&o, "ferry_journal_buffered_bytes", "Appended, not yet "
+		    "written.", js.buffered_bytes);
+		gauge(&o, "ferry_journal_file_jobs", "Segment deletions and "
+		    "preallocations queued for the worker thread.",
+		    js.files_pending);
+		gauge(&o, "ferry_journal_error", "1 while journal writes fail "
+		    "(publishes are refused).", journal_error(b->store.j) != 0);
+		family(&o, "ferry_journal_fdatasync_duration_seconds",
+		    "histogram", "fdatasync calls on journal segments.");
+		histogram(&o, "ferry_journal_fdatasync_duration_seconds", "", 0,
+		    journal_sync_le, JOURNAL_SYNC_BUCKETS, js.sync_hist,
+		    js.sync_seconds);
+	}
+	counter(&o, "ferry_compaction_runs_total", "Compaction passes that "
+	    "copied live messages forward.", b->store.compactions);
+	counter(&o, "ferry_compaction_moved_messages_total", "Messages "
+	    "copied forward by compaction.", b->store.moved);
+	counter(&o, "ferry_compaction_moved_bytes_total", "Body bytes "
+	    "copied forward by compaction.", b->store.moved_bytes);
+	family(&o, "ferry_loop_turn_duration_seconds", "histogram",
+	    "Loop turns that handled requests: from the end of the poll to "
+	    "the end of the flush.");
+	histogram(&o, "ferry_loop_turn_duration_seconds", "", 0,
+	    hist_turn_bounds.le, hist_turn_bounds.n, b->st.turn.count,
+	    b->st.turn.sum);
+
+	render_topics(&o, b);
+	render_groups(&o, gl, lab.p, n);
+	gauge(&o, "ferry_metrics_omitted_groups", "Groups left out of this "
+	    "scrape by metrics_max_groups.", omitted);
+	if (m) {
+		family(&o, "ferry_metrics_render_seconds", "gauge",
+		    "How long the previous scrape took to render (the loop "
+		    "serves nothing else meanwhile).");
+		sample_dbl(&o, "ferry_metrics_render_seconds", m->render_s);
+		family(&o, "ferry_metrics_render_cpu_seconds", "gauge",
+		    "CPU time of the previous scrape's rendering.");
+		sample_dbl(&o, "ferry_metrics_render_cpu_seconds",
+		    m->render_cpu_s);
+	}
+	free(gl);
+	free(lab.p);
+	if (o.oom || lab.oom) {
+		free(o.p);
+		return -ENOMEM;
+	}
+	/* handed over, not copied: evbuffer frees it once sent */
+	if (o.len && evbuffer_add_reference(evb, o.p, o.len, out_free,
+	    NULL) < 0) {
+		free(o.p);
+		r = -ENOMEM;
+	} else if (!o.len) {
+		free(o.p);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
+	if (m) {
+		m->last_len = o.len;
+		m->render_s = (double)(t1.tv_sec - t0.tv_sec) +
+		    (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+		m->render_cpu_s = (double)(c1.tv_sec - c0.tv_sec) +
+		    (double)(c1.tv_nsec - c0.tv_nsec) / 1e9;
+	}
+	return r;
+}
+
+/* ---- health ---- */
+
+const char *
+metrics_not_ready(struct broker *b, char *why, size_t len)
+{
+	struct statvfs vfs;
+	int err;
+
+	if (b->stopping)
+		return "shutting down";
+	if (b->draining)
+		return "draining: waiting for in-flight deliveries before "
+		    "stopping";
+	if (!b->listener)
+		return "not listening for clients";
+	if (!b->store.j)
+		return "journal not replayed";
+	if ((err = journal_error(b->store.j)) != 0) {
+		snprintf(why, len, "journal %s: %s", journal_fatal(b->store.j) ?
+		    "sync failed (restart needed)" : "writes failing",
+		    strerror(-err));
+		return why;
+	}
+	if (statvfs(b->opt->data_dir, &vfs) == 0) {
+		if (vfs.f_flag & ST_RDONLY)
+			return "data directory is on a read-only file system";
+		/* a new segment could not be preallocated */
+		if ((uint64_t)vfs.f_bavail * vfs.f_frsize <
+		    b->opt->segment_size) {
+			snprintf(why, len, "disk nearly full: %llu bytes free "
+			    "in %s, less than one segment (%llu)",
+			    (unsigned long long)vfs.f_bavail * vfs.f_frsize,
+			    b->opt->data_dir,
+			    (unsigned long long)b->opt->segment_size);
+			return why;
+		}
+	}
+	return NULL;
+}
+
+/* ---- HTTP ---- */
+
+static void
+reply_text(struct evhttp_request *req, int code, const char *reason,
+    const char *text)
+{
+	struct evbuffer *body = evbuffer_new();
+
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", "text/plain; charset=utf-8");
+	if (body)
+		evbuffer_add_printf(body, "%s\n", text);
+	evhttp_send_reply(req, code, reason, body);
+	if (body)
+		evbuffer_free(body);
+}
+
+static void
+metrics_cb(struct evhttp_request *req, void *arg)
+{
+	struct broker *b = arg;
+	struct evbuffer *body = evbuffer_new();
+
+	if (!body || metrics_render(b, body) < 0) {
+		if (body)
+			evbuffer_free(body);
+		reply_text(req, 500, "Internal Server Error", "out of memory");
+		return;
+	}
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+	evhttp_send_reply(req, 200, "OK", body);
+	evbuffer_free(body);
+}
+
+static void
+healthz_cb(struct evhttp_request *req, void *arg)
+{
+	/* answering at all is the news: the loop turns */
+	reply_text(req, 200, "OK", "ok");
+}
+
+static void
+readyz_cb(struct evhttp_request *req, void *arg)
+{
+	struct broker *b = arg;
+	char why[256];
+	const char *not = metrics_not_ready(b, why, sizeof(why));
+
+	if (not)
+		reply_text(req, 503, "Service Unavailable", not);
+	else
+		reply_text(req, 200, "OK", "ready");
+}
+
+static void
+other_cb(struct evhttp_request *req, void *arg)
+{
+	reply_text(req, 404, "Not Found",
+	    "not found: try /metrics, /healthz or /readyz");
+}
+
+int
+metrics_addr_parse(const char *s, char *host, size_t hlen, int *port)
+{
+	const char *colon = strrchr(s, ':');
+	const char *h = s, *he = colon;
+	char *end;
+	long p;
+
+	if (!colon || colon == s)
+		return -EINVAL;
+	if (*s == '[') {
+		if (colon[-1] != ']')
+			return -EINVAL;
+		h = s + 1;
+		he = colon - 1;
+	}
+	if ((size_t)(he - h) >= hlen || he == h)
+		return -EINVAL;
+	memcpy(host, h, (size_t)(he - h));
+	host[he - h] = '\0';
+	errno = 0;
+	p = strtol(colon + 1, &end, 10);
+	if (errno || *end || end == colon + 1 || p < 0 || p > 65535)
+		return -EINVAL;
+	*port = (int)p;
+	return 0;
+}
+
+int
+metrics_start(struct broker *b)
+{
+	const char *addr = b->opt->metrics_listen;
+	struct evhttp_bound_socket *bs;
+	struct sockaddr_storage ss;
+	socklen_t sslen = sizeof(ss);
+	struct metrics *m;
+	char host[256];
+	int port;
+
+	if (!addr)
+		return 0;
+	if (metrics_addr_parse(addr, host, sizeof(host), &port) < 0) {
+		log_error("metrics_listen: expected ADDR:PORT (e.g. "
+		    "127.0.0.1:9470), got '%s'", addr);
+		return -EINVAL;
+	}
+	if (!(m = calloc(1, sizeof(*m))) || !(m->http = evhttp_new(b->base))) {
+		free(m);
+		log_error("metrics: out of memory");
+		return -ENOMEM;
+	}
+	b->metrics = m;
+	evhttp_set_allowed_methods(m->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+	/* a scraper that stalls mid-request must not hold a socket open */
+	evhttp_set_timeout(m->http, 10);
+	evhttp_set_max_headers_size(m->http, 8192);
+	evhttp_set_max_body_size(m->http, 0);
+	evhttp_set_cb(m->http, "/metrics", metrics_cb, b);
+	evhttp_set_cb(m->http, "/healthz", healthz_cb, b);
+	evhttp_set_cb(m->http, "/readyz", readyz_cb, b);
+	evhttp_set_gencb(m->http, other_cb, b);
+	if (!(bs = evhttp_bind_socket_with_handle(m->http, host,
+	    (ev_uint16_t)port))) {
+		int r = errno ? -errno : -EADDRINUSE;
+
+		log_error("metrics: cannot listen on %s: %s", addr,
+		    strerror(-r));
+		metrics_stop(b);
+		return r;
+	}
+	if (getsockname(evhttp_bound_socket_get_fd(bs),
+	    (struct sockaddr *)&ss, &sslen) == 0) {
+		if (ss.ss_family == AF_INET)
+			m->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+		else if (ss.ss_family == AF_INET6)
+			m->port = ntohs(
+			    ((struct sockaddr_in6 *)&ss)->sin6_port);
+	}
+	log_info("metrics: listening on http://%s%s%s:%d/metrics",
+	    strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
+	    m->port);
+	return 0;
+}
+
+void
+metrics_stop(struct broker *b)
+{
+	struct metrics *m = b->metrics;
+
+	if (!m)
+		return;
+	if (m->http)
+		evhttp_free(m->http);
+	free(m);
+	b->metrics = NULL;
+}
