@@ -56,9 +56,11 @@ struct auth {
 	struct users *users;	/* NULL: no users_file, all anonymous */
 	uint64_t gen;		/* bumped by every reload */
 	uint8_t secret[32];	/* salts of fake verifiers */
+	uint32_t fake_iter;	/* their iteration count: the users' own */
 	struct fail fails[FAIL_SLOTS];
 	uint16_t logins[FAIL_SLOTS];	/* exchanges under way, by address
 					   hash (LOGINS_PER_ADDR) */
+	uint64_t busy_logged;	/* second of the last such refusal logged */
 	struct event *hup_ev;
 	uint64_t log_sec;	/* second of the last E_DENIED lines */
 	uint32_t log_n;		/* lines logged in it */
@@ -134,6 +136,36 @@ loopback_only(const char *name)
 	return ok;
 }
 
+/* The iteration count most users have, so that an unknown name's
+ * challenge does not stand out by its count.  Files hold one or two
+ * counts: the first 8 distinct ones are tallied. */
+static uint32_t
+usual_iter(const struct users *u)
+{
+	uint32_t iter[8], n[8], k = 0, i, j, best = FY_SCRAM_ITER_DEFAULT;
+	uint32_t most = 0;
+
+	for (i = 0; i < u->n; i++) {
+		const struct users_entry *e = &u->l[i].e;
+
+		if (!e->name || !e->has_verifier)
+			continue;
+		for (j = 0; j < k && iter[j] != e->v.iter; j++)
+			;
+		if (j == k) {
+			if (k == 8)
+				continue;
+			iter[k] = e->v.iter;
+			n[k++] = 0;
+		}
+		if (++n[j] > most) {
+			most = n[j];
+			best = iter[j];
+		}
+	}
+	return best;
+}
+
 static void
 hup_cb(evutil_socket_t sig, short what, void *arg)
 {
@@ -182,6 +214,7 @@ auth_init(struct broker *b)
 		log_error("users_file: %s", err);
 		return r;
 	}
+	a->fake_iter = usual_iter(a->users);
 	log_info("users from %s; anonymous clients %s", o->users_file,
 	    users_find(a->users, USERS_ANONYMOUS) ? "get the \"anonymous\" "
 	    "entry's permissions" : "are refused");
@@ -221,6 +254,7 @@ auth_reload(struct broker *b)
 	}
 	users_free(a->users);
 	a->users = u;
+	a->fake_iter = usual_iter(u);
 	a->gen++;	/* every connection's cache is now stale */
 	log_info("users_file %s reloaded", b->opt->users_file);
 	return 0;
@@ -442,8 +476,13 @@ auth_hello(struct conn *c, const struct fy_frame *f, struct fy_str *sasl,
 		return refuse(c, f->rid, FY_E_HANDSHAKE, "unsupported "
 		    "mechanism: this broker speaks " FY_SCRAM_MECH);
 	if (count_login(c) < 0) {
-		log_warn("%s: refused: %d logins under way from this address",
-		    c->peer, LOGINS_PER_ADDR);
+		/* One line a second at most: each refusal is cheap for
+		 * whoever sends them, the log must not be. */
+		if (clock_mono_ms() / 1000 != a->busy_logged) {
+			a->busy_logged = clock_mono_ms() / 1000;
+			log_warn("%s: refused: %d logins under way from this "
+			    "address", c->peer, LOGINS_PER_ADDR);
+		}
 		return refuse(c, f->rid, FY_E_LIMIT, "too many logins under "
 		    "way from this address");
 	}
@@ -458,7 +497,7 @@ auth_hello(struct conn *c, const struct fy_frame *f, struct fy_str *sasl,
 	if (e != NULL && e->has_verifier)
 		v = e->v;
 	else if (fy_scram_verifier_fake(&v, ac->scram.user, a->secret,
-	    sizeof(a->secret), FY_SCRAM_ITER_DEFAULT) != FY_OK)
+	    sizeof(a->secret), a->fake_iter) != FY_OK)
 		return refuse(c, f->rid, FY_E_INTERNAL, "no random bytes");
 	if (fy_scram_nonce(snonce, 24) != FY_OK ||
 	    fy_scram_server_challenge(&ac->scram, &v, snonce, out) != FY_OK) {

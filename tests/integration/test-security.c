@@ -737,6 +737,52 @@ START_TEST(client_login)
 }
 END_TEST
 
+/* An unknown user's challenge looks like a real one: a 16-byte salt,
+ * the same each time for the same name, and the iteration count most
+ * users have (here, after adding three at 8192, 8192). */
+START_TEST(unknown_user_challenge_looks_real)
+{
+	static const char *const who[] = {"alice", "carol", "mallory",
+	    "mallory"};
+	static const char *const more[] = {"carol", "dave", "erin"};
+	char s1[4][FY_SCRAM_MSG_MAX], msg[FY_SCRAM_MSG_MAX];
+	struct fy_frame f;
+	int i, fd;
+
+	for (i = 0; i < 3; i++)
+		ck_assert_int_eq(cli_run(1, "pw\n", NULL, 10000, "user", "add",
+		    more[i], "--iterations", "8192", "--file", users,
+		    (char *)NULL), 0);
+	ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
+	wait_log("reloaded");
+	for (i = 0; i < 4; i++) {
+		fd = raw_connect(d.port);
+		memset(&f, 0, sizeof(f));
+		f.type = FY_T_HELLO;
+		f.hello.version = FY_PROTO_VERSION;
+		f.hello.mech = S(FY_SCRAM_MECH);
+		snprintf(msg, sizeof(msg), "n,,n=%s,r=abcdef", who[i]);
+		f.hello.sasl = S(msg);
+		raw_send_frame(fd, &f);
+		ck_assert_int_eq(raw_recv_frame(fd, &dec, &f, 5000), 1);
+		ck_assert_int_eq(f.type, FY_T_CHALLENGE);
+		/* Keep ",s=SALT,i=ITER": the nonce differs every time. */
+		snprintf(msg, sizeof(msg), "%.*s", (int)f.auth.sasl.len,
+		    f.auth.sasl.p);
+		ck_assert_ptr_nonnull(strstr(msg, ",s="));
+		snprintf(s1[i], sizeof(s1[i]), "%s", strstr(msg, ",s="));
+		close(fd);
+	}
+	for (i = 0; i < 4; i++)
+		ck_assert_uint_eq(strlen(s1[i]), 3 + 24 + 7);
+	ck_assert_str_eq(s1[0] + 27, ",i=4096");
+	ck_assert_str_eq(s1[1] + 27, ",i=8192");
+	ck_assert_str_eq(s1[2] + 27, ",i=8192");
+	ck_assert_str_eq(s1[2], s1[3]);
+	ck_assert_str_ne(s1[1], s1[2]);
+}
+END_TEST
+
 static Suite *
 security_suite(void)
 {
@@ -764,6 +810,7 @@ security_suite(void)
 	tcase_add_test(tc, inbox_own_connection);
 	tcase_add_test(tc, anonymous_entry);
 	tcase_add_test(tc, reload_valid_and_invalid);
+	tcase_add_test(tc, unknown_user_challenge_looks_real);
 	tcase_add_test(tc, startup_refused_without_auth);
 	suite_add_tcase(s, tc);
 	return s;
