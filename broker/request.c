@@ -503,6 +503,13 @@ handle_pub(struct conn *c, const struct fy_frame *f)
 		confirm_pub(c, f->rid, seq, many ? many : one, n, dups);
 	}
 	free(many);
+	/*
+	 * Deliver now that the request is handled, not at the end of the
+	 * read: an at-most-once member then settles a fire-and-forget
+	 * message while its publish is still the newest record, which the
+	 * store takes back instead of writing both (store_settle()).
+	 */
+	delivery_pump_due(b);
 }
 
 static void
