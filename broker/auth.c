@@ -33,6 +33,12 @@
 #define FAIL_FORGET_MS (10 * 60 * 1000)	/* a quiet address starts over */
 #define FAIL_DELAY_MS 1000		/* the first failure's delay */
 #define FAIL_DELAY_MAX_MS 30000
+/* SCRAM exchanges under way from one address, failed ones waiting out
+ * their delay included: more are refused at once (E_LIMIT), so that
+ * guessing in parallel cannot outrun the delay, nor one address hold
+ * every connection slot.  Counted by address hash, so two addresses may
+ * share a count: the limit is then reached sooner, never later. */
+#define LOGINS_PER_ADDR 16
 /* Permission decisions kept per connection; a client using more topics
  * than this starts over, which bounds its memory (at most about 64 KB
  * with 200-byte names, times max_connections). */
@@ -51,6 +57,8 @@ struct auth {
 	uint64_t gen;		/* bumped by every reload */
 	uint8_t secret[32];	/* salts of fake verifiers */
 	struct fail fails[FAIL_SLOTS];
+	uint16_t logins[FAIL_SLOTS];	/* exchanges under way, by address
+					   hash (LOGINS_PER_ADDR) */
 	struct event *hup_ev;
 	uint64_t log_sec;	/* second of the last E_DENIED lines */
 	uint32_t log_n;		/* lines logged in it */
@@ -85,6 +93,8 @@ struct auth_conn {
 	char final[FY_SCRAM_MSG_MAX];	/* server-final, for WELCOME */
 	struct event *delay_ev;
 	uint64_t deny_rid;
+	uint8_t counted;	/* this exchange counts in logins[slot] */
+	uint16_t slot;
 	/* Permissions: entry is users_find(user) as of gen. */
 	uint64_t gen;
 	const struct users_entry *entry;
@@ -343,6 +353,35 @@ refuse(struct conn *c, uint64_t rid, int code, const char *why)
 	return AUTH_FAILED;
 }
 
+/* A SCRAM exchange starts: count it against its address, or -EBUSY if
+ * LOGINS_PER_ADDR are under way already. */
+static int
+count_login(struct conn *c)
+{
+	struct auth *a = c->b->auth;
+	struct auth_conn *ac = c->auth;
+	char addr[48];
+	size_t n = peer_addr(c, addr, sizeof(addr));
+
+	ac->slot = (uint16_t)(hash(addr, n) % FAIL_SLOTS);
+	if (a->logins[ac->slot] >= LOGINS_PER_ADDR)
+		return -EBUSY;
+	a->logins[ac->slot]++;
+	ac->counted = 1;
+	return 0;
+}
+
+/* The exchange is over (logged in, or the connection goes). */
+static void
+uncount(struct conn *c)
+{
+	struct auth_conn *ac = c->auth;
+
+	if (ac->counted && c->b->auth != NULL)
+		c->b->auth->logins[ac->slot]--;
+	ac->counted = 0;
+}
+
 static void
 set_user(struct auth_conn *ac, const char *name, struct fy_str *user)
 {
@@ -402,6 +441,12 @@ auth_hello(struct conn *c, const struct fy_frame *f, struct fy_str *sasl,
 	    memcmp(f->hello.mech.p, mech.p, mech.len) != 0)
 		return refuse(c, f->rid, FY_E_HANDSHAKE, "unsupported "
 		    "mechanism: this broker speaks " FY_SCRAM_MECH);
+	if (count_login(c) < 0) {
+		log_warn("%s: refused: %d logins under way from this address",
+		    c->peer, LOGINS_PER_ADDR);
+		return refuse(c, f->rid, FY_E_LIMIT, "too many logins under "
+		    "way from this address");
+	}
 	if (fy_scram_server_first(&ac->scram, f->hello.sasl.p,
 	    f->hello.sasl.len) != FY_OK)
 		return refuse(c, f->rid, FY_E_HANDSHAKE, "malformed SCRAM "
@@ -449,6 +494,7 @@ auth_continue(struct conn *c, const struct fy_frame *f, struct fy_str *sasl,
 		    "client-final message, or not this session's nonce");
 	if ((fl = fail_slot(c->b->auth, c, 0)) != NULL)
 		fl->count = 0;
+	uncount(c);
 	set_user(ac, ac->scram.user, user);
 	*sasl = (struct fy_str){ac->final, (uint32_t)strlen(ac->final)};
 	log_info("%s: authenticated as \"%s\"", c->peer, ac->user);
@@ -482,6 +528,7 @@ auth_conn_free(struct conn *c)
 		return;
 	if (ac->delay_ev)
 		event_free(ac->delay_ev);
+	uncount(c);
 	cache_clear(ac);
 	free(ac->cache);
 	OPENSSL_cleanse(ac, sizeof(*ac));

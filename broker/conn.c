@@ -31,6 +31,11 @@
  * below it a memcpy is cheaper than libevent's per-reference chain. */
 #define BODY_REF_MIN 4096
 
+/* Largest frame taken before the handshake is done: a HELLO or AUTH is
+ * tiny, and a stranger who has not logged in must not make the broker
+ * hold max_frame_size bytes per connection. */
+#define HANDSHAKE_FRAME_MAX (64 * 1024)
+
 /* Write-side low watermark: paused deliveries resume below it. */
 #define OUT_LOWAT (64 * 1024)
 
@@ -531,7 +536,7 @@ void
 conn_handle_input(struct conn *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
-	uint32_t max = c->b->opt->max_frame;
+	uint32_t max;
 
 	while (!conn_is_closing(c) && !c->throttled) {
 		uint8_t hdr[FY_HDR_LEN];
@@ -542,13 +547,17 @@ conn_handle_input(struct conn *c)
 		uint8_t *p;
 		int r;
 
+		max = c->state == CONN_HANDSHAKE && HANDSHAKE_FRAME_MAX <
+		    c->b->opt->max_frame ? HANDSHAKE_FRAME_MAX :
+		    c->b->opt->max_frame;
 		r = fy_frame_need(hdr, n > 0 ? (size_t)n : 0, &need);
 		if (r == FY_AGAIN)
 			break;
 		if (r == FY_OK && need - FY_HDR_LEN > max) {
 			conn_send_err(c, 0, FY_E_TOOBIG, 0,
-			    "frame of %zu bytes is above max_frame_size (%u)",
-			    need - FY_HDR_LEN, max);
+			    "frame of %zu bytes is above %s (%u)",
+			    need - FY_HDR_LEN, c->state == CONN_HANDSHAKE ?
+			    "the handshake's limit" : "max_frame_size", max);
 			conn_close(c);
 			return;
 		}

@@ -118,6 +118,11 @@ login(const char *user, const char *pw, int *fd)
 	f.rid = 1;
 	raw_send_frame(*fd, &f);
 	ck_assert_int_eq(raw_recv_frame(*fd, &dec, &f, 5000), 1);
+	if (f.type == FY_T_ERR) {	/* refused before any challenge */
+		close(*fd);
+		*fd = -1;
+		return (int)f.err.code;
+	}
 	ck_assert_int_eq(f.type, FY_T_CHALLENGE);
 	ck_assert_uint_eq(f.rid, 1);
 	ck_assert_uint_lt(f.auth.sasl.len, sizeof(s1));
@@ -320,6 +325,14 @@ START_TEST(malformed_exchanges)
 	ck_assert_uint_eq(f.err.code, FY_E_HANDSHAKE);
 	close(fd);
 
+	/* A frame above 64 KiB before the login: refused unread. */
+	fd = raw_connect(d.port);
+	raw_send(fd, "\x00\x01\x00\x01", 4);
+	ck_assert_int_eq(raw_recv_frame(fd, &dec, &f, 5000), 1);
+	ck_assert_uint_eq(f.err.code, FY_E_TOOBIG);
+	ck_assert_int_eq(raw_recv_frame(fd, &dec, &f, 5000), 0);
+	close(fd);
+
 	/* Another mechanism. */
 	fd = raw_connect(d.port);
 	memset(&f, 0, sizeof(f));
@@ -340,6 +353,40 @@ START_TEST(malformed_exchanges)
 	raw_send_frame(fd, &f);
 	ck_assert_int_eq(raw_recv_frame(fd, &dec, &f, 5000), 1);
 	ck_assert_uint_eq(f.err.code, FY_E_HANDSHAKE);
+	close(fd);
+}
+END_TEST
+
+/* At most 16 logins under way from one address; the 17th is refused
+ * at once, and a slot frees when a login ends. */
+START_TEST(parallel_logins_bounded)
+{
+	struct fy_frame f;
+	int fds[17], i, fd;
+
+	for (i = 0; i < 17; i++) {
+		fds[i] = raw_connect(d.port);
+		memset(&f, 0, sizeof(f));
+		f.type = FY_T_HELLO;
+		f.hello.version = FY_PROTO_VERSION;
+		f.hello.mech = S(FY_SCRAM_MECH);
+		f.hello.sasl = S("n,,n=alice,r=abcdef");
+		raw_send_frame(fds[i], &f);
+		ck_assert_int_eq(raw_recv_frame(fds[i], &dec, &f, 5000), 1);
+		ck_assert_int_eq(f.type, i < 16 ? FY_T_CHALLENGE : FY_T_ERR);
+	}
+	ck_assert_uint_eq(f.err.code, FY_E_LIMIT);
+	close(fds[16]);
+	for (i = 0; i < 16; i++)
+		close(fds[i]);
+	/* The broker frees the slots once it sees the closes: a login
+	 * gets through within a bounded wait. */
+	for (i = 0; i < 100; i++) {
+		if (login("alice", "pencil", &fd) == 0)
+			break;
+		usleep(20000);
+	}
+	ck_assert_int_lt(i, 100);
 	close(fd);
 }
 END_TEST
@@ -704,6 +751,7 @@ security_suite(void)
 	tcase_add_test(tc, no_credentials_refused);
 	tcase_add_test(tc, malformed_exchanges);
 	tcase_add_test(tc, replayed_proof_refused);
+	tcase_add_test(tc, parallel_logins_bounded);
 	tcase_add_test(tc, abandoned_exchange_times_out);
 	tcase_add_test(tc, client_login);
 	suite_add_tcase(s, tc);
