@@ -30,6 +30,15 @@
 #include "service.h"
 #include "topic.h"
 
+static uint64_t
+mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 /*
  * The end of every loop turn: deliver what became deliverable, write what
  * the turn journaled, then hand each connection's output to its socket as
@@ -42,7 +51,7 @@ static void
 flush_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct broker *b = arg;
-	struct timeval start, end;
+	uint64_t start = b->st.turn_start_ns ? b->st.turn_start_ns : mono_ns();
 	struct conn *c;
 
 	do {
@@ -54,15 +63,24 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 	if (b->draining)
 		broker_drain_check(b);
 	/*
-	 * libevent caches the time when the poll returns, before it runs
-	 * the turn's callbacks, and this flush runs last (PRIO_FLUSH): the
-	 * difference is how long the turn kept clients waiting.
+	 * Reads run first in a turn (PRIO_IO) and this flush last
+	 * (PRIO_FLUSH): from the first read to here is how long the turn
+	 * kept clients waiting.  (libevent's cached time would do, but it
+	 * ticks with the 4 ms coarse clock.)
 	 */
-	if (event_base_gettimeofday_cached(b->base, &start) == 0 &&
-	    gettimeofday(&end, NULL) == 0)
-		hist_observe(&b->st.turn, &hist_turn_bounds,
-		    (double)(end.tv_sec - start.tv_sec) +
-		    (double)(end.tv_usec - start.tv_usec) / 1e6);
+	hist_observe(&b->st.turn, &hist_turn_bounds,
+	    (double)(mono_ns() - start) / 1e9);
+	b->st.turn_start_ns = 0;
+}
+
+void
+broker_turn_begin(struct broker *b)
+{
+	if (b->st.turn_start_ns)
+		return;
+	b->st.turn_start_ns = mono_ns();
+	/* a partial frame asks for no flush: this one ends the turn */
+	event_active(b->flush_ev, 0, 0);
 }
 
 static void

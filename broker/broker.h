@@ -32,7 +32,9 @@ struct broker_stats {
 	uint64_t bytes_out;	/* bytes handed to client sockets */
 	uint64_t started_ms;	/* monotonic, at broker_init() */
 	struct hist turn;	/* loop turns that ran the flush: from the
-				   end of the poll to the end of the flush */
+				   first read of the turn (else the flush's
+				   start) to the end of the flush */
+	uint64_t turn_start_ns;	/* monotonic; 0 until a read this turn */
 };
 
 struct metrics;
@@ -103,6 +105,10 @@ int broker_drain(struct broker *b);
 void broker_drain_check(struct broker *b);
 
 uint64_t broker_rand(struct broker *b);
+
+/* A client's bytes are being read: a loop turn with work began (for the
+ * turn-duration histogram, closed by the end-of-turn flush). */
+void broker_turn_begin(struct broker *b);
 
 /* Make sure the end-of-turn flush (journal commit included) runs. */
 void broker_want_commit(struct broker *b);

@@ -600,6 +600,9 @@ conn_handle_input(struct conn *c)
 static void
 read_cb(struct bufferevent *bev, void *arg)
 {
+	struct conn *c = arg;
+
+	broker_turn_begin(c->b);
 	ops->read_begin(arg);
 	conn_handle_input(arg);
 }

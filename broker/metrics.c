@@ -612,8 +612,8 @@ metrics_render(struct broker *b, struct evbuffer *evb)
 	counter(&o, "ferry_compaction_moved_bytes_total", "Body bytes "
 	    "copied forward by compaction.", b->store.moved_bytes);
 	family(&o, "ferry_loop_turn_duration_seconds", "histogram",
-	    "Loop turns that handled requests: from the end of the poll to "
-	    "the end of the flush.");
+	    "Loop turns that read from clients: from the first read to the "
+	    "end of the flush that ends the turn.");
 	histogram(&o, "ferry_loop_turn_duration_seconds", "", 0,
 	    hist_turn_bounds.le, hist_turn_bounds.n, b->st.turn.count,
 	    b->st.turn.sum);
