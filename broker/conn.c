@@ -99,6 +99,7 @@ conn_new_tls(struct broker *b, evutil_socket_t fd, const struct sockaddr *sa,
 	c->id = ++b->next_conn_id;
 	c->state = CONN_HANDSHAKE;
 	list_init(&c->subs);
+	list_init(&c->blink);
 	list_init(&c->flink);
 	list_init(&c->wlink);
 	list_init(&c->link);
@@ -266,6 +267,30 @@ conn_abort(struct conn *c)
 	if (!conn_is_closing(c))
 		bufferevent_disable(c->bev, EV_READ);
 	reap(c);
+}
+
+void
+conn_pause(struct conn *c)
+{
+	if (c->paused)
+		return;
+	c->paused = 1;
+	bufferevent_disable(c->bev, EV_READ);
+}
+
+void
+conn_resume(struct conn *c)
+{
+	if (!c->paused)
+		return;
+	c->paused = 0;
+	if (conn_is_closing(c) || c->throttled)
+		return;
+	bufferevent_enable(c->bev, EV_READ);
+	/* Frames already read raise no event: handle them from the loop,
+	 * not from inside the pump that resumed us. */
+	bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS |
+	    BEV_TRIG_DEFER_CALLBACKS);
 }
 
 size_t
@@ -538,7 +563,7 @@ conn_handle_input(struct conn *c)
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 	uint32_t max;
 
-	while (!conn_is_closing(c) && !c->throttled) {
+	while (!conn_is_closing(c) && !c->throttled && !c->paused) {
 		uint8_t hdr[FY_HDR_LEN];
 		ev_ssize_t n = evbuffer_copyout(in, hdr, sizeof(hdr));
 		struct fy_frame f;
@@ -615,7 +640,8 @@ drained(struct conn *c)
 	ops->drained(c);
 	if (c->throttled && conn_outlen(c) <= c->b->opt->max_output / 2) {
 		c->throttled = 0;
-		bufferevent_enable(c->bev, EV_READ);
+		if (!c->paused)
+			bufferevent_enable(c->bev, EV_READ);
 		/* Frames already buffered raise no read event: handle them. */
 		conn_handle_input(c);
 	}

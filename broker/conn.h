@@ -44,6 +44,7 @@
 
 struct broker;
 struct bufferevent;
+struct group;
 struct event;
 struct evbuffer;
 struct msg;
@@ -75,6 +76,7 @@ struct conn {
 	enum conn_state state;
 	uint8_t throttled;	/* output above max_output_buffer: input is
 				   not read until the client reads */
+	uint8_t paused;		/* input not read: conn_pause() */
 	uint8_t tls;		/* bev is an OpenSSL filter: every byte
 				   goes through it, none straight to the
 				   socket */
@@ -94,6 +96,9 @@ struct conn {
 	struct list subs;	/* struct sub.clink */
 	uint64_t next_sid;
 	char name[CONN_NAME_MAX];	/* client's name, or its address */
+	struct list blink;	/* group.blocked while paused for it */
+	struct group *blocked_on;	/* that group, or NULL */
+	struct event *flow_timer;	/* re-checks it; made when needed */
 	struct auth_conn *auth;	/* auth.c's: user, login, permission
 				   cache; NULL before HELLO */
 	uint32_t sym;		/* trace symbol of the name */
@@ -173,6 +178,11 @@ void conn_gate(struct conn *c, uint64_t seq);
  * the farewell at shutdown); -1 over TLS, where that would put plain
  * bytes in the encrypted stream. */
 evutil_socket_t conn_plain_fd(const struct conn *c);
+
+/* Stop reading c's input / read it again (flow control); frames already
+ * read wait in the input buffer, and TCP slows the sender. */
+void conn_pause(struct conn *c);
+void conn_resume(struct conn *c);
 
 /* Bytes queued for this client: staged, or in libevent's buffer. */
 size_t conn_outlen(const struct conn *c);

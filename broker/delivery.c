@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/event.h>
+
 #include "broker.h"
 #include "clock.h"
 #include "conn.h"
@@ -210,11 +212,122 @@ pick(struct group *g)
 	return stalled;
 }
 
+/* ---- flow control ---- */
+
+/* Consumers that took nothing for this long are not waited for: the group
+ * accumulates instead of stopping its publishers. */
+#define FLOW_STALL_MS 1000
+/* A paused publisher's group is checked again this often. */
+#define FLOW_RECHECK_MS 100
+
+static void
+flow_release(struct conn *c)
+{
+	list_del(&c->blink);
+	c->blocked_on = NULL;
+	if (c->flow_timer)
+		evtimer_del(c->flow_timer);
+	conn_resume(c);
+}
+
+/* Should publishers of g wait?  Past the high-water mark, while members
+ * are consuming. */
+static int
+flow_over(const struct group *g, uint64_t now)
+{
+	uint32_t hw = g->b->opt->flow_high_water;
+
+	return hw && g->nready >= hw && g->nmembers && !g->ephemeral &&
+	    now - g->last_delivery < FLOW_STALL_MS;
+}
+
+static int
+flow_under(const struct group *g)
+{
+	return g->nready <= g->b->opt->flow_high_water / 2;
+}
+
+static void
+flow_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	struct group *g = c->blocked_on;
+	struct timeval tv = {0, FLOW_RECHECK_MS * 1000};
+
+	if (!g)
+		return;
+	if (flow_under(g) || !flow_over(g, clock_mono_ms()))
+		flow_release(c);
+	else
+		evtimer_add(c->flow_timer, &tv);
+}
+
+void
+delivery_flow_check(struct conn *c, struct topic *t, struct group *only)
+{
+	uint32_t hw = c->b->opt->flow_high_water;
+	struct timeval tv = {0, FLOW_RECHECK_MS * 1000};
+	struct group *g = NULL;
+	struct list *pos;
+	uint64_t now;
+
+	if (!hw || c->blocked_on || conn_is_closing(c))
+		return;
+	if (only) {
+		g = only->nready >= hw ? only : NULL;
+	} else {
+		list_for_each(pos, &t->groups) {
+			struct group *x = list_entry(pos, struct group, tlink);
+
+			if (x->nready >= hw) {
+				g = x;
+				break;
+			}
+		}
+	}
+	if (!g || !flow_over(g, (now = clock_mono_ms())))
+		return;
+	if (!c->flow_timer &&
+	    !(c->flow_timer = evtimer_new(c->b->base, flow_timer_cb, c)))
+		return;		/* out of memory: just do not pause */
+	list_add_tail(&g->blocked, &c->blink);
+	c->blocked_on = g;
+	evtimer_add(c->flow_timer, &tv);
+	conn_pause(c);
+}
+
+void
+delivery_flow_forget(struct conn *c)
+{
+	if (c->blocked_on) {
+		list_del(&c->blink);
+		c->blocked_on = NULL;
+	}
+	if (c->flow_timer) {
+		event_free(c->flow_timer);
+		c->flow_timer = NULL;
+	}
+}
+
+/* g delivered: publishers it paused go on once half the backlog went. */
+static void
+flow_progress(struct group *g)
+{
+	struct conn *c;
+
+	g->last_delivery = clock_mono_ms();
+	if (list_empty(&g->blocked) || !flow_under(g))
+		return;
+	while ((c = list_first(&g->blocked, struct conn, blink)))
+		flow_release(c);
+}
+
 void
 delivery_pump(struct group *g)
 {
 	struct qent *e;
 	struct sub *s;
+	uint64_t before = g->nready;
 
 	/* Delivering can close a connection, whose release pumps again.
 	 * A draining broker hands out nothing new: it waits for acks. */
@@ -242,6 +355,8 @@ delivery_pump(struct group *g)
 		}
 	}
 	g->pumping = 0;
+	if (g->nready < before)
+		flow_progress(g);
 }
 
 void
@@ -279,6 +394,10 @@ static void
 hook_evict(struct group *g)
 {
 	struct list *pos, *tmp;
+	struct conn *c;
+
+	while ((c = list_first(&g->blocked, struct conn, blink)))
+		flow_release(c);
 
 	list_for_each_safe(pos, tmp, &g->members) {
 		struct sub *s = list_entry(pos, struct sub, glink);

@@ -44,4 +44,18 @@ void delivery_expire(struct broker *b, struct qent *e);
  * (overflow reject, or nothing waiting to push out). */
 int delivery_make_room(struct broker *b, struct group *g, uint64_t bytes);
 
+/*
+ * Flow control: c just published to t (only: to that group alone).  If a
+ * group of it whose members are consuming has flow_high_water messages
+ * ready, stop reading c until they have taken half of them (or stopped
+ * consuming for a second).  TCP then slows the publisher; nothing is
+ * refused.
+ */
+struct conn;
+struct topic;
+void delivery_flow_check(struct conn *c, struct topic *t,
+    struct group *only);
+/* c is going away: forget its pause. */
+void delivery_flow_forget(struct conn *c);
+
 #endif

@@ -57,6 +57,7 @@ group_new(struct topic *t, const char *name, size_t name_len,
 	list_init(&g->tlink);
 	list_init(&g->ready);
 	list_init(&g->members);
+	list_init(&g->blocked);
 	list_init(&g->pumplink);
 	g->rr = &g->members;
 	heap_init(&g->delayed);

@@ -77,6 +77,9 @@ struct group {
 	uint8_t pumping;	/* delivery_pump() is on the stack */
 	uint8_t deleting;	/* topic_group_delete() in progress */
 	struct list pumplink;	/* broker->pumpq while a pump is due */
+	struct list blocked;	/* struct conn.blink: publishers paused
+				   past flow_high_water (delivery.c) */
+	uint64_t last_delivery;	/* monotonic ms of a pump that delivered */
 	struct group_stats st;
 };
 

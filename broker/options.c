@@ -148,6 +148,10 @@ static const struct opt_def opt_defs[] = {
 	{ .key = "max_groups", .name = "max-groups",
 	  .type = T_UINT, F_U32(max_groups), .min = 1, .max = UINT32_MAX,
 	  .arg = "N", .help = "groups, all topics together" },
+	{ .key = "flow_high_water", .name = "flow-high-water",
+	  .type = T_UINT, F_U32(flow_high_water), .min = 0,
+	  .max = UINT32_MAX, .arg = "N",
+	  .help = "ready messages pausing publishers" },
 	{ .key = "users_file", .name = "users-file",
 	  .type = T_OPTPATH, F_PTR(users_file), .arg = "FILE",
 	  .help = "users and permissions; clients must log in" },
@@ -236,6 +240,7 @@ options_init(struct options *o)
 	o->idle_timeout_ms = 0;
 	o->max_topics = 100000;
 	o->max_groups = 100000;
+	o->flow_high_water = 10000;
 	o->tls_port = FERRY_DEFAULT_TLS_PORT;
 	o->metrics_max_groups = 10000;
 	o->drain_timeout_ms = 10000;

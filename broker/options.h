@@ -42,6 +42,7 @@ struct options {
 	uint32_t idle_timeout_ms;	/* idle_timeout: 0 = off */
 	uint32_t max_topics;		/* max_topics: 100000 */
 	uint32_t max_groups;		/* max_groups: 100000 */
+	uint32_t flow_high_water;	/* flow_high_water: 10000; 0 = off */
 	int fsync;			/* fsync: FSYNC_ALWAYS */
 	uint64_t segment_size;		/* segment_size: 64M */
 	int journal_repair;		/* repair_journal: 0 */

@@ -47,6 +47,7 @@ release_subs(struct conn *c)
 
 	while ((s = list_first(&c->subs, struct sub, clink)))
 		sub_free(s, cause);
+	delivery_flow_forget(c);
 }
 
 
@@ -510,6 +511,8 @@ handle_pub(struct conn *c, const struct fy_frame *f)
 	 * store takes back instead of writing both (store_settle()).
 	 */
 	delivery_pump_due(b);
+	/* Then, if consumers fall behind, read this publisher no further. */
+	delivery_flow_check(c, t, only);
 }
 
 static void

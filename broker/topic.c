@@ -277,7 +277,7 @@ topic_group_delete(struct group *g)
 	g->deleting = 1;
 	/* Members are told and end, through the layer above (delivery.c);
 	 * at replay there are none. */
-	if (g->nmembers)
+	if (g->nmembers || !list_empty(&g->blocked))
 		group_evict(g);
 	hooks->group_forget(t->b, g);
 	list_del(&g->tlink);
