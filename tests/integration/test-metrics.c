@@ -27,6 +27,15 @@
 #include "harness-extra.h"
 #include "harness.h"
 
+/* The scrape target is 50 ms of CPU for 10,000 groups; AddressSanitizer
+ * makes ferryd several times slower, so its builds check the order of
+ * magnitude only. */
+#if defined(__SANITIZE_ADDRESS__)
+#define RENDER_CPU_MAX 0.5
+#else
+#define RENDER_CPU_MAX 0.05
+#endif
+
 static struct ferryd d;
 static char tmpdir[64];
 
@@ -294,8 +303,8 @@ START_TEST(ten_thousand_groups)
 			best = render_cpu(body);	/* of scrape i - 1 */
 	}
 	fprintf(stderr, "10000 groups: best render %.4f s of CPU\n", best);
-	ck_assert_msg(best < 0.05, "10000 groups took %.4f s of CPU to "
-	    "render", best);
+	ck_assert_msg(best < RENDER_CPU_MAX, "10000 groups took %.4f s of "
+	    "CPU to render", best);
 	check_scrape(mport, "big.7", NULL);
 	ck_assert(!ferryd_log_has(&d, "metrics_max_groups"));
 	ck_assert_int_eq(ferryd_stop(&d), 0);
