@@ -220,11 +220,17 @@ group_evict(struct group *g)
 void
 group_mark_due(struct group *g)
 {
-	if (list_empty(&g->pumplink)) {
-		list_add_tail(&g->b->pumpq, &g->pumplink);
-		/* The end-of-turn flush runs the delivery pump. */
-		broker_want_commit(g->b);
-	}
+	struct broker *b = g->b;
+
+	if (!list_empty(&g->pumplink))
+		return;
+	/* The end-of-turn flush runs the delivery pump.  A queue that was
+	 * not empty has asked for it already (it is drained only by the
+	 * pump): a fan-out to many groups pays one event_active(), not one
+	 * a group. */
+	if (list_empty(&b->pumpq))
+		broker_want_commit(b);
+	list_add_tail(&b->pumpq, &g->pumplink);
 }
 
 void
