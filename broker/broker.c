@@ -261,6 +261,12 @@ broker_rand(struct broker *b)
 	return b->rng * 2685821657736338717ull;
 }
 
+/* The store reports the journal's progress to the held output. */
+static const struct store_hooks store_hooks = {
+	.progress = conn_journal_progress,
+	.waiting = conn_durable_waiting,
+};
+
 int
 broker_init(struct broker *b, struct event_base *base,
     const struct options *o)
@@ -282,7 +288,7 @@ broker_init(struct broker *b, struct event_base *base,
 	topic_registry_init(b);
 	request_init();
 	delivery_init();
-	store_init_hooks();
+	store_init_hooks(&store_hooks);
 	clock_gettime(CLOCK_REALTIME, &ts);
 	b->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^
 	    ((uint64_t)getpid() << 40) ^ 0x9e3779b97f4a7c15ull;

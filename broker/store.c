@@ -8,7 +8,6 @@
 
 #include "broker.h"
 #include "clock.h"
-#include "conn.h"
 #include "group.h"
 #include "journal.h"
 #include "log.h"
@@ -530,9 +529,12 @@ static const struct topic_hooks topic_hooks = {
 	.group_forget = store_group_forget,
 };
 
+static const struct store_hooks *hooks;
+
 void
-store_init_hooks(void)
+store_init_hooks(const struct store_hooks *h)
 {
+	hooks = h;
 	topic_set_hooks(&topic_hooks);
 }
 
@@ -722,7 +724,7 @@ store_settle(struct broker *b, struct qent *e)
 	 * newest record, with no other group holding it: take the publish
 	 * back instead of writing it and its ack.  A crash could not have
 	 * told the two apart: the delivery leaves only once its records are
-	 * written (conn.h), and a record that is not there holds nothing.
+	 * written (conn.c), and a record that is not there holds nothing.
 	 */
 	if (m->seq && m->seq == s->elidable && msg_ndurable(m) == 1) {
 		qent_free(e);	/* drops its reference to the record */
@@ -998,13 +1000,13 @@ store_error_fatal(const struct broker *b)
 static int
 confirms_waiting(void *arg)
 {
-	return conn_durable_waiting(arg) > 0;
+	return hooks->waiting(arg) > 0;
 }
 
 static void
 durable_cb(void *arg, uint64_t written, uint64_t synced)
 {
-	conn_journal_progress(arg);
+	hooks->progress(arg);
 }
 
 /* ---- open, replay, close ---- */

@@ -87,8 +87,19 @@ struct store {
 	uint64_t nheld;
 };
 
-/* Register what topics call back (once, before anything is applied). */
-void store_init_hooks(void);
+/*
+ * What the store tells the layer that holds output back (conn.c): the
+ * journal's written or synced point moved, and how many replies wait to
+ * be durable (under fsync=always the journal syncs at once while any
+ * do).  Registered once, at start-up (broker_init()), with what topics
+ * call back into the store.
+ */
+struct store_hooks {
+	void (*progress)(struct broker *b);
+	uint64_t (*waiting)(const struct broker *b);
+};
+
+void store_init_hooks(const struct store_hooks *h);
 
 /*
  * Open the journal in the data directory, replay it, and start serving.
