@@ -3,9 +3,13 @@
  *
  * Threads: everything runs in the loop thread except fdatasync, which a
  * single sync thread runs on request so the loop never blocks on the disk.
- * The two share only the request/result fields under mu; the sync thread
- * touches no other state.  It wakes the loop through an eventfd watched by
- * a libevent event, so the broker needs no evthread_use_pthreads().
+ * The two share only the request/result fields, handed over with atomic
+ * flags (one request at a time, so each side owns the fields in turn); the
+ * sync thread touches no other state.  No lock: a sync thread preempted
+ * while holding one (2 cores, busy neighbours) left the loop waiting in
+ * futex() for milliseconds.  Each side wakes the other through an eventfd:
+ * the loop's is watched by a libevent event, so the broker needs no
+ * evthread_use_pthreads().
  *
  * Deleting a segment and preallocating the next one are slow too (ext4
  * frees or allocates the extents of 64 MiB: tens of milliseconds for an
@@ -124,9 +128,9 @@ struct journal {
 				   an unsynced record is over (always) */
 	int dirsync_wanted;	/* segments unlinked since the last dir sync */
 
-	/* shared with the sync thread, under mu */
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
+	/* shared with the sync thread: req and done are atomic flags; the
+	   fields after each belong to the loop while it is 0 and to the sync
+	   thread while it is 1 (req), and the other way round (done) */
 	pthread_t thread;
 	int thread_started;
 	int req;		/* request posted, not yet taken */
@@ -134,8 +138,9 @@ struct journal {
 	int req_dirfd;		/* then fsync it if >= 0 */
 	int done;		/* result ready */
 	int res_err;
-	int stop;
+	int stop;		/* atomic: journal_close() */
 
+	int req_efd;		/* eventfd: loop -> sync thread (blocking) */
 	int efd;		/* eventfd: sync thread -> loop */
 	struct event *sync_ev;
 	struct event *tick_ev;	/* FSYNC_EVERYSEC only */
@@ -311,19 +316,25 @@ static void *
 sync_main(void *arg)
 {
 	struct journal *j = arg;
-	uint64_t one = 1;
+	uint64_t one = 1, v;
 	int fd, dfd, err;
 
-	pthread_mutex_lock(&j->mu);
 	for (;;) {
-		while (!j->req && !j->stop)
-			pthread_cond_wait(&j->cv, &j->mu);
-		if (!j->req)
-			break;		/* stopping, and nothing asked */
+		if (!__atomic_load_n(&j->req, __ATOMIC_ACQUIRE)) {
+			if (__atomic_load_n(&j->stop, __ATOMIC_ACQUIRE))
+				break;	/* stopping, and nothing asked */
+			/* the loop writes after setting req or stop */
+			if (read(j->req_efd, &v, sizeof(v)) < 0 &&
+			    errno != EINTR) {
+				log_error("journal: eventfd read: %s",
+				    strerror(errno));
+				break;
+			}
+			continue;
+		}
 		fd = j->req_fd;
 		dfd = j->req_dirfd;
-		j->req = 0;
-		pthread_mutex_unlock(&j->mu);
+		__atomic_store_n(&j->req, 0, __ATOMIC_RELAXED);
 
 		err = 0;
 		if (fd >= 0) {
@@ -336,17 +347,25 @@ sync_main(void *arg)
 		if (err == 0 && dfd >= 0 && fsync(dfd) < 0)
 			err = -errno;
 
-		pthread_mutex_lock(&j->mu);
 		j->res_err = err;
-		j->done = 1;
 		__atomic_fetch_add(&j->syncs, 1, __ATOMIC_RELAXED);
+		__atomic_store_n(&j->done, 1, __ATOMIC_RELEASE);
 		/* a full eventfd counter still wakes the loop: ignore EAGAIN */
 		if (write(j->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 			log_error("journal: eventfd write: %s",
 			    strerror(errno));
 	}
-	pthread_mutex_unlock(&j->mu);
 	return NULL;
+}
+
+/* Wake the sync thread: a request or a stop is posted. */
+static void
+sync_wake(struct journal *j)
+{
+	uint64_t one = 1;
+
+	if (write(j->req_efd, &one, sizeof(one)) < 0)
+		log_error("journal: eventfd write: %s", strerror(errno));
 }
 
 /* Ask the sync thread to make segs[head] (and new names) durable. */
@@ -364,12 +383,10 @@ sync_submit(struct journal *j, int barrier)
 	j->busy = 1;
 	j->req_seq = j->written_seq;
 	j->req_barrier = barrier;
-	pthread_mutex_lock(&j->mu);
-	j->req = 1;
 	j->req_fd = s->fd;
 	j->req_dirfd = dfd;
-	pthread_cond_signal(&j->cv);
-	pthread_mutex_unlock(&j->mu);
+	__atomic_store_n(&j->req, 1, __ATOMIC_RELEASE);
+	sync_wake(j);
 }
 
 static void trim(struct journal *j);
@@ -382,13 +399,11 @@ sync_harvest(struct journal *j)
 	int done, err;
 	char name[SEG_NAME_MAX];
 
-	pthread_mutex_lock(&j->mu);
-	done = j->done;
-	err = j->res_err;
-	j->done = 0;
-	pthread_mutex_unlock(&j->mu);
+	done = __atomic_load_n(&j->done, __ATOMIC_ACQUIRE);
 	if (!done)
 		return 0;
+	err = j->res_err;
+	__atomic_store_n(&j->done, 0, __ATOMIC_RELAXED);
 	j->busy = 0;
 	s = &j->segs[j->head];
 	if (err < 0) {
@@ -1240,7 +1255,8 @@ journal_open(struct journal **jp, struct event_base *base,
 	j = calloc(1, sizeof(*j));
 	if (j == NULL)
 		return -ENOMEM;
-	j->dirfd = j->lockfd = j->efd = j->lazy_fd = j->spare_fd = -1;
+	j->dirfd = j->lockfd = j->efd = j->req_efd = j->lazy_fd = -1;
+	j->spare_fd = -1;
 	j->base = base;
 	j->policy = o->fsync;
 	j->seg_size = segsz;
@@ -1251,8 +1267,6 @@ journal_open(struct journal **jp, struct event_base *base,
 	j->io.fallocate = o->io && o->io->fallocate ? o->io->fallocate :
 	    real_fallocate;
 	j->io.unlink = o->io && o->io->unlink ? o->io->unlink : real_unlink;
-	pthread_mutex_init(&j->mu, NULL);
-	pthread_cond_init(&j->cv, NULL);
 	j->dir = strdup(o->dir);
 	if (j->dir == NULL) {
 		r = -ENOMEM;
@@ -1276,7 +1290,8 @@ journal_open(struct journal **jp, struct event_base *base,
 		goto fail;
 
 	j->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (j->efd < 0) {
+	j->req_efd = eventfd(0, EFD_CLOEXEC);
+	if (j->efd < 0 || j->req_efd < 0) {
 		r = -errno;
 		seterr(err, errlen, "journal: eventfd: %s", strerror(-r));
 		goto fail;
@@ -1690,10 +1705,8 @@ journal_close(struct journal *j)
 	if (j->retry_ev)
 		event_free(j->retry_ev);
 	if (j->thread_started) {
-		pthread_mutex_lock(&j->mu);
-		j->stop = 1;
-		pthread_cond_signal(&j->cv);
-		pthread_mutex_unlock(&j->mu);
+		__atomic_store_n(&j->stop, 1, __ATOMIC_RELEASE);
+		sync_wake(j);
 		pthread_join(j->thread, NULL);
 	}
 	/* the request still out, if any, has finished by now */
@@ -1720,14 +1733,14 @@ journal_close(struct journal *j)
 	free(j->wbuf);
 	if (j->efd >= 0)
 		close(j->efd);
+	if (j->req_efd >= 0)
+		close(j->req_efd);
 	if (j->lazy_fd >= 0)
 		close(j->lazy_fd);
 	if (j->lockfd >= 0)
 		close(j->lockfd);	/* releases the flock */
 	if (j->dirfd >= 0)
 		close(j->dirfd);
-	pthread_cond_destroy(&j->cv);
-	pthread_mutex_destroy(&j->mu);
 	free(j->dir);
 	free(j);
 }
