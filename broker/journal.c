@@ -19,10 +19,22 @@
  * next segment is preallocated ahead under SPARE_NAME and renamed into
  * place when a segment starts: a rename is a quick metadata change.
  *
- * Why a full segment is synced before the next one gets records: page
+ * Why a full segment is synced before the next one gets a name: page
  * writeback may reach the disk in any order, and a crash that lost the end
  * of segment N but kept records of N+1 would leave a hole that replay could
  * only call corruption.  With the barrier, only the last segment can tear.
+ *
+ * The barrier does not hold back the next segment's records, though: a
+ * delivery waits for its record to be written, and waiting for an
+ * fdatasync at every switch was the broker's worst delivery latency
+ * (0.5-5 ms, more on a busy disk).  They are written at once into the
+ * spare, which keeps its name (SPARE_NAME, no segment) until the barrier
+ * is done, and is only then renamed into place.  A crash before the rename
+ * leaves a complete or torn segment N and a spare: replay adopts the spare
+ * if its header continues N exactly (a process crash: nothing was lost),
+ * and ignores it otherwise (N tore: no record in the spare was confirmed,
+ * since confirming one needs N's barrier and the spare's own sync after
+ * the rename).
  */
 #include "journal.h"
 
@@ -79,6 +91,9 @@ struct seg {
 				   sync is done; never closed while a sync
 				   request may use it */
 	int dirsync;		/* created; name not yet fsync'd into dir */
+	int unnamed;		/* fd is the spare, written ahead while the
+				   segment before waits for its barrier; named
+				   when it becomes the head (head_advance) */
 };
 
 struct journal {
@@ -94,8 +109,9 @@ struct journal {
 				   last is where appends go */
 	size_t nseg, segcap;
 	size_t head;		/* write head: segs[< head] are written,
-				   synced and closed; segs[> head] have no
-				   file yet; < nseg unless nseg == 0 */
+				   synced and closed; segs[head + 1] may have
+				   an unnamed file (written ahead), later ones
+				   have none; < nseg unless nseg == 0 */
 
 	uint8_t *wbuf;		/* unwritten bytes of segs[head..], in order,
 				   at wbuf[wpos, wlen) */
@@ -381,7 +397,8 @@ sync_submit(struct journal *j, int barrier)
 		j->dirsync_wanted = 0;
 	}
 	j->busy = 1;
-	j->req_seq = j->written_seq;
+	/* a barrier covers its segment only, not what was written ahead */
+	j->req_seq = barrier ? s->next_seq - 1 : j->written_seq;
 	j->req_barrier = barrier;
 	j->req_fd = s->fd;
 	j->req_dirfd = dfd;
@@ -390,6 +407,7 @@ sync_submit(struct journal *j, int barrier)
 }
 
 static void trim(struct journal *j);
+static int head_advance(struct journal *j);
 
 /* Take the sync thread's result, if any.  Returns 1 if there was one. */
 static int
@@ -418,10 +436,9 @@ sync_harvest(struct journal *j)
 	}
 	if (j->req_seq > j->synced_seq)
 		j->synced_seq = j->req_seq;
-	if (j->req_barrier) {
-		close(s->fd);
-		s->fd = -1;
-		j->head++;
+	if (j->req_barrier && (err = head_advance(j)) < 0) {
+		j->fatal = err;
+		return 1;
 	}
 	trim(j);	/* segments that waited for this sync */
 	return 1;
@@ -694,24 +711,54 @@ seg_create(struct journal *j, struct seg *s)
 	return 0;
 }
 
+/*
+ * The head segment is synced (its barrier): close it and move on to the
+ * next, naming its file if it was written ahead into the spare.  0, or the
+ * -errno of the rename: then the records written ahead have no name, and
+ * the journal must stop (journal_fatal): replay would not find them.
+ */
+static int
+head_advance(struct journal *j)
+{
+	struct seg *s = &j->segs[j->head];
+	char name[SEG_NAME_MAX];
+
+	close(s->fd);
+	s->fd = -1;
+	j->head++;
+	s = &j->segs[j->head];
+	if (!s->unnamed)
+		return 0;
+	seg_name(name, s->first_seq);
+	if (renameat(j->dirfd, SPARE_NAME, j->dirfd, name) < 0) {
+		int r = -errno;
+
+		log_error("journal: cannot rename %s/%s to %s: %s; nothing "
+		    "after seq %" PRIu64 " will be confirmed", j->dir,
+		    SPARE_NAME, name, strerror(-r), j->synced_seq);
+		return r;
+	}
+	s->unnamed = 0;
+	s->dirsync = 1;
+	spare_request(j);	/* the name is free again */
+	return 0;
+}
+
 /* ---- writing ---- */
 
 /*
- * pwrite the buffered bytes of the head segment: one call unless it comes
- * back short.  On failure the bytes that did land are zeroed again, so no
- * partial record survives; the buffer is kept for the retry.
+ * pwrite the buffered bytes of segment s, which every segment before it
+ * has no more of: one call unless it comes back short.  On failure the
+ * bytes that did land are zeroed again, so no partial record survives; the
+ * buffer is kept for the retry.
  */
 static int
-write_head(struct journal *j)
+write_seg(struct journal *j, struct seg *s)
 {
-	struct seg *s;
 	size_t n, done = 0;
 	ssize_t w;
 	int r = 0;
 
-	if (j->nseg == 0)
-		return 0;
-	s = &j->segs[j->head];
 	n = (size_t)(s->end - s->written);
 	if (n == 0)
 		return 0;
@@ -740,6 +787,35 @@ write_head(struct journal *j)
 		j->wpos = j->wlen = 0;
 	j->written_seq = s->next_seq - 1;
 	return 0;
+}
+
+/*
+ * Write the head segment, and while it waits for its barrier, the next one
+ * too, into the spare if one is ready (see the top of this file).  Without
+ * a spare the next one waits: a segment file made here must not get its
+ * name before the barrier either.
+ */
+static int
+write_head(struct journal *j)
+{
+	struct seg *s, *next;
+	int r;
+
+	if (j->nseg == 0)
+		return 0;
+	s = &j->segs[j->head];
+	if ((r = write_seg(j, s)) < 0 || j->head + 1 == j->nseg)
+		return r;
+	next = s + 1;
+	if (next->fd < 0) {
+		if (j->spare != SPARE_READY || j->closing)
+			return 0;
+		next->fd = j->spare_fd;
+		next->unnamed = 1;
+		j->spare_fd = -1;
+		j->spare = SPARE_NONE;	/* no new one until it is renamed */
+	}
+	return write_seg(j, next);
 }
 
 static void
@@ -1608,6 +1684,43 @@ out:
 	return r;
 }
 
+/*
+ * The spare may hold records written ahead of a segment switch whose
+ * rename a crash prevented (see the top of this file).  If its header
+ * continues the journal exactly, it is renamed into place and replayed as
+ * the last segment; otherwise it holds nothing that was confirmed, and
+ * spare_run() truncates it later.  0 or -errno.
+ */
+static int
+adopt_spare(struct journal *j, struct replay *rp)
+{
+	uint8_t h[SEG_HDR];
+	char name[SEG_NAME_MAX];
+	ssize_t n;
+	int fd, r;
+
+	fd = openat(j->dirfd, SPARE_NAME, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;	/* none (or unreadable: spare_run() says) */
+	n = pread(fd, h, sizeof(h), 0);
+	close(fd);
+	if (n != SEG_HDR || !header_ok(h, SEG_HDR, rp->expect))
+		return 0;
+	seg_name(name, rp->expect);
+	if (renameat(j->dirfd, SPARE_NAME, j->dirfd, name) < 0 ||
+	    fsync(j->dirfd) < 0) {
+		r = -errno;
+		seterr(rp->err, rp->errlen, "cannot rename %s/%s to %s: %s",
+		    j->dir, SPARE_NAME, name, strerror(-r));
+		return r;
+	}
+	log_warn("journal: %s/%s held records written ahead of a segment "
+	    "switch; renamed to %s", j->dir, SPARE_NAME, name);
+	if (seg_push(j, rp->expect, 0) == NULL)
+		return -ENOMEM;
+	return replay_seg(j, j->nseg - 1, rp);
+}
+
 int
 journal_replay(struct journal *j,
     int (*apply)(void *, uint64_t, uint8_t, const uint8_t *, size_t),
@@ -1627,6 +1740,8 @@ journal_replay(struct journal *j,
 	for (i = 0; i < j->nseg; i++)
 		if ((r = replay_seg(j, i, &rp)) < 0)
 			return r;
+	if (j->nseg > 0 && (r = adopt_spare(j, &rp)) < 0)
+		return r;
 	j->replaying = 0;
 	if (rp.expect > 0)
 		j->next_seq = rp.expect;
@@ -1680,12 +1795,11 @@ flush_inline(struct journal *j)
 			    j->dir, strerror(errno));
 			return;
 		}
-		j->synced_seq = j->written_seq;
+		j->synced_seq = s->next_seq - 1;
 		if (j->head + 1 == j->nseg)
 			break;
-		close(s->fd);
-		s->fd = -1;
-		j->head++;
+		if (head_advance(j) < 0)
+			return;
 	}
 	if (fsync(j->dirfd) < 0)
 		log_syswarn("journal: closing %s: fsync", j->dir);
