@@ -32,8 +32,10 @@
  * magnitude only. */
 #if defined(__SANITIZE_ADDRESS__)
 #define RENDER_CPU_MAX 0.5
+#define SLICE_MAX 0.1
 #else
 #define RENDER_CPU_MAX 0.05
+#define SLICE_MAX 0.01		/* the longest the loop is held at once */
 #endif
 
 static struct ferryd d;
@@ -259,26 +261,50 @@ START_TEST(scrape_matches_stats)
 }
 END_TEST
 
-/* The previous render's CPU seconds, from the tail of a scrape. */
+/* A broker-wide sample of the previous render, from the tail of a
+ * scrape. */
 static double
-render_cpu(const char *tail)
+tail_value(const char *tail, const char *name)
 {
-	const char *p = strstr(tail, "\nferry_metrics_render_cpu_seconds ");
+	char needle[96];
+	const char *p;
 
-	ck_assert_ptr_nonnull(p);
-	return atof(p + strlen("\nferry_metrics_render_cpu_seconds "));
+	snprintf(needle, sizeof(needle), "\n%s ", name);
+	p = strstr(tail, needle);
+	ck_assert_msg(p != NULL, "no %s in the scrape", name);
+	return atof(p + strlen(needle));
+}
+
+/* Ask for /metrics and hang up at once, while it renders. */
+static void
+scrape_and_hang_up(int port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	static const char req[] = "GET /metrics HTTP/1.0\r\n\r\n";
+	int fd;
+
+	sa.sin_port = htons((uint16_t)port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_ge(fd = socket(AF_INET, SOCK_STREAM, 0), 0);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(write(fd, req, sizeof(req) - 1),
+	    (ssize_t)sizeof(req) - 1);
+	close(fd);
 }
 
 /*
  * 10,000 groups render in under 50 ms of CPU (the best of five scrapes:
- * on a shared machine a neighbour's load slows even CPU time down), and
- * the cap leaves out what is above it.
+ * on a shared machine a neighbour's load slows even CPU time down), in
+ * slices that hold the loop under 10 ms each, the best of five again (the
+ * longest, the copy of every group's figures, takes some 3 ms); a scraper
+ * that hangs up mid-render harms nothing (ASan builds would see a use
+ * after free); the cap leaves out what is above it.
  */
 START_TEST(ten_thousand_groups)
 {
 	static char body[70000];
 	char group[32], topic[32];
-	double best = 1e9;
+	double best = 1e9, slice = 1e9;
 	struct ferry *c;
 	int mport, i;
 
@@ -299,12 +325,25 @@ START_TEST(ten_thousand_groups)
 	for (i = 0; i < 6; i++) {
 		ck_assert_int_eq(http_get(mport, "/metrics", body,
 		    sizeof(body)), 200);
-		if (i > 0 && render_cpu(body) < best)
-			best = render_cpu(body);	/* of scrape i - 1 */
+		if (i == 0)
+			continue;	/* the values are of scrape i - 1 */
+		if (tail_value(body, "ferry_metrics_render_cpu_seconds") < best)
+			best = tail_value(body,
+			    "ferry_metrics_render_cpu_seconds");
+		if (tail_value(body, "ferry_metrics_render_slice_max_seconds") <
+		    slice)
+			slice = tail_value(body,
+			    "ferry_metrics_render_slice_max_seconds");
 	}
-	fprintf(stderr, "10000 groups: best render %.4f s of CPU\n", best);
+	fprintf(stderr, "10000 groups: best render %.4f s of CPU, longest "
+	    "slice %.4f s\n", best, slice);
 	ck_assert_msg(best < RENDER_CPU_MAX, "10000 groups took %.4f s of "
 	    "CPU to render", best);
+	ck_assert_msg(slice < SLICE_MAX, "a slice of the render held the loop "
+	    "%.4f s", slice);
+	for (i = 0; i < 3; i++)
+		scrape_and_hang_up(mport);
+	ck_assert_int_eq(http_get(mport, "/healthz", body, sizeof(body)), 200);
 	check_scrape(mport, "big.7", NULL);
 	ck_assert(!ferryd_log_has(&d, "metrics_max_groups"));
 	ck_assert_int_eq(ferryd_stop(&d), 0);
