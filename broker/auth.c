@@ -61,7 +61,6 @@ struct auth {
 	uint16_t logins[FAIL_SLOTS];	/* exchanges under way, by address
 					   hash (LOGINS_PER_ADDR) */
 	uint64_t busy_logged;	/* second of the last such refusal logged */
-	struct event *hup_ev;
 	uint64_t log_sec;	/* second of the last E_DENIED lines */
 	uint32_t log_n;		/* lines logged in it */
 	uint64_t log_dropped;	/* lines not logged since */
@@ -166,17 +165,6 @@ usual_iter(const struct users *u)
 	return best;
 }
 
-static void
-hup_cb(evutil_socket_t sig, short what, void *arg)
-{
-	struct broker *b = arg;
-
-	log_info("received SIGHUP: reloading the users file and TLS "
-	    "certificate");
-	auth_reload(b);
-	tls_reload(b);
-}
-
 int
 auth_init(struct broker *b)
 {
@@ -192,10 +180,6 @@ auth_init(struct broker *b)
 		log_error("no random bytes for the login secret");
 		return -EIO;
 	}
-	/* SIGHUP reloads what there is: users, certificate, or both. */
-	a->hup_ev = evsignal_new(b->base, SIGHUP, hup_cb, b);
-	if (a->hup_ev == NULL || evsignal_add(a->hup_ev, NULL) < 0)
-		return -ENOMEM;
 	if (o->users_file == NULL) {
 		if (!o->allow_anonymous && !loopback_only(o->listen)) {
 			log_error("refusing to listen on %s without "
@@ -228,8 +212,6 @@ auth_fini(struct broker *b)
 
 	if (a == NULL)
 		return;
-	if (a->hup_ev)
-		event_free(a->hup_ev);
 	users_free(a->users);
 	OPENSSL_cleanse(a, sizeof(*a));
 	free(a);
@@ -244,7 +226,7 @@ auth_reload(struct broker *b)
 	char err[512];
 	int r;
 
-	if (b->opt->users_file == NULL)
+	if (b->opt->users_file == NULL || a == NULL)
 		return 0;
 	r = users_load(b->opt->users_file, &u, err, sizeof(err));
 	if (r < 0) {

@@ -37,7 +37,7 @@ struct broker;
 struct conn;
 struct auth_conn;
 
-/* Load users_file, check the listener policy, catch SIGHUP.  0 or -errno
+/* Load users_file and check the listener policy.  0 or -errno
  * (the reason logged in one line). */
 int auth_init(struct broker *b);
 void auth_fini(struct broker *b);
