@@ -61,6 +61,7 @@ struct auth {
 	uint16_t logins[FAIL_SLOTS];	/* exchanges under way, by address
 					   hash (LOGINS_PER_ADDR) */
 	uint64_t busy_logged;	/* second of the last such refusal logged */
+	struct auth_stats st;
 	uint64_t log_sec;	/* second of the last E_DENIED lines */
 	uint32_t log_n;		/* lines logged in it */
 	uint64_t log_dropped;	/* lines not logged since */
@@ -163,6 +164,42 @@ usual_iter(const struct users *u)
 		}
 	}
 	return best;
+}
+
+const char *const auth_fail_cause[AUTH_FAIL_NCAUSES] = {
+	[AUTH_FAIL_CREDENTIALS] = "bad_credentials",
+	[AUTH_FAIL_ANONYMOUS] = "no_credentials",
+	[AUTH_FAIL_NO_USERS] = "no_users_file",
+	[AUTH_FAIL_MECHANISM] = "unsupported_mechanism",
+	[AUTH_FAIL_BUSY] = "too_many_logins",
+	[AUTH_FAIL_MALFORMED] = "malformed",
+};
+
+/* "other" for an unsupported one: a client's string is no label value. */
+const char *const auth_fail_mech[AUTH_FAIL_NCAUSES] = {
+	[AUTH_FAIL_CREDENTIALS] = FY_SCRAM_MECH,
+	[AUTH_FAIL_ANONYMOUS] = "none",
+	[AUTH_FAIL_NO_USERS] = FY_SCRAM_MECH,
+	[AUTH_FAIL_MECHANISM] = "other",
+	[AUTH_FAIL_BUSY] = FY_SCRAM_MECH,
+	[AUTH_FAIL_MALFORMED] = FY_SCRAM_MECH,
+};
+
+void
+auth_get_stats(const struct broker *b, struct auth_stats *st)
+{
+	if (b->auth)
+		*st = b->auth->st;
+	else
+		memset(st, 0, sizeof(*st));
+}
+
+/* Count a refused login (a has no auth_init() in hand-built brokers). */
+static void
+count_fail(struct conn *c, enum auth_fail why)
+{
+	if (c->b->auth)
+		c->b->auth->st.failures[why]++;
 }
 
 int
@@ -318,6 +355,7 @@ fail_later(struct conn *c, uint64_t rid)
 	log_warn("%s: authentication failed for user \"%s\" (failure %u "
 	    "from this address; answering in %llu ms)", c->peer,
 	    ac->scram.user, f->count, (unsigned long long)ms);
+	count_fail(c, AUTH_FAIL_CREDENTIALS);
 	ac->state = AC_FAILING;
 	ac->deny_rid = rid;
 	ac->delay_ev = evtimer_new(c->b->base, delay_cb, c);
@@ -447,17 +485,23 @@ auth_hello(struct conn *c, const struct fy_frame *f, struct fy_str *sasl,
 		}
 		log_info("%s: refused: no credentials, and the users file "
 		    "has no \"anonymous\" entry", c->peer);
+		count_fail(c, AUTH_FAIL_ANONYMOUS);
 		return refuse(c, f->rid, FY_E_DENIED, "authentication "
 		    "required: this broker has no anonymous access");
 	}
-	if (a == NULL || a->users == NULL)
+	if (a == NULL || a->users == NULL) {
+		count_fail(c, AUTH_FAIL_NO_USERS);
 		return refuse(c, f->rid, FY_E_DENIED, "this broker has no "
 		    "users (no users_file): connect without credentials");
+	}
 	if (f->hello.mech.len != mech.len ||
-	    memcmp(f->hello.mech.p, mech.p, mech.len) != 0)
+	    memcmp(f->hello.mech.p, mech.p, mech.len) != 0) {
+		count_fail(c, AUTH_FAIL_MECHANISM);
 		return refuse(c, f->rid, FY_E_HANDSHAKE, "unsupported "
 		    "mechanism: this broker speaks " FY_SCRAM_MECH);
+	}
 	if (count_login(c) < 0) {
+		count_fail(c, AUTH_FAIL_BUSY);
 		/* One line a second at most: each refusal is cheap for
 		 * whoever sends them, the log must not be. */
 		if (clock_mono_ms() / 1000 != a->busy_logged) {
@@ -469,9 +513,11 @@ auth_hello(struct conn *c, const struct fy_frame *f, struct fy_str *sasl,
 		    "way from this address");
 	}
 	if (fy_scram_server_first(&ac->scram, f->hello.sasl.p,
-	    f->hello.sasl.len) != FY_OK)
+	    f->hello.sasl.len) != FY_OK) {
+		count_fail(c, AUTH_FAIL_MALFORMED);
 		return refuse(c, f->rid, FY_E_HANDSHAKE, "malformed SCRAM "
 		    "client-first message");
+	}
 	/* A user without a verifier (certificate-only, or the anonymous
 	 * entry) or without an entry gets a fake one: same work, same
 	 * answer, so names cannot be probed. */
@@ -503,16 +549,20 @@ auth_continue(struct conn *c, const struct fy_frame *f, struct fy_str *sasl,
 
 	*sasl = (struct fy_str){NULL, 0};
 	*user = (struct fy_str){NULL, 0};
-	if (ac == NULL || ac->state != AC_CHALLENGED)
+	if (ac == NULL || ac->state != AC_CHALLENGED) {
+		count_fail(c, AUTH_FAIL_MALFORMED);
 		return refuse(c, f->rid, FY_E_HANDSHAKE, "AUTH without a "
 		    "SCRAM exchange in progress");
+	}
 	r = fy_scram_server_final(&ac->scram, f->auth.sasl.p,
 	    f->auth.sasl.len, ac->final);
 	if (r == FY_EAUTH)
 		return fail_later(c, f->rid);
-	if (r != FY_OK)
+	if (r != FY_OK) {
+		count_fail(c, AUTH_FAIL_MALFORMED);
 		return refuse(c, f->rid, FY_E_HANDSHAKE, "malformed SCRAM "
 		    "client-final message, or not this session's nonce");
+	}
 	if ((fl = fail_slot(c->b->auth, c, 0)) != NULL)
 		fl->count = 0;
 	uncount(c);
@@ -625,6 +675,7 @@ log_denied(struct conn *c, enum auth_op op, struct fy_str topic)
 	static const char *const what[] = {"publish to", "subscribe to",
 	    "do an admin operation on"};
 
+	a->st.denied++;
 	if (sec != a->log_sec) {
 		if (a->log_dropped)
 			log_warn("%llu more E_DENIED not logged",

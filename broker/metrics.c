@@ -32,6 +32,7 @@
 #include <event2/keyvalq_struct.h>
 #include <netinet/in.h>
 
+#include "auth.h"
 #include "broker.h"
 #include "clock.h"
 #include "config.h"
@@ -646,6 +647,8 @@ static void
 render_head(struct out *o, struct broker *b, uint64_t pending)
 {
 	struct journal_stats js;
+	struct auth_stats as;
+	int i;
 
 	family(o, "ferry_build_info", "gauge", "Version of ferryd.");
 	out_str(o, "ferry_build_info{version=\"" FERRY_VERSION "\"} 1\n");
@@ -699,6 +702,20 @@ render_head(struct out *o, struct broker *b, uint64_t pending)
 		    journal_sync_le, JOURNAL_SYNC_BUCKETS, js.sync_hist,
 		    js.sync_seconds);
 	}
+	auth_get_stats(b, &as);
+	family(o, "ferry_auth_failures_total", "counter", "Logins refused, "
+	    "by cause and by the mechanism the client tried.");
+	for (i = 0; i < AUTH_FAIL_NCAUSES; i++) {
+		out_str(o, "ferry_auth_failures_total{cause=\"");
+		out_str(o, auth_fail_cause[i]);
+		out_str(o, "\",mechanism=\"");
+		out_str(o, auth_fail_mech[i]);
+		out_str(o, "\"} ");
+		out_u64(o, as.failures[i]);
+		out_mem(o, "\n", 1);
+	}
+	counter(o, "ferry_auth_denied_total", "Operations refused E_DENIED "
+	    "by a user's permissions.", as.denied);
 	counter(o, "ferry_compaction_runs_total", "Compaction passes that "
 	    "copied live messages forward.", b->store.compactions);
 	counter(o, "ferry_compaction_moved_messages_total", "Messages "

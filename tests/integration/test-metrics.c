@@ -360,6 +360,75 @@ START_TEST(ten_thousand_groups)
 }
 END_TEST
 
+/* The value of the sample line that starts with prefix, or -1. */
+static double
+sample_of(const char *text, const char *prefix)
+{
+	const char *p = text;
+	size_t n = strlen(prefix);
+
+	while ((p = strstr(p, prefix)) != NULL) {
+		if ((p == text || p[-1] == '\n') && p[n] == ' ')
+			return atof(p + n + 1);
+		p += n;
+	}
+	return -1;
+}
+
+/*
+ * Refused logins are counted by cause and mechanism where auth.c refuses
+ * them, and operations a user may not do as denied: a wrong password, no
+ * credentials without an "anonymous" entry, a publish outside the user's
+ * patterns, through the CLI against a real ferryd.
+ */
+START_TEST(auth_failures_counted)
+{
+	static char body[1 << 16];
+	char users[128], good[128], bad[128], *out = NULL;
+	FILE *f;
+	int mport;
+
+	snprintf(users, sizeof(users), "%s/users", tmpdir);
+	snprintf(good, sizeof(good), "%s/good.pw", tmpdir);
+	snprintf(bad, sizeof(bad), "%s/bad.pw", tmpdir);
+	ck_assert_int_eq(cli_run(1, "hunter2\n", NULL, 10000, "user", "add",
+	    "bob", "--file", users, "--publish", "orders.>", "--subscribe",
+	    "orders.>", (char *)NULL), 0);
+	ck_assert_ptr_nonnull(f = fopen(good, "w"));
+	fputs("hunter2\n", f);
+	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_ptr_nonnull(f = fopen(bad, "w"));
+	fputs("hunter3\n", f);
+	ck_assert_int_eq(fclose(f), 0);
+	ferryd_start(&d, "--metrics-listen", "127.0.0.1:0", "--users-file",
+	    users, NULL);
+	mport = metrics_port(&d, 1);
+
+	ck_assert_int_ne(cli_run(d.port, NULL, &out, 15000, "--user", "bob",
+	    "--password-file", bad, "ping", (char *)NULL), 0);
+	free(out);
+	out = NULL;
+	ck_assert_int_ne(cli_run(d.port, NULL, &out, 15000, "ping",
+	    (char *)NULL), 0);
+	free(out);
+	out = NULL;
+	ck_assert_int_ne(cli_run(d.port, NULL, &out, 15000, "--user", "bob",
+	    "--password-file", good, "pub", "billing.paid", "x",
+	    (char *)NULL), 0);
+	free(out);
+	out = NULL;
+
+	ck_assert_int_eq(http_get(mport, "/metrics", body, sizeof(body)), 200);
+	ck_assert_double_eq(sample_of(body, "ferry_auth_failures_total{cause="
+	    "\"bad_credentials\",mechanism=\"SCRAM-SHA-256\"}"), 1);
+	ck_assert_double_eq(sample_of(body, "ferry_auth_failures_total{cause="
+	    "\"no_credentials\",mechanism=\"none\"}"), 1);
+	ck_assert_double_eq(sample_of(body, "ferry_auth_failures_total{cause="
+	    "\"malformed\",mechanism=\"SCRAM-SHA-256\"}"), 0);
+	ck_assert_double_eq(sample_of(body, "ferry_auth_denied_total"), 1);
+}
+END_TEST
+
 /*
  * A full disk makes /readyz answer 503 with the journal's error, while
  * /healthz stays 200 (the loop is fine); with room again it is ready
@@ -501,6 +570,7 @@ metrics_suite(void)
 	tcase_add_test(t, scrape_matches_stats);
 	tcase_add_test(t, ten_thousand_groups);
 	tcase_add_test(t, readyz_full_disk);
+	tcase_add_test(t, auth_failures_counted);
 	suite_add_tcase(s, t);
 	t = tcase_create("cli");
 	tcase_add_checked_fixture(t, setup, teardown);
