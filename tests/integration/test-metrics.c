@@ -360,6 +360,12 @@ START_TEST(ten_thousand_groups)
 }
 END_TEST
 
+static int
+starts_with(const char *s, const char *prefix)
+{
+	return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
 /* The value of the sample line that starts with prefix, or -1. */
 static double
 sample_of(const char *text, const char *prefix)
@@ -520,6 +526,27 @@ START_TEST(stats_and_top)
 	    " 3 connections, 1 topics, 1 groups") && strstr(out,
 	    "messages: 5 ready, 0 delayed, 0 in flight, 5 bytes held; 5 "
 	    "published"), "stats said: %s", out);
+	free(out);
+	out = NULL;
+
+	/* --json: the same broker row, first, then the group rows */
+	st = cli_run(d.port, NULL, &out, 15000, "stats", "--json", NULL);
+	ck_assert_int_eq(st, 0);
+	ck_assert_msg(starts_with(out, "[\n{\"broker\":true,\"uptime_ms\":") &&
+	    strstr(out, ",\"connections\":3,\"topics\":1,"
+	    "\"groups\":1,") && strstr(out, ",\"ready\":5,\"delayed\":0,"
+	    "\"inflight\":0,\"bytes\":5,\"published\":5,") &&
+	    strstr(out, "\n{\"broker\":false,\"topic\":\"t.top\","
+	    "\"group\":\"crunch\",\"ready\":5,"), "stats --json said: %s",
+	    out);
+	free(out);
+	out = NULL;
+	/* with a topic, group rows only, as before */
+	st = cli_run(d.port, NULL, &out, 15000, "stats", "t.top", "--json",
+	    NULL);
+	ck_assert_int_eq(st, 0);
+	ck_assert_msg(starts_with(out, "[\n{\"broker\":false,\"topic\":") &&
+	    !strstr(out, "\"broker\":true"), "stats t.top --json said: %s", out);
 	free(out);
 	out = NULL;
 
