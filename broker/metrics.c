@@ -58,11 +58,11 @@ struct metrics {
 	double render_cpu_s;	/* of it, on the CPU (the rest: other
 				   processes had it) */
 	double render_slice_s;	/* its longest slice */
-	struct scrape *scrapes;
+	struct scrape *scrapes;	/* being rendered */
 	struct gsnap *gs_kept;	/* a finished scrape's array, for the next:
 				   its first touch of megabytes of fresh
 				   pages doubled the snapshot's time */
-	size_t gs_kept_n;	/* its length, in groups */	/* being rendered */
+	size_t gs_kept_n;	/* its length, in groups */
 };
 
 /* ---- a growing text buffer ---- */
