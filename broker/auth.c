@@ -352,7 +352,8 @@ fail_later(struct conn *c, uint64_t rid)
 		ms *= 2;
 	if (ms > FAIL_DELAY_MAX_MS)
 		ms = FAIL_DELAY_MAX_MS;
-	log_warn("%s: authentication failed for user \"%s\" (failure %u "
+	log_warn_kv(log_kv(NULL, NULL, c->peer), "%s: authentication failed "
+	    "for user \"%s\" (failure %u "
 	    "from this address; answering in %llu ms)", c->peer,
 	    ac->scram.user, f->count, (unsigned long long)ms);
 	count_fail(c, AUTH_FAIL_CREDENTIALS);
@@ -475,7 +476,8 @@ auth_hello(struct conn *c, const struct fy_frame *f, struct fy_str *sasl,
 		 * name is a user logs in as that user (mutual TLS). */
 		if (tls_peer_names(c, cert_user, &cu)) {
 			set_user(ac, cu.name, user);
-			log_info("%s: authenticated as \"%s\" by its TLS "
+			log_info_kv(log_kv(NULL, NULL, c->peer), "%s: "
+			    "authenticated as \"%s\" by its TLS "
 			    "client certificate", c->peer, ac->user);
 			return AUTH_DONE;
 		}
@@ -483,7 +485,8 @@ auth_hello(struct conn *c, const struct fy_frame *f, struct fy_str *sasl,
 			set_user(ac, USERS_ANONYMOUS, user);
 			return AUTH_DONE;
 		}
-		log_info("%s: refused: no credentials, and the users file "
+		log_info_kv(log_kv(NULL, NULL, c->peer), "%s: refused: no "
+		    "credentials, and the users file "
 		    "has no \"anonymous\" entry", c->peer);
 		count_fail(c, AUTH_FAIL_ANONYMOUS);
 		return refuse(c, f->rid, FY_E_DENIED, "authentication "
@@ -506,7 +509,8 @@ auth_hello(struct conn *c, const struct fy_frame *f, struct fy_str *sasl,
 		 * whoever sends them, the log must not be. */
 		if (clock_mono_ms() / 1000 != a->busy_logged) {
 			a->busy_logged = clock_mono_ms() / 1000;
-			log_warn("%s: refused: %d logins under way from this "
+			log_warn_kv(log_kv(NULL, NULL, c->peer), "%s: refused: "
+			    "%d logins under way from this "
 			    "address", c->peer, LOGINS_PER_ADDR);
 		}
 		return refuse(c, f->rid, FY_E_LIMIT, "too many logins under "
@@ -568,7 +572,8 @@ auth_continue(struct conn *c, const struct fy_frame *f, struct fy_str *sasl,
 	uncount(c);
 	set_user(ac, ac->scram.user, user);
 	*sasl = (struct fy_str){ac->final, (uint32_t)strlen(ac->final)};
-	log_info("%s: authenticated as \"%s\"", c->peer, ac->user);
+	log_info_kv(log_kv(NULL, NULL, c->peer), "%s: authenticated as \"%s\"",
+	    c->peer, ac->user);
 	return AUTH_DONE;
 }
 
@@ -674,6 +679,7 @@ log_denied(struct conn *c, enum auth_op op, struct fy_str topic)
 	uint64_t sec = clock_mono_ms() / 1000;
 	static const char *const what[] = {"publish to", "subscribe to",
 	    "do an admin operation on"};
+	char name[FY_NAME_DLQ_MAX + 1];
 
 	a->st.denied++;
 	if (sec != a->log_sec) {
@@ -688,9 +694,10 @@ log_denied(struct conn *c, enum auth_op op, struct fy_str topic)
 		a->log_dropped++;
 		return;
 	}
-	log_warn("%s: E_DENIED: user \"%s\" may not %s \"%.*s\"", c->peer,
-	    c->auth->user, what[op], (int)topic.len,
+	snprintf(name, sizeof(name), "%.*s", (int)topic.len,
 	    topic.p ? topic.p : "");
+	log_warn_kv(log_kv(name, NULL, c->peer), "%s: E_DENIED: user \"%s\" "
+	    "may not %s \"%s\"", c->peer, c->auth->user, what[op], name);
 }
 
 static int

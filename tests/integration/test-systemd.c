@@ -271,18 +271,18 @@ log_count(const char *needle)
 	return n;
 }
 
-/* `ferry user add NAME --file users`, then any flags; exit status. */
+/* `ferry user add NAME --file users` with password pw; exit status. */
 static int
-user_add(const char *users, const char *name, const char *pw,
-    const char *flag)
+user_add(const char *users, const char *name, const char *pw)
 {
 	return cli_run(1, pw, NULL, 10000, "user", "add", name, "--file",
-	    users, flag, (char *)NULL);
+	    users, (char *)NULL);
 }
 
 /*
  * SIGHUP takes log_level from the config file again: debug lines appear
- * without a restart, and go again.  The lines are logfmt.  One handler
+ * without a restart, and go again.  The lines are logfmt, with topic=,
+ * group= and peer= fields where they concern one.  One handler
  * reloads everything: the same signal reloads users_file (a new user can
  * log in), with one "received SIGHUP" line.
  */
@@ -302,8 +302,9 @@ START_TEST(sighup_log_level)
 	ck_assert_ptr_nonnull(fp = fopen(pwf, "w"));
 	fputs("s3cret\n", fp);
 	ck_assert_int_eq(fclose(fp), 0);
-	ck_assert_int_eq(user_add(users, "anonymous", NULL, "--no-password"),
-	    0);
+	ck_assert_int_eq(cli_run(1, NULL, NULL, 10000, "user", "add",
+	    "anonymous", "--file", users, "--no-password", "--publish", ">",
+	    "--subscribe", ">", (char *)NULL), 0);
 	d.args[d.nargs++] = "--config";
 	d.args[d.nargs++] = conf;
 	d.args[d.nargs++] = "--users-file";
@@ -313,7 +314,7 @@ START_TEST(sighup_log_level)
 	    "--password-file", pwf, "ping", (char *)NULL), 0);
 	free(out);
 	out = NULL;
-	ck_assert_int_eq(user_add(users, "carol", "s3cret\n", NULL), 0);
+	ck_assert_int_eq(user_add(users, "carol", "s3cret\n"), 0);
 	ferry_close(fc_connect(d.port, "quiet"));
 	ck_assert(ferryd_log_has(&d, " level=info msg=\"ferryd "));
 	ck_assert(!ferryd_log_has(&d, "level=debug"));
@@ -334,8 +335,16 @@ START_TEST(sighup_log_level)
 	f = fc_connect(d.port, "chatty");
 	ck_assert_int_eq(ferry_ping(f), 0);
 	ferry_close(f);
-	ck_assert(log_waits_for("level=debug msg=\"chatty: disconnected\"",
-	    5000));
+	ck_assert(log_waits_for("level=debug msg=\"chatty: disconnected\" "
+	    "peer=127.0.0.1:", 5000));
+	/* lines about a topic, group or peer carry them as fields */
+	f = fc_connect(d.port, "fields");
+	fc_sub(f, "kv.t", "kv-g", 1, 0, 0);
+	ck_assert(log_waits_for("msg=\"group kv.t/kv-g created\" topic=kv.t "
+	    "group=kv-g", 5000));
+	ck_assert(log_waits_for("subscribed to kv.t/kv-g as sid 1\" "
+	    "topic=kv.t group=kv-g peer=127.0.0.1:", 5000));
+	ferry_close(f);
 
 	ck_assert_ptr_nonnull(fp = fopen(conf, "w"));
 	fputs("log_level = info\n", fp);
