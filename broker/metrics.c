@@ -57,7 +57,7 @@ struct metrics {
 	double render_s;	/* loop time the last /metrics took */
 	double render_cpu_s;	/* of it, on the CPU (the rest: other
 				   processes had it) */
-	double render_slice_s;	/* its longest slice */
+	double render_slice_cpu_s;	/* CPU time of its longest slice */
 	struct scrape *scrapes;	/* being rendered */
 	struct gsnap *gs_kept;	/* a finished scrape's array, for the next:
 				   its first touch of megabytes of fresh
@@ -448,7 +448,8 @@ struct scrape {
 	size_t nt, ng, omitted;
 	int stage;
 	size_t i;			/* next item of stage */
-	double wall_s, cpu_s, slice_max_s;	/* loop time spent on it */
+	double wall_s, cpu_s;		/* loop time spent on it */
+	double slice_cpu_s;		/* of its longest slice, on the CPU */
 	struct scrape *next;		/* in metrics.scrapes */
 };
 
@@ -595,11 +596,12 @@ render_tail(struct scrape *sc)
 	family(o, "ferry_metrics_render_cpu_seconds", "gauge",
 	    "CPU time of the previous scrape's rendering.");
 	sample_dbl(o, "ferry_metrics_render_cpu_seconds", m->render_cpu_s);
-	family(o, "ferry_metrics_render_slice_max_seconds", "gauge",
-	    "The longest the previous scrape held the loop at once (it "
-	    "renders in slices of some thousand lines, one per loop turn).");
-	sample_dbl(o, "ferry_metrics_render_slice_max_seconds",
-	    m->render_slice_s);
+	family(o, "ferry_metrics_render_slice_max_cpu_seconds", "gauge",
+	    "CPU time of the previous scrape's longest slice: the longest it "
+	    "kept the loop busy at once (it renders some thousand lines per "
+	    "loop turn).");
+	sample_dbl(o, "ferry_metrics_render_slice_max_cpu_seconds",
+	    m->render_slice_cpu_s);
 }
 
 /* Render up to about lines lines.  1 when the text is complete. */
@@ -833,7 +835,7 @@ scrape_slice(struct broker *b, struct scrape *sc, int *done)
 {
 	struct metrics *m = b->metrics;
 	struct timespec t0, t1, c0, c1;
-	double wall;
+	double cpu;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
@@ -853,15 +855,15 @@ scrape_slice(struct broker *b, struct scrape *sc, int *done)
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
-	wall = ts_diff(&t0, &t1);
-	sc->wall_s += wall;
-	sc->cpu_s += ts_diff(&c0, &c1);
-	if (wall > sc->slice_max_s)
-		sc->slice_max_s = wall;
+	cpu = ts_diff(&c0, &c1);
+	sc->wall_s += ts_diff(&t0, &t1);
+	sc->cpu_s += cpu;
+	if (cpu > sc->slice_cpu_s)
+		sc->slice_cpu_s = cpu;
 	if (*done && m) {
 		m->render_s = sc->wall_s;
 		m->render_cpu_s = sc->cpu_s;
-		m->render_slice_s = sc->slice_max_s;
+		m->render_slice_cpu_s = sc->slice_cpu_s;
 	}
 	return sc;
 }
