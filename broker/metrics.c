@@ -675,6 +675,9 @@ render_head(struct out *o, struct broker *b, uint64_t pending)
 	    "Body bytes of the messages all groups hold.", pending);
 	gauge(o, "ferry_resident_memory_bytes",
 	    "Resident set size of ferryd.", rss_bytes());
+	counter(o, "ferry_memory_trims_total", "Times freed heap was given "
+	    "back to the system (malloc_trim), each after 16 MiB or more were "
+	    "freed.", b->store.trims);
 
 	if (b->store.j) {
 		journal_get_stats(b->store.j, &js);
