@@ -61,7 +61,7 @@ struct auth {
 	uint16_t logins[FAIL_SLOTS];	/* exchanges under way, by address
 					   hash (LOGINS_PER_ADDR) */
 	uint64_t busy_logged;	/* second of the last such refusal logged */
-	struct event *hup_ev;
+	struct auth_stats st;
 	uint64_t log_sec;	/* second of the last E_DENIED lines */
 	uint32_t log_n;		/* lines logged in it */
 	uint64_t log_dropped;	/* lines not logged since */
@@ -166,15 +166,40 @@ usual_iter(const struct users *u)
 	return best;
 }
 
-static void
-hup_cb(evutil_socket_t sig, short what, void *arg)
-{
-	struct broker *b = arg;
+const char *const auth_fail_cause[AUTH_FAIL_NCAUSES] = {
+	[AUTH_FAIL_CREDENTIALS] = "bad_credentials",
+	[AUTH_FAIL_ANONYMOUS] = "no_credentials",
+	[AUTH_FAIL_NO_USERS] = "no_users_file",
+	[AUTH_FAIL_MECHANISM] = "unsupported_mechanism",
+	[AUTH_FAIL_BUSY] = "too_many_logins",
+	[AUTH_FAIL_MALFORMED] = "malformed",
+};
 
-	log_info("received SIGHUP: reloading the users file and TLS "
-	    "certificate");
-	auth_reload(b);
-	tls_reload(b);
+/* "other" for an unsupported one: a client's string is no label value. */
+const char *const auth_fail_mech[AUTH_FAIL_NCAUSES] = {
+	[AUTH_FAIL_CREDENTIALS] = FY_SCRAM_MECH,
+	[AUTH_FAIL_ANONYMOUS] = "none",
+	[AUTH_FAIL_NO_USERS] = FY_SCRAM_MECH,
+	[AUTH_FAIL_MECHANISM] = "other",
+	[AUTH_FAIL_BUSY] = FY_SCRAM_MECH,
+	[AUTH_FAIL_MALFORMED] = FY_SCRAM_MECH,
+};
+
+void
+auth_get_stats(const struct broker *b, struct auth_stats *st)
+{
+	if (b->auth)
+		*st = b->auth->st;
+	else
+		memset(st, 0, sizeof(*st));
+}
+
+/* Count a refused login (a has no auth_init() in hand-built brokers). */
+static void
+count_fail(struct conn *c, enum auth_fail why)
+{
+	if (c->b->auth)
+		c->b->auth->st.failures[why]++;
 }
 
 int
@@ -192,10 +217,6 @@ auth_init(struct broker *b)
 		log_error("no random bytes for the login secret");
 		return -EIO;
 	}
-	/* SIGHUP reloads what there is: users, certificate, or both. */
-	a->hup_ev = evsignal_new(b->base, SIGHUP, hup_cb, b);
-	if (a->hup_ev == NULL || evsignal_add(a->hup_ev, NULL) < 0)
-		return -ENOMEM;
 	if (o->users_file == NULL) {
 		if (!o->allow_anonymous && !loopback_only(o->listen)) {
 			log_error("refusing to listen on %s without "
@@ -228,8 +249,6 @@ auth_fini(struct broker *b)
 
 	if (a == NULL)
 		return;
-	if (a->hup_ev)
-		event_free(a->hup_ev);
 	users_free(a->users);
 	OPENSSL_cleanse(a, sizeof(*a));
 	free(a);
@@ -244,7 +263,7 @@ auth_reload(struct broker *b)
 	char err[512];
 	int r;
 
-	if (b->opt->users_file == NULL)
+	if (b->opt->users_file == NULL || a == NULL)
 		return 0;
 	r = users_load(b->opt->users_file, &u, err, sizeof(err));
 	if (r < 0) {
@@ -333,9 +352,11 @@ fail_later(struct conn *c, uint64_t rid)
 		ms *= 2;
 	if (ms > FAIL_DELAY_MAX_MS)
 		ms = FAIL_DELAY_MAX_MS;
-	log_warn("%s: authentication failed for user \"%s\" (failure %u "
+	log_warn_kv(log_kv(NULL, NULL, c->peer), "%s: authentication failed "
+	    "for user \"%s\" (failure %u "
 	    "from this address; answering in %llu ms)", c->peer,
 	    ac->scram.user, f->count, (unsigned long long)ms);
+	count_fail(c, AUTH_FAIL_CREDENTIALS);
 	ac->state = AC_FAILING;
 	ac->deny_rid = rid;
 	ac->delay_ev = evtimer_new(c->b->base, delay_cb, c);
@@ -455,7 +476,8 @@ auth_hello(struct conn *c, const struct fy_frame *f, struct fy_str *sasl,
 		 * name is a user logs in as that user (mutual TLS). */
 		if (tls_peer_names(c, cert_user, &cu)) {
 			set_user(ac, cu.name, user);
-			log_info("%s: authenticated as \"%s\" by its TLS "
+			log_info_kv(log_kv(NULL, NULL, c->peer), "%s: "
+			    "authenticated as \"%s\" by its TLS "
 			    "client certificate", c->peer, ac->user);
 			return AUTH_DONE;
 		}
@@ -463,33 +485,43 @@ auth_hello(struct conn *c, const struct fy_frame *f, struct fy_str *sasl,
 			set_user(ac, USERS_ANONYMOUS, user);
 			return AUTH_DONE;
 		}
-		log_info("%s: refused: no credentials, and the users file "
+		log_info_kv(log_kv(NULL, NULL, c->peer), "%s: refused: no "
+		    "credentials, and the users file "
 		    "has no \"anonymous\" entry", c->peer);
+		count_fail(c, AUTH_FAIL_ANONYMOUS);
 		return refuse(c, f->rid, FY_E_DENIED, "authentication "
 		    "required: this broker has no anonymous access");
 	}
-	if (a == NULL || a->users == NULL)
+	if (a == NULL || a->users == NULL) {
+		count_fail(c, AUTH_FAIL_NO_USERS);
 		return refuse(c, f->rid, FY_E_DENIED, "this broker has no "
 		    "users (no users_file): connect without credentials");
+	}
 	if (f->hello.mech.len != mech.len ||
-	    memcmp(f->hello.mech.p, mech.p, mech.len) != 0)
+	    memcmp(f->hello.mech.p, mech.p, mech.len) != 0) {
+		count_fail(c, AUTH_FAIL_MECHANISM);
 		return refuse(c, f->rid, FY_E_HANDSHAKE, "unsupported "
 		    "mechanism: this broker speaks " FY_SCRAM_MECH);
+	}
 	if (count_login(c) < 0) {
+		count_fail(c, AUTH_FAIL_BUSY);
 		/* One line a second at most: each refusal is cheap for
 		 * whoever sends them, the log must not be. */
 		if (clock_mono_ms() / 1000 != a->busy_logged) {
 			a->busy_logged = clock_mono_ms() / 1000;
-			log_warn("%s: refused: %d logins under way from this "
+			log_warn_kv(log_kv(NULL, NULL, c->peer), "%s: refused: "
+			    "%d logins under way from this "
 			    "address", c->peer, LOGINS_PER_ADDR);
 		}
 		return refuse(c, f->rid, FY_E_LIMIT, "too many logins under "
 		    "way from this address");
 	}
 	if (fy_scram_server_first(&ac->scram, f->hello.sasl.p,
-	    f->hello.sasl.len) != FY_OK)
+	    f->hello.sasl.len) != FY_OK) {
+		count_fail(c, AUTH_FAIL_MALFORMED);
 		return refuse(c, f->rid, FY_E_HANDSHAKE, "malformed SCRAM "
 		    "client-first message");
+	}
 	/* A user without a verifier (certificate-only, or the anonymous
 	 * entry) or without an entry gets a fake one: same work, same
 	 * answer, so names cannot be probed. */
@@ -521,22 +553,27 @@ auth_continue(struct conn *c, const struct fy_frame *f, struct fy_str *sasl,
 
 	*sasl = (struct fy_str){NULL, 0};
 	*user = (struct fy_str){NULL, 0};
-	if (ac == NULL || ac->state != AC_CHALLENGED)
+	if (ac == NULL || ac->state != AC_CHALLENGED) {
+		count_fail(c, AUTH_FAIL_MALFORMED);
 		return refuse(c, f->rid, FY_E_HANDSHAKE, "AUTH without a "
 		    "SCRAM exchange in progress");
+	}
 	r = fy_scram_server_final(&ac->scram, f->auth.sasl.p,
 	    f->auth.sasl.len, ac->final);
 	if (r == FY_EAUTH)
 		return fail_later(c, f->rid);
-	if (r != FY_OK)
+	if (r != FY_OK) {
+		count_fail(c, AUTH_FAIL_MALFORMED);
 		return refuse(c, f->rid, FY_E_HANDSHAKE, "malformed SCRAM "
 		    "client-final message, or not this session's nonce");
+	}
 	if ((fl = fail_slot(c->b->auth, c, 0)) != NULL)
 		fl->count = 0;
 	uncount(c);
 	set_user(ac, ac->scram.user, user);
 	*sasl = (struct fy_str){ac->final, (uint32_t)strlen(ac->final)};
-	log_info("%s: authenticated as \"%s\"", c->peer, ac->user);
+	log_info_kv(log_kv(NULL, NULL, c->peer), "%s: authenticated as \"%s\"",
+	    c->peer, ac->user);
 	return AUTH_DONE;
 }
 
@@ -642,7 +679,9 @@ log_denied(struct conn *c, enum auth_op op, struct fy_str topic)
 	uint64_t sec = clock_mono_ms() / 1000;
 	static const char *const what[] = {"publish to", "subscribe to",
 	    "do an admin operation on"};
+	char name[FY_NAME_DLQ_MAX + 1];
 
+	a->st.denied++;
 	if (sec != a->log_sec) {
 		if (a->log_dropped)
 			log_warn("%llu more E_DENIED not logged",
@@ -655,9 +694,10 @@ log_denied(struct conn *c, enum auth_op op, struct fy_str topic)
 		a->log_dropped++;
 		return;
 	}
-	log_warn("%s: E_DENIED: user \"%s\" may not %s \"%.*s\"", c->peer,
-	    c->auth->user, what[op], (int)topic.len,
+	snprintf(name, sizeof(name), "%.*s", (int)topic.len,
 	    topic.p ? topic.p : "");
+	log_warn_kv(log_kv(name, NULL, c->peer), "%s: E_DENIED: user \"%s\" "
+	    "may not %s \"%s\"", c->peer, c->auth->user, what[op], name);
 }
 
 static int

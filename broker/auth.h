@@ -37,7 +37,7 @@ struct broker;
 struct conn;
 struct auth_conn;
 
-/* Load users_file, check the listener policy, catch SIGHUP.  0 or -errno
+/* Load users_file and check the listener policy.  0 or -errno
  * (the reason logged in one line). */
 int auth_init(struct broker *b);
 void auth_fini(struct broker *b);
@@ -45,6 +45,28 @@ void auth_fini(struct broker *b);
 /* Re-read users_file; on any error keep the old set and log why.
  * 0 or -errno. */
 int auth_reload(struct broker *b);
+
+/* Why a login was refused (ferry_auth_failures_total's cause label). */
+enum auth_fail {
+	AUTH_FAIL_CREDENTIALS,	/* wrong password, or no such user */
+	AUTH_FAIL_ANONYMOUS,	/* no credentials, no "anonymous" entry */
+	AUTH_FAIL_NO_USERS,	/* credentials, but no users_file */
+	AUTH_FAIL_MECHANISM,	/* a mechanism other than SCRAM-SHA-256 */
+	AUTH_FAIL_BUSY,		/* LOGINS_PER_ADDR exchanges under way */
+	AUTH_FAIL_MALFORMED,	/* a SCRAM message that does not parse */
+	AUTH_FAIL_NCAUSES
+};
+
+/* Per cause: its label and the mechanism the client tried. */
+extern const char *const auth_fail_cause[AUTH_FAIL_NCAUSES];
+extern const char *const auth_fail_mech[AUTH_FAIL_NCAUSES];
+
+struct auth_stats {
+	uint64_t failures[AUTH_FAIL_NCAUSES];	/* logins refused */
+	uint64_t denied;	/* operations refused E_DENIED by the ACL */
+};
+/* Since start; zeros without auth_init(). */
+void auth_get_stats(const struct broker *b, struct auth_stats *st);
 
 /* What the handshake step did. */
 enum auth_step {

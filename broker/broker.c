@@ -28,6 +28,7 @@
 #include "options.h"
 #include "request.h"
 #include "service.h"
+#include "tls.h"
 #include "topic.h"
 
 static uint64_t
@@ -165,14 +166,13 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 }
 
 /*
- * SIGHUP: take log_level from the config file again, so that debug
- * logging can be turned on and off without a restart (the rest of the
- * file needs one).  The file's value wins over --log-level here.
+ * Take log_level from the config file again, so that debug logging can be
+ * turned on and off without a restart (the rest of the file needs one).
+ * The file's value wins over --log-level here.
  */
 static void
-hup_cb(evutil_socket_t sig, short what, void *arg)
+reload_log_level(struct broker *b)
 {
-	struct broker *b = arg;
 	struct options o;
 	char err[512];
 
@@ -199,6 +199,24 @@ hup_cb(evutil_socket_t sig, short what, void *arg)
 		    log_level_name(log_level), b->opt->config);
 	}
 	options_fini(&o);
+}
+
+/*
+ * SIGHUP, the one handler: reload everything that can be without a
+ * restart, in this order (the new log level already applies to the rest):
+ * log_level from the config file, users_file, the TLS certificate and
+ * key.  Each keeps its old value when its new one is bad, and says so.
+ */
+static void
+hup_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct broker *b = arg;
+
+	log_info("received SIGHUP: reloading log_level, users_file and the "
+	    "TLS certificate");
+	reload_log_level(b);
+	auth_reload(b);
+	tls_reload(b);
 }
 
 static void

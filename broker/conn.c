@@ -146,10 +146,11 @@ conn_new_tls(struct broker *b, evutil_socket_t fd, const struct sockaddr *sa,
 	evtimer_add(c->hs_timer, &hs);
 	list_add_tail(&b->conns, &c->link);
 	b->nconns++;
-	log_debug("%s: connected", c->peer);
+	log_debug_kv(log_kv(NULL, NULL, c->peer), "%s: connected", c->peer);
 	return c;
 fail:
-	log_warn("%s: cannot set up connection: out of memory", c->peer);
+	log_warn_kv(log_kv(NULL, NULL, c->peer), "%s: cannot set up "
+	    "connection: out of memory", c->peer);
 	if (c->bev)
 		bufferevent_free(c->bev);
 	else
@@ -427,7 +428,8 @@ done:
 		reap(c);
 	return;
 nomem:
-	log_warn("%s: out of memory queueing output", c->name);
+	log_warn_kv(log_kv(NULL, NULL, c->peer), "%s: out of memory queueing "
+	    "output", c->name);
 	conn_abort(c);
 }
 
@@ -450,7 +452,8 @@ int
 conn_send(struct conn *c, const struct fy_frame *f)
 {
 	if (fy_encode(&c->enc, f) != FY_OK) {
-		log_warn("%s: out of memory encoding a reply", c->name);
+		log_warn_kv(log_kv(NULL, NULL, c->peer), "%s: out of memory "
+		    "encoding a reply", c->name);
 		conn_abort(c);
 		return -ENOMEM;
 	}
@@ -484,7 +487,8 @@ conn_send_msg(struct conn *c, const struct fy_frame *f, struct msg *m)
 	staged(c);
 	return 0;
 nomem:
-	log_warn("%s: out of memory sending a message", c->name);
+	log_warn_kv(log_kv(NULL, NULL, c->peer), "%s: out of memory sending "
+	    "a message", c->name);
 	conn_abort(c);
 	return -ENOMEM;
 }
@@ -527,7 +531,8 @@ conn_send_durable(struct conn *c, uint64_t seq, const struct fy_frame *f)
 	broker_want_commit(c->b);
 	return 0;
 nomem:
-	log_warn("%s: out of memory queueing a confirm", c->name);
+	log_warn_kv(log_kv(NULL, NULL, c->peer), "%s: out of memory queueing "
+	    "a confirm", c->name);
 	conn_abort(c);
 	return -ENOMEM;
 }
@@ -551,7 +556,8 @@ conn_send_err(struct conn *c, uint64_t rid, int code, uint64_t sid,
 	f.err.code = (uint32_t)code;
 	f.err.msg = (struct fy_str){text, (uint32_t)n};
 	f.err.sid = sid;
-	log_debug("%s: error %s: %s", c->name, fy_code_name(code), text);
+	log_debug_kv(log_kv(NULL, NULL, c->peer), "%s: error %s: %s", c->name,
+	    fy_code_name(code), text);
 	return conn_send(c, &f);
 }
 
@@ -615,7 +621,8 @@ conn_handle_input(struct conn *c)
 		if (conn_outlen(c) > c->b->opt->max_output) {
 			c->throttled = 1;
 			bufferevent_disable(c->bev, EV_READ);
-			log_debug("%s: output above max_output_buffer: not "
+			log_debug_kv(log_kv(NULL, NULL, c->peer), "%s: output "
+			    "above max_output_buffer: not "
 			    "reading it until it drains", c->name);
 		}
 	}
@@ -672,7 +679,7 @@ log_tls_error(struct conn *c, struct bufferevent *bev)
 		ERR_error_string_n(e, why, sizeof(why));
 	while (bufferevent_get_openssl_error(bev))
 		;	/* one line per failure is enough */
-	log_info("%s: TLS: %s", c->name, why);
+	log_info_kv(log_kv(NULL, NULL, c->peer), "%s: TLS: %s", c->name, why);
 }
 
 static void
@@ -693,11 +700,13 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (what & BEV_EVENT_EOF)
-		log_debug("%s: disconnected", c->name);
+		log_debug_kv(log_kv(NULL, NULL, c->peer), "%s: disconnected",
+		    c->name);
 	else if ((what & BEV_EVENT_ERROR) && c->tls)
 		log_tls_error(c, bev);
 	else if (what & BEV_EVENT_ERROR)
-		log_debug("%s: connection error: %s", c->name,
+		log_debug_kv(log_kv(NULL, NULL, c->peer), "%s: connection "
+		    "error: %s", c->name,
 		    evutil_socket_error_to_string(
 		    EVUTIL_SOCKET_ERROR()));
 	else
@@ -714,8 +723,8 @@ hs_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
 
-	log_info("%s: no HELLO within the handshake timeout; closing",
-	    c->peer);
+	log_info_kv(log_kv(NULL, NULL, c->peer), "%s: no HELLO within the "
+	    "handshake timeout; closing", c->peer);
 	conn_send_err(c, 0, FY_E_HANDSHAKE, 0, "handshake timeout");
 	conn_close(c);
 }

@@ -69,7 +69,8 @@ dead_letter(struct broker *b, struct qent *e)
 	g->st.dead_lettered++;
 	trace_add(&b->trace, clock_wall_ms(), msg_idh(m), TR_DEAD_LETTERED,
 	    g->topic->sym, g->sym, 0, e->attempts);
-	log_debug("message %s of %s/%s dead-lettered after %u attempts",
+	log_debug_kv(log_kv(g->topic->name, g->name, NULL), "message %s of "
+	    "%s/%s dead-lettered after %u attempts",
 	    id.p, g->topic->name, g->name, (unsigned)e->attempts);
 	store_ack(b, e, &seq);
 	return 0;
@@ -99,7 +100,8 @@ delivery_expire(struct broker *b, struct qent *e)
 	/* A dead letter is never dead-lettered again: there is no
 	 * "<topic>.dlq.dlq" to fill; the group's TTL says to let it go. */
 	if (g->conf.ttl_drop || !(e->flags & QE_DURABLE) || g->topic->is_dlq) {
-		log_debug("message %s of %s/%s expired: dropped",
+		log_debug_kv(log_kv(g->topic->name, g->name, NULL), "message "
+		    "%s of %s/%s expired: dropped",
 		    msg_id(qent_msg(e), idbuf).p, g->topic->name, g->name);
 		drop(b, e);
 		return;

@@ -3,9 +3,13 @@
  *
  * Threads: everything runs in the loop thread except fdatasync, which a
  * single sync thread runs on request so the loop never blocks on the disk.
- * The two share only the request/result fields under mu; the sync thread
- * touches no other state.  It wakes the loop through an eventfd watched by
- * a libevent event, so the broker needs no evthread_use_pthreads().
+ * The two share only the request/result fields, handed over with atomic
+ * flags (one request at a time, so each side owns the fields in turn); the
+ * sync thread touches no other state.  No lock: a sync thread preempted
+ * while holding one (2 cores, busy neighbours) left the loop waiting in
+ * futex() for milliseconds.  Each side wakes the other through an eventfd:
+ * the loop's is watched by a libevent event, so the broker needs no
+ * evthread_use_pthreads().
  *
  * Deleting a segment and preallocating the next one are slow too (ext4
  * frees or allocates the extents of 64 MiB: tens of milliseconds for an
@@ -15,10 +19,22 @@
  * next segment is preallocated ahead under SPARE_NAME and renamed into
  * place when a segment starts: a rename is a quick metadata change.
  *
- * Why a full segment is synced before the next one gets records: page
+ * Why a full segment is synced before the next one gets a name: page
  * writeback may reach the disk in any order, and a crash that lost the end
  * of segment N but kept records of N+1 would leave a hole that replay could
  * only call corruption.  With the barrier, only the last segment can tear.
+ *
+ * The barrier does not hold back the next segment's records, though: a
+ * delivery waits for its record to be written, and waiting for an
+ * fdatasync at every switch was the broker's worst delivery latency
+ * (0.5-5 ms, more on a busy disk).  They are written at once into the
+ * spare, which keeps its name (SPARE_NAME, no segment) until the barrier
+ * is done, and is only then renamed into place.  A crash before the rename
+ * leaves a complete or torn segment N and a spare: replay adopts the spare
+ * if its header continues N exactly (a process crash: nothing was lost),
+ * and ignores it otherwise (N tore: no record in the spare was confirmed,
+ * since confirming one needs N's barrier and the spare's own sync after
+ * the rename).
  */
 #include "journal.h"
 
@@ -75,6 +91,9 @@ struct seg {
 				   sync is done; never closed while a sync
 				   request may use it */
 	int dirsync;		/* created; name not yet fsync'd into dir */
+	int unnamed;		/* fd is the spare, written ahead while the
+				   segment before waits for its barrier; named
+				   when it becomes the head (head_advance) */
 };
 
 struct journal {
@@ -90,8 +109,9 @@ struct journal {
 				   last is where appends go */
 	size_t nseg, segcap;
 	size_t head;		/* write head: segs[< head] are written,
-				   synced and closed; segs[> head] have no
-				   file yet; < nseg unless nseg == 0 */
+				   synced and closed; segs[head + 1] may have
+				   an unnamed file (written ahead), later ones
+				   have none; < nseg unless nseg == 0 */
 
 	uint8_t *wbuf;		/* unwritten bytes of segs[head..], in order,
 				   at wbuf[wpos, wlen) */
@@ -124,9 +144,9 @@ struct journal {
 				   an unsynced record is over (always) */
 	int dirsync_wanted;	/* segments unlinked since the last dir sync */
 
-	/* shared with the sync thread, under mu */
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
+	/* shared with the sync thread: req and done are atomic flags; the
+	   fields after each belong to the loop while it is 0 and to the sync
+	   thread while it is 1 (req), and the other way round (done) */
 	pthread_t thread;
 	int thread_started;
 	int req;		/* request posted, not yet taken */
@@ -134,8 +154,9 @@ struct journal {
 	int req_dirfd;		/* then fsync it if >= 0 */
 	int done;		/* result ready */
 	int res_err;
-	int stop;
+	int stop;		/* atomic: journal_close() */
 
+	int req_efd;		/* eventfd: loop -> sync thread (blocking) */
 	int efd;		/* eventfd: sync thread -> loop */
 	struct event *sync_ev;
 	struct event *tick_ev;	/* FSYNC_EVERYSEC only */
@@ -311,19 +332,25 @@ static void *
 sync_main(void *arg)
 {
 	struct journal *j = arg;
-	uint64_t one = 1;
+	uint64_t one = 1, v;
 	int fd, dfd, err;
 
-	pthread_mutex_lock(&j->mu);
 	for (;;) {
-		while (!j->req && !j->stop)
-			pthread_cond_wait(&j->cv, &j->mu);
-		if (!j->req)
-			break;		/* stopping, and nothing asked */
+		if (!__atomic_load_n(&j->req, __ATOMIC_ACQUIRE)) {
+			if (__atomic_load_n(&j->stop, __ATOMIC_ACQUIRE))
+				break;	/* stopping, and nothing asked */
+			/* the loop writes after setting req or stop */
+			if (read(j->req_efd, &v, sizeof(v)) < 0 &&
+			    errno != EINTR) {
+				log_error("journal: eventfd read: %s",
+				    strerror(errno));
+				break;
+			}
+			continue;
+		}
 		fd = j->req_fd;
 		dfd = j->req_dirfd;
-		j->req = 0;
-		pthread_mutex_unlock(&j->mu);
+		__atomic_store_n(&j->req, 0, __ATOMIC_RELAXED);
 
 		err = 0;
 		if (fd >= 0) {
@@ -336,17 +363,25 @@ sync_main(void *arg)
 		if (err == 0 && dfd >= 0 && fsync(dfd) < 0)
 			err = -errno;
 
-		pthread_mutex_lock(&j->mu);
 		j->res_err = err;
-		j->done = 1;
 		__atomic_fetch_add(&j->syncs, 1, __ATOMIC_RELAXED);
+		__atomic_store_n(&j->done, 1, __ATOMIC_RELEASE);
 		/* a full eventfd counter still wakes the loop: ignore EAGAIN */
 		if (write(j->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 			log_error("journal: eventfd write: %s",
 			    strerror(errno));
 	}
-	pthread_mutex_unlock(&j->mu);
 	return NULL;
+}
+
+/* Wake the sync thread: a request or a stop is posted. */
+static void
+sync_wake(struct journal *j)
+{
+	uint64_t one = 1;
+
+	if (write(j->req_efd, &one, sizeof(one)) < 0)
+		log_error("journal: eventfd write: %s", strerror(errno));
 }
 
 /* Ask the sync thread to make segs[head] (and new names) durable. */
@@ -362,17 +397,17 @@ sync_submit(struct journal *j, int barrier)
 		j->dirsync_wanted = 0;
 	}
 	j->busy = 1;
-	j->req_seq = j->written_seq;
+	/* a barrier covers its segment only, not what was written ahead */
+	j->req_seq = barrier ? s->next_seq - 1 : j->written_seq;
 	j->req_barrier = barrier;
-	pthread_mutex_lock(&j->mu);
-	j->req = 1;
 	j->req_fd = s->fd;
 	j->req_dirfd = dfd;
-	pthread_cond_signal(&j->cv);
-	pthread_mutex_unlock(&j->mu);
+	__atomic_store_n(&j->req, 1, __ATOMIC_RELEASE);
+	sync_wake(j);
 }
 
 static void trim(struct journal *j);
+static int head_advance(struct journal *j);
 
 /* Take the sync thread's result, if any.  Returns 1 if there was one. */
 static int
@@ -382,13 +417,11 @@ sync_harvest(struct journal *j)
 	int done, err;
 	char name[SEG_NAME_MAX];
 
-	pthread_mutex_lock(&j->mu);
-	done = j->done;
-	err = j->res_err;
-	j->done = 0;
-	pthread_mutex_unlock(&j->mu);
+	done = __atomic_load_n(&j->done, __ATOMIC_ACQUIRE);
 	if (!done)
 		return 0;
+	err = j->res_err;
+	__atomic_store_n(&j->done, 0, __ATOMIC_RELAXED);
 	j->busy = 0;
 	s = &j->segs[j->head];
 	if (err < 0) {
@@ -403,10 +436,9 @@ sync_harvest(struct journal *j)
 	}
 	if (j->req_seq > j->synced_seq)
 		j->synced_seq = j->req_seq;
-	if (j->req_barrier) {
-		close(s->fd);
-		s->fd = -1;
-		j->head++;
+	if (j->req_barrier && (err = head_advance(j)) < 0) {
+		j->fatal = err;
+		return 1;
 	}
 	trim(j);	/* segments that waited for this sync */
 	return 1;
@@ -679,24 +711,54 @@ seg_create(struct journal *j, struct seg *s)
 	return 0;
 }
 
+/*
+ * The head segment is synced (its barrier): close it and move on to the
+ * next, naming its file if it was written ahead into the spare.  0, or the
+ * -errno of the rename: then the records written ahead have no name, and
+ * the journal must stop (journal_fatal): replay would not find them.
+ */
+static int
+head_advance(struct journal *j)
+{
+	struct seg *s = &j->segs[j->head];
+	char name[SEG_NAME_MAX];
+
+	close(s->fd);
+	s->fd = -1;
+	j->head++;
+	s = &j->segs[j->head];
+	if (!s->unnamed)
+		return 0;
+	seg_name(name, s->first_seq);
+	if (renameat(j->dirfd, SPARE_NAME, j->dirfd, name) < 0) {
+		int r = -errno;
+
+		log_error("journal: cannot rename %s/%s to %s: %s; nothing "
+		    "after seq %" PRIu64 " will be confirmed", j->dir,
+		    SPARE_NAME, name, strerror(-r), j->synced_seq);
+		return r;
+	}
+	s->unnamed = 0;
+	s->dirsync = 1;
+	spare_request(j);	/* the name is free again */
+	return 0;
+}
+
 /* ---- writing ---- */
 
 /*
- * pwrite the buffered bytes of the head segment: one call unless it comes
- * back short.  On failure the bytes that did land are zeroed again, so no
- * partial record survives; the buffer is kept for the retry.
+ * pwrite the buffered bytes of segment s, which every segment before it
+ * has no more of: one call unless it comes back short.  On failure the
+ * bytes that did land are zeroed again, so no partial record survives; the
+ * buffer is kept for the retry.
  */
 static int
-write_head(struct journal *j)
+write_seg(struct journal *j, struct seg *s)
 {
-	struct seg *s;
 	size_t n, done = 0;
 	ssize_t w;
 	int r = 0;
 
-	if (j->nseg == 0)
-		return 0;
-	s = &j->segs[j->head];
 	n = (size_t)(s->end - s->written);
 	if (n == 0)
 		return 0;
@@ -725,6 +787,35 @@ write_head(struct journal *j)
 		j->wpos = j->wlen = 0;
 	j->written_seq = s->next_seq - 1;
 	return 0;
+}
+
+/*
+ * Write the head segment, and while it waits for its barrier, the next one
+ * too, into the spare if one is ready (see the top of this file).  Without
+ * a spare the next one waits: a segment file made here must not get its
+ * name before the barrier either.
+ */
+static int
+write_head(struct journal *j)
+{
+	struct seg *s, *next;
+	int r;
+
+	if (j->nseg == 0)
+		return 0;
+	s = &j->segs[j->head];
+	if ((r = write_seg(j, s)) < 0 || j->head + 1 == j->nseg)
+		return r;
+	next = s + 1;
+	if (next->fd < 0) {
+		if (j->spare != SPARE_READY || j->closing)
+			return 0;
+		next->fd = j->spare_fd;
+		next->unnamed = 1;
+		j->spare_fd = -1;
+		j->spare = SPARE_NONE;	/* no new one until it is renamed */
+	}
+	return write_seg(j, next);
 }
 
 static void
@@ -1240,7 +1331,8 @@ journal_open(struct journal **jp, struct event_base *base,
 	j = calloc(1, sizeof(*j));
 	if (j == NULL)
 		return -ENOMEM;
-	j->dirfd = j->lockfd = j->efd = j->lazy_fd = j->spare_fd = -1;
+	j->dirfd = j->lockfd = j->efd = j->req_efd = j->lazy_fd = -1;
+	j->spare_fd = -1;
 	j->base = base;
 	j->policy = o->fsync;
 	j->seg_size = segsz;
@@ -1251,8 +1343,6 @@ journal_open(struct journal **jp, struct event_base *base,
 	j->io.fallocate = o->io && o->io->fallocate ? o->io->fallocate :
 	    real_fallocate;
 	j->io.unlink = o->io && o->io->unlink ? o->io->unlink : real_unlink;
-	pthread_mutex_init(&j->mu, NULL);
-	pthread_cond_init(&j->cv, NULL);
 	j->dir = strdup(o->dir);
 	if (j->dir == NULL) {
 		r = -ENOMEM;
@@ -1276,7 +1366,8 @@ journal_open(struct journal **jp, struct event_base *base,
 		goto fail;
 
 	j->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (j->efd < 0) {
+	j->req_efd = eventfd(0, EFD_CLOEXEC);
+	if (j->efd < 0 || j->req_efd < 0) {
 		r = -errno;
 		seterr(err, errlen, "journal: eventfd: %s", strerror(-r));
 		goto fail;
@@ -1593,6 +1684,43 @@ out:
 	return r;
 }
 
+/*
+ * The spare may hold records written ahead of a segment switch whose
+ * rename a crash prevented (see the top of this file).  If its header
+ * continues the journal exactly, it is renamed into place and replayed as
+ * the last segment; otherwise it holds nothing that was confirmed, and
+ * spare_run() truncates it later.  0 or -errno.
+ */
+static int
+adopt_spare(struct journal *j, struct replay *rp)
+{
+	uint8_t h[SEG_HDR];
+	char name[SEG_NAME_MAX];
+	ssize_t n;
+	int fd, r;
+
+	fd = openat(j->dirfd, SPARE_NAME, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;	/* none (or unreadable: spare_run() says) */
+	n = pread(fd, h, sizeof(h), 0);
+	close(fd);
+	if (n != SEG_HDR || !header_ok(h, SEG_HDR, rp->expect))
+		return 0;
+	seg_name(name, rp->expect);
+	if (renameat(j->dirfd, SPARE_NAME, j->dirfd, name) < 0 ||
+	    fsync(j->dirfd) < 0) {
+		r = -errno;
+		seterr(rp->err, rp->errlen, "cannot rename %s/%s to %s: %s",
+		    j->dir, SPARE_NAME, name, strerror(-r));
+		return r;
+	}
+	log_warn("journal: %s/%s held records written ahead of a segment "
+	    "switch; renamed to %s", j->dir, SPARE_NAME, name);
+	if (seg_push(j, rp->expect, 0) == NULL)
+		return -ENOMEM;
+	return replay_seg(j, j->nseg - 1, rp);
+}
+
 int
 journal_replay(struct journal *j,
     int (*apply)(void *, uint64_t, uint8_t, const uint8_t *, size_t),
@@ -1612,6 +1740,8 @@ journal_replay(struct journal *j,
 	for (i = 0; i < j->nseg; i++)
 		if ((r = replay_seg(j, i, &rp)) < 0)
 			return r;
+	if (j->nseg > 0 && (r = adopt_spare(j, &rp)) < 0)
+		return r;
 	j->replaying = 0;
 	if (rp.expect > 0)
 		j->next_seq = rp.expect;
@@ -1665,12 +1795,11 @@ flush_inline(struct journal *j)
 			    j->dir, strerror(errno));
 			return;
 		}
-		j->synced_seq = j->written_seq;
+		j->synced_seq = s->next_seq - 1;
 		if (j->head + 1 == j->nseg)
 			break;
-		close(s->fd);
-		s->fd = -1;
-		j->head++;
+		if (head_advance(j) < 0)
+			return;
 	}
 	if (fsync(j->dirfd) < 0)
 		log_syswarn("journal: closing %s: fsync", j->dir);
@@ -1690,10 +1819,8 @@ journal_close(struct journal *j)
 	if (j->retry_ev)
 		event_free(j->retry_ev);
 	if (j->thread_started) {
-		pthread_mutex_lock(&j->mu);
-		j->stop = 1;
-		pthread_cond_signal(&j->cv);
-		pthread_mutex_unlock(&j->mu);
+		__atomic_store_n(&j->stop, 1, __ATOMIC_RELEASE);
+		sync_wake(j);
 		pthread_join(j->thread, NULL);
 	}
 	/* the request still out, if any, has finished by now */
@@ -1720,14 +1847,14 @@ journal_close(struct journal *j)
 	free(j->wbuf);
 	if (j->efd >= 0)
 		close(j->efd);
+	if (j->req_efd >= 0)
+		close(j->req_efd);
 	if (j->lazy_fd >= 0)
 		close(j->lazy_fd);
 	if (j->lockfd >= 0)
 		close(j->lockfd);	/* releases the flock */
 	if (j->dirfd >= 0)
 		close(j->dirfd);
-	pthread_cond_destroy(&j->cv);
-	pthread_mutex_destroy(&j->mu);
 	free(j->dir);
 	free(j);
 }

@@ -34,16 +34,20 @@
  *   FSYNC_EVERYSEC  a 1 s timer asks for one.  Confirm once written.
  *   FSYNC_NEVER     none.  Confirm once written.
  * Whatever the policy, a full segment is made durable (and new segment
- * names are fsync'd into the directory) before any record is written to
- * the next one, so a crash can only tear the last segment; close syncs.
+ * names are fsync'd into the directory) before the next one gets its name,
+ * so a crash can only tear the last segment; close syncs.
  *
  * Slow file work runs in a worker thread, never in the loop: dead segments
  * are unlinked there (in order, then the directory is fsync'd), and the
  * next segment is preallocated there ahead of time as DIR/journal.spare
- * (so the journal holds one segment_size more on disk than its segments),
- * renamed into place when a segment starts.  Only when no spare is ready
- * (the first segment of a new journal, a failed preallocation) is a
- * segment file made in the loop thread.
+ * (so the journal holds one segment_size more on disk than its segments).
+ * When a segment starts, its records are written into the spare at once
+ * (written_seq advances: no delivery waits for the barrier sync of the
+ * full segment), and the spare is renamed into place once that sync is
+ * done.  Replay takes a spare left by a crash in between if its header
+ * continues the last segment exactly.  Only when no spare is ready (the
+ * first segment of a new journal, a failed preallocation) is a segment
+ * file made in the loop thread, after the barrier.
  *
  * Failures.  Errors are -errno.  A failed write (ENOSPC, EIO, a short
  * write, or no space to preallocate a segment) leaves no partial record on

@@ -319,6 +319,27 @@ log_kvmsg(int level, const char *file, int line, const char *kv,
 	errno = saved;
 }
 
+#define LOG_KV_LEN 512		/* two names of FY_NAME_MAX, a peer */
+
+const char *
+log_kv(const char *topic, const char *group, const char *peer)
+{
+	static __thread char buf[LOG_KV_LEN];
+	size_t n = 0;
+
+	buf[0] = '\0';
+	if (topic && *topic)
+		n += (size_t)snprintf(buf + n, LOG_KV_LEN - n, "topic=%s",
+		    topic);
+	if (group && *group && n < LOG_KV_LEN)
+		n += (size_t)snprintf(buf + n, LOG_KV_LEN - n, "%sgroup=%s",
+		    n ? " " : "", group);
+	if (peer && *peer && n < LOG_KV_LEN)
+		snprintf(buf + n, LOG_KV_LEN - n, "%speer=%s", n ? " " : "",
+		    peer);
+	return buf;
+}
+
 void
 log_set_journal_sender(int (*fn)(const struct iovec *iov, int n))
 {

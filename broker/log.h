@@ -37,6 +37,13 @@ void log_sysmsg(int level, const char *file, int line, const char *fmt, ...)
 void log_kvmsg(int level, const char *file, int line, const char *kv,
     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
+/*
+ * The usual fields, "topic=T group=G peer=P", each only when not NULL (or
+ * empty), for log_*_kv(): in a buffer of the calling thread's, valid until
+ * its next log_kv().
+ */
+const char *log_kv(const char *topic, const char *group, const char *peer);
+
 /* Where journal entries go: sd_journal_sendv(), or fn (tests); NULL
  * restores the default. */
 struct iovec;
@@ -54,6 +61,14 @@ void log_set_journal_sender(int (*fn)(const struct iovec *iov, int n));
 	} while (0)
 #define log_warn_kv(kv, ...) \
 	log_kvmsg(LOG_WARN, __FILE__, __LINE__, kv, __VA_ARGS__)
+#define log_error_kv(kv, ...) \
+	log_kvmsg(LOG_ERROR, __FILE__, __LINE__, kv, __VA_ARGS__)
+/* kv is evaluated only at debug level: a log_kv() there costs nothing
+ * otherwise. */
+#define log_debug_kv(kv, ...) \
+	do { if (log_level >= LOG_DEBUG) \
+		log_kvmsg(LOG_DEBUG, __FILE__, __LINE__, kv, __VA_ARGS__); \
+	} while (0)
 #define log_debug(...) \
 	do { if (log_level >= LOG_DEBUG) \
 		log_msg(LOG_DEBUG, __FILE__, __LINE__, __VA_ARGS__); } while (0)

@@ -17,7 +17,6 @@
 #include <stddef.h>
 
 struct broker;
-struct evbuffer;
 
 /*
  * Listen on opt->metrics_listen ("ADDR:PORT"; port 0 picks one, logged as
@@ -30,9 +29,6 @@ void metrics_stop(struct broker *b);
 /* "ADDR:PORT" or "[V6ADDR]:PORT" into host (NUL-terminated, hlen bytes
  * at most) and port.  0 or -EINVAL. */
 int metrics_addr_parse(const char *s, char *host, size_t hlen, int *port);
-
-/* The /metrics text, appended to out.  0 or -ENOMEM. */
-int metrics_render(struct broker *b, struct evbuffer *out);
 
 /*
  * Why the broker is not ready, in a sentence, or NULL if it is.  why is

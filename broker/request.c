@@ -123,7 +123,8 @@ welcome(struct conn *c, uint64_t rid, struct fy_str sasl, struct fy_str user)
 	w.welcome.sasl = sasl;
 	w.welcome.user = user;
 	conn_send(c, &w);
-	log_debug("%s: hello from %s (%s)", c->peer, c->name, session);
+	log_debug_kv(log_kv(NULL, NULL, c->peer), "%s: hello from %s (%s)",
+	    c->peer, c->name, session);
 }
 
 static void
@@ -615,7 +616,8 @@ handle_sub(struct conn *c, const struct fy_frame *f)
 	ok.ok.group = (struct fy_str){g->name, (uint32_t)strlen(g->name)};
 	if (f->rid)
 		conn_send(c, &ok);
-	log_debug("%s: subscribed to %s/%s as sid %llu", c->name, t->name,
+	log_debug_kv(log_kv(t->name, g->name, c->peer), "%s: subscribed to "
+	    "%s/%s as sid %llu", c->name, t->name,
 	    g->name, (unsigned long long)s->sid);
 	/* After the OK, so the client learns its sid before messages. */
 	delivery_pump(g);

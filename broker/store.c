@@ -463,7 +463,8 @@ apply(struct broker *b, uint64_t seq, const struct rec *r, struct qent *hint,
 		if (!g)
 			return -ENOMEM;
 		if (g->gid) {
-			log_warn("journal: group %s/%s recreated with id %llu "
+			log_warn_kv(log_kv(t->name, g->name, NULL), "journal: "
+			    "group %s/%s recreated with id %llu "
 			    "(had %llu)", t->name, g->name,
 			    (unsigned long long)r->group.gid,
 			    (unsigned long long)g->gid);

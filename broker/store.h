@@ -79,7 +79,10 @@ struct store {
 	uint64_t moved;		/* messages copied forward, ever */
 	uint64_t moved_bytes;	/* their body bytes */
 	uint64_t compactions;	/* compaction passes that moved any */
-	uint64_t trimmed;	/* monotonic ms of the last malloc_trim() */
+	uint64_t trimmed;	/* monotonic ms of the last trim_heap() look */
+	size_t trim_floor;	/* least free heap bytes seen since the last
+				   malloc_trim() (compact.c) */
+	uint64_t trims;		/* malloc_trim() calls, ever */
 	struct producers producers;	/* idempotent producers' marks */
 	struct list held;	/* struct held_rec: records the journal
 				   refused, in order, written first when

@@ -234,7 +234,8 @@ lease_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	if (n) {
 		s->stalled = 1;
-		log_debug("%s: %d lease(s) expired on %s/%s", s->conn->name,
+		log_debug_kv(log_kv(g->topic->name, g->name, s->conn->peer),
+		    "%s: %d lease(s) expired on %s/%s", s->conn->name,
 		    n, g->topic->name, g->name);
 	}
 	arm(s);

@@ -140,7 +140,7 @@ topic_get(struct broker *b, const char *name, size_t len)
 	t->hnext = *slot;
 	*slot = t;
 	b->ntopics++;
-	log_debug("topic %s created", t->name);
+	log_debug_kv(log_kv(t->name, NULL, NULL), "topic %s created", t->name);
 	return t;
 }
 
@@ -164,7 +164,7 @@ topic_delete(struct topic *t)
 		}
 	}
 	b->ntopics--;
-	log_debug("topic %s deleted", t->name);
+	log_debug_kv(log_kv(t->name, NULL, NULL), "topic %s deleted", t->name);
 	topic_free(t);
 }
 
@@ -262,7 +262,8 @@ topic_group_get(struct topic *t, const char *name, size_t len,
 	list_add_tail(&t->groups, &g->tlink);
 	t->ngroups++;
 	t->b->ngroups++;
-	log_debug("group %s/%s created%s", t->name, g->name,
+	log_debug_kv(log_kv(t->name, g->name, NULL), "group %s/%s created%s",
+	    t->name, g->name,
 	    conf->ephemeral ? " (ephemeral)" : "");
 	return g;
 }
@@ -285,7 +286,8 @@ topic_group_delete(struct group *g)
 	t->b->ngroups--;
 	if (!g->ephemeral)
 		t->ndurable--;
-	log_debug("group %s/%s deleted", t->name, g->name);
+	log_debug_kv(log_kv(t->name, g->name, NULL), "group %s/%s deleted",
+	    t->name, g->name);
 	group_free(g);
 	/* A reply inbox lives as long as its listener. */
 	if (t->is_inbox && !t->ngroups && !t->deleting)

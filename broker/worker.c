@@ -89,10 +89,15 @@ worker_main(void *arg)
 		jb->run(jb->arg);
 		pthread_mutex_lock(&w->mu);
 		jobq_push(&w->finished, jb);
-		/* a full eventfd counter still wakes the loop: ignore EAGAIN */
+		pthread_mutex_unlock(&w->mu);
+		/* Outside the lock: the loop this wakes takes it at once, and
+		 * would wait in futex() for as long as this thread, preempted
+		 * by its own wake-up, held it.  A full eventfd counter still
+		 * wakes the loop: ignore EAGAIN. */
 		if (write(w->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 			log_error("worker: eventfd write: %s",
 			    strerror(errno));
+		pthread_mutex_lock(&w->mu);
 	}
 	pthread_mutex_unlock(&w->mu);
 	return NULL;

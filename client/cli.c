@@ -1332,6 +1332,30 @@ print_broker(struct ferry *f)
 	    bs.acked, bs.bytes_in, bs.bytes_out);
 }
 
+/* The broker-wide object of "ferry stats --json" without a topic, and
+ * the comma after it if more follow; 0, or -1 (warned) without them. */
+static int
+json_broker(struct ferry *f, int more)
+{
+	struct ferry_broker_stats bs;
+
+	if (ferry_stats_broker(f, &bs) < 0) {
+		warnf("stats: no broker-wide figures: %s", ferry_errstr(f));
+		return -1;
+	}
+	printf("\n{\"broker\":true,\"uptime_ms\":%" PRIu64 ",\"connections\":%"
+	    PRIu64 ",\"topics\":%" PRIu64 ",\"groups\":%" PRIu64
+	    ",\"journal_bytes\":%" PRIu64 ",\"ready\":%" PRIu64
+	    ",\"delayed\":%" PRIu64 ",\"inflight\":%" PRIu64 ",\"bytes\":%"
+	    PRIu64 ",\"published\":%" PRIu64 ",\"delivered\":%" PRIu64
+	    ",\"acked\":%" PRIu64 ",\"bytes_in\":%" PRIu64 ",\"bytes_out\":%"
+	    PRIu64 "}%s", bs.uptime_ms, bs.conns, bs.topics, bs.groups,
+	    bs.journal_bytes, bs.ready, bs.delayed, bs.inflight, bs.bytes,
+	    bs.published, bs.delivered, bs.acked, bs.bytes_in, bs.bytes_out,
+	    more ? "," : "");
+	return 0;
+}
+
 static const char usage_stats[] =
 "usage: ferry stats [TOPIC] [--json]\n"
 "\n"
@@ -1344,8 +1368,11 @@ static const char usage_stats[] =
 "\n"
 "  --json  one JSON array of objects instead of the table\n"
 "\n"
-"Without TOPIC (and without --json) the broker-wide figures come first:\n"
-"connections, topics, groups, messages held and counted, bytes moved.\n";
+"Without TOPIC the broker-wide figures come first: connections, topics,\n"
+"groups, messages held and counted, bytes moved; with --json, as the\n"
+"array's first object, the only one with \"broker\":true (uptime_ms,\n"
+"connections, topics, groups, journal_bytes, ready, delayed, inflight,\n"
+"bytes, published, delivered, acked, bytes_in, bytes_out).\n";
 
 static const char usage_inflight[] =
 "usage: ferry inflight TOPIC [--group G] [--json]\n"
@@ -1693,7 +1720,7 @@ cmd_stats(const struct global *g, int argc, char **argv)
 	struct ferry_group_stats *rows;
 	struct table t = { 16, head, 0xfffc, NULL, 0, 0 };
 	const char *topic = NULL;
-	int i, json = 0, r;
+	int i, json = 0, r, brow = 0;
 	struct ferry *f;
 	size_t n, k;
 
@@ -1709,16 +1736,19 @@ cmd_stats(const struct global *g, int argc, char **argv)
 		ferry_close(f);
 		return 1;
 	}
-	if (!json && topic == NULL)
-		print_broker(f);
-	ferry_close(f);
 	if (json)
 		putchar('[');
+	if (topic == NULL && json && json_broker(f, n > 0) == 0)
+		brow = 1;	/* the broker's row is out */
+	else if (topic == NULL && !json)
+		print_broker(f);
+	ferry_close(f);
 	for (k = 0; k < n; k++) {
 		const struct ferry_group_stats *s = &rows[k];
 
 		if (json) {
-			printf("%s\n{\"topic\":", k ? "," : "");
+			printf("%s\n{\"broker\":false,\"topic\":",
+			    k ? "," : "");
 			json_str(s->topic);
 			printf(",\"group\":");
 			json_str(s->group);
@@ -1754,7 +1784,7 @@ cmd_stats(const struct global *g, int argc, char **argv)
 		table_cell(&t, "%" PRIu64, s->dead_lettered);
 	}
 	if (json)
-		printf("%s]\n", n ? "\n" : "");
+		printf("%s]\n", n || brow ? "\n" : "");
 	else
 		table_print(&t);
 	ferry_stats_free(rows);

@@ -46,6 +46,7 @@ BROKER_WIDE = [
     "ferry_journal_segments", "ferry_journal_records_total",
     "ferry_journal_fdatasync_duration_seconds_count",
     "ferry_compaction_runs_total", "ferry_resident_memory_bytes",
+    "ferry_memory_trims_total", "ferry_auth_denied_total",
     "ferry_loop_turn_duration_seconds_count",
 ]
 

@@ -32,8 +32,10 @@
  * magnitude only. */
 #if defined(__SANITIZE_ADDRESS__)
 #define RENDER_CPU_MAX 0.5
+#define SLICE_MAX 0.1
 #else
 #define RENDER_CPU_MAX 0.05
+#define SLICE_MAX 0.01		/* CPU: the longest the loop is held at once */
 #endif
 
 static struct ferryd d;
@@ -259,26 +261,51 @@ START_TEST(scrape_matches_stats)
 }
 END_TEST
 
-/* The previous render's CPU seconds, from the tail of a scrape. */
+/* A broker-wide sample of the previous render, from the tail of a
+ * scrape. */
 static double
-render_cpu(const char *tail)
+tail_value(const char *tail, const char *name)
 {
-	const char *p = strstr(tail, "\nferry_metrics_render_cpu_seconds ");
+	char needle[96];
+	const char *p;
 
-	ck_assert_ptr_nonnull(p);
-	return atof(p + strlen("\nferry_metrics_render_cpu_seconds "));
+	snprintf(needle, sizeof(needle), "\n%s ", name);
+	p = strstr(tail, needle);
+	ck_assert_msg(p != NULL, "no %s in the scrape", name);
+	return atof(p + strlen(needle));
+}
+
+/* Ask for /metrics and hang up at once, while it renders. */
+static void
+scrape_and_hang_up(int port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	static const char req[] = "GET /metrics HTTP/1.0\r\n\r\n";
+	int fd;
+
+	sa.sin_port = htons((uint16_t)port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_ge(fd = socket(AF_INET, SOCK_STREAM, 0), 0);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(write(fd, req, sizeof(req) - 1),
+	    (ssize_t)sizeof(req) - 1);
+	close(fd);
 }
 
 /*
  * 10,000 groups render in under 50 ms of CPU (the best of five scrapes:
- * on a shared machine a neighbour's load slows even CPU time down), and
- * the cap leaves out what is above it.
+ * on a shared machine a neighbour's load slows even CPU time down), in
+ * slices that keep the loop busy under 10 ms of CPU each, the best of five
+ * again (the longest, the copy of every group's figures, takes some 3 ms;
+ * wall time would count what other processes took meanwhile); a scraper
+ * that hangs up mid-render harms nothing (ASan builds would see a use
+ * after free); the cap leaves out what is above it.
  */
 START_TEST(ten_thousand_groups)
 {
 	static char body[70000];
 	char group[32], topic[32];
-	double best = 1e9;
+	double best = 1e9, slice = 1e9;
 	struct ferry *c;
 	int mport, i;
 
@@ -299,12 +326,25 @@ START_TEST(ten_thousand_groups)
 	for (i = 0; i < 6; i++) {
 		ck_assert_int_eq(http_get(mport, "/metrics", body,
 		    sizeof(body)), 200);
-		if (i > 0 && render_cpu(body) < best)
-			best = render_cpu(body);	/* of scrape i - 1 */
+		if (i == 0)
+			continue;	/* the values are of scrape i - 1 */
+		if (tail_value(body, "ferry_metrics_render_cpu_seconds") < best)
+			best = tail_value(body,
+			    "ferry_metrics_render_cpu_seconds");
+		if (tail_value(body,
+		    "ferry_metrics_render_slice_max_cpu_seconds") < slice)
+			slice = tail_value(body,
+			    "ferry_metrics_render_slice_max_cpu_seconds");
 	}
-	fprintf(stderr, "10000 groups: best render %.4f s of CPU\n", best);
+	fprintf(stderr, "10000 groups: best render %.4f s of CPU, longest "
+	    "slice %.4f s of CPU\n", best, slice);
 	ck_assert_msg(best < RENDER_CPU_MAX, "10000 groups took %.4f s of "
 	    "CPU to render", best);
+	ck_assert_msg(slice < SLICE_MAX, "a slice of the render held the loop "
+	    "%.4f s", slice);
+	for (i = 0; i < 3; i++)
+		scrape_and_hang_up(mport);
+	ck_assert_int_eq(http_get(mport, "/healthz", body, sizeof(body)), 200);
 	check_scrape(mport, "big.7", NULL);
 	ck_assert(!ferryd_log_has(&d, "metrics_max_groups"));
 	ck_assert_int_eq(ferryd_stop(&d), 0);
@@ -318,6 +358,81 @@ START_TEST(ten_thousand_groups)
 	ck_assert_int_eq(http_get(mport, "/metrics", body, sizeof(body)),
 	    200);
 	ck_assert(ferryd_log_has(&d, "10000 groups, only 500 get series"));
+}
+END_TEST
+
+static int
+starts_with(const char *s, const char *prefix)
+{
+	return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* The value of the sample line that starts with prefix, or -1. */
+static double
+sample_of(const char *text, const char *prefix)
+{
+	const char *p = text;
+	size_t n = strlen(prefix);
+
+	while ((p = strstr(p, prefix)) != NULL) {
+		if ((p == text || p[-1] == '\n') && p[n] == ' ')
+			return atof(p + n + 1);
+		p += n;
+	}
+	return -1;
+}
+
+/*
+ * Refused logins are counted by cause and mechanism where auth.c refuses
+ * them, and operations a user may not do as denied: a wrong password, no
+ * credentials without an "anonymous" entry, a publish outside the user's
+ * patterns, through the CLI against a real ferryd.
+ */
+START_TEST(auth_failures_counted)
+{
+	static char body[1 << 16];
+	char users[128], good[128], bad[128], *out = NULL;
+	FILE *f;
+	int mport;
+
+	snprintf(users, sizeof(users), "%s/users", tmpdir);
+	snprintf(good, sizeof(good), "%s/good.pw", tmpdir);
+	snprintf(bad, sizeof(bad), "%s/bad.pw", tmpdir);
+	ck_assert_int_eq(cli_run(1, "hunter2\n", NULL, 10000, "user", "add",
+	    "bob", "--file", users, "--publish", "orders.>", "--subscribe",
+	    "orders.>", (char *)NULL), 0);
+	ck_assert_ptr_nonnull(f = fopen(good, "w"));
+	fputs("hunter2\n", f);
+	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_ptr_nonnull(f = fopen(bad, "w"));
+	fputs("hunter3\n", f);
+	ck_assert_int_eq(fclose(f), 0);
+	ferryd_start(&d, "--metrics-listen", "127.0.0.1:0", "--users-file",
+	    users, NULL);
+	mport = metrics_port(&d, 1);
+
+	ck_assert_int_ne(cli_run(d.port, NULL, &out, 15000, "--user", "bob",
+	    "--password-file", bad, "ping", (char *)NULL), 0);
+	free(out);
+	out = NULL;
+	ck_assert_int_ne(cli_run(d.port, NULL, &out, 15000, "ping",
+	    (char *)NULL), 0);
+	free(out);
+	out = NULL;
+	ck_assert_int_ne(cli_run(d.port, NULL, &out, 15000, "--user", "bob",
+	    "--password-file", good, "pub", "billing.paid", "x",
+	    (char *)NULL), 0);
+	free(out);
+	out = NULL;
+
+	ck_assert_int_eq(http_get(mport, "/metrics", body, sizeof(body)), 200);
+	ck_assert_double_eq(sample_of(body, "ferry_auth_failures_total{cause="
+	    "\"bad_credentials\",mechanism=\"SCRAM-SHA-256\"}"), 1);
+	ck_assert_double_eq(sample_of(body, "ferry_auth_failures_total{cause="
+	    "\"no_credentials\",mechanism=\"none\"}"), 1);
+	ck_assert_double_eq(sample_of(body, "ferry_auth_failures_total{cause="
+	    "\"malformed\",mechanism=\"SCRAM-SHA-256\"}"), 0);
+	ck_assert_double_eq(sample_of(body, "ferry_auth_denied_total"), 1);
 }
 END_TEST
 
@@ -415,6 +530,27 @@ START_TEST(stats_and_top)
 	free(out);
 	out = NULL;
 
+	/* --json: the same broker row, first, then the group rows */
+	st = cli_run(d.port, NULL, &out, 15000, "stats", "--json", NULL);
+	ck_assert_int_eq(st, 0);
+	ck_assert_msg(starts_with(out, "[\n{\"broker\":true,\"uptime_ms\":") &&
+	    strstr(out, ",\"connections\":3,\"topics\":1,"
+	    "\"groups\":1,") && strstr(out, ",\"ready\":5,\"delayed\":0,"
+	    "\"inflight\":0,\"bytes\":5,\"published\":5,") &&
+	    strstr(out, "\n{\"broker\":false,\"topic\":\"t.top\","
+	    "\"group\":\"crunch\",\"ready\":5,"), "stats --json said: %s",
+	    out);
+	free(out);
+	out = NULL;
+	/* with a topic, group rows only, as before */
+	st = cli_run(d.port, NULL, &out, 15000, "stats", "t.top", "--json",
+	    NULL);
+	ck_assert_int_eq(st, 0);
+	ck_assert_msg(starts_with(out, "[\n{\"broker\":false,\"topic\":") &&
+	    !strstr(out, "\"broker\":true"), "stats t.top --json said: %s", out);
+	free(out);
+	out = NULL;
+
 	cli_spawn(&top, d.port, "top", "--count", "2", "--interval", "1.5",
 	    NULL);
 	usleep(500000);		/* the first refresh is out */
@@ -462,6 +598,7 @@ metrics_suite(void)
 	tcase_add_test(t, scrape_matches_stats);
 	tcase_add_test(t, ten_thousand_groups);
 	tcase_add_test(t, readyz_full_disk);
+	tcase_add_test(t, auth_failures_counted);
 	suite_add_tcase(s, t);
 	t = tcase_create("cli");
 	tcase_add_checked_fixture(t, setup, teardown);

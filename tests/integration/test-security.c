@@ -570,6 +570,8 @@ START_TEST(reload_valid_and_invalid)
 
 	ck_assert_int_eq(login("bob", "hunter2", &bob), 0);
 	ck_assert_uint_eq(pub(bob, "billing.paid", NULL), FY_E_DENIED);
+	wait_log("may not publish to \"billing.paid\"\" topic=billing.paid "
+	    "peer=127.0.0.1:");
 	/* Give bob billing.> instead: his open connection gets it at
 	 * its next operation, and loses orders.>. */
 	ck_assert_int_eq(user_cmd(NULL, "del", "bob", NULL, NULL, NULL,

@@ -256,24 +256,65 @@ log_waits_for(const char *needle, int ms)
 	return 0;
 }
 
+/* Lines of ferryd's log that contain needle. */
+static int
+log_count(const char *needle)
+{
+	FILE *f = fopen(d.log, "r");
+	char line[4096];
+	int n = 0;
+
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f))
+		n += strstr(line, needle) != NULL;
+	fclose(f);
+	return n;
+}
+
+/* `ferry user add NAME --file users` with password pw; exit status. */
+static int
+user_add(const char *users, const char *name, const char *pw)
+{
+	return cli_run(1, pw, NULL, 10000, "user", "add", name, "--file",
+	    users, (char *)NULL);
+}
+
 /*
  * SIGHUP takes log_level from the config file again: debug lines appear
- * without a restart, and go again.  The lines are logfmt.
+ * without a restart, and go again.  The lines are logfmt, with topic=,
+ * group= and peer= fields where they concern one.  One handler
+ * reloads everything: the same signal reloads users_file (a new user can
+ * log in), with one "received SIGHUP" line.
  */
 START_TEST(sighup_log_level)
 {
-	char conf[300];
+	char conf[300], users[300], pwf[300], *out = NULL;
 	struct ferry *f;
 	FILE *fp;
 
 	ferryd_prepare(&d, NULL);
 	snprintf(conf, sizeof(conf), "%s/ferryd.conf", d.dir);
+	snprintf(users, sizeof(users), "%s/users", d.dir);
+	snprintf(pwf, sizeof(pwf), "%s/carol.pw", d.dir);
 	ck_assert_ptr_nonnull(fp = fopen(conf, "w"));
 	fputs("log_level = info\n", fp);
 	ck_assert_int_eq(fclose(fp), 0);
+	ck_assert_ptr_nonnull(fp = fopen(pwf, "w"));
+	fputs("s3cret\n", fp);
+	ck_assert_int_eq(fclose(fp), 0);
+	ck_assert_int_eq(cli_run(1, NULL, NULL, 10000, "user", "add",
+	    "anonymous", "--file", users, "--no-password", "--publish", ">",
+	    "--subscribe", ">", (char *)NULL), 0);
 	d.args[d.nargs++] = "--config";
 	d.args[d.nargs++] = conf;
+	d.args[d.nargs++] = "--users-file";
+	d.args[d.nargs++] = users;
 	ck_assert_int_eq(ferryd_try_start(&d, NULL, NULL), 0);
+	ck_assert_int_ne(cli_run(d.port, NULL, &out, 10000, "--user", "carol",
+	    "--password-file", pwf, "ping", (char *)NULL), 0);
+	free(out);
+	out = NULL;
+	ck_assert_int_eq(user_add(users, "carol", "s3cret\n"), 0);
 	ferry_close(fc_connect(d.port, "quiet"));
 	ck_assert(ferryd_log_has(&d, " level=info msg=\"ferryd "));
 	ck_assert(!ferryd_log_has(&d, "level=debug"));
@@ -283,11 +324,27 @@ START_TEST(sighup_log_level)
 	ck_assert_int_eq(fclose(fp), 0);
 	ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
 	ck_assert(log_waits_for("SIGHUP: log_level is now debug", 5000));
+	ck_assert(log_waits_for("reloaded", 5000));
+	ck_assert_int_eq(cli_run(d.port, NULL, &out, 10000, "--user", "carol",
+	    "--password-file", pwf, "ping", (char *)NULL), 0);
+	free(out);
+	out = NULL;
+	ck_assert_int_eq(log_count("received SIGHUP"), 1);
+	ck_assert_int_eq(log_count("received SIGHUP: reloading log_level, "
+	    "users_file and the TLS certificate"), 1);
 	f = fc_connect(d.port, "chatty");
 	ck_assert_int_eq(ferry_ping(f), 0);
 	ferry_close(f);
-	ck_assert(log_waits_for("level=debug msg=\"chatty: disconnected\"",
-	    5000));
+	ck_assert(log_waits_for("level=debug msg=\"chatty: disconnected\" "
+	    "peer=127.0.0.1:", 5000));
+	/* lines about a topic, group or peer carry them as fields */
+	f = fc_connect(d.port, "fields");
+	fc_sub(f, "kv.t", "kv-g", 1, 0, 0);
+	ck_assert(log_waits_for("msg=\"group kv.t/kv-g created\" topic=kv.t "
+	    "group=kv-g", 5000));
+	ck_assert(log_waits_for("subscribed to kv.t/kv-g as sid 1\" "
+	    "topic=kv.t group=kv-g peer=127.0.0.1:", 5000));
+	ferry_close(f);
 
 	ck_assert_ptr_nonnull(fp = fopen(conf, "w"));
 	fputs("log_level = info\n", fp);

@@ -58,6 +58,7 @@ static struct {
 	int falloc_errno;
 	int fsyncs;		/* fdatasync calls seen */
 	int slow_ms;		/* fallocate and unlink sleep this long */
+	int fsync_ms;		/* fdatasync sleeps this long first */
 	int loop_fallocs;	/* fallocate calls in the test's thread */
 	int loop_unlinks;	/* unlink calls in the test's thread */
 	int unlinks;
@@ -359,7 +360,11 @@ fault_fdatasync(int fd)
 {
 	int e = __atomic_load_n(&fault.fsync_errno, __ATOMIC_SEQ_CST);
 
+	int ms = __atomic_load_n(&fault.fsync_ms, __ATOMIC_SEQ_CST);
+
 	__atomic_add_fetch(&fault.fsyncs, 1, __ATOMIC_SEQ_CST);
+	if (ms > 0)
+		usleep((useconds_t)ms * 1000);
 	if (e) {
 		errno = e;
 		return -1;
@@ -789,6 +794,131 @@ START_TEST(test_file_work_off_loop)
 	j = jreopen(FSYNC_NEVER, SMALL_SEG, &sn);
 	ck_assert_uint_eq(sn.first, first + (last - first + 1));
 	ck_assert(!sn.bad);
+	journal_close(j);
+}
+END_TEST
+
+/*
+ * Open with FSYNC_ALWAYS, write and sync seq 1, and wait for the spare;
+ * then, with fdatasync taking ms, fill segment 1 until the next record
+ * starts segment 2 and commit.  *second gets segment 2's first seq; returns
+ * the last seq appended.
+ */
+static uint64_t
+roll_with_slow_sync(struct journal **jp, int ms, uint64_t *second)
+{
+	struct journal_segment_info si;
+	struct journal *j;
+
+	j = *jp = jopen_io(FSYNC_ALWAYS, SMALL_SEG, &fault_io);
+	ck_assert_int_eq(journal_replay(j, NULL, NULL, 0, NULL, 0), 0);
+	watch(j);
+	append_n(j, 1);
+	ck_assert_int_eq(journal_commit(j), 0);
+	dur.want_synced = 1;
+	run_loop(5);
+	ck_assert_uint_eq(dur.synced, 1);
+	ck_assert(wait_spare(j, 5));
+	__atomic_store_n(&fault.fsync_ms, ms, __ATOMIC_SEQ_CST);
+	while (journal_segment_info(j, 1, &si) != 0)
+		append_n(j, 1);
+	*second = si.first_seq;
+	ck_assert_int_eq(journal_commit(j), 0);
+	return journal_next_seq(j) - 1;
+}
+
+/*
+ * A delivery waits for its record to be written: the records of a new
+ * segment are written at once, into the spare, while the barrier sync of
+ * the full one (300 ms here) runs; the spare is named only after it.
+ */
+START_TEST(test_switch_writes_ahead)
+{
+	struct journal *j;
+	struct seen sn;
+	char path[256];
+	uint64_t second, last;
+	struct stat st;
+
+	last = roll_with_slow_sync(&j, 300, &second);
+	ck_assert_uint_eq(journal_written_seq(j), last);
+	ck_assert_uint_lt(journal_synced_seq(j), second);
+	seg_path(path, sizeof(path), second);
+	ck_assert_int_ne(stat(path, &st), 0);	/* no name before the barrier */
+	dur.want_synced = last;
+	run_loop(5);
+	ck_assert_uint_eq(dur.synced, last);
+	ck_assert(!dur.bad);
+	ck_assert_int_eq(stat(path, &st), 0);
+	journal_close(j);
+	j = jreopen(FSYNC_ALWAYS, SMALL_SEG, &sn);
+	ck_assert_uint_eq(sn.last, last);
+	journal_close(j);
+}
+END_TEST
+
+/*
+ * A crash while records written ahead wait in the unnamed spare: replay
+ * takes the spare when it continues segment 1 (a process crash: every
+ * written record comes back), and leaves it when segment 1 lost its tail
+ * (a machine crash before the barrier: nothing after the tear was
+ * confirmed), without calling either corruption.
+ */
+START_TEST(test_written_ahead_crash)
+{
+	struct journal *j;
+	struct seen sn;
+	char path[256], spare[200];
+	uint64_t v[2], second, last;
+	uint8_t z[REC_HDR + 64];
+	struct stat st;
+	int fds[2], status;
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(fds), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		close(fds[0]);
+		base = event_base_new();
+		v[1] = roll_with_slow_sync(&j, 10000, &v[0]);
+		if (journal_written_seq(j) != v[1])
+			_exit(2);
+		if (write(fds[1], v, sizeof(v)) != sizeof(v))
+			_exit(3);
+		_exit(0);	/* "crash", the barrier still running */
+	}
+	close(fds[1]);
+	ck_assert_int_eq(read(fds[0], v, sizeof(v)), (ssize_t)sizeof(v));
+	close(fds[0]);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_int_eq(status, 0);
+	second = v[0];
+	last = v[1];
+	seg_path(path, sizeof(path), second);
+	snprintf(spare, sizeof(spare), "%s/journal.spare", jdir);
+	ck_assert_int_ne(stat(path, &st), 0);
+	ck_assert_int_eq(stat(spare, &st), 0);
+	if (_i == 1) {
+		/* segment 1's last record never reached the disk */
+		memset(z, 0, sizeof(z));
+		seg_path(path, sizeof(path), 1);
+		patch(path, rec_off(1, second - 1), z, rec_size(second - 1));
+		seg_path(path, sizeof(path), second);
+	}
+	j = jreopen(FSYNC_ALWAYS, SMALL_SEG, &sn);
+	ck_assert_uint_eq(sn.first, 1);
+	if (_i == 0) {
+		ck_assert_uint_eq(sn.last, last);
+		ck_assert_int_eq(stat(path, &st), 0);
+	} else {
+		ck_assert_uint_eq(sn.last, second - 2);
+		ck_assert_int_ne(stat(path, &st), 0);
+	}
+	append_n(j, 1);
+	journal_close(j);
+	j = jreopen(FSYNC_ALWAYS, SMALL_SEG, &sn);
+	ck_assert_uint_eq(sn.last, _i == 0 ? last + 1 : second - 1);
 	journal_close(j);
 }
 END_TEST
@@ -1560,6 +1690,8 @@ journal_suite(void)
 	tcase_add_test(t, test_unappend);
 	tcase_add_test(t, test_dead_segment_waits_for_write);
 	tcase_add_test(t, test_file_work_off_loop);
+	tcase_add_test(t, test_switch_writes_ahead);
+	tcase_add_loop_test(t, test_written_ahead_crash, 0, 2);
 	tcase_add_test(t, test_record_limits);
 	tcase_add_test(t, test_bad_options);
 
