@@ -11,8 +11,8 @@ import net from 'node:net';
 import { EventEmitter, once } from 'node:events';
 import { randomUUID, randomBytes } from 'node:crypto';
 import {
-	T, type Payload, FrameReader, FrameWriter, decodePayload,
-	encodePayload, uint64, wireInt,
+	T, type Payload, FrameReader, FrameWriter, decodeFrame,
+	encodePayload, uint64, wireInt, canonical,
 } from './codec.js';
 import {
 	FerryError, errorFromCode, ConnectionLost, ClientClosed, TimeoutError,
@@ -103,22 +103,30 @@ export interface Welcome {
 	maxMsg: number;
 }
 
-type Kind = 'pub' | 'sub' | 'other';
+/* pub1: a single publish, answered with its id */
+type Kind = 'pub' | 'pub1' | 'sub' | 'other';
 
-interface Pending {
-	rid: number;
-	frame: Payload;
-	kind: Kind;
-	/* May be sent again after a reconnect without harm. */
-	resendable: boolean;
+/*
+ * A request waiting for its reply. One object per request, the frame kept
+ * for a resend, and for a confirmed publish the promise's own resolve
+ * and reject (no closure of ours per publish: kind 'pub1' resolves with
+ * the OK's first id).
+ */
+class Pending {
 	/* Written on the current connection. */
-	sent: boolean;
-	deadline: number;
-	retries: number;
-	/* frame built without undefined keys or unsafe numbers */
-	clean: boolean;
-	ok: (p: Payload) => void;
-	fail: (e: Error) => void;
+	sent = false;
+	retries = 0;
+
+	constructor(readonly rid: number, readonly frame: Payload,
+	    readonly kind: Kind,
+	    /* May be sent again after a reconnect without harm. */
+	    readonly resendable: boolean,
+	    readonly deadline: number,
+	    /* frame built without undefined keys or unsafe numbers */
+	    readonly clean: boolean,
+	    /* the payload; for 'pub1' the id (a promise's resolve) */
+	    readonly ok: (p: any) => void,
+	    readonly fail: (e: Error) => void) {}
 }
 
 interface Conn {
@@ -151,6 +159,14 @@ function encodeBody(data: unknown, headers?: Record<string, string>):
 	if (!Object.keys(hdr).some((k) => k.toLowerCase() === 'content-type'))
 		hdr['content-type'] = 'application/json';
 	return { body: Buffer.from(text), hdr };
+}
+
+function noop(): void {}
+
+/* A confirm's id: the first of OK `ids` ('' if the broker sent none). */
+function firstId(p: Payload): string {
+	const ids = p.ids;
+	return Array.isArray(ids) && typeof ids[0] === 'string' ? ids[0] : '';
 }
 
 function isEmpty(o?: Record<string, string>): boolean {
@@ -186,10 +202,11 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 	private ownPid: boolean;
 	private pending = new Map<number, Pending>();
 	private subs = new Set<Subscription>();
-	private bySid = new Map<bigint, Subscription>();
+	/* keyed by sid in canonical() form, as MSG frames decode */
+	private bySid = new Map<number | bigint, Subscription>();
 	private writer = new FrameWriter();
 	private flushQueued = false;
-	private ackBatch = new Map<bigint, bigint[]>();
+	private ackBatch = new Map<number | bigint, Array<number | bigint>>();
 	private offline: Payload[] = [];
 	private sweeper: NodeJS.Timeout;
 	private reconnectTimer: NodeJS.Timeout | null = null;
@@ -253,6 +270,8 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 			this.emit('error', e);
 	}
 
+	private emitErrorFn = (e: Error): void => this.emitError(e);
+
 	/* ---- connection ---- */
 
 	private open(): Promise<void> {
@@ -300,7 +319,7 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 		try {
 			c.reader.push(chunk, (payload) => {
 				if (c === this.conn && !c.cause)
-					this.onPayload(c, decodePayload(payload));
+					this.onPayload(c, decodeFrame(payload));
 			});
 		} catch (e) {
 			this.protocolFailure(c, e as Error);
@@ -355,7 +374,7 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 				return;
 			}
 			const m = new Message(p, c.gen, this);
-			const sub = this.bySid.get(m.sid);
+			const sub = this.bySid.get(m.wireSid);
 			if (sub)
 				sub.deliver(m);
 			return;
@@ -375,9 +394,9 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 				return;
 			}
 			if (err instanceof SubscriptionDeleted && sid) {
-				const sub = this.bySid.get(sid);
+				const sub = this.bySid.get(canonical(sid));
 				if (sub) {
-					this.bySid.delete(sid);
+					this.bySid.delete(canonical(sid));
 					this.subs.delete(sub);
 					sub.fail(err);
 				}
@@ -398,7 +417,7 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 		const r = this.pending.get(rid);
 		if (!r)
 			return;	/* timed out already */
-		if (err && r.kind === 'pub' && r.resendable &&
+		if (err && (r.kind === 'pub' || r.kind === 'pub1') && r.resendable &&
 		    (err.code === 13 || err.code === 14) && r.retries < 5) {
 			/* Outcome unknown (section 7): same pid/seq, later. */
 			r.retries++;
@@ -416,6 +435,8 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 		this.pending.delete(rid);
 		if (err)
 			r.fail(err);
+		else if (r.kind === 'pub1')
+			r.ok(firstId(p));
 		else
 			r.ok(p);
 	}
@@ -453,7 +474,7 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 			if (r.kind === 'sub') {
 				/* subscribed again from this.subs */
 				this.pending.delete(rid);
-			} else if (!fatal && (!r.sent || (r.kind === 'pub' &&
+			} else if (!fatal && (!r.sent || (r.kind !== 'other' &&
 			    r.resendable))) {
 				r.sent = false;
 			} else {
@@ -513,7 +534,8 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 		    .sort((a, b) => a.rid - b.rid);
 		for (const r of todo) {
 			r.sent = true;
-			if (r.kind === 'pub' && r.resendable && this.counters.reconnects)
+			if (r.kind !== 'sub' && r.kind !== 'other' && r.resendable &&
+			    this.counters.reconnects)
 				this.counters.resent++;
 			this.write(r.frame, r.clean);
 		}
@@ -575,7 +597,7 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 	/* Queue one frame on the open connection; written this loop turn. */
 	private write(p: Payload, clean = false): void {
 		const before = this.writer.size;
-		const len = this.writer.pack(p, clean);
+		const len = this.encode(p, clean);
 		if (this.welcome.maxFrame && len > this.welcome.maxFrame) {
 			this.writer.truncate(before);
 			throw new FrameTooBig(`frame of ${len} bytes, above ` +
@@ -589,27 +611,30 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 		}
 	}
 
+	/* The frames sent per message are encoded by hand (codec.ts). */
+	private encode(p: Payload, clean: boolean): number {
+		if (p.t === T.PUB && p.msgs === undefined)
+			return this.writer.pub(p);
+		if (p.t === T.ACK && p.leases !== undefined)
+			return this.writer.ack(p.rid as number, p.sid as number,
+			    p.leases as number[]);
+		return this.writer.pack(p, clean);
+	}
+
 	private flush(): void {
 		this.flushQueued = false;
 		const c = this.conn;
 		if (!c || this.state !== 'open')
 			return;
 		if (this.ackBatch.size) {
-			const batch = this.ackBatch;
-			this.ackBatch = new Map();
-			for (const [sid, leases] of batch) {
-				const f: Payload = { t: T.ACK, sid: wireInt(sid) };
-				if (leases.length === 1)
-					f.lease = wireInt(leases[0]);
-				else
-					f.leases = leases.map(wireInt);
-				this.register(f, 'other', false, this.opts.requestTimeout,
-				    () => {}, (e) => this.emitError(e), true, true);
-			}
+			for (const [sid, leases] of this.ackBatch)
+				this.register({ t: T.ACK, sid, leases }, 'other', false,
+				    this.opts.requestTimeout, noop, this.emitErrorFn, true);
+			this.ackBatch.clear();
 		}
 		const buf = this.writer.take();
 		if (buf)
-			c.sock.write(buf);
+			c.sock.write(buf, () => this.writer.recycle(buf));
 	}
 
 	/*
@@ -617,7 +642,7 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 	 * goes out on reconnect). inFlush: the caller writes the queue itself.
 	 */
 	private register(frame: Payload, kind: Kind, resendable: boolean,
-	    timeout: number, ok: (p: Payload) => void, fail: (e: Error) => void,
+	    timeout: number, ok: (p: any) => void, fail: (e: Error) => void,
 	    inFlush = false, clean = false): void {
 		if (this.state === 'closed') {
 			fail(new ClientClosed());
@@ -625,13 +650,11 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 		}
 		const rid = this.nextRid++;
 		frame.rid = rid;
-		const r: Pending = {
-			rid, frame, kind, resendable, sent: false, retries: 0, clean,
-			deadline: timeout > 0 ? Date.now() + timeout : Infinity, ok, fail,
-		};
+		const r = new Pending(rid, frame, kind, resendable,
+		    timeout > 0 ? Date.now() + timeout : Infinity, clean, ok, fail);
 		if (this.state === 'open') {
 			if (inFlush) {
-				this.writer.pack(frame, clean);
+				this.encode(frame, clean);
 			} else {
 				try {
 					this.write(frame, clean);
@@ -714,14 +737,11 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 			f.pid = this.producerId;
 			f.seq = wireInt(this.nextSeq());
 		}
-		/* one promise per publish: resolved with the id from the OK */
-		return new Promise((resolve, reject) => this.register(f, 'pub',
+		/* one promise per publish, resolved with the OK's id (answer()) */
+		return new Promise((resolve, reject) => this.register(f, 'pub1',
 		    this.opts.idempotent || !!opts.id,
-		    opts.timeout ?? this.opts.requestTimeout, (ok) => {
-			const ids = ok.ids;
-			resolve(Array.isArray(ids) && typeof ids[0] === 'string' ?
-			    ids[0] : '');
-		}, reject, false, true));
+		    opts.timeout ?? this.opts.requestTimeout, resolve, reject,
+		    false, true));
 	}
 
 	/*
@@ -731,13 +751,18 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 	 */
 	private fillMsg(m: Payload, data: unknown, o: BatchItem | PublishOptions):
 	    void {
-		const { body, hdr } = encodeBody(data, o.headers);
-		this.checkSize(body);
-		m.body = body;
+		if (Buffer.isBuffer(data) && o.headers === undefined) {
+			this.checkSize(data);	/* the usual case: bytes as they are */
+			m.body = data;
+		} else {
+			const { body, hdr } = encodeBody(data, o.headers);
+			this.checkSize(body);
+			m.body = body;
+			if (!isEmpty(hdr))
+				m.hdr = hdr;
+		}
 		if (o.id)
 			m.id = o.id;
-		if (!isEmpty(hdr))
-			m.hdr = hdr;
 		if (o.delay)
 			m.delay = wireInt(o.delay);
 		if (o.ttl)
@@ -830,7 +855,7 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 				    .catch(() => {});
 				return;
 			}
-			this.bySid.set(sid, s);
+			this.bySid.set(canonical(sid), s);
 			s.subscribed(sid, typeof p.group === 'string' ? p.group : '');
 		}, (e) => {
 			if (e instanceof ConnectionLost || e instanceof TimeoutError &&
@@ -879,7 +904,7 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 		const sid = s.sid;
 		s.end();
 		if (sid && this.state === 'open') {
-			this.bySid.delete(sid);
+			this.bySid.delete(canonical(sid));
 			await this.send({ t: T.UNSUB, sid: wireInt(sid) });
 		}
 	}
@@ -891,18 +916,18 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 			return;
 		m.settled = true;
 		if (err) {
-			this.register({ t: T.NACK, sid: wireInt(m.sid),
-			    lease: wireInt(m.lease), error: errorText(err) }, 'other',
+			this.register({ t: T.NACK, sid: m.wireSid,
+			    lease: m.wireLease, error: errorText(err) }, 'other',
 			    false, this.opts.requestTimeout, () => {},
 			    (e) => this.emitError(e));
 			return;
 		}
 		/* Batched: one ACK frame per subscription per loop turn. */
-		const b = this.ackBatch.get(m.sid);
+		const b = this.ackBatch.get(m.wireSid);
 		if (b)
-			b.push(m.lease);
+			b.push(m.wireLease);
 		else
-			this.ackBatch.set(m.sid, [m.lease]);
+			this.ackBatch.set(m.wireSid, [m.wireLease]);
 		if (!this.flushQueued) {
 			this.flushQueued = true;
 			setImmediate(() => this.flush());
@@ -919,13 +944,13 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 	/* ---- settling (Settler) ---- */
 
 	private leaseFrame(m: Message, t: number): Payload {
-		if (!m.lease)
+		if (!m.wireLease)
 			throw new ModeError('this delivery has no lease ' +
 			    '(at-most-once, or a PEEK)');
 		if (m.gen !== this.gen || this.state !== 'open')
 			throw new StaleLease('the connection that delivered this ' +
 			    'message is gone; the broker will deliver it again');
-		return { t, sid: wireInt(m.sid), lease: wireInt(m.lease) };
+		return { t, sid: m.wireSid, lease: m.wireLease };
 	}
 
 	/** @internal */
