@@ -18,6 +18,7 @@ import {
 	FerryError, errorFromCode, ConnectionLost, ClientClosed, TimeoutError,
 	AbortError, BrokerProtocolError, FrameTooBig, MessageTooBig,
 	StaleLease, ModeError, BadArgument, SubscriptionDeleted, ShuttingDown,
+	IdleTimeout,
 } from './errors.js';
 import { Message, type Settler, type ReplyOptions } from './message.js';
 import {
@@ -50,6 +51,12 @@ export interface ConnectOptions {
 	idempotent?: boolean;
 	/** Largest frame accepted from the broker (default 64 MiB). */
 	maxIncomingFrame?: number;
+	/**
+	 * When the broker announces an idle timeout (WELCOME `idle`), send a
+	 * PING after a third of it without any other frame, so that an idle
+	 * worker is not disconnected (default true).
+	 */
+	keepalive?: boolean;
 }
 
 export interface PublishOptions {
@@ -101,6 +108,12 @@ export interface Welcome {
 	session: string;
 	maxFrame: number;
 	maxMsg: number;
+	/** This broker lifetime's id: another one after a reconnect = restart. */
+	boot: string;
+	/** The broker's idle_timeout in ms (0: none). */
+	idle: number;
+	/** The user the broker took us for ('' without a users file). */
+	user: string;
 }
 
 /* pub1: a single publish, answered with its id */
@@ -192,7 +205,8 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 	/** Reconnects done, and publishes sent again after one. */
 	readonly counters = { reconnects: 0, resent: 0 };
 	/** The last WELCOME. */
-	welcome: Welcome = { server: '', session: '', maxFrame: 0, maxMsg: 0 };
+	welcome: Welcome = { server: '', session: '', maxFrame: 0, maxMsg: 0,
+	    boot: '', idle: 0, user: '' };
 
 	private state: State = 'connecting';
 	private conn: Conn | null = null;
@@ -209,12 +223,18 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 	private ackBatch = new Map<number | bigint, Array<number | bigint>>();
 	private offline: Payload[] = [];
 	private sweeper: NodeJS.Timeout;
+	private keepaliveTimer: NodeJS.Timeout | null = null;
+	/* WELCOME boot of the connection before: another one = a restart */
+	private boot = '';
+	/* socket writes since the keepalive timer last looked */
+	private writes = 0;
 	private reconnectTimer: NodeJS.Timeout | null = null;
 	private inbox: Subscription | null = null;
 	private replyWaiters = new Map<string,
 	    (e: Error | null, m?: Message) => void>();
 	private opts: Required<Pick<ConnectOptions, 'connectTimeout' |
-	    'requestTimeout' | 'idempotent' | 'maxIncomingFrame'>> & {
+	    'requestTimeout' | 'idempotent' | 'maxIncomingFrame' |
+	    'keepalive'>> & {
 		reconnect: Required<ReconnectOptions> | null;
 	};
 
@@ -234,6 +254,7 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 			requestTimeout: options.requestTimeout ?? 30000,
 			idempotent: options.idempotent ?? true,
 			maxIncomingFrame: options.maxIncomingFrame ?? 64 * 1024 * 1024,
+			keepalive: options.keepalive ?? true,
 			reconnect: rc === false ? null : {
 				initialDelay: 100, maxDelay: 5000, maxAttempts: Infinity,
 				...(rc === true ? {} : rc),
@@ -265,9 +286,16 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 		this.opened();
 	}
 
+	/*
+	 * Errors nobody asked for (unsolicited ERRs, failed handler acks): to
+	 * 'error' listeners; without one, a process warning, not the crash an
+	 * unheard 'error' event would be.
+	 */
 	private emitError(e: Error): void {
 		if (this.listenerCount('error'))
 			this.emit('error', e);
+		else
+			process.emitWarning(`ferry: ${e.name}: ${e.message}`);
 	}
 
 	private emitErrorFn = (e: Error): void => this.emitError(e);
@@ -346,10 +374,14 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 				if (p.v !== 1)
 					throw new BrokerProtocolError(
 					    `WELCOME for protocol version ${String(p.v)}`);
+				const s = (k: string) => {
+					const v = p[k];
+					return typeof v === 'string' ? v : '';
+				};
 				this.welcome = {
-					server: typeof p.server === 'string' ? p.server : '',
-					session: typeof p.session === 'string' ? p.session : '',
+					server: s('server'), session: s('session'),
 					maxFrame: u('max_frame'), maxMsg: u('max_msg'),
+					boot: s('boot'), idle: u('idle'), user: s('user'),
 				};
 				c.welcomed = true;
 				const h = c.handshake;
@@ -393,16 +425,22 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 				this.answer(rid, p, err);
 				return;
 			}
+			/*
+			 * Unsolicited (section 5): every one goes to 'error', whatever
+			 * its code, codes this client does not know included (a
+			 * FerryError with that code); those below also change state.
+			 */
 			if (err instanceof SubscriptionDeleted && sid) {
 				const sub = this.bySid.get(canonical(sid));
 				if (sub) {
 					this.bySid.delete(canonical(sid));
 					this.subs.delete(sub);
-					sub.fail(err);
+					sub.fail(err);	/* its iterator throws err */
 				}
-			} else if (err instanceof ShuttingDown) {
-				c.cause = new ConnectionLost(
-				    'broker shutting down: ' + err.message);
+			} else if (err instanceof ShuttingDown ||
+			    err instanceof IdleTimeout) {
+				/* the broker closes: reconnect, as after any loss */
+				c.cause = new ConnectionLost(err.message);
 			}
 			this.emitError(err);
 			return;
@@ -463,6 +501,7 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 
 	/* The open connection is gone: keep what can be redone, fail the rest. */
 	private lost(cause: Error): void {
+		this.stopKeepalive();
 		const fatal = cause instanceof BrokerProtocolError ||
 		    !this.opts.reconnect || this.state === 'closed';
 		this.bySid.clear();
@@ -508,8 +547,11 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 					return;
 				}
 				this.counters.reconnects++;
+				const before = this.boot;
 				this.opened();
 				this.emit('reconnect', attempt + 1);
+				if (before && this.welcome.boot && this.welcome.boot !== before)
+					this.emit('restart', this.welcome.boot, before);
 			}, (e: Error) => {
 				if (this.state !== 'reconnecting')
 					return;
@@ -525,6 +567,8 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 	/* Handshake done: subscribe again, re-send, drain the offline queue. */
 	private opened(): void {
 		this.state = 'open';
+		this.boot = this.welcome.boot;
+		this.startKeepalive();
 		if (this.welcome.maxFrame)
 			this.conn!.reader.maxFrame = Math.max(this.opts.maxIncomingFrame,
 			    this.welcome.maxFrame);
@@ -545,9 +589,36 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 			this.write(f);
 	}
 
+	/*
+	 * WELCOME `idle`: PING (no rid: no reply) when a third of it went by
+	 * without a write, so no gap between frames reaches two thirds.
+	 */
+	private startKeepalive(): void {
+		this.stopKeepalive();
+		const idle = this.welcome.idle;
+		if (!idle || !this.opts.keepalive)
+			return;
+		this.writes = 1;
+		this.keepaliveTimer = setInterval(() => {
+			if (this.state !== 'open')
+				return;
+			if (!this.writes && !this.writer.size)
+				this.write({ t: T.PING });
+			this.writes = 0;
+		}, Math.max(10, Math.floor(idle / 3)));
+		this.keepaliveTimer.unref();
+	}
+
+	private stopKeepalive(): void {
+		if (this.keepaliveTimer)
+			clearInterval(this.keepaliveTimer);
+		this.keepaliveTimer = null;
+	}
+
 	/* Fail everything and stop for good. */
 	private shutdown(cause: Error): void {
 		this.state = 'closed';
+		this.stopKeepalive();
 		clearInterval(this.sweeper);
 		if (this.reconnectTimer)
 			clearTimeout(this.reconnectTimer);
@@ -633,8 +704,10 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 			this.ackBatch.clear();
 		}
 		const buf = this.writer.take();
-		if (buf)
+		if (buf) {
+			this.writes++;
 			c.sock.write(buf, () => this.writer.recycle(buf));
+		}
 	}
 
 	/*

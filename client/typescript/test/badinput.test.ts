@@ -8,11 +8,11 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import {
 	connect, BrokerProtocolError, TimeoutError, HandshakeError,
-	LimitReached,
+	LimitReached, ShuttingDown, Client, type FerryError,
 } from '../src/index.js';
 import { FrameReader, decodePayload, encodeFrame, type Payload }
     from '../src/codec.js';
-import { within } from './util.js';
+import { within, until } from './util.js';
 
 const WELCOME = encodeFrame({ t: 64, v: 1, server: 'fake', session: 's',
     max_frame: 8388608, max_msg: 1048576 });
@@ -191,4 +191,47 @@ test('nothing listening: connect fails at once', async () => {
 	await f.close();
 	await assert.rejects(within(3000, connect({ port, reconnect: false })),
 	    /ECONNREFUSED|connection/);
+});
+
+test('unsolicited ERRs of any code reach error; E_SHUTDOWN reconnects',
+    async () => {
+	let conns = 0;
+	const f = await fake(null, (s, p) => {
+		if (p.t !== 9)
+			return;
+		/* a notice about subscription 5, with a code from a later
+		 * protocol version, then the PING's reply */
+		s.write(encodeFrame({ t: 66, code: 99, sid: 5, msg: 'later' }));
+		s.write(encodeFrame({ t: 65, rid: p.rid as number }));
+	});
+	const srvShutdown = await fake((s) => {
+		s.write(WELCOME);
+		if (++conns === 1)
+			s.end(encodeFrame({ t: 66, code: 16, msg: 'shutting down' }));
+	}, () => {});
+	const c = await within(3000, connect({ port: f.port }), 'connect');
+	const d = new Client({ port: srvShutdown.port,
+	    reconnect: { initialDelay: 10, maxDelay: 50 } });
+	const derrs: FerryError[] = [];
+	d.on('error', (e: FerryError) => derrs.push(e));
+	await within(3000, d.start(), 'connect');
+	try {
+		const errs: FerryError[] = [];
+		c.on('error', (e: FerryError) => errs.push(e));
+		await within(3000, c.ping(), 'ping');
+		assert.equal(errs.length, 1);
+		assert.equal(errs[0].code, 99);
+		assert.equal(errs[0].sid, 5n);
+		assert.equal(errs[0].retryable, false);
+		assert.equal(errs[0].message, 'later');
+		assert.equal(c.status, 'open');
+		await until(() => d.counters.reconnects >= 1, 3000, 'reconnect');
+		assert.ok(derrs.some((e) => e instanceof ShuttingDown),
+		    derrs.map(String).join());
+	} finally {
+		await c.close(100);
+		await d.close(100);
+		await f.close();
+		await srvShutdown.close();
+	}
 });
