@@ -275,3 +275,30 @@ def test_fire_and_forget_backpressure_against_a_server_that_does_not_read() -> N
         stop.set()
         lsock.close()
         t.join(5)
+
+
+def test_unsolicited_errors_and_restart(broker: Ferryd) -> None:
+    # Every ERR without rid reaches on_error (here E_DELETED, whose
+    # iterator raises too); a reconnect to a restarted broker calls
+    # on_restart with the new and the old boot.
+    async def main() -> None:
+        seen: list[ferry.FerryError] = []
+        restarts: list[tuple[str, str]] = []
+        async with await ferry.aio.connect(
+                "127.0.0.1", broker.port, on_error=seen.append,
+                on_restart=lambda b, p: restarts.append((b, p)),
+                reconnect_base=0.05, reconnect_max=0.2) as c:
+            s = await c.subscription("unasked", group="g")
+            sid = s.sid
+            assert sid > 0
+            await c.delete("unasked", "g")
+            with pytest.raises(ferry.Deleted):
+                await s.get(3)
+            assert isinstance(seen[0], ferry.Deleted) and seen[0].sid == sid
+            boot0 = c.server["boot"]
+            await asyncio.to_thread(broker.kill)
+            await asyncio.to_thread(broker.restart)
+            await c.ping(timeout=10)
+            assert restarts == [(c.server["boot"], boot0)]
+            assert c.server["boot"] != boot0
+    run(main())
