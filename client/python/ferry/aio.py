@@ -794,6 +794,11 @@ class AsyncClient:
         return codec.get_rows(await self._call({"t": codec.STATS, "topic": topic or None}),
                               "stats")
 
+    async def stats_broker(self) -> dict[str, Any]:
+        """As ferry.Client.stats_broker()."""
+        rows = codec.get_rows(await self._call({"t": codec.STATS}), "broker")
+        return rows[0] if rows else {}
+
     async def inflight(self, topic: str, group: str | None = None) -> list[dict[str, Any]]:
         f = await self._call({"t": codec.INFLIGHT, "topic": topic, "group": group or None})
         return codec.get_rows(f, "inflight")

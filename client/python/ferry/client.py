@@ -634,6 +634,14 @@ class Client:
         f = self._call({"t": codec.STATS, "topic": topic or None})
         return codec.get_rows(f, "stats")
 
+    def stats_broker(self) -> dict[str, Any]:
+        """The broker-wide figures (PROTOCOL.md, STATS without a topic:
+        conns, topics, groups, ready, ..., up); {} from a broker that does
+        not report them."""
+        f = self._call({"t": codec.STATS})
+        rows = codec.get_rows(f, "broker")
+        return rows[0] if rows else {}
+
     def inflight(self, topic: str, group: str | None = None) -> list[dict[str, Any]]:
         f = self._call({"t": codec.INFLIGHT, "topic": topic, "group": group or None})
         return codec.get_rows(f, "inflight")

@@ -420,3 +420,13 @@ def test_restart_reported_by_boot(broker: Ferryd) -> None:
             time.sleep(0.05)
         assert restarts == [(c.server["boot"], boot0)]
         assert c.server["boot"] != boot0
+
+
+def test_stats_broker(broker: Ferryd) -> None:
+    with ferry.Client(port=broker.port) as c, ferry.Client(port=broker.port):
+        c.publish("sb.a", b"1")
+        c.publish("sb.b", b"2")
+        b = c.stats_broker()
+        assert b["conns"] == 2
+        assert b["topics"] >= 2 and b["pub"] >= 2
+        assert b["up"] >= 0

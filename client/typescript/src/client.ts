@@ -1135,6 +1135,18 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 		return Array.isArray(ok.stats) ? ok.stats : [];
 	}
 
+	/**
+	 * The broker-wide figures (STATS without a topic: conns, topics,
+	 * groups, ready, ..., up); {} from a broker that does not report them.
+	 */
+	async statsBroker(): Promise<Record<string, unknown>> {
+		const ok = await this.send({ t: T.STATS });
+		const rows = ok.broker;
+		return Array.isArray(rows) && rows.length &&
+		    typeof rows[0] === 'object' && rows[0] !== null ?
+		    { ...(rows[0] as Record<string, unknown>) } : {};
+	}
+
 	/** A group's outstanding deliveries. */
 	async inflight(topic: string, group?: string):
 	    Promise<Array<Record<string, unknown>>> {
