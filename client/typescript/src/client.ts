@@ -176,6 +176,9 @@ function encodeBody(data: unknown, headers?: Record<string, string>):
 
 function noop(): void {}
 
+/* publish()'s default options: one object, not one per call */
+const NO_OPTS: PublishOptions = Object.freeze({});
+
 /* A confirm's id: the first of OK `ids` ('' if the broker sent none). */
 function firstId(p: Payload): string {
 	const ids = p.ids;
@@ -785,7 +788,7 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 	 * `confirm: false`: resolves once queued for the socket, with the
 	 * caller's id if it gave one.
 	 */
-	publish(topic: string, data: unknown, opts: PublishOptions = {}):
+	publish(topic: string, data: unknown, opts: PublishOptions = NO_OPTS):
 	    Promise<string | undefined> {
 		const f: Payload = { t: T.PUB, topic };
 		try {

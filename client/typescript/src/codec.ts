@@ -101,7 +101,7 @@ function need(n: number): void {
  * Map keys: the same few dozen names in every frame, kept as strings in
  * a small cache by hash (no string made per key), each with its index in
  * FRAME_KEYS (-1: none) so that a frame's top-level keys are stored by
- * name, not by a megamorphic keyed store (decodeFrame).
+ * name (frameMap).
  */
 const FRAME_KEYS = ['t', 'rid', 'code', 'msg', 'sid', 'group', 'ids', 'dur',
     'dups', 'stats', 'broker', 'inflight', 'events', 'id', 'topic', 'lease',
@@ -265,33 +265,13 @@ function value(depth: number): unknown {
 	}
 }
 
-/**
- * A frame from the broker, as decodeFrame() returns it: every top-level
- * key a broker frame has (section 6), undefined when absent, so that
- * every frame has one shape; other keys are kept as they came.
+/*
+ * A frame's top-level map: known keys are stored by name, one store site
+ * per key, so each site sees the few shapes ferryd's fixed key orders
+ * make (a keyed store with a varying key is megamorphic: slow).
  */
-export class Frame {
-	[k: string]: unknown;
-	t: unknown = undefined; rid: unknown = undefined;
-	code: unknown = undefined; msg: unknown = undefined;
-	sid: unknown = undefined; group: unknown = undefined;
-	ids: unknown = undefined; dur: unknown = undefined;
-	dups: unknown = undefined; stats: unknown = undefined;
-	broker: unknown = undefined; inflight: unknown = undefined;
-	events: unknown = undefined; id: unknown = undefined;
-	topic: unknown = undefined; lease: unknown = undefined;
-	att: unknown = undefined; ts: unknown = undefined;
-	hdr: unknown = undefined; hist: unknown = undefined;
-	reply_to: unknown = undefined; corr: unknown = undefined;
-	body: unknown = undefined; v: unknown = undefined;
-	server: unknown = undefined; session: unknown = undefined;
-	max_frame: unknown = undefined; max_msg: unknown = undefined;
-	boot: unknown = undefined; idle: unknown = undefined;
-	user: unknown = undefined; sasl: unknown = undefined;
-}
-
-function frameMap(n: number): Frame {
-	const o = new Frame();
+function frameMap(n: number): Payload {
+	const o: Payload = {};
 	for (let i = 0; i < n; i++) {
 		need(1);
 		const c = db[dp];
@@ -368,10 +348,11 @@ function finish(): void {
 }
 
 /**
- * Decode a frame from the broker into a Frame (the client's fast path;
- * same checks as decodePayload). bin values are views of buf.
+ * Decode a frame from the broker: what decodePayload returns, faster for
+ * the frames of section 6 (the client's path). bin values are views of
+ * buf.
  */
-export function decodeFrame(buf: Uint8Array): Frame {
+export function decodeFrame(buf: Uint8Array): Payload {
 	try {
 		start(buf);
 		const c = db[dp++];

@@ -70,12 +70,18 @@ function strMap(v: unknown, k: string): Record<string, string> {
 	return v as Record<string, string>;
 }
 
+/* What a message without headers or history holds: shared, frozen. */
+const NO_HEADERS: Record<string, string> = Object.freeze({});
+const NO_HISTORY: HistoryEntry[] = Object.freeze([]) as unknown as
+    HistoryEntry[];
+
 export class Message {
 	/** Message id (broker UUID or the producer's own). */
 	readonly id: string;
 	readonly topic: string;
 	/** Body bytes; a view of the received data, valid as long as kept. */
 	readonly body: Buffer;
+	/** Headers; frozen and shared ({}) when the message has none. */
 	readonly headers: Record<string, string>;
 	/** Attempt number: 1 on first delivery. */
 	readonly attempt: number;
@@ -92,7 +98,7 @@ export class Message {
 	readonly replyTo: string;
 	readonly correlationId: string;
 	/** Dead letters only: the failed attempts, oldest first. */
-	readonly history: HistoryEntry[];
+	readonly history: HistoryEntry[];	/* frozen [] if none */
 	/** @internal connection generation that delivered it */
 	readonly gen: number;
 	/** Settled (acked or nacked) by this client. */
@@ -124,11 +130,14 @@ export class Message {
 		this.topic = str(p, 'topic');
 		this.attempt = num(p, 'att');
 		this.timestamp = num(p, 'ts');
-		this.headers = strMap(p.hdr, 'hdr');
+		/* {} only when there are headers: most messages have none */
+		this.headers = p.hdr === undefined || p.hdr === null ? NO_HEADERS :
+		    strMap(p.hdr, 'hdr');
 		this.replyTo = str(p, 'reply_to');
 		this.correlationId = str(p, 'corr');
-		this.history = [];
+		this.history = NO_HISTORY;
 		if (p.hist !== undefined && p.hist !== null) {
+			this.history = [];
 			if (!Array.isArray(p.hist))
 				throw new BrokerProtocolError('MSG hist is not an array');
 			for (const h of p.hist as Payload[]) {

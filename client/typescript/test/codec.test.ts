@@ -119,7 +119,7 @@ test('FrameWriter reuses a written buffer, never one still queued', () => {
 	assert.deepEqual(decodePayload(c.subarray(4)), { t: 9, rid: 3 });
 });
 
-test('decodeFrame: the same values as decodePayload, one shape', () => {
+test('decodeFrame: the same values as decodePayload', () => {
 	const p = hex(`89 a1 74 43 a3 73 69 64 01 a2 69 64 a2 6d 31
 	    a5 74 6f 70 69 63 ae 6f 72 64 65 72 73 2e 63 72 65 61 74 65 64
 	    a5 6c 65 61 73 65 cf 00 20 00 00 00 00 00 03
