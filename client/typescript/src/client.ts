@@ -120,26 +120,85 @@ export interface Welcome {
 type Kind = 'pub' | 'pub1' | 'sub' | 'other';
 
 /*
- * A request waiting for its reply. One object per request, the frame kept
- * for a resend, and for a confirmed publish the promise's own resolve
- * and reject (no closure of ours per publish: kind 'pub1' resolves with
- * the OK's first id).
+ * A request waiting for its reply, the frame kept for a resend, and for a
+ * confirmed publish the promise's own resolve and reject (no closure of
+ * ours per publish: kind 'pub1' resolves with the OK's first id). Reused
+ * once answered (Client.release()): a thousand publishes in flight are a
+ * thousand objects the scavenger would otherwise copy again and again.
  */
 class Pending {
+	rid = 0;
+	frame: Payload = NO_FRAME;
+	kind: Kind = 'other';
+	/* May be sent again after a reconnect without harm. */
+	resendable = false;
 	/* Written on the current connection. */
 	sent = false;
 	retries = 0;
+	deadline = 0;
+	/* frame built without undefined keys or unsafe numbers */
+	clean = false;
+	/* the payload; for 'pub1' the id (a promise's resolve) */
+	ok: (p: any) => void = noop;
+	fail: (e: Error) => void = noop;
+}
 
-	constructor(readonly rid: number, readonly frame: Payload,
-	    readonly kind: Kind,
-	    /* May be sent again after a reconnect without harm. */
-	    readonly resendable: boolean,
-	    readonly deadline: number,
-	    /* frame built without undefined keys or unsafe numbers */
-	    readonly clean: boolean,
-	    /* the payload; for 'pub1' the id (a promise's resolve) */
-	    readonly ok: (p: any) => void,
-	    readonly fail: (e: Error) => void) {}
+const NO_FRAME: Payload = Object.freeze({});
+
+/*
+ * The requests waiting for replies, by rid. rids are handed out in order
+ * and mostly answered in order, so a ring indexed by rid finds them
+ * without hashing or allocating (a Map's table churned as entries came
+ * and went); a request still waiting when its slot comes round again
+ * moves to a Map on the side.
+ */
+class PendingTable {
+	private ring: Array<Pending | undefined> = new Array(4096).fill(undefined);
+	private readonly mask = 4095;
+	private far = new Map<number, Pending>();
+	size = 0;
+
+	get(rid: number): Pending | undefined {
+		const r = this.ring[rid & this.mask];
+		if (r !== undefined && r.rid === rid)
+			return r;
+		return this.far.size ? this.far.get(rid) : undefined;
+	}
+
+	set(r: Pending): void {
+		const i = r.rid & this.mask;
+		const old = this.ring[i];
+		if (old !== undefined)
+			this.far.set(old.rid, old);
+		this.ring[i] = r;
+		this.size++;
+	}
+
+	delete(rid: number): boolean {
+		const i = rid & this.mask;
+		const r = this.ring[i];
+		if (r !== undefined && r.rid === rid)
+			this.ring[i] = undefined;
+		else if (!this.far.delete(rid))
+			return false;
+		this.size--;
+		return true;
+	}
+
+	/** Every entry, oldest rid first (a copy: delete freely). */
+	values(): Pending[] {
+		const a: Pending[] = [...this.far.values()];
+		for (const r of this.ring)
+			if (r !== undefined)
+				a.push(r);
+		return a.sort((x, y) => x.rid - y.rid);
+	}
+
+	clear(): void {
+		this.ring.fill(undefined);
+		this.far.clear();
+		this.size = 0;
+	}
 }
 
 interface Conn {
@@ -217,7 +276,8 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 	private nextRid = 1;
 	private seq = 0;
 	private ownPid: boolean;
-	private pending = new Map<number, Pending>();
+	private pending = new PendingTable();
+	private spare: Pending[] = [];	/* answered, for reuse */
 	private subs = new Set<Subscription>();
 	/* keyed by sid in canonical() form, as MSG frames decode */
 	private bySid = new Map<number | bigint, Subscription>();
@@ -348,9 +408,9 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 		if (c !== this.conn)
 			return;
 		try {
-			c.reader.push(chunk, (payload) => {
+			c.reader.push(chunk, (buf, start, end) => {
 				if (c === this.conn && !c.cause)
-					this.onPayload(c, decodeFrame(payload));
+					this.onPayload(c, decodeFrame(buf, start, end));
 			});
 		} catch (e) {
 			this.protocolFailure(c, e as Error);
@@ -474,12 +534,23 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 			return;
 		}
 		this.pending.delete(rid);
+		const { ok, fail, kind } = r;
+		this.release(r);
 		if (err)
-			r.fail(err);
-		else if (r.kind === 'pub1')
-			r.ok(firstId(p));
+			fail(err);
+		else if (kind === 'pub1')
+			ok(firstId(p));
 		else
-			r.ok(p);
+			ok(p);
+	}
+
+	/* An answered request's entry: drop what it holds, keep it. */
+	private release(r: Pending): void {
+		r.frame = NO_FRAME;
+		r.ok = noop;
+		r.fail = noop;
+		if (this.spare.length < 4096)
+			this.spare.push(r);
 	}
 
 	private onClose(c: Conn): void {
@@ -512,7 +583,8 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 		this.writer.clear();
 		for (const s of this.subs)
 			s.disconnected();
-		for (const [rid, r] of this.pending) {
+		for (const r of this.pending.values()) {
+			const rid = r.rid;
 			if (r.kind === 'sub') {
 				/* subscribed again from this.subs */
 				this.pending.delete(rid);
@@ -577,8 +649,7 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 			    this.welcome.maxFrame);
 		for (const s of this.subs)
 			this.sendSub(s);
-		const todo = [...this.pending.values()].filter((r) => !r.sent)
-		    .sort((a, b) => a.rid - b.rid);
+		const todo = this.pending.values().filter((r) => !r.sent);
 		for (const r of todo) {
 			r.sent = true;
 			if (r.kind !== 'sub' && r.kind !== 'other' && r.resendable &&
@@ -726,8 +797,17 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 		}
 		const rid = this.nextRid++;
 		frame.rid = rid;
-		const r = new Pending(rid, frame, kind, resendable,
-		    timeout > 0 ? Date.now() + timeout : Infinity, clean, ok, fail);
+		const r = this.spare.pop() ?? new Pending();
+		r.rid = rid;
+		r.frame = frame;
+		r.kind = kind;
+		r.resendable = resendable;
+		r.sent = false;
+		r.retries = 0;
+		r.deadline = timeout > 0 ? Date.now() + timeout : Infinity;
+		r.clean = clean;
+		r.ok = ok;
+		r.fail = fail;
 		if (this.state === 'open') {
 			if (inFlush) {
 				this.encode(frame, clean);
@@ -735,13 +815,14 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 				try {
 					this.write(frame, clean);
 				} catch (e) {
+					this.release(r);
 					fail(e as Error);
 					return;
 				}
 			}
 			r.sent = true;
 		}
-		this.pending.set(rid, r);
+		this.pending.set(r);
 	}
 
 	private send(frame: Payload, kind: Kind = 'other', resendable = false,
@@ -752,10 +833,12 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 
 	private sweep(): void {
 		const now = Date.now();
-		for (const [rid, r] of this.pending) {
+		if (!this.pending.size)
+			return;
+		for (const r of this.pending.values()) {
 			if (r.deadline <= now) {
-				this.pending.delete(rid);
-				r.fail(new TimeoutError(`no reply to request ${rid} ` +
+				this.pending.delete(r.rid);
+				r.fail(new TimeoutError(`no reply to request ${r.rid} ` +
 				    `(type ${String(r.frame.t)}) in time`));
 			}
 		}
@@ -790,7 +873,15 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 	 */
 	publish(topic: string, data: unknown, opts: PublishOptions = NO_OPTS):
 	    Promise<string | undefined> {
-		const f: Payload = { t: T.PUB, topic };
+		/* every key at once, in FrameWriter.pub()'s order: one object,
+		 * no property store grown key by key (undefined: absent) */
+		const f: Payload = {
+			t: T.PUB, rid: undefined, topic, group: undefined,
+			mandatory: undefined, id: undefined, hdr: undefined,
+			delay: undefined, ttl: undefined, reply_to: undefined,
+			corr: undefined, pid: undefined, seq: undefined,
+			body: undefined,
+		};
 		try {
 			this.fillMsg(f, data, opts);
 		} catch (e) {

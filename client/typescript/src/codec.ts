@@ -331,12 +331,12 @@ function frameMap(n: number): Payload {
 	return o;
 }
 
-function start(buf: Uint8Array): void {
+function start(buf: Uint8Array, from: number, to: number): void {
 	db = Buffer.isBuffer(buf) ? buf :
 	    Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
-	dp = 0;
-	dend = buf.length;
-	const c = dend ? db[0] : 0;
+	dp = from;
+	dend = to;
+	const c = dend > dp ? db[dp] : 0;
 	if (!((c >= 0x80 && c <= 0x8f) || c === 0xde || c === 0xdf))
 		throw new BrokerProtocolError('frame payload is not a msgpack map');
 }
@@ -348,13 +348,14 @@ function finish(): void {
 }
 
 /**
- * Decode a frame from the broker: what decodePayload returns, faster for
- * the frames of section 6 (the client's path). bin values are views of
- * buf.
+ * Decode the frame payload in buf[from..to) (FrameReader's arguments):
+ * what decodePayload returns, faster for the frames of section 6 (the
+ * client's path). bin values are views of buf.
  */
-export function decodeFrame(buf: Uint8Array): Payload {
+export function decodeFrame(buf: Uint8Array, from = 0, to = buf.length):
+    Payload {
 	try {
-		start(buf);
+		start(buf, from, to);
 		const c = db[dp++];
 		let n: number;
 		if (c <= 0x8f) {
@@ -383,7 +384,7 @@ export function decodeFrame(buf: Uint8Array): Payload {
  */
 export function decodePayload(buf: Uint8Array): Payload {
 	try {
-		start(buf);
+		start(buf, 0, buf.length);
 		const v = value(0) as Payload;
 		finish();
 		return v;
@@ -433,7 +434,12 @@ export class FrameReader {
 		return this.need;
 	}
 
-	push(chunk: Buffer, onFrame: (payload: Buffer) => void): void {
+	/*
+	 * onFrame gets each payload as chunk[start..end) (no view made per
+	 * frame: decodeFrame takes the range).
+	 */
+	push(chunk: Buffer, onFrame: (buf: Buffer, start: number, end: number) =>
+	    void): void {
 		if (this.partsLen) {
 			this.parts.push(chunk);
 			this.partsLen += chunk.length;
@@ -459,7 +465,7 @@ export class FrameReader {
 				break;
 			}
 			off += 4;
-			onFrame(chunk.subarray(off, off + len));
+			onFrame(chunk, off, off + len);
 			off += len;
 		}
 		if (off < n) {

@@ -35,8 +35,8 @@ async function fake(onHello: ((s: net.Socket) => void) | null,
 		s.on('error', () => {});
 		const r = new FrameReader(1 << 20);
 		let hello = false;
-		s.on('data', (chunk) => r.push(chunk, (b) => {
-			const p = decodePayload(b);
+		s.on('data', (chunk) => r.push(chunk, (b, st, en) => {
+			const p = decodePayload(b.subarray(st, en));
 			if (!hello) {
 				hello = true;
 				assert.equal(p.t, 1);

@@ -70,7 +70,8 @@ test('the PUB encoder agrees with the decoder on every key and width', () => {
 	for (const f of frames)
 		w.pub(f);
 	const got: unknown[] = [];
-	new FrameReader(1 << 20).push(w.take()!, (p) => {
+	new FrameReader(1 << 20).push(w.take()!, (b, s, e) => {
+		const p = b.subarray(s, e);
 		const o = decodePayload(p);
 		o.body = Buffer.from(o.body as Uint8Array);
 		got.push(o);
@@ -91,7 +92,8 @@ test('the ACK encoder: one lease, or a leases array', () => {
 	    'a5 6c 65 61 73 65 11'));
 	const l = [(1n << 53n) + 1n, 2 ** 40, 5];
 	w.ack(9, 2n, l);
-	new FrameReader(1 << 20).push(w.take()!, (p) => {
+	new FrameReader(1 << 20).push(w.take()!, (b, s, e) => {
+		const p = b.subarray(s, e);
 		const d = decodePayload(p);
 		assert.equal(d.rid, 9);
 		assert.equal(d.sid, 2);
@@ -131,6 +133,15 @@ test('decodeFrame: the same values as decodePayload', () => {
 	for (const k of Object.keys(a))
 		assert.deepEqual(f[k], a[k], k);
 	assert.equal(f.rid, undefined);
+	/* a range of a larger buffer, as FrameReader hands it: no more */
+	const big = Buffer.concat([hex('81 a1 74'), p, hex('01 02')]);
+	const r = decodeFrame(big, 3, 3 + p.length);
+	assert.deepEqual({ ...r, body: Buffer.from(r.body as Buffer) },
+	    { ...a, body: Buffer.from(a.body as Buffer) });
+	assert.throws(() => decodeFrame(big, 3, 2 + p.length),
+	    BrokerProtocolError);
+	assert.throws(() => decodeFrame(big, 3, 4 + p.length),
+	    /1 bytes after the map/);
 	/* an unknown key is kept; a key in str 8 form is still known */
 	const g = decodeFrame(hex('83 a1 74 41 a3 6e 65 77 05 d9 03 72 69 64 07'));
 	assert.equal(g.t, 65);
@@ -183,8 +194,8 @@ test('the examples decode to their values, split at every byte', () => {
 		for (const step of [1, 7, all.length]) {
 			const r = new FrameReader(1 << 20);
 			const got: unknown[] = [];
-			const feed = (b: Buffer) => r.push(b, (p) =>
-			    got.push(decodePayload(p)));
+			const feed = (b: Buffer) => r.push(b, (c, s, e) =>
+			    got.push(decodePayload(c.subarray(s, e))));
 			feed(all.subarray(0, cut));
 			for (let o = cut; o < all.length; o += step)
 				feed(all.subarray(o, Math.min(all.length, o + step)));
@@ -340,7 +351,8 @@ test('FrameWriter packs in place: many frames, one buffer, all intact', () => {
 	const all = w.take()!;
 	assert.equal(w.size, 0);
 	const got: unknown[] = [];
-	new FrameReader(1 << 20).push(all, (p) => {
+	new FrameReader(1 << 20).push(all, (b, s, e) => {
+		const p = b.subarray(s, e);
 		const o = decodePayload(p);
 		if (o.body)
 			o.body = Buffer.from(o.body as Uint8Array);
