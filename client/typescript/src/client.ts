@@ -355,6 +355,8 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 	 * unheard 'error' event would be.
 	 */
 	private emitError(e: Error): void {
+		if (e instanceof ClientClosed)
+			return;	/* the caller's own close(): nothing to report */
 		if (this.listenerCount('error'))
 			this.emit('error', e);
 		else
