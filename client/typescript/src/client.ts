@@ -363,7 +363,6 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 			process.emitWarning(`ferry: ${e.name}: ${e.message}`);
 	}
 
-	private emitErrorFn = (e: Error): void => this.emitError(e);
 
 	/* ---- connection ---- */
 
@@ -774,9 +773,14 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 		if (!c || this.state !== 'open')
 			return;
 		if (this.ackBatch.size) {
+			/*
+			 * Without rid, as nothing waits for these: the broker
+			 * settles them the same, sends no OK, and an ERR (a lease
+			 * gone stale) comes unsolicited, to 'error', as a refused
+			 * batch did before (section 5).
+			 */
 			for (const [sid, leases] of this.ackBatch)
-				this.register({ t: T.ACK, sid, leases }, 'other', false,
-				    this.opts.requestTimeout, noop, this.emitErrorFn, true);
+				this.writer.ack(0, sid, leases);
 			this.ackBatch.clear();
 		}
 		const buf = this.writer.take();
