@@ -11,7 +11,8 @@ import net from 'node:net';
 import { EventEmitter, once } from 'node:events';
 import { randomUUID, randomBytes } from 'node:crypto';
 import {
-	T, type Payload, FrameReader, FrameWriter, decodeFrame,
+	T, type Payload, FrameReader, FrameWriter, decodeFrame, readConfirm,
+	confirm,
 	encodePayload, uint64, wireInt, canonical,
 } from './codec.js';
 import {
@@ -410,8 +411,12 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 			return;
 		try {
 			c.reader.push(chunk, (buf, start, end) => {
-				if (c === this.conn && !c.cause)
-					this.onPayload(c, decodeFrame(buf, start, end));
+				if (c !== this.conn || c.cause)
+					return;
+				/* most frames are confirms: read those in place */
+				if (c.welcomed && this.confirmed(readConfirm(buf, start, end)))
+					return;
+				this.onPayload(c, decodeFrame(buf, start, end));
 			});
 		} catch (e) {
 			this.protocolFailure(c, e as Error);
@@ -513,6 +518,18 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 			throw new BrokerProtocolError(
 			    `frame of type ${String(t)} from the broker`);
 		}
+	}
+
+	/* readConfirm() found the confirm of rid: a single publish's? */
+	private confirmed(rid: number): boolean {
+		const r = rid ? this.pending.get(rid) : undefined;
+		if (r === undefined || r.kind !== 'pub1')
+			return false;	/* the long way: decodeFrame, answer() */
+		this.pending.delete(rid);
+		const ok = r.ok;
+		this.release(r);
+		ok(confirm.id);
+		return true;
 	}
 
 	private answer(rid: number, p: Payload, err?: FerryError): void {

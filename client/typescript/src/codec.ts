@@ -377,6 +377,91 @@ export function decodeFrame(buf: Uint8Array, from = 0, to = buf.length):
 	}
 }
 
+/* A small uint at dp (fixint, uint 8/16/32), or -1. */
+function smallUint(): number {
+	need(1);
+	const c = db[dp++];
+	if (c < 0x80)
+		return c;
+	switch (c) {
+	case 0xcc: need(1); return db[dp++];
+	case 0xcd: need(2); dp += 2; return db.readUInt16BE(dp - 2);
+	case 0xce: need(4); dp += 4; return db.readUInt32BE(dp - 4);
+	default: return -1;
+	}
+}
+
+/** What readConfirm() found: the confirmed message's id. */
+export const confirm = { id: '' };
+
+/**
+ * The confirm of a single publish, `{t:65, rid, ids:[id], dur, dups}`
+ * (dur and dups optional, keys in any order), read without building any
+ * object: returns its rid and leaves the id in `confirm.id`. Returns 0
+ * for any other payload, well-formed or not: decodeFrame then reads (or
+ * refuses) it the long way.
+ */
+export function readConfirm(buf: Buffer, from: number, to: number): number {
+	db = buf;
+	dp = from;
+	dend = to;
+	try {
+		need(1);
+		const c = db[dp++];
+		if (c < 0x82 || c > 0x85)
+			return 0;
+		let t = 0, rid = 0, id: string | undefined;
+		for (let i = c & 0x0f; i > 0; i--) {
+			need(1);
+			const k = db[dp];
+			if (k < 0xa1 || k > 0xa4)
+				return 0;
+			need(1 + (k & 0x1f));	/* the whole key: k1..k3 are in */
+			const k1 = db[dp + 1], k2 = db[dp + 2], k3 = db[dp + 3];
+			if (k === 0xa1 && k1 === 0x74) {			/* t */
+				dp += 2;
+				t = smallUint();
+			} else if (k === 0xa3 && k1 === 0x72 && k2 === 0x69 &&
+			    k3 === 0x64) {					/* rid */
+				dp += 4;
+				rid = smallUint();
+			} else if (k === 0xa3 && k1 === 0x69 && k2 === 0x64 &&
+			    k3 === 0x73) {					/* ids */
+				dp += 4;
+				need(2);
+				if (db[dp] !== 0x91)
+					return 0;
+				const s = db[dp + 1];
+				dp += 2;
+				if (s >= 0xa0 && s <= 0xbf) {
+					id = str(s & 0x1f);
+				} else if (s === 0xd9) {
+					need(1);
+					id = str(db[dp++]);
+				} else {
+					return 0;
+				}
+			} else if ((k === 0xa3 && k1 === 0x64 && k2 === 0x75 &&
+			    k3 === 0x72) || (k === 0xa4 && k1 === 0x64 &&
+			    k2 === 0x75 && k3 === 0x70 && db[dp + 4] === 0x73)) {
+				dp += 1 + (k & 0x1f);			/* dur, dups */
+				if (smallUint() < 0)
+					return 0;
+			} else {
+				return 0;
+			}
+		}
+		if (t !== 65 || rid <= 0 || id === undefined || dp !== dend)
+			return 0;
+		confirm.id = id;
+		return rid;
+	} catch {
+		return 0;	/* truncated: decodeFrame says what is wrong */
+	} finally {
+		db = EMPTY;
+	}
+}
+
 /**
  * Decode one payload into plain objects. Throws BrokerProtocolError
  * unless it is exactly one msgpack map (section 2: nothing missing,

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
 	encodeFrame, encodePayload, decodePayload, decodeFrame, FrameReader,
-	FrameWriter, uint64, wireInt,
+	FrameWriter, uint64, wireInt, readConfirm, confirm,
 } from '../src/codec.js';
 import { Message, type Settler } from '../src/message.js';
 import {
@@ -175,6 +175,43 @@ test('the decoder refuses every truncation, and what is not msgpack', () => {
 	    '81 a1 78 01'));
 	assert.equal(Object.getPrototypeOf(o), Object.prototype);
 	assert.equal((o as { x?: number }).x, undefined);
+});
+
+test('readConfirm: a single publish\'s confirm, read in place', () => {
+	const id = '3f2c5a0e-8f6b-4c1d-9a51-5e6c1f2b7d40';
+	const read = (o: Record<string, unknown>) => {
+		const p = encodePayload(o);
+		const b = Buffer.concat([hex('ff'), p, hex('ff')]);
+		return readConfirm(b, 1, 1 + p.length);
+	};
+	for (const rid of [1, 200, 70000, 2 ** 32 - 1]) {
+		confirm.id = '';
+		assert.equal(read({ t: 65, rid, ids: [id], dur: 2 }), rid);
+		assert.equal(confirm.id, id);
+	}
+	assert.equal(read({ dups: 1, ids: ['x'.repeat(40)], rid: 9, t: 65 }), 9);
+	assert.equal(confirm.id, 'x'.repeat(40));
+	assert.equal(read({ t: 65, rid: 3, ids: [''] }), 3);
+	assert.equal(confirm.id, '');
+	/* anything else: 0, for decodeFrame to read */
+	for (const o of [
+		{ t: 65, rid: 1, sid: 4, group: 'g' },		/* a SUB's OK */
+		{ t: 65, rid: 1, ids: ['a', 'b'], dur: 2 },	/* a batch */
+		{ t: 65, rid: 1 },				/* no ids */
+		{ t: 66, rid: 1, ids: ['a'] },
+		{ t: 65, rid: 0, ids: ['a'] },
+		{ t: 65, rid: 2 ** 40, ids: ['a'] },		/* uint 64: long way */
+		{ t: 65, rid: 1, ids: ['a'], dur: 2, extra: 1 },
+		{ t: 65, rid: 1, ids: [5] },
+	])
+		assert.equal(read(o), 0, Object.keys(o).join());
+	/* cut anywhere, or a byte too many: 0, never a throw */
+	const p = encodePayload({ t: 65, rid: 5, ids: [id], dur: 2 });
+	for (let n = 0; n < p.length; n++)
+		assert.equal(readConfirm(p, 0, n), 0, `cut at ${n}`);
+	const more = Buffer.concat([p, hex('c0')]);
+	assert.equal(readConfirm(more, 0, more.length), 0);
+	assert.equal(readConfirm(more, 0, p.length), 5);
 });
 
 test('undefined keys are left out', () => {
