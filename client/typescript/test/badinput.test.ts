@@ -235,3 +235,37 @@ test('unsolicited ERRs of any code reach error; E_SHUTDOWN reconnects',
 		await srvShutdown.close();
 	}
 });
+
+test('a request answered after thousands of later ones still resolves',
+    async () => {
+	/* the pending table is a ring of 4096 by rid: the first PING stays
+	 * unanswered while 5000 later ones come and go, then is answered */
+	let held = 0;
+	let sock: net.Socket | null = null;
+	const f = await fake(null, (s, p) => {
+		sock = s;
+		if (p.t !== 9)
+			return;
+		if (!held) {
+			held = p.rid as number;
+			return;
+		}
+		s.write(encodeFrame({ t: 65, rid: p.rid as number }));
+	});
+	const c = await within(3000, connect({ port: f.port }), 'connect');
+	try {
+		let first = false;
+		const p1 = c.ping().then(() => { first = true; });
+		for (let i = 0; i < 5000; i += 500)
+			await within(5000, Promise.all(Array.from({ length: 500 },
+			    () => c.ping())), 'pings');
+		assert.equal(first, false);
+		assert.equal(c.outstanding, 1);
+		sock!.write(encodeFrame({ t: 65, rid: held }));
+		await within(3000, p1, 'the held ping');
+		assert.equal(c.outstanding, 0);
+	} finally {
+		await c.close(100);
+		await f.close();
+	}
+});
