@@ -10,7 +10,6 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
-#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -149,18 +148,6 @@ static const char usage_ping[] =
 
 static volatile sig_atomic_t stop;
 
-__attribute__((format(printf, 1, 2)))
-static void
-warnf(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("ferry: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
 
 
 static void
@@ -183,33 +170,14 @@ now_ms(void)
 static int
 parse_seconds(const char *opt, const char *s)
 {
-	double v;
-	char *end;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || *end != '\0' || !isfinite(v) || v <= 0 ||
-	    v > INT_MAX / 1000)
-		cli_usage_error("%s: '%s' is not a positive number of seconds",
-		    opt, s);
-	return v * 1000 < 1 ? 1 : (int)(v * 1000);
+	return (int)cli_parse_seconds(opt, s, 0, INT_MAX / 1000);
 }
 
-/* Seconds, possibly fractional, as milliseconds (at least 1), up to
- * about 30 years: delays of days are normal. */
+/* The same up to about 30 years: delays of days are normal. */
 static uint64_t
 parse_ms64(const char *opt, const char *s)
 {
-	double v;
-	char *end;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || *end != '\0' || !isfinite(v) || v <= 0 ||
-	    v > 1e9)
-		cli_usage_error("%s: '%s' is not a positive number of seconds",
-		    opt, s);
-	return v * 1000 < 1 ? 1 : (uint64_t)(v * 1000);
+	return cli_parse_seconds(opt, s, 0, 1e9);
 }
 
 /* A byte count with an optional K, M or G suffix (powers of 1024). */
@@ -249,7 +217,7 @@ add_header(struct ferry_header **hdr, size_t *nhdr, char *arg)
 	*eq = '\0';
 	nh = realloc(*hdr, (*nhdr + 1) * sizeof(**hdr));
 	if (nh == NULL) {
-		warnf("out of memory");
+		cli_warn("out of memory");
 		exit(1);
 	}
 	*hdr = nh;
@@ -266,11 +234,11 @@ open_conn(const struct global *g, const char *cmd)
 	snprintf(name, sizeof(name), "ferry-%s-%ld", cmd, (long)getpid());
 	f = cli_connect(g->host, g->port, g->timeout_ms, name);
 	if (f == NULL) {
-		warnf("out of memory");
+		cli_warn("out of memory");
 		exit(1);
 	}
 	if (ferry_err(f)) {
-		warnf("%s", ferry_errstr(f));
+		cli_warn("%s", ferry_errstr(f));
 		ferry_close(f);
 		exit(1);
 	}
@@ -286,8 +254,8 @@ drain_errors(struct ferry *f)
 
 	while (ferry_poll_error(f, &e)) {
 		if (e.dropped)
-			warnf("%" PRIu64 " more errors not shown", e.dropped);
-		warnf("broker: %s: %s", ferry_strerror(e.err), e.msg);
+			cli_warn("%" PRIu64 " more errors not shown", e.dropped);
+		cli_warn("broker: %s: %s", ferry_strerror(e.err), e.msg);
 		any = 1;
 	}
 	return any;
@@ -323,17 +291,17 @@ pub_confirm(void *arg, const struct ferry_confirm *c)
 		return;
 	if (++ps->reported > 20) {
 		if (ps->reported == 21)
-			warnf("(further failures not shown)");
+			cli_warn("(further failures not shown)");
 		return;
 	}
 	if (ps->map[slot].rid != c->rid)
-		warnf("%zu message(s) not published: %s", c->nmsgs,
+		cli_warn("%zu message(s) not published: %s", c->nmsgs,
 		    c->errmsg[0] ? c->errmsg : ferry_strerror(c->err));
 	else if (c->nmsgs == 1)
-		warnf("message %zu not published: %s", ps->map[slot].idx + 1,
+		cli_warn("message %zu not published: %s", ps->map[slot].idx + 1,
 		    c->errmsg[0] ? c->errmsg : ferry_strerror(c->err));
 	else
-		warnf("messages %zu-%zu not published: %s",
+		cli_warn("messages %zu-%zu not published: %s",
 		    ps->map[slot].idx + 1, ps->map[slot].idx + c->nmsgs,
 		    c->errmsg[0] ? c->errmsg : ferry_strerror(c->err));
 }
@@ -495,7 +463,7 @@ cmd_pub(const struct global *g, int argc, char **argv)
 	for (;;) {
 		rs = source_next(&src, &body, &len);
 		if (rs < 0) {
-			warnf("stdin: %s", strerror(errno));
+			cli_warn("stdin: %s", strerror(errno));
 			r = -1;
 			break;
 		}
@@ -507,7 +475,7 @@ cmd_pub(const struct global *g, int argc, char **argv)
 			pub_record(&ps, rid, sent++);
 		} else if (rs > 0) {
 			if (batch_add(&b, body, len) < 0) {
-				warnf("out of memory");
+				cli_warn("out of memory");
 				r = -1;
 				break;
 			}
@@ -541,7 +509,7 @@ cmd_pub(const struct global *g, int argc, char **argv)
 		}
 	}
 	if (r < 0 && !ferry_err(f) && r != FERRY_ETIMEOUT)
-		warnf("message %zu not published: %s", sent + 1,
+		cli_warn("message %zu not published: %s", sent + 1,
 		    ferry_errstr(f));
 	/* Collect what is in flight, even after a local error. */
 	if (r != FERRY_ETIMEOUT && !ferry_err(f)) {
@@ -552,12 +520,12 @@ cmd_pub(const struct global *g, int argc, char **argv)
 			r = rs;
 	}
 	if (r == FERRY_ETIMEOUT || ferry_err(f))
-		warnf("%s", ferry_errstr(f));
+		cli_warn("%s", ferry_errstr(f));
 	if (drain_errors(f) && r == 0)
 		r = -1;
 	status = r == 0 && failed == 0 && ok == sent ? 0 : 1;
 	if (status != 0 && sent > 0)
-		warnf("%zu of %zu messages confirmed", ok, sent);
+		cli_warn("%zu of %zu messages confirmed", ok, sent);
 	ferry_close(f);
 	free(hdr);
 	free(b.msgs);
@@ -723,7 +691,7 @@ cmd_sub(const struct global *g, int argc, char **argv)
 	f = open_conn(g, "sub");
 	r = ferry_subscribe(f, topic, &so, &sid);
 	if (r < 0) {
-		warnf("subscribe to %s: %s", topic, ferry_errstr(f));
+		cli_warn("subscribe to %s: %s", topic, ferry_errstr(f));
 		ferry_close(f);
 		return 1;
 	}
@@ -735,7 +703,7 @@ cmd_sub(const struct global *g, int argc, char **argv)
 			int64_t left = deadline - now_ms();
 
 			if (left <= 0) {
-				warnf("no message within %g s",
+				cli_warn("no message within %g s",
 				    timeout_ms / 1000.0);
 				status = 1;
 				break;
@@ -747,14 +715,14 @@ cmd_sub(const struct global *g, int argc, char **argv)
 		if (r == FERRY_ETIMEOUT)
 			continue;
 		if (r < 0 && ferry_err(f)) {
-			warnf("%s", ferry_errstr(f));
+			cli_warn("%s", ferry_errstr(f));
 			ferry_close(f);
 			return 1;
 		}
 		if (r < 0) {
 			/* An async error: a refused ack/nack, or our group
 			 * was deleted, which ends the subscription. */
-			warnf("broker: %s", ferry_errstr(f));
+			cli_warn("broker: %s", ferry_errstr(f));
 			if (r == FERRY_EDELETED) {
 				status = 1;
 				break;
@@ -768,7 +736,7 @@ cmd_sub(const struct global *g, int argc, char **argv)
 		putchar('\n');
 		if (fflush(stdout) != 0) {
 			/* Not shown: leave it unacked for redelivery. */
-			warnf("stdout: %s", strerror(errno));
+			cli_warn("stdout: %s", strerror(errno));
 			ferry_msg_free(m);
 			status = 1;
 			break;
@@ -782,7 +750,7 @@ cmd_sub(const struct global *g, int argc, char **argv)
 			r = ferry_ack(f, m->sid, m->lease, 0);
 		ferry_msg_free(m);
 		if (r < 0 && ferry_err(f)) {
-			warnf("%s", ferry_errstr(f));
+			cli_warn("%s", ferry_errstr(f));
 			ferry_close(f);
 			return 1;
 		}
@@ -799,7 +767,7 @@ cmd_sub(const struct global *g, int argc, char **argv)
 	if (r < 0 && !ferry_err(f) && r != FERRY_EDELETED)
 		r = ferry_ping(f);
 	if (r < 0 && r != FERRY_EDELETED) {
-		warnf("%s", ferry_errstr(f));
+		cli_warn("%s", ferry_errstr(f));
 		status = 1;
 	}
 	if (drain_errors(f))
@@ -842,7 +810,7 @@ cmd_del(const struct global *g, int argc, char **argv)
 	f = open_conn(g, "del");
 	r = ferry_delete(f, topic, group);
 	if (r < 0)
-		warnf("delete %s%s%s: %s", topic, group ? " group " : "",
+		cli_warn("delete %s%s%s: %s", topic, group ? " group " : "",
 		    group ? group : "", ferry_errstr(f));
 	ferry_close(f);
 	return r < 0;
@@ -873,7 +841,7 @@ cmd_ping(const struct global *g, int argc, char **argv)
 	r = ferry_ping(f);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	if (r < 0)
-		warnf("ping: %s", ferry_errstr(f));
+		cli_warn("ping: %s", ferry_errstr(f));
 	else
 		printf("pong from %s: %.3f ms\n", ferry_server(f),
 		    (t1.tv_sec - t0.tv_sec) * 1e3 +
@@ -970,7 +938,7 @@ cmd_req(const struct global *g, int argc, char **argv)
 		len = strlen(body);
 	} else {
 		if ((in = read_stdin(&len)) == NULL) {
-			warnf("stdin: %s", strerror(errno));
+			cli_warn("stdin: %s", strerror(errno));
 			return 1;
 		}
 		body = in;
@@ -981,18 +949,18 @@ cmd_req(const struct global *g, int argc, char **argv)
 	f = open_conn(g, "req");
 	r = ferry_request(f, topic, body, len, &po, timeout_ms, &m);
 	if (r == FERRY_ENOSUBSCRIBERS)
-		warnf("no responders on %s", topic);
+		cli_warn("no responders on %s", topic);
 	else if (r == FERRY_ETIMEOUT)
-		warnf("no reply from %s within %g s", topic,
+		cli_warn("no reply from %s within %g s", topic,
 		    timeout_ms / 1000.0);
 	else if (r < 0)
-		warnf("request to %s: %s", topic, ferry_errstr(f));
+		cli_warn("request to %s: %s", topic, ferry_errstr(f));
 	if (r == 0) {
 		fwrite(m->body, 1, m->len, stdout);
 		if (m->len == 0 || ((const char *)m->body)[m->len - 1] != '\n')
 			putchar('\n');
 		if (fflush(stdout) != 0) {
-			warnf("stdout: %s", strerror(errno));
+			cli_warn("stdout: %s", strerror(errno));
 			r = -1;
 		}
 		ferry_msg_free(m);
@@ -1089,12 +1057,12 @@ replay_one(struct ferry *f, const struct ferry_msg *m, const char *topic,
 	po.group = group;
 	r = ferry_publish_sync(f, topic, m->body, m->len, &po, NULL);
 	if (r < 0) {
-		warnf("dead letter %s: not replayed to %s/%s: %s", m->id, topic,
+		cli_warn("dead letter %s: not replayed to %s/%s: %s", m->id, topic,
 		    group, ferry_errstr(f));
 		return ferry_err(f) ? -1 : 1;
 	}
 	if (ferry_last_dups(f) > 0) {
-		warnf("dead letter %s: its id is still in the broker's dedup "
+		cli_warn("dead letter %s: its id is still in the broker's dedup "
 		    "window for %s, so it would not be enqueued; left in the "
 		    "dlq, replay it later", m->id, topic);
 		return 1;
@@ -1171,7 +1139,7 @@ cmd_dlq(const struct global *g, int argc, char **argv)
 	so.prefetch = REPLAY_HOLD_MAX;
 	r = ferry_subscribe(f, dlq, &so, &sid);
 	if (r < 0) {
-		warnf("subscribe to %s: %s", dlq, ferry_errstr(f));
+		cli_warn("subscribe to %s: %s", dlq, ferry_errstr(f));
 		ferry_close(f);
 		return 1;
 	}
@@ -1195,7 +1163,7 @@ cmd_dlq(const struct global *g, int argc, char **argv)
 		if (r < 0 && ferry_err(f))
 			break;
 		if (r < 0) {
-			warnf("broker: %s", ferry_errstr(f));
+			cli_warn("broker: %s", ferry_errstr(f));
 			status = 1;
 			if (r == FERRY_EDELETED)
 				break;
@@ -1207,7 +1175,7 @@ cmd_dlq(const struct global *g, int argc, char **argv)
 		if (dtopic == NULL || dgroup == NULL || (group != NULL &&
 		    strcmp(group, dgroup) != 0)) {
 			if (dtopic == NULL || dgroup == NULL) {
-				warnf("message %s of %s has no dlq-topic or "
+				cli_warn("message %s of %s has no dlq-topic or "
 				    "dlq-group header; left in the dlq",
 				    m->id, dlq);
 				left++;
@@ -1219,7 +1187,7 @@ cmd_dlq(const struct global *g, int argc, char **argv)
 			void *nh = realloc(hdr, (m->nhdr + 1) * sizeof(*hdr));
 
 			if (nh == NULL) {
-				warnf("out of memory");
+				cli_warn("out of memory");
 				ferry_msg_free(m);
 				status = 1;
 				break;
@@ -1241,7 +1209,7 @@ cmd_dlq(const struct global *g, int argc, char **argv)
 			else if (!ferry_err(f))
 				/* Replayed, but the dead letter stays: it
 				 * would be replayed twice. */
-				warnf("dead letter %s replayed but not acked: "
+				cli_warn("dead letter %s replayed but not acked: "
 				    "%s", m->id, ferry_errstr(f));
 		} else if (r == 1) {
 			held[nheld].sid = m->sid;
@@ -1254,14 +1222,14 @@ cmd_dlq(const struct global *g, int argc, char **argv)
 		if (r < 0)
 			status = 1;
 		if (nheld == REPLAY_HOLD_MAX) {
-			warnf("%zu dead letters held (other groups, or not "
+			cli_warn("%zu dead letters held (other groups, or not "
 			    "replayable): stopping; replay or delete them, then "
 			    "run again", nheld);
 			break;
 		}
 	}
 	if (ferry_err(f)) {
-		warnf("%s", ferry_errstr(f));
+		cli_warn("%s", ferry_errstr(f));
 		ferry_close(f);
 		free(hdr);
 		return 1;
@@ -1269,7 +1237,7 @@ cmd_dlq(const struct global *g, int argc, char **argv)
 	/* Releases what we hold, unchanged (not an attempt). */
 	r = ferry_unsubscribe(f, sid);
 	if (r < 0) {
-		warnf("%s", ferry_errstr(f));
+		cli_warn("%s", ferry_errstr(f));
 		status = 1;
 	}
 	if (drain_errors(f))
@@ -1317,7 +1285,7 @@ print_broker(struct ferry *f)
 	char up[32];
 
 	if (ferry_stats_broker(f, &bs) < 0) {
-		warnf("stats: no broker-wide figures: %s", ferry_errstr(f));
+		cli_warn("stats: no broker-wide figures: %s", ferry_errstr(f));
 		return;
 	}
 	fmt_age(up, sizeof(up), bs.uptime_ms);
@@ -1423,7 +1391,7 @@ table_cell(struct table *t, const char *fmt, ...)
 		char **nc = realloc(t->cells, ncap * sizeof(*nc));
 
 		if (nc == NULL) {
-			warnf("out of memory");
+			cli_warn("out of memory");
 			exit(1);
 		}
 		t->cells = nc;
@@ -1433,7 +1401,7 @@ table_cell(struct table *t, const char *fmt, ...)
 	n = vasprintf(&c, fmt, ap);
 	va_end(ap);
 	if (n < 0) {
-		warnf("out of memory");
+		cli_warn("out of memory");
 		exit(1);
 	}
 	t->cells[t->ncells++] = c;
@@ -1689,7 +1657,7 @@ cmd_top(const struct global *g, int argc, char **argv)
 		s->rows = NULL;
 		if (ferry_stats_broker(f, &s->bs) < 0 ||
 		    ferry_stats(f, topic, &s->rows, &s->n) < 0) {
-			warnf("top: %s", ferry_errstr(f));
+			cli_warn("top: %s", ferry_errstr(f));
 			break;
 		}
 		s->at_ms = now_ms();
@@ -1732,7 +1700,7 @@ cmd_stats(const struct global *g, int argc, char **argv)
 	f = open_conn(g, "stats");
 	r = ferry_stats(f, topic, &rows, &n);
 	if (r < 0) {
-		warnf("stats: %s", ferry_errstr(f));
+		cli_warn("stats: %s", ferry_errstr(f));
 		ferry_close(f);
 		return 1;
 	}
@@ -1813,7 +1781,7 @@ cmd_inflight(const struct global *g, int argc, char **argv)
 	f = open_conn(g, "inflight");
 	r = ferry_inflight(f, topic, group, &rows, &n);
 	if (r < 0) {
-		warnf("inflight %s%s%s: %s", topic, group ? "/" : "",
+		cli_warn("inflight %s%s%s: %s", topic, group ? "/" : "",
 		    group ? group : "", ferry_errstr(f));
 		ferry_close(f);
 		return 1;
@@ -1867,10 +1835,10 @@ cmd_peek(const struct global *g, int argc, char **argv)
 	f = open_conn(g, "peek");
 	r = ferry_peek(f, topic, group, &m);
 	if (r == FERRY_ENOTFOUND)
-		warnf("%s/%s: empty, or no such group", topic,
+		cli_warn("%s/%s: empty, or no such group", topic,
 		    group ? group : "default");
 	else if (r < 0)
-		warnf("peek %s: %s", topic, ferry_errstr(f));
+		cli_warn("peek %s: %s", topic, ferry_errstr(f));
 	ferry_close(f);
 	if (r < 0)
 		return 1;
@@ -1917,9 +1885,9 @@ cmd_trace(const struct global *g, int argc, char **argv)
 	f = open_conn(g, "trace");
 	r = ferry_trace(f, id, &rows, &n);
 	if (r == FERRY_ENOTFOUND)
-		warnf("nothing known about message %s", id);
+		cli_warn("nothing known about message %s", id);
 	else if (r < 0)
-		warnf("trace %s: %s", id, ferry_errstr(f));
+		cli_warn("trace %s: %s", id, ferry_errstr(f));
 	ferry_close(f);
 	if (r < 0)
 		return 1;

@@ -2,6 +2,7 @@
  * cliargs.c - usage errors and number parsing for the ferry CLI.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,4 +70,35 @@ cli_parse_num(const char *opt, const char *s, unsigned long long min,
 		cli_usage_error("%s: '%s' is not a number in %llu..%llu", opt,
 		    s, min, max);
 	return v;
+}
+
+uint64_t
+cli_parse_seconds(const char *opt, const char *s, double min, double max)
+{
+	double v;
+	char *end;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end != '\0' || !isfinite(v) || v <= 0 ||
+	    v < min || v > max) {
+		if (min > 0)
+			cli_usage_error("%s: expected seconds from %g to %g, "
+			    "got '%s'", opt, min, max, s);
+		cli_usage_error("%s: '%s' is not a positive number of seconds",
+		    opt, s);
+	}
+	return v * 1000 < 1 ? 1 : (uint64_t)(v * 1000);
+}
+
+void
+cli_warn(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("ferry: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
 }

@@ -6,6 +6,8 @@
 #ifndef FERRY_CLIENT_CLIARGS_H
 #define FERRY_CLIENT_CLIARGS_H
 
+#include <stdint.h>
+
 #define EXIT_USAGE 2
 
 struct ferry;
@@ -41,5 +43,15 @@ void cli_usage_error(const char *fmt, ...)
 /* A whole decimal number in [min, max], or a usage error naming opt. */
 unsigned long long cli_parse_num(const char *opt, const char *s,
     unsigned long long min, unsigned long long max);
+
+/*
+ * Seconds, possibly fractional, above 0 and in [min, max], as milliseconds
+ * (at least 1), or a usage error naming opt (and the range, if min > 0).
+ */
+uint64_t cli_parse_seconds(const char *opt, const char *s, double min,
+    double max);
+
+/* Print "ferry: message" and a newline to stderr. */
+void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

@@ -13,9 +13,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
-#include <math.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,26 +75,13 @@ struct responder {
 	int status;		/* exit status */
 };
 
-__attribute__((format(printf, 1, 2)))
-static void
-warnf(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("ferry: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
-
 static void
 on_unsubscribed(struct ferry_async *a, int err, void *arg)
 {
 	struct responder *r = arg;
 
 	if (err != 0 && err != FERRY_EDELETED) {
-		warnf("unsubscribe: %s", ferry_strerror(err));
+		cli_warn("unsubscribe: %s", ferry_strerror(err));
 		r->status = 1;
 	}
 	event_base_loopbreak(r->base);
@@ -137,7 +122,7 @@ on_settled(struct ferry_async *a, int err, void *arg)
 	struct ferry_msg *next = r->waiting;
 
 	if (err != 0)
-		warnf("request %s: not settled: %s", r->job.m->id,
+		cli_warn("request %s: not settled: %s", r->job.m->id,
 		    ferry_async_errstr(a));
 	job_free(r);
 	r->got++;
@@ -178,12 +163,12 @@ on_replied(struct ferry_async *a, const struct ferry_confirm *c, void *arg)
 	 * let it come back. */
 	if (c->err == 0 || c->err == FERRY_ENOSUBSCRIBERS) {
 		if (c->err)
-			warnf("request %s: the requester is gone",
+			cli_warn("request %s: the requester is gone",
 			    r->job.m->id);
 		ack(r);
 		return;
 	}
-	warnf("request %s: reply not sent: %s", r->job.m->id, c->errmsg);
+	cli_warn("request %s: reply not sent: %s", r->job.m->id, c->errmsg);
 	nack(r, c->errmsg);
 }
 
@@ -197,7 +182,7 @@ job_done(struct responder *r)
 
 	evtimer_del(r->touch);
 	if (j->oom) {
-		warnf("request %s: out of memory reading the output",
+		cli_warn("request %s: out of memory reading the output",
 		    j->m->id);
 		nack(r, "out of memory");
 	} else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
@@ -207,14 +192,14 @@ job_done(struct responder *r)
 		else
 			snprintf(why, sizeof(why), "killed by signal %d",
 			    WTERMSIG(st));
-		warnf("request %s: command failed: %s", j->m->id, why);
+		cli_warn("request %s: command failed: %s", j->m->id, why);
 		nack(r, why);
 	} else if (j->m->reply_to[0] == '\0') {
-		warnf("message %s asks for no reply", j->m->id);
+		cli_warn("message %s asks for no reply", j->m->id);
 		ack(r);
 	} else if (ferry_async_reply(r->a, j->m, j->buf, j->len, on_replied,
 	    r) < 0) {
-		warnf("request %s: reply not sent: %s", j->m->id,
+		cli_warn("request %s: reply not sent: %s", j->m->id,
 		    ferry_async_errstr(r->a));
 		nack(r, ferry_async_errstr(r->a));
 	}
@@ -285,7 +270,7 @@ on_touched(struct ferry_async *a, int err, void *arg)
 	if (err == 0 || !r->busy || r->job.lease_lost)
 		return;
 	r->job.lease_lost = 1;
-	warnf("request %s: lease not extended (%s): it may be answered "
+	cli_warn("request %s: lease not extended (%s): it may be answered "
 	    "twice", r->job.m->id, ferry_strerror(err));
 }
 
@@ -297,7 +282,7 @@ on_touch_timer(evutil_socket_t fd, short what, void *arg)
 
 	if (r->busy && r->job.pid != 0 && ferry_async_touch(r->a, m->sid,
 	    m->lease, on_touched, r) < 0)
-		warnf("request %s: cannot extend its lease: %s", m->id,
+		cli_warn("request %s: cannot extend its lease: %s", m->id,
 		    ferry_async_errstr(r->a));
 }
 
@@ -371,7 +356,7 @@ job_begin(struct responder *r, struct ferry_msg *m)
 	if (job_start(r) < 0) {
 		snprintf(why, sizeof(why), "cannot run command: %s",
 		    strerror(errno));
-		warnf("%s", why);
+		cli_warn("%s", why);
 		nack(r, why);
 		return;
 	}
@@ -387,7 +372,7 @@ on_request(struct ferry_async *a, const struct ferry_msg *m, void *arg)
 	if (r->stopping)
 		return;	/* unsettled: released by the unsubscribe */
 	if ((c = ferry_msg_dup(m)) == NULL) {
-		warnf("out of memory");
+		cli_warn("out of memory");
 		ferry_async_nack(a, m->sid, m->lease, -1, "out of memory",
 		    NULL, NULL);
 		return;
@@ -418,7 +403,7 @@ on_subscribed(struct ferry_async *a, int err, void *arg)
 	/* A dead connection is on_status()'s to report. */
 	if (err == 0 || ferry_async_err(a))
 		return;
-	warnf("subscribe to %s: %s", r->topic, ferry_async_errstr(a));
+	cli_warn("subscribe to %s: %s", r->topic, ferry_async_errstr(a));
 	r->status = 1;
 	event_base_loopbreak(r->base);
 }
@@ -430,7 +415,7 @@ on_status(struct ferry_async *a, int st, void *arg)
 
 	if (st != FERRY_ASYNC_FAILED)
 		return;
-	warnf("%s", ferry_async_errstr(a));
+	cli_warn("%s", ferry_async_errstr(a));
 	r->status = 1;
 	event_base_loopbreak(r->base);
 }
@@ -441,7 +426,7 @@ on_error(struct ferry_async *a, const struct ferry_async_error *e,
 {
 	struct responder *r = arg;
 
-	warnf("broker: %s: %s", ferry_strerror(e->err), e->msg);
+	cli_warn("broker: %s: %s", ferry_strerror(e->err), e->msg);
 	if (e->err == FERRY_EDELETED) {
 		r->status = 1;
 		event_base_loopbreak(r->base);
@@ -476,8 +461,6 @@ reply_main(const char *host, int port, int timeout_ms, int argc,
 	struct ferry_sub_opts so;
 	struct responder r;
 	char name[64];
-	double secs;
-	char *end;
 	int ch, touch_ms;
 
 	cli_command = "reply";
@@ -498,14 +481,8 @@ reply_main(const char *host, int port, int timeout_ms, int argc,
 			    ULLONG_MAX);
 			break;
 		case 'a':
-			errno = 0;
-			secs = strtod(optarg, &end);
-			if (errno || end == optarg || *end != '\0' ||
-			    !isfinite(secs) || secs < 0.03 || secs > 86400)
-				cli_usage_error("--ack-timeout: expected "
-				    "seconds from 0.03 to 86400, got '%s'",
-				    optarg);
-			so.ack_timeout_ms = (uint32_t)(secs * 1000);
+			so.ack_timeout_ms = (uint32_t)cli_parse_seconds(
+			    "--ack-timeout", optarg, 0.03, 86400);
 			break;
 		case 'h':
 			fputs(reply_usage, stdout);
@@ -529,7 +506,7 @@ reply_main(const char *host, int port, int timeout_ms, int argc,
 	r.touch_every.tv_usec = (touch_ms % 1000) * 1000;
 
 	if ((r.base = event_base_new()) == NULL) {
-		warnf("cannot create an event loop");
+		cli_warn("cannot create an event loop");
 		return 1;
 	}
 	r.touch = event_new(r.base, -1, EV_PERSIST, on_touch_timer, &r);
@@ -539,7 +516,7 @@ reply_main(const char *host, int port, int timeout_ms, int argc,
 	if (r.touch == NULL || r.sigchld == NULL || r.sigint == NULL ||
 	    r.sigterm == NULL || event_add(r.sigchld, NULL) < 0 ||
 	    event_add(r.sigint, NULL) < 0 || event_add(r.sigterm, NULL) < 0) {
-		warnf("cannot set up the event loop");
+		cli_warn("cannot set up the event loop");
 		r.status = 1;
 		goto out;
 	}
@@ -552,13 +529,13 @@ reply_main(const char *host, int port, int timeout_ms, int argc,
 	ao.arg = &r;
 	r.a = ferry_async_connect(r.base, host, port, &ao);
 	if (r.a == NULL || ferry_async_err(r.a)) {
-		warnf("%s", ferry_async_errstr(r.a));
+		cli_warn("%s", ferry_async_errstr(r.a));
 		r.status = 1;
 		goto out;
 	}
 	if (ferry_async_subscribe(r.a, r.topic, &so, on_request,
 	    on_subscribed, &r, &r.sid) < 0) {
-		warnf("subscribe to %s: %s", r.topic, ferry_async_errstr(r.a));
+		cli_warn("subscribe to %s: %s", r.topic, ferry_async_errstr(r.a));
 		r.status = 1;
 		goto out;
 	}

@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from . import codec
 from .errors import (ConnectionLost, Deleted, FerryError, FrameTooBig,
-                     HandshakeError, IdleTimeout, MessageTooBig, ProtocolError,
+                     IdleTimeout, MessageTooBig, ProtocolError,
                      Shutdown, from_code)
 
 # What happens to a request whose connection drops before its reply.
@@ -84,12 +84,14 @@ class SubState:
 
 
 class ShutdownNotice(Exception):
-    """The broker announced E_SHUTDOWN: reconnect."""
+    """The broker announced that it closes the connection (E_SHUTDOWN,
+    E_IDLE): reconnect."""
 
 
 class Core:
     def __init__(self, name: str = "", pid: str | None = None,
-                 on_error: Callable[[FerryError], None] | None = None) -> None:
+                 on_error: Callable[[FerryError], None] | None = None,
+                 on_restart: Callable[[str, str], None] | None = None) -> None:
         self.name = name or f"py-{os.getpid()}"
         # Idempotent producer (PROTOCOL.md section 8, Duplicates): one pid
         # per client, kept across reconnects.  seq starts at the current
@@ -109,7 +111,11 @@ class Core:
         self.welcome: dict[str, Any] = {}
         self.max_frame = codec.DEFAULT_MAX_FRAME
         self.max_msg = 0
+        # Told what the broker said unasked: every ERR without a request
+        # (PROTOCOL.md section 5), and a new WELCOME boot after a
+        # reconnect (boot, previous boot).
         self.on_error = on_error
+        self.on_restart = on_restart
         self.topics: dict[str, bytes] = {}
         self.resent = 0        # requests sent again on a new connection
         self.idle_ms = 0
@@ -164,8 +170,10 @@ class Core:
         # The broker's idle_timeout in ms (0: none), and its lifetime id:
         # a new boot means its in-memory state (leases, counters) is gone.
         self.idle_ms = codec.get_uint(f, "idle")
-        self.boot = codec.get_str(f, "boot")
+        previous, self.boot = self.boot, codec.get_str(f, "boot")
         self.ready = True
+        if previous and self.boot and self.boot != previous and self.on_restart:
+            self.on_restart(self.boot, previous)
         # Subscriptions first, so that a re-sent request finds its reply
         # inbox, then every request still waiting for its reply, in order.
         for s in self.subs:
@@ -407,22 +415,21 @@ class Core:
                 r = self.pending.pop(rid, None) if rid else None
                 if r is not None:
                     r.fail(err)
-                elif isinstance(err, (Shutdown, IdleTimeout)):
+                    continue
+                # Unasked (or for a request given up on): the application
+                # hears of every one, whatever the code, codes this client
+                # does not know included; some also change state.
+                if self.on_error:
+                    self.on_error(err)
+                if isinstance(err, (Shutdown, IdleTimeout)):
                     # The broker closes the connection: reconnect.
                     raise ShutdownNotice(str(err))
-                elif isinstance(err, Deleted) and err.sid in self.by_sid:
+                if isinstance(err, Deleted) and err.sid in self.by_sid:
                     s = self.by_sid.pop(err.sid)
                     s.closed = True
                     if s in self.subs:
                         self.subs.remove(s)
                     s.end(err)
-                elif isinstance(err, (HandshakeError,)) or err.code in (1, 2):
-                    # Something we sent broke the stream; the broker
-                    # closes (or may): let the owner see it.
-                    if self.on_error:
-                        self.on_error(err)
-                elif self.on_error:
-                    self.on_error(err)
             elif t == codec.WELCOME:
                 raise ProtocolError("broker sent a second WELCOME")
 

@@ -107,6 +107,12 @@ class Subscription:
     def group(self) -> str:
         return self.state.group
 
+    @property
+    def sid(self) -> int:
+        """The subscription id on the current connection (0 while not
+        subscribed); an error from on_error with this `sid` concerns it."""
+        return self.state.sid
+
     def _wakeup(self) -> None:
         w = self._waiter
         if w is not None and not w.done():
@@ -276,7 +282,8 @@ class _Proto(asyncio.Protocol):
 
 
 class AsyncClient:
-    """Use ferry.aio.connect(); options as for ferry.Client."""
+    """Use ferry.aio.connect(); options as for ferry.Client (on_error and
+    on_restart are called on the event loop)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = codec.DEFAULT_PORT, *,
                  name: str = "", connect_timeout: float = 5.0,
@@ -284,7 +291,8 @@ class AsyncClient:
                  reconnect_base: float = 0.05, reconnect_max: float = 5.0,
                  reconnect_give_up: float | None = 60.0, pid: str | None = None,
                  idempotent: bool = True, keepalive: float | None = 15.0,
-                 on_error: Callable[[FerryError], None] | None = None) -> None:
+                 on_error: Callable[[FerryError], None] | None = None,
+                 on_restart: Callable[[str, str], None] | None = None) -> None:
         self.host = host
         self.keepalive = keepalive
         self._last_send = time.monotonic()
@@ -298,7 +306,9 @@ class AsyncClient:
         self.reconnect_give_up = reconnect_give_up
         self.idempotent = idempotent
         self.on_error = on_error or (lambda e: log.warning("ferry: %s", e))
-        self._core = Core(name, pid, self._broker_error)
+        self.on_restart = on_restart or (lambda boot, prev: log.warning(
+            "ferry: the broker restarted (boot %s, was %s)", boot, prev))
+        self._core = Core(name, pid, self._broker_error, self._restarted)
         self._loop = asyncio.get_running_loop()
         self._proto: _Proto | None = None
         self._closed = False
@@ -426,6 +436,12 @@ class AsyncClient:
             self.on_error(err)
         except Exception:
             log.exception("ferry: on_error hook failed")
+
+    def _restarted(self, boot: str, previous: str) -> None:
+        try:
+            self.on_restart(boot, previous)
+        except Exception:
+            log.exception("ferry: on_restart hook failed")
 
     # --- sending -------------------------------------------------------
 
@@ -777,6 +793,11 @@ class AsyncClient:
     async def stats(self, topic: str | None = None) -> list[dict[str, Any]]:
         return codec.get_rows(await self._call({"t": codec.STATS, "topic": topic or None}),
                               "stats")
+
+    async def stats_broker(self) -> dict[str, Any]:
+        """As ferry.Client.stats_broker()."""
+        rows = codec.get_rows(await self._call({"t": codec.STATS}), "broker")
+        return rows[0] if rows else {}
 
     async def inflight(self, topic: str, group: str | None = None) -> list[dict[str, Any]]:
         f = await self._call({"t": codec.INFLIGHT, "topic": topic, "group": group or None})

@@ -133,6 +133,12 @@ class Subscription:
     def group(self) -> str:
         return self.state.group
 
+    @property
+    def sid(self) -> int:
+        """The subscription id on the current connection (0 while not
+        subscribed); an error from on_error with this `sid` concerns it."""
+        return self.state.sid
+
     def get(self, timeout: float | None = None) -> Message | None:
         """Next message, or None after `timeout` seconds without one.
         Raises the error that ended the subscription (e.g. Deleted)."""
@@ -280,8 +286,17 @@ class Client:
     default a fresh UUID), idempotent (give every publish pid+seq, default
     True), keepalive (PING after this many silent seconds, default 15, and
     anyway within a third of the idle timeout the broker announces; None:
-    only the latter; 0: never), on_error (called with errors the broker
-    sent without rid).
+    only the latter; 0: never), on_error (called with every error the
+    broker sent without rid, whatever its code: Deleted (the subscription
+    `err.sid` ended; its iterator raises it too), Shutdown and IdleTimeout
+    (the client reconnects), notices about a subscription, codes this
+    client does not know; also acks refused after ack(wait=False);
+    default: log a warning), on_restart (called with (boot, previous boot)
+    when a reconnect finds that the broker restarted: its in-memory state,
+    leases and counters, is gone; default: log a warning).  Both hooks run
+    on the client's I/O thread, without its lock: they may call what does
+    not wait for a reply (publish_nowait, ack(wait=False)); what waits
+    would wait for the thread that reads the reply.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = codec.DEFAULT_PORT,
@@ -290,7 +305,8 @@ class Client:
                  reconnect_base: float = 0.05, reconnect_max: float = 5.0,
                  reconnect_give_up: float | None = 60.0, pid: str | None = None,
                  idempotent: bool = True, keepalive: float | None = 15.0,
-                 on_error: Callable[[FerryError], None] | None = None) -> None:
+                 on_error: Callable[[FerryError], None] | None = None,
+                 on_restart: Callable[[str, str], None] | None = None) -> None:
         self.host = host
         self.keepalive = keepalive
         self._last_send = time.monotonic()
@@ -303,7 +319,13 @@ class Client:
         self.reconnect_give_up = reconnect_give_up
         self.idempotent = idempotent
         self.on_error = on_error or (lambda e: log.warning("ferry: %s", e))
-        self._core = Core(name, pid, self._broker_error)
+        self.on_restart = on_restart or (lambda boot, prev: log.warning(
+            "ferry: the broker restarted (boot %s, was %s)", boot, prev))
+        # Hook calls waiting for the I/O thread to make them outside the
+        # lock (the core reports under it; a hook may call the client).
+        self._notices: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
+        self._thread: threading.Thread | None = None
+        self._core = Core(name, pid, self._broker_error, self._restarted)
         self._lock = threading.Lock()
         self._cv = threading.Condition(self._lock)
         self._sock: socket.socket | None = None
@@ -612,6 +634,14 @@ class Client:
         f = self._call({"t": codec.STATS, "topic": topic or None})
         return codec.get_rows(f, "stats")
 
+    def stats_broker(self) -> dict[str, Any]:
+        """The broker-wide figures (PROTOCOL.md, STATS without a topic:
+        conns, topics, groups, ready, ..., up); {} from a broker that does
+        not report them."""
+        f = self._call({"t": codec.STATS})
+        rows = codec.get_rows(f, "broker")
+        return rows[0] if rows else {}
+
     def inflight(self, topic: str, group: str | None = None) -> list[dict[str, Any]]:
         f = self._call({"t": codec.INFLIGHT, "topic": topic, "group": group or None})
         return codec.get_rows(f, "inflight")
@@ -648,8 +678,9 @@ class Client:
             self._core.fail_all(ClientClosed("the client was closed"))
             self._cv.notify_all()
             self._wake()
-        if self._thread is not threading.current_thread():
-            self._thread.join(5)
+        t = self._thread
+        if t is not None and t is not threading.current_thread():
+            t.join(5)
         for s in (self._wr, self._ww):
             s.close()
 
@@ -784,10 +815,24 @@ class Client:
             self._wake()
 
     def _broker_error(self, err: FerryError) -> None:
-        try:
-            self.on_error(err)
-        except Exception:  # a broken hook must not kill the I/O thread
-            log.exception("ferry: on_error hook failed")
+        self._notify(self.on_error, err)
+
+    def _restarted(self, boot: str, previous: str) -> None:
+        self._notify(self.on_restart, boot, previous)
+
+    def _notify(self, hook: Callable[..., None], *args: Any) -> None:
+        self._notices.append((hook, args))
+        if threading.current_thread() is not self._thread:
+            self._wake()
+
+    def _deliver_notices(self) -> None:
+        """On the I/O thread, without the lock: call the hooks queued."""
+        while self._notices:
+            hook, args = self._notices.popleft()
+            try:
+                hook(*args)
+            except Exception:  # a broken hook must not kill the I/O thread
+                log.exception("ferry: hook %r failed", hook)
 
     # --- internals: the I/O thread -------------------------------------
 
@@ -835,6 +880,8 @@ class Client:
         registered: socket.socket | None = None
         try:
             while not self._closed:
+                if self._notices:
+                    self._deliver_notices()
                 sock = self._sock
                 if sock is None:
                     if registered is not None:

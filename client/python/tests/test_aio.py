@@ -275,3 +275,55 @@ def test_fire_and_forget_backpressure_against_a_server_that_does_not_read() -> N
         stop.set()
         lsock.close()
         t.join(5)
+
+
+def test_unsolicited_errors_and_restart(broker: Ferryd) -> None:
+    # Every ERR without rid reaches on_error (here E_DELETED, whose
+    # iterator raises too); a reconnect to a restarted broker calls
+    # on_restart with the new and the old boot.
+    async def main() -> None:
+        seen: list[ferry.FerryError] = []
+        restarts: list[tuple[str, str]] = []
+        async with await ferry.aio.connect(
+                "127.0.0.1", broker.port, on_error=seen.append,
+                on_restart=lambda b, p: restarts.append((b, p)),
+                reconnect_base=0.05, reconnect_max=0.2) as c:
+            s = await c.subscription("unasked", group="g")
+            sid = s.sid
+            assert sid > 0
+            await c.delete("unasked", "g")
+            with pytest.raises(ferry.Deleted):
+                await s.get(3)
+            assert isinstance(seen[0], ferry.Deleted) and seen[0].sid == sid
+            boot0 = c.server["boot"]
+            await asyncio.to_thread(broker.kill)
+            await asyncio.to_thread(broker.restart)
+            await c.ping(timeout=10)
+            assert restarts == [(c.server["boot"], boot0)]
+            assert c.server["boot"] != boot0
+    run(main())
+
+
+def test_batch_and_inspection(broker: Ferryd) -> None:
+    # The calls ferry.Client and libferry have: publish_batch, stats,
+    # stats_broker, inflight, peek, trace.
+    async def main() -> None:
+        async with await ferry.aio.connect("127.0.0.1", broker.port, name="insp") as c:
+            s = await c.subscription("insp", group="g", prefetch=1)
+            ids = await c.publish_batch("insp", [b"one", b"two", b"three"])
+            assert len(ids) == 3 and len(set(ids)) == 3
+            m = await s.get(3)
+            assert m is not None and m.id == ids[0]
+            head = await c.peek("insp", "g")  # next after the one in flight
+            assert head is not None and head.body == b"two" and not head.lease
+            rows = await c.inflight("insp", "g")
+            assert [r["id"] for r in rows] == [ids[0]] and rows[0]["by"] == "insp"
+            row = [r for r in await c.stats("insp") if r.get("group") == "g"][0]
+            assert row["inflight"] == 1 and row["enq"] == 3
+            b = await c.stats_broker()
+            assert b["conns"] >= 1 and b["topics"] >= 1 and b["pub"] >= 3
+            await m.ack()
+            events = [e["ev"] for e in await c.trace(ids[0])]
+            assert events[:3] == ["published", "delivered", "acked"]
+            await s.close()
+    run(main())

@@ -357,3 +357,76 @@ def test_concurrent_requests_share_one_inbox(broker: Ferryd) -> None:
         inboxes = [r for r in c.stats() if r.get("topic", "").startswith("_inbox.")
                    and r.get("group")]
         assert len(inboxes) == 1
+
+
+def test_unsolicited_errors_reach_on_error(broker: Ferryd) -> None:
+    # Every ERR without rid goes to on_error; the hook runs without the
+    # client's lock, so it may call the client without waiting for a
+    # reply (this deadlocked before: the hook ran under the lock).
+    seen: list[ferry.FerryError] = []
+    futures: list[Any] = []
+    called = threading.Event()
+
+    def hook(e: ferry.FerryError) -> None:
+        seen.append(e)
+        futures.append(c.publish_nowait("unasked.log", str(e).encode()))
+        called.set()
+
+    c = ferry.Client(port=broker.port, on_error=hook)
+    try:
+        s = c.subscription("unasked", group="g")
+        sid = s.sid
+        assert sid > 0
+        c.delete("unasked", "g")
+        assert called.wait(5), "on_error not called"
+        assert isinstance(seen[0], ferry.Deleted) and seen[0].sid == sid
+        assert len(futures[0].result(5)) == 36  # published from the hook
+        with pytest.raises(ferry.Deleted):
+            s.get(3)
+    finally:
+        c.close()
+
+
+def test_idle_timeout_reaches_on_error(tmp_path: Any) -> None:
+    d = Ferryd("--fsync", "never", "--idle-timeout", "1", tmp=str(tmp_path))
+    d.start()
+    seen: list[ferry.FerryError] = []
+    try:
+        with ferry.Client(port=d.port, keepalive=0, reconnect_base=0.05,
+                          on_error=seen.append) as c:
+            assert c.server["idle"] == 1000
+            deadline = time.monotonic() + 5
+            while not seen and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert seen and isinstance(seen[0], ferry.IdleTimeout), seen
+            assert seen[0].retryable
+            c.ping(timeout=5)  # reconnected
+    finally:
+        d.kill()
+
+
+def test_restart_reported_by_boot(broker: Ferryd) -> None:
+    restarts: list[tuple[str, str]] = []
+    with ferry.Client(port=broker.port, reconnect_base=0.05, reconnect_max=0.2,
+                      on_restart=lambda b, p: restarts.append((b, p)),
+                      on_error=lambda e: None) as c:
+        boot0 = c.server["boot"]
+        assert len(boot0) == 36
+        broker.kill()
+        broker.restart()
+        c.ping(timeout=10)
+        deadline = time.monotonic() + 5
+        while not restarts and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert restarts == [(c.server["boot"], boot0)]
+        assert c.server["boot"] != boot0
+
+
+def test_stats_broker(broker: Ferryd) -> None:
+    with ferry.Client(port=broker.port) as c, ferry.Client(port=broker.port):
+        c.publish("sb.a", b"1")
+        c.publish("sb.b", b"2")
+        b = c.stats_broker()
+        assert b["conns"] == 2
+        assert b["topics"] >= 2 and b["pub"] >= 2
+        assert b["up"] >= 0

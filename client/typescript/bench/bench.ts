@@ -42,7 +42,7 @@ async function consumer(job: ConsumerJob): Promise<void> {
 	let allIn!: () => void;
 	const all = new Promise<void>((r) => (allIn = r));
 	await cons.subscribe(job.topic, (m: Message) => {
-		const i = Number(m.body.readBigUInt64BE(0));
+		const i = m.body.readUInt32BE(4);	/* --msgs < 2^32 */
 		if (i < job.msgs && seen[i]++)
 			dups++;
 		received++;
@@ -107,6 +107,8 @@ function parse(argv: string[]): Opts {
 	}
 	if (o.size < 8)
 		throw new Error('--size: at least 8 (the sequence number)');
+	if (o.msgs >= 2 ** 32)
+		throw new Error('--msgs: below 2^32');
 	return o;
 }
 
@@ -146,8 +148,9 @@ async function main(): Promise<void> {
 			let next = 0;
 			const pump = async () => {
 				while (next < o.msgs) {
-					const b = Buffer.from(body);
-					b.writeBigUInt64BE(BigInt(next++), 0);
+					const b = Buffer.allocUnsafe(o.size);
+					body.copy(b);
+					b.writeUInt32BE(next++, 4);
 					await prod.publish(topic, b);
 				}
 			};
@@ -155,8 +158,9 @@ async function main(): Promise<void> {
 			    pump));
 		} else {
 			for (let i = 0; i < o.msgs; i++) {
-				const b = Buffer.from(body);
-				b.writeBigUInt64BE(BigInt(i), 0);
+				const b = Buffer.allocUnsafe(o.size);
+				body.copy(b);
+				b.writeUInt32BE(i, 4);
 				await prod.publish(topic, b, { confirm: false });
 			}
 			await prod.drain();

@@ -11,13 +11,15 @@ import net from 'node:net';
 import { EventEmitter, once } from 'node:events';
 import { randomUUID, randomBytes } from 'node:crypto';
 import {
-	T, type Payload, FrameReader, FrameWriter, decodePayload,
-	encodePayload, uint64, wireInt,
+	T, type Payload, FrameReader, FrameWriter, decodeFrame, readConfirm,
+	confirm,
+	encodePayload, uint64, wireInt, canonical,
 } from './codec.js';
 import {
 	FerryError, errorFromCode, ConnectionLost, ClientClosed, TimeoutError,
 	AbortError, BrokerProtocolError, FrameTooBig, MessageTooBig,
 	StaleLease, ModeError, BadArgument, SubscriptionDeleted, ShuttingDown,
+	IdleTimeout,
 } from './errors.js';
 import { Message, type Settler, type ReplyOptions } from './message.js';
 import {
@@ -50,6 +52,12 @@ export interface ConnectOptions {
 	idempotent?: boolean;
 	/** Largest frame accepted from the broker (default 64 MiB). */
 	maxIncomingFrame?: number;
+	/**
+	 * When the broker announces an idle timeout (WELCOME `idle`), send a
+	 * PING after a third of it without any other frame, so that an idle
+	 * worker is not disconnected (default true).
+	 */
+	keepalive?: boolean;
 }
 
 export interface PublishOptions {
@@ -101,24 +109,97 @@ export interface Welcome {
 	session: string;
 	maxFrame: number;
 	maxMsg: number;
+	/** This broker lifetime's id: another one after a reconnect = restart. */
+	boot: string;
+	/** The broker's idle_timeout in ms (0: none). */
+	idle: number;
+	/** The user the broker took us for ('' without a users file). */
+	user: string;
 }
 
-type Kind = 'pub' | 'sub' | 'other';
+/* pub1: a single publish, answered with its id */
+type Kind = 'pub' | 'pub1' | 'sub' | 'other';
 
-interface Pending {
-	rid: number;
-	frame: Payload;
-	kind: Kind;
+/*
+ * A request waiting for its reply, the frame kept for a resend, and for a
+ * confirmed publish the promise's own resolve and reject (no closure of
+ * ours per publish: kind 'pub1' resolves with the OK's first id). Reused
+ * once answered (Client.release()): a thousand publishes in flight are a
+ * thousand objects the scavenger would otherwise copy again and again.
+ */
+class Pending {
+	rid = 0;
+	frame: Payload = NO_FRAME;
+	kind: Kind = 'other';
 	/* May be sent again after a reconnect without harm. */
-	resendable: boolean;
+	resendable = false;
 	/* Written on the current connection. */
-	sent: boolean;
-	deadline: number;
-	retries: number;
+	sent = false;
+	retries = 0;
+	deadline = 0;
 	/* frame built without undefined keys or unsafe numbers */
-	clean: boolean;
-	ok: (p: Payload) => void;
-	fail: (e: Error) => void;
+	clean = false;
+	/* the payload; for 'pub1' the id (a promise's resolve) */
+	ok: (p: any) => void = noop;
+	fail: (e: Error) => void = noop;
+}
+
+const NO_FRAME: Payload = Object.freeze({});
+
+/*
+ * The requests waiting for replies, by rid. rids are handed out in order
+ * and mostly answered in order, so a ring indexed by rid finds them
+ * without hashing or allocating (a Map's table churned as entries came
+ * and went); a request still waiting when its slot comes round again
+ * moves to a Map on the side.
+ */
+class PendingTable {
+	private ring: Array<Pending | undefined> = new Array(4096).fill(undefined);
+	private readonly mask = 4095;
+	private far = new Map<number, Pending>();
+	size = 0;
+
+	get(rid: number): Pending | undefined {
+		const r = this.ring[rid & this.mask];
+		if (r !== undefined && r.rid === rid)
+			return r;
+		return this.far.size ? this.far.get(rid) : undefined;
+	}
+
+	set(r: Pending): void {
+		const i = r.rid & this.mask;
+		const old = this.ring[i];
+		if (old !== undefined)
+			this.far.set(old.rid, old);
+		this.ring[i] = r;
+		this.size++;
+	}
+
+	delete(rid: number): boolean {
+		const i = rid & this.mask;
+		const r = this.ring[i];
+		if (r !== undefined && r.rid === rid)
+			this.ring[i] = undefined;
+		else if (!this.far.delete(rid))
+			return false;
+		this.size--;
+		return true;
+	}
+
+	/** Every entry, oldest rid first (a copy: delete freely). */
+	values(): Pending[] {
+		const a: Pending[] = [...this.far.values()];
+		for (const r of this.ring)
+			if (r !== undefined)
+				a.push(r);
+		return a.sort((x, y) => x.rid - y.rid);
+	}
+
+	clear(): void {
+		this.ring.fill(undefined);
+		this.far.clear();
+		this.size = 0;
+	}
 }
 
 interface Conn {
@@ -153,6 +234,17 @@ function encodeBody(data: unknown, headers?: Record<string, string>):
 	return { body: Buffer.from(text), hdr };
 }
 
+function noop(): void {}
+
+/* publish()'s default options: one object, not one per call */
+const NO_OPTS: PublishOptions = Object.freeze({});
+
+/* A confirm's id: the first of OK `ids` ('' if the broker sent none). */
+function firstId(p: Payload): string {
+	const ids = p.ids;
+	return Array.isArray(ids) && typeof ids[0] === 'string' ? ids[0] : '';
+}
+
 function isEmpty(o?: Record<string, string>): boolean {
 	if (!o)
 		return true;
@@ -176,7 +268,8 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 	/** Reconnects done, and publishes sent again after one. */
 	readonly counters = { reconnects: 0, resent: 0 };
 	/** The last WELCOME. */
-	welcome: Welcome = { server: '', session: '', maxFrame: 0, maxMsg: 0 };
+	welcome: Welcome = { server: '', session: '', maxFrame: 0, maxMsg: 0,
+	    boot: '', idle: 0, user: '' };
 
 	private state: State = 'connecting';
 	private conn: Conn | null = null;
@@ -184,20 +277,28 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 	private nextRid = 1;
 	private seq = 0;
 	private ownPid: boolean;
-	private pending = new Map<number, Pending>();
+	private pending = new PendingTable();
+	private spare: Pending[] = [];	/* answered, for reuse */
 	private subs = new Set<Subscription>();
-	private bySid = new Map<bigint, Subscription>();
+	/* keyed by sid in canonical() form, as MSG frames decode */
+	private bySid = new Map<number | bigint, Subscription>();
 	private writer = new FrameWriter();
 	private flushQueued = false;
-	private ackBatch = new Map<bigint, bigint[]>();
+	private ackBatch = new Map<number | bigint, Array<number | bigint>>();
 	private offline: Payload[] = [];
 	private sweeper: NodeJS.Timeout;
+	private keepaliveTimer: NodeJS.Timeout | null = null;
+	/* WELCOME boot of the connection before: another one = a restart */
+	private boot = '';
+	/* socket writes since the keepalive timer last looked */
+	private writes = 0;
 	private reconnectTimer: NodeJS.Timeout | null = null;
 	private inbox: Subscription | null = null;
 	private replyWaiters = new Map<string,
 	    (e: Error | null, m?: Message) => void>();
 	private opts: Required<Pick<ConnectOptions, 'connectTimeout' |
-	    'requestTimeout' | 'idempotent' | 'maxIncomingFrame'>> & {
+	    'requestTimeout' | 'idempotent' | 'maxIncomingFrame' |
+	    'keepalive'>> & {
 		reconnect: Required<ReconnectOptions> | null;
 	};
 
@@ -217,6 +318,7 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 			requestTimeout: options.requestTimeout ?? 30000,
 			idempotent: options.idempotent ?? true,
 			maxIncomingFrame: options.maxIncomingFrame ?? 64 * 1024 * 1024,
+			keepalive: options.keepalive ?? true,
 			reconnect: rc === false ? null : {
 				initialDelay: 100, maxDelay: 5000, maxAttempts: Infinity,
 				...(rc === true ? {} : rc),
@@ -248,10 +350,20 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 		this.opened();
 	}
 
+	/*
+	 * Errors nobody asked for (unsolicited ERRs, failed handler acks): to
+	 * 'error' listeners; without one, a process warning, not the crash an
+	 * unheard 'error' event would be.
+	 */
 	private emitError(e: Error): void {
+		if (e instanceof ClientClosed)
+			return;	/* the caller's own close(): nothing to report */
 		if (this.listenerCount('error'))
 			this.emit('error', e);
+		else
+			process.emitWarning(`ferry: ${e.name}: ${e.message}`);
 	}
+
 
 	/* ---- connection ---- */
 
@@ -298,9 +410,13 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 		if (c !== this.conn)
 			return;
 		try {
-			c.reader.push(chunk, (payload) => {
-				if (c === this.conn && !c.cause)
-					this.onPayload(c, decodePayload(payload));
+			c.reader.push(chunk, (buf, start, end) => {
+				if (c !== this.conn || c.cause)
+					return;
+				/* most frames are confirms: read those in place */
+				if (c.welcomed && this.confirmed(readConfirm(buf, start, end)))
+					return;
+				this.onPayload(c, decodeFrame(buf, start, end));
 			});
 		} catch (e) {
 			this.protocolFailure(c, e as Error);
@@ -327,10 +443,14 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 				if (p.v !== 1)
 					throw new BrokerProtocolError(
 					    `WELCOME for protocol version ${String(p.v)}`);
+				const s = (k: string) => {
+					const v = p[k];
+					return typeof v === 'string' ? v : '';
+				};
 				this.welcome = {
-					server: typeof p.server === 'string' ? p.server : '',
-					session: typeof p.session === 'string' ? p.session : '',
+					server: s('server'), session: s('session'),
 					maxFrame: u('max_frame'), maxMsg: u('max_msg'),
+					boot: s('boot'), idle: u('idle'), user: s('user'),
 				};
 				c.welcomed = true;
 				const h = c.handshake;
@@ -355,7 +475,7 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 				return;
 			}
 			const m = new Message(p, c.gen, this);
-			const sub = this.bySid.get(m.sid);
+			const sub = this.bySid.get(m.wireSid);
 			if (sub)
 				sub.deliver(m);
 			return;
@@ -374,16 +494,22 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 				this.answer(rid, p, err);
 				return;
 			}
+			/*
+			 * Unsolicited (section 5): every one goes to 'error', whatever
+			 * its code, codes this client does not know included (a
+			 * FerryError with that code); those below also change state.
+			 */
 			if (err instanceof SubscriptionDeleted && sid) {
-				const sub = this.bySid.get(sid);
+				const sub = this.bySid.get(canonical(sid));
 				if (sub) {
-					this.bySid.delete(sid);
+					this.bySid.delete(canonical(sid));
 					this.subs.delete(sub);
-					sub.fail(err);
+					sub.fail(err);	/* its iterator throws err */
 				}
-			} else if (err instanceof ShuttingDown) {
-				c.cause = new ConnectionLost(
-				    'broker shutting down: ' + err.message);
+			} else if (err instanceof ShuttingDown ||
+			    err instanceof IdleTimeout) {
+				/* the broker closes: reconnect, as after any loss */
+				c.cause = new ConnectionLost(err.message);
 			}
 			this.emitError(err);
 			return;
@@ -394,11 +520,23 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 		}
 	}
 
+	/* readConfirm() found the confirm of rid: a single publish's? */
+	private confirmed(rid: number): boolean {
+		const r = rid ? this.pending.get(rid) : undefined;
+		if (r === undefined || r.kind !== 'pub1')
+			return false;	/* the long way: decodeFrame, answer() */
+		this.pending.delete(rid);
+		const ok = r.ok;
+		this.release(r);
+		ok(confirm.id);
+		return true;
+	}
+
 	private answer(rid: number, p: Payload, err?: FerryError): void {
 		const r = this.pending.get(rid);
 		if (!r)
 			return;	/* timed out already */
-		if (err && r.kind === 'pub' && r.resendable &&
+		if (err && (r.kind === 'pub' || r.kind === 'pub1') && r.resendable &&
 		    (err.code === 13 || err.code === 14) && r.retries < 5) {
 			/* Outcome unknown (section 7): same pid/seq, later. */
 			r.retries++;
@@ -414,10 +552,23 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 			return;
 		}
 		this.pending.delete(rid);
+		const { ok, fail, kind } = r;
+		this.release(r);
 		if (err)
-			r.fail(err);
+			fail(err);
+		else if (kind === 'pub1')
+			ok(firstId(p));
 		else
-			r.ok(p);
+			ok(p);
+	}
+
+	/* An answered request's entry: drop what it holds, keep it. */
+	private release(r: Pending): void {
+		r.frame = NO_FRAME;
+		r.ok = noop;
+		r.fail = noop;
+		if (this.spare.length < 4096)
+			this.spare.push(r);
 	}
 
 	private onClose(c: Conn): void {
@@ -442,6 +593,7 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 
 	/* The open connection is gone: keep what can be redone, fail the rest. */
 	private lost(cause: Error): void {
+		this.stopKeepalive();
 		const fatal = cause instanceof BrokerProtocolError ||
 		    !this.opts.reconnect || this.state === 'closed';
 		this.bySid.clear();
@@ -449,11 +601,12 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 		this.writer.clear();
 		for (const s of this.subs)
 			s.disconnected();
-		for (const [rid, r] of this.pending) {
+		for (const r of this.pending.values()) {
+			const rid = r.rid;
 			if (r.kind === 'sub') {
 				/* subscribed again from this.subs */
 				this.pending.delete(rid);
-			} else if (!fatal && (!r.sent || (r.kind === 'pub' &&
+			} else if (!fatal && (!r.sent || (r.kind !== 'other' &&
 			    r.resendable))) {
 				r.sent = false;
 			} else {
@@ -487,8 +640,11 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 					return;
 				}
 				this.counters.reconnects++;
+				const before = this.boot;
 				this.opened();
 				this.emit('reconnect', attempt + 1);
+				if (before && this.welcome.boot && this.welcome.boot !== before)
+					this.emit('restart', this.welcome.boot, before);
 			}, (e: Error) => {
 				if (this.state !== 'reconnecting')
 					return;
@@ -504,16 +660,18 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 	/* Handshake done: subscribe again, re-send, drain the offline queue. */
 	private opened(): void {
 		this.state = 'open';
+		this.boot = this.welcome.boot;
+		this.startKeepalive();
 		if (this.welcome.maxFrame)
 			this.conn!.reader.maxFrame = Math.max(this.opts.maxIncomingFrame,
 			    this.welcome.maxFrame);
 		for (const s of this.subs)
 			this.sendSub(s);
-		const todo = [...this.pending.values()].filter((r) => !r.sent)
-		    .sort((a, b) => a.rid - b.rid);
+		const todo = this.pending.values().filter((r) => !r.sent);
 		for (const r of todo) {
 			r.sent = true;
-			if (r.kind === 'pub' && r.resendable && this.counters.reconnects)
+			if (r.kind !== 'sub' && r.kind !== 'other' && r.resendable &&
+			    this.counters.reconnects)
 				this.counters.resent++;
 			this.write(r.frame, r.clean);
 		}
@@ -523,9 +681,36 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 			this.write(f);
 	}
 
+	/*
+	 * WELCOME `idle`: PING (no rid: no reply) when a third of it went by
+	 * without a write, so no gap between frames reaches two thirds.
+	 */
+	private startKeepalive(): void {
+		this.stopKeepalive();
+		const idle = this.welcome.idle;
+		if (!idle || !this.opts.keepalive)
+			return;
+		this.writes = 1;
+		this.keepaliveTimer = setInterval(() => {
+			if (this.state !== 'open')
+				return;
+			if (!this.writes && !this.writer.size)
+				this.write({ t: T.PING });
+			this.writes = 0;
+		}, Math.max(10, Math.floor(idle / 3)));
+		this.keepaliveTimer.unref();
+	}
+
+	private stopKeepalive(): void {
+		if (this.keepaliveTimer)
+			clearInterval(this.keepaliveTimer);
+		this.keepaliveTimer = null;
+	}
+
 	/* Fail everything and stop for good. */
 	private shutdown(cause: Error): void {
 		this.state = 'closed';
+		this.stopKeepalive();
 		clearInterval(this.sweeper);
 		if (this.reconnectTimer)
 			clearTimeout(this.reconnectTimer);
@@ -575,7 +760,7 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 	/* Queue one frame on the open connection; written this loop turn. */
 	private write(p: Payload, clean = false): void {
 		const before = this.writer.size;
-		const len = this.writer.pack(p, clean);
+		const len = this.encode(p, clean);
 		if (this.welcome.maxFrame && len > this.welcome.maxFrame) {
 			this.writer.truncate(before);
 			throw new FrameTooBig(`frame of ${len} bytes, above ` +
@@ -589,27 +774,37 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 		}
 	}
 
+	/* The frames sent per message are encoded by hand (codec.ts). */
+	private encode(p: Payload, clean: boolean): number {
+		if (p.t === T.PUB && p.msgs === undefined)
+			return this.writer.pub(p);
+		if (p.t === T.ACK && p.leases !== undefined)
+			return this.writer.ack(p.rid as number, p.sid as number,
+			    p.leases as number[]);
+		return this.writer.pack(p, clean);
+	}
+
 	private flush(): void {
 		this.flushQueued = false;
 		const c = this.conn;
 		if (!c || this.state !== 'open')
 			return;
 		if (this.ackBatch.size) {
-			const batch = this.ackBatch;
-			this.ackBatch = new Map();
-			for (const [sid, leases] of batch) {
-				const f: Payload = { t: T.ACK, sid: wireInt(sid) };
-				if (leases.length === 1)
-					f.lease = wireInt(leases[0]);
-				else
-					f.leases = leases.map(wireInt);
-				this.register(f, 'other', false, this.opts.requestTimeout,
-				    () => {}, (e) => this.emitError(e), true, true);
-			}
+			/*
+			 * Without rid, as nothing waits for these: the broker
+			 * settles them the same, sends no OK, and an ERR (a lease
+			 * gone stale) comes unsolicited, to 'error', as a refused
+			 * batch did before (section 5).
+			 */
+			for (const [sid, leases] of this.ackBatch)
+				this.writer.ack(0, sid, leases);
+			this.ackBatch.clear();
 		}
 		const buf = this.writer.take();
-		if (buf)
-			c.sock.write(buf);
+		if (buf) {
+			this.writes++;
+			c.sock.write(buf, () => this.writer.recycle(buf));
+		}
 	}
 
 	/*
@@ -617,7 +812,7 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 	 * goes out on reconnect). inFlush: the caller writes the queue itself.
 	 */
 	private register(frame: Payload, kind: Kind, resendable: boolean,
-	    timeout: number, ok: (p: Payload) => void, fail: (e: Error) => void,
+	    timeout: number, ok: (p: any) => void, fail: (e: Error) => void,
 	    inFlush = false, clean = false): void {
 		if (this.state === 'closed') {
 			fail(new ClientClosed());
@@ -625,24 +820,32 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 		}
 		const rid = this.nextRid++;
 		frame.rid = rid;
-		const r: Pending = {
-			rid, frame, kind, resendable, sent: false, retries: 0, clean,
-			deadline: timeout > 0 ? Date.now() + timeout : Infinity, ok, fail,
-		};
+		const r = this.spare.pop() ?? new Pending();
+		r.rid = rid;
+		r.frame = frame;
+		r.kind = kind;
+		r.resendable = resendable;
+		r.sent = false;
+		r.retries = 0;
+		r.deadline = timeout > 0 ? Date.now() + timeout : Infinity;
+		r.clean = clean;
+		r.ok = ok;
+		r.fail = fail;
 		if (this.state === 'open') {
 			if (inFlush) {
-				this.writer.pack(frame, clean);
+				this.encode(frame, clean);
 			} else {
 				try {
 					this.write(frame, clean);
 				} catch (e) {
+					this.release(r);
 					fail(e as Error);
 					return;
 				}
 			}
 			r.sent = true;
 		}
-		this.pending.set(rid, r);
+		this.pending.set(r);
 	}
 
 	private send(frame: Payload, kind: Kind = 'other', resendable = false,
@@ -653,10 +856,12 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 
 	private sweep(): void {
 		const now = Date.now();
-		for (const [rid, r] of this.pending) {
+		if (!this.pending.size)
+			return;
+		for (const r of this.pending.values()) {
 			if (r.deadline <= now) {
-				this.pending.delete(rid);
-				r.fail(new TimeoutError(`no reply to request ${rid} ` +
+				this.pending.delete(r.rid);
+				r.fail(new TimeoutError(`no reply to request ${r.rid} ` +
 				    `(type ${String(r.frame.t)}) in time`));
 			}
 		}
@@ -689,9 +894,17 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 	 * `confirm: false`: resolves once queued for the socket, with the
 	 * caller's id if it gave one.
 	 */
-	publish(topic: string, data: unknown, opts: PublishOptions = {}):
+	publish(topic: string, data: unknown, opts: PublishOptions = NO_OPTS):
 	    Promise<string | undefined> {
-		const f: Payload = { t: T.PUB, topic };
+		/* every key at once, in FrameWriter.pub()'s order: one object,
+		 * no property store grown key by key (undefined: absent) */
+		const f: Payload = {
+			t: T.PUB, rid: undefined, topic, group: undefined,
+			mandatory: undefined, id: undefined, hdr: undefined,
+			delay: undefined, ttl: undefined, reply_to: undefined,
+			corr: undefined, pid: undefined, seq: undefined,
+			body: undefined,
+		};
 		try {
 			this.fillMsg(f, data, opts);
 		} catch (e) {
@@ -714,14 +927,11 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 			f.pid = this.producerId;
 			f.seq = wireInt(this.nextSeq());
 		}
-		/* one promise per publish: resolved with the id from the OK */
-		return new Promise((resolve, reject) => this.register(f, 'pub',
+		/* one promise per publish, resolved with the OK's id (answer()) */
+		return new Promise((resolve, reject) => this.register(f, 'pub1',
 		    this.opts.idempotent || !!opts.id,
-		    opts.timeout ?? this.opts.requestTimeout, (ok) => {
-			const ids = ok.ids;
-			resolve(Array.isArray(ids) && typeof ids[0] === 'string' ?
-			    ids[0] : '');
-		}, reject, false, true));
+		    opts.timeout ?? this.opts.requestTimeout, resolve, reject,
+		    false, true));
 	}
 
 	/*
@@ -731,13 +941,18 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 	 */
 	private fillMsg(m: Payload, data: unknown, o: BatchItem | PublishOptions):
 	    void {
-		const { body, hdr } = encodeBody(data, o.headers);
-		this.checkSize(body);
-		m.body = body;
+		if (Buffer.isBuffer(data) && o.headers === undefined) {
+			this.checkSize(data);	/* the usual case: bytes as they are */
+			m.body = data;
+		} else {
+			const { body, hdr } = encodeBody(data, o.headers);
+			this.checkSize(body);
+			m.body = body;
+			if (!isEmpty(hdr))
+				m.hdr = hdr;
+		}
 		if (o.id)
 			m.id = o.id;
-		if (!isEmpty(hdr))
-			m.hdr = hdr;
 		if (o.delay)
 			m.delay = wireInt(o.delay);
 		if (o.ttl)
@@ -830,7 +1045,7 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 				    .catch(() => {});
 				return;
 			}
-			this.bySid.set(sid, s);
+			this.bySid.set(canonical(sid), s);
 			s.subscribed(sid, typeof p.group === 'string' ? p.group : '');
 		}, (e) => {
 			if (e instanceof ConnectionLost || e instanceof TimeoutError &&
@@ -879,7 +1094,7 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 		const sid = s.sid;
 		s.end();
 		if (sid && this.state === 'open') {
-			this.bySid.delete(sid);
+			this.bySid.delete(canonical(sid));
 			await this.send({ t: T.UNSUB, sid: wireInt(sid) });
 		}
 	}
@@ -891,18 +1106,18 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 			return;
 		m.settled = true;
 		if (err) {
-			this.register({ t: T.NACK, sid: wireInt(m.sid),
-			    lease: wireInt(m.lease), error: errorText(err) }, 'other',
+			this.register({ t: T.NACK, sid: m.wireSid,
+			    lease: m.wireLease, error: errorText(err) }, 'other',
 			    false, this.opts.requestTimeout, () => {},
 			    (e) => this.emitError(e));
 			return;
 		}
 		/* Batched: one ACK frame per subscription per loop turn. */
-		const b = this.ackBatch.get(m.sid);
+		const b = this.ackBatch.get(m.wireSid);
 		if (b)
-			b.push(m.lease);
+			b.push(m.wireLease);
 		else
-			this.ackBatch.set(m.sid, [m.lease]);
+			this.ackBatch.set(m.wireSid, [m.wireLease]);
 		if (!this.flushQueued) {
 			this.flushQueued = true;
 			setImmediate(() => this.flush());
@@ -919,13 +1134,13 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 	/* ---- settling (Settler) ---- */
 
 	private leaseFrame(m: Message, t: number): Payload {
-		if (!m.lease)
+		if (!m.wireLease)
 			throw new ModeError('this delivery has no lease ' +
 			    '(at-most-once, or a PEEK)');
 		if (m.gen !== this.gen || this.state !== 'open')
 			throw new StaleLease('the connection that delivered this ' +
 			    'message is gone; the broker will deliver it again');
-		return { t, sid: wireInt(m.sid), lease: wireInt(m.lease) };
+		return { t, sid: m.wireSid, lease: m.wireLease };
 	}
 
 	/** @internal */
@@ -1035,6 +1250,18 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 		const ok = await this.send({ t: T.STATS,
 		    topic: topic || undefined });
 		return Array.isArray(ok.stats) ? ok.stats : [];
+	}
+
+	/**
+	 * The broker-wide figures (STATS without a topic: conns, topics,
+	 * groups, ready, ..., up); {} from a broker that does not report them.
+	 */
+	async statsBroker(): Promise<Record<string, unknown>> {
+		const ok = await this.send({ t: T.STATS });
+		const rows = ok.broker;
+		return Array.isArray(rows) && rows.length &&
+		    typeof rows[0] === 'object' && rows[0] !== null ?
+		    { ...(rows[0] as Record<string, unknown>) } : {};
 	}
 
 	/** A group's outstanding deliveries. */

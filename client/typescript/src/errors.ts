@@ -72,12 +72,20 @@ export class ShuttingDown extends codeClass(16, 'E_SHUTDOWN', true) {}
 export class ModeError extends codeClass(17, 'E_MODE', false) {}
 /** E_NOSUBSCRIBERS (18): mandatory publish, nobody listening (retryable). */
 export class NoSubscribers extends codeClass(18, 'E_NOSUBSCRIBERS', true) {}
+/** E_DENIED (19): login refused, or the user may not do this. */
+export class Denied extends codeClass(19, 'E_DENIED', false) {}
+/**
+ * E_IDLE (20): the broker closed the connection after idle_timeout
+ * without a frame from us (retryable: the client reconnects).
+ */
+export class IdleTimeout extends codeClass(20, 'E_IDLE', true) {}
 
 const byCode: Array<(new (m: string) => FerryError) | undefined> = [
 	undefined, ProtocolError, FrameTooBig, HandshakeError, UnknownType,
 	BadName, BadArgument, NoSubscription, StaleLease, MessageTooBig,
 	NotFound, LimitReached, QueueFull, DiskError, InternalError,
-	SubscriptionDeleted, ShuttingDown, ModeError, NoSubscribers,
+	SubscriptionDeleted, ShuttingDown, ModeError, NoSubscribers, Denied,
+	IdleTimeout,
 ];
 
 /** The error for an ERR frame's code; unknown codes are not retryable. */

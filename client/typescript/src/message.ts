@@ -4,7 +4,7 @@
  * reconnect its lease is gone (section 1), and settling it fails with
  * StaleLease without asking the broker.
  */
-import { uint64, type Payload } from './codec.js';
+import { type Payload } from './codec.js';
 import { BrokerProtocolError } from './errors.js';
 
 /** One failed attempt of a dead-lettered message (MSG `hist`). */
@@ -32,6 +32,11 @@ export interface NackOptions {
 	delay?: number;
 	/** Why it failed; kept in the message's history (1024 bytes). */
 	error?: string;
+}
+
+function isUint(v: unknown): v is number | bigint {
+	return typeof v === 'number' ? Number.isSafeInteger(v) && v >= 0 :
+	    typeof v === 'bigint' && v >= 0n;
 }
 
 function str(p: Payload, k: string): string {
@@ -65,25 +70,35 @@ function strMap(v: unknown, k: string): Record<string, string> {
 	return v as Record<string, string>;
 }
 
+/* What a message without headers or history holds: shared, frozen. */
+const NO_HEADERS: Record<string, string> = Object.freeze({});
+const NO_HISTORY: HistoryEntry[] = Object.freeze([]) as unknown as
+    HistoryEntry[];
+
 export class Message {
 	/** Message id (broker UUID or the producer's own). */
 	readonly id: string;
 	readonly topic: string;
 	/** Body bytes; a view of the received data, valid as long as kept. */
 	readonly body: Buffer;
+	/** Headers; frozen and shared ({}) when the message has none. */
 	readonly headers: Record<string, string>;
 	/** Attempt number: 1 on first delivery. */
 	readonly attempt: number;
 	/** Publish time, Unix ms. */
 	readonly timestamp: number;
-	/** Lease token (uint64, may exceed 2^53: hence bigint); 0n: none. */
-	readonly lease: bigint;
-	/** Subscription id on the connection that delivered it. */
-	readonly sid: bigint;
+	/**
+	 * @internal sid and lease as the wire had them: number below 2^53,
+	 * bigint above (decodeFrame's form), what the client keys and
+	 * encodes with; the bigint getters below are made on demand.
+	 */
+	readonly wireSid: number | bigint;
+	/** @internal */
+	readonly wireLease: number | bigint;
 	readonly replyTo: string;
 	readonly correlationId: string;
 	/** Dead letters only: the failed attempts, oldest first. */
-	readonly history: HistoryEntry[];
+	readonly history: HistoryEntry[];	/* frozen [] if none */
 	/** @internal connection generation that delivered it */
 	readonly gen: number;
 	/** Settled (acked or nacked) by this client. */
@@ -91,8 +106,8 @@ export class Message {
 
 	/** @internal */
 	constructor(p: Payload, gen: number, private settler: Settler) {
-		const sid = uint64(p.sid);
-		if (sid === undefined)
+		const sid = p.sid;
+		if (!isUint(sid))
 			throw new BrokerProtocolError('MSG without a valid sid');
 		if (typeof p.id !== 'string')
 			throw new BrokerProtocolError('MSG without a valid id');
@@ -105,21 +120,24 @@ export class Message {
 			this.body = Buffer.from(b);
 		else
 			throw new BrokerProtocolError('MSG without a valid body');
-		const lease = p.lease === undefined || p.lease === null ? 0n :
-		    uint64(p.lease);
-		if (lease === undefined)
+		const lease = p.lease === undefined || p.lease === null ? 0 :
+		    p.lease;
+		if (!isUint(lease))
 			throw new BrokerProtocolError('MSG lease is not a uint');
-		this.sid = sid;
+		this.wireSid = sid;
 		this.id = p.id;
-		this.lease = lease;
+		this.wireLease = lease;
 		this.topic = str(p, 'topic');
 		this.attempt = num(p, 'att');
 		this.timestamp = num(p, 'ts');
-		this.headers = strMap(p.hdr, 'hdr');
+		/* {} only when there are headers: most messages have none */
+		this.headers = p.hdr === undefined || p.hdr === null ? NO_HEADERS :
+		    strMap(p.hdr, 'hdr');
 		this.replyTo = str(p, 'reply_to');
 		this.correlationId = str(p, 'corr');
-		this.history = [];
+		this.history = NO_HISTORY;
 		if (p.hist !== undefined && p.hist !== null) {
+			this.history = [];
 			if (!Array.isArray(p.hist))
 				throw new BrokerProtocolError('MSG hist is not an array');
 			for (const h of p.hist as Payload[]) {
@@ -130,6 +148,16 @@ export class Message {
 			}
 		}
 		this.gen = gen;
+	}
+
+	/** Lease token (uint64, may exceed 2^53: hence bigint); 0n: none. */
+	get lease(): bigint {
+		return BigInt(this.wireLease);
+	}
+
+	/** Subscription id on the connection that delivered it. */
+	get sid(): bigint {
+		return BigInt(this.wireSid);
 	}
 
 	/** Body as UTF-8 text. */

@@ -8,11 +8,11 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import {
 	connect, BrokerProtocolError, TimeoutError, HandshakeError,
-	LimitReached,
+	LimitReached, ShuttingDown, Client, type FerryError,
 } from '../src/index.js';
 import { FrameReader, decodePayload, encodeFrame, type Payload }
     from '../src/codec.js';
-import { within } from './util.js';
+import { within, until } from './util.js';
 
 const WELCOME = encodeFrame({ t: 64, v: 1, server: 'fake', session: 's',
     max_frame: 8388608, max_msg: 1048576 });
@@ -35,8 +35,8 @@ async function fake(onHello: ((s: net.Socket) => void) | null,
 		s.on('error', () => {});
 		const r = new FrameReader(1 << 20);
 		let hello = false;
-		s.on('data', (chunk) => r.push(chunk, (b) => {
-			const p = decodePayload(b);
+		s.on('data', (chunk) => r.push(chunk, (b, st, en) => {
+			const p = decodePayload(b.subarray(st, en));
 			if (!hello) {
 				hello = true;
 				assert.equal(p.t, 1);
@@ -191,4 +191,81 @@ test('nothing listening: connect fails at once', async () => {
 	await f.close();
 	await assert.rejects(within(3000, connect({ port, reconnect: false })),
 	    /ECONNREFUSED|connection/);
+});
+
+test('unsolicited ERRs of any code reach error; E_SHUTDOWN reconnects',
+    async () => {
+	let conns = 0;
+	const f = await fake(null, (s, p) => {
+		if (p.t !== 9)
+			return;
+		/* a notice about subscription 5, with a code from a later
+		 * protocol version, then the PING's reply */
+		s.write(encodeFrame({ t: 66, code: 99, sid: 5, msg: 'later' }));
+		s.write(encodeFrame({ t: 65, rid: p.rid as number }));
+	});
+	const srvShutdown = await fake((s) => {
+		s.write(WELCOME);
+		if (++conns === 1)
+			s.end(encodeFrame({ t: 66, code: 16, msg: 'shutting down' }));
+	}, () => {});
+	const c = await within(3000, connect({ port: f.port }), 'connect');
+	const d = new Client({ port: srvShutdown.port,
+	    reconnect: { initialDelay: 10, maxDelay: 50 } });
+	const derrs: FerryError[] = [];
+	d.on('error', (e: FerryError) => derrs.push(e));
+	await within(3000, d.start(), 'connect');
+	try {
+		const errs: FerryError[] = [];
+		c.on('error', (e: FerryError) => errs.push(e));
+		await within(3000, c.ping(), 'ping');
+		assert.equal(errs.length, 1);
+		assert.equal(errs[0].code, 99);
+		assert.equal(errs[0].sid, 5n);
+		assert.equal(errs[0].retryable, false);
+		assert.equal(errs[0].message, 'later');
+		assert.equal(c.status, 'open');
+		await until(() => d.counters.reconnects >= 1, 3000, 'reconnect');
+		assert.ok(derrs.some((e) => e instanceof ShuttingDown),
+		    derrs.map(String).join());
+	} finally {
+		await c.close(100);
+		await d.close(100);
+		await f.close();
+		await srvShutdown.close();
+	}
+});
+
+test('a request answered after thousands of later ones still resolves',
+    async () => {
+	/* the pending table is a ring of 4096 by rid: the first PING stays
+	 * unanswered while 5000 later ones come and go, then is answered */
+	let held = 0;
+	let sock: net.Socket | null = null;
+	const f = await fake(null, (s, p) => {
+		sock = s;
+		if (p.t !== 9)
+			return;
+		if (!held) {
+			held = p.rid as number;
+			return;
+		}
+		s.write(encodeFrame({ t: 65, rid: p.rid as number }));
+	});
+	const c = await within(3000, connect({ port: f.port }), 'connect');
+	try {
+		let first = false;
+		const p1 = c.ping().then(() => { first = true; });
+		for (let i = 0; i < 5000; i += 500)
+			await within(5000, Promise.all(Array.from({ length: 500 },
+			    () => c.ping())), 'pings');
+		assert.equal(first, false);
+		assert.equal(c.outstanding, 1);
+		sock!.write(encodeFrame({ t: 65, rid: held }));
+		await within(3000, p1, 'the held ping');
+		assert.equal(c.outstanding, 0);
+	} finally {
+		await c.close(100);
+		await f.close();
+	}
 });

@@ -2,8 +2,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-	encodeFrame, encodePayload, decodePayload, FrameReader, FrameWriter,
-	uint64, wireInt,
+	encodeFrame, encodePayload, decodePayload, decodeFrame, FrameReader,
+	FrameWriter, uint64, wireInt, readConfirm, confirm,
 } from '../src/codec.js';
 import { Message, type Settler } from '../src/message.js';
 import {
@@ -46,6 +46,174 @@ test('request PUB encodes to the bytes of section 10', () => {
 	assert.deepEqual(f, REQ);
 });
 
+test('the hand-written PUB encoder writes the bytes of section 10', () => {
+	const w = new FrameWriter();
+	assert.equal(w.pub({ t: 2, rid: 1, topic: 'orders.created',
+	    body: Buffer.from('hello') }), 42);
+	assert.equal(w.pub({ t: 2, rid: 2, topic: 'rpc.echo', mandatory: true,
+	    reply_to: '_inbox.7', corr: 'c1', body: Buffer.from('hi') }), 70);
+	assert.deepEqual(w.take(), Buffer.concat([PUB, REQ]));
+});
+
+test('the PUB encoder agrees with the decoder on every key and width', () => {
+	const w = new FrameWriter();
+	const long = 'x'.repeat(300);
+	const frames = [
+		{ t: 2, rid: 2 ** 40, topic: 'é.topic', body: Buffer.alloc(0),
+		    id: long, hdr: { 'content-type': 'application/json', ü: 'ß' },
+		    delay: 200, ttl: 70000, group: 'g', mandatory: false,
+		    pid: 'p'.repeat(64), seq: 2 ** 53 - 1 },
+		{ t: 2, topic: 't', body: Buffer.alloc(70000, 7), corr: 'c',
+		    reply_to: 'r'.repeat(40), seq: (1n << 60n) },
+		{ t: 2, topic: 'u'.repeat(300), body: Buffer.alloc(300, 1) },
+	];
+	for (const f of frames)
+		w.pub(f);
+	const got: unknown[] = [];
+	new FrameReader(1 << 20).push(w.take()!, (b, s, e) => {
+		const p = b.subarray(s, e);
+		const o = decodePayload(p);
+		o.body = Buffer.from(o.body as Uint8Array);
+		got.push(o);
+	});
+	assert.deepEqual(got, frames);
+	/* refused values leave nothing behind */
+	assert.throws(() => w.pub({ t: 2, topic: 't', body: Buffer.alloc(1),
+	    delay: -1 }), RangeError);
+	assert.throws(() => w.pub({ t: 2, topic: 't', body: Buffer.alloc(1),
+	    seq: 1.5 }), RangeError);
+	assert.equal(w.size, 0);
+});
+
+test('the ACK encoder: one lease, or a leases array', () => {
+	const w = new FrameWriter();
+	w.ack(0, 1, [17]);
+	assert.deepEqual(w.take(), hex('00 00 00 10 83 a1 74 05 a3 73 69 64 01' +
+	    'a5 6c 65 61 73 65 11'));
+	const l = [(1n << 53n) + 1n, 2 ** 40, 5];
+	w.ack(9, 2n, l);
+	new FrameReader(1 << 20).push(w.take()!, (b, s, e) => {
+		const p = b.subarray(s, e);
+		const d = decodePayload(p);
+		assert.equal(d.rid, 9);
+		assert.equal(d.sid, 2);
+		assert.deepEqual((d.leases as unknown[]).map(uint64),
+		    l.map((x) => BigInt(x)));
+	});
+});
+
+test('FrameWriter reuses a written buffer, never one still queued', () => {
+	const w = new FrameWriter();
+	w.pack({ t: 9, rid: 1 });
+	const a = w.take()!;
+	w.pack({ t: 9, rid: 2 });
+	const b = w.take()!;
+	assert.notEqual(a.buffer, b.buffer);
+	w.recycle(a);
+	w.pack({ t: 9, rid: 3 });
+	const c = w.take()!;	/* written in the buffer taken after b */
+	w.pack({ t: 9, rid: 4 });
+	const d = w.take()!;
+	assert.equal(d.buffer, a.buffer);	/* a came back */
+	for (const x of [b, c])
+		assert.notEqual(x.buffer, a.buffer);
+	assert.deepEqual(decodePayload(b.subarray(4)), { t: 9, rid: 2 });
+	assert.deepEqual(decodePayload(c.subarray(4)), { t: 9, rid: 3 });
+});
+
+test('decodeFrame: the same values as decodePayload', () => {
+	const p = hex(`89 a1 74 43 a3 73 69 64 01 a2 69 64 a2 6d 31
+	    a5 74 6f 70 69 63 ae 6f 72 64 65 72 73 2e 63 72 65 61 74 65 64
+	    a5 6c 65 61 73 65 cf 00 20 00 00 00 00 00 03
+	    a3 61 74 74 01 a2 74 73 cf 00 00 01 8b cf e5 68 7b
+	    a3 68 64 72 81 a1 6b a1 76
+	    a4 62 6f 64 79 c4 05 68 65 6c 6c 6f`);
+	const a = decodePayload(p);
+	const f = decodeFrame(p);
+	for (const k of Object.keys(a))
+		assert.deepEqual(f[k], a[k], k);
+	assert.equal(f.rid, undefined);
+	/* a range of a larger buffer, as FrameReader hands it: no more */
+	const big = Buffer.concat([hex('81 a1 74'), p, hex('01 02')]);
+	const r = decodeFrame(big, 3, 3 + p.length);
+	assert.deepEqual({ ...r, body: Buffer.from(r.body as Buffer) },
+	    { ...a, body: Buffer.from(a.body as Buffer) });
+	assert.throws(() => decodeFrame(big, 3, 2 + p.length),
+	    BrokerProtocolError);
+	assert.throws(() => decodeFrame(big, 3, 4 + p.length),
+	    /1 bytes after the map/);
+	/* an unknown key is kept; a key in str 8 form is still known */
+	const g = decodeFrame(hex('83 a1 74 41 a3 6e 65 77 05 d9 03 72 69 64 07'));
+	assert.equal(g.t, 65);
+	assert.equal(g.new, 5);
+	assert.equal(g.rid, 7);
+	/* keys that are not str are ignored (section 3, rule 2) */
+	assert.deepEqual(decodePayload(hex('82 a1 74 01 05 06')), { t: 1 });
+	assert.equal(decodeFrame(hex('82 a1 74 01 05 06')).t, 1);
+});
+
+test('the decoder refuses every truncation, and what is not msgpack', () => {
+	const p = encodePayload({ t: 67, sid: 1, id: 'x'.repeat(40), lease:
+	    wireInt((1n << 40n) + 1n), hdr: { a: 'b' }, hist: [{ c: 'nacked' }],
+	    body: Buffer.alloc(300, 1) });
+	for (let n = 0; n < p.length; n++) {
+		assert.throws(() => decodePayload(p.subarray(0, n)),
+		    BrokerProtocolError, `cut at ${n}`);
+		assert.throws(() => decodeFrame(p.subarray(0, n)),
+		    BrokerProtocolError, `cut at ${n}`);
+	}
+	decodeFrame(p);
+	for (const h of ['81 a1 74 c1', '81 a1 74 d4 01 02',
+	    '81 a1 74 c7 01 01 01', '81 a1 74 dd ff ff ff ff'])
+		assert.throws(() => decodeFrame(hex(h)), BrokerProtocolError, h);
+	/* 16 levels are fine, 17 are not (section 3, rule 8) */
+	const nest = (d: number) => hex('81 a1 61' + ' 91'.repeat(d - 2) + ' 90');
+	decodePayload(nest(16));
+	assert.throws(() => decodePayload(nest(17)), /too deep/);
+	/* __proto__ is a key like any other, never the prototype */
+	const o = decodePayload(hex('82 a1 74 01 a9 5f 5f 70 72 6f 74 6f 5f 5f' +
+	    '81 a1 78 01'));
+	assert.equal(Object.getPrototypeOf(o), Object.prototype);
+	assert.equal((o as { x?: number }).x, undefined);
+});
+
+test('readConfirm: a single publish\'s confirm, read in place', () => {
+	const id = '3f2c5a0e-8f6b-4c1d-9a51-5e6c1f2b7d40';
+	const read = (o: Record<string, unknown>) => {
+		const p = encodePayload(o);
+		const b = Buffer.concat([hex('ff'), p, hex('ff')]);
+		return readConfirm(b, 1, 1 + p.length);
+	};
+	for (const rid of [1, 200, 70000, 2 ** 32 - 1]) {
+		confirm.id = '';
+		assert.equal(read({ t: 65, rid, ids: [id], dur: 2 }), rid);
+		assert.equal(confirm.id, id);
+	}
+	assert.equal(read({ dups: 1, ids: ['x'.repeat(40)], rid: 9, t: 65 }), 9);
+	assert.equal(confirm.id, 'x'.repeat(40));
+	assert.equal(read({ t: 65, rid: 3, ids: [''] }), 3);
+	assert.equal(confirm.id, '');
+	/* anything else: 0, for decodeFrame to read */
+	for (const o of [
+		{ t: 65, rid: 1, sid: 4, group: 'g' },		/* a SUB's OK */
+		{ t: 65, rid: 1, ids: ['a', 'b'], dur: 2 },	/* a batch */
+		{ t: 65, rid: 1 },				/* no ids */
+		{ t: 66, rid: 1, ids: ['a'] },
+		{ t: 65, rid: 0, ids: ['a'] },
+		{ t: 65, rid: 2 ** 40, ids: ['a'] },		/* uint 64: long way */
+		{ t: 65, rid: 1, ids: ['a'], dur: 2, extra: 1 },
+		{ t: 65, rid: 1, ids: [5] },
+	])
+		assert.equal(read(o), 0, Object.keys(o).join());
+	/* cut anywhere, or a byte too many: 0, never a throw */
+	const p = encodePayload({ t: 65, rid: 5, ids: [id], dur: 2 });
+	for (let n = 0; n < p.length; n++)
+		assert.equal(readConfirm(p, 0, n), 0, `cut at ${n}`);
+	const more = Buffer.concat([p, hex('c0')]);
+	assert.equal(readConfirm(more, 0, more.length), 0);
+	assert.equal(readConfirm(more, 0, p.length), 5);
+});
+
 test('undefined keys are left out', () => {
 	assert.deepEqual(encodeFrame({ t: 1, v: 1, name: 'worker-1',
 	    id: undefined, hdr: undefined }), HELLO);
@@ -63,8 +231,8 @@ test('the examples decode to their values, split at every byte', () => {
 		for (const step of [1, 7, all.length]) {
 			const r = new FrameReader(1 << 20);
 			const got: unknown[] = [];
-			const feed = (b: Buffer) => r.push(b, (p) =>
-			    got.push(decodePayload(p)));
+			const feed = (b: Buffer) => r.push(b, (c, s, e) =>
+			    got.push(decodePayload(c.subarray(s, e))));
 			feed(all.subarray(0, cut));
 			for (let o = cut; o < all.length; o += step)
 				feed(all.subarray(o, Math.min(all.length, o + step)));
@@ -220,14 +388,15 @@ test('FrameWriter packs in place: many frames, one buffer, all intact', () => {
 	const all = w.take()!;
 	assert.equal(w.size, 0);
 	const got: unknown[] = [];
-	new FrameReader(1 << 20).push(all, (p) => {
+	new FrameReader(1 << 20).push(all, (b, s, e) => {
+		const p = b.subarray(s, e);
 		const o = decodePayload(p);
 		if (o.body)
 			o.body = Buffer.from(o.body as Uint8Array);
 		got.push(o);
 	});
 	assert.deepEqual(got, want);
-	/* a small take is a copy: the writer's buffer is reused safely */
+	/* a take hands its buffer over: later frames go to another one */
 	w.pack({ t: 9, rid: 1 });
 	const small = w.take()!;
 	const copy = Buffer.from(small);

@@ -35,8 +35,8 @@ async function cuttingProxy(target: number) {
 			up.write(chunk);
 			if (cut)
 				return;
-			r.push(chunk, (p) => {
-				const f = decodePayload(p);
+			r.push(chunk, (b, st, en) => {
+				const f = decodePayload(b.subarray(st, en));
 				if (f.t === 2 && f.rid && !cut) {
 					cut = true;
 					pubsSeen++;

@@ -307,4 +307,9 @@ test('inspection: stats, inflight, peek, trace, delete', async () => {
 	const e = await within(3000, it.next().catch((x) => x));
 	assert.ok(e instanceof SubscriptionDeleted, String(e));
 	await assert.rejects(c.delete(t, 'g'), NotFound);
+	/* the broker-wide row, as libferry's ferry_stats_broker() */
+	const b = await c.statsBroker();
+	assert.ok(Number(b.conns) >= 1, JSON.stringify(b));
+	assert.ok(Number(b.topics) >= 1 && Number(b.pub) >= 2);
+	assert.equal(typeof b.up, 'number');
 });
