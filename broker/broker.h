@@ -18,11 +18,6 @@ struct evconnlistener;
 struct options;
 struct topic;
 
-/* Event priorities: I/O and timers run before the end-of-turn flush. */
-#define PRIO_IO 1
-#define PRIO_FLUSH 2
-#define PRIO_COUNT 3
-
 /* Broker-wide counters, for /metrics (metrics.c). */
 struct broker_stats {
 	uint64_t accepted;	/* connections accepted */
