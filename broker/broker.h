@@ -75,7 +75,7 @@ struct broker {
 	uint8_t stopping;
 };
 
-/* Set up state on base (priorities must not be initialised yet). 0 or
+/* Set up state on base (all of its events share one priority). 0 or
  * -errno. */
 int broker_init(struct broker *b, struct event_base *base,
     const struct options *o);

@@ -689,6 +689,8 @@ read_more(struct conn *c, size_t want)
 	return n;
 }
 
+/* Not before the handshake: HANDSHAKE_FRAME_MAX bounds what a stranger
+ * makes us hold, frame by frame. */
 static int
 reading(const struct conn *c)
 {
