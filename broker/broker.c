@@ -64,10 +64,9 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 	if (b->draining)
 		broker_drain_check(b);
 	/*
-	 * Reads run first in a turn (PRIO_IO) and this flush last
-	 * (PRIO_FLUSH): from the first read to here is how long the turn
-	 * kept clients waiting.  (libevent's cached time would do, but it
-	 * ticks with the 4 ms coarse clock.)
+	 * From the first read of the turn to here is how long the turn kept
+	 * clients waiting.  (libevent's cached time would do, but it ticks
+	 * with the 4 ms coarse clock.)
 	 */
 	hist_observe(&b->st.turn, &hist_turn_bounds,
 	    (double)(mono_ns() - start) / 1e9);
@@ -312,17 +311,21 @@ broker_init(struct broker *b, struct event_base *base,
 	    ((uint64_t)getpid() << 40) ^ 0x9e3779b97f4a7c15ull;
 	uuid_generate_random(boot);
 	uuid_unparse_lower(boot, b->boot);
-	if (event_base_priority_init(base, PRIO_COUNT) < 0)
-		return -EINVAL;
 	lease_table_init(&b->leases);
 	if (trace_init(&b->trace, o->trace_events) < 0)
 		goto nomem;
+	/*
+	 * One priority for everything: the first read of a turn activates
+	 * the flush behind the reads that the same epoll_wait made ready, so
+	 * it still ends the turn.  libevent runs a lower priority only while
+	 * no higher one is active: a flush (or reap) below the reads waited
+	 * for as long as a producer kept its socket readable, holding back
+	 * every delivery and confirm until the producer's window was full.
+	 */
 	b->flush_ev = event_new(base, -1, 0, flush_cb, b);
 	b->reap_ev = event_new(base, -1, 0, reap_cb, b);
 	if (!b->flush_ev || !b->reap_ev)
 		goto nomem;
-	event_priority_set(b->flush_ev, PRIO_FLUSH);
-	event_priority_set(b->reap_ev, PRIO_FLUSH);
 	for (int i = 0; i < 3; i++) {
 		b->sig_ev[i] = evsignal_new(base, sigs[i], sigs[i] == SIGHUP ?
 		    hup_cb : signal_cb, b);

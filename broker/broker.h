@@ -18,11 +18,6 @@ struct evconnlistener;
 struct options;
 struct topic;
 
-/* Event priorities: I/O and timers run before the end-of-turn flush. */
-#define PRIO_IO 1
-#define PRIO_FLUSH 2
-#define PRIO_COUNT 3
-
 /* Broker-wide counters, for /metrics (metrics.c). */
 struct broker_stats {
 	uint64_t accepted;	/* connections accepted */
@@ -80,7 +75,7 @@ struct broker {
 	uint8_t stopping;
 };
 
-/* Set up state on base (priorities must not be initialised yet). 0 or
+/* Set up state on base (all of its events share one priority). 0 or
  * -errno. */
 int broker_init(struct broker *b, struct event_base *base,
     const struct options *o);

@@ -752,6 +752,26 @@ head_advance(struct journal *j)
  * bytes that did land are zeroed again, so no partial record survives; the
  * buffer is kept for the retry.
  */
+/*
+ * Checksum the records of the n bytes about to be written from segs[head]:
+ * here rather than at append, so that a record taken back before its
+ * write (journal_unappend: an at-most-once delivery settled in the turn
+ * of its publish) costs no crc.  Again after a failed write: the same.
+ */
+static void
+seal(struct journal *j, const struct seg *s, size_t n)
+{
+	uint8_t *p = j->wbuf + j->wpos, *end = p + n;
+	uint32_t len;
+
+	if (s->written == 0)
+		p += SEG_HDR;	/* checksummed when it was made */
+	for (; p + REC_HDR <= end; p += REC_HDR + len) {
+		len = get32(p + 4);
+		put32(p, crc32c(0, p + 4, REC_HDR - 4 + len));
+	}
+}
+
 static int
 write_seg(struct journal *j, struct seg *s)
 {
@@ -764,6 +784,7 @@ write_seg(struct journal *j, struct seg *s)
 		return 0;
 	if (s->fd < 0 && (r = seg_create(j, s)) < 0)
 		return r;
+	seal(j, s, n);
 	while (done < n) {
 		w = j->io.pwrite(s->fd, j->wbuf + j->wpos + done, n - done,
 		    (off_t)(s->written + done));
@@ -1040,8 +1061,7 @@ append_rec(struct journal *j, uint8_t type, const void *p, size_t len,
 	h[16] = type;
 	if (len > 0)
 		memcpy(h + REC_HDR, p, len);
-	put32(h, crc32c(0, h + 4, REC_HDR - 4 + len));
-	j->wlen += need;
+	j->wlen += need;	/* its crc: seal(), at its write */
 	s->end += need;
 	s->next_seq++;
 	s->records++;

@@ -21,14 +21,24 @@ topic_set_hooks(const struct topic_hooks *h)
 	hooks = h;
 }
 
+/* Eight bytes a step: every PUB looks its topic up, and FNV-1a's byte a
+ * step cost 5% of ferryd's time in a flat-out publish of 128-byte
+ * messages. */
 static uint32_t
 hash_name(const char *p, size_t len)
 {
-	uint32_t h = 2166136261u;	/* FNV-1a */
+	uint64_t h = 0x9e3779b97f4a7c15ull ^ len, w;
 
-	for (size_t i = 0; i < len; i++)
-		h = (h ^ (uint8_t)p[i]) * 16777619u;
-	return h;
+	for (; len >= 8; p += 8, len -= 8) {
+		memcpy(&w, p, 8);
+		h = (h ^ w) * 0xff51afd7ed558ccdull;
+		h ^= h >> 32;
+	}
+	w = 0;
+	memcpy(&w, p, len);
+	h = (h ^ w) * 0xff51afd7ed558ccdull;
+	h ^= h >> 29;
+	return (uint32_t)h;
 }
 
 void

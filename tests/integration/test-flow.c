@@ -10,12 +10,19 @@
  * publisher sent is enqueued.  With flow_high_water = 0 (off) the same
  * run lets the backlog grow far past it: the control that shows the
  * bound comes from flow control.
+ *
+ * And a publisher whose socket never runs dry does not hold deliveries
+ * back: ferryd reads a bounded amount per connection per loop turn, and
+ * every turn ends in the flush that writes the journal and sends.
  */
 #include <check.h>
+#include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,6 +32,8 @@
 #define TOPIC "flow.t"
 #define HIGH_WATER 500
 #define TOTAL 30000
+#define FLOOD_TOPIC "flood.t"
+#define FLOOD_BYTES (16u << 20)	/* above loopback's socket buffers */
 
 static struct ferryd d;
 static pid_t producer = -1;
@@ -153,6 +162,71 @@ START_TEST(slow_consumer_slows_publisher)
 }
 END_TEST
 
+/*
+ * With flow control off, only the shape of the loop turn can let a
+ * delivery out while the publisher is still writing.  Before, the flush
+ * ran below the reads' priority and waited for the publisher's socket to
+ * be empty: the first delivery came after the last publish was read.
+ */
+START_TEST(deliveries_flow_while_a_publisher_floods)
+{
+	struct fy_frame f = {.type = FY_T_PUB};
+	struct fy_dec dec;
+	struct fy_enc e;
+	struct ferry *c;
+	struct ferry_msg *m;
+	char body[100];
+	size_t off = 0, unsent = 0;
+	uint64_t deadline;
+	int fd, got = 0;
+
+	ferryd_start(&d, "--fsync", "never", "--flow-high-water", "0", NULL);
+	c = fc_connect(d.port, "consumer");
+	fc_sub(c, FLOOD_TOPIC, "g", 1000, 0, 0);
+	ck_assert_int_eq(fy_dec_init(&dec), FY_OK);
+	fd = raw_hello(d.port, &dec);
+	memset(body, 'f', sizeof(body));
+	f.pub.topic = (struct fy_str){FLOOD_TOPIC, strlen(FLOOD_TOPIC)};
+	f.pub.one.body = (struct fy_str){body, sizeof(body)};
+	f.pub.msgs = &f.pub.one;
+	f.pub.nmsgs = 1;
+	fy_enc_init(&e);
+	while (e.sb.size < FLOOD_BYTES)
+		ck_assert_int_eq(fy_encode(&e, &f), FY_OK);
+
+	/* Keep the publisher's socket full; look for a delivery between
+	 * sends. */
+	deadline = now_ms() + 30000;
+	while (off < e.sb.size && now_ms() < deadline) {
+		struct pollfd pf = {fd, POLLOUT, 0};
+		ssize_t n;
+
+		poll(&pf, 1, 100);
+		n = send(fd, e.sb.data + off, e.sb.size - off,
+		    MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n > 0)
+			off += (size_t)n;
+		else
+			ck_assert_msg(errno == EAGAIN, "send: %s",
+			    strerror(errno));
+		if (!got && ferry_next(c, 0, &m) == 0) {
+			got = 1;
+			unsent = e.sb.size - off;
+			ferry_msg_free(m);
+		}
+	}
+	ck_assert_uint_eq(off, e.sb.size);
+	fprintf(stderr, "flood: first delivery with %zu of %zu bytes of "
+	    "publishes still unsent\n", unsent, (size_t)e.sb.size);
+	ck_assert_msg(got, "no delivery while %zu bytes of publishes were "
+	    "sent", (size_t)e.sb.size);
+	fy_enc_fini(&e);
+	fy_dec_fini(&dec);
+	close(fd);
+	ferry_close(c);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -165,6 +239,7 @@ main(void)
 	tcase_set_timeout(tc, 60);
 	/* _i: 0 = flow_high_water 500, 1 = off (the control) */
 	tcase_add_loop_test(tc, slow_consumer_slows_publisher, 0, 2);
+	tcase_add_test(tc, deliveries_flow_while_a_publisher_floods);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
