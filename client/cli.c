@@ -1308,7 +1308,7 @@ json_broker(struct ferry *f, int more)
 	struct ferry_broker_stats bs;
 
 	if (ferry_stats_broker(f, &bs) < 0) {
-		warnf("stats: no broker-wide figures: %s", ferry_errstr(f));
+		cli_warn("stats: no broker-wide figures: %s", ferry_errstr(f));
 		return -1;
 	}
 	printf("\n{\"broker\":true,\"uptime_ms\":%" PRIu64 ",\"connections\":%"
