@@ -72,16 +72,35 @@ cli_parse_num(const char *opt, const char *s, unsigned long long min,
 	return v;
 }
 
+/* 1 if s is a whole finite number above 0 and at most max, in *v. */
+static int
+positive(const char *s, double max, double *v)
+{
+	char *end;
+
+	errno = 0;
+	*v = strtod(s, &end);
+	return !errno && end != s && *end == '\0' && isfinite(*v) && *v > 0 &&
+	    *v <= max;
+}
+
+double
+cli_parse_positive(const char *opt, const char *s, double max)
+{
+	double v;
+
+	if (!positive(s, max, &v))
+		cli_usage_error("%s: '%s' is not a positive number up to %g",
+		    opt, s, max);
+	return v;
+}
+
 uint64_t
 cli_parse_seconds(const char *opt, const char *s, double min, double max)
 {
 	double v;
-	char *end;
 
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || *end != '\0' || !isfinite(v) || v <= 0 ||
-	    v < min || v > max) {
+	if (!positive(s, max, &v) || v < min) {
 		if (min > 0)
 			cli_usage_error("%s: expected seconds from %g to %g, "
 			    "got '%s'", opt, min, max, s);

@@ -44,6 +44,10 @@ void cli_usage_error(const char *fmt, ...)
 unsigned long long cli_parse_num(const char *opt, const char *s,
     unsigned long long min, unsigned long long max);
 
+/* A finite number above 0 and at most max (a rate, fractional seconds), or
+ * a usage error naming opt. */
+double cli_parse_positive(const char *opt, const char *s, double max);
+
 /*
  * Seconds, possibly fractional, above 0 and in [min, max], as milliseconds
  * (at least 1), or a usage error naming opt (and the range, if min > 0).
