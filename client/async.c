@@ -735,22 +735,25 @@ lf_async_new(const char *host, int port, const struct ferry_async_opts *o,
 	a->state = ST_DEAD;	/* until the checks pass */
 	if (f->err)
 		return a;	/* a bad name */
-	if (port <= 0 || port > 65535) {
-		lf_fatal(f, FERRY_EINVAL, "invalid port %d", port);
-		return a;
-	}
-	if (o->reconnect != NULL && ferry_set_reconnect(f, o->reconnect) < 0) {
-		f->err = FERRY_EINVAL;
-		return a;
-	}
 	if (o->login != NULL) {
-		int r = lf_login_setup(f, o->login, o->login->user,
-		    o->login->tls);
+		/* The same resolution as ferry_connect_opts(): what a CLI
+		 * flag or URL says reaches both drivers alike. */
+		int r = lf_opts_apply(f, o->login, o->login->url, host, port);
 
 		if (r < 0) {
 			f->err = r;
 			return a;
 		}
+	} else if (port == 0) {
+		f->port = FERRY_DEFAULT_PORT;
+	}
+	if (f->port <= 0 || f->port > 65535) {
+		lf_fatal(f, FERRY_EINVAL, "invalid port %d", f->port);
+		return a;
+	}
+	if (o->reconnect != NULL && ferry_set_reconnect(f, o->reconnect) < 0) {
+		f->err = FERRY_EINVAL;
+		return a;
 	}
 	f->answer = on_answer;
 	f->closing = on_closing;

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cliargs.h"
 #include "ferry.h"
@@ -13,25 +14,34 @@
 const char *cli_command;
 struct cli_login cli_login;
 
+void
+cli_opts(struct ferry_opts *o, const char *host, int port, int timeout_ms,
+    const char *name)
+{
+	const char *url = cli_login.url ? cli_login.url : getenv("FERRY_URL");
+
+	memset(o, 0, sizeof(*o));
+	o->url = url;
+	if (url == NULL || *url == '\0' || cli_login.addr_given) {
+		o->host = host;
+		o->port = port;
+	}
+	o->timeout_ms = timeout_ms;
+	o->name = name;
+	o->user = cli_login.user;
+	o->password_file = cli_login.password_file;
+	o->tls = cli_login.tls;
+	o->tls_ca = cli_login.ca;
+	o->tls_cert = cli_login.cert;
+	o->tls_key = cli_login.key;
+}
+
 struct ferry *
 cli_connect(const char *host, int port, int timeout_ms, const char *name)
 {
-	struct ferry_opts o = {0};
-	const char *url = cli_login.url ? cli_login.url : getenv("FERRY_URL");
+	struct ferry_opts o;
 
-	o.url = url;
-	if (url == NULL || *url == '\0' || cli_login.addr_given) {
-		o.host = host;
-		o.port = port;
-	}
-	o.timeout_ms = timeout_ms;
-	o.name = name;
-	o.user = cli_login.user;
-	o.password_file = cli_login.password_file;
-	o.tls = cli_login.tls;
-	o.tls_ca = cli_login.ca;
-	o.tls_cert = cli_login.cert;
-	o.tls_key = cli_login.key;
+	cli_opts(&o, host, port, timeout_ms, name);
 	return ferry_connect_opts(&o);
 }
 

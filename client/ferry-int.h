@@ -311,6 +311,12 @@ void lf_forget_login(struct ferry *f);
  * error set on f (not fatal). */
 int lf_login_setup(struct ferry *f, const struct ferry_opts *o,
     const char *user, int tls);
+/* Where and how to connect, for either driver: host (NULL: the URL's, or
+ * what f has) and port (0: the URL's, or the default for TLS or not) win
+ * over url's (NULL: none), as o->user over its user; then the login and
+ * TLS of o.  0, or an error set on f (not fatal). */
+int lf_opts_apply(struct ferry *f, const struct ferry_opts *o,
+    const char *url, const char *host, int port);
 
 /*
  * TLS (tls.c).  lf_tls_setup(): the context from the options (0, or an

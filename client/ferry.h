@@ -933,16 +933,20 @@ struct ferry_async_opts {
 	ferry_async_error_fn *on_error;		/* or NULL */
 	void *arg;		/* passed to on_status and on_error */
 	/* Login and TLS as for ferry_connect_opts(): user, the password's
-	 * source, tls and its files (url, host, port, timeout_ms and name
-	 * are not read from it).  NULL: anonymous, plain TCP. */
+	 * source, tls and its files, and url (but not $FERRY_URL), which
+	 * gives the host, port, user and TLS that ferry_async_connect()'s
+	 * arguments and user leave unset (host NULL, port 0).  Its host,
+	 * port, timeout_ms and name are not read.  NULL: anonymous, plain
+	 * TCP. */
 	const struct ferry_opts *login;
 };
 
 /*
- * Start connecting to host:port (NULL = "127.0.0.1") on base (borrowed:
- * it must outlive the handle).  Returns at once: the handshake completes
- * in the event loop (FERRY_ASYNC_CONNECTED); requests made before are
- * sent after it.  Returns NULL when out of memory; on a bad argument (port,
+ * Start connecting to host:port on base (borrowed: it must outlive the
+ * handle).  host NULL: login->url's, else "127.0.0.1"; port 0:
+ * login->url's, else 4470 (4471 with TLS).  Returns at once: the
+ * handshake completes in the event loop (FERRY_ASYNC_CONNECTED); requests
+ * made before are sent after it.  Returns NULL when out of memory; on a bad argument (port,
  * name) a handle whose ferry_async_err() is FERRY_EINVAL, to be freed.
  * The caller frees the handle with ferry_async_free().
  */
