@@ -310,6 +310,9 @@ struct ferry_confirm {
 	size_t dups;		/* of nmsgs, how many were duplicates (by id
 				   or producer sequence): confirmed, but not
 				   enqueued again */
+	size_t first;		/* ferry_async_publish_batch(): the index in
+				   its msgs of this frame's first message
+				   (0 otherwise) */
 };
 
 /*
@@ -774,8 +777,8 @@ struct ferry_event {
  * 0.  On failure *rows is NULL and *n is 0.  Strings are NUL-terminated.
  *
  * ferry_stats(): every group of topic, and the topic's backlog as a row
- * with group "" (topic NULL or "": every topic).  Returns 0,
- * FERRY_ENOTFOUND (no such topic), FERRY_EBADNAME, ...
+ * with group "" (topic NULL or "": every topic).  Returns 0 (with no rows
+ * for a topic that does not exist), FERRY_EBADNAME, ...
  *
  * ferry_inflight(): the outstanding deliveries of group (NULL or "" =
  * "default") of topic.  FERRY_ENOTFOUND if there is no such group.
@@ -1056,6 +1059,66 @@ int ferry_async_request(struct ferry_async *a, const char *topic,
  * (FERRY_ENOSUBSCRIBERS: the requester is gone).  Does not settle it. */
 int ferry_async_reply(struct ferry_async *a, const struct ferry_msg *request,
     const void *body, size_t len, ferry_async_confirm_fn *fn, void *arg);
+
+/*
+ * Batch publish, as ferry_publish_batch(): msgs[0..n) in as few PUB frames
+ * as fit the broker's max_frame (learnt at the handshake: connect first),
+ * each stored or refused as a whole by the broker.  fn NULL:
+ * fire-and-forget (refusals come to the error callback).  fn set:
+ * confirmed; fn runs once per frame, with msgs[c->first, c->first +
+ * c->nmsgs) as that frame's messages and c->err its outcome, so a batch
+ * the broker refuses part way (a group filling up: FERRY_EFULL) says
+ * which messages were stored; the frames' callbacks together cover all
+ * n.  Returns 0; FERRY_EINVAL, FERRY_EBADNAME or FERRY_EMSGSIZE (a body
+ * above max_msg: checked for all n before anything is sent, and fn will
+ * not run); or FERRY_ENOMEM part way, when fn runs only for the frames
+ * made before.  Retrying is as for ferry_async_publish().
+ */
+int ferry_async_publish_batch(struct ferry_async *a, const char *topic,
+    const struct ferry_pub_msg *msgs, size_t n, ferry_async_confirm_fn *fn,
+    void *arg);
+
+/*
+ * Inspection, as the blocking calls of the same names: fn (not NULL) runs
+ * once with arg, with err 0 and the answer, or with the broker's refusal
+ * (FERRY_ENOTFOUND: no such group, nothing to peek at, an unknown
+ * message; FERRY_EDENIED; ...; and FERRY_EBROKER for broker figures an
+ * older ferryd does not report) or the connection's error, the answer
+ * then NULL and 0 rows.  The
+ * answer is the library's, valid until fn returns: copy what you keep
+ * (ferry_msg_dup() for peek's message, which has sid and lease 0).
+ * Returns 0, FERRY_EINVAL (fn NULL, a bad id), FERRY_EBADNAME,
+ * FERRY_ENOMEM, or the handle's fatal error (then fn will not run).
+ */
+typedef void ferry_async_stats_fn(struct ferry_async *a, int err,
+    const struct ferry_group_stats *rows, size_t n, void *arg);
+typedef void ferry_async_broker_stats_fn(struct ferry_async *a, int err,
+    const struct ferry_broker_stats *bs, void *arg);
+typedef void ferry_async_inflight_fn(struct ferry_async *a, int err,
+    const struct ferry_lease_info *rows, size_t n, void *arg);
+typedef void ferry_async_trace_fn(struct ferry_async *a, int err,
+    const struct ferry_event *rows, size_t n, void *arg);
+typedef void ferry_async_peek_fn(struct ferry_async *a, int err,
+    const struct ferry_msg *m, void *arg);
+
+/* Every group of topic and its backlog row (topic NULL or "": every
+ * topic), as ferry_stats(). */
+int ferry_async_stats(struct ferry_async *a, const char *topic,
+    ferry_async_stats_fn *fn, void *arg);
+/* The broker-wide figures, as ferry_stats_broker(). */
+int ferry_async_stats_broker(struct ferry_async *a,
+    ferry_async_broker_stats_fn *fn, void *arg);
+/* The outstanding deliveries of group (NULL or "" = "default") of topic,
+ * as ferry_inflight(). */
+int ferry_async_inflight(struct ferry_async *a, const char *topic,
+    const char *group, ferry_async_inflight_fn *fn, void *arg);
+/* What the broker remembers of message id, as ferry_trace(). */
+int ferry_async_trace(struct ferry_async *a, const char *id,
+    ferry_async_trace_fn *fn, void *arg);
+/* The next message of group (NULL or "" = "default") of topic, without
+ * taking it, as ferry_peek(). */
+int ferry_async_peek(struct ferry_async *a, const char *topic,
+    const char *group, ferry_async_peek_fn *fn, void *arg);
 
 /* Round trip: done runs once the broker has handled everything sent
  * before (0), or with the connection's error. */
