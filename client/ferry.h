@@ -949,8 +949,9 @@ struct ferry_async_opts {
  * handle).  host NULL: login->url's, else "127.0.0.1"; port 0:
  * login->url's, else 4470 (4471 with TLS).  Returns at once: the
  * handshake completes in the event loop (FERRY_ASYNC_CONNECTED); requests
- * made before are sent after it.  Returns NULL when out of memory; on a bad argument (port,
- * name) a handle whose ferry_async_err() is FERRY_EINVAL, to be freed.
+ * made before are sent after it.  Returns NULL when out of memory; on a
+ * bad argument (port, name, login) a handle whose ferry_async_err() says
+ * why (FERRY_EINVAL), to be freed.
  * The caller frees the handle with ferry_async_free().
  */
 struct ferry_async *ferry_async_connect(struct event_base *base,
