@@ -44,6 +44,7 @@ enum {
 	OP_DONE,		/* settle or ping: fn is a done_fn */
 	OP_INBOX,		/* the request-reply inbox's subscribe */
 	OP_REQPUB,		/* a request's publish: tag is its areq id */
+	OP_QUERY,		/* an inspection: tag is its LF_Q_* */
 };
 
 enum {
@@ -242,6 +243,48 @@ areq_expire(struct ferry_async *a, int64_t now)
 
 /* --- Answers and deliveries ----------------------------------------------- */
 
+/* An inspection's answer, copied as the blocking API copies it, to its
+ * callback; the copy is freed once that returns. */
+static void
+answer_query(struct ferry_async *a, const struct pend *p,
+    const struct fy_frame *fr, int err)
+{
+	struct ferry *f = a->f;
+	int q = (int)p->tag;
+	void *out = NULL;
+	size_t n = 0;
+
+	if (err == 0 && lf_query_copy(q, fr, &out, &n) < 0)
+		err = lf_seterr(f, FERRY_ENOMEM, "out of memory copying the "
+		    "answer");
+	if (err == 0)
+		err = lf_query_check(f, q, out, n);
+	if (err != 0) {
+		lf_query_free(q, out);
+		out = NULL;
+		n = 0;
+	}
+	switch (q) {
+	case LF_Q_STATS:
+		((ferry_async_stats_fn *)p->fn)(a, err, out, n, p->arg);
+		break;
+	case LF_Q_BROKER:
+		((ferry_async_broker_stats_fn *)p->fn)(a, err, out, p->arg);
+		break;
+	case LF_Q_INFLIGHT:
+		((ferry_async_inflight_fn *)p->fn)(a, err, out, n, p->arg);
+		break;
+	case LF_Q_TRACE:
+		((ferry_async_trace_fn *)p->fn)(a, err, out, n, p->arg);
+		break;
+	case LF_Q_PEEK:
+		((ferry_async_peek_fn *)p->fn)(a, err,
+		    out ? &((struct mnode *)out)->msg : NULL, p->arg);
+		break;
+	}
+	lf_query_free(q, out);
+}
+
 /* The core's answer() hook: one of our requests was answered or failed. */
 static void
 on_answer(struct ferry *f, uint64_t rid, const struct pend *p,
@@ -273,6 +316,7 @@ on_answer(struct ferry *f, uint64_t rid, const struct pend *p,
 		c.err = err;
 		c.code = code;
 		c.nmsgs = p->nmsgs;
+		c.first = (size_t)p->tag;	/* in a batch */
 		c.id = id;
 		c.errmsg = msg;
 		c.dups = fr != NULL && fr->type == FY_T_OK ? fr->ok.dups : 0;
@@ -313,6 +357,9 @@ on_answer(struct ferry *f, uint64_t rid, const struct pend *p,
 	case OP_DONE:
 		if (done != NULL)
 			done(a, err, p->arg);
+		return;
+	case OP_QUERY:
+		answer_query(a, p, fr, err);
 		return;
 	case OP_REQPUB:
 		/* Success: the reply will tell.  The reply may even have come
@@ -735,22 +782,25 @@ lf_async_new(const char *host, int port, const struct ferry_async_opts *o,
 	a->state = ST_DEAD;	/* until the checks pass */
 	if (f->err)
 		return a;	/* a bad name */
-	if (port <= 0 || port > 65535) {
-		lf_fatal(f, FERRY_EINVAL, "invalid port %d", port);
-		return a;
-	}
-	if (o->reconnect != NULL && ferry_set_reconnect(f, o->reconnect) < 0) {
-		f->err = FERRY_EINVAL;
-		return a;
-	}
 	if (o->login != NULL) {
-		int r = lf_login_setup(f, o->login, o->login->user,
-		    o->login->tls);
+		/* The same resolution as ferry_connect_opts(): what a CLI
+		 * flag or URL says reaches both drivers alike. */
+		int r = lf_opts_apply(f, o->login, o->login->url, host, port);
 
 		if (r < 0) {
 			f->err = r;
 			return a;
 		}
+	} else if (port == 0) {
+		f->port = FERRY_DEFAULT_PORT;
+	}
+	if (f->port <= 0 || f->port > 65535) {
+		lf_fatal(f, FERRY_EINVAL, "invalid port %d", f->port);
+		return a;
+	}
+	if (o->reconnect != NULL && ferry_set_reconnect(f, o->reconnect) < 0) {
+		f->err = FERRY_EINVAL;
+		return a;
 	}
 	f->answer = on_answer;
 	f->closing = on_closing;
@@ -921,6 +971,41 @@ ferry_async_publish(struct ferry_async *a, const char *topic,
 {
 	return publish(a, topic, body, len, o, OP_PUB, (void (*)(void))fn,
 	    arg, 0);
+}
+
+int
+ferry_async_publish_batch(struct ferry_async *a, const char *topic,
+    const struct ferry_pub_msg *msgs, size_t n, ferry_async_confirm_fn *fn,
+    void *arg)
+{
+	struct ferry *f = a->f;
+	struct lf_batch b;
+	struct pend p;
+	uint64_t rid = 0;
+	size_t tlen;
+	int r;
+
+	if ((r = check_topic(a, topic, &tlen)) < 0 ||
+	    (r = lf_batch_begin(f, &b, topic, tlen, msgs, n)) < 0)
+		return r;
+	while (r == 0 && lf_batch_next(f, &b)) {
+		if (fn != NULL) {
+			rid = request(a, OP_PUB, (void (*)(void))fn, arg);
+			if (rid == 0) {
+				r = FERRY_ENOMEM;
+				break;
+			}
+			f->pend[rid & (f->pcap - 1)].nmsgs =
+			    (uint32_t)(b.end - b.start);
+			f->pend[rid & (f->pcap - 1)].tag = b.start;
+		}
+		if ((r = lf_batch_encode(f, &b, rid)) < 0 && rid)
+			lf_pend_take(f, rid, &p);
+	}
+	/* Frames made before a failure (out of memory) go out, and are
+	 * answered. */
+	kick(a);
+	return r;
 }
 
 /* Subscribe; the new subscription's n goes to *n. */
@@ -1194,5 +1279,73 @@ ferry_async_reply(struct ferry_async *a, const struct ferry_msg *request,
 	/* A requester that is gone must not leave the reply stored. */
 	po.mandatory = 1;
 	return ferry_async_publish(a, request->reply_to, body, len, &po, fn,
+	    arg);
+}
+
+/* --- Inspection ----------------------------------------------------------- */
+
+/* Send query q; its answer goes to fn (by answer_query()). */
+static int
+query(struct ferry_async *a, int q, const char *topic, const char *group,
+    const char *id, void (*fn)(void), void *arg)
+{
+	struct ferry *f = a->f;
+	struct fy_frame fr;
+	struct pend p;
+	int r;
+
+	if ((r = usable(a)) < 0)
+		return r;
+	if (fn == NULL)
+		return lf_seterr(f, FERRY_EINVAL, "no callback");
+	if ((r = lf_query_frame(f, q, topic, group, id, &fr)) < 0)
+		return r;
+	if ((fr.rid = request(a, OP_QUERY, fn, arg)) == 0)
+		return FERRY_ENOMEM;
+	f->pend[fr.rid & (f->pcap - 1)].tag = (uint64_t)q;
+	if ((r = lf_encode(f, &fr)) < 0) {
+		lf_pend_take(f, fr.rid, &p);
+		return r;
+	}
+	kick(a);
+	return 0;
+}
+
+int
+ferry_async_stats(struct ferry_async *a, const char *topic,
+    ferry_async_stats_fn *fn, void *arg)
+{
+	return query(a, LF_Q_STATS, topic, NULL, NULL, (void (*)(void))fn,
+	    arg);
+}
+
+int
+ferry_async_stats_broker(struct ferry_async *a,
+    ferry_async_broker_stats_fn *fn, void *arg)
+{
+	return query(a, LF_Q_BROKER, NULL, NULL, NULL, (void (*)(void))fn,
+	    arg);
+}
+
+int
+ferry_async_inflight(struct ferry_async *a, const char *topic,
+    const char *group, ferry_async_inflight_fn *fn, void *arg)
+{
+	return query(a, LF_Q_INFLIGHT, topic, group, NULL,
+	    (void (*)(void))fn, arg);
+}
+
+int
+ferry_async_trace(struct ferry_async *a, const char *id,
+    ferry_async_trace_fn *fn, void *arg)
+{
+	return query(a, LF_Q_TRACE, NULL, NULL, id, (void (*)(void))fn, arg);
+}
+
+int
+ferry_async_peek(struct ferry_async *a, const char *topic, const char *group,
+    ferry_async_peek_fn *fn, void *arg)
+{
+	return query(a, LF_Q_PEEK, topic, group, NULL, (void (*)(void))fn,
 	    arg);
 }

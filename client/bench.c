@@ -9,7 +9,6 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -156,23 +155,6 @@ seterr(char *buf, size_t n, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf, n, fmt, ap);
 	va_end(ap);
-}
-
-
-
-static double
-parse_positive(const char *opt, const char *s, double max)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || *end != '\0' || !isfinite(v) || v <= 0 ||
-	    v > max)
-		cli_usage_error("%s: '%s' is not a positive number up to %g", opt,
-		    s, max);
-	return v;
 }
 
 /* Connect, or NULL with the reason in err. */
@@ -749,14 +731,14 @@ parse(struct opts *o, int argc, char **argv)
 			    10000000);
 			break;
 		case 'r':
-			o->rate = parse_positive("--rate", optarg, 1e9);
+			o->rate = cli_parse_positive("--rate", optarg, 1e9);
 			break;
 		case 'p':
 			o->prefetch = (uint32_t)cli_parse_num("--prefetch", optarg,
 			    1, UINT32_MAX);
 			break;
 		case 't':
-			o->idle_ns = (int64_t)(parse_positive("--timeout",
+			o->idle_ns = (int64_t)(cli_parse_positive("--timeout",
 			    optarg, 86400) * 1e9);
 			break;
 		case 'k':

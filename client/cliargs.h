@@ -27,7 +27,13 @@ struct cli_login {
 };
 extern struct cli_login cli_login;
 
-/* Connect as cli_login says; the handle carries any error (NULL: out of
+/* The connection options cli_login and the global --host, --port and
+ * --timeout make, for either API (strings borrowed from them). */
+struct ferry_opts;
+void cli_opts(struct ferry_opts *o, const char *host, int port,
+    int timeout_ms, const char *name);
+
+/* Connect as cli_opts() says; the handle carries any error (NULL: out of
  * memory), as ferry_connect()'s does. */
 struct ferry *cli_connect(const char *host, int port, int timeout_ms,
     const char *name);
@@ -43,6 +49,10 @@ void cli_usage_error(const char *fmt, ...)
 /* A whole decimal number in [min, max], or a usage error naming opt. */
 unsigned long long cli_parse_num(const char *opt, const char *s,
     unsigned long long min, unsigned long long max);
+
+/* A finite number above 0 and at most max (a rate, fractional seconds), or
+ * a usage error naming opt. */
+double cli_parse_positive(const char *opt, const char *s, double max);
 
 /*
  * Seconds, possibly fractional, above 0 and in [min, max], as milliseconds

@@ -138,21 +138,16 @@ lf_login_setup(struct ferry *f, const struct ferry_opts *o, const char *user,
 	return get_password(f, o);
 }
 
-struct ferry *
-ferry_connect_opts(const struct ferry_opts *o)
+int
+lf_opts_apply(struct ferry *f, const struct ferry_opts *o, const char *url,
+    const char *host, int port)
 {
-	const char *url = o->url ? o->url : getenv("FERRY_URL");
 	char *uuser = NULL, *uhost = NULL;
-	const char *host = o->host, *user = o->user;
-	int port = o->port, uport = 0, bad = 0;	/* bad: FERRY_E* */
-	int tls = o->tls;
-	struct ferry *f;
+	const char *user = o->user;
+	int uport = 0, tls = o->tls, r = 0;
 
-	f = lf_new(NULL, FERRY_DEFAULT_PORT, o->timeout_ms, o->name);
-	if (f == NULL || f->err)
-		return f;
 	if (url != NULL && *url != '\0') {
-		bad = parse_url(f, url, &uuser, &uhost, &uport, &tls);
+		r = parse_url(f, url, &uuser, &uhost, &uport, &tls);
 		if (host == NULL)
 			host = uhost;
 		if (port == 0)
@@ -162,20 +157,33 @@ ferry_connect_opts(const struct ferry_opts *o)
 	}
 	if (port == 0)
 		port = tls ? FERRY_DEFAULT_TLS_PORT : FERRY_DEFAULT_PORT;
-	if (!bad && host != NULL) {
+	if (!r && host != NULL) {
 		free(f->host);
 		if ((f->host = strdup(host)) == NULL)
-			bad = lf_seterr(f, FERRY_ENOMEM, "out of memory");
+			r = lf_seterr(f, FERRY_ENOMEM, "out of memory");
 	}
 	f->port = port;
-	if (!bad)
-		bad = lf_login_setup(f, o, user, tls);
+	if (!r)
+		r = lf_login_setup(f, o, user, tls);
 	free(uuser);
 	free(uhost);
-	if (bad) {
+	return r;
+}
+
+struct ferry *
+ferry_connect_opts(const struct ferry_opts *o)
+{
+	const char *url = o->url ? o->url : getenv("FERRY_URL");
+	struct ferry *f;
+	int r;
+
+	f = lf_new(NULL, FERRY_DEFAULT_PORT, o->timeout_ms, o->name);
+	if (f == NULL || f->err)
+		return f;
+	if ((r = lf_opts_apply(f, o, url, o->host, o->port)) < 0) {
 		/* Not connected: the handle carries the error, as
 		 * ferry_connect()'s does. */
-		f->err = bad;
+		f->err = r;
 		return f;
 	}
 	lf_do_connect(f, f->host, f->port,

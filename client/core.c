@@ -1159,6 +1159,99 @@ lf_encode_pub(struct ferry *f, const char *topic, size_t tlen, const void *body,
 	return r;
 }
 
+int
+lf_batch_begin(struct ferry *f, struct lf_batch *b, const char *topic,
+    size_t tlen, const struct ferry_pub_msg *msgs, size_t n)
+{
+	size_t i, size;
+	int r;
+
+	memset(b, 0, sizeof(*b));
+	if (n > 0 && msgs == NULL)
+		return lf_seterr(f, FERRY_EINVAL, "msgs is NULL");
+	b->topic = topic;
+	b->tlen = tlen;
+	b->msgs = msgs;
+	b->n = n;
+	b->budget = f->max_frame > FRAME_SLACK + tlen ?
+	    f->max_frame - FRAME_SLACK / 2 - tlen : f->max_frame / 2;
+	/* Validate all first: a bad message must not leave half a batch
+	 * buffered. */
+	for (i = 0; i < n; i++) {
+		r = lf_check_msg(f, msgs[i].body, msgs[i].len, msgs[i].id,
+		    msgs[i].hdr, msgs[i].nhdr, &size);
+		if (r < 0)
+			return r;
+		if (size > b->budget)
+			return lf_seterr(f, FERRY_EMSGSIZE,
+			    "message %zu of %zu bytes above the broker's "
+			    "max_frame", i, size);
+	}
+	return 0;
+}
+
+int
+lf_batch_next(struct ferry *f, struct lf_batch *b)
+{
+	const struct ferry_pub_msg *m;
+	size_t i, used = 0, size;
+
+	b->start = b->end;
+	if (b->start >= b->n)
+		return 0;
+	for (i = b->start; i < b->n; i++) {
+		m = &b->msgs[i];
+		lf_check_msg(f, m->body, m->len, m->id, m->hdr, m->nhdr, &size);
+		/* The msgpack array count limits a frame to UINT32_MAX. */
+		if (i > b->start && (used + size > b->budget ||
+		    i - b->start == UINT32_MAX))
+			break;
+		used += size;
+	}
+	b->end = i;
+	return 1;
+}
+
+int
+lf_batch_encode(struct ferry *f, const struct lf_batch *b, uint64_t rid)
+{
+	const struct ferry_pub_msg *msgs = b->msgs + b->start;
+	size_t n = b->end - b->start, i, nkv = 0, kvpos = 0, mark;
+	struct fy_frame fr;
+	int r;
+
+	if (n > f->pmcap) {
+		struct fy_pubmsg *npm = realloc(f->pm, n * sizeof(*npm));
+
+		if (npm == NULL)
+			return lf_seterr(f, FERRY_ENOMEM, "out of memory");
+		f->pm = npm;
+		f->pmcap = n;
+	}
+	for (i = 0; i < n; i++)
+		nkv += msgs[i].nhdr;
+	if (lf_kv_reserve(f, 0, nkv) < 0)
+		return FERRY_ENOMEM;
+	for (i = 0; i < n; i++) {
+		lf_fill_pubmsg(f, &f->pm[i], msgs[i].body, msgs[i].len,
+		    msgs[i].id, msgs[i].hdr, msgs[i].nhdr, kvpos);
+		lf_set_pseq(f, &f->pm[i], rid);
+		kvpos += msgs[i].nhdr;
+	}
+	memset(&fr, 0, sizeof(fr));
+	fr.type = FY_T_PUB;
+	fr.rid = rid;
+	fr.pub.topic.p = b->topic;
+	fr.pub.topic.len = (uint32_t)b->tlen;
+	fr.pub.msgs = f->pm;
+	fr.pub.nmsgs = (uint32_t)n;
+	mark = f->enc.sb.size;
+	r = lf_encode(f, &fr);
+	if (r == 0)
+		lf_keep_frame(f, rid, mark);
+	return r;
+}
+
 size_t
 ferry_last_dups(const struct ferry *f)
 {

@@ -17,8 +17,9 @@
  *  - reconnect.c: re-establishing a lost connection: restoring the
  *    subscriptions and unanswered confirmed publishes on a fresh
  *    connection, and the blocking driver's backoff loop.
- *  - inspect.c: the inspection requests (stats, inflight, trace, peek)
- *    and the copies of their answers.
+ *  - inspect.c: the inspection requests (stats, inflight, trace, peek):
+ *    their frames and the copies of their answers, for both drivers, and
+ *    the blocking calls.
  *  - async.c: the asynchronous driver and API, on any event loop through
  *    an adapter (struct lf_loop); async-libevent.c is the one for
  *    libevent, and ferry_async_connect().
@@ -190,6 +191,7 @@ struct ferry {
 	int (*wcopy)(struct ferry *, const struct fy_frame *);
 	void *wout;		/* what wcopy built; the caller takes it */
 	size_t wn;
+	int wquery;		/* inspect.c: the query wcopy copies (LF_Q_*) */
 	uint32_t wdups;		/* dups of the awaited answer */
 	size_t last_dups;
 
@@ -278,6 +280,25 @@ void lf_set_pseq(struct ferry *f, struct fy_pubmsg *pm, uint64_t rid);
 int lf_encode_pub(struct ferry *f, const char *topic, size_t tlen,
     const void *body, size_t len, const struct ferry_pub_opts *o,
     uint64_t rid);
+/*
+ * A batch publish cut into PUB frames that fit the broker's max_frame, for
+ * either driver: lf_batch_begin() checks every message (0, or an error
+ * set on f: nothing may be sent); each lf_batch_next() that returns 1
+ * makes msgs[start, end) the next frame's, which lf_batch_encode() encodes
+ * with rid (0: fire-and-forget; else with producer sequences, and kept for
+ * re-sending) and the driver then counts or watches.
+ */
+struct lf_batch {
+	const char *topic;
+	size_t tlen;
+	const struct ferry_pub_msg *msgs;
+	size_t n, start, end;
+	size_t budget;		/* message bytes a frame may hold */
+};
+int lf_batch_begin(struct ferry *f, struct lf_batch *b, const char *topic,
+    size_t tlen, const struct ferry_pub_msg *msgs, size_t n);
+int lf_batch_next(struct ferry *f, struct lf_batch *b);
+int lf_batch_encode(struct ferry *f, const struct lf_batch *b, uint64_t rid);
 struct lsub *lf_sub_add(struct ferry *f, const char *topic,
     const struct ferry_sub_opts *o, size_t glen);
 int lf_sub_check(struct ferry *f, const struct ferry_sub_opts *o,
@@ -311,6 +332,12 @@ void lf_forget_login(struct ferry *f);
  * error set on f (not fatal). */
 int lf_login_setup(struct ferry *f, const struct ferry_opts *o,
     const char *user, int tls);
+/* Where and how to connect, for either driver: host (NULL: the URL's, or
+ * what f has) and port (0: the URL's, or the default for TLS or not) win
+ * over url's (NULL: none), as o->user over its user; then the login and
+ * TLS of o.  0, or an error set on f (not fatal). */
+int lf_opts_apply(struct ferry *f, const struct ferry_opts *o,
+    const char *url, const char *host, int port);
 
 /*
  * TLS (tls.c).  lf_tls_setup(): the context from the options (0, or an
@@ -337,6 +364,30 @@ int lf_tls_pending(const struct ferry *f);
 void lf_tls_drop(struct ferry *f);
 void lf_tls_free(struct ferry *f);
 int lf_check_topic(struct ferry *f, const char *topic, size_t *len);
+
+/* --- inspect.c ---------------------------------------------------------- */
+
+/* An inspection query (pend.tag of an async one). */
+enum {
+	LF_Q_STATS = 1,		/* struct ferry_group_stats rows */
+	LF_Q_BROKER,		/* one struct ferry_broker_stats */
+	LF_Q_INFLIGHT,		/* struct ferry_lease_info rows */
+	LF_Q_TRACE,		/* struct ferry_event rows */
+	LF_Q_PEEK,		/* a struct mnode */
+};
+
+/* Check the arguments of query q and build its frame into *fr (borrowing
+ * them); 0, or an error set on f (nothing to send). */
+int lf_query_frame(struct ferry *f, int q, const char *topic,
+    const char *group, const char *id, struct fy_frame *fr);
+/* Copy the answer fr (OK, or PEEK's MSG) into one malloc'd block *out
+ * with *n rows; 0, or -1 when out of memory. */
+int lf_query_copy(int q, const struct fy_frame *fr, void **out, size_t *n);
+/* Free such a copy; NULL is a no-op. */
+void lf_query_free(int q, void *out);
+/* A successful answer that says nothing (PEEK without a message, STATS
+ * without the broker's row): its error, set on f; else 0. */
+int lf_query_check(struct ferry *f, int q, const void *out, size_t n);
 
 /* --- async.c ------------------------------------------------------------ */
 

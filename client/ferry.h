@@ -310,6 +310,9 @@ struct ferry_confirm {
 	size_t dups;		/* of nmsgs, how many were duplicates (by id
 				   or producer sequence): confirmed, but not
 				   enqueued again */
+	size_t first;		/* ferry_async_publish_batch(): the index in
+				   its msgs of this frame's first message
+				   (0 otherwise) */
 };
 
 /*
@@ -774,8 +777,8 @@ struct ferry_event {
  * 0.  On failure *rows is NULL and *n is 0.  Strings are NUL-terminated.
  *
  * ferry_stats(): every group of topic, and the topic's backlog as a row
- * with group "" (topic NULL or "": every topic).  Returns 0,
- * FERRY_ENOTFOUND (no such topic), FERRY_EBADNAME, ...
+ * with group "" (topic NULL or "": every topic).  Returns 0 (with no rows
+ * for a topic that does not exist), FERRY_EBADNAME, ...
  *
  * ferry_inflight(): the outstanding deliveries of group (NULL or "" =
  * "default") of topic.  FERRY_ENOTFOUND if there is no such group.
@@ -933,17 +936,22 @@ struct ferry_async_opts {
 	ferry_async_error_fn *on_error;		/* or NULL */
 	void *arg;		/* passed to on_status and on_error */
 	/* Login and TLS as for ferry_connect_opts(): user, the password's
-	 * source, tls and its files (url, host, port, timeout_ms and name
-	 * are not read from it).  NULL: anonymous, plain TCP. */
+	 * source, tls and its files, and url (but not $FERRY_URL), which
+	 * gives the host, port, user and TLS that ferry_async_connect()'s
+	 * arguments and user leave unset (host NULL, port 0).  Its host,
+	 * port, timeout_ms and name are not read.  NULL: anonymous, plain
+	 * TCP. */
 	const struct ferry_opts *login;
 };
 
 /*
- * Start connecting to host:port (NULL = "127.0.0.1") on base (borrowed:
- * it must outlive the handle).  Returns at once: the handshake completes
- * in the event loop (FERRY_ASYNC_CONNECTED); requests made before are
- * sent after it.  Returns NULL when out of memory; on a bad argument (port,
- * name) a handle whose ferry_async_err() is FERRY_EINVAL, to be freed.
+ * Start connecting to host:port on base (borrowed: it must outlive the
+ * handle).  host NULL: login->url's, else "127.0.0.1"; port 0:
+ * login->url's, else 4470 (4471 with TLS).  Returns at once: the
+ * handshake completes in the event loop (FERRY_ASYNC_CONNECTED); requests
+ * made before are sent after it.  Returns NULL when out of memory; on a
+ * bad argument (port, name, login) a handle whose ferry_async_err() says
+ * why (FERRY_EINVAL), to be freed.
  * The caller frees the handle with ferry_async_free().
  */
 struct ferry_async *ferry_async_connect(struct event_base *base,
@@ -1052,6 +1060,66 @@ int ferry_async_request(struct ferry_async *a, const char *topic,
  * (FERRY_ENOSUBSCRIBERS: the requester is gone).  Does not settle it. */
 int ferry_async_reply(struct ferry_async *a, const struct ferry_msg *request,
     const void *body, size_t len, ferry_async_confirm_fn *fn, void *arg);
+
+/*
+ * Batch publish, as ferry_publish_batch(): msgs[0..n) in as few PUB frames
+ * as fit the broker's max_frame (learnt at the handshake: connect first),
+ * each stored or refused as a whole by the broker.  fn NULL:
+ * fire-and-forget (refusals come to the error callback).  fn set:
+ * confirmed; fn runs once per frame, with msgs[c->first, c->first +
+ * c->nmsgs) as that frame's messages and c->err its outcome, so a batch
+ * the broker refuses part way (a group filling up: FERRY_EFULL) says
+ * which messages were stored; the frames' callbacks together cover all
+ * n.  Returns 0; FERRY_EINVAL, FERRY_EBADNAME or FERRY_EMSGSIZE (a body
+ * above max_msg: checked for all n before anything is sent, and fn will
+ * not run); or FERRY_ENOMEM part way, when fn runs only for the frames
+ * made before.  Retrying is as for ferry_async_publish().
+ */
+int ferry_async_publish_batch(struct ferry_async *a, const char *topic,
+    const struct ferry_pub_msg *msgs, size_t n, ferry_async_confirm_fn *fn,
+    void *arg);
+
+/*
+ * Inspection, as the blocking calls of the same names: fn (not NULL) runs
+ * once with arg, with err 0 and the answer, or with the broker's refusal
+ * (FERRY_ENOTFOUND: no such group, nothing to peek at, an unknown
+ * message; FERRY_EDENIED; ...; and FERRY_EBROKER for broker figures an
+ * older ferryd does not report) or the connection's error, the answer
+ * then NULL and 0 rows.  The
+ * answer is the library's, valid until fn returns: copy what you keep
+ * (ferry_msg_dup() for peek's message, which has sid and lease 0).
+ * Returns 0, FERRY_EINVAL (fn NULL, a bad id), FERRY_EBADNAME,
+ * FERRY_ENOMEM, or the handle's fatal error (then fn will not run).
+ */
+typedef void ferry_async_stats_fn(struct ferry_async *a, int err,
+    const struct ferry_group_stats *rows, size_t n, void *arg);
+typedef void ferry_async_broker_stats_fn(struct ferry_async *a, int err,
+    const struct ferry_broker_stats *bs, void *arg);
+typedef void ferry_async_inflight_fn(struct ferry_async *a, int err,
+    const struct ferry_lease_info *rows, size_t n, void *arg);
+typedef void ferry_async_trace_fn(struct ferry_async *a, int err,
+    const struct ferry_event *rows, size_t n, void *arg);
+typedef void ferry_async_peek_fn(struct ferry_async *a, int err,
+    const struct ferry_msg *m, void *arg);
+
+/* Every group of topic and its backlog row (topic NULL or "": every
+ * topic), as ferry_stats(). */
+int ferry_async_stats(struct ferry_async *a, const char *topic,
+    ferry_async_stats_fn *fn, void *arg);
+/* The broker-wide figures, as ferry_stats_broker(). */
+int ferry_async_stats_broker(struct ferry_async *a,
+    ferry_async_broker_stats_fn *fn, void *arg);
+/* The outstanding deliveries of group (NULL or "" = "default") of topic,
+ * as ferry_inflight(). */
+int ferry_async_inflight(struct ferry_async *a, const char *topic,
+    const char *group, ferry_async_inflight_fn *fn, void *arg);
+/* What the broker remembers of message id, as ferry_trace(). */
+int ferry_async_trace(struct ferry_async *a, const char *id,
+    ferry_async_trace_fn *fn, void *arg);
+/* The next message of group (NULL or "" = "default") of topic, without
+ * taking it, as ferry_peek(). */
+int ferry_async_peek(struct ferry_async *a, const char *topic,
+    const char *group, ferry_async_peek_fn *fn, void *arg);
 
 /* Round trip: done runs once the broker has handled everything sent
  * before (0), or with the connection's error. */

@@ -1,6 +1,8 @@
 /*
  * inspect.c - inspection requests (stats, inflight, trace, peek): each
- * answer is copied into one caller-owned block while it is decoded.
+ * answer is copied into one block while it is decoded.  The request, the
+ * copy and what an empty answer means are shared by both drivers; the
+ * blocking API is at the end, the async one in async.c.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +19,7 @@
 	} while (0)
 
 static int
-copy_stats(struct ferry *f, const struct fy_frame *fr)
+copy_stats(const struct fy_frame *fr, void **out, size_t *nout)
 {
 	const uint32_t n = fr->ok.nstats;
 	struct ferry_group_stats *rows;
@@ -52,13 +54,13 @@ copy_stats(struct ferry *f, const struct fy_frame *fr)
 		r->dead_lettered = g->dead_lettered;
 		r->age_ms = g->age_ms;
 	}
-	f->wout = rows;
-	f->wn = n;
+	*out = rows;
+	*nout = n;
 	return 0;
 }
 
 static int
-copy_inflight(struct ferry *f, const struct fy_frame *fr)
+copy_inflight(const struct fy_frame *fr, void **out, size_t *nout)
 {
 	const uint32_t n = fr->ok.ninflight;
 	struct ferry_lease_info *rows;
@@ -81,13 +83,13 @@ copy_inflight(struct ferry *f, const struct fy_frame *fr)
 		rows[i].age_ms = l->age_ms;
 		rows[i].attempt = l->attempt;
 	}
-	f->wout = rows;
-	f->wn = n;
+	*out = rows;
+	*nout = n;
 	return 0;
 }
 
 static int
-copy_events(struct ferry *f, const struct fy_frame *fr)
+copy_events(const struct fy_frame *fr, void **out, size_t *nout)
 {
 	const uint32_t n = fr->ok.nevents;
 	struct ferry_event *rows;
@@ -114,14 +116,14 @@ copy_events(struct ferry *f, const struct fy_frame *fr)
 		SPUT(rows[i].error, e->error);
 		rows[i].attempt = e->attempt;
 	}
-	f->wout = rows;
-	f->wn = n;
+	*out = rows;
+	*nout = n;
 	return 0;
 }
 #undef SPUT
 
 static int
-copy_peek(struct ferry *f, const struct fy_frame *fr)
+copy_peek(const struct fy_frame *fr, void **out, size_t *nout)
 {
 	struct mnode *n;
 
@@ -131,95 +133,14 @@ copy_peek(struct ferry *f, const struct fy_frame *fr)
 		return -1;
 	n->msg.sid = 0;
 	n->msg.lease = 0;
-	f->wout = n;
+	*out = n;
+	*nout = 1;
 	return 0;
 }
 
-/*
- * Send a query (STATS, INFLIGHT, PEEK, TRACE) and wait; on success the
- * copy built by fn is returned in *out (and its row count in *n).
- */
+/* The "broker" row of a STATS reply, if any (*nout = 0 if none). */
 static int
-query(struct ferry *f, int type, const char *topic, const char *group,
-    const char *id, int (*fn)(struct ferry *, const struct fy_frame *),
-    void **out, size_t *n)
-{
-	struct fy_frame fr;
-	size_t tlen = 0, glen = 0, ilen = 0;
-	int r;
-
-	*out = NULL;
-	*n = 0;
-	if (f->err && lf_recover(f) < 0)
-		return f->err;
-	if (topic != NULL && (topic[0] != '\0' || type != FY_T_STATS)) {
-		r = lf_check_topic(f, topic, &tlen);
-		if (r < 0)
-			return r;
-	} else if (type != FY_T_STATS && type != FY_T_TRACE) {
-		return lf_seterr(f, FERRY_EINVAL, "topic is NULL");
-	}
-	if (group != NULL && group[0] != '\0') {
-		glen = strnlen(group, FERRY_NAME_MAX + 1);
-		r = lf_check_name(f, "group", group, glen);
-		if (r < 0)
-			return r;
-	}
-	if (type == FY_T_TRACE) {
-		if (id == NULL || id[0] == '\0')
-			return lf_seterr(f, FERRY_EINVAL,
-			    "message id is empty");
-		ilen = strnlen(id, FERRY_ID_MAX + 1);
-		if (ilen > FERRY_ID_MAX)
-			return lf_seterr(f, FERRY_EINVAL,
-			    "message id longer than %d bytes", FERRY_ID_MAX);
-	}
-	memset(&fr, 0, sizeof(fr));
-	fr.type = type;
-	fr.query.topic.p = tlen ? topic : NULL;
-	fr.query.topic.len = (uint32_t)tlen;
-	fr.query.group.p = glen ? group : NULL;
-	fr.query.group.len = (uint32_t)glen;
-	fr.query.id.p = ilen ? id : NULL;
-	fr.query.id.len = (uint32_t)ilen;
-	f->wcopy = fn;
-	f->wout = NULL;
-	f->wn = 0;
-	r = lf_send_sync(f, &fr);
-	f->wcopy = NULL;
-	if (r < 0) {
-		/* A copy made before a later failure is ours to free. */
-		if (type == FY_T_PEEK)
-			ferry_msg_free(f->wout ? &((struct mnode *)f->wout)->msg :
-			    NULL);
-		else
-			free(f->wout);
-		f->wout = NULL;
-		return r;
-	}
-	*out = f->wout;
-	*n = f->wn;
-	f->wout = NULL;
-	return 0;
-}
-
-int
-ferry_stats(struct ferry *f, const char *topic,
-    struct ferry_group_stats **rows, size_t *n)
-{
-	return query(f, FY_T_STATS, topic, NULL, NULL, copy_stats,
-	    (void **)rows, n);
-}
-
-void
-ferry_stats_free(struct ferry_group_stats *rows)
-{
-	free(rows);
-}
-
-/* The "broker" row of a STATS reply, if any (f->wn = 0 if none). */
-static int
-copy_broker(struct ferry *f, const struct fy_frame *fr)
+copy_broker(const struct fy_frame *fr, void **out, size_t *nout)
 {
 	const struct fy_bstat *b = fr->ok.broker;
 	struct ferry_broker_stats *bs;
@@ -242,9 +163,151 @@ copy_broker(struct ferry *f, const struct fy_frame *fr)
 		bs->journal_bytes = b->journal_bytes;
 		bs->uptime_ms = b->uptime_ms;
 	}
-	f->wout = bs;
-	f->wn = fr->ok.nbroker > 0;
+	*out = bs;
+	*nout = fr->ok.nbroker > 0;
 	return 0;
+}
+
+int
+lf_query_frame(struct ferry *f, int q, const char *topic, const char *group,
+    const char *id, struct fy_frame *fr)
+{
+	static const int type[] = { [LF_Q_STATS] = FY_T_STATS,
+	    [LF_Q_BROKER] = FY_T_STATS, [LF_Q_INFLIGHT] = FY_T_INFLIGHT,
+	    [LF_Q_TRACE] = FY_T_TRACE, [LF_Q_PEEK] = FY_T_PEEK };
+	size_t tlen = 0, glen = 0, ilen = 0;
+	int r;
+
+	if (topic != NULL && (topic[0] != '\0' || q != LF_Q_STATS)) {
+		tlen = strnlen(topic, FERRY_NAME_MAX + 1);
+		if ((r = lf_check_name(f, "topic", topic, tlen)) < 0)
+			return r;
+	} else if (q != LF_Q_STATS && q != LF_Q_BROKER && q != LF_Q_TRACE) {
+		return lf_seterr(f, FERRY_EINVAL, "topic is NULL");
+	}
+	if (group != NULL && group[0] != '\0') {
+		glen = strnlen(group, FERRY_NAME_MAX + 1);
+		if ((r = lf_check_name(f, "group", group, glen)) < 0)
+			return r;
+	}
+	if (q == LF_Q_TRACE) {
+		if (id == NULL || id[0] == '\0')
+			return lf_seterr(f, FERRY_EINVAL,
+			    "message id is empty");
+		ilen = strnlen(id, FERRY_ID_MAX + 1);
+		if (ilen > FERRY_ID_MAX)
+			return lf_seterr(f, FERRY_EINVAL,
+			    "message id longer than %d bytes", FERRY_ID_MAX);
+	}
+	memset(fr, 0, sizeof(*fr));
+	fr->type = type[q];
+	fr->query.topic.p = tlen ? topic : NULL;
+	fr->query.topic.len = (uint32_t)tlen;
+	fr->query.group.p = glen ? group : NULL;
+	fr->query.group.len = (uint32_t)glen;
+	fr->query.id.p = ilen ? id : NULL;
+	fr->query.id.len = (uint32_t)ilen;
+	return 0;
+}
+
+int
+lf_query_copy(int q, const struct fy_frame *fr, void **out, size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	/* Only PEEK's answer is a MSG; any other shape is not read. */
+	if (fr->type != (q == LF_Q_PEEK ? FY_T_MSG : FY_T_OK))
+		return 0;
+	switch (q) {
+	case LF_Q_STATS:
+		return copy_stats(fr, out, n);
+	case LF_Q_BROKER:
+		return copy_broker(fr, out, n);
+	case LF_Q_INFLIGHT:
+		return copy_inflight(fr, out, n);
+	case LF_Q_TRACE:
+		return copy_events(fr, out, n);
+	default:
+		return copy_peek(fr, out, n);
+	}
+}
+
+void
+lf_query_free(int q, void *out)
+{
+	if (q == LF_Q_PEEK)
+		ferry_msg_free(out ? &((struct mnode *)out)->msg : NULL);
+	else
+		free(out);
+}
+
+int
+lf_query_check(struct ferry *f, int q, const void *out, size_t n)
+{
+	if (q == LF_Q_PEEK && out == NULL) {
+		/* An OK: an older broker's way of saying "nothing". */
+		f->last_code = FY_E_NOTFOUND;
+		return lf_seterr(f, FERRY_ENOTFOUND, "nothing to peek at");
+	}
+	if (q == LF_Q_BROKER && n == 0)
+		return lf_seterr(f, FERRY_EBROKER, "the broker reports no "
+		    "broker-wide figures");
+	return 0;
+}
+
+/* The blocking driver's wcopy: the answer of the query being waited for. */
+static int
+sync_copy(struct ferry *f, const struct fy_frame *fr)
+{
+	return lf_query_copy(f->wquery, fr, &f->wout, &f->wn);
+}
+
+/* Send query q and wait; on success its copy is returned in *out (and its
+ * row count in *n). */
+static int
+query(struct ferry *f, int q, const char *topic, const char *group,
+    const char *id, void **out, size_t *n)
+{
+	struct fy_frame fr;
+	int r;
+
+	*out = NULL;
+	*n = 0;
+	if (f->err && lf_recover(f) < 0)
+		return f->err;
+	if ((r = lf_query_frame(f, q, topic, group, id, &fr)) < 0)
+		return r;
+	f->wcopy = sync_copy;
+	f->wquery = q;
+	f->wout = NULL;
+	f->wn = 0;
+	r = lf_send_sync(f, &fr);
+	f->wcopy = NULL;
+	if (r == 0)
+		r = lf_query_check(f, q, f->wout, f->wn);
+	if (r < 0) {
+		/* A copy made before a later failure is ours to free. */
+		lf_query_free(q, f->wout);
+		f->wout = NULL;
+		return r;
+	}
+	*out = f->wout;
+	*n = f->wn;
+	f->wout = NULL;
+	return 0;
+}
+
+int
+ferry_stats(struct ferry *f, const char *topic,
+    struct ferry_group_stats **rows, size_t *n)
+{
+	return query(f, LF_Q_STATS, topic, NULL, NULL, (void **)rows, n);
+}
+
+void
+ferry_stats_free(struct ferry_group_stats *rows)
+{
+	free(rows);
 }
 
 int
@@ -255,15 +318,9 @@ ferry_stats_broker(struct ferry *f, struct ferry_broker_stats *bs)
 	int r;
 
 	memset(bs, 0, sizeof(*bs));
-	r = query(f, FY_T_STATS, NULL, NULL, NULL, copy_broker,
-	    (void **)&got, &n);
+	r = query(f, LF_Q_BROKER, NULL, NULL, NULL, (void **)&got, &n);
 	if (r < 0)
 		return r;
-	if (n == 0) {
-		free(got);
-		return lf_seterr(f, FERRY_EBROKER, "the broker reports no "
-		    "broker-wide figures");
-	}
 	*bs = *got;
 	free(got);
 	return 0;
@@ -273,8 +330,7 @@ int
 ferry_inflight(struct ferry *f, const char *topic, const char *group,
     struct ferry_lease_info **rows, size_t *n)
 {
-	return query(f, FY_T_INFLIGHT, topic, group, NULL, copy_inflight,
-	    (void **)rows, n);
+	return query(f, LF_Q_INFLIGHT, topic, group, NULL, (void **)rows, n);
 }
 
 void
@@ -287,8 +343,7 @@ int
 ferry_trace(struct ferry *f, const char *id, struct ferry_event **rows,
     size_t *n)
 {
-	return query(f, FY_T_TRACE, NULL, NULL, id, copy_events,
-	    (void **)rows, n);
+	return query(f, LF_Q_TRACE, NULL, NULL, id, (void **)rows, n);
 }
 
 void
@@ -306,15 +361,8 @@ ferry_peek(struct ferry *f, const char *topic, const char *group,
 	int r;
 
 	*m = NULL;
-	r = query(f, FY_T_PEEK, topic, group, NULL, copy_peek,
-	    (void **)&node, &n);
-	if (r < 0)
-		return r;
-	if (node == NULL) {
-		/* An OK: an older broker's way of saying "nothing". */
-		f->last_code = FY_E_NOTFOUND;
-		return lf_seterr(f, FERRY_ENOTFOUND, "nothing to peek at");
-	}
-	*m = &node->msg;
-	return 0;
+	r = query(f, LF_Q_PEEK, topic, group, NULL, (void **)&node, &n);
+	if (r == 0)
+		*m = &node->msg;
+	return r;
 }

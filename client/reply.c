@@ -458,6 +458,7 @@ reply_main(const char *host, int port, int timeout_ms, int argc,
 		{ NULL, 0, NULL, 0 },
 	};
 	struct ferry_async_opts ao;
+	struct ferry_opts login;
 	struct ferry_sub_opts so;
 	struct responder r;
 	char name[64];
@@ -522,12 +523,15 @@ reply_main(const char *host, int port, int timeout_ms, int argc,
 	}
 	memset(&ao, 0, sizeof(ao));
 	snprintf(name, sizeof(name), "ferry-reply-%ld", (long)getpid());
+	/* The URL, login and TLS every other command honours. */
+	cli_opts(&login, host, port, timeout_ms, name);
+	ao.login = &login;
 	ao.name = name;
 	ao.timeout_ms = timeout_ms;
 	ao.on_status = on_status;
 	ao.on_error = on_error;
 	ao.arg = &r;
-	r.a = ferry_async_connect(r.base, host, port, &ao);
+	r.a = ferry_async_connect(r.base, login.host, login.port, &ao);
 	if (r.a == NULL || ferry_async_err(r.a)) {
 		cli_warn("%s", ferry_async_errstr(r.a));
 		r.status = 1;

@@ -457,108 +457,37 @@ ferry_publish_pipelined(struct ferry *f, const char *topic,
 	return maybe_flush(f);
 }
 
-/* Encode msgs[0..n) as one PUB frame. */
-static int
-encode_batch(struct ferry *f, const char *topic, size_t tlen,
-    const struct ferry_pub_msg *msgs, size_t n, int flags)
-{
-	struct fy_frame fr;
-	struct pend p;
-	uint64_t rid = 0;
-	size_t i, nkv = 0, kvpos = 0, mark;
-	int r;
-
-	if (n > f->pmcap) {
-		struct fy_pubmsg *npm = realloc(f->pm, n * sizeof(*npm));
-
-		if (npm == NULL)
-			return lf_seterr(f, FERRY_ENOMEM, "out of memory");
-		f->pm = npm;
-		f->pmcap = n;
-	}
-	for (i = 0; i < n; i++)
-		nkv += msgs[i].nhdr;
-	if (lf_kv_reserve(f, 0, nkv) < 0)
-		return FERRY_ENOMEM;
-	for (i = 0; i < n; i++) {
-		lf_fill_pubmsg(f, &f->pm[i], msgs[i].body, msgs[i].len,
-		    msgs[i].id, msgs[i].hdr, msgs[i].nhdr, kvpos);
-		kvpos += msgs[i].nhdr;
-	}
-	if (flags & FERRY_CONFIRM) {
-		rid = lf_pend_new(f, PEND_PIPE, (uint32_t)n);
-		if (rid == 0)
-			return lf_seterr(f, FERRY_ENOMEM, "out of memory");
-		for (i = 0; i < n; i++)
-			lf_set_pseq(f, &f->pm[i], rid);
-	}
-	memset(&fr, 0, sizeof(fr));
-	fr.type = FY_T_PUB;
-	fr.rid = rid;
-	fr.pub.topic.p = topic;
-	fr.pub.topic.len = (uint32_t)tlen;
-	fr.pub.msgs = f->pm;
-	fr.pub.nmsgs = (uint32_t)n;
-	mark = f->enc.sb.size;
-	r = lf_encode(f, &fr);
-	if (r < 0) {
-		if (rid)
-			lf_pend_take(f, rid, &p);
-		return r;
-	}
-	lf_keep_frame(f, rid, mark);
-	if (rid)
-		f->pipe_pending += n;
-	return maybe_flush(f);
-}
-
 int
 ferry_publish_batch(struct ferry *f, const char *topic,
     const struct ferry_pub_msg *msgs, size_t n, int flags)
 {
-	size_t tlen, i, start, budget, used, size;
+	struct lf_batch b;
+	struct pend p;
+	uint64_t rid = 0;
+	size_t tlen;
 	int r;
 
 	r = lf_check_topic(f, topic, &tlen);
-	if (r < 0)
-		return r;
-	if (n > 0 && msgs == NULL)
-		return lf_seterr(f, FERRY_EINVAL, "msgs is NULL");
-	budget = f->max_frame > FRAME_SLACK + tlen ?
-	    f->max_frame - FRAME_SLACK / 2 - tlen : f->max_frame / 2;
-	/* Validate all first: a bad message must not leave half a batch
-	 * buffered. */
-	for (i = 0; i < n; i++) {
-		r = lf_check_msg(f, msgs[i].body, msgs[i].len, msgs[i].id,
-		    msgs[i].hdr, msgs[i].nhdr, &size);
-		if (r < 0)
-			return r;
-		if (size > budget)
-			return lf_seterr(f, FERRY_EMSGSIZE,
-			    "message %zu of %zu bytes above the broker's "
-			    "max_frame", i, size);
-	}
-	start = 0;
-	used = 0;
-	for (i = 0; i < n; i++) {
-		lf_check_msg(f, msgs[i].body, msgs[i].len, msgs[i].id,
-		    msgs[i].hdr, msgs[i].nhdr, &size);
-		/* The msgpack array count limits a frame to UINT32_MAX. */
-		if (i > start && (used + size > budget ||
-		    i - start == UINT32_MAX)) {
-			r = encode_batch(f, topic, tlen, msgs + start,
-			    i - start, flags);
-			if (r < 0)
-				return r;
-			start = i;
-			used = 0;
+	if (r == 0)
+		r = lf_batch_begin(f, &b, topic, tlen, msgs, n);
+	while (r == 0 && lf_batch_next(f, &b)) {
+		if (flags & FERRY_CONFIRM) {
+			rid = lf_pend_new(f, PEND_PIPE,
+			    (uint32_t)(b.end - b.start));
+			if (rid == 0)
+				return lf_seterr(f, FERRY_ENOMEM,
+				    "out of memory");
 		}
-		used += size;
+		if ((r = lf_batch_encode(f, &b, rid)) < 0) {
+			if (rid)
+				lf_pend_take(f, rid, &p);
+			return r;
+		}
+		if (rid)
+			f->pipe_pending += b.end - b.start;
+		r = maybe_flush(f);
 	}
-	if (n > start)
-		return encode_batch(f, topic, tlen, msgs + start, n - start,
-		    flags);
-	return 0;
+	return r;
 }
 
 struct below {

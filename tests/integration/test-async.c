@@ -5,8 +5,9 @@
  * restarted (no confirmed publish lost, none enqueued twice), freeing the
  * handle inside its own callbacks, a first connection retried until
  * ferryd is up, giving up after the reconnect limits, asynchronous errors,
- * and `ferry reply --exec` touching the lease of a request that takes
- * longer than its ack timeout.
+ * `ferry reply --exec` touching the lease of a request that takes longer
+ * than its ack timeout, batch publishes (one refused part way by a full
+ * group) and the inspection calls with their errors.
  *
  * Every test runs its own event_base, bounded by a guard timer that fails
  * the test instead of hanging.
@@ -774,6 +775,376 @@ START_TEST(reply_exec_back_to_back)
 }
 END_TEST
 
+/* --- Batch publish ------------------------------------------------------- */
+
+/* What the frames of one batch said, by message index. */
+struct batch {
+	int calls, want;		/* frames answered; finish at want */
+	int err[16];			/* each message's frame's outcome */
+	int covered[16];		/* times a frame named the message */
+	size_t dups;
+};
+
+static void
+on_batch(struct ferry_async *a, const struct ferry_confirm *c, void *arg)
+{
+	struct batch *b = arg;
+
+	ck_assert_uint_le(c->first + c->nmsgs, 16);
+	for (size_t i = c->first; i < c->first + c->nmsgs; i++) {
+		b->err[i] = c->err;
+		b->covered[i]++;
+	}
+	b->dups += c->dups;
+	if (++b->calls == b->want)
+		finish();
+}
+
+/* A group g of topic, created and left, that keeps what is published;
+ * max_msgs 0 = no limit. */
+static void
+make_group(const char *topic, uint64_t max_msgs)
+{
+	struct ferry *f = fc_connect(d.port, "mk");
+	struct ferry_sub_opts o = { .group = "g", .max_msgs = max_msgs };
+	uint64_t sid;
+
+	ck_assert_int_eq(ferry_subscribe(f, topic, &o, &sid), 0);
+	ck_assert_int_eq(ferry_unsubscribe(f, sid), 0);
+	ferry_close(f);
+}
+
+START_TEST(publish_batch)
+{
+	struct ferry_pub_msg m[8];
+	struct batch b = { .want = 1 };
+	char body[8][8], *big;
+	int st, ping = 1, seen[8] = {0};
+	struct ferry_async *a = async_connect("batch", &st);
+
+	make_group("ab", 0);
+	memset(m, 0, sizeof(m));
+	for (int i = 0; i < 8; i++) {
+		snprintf(body[i], sizeof(body[i]), "%d", i);
+		m[i].body = body[i];
+		m[i].len = strlen(body[i]);
+	}
+	m[0].id = "ab-0";
+	/* Confirmed: one frame, one answer for all five. */
+	ck_assert_int_eq(ferry_async_publish_batch(a, "ab", m, 5, on_batch,
+	    &b), 0);
+	run_until_done(5000, "the batch's confirm");
+	ck_assert_int_eq(b.calls, 1);
+	for (int i = 0; i < 5; i++) {
+		ck_assert_int_eq(b.covered[i], 1);
+		ck_assert_int_eq(b.err[i], 0);
+	}
+	/* Fire-and-forget; m[0]'s id again: a duplicate, not stored twice. */
+	ck_assert_int_eq(ferry_async_publish_batch(a, "ab", m + 5, 3, NULL,
+	    NULL), 0);
+	memset(&b, 0, sizeof(b));
+	b.want = 1;
+	ck_assert_int_eq(ferry_async_publish_batch(a, "ab", m, 1, on_batch,
+	    &b), 0);
+	run_until_done(5000, "the duplicate's confirm");
+	ck_assert_uint_eq(b.dups, 1);
+	ck_assert_int_eq(ferry_async_ping(a, on_done_store, &ping), 0);
+	run_until_done(5000, "the ping");
+	drain_count("ab", "g", seen, 8);
+	for (int i = 0; i < 8; i++)
+		ck_assert_int_eq(seen[i], 1);
+
+	/* A body above the broker's max_msg: refused before anything is
+	 * sent, for the whole batch, and no callback runs. */
+	big = calloc(1, 2 * 1024 * 1024);
+	ck_assert_ptr_nonnull(big);
+	m[3].body = big;
+	m[3].len = 2 * 1024 * 1024;
+	ck_assert_int_eq(ferry_async_publish_batch(a, "ab", m, 5, on_batch,
+	    &b), FERRY_EMSGSIZE);
+	free(big);
+	m[3].body = body[3];
+	m[3].len = 1;
+	ck_assert_int_eq(ferry_async_publish_batch(a, "bad topic", m, 5,
+	    on_batch, &b), FERRY_EBADNAME);
+	ck_assert_int_eq(ferry_async_publish_batch(a, "ab", NULL, 5,
+	    on_batch, &b), FERRY_EINVAL);
+	ping = 1;
+	ck_assert_int_eq(ferry_async_ping(a, on_done_store, &ping), 0);
+	run_until_done(5000, "the ping");
+	ck_assert_int_eq(b.calls, 1);	/* still the duplicate's only */
+	memset(seen, 0, sizeof(seen));
+	drain_count("ab", "g", seen, 8);
+	for (int i = 0; i < 8; i++)
+		ck_assert_int_eq(seen[i], 0);
+	ferry_async_free(a);
+}
+END_TEST
+
+/* A batch larger than a frame, into a group that fills up: the first
+ * frame is stored, the second refused as a whole (E_FULL), and the
+ * callbacks say which messages are which. */
+START_TEST(publish_batch_refused_part_way)
+{
+	struct ferry_pub_msg m[8];
+	struct batch b = { .want = 2 };
+	struct ferry_group_stats *rows;
+	static char body[8][3000];
+	struct ferry_async *a;
+	size_t n, i, split;
+	int st;
+
+	ck_assert_int_eq(ferryd_stop(&d), 0);
+	ferryd_cleanup(&d);
+	ferryd_start(&d, "--max-frame-size", "16384", "--max-message-size",
+	    "4096", NULL);
+	a = async_connect("batch", &st);
+	make_group("full", 6);
+	memset(m, 0, sizeof(m));
+	for (i = 0; i < 8; i++) {
+		memset(body[i], 'a' + (int)i, sizeof(body[i]));
+		m[i].body = body[i];
+		m[i].len = sizeof(body[i]);
+	}
+	ck_assert_int_eq(ferry_async_publish_batch(a, "full", m, 8, on_batch,
+	    &b), 0);
+	run_until_done(5000, "both frames' confirms");
+	ck_assert_int_eq(b.calls, 2);
+	/* Every message in exactly one frame; a stored head, then the
+	 * refused rest. */
+	for (split = 0; split < 8 && b.err[split] == 0; split++)
+		;
+	ck_assert_uint_gt(split, 0);
+	ck_assert_uint_le(split, 6);
+	for (i = 0; i < 8; i++) {
+		ck_assert_int_eq(b.covered[i], 1);
+		ck_assert_int_eq(b.err[i], i < split ? 0 : FERRY_EFULL);
+	}
+	/* What the callbacks said is what the group holds. */
+	{
+		struct ferry *f = fc_connect(d.port, "probe");
+
+		ck_assert_int_eq(ferry_stats(f, "full", &rows, &n), 0);
+		for (i = 0; i < n; i++)
+			if (strcmp(rows[i].group, "g") == 0)
+				ck_assert_uint_eq(rows[i].ready, split);
+		ferry_stats_free(rows);
+		ferry_close(f);
+	}
+	ferry_async_free(a);
+}
+END_TEST
+
+/* --- Inspection ----------------------------------------------------------- */
+
+/* The answers of the inspection callbacks, copied. */
+struct seen {
+	int err, calls;
+	size_t n;
+	uint64_t ready, inflight, members;	/* group g's stats row */
+	uint64_t conns, topics;			/* broker */
+	char id[FERRY_ID_MAX + 1], consumer[64], what[8][16];
+	char body[16];
+	uint64_t sid, lease;
+};
+
+static void
+seen_stats(struct ferry_async *a, int err,
+    const struct ferry_group_stats *rows, size_t n, void *arg)
+{
+	struct seen *s = arg;
+
+	s->err = err;
+	s->n = n;
+	s->calls++;
+	ck_assert(err == 0 || (rows == NULL && n == 0));
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(rows[i].group, "g") == 0) {
+			s->ready = rows[i].ready;
+			s->inflight = rows[i].inflight;
+			s->members = rows[i].members;
+		}
+	finish();
+}
+
+static void
+seen_broker(struct ferry_async *a, int err,
+    const struct ferry_broker_stats *bs, void *arg)
+{
+	struct seen *s = arg;
+
+	s->err = err;
+	s->calls++;
+	if (bs != NULL) {
+		s->conns = bs->conns;
+		s->topics = bs->topics;
+	}
+	finish();
+}
+
+static void
+seen_inflight(struct ferry_async *a, int err,
+    const struct ferry_lease_info *rows, size_t n, void *arg)
+{
+	struct seen *s = arg;
+
+	s->err = err;
+	s->n = n;
+	s->calls++;
+	ck_assert(err == 0 || (rows == NULL && n == 0));
+	if (n > 0) {
+		snprintf(s->id, sizeof(s->id), "%s", rows[0].id);
+		snprintf(s->consumer, sizeof(s->consumer), "%s",
+		    rows[0].consumer);
+	}
+	finish();
+}
+
+static void
+seen_trace(struct ferry_async *a, int err, const struct ferry_event *rows,
+    size_t n, void *arg)
+{
+	struct seen *s = arg;
+
+	s->err = err;
+	s->n = n;
+	s->calls++;
+	ck_assert(err == 0 || (rows == NULL && n == 0));
+	for (size_t i = 0; i < n && i < 8; i++)
+		snprintf(s->what[i], sizeof(s->what[i]), "%s", rows[i].what);
+	finish();
+}
+
+static void
+seen_peek(struct ferry_async *a, int err, const struct ferry_msg *m,
+    void *arg)
+{
+	struct seen *s = arg;
+
+	s->err = err;
+	s->calls++;
+	ck_assert(err == 0 || m == NULL);
+	if (m != NULL) {
+		snprintf(s->id, sizeof(s->id), "%s", m->id);
+		snprintf(s->body, sizeof(s->body), "%.*s", (int)m->len,
+		    (const char *)m->body);
+		s->sid = m->sid;
+		s->lease = m->lease;
+	}
+	finish();
+}
+
+/* Run one inspection request (made by the caller) to its answer. */
+static struct seen *
+answered(struct seen *s, int r)
+{
+	ck_assert_int_eq(r, 0);
+	run_until_done(5000, "an inspection's answer");
+	ck_assert_int_eq(s->calls, 1);
+	return s;
+}
+
+START_TEST(inspection)
+{
+	struct ferry_pub_opts po[3] = { { .id = "in-0" }, { .id = "in-1" },
+	    { .id = "in-2" } };
+	struct ferry *f = fc_connect(d.port, "holder");
+	struct ferry_msg *m;
+	struct seen s;
+	int st;
+	struct ferry_async *a = async_connect("inspect", &st);
+
+	/* Three messages in group g; the first in flight with "holder". */
+	fc_sub(f, "insp", "g", 1, 0, 0);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(ferry_publish_sync(f, "insp", "body", 4,
+		    &po[i], NULL), 0);
+	m = fc_next(f, 5000);
+	ck_assert_str_eq(m->id, "in-0");
+
+	memset(&s, 0, sizeof(s));
+	answered(&s, ferry_async_stats(a, "insp", seen_stats, &s));
+	ck_assert_int_eq(s.err, 0);
+	ck_assert_uint_eq(s.ready, 2);
+	ck_assert_uint_eq(s.inflight, 1);
+	ck_assert_uint_eq(s.members, 1);
+
+	memset(&s, 0, sizeof(s));
+	answered(&s, ferry_async_stats_broker(a, seen_broker, &s));
+	ck_assert_int_eq(s.err, 0);
+	ck_assert_uint_ge(s.conns, 2);
+	ck_assert_uint_ge(s.topics, 1);
+
+	memset(&s, 0, sizeof(s));
+	answered(&s, ferry_async_inflight(a, "insp", "g", seen_inflight, &s));
+	ck_assert_int_eq(s.err, 0);
+	ck_assert_uint_eq(s.n, 1);
+	ck_assert_str_eq(s.id, "in-0");
+	ck_assert_str_eq(s.consumer, "holder");
+
+	memset(&s, 0, sizeof(s));
+	answered(&s, ferry_async_trace(a, "in-0", seen_trace, &s));
+	ck_assert_int_eq(s.err, 0);
+	ck_assert_uint_ge(s.n, 2);
+	ck_assert_str_eq(s.what[0], "published");
+	ck_assert_str_eq(s.what[1], "delivered");
+
+	memset(&s, 0, sizeof(s));
+	answered(&s, ferry_async_peek(a, "insp", "g", seen_peek, &s));
+	ck_assert_int_eq(s.err, 0);
+	ck_assert_str_eq(s.id, "in-1");
+	ck_assert_str_eq(s.body, "body");
+	ck_assert_uint_eq(s.sid, 0);
+	ck_assert_uint_eq(s.lease, 0);
+
+	/* A topic that does not exist has no rows: not an error
+	 * (PROTOCOL.md, STATS). */
+	memset(&s, 0, sizeof(s));
+	s.n = 99;
+	answered(&s, ferry_async_stats(a, "nosuch", seen_stats, &s));
+	ck_assert_int_eq(s.err, 0);
+	ck_assert_uint_eq(s.n, 0);
+	/* What else is not there: the broker's refusal, no rows. */
+	memset(&s, 0, sizeof(s));
+	answered(&s, ferry_async_inflight(a, "insp", "nosuch", seen_inflight,
+	    &s));
+	ck_assert_int_eq(s.err, FERRY_ENOTFOUND);
+	memset(&s, 0, sizeof(s));
+	answered(&s, ferry_async_trace(a, "never-published", seen_trace, &s));
+	ck_assert_int_eq(s.err, FERRY_ENOTFOUND);
+	ck_assert_ptr_nonnull(strstr(ferry_async_errstr(a), "NOTFOUND"));
+	memset(&s, 0, sizeof(s));
+	answered(&s, ferry_async_peek(a, "nosuch", NULL, seen_peek, &s));
+	ck_assert_int_eq(s.err, FERRY_ENOTFOUND);
+	ck_assert_int_eq(ferry_async_err(a), 0);	/* still usable */
+
+	/* Bad arguments: refused at once, no callback. */
+	memset(&s, 0, sizeof(s));
+	ck_assert_int_eq(ferry_async_stats(a, "insp", NULL, &s),
+	    FERRY_EINVAL);
+	ck_assert_int_eq(ferry_async_peek(a, NULL, NULL, seen_peek, &s),
+	    FERRY_EINVAL);
+	ck_assert_int_eq(ferry_async_inflight(a, "bad topic", NULL,
+	    seen_inflight, &s), FERRY_EBADNAME);
+	ck_assert_int_eq(ferry_async_trace(a, "", seen_trace, &s),
+	    FERRY_EINVAL);
+	st = 1;
+	ck_assert_int_eq(ferry_async_ping(a, on_done_store, &st), 0);
+	run_until_done(5000, "the ping");
+	ck_assert_int_eq(s.calls, 0);
+
+	/* A query waiting when the handle is freed is told so. */
+	memset(&s, 0, sizeof(s));
+	ck_assert_int_eq(ferry_async_stats(a, NULL, seen_stats, &s), 0);
+	ferry_async_free(a);
+	ck_assert_int_eq(s.calls, 1);
+	ck_assert_int_eq(s.err, FERRY_ECLOSED);
+	ck_assert_int_eq(ferry_ack(f, m->sid, m->lease, 0), 0);
+	ferry_msg_free(m);
+	ferry_close(f);
+}
+END_TEST
+
 /* --- Connection failures and async errors ----------------------------- */
 
 struct life {
@@ -997,6 +1368,9 @@ main(void)
 	tcase_add_test(tc, first_connect_retried_and_async_errors);
 	tcase_add_test(tc, reconnect_gives_up);
 	tcase_add_test(tc, msg_dup_keeps_everything);
+	tcase_add_test(tc, publish_batch);
+	tcase_add_test(tc, publish_batch_refused_part_way);
+	tcase_add_test(tc, inspection);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

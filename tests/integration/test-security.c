@@ -739,6 +739,101 @@ START_TEST(client_login)
 }
 END_TEST
 
+/* A file holding pw; its path in a static buffer (one at a time). */
+static const char *
+pw_file(const char *pw)
+{
+	static char path[300];
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/pw", udir);
+	fp = fopen(path, "w");
+	ck_assert_ptr_nonnull(fp);
+	fputs(pw, fp);
+	ck_assert_int_eq(fclose(fp), 0);
+	return path;
+}
+
+/* Wait (bounded) until the default group of topic has a member. */
+static void
+wait_member(struct ferry *admin, const char *topic)
+{
+	struct ferry_group_stats *rows;
+	uint64_t deadline = now_ms() + 10000;
+	size_t n, i;
+	int members = 0;
+
+	while (!members && now_ms() < deadline) {
+		if (ferry_stats(admin, topic, &rows, &n) == 0) {
+			for (i = 0; i < n; i++)
+				if (strcmp(rows[i].group, "default") == 0)
+					members = (int)rows[i].members;
+			ferry_stats_free(rows);
+		}
+		if (!members)
+			usleep(20000);
+	}
+	ck_assert_msg(members, "no responder joined %s", topic);
+}
+
+/*
+ * `ferry reply` logs in like every other command: --user with
+ * --password-file, and a URL's user with $FERRY_PASSWORD.  bob may
+ * consume orders.* and reply to anyone's inbox; alice (admin) asks.
+ */
+START_TEST(reply_exec_logs_in)
+{
+	struct ferry_opts o = {0};
+	struct ferry *alice;
+	struct ferry_msg *m;
+	struct proc p;
+	char url[64], *out = NULL;
+	int st;
+
+	o.host = "127.0.0.1";
+	o.port = d.port;
+	o.timeout_ms = 10000;
+	o.user = "alice";
+	o.password = "pencil";
+	alice = ferry_connect_opts(&o);
+	ck_assert_msg(ferry_err(alice) == 0, "%s", ferry_errstr(alice));
+
+	cli_spawn(&p, d.port, "--user", "bob", "--password-file",
+	    pw_file("hunter2\n"), "reply", "orders.jobs", "--exec",
+	    "tr a-z A-Z", "--count", "1", (char *)NULL);
+	wait_member(alice, "orders.jobs");
+	st = cli_run(d.port, NULL, &out, 15000, "--user", "alice",
+	    "--password-file", pw_file("pencil\n"), "req", "orders.jobs",
+	    "hello", "--timeout", "10", (char *)NULL);
+	ck_assert_int_eq(st, 0);
+	ck_assert_str_eq(out, "HELLO\n");
+	free(out);
+	ck_assert_int_eq(proc_wait(&p, 5000), 0);	/* --count 1 */
+
+	/* The URL names the user; the environment gives the password. */
+	snprintf(url, sizeof(url), "ferry://bob@127.0.0.1:%d", d.port);
+	setenv("FERRY_PASSWORD", "hunter2", 1);
+	cli_spawn(&p, d.port, "--url", url, "reply", "orders.jobs2",
+	    "--exec", "tr a-z A-Z", "--count", "1", (char *)NULL);
+	unsetenv("FERRY_PASSWORD");
+	wait_member(alice, "orders.jobs2");
+	ck_assert_int_eq(ferry_request(alice, "orders.jobs2", "abc", 3, NULL,
+	    10000, &m), 0);
+	ck_assert_uint_eq(m->len, 3);
+	ck_assert_int_eq(memcmp(m->body, "ABC", 3), 0);
+	ferry_msg_free(m);
+	ck_assert_int_eq(proc_wait(&p, 5000), 0);
+
+	/* A refused login is an error, not a hang. */
+	cli_spawn(&p, d.port, "--user", "bob", "--password-file",
+	    pw_file("wrong\n"), "reply", "orders.jobs", "--exec", "cat",
+	    (char *)NULL);
+	ck_assert_int_eq(proc_wait(&p, 20000), 1);
+	unlink(pw_file(""));
+	ferry_close(alice);
+}
+END_TEST
+
 /* An unknown user's challenge looks like a real one: a 16-byte salt,
  * the same each time for the same name, and the iteration count most
  * users have (here, after adding three at 8192, 8192). */
@@ -810,6 +905,7 @@ security_suite(void)
 	tcase_add_test(tc, acl_patterns);
 	tcase_add_test(tc, admin_only_operations);
 	tcase_add_test(tc, inbox_own_connection);
+	tcase_add_test(tc, reply_exec_logs_in);
 	tcase_add_test(tc, anonymous_entry);
 	tcase_add_test(tc, reload_valid_and_invalid);
 	tcase_add_test(tc, unknown_user_challenge_looks_real);

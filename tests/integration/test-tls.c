@@ -47,7 +47,9 @@ static const char gen[] =
     "sign mallory mallory ca ''\n"
     "sign forged alice other ''\n"
     "echo pencil | \"$FERRY\" user add alice --admin --file users\n"
-    "echo hunter2 | \"$FERRY\" user add bob --publish 'x.>' --file users\n";
+    "echo hunter2 | \"$FERRY\" user add bob --publish 'x.>' --file users\n"
+    "echo oak | \"$FERRY\" user add worker --subscribe 'jobs.*' "
+    "--file users\n";
 
 static char *
 path(const char *name)
@@ -296,6 +298,76 @@ START_TEST(cli_tls)
 }
 END_TEST
 
+/* Wait (bounded) until the default group of topic has a member. */
+static void
+wait_member(struct ferry *admin, const char *topic)
+{
+	struct ferry_group_stats *rows;
+	uint64_t deadline = now_ms() + 10000;
+	size_t n, i;
+	int members = 0;
+
+	while (!members && now_ms() < deadline) {
+		if (ferry_stats(admin, topic, &rows, &n) == 0) {
+			for (i = 0; i < n; i++)
+				if (strcmp(rows[i].group, "default") == 0)
+					members = (int)rows[i].members;
+			ferry_stats_free(rows);
+		}
+		if (!members)
+			usleep(20000);
+	}
+	ck_assert_msg(members, "no responder joined %s", topic);
+}
+
+/* One request to topic through f; its reply must be want. */
+static void
+ask(struct ferry *f, const char *topic, const char *body, const char *want)
+{
+	struct ferry_msg *m;
+
+	ck_assert_int_eq(ferry_request(f, topic, body, strlen(body), NULL,
+	    10000, &m), 0);
+	ck_assert_uint_eq(m->len, strlen(want));
+	ck_assert_int_eq(memcmp(m->body, want, m->len), 0);
+	ferry_msg_free(m);
+}
+
+/* `ferry reply` over TLS, as every command: with a password (worker may
+ * only consume jobs.*), and with a client certificate. */
+START_TEST(cli_reply_tls)
+{
+	char pw[300], cert[300], key[300];
+	struct ferry *alice;
+	struct proc p;
+	FILE *fp;
+
+	alice = tls_connect("ca.pem", NULL, "alice", "pencil", NULL);
+	ck_assert_msg(ferry_err(alice) == 0, "%s", ferry_errstr(alice));
+	snprintf(pw, sizeof(pw), "%s", path("worker.pw"));
+	fp = fopen(pw, "w");
+	ck_assert_ptr_nonnull(fp);
+	fputs("oak\n", fp);
+	ck_assert_int_eq(fclose(fp), 0);
+	cli_spawn(&p, tls_port, "--ca", path("ca.pem"), "--user", "worker",
+	    "--password-file", pw, "reply", "jobs.up", "--exec",
+	    "tr a-z A-Z", "--count", "1", (char *)NULL);
+	wait_member(alice, "jobs.up");
+	ask(alice, "jobs.up", "hello", "HELLO");
+	ck_assert_int_eq(proc_wait(&p, 5000), 0);	/* --count 1 */
+
+	snprintf(cert, sizeof(cert), "%s", path("alice.pem"));
+	snprintf(key, sizeof(key), "%s", path("alice.key"));
+	cli_spawn(&p, tls_port, "--tls", "--ca", path("ca.pem"), "--cert",
+	    cert, "--key", key, "reply", "jobs.cert", "--exec", "tr a-z A-Z",
+	    "--count", "1", (char *)NULL);
+	wait_member(alice, "jobs.cert");
+	ask(alice, "jobs.cert", "mtls", "MTLS");
+	ck_assert_int_eq(proc_wait(&p, 5000), 0);
+	ferry_close(alice);
+}
+END_TEST
+
 /* port = -1: no plain listener; the port file says so, TLS still works. */
 START_TEST(tls_only)
 {
@@ -374,7 +446,8 @@ async_status(struct ferry_async *a, int status, void *arg)
 
 /* The asynchronous API: TLS and SCRAM in the event loop. */
 static int
-async_ping(const char *ca, const char *password, char *why, size_t n)
+async_ping_url(const char *url, const char *ca, const char *password,
+    char *why, size_t n)
 {
 	struct event_base *base = event_base_new();
 	struct ferry_opts login = {0};
@@ -382,16 +455,19 @@ async_ping(const char *ca, const char *password, char *why, size_t n)
 	struct ferry_async *a;
 	uint64_t deadline = now_ms() + 10000;
 
-	login.tls = 1;
+	/* A URL gives the host, port, user and TLS. */
+	login.url = url;
+	login.tls = url == NULL;
 	login.tls_ca = path(ca);
-	login.user = "bob";
+	login.user = url ? NULL : "bob";
 	login.password = password;
 	o.login = &login;
 	o.on_status = async_status;
 	o.arg = base;
 	async_done = 0;
 	async_err = 1;
-	a = ferry_async_connect(base, "127.0.0.1", tls_port, &o);
+	a = ferry_async_connect(base, url ? NULL : "127.0.0.1",
+	    url ? 0 : tls_port, &o);
 	ck_assert_ptr_nonnull(a);
 	ck_assert_int_eq(ferry_async_ping(a, async_pinged, base), 0);
 	while (!async_done && now_ms() < deadline)
@@ -403,9 +479,15 @@ async_ping(const char *ca, const char *password, char *why, size_t n)
 	return async_err;
 }
 
+static int
+async_ping(const char *ca, const char *password, char *why, size_t n)
+{
+	return async_ping_url(NULL, ca, password, why, n);
+}
+
 START_TEST(async_tls_login)
 {
-	char why[256];
+	char why[256], url[64];
 
 	ck_assert_msg(async_ping("ca.pem", "hunter2", why, sizeof(why)) == 0,
 	    "%s", why);
@@ -414,6 +496,13 @@ START_TEST(async_tls_login)
 	ck_assert_msg(strstr(why, "certificate is not trusted"), "%s", why);
 	ck_assert_int_eq(async_ping("ca.pem", "wrong", why, sizeof(why)),
 	    FERRY_EDENIED);
+	snprintf(url, sizeof(url), "ferrys://bob@127.0.0.1:%d", tls_port);
+	ck_assert_msg(async_ping_url(url, "ca.pem", "hunter2", why,
+	    sizeof(why)) == 0, "%s", why);
+	/* The URL's user: its password is refused. */
+	snprintf(url, sizeof(url), "ferrys://alice@127.0.0.1:%d", tls_port);
+	ck_assert_int_eq(async_ping_url(url, "ca.pem", "hunter2", why,
+	    sizeof(why)), FERRY_EDENIED);
 }
 END_TEST
 
@@ -432,6 +521,7 @@ tls_suite(void)
 	tcase_add_test(tc, plaintext_on_tls_port_refused);
 	tcase_add_test(tc, reload_certificate);
 	tcase_add_test(tc, cli_tls);
+	tcase_add_test(tc, cli_reply_tls);
 	tcase_add_test(tc, tls_only);
 	tcase_add_test(tc, async_tls_login);
 	suite_add_tcase(s, tc);
