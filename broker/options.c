@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <ini.h>
 
@@ -86,6 +87,10 @@ static const struct opt_def opt_defs[] = {
 	{ .key = "segment_size", .name = "segment-size",
 	  .type = T_SIZE, F_U64(segment_size), .min = 64 * KIB, .max = GIB,
 	  .arg = "SIZE", .help = "journal segment file size" },
+	{ .key = "max_memory", .name = "max-memory",
+	  .type = T_SIZE, F_U64(max_memory), .min = 0, .max = UINT64_MAX,
+	  .arg = "SIZE",
+	  .help = "message bodies kept in memory (default RAM/4); 0 = all" },
 	{ .key = "repair_journal", .name = "repair-journal",
 	  .type = T_UINT, F_INT(journal_repair), .min = 0, .max = 1,
 	  .arg = "0|1",
@@ -214,6 +219,18 @@ static const char *const level_names[] = {
 	[LOG_DEBUG] = "debug",
 };
 
+/* max_memory's default: a quarter of the machine's memory, so that a
+ * backlog pages out well before it competes with everything else. */
+static uint64_t
+default_max_memory(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+
+	if (pages <= 0 || size <= 0)
+		return 1 * GIB;
+	return (uint64_t)pages * (uint64_t)size / 4;
+}
+
 int
 options_init(struct options *o)
 {
@@ -234,6 +251,7 @@ options_init(struct options *o)
 	o->handshake_timeout_ms = 10000;
 	o->fsync = FSYNC_ALWAYS;
 	o->segment_size = 64 * MIB;
+	o->max_memory = default_max_memory();
 	o->journal_repair = 0;
 	o->dedup_window_ms = 120000;
 	o->trace_events = 100000;

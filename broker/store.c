@@ -246,7 +246,8 @@ recreate(struct broker *b, uint64_t seq, const struct rec *r)
 		return -EBADMSG;
 	if (!(t = topic_get(b, r->move.topic.p, r->move.topic.len)))
 		return -ENOMEM;
-	m = msg_new(&r->move.m, r->move.id.p, r->move.id.len, r->move.ts,
+	m = (page_replay_paged(b, r->move.m.body.len) ? msg_new_paged :
+	    msg_new)(&r->move.m, r->move.id.p, r->move.id.len, r->move.ts,
 	    r->move.hist, r->move.nhist);
 	if (!m)
 		return -ENOMEM;
@@ -339,8 +340,11 @@ apply_pub(struct broker *b, uint64_t seq, const struct rec *r)
 		return -ENOMEM;
 	if (r->pub.gid && !(only = gid_find(s, r->pub.gid)))
 		return 0;	/* its group is gone: so is the message */
-	m = msg_new(pm, r->pub.id.p, r->pub.id.len, r->pub.ts, r->pub.hist,
-	    r->pub.nhist);
+	/* Replay builds what is beyond max_memory paged out: start-up does
+	 * not hold every pending body first. */
+	m = (s->replaying && page_replay_paged(b, pm->body.len) ?
+	    msg_new_paged : msg_new)(pm, r->pub.id.p, r->pub.id.len,
+	    r->pub.ts, r->pub.hist, r->pub.nhist);
 	if (!m)
 		return -ENOMEM;
 	m->seq = seq;
@@ -878,6 +882,7 @@ store_move(struct broker *b, struct msg *m, struct topic *t)
 	struct rec r = {.type = REC_MOVE};
 	uint64_t now = clock_wall_ms(), mono = clock_mono_ms(), seq;
 	const struct msg_ext *x = msg_ext(m);
+	const char *body = msg_body_load(m);
 	char idbuf[MSG_ID_LEN + 1];
 	struct rec_entry *ent;
 	struct rec_qhist *qh = NULL, *qp;
@@ -886,6 +891,8 @@ store_move(struct broker *b, struct msg *m, struct topic *t)
 	struct qside *q;
 	int err = -ENOMEM;
 
+	if (!body && m->body_len)
+		return -EIO;	/* logged by the loader */
 	for (e = msg_ents(m); e; e = msg_ents_next(e)) {
 		if (!(e->flags & QE_DURABLE))
 			continue;
@@ -931,7 +938,7 @@ store_move(struct broker *b, struct msg *m, struct topic *t)
 	r.move.topic = (struct fy_str){t->name, (uint32_t)t->name_len};
 	r.move.id = msg_id(m, idbuf);
 	r.move.ts = m->ts;
-	r.move.m.body = (struct fy_str){msg_body(m), m->body_len};
+	r.move.m.body = (struct fy_str){body, m->body_len};
 	r.move.m.hdr = x->hdr;
 	r.move.m.nhdr = x->nhdr;
 	r.move.m.delay_ms = x->delay_ms;
@@ -964,6 +971,7 @@ store_commit(struct broker *b)
 		log_info("journal: records held while it could not write are "
 		    "written");
 	e = journal_commit(s->j);
+	page_trim(b);
 
 	if (e == 0 && s->warned) {
 		s->warned = 0;
@@ -1056,6 +1064,8 @@ store_open(struct broker *b, char *err, size_t errlen)
 		return -ENOMEM;
 	s->next_gid = 1;
 	qent_set_release_hook(release, b);
+	if ((e = page_init(b)) < 0)
+		return e;
 	if ((e = journal_open(&s->j, b->base, &jo, err, errlen)) < 0)
 		return e;
 	s->replaying = 1;
@@ -1101,6 +1111,7 @@ store_close(struct broker *b)
 		journal_close(s->j);
 		s->j = NULL;
 	}
+	page_fini(b);
 	msgpack_sbuffer_destroy(&s->sb);
 	msgpack_sbuffer_destroy(&s->catsb);
 	msgpack_zone_destroy(&s->zone);

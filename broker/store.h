@@ -39,6 +39,7 @@
 #include "codec.h"
 #include "dedup.h"
 #include "list.h"
+#include "page.h"
 
 struct broker;
 struct group_conf;
@@ -81,6 +82,7 @@ struct store {
 	uint64_t compactions;	/* compaction passes that moved any */
 	uint64_t trimmed;	/* monotonic ms of the last malloc_trim() */
 	struct producers producers;	/* idempotent producers' marks */
+	struct page page;	/* bodies beyond max_memory (page.h) */
 	struct list held;	/* struct held_rec: records the journal
 				   refused, in order, written first when
 				   it writes again */
