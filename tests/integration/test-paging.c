@@ -5,6 +5,7 @@
  * only the journal holds.  ferryd's peak RSS stays far below the backlog.
  */
 #include <check.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -258,6 +259,84 @@ START_TEST(dead_letter_paged)
 }
 END_TEST
 
+/* Segment files in the data directory. */
+static int
+segments(void)
+{
+	char dir[300];
+	struct dirent *de;
+	DIR *dp;
+	int n = 0;
+
+	snprintf(dir, sizeof(dir), "%s/data", d.dir);
+	ck_assert_ptr_nonnull(dp = opendir(dir));
+	while ((de = readdir(dp)))
+		n += strncmp(de->d_name, "journal-", 8) == 0;
+	closedir(dp);
+	return n;
+}
+
+/*
+ * Compaction copies paged-out messages forward from the journal itself,
+ * and a restart finds them at their new records.
+ */
+START_TEST(compaction_moves_paged)
+{
+	struct ferry_sub_opts so = {.group = "c", .prefetch = 1000,
+	    .ack_timeout_ms = 600000};
+	struct ferry *p = connect_or_die("producer"), *c;
+	uint64_t sid, deadline;
+	static char seen[400];
+	int before;
+
+	make_group(p, "s", "c", 0);
+	publish(p, "s", 0, 40000);
+	ferry_close(p);
+	before = segments();
+	/* Ack all but every hundredth, which go back to the queue. */
+	c = connect_or_die("consumer");
+	ck_assert_int_eq(ferry_subscribe(c, "s", &so, &sid), FERRY_OK);
+	for (int i = 0; i < 40000; i++) {
+		struct ferry_msg *m = NULL;
+
+		ck_assert_int_eq(ferry_next(c, 10000, &m), FERRY_OK);
+		ck_assert_int_eq(atoi(m->body), i);
+		if (i % 100)
+			ck_assert_int_eq(ferry_ack(c, m->sid, m->lease, 0), 0);
+		ferry_msg_free(m);
+	}
+	ck_assert_int_eq(ferry_ping(c), FERRY_OK);
+	ck_assert_int_eq(ferry_unsubscribe(c, sid), FERRY_OK);
+	ferry_close(c);
+	deadline = now_ms() + 30000;
+	while (segments() > 3 && now_ms() < deadline)
+		usleep(100000);
+	ck_assert_msg(segments() <= 3, "%d segments, %d before",
+	    segments(), before);
+
+	/* Each once (released deliveries return to the head of the queue,
+	 * not in their first order). */
+	restart();
+	c = connect_or_die("after");
+	ck_assert_int_eq(ferry_subscribe(c, "s", &so, &sid), FERRY_OK);
+	for (int k = 0; k < 400; k++) {
+		struct ferry_msg *m = NULL;
+		int i;
+
+		ck_assert_int_eq(ferry_next(c, 10000, &m), FERRY_OK);
+		i = atoi(m->body);
+		ck_assert_msg(i % 100 == 0 && !seen[i / 100], "got %d", i);
+		seen[i / 100] = 1;
+		check_body(m, i);
+		ck_assert_uint_eq(m->nhdr, 1);
+		ck_assert_int_eq(ferry_ack(c, m->sid, m->lease, 0), 0);
+		ferry_msg_free(m);
+	}
+	ck_assert_int_eq(ferry_ping(c), FERRY_OK);
+	ferry_close(c);
+}
+END_TEST
+
 static Suite *
 paging_suite(void)
 {
@@ -268,6 +347,7 @@ paging_suite(void)
 	tcase_set_timeout(tc, 280);
 	tcase_add_test(tc, backlog_through_8m);
 	tcase_add_test(tc, dead_letter_paged);
+	tcase_add_test(tc, compaction_moves_paged);
 	suite_add_tcase(s, tc);
 	return s;
 }
