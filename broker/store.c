@@ -156,7 +156,7 @@ idx_insert(struct store *s, struct qent *e)
 {
 	size_t i;
 
-	if ((s->idx_n + 1) * 2 > s->idx_cap) {
+	if ((s->idx_n + 1) * 4 > s->idx_cap * 3) {
 		size_t cap = s->idx_cap ? s->idx_cap * 2 : 4096;
 		struct store_idx *old = s->idx;
 		size_t oldcap = s->idx_cap;
