@@ -259,6 +259,71 @@ START_TEST(dead_letter_paged)
 }
 END_TEST
 
+/* A nacked delivery of a paged body comes back with the same body. */
+START_TEST(redelivery_paged)
+{
+	struct ferry_sub_opts so = {.group = "rq", .prefetch = 1,
+	    .ack_timeout_ms = 600000};
+	struct ferry *p = connect_or_die("producer"), *c;
+	struct ferry_msg *m = NULL;
+	uint64_t sid;
+
+	make_group(p, "r", "rq", 0);
+	publish(p, "r", 0, DN);
+	ferry_close(p);
+	consume("r", "rq", 0, NACK_AT);
+	c = connect_or_die("nacker");
+	ck_assert_int_eq(ferry_subscribe(c, "r", &so, &sid), FERRY_OK);
+	ck_assert_int_eq(ferry_next(c, 10000, &m), FERRY_OK);
+	check_body(m, NACK_AT);
+	ck_assert_int_eq(ferry_nack(c, m->sid, m->lease, 0, "again",
+	    FERRY_CONFIRM), 0);
+	ferry_msg_free(m);
+	ck_assert_int_eq(ferry_next(c, 10000, &m), FERRY_OK);
+	ck_assert_int_eq(atoi(m->body), NACK_AT);
+	ck_assert_uint_eq(m->attempt, 2);
+	check_body(m, NACK_AT);
+	ck_assert_int_eq(ferry_ack(c, m->sid, m->lease, FERRY_CONFIRM), 0);
+	ferry_msg_free(m);
+	ck_assert_int_eq(ferry_unsubscribe(c, sid), FERRY_OK);
+	ferry_close(c);
+	consume("r", "rq", NACK_AT + 1, DN);
+}
+END_TEST
+
+/* Messages whose TTL runs out while paged are dead-lettered whole. */
+START_TEST(expiry_paged)
+{
+	struct ferry_sub_opts so = {.group = "xq", .ttl_ms = 1000};
+	struct ferry *p = connect_or_die("producer"), *c;
+	static char seen[DN];
+	uint64_t sid;
+
+	ck_assert_int_eq(ferry_subscribe(p, "x", &so, &sid), FERRY_OK);
+	ck_assert_int_eq(ferry_unsubscribe(p, sid), FERRY_OK);
+	publish(p, "x", 0, DN);
+	ferry_close(p);
+	c = connect_or_die("dlq");
+	so = (struct ferry_sub_opts){.group = "xd", .prefetch = 1000};
+	ck_assert_int_eq(ferry_subscribe(c, "x.dlq", &so, &sid), FERRY_OK);
+	for (int k = 0; k < DN; k++) {
+		struct ferry_msg *m = NULL;
+		int i;
+
+		ck_assert_msg(ferry_next(c, 10000, &m) == FERRY_OK,
+		    "dead letter %d: %s", k, ferry_errstr(c));
+		i = atoi(m->body);
+		ck_assert_msg(i >= 0 && i < DN && !seen[i], "got %d", i);
+		seen[i] = 1;
+		check_body(m, i);
+		ck_assert_int_eq(ferry_ack(c, m->sid, m->lease, 0), 0);
+		ferry_msg_free(m);
+	}
+	ck_assert_int_eq(ferry_ping(c), FERRY_OK);
+	ferry_close(c);
+}
+END_TEST
+
 /* Segment files in the data directory. */
 static int
 segments(void)
@@ -348,6 +413,8 @@ paging_suite(void)
 	tcase_add_test(tc, backlog_through_8m);
 	tcase_add_test(tc, dead_letter_paged);
 	tcase_add_test(tc, compaction_moves_paged);
+	tcase_add_test(tc, redelivery_paged);
+	tcase_add_test(tc, expiry_paged);
 	suite_add_tcase(s, tc);
 	return s;
 }
