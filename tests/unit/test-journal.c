@@ -652,7 +652,7 @@ START_TEST(test_read_back)
 	journal_reader_fini(&rd2);
 
 	/* After replay the index is rebuilt. */
-	memset(&rd, 0, sizeof(rd));
+	journal_reader_fini(&rd);
 	j = jreopen(FSYNC_NEVER, SMALL_SEG, &sn);
 	read_range(j, &rd, 1, 300);
 	journal_reader_fini(&rd);
