@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "broker.h"
+#include "clock.h"
 #include "group.h"
 #include "heap.h"
 #include "journal.h"
@@ -223,8 +224,11 @@ page_trim(struct broker *b)
 	struct page *pg = &b->store.page;
 	struct pass ps;
 
+	/* What could not go may go later (its lease ends, its record is
+	 * written): after more came, or a second. */
 	if (!pg->max || msg_mem.bytes <= pg->max ||
-	    (pg->stuck && msg_mem.bytes < pg->stuck + pg->max / 16))
+	    (pg->stuck && msg_mem.bytes < pg->stuck + pg->max / 16 &&
+	    clock_mono_ms() - pg->stuck_ms < 1000))
 		return;
 	ps = (struct pass){
 		.target = pg->max - pg->max / 8,
@@ -235,6 +239,7 @@ page_trim(struct broker *b)
 	if (ps.nomem)
 		log_warn("out of memory paging message bodies out");
 	pg->stuck = ps.paged ? 0 : msg_mem.bytes;
+	pg->stuck_ms = clock_mono_ms();
 	if (ps.paged)
 		pg->passes++;
 }

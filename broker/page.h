@@ -43,7 +43,8 @@ struct page {
 	int zone_ok;
 	uint64_t stuck;		/* bodies in memory when a pass found nothing
 				   to page out; 0 = none: passes wait for
-				   max/16 more */
+				   max/16 more, or a second */
+	uint64_t stuck_ms;	/* monotonic ms of that pass */
 	uint64_t loads;		/* bodies read back */
 	uint64_t errors;	/* reads that failed */
 	uint64_t passes;	/* passes that paged something out */

@@ -324,6 +324,54 @@ START_TEST(expiry_paged)
 }
 END_TEST
 
+/* "paging: N bodies paged out since start", logged at exit: N. */
+static long
+paged_out_logged(void)
+{
+	char line[1024];
+	const char *p;
+	long n = -1;
+	FILE *fp = fopen(d.log, "r");
+
+	ck_assert_ptr_nonnull(fp);
+	while (fgets(line, sizeof(line), fp))
+		if ((p = strstr(line, "paging: ")))
+			n = atol(p + 8);
+	fclose(fp);
+	return n;
+}
+
+/*
+ * Bodies that could not go when memory ran over (leased) go once they
+ * can (released), though nothing more arrives to push memory further.
+ */
+START_TEST(released_then_paged)
+{
+	struct ferry_sub_opts so = {.group = "lq", .prefetch = 20000,
+	    .ack_timeout_ms = 600000};
+	struct ferry *p = connect_or_die("producer"), *c;
+	uint64_t sid;
+
+	make_group(p, "l", "lq", 0);
+	c = connect_or_die("holder");
+	ck_assert_int_eq(ferry_subscribe(c, "l", &so, &sid), FERRY_OK);
+	publish(p, "l", 0, 12000);	/* 12 MB, all leased at once */
+	for (int i = 0; i < 12000; i++) {
+		struct ferry_msg *m = NULL;
+
+		ck_assert_int_eq(ferry_next(c, 10000, &m), FERRY_OK);
+		ferry_msg_free(m);
+	}
+	ck_assert_int_eq(ferry_unsubscribe(c, sid), FERRY_OK);
+	usleep(1200 * 1000);
+	publish(p, "l", 12000, 12001);	/* a turn that commits */
+	ferry_close(p);
+	ferry_close(c);
+	ck_assert_int_eq(ferryd_stop(&d), 0);
+	ck_assert_int_gt(paged_out_logged(), 1000);
+}
+END_TEST
+
 /* Segment files in the data directory. */
 static int
 segments(void)
@@ -415,6 +463,7 @@ paging_suite(void)
 	tcase_add_test(tc, compaction_moves_paged);
 	tcase_add_test(tc, redelivery_paged);
 	tcase_add_test(tc, expiry_paged);
+	tcase_add_test(tc, released_then_paged);
 	suite_add_tcase(s, tc);
 	return s;
 }
