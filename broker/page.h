@@ -5,8 +5,9 @@
  * or moved by compaction.
  *
  * What stays in memory per paged message is its header with its first
- * queue entry (72 bytes, an 80-byte malloc chunk), its rare fields if any,
- * and the journal's sparse index (8 bytes per 32 records).  Its record is
+ * queue entry (72 bytes, from slabs: msg.c), its rare fields if any (then
+ * malloc'd with the header), and the journal's sparse index (8 bytes per
+ * 32 records).  Its record is
  * found by seq (journal_read()), so a compaction that moves it (a new seq)
  * moves nothing here.
  *
