@@ -481,7 +481,8 @@ int
 conn_send_msg(struct conn *c, const struct fy_frame *f, struct msg *m)
 {
 	conn_gate(c, m->seq);
-	if (m->body_len < BODY_REF_MIN)
+	/* A body read back from the journal is in a read buffer: copied. */
+	if (m->body_len < BODY_REF_MIN || msg_paged(m))
 		return conn_send(c, f);
 	/* Large body: stage the head, then a reference to the stored
 	 * bytes, behind everything staged before it. */

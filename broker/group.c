@@ -329,10 +329,14 @@ group_dlq_prepare(struct qent *e, struct group_dlq *d)
 	const struct msg_ext *x = msg_ext(m);
 	const struct qside *q = qent_side(e);
 	uint16_t nhist = q ? q->nhist : 0;
+	const char *body;
 	uint32_t n = 0;
 	int len;
 
 	memset(d, 0, sizeof(*d));
+	/* First: a paged body is valid until the next load (msg.h). */
+	if (!(body = msg_body_load(m)) && m->body_len)
+		return -EIO;
 	len = snprintf(d->topic, sizeof(d->topic), "%s" TOPIC_DLQ_SUFFIX,
 	    t->name);
 	if (len < 0 || (size_t)len >= sizeof(d->topic) ||
@@ -376,7 +380,7 @@ group_dlq_prepare(struct qent *e, struct group_dlq *d)
 	d->nhist = nhist;
 	/* reply_to and corr stay, so a replayed request can be answered. */
 	d->pm = (struct fy_pubmsg){
-		.body = {msg_body(m), m->body_len},
+		.body = {body, m->body_len},
 		.hdr = d->hdr,
 		.nhdr = n,
 		.reply_to = x->reply_to,

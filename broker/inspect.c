@@ -288,7 +288,11 @@ inspect_peek(struct conn *c, const struct fy_frame *f)
 	}
 	/* A PEEK is answered with the MSG it would be delivered as, minus
 	 * the subscription and the lease. */
-	qent_frame(e, &mf, idbuf);
+	if (qent_frame(e, &mf, idbuf) < 0) {
+		conn_send_err(c, f->rid, FY_E_INTERNAL, 0,
+		    "the body of the message cannot be read from the journal");
+		return;
+	}
 	mf.rid = f->rid;
 	conn_send_msg(c, &mf, qent_msg(e));
 }

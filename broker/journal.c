@@ -69,6 +69,8 @@
 #define SEG_NAME_MAX 40		/* "journal-" 20 digits ".seg" NUL */
 #define RETRY_SEC 1		/* a failing write is retried this often */
 #define SPARE_NAME "journal.spare"	/* never matches a segment name */
+#define IX_EVERY 32		/* records per sparse index entry */
+#define READ_WINDOW (256u << 10)	/* journal_read()'s pread size */
 
 enum spare_state {
 	SPARE_NONE,		/* none; ask the worker at the next roll */
@@ -94,6 +96,11 @@ struct seg {
 	int unnamed;		/* fd is the spare, written ahead while the
 				   segment before waits for its barrier; named
 				   when it becomes the head (head_advance) */
+	int rfd;		/* read-only, opened by the first
+				   journal_read() of it; -1 */
+	uint64_t *ix;		/* ix[k]: offset of record first_seq +
+				   k * IX_EVERY (journal_read()) */
+	size_t nix, ixcap;
 };
 
 struct journal {
@@ -466,7 +473,41 @@ seg_push(struct journal *j, uint64_t first_seq, uint64_t cap)
 	s->next_seq = first_seq;
 	s->cap = cap;
 	s->fd = -1;
+	s->rfd = -1;
 	return s;
+}
+
+/* What a segment holds besides its write fd, going with it. */
+static void
+seg_forget(struct seg *s)
+{
+	if (s->rfd >= 0)
+		close(s->rfd);
+	s->rfd = -1;
+	free(s->ix);
+	s->ix = NULL;
+	s->nix = s->ixcap = 0;
+}
+
+/* Index the record that starts at s->end, if it is one of every
+ * IX_EVERY.  0 or -ENOMEM. */
+static int
+seg_index(struct seg *s)
+{
+	uint64_t *ix;
+	size_t cap;
+
+	if ((s->next_seq - s->first_seq) % IX_EVERY)
+		return 0;
+	if (s->nix == s->ixcap) {
+		cap = s->ixcap ? 2 * s->ixcap : 64;
+		if (!(ix = realloc(s->ix, cap * sizeof(*ix))))
+			return -ENOMEM;
+		s->ix = ix;
+		s->ixcap = cap;
+	}
+	s->ix[s->nix++] = s->end;
+	return 0;
 }
 
 /* Drop segs[i..] from the array (files are the caller's business). */
@@ -475,9 +516,11 @@ seg_cut(struct journal *j, size_t i)
 {
 	size_t k;
 
-	for (k = i; k < j->nseg; k++)
+	for (k = i; k < j->nseg; k++) {
 		if (j->segs[k].fd >= 0)
 			close(j->segs[k].fd);
+		seg_forget(&j->segs[k]);
+	}
 	j->nseg = i;
 }
 
@@ -591,6 +634,8 @@ trim(struct journal *j)
 		if ((n = k) == 0)
 			return;
 	}
+	for (size_t k = 0; k < n; k++)
+		seg_forget(&j->segs[k]);
 	memmove(j->segs, j->segs + n, (j->nseg - n) * sizeof(*j->segs));
 	j->nseg -= n;
 	j->head -= n;
@@ -1053,7 +1098,7 @@ append_rec(struct journal *j, uint8_t type, const void *p, size_t len,
 				return append_rec(j, type, p, len, seq, 0);
 		}
 	}
-	if (wbuf_reserve(j, need) < 0)
+	if (wbuf_reserve(j, need) < 0 || seg_index(s) < 0)
 		return -ENOMEM;
 	h = j->wbuf + j->wlen;
 	put32(h + 4, (uint32_t)len);
@@ -1086,6 +1131,8 @@ journal_unappend(struct journal *j, uint64_t seq)
 	j->wlen -= j->last_len;
 	s->end -= j->last_len;
 	s->next_seq--;
+	if (s->nix && s->ix[s->nix - 1] == s->end)
+		s->nix--;	/* it was indexed */
 	s->records--;
 	j->next_seq--;
 	j->last_len = 0;
@@ -1164,6 +1211,155 @@ int
 journal_fatal(const struct journal *j)
 {
 	return j->fatal;
+}
+
+/* ---- reading records back ---- */
+
+static struct seg *seg_find(struct journal *j, uint64_t seq);
+
+static int
+reader_room(struct journal_reader *rd, size_t n)
+{
+	uint8_t *b;
+
+	if (n <= rd->cap)
+		return 0;
+	if (!(b = realloc(rd->buf, n)))
+		return -ENOMEM;
+	rd->buf = b;
+	rd->cap = n;
+	return 0;
+}
+
+/* Fill rd with file bytes of s from off on: at least n, READ_WINDOW if the
+ * segment has that much written. */
+static int
+reader_fill(struct journal *j, struct journal_reader *rd, struct seg *s,
+    uint64_t off, size_t n)
+{
+	char name[SEG_NAME_MAX];
+	size_t want = n > READ_WINDOW ? n : READ_WINDOW, got = 0;
+	ssize_t r;
+
+	if (want > s->written - off)
+		want = (size_t)(s->written - off);
+	if (want < n)
+		return -EBADMSG;
+	if (reader_room(rd, want) < 0)
+		return -ENOMEM;
+	if (s->rfd < 0) {
+		seg_name(name, s->first_seq);
+		if ((s->rfd = openat(j->dirfd, name, O_RDONLY | O_CLOEXEC)) < 0)
+			return -errno;
+	}
+	rd->seg = 0;		/* invalid until filled */
+	while (got < want) {
+		r = pread(s->rfd, rd->buf + got, want - got,
+		    (off_t)(off + got));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return r < 0 ? -errno : -EBADMSG;
+		got += (size_t)r;
+	}
+	rd->preads++;
+	rd->seg = s->first_seq;
+	rd->off = off;
+	rd->len = got;
+	/* Along a queue the next window is wanted next: have the kernel
+	 * read it meanwhile, rather than in the next pread. */
+	if (off + got < s->written)
+		(void)posix_fadvise(s->rfd, (off_t)(off + got), READ_WINDOW,
+		    POSIX_FADV_WILLNEED);
+	return 0;
+}
+
+/* n bytes at off of segment s, from the window, the file or the write
+ * buffer (copied, so that appends cannot move them); NULL with *err. */
+static const uint8_t *
+reader_at(struct journal *j, struct journal_reader *rd, struct seg *s,
+    uint64_t off, size_t n, int *err)
+{
+	size_t i = (size_t)(s - j->segs), base;
+
+	if (off + n > s->end) {
+		*err = -EBADMSG;
+		return NULL;
+	}
+	if (off >= s->written) {
+		/* segs[head..] are in wbuf one after the other */
+		base = j->wpos;
+		for (size_t k = j->head; k < i; k++)
+			base += (size_t)(j->segs[k].end - j->segs[k].written);
+		if ((*err = reader_room(rd, n)) < 0)
+			return NULL;
+		memcpy(rd->buf, j->wbuf + base + (off - s->written), n);
+		rd->seg = 0;
+		return rd->buf;
+	}
+	if (rd->seg != s->first_seq || off < rd->off ||
+	    off + n > rd->off + rd->len) {
+		if ((*err = reader_fill(j, rd, s, off, n)) < 0)
+			return NULL;
+	}
+	return rd->buf + (off - rd->off);
+}
+
+int
+journal_read(struct journal *j, struct journal_reader *rd, uint64_t seq,
+    uint8_t *type, const uint8_t **p, size_t *len)
+{
+	struct seg *s = seg_find(j, seq);
+	const uint8_t *h;
+	uint64_t at, off, n;
+	size_t k;
+	int err = 0;
+
+	if (s == NULL)
+		return -ENOENT;
+	k = (size_t)((seq - s->first_seq) / IX_EVERY);
+	if (k >= s->nix)
+		return -EBADMSG;
+	at = s->first_seq + k * IX_EVERY;
+	off = s->ix[k];
+	if (rd->seg == s->first_seq && rd->last_seq <= seq &&
+	    rd->last_seq >= at) {
+		at = rd->last_seq;	/* along a queue: from the last one */
+		off = rd->last_off;
+	}
+	for (;;) {
+		if (!(h = reader_at(j, rd, s, off, REC_HDR, &err)))
+			return err;
+		n = get32(h + 4);
+		if (get64(h + 8) != at || n > JOURNAL_MAX_RECORD)
+			return -EBADMSG;
+		if (at == seq)
+			break;
+		off += REC_HDR + n;
+		at++;
+	}
+	if (!(h = reader_at(j, rd, s, off, REC_HDR + (size_t)n, &err)))
+		return err;
+	/* A record still in the write buffer has no crc yet (seal() gives
+	 * it one at its write) and cannot have been damaged on disk:
+	 * reader_at() left rd->seg 0 for such a copy. */
+	if (rd->seg && get32(h) != crc32c(0, h + 4, REC_HDR - 4 + (size_t)n))
+		return -EBADMSG;
+	if (rd->seg) {
+		rd->last_seq = seq;
+		rd->last_off = off;
+	}
+	*type = h[16];
+	*p = h + REC_HDR;
+	*len = (size_t)n;
+	return 0;
+}
+
+void
+journal_reader_fini(struct journal_reader *rd)
+{
+	free(rd->buf);
+	memset(rd, 0, sizeof(*rd));
 }
 
 /* ---- segment lifetime ---- */
@@ -1622,6 +1818,13 @@ replay_seg(struct journal *j, size_t i, struct replay *rp)
 			snprintf(why, sizeof(why), "checksum mismatch at seq %"
 			    PRIu64, seq);
 			goto bad;
+		}
+		s->end = off;
+		if (seg_index(s) < 0) {
+			r = -ENOMEM;
+			seterr(rp->err, rp->errlen, "out of memory indexing "
+			    "%s/%s", j->dir, name);
+			goto out;
 		}
 		s->next_seq = seq + 1;
 		s->records++;

@@ -225,6 +225,39 @@ int journal_unref(struct journal *j, uint64_t seq);
  * objects living there forward is what lets the journal shrink. */
 uint64_t journal_oldest_live_seq(const struct journal *j);
 
+/*
+ * Reading a record back (the broker pages message bodies out to the
+ * journal).  A reader is the caller's read-ahead window: one pread()
+ * fetches READ_WINDOW bytes (256 KiB) of a segment and serves the records
+ * in it, so a walk along records appended in order costs one syscall per
+ * window, and the kernel is asked to fetch the next window meanwhile
+ * (posix_fadvise WILLNEED).  The journal finds a record from a sparse
+ * index (the offset of every 32nd record of each segment, built by appends
+ * and replay: 8 bytes per 32 records) and a walk over the record headers
+ * after it.  A record not yet written is copied from the write buffer.
+ * Zero-initialise a reader; journal_reader_fini() frees its buffer.
+ */
+struct journal_reader {
+	uint8_t *buf;
+	size_t cap;
+	size_t len;		/* buf holds [off, off + len) of segment */
+	uint64_t seg;		/* first_seq of that segment; 0 = none */
+	uint64_t off;
+	uint64_t last_seq;	/* the last record read, at last_off of */
+	uint64_t last_off;	/* segment seg: walks continue from it */
+	uint64_t preads;	/* windows read */
+};
+
+/*
+ * Read record seq: *type, and its payload *p (*len bytes), valid until the next
+ * read with rd.  Errors: -ENOENT (no such record kept), -EBADMSG (the file
+ * does not hold it where the index says, or its checksum is wrong), -ENOMEM,
+ * or the -errno of open/pread.
+ */
+int journal_read(struct journal *j, struct journal_reader *rd, uint64_t seq,
+    uint8_t *type, const uint8_t **p, size_t *len);
+void journal_reader_fini(struct journal_reader *rd);
+
 /* Upper bounds (seconds) of the fdatasync latency buckets. */
 #define JOURNAL_SYNC_BUCKETS 11
 extern const double journal_sync_le[JOURNAL_SYNC_BUCKETS];

@@ -727,6 +727,14 @@ render_head(struct out *o, struct broker *b, uint64_t pending)
 	    "copied forward by compaction.", b->store.moved);
 	counter(o, "ferry_compaction_moved_bytes_total", "Body bytes "
 	    "copied forward by compaction.", b->store.moved_bytes);
+	gauge(o, "ferry_memory_body_bytes", "Message body bytes held in "
+	    "memory (bounded by max_memory).", msg_mem.bytes);
+	gauge(o, "ferry_paged_messages", "Waiting messages whose body is "
+	    "only in the journal (past max_memory).", msg_mem.paged);
+	gauge(o, "ferry_paged_bytes", "Their body bytes.",
+	    msg_mem.paged_bytes);
+	counter(o, "ferry_paged_reads_total", "Bodies read back from the "
+	    "journal.", b->store.page.loads);
 	family(o, "ferry_loop_turn_duration_seconds", "histogram",
 	    "Loop turns that read from clients: from the first read to the "
 	    "end of the flush that ends the turn.");

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/mman.h>
+
 #include <uuid/uuid.h>
 
 #include "group.h"
@@ -108,18 +110,132 @@ id_to_bin(const char *id, size_t len, uint8_t out[16])
 
 #define ALIGN8(n) (((n) + 7) & ~(size_t)7)
 
+struct msg_mem msg_mem;
+
+/* ---- headers of paged messages ---- */
+
+/*
+ * A paged message without rare fields is its header alone: 72 bytes, all
+ * alike, from slabs rather than malloc.  Not for the 8 bytes malloc would
+ * add, but for the heap: a header malloc'd where a body was just freed
+ * splits that hole, and what is left of it is too small for the next body,
+ * so a broker paging out as fast as it is published would grow its heap by
+ * a body per message (measured: RSS 72 MB for an 8 MB max_memory).  A
+ * slab is SLAB_SIZE-aligned, so a header finds its slab by masking, and
+ * goes back to the system once empty: a queue drained in order empties
+ * them one after another.
+ */
+#define SLAB_SIZE (1u << 20)
+
+struct slab {
+	struct list link;	/* in slabs_partial while it has room */
+	void *free;		/* freed slots, chained through them */
+	uint32_t used;
+	uint32_t fresh;		/* slots never handed out start here */
+};
+
+#define SLAB_FIRST ALIGN8(sizeof(struct slab))
+#define SLAB_SLOTS ((SLAB_SIZE - SLAB_FIRST) / sizeof(struct msg))
+
+static struct list slabs_partial = {&slabs_partial, &slabs_partial};
+
+/* Under ASan, malloc: it then sees every header's lifetime. */
+#ifdef __SANITIZE_ADDRESS__
+static struct msg *
+hdr_alloc(void)
+{
+	return malloc(sizeof(struct msg));
+}
+
+static void
+hdr_free(struct msg *m)
+{
+	free(m);
+}
+#else
+static struct slab *
+slab_new(void)
+{
+	/* Twice the size, then trimmed to an aligned SLAB_SIZE. */
+	char *p = mmap(NULL, 2 * SLAB_SIZE, PROT_READ | PROT_WRITE,
+	    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uintptr_t a;
+	struct slab *s;
+
+	if (p == MAP_FAILED)
+		return NULL;
+	a = ((uintptr_t)p + SLAB_SIZE - 1) & ~(uintptr_t)(SLAB_SIZE - 1);
+	if (a > (uintptr_t)p)
+		munmap(p, a - (uintptr_t)p);
+	if ((char *)a + SLAB_SIZE < p + 2 * SLAB_SIZE)
+		munmap((char *)a + SLAB_SIZE, (size_t)(p + 2 * SLAB_SIZE -
+		    ((char *)a + SLAB_SIZE)));
+	s = (struct slab *)a;
+	s->free = NULL;
+	s->used = 0;
+	s->fresh = 0;
+	list_add_head(&slabs_partial, &s->link);
+	return s;
+}
+
+static struct msg *
+hdr_alloc(void)
+{
+	struct slab *s = list_first(&slabs_partial, struct slab, link);
+	void *p;
+
+	if (!s && !(s = slab_new()))
+		return NULL;
+	if ((p = s->free)) {
+		memcpy(&s->free, p, sizeof(void *));
+	} else {
+		p = (char *)s + SLAB_FIRST + s->fresh++ * sizeof(struct msg);
+	}
+	if (++s->used == SLAB_SLOTS)
+		list_del(&s->link);	/* full */
+	return p;
+}
+
+static void
+hdr_free(struct msg *m)
+{
+	struct slab *s = (struct slab *)((uintptr_t)m &
+	    ~(uintptr_t)(SLAB_SIZE - 1));
+
+	if (s->used-- == SLAB_SLOTS)
+		list_add_head(&slabs_partial, &s->link);
+	/* The last partial slab stays, lest one message paged out and freed
+	 * over and over map and unmap it each time. */
+	if (s->used == 0 && (slabs_partial.next != &s->link ||
+	    slabs_partial.prev != &s->link)) {
+		list_del(&s->link);
+		munmap(s, SLAB_SIZE);
+		return;
+	}
+	memcpy(m, &s->free, sizeof(void *));
+	s->free = m;
+}
+#endif
+
+/* Where a message's memory comes from, and goes back to. */
+static int
+in_slab(const struct msg *m)
+{
+	return (m->e0.flags & (MF_PAGED | MF_EXT)) == MF_PAGED;
+}
+
 static struct msg_ext *
 ext_of(const struct msg *m)
 {
 	return (struct msg_ext *)((char *)m + ALIGN8(sizeof(*m) +
-	    m->body_len));
+	    (m->e0.flags & MF_PAGED ? 0 : m->body_len)));
 }
 
-struct msg *
-msg_new(const struct fy_pubmsg *pm, const char *id, size_t id_len,
-    uint64_t ts, const struct fy_hist *hist, uint32_t nhist)
+static struct msg *
+build(const struct fy_pubmsg *pm, const char *id, size_t id_len,
+    uint64_t ts, const struct fy_hist *hist, uint32_t nhist, int paged)
 {
-	size_t size = sizeof(struct msg) + pm->body.len;
+	size_t size = sizeof(struct msg) + (paged ? 0 : pm->body.len);
 	uint8_t bin[16];
 	int text_id = id_to_bin(id, id_len, bin) < 0;
 	int has_ext = text_id || pm->nhdr || nhist || pm->reply_to.len ||
@@ -141,7 +257,7 @@ msg_new(const struct fy_pubmsg *pm, const char *id, size_t id_len,
 			size += hist[i].cause.len + hist[i].error.len +
 			    hist[i].consumer.len;
 	}
-	if (!(m = malloc(size)))
+	if (!(m = paged && !has_ext ? hdr_alloc() : malloc(size)))
 		return NULL;
 	m->refs = 1;
 	m->body_len = pm->body.len;
@@ -154,8 +270,15 @@ msg_new(const struct fy_pubmsg *pm, const char *id, size_t id_len,
 	m->e0.x = 0;
 	if (!text_id)
 		memcpy(m->id, bin, sizeof(bin));
-	if (pm->body.len)
-		memcpy(msg_body(m), pm->body.p, pm->body.len);
+	if (paged) {
+		m->e0.flags |= MF_PAGED;
+		msg_mem.paged++;
+		msg_mem.paged_bytes += pm->body.len;
+	} else {
+		if (pm->body.len)
+			memcpy(msg_body(m), pm->body.p, pm->body.len);
+		msg_mem.bytes += pm->body.len;
+	}
 	if (!has_ext)
 		return m;
 
@@ -190,6 +313,139 @@ msg_new(const struct fy_pubmsg *pm, const char *id, size_t id_len,
 		*cur = '\0';
 	}
 	return m;
+}
+
+struct msg *
+msg_new(const struct fy_pubmsg *pm, const char *id, size_t id_len,
+    uint64_t ts, const struct fy_hist *hist, uint32_t nhist)
+{
+	return build(pm, id, id_len, ts, hist, nhist, 0);
+}
+
+struct msg *
+msg_new_paged(const struct fy_pubmsg *pm, const char *id, size_t id_len,
+    uint64_t ts, const struct fy_hist *hist, uint32_t nhist)
+{
+	return build(pm, id, id_len, ts, hist, nhist, 1);
+}
+
+/* ---- paging bodies out ---- */
+
+static const char *(*load_hook)(void *, const struct msg *);
+static void *load_arg;
+
+void
+msg_set_load_hook(const char *(*fn)(void *arg, const struct msg *m),
+    void *arg)
+{
+	load_hook = fn;
+	load_arg = arg;
+}
+
+const char *
+msg_body_load(const struct msg *m)
+{
+	if (!msg_paged(m))
+		return msg_body(m);
+	return load_hook ? load_hook(load_arg, m) : NULL;
+}
+
+/* Bytes of the rare fields, as build() laid them out. */
+static size_t
+ext_size(const struct msg_ext *x)
+{
+	size_t n = sizeof(*x) + x->nhdr * sizeof(struct fy_kv) +
+	    x->nhist * sizeof(struct fy_hist) + x->reply_to.len +
+	    x->corr.len + (x->id.p ? x->id.len + 1 : 0);
+
+	for (uint32_t i = 0; i < x->nhdr; i++)
+		n += x->hdr[i].k.len + x->hdr[i].v.len;
+	for (uint32_t i = 0; i < x->nhist; i++)
+		n += x->hist[i].cause.len + x->hist[i].error.len +
+		    x->hist[i].consumer.len;
+	return n;
+}
+
+/* Point p, which pointed into [from, from + size], into the copy at to. */
+static void
+rebase(const char **p, const char *from, size_t size, const char *to)
+{
+	uintptr_t v = (uintptr_t)*p, f = (uintptr_t)from;
+
+	if (v >= f && v <= f + size)
+		*p = to + (v - f);
+}
+
+/* The rare fields were copied from ox to x (size bytes): their pointers
+ * into the old allocation follow. */
+static void
+ext_rebase(struct msg_ext *x, const struct msg_ext *ox, size_t size)
+{
+	const char *from = (const char *)ox, *to = (const char *)x;
+
+	rebase((const char **)&x->hdr, from, size, to);
+	rebase((const char **)&x->hist, from, size, to);
+	for (uint32_t i = 0; i < x->nhdr; i++) {
+		rebase(&x->hdr[i].k.p, from, size, to);
+		rebase(&x->hdr[i].v.p, from, size, to);
+	}
+	for (uint32_t i = 0; i < x->nhist; i++) {
+		rebase(&x->hist[i].cause.p, from, size, to);
+		rebase(&x->hist[i].error.p, from, size, to);
+		rebase(&x->hist[i].consumer.p, from, size, to);
+	}
+	rebase(&x->reply_to.p, from, size, to);
+	rebase(&x->corr.p, from, size, to);
+	rebase(&x->id.p, from, size, to);
+}
+
+int
+msg_can_page(const struct msg *m)
+{
+	uint32_t n = 0;
+
+	if (msg_paged(m) || !m->seq || !m->body_len)
+		return 0;
+	for (struct qent *e = msg_ents((struct msg *)m); e;
+	    e = msg_ents_next(e), n++)
+		if ((e->flags & (QE_LEASED | QE_DURABLE)) != QE_DURABLE)
+			return 0;
+	return n > 0 && n == m->refs;
+}
+
+struct msg *
+msg_page_out(struct msg *m)
+{
+	size_t xsize = m->e0.flags & MF_EXT ? ext_size(ext_of(m)) : 0;
+	struct msg *n;
+	struct qside *q;
+
+	if (!(n = xsize ? malloc(ALIGN8(sizeof(*n)) + xsize) : hdr_alloc()))
+		return NULL;
+	*n = *m;
+	n->e0.flags |= MF_PAGED;
+	if (xsize) {
+		memcpy(ext_of(n), ext_of(m), xsize);
+		ext_rebase(ext_of(n), ext_of(m), xsize);
+	}
+	/* Whatever pointed at the old e0 or message points here now. */
+	if (!(m->e0.flags & QE_INUSE) || list_empty(&m->e0.link)) {
+		list_init(&n->e0.link);
+	} else {
+		n->e0.link.prev->next = &n->e0.link;
+		n->e0.link.next->prev = &n->e0.link;
+	}
+	if ((q = qent_side(&n->e0))) {
+		q->e = &n->e0;
+		for (struct qent_x *x = q->more; x; x = x->mnext)
+			x->msg = n;
+	}
+	msg_mem.bytes -= m->body_len;
+	msg_mem.paged++;
+	msg_mem.paged_bytes += m->body_len;
+	msg_mem.paged_ever++;
+	free(m);
+	return n;
 }
 
 const struct msg_ext *
@@ -268,7 +524,16 @@ msg_unref(struct msg *m)
 	if (m && --m->refs == 0) {
 		if (m->e0.flags & QE_SIDE)
 			side_release(&m->e0);
-		free(m);
+		if (msg_paged(m)) {
+			msg_mem.paged--;
+			msg_mem.paged_bytes -= m->body_len;
+		} else {
+			msg_mem.bytes -= m->body_len;
+		}
+		if (in_slab(m))
+			hdr_free(m);
+		else
+			free(m);
 	}
 }
 
@@ -617,13 +882,14 @@ qent_free(struct qent *e)
 	msg_unref(m);
 }
 
-void
+int
 qent_frame(const struct qent *e, struct fy_frame *f,
     char idbuf[MSG_ID_LEN + 1])
 {
 	const struct msg *m = qent_msg(e);
 	const struct msg_ext *x = msg_ext(m);
 	const struct topic *t = e->group->topic;
+	const char *body = msg_body_load(m);
 
 	memset(f, 0, sizeof(*f));
 	f->type = FY_T_MSG;
@@ -637,7 +903,8 @@ qent_frame(const struct qent *e, struct fy_frame *f,
 	f->msg.nhist = x->nhist;
 	f->msg.reply_to = x->reply_to;
 	f->msg.corr = x->corr;
-	f->msg.body = (struct fy_str){msg_body(m), m->body_len};
+	f->msg.body = (struct fy_str){body, m->body_len};
+	return body || !m->body_len ? 0 : -EIO;
 }
 
 void

@@ -46,6 +46,8 @@ struct topic;
  * own for them). */
 #define MF_EXT		0x0100	/* a struct msg_ext follows the body */
 #define MF_TEXT_ID	0x0200	/* the id is ext->id, not the binary one */
+#define MF_PAGED	0x0400	/* paged out: the body is not in memory but
+				   in the journal record m->seq (page.h) */
 
 struct qent {
 	struct list link;	/* ready list, lease list or backlog */
@@ -74,7 +76,8 @@ struct msg {
 	uint64_t ts;		/* publish time, unix ms */
 	uint8_t id[16];		/* binary UUID, unless MF_TEXT_ID */
 	struct qent e0;
-	/* char body[body_len]; then, 8-aligned, struct msg_ext if MF_EXT */
+	/* char body[body_len] unless MF_PAGED; then, 8-aligned, struct
+	   msg_ext if MF_EXT */
 };
 
 /* The rare fields, after the body.  Strings point into the allocation. */
@@ -106,6 +109,10 @@ struct msg_ext {
  */
 struct msg *msg_new(const struct fy_pubmsg *pm, const char *id, size_t id_len,
     uint64_t ts, const struct fy_hist *hist, uint32_t nhist);
+/* The same, paged out from the start (replay beyond max_memory): seq must
+ * be set before anything reads the body. */
+struct msg *msg_new_paged(const struct fy_pubmsg *pm, const char *id,
+    size_t id_len, uint64_t ts, const struct fy_hist *hist, uint32_t nhist);
 
 /* The longest delay or TTL, and the furthest a journaled time may lie from
  * now (ms, about 34 years): keeps deadline arithmetic from overflowing.
@@ -125,11 +132,53 @@ msg_ref(struct msg *m)
 
 void msg_unref(struct msg *m);	/* msg_unref(NULL) is a no-op */
 
+/* The body of a message in memory (not MF_PAGED). */
 static inline char *
 msg_body(const struct msg *m)
 {
 	return (char *)(m + 1);
 }
+
+static inline int
+msg_paged(const struct msg *m)
+{
+	return (m->e0.flags & MF_PAGED) != 0;
+}
+
+/*
+ * m's body wherever it is: in memory, or read back from the journal (the
+ * hook page.c registers).  A body read back lives in a read buffer, valid
+ * until the next msg_body_load(): copy it or use it at once.  NULL (after
+ * logging) if it cannot be read.
+ */
+const char *msg_body_load(const struct msg *m);
+void msg_set_load_hook(const char *(*fn)(void *arg, const struct msg *m),
+    void *arg);
+
+/*
+ * Paging bodies out (page.c decides when).  A message may go when its
+ * record is in the journal, no entry of it is leased and only its entries
+ * hold it (no connection is sending its body): each entry durable, so its
+ * record stays in the journal as long as the message lives.
+ */
+int msg_can_page(const struct msg *m);
+/*
+ * Move m's header (and rare fields) to an allocation of their own without
+ * the body, re-pointing everything that points into it (its first entry's
+ * list neighbours and side, its other entries), and free the old one.
+ * Returns the message's new address, or NULL on ENOMEM (m is unchanged).
+ * m must pass msg_can_page().
+ */
+struct msg *msg_page_out(struct msg *m);
+
+/* Bytes and counts of message bodies, process-wide. */
+struct msg_mem {
+	uint64_t bytes;		/* bodies in memory */
+	uint64_t paged;		/* messages paged out */
+	uint64_t paged_bytes;	/* their bodies */
+	uint64_t paged_ever;	/* paged out since start */
+};
+extern struct msg_mem msg_mem;
 
 /* The rare fields; an empty set (all zero) for a message without them. */
 const struct msg_ext *msg_ext(const struct msg *m);
@@ -275,8 +324,10 @@ struct qent *qent_new(struct msg *m, struct group *g);
 void qent_free(struct qent *e);
 
 /* Fill *f with the MSG frame that delivers e (sid and lease left 0).  The
- * frame borrows from e's message and group, and from idbuf. */
-void qent_frame(const struct qent *e, struct fy_frame *f,
+ * frame borrows from e's message and group, and from idbuf; a paged body
+ * from the read buffer (msg_body_load()).  0, or -EIO if the body cannot
+ * be read back. */
+int qent_frame(const struct qent *e, struct fy_frame *f,
     char idbuf[MSG_ID_LEN + 1]);
 
 /* Record a failed delivery; keeps the most recent QHIST_MAX.  0 or

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <ini.h>
 
@@ -55,6 +56,8 @@ struct opt_def {
 	uint64_t min, max;	/* bounds in stored units (ms for T_SECONDS) */
 	const char *arg;	/* metavariable in --help */
 	const char *help;
+	uint64_t (*empty)(void);	/* numbers: an empty value means the
+					   default this computes */
 };
 
 #define F_PTR(m) .off = offsetof(struct options, m), .width = W_PTR
@@ -65,6 +68,18 @@ struct opt_def {
 #define KIB 1024ULL
 #define MIB (1024ULL * KIB)
 #define GIB (1024ULL * MIB)
+
+/* max_memory's default: a quarter of the machine's memory, so that a
+ * backlog pages out well before it competes with everything else. */
+static uint64_t
+default_max_memory(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+
+	if (pages <= 0 || size <= 0)
+		return 1 * GIB;
+	return (uint64_t)pages * (uint64_t)size / 4;
+}
 
 /* Order is --help's order and conf/ferryd.conf's. */
 static const struct opt_def opt_defs[] = {
@@ -86,6 +101,10 @@ static const struct opt_def opt_defs[] = {
 	{ .key = "segment_size", .name = "segment-size",
 	  .type = T_SIZE, F_U64(segment_size), .min = 64 * KIB, .max = GIB,
 	  .arg = "SIZE", .help = "journal segment file size" },
+	{ .key = "max_memory", .name = "max-memory",
+	  .type = T_SIZE, F_U64(max_memory), .min = 0, .max = UINT64_MAX,
+	  .arg = "SIZE", .empty = default_max_memory,
+	  .help = "bodies held in memory; 0 = no limit" },
 	{ .key = "repair_journal", .name = "repair-journal",
 	  .type = T_UINT, F_INT(journal_repair), .min = 0, .max = 1,
 	  .arg = "0|1",
@@ -234,6 +253,7 @@ options_init(struct options *o)
 	o->handshake_timeout_ms = 10000;
 	o->fsync = FSYNC_ALWAYS;
 	o->segment_size = 64 * MIB;
+	o->max_memory = default_max_memory();
 	o->journal_repair = 0;
 	o->dedup_window_ms = 120000;
 	o->trace_events = 100000;
@@ -494,6 +514,10 @@ set_number(struct options *o, const struct opt_def *d, const char *value,
 	uint64_t v = 0;
 	int r;
 
+	if (d->empty && *value == '\0') {
+		field_put(o, d, d->empty());
+		return 0;
+	}
 	if (d->type == T_PORT && strcmp(value, "-1") == 0) {
 		field_put(o, d, (uint64_t)-1);	/* W_INT: -1 */
 		return 0;

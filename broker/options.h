@@ -45,6 +45,9 @@ struct options {
 	uint32_t flow_high_water;	/* flow_high_water: 10000; 0 = off */
 	int fsync;			/* fsync: FSYNC_ALWAYS */
 	uint64_t segment_size;		/* segment_size: 64M */
+	uint64_t max_memory;		/* max_memory: message bodies kept in
+					   memory (page.h); a quarter of
+					   RAM; 0 = no limit */
 	int journal_repair;		/* repair_journal: 0 */
 	uint64_t dedup_window_ms;	/* dedup_window: 120 s */
 	uint32_t trace_events;		/* trace_events: 100000 */

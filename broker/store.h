@@ -39,6 +39,7 @@
 #include "codec.h"
 #include "dedup.h"
 #include "list.h"
+#include "page.h"
 
 struct broker;
 struct group_conf;
@@ -84,6 +85,7 @@ struct store {
 				   malloc_trim() (compact.c) */
 	uint64_t trims;		/* malloc_trim() calls, ever */
 	struct producers producers;	/* idempotent producers' marks */
+	struct page page;	/* bodies beyond max_memory (page.h) */
 	struct list held;	/* struct held_rec: records the journal
 				   refused, in order, written first when
 				   it writes again */

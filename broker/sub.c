@@ -126,7 +126,8 @@ sub_deliver(struct sub *s, struct qent *e)
 	uint64_t token;
 	int r;
 
-	qent_frame(e, &f, idbuf);
+	if ((r = qent_frame(e, &f, idbuf)) < 0)
+		return r;	/* logged; stays at the head of the queue */
 	f.msg.sid = s->sid;
 
 	trace_add(&g->b->trace, clock_wall_ms(), msg_idh(m), TR_DELIVERED,

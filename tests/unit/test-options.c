@@ -674,6 +674,27 @@ START_TEST(test_set_size_suffix)
 }
 END_TEST
 
+/* max_memory: a size, 0 for no limit, empty for a quarter of RAM. */
+START_TEST(test_max_memory)
+{
+	uint64_t ram = (uint64_t)sysconf(_SC_PHYS_PAGES) *
+	    (uint64_t)sysconf(_SC_PAGESIZE);
+	struct options o;
+
+	ck_assert_int_eq(options_init(&o), 0);
+	ck_assert_uint_eq(o.max_memory, ram / 4);
+	ck_assert_int_eq(options_set(&o, "max_memory", "64M", err, 512), 0);
+	ck_assert_uint_eq(o.max_memory, 64 * MIB);
+	ck_assert_int_eq(options_set(&o, "max_memory", "0", err, 512), 0);
+	ck_assert_uint_eq(o.max_memory, 0);
+	ck_assert_int_eq(options_set(&o, "max_memory", "", err, 512), 0);
+	ck_assert_uint_eq(o.max_memory, ram / 4);
+	ck_assert_int_eq(options_set(&o, "max_memory", "1T", err, 512), -1);
+	ck_assert_contains(err, "expected a size");
+	options_fini(&o);
+}
+END_TEST
+
 START_TEST(test_set_enums_and_bounds)
 {
 	struct options o;
@@ -1287,6 +1308,7 @@ options_suite(void)
 	tcase_add_test(tc, test_set_zero_backoff);
 	tcase_add_loop_test(tc, test_set_size_suffix, 0,
 	    sizeof(sizes) / sizeof(sizes[0]));
+	tcase_add_test(tc, test_max_memory);
 	tcase_add_test(tc, test_set_enums_and_bounds);
 	suite_add_tcase(s, tc);
 
