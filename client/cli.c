@@ -106,6 +106,9 @@ static const char usage_sub[] =
 "Print each delivered body on its own line, then ack it.  Runs until\n"
 "interrupted (SIGINT, SIGTERM: exit 0) unless --count or --timeout.\n"
 "Exits 1 if the broker refused an ack or nack (e.g. a stale lease).\n"
+"With --ephemeral, a reader that falls ephemeral_max_bytes behind loses\n"
+"the oldest messages: the broker says so once, printed on stderr, and\n"
+"ferry sub reads on.\n"
 "\n"
 "  --group G           join group G (default: the topic's default group)\n"
 "  --ephemeral         a private group, deleted when ferry exits\n"
@@ -718,6 +721,12 @@ cmd_sub(const struct global *g, int argc, char **argv)
 			cli_warn("%s", ferry_errstr(f));
 			ferry_close(f);
 			return 1;
+		}
+		if (r == FERRY_ESLOW) {
+			/* Not a refusal: the broker dropped messages we
+			 * were too slow for, and goes on with newer ones. */
+			cli_warn("%s; reading on", ferry_errstr(f));
+			continue;
 		}
 		if (r < 0) {
 			/* An async error: a refused ack/nack, or our group
@@ -1332,7 +1341,9 @@ static const char usage_stats[] =
 "'-'.  READY/DELAYED/INFLIGHT/BYTES/MEMBERS are current; the others count\n"
 "since the broker started: ENQ enqueued, DLV delivered (redeliveries\n"
 "too), ACK, NACK, TMOUT leases timed out, DISC put back on disconnect,\n"
-"REL released, EXP expired (TTL), DLQ dead-lettered.\n"
+"REL released, EXP expired (TTL), DLQ dead-lettered, DROP removed\n"
+"undelivered (expired with --ttl-drop, or dropped from an ephemeral group\n"
+"past ephemeral_max_bytes: \"slow\" in --json counts those).\n"
 "\n"
 "  --json  one JSON array of objects instead of the table\n"
 "\n"
@@ -1684,9 +1695,9 @@ cmd_stats(const struct global *g, int argc, char **argv)
 {
 	static const char *const head[] = { "TOPIC", "GROUP", "READY",
 	    "DELAYED", "INFLIGHT", "BYTES", "MEMBERS", "ENQ", "DLV", "ACK",
-	    "NACK", "TMOUT", "DISC", "REL", "EXP", "DLQ" };
+	    "NACK", "TMOUT", "DISC", "REL", "EXP", "DLQ", "DROP" };
 	struct ferry_group_stats *rows;
-	struct table t = { 16, head, 0xfffc, NULL, 0, 0 };
+	struct table t = { 17, head, 0x1fffc, NULL, 0, 0 };
 	const char *topic = NULL;
 	int i, json = 0, r, brow = 0;
 	struct ferry *f;
@@ -1727,11 +1738,12 @@ cmd_stats(const struct global *g, int argc, char **argv)
 			    ",\"nacked\":%" PRIu64 ",\"timeouts\":%" PRIu64
 			    ",\"disconnected\":%" PRIu64 ",\"released\":%"
 			    PRIu64 ",\"expired\":%" PRIu64
-			    ",\"dead_lettered\":%" PRIu64 "}", s->ready,
+			    ",\"dead_lettered\":%" PRIu64 ",\"dropped\":%"
+			    PRIu64 ",\"slow\":%" PRIu64 "}", s->ready,
 			    s->delayed, s->inflight, s->bytes, s->members,
 			    s->enqueued, s->delivered, s->acked, s->nacked,
 			    s->timeouts, s->disconnected, s->released,
-			    s->expired, s->dead_lettered);
+			    s->expired, s->dead_lettered, s->dropped, s->slow);
 			continue;
 		}
 		table_cell(&t, "%s", s->topic);
@@ -1750,6 +1762,7 @@ cmd_stats(const struct global *g, int argc, char **argv)
 		table_cell(&t, "%" PRIu64, s->released);
 		table_cell(&t, "%" PRIu64, s->expired);
 		table_cell(&t, "%" PRIu64, s->dead_lettered);
+		table_cell(&t, "%" PRIu64, s->dropped);
 	}
 	if (json)
 		printf("%s]\n", n || brow ? "\n" : "");
