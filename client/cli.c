@@ -1380,8 +1380,10 @@ static const char usage_trace[] =
 "  --json  one JSON array of objects instead of the table\n";
 
 /* A table printed with aligned columns; cells are copied. */
+#define TABLE_COLS 24	/* the widest table: ferry stats, 17 */
+
 struct table {
-	size_t ncols;
+	size_t ncols;		/* at most TABLE_COLS */
 	const char *const *head;
 	unsigned right;		/* bit i: column i is numeric */
 	char **cells;		/* row by row */
@@ -1423,7 +1425,7 @@ table_cell(struct table *t, const char *fmt, ...)
 static void
 table_print(struct table *t)
 {
-	size_t w[16] = {0}, r, c, len;
+	size_t w[TABLE_COLS] = {0}, r, c, len;
 	size_t nrows = t->ncells / t->ncols, total = nrows * t->ncols;
 
 	for (c = 0; c < t->ncols; c++)
@@ -1698,6 +1700,8 @@ cmd_stats(const struct global *g, int argc, char **argv)
 	    "NACK", "TMOUT", "DISC", "REL", "EXP", "DLQ", "DROP" };
 	struct ferry_group_stats *rows;
 	struct table t = { 17, head, 0x1fffc, NULL, 0, 0 };
+	_Static_assert(sizeof(head) / sizeof(head[0]) == 17 &&
+	    17 <= TABLE_COLS, "ferry stats: columns");
 	const char *topic = NULL;
 	int i, json = 0, r, brow = 0;
 	struct ferry *f;
