@@ -248,7 +248,8 @@ open_conn(const struct global *g, const char *cmd)
 	return f;
 }
 
-/* Report async errors left on the handle; 1 if there were any. */
+/* Report async errors left on the handle; 1 if there were any refusals
+ * (a slow consumer's notice is none: see cmd_sub()). */
 static int
 drain_errors(struct ferry *f)
 {
@@ -258,6 +259,10 @@ drain_errors(struct ferry *f)
 	while (ferry_poll_error(f, &e)) {
 		if (e.dropped)
 			cli_warn("%" PRIu64 " more errors not shown", e.dropped);
+		if (e.err == FERRY_ESLOW) {
+			cli_warn("E_SLOW: %s", e.msg);
+			continue;
+		}
 		cli_warn("broker: %s: %s", ferry_strerror(e.err), e.msg);
 		any = 1;
 	}
