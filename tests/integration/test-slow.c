@@ -33,6 +33,7 @@
 #define BODY 1000		/* bytes per message */
 #define NPUB 50000		/* 50 MB */
 #define NPUB2 5000		/* the second stall: 5 MB */
+#define CHUNK 1000
 #define MIB_KB 1024L
 
 static struct ferryd d;
@@ -190,14 +191,18 @@ struct seen {
 	int before;		/* messages before the first E_SLOW */
 	int first_after;	/* index of the first message after it */
 	int last;		/* index of the last message */
-	int untold;		/* gaps in the indexes without an E_SLOW */
+	int later;		/* messages missing after the E_SLOW, in
+				   gaps it did not name (same episode) */
 	unsigned long long told;	/* the numbers E_SLOW named, summed */
 };
 
 /*
  * Read the raw subscriber until it has message `until` (or 10 s).  Every
- * message must be newer than the one before, and every E_SLOW must sit
- * exactly at a gap of the size it names.
+ * message must be newer than the one before, every E_SLOW must sit
+ * exactly at a gap of the size it names, and no gap may come before the
+ * first E_SLOW.  Gaps after it are drops of the same episode, not told
+ * again: a stopped reader's socket buffers can take a burst after the
+ * first drops, which brings the notice early.
  */
 static struct seen
 drain(int fd, uint64_t sid, int from, int until)
@@ -231,8 +236,10 @@ drain(int fd, uint64_t sid, int from, int until)
 		i = index_of(f.msg.body.p, f.msg.body.len);
 		if (told)
 			ck_assert_int_eq(i, s.last + 1 + (int)gap);
-		else if (i != s.last + 1)
-			s.untold++;
+		else if (!s.nslow)
+			ck_assert_int_eq(i, s.last + 1);
+		else
+			s.later += i - s.last - 1;
 		ck_assert_int_gt(i, s.last);
 		if (!s.nslow)
 			s.before++;
@@ -258,7 +265,7 @@ START_TEST(stalled_listener_is_bounded)
 	int fd, status = 0;
 
 	ferryd_start(&d, "--fsync", "never", "--ephemeral-max-bytes",
-	    bounded ? "1M" : "0", "--flow-high-water", "1000", NULL);
+	    bounded ? "1M" : "0", NULL);
 	fd = raw_hello(d.port, &dec);
 	sid = raw_sub(fd, NULL, 1, FY_MODE_AMO, gname, sizeof(gname));
 	ck_assert_int_eq(gname[0], '~');
@@ -284,8 +291,20 @@ START_TEST(stalled_listener_is_bounded)
 	}
 	base_kb = status_kb(d.pid, "VmRSS");
 
-	/* The listener reads nothing while 50 MB go by. */
-	publish_range(p, 0, NPUB);
+	/*
+	 * The listener reads nothing while 50 MB go by, 1 MB at a time,
+	 * each once the worker has taken the one before: what grows is
+	 * then the listener's group, not the worker's (which flow control
+	 * stops waiting for when a loaded machine stalls the worker).
+	 */
+	for (int from = 0; from < NPUB; from += CHUNK) {
+		uint64_t until = now_ms() + 20000;
+
+		publish_range(p, from, from + CHUNK);
+		while (group_stats(p, "g").acked < (uint64_t)(from + CHUNK) &&
+		    now_ms() < until)
+			usleep(1000);
+	}
 	ck_assert_int_eq(waitpid(worker, &status, 0), worker);
 	worker = -1;
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
@@ -318,8 +337,7 @@ START_TEST(stalled_listener_is_bounded)
 	eg = group_stats(p, gname);
 	ck_assert_uint_eq(eg.delivered, (uint64_t)s.n);
 	ck_assert_uint_eq(eg.delivered + eg.dropped, NPUB);
-	ck_assert_uint_eq(s.told, eg.slow);
-	ck_assert_int_eq(s.untold, 0);
+	ck_assert_uint_eq(s.told + (uint64_t)s.later, eg.slow);
 	/* It read nothing: one episode, told once. */
 	ck_assert_int_eq(s.nslow, bounded ? 1 : 0);
 	ck_assert_int_eq(s.n, NPUB - (int)eg.slow);
@@ -332,8 +350,7 @@ START_TEST(stalled_listener_is_bounded)
 	st = eg;
 	eg = group_stats(p, gname);
 	ck_assert_uint_eq(eg.delivered + eg.dropped, NPUB + NPUB2);
-	ck_assert_uint_eq(s.told, eg.slow - st.slow);
-	ck_assert_int_eq(s.untold, 0);
+	ck_assert_uint_eq(s.told + (uint64_t)s.later, eg.slow - st.slow);
 	ck_assert_int_eq(s.nslow, bounded ? 1 : 0);
 
 	/* The connection stayed open through it all. */
@@ -520,13 +537,13 @@ START_TEST(clients_tell_slow_consumer)
 	ck_assert_uint_gt(st.slow, 0);
 	kill(cli, SIGTERM);
 	ck_assert_int_eq(waitpid(cli, &status, 0), cli);
-	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-	    "ferry sub status %d", status);
 	ef = fopen(errpath, "r");
 	ck_assert_ptr_nonnull(ef);
 	text[fread(text, 1, sizeof(text) - 1, ef)] = '\0';
 	fclose(ef);
 	fprintf(stderr, "ferry sub said: %s", text);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "ferry sub status %d", status);
 	/* One line, once: "ferry: slow consumer, messages lost: ..." */
 	ck_assert_ptr_nonnull(q = strstr(text, "slow consumer"));
 	ck_assert_ptr_nonnull(strstr(text, "messages dropped"));
