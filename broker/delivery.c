@@ -343,6 +343,88 @@ flow_progress(struct group *g)
 		flow_release(c);
 }
 
+/* ---- slow consumers ---- */
+
+/*
+ * A member has caught up, ending its slow-consumer episode, when nothing
+ * waits for it and nothing was dropped for it for this long: the kernel's
+ * socket buffers take bursts from a listener that is stopped, which empty
+ * the group for a moment without the listener reading anything.
+ */
+#define SLOW_QUIET_MS 1000
+
+/*
+ * An ephemeral group holds at most ephemeral_max_bytes: nothing in it is
+ * journaled and it ends with its subscription, so past the bound its
+ * oldest waiting messages are dropped rather than kept for a listener
+ * that stopped reading (at most once allows it; NATS drops for a slow
+ * consumer too).  Deliveries in flight stay: an at-least-once member
+ * holds at most its prefetch.  Durable groups never come here: their
+ * publishers are slowed (flow control) or refused (group limits).
+ * Checked once a pump, after a publish has marked the group due: g->nbytes
+ * is kept as entries come and go, so this costs nothing per message until
+ * the group is over.
+ */
+static void
+shed(struct group *g)
+{
+	struct sub *s = list_first(&g->members, struct sub, glink);
+	struct qent *e;
+	int n = 0;
+
+	while (g->nbytes > g->shed_bytes && (e = oldest_waiting(g))) {
+		if (g->slow == SLOW_NONE) {
+			log_info_kv(log_kv(g->topic->name, g->name,
+			    s ? s->conn->peer : NULL), "%s: slow consumer on "
+			    "%s/%s: dropping its oldest messages above "
+			    "ephemeral_max_bytes (%llu)",
+			    s ? s->conn->name : "-", g->topic->name, g->name,
+			    (unsigned long long)g->shed_bytes);
+			g->slow = SLOW_UNTOLD;
+		}
+		if (g->slow == SLOW_UNTOLD)
+			g->slow_n++;
+		g->st.slow++;
+		drop(g->b, e);
+		n++;
+	}
+	if (n)
+		g->slow_at = flow_now(g->b);
+}
+
+/* Tell s, before its next delivery, how many were dropped ahead of it. */
+static void
+slow_notice(struct group *g, struct sub *s)
+{
+	conn_send_err(s->conn, 0, FY_E_SLOW, s->sid, "slow consumer: %llu "
+	    "messages dropped from %s/%s (ephemeral_max_bytes %llu)",
+	    (unsigned long long)g->slow_n, g->topic->name, g->name,
+	    (unsigned long long)g->shed_bytes);
+	g->slow = SLOW_TOLD;
+	g->slow_n = 0;
+}
+
+/* After a pump: drop what is over the bound; see if the member caught
+ * up. */
+static void
+slow_check(struct group *g)
+{
+	struct sub *s;
+
+	if (g->nbytes > g->shed_bytes)
+		shed(g);
+	if (g->slow == SLOW_NONE || !list_empty(&g->ready) ||
+	    heap_top(&g->delayed))
+		return;
+	/* Everything waiting went (a bound below one message): the notice
+	 * cannot wait for a next delivery. */
+	if (g->slow == SLOW_UNTOLD && (s = pick(g)))
+		slow_notice(g, s);
+	else if (g->slow == SLOW_TOLD &&
+	    flow_now(g->b) - g->slow_at >= SLOW_QUIET_MS)
+		g->slow = SLOW_NONE;
+}
+
 void
 delivery_pump(struct group *g)
 {
@@ -367,6 +449,8 @@ delivery_pump(struct group *g)
 		    (e->flags & QE_DURABLE) &&
 		    dead_letter(g->b, e) == 0)
 			continue;
+		if (g->slow == SLOW_UNTOLD)
+			slow_notice(g, s);
 		list_del(&e->link);
 		g->nready--;
 		if (sub_deliver(s, e) < 0) {
@@ -375,6 +459,8 @@ delivery_pump(struct group *g)
 			break;
 		}
 	}
+	if (g->shed_bytes)
+		slow_check(g);
 	g->pumping = 0;
 	if (g->nready < before)
 		flow_progress(g);

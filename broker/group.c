@@ -16,6 +16,7 @@
 #include "group.h"
 #include "log.h"
 #include "msg.h"
+#include "options.h"
 #include "topic.h"
 #include "trace.h"
 
@@ -69,6 +70,10 @@ group_new(struct topic *t, const char *name, size_t name_len,
 		g->conf.max_attempts = 0;
 	g->max_attempts = g->conf.max_attempts;
 	g->ephemeral = conf->ephemeral;
+	/* Not journaled, gone with its subscription: bounded, so that a
+	 * listener that stopped reading cannot pin memory (delivery.c). */
+	if (conf->ephemeral)
+		g->shed_bytes = t->b->opt->ephemeral_max_bytes;
 	return g;
 }
 

@@ -34,6 +34,7 @@ struct group_stats {
 	struct hist ack_time;	/* delivery (or last TOUCH) to ack,
 				   hist_ack_bounds */
 	uint64_t dropped;	/* removed undelivered, not dead-lettered */
+	uint64_t slow;		/* of those, shed past the ephemeral bound */
 };
 
 /* A group's settings, fixed when it is created (and journaled). */
@@ -80,7 +81,25 @@ struct group {
 	struct list blocked;	/* struct conn.blink: publishers paused
 				   past flow_high_water (delivery.c) */
 	uint64_t last_delivery;	/* monotonic ms of a pump that delivered */
+	uint64_t shed_bytes;	/* ephemeral groups: past this many body
+				   bytes the oldest waiting are dropped
+				   (ephemeral_max_bytes); 0 = never */
+	uint64_t slow_n;	/* dropped this episode, not yet told */
+	uint64_t slow_at;	/* loop time (ms) of the latest drop */
+	uint8_t slow;		/* enum group_slow (delivery.c) */
 	struct group_stats st;
+};
+
+/*
+ * A slow-consumer episode of a shedding group: it begins with the first
+ * drop, its member is told once (E_SLOW, before its next delivery), and it
+ * ends when the member has caught up (nothing waiting, and nothing
+ * dropped for a second).
+ */
+enum group_slow {
+	SLOW_NONE,
+	SLOW_UNTOLD,		/* dropping; slow_n not yet told */
+	SLOW_TOLD,
 };
 
 /*

@@ -56,6 +56,7 @@ group_row(struct fy_gstat *r, const struct topic *t, const struct group *g)
 	r->amo = st->amo;
 	r->overflow = st->overflow;
 	r->dropped = st->dropped;
+	r->slow = st->slow;
 	r->timeouts = st->failed[CAUSE_TIMEOUT];
 	r->nacked = st->failed[CAUSE_NACKED];
 	r->disconnected = st->failed[CAUSE_DISCONNECTED];

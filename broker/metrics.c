@@ -279,7 +279,7 @@ gline(struct out *o, const char *name, size_t nlen, const char *lab,
 enum gval {
 	GV_READY, GV_DELAYED, GV_INFLIGHT, GV_BYTES, GV_MEMBERS,
 	GV_ENQUEUED, GV_DELIVERED, GV_ACKED, GV_NACKED, GV_DEAD, GV_EXPIRED,
-	GV_AMO, GV_OVERFLOW, GV_DROPPED, GV_COUNT
+	GV_AMO, GV_OVERFLOW, GV_DROPPED, GV_SLOW, GV_COUNT
 };
 
 static const struct {
@@ -313,6 +313,8 @@ static const struct {
 	    "Messages pushed out of the full group (overflow dlq-oldest)." },
 	[GV_DROPPED] = { "ferry_group_dropped_messages_total", "counter",
 	    "Messages removed undelivered and not dead-lettered." },
+	[GV_SLOW] = { "ferry_group_slow_dropped_messages_total", "counter",
+	    "Of those, dropped past ephemeral_max_bytes (slow consumer)." },
 };
 
 static uint64_t
@@ -347,6 +349,8 @@ gvalue(const struct group *g, enum gval k)
 		return g->st.overflow;
 	case GV_DROPPED:
 		return g->st.dropped;
+	case GV_SLOW:
+		return g->st.slow;
 	case GV_COUNT:
 		break;
 	}

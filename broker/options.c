@@ -171,6 +171,10 @@ static const struct opt_def opt_defs[] = {
 	  .type = T_UINT, F_U32(flow_high_water), .min = 0,
 	  .max = UINT32_MAX, .arg = "N",
 	  .help = "ready messages pausing publishers" },
+	{ .key = "ephemeral_max_bytes", .name = "ephemeral-max-bytes",
+	  .type = T_SIZE, F_U64(ephemeral_max_bytes), .min = 0,
+	  .max = UINT64_MAX, .arg = "SIZE",
+	  .help = "ephemeral group bound; 0 = none" },
 	{ .key = "users_file", .name = "users-file",
 	  .type = T_OPTPATH, F_PTR(users_file), .arg = "FILE",
 	  .help = "users and permissions; clients must log in" },
@@ -261,6 +265,7 @@ options_init(struct options *o)
 	o->max_topics = 100000;
 	o->max_groups = 100000;
 	o->flow_high_water = 10000;
+	o->ephemeral_max_bytes = 64 * MIB;
 	o->tls_port = FERRY_DEFAULT_TLS_PORT;
 	o->metrics_max_groups = 10000;
 	o->drain_timeout_ms = 10000;

@@ -43,6 +43,7 @@ struct options {
 	uint32_t max_topics;		/* max_topics: 100000 */
 	uint32_t max_groups;		/* max_groups: 100000 */
 	uint32_t flow_high_water;	/* flow_high_water: 10000; 0 = off */
+	uint64_t ephemeral_max_bytes;	/* ephemeral_max_bytes: 64M; 0 = off */
 	int fsync;			/* fsync: FSYNC_ALWAYS */
 	uint64_t segment_size;		/* segment_size: 64M */
 	uint64_t max_memory;		/* max_memory: message bodies kept in

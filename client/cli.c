@@ -106,6 +106,9 @@ static const char usage_sub[] =
 "Print each delivered body on its own line, then ack it.  Runs until\n"
 "interrupted (SIGINT, SIGTERM: exit 0) unless --count or --timeout.\n"
 "Exits 1 if the broker refused an ack or nack (e.g. a stale lease).\n"
+"With --ephemeral, a reader that falls ephemeral_max_bytes behind loses\n"
+"the oldest messages: the broker says so once, printed on stderr, and\n"
+"ferry sub reads on.\n"
 "\n"
 "  --group G           join group G (default: the topic's default group)\n"
 "  --ephemeral         a private group, deleted when ferry exits\n"
@@ -245,7 +248,8 @@ open_conn(const struct global *g, const char *cmd)
 	return f;
 }
 
-/* Report async errors left on the handle; 1 if there were any. */
+/* Report async errors left on the handle; 1 if there were any refusals
+ * (a slow consumer's notice is none: see cmd_sub()). */
 static int
 drain_errors(struct ferry *f)
 {
@@ -255,6 +259,10 @@ drain_errors(struct ferry *f)
 	while (ferry_poll_error(f, &e)) {
 		if (e.dropped)
 			cli_warn("%" PRIu64 " more errors not shown", e.dropped);
+		if (e.err == FERRY_ESLOW) {
+			cli_warn("E_SLOW: %s", e.msg);
+			continue;
+		}
 		cli_warn("broker: %s: %s", ferry_strerror(e.err), e.msg);
 		any = 1;
 	}
@@ -718,6 +726,12 @@ cmd_sub(const struct global *g, int argc, char **argv)
 			cli_warn("%s", ferry_errstr(f));
 			ferry_close(f);
 			return 1;
+		}
+		if (r == FERRY_ESLOW) {
+			/* Not a refusal: the broker dropped messages we
+			 * were too slow for, and goes on with newer ones. */
+			cli_warn("%s; reading on", ferry_errstr(f));
+			continue;
 		}
 		if (r < 0) {
 			/* An async error: a refused ack/nack, or our group
@@ -1332,7 +1346,9 @@ static const char usage_stats[] =
 "'-'.  READY/DELAYED/INFLIGHT/BYTES/MEMBERS are current; the others count\n"
 "since the broker started: ENQ enqueued, DLV delivered (redeliveries\n"
 "too), ACK, NACK, TMOUT leases timed out, DISC put back on disconnect,\n"
-"REL released, EXP expired (TTL), DLQ dead-lettered.\n"
+"REL released, EXP expired (TTL), DLQ dead-lettered, DROP removed\n"
+"undelivered (expired with --ttl-drop, or dropped from an ephemeral group\n"
+"past ephemeral_max_bytes: \"slow\" in --json counts those).\n"
 "\n"
 "  --json  one JSON array of objects instead of the table\n"
 "\n"
@@ -1369,8 +1385,10 @@ static const char usage_trace[] =
 "  --json  one JSON array of objects instead of the table\n";
 
 /* A table printed with aligned columns; cells are copied. */
+#define TABLE_COLS 24	/* the widest table: ferry stats, 17 */
+
 struct table {
-	size_t ncols;
+	size_t ncols;		/* at most TABLE_COLS */
 	const char *const *head;
 	unsigned right;		/* bit i: column i is numeric */
 	char **cells;		/* row by row */
@@ -1412,7 +1430,7 @@ table_cell(struct table *t, const char *fmt, ...)
 static void
 table_print(struct table *t)
 {
-	size_t w[16] = {0}, r, c, len;
+	size_t w[TABLE_COLS] = {0}, r, c, len;
 	size_t nrows = t->ncells / t->ncols, total = nrows * t->ncols;
 
 	for (c = 0; c < t->ncols; c++)
@@ -1684,9 +1702,11 @@ cmd_stats(const struct global *g, int argc, char **argv)
 {
 	static const char *const head[] = { "TOPIC", "GROUP", "READY",
 	    "DELAYED", "INFLIGHT", "BYTES", "MEMBERS", "ENQ", "DLV", "ACK",
-	    "NACK", "TMOUT", "DISC", "REL", "EXP", "DLQ" };
+	    "NACK", "TMOUT", "DISC", "REL", "EXP", "DLQ", "DROP" };
 	struct ferry_group_stats *rows;
-	struct table t = { 16, head, 0xfffc, NULL, 0, 0 };
+	struct table t = { 17, head, 0x1fffc, NULL, 0, 0 };
+	_Static_assert(sizeof(head) / sizeof(head[0]) == 17 &&
+	    17 <= TABLE_COLS, "ferry stats: columns");
 	const char *topic = NULL;
 	int i, json = 0, r, brow = 0;
 	struct ferry *f;
@@ -1727,11 +1747,12 @@ cmd_stats(const struct global *g, int argc, char **argv)
 			    ",\"nacked\":%" PRIu64 ",\"timeouts\":%" PRIu64
 			    ",\"disconnected\":%" PRIu64 ",\"released\":%"
 			    PRIu64 ",\"expired\":%" PRIu64
-			    ",\"dead_lettered\":%" PRIu64 "}", s->ready,
+			    ",\"dead_lettered\":%" PRIu64 ",\"dropped\":%"
+			    PRIu64 ",\"slow\":%" PRIu64 "}", s->ready,
 			    s->delayed, s->inflight, s->bytes, s->members,
 			    s->enqueued, s->delivered, s->acked, s->nacked,
 			    s->timeouts, s->disconnected, s->released,
-			    s->expired, s->dead_lettered);
+			    s->expired, s->dead_lettered, s->dropped, s->slow);
 			continue;
 		}
 		table_cell(&t, "%s", s->topic);
@@ -1750,6 +1771,7 @@ cmd_stats(const struct global *g, int argc, char **argv)
 		table_cell(&t, "%" PRIu64, s->released);
 		table_cell(&t, "%" PRIu64, s->expired);
 		table_cell(&t, "%" PRIu64, s->dead_lettered);
+		table_cell(&t, "%" PRIu64, s->dropped);
 	}
 	if (json)
 		printf("%s]\n", n || brow ? "\n" : "");

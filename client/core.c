@@ -42,6 +42,8 @@ static const char *const errtext[] = {
 	[17] = "not valid in this subscription mode",
 	[18] = "no subscribers",
 	[19] = "permission denied",
+	[20] = "closed: idle too long",
+	[21] = "slow consumer: messages dropped",
 };
 
 const char *

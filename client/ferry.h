@@ -61,7 +61,9 @@
  * Asynchronous errors: a request sent without waiting for its answer
  * (fire-and-forget publish, ack, nack, touch) is answered only if it fails,
  * by an ERR frame the broker sends later; the broker also ends a
- * subscription whose group is deleted with such a frame (FERRY_EDELETED).
+ * subscription whose group is deleted with such a frame (FERRY_EDELETED),
+ * and tells an ephemeral subscription that fell so far behind that some
+ * of its messages were dropped (FERRY_ESLOW, once until it catches up).
  * These never become the return value of an unrelated call.  They are
  * queued on the handle (the FERRY_ASYNC_MAX most recent; older ones are
  * counted in ferry_async_error.dropped) and reported:
@@ -143,6 +145,11 @@ enum ferry_error {
 	FERRY_EDENIED = -19,	/* login failed (wrong password or unknown
 				   user: the broker does not say which), or
 				   the user may not do this */
+	FERRY_ESLOW = -21,	/* async, with the subscription's sid: the
+				   broker dropped messages of its ephemeral
+				   group, which passed ephemeral_max_bytes
+				   (a slow consumer); the subscription goes
+				   on with newer messages */
 	FERRY_EBROKER = -99,	/* a broker code above 98: see
 				   ferry_last_code() */
 
@@ -291,7 +298,8 @@ struct ferry_msg {
 struct ferry_async_error {
 	int err;		/* FERRY_E* code (negated broker code) */
 	int code;		/* the broker's code */
-	uint64_t sid;		/* subscription ended (FERRY_EDELETED), or 0 */
+	uint64_t sid;		/* subscription concerned (FERRY_EDELETED:
+				   it ended; FERRY_ESLOW), or 0 */
 	uint64_t dropped;	/* async errors lost before this one because
 				   the queue was full */
 	char msg[FERRY_ERRSTR_LEN];	/* the broker's text */
@@ -727,6 +735,9 @@ struct ferry_group_stats {
 	uint64_t dead_lettered;
 	uint64_t age_ms;	/* since the oldest ready message was
 				   published; 0 if none is ready */
+	uint64_t dropped;	/* removed undelivered, not dead-lettered */
+	uint64_t slow;		/* of those, dropped because an ephemeral
+				   group passed ephemeral_max_bytes */
 };
 
 /* The broker as a whole (ferry_stats_broker()). */

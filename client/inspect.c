@@ -53,6 +53,8 @@ copy_stats(const struct fy_frame *fr, void **out, size_t *nout)
 		r->expired = g->expired;
 		r->dead_lettered = g->dead_lettered;
 		r->age_ms = g->age_ms;
+		r->dropped = g->dropped;
+		r->slow = g->slow;
 	}
 	*out = rows;
 	*nout = n;

@@ -56,6 +56,7 @@ static const char *const code_names[FY_E_MAX + 1] = {
 	[FY_E_NOSUBSCRIBERS] = "E_NOSUBSCRIBERS",
 	[FY_E_IDLE] = "E_IDLE",
 	[FY_E_DENIED] = "E_DENIED",
+	[FY_E_SLOW] = "E_SLOW",
 };
 
 const char *
@@ -1317,6 +1318,7 @@ static const struct rowfield gstat_fields[] = {
 	RF("amo", F_U64, struct fy_gstat, amo),
 	RF("overflow", F_U64, struct fy_gstat, overflow),
 	RF("drop", F_U64, struct fy_gstat, dropped),
+	RF("slow", F_U64, struct fy_gstat, slow),
 	RF("age", F_U64, struct fy_gstat, age_ms),
 };
 

@@ -93,8 +93,11 @@ enum fy_code {
 				   or the user may not do this (open) */
 	FY_E_IDLE = 20,		/* closed after idle_timeout without a frame
 				   (retryable: reconnect) */
+	FY_E_SLOW = 21,		/* unsolicited, with sid: messages of the
+				   subscription's ephemeral group were
+				   dropped (slow consumer); stays open */
 };
-#define FY_E_MAX 20
+#define FY_E_MAX 21
 
 const char *fy_code_name(int code);	/* "E_STALE"; "E_UNKNOWN" if unknown */
 int fy_code_retryable(int code);	/* 1 or 0 */
@@ -178,6 +181,8 @@ struct fy_gstat {
 	uint64_t overflow;	/* "overflow": pushed out of a full group */
 	uint64_t dropped;	/* "drop": removed undelivered and not
 				   dead-lettered */
+	uint64_t slow;		/* "slow": of those, dropped because an
+				   ephemeral group was full (E_SLOW) */
 	uint64_t age_ms;	/* "age": ms since the oldest ready message
 				   was published; 0 if none is ready */
 };

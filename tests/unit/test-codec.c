@@ -84,6 +84,7 @@ ck_gstat(const struct fy_gstat *a, const struct fy_gstat *b)
 	ck_assert_uint_eq(a->amo, b->amo);
 	ck_assert_uint_eq(a->overflow, b->overflow);
 	ck_assert_uint_eq(a->dropped, b->dropped);
+	ck_assert_uint_eq(a->slow, b->slow);
 	ck_assert_uint_eq(a->age_ms, b->age_ms);
 }
 
@@ -274,9 +275,9 @@ static struct fy_pubmsg batch2[2];
 static struct fy_gstat gstat2[2] = {
 	{ S("orders.created"), S("billing"), 1, 2, 3, 1ULL << 40, 5,
 	    UINT64_MAX, 300, 70000, 1ULL << 32, 10, 11, 12, 13, 14, 15, 16,
-	    17, 86400000 },
+	    17, 18, 86400000 },
 	{ S("orders.created"), S(""), 42, 0, 0, 0, 0, 99, 0, 0, 0, 0, 0, 0,
-	    0, 0, 0, 0, 0, 0 },
+	    0, 0, 0, 0, 0, 0, 0 },
 };
 /* Broker-wide figures: every field, some 0 (omitted on the wire). */
 static struct fy_bstat bstat1[1] = {
@@ -2218,7 +2219,8 @@ START_TEST(codes)
 		{ 19, "E_DENIED", 0 },
 		{ 0, "E_UNKNOWN", 0 },
 		{ -1, "E_UNKNOWN", 0 }, { 1000, "E_UNKNOWN", 0 },
-		{ 20, "E_IDLE", 1 }, { 21, "E_UNKNOWN", 0 },
+		{ 20, "E_IDLE", 1 }, { 21, "E_SLOW", 0 },
+		{ 22, "E_UNKNOWN", 0 },
 	};
 
 	ck_assert_str_eq(fy_code_name(t[_i].code), t[_i].name);

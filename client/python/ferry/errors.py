@@ -114,6 +114,12 @@ class IdleTimeout(FerryError):
     code, name, retryable = 20, "E_IDLE", True
 
 
+class SlowConsumer(FerryError):
+    """E_SLOW: unsolicited, with sid: messages of the subscription's
+    ephemeral group were dropped (it fell ephemeral_max_bytes behind)."""
+    code, name = 21, "E_SLOW"
+
+
 class NoResponders(NoSubscribers):
     """request(): no responder is subscribed to the topic."""
 
@@ -123,7 +129,7 @@ _BY_CODE: dict[int, type[FerryError]] = {
         ProtocolViolation, FrameTooBig, HandshakeError, UnknownType, BadName,
         BadArgument, NoSuchSubscription, StaleLease, MessageTooBig, NotFound,
         LimitReached, QueueFull, DiskError, InternalError, Deleted, Shutdown,
-        ModeError, NoSubscribers, IdleTimeout)
+        ModeError, NoSubscribers, IdleTimeout, SlowConsumer)
 }
 
 

@@ -79,13 +79,16 @@ export class Denied extends codeClass(19, 'E_DENIED', false) {}
  * without a frame from us (retryable: the client reconnects).
  */
 export class IdleTimeout extends codeClass(20, 'E_IDLE', true) {}
+/** E_SLOW (21): unsolicited, with sid: an ephemeral subscription's oldest
+ * messages were dropped (it fell ephemeral_max_bytes behind). */
+export class SlowConsumer extends codeClass(21, 'E_SLOW', false) {}
 
 const byCode: Array<(new (m: string) => FerryError) | undefined> = [
 	undefined, ProtocolError, FrameTooBig, HandshakeError, UnknownType,
 	BadName, BadArgument, NoSubscription, StaleLease, MessageTooBig,
 	NotFound, LimitReached, QueueFull, DiskError, InternalError,
 	SubscriptionDeleted, ShuttingDown, ModeError, NoSubscribers, Denied,
-	IdleTimeout,
+	IdleTimeout, SlowConsumer,
 ];
 
 /** The error for an ERR frame's code; unknown codes are not retryable. */
