@@ -2240,7 +2240,10 @@ parse_all(struct hist_state *h)
 		parse_log(h, names[i]);
 		free(names[i]);
 	}
-	qsort(h->ev, h->nev, sizeof(*h->ev), ev_cmp);
+	/* qsort() of a NULL array is undefined even for 0 elements (UBSan
+	 * said so once, on a run whose logs held no events). */
+	if (h->nev > 1)
+		qsort(h->ev, h->nev, sizeof(*h->ev), ev_cmp);
 }
 
 /* Parse the logs of d.dir and check them. */
