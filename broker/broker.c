@@ -52,7 +52,8 @@ static void
 flush_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct broker *b = arg;
-	uint64_t start = b->st.turn_start_ns ? b->st.turn_start_ns : mono_ns();
+	uint64_t start = b->st.turn_start_ns ? b->st.turn_start_ns :
+	    clock_turn_begin();
 	struct conn *c;
 
 	do {
@@ -71,6 +72,7 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 	hist_observe(&b->st.turn, &hist_turn_bounds,
 	    (double)(mono_ns() - start) / 1e9);
 	b->st.turn_start_ns = 0;
+	clock_turn_end();
 }
 
 void
@@ -78,7 +80,7 @@ broker_turn_begin(struct broker *b)
 {
 	if (b->st.turn_start_ns)
 		return;
-	b->st.turn_start_ns = mono_ns();
+	b->st.turn_start_ns = clock_turn_begin();
 	/* a partial frame asks for no flush: this one ends the turn */
 	event_active(b->flush_ev, 0, 0);
 }

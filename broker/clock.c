@@ -8,6 +8,11 @@
 static int64_t mono_shift;
 static int64_t wall_shift;
 
+/* The current turn's snapshot, raw (shifts are added when read, so a shift
+ * takes effect at once); valid while turn_on. */
+static int turn_on;
+static uint64_t turn_mono, turn_wall;
+
 static uint64_t
 read_ms(clockid_t id)
 {
@@ -15,6 +20,38 @@ read_ms(clockid_t id)
 
 	clock_gettime(id, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+uint64_t
+clock_turn_begin(void)
+{
+	struct timespec ts;
+	uint64_t ns;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	turn_mono = ns / 1000000;
+	turn_wall = read_ms(CLOCK_REALTIME_COARSE);
+	turn_on = 1;
+	return ns;
+}
+
+void
+clock_turn_end(void)
+{
+	turn_on = 0;
+}
+
+uint64_t
+clock_turn_mono_ms(void)
+{
+	return turn_on ? turn_mono + (uint64_t)mono_shift : clock_mono_ms();
+}
+
+uint64_t
+clock_turn_wall_ms(void)
+{
+	return turn_on ? turn_wall + (uint64_t)wall_shift : clock_wall_ms();
 }
 
 uint64_t

@@ -502,18 +502,24 @@ msg_id_hash(const char *id, size_t len)
 	return trace_hash(id, len);
 }
 
+/*
+ * The turn's clocks are as good as fresh ones here: both are read at the
+ * same instant, and only their difference matters, so the result is the
+ * same monotonic time whenever in the turn it is asked for.
+ */
 int64_t
 msg_mono_of(uint64_t wall_ms)
 {
-	int64_t now = (int64_t)clock_wall_ms();
+	int64_t now = (int64_t)clock_turn_wall_ms();
+	int64_t mono = (int64_t)clock_turn_mono_ms();
 
 	/* A damaged record may hold any time: keep the arithmetic in range
 	 * (MSG_TIME_MAX either way is further than any real deadline). */
 	if (wall_ms > (uint64_t)now + MSG_TIME_MAX)
 		wall_ms = (uint64_t)now + MSG_TIME_MAX;
 	if ((int64_t)wall_ms < now - (int64_t)MSG_TIME_MAX)
-		return (int64_t)clock_mono_ms() - (int64_t)MSG_TIME_MAX;
-	return (int64_t)clock_mono_ms() - (now - (int64_t)wall_ms);
+		return mono - (int64_t)MSG_TIME_MAX;
+	return mono - (now - (int64_t)wall_ms);
 }
 
 static void side_release(struct qent *e);

@@ -155,7 +155,12 @@ sub_deliver(struct sub *s, struct qent *e)
 	}
 	slot = lease_slot(lt, lease_idx(token));
 	slot->owner = s;
-	slot->since = clock_mono_ms();
+	/* The turn's time: the delivery leaves at the end of this turn, so
+	 * even a fresh reading starts the lease before the consumer has it.
+	 * Starting it when the turn began makes it at most a turn shorter
+	 * (typically well under the clock's 1 ms granularity); lease_cb()
+	 * reads the precise clock, so it never fires earlier than that. */
+	slot->since = clock_turn_mono_ms();
 	slot->deadline = slot->since + s->ack_timeout_ms;
 	qent_set_lease_slot(e, lease_idx(token));
 	e->flags |= QE_LEASED;
