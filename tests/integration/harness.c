@@ -549,3 +549,23 @@ count_lines(const char *text, const char *line)
 	}
 	return count;
 }
+
+long
+proc_status_kb(pid_t pid, const char *field)
+{
+	size_t flen = strlen(field);
+	char path[64], line[256];
+	long kb = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	ck_assert_msg((f = fopen(path, "r")) != NULL, "%s: %s", path,
+	    strerror(errno));
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, field, flen) && line[flen] == ':' &&
+		    sscanf(line + flen + 1, "%ld", &kb) == 1)
+			break;
+	fclose(f);
+	ck_assert_msg(kb >= 0, "no %s in %s", field, path);
+	return kb;
+}

@@ -93,4 +93,8 @@ uint64_t now_ms(void);
 /* Count lines equal to line in text. */
 int count_lines(const char *text, const char *line);
 
+/* A field of /proc/PID/status in kB ("VmRSS", "VmHWM").  Fails the test if
+ * it cannot be read: a memory bound checked against -1 proves nothing. */
+long proc_status_kb(pid_t pid, const char *field);
+
 #endif

@@ -115,23 +115,6 @@ START_TEST(idle_client_closed)
 }
 END_TEST
 
-static long
-rss_kb(pid_t pid)
-{
-	char path[64], line[256];
-	long kb = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	if (!(f = fopen(path, "r")))
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-			break;
-	fclose(f);
-	return kb;
-}
-
 #define NPEEK 50000
 
 START_TEST(unread_replies_do_not_grow_memory)
@@ -170,7 +153,7 @@ START_TEST(unread_replies_do_not_grow_memory)
 		p.query.group = (struct fy_str){"g", 1};
 		ck_assert_int_eq(fy_encode(&e, &p), FY_OK);
 	}
-	before = rss_kb(d.pid);
+	before = proc_status_kb(d.pid, "VmRSS");
 	fcntl(fd, F_SETFL, O_NONBLOCK);
 	while (off < e.sb.size && now_ms() < deadline) {
 		ssize_t r = send(fd, e.sb.data + off, e.sb.size - off,
@@ -192,7 +175,7 @@ START_TEST(unread_replies_do_not_grow_memory)
 	 * is that it does not turn them into 55 MB of replies in memory.
 	 * Give it time to do whatever it would. */
 	usleep(700000);
-	during = rss_kb(d.pid);
+	during = proc_status_kb(d.pid, "VmRSS");
 	fprintf(stderr, "unread replies: sent %zu of %zu bytes, RSS %ld -> "
 	    "%ld kB\n", off, e.sb.size, before, during);
 	ck_assert_int_lt(during - before, 16 * 1024);

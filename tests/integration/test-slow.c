@@ -63,26 +63,6 @@ teardown(void)
 	fy_dec_fini(&dec);
 }
 
-/* A field of /proc/PID/status in kB ("VmRSS", "VmHWM"), or -1. */
-static long
-status_kb(pid_t pid, const char *field)
-{
-	size_t flen = strlen(field);
-	char path[64], line[256];
-	long kb = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	if (!(f = fopen(path, "r")))
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, field, flen) && line[flen] == ':' &&
-		    sscanf(line + flen + 1, "%ld", &kb) == 1)
-			break;
-	fclose(f);
-	return kb;
-}
-
 static void
 body_of(char *b, int i)
 {
@@ -291,7 +271,7 @@ START_TEST(stalled_listener_is_bounded)
 			break;
 		usleep(10000);
 	}
-	base_kb = status_kb(d.pid, "VmRSS");
+	base_kb = proc_status_kb(d.pid, "VmRSS");
 
 	/*
 	 * The listener reads nothing while 50 MB go by, 1 MB at a time,
@@ -311,7 +291,7 @@ START_TEST(stalled_listener_is_bounded)
 	worker = -1;
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 	    "worker status %d", status);
-	peak_kb = status_kb(d.pid, "VmHWM");
+	peak_kb = proc_status_kb(d.pid, "VmHWM");
 	eg = group_stats(p, gname);
 	gg = group_stats(p, "g");
 	fprintf(stderr, "ephemeral_max_bytes %s: RSS %ld kB before, peak "

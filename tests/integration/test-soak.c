@@ -117,26 +117,6 @@ seen_mark(int w, uint64_t n)
 	return &sh->marks[(uint64_t)(NWORKERS + w) * sh->nmax + n];
 }
 
-static long
-status_kb(pid_t pid, const char *key)
-{
-	char path[64], line[256];
-	size_t klen = strlen(key);
-	long kb = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	if (!(f = fopen(path, "r")))
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, key, klen) && line[klen] == ':') {
-			kb = strtol(line + klen + 1, NULL, 10);
-			break;
-		}
-	fclose(f);
-	return kb;
-}
-
 static int
 count_fds(pid_t pid)
 {
@@ -781,7 +761,7 @@ START_TEST(soak)
 	}
 	close(fd);
 	usleep(300000);
-	rss0 = status_kb(d.pid, "VmRSS");
+	rss0 = proc_status_kb(d.pid, "VmRSS");
 	fds0 = count_fds(d.pid);
 	ck_assert_int_gt(rss0, 0);
 	ck_assert_int_gt(fds0, 0);
@@ -821,7 +801,7 @@ START_TEST(soak)
 		}
 		ck_assert_msg(waitpid(d.pid, NULL, WNOHANG) == 0,
 		    "ferryd died under load (see %s)", d.log);
-		rss = status_kb(d.pid, "VmRSS");
+		rss = proc_status_kb(d.pid, "VmRSS");
 		fds = count_fds(d.pid);
 		if (rss > peak_rss)
 			peak_rss = rss;
@@ -900,7 +880,7 @@ START_TEST(soak)
 
 	/* Every connection is closed: ferryd's fds and memory come back. */
 	for (uint64_t until = now_ms() + 15000; now_ms() < until;) {
-		rss = status_kb(d.pid, "VmRSS");
+		rss = proc_status_kb(d.pid, "VmRSS");
 		fds = count_fds(d.pid);
 		if (fds == fds0 && (asan || rss <= rss0 + RSS_MARGIN_KB))
 			break;
