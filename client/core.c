@@ -131,10 +131,11 @@ broker_err(struct ferry *f, uint32_t code, struct fy_str msg)
 }
 
 void
-lf_confirm(struct ferry *f, uint64_t rid, uint32_t nmsgs, int err, int code,
-    const char *id, const char *errmsg, uint32_t dups)
+lf_confirm(struct ferry *f, uint64_t rid, const struct pend *p, int err,
+    int code, const char *id, const char *errmsg, uint32_t dups)
 {
 	struct ferry_confirm c;
+	uint32_t nmsgs = p->nmsgs;
 
 	f->pipe_pending -= nmsgs;
 	if (err == 0) {
@@ -150,6 +151,7 @@ lf_confirm(struct ferry *f, uint64_t rid, uint32_t nmsgs, int err, int code,
 	c.err = err;
 	c.code = code;
 	c.nmsgs = nmsgs;
+	c.first = (size_t)p->tag;	/* a batch frame's first message */
 	c.id = id;
 	c.errmsg = errmsg;
 	c.dups = dups;
@@ -171,7 +173,7 @@ lf_fail_pending(struct ferry *f, int err)
 		free(p->frame);
 		p->frame = NULL;
 		if (q.kind == PEND_PIPE)
-			lf_confirm(f, rid, q.nmsgs, err, 0, "", f->errstr, 0);
+			lf_confirm(f, rid, &q, err, 0, "", f->errstr, 0);
 		else if (q.kind == PEND_ASYNC && f->answer != NULL)
 			f->answer(f, rid, &q, NULL, err);
 	}
@@ -539,10 +541,10 @@ handle_reply(struct ferry *f, const struct fy_frame *fr)
 	switch (p.kind) {
 	case PEND_PIPE:
 		if (ok)
-			lf_confirm(f, fr->rid, p.nmsgs, 0, 0, id, "",
+			lf_confirm(f, fr->rid, &p, 0, 0, id, "",
 			    fr->type == FY_T_OK ? fr->ok.dups : 0);
 		else
-			lf_confirm(f, fr->rid, p.nmsgs, code_err(fr->err.code),
+			lf_confirm(f, fr->rid, &p, code_err(fr->err.code),
 			    (int)fr->err.code, "", msg, 0);
 		break;
 	case PEND_SYNC:

@@ -72,7 +72,10 @@ struct pend {
 	uint8_t op;
 	void (*fn)(void);
 	void *arg;
-	uint64_t tag;
+	uint64_t tag;		/* a publish (PEND_PIPE, async OP_PUB): the
+				   index in its batch's msgs of the frame's
+				   first message, 0 for a single one; other
+				   async ops: see async.c */
 };
 
 /*
@@ -247,8 +250,11 @@ typedef int done_fn(struct ferry *f, void *arg);
 int64_t lf_now_ms(void);
 __attribute__((format(printf, 3, 4)))
 int lf_seterr(struct ferry *f, int err, const char *fmt, ...);
-void lf_confirm(struct ferry *f, uint64_t rid, uint32_t nmsgs, int err,
-    int code, const char *id, const char *errmsg, uint32_t dups);
+/* Count a pipelined publish's outcome and tell the confirm callback;
+ * p is its ring entry (nmsgs messages, the first being msgs[tag] of a
+ * batch). */
+void lf_confirm(struct ferry *f, uint64_t rid, const struct pend *p,
+    int err, int code, const char *id, const char *errmsg, uint32_t dups);
 void lf_fail_pending(struct ferry *f, int err);
 int lf_recoverable(const struct ferry *f, int err);
 __attribute__((format(printf, 3, 4)))

@@ -89,7 +89,7 @@ lf_restore(struct ferry *f, struct ferry_reconnect_info *info)
 		}
 		if (p->kind == PEND_PIPE) {
 			/* Not kept (out of memory): it fails. */
-			lf_confirm(f, rid, p->nmsgs, FERRY_ECLOSED, 0, "",
+			lf_confirm(f, rid, p, FERRY_ECLOSED, 0, "",
 			    "connection lost", 0);
 		} else if (p->kind == PEND_SYNC && rid == f->wrid) {
 			f->wdone = 1;

@@ -477,6 +477,7 @@ ferry_publish_batch(struct ferry *f, const char *topic,
 			if (rid == 0)
 				return lf_seterr(f, FERRY_ENOMEM,
 				    "out of memory");
+			f->pend[rid & (f->pcap - 1)].tag = b.start;
 		}
 		if ((r = lf_batch_encode(f, &b, rid)) < 0) {
 			if (rid)
