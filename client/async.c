@@ -1194,6 +1194,23 @@ ferry_async_ping(struct ferry_async *a, ferry_async_done_fn *done,
 	    ignore_done), arg, 0);
 }
 
+/* --- Administration ------------------------------------------------------ */
+
+int
+ferry_async_delete(struct ferry_async *a, const char *topic,
+    const char *group, ferry_async_done_fn *done, void *arg)
+{
+	struct fy_frame fr;
+	size_t tlen;
+	int r;
+
+	if ((r = check_topic(a, topic, &tlen)) < 0 ||
+	    (r = lf_delete_frame(a->f, topic, tlen, group, &fr)) < 0)
+		return r;
+	return send_frame(a, &fr, OP_DONE, (void (*)(void))(done ? done :
+	    ignore_done), arg, 0);
+}
+
 /* --- Request-reply -------------------------------------------------------- */
 
 /* Subscribe to the handle's inbox, once per connection.  Its SUB goes out

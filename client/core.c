@@ -988,6 +988,32 @@ lf_check_name(struct ferry *f, const char *what, const char *s, size_t len)
 	    (int)(len > 64 ? 64 : len), s);
 }
 
+/* A DELETE of group (NULL or "": the whole topic) of topic, whose tlen
+ * bytes the driver checked, into *fr (borrowing the names); 0, or an
+ * error set on f (nothing to send). */
+int
+lf_delete_frame(struct ferry *f, const char *topic, size_t tlen,
+    const char *group, struct fy_frame *fr)
+{
+	size_t glen = 0;
+	int r;
+
+	if (group != NULL && group[0] != '\0') {
+		glen = strnlen(group, FERRY_NAME_MAX + 1);
+		if ((r = lf_check_name(f, "group", group, glen)) < 0)
+			return r;
+	}
+	memset(fr, 0, sizeof(*fr));
+	fr->type = FY_T_DELETE;
+	fr->del.topic.p = topic;
+	fr->del.topic.len = (uint32_t)tlen;
+	if (glen) {
+		fr->del.group.p = group;
+		fr->del.group.len = (uint32_t)glen;
+	}
+	return 0;
+}
+
 /* Validate one message, counting its headers and its encoded size. */
 int
 lf_check_msg(struct ferry *f, const void *body, size_t len, const char *id,

@@ -276,6 +276,8 @@ int lf_encode(struct ferry *f, const struct fy_frame *fr);
 int lf_encode_sub(struct ferry *f, const struct lsub *s, uint64_t rid);
 void lf_keep_frame(struct ferry *f, uint64_t rid, size_t mark);
 int lf_check_name(struct ferry *f, const char *what, const char *s, size_t len);
+int lf_delete_frame(struct ferry *f, const char *topic, size_t tlen,
+    const char *group, struct fy_frame *fr);
 int lf_check_msg(struct ferry *f, const void *body, size_t len, const char *id,
     const struct ferry_header *hdr, size_t nhdr, size_t *size);
 int lf_kv_reserve(struct ferry *f, size_t used, size_t n);

@@ -1137,6 +1137,19 @@ int ferry_async_trace(struct ferry_async *a, const char *id,
 int ferry_async_peek(struct ferry_async *a, const char *topic,
     const char *group, ferry_async_peek_fn *fn, void *arg);
 
+/*
+ * Delete group (NULL or "" = the whole topic and all its groups) of topic,
+ * as ferry_delete(): the group's queue goes with it, and its members'
+ * subscriptions end with FERRY_EDELETED (to the error callback, for this
+ * handle's own).  done (or NULL) runs once with the answer: 0,
+ * FERRY_ENOTFOUND (no such topic or group), FERRY_EDENIED, ..., or the
+ * connection's error.  Returns 0, FERRY_EINVAL (topic NULL),
+ * FERRY_EBADNAME, FERRY_ENOMEM, or the handle's fatal error (then done
+ * will not run).
+ */
+int ferry_async_delete(struct ferry_async *a, const char *topic,
+    const char *group, ferry_async_done_fn *done, void *arg);
+
 /* Round trip: done runs once the broker has handled everything sent
  * before (0), or with the connection's error. */
 int ferry_async_ping(struct ferry_async *a, ferry_async_done_fn *done,

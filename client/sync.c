@@ -787,26 +787,12 @@ int
 ferry_delete(struct ferry *f, const char *topic, const char *group)
 {
 	struct fy_frame fr;
-	size_t tlen, glen = 0;
+	size_t tlen;
 	int r;
 
-	r = lf_check_topic(f, topic, &tlen);
-	if (r < 0)
+	if ((r = lf_check_topic(f, topic, &tlen)) < 0 ||
+	    (r = lf_delete_frame(f, topic, tlen, group, &fr)) < 0)
 		return r;
-	if (group != NULL && group[0] != '\0') {
-		glen = strnlen(group, FERRY_NAME_MAX + 1);
-		r = lf_check_name(f, "group", group, glen);
-		if (r < 0)
-			return r;
-	}
-	memset(&fr, 0, sizeof(fr));
-	fr.type = FY_T_DELETE;
-	fr.del.topic.p = topic;
-	fr.del.topic.len = (uint32_t)tlen;
-	if (glen) {
-		fr.del.group.p = group;
-		fr.del.group.len = (uint32_t)glen;
-	}
 	return lf_send_sync(f, &fr);
 }
 
