@@ -798,7 +798,7 @@ lf_async_new(const char *host, int port, const struct ferry_async_opts *o,
 		lf_fatal(f, FERRY_EINVAL, "invalid port %d", f->port);
 		return a;
 	}
-	if (o->reconnect != NULL && ferry_set_reconnect(f, o->reconnect) < 0) {
+	if (o->reconnect != NULL && lf_set_reconnect(f, o->reconnect) < 0) {
 		f->err = FERRY_EINVAL;
 		return a;
 	}

@@ -336,6 +336,27 @@ ferry_connect(const char *host, int port, int timeout_ms, const char *name)
 	return f;
 }
 
+struct ferry *
+ferry_connect_opts(const struct ferry_opts *o)
+{
+	const char *url = o->url ? o->url : getenv("FERRY_URL");
+	struct ferry *f;
+	int r;
+
+	f = lf_new(NULL, FERRY_DEFAULT_PORT, o->timeout_ms, o->name);
+	if (f == NULL || f->err)
+		return f;
+	if ((r = lf_opts_apply(f, o, url, o->host, o->port)) < 0) {
+		/* Not connected: the handle carries the error, as
+		 * ferry_connect()'s does. */
+		f->err = r;
+		return f;
+	}
+	lf_do_connect(f, f->host, f->port,
+	    o->timeout_ms > 0 ? o->timeout_ms : -1);
+	return f;
+}
+
 void
 ferry_close(struct ferry *f)
 {
