@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""layers.py - libferry's files call each other one way only.
+"""check-client-layers.py - libferry's files call each other one way only.
 
 ferry-int.h puts the files in layers (core.c lowest; tls.c and connopts.c;
 the drivers sync.c, async.c and inspect.c; reconnect.c on top).  A file
@@ -8,10 +8,11 @@ reaches a higher one only through a hook in the handle.  This reads the
 sources: every lf_* or ferry_* function defined in one file (its name at
 the start of a line, as the style puts it) and called from another (after
 comments and strings are removed) is an edge, which must not point
-upward, and the files' graph must have no cycle.
+upward, and the files' graph must have no cycle.  (check-layers.py does
+the same for broker/, by includes.)
 
-Usage: layers.py CLIENT_DIR.  Exit 0 when the layering holds, 1 with the
-offending calls listed otherwise.
+Usage: check-client-layers.py CLIENT_DIR.  Exit 0 when the layering holds,
+1 with the offending calls listed otherwise.
 """
 import os
 import re
