@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from . import _common, codec
 from .errors import (ClientClosed, ConnectionLost, Deleted, FerryError, FrameTooBig,
-                     IdleTimeout, MessageTooBig, NoResponders, ProtocolError,
+                     IdleTimeout, MessageTooBig, NoResponders, NotFound, ProtocolError,
                      Shutdown, StaleLease, from_code)
 
 log = logging.getLogger("ferry")
@@ -79,6 +79,96 @@ class Reply:
             return v[0]  # the common case, checked without a loop
         ids = codec.get_ids(self.value or {})
         return ids[0] if ids else ""
+
+
+class Call(Reply):
+    """A request of the client's API (PING, DELETE, STATS, ...): its
+    payload, and `result`, what the API returns, read from the reply by
+    `read`.  With `missing_ok`, NotFound is a result of None."""
+
+    __slots__ = ("payload", "read", "missing_ok", "result")
+
+    def __init__(self, payload: dict[str, Any],
+                 read: Callable[[dict[str, Any]], Any] | None = None,
+                 missing_ok: bool = False) -> None:
+        Reply.__init__(self, RESEND)
+        self.payload = payload
+        self.read = read
+        self.missing_ok = missing_ok
+        self.result: Any = None
+
+    def resolve(self, value: dict[str, Any] | None) -> None:
+        if self.finished:
+            return
+        if self.read is not None:
+            try:
+                self.result = self.read(value or {})
+            except FerryError as e:
+                Reply.fail(self, e)
+                return
+        Reply.resolve(self, value)
+
+    def fail(self, error: BaseException) -> None:
+        if self.missing_ok and isinstance(error, NotFound):
+            Reply.resolve(self, {})
+        else:
+            Reply.fail(self, error)
+
+
+def _rows(key: str) -> Callable[[dict[str, Any]], list[dict[str, Any]]]:
+    return lambda f: codec.get_rows(f, key)
+
+
+def _first_row(f: dict[str, Any]) -> dict[str, Any]:
+    rows = codec.get_rows(f, "broker")
+    return rows[0] if rows else {}
+
+
+def _msg_frame(f: dict[str, Any]) -> dict[str, Any]:
+    if f.get("t") != codec.MSG:
+        raise ProtocolError("the reply to PEEK is not a MSG")
+    return f
+
+
+def ping_call() -> Call:
+    return Call({"t": codec.PING})
+
+
+def delete_call(topic: str, group: str | None) -> Call:
+    return Call({"t": codec.DELETE, "topic": topic, "group": group or None})
+
+
+def stats_call(topic: str | None) -> Call:
+    return Call({"t": codec.STATS, "topic": topic or None}, _rows("stats"))
+
+
+def stats_broker_call() -> Call:
+    """STATS without a topic: the broker-wide row, {} from a broker that
+    does not report one."""
+    return Call({"t": codec.STATS}, _first_row)
+
+
+def inflight_call(topic: str, group: str | None) -> Call:
+    return Call({"t": codec.INFLIGHT, "topic": topic, "group": group or None},
+                _rows("inflight"))
+
+
+def peek_call(topic: str, group: str | None) -> Call:
+    """PEEK: the MSG frame, or None when the group is empty (NotFound)."""
+    return Call({"t": codec.PEEK, "topic": topic, "group": group or None},
+                _msg_frame, missing_ok=True)
+
+
+def trace_call(message_id: str) -> Call:
+    return Call({"t": codec.TRACE, "id": message_id}, _rows("events"))
+
+
+def reply_target(msg: Any) -> str:
+    """Where the reply to request `msg` goes."""
+    if not msg.reply_to:
+        raise ValueError("the message has no reply_to: it is not a request")
+    reply_to: str = msg.reply_to
+    return reply_to
 
 
 class SubState:
@@ -232,12 +322,17 @@ class Core:
         payload["rid"] = rid
         frame = codec.encode(payload)
         self._check_size(frame)
+        self._pend(reply, rid, frame)
+        return reply
+
+    def _pend(self, reply: Reply, rid: int, frame: bytes) -> None:
+        """Queue the request `frame` whose answer `reply` waits for (and
+        keep it, to send again on a new connection)."""
         reply.rid = rid
         reply.frame = frame
         self.pending[rid] = reply
         if self.ready:
             self.out += frame
-        return reply
 
     def send(self, payload: dict[str, Any]) -> None:
         """Send without rid: nothing comes back on success.  Dropped if
@@ -299,11 +394,7 @@ class Core:
         frame = codec.encode_pub(codec.pack_topic(topic), body, rid, opts,
                                  _common.frame_opts(group, mandatory))
         self._check_size(frame)
-        reply.rid = rid
-        reply.frame = frame
-        self.pending[rid] = reply
-        if self.ready:
-            self.out += frame
+        self._pend(reply, rid, frame)
 
     def publish_bytes(self, topic: str, body: bytes, reply: Reply | None) -> None:
         """publish() of a bare body: the hot path.  The frame is one join
@@ -351,11 +442,7 @@ class Core:
             frame = b"".join((_LEN.pack(size), b"\x84\xa1t\x02\xa3rid", rb, m, bh, body))
         if size > self.max_frame:
             self._check_size(frame)
-        reply.rid = rid
-        reply.frame = frame
-        self.pending[rid] = reply
-        if self.ready:
-            self.out += frame
+        self._pend(reply, rid, frame)
 
     def publish_batch(self, topic: str, items: Iterable[Any], reply: Reply | None,
                       group: str | None = None, mandatory: bool = False) -> None:
@@ -375,10 +462,8 @@ class Core:
         frame = codec.encode_pub_batch(topic, msgs, rid, _common.frame_opts(group, mandatory))
         self._check_size(frame)
         if reply is not None:
-            reply.rid = rid
-            reply.frame = frame
-            self.pending[rid] = reply
-        if self.ready:
+            self._pend(reply, rid, frame)
+        elif self.ready:
             self.out += frame
 
     def unconfirmed(self) -> list[Reply]:

@@ -20,9 +20,11 @@ import time
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 
 from . import codec
-from ._core import (DONE, FAIL, RESEND, ClientBase, Reply, ShutdownNotice, SubState,
-                    SubscriptionBase, no_responders, reportable, settle_payload)
-from .errors import (ClientClosed, ConnectionLost, FerryError, NoSubscribers, NotFound,
+from ._core import (DONE, FAIL, RESEND, Call, ClientBase, Reply, ShutdownNotice, SubState,
+                    SubscriptionBase, delete_call, inflight_call, no_responders, peek_call,
+                    ping_call, reply_target, reportable, settle_payload, stats_broker_call,
+                    stats_call, trace_call)
+from .errors import (ClientClosed, ConnectionLost, FerryError, NoSubscribers,
                      ProtocolError, Timeout)
 from .message import BaseMessage
 
@@ -473,13 +475,13 @@ class AsyncClient(ClientBase):
         except asyncio.TimeoutError:
             raise Timeout(f"no reply within {timeout} s") from None
 
-    async def _call(self, payload: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+    async def _call(self, call: Call, timeout: float | None = None) -> Any:
         self._check_open()
-        r = Reply(RESEND)
-        fut = self._future(r)
-        self._core.request(payload, r)
+        fut = self._future(call)
+        self._core.request(call.payload, call)
         self._schedule_flush()
-        return await self._await(fut, timeout)
+        await self._await(fut, timeout)
+        return call.result
 
     async def _settle(self, payload: dict[str, Any], gen: int, wait: bool) -> None:
         self._check_open()
@@ -646,10 +648,9 @@ class AsyncClient(ClientBase):
 
     async def reply(self, msg: BaseMessage, data: Any, *,
                     headers: Mapping[str, str] | None = None) -> bool:
-        if not msg.reply_to:
-            raise ValueError("the message has no reply_to: it is not a request")
+        """As ferry.Client.reply()."""
         try:
-            await self.publish(msg.reply_to, data, headers=headers, corr=msg.corr,
+            await self.publish(reply_target(msg), data, headers=headers, corr=msg.corr,
                                mandatory=True)
         except NoSubscribers:
             return False
@@ -657,35 +658,32 @@ class AsyncClient(ClientBase):
 
     async def ping(self, timeout: float | None = None) -> float:
         t0 = time.monotonic()
-        await self._call({"t": codec.PING}, timeout)
+        await self._call(ping_call(), timeout)
         return time.monotonic() - t0
 
     async def delete(self, topic: str, group: str | None = None) -> None:
-        await self._call({"t": codec.DELETE, "topic": topic, "group": group or None})
+        await self._call(delete_call(topic, group))
 
     async def stats(self, topic: str | None = None) -> list[dict[str, Any]]:
-        return codec.get_rows(await self._call({"t": codec.STATS, "topic": topic or None}),
-                              "stats")
+        rows: list[dict[str, Any]] = await self._call(stats_call(topic))
+        return rows
 
     async def stats_broker(self) -> dict[str, Any]:
         """As ferry.Client.stats_broker()."""
-        rows = codec.get_rows(await self._call({"t": codec.STATS}), "broker")
-        return rows[0] if rows else {}
+        row: dict[str, Any] = await self._call(stats_broker_call())
+        return row
 
     async def inflight(self, topic: str, group: str | None = None) -> list[dict[str, Any]]:
-        f = await self._call({"t": codec.INFLIGHT, "topic": topic, "group": group or None})
-        return codec.get_rows(f, "inflight")
+        rows: list[dict[str, Any]] = await self._call(inflight_call(topic, group))
+        return rows
 
     async def peek(self, topic: str, group: str | None = None) -> Message | None:
-        try:
-            f = await self._call({"t": codec.PEEK, "topic": topic, "group": group or None})
-        except NotFound:
-            return None
-        return Message(f, None, 0)
+        f = await self._call(peek_call(topic, group))
+        return None if f is None else Message(f, None, 0)
 
     async def trace(self, message_id: str) -> list[dict[str, Any]]:
-        return codec.get_rows(await self._call({"t": codec.TRACE, "id": message_id}),
-                              "events")
+        rows: list[dict[str, Any]] = await self._call(trace_call(message_id))
+        return rows
 
     async def flush(self, timeout: float | None = None) -> None:
         """Wait until every confirmed publish is answered."""

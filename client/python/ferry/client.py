@@ -19,8 +19,10 @@ from collections import deque
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from . import codec
-from ._core import (DONE, FAIL, RESEND, ClientBase, Reply, ShutdownNotice, SubState,
-                    SubscriptionBase, no_responders, reportable, settle_payload)
+from ._core import (DONE, FAIL, RESEND, Call, ClientBase, Reply, ShutdownNotice, SubState,
+                    SubscriptionBase, delete_call, inflight_call, no_responders, peek_call,
+                    ping_call, reply_target, reportable, settle_payload, stats_broker_call,
+                    stats_call, trace_call)
 from .errors import (ClientClosed, ConnectionLost, FerryError, NoSubscribers,
                      ProtocolError, Timeout)
 from .message import BaseMessage
@@ -440,10 +442,8 @@ class Client(ClientBase):
               headers: Mapping[str, str] | None = None) -> bool:
         """Publish the reply to a request.  Returns False if the requester
         has gone (nobody listens on its inbox any more)."""
-        if not msg.reply_to:
-            raise ValueError("the message has no reply_to: it is not a request")
         try:
-            self.publish(msg.reply_to, data, headers=headers, corr=msg.corr,
+            self.publish(reply_target(msg), data, headers=headers, corr=msg.corr,
                          mandatory=True)
         except NoSubscribers:
             return False
@@ -464,43 +464,36 @@ class Client(ClientBase):
     def ping(self, timeout: float | None = None) -> float:
         """Round trip to the broker, in seconds."""
         t0 = time.monotonic()
-        self._call({"t": codec.PING}, timeout)
+        self._call(ping_call(), timeout)
         return time.monotonic() - t0
 
     def delete(self, topic: str, group: str | None = None) -> None:
         """Delete a topic (every group), or one group of it."""
-        self._call({"t": codec.DELETE, "topic": topic, "group": group or None})
+        self._call(delete_call(topic, group))
 
     def stats(self, topic: str | None = None) -> list[dict[str, Any]]:
-        f = self._call({"t": codec.STATS, "topic": topic or None})
-        return codec.get_rows(f, "stats")
+        rows: list[dict[str, Any]] = self._call(stats_call(topic))
+        return rows
 
     def stats_broker(self) -> dict[str, Any]:
         """The broker-wide figures (PROTOCOL.md, STATS without a topic:
         conns, topics, groups, ready, ..., up); {} from a broker that does
         not report them."""
-        f = self._call({"t": codec.STATS})
-        rows = codec.get_rows(f, "broker")
-        return rows[0] if rows else {}
+        row: dict[str, Any] = self._call(stats_broker_call())
+        return row
 
     def inflight(self, topic: str, group: str | None = None) -> list[dict[str, Any]]:
-        f = self._call({"t": codec.INFLIGHT, "topic": topic, "group": group or None})
-        return codec.get_rows(f, "inflight")
+        rows: list[dict[str, Any]] = self._call(inflight_call(topic, group))
+        return rows
 
     def peek(self, topic: str, group: str | None = None) -> Message | None:
         """The group's next message, without taking it; None if empty."""
-        from .errors import NotFound
-        try:
-            f = self._call({"t": codec.PEEK, "topic": topic, "group": group or None})
-        except NotFound:
-            return None
-        if f.get("t") != codec.MSG:
-            raise ProtocolError("the reply to PEEK is not a MSG")
-        return Message(f, None, 0)
+        f = self._call(peek_call(topic, group))
+        return None if f is None else Message(f, None, 0)
 
     def trace(self, message_id: str) -> list[dict[str, Any]]:
-        f = self._call({"t": codec.TRACE, "id": message_id})
-        return codec.get_rows(f, "events")
+        rows: list[dict[str, Any]] = self._call(trace_call(message_id))
+        return rows
 
     def close(self) -> None:
         """Close the connection; the broker requeues unsettled deliveries.
@@ -533,13 +526,13 @@ class Client(ClientBase):
 
     # --- internals: calls from user threads ----------------------------
 
-    def _call(self, payload: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
-        r = Reply(RESEND)
+    def _call(self, call: Call, timeout: float | None = None) -> Any:
         with self._cv:
             self._check_open()
-            self._core.request(payload, r)
+            self._core.request(call.payload, call)
             self._flush_locked()
-        return self._wait(r, timeout)
+        self._wait(call, timeout)
+        return call.result
 
     def _settle(self, payload: dict[str, Any], gen: int, wait: bool,
                 timeout: float | None) -> None:
