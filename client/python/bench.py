@@ -95,9 +95,15 @@ def produce_aio(a: argparse.Namespace, ready: mp.synchronize.Event, out: mp.Queu
             for _ in range(a.msgs):
                 futs.append(c.publish_nowait(a.topic, body))
                 if len(futs) >= a.window:
-                    await asyncio.gather(*futs[: a.window // 2])
+                    # Awaited in turn, as the blocking loop does: a future
+                    # already confirmed costs nothing to await, where
+                    # asyncio.gather() costs a callback and a loop turn
+                    # for each (about a fifth more CPU per message).
+                    for f in futs[: a.window // 2]:
+                        await f
                     del futs[: a.window // 2]
-            await asyncio.gather(*futs)
+            for f in futs:
+                await f
         else:
             for i in range(a.msgs):
                 await c.publish(a.topic, body, confirm=False)

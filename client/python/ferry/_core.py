@@ -41,6 +41,8 @@ DONE = 2     # consider it done (UNSUB: the subscription ended anyway)
 
 # Keys of a plain delivery, checked inline by Core.decode().
 _PLAIN_MSG = frozenset(("t", "sid", "id", "topic", "lease", "att", "ts", "body"))
+_MSG = codec.MSG
+_OK = codec.OK
 
 
 class Reply:
@@ -597,19 +599,23 @@ class Core:
         check = codec.check_broker_frame
         plain = _PLAIN_MSG
         for f in frames:
-            # The common case inline: a delivery with only the usual keys,
-            # each of the right type.
-            if not (f["t"] == codec.MSG and f.keys() <= plain
-                    and type(f.get("body")) is bytes and type(f.get("id")) is str
-                    and type(f.get("sid")) is int and f["sid"] >= 0
-                    and type(f.get("lease", 0)) is int and f.get("lease", 0) >= 0
-                    and type(f.get("att", 0)) is int and f.get("att", 0) >= 0
-                    and type(f.get("ts", 0)) is int and f.get("ts", 0) >= 0
-                    and type(f.get("topic", "")) is str) and not (
-                        # A reply: its other keys are checked where used.
-                        f["t"] == codec.OK and type(f.get("rid", 0)) is int
-                        and f.get("rid", 0) >= 0):
-                check(f)
+            t = f["t"]
+            g = f.get
+            # The common cases inline: a delivery with only the usual keys,
+            # each of the right type (ints as uints: type int, not below
+            # 0; bool is not int here), and a reply, whose other keys are
+            # checked where used.
+            if t == _MSG:
+                if (f.keys() <= plain and type(g("body")) is bytes and type(g("id")) is str
+                        and type(n := g("sid")) is int and n >= 0
+                        and type(n := g("lease", 0)) is int and n >= 0
+                        and type(n := g("att", 0)) is int and n >= 0
+                        and type(n := g("ts", 0)) is int and n >= 0
+                        and type(g("topic", "")) is str):
+                    continue
+            elif t == _OK and type(n := g("rid", 0)) is int and n >= 0:
+                continue
+            check(f)
         return frames
 
     def dispatch(self, frames: list[dict[str, Any]]) -> None:

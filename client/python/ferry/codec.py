@@ -247,8 +247,10 @@ def decode_payload(payload: bytes | memoryview) -> dict[str, Any]:
     dropped).  Raises ProtocolError when it is not exactly one msgpack map
     or has no valid `t`."""
     try:
-        # Fast path: every key a str (or bin, which no lookup matches).
-        obj = _unpackb(payload, raw=False, unicode_errors="surrogateescape")
+        # Fast path: every key a str, every str valid UTF-8 (msgpack's
+        # defaults: no keyword arguments, which cost a tenth of the call).
+        # Anything else raises ValueError and takes the lenient path.
+        obj = _unpackb(payload)
     except ValueError:
         obj = _decode_lenient(payload)
     except msgpack.UnpackException as e:

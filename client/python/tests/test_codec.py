@@ -296,3 +296,13 @@ def test_reply_message_id() -> None:
     r.resolve({"t": 65, "ids": [1]})
     with pytest.raises(ProtocolError, match="'ids'"):
         r.message_id()
+
+
+def test_invalid_utf8_text_decodes_with_surrogates() -> None:
+    """Text that is not UTF-8 (the broker passes ids and headers on as the
+    producer sent them) decodes with surrogate escapes, not an error; the
+    fast path hands it to the lenient one."""
+    payload = msgpack.packb({"t": 67, "sid": 1, "id": b"a\xffb", "body": b"x"},
+                            use_bin_type=False)
+    f = codec.decode_payload(payload)
+    assert f["id"] == "a\udcffb" and f["id"].encode("utf-8", "surrogateescape") == b"a\xffb"
