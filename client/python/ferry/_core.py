@@ -598,6 +598,7 @@ class Core:
         frames = self.decoder.frames()
         check = codec.check_broker_frame
         plain = _PLAIN_MSG
+        n: Any
         for f in frames:
             t = f["t"]
             g = f.get

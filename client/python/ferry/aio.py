@@ -52,7 +52,8 @@ class Message(BaseMessage):
             c._check_open()
             c._core.queue_ack(self._sub.state, self.lease, self.gen)
             self._settled = True
-            c._schedule_flush()
+            if not c._flush_scheduled:
+                c._schedule_flush()
             return
         await self._settle(codec.ACK, wait)
 
@@ -120,8 +121,8 @@ class Subscription(SubscriptionBase):
     async def get(self, timeout: float | None = None) -> Message | None:
         """Next message; None after `timeout` seconds without one or when
         the subscription ended normally."""
-        deadline = None if timeout is None else time.monotonic() + timeout
         c = self.client
+        deadline: float | None = None
         while True:
             if self.closing:
                 return None
@@ -129,6 +130,8 @@ class Subscription(SubscriptionBase):
             if m is not None or self.ended:
                 return m
             c._check_open()
+            if timeout is not None and deadline is None:  # not per delivery
+                deadline = time.monotonic() + timeout
             self._waiter = w = c._loop.create_future()
             try:
                 if deadline is None:
