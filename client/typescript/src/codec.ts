@@ -562,9 +562,28 @@ export class FrameReader {
 	}
 }
 
+/**
+ * The optional per-message keys of a single PUB, as publish() takes
+ * them (PublishOptions fits): FrameWriter.pub() writes the truthy ones.
+ */
+export interface PubFields {
+	group?: string;
+	mandatory?: boolean;
+	id?: string;
+	delay?: number | bigint;
+	ttl?: number | bigint;
+	replyTo?: string;
+	correlationId?: string;
+}
+
 /* packr writes in its own buffer, from the same place every time */
 const IN_PLACE = REUSE_BUFFER_MODE | RESET_BUFFER_MODE;
-const WRITER_SIZE = 64 * 1024;
+/*
+ * Above the client's FLUSH_BYTES (256 KiB: it writes once that much is
+ * queued) and a frame more: a turn's frames fit without growing the
+ * buffer, which cost a copy and a buffer the writer could not reuse.
+ */
+const WRITER_SIZE = 512 * 1024;
 const SPARES = 4;
 
 /* The keys of a single-message PUB, in the order section 10 shows. */
@@ -572,6 +591,15 @@ const K = Object.fromEntries(['t', 'rid', 'topic', 'group', 'mandatory',
     'id', 'hdr', 'delay', 'ttl', 'reply_to', 'corr', 'pid', 'seq', 'body',
     'sid', 'lease', 'leases'].map((k) => [k, Buffer.from(
     [0xa0 | k.length, ...Buffer.from(k)])]));
+
+/* A map key and its str value, encoded. */
+function keyStr(k: Buffer, v: string): Buffer {
+	const n = Buffer.byteLength(v);
+	const head = n < 32 ? [0xa0 | n] : n < 0x100 ? [0xd9, n] :
+	    n < 0x10000 ? [0xda, n >> 8, n & 0xff] :
+	    [0xdb, n >>> 24, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff];
+	return Buffer.concat([k, Buffer.from(head), Buffer.from(v)]);
+}
 
 /**
  * Coalesces outgoing frames: each is encoded in place behind the ones
@@ -586,6 +614,15 @@ export class FrameWriter {
 	private buf: Buffer = Buffer.allocUnsafeSlow(WRITER_SIZE);
 	private used = 0;
 	private spare: Buffer[] = [];
+	/*
+	 * The last PUB's topic and producer id, encoded with their keys (and
+	 * seq's key): publishes mostly repeat both, and copying bytes is
+	 * cheaper than encoding a string.
+	 */
+	private topic = '';
+	private topicBytes: Buffer = Buffer.alloc(0);
+	private pid = '';
+	private pidBytes: Buffer = Buffer.alloc(0);
 
 	/** Bytes queued, length prefixes included. */
 	get size(): number {
@@ -633,8 +670,11 @@ export class FrameWriter {
 		this.room(n);
 		const b = this.buf;
 		const o = this.used;
-		for (let i = 0; i < n; i++)
-			b[o + i] = k[i];
+		if (n > 24)
+			b.set(k, o);
+		else
+			for (let i = 0; i < n; i++)
+				b[o + i] = k[i];
 		this.used = o + n;
 	}
 
@@ -772,78 +812,82 @@ export class FrameWriter {
 	}
 
 	/**
-	 * A single-message PUB (body, not msgs), keys in the order of
-	 * section 10's examples; returns the payload's length. Values are
-	 * those PROTOCOL.md's PUB table types (numbers: uint or bigint);
-	 * absent keys are undefined. A msgs batch goes through pack().
+	 * A single-message PUB (body, not msgs) from its parts, with no
+	 * frame object built: keys in the order of section 10's examples;
+	 * returns the payload's length. An optional key is left out when its
+	 * value is falsy (its default: section 4's PUB table), `mandatory` is
+	 * written only as true, pid and seq only with a seq. Numbers may be
+	 * bigints; a value that is no uint throws RangeError and leaves
+	 * nothing queued. A msgs batch goes through pack().
 	 */
-	pub(f: Payload): number {
+	pub(rid: number, topic: string, body: Uint8Array,
+	    hdr: Record<string, string> | undefined, o: PubFields, pid: string,
+	    seq: number | bigint): number {
 		const at = this.begin();
-		const { rid, group, mandatory, id, hdr, delay, ttl, pid, seq } = f;
-		const replyTo = f.reply_to, corr = f.corr;
+		const { group, mandatory, id, delay, ttl } = o;
+		const replyTo = o.replyTo, corr = o.correlationId;
 		try {
-			this.mapHead(3 + +(rid !== undefined) + +(group !== undefined) +
-			    +(mandatory !== undefined) + +(id !== undefined) +
-			    +(hdr !== undefined) + +(delay !== undefined) +
-			    +(ttl !== undefined) + +(replyTo !== undefined) +
-			    +(corr !== undefined) + +(pid !== undefined) +
-			    +(seq !== undefined));
+			this.mapHead(3 + +!!rid + +!!group + +!!mandatory + +!!id +
+			    +!!hdr + +!!delay + +!!ttl + +!!replyTo + +!!corr +
+			    2 * +!!seq);
 			this.raw(K.t);
-			this.uint(f.t as number);
-			if (rid !== undefined) {
+			this.byte(T.PUB);
+			if (rid) {
 				this.raw(K.rid);
-				this.uint(rid as number);
+				this.uint(rid);
 			}
-			this.raw(K.topic);
-			this.str(f.topic as string);
-			if (group !== undefined) {
+			if (topic !== this.topic) {
+				this.topic = topic;
+				this.topicBytes = keyStr(K.topic, topic);
+			}
+			this.raw(this.topicBytes);
+			if (group) {
 				this.raw(K.group);
-				this.str(group as string);
+				this.str(group);
 			}
-			if (mandatory !== undefined) {
+			if (mandatory) {
 				this.raw(K.mandatory);
-				this.byte(mandatory ? 0xc3 : 0xc2);
+				this.byte(0xc3);
 			}
-			if (id !== undefined) {
+			if (id) {
 				this.raw(K.id);
-				this.str(id as string);
+				this.str(id);
 			}
-			if (hdr !== undefined) {
-				const h = hdr as Record<string, string>;
-				const keys = Object.keys(h);
+			if (hdr) {
+				const keys = Object.keys(hdr);
 				this.raw(K.hdr);
 				this.mapHead(keys.length);
 				for (const k of keys) {
 					this.str(k);
-					this.str(h[k]);
+					this.str(hdr[k]);
 				}
 			}
-			if (delay !== undefined) {
+			if (delay) {
 				this.raw(K.delay);
-				this.uint(delay as number);
+				this.uint(delay);
 			}
-			if (ttl !== undefined) {
+			if (ttl) {
 				this.raw(K.ttl);
-				this.uint(ttl as number);
+				this.uint(ttl);
 			}
-			if (replyTo !== undefined) {
+			if (replyTo) {
 				this.raw(K.reply_to);
-				this.str(replyTo as string);
+				this.str(replyTo);
 			}
-			if (corr !== undefined) {
+			if (corr) {
 				this.raw(K.corr);
-				this.str(corr as string);
+				this.str(corr);
 			}
-			if (pid !== undefined) {
-				this.raw(K.pid);
-				this.str(pid as string);
-			}
-			if (seq !== undefined) {
-				this.raw(K.seq);
-				this.uint(seq as number);
+			if (seq) {
+				if (pid !== this.pid) {
+					this.pid = pid;
+					this.pidBytes = Buffer.concat([keyStr(K.pid, pid), K.seq]);
+				}
+				this.raw(this.pidBytes);
+				this.uint(seq);
 			}
 			this.raw(K.body);
-			this.bin(f.body as Uint8Array);
+			this.bin(body);
 		} catch (e) {
 			this.used = at;
 			throw e;

@@ -48,10 +48,11 @@ test('request PUB encodes to the bytes of section 10', () => {
 
 test('the hand-written PUB encoder writes the bytes of section 10', () => {
 	const w = new FrameWriter();
-	assert.equal(w.pub({ t: 2, rid: 1, topic: 'orders.created',
-	    body: Buffer.from('hello') }), 42);
-	assert.equal(w.pub({ t: 2, rid: 2, topic: 'rpc.echo', mandatory: true,
-	    reply_to: '_inbox.7', corr: 'c1', body: Buffer.from('hi') }), 70);
+	assert.equal(w.pub(1, 'orders.created', Buffer.from('hello'), undefined,
+	    {}, '', 0), 42);
+	assert.equal(w.pub(2, 'rpc.echo', Buffer.from('hi'), undefined,
+	    { mandatory: true, replyTo: '_inbox.7', correlationId: 'c1' }, '', 0),
+	    70);
 	assert.deepEqual(w.take(), Buffer.concat([PUB, REQ]));
 });
 
@@ -59,29 +60,40 @@ test('the PUB encoder agrees with the decoder on every key and width', () => {
 	const w = new FrameWriter();
 	const long = 'x'.repeat(300);
 	const frames = [
-		{ t: 2, rid: 2 ** 40, topic: 'é.topic', body: Buffer.alloc(0),
+		{ t: 2, rid: 2 ** 40, topic: 'é.topic', group: 'g', mandatory: true,
 		    id: long, hdr: { 'content-type': 'application/json', ü: 'ß' },
-		    delay: 200, ttl: 70000, group: 'g', mandatory: false,
-		    pid: 'p'.repeat(64), seq: 2 ** 53 - 1 },
-		{ t: 2, topic: 't', body: Buffer.alloc(70000, 7), corr: 'c',
-		    reply_to: 'r'.repeat(40), seq: (1n << 60n) },
+		    delay: 200, ttl: 70000, pid: 'p'.repeat(64), seq: 2 ** 53 - 1,
+		    body: Buffer.alloc(0) },
+		{ t: 2, topic: 't', reply_to: 'r'.repeat(40), corr: 'c', pid: 'q',
+		    seq: (1n << 60n), body: Buffer.alloc(70000, 7) },
 		{ t: 2, topic: 'u'.repeat(300), body: Buffer.alloc(300, 1) },
 	];
 	for (const f of frames)
-		w.pub(f);
+		w.pub(f.rid ?? 0, f.topic, f.body, f.hdr, { group: f.group,
+		    mandatory: f.mandatory, id: f.id, delay: f.delay, ttl: f.ttl,
+		    replyTo: f.reply_to, correlationId: f.corr }, f.pid ?? '',
+		    f.seq ?? 0);
+	/* falsy values are the defaults: left out */
+	w.pub(0, 'z', Buffer.alloc(1), undefined, { group: '', mandatory: false,
+	    id: '', delay: 0, ttl: 0, replyTo: '', correlationId: '' }, 'p', 0);
+	frames.push({ t: 2, topic: 'z', body: Buffer.alloc(1) });
 	const got: unknown[] = [];
+	const raw: Buffer[] = [];
 	new FrameReader(1 << 20).push(w.take()!, (b, s, e) => {
 		const p = b.subarray(s, e);
+		raw.push(Buffer.from(p));
 		const o = decodePayload(p);
 		o.body = Buffer.from(o.body as Uint8Array);
 		got.push(o);
 	});
 	assert.deepEqual(got, frames);
+	/* keys in the order written above: section 10's */
+	assert.deepEqual(Object.keys(decodePayload(raw[0])), Object.keys(frames[0]));
 	/* refused values leave nothing behind */
-	assert.throws(() => w.pub({ t: 2, topic: 't', body: Buffer.alloc(1),
-	    delay: -1 }), RangeError);
-	assert.throws(() => w.pub({ t: 2, topic: 't', body: Buffer.alloc(1),
-	    seq: 1.5 }), RangeError);
+	assert.throws(() => w.pub(0, 't', Buffer.alloc(1), undefined,
+	    { delay: -1 }, '', 0), RangeError);
+	assert.throws(() => w.pub(0, 't', Buffer.alloc(1), undefined, {}, 'p',
+	    1.5), RangeError);
 	assert.equal(w.size, 0);
 });
 
