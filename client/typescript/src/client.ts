@@ -12,7 +12,7 @@ import { EventEmitter, once } from 'node:events';
 import { randomUUID, randomBytes } from 'node:crypto';
 import {
 	T, type Payload, type PubFields, FrameReader, FrameWriter, decodeFrame,
-	readConfirm, confirm,
+	readConfirm, confirm, readMsg, delivery,
 	encodePayload, uint64, wireInt, canonical,
 } from './codec.js';
 import {
@@ -472,9 +472,15 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 			c.reader.push(chunk, (buf, start, end) => {
 				if (c !== this.conn || c.cause)
 					return;
-				/* most frames are confirms: read those in place */
-				if (c.welcomed && this.confirmed(readConfirm(buf, start, end)))
-					return;
+				/* most frames are confirms or deliveries: the short way */
+				if (c.welcomed) {
+					if (this.confirmed(readConfirm(buf, start, end)))
+						return;
+					if (readMsg(buf, start, end)) {
+						this.onMsg(c, delivery);
+						return;
+					}
+				}
 				this.onPayload(c, decodeFrame(buf, start, end));
 			});
 		} catch (e) {
@@ -533,10 +539,7 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 				this.answer(Number(rid), p);	/* PEEK */
 				return;
 			}
-			const m = new Message(p, c.gen, this);
-			const sub = this.bySid.get(m.wireSid);
-			if (sub)
-				sub.deliver(m);
+			this.onMsg(c, p);
 			return;
 		}
 		case T.OK:
@@ -577,6 +580,14 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 			throw new BrokerProtocolError(
 			    `frame of type ${String(t)} from the broker`);
 		}
+	}
+
+	/* A delivery: to its subscription. */
+	private onMsg(c: Conn, p: Payload): void {
+		const m = new Message(p, c.gen, this);
+		const sub = this.bySid.get(m.wireSid);
+		if (sub)
+			sub.deliver(m);
 	}
 
 	/* readConfirm() found the confirm of rid: a single publish's? */

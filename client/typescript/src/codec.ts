@@ -462,6 +462,114 @@ export function readConfirm(buf: Buffer, from: number, to: number): number {
 	}
 }
 
+/*
+ * A uint at dp in any width (rule 7 allows any), or the generic value
+ * when it is something else (Message refuses it then).
+ */
+function uintAt(): unknown {
+	need(1);
+	const c = db[dp];
+	if (c < 0x80) {
+		dp++;
+		return c;
+	}
+	if (c === 0xcf && dend - dp >= 9) {
+		const hi = db[dp + 1] * 0x1000000 + (db[dp + 2] << 16 |
+		    db[dp + 3] << 8 | db[dp + 4]);
+		const lo = db[dp + 5] * 0x1000000 + (db[dp + 6] << 16 |
+		    db[dp + 7] << 8 | db[dp + 8]);
+		if (hi < 0x200000) {
+			dp += 9;
+			return hi * 0x100000000 + lo;
+		}
+	}
+	return value(1);
+}
+
+/* The bytes of a key of n bytes at dp + 1 are s's? (ASCII) */
+function keyIs(s: string, n: number): boolean {
+	if (s.length !== n)
+		return false;
+	for (let i = 0; i < n; i++)
+		if (db[dp + 1 + i] !== s.charCodeAt(i))
+			return false;
+	return true;
+}
+
+/**
+ * What readMsg() found: a delivery's keys, absent ones undefined. One
+ * object, overwritten by every readMsg(): take what you need at once
+ * (new Message(delivery, ...) copies and checks it).
+ */
+export const delivery: Payload = {
+	t: T.MSG, sid: undefined, id: undefined, topic: undefined,
+	lease: undefined, att: undefined, ts: undefined, hdr: undefined,
+	hist: undefined, reply_to: undefined, corr: undefined, body: undefined,
+};
+
+/**
+ * A delivery (MSG without rid) read into `delivery`, keys matched as
+ * bytes: no key string looked up, no object made but the values. Returns
+ * false for any other payload, or a MSG with a key this path does not
+ * take (rid, hist, an unknown one): decodeFrame then reads (or refuses)
+ * it the long way. The values are those decodeFrame gives, unchecked
+ * (Message checks them).
+ */
+export function readMsg(buf: Buffer, from: number, to: number): boolean {
+	db = buf;
+	dp = from;
+	dend = to;
+	try {
+		const c = to - from > 4 ? db[dp] : 0;
+		if (c < 0x83 || c > 0x8f || db[dp + 1] !== 0xa1 ||
+		    db[dp + 2] !== 0x74 || db[dp + 3] !== T.MSG)
+			return false;
+		dp += 4;
+		const d = delivery;
+		d.sid = d.id = d.topic = d.lease = d.att = d.ts = d.hdr =
+		    d.reply_to = d.corr = d.body = undefined;
+		for (let i = (c & 0x0f) - 1; i > 0; i--) {
+			/* the key by its length and first byte, then all of it */
+			if (dp >= dend)
+				return false;
+			const k = db[dp];
+			const n = k & 0x1f;
+			if ((k & 0xe0) !== 0xa0 || dend - dp <= n)
+				return false;
+			const k1 = db[dp + 1];
+			let which = '';
+			switch (n) {
+			case 2: which = k1 === 0x69 ? 'id' : 'ts'; break;
+			case 3: which = k1 === 0x73 ? 'sid' : k1 === 0x61 ? 'att' : 'hdr';
+				break;
+			case 4: which = k1 === 0x62 ? 'body' : 'corr'; break;
+			case 5: which = k1 === 0x74 ? 'topic' : 'lease'; break;
+			case 8: which = 'reply_to'; break;
+			}
+			if (!keyIs(which, n))
+				return false;	/* rid, hist, unknown: the long way */
+			dp += 1 + n;
+			switch (which) {
+			case 'sid': d.sid = uintAt(); break;
+			case 'id': d.id = value(1); break;
+			case 'topic': d.topic = value(1); break;
+			case 'lease': d.lease = uintAt(); break;
+			case 'att': d.att = uintAt(); break;
+			case 'ts': d.ts = uintAt(); break;
+			case 'hdr': d.hdr = value(1); break;
+			case 'reply_to': d.reply_to = value(1); break;
+			case 'corr': d.corr = value(1); break;
+			default: d.body = value(1); break;
+			}
+		}
+		return dp === dend;
+	} catch {
+		return false;	/* malformed: decodeFrame says what is wrong */
+	} finally {
+		db = EMPTY;
+	}
+}
+
 /**
  * Decode one payload into plain objects. Throws BrokerProtocolError
  * unless it is exactly one msgpack map (section 2: nothing missing,

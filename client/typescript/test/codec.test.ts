@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
 	encodeFrame, encodePayload, decodePayload, decodeFrame, FrameReader,
-	FrameWriter, uint64, wireInt, readConfirm, confirm,
+	FrameWriter, uint64, wireInt, readConfirm, confirm, readMsg, delivery,
 } from '../src/codec.js';
 import { Message, type Settler } from '../src/message.js';
 import {
@@ -352,6 +352,56 @@ test('a MSG from section 10, with a lease above 2^53', () => {
 	assert.deepEqual(m.headers, { k: 'v' });
 	assert.equal(m.text(), 'hello');
 	assert.ok(Buffer.isBuffer(m.body));
+});
+
+test('readMsg: a delivery read by its keys\' bytes, as decodeFrame reads it',
+    () => {
+	const sec10 = hex(`89 a1 74 43 a3 73 69 64 01 a2 69 64 a2 6d 31
+	    a5 74 6f 70 69 63 ae 6f 72 64 65 72 73 2e 63 72 65 61 74 65 64
+	    a5 6c 65 61 73 65 cf 00 20 00 00 00 00 00 03
+	    a3 61 74 74 01 a2 74 73 cf 00 00 01 8b cf e5 68 7b
+	    a3 68 64 72 81 a1 6b a1 76
+	    a4 62 6f 64 79 c4 05 68 65 6c 6c 6f`);
+	const same = (p: Buffer) => {
+		const b = Buffer.concat([hex('ff'), p, hex('ff')]);
+		assert.equal(readMsg(b, 1, 1 + p.length), true, p.toString('hex'));
+		const want = decodeFrame(b, 1, 1 + p.length);
+		const got: Record<string, unknown> = {};
+		for (const [k, v] of Object.entries(delivery))
+			if (v !== undefined)
+				got[k] = v;
+		assert.deepEqual(got, want);
+	};
+	same(sec10);
+	/* keys in another order, other widths, an empty body, reply_to, corr */
+	same(encodePayload({ t: 67, body: Buffer.alloc(0), corr: 'c',
+	    reply_to: '_inbox.1', ts: 5, att: 300, lease: 2 ** 40, topic: 't',
+	    id: 'x'.repeat(40), sid: 70000 }));
+	same(hex('84 a1 74 43 a3 73 69 64 cf 00 00 00 00 00 00 00 07' +
+	    'a2 69 64 a1 61 a4 62 6f 64 79 c4 00'));
+	/* at-most-once: no lease; a uint 64 above 2^53 stays exact */
+	same(hex('85 a1 74 43 a3 73 69 64 cf ff 00 00 00 00 00 00 07' +
+	    'a2 69 64 a1 61 a2 74 73 cd 01 00 a4 62 6f 64 79 c4 00'));
+	/* the rest goes the long way: false, delivery not trusted */
+	for (const o of [
+		{ t: 67, rid: 4, sid: 1, id: 'a', body: Buffer.alloc(1) },	/* PEEK */
+		{ t: 67, sid: 1, id: 'a', hist: [{ c: 'nack' }], body: Buffer.alloc(1) },
+		{ t: 67, sid: 1, id: 'a', six: 1, body: Buffer.alloc(1) },
+		{ t: 67, sid: 1, id: 'a', bodx: 1, body: Buffer.alloc(1) },
+		{ t: 65, rid: 1, ids: ['a'] },
+	])
+		assert.equal(readMsg(encodePayload(o), 0, encodePayload(o).length),
+		    false, Object.keys(o).join());
+	/* cut anywhere, or a byte too many: false, never a throw */
+	for (let n = 0; n < sec10.length; n++)
+		assert.equal(readMsg(sec10, 0, n), false, `cut at ${n}`);
+	const more = Buffer.concat([sec10, hex('c0')]);
+	assert.equal(readMsg(more, 0, more.length), false);
+	/* a bad value is read as it is, for Message to refuse */
+	const bad = hex('83 a1 74 43 a3 73 69 64 a1 78 a4 62 6f 64 79 c4 00');
+	assert.equal(readMsg(bad, 0, bad.length), true);
+	assert.equal(delivery.sid, 'x');
+	assert.throws(() => new Message(delivery, 1, nobody), BrokerProtocolError);
 });
 
 test('a MSG with a bad field is a broker protocol error', () => {
