@@ -402,6 +402,66 @@ export const confirm = { id: '' };
  * refuses) it the long way.
  */
 export function readConfirm(buf: Buffer, from: number, to: number): number {
+	/*
+	 * ferryd's layout first, {t:65, rid, ids:[id], dur?} with an id of
+	 * ASCII: byte compares on locals; then any order, the loop below.
+	 */
+	const n = to - from;
+	if (n > 20 && buf[from + 1] === 0xa1 && buf[from + 2] === 0x74 &&
+	    buf[from + 3] === 0x41 && buf[from + 4] === 0xa3 &&
+	    buf[from + 5] === 0x72 && buf[from + 6] === 0x69 &&
+	    buf[from + 7] === 0x64) {
+		const c = buf[from];
+		let p = from + 8;
+		let rid = buf[p++];
+		if (rid === 0xcc) {
+			rid = buf[p++];
+		} else if (rid === 0xcd) {
+			rid = buf[p] << 8 | buf[p + 1];
+			p += 2;
+		} else if (rid === 0xce) {
+			rid = buf[p] * 0x1000000 + (buf[p + 1] << 16 | buf[p + 2] << 8 |
+			    buf[p + 3]);
+			p += 4;
+		} else if (rid >= 0x80) {
+			rid = 0;
+		}
+		if (rid > 0 && (c === 0x83 || c === 0x84) && to - p > 6 &&
+		    buf[p] === 0xa3 && buf[p + 1] === 0x69 && buf[p + 2] === 0x64 &&
+		    buf[p + 3] === 0x73 && buf[p + 4] === 0x91) {
+			let len = buf[p + 5];
+			p += 6;
+			if (len === 0xd9)
+				len = buf[p++];
+			else if (len >= 0xa0 && len <= 0xbf)
+				len &= 0x1f;
+			else
+				len = -1;
+			const s = p;
+			p += len;
+			let ok = len >= 0 && p <= to;
+			if (ok && c === 0x84) {	/* dur, a small uint */
+				ok = to - p >= 5 && buf[p] === 0xa3 && buf[p + 1] === 0x64 &&
+				    buf[p + 2] === 0x75 && buf[p + 3] === 0x72;
+				const v = buf[p + 4];
+				p += 5 + (v < 0x80 ? 0 : v === 0xcc ? 1 : v === 0xcd ? 2 :
+				    v === 0xce ? 4 : v === 0xcf ? 8 : to);
+			}
+			if (ok && p === to) {
+				let ascii = true;
+				for (let i = s; i < s + len; i++)
+					if (buf[i] >= 0x80) {
+						ascii = false;
+						break;
+					}
+				if (ascii) {
+					confirm.id = (buf as unknown as Slicer).latin1Slice(s,
+					    s + len);
+					return rid;
+				}
+			}
+		}
+	}
 	db = buf;
 	dp = from;
 	dend = to;

@@ -205,6 +205,14 @@ test('readConfirm: a single publish\'s confirm, read in place', () => {
 	assert.equal(confirm.id, 'x'.repeat(40));
 	assert.equal(read({ t: 65, rid: 3, ids: [''] }), 3);
 	assert.equal(confirm.id, '');
+	/* an id not in ASCII (the longer way), a dur of 64 bits */
+	assert.equal(read({ t: 65, rid: 4, ids: ['é-ü'], dur: 2 }), 4);
+	assert.equal(confirm.id, 'é-ü');
+	const d64 = Buffer.concat([encodePayload({ t: 65, rid: 6, ids: [id] }),
+	    hex('a3 64 75 72 cf 00 00 01 00 00 00 00 00')]);
+	d64[0] = 0x84;
+	assert.equal(readConfirm(d64, 0, d64.length), 6);
+	assert.equal(confirm.id, id);
 	/* anything else: 0, for decodeFrame to read */
 	for (const o of [
 		{ t: 65, rid: 1, sid: 4, group: 'g' },		/* a SUB's OK */
@@ -215,6 +223,8 @@ test('readConfirm: a single publish\'s confirm, read in place', () => {
 		{ t: 65, rid: 2 ** 40, ids: ['a'] },		/* uint 64: long way */
 		{ t: 65, rid: 1, ids: ['a'], dur: 2, extra: 1 },
 		{ t: 65, rid: 1, ids: [5] },
+		{ t: 65, rid: 1, ids: [id], dur: 'x'.repeat(8) },
+		{ t: 65, rid: 1, ids: [id], dur: -1 },
 	])
 		assert.equal(read(o), 0, Object.keys(o).join());
 	/* cut anywhere, or a byte too many: 0, never a throw */
