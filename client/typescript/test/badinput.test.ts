@@ -283,6 +283,11 @@ test('a publish nobody confirms times out, never before its timeout',
 			assert.ok(e instanceof TimeoutError, String(e));
 			assert.ok(ms >= timeout && ms < 2000, `${ms} ms`);
 		}
+		const t0 = performance.now();
+		await assert.rejects(within(3000, c.publishMany('t',
+		    [Buffer.from('a'), Buffer.from('b')], { timeout: 150 }),
+		    'publishMany'), TimeoutError);
+		assert.ok(performance.now() - t0 >= 150);
 		assert.equal(c.outstanding, 0);
 	} finally {
 		await c.close(100);
