@@ -245,6 +245,7 @@ class PendingTable {
 
 interface Conn {
 	sock: net.Socket;
+	onFrame: (buf: Buffer, start: number, end: number) => void;
 	gen: number;
 	reader: FrameReader;
 	welcomed: boolean;
@@ -433,8 +434,9 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 			const c: Conn = {
 				sock, gen: ++this.gen,
 				reader: new FrameReader(this.opts.maxIncomingFrame),
-				welcomed: false, handshake: null, cause: null,
+				welcomed: false, handshake: null, cause: null, onFrame: noop,
 			};
+			c.onFrame = (buf, start, end) => this.onFrame(c, buf, start, end);
 			const timer = setTimeout(() => {
 				c.cause = new TimeoutError(`no WELCOME from ${this.host}:` +
 				    `${this.port} within ${this.opts.connectTimeout} ms`);
@@ -465,24 +467,27 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 		return w.take() as Buffer;
 	}
 
+	/* One frame of c's, chunk[start..end) (c.onFrame: made once per Conn). */
+	private onFrame(c: Conn, buf: Buffer, start: number, end: number): void {
+		if (c !== this.conn || c.cause)
+			return;
+		/* most frames are confirms or deliveries: the short way */
+		if (c.welcomed) {
+			if (this.confirmed(readConfirm(buf, start, end)))
+				return;
+			if (readMsg(buf, start, end)) {
+				this.onMsg(c, delivery);
+				return;
+			}
+		}
+		this.onPayload(c, decodeFrame(buf, start, end));
+	}
+
 	private onData(c: Conn, chunk: Buffer): void {
 		if (c !== this.conn)
 			return;
 		try {
-			c.reader.push(chunk, (buf, start, end) => {
-				if (c !== this.conn || c.cause)
-					return;
-				/* most frames are confirms or deliveries: the short way */
-				if (c.welcomed) {
-					if (this.confirmed(readConfirm(buf, start, end)))
-						return;
-					if (readMsg(buf, start, end)) {
-						this.onMsg(c, delivery);
-						return;
-					}
-				}
-				this.onPayload(c, decodeFrame(buf, start, end));
-			});
+			c.reader.push(chunk, c.onFrame);
 		} catch (e) {
 			this.protocolFailure(c, e as Error);
 		}

@@ -705,7 +705,8 @@ export class FrameReader {
 		let off = 0;
 		const n = chunk.length;
 		while (n - off >= 4) {
-			const len = chunk.readUInt32BE(off);
+			const len = chunk[off] * 0x1000000 + (chunk[off + 1] << 16 |
+			    chunk[off + 2] << 8 | chunk[off + 3]);
 			if (len === 0)
 				throw new BrokerProtocolError(
 				    'frame of length 0 from the broker');
