@@ -6,11 +6,15 @@
  * (last receive - start). Also counts lost and duplicated messages.
  *
  *   FERRY_PORT=4470 node dist/bench/bench.js [--msgs N] [--size B]
- *       [--confirm] [--window W] [--many K] [--prefetch P] [--json]
+ *       [--confirm] [--window W] [--many K] [--prefetch P]
+ *       [--no-idempotent] [--json]
  *
  * The producer awaits each publish() (--window of them in flight with
  * --confirm), or with --many K one publishMany() of K messages at a time
- * (W/K of them in flight with --confirm).
+ * (W/K of them in flight with --confirm). --no-idempotent: confirmed
+ * publishes without pid and seq, as `ferry bench` sends them (the
+ * client's default, and PROTOCOL.md section 8's idempotent producer, is
+ * with: the broker keeps a duplicate window per producer).
  *
  * Without FERRY_PORT it starts a ferryd of its own ($FERRYD, else
  * ../../build/broker/ferryd) on a free port and a temporary directory.
@@ -88,12 +92,13 @@ interface Opts {
 	window: number;
 	many: number;
 	prefetch: number;
+	idempotent: boolean;
 	json: boolean;
 }
 
 function parse(argv: string[]): Opts {
 	const o: Opts = { msgs: 100000, size: 128, confirm: false, window: 1000,
-	    many: 0, prefetch: 1000, json: false };
+	    many: 0, prefetch: 1000, idempotent: true, json: false };
 	for (let i = 0; i < argv.length; i++) {
 		const a = argv[i];
 		const num = () => {
@@ -109,6 +114,7 @@ function parse(argv: string[]): Opts {
 		else if (a === '--prefetch') o.prefetch = num();
 		else if (a === '--confirm') o.confirm = true;
 		else if (a === '--json') o.json = true;
+		else if (a === '--no-idempotent') o.idempotent = false;
 		else throw new Error(`unknown option ${a}`);
 	}
 	if (o.size < 8)
@@ -129,7 +135,7 @@ async function main(): Promise<void> {
 	}
 	const topic = `bench.ts.${process.pid}`;
 	const prod = await connect({ host, port, name: 'bench-pub',
-	    requestTimeout: 120000 });
+	    requestTimeout: 120000, idempotent: o.idempotent });
 	const worker = new Worker(new URL(import.meta.url), { workerData: {
 	    host, port, topic, msgs: o.msgs, prefetch: o.prefetch } });
 	try {
@@ -194,6 +200,7 @@ async function main(): Promise<void> {
 		const r = {
 			msgs: o.msgs, size: o.size, confirm: o.confirm,
 			window: o.confirm ? o.window : 0, many: o.many,
+			idempotent: o.idempotent,
 			prefetch: o.prefetch,
 			pub_elapsed_s: +pubS.toFixed(6),
 			pub_rate: Math.round(o.msgs / pubS),
