@@ -546,15 +546,43 @@ function uintAt(): unknown {
 	return value(1);
 }
 
-/* The bytes of a key of n bytes at dp + 1 are s's? (ASCII) */
-function keyIs(s: string, n: number): boolean {
-	if (s.length !== n)
-		return false;
-	for (let i = 0; i < n; i++)
-		if (db[dp + 1 + i] !== s.charCodeAt(i))
-			return false;
-	return true;
+/* A str at dp (fixstr, str 8), else the generic value. */
+function strAt(): unknown {
+	need(2);
+	const c = db[dp];
+	if (c >= 0xa0 && c <= 0xbf) {
+		dp++;
+		return str(c & 0x1f);
+	}
+	if (c === 0xd9) {
+		const n = db[dp + 1];
+		dp += 2;
+		return str(n);
+	}
+	return value(1);
 }
+
+/* A bin at dp (bin 8, bin 16), else the generic value. */
+function binAt(): unknown {
+	need(2);
+	const c = db[dp];
+	if (c === 0xc4) {
+		const n = db[dp + 1];
+		dp += 2;
+		return bin(n);
+	}
+	if (c === 0xc5 && dend - dp >= 3) {
+		const n = db[dp + 1] << 8 | db[dp + 2];
+		dp += 3;
+		return bin(n);
+	}
+	return value(1);
+}
+
+/* MSG keys as on the wire, by readMsg()'s numbers for them */
+const MSG_KEYS = ['sid', 'id', 'topic', 'lease', 'att', 'ts', 'hdr',
+    'reply_to', 'corr', 'body'].map((k) => Buffer.from([0xa0 | k.length,
+    ...Buffer.from(k)]));
 
 /**
  * What readMsg() found: a delivery's keys, absent ones undefined. One
@@ -597,29 +625,31 @@ export function readMsg(buf: Buffer, from: number, to: number): boolean {
 			if ((k & 0xe0) !== 0xa0 || dend - dp <= n)
 				return false;
 			const k1 = db[dp + 1];
-			let which = '';
+			let w: number;
 			switch (n) {
-			case 2: which = k1 === 0x69 ? 'id' : 'ts'; break;
-			case 3: which = k1 === 0x73 ? 'sid' : k1 === 0x61 ? 'att' : 'hdr';
-				break;
-			case 4: which = k1 === 0x62 ? 'body' : 'corr'; break;
-			case 5: which = k1 === 0x74 ? 'topic' : 'lease'; break;
-			case 8: which = 'reply_to'; break;
+			case 2: w = k1 === 0x69 ? 1 : 5; break;
+			case 3: w = k1 === 0x73 ? 0 : k1 === 0x61 ? 4 : 6; break;
+			case 4: w = k1 === 0x62 ? 9 : 8; break;
+			case 5: w = k1 === 0x74 ? 2 : 3; break;
+			case 8: w = 7; break;
+			default: return false;	/* rid, hist, unknown: the long way */
 			}
-			if (!keyIs(which, n))
-				return false;	/* rid, hist, unknown: the long way */
+			const kb = MSG_KEYS[w];
+			for (let j = 2; j <= n; j++)
+				if (db[dp + j] !== kb[j])
+					return false;
 			dp += 1 + n;
-			switch (which) {
-			case 'sid': d.sid = uintAt(); break;
-			case 'id': d.id = value(1); break;
-			case 'topic': d.topic = value(1); break;
-			case 'lease': d.lease = uintAt(); break;
-			case 'att': d.att = uintAt(); break;
-			case 'ts': d.ts = uintAt(); break;
-			case 'hdr': d.hdr = value(1); break;
-			case 'reply_to': d.reply_to = value(1); break;
-			case 'corr': d.corr = value(1); break;
-			default: d.body = value(1); break;
+			switch (w) {
+			case 0: d.sid = uintAt(); break;
+			case 1: d.id = strAt(); break;
+			case 2: d.topic = value(1); break;	/* short: interned */
+			case 3: d.lease = uintAt(); break;
+			case 4: d.att = uintAt(); break;
+			case 5: d.ts = uintAt(); break;
+			case 6: d.hdr = value(1); break;
+			case 7: d.reply_to = strAt(); break;
+			case 8: d.corr = strAt(); break;
+			default: d.body = binAt(); break;
 			}
 		}
 		return dp === dend;

@@ -387,6 +387,10 @@ test('readMsg: a delivery read by its keys\' bytes, as decodeFrame reads it',
 	same(encodePayload({ t: 67, body: Buffer.alloc(0), corr: 'c',
 	    reply_to: '_inbox.1', ts: 5, att: 300, lease: 2 ** 40, topic: 't',
 	    id: 'x'.repeat(40), sid: 70000 }));
+	for (const size of [31, 32, 255, 256, 70000])	/* every str, bin width */
+		same(encodePayload({ t: 67, sid: 2, id: 'i'.repeat(size % 300),
+		    reply_to: 'r'.repeat(size), corr: 'é'.repeat(size % 200),
+		    topic: 't'.repeat(size % 250), body: Buffer.alloc(size, 1) }));
 	same(hex('84 a1 74 43 a3 73 69 64 cf 00 00 00 00 00 00 00 07' +
 	    'a2 69 64 a1 61 a4 62 6f 64 79 c4 00'));
 	/* at-most-once: no lease; a uint 64 above 2^53 stays exact */
