@@ -97,6 +97,38 @@ test('the PUB encoder agrees with the decoder on every key and width', () => {
 	assert.equal(w.size, 0);
 });
 
+test('the PUB encoder\'s usual case (no options) agrees with the decoder',
+    () => {
+	const w = new FrameWriter();
+	const want: unknown[] = [];
+	const put = (rid: number, topic: string, body: Buffer, pid: string,
+	    seq: number, o = {}) => {
+		w.pub(rid, topic, body, undefined, o, pid, seq);
+		want.push({ t: 2, rid, topic, ...('id' in o ? { id: o.id } : {}),
+		    pid, seq, body });
+	};
+	let i = 0;
+	for (const rid of [1, 200, 70000, 2 ** 32 - 1])
+		for (const seq of [5, 300, 2 ** 31])
+			for (const size of [0, 255, 256, 65535])
+				put(rid, i++ % 3 ? 'orders' : 'é'.repeat(40),
+				    Buffer.alloc(size, i), 'p1', seq);
+	/* the long way in between (an id, another pid, a 64 KiB body, a
+	 * seq past 2^32), then the usual case again: nothing stale */
+	put(9, 'orders', Buffer.from('a'), 'p2', 7, { id: 'x' });
+	put(10, 'orders', Buffer.from('b'), 'p2', 8);
+	put(11, 'orders', Buffer.alloc(65536, 3), 'p1', 9);
+	put(12, 'orders', Buffer.from('c'), 'p1', 2 ** 40);
+	put(13, 'other', Buffer.from('d'), 'p1', 10);
+	const got: unknown[] = [];
+	new FrameReader(1 << 24).push(w.take()!, (b, s, e) => {
+		const o = decodePayload(b.subarray(s, e));
+		o.body = Buffer.from(o.body as Uint8Array);
+		got.push(o);
+	});
+	assert.deepEqual(got, want);
+});
+
 test('the ACK encoder: one lease, or a leases array', () => {
 	const w = new FrameWriter();
 	w.ack(0, 1, [17]);
