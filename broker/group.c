@@ -403,6 +403,39 @@ group_dlq_release(struct group_dlq *d)
 	d->hdr = NULL;
 }
 
+/* Is place a before place b (modulo 2^32: they are never that far
+ * apart)? */
+static int
+place_before(uint32_t a, uint32_t b)
+{
+	return (int32_t)(a - b) < 0;
+}
+
+/*
+ * A released entry goes back to its original place, as a RabbitMQ or NSQ
+ * user expects of a message nobody failed on: behind the entries handed
+ * out before it that went back too, ahead of those after it and of every
+ * one never handed out.  Entries that went back sit at the head (released
+ * ones in place order: this keeps them so), so the walk is short; released
+ * from the newest, as sub_free() does, it stops at the first.  Without a
+ * place (replay, or no memory for the history): the head.
+ */
+static void
+put_back(struct group *g, struct qent *e)
+{
+	const struct qside *q = qent_side(e), *r;
+	struct list *at = g->ready.next;
+
+	if (q && q->order)
+		for (; at != &g->ready; at = at->next) {
+			r = qent_side(list_entry(at, struct qent, link));
+			if (!r || !r->order || !place_before(r->order,
+			    q->order))
+				break;
+		}
+	list_insert(at->prev, at, &e->link);
+}
+
 void
 group_fail(struct qent *e, int cause, const char *consumer,
     size_t consumer_len, const char *err, size_t err_len, uint64_t delay_ms)
@@ -422,6 +455,11 @@ group_fail(struct qent *e, int cause, const char *consumer,
 	if (cause != CAUSE_RELEASED && e->attempts < UINT16_MAX)
 		e->attempts++;
 	g->st.failed[cause]++;
+	if (delay_ms == 0 && cause == CAUSE_RELEASED) {
+		put_back(g, e);
+		g->nready++;
+		return;
+	}
 	if (delay_ms == 0) {
 		list_add_head(&g->ready, &e->link);
 		g->nready++;

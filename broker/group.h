@@ -58,7 +58,8 @@ struct group {
 	char *name;		/* owned, NUL-terminated */
 	struct list tlink;	/* in topic->groups */
 	struct list ready;	/* qent.link; first deliveries FIFO,
-				   redeliveries go to the head */
+				   redeliveries go to the head, released
+				   ones to their place (group_fail()) */
 	struct heap delayed;	/* qent.dn: not-before times */
 	struct event *delay_ev;	/* armed for heap top, lazily */
 	struct heap ttlq;	/* qent.tn: TTL expiries */
@@ -68,6 +69,11 @@ struct group {
 	struct list members;	/* struct sub.glink, round-robin order */
 	struct list *rr;	/* member to try next; &members = first */
 	uint32_t nmembers;
+	/* The place of the next first delivery: entries are handed out
+	 * from the head of ready, so this numbers them in queue order, and
+	 * a released one goes back where its number says (group_fail()).
+	 * Compared modulo 2^32; 0 is skipped. */
+	uint32_t next_order;
 	uint64_t nready;
 	uint64_t ninflight;
 	uint32_t ack_timeout_ms;

@@ -28,7 +28,11 @@ struct lease_slot {
 	uint64_t since;		/* monotonic ms of the delivery; TOUCH does
 				   not move it (INFLIGHT "age") */
 	uint32_t gen;		/* current generation, 1..LEASE_GEN_MAX */
-	uint32_t next_free;	/* free-list link when free */
+	union {
+		uint32_t next_free;	/* free-list link when free */
+		uint32_t order;		/* in use: the entry's place in its
+					   group (struct qside.order) */
+	};
 };
 
 struct lease_table {

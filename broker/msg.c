@@ -699,6 +699,7 @@ qent_side_get(struct qent *e)
 	    (QE_FIRST | QE_DURABLE);
 	memset(q->causes, 0, sizeof(q->causes));
 	q->nhist = 0;
+	q->order = 0;
 	e->x = idx;
 	e->flags |= QE_SIDE;
 	return q;
@@ -730,6 +731,7 @@ side_clear(struct qside *q)
 	q->hist = NULL;
 	q->nhist = 0;
 	memset(q->causes, 0, sizeof(q->causes));
+	q->order = 0;
 	hnode_init(&q->dn);
 	hnode_init(&q->tn);
 }

@@ -255,6 +255,9 @@ struct qside {
 				   with QE_DURABLE */
 	uint16_t causes[CAUSE_NFAIL];	/* failed deliveries by cause */
 	uint16_t nhist;
+	uint32_t order;		/* its place in the group, from its first
+				   delivery (group.next_order); 0 = never
+				   delivered, or not known */
 };
 
 static inline struct msg *

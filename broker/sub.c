@@ -65,8 +65,8 @@ sub_free(struct sub *s, int cause)
 	list_del(&s->glink);
 	g->nmembers--;
 	list_del(&s->clink);
-	/* From the newest: released ones go back to the head of the queue, so
-	 * this keeps them in their original order. */
+	/* From the newest: each released one goes back to its place near
+	 * the head (group_fail()), found at once in this order. */
 	while ((e = list_last(&s->leases, struct qent, link))) {
 		if (cause >= 0) {
 			delivery_fail(s->conn->b, e, cause, NULL, 0, -1);
@@ -114,6 +114,20 @@ arm(struct sub *s)
 	evtimer_add(s->timer, &tv);
 }
 
+/* The place of e in g (struct qside.order): kept from its first delivery
+ * if it was out before, else the next one. */
+static uint32_t
+first_place(struct group *g, const struct qent *e)
+{
+	const struct qside *q = qent_side(e);
+
+	if (q && q->order)
+		return q->order;
+	if (++g->next_order == 0)
+		g->next_order = 1;
+	return g->next_order;
+}
+
 int
 sub_deliver(struct sub *s, struct qent *e)
 {
@@ -155,6 +169,7 @@ sub_deliver(struct sub *s, struct qent *e)
 	}
 	slot = lease_slot(lt, lease_idx(token));
 	slot->owner = s;
+	slot->order = first_place(g, e);
 	/* The turn's time: the delivery leaves at the end of this turn, so
 	 * even a fresh reading starts the lease before the consumer has it.
 	 * Starting it when the turn began makes it at most a turn shorter
@@ -205,6 +220,13 @@ qent_lease_deadline(const struct qent *e)
 void
 sub_lease_end(struct sub *s, struct qent *e)
 {
+	struct qside *q = qent_side(e);
+
+	/* An entry that goes back keeps its place (it has a side by now:
+	 * its failure is in its history). */
+	if (q)
+		q->order = lease_slot(&s->group->b->leases,
+		    qent_lease_slot(e))->order;
 	list_del(&e->link);
 	lease_free(&s->group->b->leases, qent_lease_token(e));
 	qent_set_lease_slot(e, 0);

@@ -797,7 +797,7 @@ lf_async_new(const char *host, int port, const struct ferry_async_opts *o,
 		lf_fatal(f, FERRY_EINVAL, "invalid port %d", f->port);
 		return a;
 	}
-	if (o->reconnect != NULL && ferry_set_reconnect(f, o->reconnect) < 0) {
+	if (o->reconnect != NULL && lf_set_reconnect(f, o->reconnect) < 0) {
 		f->err = FERRY_EINVAL;
 		return a;
 	}
@@ -1189,6 +1189,23 @@ ferry_async_ping(struct ferry_async *a, ferry_async_done_fn *done,
 		return r;
 	memset(&fr, 0, sizeof(fr));
 	fr.type = FY_T_PING;
+	return send_frame(a, &fr, OP_DONE, (void (*)(void))(done ? done :
+	    ignore_done), arg, 0);
+}
+
+/* --- Administration ------------------------------------------------------ */
+
+int
+ferry_async_delete(struct ferry_async *a, const char *topic,
+    const char *group, ferry_async_done_fn *done, void *arg)
+{
+	struct fy_frame fr;
+	size_t tlen;
+	int r;
+
+	if ((r = check_topic(a, topic, &tlen)) < 0 ||
+	    (r = lf_delete_frame(a->f, topic, tlen, group, &fr)) < 0)
+		return r;
 	return send_frame(a, &fr, OP_DONE, (void (*)(void))(done ? done :
 	    ignore_done), arg, 0);
 }

@@ -1,12 +1,13 @@
 /*
- * connopts.c - ferry_connect_opts(): URLs, where the password comes from,
- * and the client side of the SCRAM-SHA-256 handshake (PROTOCOL.md,
- * section 4).
+ * connopts.c - the options of ferry_connect_opts() and of an async
+ * handle's login: URLs, where the password comes from, and the client
+ * side of the SCRAM-SHA-256 handshake (PROTOCOL.md, section 4).
  *
- * The core calls lf_scram_challenge() and lf_scram_verify() as CHALLENGE
- * and WELCOME arrive; both fail the handle rather than go on with a
- * broker that did not prove itself, since a client that accepts any
- * WELCOME would talk to whoever answers.
+ * A login plugs itself into the core (f->login, set by lf_login_setup()):
+ * the core calls its challenge and verify hooks as CHALLENGE and WELCOME
+ * arrive, and never names this file.  Both fail the handle rather than go
+ * on with a broker that did not prove itself, since a client that
+ * accepts any WELCOME would talk to whoever answers.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -120,6 +121,17 @@ get_password(struct ferry *f, const struct ferry_opts *o)
 	return 0;
 }
 
+static int scram_challenge(struct ferry *f, const struct fy_frame *fr);
+static int scram_verify(struct ferry *f, const struct fy_frame *fr);
+static void forget_login(struct ferry *f);
+
+/* What the core calls as CHALLENGE and WELCOME arrive, and at the end. */
+static const struct lf_login_ops scram_login = {
+	.challenge = scram_challenge,
+	.verify = scram_verify,
+	.forget = forget_login,
+};
+
 int
 lf_login_setup(struct ferry *f, const struct ferry_opts *o, const char *user,
     int tls)
@@ -133,6 +145,7 @@ lf_login_setup(struct ferry *f, const struct ferry_opts *o, const char *user,
 	if (!fy_scram_user_valid(user, strlen(user)))
 		return lf_seterr(f, FERRY_EINVAL, "invalid user name \"%.64s\" "
 		    "(1..64 of A-Z a-z 0-9 . _ - @)", user);
+	f->login = &scram_login;	/* from now on it has secrets to wipe */
 	if ((f->user = strdup(user)) == NULL)
 		return lf_seterr(f, FERRY_ENOMEM, "out of memory");
 	return get_password(f, o);
@@ -170,27 +183,6 @@ lf_opts_apply(struct ferry *f, const struct ferry_opts *o, const char *url,
 	return r;
 }
 
-struct ferry *
-ferry_connect_opts(const struct ferry_opts *o)
-{
-	const char *url = o->url ? o->url : getenv("FERRY_URL");
-	struct ferry *f;
-	int r;
-
-	f = lf_new(NULL, FERRY_DEFAULT_PORT, o->timeout_ms, o->name);
-	if (f == NULL || f->err)
-		return f;
-	if ((r = lf_opts_apply(f, o, url, o->host, o->port)) < 0) {
-		/* Not connected: the handle carries the error, as
-		 * ferry_connect()'s does. */
-		f->err = r;
-		return f;
-	}
-	lf_do_connect(f, f->host, f->port,
-	    o->timeout_ms > 0 ? o->timeout_ms : -1);
-	return f;
-}
-
 const char *
 ferry_user(const struct ferry *f)
 {
@@ -218,8 +210,9 @@ lf_scram_hello(struct ferry *f, struct fy_frame *hello, char *buf)
 	return 0;
 }
 
-int
-lf_scram_challenge(struct ferry *f, const struct fy_frame *fr)
+/* The login's challenge hook: answer CHALLENGE with AUTH. */
+static int
+scram_challenge(struct ferry *f, const struct fy_frame *fr)
 {
 	struct fy_frame a = {.type = FY_T_AUTH};
 	char out[FY_SCRAM_MSG_MAX];
@@ -258,16 +251,12 @@ lf_scram_challenge(struct ferry *f, const struct fy_frame *fr)
 	return 0;
 }
 
-int
-lf_scram_verify(struct ferry *f, const struct fy_frame *fr)
+/* Its verify hook: check WELCOME's server signature. */
+static int
+scram_verify(struct ferry *f, const struct fy_frame *fr)
 {
-	size_t n = fr->welcome.user.len;
 	int r;
 
-	if (n > FERRY_NAME_MAX)
-		n = FERRY_NAME_MAX;
-	memcpy(f->authuser, fr->welcome.user.p ? fr->welcome.user.p : "", n);
-	f->authuser[n] = '\0';
 	if (f->scram == NULL)
 		return 0;
 	r = fy_scram_client_verify(f->scram, fr->welcome.sasl.p,
@@ -289,8 +278,9 @@ lf_scram_gate(struct ferry *f)
 	f->wgate = f->enc.sb.size;
 }
 
-void
-lf_forget_login(struct ferry *f)
+/* Its forget hook: wipe and free the password and SCRAM state. */
+static void
+forget_login(struct ferry *f)
 {
 	if (f->password != NULL) {
 		OPENSSL_cleanse(f->password, strlen(f->password));

@@ -133,10 +133,11 @@ broker_err(struct ferry *f, uint32_t code, struct fy_str msg)
 }
 
 void
-lf_confirm(struct ferry *f, uint64_t rid, uint32_t nmsgs, int err, int code,
-    const char *id, const char *errmsg, uint32_t dups)
+lf_confirm(struct ferry *f, uint64_t rid, const struct pend *p, int err,
+    int code, const char *id, const char *errmsg, uint32_t dups)
 {
 	struct ferry_confirm c;
+	uint32_t nmsgs = p->nmsgs;
 
 	f->pipe_pending -= nmsgs;
 	if (err == 0) {
@@ -152,6 +153,7 @@ lf_confirm(struct ferry *f, uint64_t rid, uint32_t nmsgs, int err, int code,
 	c.err = err;
 	c.code = code;
 	c.nmsgs = nmsgs;
+	c.first = (size_t)p->tag;	/* a batch frame's first message */
 	c.id = id;
 	c.errmsg = errmsg;
 	c.dups = dups;
@@ -173,7 +175,7 @@ lf_fail_pending(struct ferry *f, int err)
 		free(p->frame);
 		p->frame = NULL;
 		if (q.kind == PEND_PIPE)
-			lf_confirm(f, rid, q.nmsgs, err, 0, "", f->errstr, 0);
+			lf_confirm(f, rid, &q, err, 0, "", f->errstr, 0);
 		else if (q.kind == PEND_ASYNC && f->answer != NULL)
 			f->answer(f, rid, &q, NULL, err);
 	}
@@ -212,7 +214,8 @@ lf_fatal(struct ferry *f, int err, const char *fmt, ...)
 	f->err = err;
 	if (f->closing != NULL)
 		f->closing(f);	/* before the fd number can be reused */
-	lf_tls_drop(f);
+	if (f->tls != NULL)
+		f->tls->drop(f);
 	if (f->fd >= 0)
 		close(f->fd);
 	f->fd = -1;
@@ -541,10 +544,10 @@ handle_reply(struct ferry *f, const struct fy_frame *fr)
 	switch (p.kind) {
 	case PEND_PIPE:
 		if (ok)
-			lf_confirm(f, fr->rid, p.nmsgs, 0, 0, id, "",
+			lf_confirm(f, fr->rid, &p, 0, 0, id, "",
 			    fr->type == FY_T_OK ? fr->ok.dups : 0);
 		else
-			lf_confirm(f, fr->rid, p.nmsgs, code_err(fr->err.code),
+			lf_confirm(f, fr->rid, &p, code_err(fr->err.code),
 			    (int)fr->err.code, "", msg, 0);
 		break;
 	case PEND_SYNC:
@@ -639,11 +642,16 @@ handle_frame(struct ferry *f, const struct fy_frame *fr)
 		async_push(f, (int)fr->err.code, fr->err.sid, fr->err.msg);
 		return 0;
 	case FY_T_CHALLENGE:
-		return lf_scram_challenge(f, fr);
+		if (f->login == NULL)
+			return lf_fatal(f, FERRY_EBADREPLY, "unexpected "
+			    "CHALLENGE from the broker");
+		return f->login->challenge(f, fr);
 	case FY_T_WELCOME:
 		if (f->welcomed)
 			return 0;
-		if (lf_scram_verify(f, fr) < 0)
+		lf_strcopy(f->authuser, sizeof(f->authuser),
+		    fr->welcome.user);
+		if (f->login != NULL && f->login->verify(f, fr) < 0)
 			return f->err;
 		f->welcomed = 1;
 		lf_strcopy(f->server, sizeof(f->server), fr->welcome.server);
@@ -737,7 +745,10 @@ lf_read_some(struct ferry *f)
 		f->rcap = ncap;
 	}
 	for (;;) {
-		n = lf_tls_recv(f, f->rbuf + f->rend, f->rcap - f->rend);
+		n = f->tls != NULL ?
+		    f->tls->recv(f, f->rbuf + f->rend, f->rcap - f->rend) :
+		    recv(f->fd, f->rbuf + f->rend, f->rcap - f->rend,
+		    MSG_DONTWAIT);
 		if (n > 0) {
 			f->rend += (size_t)n;
 			return 1;
@@ -814,8 +825,11 @@ lf_write_some(struct ferry *f)
 		return -1;
 
 	while (f->wpos < (f->gated ? f->wgate : sb->size)) {
-		n = lf_tls_send(f, sb->data + f->wpos,
-		    (f->gated ? f->wgate : sb->size) - f->wpos);
+		size_t len = (f->gated ? f->wgate : sb->size) - f->wpos;
+
+		n = f->tls != NULL ? f->tls->send(f, sb->data + f->wpos, len) :
+		    send(f->fd, sb->data + f->wpos, len,
+		    MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (n >= 0) {
 			f->wpos += (size_t)n;
 			continue;
@@ -1012,6 +1026,32 @@ lf_check_name(struct ferry *f, const char *what, const char *s, size_t len)
 	f->last_code = FY_E_BADNAME;
 	return lf_seterr(f, FERRY_EBADNAME, "invalid %s name \"%.*s\"", what,
 	    (int)(len > 64 ? 64 : len), s);
+}
+
+/* A DELETE of group (NULL or "": the whole topic) of topic, whose tlen
+ * bytes the driver checked, into *fr (borrowing the names); 0, or an
+ * error set on f (nothing to send). */
+int
+lf_delete_frame(struct ferry *f, const char *topic, size_t tlen,
+    const char *group, struct fy_frame *fr)
+{
+	size_t glen = 0;
+	int r;
+
+	if (group != NULL && group[0] != '\0') {
+		glen = strnlen(group, FERRY_NAME_MAX + 1);
+		if ((r = lf_check_name(f, "group", group, glen)) < 0)
+			return r;
+	}
+	memset(fr, 0, sizeof(*fr));
+	fr->type = FY_T_DELETE;
+	fr->del.topic.p = topic;
+	fr->del.topic.len = (uint32_t)tlen;
+	if (glen) {
+		fr->del.group.p = group;
+		fr->del.group.len = (uint32_t)glen;
+	}
+	return 0;
 }
 
 /* Validate one message, counting its headers and its encoded size. */
@@ -1420,6 +1460,117 @@ lf_uuid_str(char *out)
 	uuid_unparse_lower(u, out);
 }
 
+/* --- Reconnection ------------------------------------------------------- */
+
+/*
+ * Reconnection settings, for either driver (ferry_set_reconnect() adds
+ * the blocking driver's loop; the async driver runs its own): 0, or
+ * FERRY_EINVAL set on f for settings without a limit.
+ */
+int
+lf_set_reconnect(struct ferry *f, const struct ferry_reconnect_opts *o)
+{
+	if (o == NULL) {
+		f->rc_on = 0;
+		return 0;
+	}
+	if (o->max_attempts == 0 && o->max_time_ms == 0)
+		return lf_seterr(f, FERRY_EINVAL, "reconnect without a limit: "
+		    "set max_attempts or max_time_ms");
+	f->rc = *o;
+	f->rc_on = 1;
+	return 0;
+}
+
+/*
+ * On a fresh connection: subscribe again, send unanswered confirmed
+ * publishes again, fail the other requests that were waiting.  Only
+ * encodes: the subscriptions' answers are for the driver to wait for.
+ * Returns 0 or the connection's error.
+ */
+int
+lf_restore(struct ferry *f, struct ferry_reconnect_info *info)
+{
+	uint64_t rid, end = f->next_rid;
+	size_t i;
+
+	for (i = 0; i < f->nsubs;) {
+		struct lsub *s = &f->subs[i];
+
+		s->bsid = 0;
+		if (s->closing || s->pending) {
+			lf_sub_remove(f, s);
+			continue;
+		}
+		i++;
+	}
+	/* Subscriptions first, so that a resent request finds its inbox. */
+	for (i = 0; i < f->nsubs; i++) {
+		rid = lf_pend_new(f, PEND_RESUB, 0);
+		if (rid == 0)
+			return lf_fatal(f, FERRY_ENOMEM, "out of memory");
+		f->pend[rid & (f->pcap - 1)].sub = f->subs[i].n;
+		if (lf_encode_sub(f, &f->subs[i], rid) < 0)
+			return lf_fatal(f, FERRY_ENOMEM, "out of memory");
+	}
+	/* Then the old requests, in their order, with their rids. */
+	for (rid = f->plo; rid < end; rid++) {
+		struct pend *p = &f->pend[rid & (f->pcap - 1)];
+
+		if (p->kind == PEND_RESUB) {
+			p->kind = PEND_FREE;	/* of an earlier attempt */
+			continue;
+		}
+		if (p->frame != NULL && (p->kind == PEND_PIPE ||
+		    p->kind == PEND_SYNC || p->kind == PEND_ASYNC)) {
+			if (msgpack_sbuffer_write(&f->enc.sb,
+			    (const char *)p->frame, p->flen) != 0)
+				return lf_fatal(f, FERRY_ENOMEM,
+				    "out of memory");
+			info->resent++;
+			continue;
+		}
+		if (p->kind == PEND_ASYNC) {
+			/* Out of the ring before its callback runs. */
+			struct pend q = *p;
+
+			p->kind = PEND_FREE;
+			lf_seterr(f, FERRY_ECLOSED, "connection lost and "
+			    "re-established: the request may or may not have "
+			    "been carried out");
+			if (f->answer != NULL)
+				f->answer(f, rid, &q, NULL, FERRY_ECLOSED);
+			continue;
+		}
+		if (p->kind == PEND_PIPE) {
+			/* Not kept (out of memory): it fails. */
+			lf_confirm(f, rid, p, FERRY_ECLOSED, 0, "",
+			    "connection lost", 0);
+		} else if (p->kind == PEND_SYNC && rid == f->wrid) {
+			f->wdone = 1;
+			f->werr = lf_seterr(f, FERRY_ECLOSED, "connection lost "
+			    "and re-established: the request may or may not "
+			    "have been carried out");
+		}
+		p->kind = PEND_FREE;
+		free(p->frame);
+		p->frame = NULL;
+	}
+	while (f->plo < f->next_rid &&
+	    f->pend[f->plo & (f->pcap - 1)].kind == PEND_FREE)
+		f->plo++;
+	f->wsince = lf_now_ms();
+	return 0;
+}
+
+/* A random wait in [0, ms]: "full jitter". */
+unsigned
+lf_jitter(struct ferry *f, unsigned ms)
+{
+	f->rng = f->rng * 1103515245u + 12345u;
+	return ms ? (f->rng >> 8) % (ms + 1) : 0;
+}
+
 /* --- The handle ---------------------------------------------------------- */
 
 /*
@@ -1484,7 +1635,8 @@ lf_free(struct ferry *f)
 {
 	uint64_t rid;
 
-	lf_tls_free(f);
+	if (f->tls != NULL)
+		f->tls->release(f);
 	if (f->fd >= 0)
 		close(f->fd);
 	lf_mlist_free(&f->mhead, &f->mtail);
@@ -1496,7 +1648,8 @@ lf_free(struct ferry *f)
 		for (rid = f->plo; rid < f->next_rid; rid++)
 			free(f->pend[rid & (f->pcap - 1)].frame);
 	free(f->host);
-	lf_forget_login(f);
+	if (f->login != NULL)
+		f->login->forget(f);
 	fy_enc_fini(&f->enc);
 	fy_dec_fini(&f->dec);
 	free(f->rbuf);

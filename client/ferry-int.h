@@ -4,25 +4,29 @@
  * One handle, struct ferry, holds a connection's whole state: the socket,
  * the output buffer of encoded frames, the input buffer and its decoder,
  * the ring of requests awaiting answers, the subscription table and the
- * queues of deliveries and async errors.  The files split its code by
- * what each part may do:
+ * queues of deliveries and async errors.  The files split its code in
+ * layers; each calls only the layers below it, and a layer below reaches
+ * one above only through a hook that the upper one set in the handle:
  *
- *  - core.c: the non-blocking core.  Encodes frames into the output
+ *  1. core.c: the non-blocking core.  Encodes frames into the output
  *    buffer, writes and reads only what the socket takes or has now
  *    (never waits), decodes and dispatches every complete input frame
  *    (answers matched to their request by rid, deliveries queued), keeps
- *    errors.  Anything that must wait is left to a driver.
- *  - sync.c: the blocking driver and the blocking API of ferry.h: every
- *    wait is lf_wait_for(), a poll() loop around the core.
- *  - reconnect.c: re-establishing a lost connection: restoring the
- *    subscriptions and unanswered confirmed publishes on a fresh
- *    connection, and the blocking driver's backoff loop.
- *  - inspect.c: the inspection requests (stats, inflight, trace, peek):
- *    their frames and the copies of their answers, for both drivers, and
- *    the blocking calls.
- *  - async.c: the asynchronous driver and API, on any event loop through
+ *    errors, and puts a fresh connection back in the state the handle
+ *    had (lf_restore()).  Anything that must wait is left to a driver.
+ *  2. tls.c: TLS; lf_tls_setup() sets f->tls, the core's byte I/O.
+ *    connopts.c: URLs, passwords and SCRAM; lf_login_setup() sets
+ *    f->login, what the core calls as CHALLENGE and WELCOME arrive.
+ *  3. The drivers.  sync.c: the blocking driver and the blocking API of
+ *    ferry.h: every wait is lf_wait_for(), a poll() loop around the core.
+ *    async.c: the asynchronous driver and API, on any event loop through
  *    an adapter (struct lf_loop); async-libevent.c is the one for
- *    libevent, and ferry_async_connect().
+ *    libevent, and ferry_async_connect().  inspect.c: the inspection
+ *    requests (stats, inflight, trace, peek): their frames and the copies
+ *    of their answers, for both drivers, and the blocking calls.
+ *  4. reconnect.c: the blocking driver's reconnect loop (backoff,
+ *    connect, restore, wait); ferry_set_reconnect() sets f->recover,
+ *    which the blocking calls reach through lf_recover().
  *
  * Names shared between the files start with lf_; everything here is
  * hidden by libferry.sym (only ferry_* is exported).
@@ -75,7 +79,10 @@ struct pend {
 	uint8_t op;
 	void (*fn)(void);
 	void *arg;
-	uint64_t tag;
+	uint64_t tag;		/* a publish (PEND_PIPE, async OP_PUB): the
+				   index in its batch's msgs of the frame's
+				   first message, 0 for a single one; other
+				   async ops: see async.c */
 };
 
 /*
@@ -241,6 +248,37 @@ struct ferry {
 	    const struct fy_frame *fr, int err);
 	void (*closing)(struct ferry *f);
 	void *drv;		/* the driver's own state */
+
+	/* What the layers above the core plug into it (NULL: not in use):
+	 * TLS (plain TCP without), the login (anonymous without), and the
+	 * blocking driver's reconnect loop (reconnect.c). */
+	const struct lf_tls_ops *tls;
+	const struct lf_login_ops *login;
+	int (*recover)(struct ferry *f);
+};
+
+/*
+ * The byte I/O of a TLS handle (tls.c): recv() and send() that never
+ * wait, -1 with errno EAGAIN when TLS needs the socket again; drop() frees
+ * the session before its fd is closed, release() everything.
+ */
+struct lf_tls_ops {
+	ssize_t (*recv)(struct ferry *f, void *buf, size_t len);
+	ssize_t (*send)(struct ferry *f, const void *buf, size_t len);
+	void (*drop)(struct ferry *f);
+	void (*release)(struct ferry *f);
+};
+
+/*
+ * A login (connopts.c): challenge() answers CHALLENGE with AUTH;
+ * verify() checks WELCOME's server signature (0, or a fatal error set
+ * on f: a broker that did not prove itself is not talked to); forget()
+ * wipes and frees the secrets when the handle is freed.
+ */
+struct lf_login_ops {
+	int (*challenge)(struct ferry *f, const struct fy_frame *fr);
+	int (*verify)(struct ferry *f, const struct fy_frame *fr);
+	void (*forget)(struct ferry *f);
 };
 
 typedef int done_fn(struct ferry *f, void *arg);
@@ -250,8 +288,11 @@ typedef int done_fn(struct ferry *f, void *arg);
 int64_t lf_now_ms(void);
 __attribute__((format(printf, 3, 4)))
 int lf_seterr(struct ferry *f, int err, const char *fmt, ...);
-void lf_confirm(struct ferry *f, uint64_t rid, uint32_t nmsgs, int err,
-    int code, const char *id, const char *errmsg, uint32_t dups);
+/* Count a pipelined publish's outcome and tell the confirm callback;
+ * p is its ring entry (nmsgs messages, the first being msgs[tag] of a
+ * batch). */
+void lf_confirm(struct ferry *f, uint64_t rid, const struct pend *p,
+    int err, int code, const char *id, const char *errmsg, uint32_t dups);
 void lf_fail_pending(struct ferry *f, int err);
 int lf_recoverable(const struct ferry *f, int err);
 __attribute__((format(printf, 3, 4)))
@@ -274,6 +315,8 @@ int lf_encode(struct ferry *f, const struct fy_frame *fr);
 int lf_encode_sub(struct ferry *f, const struct lsub *s, uint64_t rid);
 void lf_keep_frame(struct ferry *f, uint64_t rid, size_t mark);
 int lf_check_name(struct ferry *f, const char *what, const char *s, size_t len);
+int lf_delete_frame(struct ferry *f, const char *topic, size_t tlen,
+    const char *group, struct fy_frame *fr);
 int lf_check_msg(struct ferry *f, const void *body, size_t len, const char *id,
     const struct ferry_header *hdr, size_t nhdr, size_t *size);
 int lf_kv_reserve(struct ferry *f, size_t used, size_t n);
@@ -313,44 +356,32 @@ void lf_uuid_str(char *out);
 struct ferry *lf_new(const char *host, int port, int timeout_ms,
     const char *name);
 void lf_free(struct ferry *f);
+int lf_set_reconnect(struct ferry *f, const struct ferry_reconnect_opts *o);
+/* On a fresh connection: encode the subscriptions and the unanswered
+ * confirmed publishes again, fail the other waiting requests; the
+ * subscriptions' answers are the driver's to wait for.  0 or fatal. */
+int lf_restore(struct ferry *f, struct ferry_reconnect_info *info);
+unsigned lf_jitter(struct ferry *f, unsigned ms);
 
-/* --- sync.c ------------------------------------------------------------ */
+/* Re-establish a lost connection where the blocking driver's reconnect
+ * loop is plugged in: 0 once the handle is usable, else its fatal
+ * error. */
+static inline int
+lf_recover(struct ferry *f)
+{
+	if (f->err == 0)
+		return 0;
+	return f->recover != NULL ? f->recover(f) : f->err;
+}
 
-int lf_wait_for(struct ferry *f, int timeout_ms, done_fn *done, void *arg);
-int lf_send_sync(struct ferry *f, struct fy_frame *fr);
-void lf_do_connect(struct ferry *f, const char *host, int port, int timeout_ms);
-
-/* SCRAM (connopts.c).  lf_scram_hello() fills HELLO's mech and sasl (a
- * no-op without a user); lf_scram_challenge() answers CHALLENGE with AUTH;
- * lf_scram_verify() checks WELCOME's server signature.  0, or a fatal
- * error set on f. */
-int lf_scram_hello(struct ferry *f, struct fy_frame *hello, char *buf);
-/* Just after HELLO is encoded: gate what follows it if SCRAM runs. */
-void lf_scram_gate(struct ferry *f);
-int lf_scram_challenge(struct ferry *f, const struct fy_frame *fr);
-int lf_scram_verify(struct ferry *f, const struct fy_frame *fr);
-/* Wipe and free the password and SCRAM state. */
-void lf_forget_login(struct ferry *f);
-/* Take o's password source and TLS settings for user (NULL: anonymous)
- * and tls (non-zero: TLS even without a CA or certificate).  0, or an
- * error set on f (not fatal). */
-int lf_login_setup(struct ferry *f, const struct ferry_opts *o,
-    const char *user, int tls);
-/* Where and how to connect, for either driver: host (NULL: the URL's, or
- * what f has) and port (0: the URL's, or the default for TLS or not) win
- * over url's (NULL: none), as o->user over its user; then the login and
- * TLS of o.  0, or an error set on f (not fatal). */
-int lf_opts_apply(struct ferry *f, const struct ferry_opts *o,
-    const char *url, const char *host, int port);
+/* --- tls.c -------------------------------------------------------------- */
 
 /*
- * TLS (tls.c).  lf_tls_setup(): the context from the options (0, or an
+ * lf_tls_setup(): the context from the options, and f->tls set (0, or an
  * error set, not fatal).  lf_tls_handshake(): on f->fd, verifying the
- * certificate and its name (0, or fatal).  lf_tls_recv()/lf_tls_send():
- * recv()/send() through TLS when f->ssl, plain otherwise; -1 with errno
- * EAGAIN when TLS needs the socket again.  lf_tls_pending(): decrypted
+ * certificate and its name (0, or fatal).  lf_tls_pending(): decrypted
  * bytes wait that poll() cannot see.  lf_tls_drop() frees the session
- * before its fd is closed; lf_tls_free() everything.
+ * before its fd is closed.
  */
 int lf_tls_setup(struct ferry *f, const struct ferry_opts *o);
 int lf_tls_handshake(struct ferry *f, const char *host, int port,
@@ -362,11 +393,33 @@ int lf_tls_handshake(struct ferry *f, const char *host, int port,
 int lf_tls_attach(struct ferry *f);
 int lf_tls_step(struct ferry *f);
 int lf_tls_ready(const struct ferry *f);
-ssize_t lf_tls_recv(struct ferry *f, void *buf, size_t len);
-ssize_t lf_tls_send(struct ferry *f, const void *buf, size_t len);
 int lf_tls_pending(const struct ferry *f);
 void lf_tls_drop(struct ferry *f);
-void lf_tls_free(struct ferry *f);
+
+/* --- connopts.c ----------------------------------------------------------- */
+
+/* SCRAM, for the drivers' handshakes.  lf_scram_hello() fills HELLO's
+ * mech and sasl (a no-op without a user): 0, or a fatal error set on f. */
+int lf_scram_hello(struct ferry *f, struct fy_frame *hello, char *buf);
+/* Just after HELLO is encoded: gate what follows it if SCRAM runs. */
+void lf_scram_gate(struct ferry *f);
+/* Take o's password source and TLS settings for user (NULL: anonymous)
+ * and tls (non-zero: TLS even without a CA or certificate), and set
+ * f->login for a user.  0, or an error set on f (not fatal). */
+int lf_login_setup(struct ferry *f, const struct ferry_opts *o,
+    const char *user, int tls);
+/* Where and how to connect, for either driver: host (NULL: the URL's, or
+ * what f has) and port (0: the URL's, or the default for TLS or not) win
+ * over url's (NULL: none), as o->user over its user; then the login and
+ * TLS of o.  0, or an error set on f (not fatal). */
+int lf_opts_apply(struct ferry *f, const struct ferry_opts *o,
+    const char *url, const char *host, int port);
+
+/* --- sync.c ------------------------------------------------------------ */
+
+int lf_wait_for(struct ferry *f, int timeout_ms, done_fn *done, void *arg);
+int lf_send_sync(struct ferry *f, struct fy_frame *fr);
+void lf_do_connect(struct ferry *f, const char *host, int port, int timeout_ms);
 int lf_check_topic(struct ferry *f, const char *topic, size_t *len);
 
 /* --- inspect.c ---------------------------------------------------------- */
@@ -420,11 +473,5 @@ struct ferry_async *lf_async_new(const char *host, int port,
 void lf_async_read(struct ferry_async *a);
 void lf_async_write(struct ferry_async *a);
 void lf_async_timer(struct ferry_async *a);
-
-/* --- reconnect.c ------------------------------------------------------- */
-
-int lf_restore(struct ferry *f, struct ferry_reconnect_info *info);
-unsigned lf_jitter(struct ferry *f, unsigned ms);
-int lf_recover(struct ferry *f);
 
 #endif

@@ -320,9 +320,11 @@ struct ferry_confirm {
 	size_t dups;		/* of nmsgs, how many were duplicates (by id
 				   or producer sequence): confirmed, but not
 				   enqueued again */
-	size_t first;		/* ferry_async_publish_batch(): the index in
-				   its msgs of this frame's first message
-				   (0 otherwise) */
+	size_t first;		/* a batch (ferry_publish_batch() with
+				   FERRY_CONFIRM, ferry_async_publish_batch()):
+				   the index in its msgs of this frame's
+				   first message, the frame holding msgs[first,
+				   first + nmsgs); 0 for a single publish */
 };
 
 /*
@@ -600,7 +602,10 @@ int ferry_publish_pipelined(struct ferry *f, const char *topic,
  * message refuses its whole frame).  flags 0 = fire-and-forget;
  * FERRY_CONFIRM = pipelined, each frame gets a request id counted (in
  * messages) by ferry_wait_confirms() and the callback; call
- * ferry_wait_confirms(f, 0, ...) to wait for all of them.  Returns 0,
+ * ferry_wait_confirms(f, 0, ...) to wait for all of them.  The confirm
+ * callback runs once per frame with msgs[c->first, c->first + c->nmsgs)
+ * as its messages, so a batch refused part way (a group filling up:
+ * FERRY_EFULL) says which messages were stored.  Returns 0,
  * FERRY_EINVAL / FERRY_EMSGSIZE (checked for all n before anything is
  * buffered), FERRY_ENOMEM, or a fatal error.
  */
@@ -1133,6 +1138,19 @@ int ferry_async_trace(struct ferry_async *a, const char *id,
  * taking it, as ferry_peek(). */
 int ferry_async_peek(struct ferry_async *a, const char *topic,
     const char *group, ferry_async_peek_fn *fn, void *arg);
+
+/*
+ * Delete group (NULL or "" = the whole topic and all its groups) of topic,
+ * as ferry_delete(): the group's queue goes with it, and its members'
+ * subscriptions end with FERRY_EDELETED (to the error callback, for this
+ * handle's own).  done (or NULL) runs once with the answer: 0,
+ * FERRY_ENOTFOUND (no such topic or group), FERRY_EDENIED, ..., or the
+ * connection's error.  Returns 0, FERRY_EINVAL (topic NULL),
+ * FERRY_EBADNAME, FERRY_ENOMEM, or the handle's fatal error (then done
+ * will not run).
+ */
+int ferry_async_delete(struct ferry_async *a, const char *topic,
+    const char *group, ferry_async_done_fn *done, void *arg);
 
 /* Round trip: done runs once the broker has handled everything sent
  * before (0), or with the connection's error. */

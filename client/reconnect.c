@@ -2,11 +2,12 @@
  * reconnect.c - re-establishing a lost connection (see
  * ferry_set_reconnect() in ferry.h).
  *
- * lf_restore() puts a fresh connection back in the state the handle had:
- * it encodes the subscriptions and the unanswered confirmed publishes
- * again, without waiting.  lf_recover() is the blocking driver's loop
- * around it: backoff with full jitter, connect, restore, wait for the
- * subscriptions' answers.
+ * The blocking driver's loop around the core's lf_restore(): backoff
+ * with full jitter, connect, restore, wait for the subscriptions'
+ * answers.  It sits above sync.c: ferry_set_reconnect() plugs it into
+ * the handle as f->recover, which the blocking calls reach through
+ * lf_recover(), so sync.c never calls in here.  The async driver has
+ * its own, non-blocking loop (async.c) around the same lf_restore().
  */
 #include <poll.h>
 #include <stdio.h>
@@ -28,101 +29,13 @@ done_resub(struct ferry *f, void *arg)
 }
 
 /*
- * On a fresh connection: subscribe again, send unanswered confirmed
- * publishes again, fail the other requests that were waiting.  Only
- * encodes: the subscriptions' answers are for the driver to wait for.
- * Returns 0 or the connection's error.
- */
-int
-lf_restore(struct ferry *f, struct ferry_reconnect_info *info)
-{
-	uint64_t rid, end = f->next_rid;
-	size_t i;
-
-	for (i = 0; i < f->nsubs;) {
-		struct lsub *s = &f->subs[i];
-
-		s->bsid = 0;
-		if (s->closing || s->pending) {
-			lf_sub_remove(f, s);
-			continue;
-		}
-		i++;
-	}
-	/* Subscriptions first, so that a resent request finds its inbox. */
-	for (i = 0; i < f->nsubs; i++) {
-		rid = lf_pend_new(f, PEND_RESUB, 0);
-		if (rid == 0)
-			return lf_fatal(f, FERRY_ENOMEM, "out of memory");
-		f->pend[rid & (f->pcap - 1)].sub = f->subs[i].n;
-		if (lf_encode_sub(f, &f->subs[i], rid) < 0)
-			return lf_fatal(f, FERRY_ENOMEM, "out of memory");
-	}
-	/* Then the old requests, in their order, with their rids. */
-	for (rid = f->plo; rid < end; rid++) {
-		struct pend *p = &f->pend[rid & (f->pcap - 1)];
-
-		if (p->kind == PEND_RESUB) {
-			p->kind = PEND_FREE;	/* of an earlier attempt */
-			continue;
-		}
-		if (p->frame != NULL && (p->kind == PEND_PIPE ||
-		    p->kind == PEND_SYNC || p->kind == PEND_ASYNC)) {
-			if (msgpack_sbuffer_write(&f->enc.sb,
-			    (const char *)p->frame, p->flen) != 0)
-				return lf_fatal(f, FERRY_ENOMEM,
-				    "out of memory");
-			info->resent++;
-			continue;
-		}
-		if (p->kind == PEND_ASYNC) {
-			/* Out of the ring before its callback runs. */
-			struct pend q = *p;
-
-			p->kind = PEND_FREE;
-			lf_seterr(f, FERRY_ECLOSED, "connection lost and "
-			    "re-established: the request may or may not have "
-			    "been carried out");
-			if (f->answer != NULL)
-				f->answer(f, rid, &q, NULL, FERRY_ECLOSED);
-			continue;
-		}
-		if (p->kind == PEND_PIPE) {
-			/* Not kept (out of memory): it fails. */
-			lf_confirm(f, rid, p->nmsgs, FERRY_ECLOSED, 0, "",
-			    "connection lost", 0);
-		} else if (p->kind == PEND_SYNC && rid == f->wrid) {
-			f->wdone = 1;
-			f->werr = lf_seterr(f, FERRY_ECLOSED, "connection lost "
-			    "and re-established: the request may or may not "
-			    "have been carried out");
-		}
-		p->kind = PEND_FREE;
-		free(p->frame);
-		p->frame = NULL;
-	}
-	while (f->plo < f->next_rid &&
-	    f->pend[f->plo & (f->pcap - 1)].kind == PEND_FREE)
-		f->plo++;
-	f->wsince = lf_now_ms();
-	return 0;
-}
-
-/* A random wait in [0, ms]: "full jitter". */
-unsigned
-lf_jitter(struct ferry *f, unsigned ms)
-{
-	f->rng = f->rng * 1103515245u + 12345u;
-	return ms ? (f->rng >> 8) % (ms + 1) : 0;
-}
-
-/*
- * If f->err is a lost connection that may be re-established, reconnect
+ * f->recover of a blocking handle with reconnection on (lf_recover()):
+ * if f->err is a lost connection that may be re-established, reconnect
  * (blocking, with backoff) and restore the handle's state.  Returns 0 when
  * the handle is usable again, else its fatal error.
  */
-int
-lf_recover(struct ferry *f)
+static int
+recover(struct ferry *f)
 {
 	struct ferry_reconnect_info info;
 	int64_t start = lf_now_ms(), left;
@@ -213,16 +126,11 @@ lf_recover(struct ferry *f)
 int
 ferry_set_reconnect(struct ferry *f, const struct ferry_reconnect_opts *o)
 {
-	if (o == NULL) {
-		f->rc_on = 0;
-		return 0;
-	}
-	if (o->max_attempts == 0 && o->max_time_ms == 0)
-		return lf_seterr(f, FERRY_EINVAL, "reconnect without a limit: "
-		    "set max_attempts or max_time_ms");
-	f->rc = *o;
-	f->rc_on = 1;
-	return 0;
+	int r = lf_set_reconnect(f, o);
+
+	if (r == 0)
+		f->recover = recover;	/* the blocking driver's loop */
+	return r;
 }
 
 uint64_t

@@ -335,6 +335,27 @@ ferry_connect(const char *host, int port, int timeout_ms, const char *name)
 	return f;
 }
 
+struct ferry *
+ferry_connect_opts(const struct ferry_opts *o)
+{
+	const char *url = o->url ? o->url : getenv("FERRY_URL");
+	struct ferry *f;
+	int r;
+
+	f = lf_new(NULL, FERRY_DEFAULT_PORT, o->timeout_ms, o->name);
+	if (f == NULL || f->err)
+		return f;
+	if ((r = lf_opts_apply(f, o, url, o->host, o->port)) < 0) {
+		/* Not connected: the handle carries the error, as
+		 * ferry_connect()'s does. */
+		f->err = r;
+		return f;
+	}
+	lf_do_connect(f, f->host, f->port,
+	    o->timeout_ms > 0 ? o->timeout_ms : -1);
+	return f;
+}
+
 void
 ferry_close(struct ferry *f)
 {
@@ -476,6 +497,7 @@ ferry_publish_batch(struct ferry *f, const char *topic,
 			if (rid == 0)
 				return lf_seterr(f, FERRY_ENOMEM,
 				    "out of memory");
+			f->pend[rid & (f->pcap - 1)].tag = b.start;
 		}
 		if ((r = lf_batch_encode(f, &b, rid)) < 0) {
 			if (rid)
@@ -785,26 +807,12 @@ int
 ferry_delete(struct ferry *f, const char *topic, const char *group)
 {
 	struct fy_frame fr;
-	size_t tlen, glen = 0;
+	size_t tlen;
 	int r;
 
-	r = lf_check_topic(f, topic, &tlen);
-	if (r < 0)
+	if ((r = lf_check_topic(f, topic, &tlen)) < 0 ||
+	    (r = lf_delete_frame(f, topic, tlen, group, &fr)) < 0)
 		return r;
-	if (group != NULL && group[0] != '\0') {
-		glen = strnlen(group, FERRY_NAME_MAX + 1);
-		r = lf_check_name(f, "group", group, glen);
-		if (r < 0)
-			return r;
-	}
-	memset(&fr, 0, sizeof(fr));
-	fr.type = FY_T_DELETE;
-	fr.del.topic.p = topic;
-	fr.del.topic.len = (uint32_t)tlen;
-	if (glen) {
-		fr.del.group.p = group;
-		fr.del.group.len = (uint32_t)glen;
-	}
 	return lf_send_sync(f, &fr);
 }
 

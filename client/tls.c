@@ -1,7 +1,8 @@
 /*
  * tls.c - libferry's TLS: the context a handle keeps for its reconnects,
  * the handshake on a freshly connected socket, and the byte I/O the core
- * uses instead of recv()/send() when a handle speaks TLS.
+ * uses instead of recv()/send() when a handle speaks TLS: lf_tls_setup()
+ * plugs it into the core (f->tls), which never names this file.
  *
  * The broker's certificate is always verified, against ferry_opts.tls_ca
  * or the system's CAs, and must name the host connected to (or
@@ -20,6 +21,8 @@
 #include <openssl/x509v3.h>
 
 #include "ferry-int.h"
+
+static const struct lf_tls_ops tls_ops;
 
 /* The newest OpenSSL error as text. */
 static const char *
@@ -79,6 +82,7 @@ lf_tls_setup(struct ferry *f, const struct ferry_opts *o)
 		return lf_seterr(f, FERRY_ENOMEM, "out of memory");
 	}
 	f->tls_ctx = ctx;
+	f->tls = &tls_ops;	/* the core's byte I/O goes through us */
 	return 0;
 fail:
 	SSL_CTX_free(ctx);
@@ -195,8 +199,9 @@ lf_tls_handshake(struct ferry *f, const char *host, int port,
 	return r;
 }
 
-ssize_t
-lf_tls_recv(struct ferry *f, void *buf, size_t len)
+/* The core's recv(): through TLS once the session is up. */
+static ssize_t
+tls_recv(struct ferry *f, void *buf, size_t len)
 {
 	int n, e;
 
@@ -222,8 +227,9 @@ lf_tls_recv(struct ferry *f, void *buf, size_t len)
 	return -1;
 }
 
-ssize_t
-lf_tls_send(struct ferry *f, const void *buf, size_t len)
+/* Its send(). */
+static ssize_t
+tls_send(struct ferry *f, const void *buf, size_t len)
 {
 	int n, e;
 
@@ -259,8 +265,9 @@ lf_tls_drop(struct ferry *f)
 	f->ssl = NULL;
 }
 
-void
-lf_tls_free(struct ferry *f)
+/* Everything, when the handle is freed. */
+static void
+tls_release(struct ferry *f)
 {
 	lf_tls_drop(f);
 	SSL_CTX_free(f->tls_ctx);
@@ -268,3 +275,10 @@ lf_tls_free(struct ferry *f)
 	f->tls_ctx = NULL;
 	f->tls_name = NULL;
 }
+
+static const struct lf_tls_ops tls_ops = {
+	.recv = tls_recv,
+	.send = tls_send,
+	.drop = lf_tls_drop,
+	.release = tls_release,
+};

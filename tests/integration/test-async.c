@@ -7,7 +7,8 @@
  * ferryd is up, giving up after the reconnect limits, asynchronous errors,
  * `ferry reply --exec` touching the lease of a request that takes longer
  * than its ack timeout, batch publishes (one refused part way by a full
- * group) and the inspection calls with their errors.
+ * group), the inspection calls with their errors and deleting a group
+ * and a topic.
  *
  * Every test runs its own event_base, bounded by a guard timer that fails
  * the test instead of hanging.
@@ -935,6 +936,151 @@ START_TEST(publish_batch_refused_part_way)
 }
 END_TEST
 
+/* --- Administration ------------------------------------------------------ */
+
+/* What a deletion and the subscription it ends said. */
+struct deleted {
+	int subscribed, sub_err;	/* the subscribe's callback */
+	int calls, err;			/* the delete's callback */
+	int errors, e_err;		/* the error callback */
+	uint64_t e_sid;
+	int msgs;
+};
+
+static void
+del_done(struct ferry_async *a, int err, void *arg)
+{
+	struct deleted *x = arg;
+
+	x->calls++;
+	x->err = err;
+	if (x->errors > 0)
+		finish();
+}
+
+static void
+del_error(struct ferry_async *a, const struct ferry_async_error *e,
+    void *arg)
+{
+	struct deleted *x = arg;
+
+	x->errors++;
+	x->e_err = e->err;
+	x->e_sid = e->sid;
+	if (x->calls > 0)
+		finish();
+}
+
+static void
+del_msg(struct ferry_async *a, const struct ferry_msg *m, void *arg)
+{
+	((struct deleted *)arg)->msgs++;
+}
+
+/* The subscribe's answer; its arg is its deliveries' too. */
+static void
+del_subscribed(struct ferry_async *a, int err, void *arg)
+{
+	struct deleted *x = arg;
+
+	x->subscribed++;
+	x->sub_err = err;
+	finish();
+}
+
+/* The groups of topic that ferry_stats() lists (its backlog row not
+ * counted). */
+static int
+topic_groups(struct ferry *f, const char *topic)
+{
+	struct ferry_group_stats *rows;
+	size_t i, n = 0;
+	int r = ferry_stats(f, topic, &rows, &n), groups = 0;
+
+	if (r == FERRY_ENOTFOUND)
+		return 0;
+	ck_assert_int_eq(r, 0);
+	for (i = 0; i < n; i++)
+		groups += rows[i].group[0] != '\0';
+	ferry_stats_free(rows);
+	return groups;
+}
+
+/* ferry_async_delete(): a group with its queue and its member, then a
+ * whole topic; refusals to the callback, bad names returned at once. */
+START_TEST(delete_group_and_topic)
+{
+	struct ferry_async_opts o = { .name = "admin",
+	    .on_error = del_error };
+	struct ferry_sub_opts so = { .group = "g", .prefetch = 1 };
+	struct ferry *f = fc_connect(d.port, "pub");
+	struct ferry_async *a;
+	struct deleted x;
+	uint64_t sid;
+	int st = 0;
+
+	memset(&x, 0, sizeof(x));
+	o.arg = &x;
+	a = ferry_async_connect(base, "127.0.0.1", d.port, &o);
+	ck_assert_ptr_nonnull(a);
+	make_group("adel", 0);
+	ck_assert_int_eq(ferry_async_subscribe(a, "adel", &so, del_msg,
+	    del_subscribed, &x, &sid), 0);
+	run_until_done(5000, "the subscribe");
+	ck_assert_int_eq(x.subscribed, 1);
+	ck_assert_int_eq(x.sub_err, 0);
+	fc_pub(f, "adel", "one");
+	fc_pub(f, "adel", "two");
+	fc_sub(f, "adel", "other", 1, 0, 0);
+	ck_assert_int_eq(topic_groups(f, "adel"), 2);
+
+	/* The group goes, with what it held; its member is told. */
+	ck_assert_int_eq(ferry_async_delete(a, "adel", "g", del_done, &x), 0);
+	run_until_done(5000, "the delete and E_DELETED");
+	ck_assert_int_eq(x.calls, 1);
+	ck_assert_int_eq(x.err, 0);
+	ck_assert_int_eq(x.errors, 1);
+	ck_assert_int_eq(x.e_err, FERRY_EDELETED);
+	ck_assert_uint_eq(x.e_sid, sid);
+	ck_assert_int_eq(topic_groups(f, "adel"), 1);
+	{
+		struct ferry_msg *m;
+
+		ck_assert_int_eq(ferry_peek(f, "adel", "g", &m),
+		    FERRY_ENOTFOUND);
+	}
+
+	/* Deleting it again: the broker's refusal, to the callback. */
+	memset(&x, 0, sizeof(x));
+	x.errors = 1;		/* no E_DELETED to wait for */
+	ck_assert_int_eq(ferry_async_delete(a, "adel", "g", del_done, &x), 0);
+	run_until_done(5000, "the second delete");
+	ck_assert_int_eq(x.calls, 1);
+	ck_assert_int_eq(x.err, FERRY_ENOTFOUND);
+
+	/* Bad arguments: nothing sent, no callback. */
+	ck_assert_int_eq(ferry_async_delete(a, NULL, "g", del_done, &x),
+	    FERRY_EINVAL);
+	ck_assert_int_eq(ferry_async_delete(a, "bad topic", NULL, del_done,
+	    &x), FERRY_EBADNAME);
+	ck_assert_int_eq(ferry_async_delete(a, "adel", "bad group", del_done,
+	    &x), FERRY_EBADNAME);
+
+	/* The whole topic, without a callback; a ping after it is answered
+	 * after it is done. */
+	ck_assert_int_eq(ferry_async_delete(a, "adel", "", NULL, NULL), 0);
+	st = 1;
+	ck_assert_int_eq(ferry_async_ping(a, on_done_store, &st), 0);
+	run_until_done(5000, "the ping");
+	ck_assert_int_eq(st, 0);
+	ck_assert_int_eq(x.calls, 1);	/* the bad ones never ran */
+	ck_assert_int_eq(topic_groups(f, "adel"), 0);
+	ck_assert_int_eq(ferry_delete(f, "adel", NULL), FERRY_ENOTFOUND);
+	ferry_async_free(a);
+	ferry_close(f);
+}
+END_TEST
+
 /* --- Inspection ----------------------------------------------------------- */
 
 /* The answers of the inspection callbacks, copied. */
@@ -1371,6 +1517,7 @@ main(void)
 	tcase_add_test(tc, publish_batch);
 	tcase_add_test(tc, publish_batch_refused_part_way);
 	tcase_add_test(tc, inspection);
+	tcase_add_test(tc, delete_group_and_topic);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

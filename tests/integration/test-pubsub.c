@@ -1,7 +1,8 @@
 /*
  * test-pubsub.c - publishing and consuming through a real ferryd: round
  * trips (CLI and libferry), backlog before the first worker, fan-out,
- * competing consumers, deletion, and what survives a restart.
+ * competing consumers, deletion, the confirms of a batch refused part
+ * way, and what survives a restart.
  */
 #include <check.h>
 #include <stdlib.h>
@@ -481,6 +482,88 @@ drain_exact(struct ferry *f, const char *topic, const char *group, int n,
 	fc_none(f, 300);
 }
 
+/* What the confirm callback said of each message of a batch. */
+struct batch_seen {
+	int calls;
+	int err[8];		/* each message's frame's outcome */
+	int covered[8];		/* times a frame named the message */
+};
+
+static void
+on_batch_confirm(void *arg, const struct ferry_confirm *c)
+{
+	struct batch_seen *b = arg;
+
+	b->calls++;
+	ck_assert_uint_le(c->first + c->nmsgs, 8);
+	for (size_t i = c->first; i < c->first + c->nmsgs; i++) {
+		b->err[i] = c->err;
+		b->covered[i]++;
+	}
+}
+
+/* A confirmed batch larger than a frame, into a group that fills up:
+ * the callback says, by c->first and c->nmsgs, which messages the stored
+ * frame held and which the refused one did. */
+START_TEST(batch_confirms_say_which_messages)
+{
+	static char body[8][3000];
+	struct ferry_pub_msg m[8];
+	struct ferry_sub_opts o = { .group = "g", .max_msgs = 6 };
+	struct batch_seen b;
+	struct ferry_confirms c;
+	struct ferry_msg *peek;
+	struct ferry *f;
+	uint64_t sid;
+	size_t i, split;
+
+	ck_assert_int_eq(ferryd_stop(&d), 0);
+	ferryd_cleanup(&d);
+	ferryd_start(&d, "--max-frame-size", "16384", "--max-message-size",
+	    "4096", NULL);
+	f = fc_connect(d.port, "batch");
+	ck_assert_int_eq(ferry_subscribe(f, "full", &o, &sid), 0);
+	ck_assert_int_eq(ferry_unsubscribe(f, sid), 0);
+	memset(m, 0, sizeof(m));
+	for (i = 0; i < 8; i++) {
+		memset(body[i], 'a' + (int)i, sizeof(body[i]));
+		m[i].body = body[i];
+		m[i].len = sizeof(body[i]);
+	}
+	memset(&b, 0, sizeof(b));
+	ferry_set_confirm_cb(f, on_batch_confirm, &b);
+	ck_assert_int_eq(ferry_publish_batch(f, "full", m, 8, FERRY_CONFIRM),
+	    0);
+	ck_assert_int_eq(ferry_wait_confirms(f, 0, 5000, &c), 0);
+	ck_assert_int_eq(b.calls, 2);
+	ck_assert_uint_eq(c.ok + c.failed, 8);
+	/* A stored head, then the refused rest, each message named once. */
+	for (split = 0; split < 8 && b.err[split] == 0; split++)
+		;
+	ck_assert_uint_gt(split, 0);
+	ck_assert_uint_le(split, 6);
+	ck_assert_uint_eq(c.ok, split);
+	for (i = 0; i < 8; i++) {
+		ck_assert_int_eq(b.covered[i], 1);
+		ck_assert_int_eq(b.err[i], i < split ? 0 : FERRY_EFULL);
+	}
+	/* The head of the group is the batch's first message. */
+	ck_assert_int_eq(ferry_peek(f, "full", "g", &peek), 0);
+	ck_assert_uint_eq(peek->len, sizeof(body[0]));
+	ck_assert_int_eq(((const char *)peek->body)[0], 'a');
+	ferry_msg_free(peek);
+	/* A single pipelined publish: first is 0 (one message). */
+	memset(&b, 0, sizeof(b));
+	ck_assert_int_eq(ferry_delete(f, "full", "g"), 0);
+	ck_assert_int_eq(ferry_publish_pipelined(f, "full", "x", 1, NULL,
+	    NULL), 0);
+	ck_assert_int_eq(ferry_wait_confirms(f, 0, 5000, &c), 0);
+	ck_assert_int_eq(b.calls, 1);
+	ck_assert_int_eq(b.covered[0], 1);
+	ferry_close(f);
+}
+END_TEST
+
 START_TEST(restart_keeps_messages)
 {
 	struct ferry *p = fc_connect(d.port, "producer");
@@ -670,6 +753,7 @@ main(void)
 	tcase_add_test(tc, competing_consumers);
 	tcase_add_test(tc, delete_group);
 	tcase_add_test(tc, delete_topic);
+	tcase_add_test(tc, batch_confirms_say_which_messages);
 	tcase_add_test(tc, restart_keeps_messages);
 	tcase_add_test(tc, restart_keeps_attempts_and_delay);
 	tcase_add_test(tc, crash_keeps_confirmed);

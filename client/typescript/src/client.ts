@@ -340,8 +340,8 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 	private keepaliveTimer: NodeJS.Timeout | null = null;
 	/* WELCOME boot of the connection before: another one = a restart */
 	private boot = '';
-	/* socket writes since the keepalive timer last looked */
-	private writes = 0;
+	/* when the latest socket write happened (Date.now()) */
+	private lastWrite = 0;
 	/* sweeps done: the clock of request deadlines */
 	private ticks = 0;
 	private reconnectTimer: NodeJS.Timeout | null = null;
@@ -763,22 +763,26 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 	}
 
 	/*
-	 * WELCOME `idle`: PING (no rid: no reply) when a third of it went by
-	 * without a write, so no gap between frames reaches two thirds.
+	 * WELCOME `idle`: PING (no rid: no reply) once a third of it went by
+	 * without a write.  Looking every sixth, no gap between frames passes
+	 * half of it while the timers are on time, and a loop held up for
+	 * the other half still keeps the connection.  (Looking every third
+	 * and pinging only after a silent look let gaps reach two thirds: a
+	 * loaded machine's late timers then cost the connection.)
 	 */
 	private startKeepalive(): void {
 		this.stopKeepalive();
 		const idle = this.welcome.idle;
 		if (!idle || !this.opts.keepalive)
 			return;
-		this.writes = 1;
+		this.lastWrite = Date.now();
 		this.keepaliveTimer = setInterval(() => {
 			if (this.state !== 'open')
 				return;
-			if (!this.writes && !this.writer.size)
+			if (Date.now() - this.lastWrite >= idle / 3 &&
+			    !this.writer.size)
 				this.write({ t: T.PING });
-			this.writes = 0;
-		}, Math.max(10, Math.floor(idle / 3)));
+		}, Math.max(10, Math.floor(idle / 6)));
 		this.keepaliveTimer.unref();
 	}
 
@@ -902,7 +906,7 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 		}
 		const buf = this.writer.take();
 		if (buf) {
-			this.writes++;
+			this.lastWrite = Date.now();
 			c.sock.write(buf, () => this.writer.recycle(buf));
 		}
 	}

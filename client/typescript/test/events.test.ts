@@ -38,25 +38,27 @@ test('a deleted group: SubscriptionDeleted to error, naming the sid',
 
 test('idle_timeout: the client pings and stays; without keepalive, ' +
     'IdleTimeout surfaces and it reconnects', async () => {
-	const b = await startFerryd(['--fsync', 'never', '--idle-timeout', '1']);
+	/* 2 s: the keepalive (a ping after 667 ms of silence) then has more
+	 * than a second to spare when the machine is loaded */
+	const b = await startFerryd(['--fsync', 'never', '--idle-timeout', '2']);
 	const live = await connect({ port: b.port, name: 'keepalive' });
 	const mute = await connect({ port: b.port, name: 'mute',
 	    keepalive: false, reconnect: { initialDelay: 20, maxDelay: 100 } });
 	try {
-		assert.equal(live.welcome.idle, 1000);
+		assert.equal(live.welcome.idle, 2000);
 		const lost: unknown[] = [];
 		live.on('disconnect', (e) => lost.push(e));
 		const errs: FerryError[] = [];
 		live.on('error', (e: FerryError) => errs.push(e));
 		const muteErrs: FerryError[] = [];
 		mute.on('error', (e: FerryError) => muteErrs.push(e));
-		/* a worker waiting for messages: nothing to send for 2.5 s */
+		/* a worker waiting for messages: nothing to send for 3 s */
 		const t = topic('idle');
 		const got: string[] = [];
 		await live.subscribe(t, (m) => {
 			got.push(m.text());
 		}, { group: 'g' });
-		await sleep(2500);
+		await sleep(3000);
 		assert.deepEqual(lost, []);
 		assert.deepEqual(errs, []);
 		assert.equal(live.counters.reconnects, 0);
