@@ -86,6 +86,9 @@ struct store {
 	uint64_t trims;		/* malloc_trim() calls, ever */
 	struct producers producers;	/* idempotent producers' marks */
 	struct page page;	/* bodies beyond max_memory (page.h) */
+	struct journal_reader replay_rd;	/* replay: bodies kept in
+				   memory, of segments replayed from their
+				   index */
 	struct list held;	/* struct held_rec: records the journal
 				   refused, in order, written first when
 				   it writes again */
