@@ -1548,7 +1548,12 @@ reader_fill(struct journal *j, struct journal_reader *rd, struct seg *s,
 		return -EBADMSG;
 	if (reader_room(rd, want) < 0)
 		return -ENOMEM;
-	if (s->rfd < 0) {
+	if (s->rfd < 0 && s->unnamed) {
+		/* Written ahead into the spare, not yet renamed (see the
+		 * top of this file): the name would not find it. */
+		if ((s->rfd = fcntl(s->fd, F_DUPFD_CLOEXEC, 0)) < 0)
+			return -errno;
+	} else if (s->rfd < 0) {
 		seg_name(name, s->first_seq);
 		if ((s->rfd = openat(j->dirfd, name, O_RDONLY | O_CLOEXEC)) < 0)
 			return -errno;
