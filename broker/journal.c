@@ -121,6 +121,7 @@ struct journal {
 	struct seg *segs;	/* oldest first, seq ranges contiguous; the
 				   last is where appends go */
 	size_t nseg, segcap;
+	size_t find_hint;	/* seg_find()'s last find, if still < nseg */
 	size_t head;		/* write head: segs[< head] are written,
 				   synced and closed; segs[head + 1] may have
 				   an unnamed file (written ahead), later ones
@@ -1677,6 +1678,12 @@ seg_find(struct journal *j, uint64_t seq)
 
 	if (j->nseg == 0 || seq < j->segs[0].first_seq || seq >= j->next_seq)
 		return NULL;
+	/* Replay refs records of the segment it reads, one after another:
+	 * the last segment found, before a search. */
+	if (j->find_hint < j->nseg &&
+	    seq >= j->segs[j->find_hint].first_seq &&
+	    seq < j->segs[j->find_hint].next_seq)
+		return &j->segs[j->find_hint];
 	hi = j->nseg;		/* segs[lo].first_seq <= seq < segs[hi]... */
 	while (hi - lo > 1) {
 		mid = lo + (hi - lo) / 2;
@@ -1685,7 +1692,10 @@ seg_find(struct journal *j, uint64_t seq)
 		else
 			hi = mid;
 	}
-	return seq < j->segs[lo].next_seq ? &j->segs[lo] : NULL;
+	if (seq >= j->segs[lo].next_seq)
+		return NULL;
+	j->find_hint = lo;
+	return &j->segs[lo];
 }
 
 int
@@ -2219,6 +2229,20 @@ out:
 	return r;
 }
 
+/* Have the kernel read segment first_seq's index, if any, ahead. */
+static void
+ix_readahead(struct journal *j, uint64_t first_seq)
+{
+	char iname[IDX_NAME_MAX];
+	int fd;
+
+	idx_name(iname, first_seq);
+	if ((fd = openat(j->dirfd, iname, O_RDONLY | O_CLOEXEC)) < 0)
+		return;
+	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
+	close(fd);
+}
+
 /*
  * Replay sealed segment segs[i] from its index file, without reading its
  * records: 1 if it did, 0 if there is no usable index (missing, damaged,
@@ -2442,7 +2466,10 @@ journal_replay(struct journal *j,
 		    IDX_TMP);
 	for (i = 0; i < j->nseg; i++) {
 		/* Sealed segments from their index when they have a good
-		 * one; the last one always in full: appends go on there. */
+		 * one; the last one always in full: appends go on there.
+		 * From a cold cache, the next index is read meanwhile. */
+		if (i + 2 < j->nseg && j->ixo.apply)
+			ix_readahead(j, j->segs[i + 1].first_seq);
 		r = i + 1 < j->nseg && j->ixo.apply ? replay_ix(j, i, &rp) : 0;
 		if (r == 0)
 			r = replay_seg(j, i, &rp);
