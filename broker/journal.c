@@ -14,7 +14,8 @@
  * Deleting a segment and preallocating the next one are slow too (ext4
  * frees or allocates the extents of 64 MiB: tens of milliseconds for an
  * unlink), and go to a second thread, the worker (worker.c), so that they
- * never delay a sync either.  trim() still decides in the loop when a
+ * never delay a sync either.  So does building a sealed segment's index
+ * (ix_run()), one at a time.  trim() still decides in the loop when a
  * segment may go; the worker only carries out the unlinks, in order.  The
  * next segment is preallocated ahead under SPARE_NAME and renamed into
  * place when a segment starts: a rename is a quick metadata change.

@@ -48,7 +48,8 @@
  * so a crash can only tear the last segment; close syncs.
  *
  * Slow file work runs in a worker thread, never in the loop: dead segments
- * are unlinked there (in order, then the directory is fsync'd), and the
+ * are unlinked there (in order, then the directory is fsync'd), sealed
+ * segments get their index file there (journal_set_index()), and the
  * next segment is preallocated there ahead of time as DIR/journal.spare
  * (so the journal holds one segment_size more on disk than its segments).
  * When a segment starts, its records are written into the spare at once
