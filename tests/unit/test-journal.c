@@ -1874,6 +1874,7 @@ START_TEST(test_index_mismatch)
 		journal_set_index(j, &ix4);
 		ck_assert_int_eq(journal_replay(j, apply_full, &x, 0, err,
 		    sizeof(err)), -EBADMSG);
+		journal_reader_fini(&x.rd);
 		journal_close(j);
 		return;
 	}
