@@ -50,7 +50,7 @@ open_broker(void)
 
 	ck_assert_ptr_nonnull(base = event_base_new());
 	ck_assert_int_eq(broker_init(&b, base, &opt), 0);
-	ck_assert_msg(store_open(&b, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(store_open(&b.core, err, sizeof(err)) == 0, "%s", err);
 }
 
 static void
@@ -95,11 +95,11 @@ durable_group(const char *topic, const char *name, uint32_t max_attempts)
 		.ack_timeout_ms = 60000,
 		.max_attempts = max_attempts,
 	};
-	struct topic *t = topic_get(&b, topic, strlen(topic));
+	struct topic *t = topic_get(&b.core, topic, strlen(topic));
 	struct group *g;
 
 	ck_assert_ptr_nonnull(t);
-	ck_assert_int_eq(store_group_get(&b, t, name, strlen(name), &conf,
+	ck_assert_int_eq(store_group_get(&b.core, t, name, strlen(name), &conf,
 	    &g), 0);
 	return g;
 }
@@ -108,12 +108,12 @@ static uint64_t
 publish(const char *topic, const char *body)
 {
 	struct fy_pubmsg pm = {.body = {body, (uint32_t)strlen(body)}};
-	struct topic *t = topic_get(&b, topic, strlen(topic));
+	struct topic *t = topic_get(&b.core, topic, strlen(topic));
 	char id[MSG_ID_LEN + 1];
 	uint64_t seq = 0;
 
 	msg_id_generate(id);
-	ck_assert_int_eq(store_publish(&b, t, &pm, id, MSG_ID_LEN, 1000, NULL,
+	ck_assert_int_eq(store_publish(&b.core, t, &pm, id, MSG_ID_LEN, 1000, NULL,
 	    0, NULL, 1, &seq), 0);
 	return seq;
 }
@@ -123,7 +123,7 @@ publish(const char *topic, const char *body)
 START_TEST(apply_never_delivers)
 {
 	struct group *g = durable_group("s.t", "g", 0);
-	struct conn *c = conn_new(&b, -1, NULL, 0);
+	struct conn *c = conn_new(&b.core, -1, NULL, 0);
 	struct sub *s;
 
 	ck_assert_ptr_nonnull(c);
@@ -133,7 +133,7 @@ START_TEST(apply_never_delivers)
 	publish("s.t", "two");
 	ck_assert_uint_eq(g->nready, 2);
 	ck_assert_uint_eq(conn_outlen(c), 0);
-	delivery_pump_due(&b);
+	delivery_pump_due(&b.core);
 	ck_assert_uint_eq(g->nready, 0);
 	ck_assert_uint_eq(g->ninflight, 2);
 	ck_assert_uint_gt(conn_outlen(c), 0);
@@ -148,7 +148,7 @@ END_TEST
 START_TEST(replay_rebuilds_queues)
 {
 	struct group *g = durable_group("s.r", "g", 0);
-	struct conn *c = conn_new(&b, -1, NULL, 0);
+	struct conn *c = conn_new(&b.core, -1, NULL, 0);
 	struct qent *e;
 	struct sub *s;
 	uint64_t seq;
@@ -159,20 +159,20 @@ START_TEST(replay_rebuilds_queues)
 	publish("s.r", "acked");
 	publish("s.r", "failed");
 	publish("s.r", "waiting");
-	delivery_pump_due(&b);
+	delivery_pump_due(&b.core);
 	ck_assert_uint_eq(g->ninflight, 3);
 	e = list_first(&s->leases, struct qent, link);
-	store_ack(&b, e, &seq);
+	store_ack(&b.core, e, &seq);
 	ck_assert_uint_gt(seq, 0);
 	e = list_first(&s->leases, struct qent, link);
-	delivery_fail(&b, e, CAUSE_NACKED, "boom", 4, 0);
+	delivery_fail(&b.core, e, CAUSE_NACKED, "boom", 4, 0);
 	ck_assert_uint_eq(e->attempts, 1);
 	conn_free(c);
-	store_commit(&b);
+	store_commit(&b.core);
 	close_broker();
 
 	open_broker();
-	g = topic_group_find(topic_find(&b, "s.r", 3), "g", 1);
+	g = topic_group_find(topic_find(&b.core, "s.r", 3), "g", 1);
 	ck_assert_ptr_nonnull(g);
 	ck_assert_uint_eq(g->nheld, 2);
 	ck_assert_uint_eq(g->ninflight, 0);
@@ -185,7 +185,7 @@ START_TEST(dead_letter_is_records)
 {
 	struct group *g = durable_group("s.d", "g", 1);
 	struct group *dg = durable_group("s.d.dlq", "g", 0);
-	struct conn *c = conn_new(&b, -1, NULL, 0);
+	struct conn *c = conn_new(&b.core, -1, NULL, 0);
 	uint64_t before;
 	struct qent *e;
 	struct sub *s;
@@ -194,23 +194,23 @@ START_TEST(dead_letter_is_records)
 	c->state = CONN_OPEN;
 	ck_assert_ptr_nonnull(s = sub_new(c, g, 1, 16, FY_MODE_ALO, 60000));
 	publish("s.d", "poison");
-	delivery_pump_due(&b);
+	delivery_pump_due(&b.core);
 	e = list_first(&s->leases, struct qent, link);
 	ck_assert_ptr_nonnull(e);
-	before = store_newest_seq(&b);
-	delivery_fail(&b, e, CAUSE_NACKED, "bad", 3, 0);
+	before = store_newest_seq(&b.core);
+	delivery_fail(&b.core, e, CAUSE_NACKED, "bad", 3, 0);
 	/* FAIL, the dead letter's PUB, the original's ACK. */
-	ck_assert_uint_eq(store_newest_seq(&b), before + 3);
+	ck_assert_uint_eq(store_newest_seq(&b.core), before + 3);
 	ck_assert_uint_eq(g->nheld, 0);
 	ck_assert_uint_eq(dg->nready, 1);
 	ck_assert_uint_eq(g->st.dead_lettered, 1);
 	conn_free(c);
-	store_commit(&b);
+	store_commit(&b.core);
 	close_broker();
 
 	open_broker();
-	g = topic_group_find(topic_find(&b, "s.d", 3), "g", 1);
-	dg = topic_group_find(topic_find(&b, "s.d.dlq", 7), "g", 1);
+	g = topic_group_find(topic_find(&b.core, "s.d", 3), "g", 1);
+	dg = topic_group_find(topic_find(&b.core, "s.d.dlq", 7), "g", 1);
 	ck_assert_ptr_nonnull(g);
 	ck_assert_ptr_nonnull(dg);
 	ck_assert_uint_eq(g->nheld, 0);
@@ -226,12 +226,12 @@ START_TEST(backlog_to_first_group)
 	struct group *g;
 
 	publish("s.b", "early");
-	t = topic_find(&b, "s.b", 3);
+	t = topic_find(&b.core, "s.b", 3);
 	ck_assert_uint_eq(t->nbacklog, 1);
-	store_commit(&b);
+	store_commit(&b.core);
 	close_broker();
 	open_broker();
-	t = topic_find(&b, "s.b", 3);
+	t = topic_find(&b.core, "s.b", 3);
 	ck_assert_ptr_nonnull(t);
 	ck_assert_uint_eq(t->nbacklog, 1);
 	g = durable_group("s.b", "g", 0);
