@@ -198,6 +198,10 @@ struct journal {
 				   built one at a time in the worker */
 	size_t nixq, ixqcap;
 	int ix_busy;		/* a build is in the worker */
+	uint64_t ix_defer;	/* the segment sealed last in this run: its
+				   build waits for the next seal, by when it
+				   is dead and needs none if consumers keep
+				   up (only a backlog is worth an index) */
 	uint64_t ix_built;	/* index files written since open */
 	uint64_t ix_replayed;	/* segments replayed from theirs */
 
@@ -963,17 +967,22 @@ ix_done(void *arg)
 
 /* Start the next build, one at a time so that the worker's other jobs (a
  * spare segment, unlinks) never wait behind many of them. */
+static struct seg *seg_find(struct journal *j, uint64_t seq);
+
 static void
 ix_next(struct journal *j)
 {
 	struct ix_job *x;
+	struct seg *s;
 	uint64_t seq;
 
 	while (!j->ix_busy && j->nixq > 0 && j->worker && !j->closing) {
 		seq = j->ixq[0];
+		if (seq == j->ix_defer)
+			return;		/* the newest: see ix_defer */
 		memmove(j->ixq, j->ixq + 1, --j->nixq * sizeof(*j->ixq));
-		if (j->nseg == 0 || seq < j->segs[0].first_seq)
-			continue;	/* deleted meanwhile */
+		if (!(s = seg_find(j, seq)) || s->live == 0)
+			continue;	/* deleted or dead meanwhile */
 		if (!(x = malloc(sizeof(*x))))
 			return;
 		*x = (struct ix_job){j, seq, 0};
@@ -1071,8 +1080,11 @@ head_advance(struct journal *j)
 	s->fd = -1;
 	/* Sealed: complete and durable.  Worth an index while it holds
 	 * anything a restart must rebuild. */
+	j->ix_defer = s->first_seq;
 	if (s->live > 0)
 		ix_queue(j, s->first_seq);
+	else
+		ix_next(j);	/* the one it held back */
 	j->head++;
 	s = &j->segs[j->head];
 	if (!s->unnamed)

@@ -149,8 +149,10 @@ int journal_replay(struct journal *j,
 /*
  * Indexes of sealed segments, so that a restart need not read every byte
  * of the journal (message bodies, mostly).  Once a segment is full and
- * durable (sealed) and still holds a referenced record, the worker thread
- * reads it back and writes DIR/journal-<first seq>.idx: for each record its
+ * durable (sealed) and still holds a referenced record once the next one
+ * is sealed too (so that where consumers keep up, no index is built for
+ * segments about to die), the worker thread reads it back and writes
+ * DIR/journal-<first seq>.idx: for each record its
  * type, its length and summarize()'s summary of it (the broker keeps what
  * replay needs and leaves bodies out).  summarize(type, p, len, out, cap)
  * returns the summary's length (at most len + 8, cap is more), or < 0 if
