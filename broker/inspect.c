@@ -119,6 +119,9 @@ broker_row(struct fy_bstat *r, const struct core *b,
 		r->journal_bytes = js.disk_bytes;
 	}
 	r->uptime_ms = clock_mono_ms() - b->st.started_ms;
+	r->paged = msg_mem.paged;
+	r->paged_bytes = msg_mem.paged_bytes;
+	r->paged_reads = b->store.page.loads;
 }
 
 void

@@ -14,7 +14,8 @@
  * Deleting a segment and preallocating the next one are slow too (ext4
  * frees or allocates the extents of 64 MiB: tens of milliseconds for an
  * unlink), and go to a second thread, the worker (worker.c), so that they
- * never delay a sync either.  trim() still decides in the loop when a
+ * never delay a sync either.  So does building a sealed segment's index
+ * (ix_run()), one at a time.  trim() still decides in the loop when a
  * segment may go; the worker only carries out the unlinks, in order.  The
  * next segment is preallocated ahead under SPARE_NAME and renamed into
  * place when a segment starts: a rename is a quick metadata change.
@@ -70,6 +71,11 @@
 #define RETRY_SEC 1		/* a failing write is retried this often */
 #define SPARE_NAME "journal.spare"	/* never matches a segment name */
 #define IX_EVERY 32		/* records per sparse index entry */
+#define IDX_MAGIC "FERRYIDX"	/* a sealed segment's index file */
+#define IDX_VERSION 1
+#define IDX_HDR 64
+#define IDX_NAME_MAX 40		/* "journal-" 20 digits ".idx" NUL */
+#define IDX_TMP "journal.idx.tmp"	/* being written; never an index */
 #define READ_WINDOW (256u << 10)	/* journal_read()'s pread size */
 
 enum spare_state {
@@ -101,6 +107,7 @@ struct seg {
 	uint64_t *ix;		/* ix[k]: offset of record first_seq +
 				   k * IX_EVERY (journal_read()) */
 	size_t nix, ixcap;
+	int from_index;		/* replay read its index file, not it */
 };
 
 struct journal {
@@ -115,6 +122,7 @@ struct journal {
 	struct seg *segs;	/* oldest first, seq ranges contiguous; the
 				   last is where appends go */
 	size_t nseg, segcap;
+	size_t find_hint;	/* seg_find()'s last find, if still < nseg */
 	size_t head;		/* write head: segs[< head] are written,
 				   synced and closed; segs[head + 1] may have
 				   an unnamed file (written ahead), later ones
@@ -183,6 +191,19 @@ struct journal {
 	int unlink_stuck;	/* worker thread only: an unlink failed, so
 				   none runs again (a gap between segments
 				   would read as corruption at replay) */
+
+	/* index files of sealed segments (journal_set_index()) */
+	struct journal_index ixo;	/* summarize NULL: none */
+	uint64_t *ixq;		/* first_seqs of segments waiting for one,
+				   built one at a time in the worker */
+	size_t nixq, ixqcap;
+	int ix_busy;		/* a build is in the worker */
+	uint64_t ix_defer;	/* the segment sealed last in this run: its
+				   build waits for the next seal, by when it
+				   is dead and needs none if consumers keep
+				   up (only a backlog is worth an index) */
+	uint64_t ix_built;	/* index files written since open */
+	uint64_t ix_replayed;	/* segments replayed from theirs */
 
 	void (*cb)(void *, uint64_t, uint64_t);
 	void *cbarg;
@@ -524,11 +545,32 @@ seg_cut(struct journal *j, size_t i)
 	j->nseg = i;
 }
 
+static void
+idx_name(char *buf, uint64_t first_seq)
+{
+	snprintf(buf, IDX_NAME_MAX, "journal-%020" PRIu64 ".idx", first_seq);
+}
+
+/* Delete segment first_seq's index file, if any: before the segment goes
+ * or changes, so that an index never outlives what it describes.  The
+ * unlink's own error is only logged: replay checks an index against its
+ * segment anyway. */
+static void
+idx_unlink(struct journal *j, uint64_t first_seq)
+{
+	char name[IDX_NAME_MAX];
+
+	idx_name(name, first_seq);
+	if (unlinkat(j->dirfd, name, 0) < 0 && errno != ENOENT)
+		log_syswarn("journal: cannot delete %s/%s", j->dir, name);
+}
+
 static int
 seg_unlink(struct journal *j, uint64_t first_seq)
 {
 	char name[SEG_NAME_MAX];
 
+	idx_unlink(j, first_seq);
 	seg_name(name, first_seq);
 	if (j->io.unlink(j->dirfd, name) < 0 && errno != ENOENT) {
 		log_syswarn("journal: cannot delete %s/%s", j->dir, name);
@@ -556,6 +598,7 @@ unlink_run(void *arg)
 	if (j->unlink_stuck)
 		return;
 	for (i = 0; i < u->n; i++) {
+		idx_unlink(j, u->first_seq[i]);
 		seg_name(name, u->first_seq[i]);
 		if (j->io.unlink(j->dirfd, name) < 0 && errno != ENOENT) {
 			/* Deleting a newer one would leave a gap: keep them
@@ -712,6 +755,271 @@ spare_request(struct journal *j)
 	j->spare = SPARE_PENDING;
 }
 
+/* ---- index files of sealed segments ---- */
+
+static int header_ok(const uint8_t *m, uint64_t size, uint64_t first_seq);
+
+/* LEB128: at most 5 bytes for 32 bits. */
+static size_t
+put_varint(uint8_t *p, uint32_t v)
+{
+	size_t n = 0;
+
+	while (v >= 0x80) {
+		p[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	p[n++] = (uint8_t)v;
+	return n;
+}
+
+/* Read one at *pp (below end); 0, or -1 if it runs past end or 32 bits. */
+static int
+get_varint(const uint8_t **pp, const uint8_t *end, uint32_t *v)
+{
+	const uint8_t *p = *pp;
+	uint32_t r = 0;
+
+	for (int shift = 0; shift < 35; shift += 7) {
+		if (p >= end || (shift == 28 && *p > 0x0f))
+			return -1;
+		r |= (uint32_t)(*p & 0x7f) << shift;
+		if (!(*p++ & 0x80)) {
+			*v = r;
+			*pp = p;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+struct ix_job {
+	struct journal *j;
+	uint64_t first_seq;
+	int built;
+};
+
+/* Buffer growth for ix_run(): 0 or -ENOMEM. */
+static int
+grow(uint8_t **buf, size_t *cap, size_t need)
+{
+	size_t n = *cap ? *cap : 65536;
+	uint8_t *p;
+
+	if (need <= *cap)
+		return 0;
+	while (n < need)
+		n *= 2;
+	if (!(p = realloc(*buf, n)))
+		return -ENOMEM;
+	*buf = p;
+	*cap = n;
+	return 0;
+}
+
+/* Write buf to DIR/IDX_TMP, make it durable, rename it to name and make
+ * that durable: a crash leaves no index or this one, never part of it. */
+static int
+ix_write(struct journal *j, const char *name, const uint8_t *buf,
+    size_t len)
+{
+	size_t done = 0;
+	ssize_t w;
+	int fd, r = 0;
+
+	fd = openat(j->dirfd, IDX_TMP, O_WRONLY | O_CREAT | O_TRUNC |
+	    O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	while (done < len) {
+		w = write(fd, buf + done, len - done);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			r = w < 0 ? -errno : -EIO;
+			break;
+		}
+		done += (size_t)w;
+	}
+	if (r == 0 && fdatasync(fd) < 0)
+		r = -errno;
+	close(fd);
+	if (r == 0 && renameat(j->dirfd, IDX_TMP, j->dirfd, name) < 0)
+		r = -errno;
+	if (r == 0 && fsync(j->dirfd) < 0)
+		r = -errno;
+	if (r < 0)
+		unlinkat(j->dirfd, IDX_TMP, 0);
+	return r;
+}
+
+/*
+ * Worker thread: build the index of a sealed segment from its file (in the
+ * page cache, usually: it was just written).  Nothing the loop owns is
+ * touched: the segment is sealed, and only this thread deletes segments,
+ * after the jobs queued before.
+ */
+static void
+ix_run(void *arg)
+{
+	struct ix_job *x = arg;
+	struct journal *j = x->j;
+	char name[SEG_NAME_MAX], iname[IDX_NAME_MAX];
+	const uint8_t *m = NULL, *h;
+	uint8_t *out = NULL, *sum = NULL, *o;
+	size_t ocap = 0, scap = 0, olen = IDX_HDR;
+	uint64_t size = 0, off, len, seq = x->first_seq, n = 0;
+	uint32_t last_crc = 0;
+	ssize_t sl;
+	struct stat st;
+	int fd, r = 0;
+
+	seg_name(name, x->first_seq);
+	idx_name(iname, x->first_seq);
+	if ((fd = openat(j->dirfd, name, O_RDONLY | O_CLOEXEC)) < 0)
+		return;		/* deleted meanwhile: nothing to index */
+	if (fstat(fd, &st) < 0 || (size = (uint64_t)st.st_size) < SEG_HDR ||
+	    (m = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0)) ==
+	    MAP_FAILED) {
+		r = -errno;
+		m = NULL;
+		goto out;
+	}
+	if (!header_ok(m, size, x->first_seq) || grow(&out, &ocap, olen)) {
+		r = -EBADMSG;
+		goto out;
+	}
+	(void)madvise((void *)m, size, MADV_SEQUENTIAL);
+	for (off = SEG_HDR; off + REC_HDR <= size; off += REC_HDR + len) {
+		h = m + off;
+		len = get32(h + 4);
+		if (len == 0 && get64(h + 8) == 0 &&
+		    memcmp(h, zeros, REC_HDR) == 0)
+			break;		/* the end */
+		if (len > JOURNAL_MAX_RECORD || len > size - off - REC_HDR ||
+		    get64(h + 8) != seq) {
+			r = -EBADMSG;	/* not as it was written */
+			goto out;
+		}
+		if (grow(&sum, &scap, (size_t)len + 16) < 0 ||
+		    grow(&out, &ocap, olen + 11 + (size_t)len + 16) < 0) {
+			r = -ENOMEM;
+			goto out;
+		}
+		sl = j->ixo.summarize(h[16], h + REC_HDR, (size_t)len, sum,
+		    scap);
+		if (sl < 0) {
+			r = (int)sl;
+			goto out;
+		}
+		o = out + olen;
+		*o++ = h[16];
+		o += put_varint(o, (uint32_t)len);
+		o += put_varint(o, (uint32_t)sl);
+		memcpy(o, sum, (size_t)sl);
+		olen = (size_t)(o - out) + (size_t)sl;
+		last_crc = get32(h);
+		seq++;
+		n++;
+	}
+	/* Worth it only if replay reads much less: small messages' records
+	 * are mostly what the summary keeps anyway. */
+	if (n == 0 || olen - IDX_HDR > (off - SEG_HDR) / 2)
+		goto out;
+	memset(out, 0, IDX_HDR);
+	memcpy(out, IDX_MAGIC, 8);
+	put32(out + 8, IDX_VERSION);
+	put32(out + 12, IDX_HDR);
+	put64(out + 16, x->first_seq);
+	put64(out + 24, n);
+	put64(out + 32, off);
+	put64(out + 40, size);
+	put32(out + 48, last_crc);
+	put32(out + 52, crc32c(0, out + IDX_HDR, olen - IDX_HDR));
+	put32(out + 60, crc32c(0, out, 60));
+	if ((r = ix_write(j, iname, out, olen)) == 0)
+		x->built = 1;
+out:
+	if (r < 0)
+		log_warn("journal: cannot write the index %s/%s: %s (replay "
+		    "reads the segment instead)", j->dir, iname,
+		    strerror(-r));
+	if (m)
+		munmap((void *)m, size);
+	close(fd);
+	free(out);
+	free(sum);
+}
+
+static void ix_next(struct journal *j);
+
+static void
+ix_done(void *arg)
+{
+	struct ix_job *x = arg;
+	struct journal *j = x->j;
+
+	j->ix_built += x->built;
+	j->ix_busy = 0;
+	free(x);
+	ix_next(j);
+}
+
+/* Start the next build, one at a time so that the worker's other jobs (a
+ * spare segment, unlinks) never wait behind many of them. */
+static struct seg *seg_find(struct journal *j, uint64_t seq);
+
+static void
+ix_next(struct journal *j)
+{
+	struct ix_job *x;
+	struct seg *s;
+	uint64_t seq;
+
+	while (!j->ix_busy && j->nixq > 0 && j->worker && !j->closing) {
+		seq = j->ixq[0];
+		if (seq == j->ix_defer)
+			return;		/* the newest: see ix_defer */
+		memmove(j->ixq, j->ixq + 1, --j->nixq * sizeof(*j->ixq));
+		if (!(s = seg_find(j, seq)) || s->live == 0)
+			continue;	/* deleted or dead meanwhile */
+		if (!(x = malloc(sizeof(*x))))
+			return;
+		*x = (struct ix_job){j, seq, 0};
+		if (worker_submit(j->worker, ix_run, ix_done, x) < 0) {
+			free(x);
+			return;
+		}
+		j->ix_busy = 1;
+	}
+}
+
+/* Have segment first_seq (sealed) indexed, if indexes are kept. */
+static void
+ix_queue(struct journal *j, uint64_t first_seq)
+{
+	uint64_t *q;
+	size_t cap;
+
+	if (!j->ixo.summarize)
+		return;
+	if (j->nixq == j->ixqcap) {
+		cap = j->ixqcap ? 2 * j->ixqcap : 16;
+		if (!(q = realloc(j->ixq, cap * sizeof(*q))))
+			return;	/* replay reads it in full */
+		j->ixq = q;
+		j->ixqcap = cap;
+	}
+	j->ixq[j->nixq++] = first_seq;
+	ix_next(j);
+}
+
+void
+journal_set_index(struct journal *j, const struct journal_index *ix)
+{
+	j->ixo = ix ? *ix : (struct journal_index){0};
+}
+
 /*
  * Give segment s its file: the spare, renamed, if one is ready; else made
  * here, which stalls the loop (the first segment of an empty journal, or a
@@ -770,6 +1078,13 @@ head_advance(struct journal *j)
 
 	close(s->fd);
 	s->fd = -1;
+	/* Sealed: complete and durable.  Worth an index while it holds
+	 * anything a restart must rebuild. */
+	j->ix_defer = s->first_seq;
+	if (s->live > 0)
+		ix_queue(j, s->first_seq);
+	else
+		ix_next(j);	/* the one it held back */
 	j->head++;
 	s = &j->segs[j->head];
 	if (!s->unnamed)
@@ -1247,7 +1562,12 @@ reader_fill(struct journal *j, struct journal_reader *rd, struct seg *s,
 		return -EBADMSG;
 	if (reader_room(rd, want) < 0)
 		return -ENOMEM;
-	if (s->rfd < 0) {
+	if (s->rfd < 0 && s->unnamed) {
+		/* Written ahead into the spare, not yet renamed (see the
+		 * top of this file): the name would not find it. */
+		if ((s->rfd = fcntl(s->fd, F_DUPFD_CLOEXEC, 0)) < 0)
+			return -errno;
+	} else if (s->rfd < 0) {
 		seg_name(name, s->first_seq);
 		if ((s->rfd = openat(j->dirfd, name, O_RDONLY | O_CLOEXEC)) < 0)
 			return -errno;
@@ -1371,6 +1691,12 @@ seg_find(struct journal *j, uint64_t seq)
 
 	if (j->nseg == 0 || seq < j->segs[0].first_seq || seq >= j->next_seq)
 		return NULL;
+	/* Replay refs records of the segment it reads, one after another:
+	 * the last segment found, before a search. */
+	if (j->find_hint < j->nseg &&
+	    seq >= j->segs[j->find_hint].first_seq &&
+	    seq < j->segs[j->find_hint].next_seq)
+		return &j->segs[j->find_hint];
 	hi = j->nseg;		/* segs[lo].first_seq <= seq < segs[hi]... */
 	while (hi - lo > 1) {
 		mid = lo + (hi - lo) / 2;
@@ -1379,7 +1705,10 @@ seg_find(struct journal *j, uint64_t seq)
 		else
 			hi = mid;
 	}
-	return seq < j->segs[lo].next_seq ? &j->segs[lo] : NULL;
+	if (seq >= j->segs[lo].next_seq)
+		return NULL;
+	j->find_hint = lo;
+	return &j->segs[lo];
 }
 
 int
@@ -1451,6 +1780,8 @@ journal_get_stats(const struct journal *j, struct journal_stats *st)
 	st->sync_seconds = (double)__atomic_load_n(&j->sync_ns,
 	    __ATOMIC_RELAXED) / 1e9;
 	st->files_pending = j->worker ? worker_pending(j->worker) : 0;
+	st->index_built = j->ix_built;
+	st->index_replayed = j->ix_replayed;
 	st->spare_ready = j->spare == SPARE_READY;
 }
 
@@ -1765,6 +2096,10 @@ replay_seg(struct journal *j, size_t i, struct replay *rp)
 	struct stat st;
 	int fd, last = i + 1 == j->nseg, r = 0;
 
+	/* Read in full: its index, if any, is of no use (the last segment
+	 * grows, and a damaged one will not be indexed again) or may
+	 * disagree with what the repairs below make of it. */
+	idx_unlink(j, s->first_seq);
 	seg_name(name, s->first_seq);
 	fd = openat(j->dirfd, name, O_RDWR | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &st) < 0) {
@@ -1907,6 +2242,184 @@ out:
 	return r;
 }
 
+/* Have the kernel read segment first_seq's index, if any, ahead. */
+static void
+ix_readahead(struct journal *j, uint64_t first_seq)
+{
+	char iname[IDX_NAME_MAX];
+	int fd;
+
+	idx_name(iname, first_seq);
+	if ((fd = openat(j->dirfd, iname, O_RDONLY | O_CLOEXEC)) < 0)
+		return;
+	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
+	close(fd);
+}
+
+/*
+ * Replay sealed segment segs[i] from its index file, without reading its
+ * records: 1 if it did, 0 if there is no usable index (missing, damaged,
+ * or not describing the segment as it is: then the caller reads the
+ * segment), or apply's error.  Before anything is applied the whole index
+ * is checked: its checksums, that its entries add up to the segment's end,
+ * and that the segment agrees: its size, its header, the header of its
+ * last record (position, seq, length, type and checksum) and the end
+ * marker after it.
+ */
+static int
+replay_ix(struct journal *j, size_t i, struct replay *rp)
+{
+	struct seg *s = &j->segs[i];
+	char iname[IDX_NAME_MAX], name[SEG_NAME_MAX];
+	const char *why = NULL;
+	uint8_t *buf = NULL, h[SEG_HDR];
+	const uint8_t *p, *end;
+	uint64_t n, segend, segsize, off, last_off = 0, seq;
+	uint32_t plen, slen, last_len = 0;
+	uint8_t last_type = 0;
+	struct stat st;
+	ssize_t got;
+	int fd, sfd = -1, r = 0;
+
+	idx_name(iname, s->first_seq);
+	seg_name(name, s->first_seq);
+	if ((fd = openat(j->dirfd, iname, O_RDONLY | O_CLOEXEC)) < 0) {
+		if (errno != ENOENT)
+			log_syswarn("journal: cannot open %s/%s", j->dir,
+			    iname);
+		return 0;
+	}
+	if (fstat(fd, &st) < 0 || st.st_size < IDX_HDR ||
+	    (uint64_t)st.st_size > (uint64_t)1 << 40 ||
+	    !(buf = malloc((size_t)st.st_size))) {
+		why = "unreadable or too short";
+		goto bad;
+	}
+	for (off = 0; off < (uint64_t)st.st_size; off += (uint64_t)got) {
+		got = pread(fd, buf + off, (size_t)st.st_size - off,
+		    (off_t)off);
+		if (got < 0 && errno == EINTR)
+			got = 0;
+		else if (got <= 0)
+			break;
+	}
+	if (off < (uint64_t)st.st_size) {
+		why = "short read";
+		goto bad;
+	}
+	if (memcmp(buf, IDX_MAGIC, 8) || get32(buf + 60) != crc32c(0, buf,
+	    60)) {
+		why = "bad header";
+		goto bad;
+	}
+	if (get32(buf + 8) != IDX_VERSION || get32(buf + 12) != IDX_HDR) {
+		why = "unknown version";
+		goto bad;
+	}
+	n = get64(buf + 24);
+	segend = get64(buf + 32);
+	segsize = get64(buf + 40);
+	p = buf + IDX_HDR;
+	end = buf + st.st_size;
+	if (get64(buf + 16) != s->first_seq || get32(buf + 52) !=
+	    crc32c(0, p, (size_t)(end - p))) {
+		why = "checksum mismatch";
+		goto bad;
+	}
+	/* Its entries must account for the segment's records exactly. */
+	for (off = SEG_HDR, seq = 0; p < end; seq++) {
+		last_type = *p++;
+		if (get_varint(&p, end, &plen) < 0 ||
+		    get_varint(&p, end, &slen) < 0 || slen > end - p ||
+		    plen > JOURNAL_MAX_RECORD) {
+			why = "malformed entry";
+			goto bad;
+		}
+		p += slen;
+		last_off = off;
+		last_len = plen;
+		off += REC_HDR + plen;
+	}
+	if (seq == 0 || seq != n || off != segend || segend > segsize) {
+		why = "entries do not add up";
+		goto bad;
+	}
+	if (rp->expect && s->first_seq != rp->expect)
+		goto skip;	/* replay_seg() says what is wrong */
+
+	/* Does the segment agree? */
+	sfd = openat(j->dirfd, name, O_RDONLY | O_CLOEXEC);
+	if (sfd < 0 || fstat(sfd, &st) < 0 ||
+	    (uint64_t)st.st_size != segsize ||
+	    pread(sfd, h, SEG_HDR, 0) != SEG_HDR ||
+	    !header_ok(h, SEG_HDR, s->first_seq) ||
+	    pread(sfd, h, REC_HDR, (off_t)last_off) != REC_HDR ||
+	    get32(h) != get32(buf + 48) || get32(h + 4) != last_len ||
+	    get64(h + 8) != s->first_seq + n - 1 || h[16] != last_type) {
+		why = "it does not match the segment";
+		goto bad;
+	}
+	if (segend + REC_HDR <= segsize &&
+	    (pread(sfd, h, REC_HDR, (off_t)segend) != REC_HDR ||
+	    memcmp(h, zeros, REC_HDR) != 0)) {
+		why = "the segment holds more records";
+		goto bad;
+	}
+	close(sfd);
+	sfd = -1;
+
+	/* The segment's state first, as if read: journal_read() works for
+	 * every record while apply runs. */
+	s->cap = segsize;
+	for (p = buf + IDX_HDR, off = SEG_HDR; p < end; ) {
+		p++;
+		get_varint(&p, end, &plen);
+		get_varint(&p, end, &slen);
+		p += slen;
+		s->end = off;
+		if (seg_index(s) < 0) {
+			r = -ENOMEM;
+			seterr(rp->err, rp->errlen, "out of memory indexing "
+			    "%s/%s", j->dir, name);
+			goto out;
+		}
+		s->next_seq++;
+		s->records++;
+		off += REC_HDR + plen;
+	}
+	s->end = s->written = segend;
+	j->next_seq = s->next_seq;
+	s->from_index = 1;
+	j->ix_replayed++;
+	for (p = buf + IDX_HDR, seq = s->first_seq; p < end; seq++) {
+		uint8_t type = *p++;
+
+		get_varint(&p, end, &plen);
+		get_varint(&p, end, &slen);
+		if ((r = j->ixo.apply(rp->arg, seq, type, p, slen)) != 0) {
+			seterr(rp->err, rp->errlen, "replay stopped at seq %"
+			    PRIu64 " in %s/%s (from its index): apply failed "
+			    "(%d)", seq, j->dir, name, r);
+			goto out;
+		}
+		p += slen;
+	}
+	rp->expect = s->next_seq;
+	r = 1;
+	goto out;
+bad:
+	log_warn("journal: index %s/%s: %s; reading the segment instead",
+	    j->dir, iname, why);
+skip:
+	r = 0;
+out:
+	if (sfd >= 0)
+		close(sfd);
+	close(fd);
+	free(buf);
+	return r;
+}
+
 /*
  * The spare may hold records written ahead of a segment switch whose
  * rename a crash prevented (see the top of this file).  If its header
@@ -1960,9 +2473,22 @@ journal_replay(struct journal *j,
 	if ((r = scan_dir(j, err, errlen)) < 0)
 		return r;
 	j->replaying = 1;
-	for (i = 0; i < j->nseg; i++)
-		if ((r = replay_seg(j, i, &rp)) < 0)
+	/* a build a crash cut short */
+	if (unlinkat(j->dirfd, IDX_TMP, 0) == 0)
+		log_info("journal: deleted %s/%s, an unfinished index", j->dir,
+		    IDX_TMP);
+	for (i = 0; i < j->nseg; i++) {
+		/* Sealed segments from their index when they have a good
+		 * one; the last one always in full: appends go on there.
+		 * From a cold cache, the next index is read meanwhile. */
+		if (i + 2 < j->nseg && j->ixo.apply)
+			ix_readahead(j, j->segs[i + 1].first_seq);
+		r = i + 1 < j->nseg && j->ixo.apply ? replay_ix(j, i, &rp) : 0;
+		if (r == 0)
+			r = replay_seg(j, i, &rp);
+		if (r < 0)
 			return r;
+	}
 	if (j->nseg > 0 && (r = adopt_spare(j, &rp)) < 0)
 		return r;
 	j->replaying = 0;
@@ -1993,6 +2519,12 @@ journal_replay(struct journal *j,
 	j->replayed = 1;
 	trim(j);
 	spare_request(j);
+	/* Sealed segments read in full get their index now (an old data
+	 * directory, a crash before the build, a damaged one), after the
+	 * spare: the worker runs jobs in order. */
+	for (i = 0; i + 1 < j->nseg; i++)
+		if (!j->segs[i].from_index && j->segs[i].live > 0)
+			ix_queue(j, j->segs[i].first_seq);
 	return 0;
 }
 
@@ -2067,6 +2599,7 @@ journal_close(struct journal *j)
 	}
 	seg_cut(j, 0);
 	free(j->segs);
+	free(j->ixq);
 	free(j->wbuf);
 	if (j->efd >= 0)
 		close(j->efd);

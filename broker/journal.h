@@ -17,6 +17,16 @@
  *     end:              a zeroed record header; the rest of the file is
  *                       zeros (the preallocation)
  *   A record that does not fit in the current segment starts a new one.
+ *   DIR/journal-<first seq, 20 digits>.idx, a sealed segment's index (see
+ *   journal_set_index()):
+ *     header, 64 bytes: "FERRYIDX", u32 version (1), u32 header size (64),
+ *                       u64 first seq, u64 records, u64 end (offset past
+ *                       the last record), u64 segment file size, u32 the
+ *                       last record's crc, u32 crc32c of the entries,
+ *                       u32 0, u32 crc32c of bytes 0..59
+ *     entries, one per record in order: u8 type | varint payload length |
+ *                       varint summary length | summary (LEB128 varints)
+ *   DIR/journal.idx.tmp  an index being written (deleted at replay)
  *
  * Life cycle, every call from the thread running the event_base:
  *   journal_open(), journal_replay() once, then journal_append() freely and
@@ -38,7 +48,8 @@
  * so a crash can only tear the last segment; close syncs.
  *
  * Slow file work runs in a worker thread, never in the loop: dead segments
- * are unlinked there (in order, then the directory is fsync'd), and the
+ * are unlinked there (in order, then the directory is fsync'd), sealed
+ * segments get their index file there (journal_set_index()), and the
  * next segment is preallocated there ahead of time as DIR/journal.spare
  * (so the journal holds one segment_size more on disk than its segments).
  * When a segment starts, its records are written into the spare at once
@@ -134,6 +145,53 @@ int journal_open(struct journal **jp, struct event_base *base,
 int journal_replay(struct journal *j,
     int (*apply)(void *arg, uint64_t seq, uint8_t type, const uint8_t *p,
     size_t len), void *arg, int repair, char *err, size_t errlen);
+
+/*
+ * Indexes of sealed segments, so that a restart need not read every byte
+ * of the journal (message bodies, mostly).  Once a segment is full and
+ * durable (sealed) and still holds a referenced record once the next one
+ * is sealed too (so that where consumers keep up, no index is built for
+ * segments about to die), the worker thread reads it back and writes
+ * DIR/journal-<first seq>.idx: for each record its
+ * type, its length and summarize()'s summary of it (the broker keeps what
+ * replay needs and leaves bodies out).  summarize(type, p, len, out, cap)
+ * returns the summary's length (at most len + 8, cap is more), or < 0 if
+ * the record cannot be summarized (then that segment gets no index); it
+ * runs in the worker thread, so it must be pure.  An index that would be
+ * more than half its segment's records is not worth reading instead of
+ * them, and is not written.
+ *
+ * Crash safety: the index is written to DIR/journal.idx.tmp, fdatasync'd,
+ * renamed into place, and the directory fsync'd: a crash leaves no index,
+ * or a whole one.  It is deleted before its segment (a crash in between
+ * leaves a segment without an index, which replay reads in full).
+ *
+ * At replay every segment but the last (appends go on there) is replayed
+ * from its index when that is valid (version, checksums, its entries adding
+ * up to its end offset) and agrees with the segment: the file's size, the
+ * segment header, the last record's header (offset, seq, length, type and
+ * crc) and the end marker after it.  Then apply(arg, seq, type, summary,
+ * len) runs for each record instead of journal_replay()'s apply, with the
+ * same arg; it may journal_read() any record of that segment (a body it
+ * wants in memory).  The records' own checksums are not read then: damage
+ * inside a segment so replayed shows when a record is read back
+ * (journal_read(): -EBADMSG), not at start-up.  Any other index (missing,
+ * torn, damaged, stale, of an unknown version) is logged as a warning and
+ * ignored: the segment is read in full, as without indexes, its index
+ * deleted, and a new one is built after replay.  Sealed segments without
+ * an index (a data directory from before indexes, a crash before the
+ * build) get one then too.
+ *
+ * Call before journal_replay(); ix is copied.  NULL (the default): no index
+ * is read or written.
+ */
+struct journal_index {
+	ssize_t (*summarize)(uint8_t type, const uint8_t *p, size_t len,
+	    uint8_t *out, size_t cap);
+	int (*apply)(void *arg, uint64_t seq, uint8_t type,
+	    const uint8_t *summary, size_t len);
+};
+void journal_set_index(struct journal *j, const struct journal_index *ix);
 
 /*
  * Buffer one record; *seq (may be NULL) gets its sequence number.  p is
@@ -276,7 +334,10 @@ struct journal_stats {
 	   cumulative), [JOURNAL_SYNC_BUCKETS] above the last; total */
 	uint64_t sync_hist[JOURNAL_SYNC_BUCKETS + 1];
 	double sync_seconds;
-	uint64_t files_pending;	/* unlinks and preallocations queued */
+	uint64_t files_pending;	/* unlinks, preallocations and index
+				   builds queued */
+	uint64_t index_built;	/* index files written since open */
+	uint64_t index_replayed;	/* segments replayed from theirs */
 	int spare_ready;	/* the next segment's file is preallocated */
 };
 void journal_get_stats(const struct journal *j, struct journal_stats *st);

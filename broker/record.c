@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include "record.h"
 
@@ -445,16 +446,16 @@ get_move(msgpack_zone *zone, const msgpack_object *a, struct rec *r)
 }
 
 /*
- * Is p[0..len) one msgpack value whose every count is backed by bytes,
- * nested at most 16 deep?  msgpack_unpack() allocates what a count claims
- * before reading the elements, so a damaged record claiming 2^32 entries
- * would ask for gigabytes: checked first, without allocating.
+ * The end of the msgpack value at p[off..len) (an offset into p), or 0 if
+ * it is not one whose every count is backed by bytes, nested at most 16
+ * deep.  msgpack_unpack() allocates what a count claims before reading the
+ * elements, so a damaged record claiming 2^32 entries would ask for
+ * gigabytes: checked first, without allocating.
  */
-static int
-bounded(const uint8_t *p, size_t len)
+static size_t
+value_end(const uint8_t *p, size_t len, size_t off)
 {
 	uint64_t left[17];	/* values still to read, per nesting level */
-	size_t off = 0;
 	int depth = 0;
 
 	left[0] = 1;
@@ -525,7 +526,138 @@ bounded(const uint8_t *p, size_t len)
 			left[++depth] = kids;
 		}
 	}
-	return off == len;
+	return off;
+}
+
+static int
+bounded(const uint8_t *p, size_t len)
+{
+	return len > 0 && value_end(p, len, 0) == len;
+}
+
+/* ---- index summaries (record.h) ---- */
+
+/* Element of the top-level array that holds the body, per type. */
+static int
+body_elem(uint8_t type)
+{
+	return type == REC_PUB ? 4 : type == REC_MOVE ? 5 : -1;
+}
+
+/* Append v to out as a msgpack uint; the bytes written. */
+static size_t
+put_uint(uint8_t *out, uint64_t v)
+{
+	if (v <= 0x7f) {
+		out[0] = (uint8_t)v;
+		return 1;
+	}
+	if (v <= 0xffff) {
+		out[0] = 0xcd;
+		out[1] = (uint8_t)(v >> 8);
+		out[2] = (uint8_t)v;
+		return 3;
+	}
+	out[0] = 0xce;		/* a body is below 4 GiB */
+	for (int i = 0; i < 4; i++)
+		out[1 + i] = (uint8_t)(v >> (24 - 8 * i));
+	return 5;
+}
+
+ssize_t
+rec_summarize(uint8_t type, const uint8_t *p, size_t len, uint8_t *out,
+    size_t cap)
+{
+	int want = body_elem(type);
+	size_t off = 0, n, at, hdr, blen;
+
+	if (!bounded(p, len))
+		return -EBADMSG;
+	if (want < 0) {
+		if (cap < len)
+			return -ENOSPC;
+		memcpy(out, p, len);
+		return (ssize_t)len;
+	}
+	/* The array's header: fixarray, or array16/32. */
+	if (p[0] >= 0x90 && p[0] <= 0x9f)
+		n = p[0] & 0x0f, off = 1;
+	else if (p[0] == 0xdc && len >= 3)
+		n = (size_t)p[1] << 8 | p[2], off = 3;
+	else
+		return -EBADMSG;
+	if (n <= (size_t)want)
+		return -EBADMSG;
+	for (int i = 0; i < want; i++)
+		if (!(off = value_end(p, len, off)))
+			return -EBADMSG;
+	at = off;		/* the body's bin header */
+	switch (p[at]) {
+	case 0xc4:
+		hdr = 2;
+		blen = p[at + 1];
+		break;
+	case 0xc5:
+		hdr = 3;
+		blen = (size_t)p[at + 1] << 8 | p[at + 2];
+		break;
+	case 0xc6:
+		hdr = 5;
+		blen = (size_t)p[at + 1] << 24 | (size_t)p[at + 2] << 16 |
+		    (size_t)p[at + 3] << 8 | p[at + 4];
+		break;
+	default:
+		return -EBADMSG;
+	}
+	off = at + hdr + blen;	/* bounded(): within len */
+	if (cap < 5 + at + 2 + (len - off))
+		return -ENOSPC;
+	n = put_uint(out, blen);
+	memcpy(out + n, p, at);
+	n += at;
+	out[n++] = 0xc4;	/* the body, emptied */
+	out[n++] = 0;
+	memcpy(out + n, p + off, len - off);
+	return (ssize_t)(n + len - off);
+}
+
+int
+rec_decode_summary(msgpack_zone *zone, uint8_t type, const uint8_t *p,
+    size_t len, struct rec *r)
+{
+	uint64_t blen = 0;
+	size_t off;
+	int e;
+
+	if (body_elem(type) < 0)
+		return rec_decode(zone, type, p, len, r);
+	if (len == 0)
+		return -EBADMSG;
+	if (p[0] <= 0x7f) {
+		blen = p[0];
+		off = 1;
+	} else if (p[0] == 0xcd && len >= 3) {
+		blen = (uint64_t)p[1] << 8 | p[2];
+		off = 3;
+	} else if (p[0] == 0xce && len >= 5) {
+		blen = (uint64_t)p[1] << 24 | (uint64_t)p[2] << 16 |
+		    (uint64_t)p[3] << 8 | p[4];
+		off = 5;
+	} else {
+		return -EBADMSG;
+	}
+	if ((e = rec_decode(zone, type, p + off, len - off, r)) < 0)
+		return e;
+	if (type == REC_PUB) {
+		if (r->pub.m.body.len)
+			return -EBADMSG;
+		r->pub.m.body = (struct fy_str){NULL, (uint32_t)blen};
+	} else {
+		if (r->move.m.body.len)
+			return -EBADMSG;
+		r->move.m.body = (struct fy_str){NULL, (uint32_t)blen};
+	}
+	return 0;
 }
 
 int

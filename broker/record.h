@@ -41,6 +41,7 @@
 #define FERRY_BROKER_RECORD_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <msgpack.h>
 
@@ -136,6 +137,22 @@ int rec_encode(msgpack_sbuffer *sb, const struct rec *r);
  * arrays afterwards.  0, -EBADMSG (malformed or unknown type), -ENOMEM.
  */
 int rec_decode(msgpack_zone *zone, uint8_t type, const uint8_t *p,
+    size_t len, struct rec *r);
+
+/*
+ * A record's summary, what a segment's index keeps of it (journal.h) so
+ * that replay need not read message bodies: for REC_PUB and REC_MOVE a
+ * msgpack uint (the body's length) followed by the payload with its body
+ * emptied (bin 0); for every other type the payload itself.
+ * rec_summarize() writes it to out (cap bytes; len + 8 always suffice) and
+ * returns its length, or -EBADMSG (not a well-formed payload of that type's
+ * shape), -ENOSPC.  Pure and thread-safe: the journal's worker thread runs
+ * it.  rec_decode_summary() decodes one as rec_decode() does a payload,
+ * except that the body is {NULL, its length}: not there.
+ */
+ssize_t rec_summarize(uint8_t type, const uint8_t *p, size_t len,
+    uint8_t *out, size_t cap);
+int rec_decode_summary(msgpack_zone *zone, uint8_t type, const uint8_t *p,
     size_t len, struct rec *r);
 
 #endif

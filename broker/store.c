@@ -276,6 +276,14 @@ rehome(struct store *s, struct msg *m, uint64_t seq)
 				idx_insert(s, e);
 }
 
+/* A record replayed from its segment's index came without its body, its
+ * length only (store_open()): the message can only be built paged out. */
+static int
+body_absent(const struct fy_pubmsg *pm)
+{
+	return pm->body.len && !pm->body.p;
+}
+
 /* Recreate a moved message whose original record is gone. */
 static int
 recreate(struct core *b, uint64_t seq, const struct rec *r)
@@ -288,8 +296,8 @@ recreate(struct core *b, uint64_t seq, const struct rec *r)
 		return -EBADMSG;
 	if (!(t = topic_get(b, r->move.topic.p, r->move.topic.len)))
 		return -ENOMEM;
-	m = (page_replay_paged(b, r->move.m.body.len) ? msg_new_paged :
-	    msg_new)(&r->move.m, r->move.id.p, r->move.id.len, r->move.ts,
+	m = (body_absent(&r->move.m) || page_replay_paged(b,
+	    r->move.m.body.len) ? msg_new_paged : msg_new)(&r->move.m, r->move.id.p, r->move.id.len, r->move.ts,
 	    r->move.hist, r->move.nhist);
 	if (!m)
 		return -ENOMEM;
@@ -384,8 +392,8 @@ apply_pub(struct core *b, uint64_t seq, const struct rec *r)
 		return 0;	/* its group is gone: so is the message */
 	/* Replay builds what is beyond max_memory paged out: start-up does
 	 * not hold every pending body first. */
-	m = (s->replaying && page_replay_paged(b, pm->body.len) ?
-	    msg_new_paged : msg_new)(pm, r->pub.id.p, r->pub.id.len,
+	m = (s->replaying && (body_absent(pm) || page_replay_paged(b,
+	    pm->body.len)) ? msg_new_paged : msg_new)(pm, r->pub.id.p, r->pub.id.len,
 	    r->pub.ts, r->pub.hist, r->pub.nhist);
 	if (!m)
 		return -ENOMEM;
@@ -1086,6 +1094,55 @@ replay_cb(void *arg, uint64_t seq, uint8_t type, const uint8_t *p,
 	return 0;
 }
 
+/*
+ * A record of a segment replayed from its index: its summary (record.h).
+ * A body that replay would keep in memory (below max_memory) is read from
+ * the segment after all; the rest stay there, as paging would have left
+ * them.
+ */
+static int
+replay_summary_cb(void *arg, uint64_t seq, uint8_t type, const uint8_t *p,
+    size_t len)
+{
+	struct core *b = arg;
+	struct store *s = &b->store;
+	const struct fy_str *body;
+	const uint8_t *full;
+	struct rec r;
+	int e;
+
+	if (type != REC_PUB && type != REC_MOVE)
+		return replay_cb(arg, seq, type, p, len);
+	if ((e = rec_decode_summary(&s->zone, type, p, len, &r)) < 0) {
+		log_error("journal record %llu (type %u) cannot be decoded "
+		    "from its index: %s", (unsigned long long)seq, type,
+		    strerror(-e));
+		return e;
+	}
+	body = type == REC_PUB ? &r.pub.m.body : &r.move.m.body;
+	if (body->len && !page_replay_paged(b, body->len)) {
+		if ((e = journal_read(s->j, &s->replay_rd, seq, &type, &full,
+		    &len)) < 0) {
+			log_error("journal record %llu cannot be read: %s",
+			    (unsigned long long)seq, strerror(-e));
+			return e;
+		}
+		return replay_cb(arg, seq, type, full, len);
+	}
+	if ((e = apply(b, seq, &r, NULL, NULL)) < 0) {
+		log_error("journal record %llu (type %u) cannot be applied: "
+		    "%s", (unsigned long long)seq, type, strerror(-e));
+		return e;
+	}
+	s->replayed++;
+	return 0;
+}
+
+static const struct journal_index store_index = {
+	.summarize = rec_summarize,
+	.apply = replay_summary_cb,
+};
+
 int
 store_open(struct core *b, char *err, size_t errlen)
 {
@@ -1095,6 +1152,7 @@ store_open(struct core *b, char *err, size_t errlen)
 		.fsync = b->opt->fsync,
 		.segment_size = b->opt->segment_size,
 	};
+	struct journal_stats st;
 	uint64_t t0 = clock_mono_ms();
 	int e;
 
@@ -1112,10 +1170,12 @@ store_open(struct core *b, char *err, size_t errlen)
 		return e;
 	if ((e = journal_open(&s->j, b->base, &jo, err, errlen)) < 0)
 		return e;
+	journal_set_index(s->j, &store_index);
 	s->replaying = 1;
 	e = journal_replay(s->j, replay_cb, b, b->opt->journal_repair, err,
 	    errlen);
 	s->replaying = 0;
+	journal_reader_fini(&s->replay_rd);
 	idx_free(s->idx, s->idx_cap);
 	s->idx = NULL;
 	s->idx_cap = s->idx_n = 0;
@@ -1128,9 +1188,13 @@ store_open(struct core *b, char *err, size_t errlen)
 	journal_set_durable_cb(s->j, durable_cb, b);
 	journal_set_waiting_cb(s->j, confirms_waiting, b);
 	journal_set_roll_cb(s->j, catalog_cb, b);
-	log_info("journal replayed: %llu records in %llu ms, %u topics",
+	journal_get_stats(s->j, &st);
+	log_info("journal replayed: %llu records in %llu ms (%llu of %llu "
+	    "segments from their index), %u topics",
 	    (unsigned long long)s->replayed,
-	    (unsigned long long)(clock_mono_ms() - t0), b->ntopics);
+	    (unsigned long long)(clock_mono_ms() - t0),
+	    (unsigned long long)st.index_replayed,
+	    (unsigned long long)st.segments, b->ntopics);
 	return 0;
 }
 

@@ -7,7 +7,10 @@
  * store_commit()), then applied.  At start-up store_open() replays the
  * journal through the same apply().  So what a restart rebuilds is what was
  * live, minus what was never journaled: leases, subscriptions and
- * ephemeral groups.
+ * ephemeral groups.  Sealed segments are replayed from their index files
+ * (journal.h) where they have good ones: their records' summaries
+ * (record.h) go through the same apply(), a message past max_memory
+ * built paged out, one below it read whole from its segment.
  *
  * Confirms: a confirmed publish (or ack) is answered once its record is
  * durable: synced under fsync=always, written otherwise.  The connections
@@ -86,6 +89,9 @@ struct store {
 	uint64_t trims;		/* malloc_trim() calls, ever */
 	struct producers producers;	/* idempotent producers' marks */
 	struct page page;	/* bodies beyond max_memory (page.h) */
+	struct journal_reader replay_rd;	/* replay: bodies kept in
+				   memory, of segments replayed from their
+				   index */
 	struct list held;	/* struct held_rec: records the journal
 				   refused, in order, written first when
 				   it writes again */

@@ -1308,10 +1308,13 @@ print_broker(struct ferry *f)
 	    "messages: %" PRIu64 " ready, %" PRIu64 " delayed, %" PRIu64
 	    " in flight, %" PRIu64 " bytes held; %" PRIu64 " published, %"
 	    PRIu64 " delivered, %" PRIu64 " acked\n"
+	    "paging: %" PRIu64 " messages (%" PRIu64 " bytes) only on disk, %"
+	    PRIu64 " read back\n"
 	    "traffic: %" PRIu64 " bytes in, %" PRIu64 " bytes out\n\n",
 	    up, bs.conns, bs.topics, bs.groups, bs.journal_bytes, bs.ready,
 	    bs.delayed, bs.inflight, bs.bytes, bs.published, bs.delivered,
-	    bs.acked, bs.bytes_in, bs.bytes_out);
+	    bs.acked, bs.paged, bs.paged_bytes, bs.paged_reads, bs.bytes_in,
+	    bs.bytes_out);
 }
 
 /* The broker-wide object of "ferry stats --json" without a topic, and
@@ -1331,10 +1334,12 @@ json_broker(struct ferry *f, int more)
 	    ",\"delayed\":%" PRIu64 ",\"inflight\":%" PRIu64 ",\"bytes\":%"
 	    PRIu64 ",\"published\":%" PRIu64 ",\"delivered\":%" PRIu64
 	    ",\"acked\":%" PRIu64 ",\"bytes_in\":%" PRIu64 ",\"bytes_out\":%"
-	    PRIu64 "}%s", bs.uptime_ms, bs.conns, bs.topics, bs.groups,
-	    bs.journal_bytes, bs.ready, bs.delayed, bs.inflight, bs.bytes,
-	    bs.published, bs.delivered, bs.acked, bs.bytes_in, bs.bytes_out,
-	    more ? "," : "");
+	    PRIu64 ",\"paged\":%" PRIu64 ",\"paged_bytes\":%" PRIu64
+	    ",\"paged_reads\":%" PRIu64 "}%s", bs.uptime_ms, bs.conns,
+	    bs.topics, bs.groups, bs.journal_bytes, bs.ready, bs.delayed,
+	    bs.inflight, bs.bytes, bs.published, bs.delivered, bs.acked,
+	    bs.bytes_in, bs.bytes_out, bs.paged, bs.paged_bytes,
+	    bs.paged_reads, more ? "," : "");
 	return 0;
 }
 
@@ -1356,7 +1361,9 @@ static const char usage_stats[] =
 "groups, messages held and counted, bytes moved; with --json, as the\n"
 "array's first object, the only one with \"broker\":true (uptime_ms,\n"
 "connections, topics, groups, journal_bytes, ready, delayed, inflight,\n"
-"bytes, published, delivered, acked, bytes_in, bytes_out).\n";
+"bytes, published, delivered, acked, bytes_in, bytes_out, and paged,\n"
+"paged_bytes, paged_reads: messages whose body is only on disk past\n"
+"max_memory, their bytes, and bodies read back).\n";
 
 static const char usage_inflight[] =
 "usage: ferry inflight TOPIC [--group G] [--json]\n"

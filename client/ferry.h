@@ -763,6 +763,10 @@ struct ferry_broker_stats {
 	uint64_t bytes_out;	/* bytes it sent */
 	uint64_t journal_bytes;	/* its journal's files */
 	uint64_t uptime_ms;
+	uint64_t paged;		/* messages whose body is only in the
+				   journal (past max_memory) */
+	uint64_t paged_bytes;	/* their body bytes */
+	uint64_t paged_reads;	/* bodies read back from the journal */
 };
 
 /* One outstanding delivery of a group. */

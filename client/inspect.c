@@ -164,6 +164,9 @@ copy_broker(const struct fy_frame *fr, void **out, size_t *nout)
 		bs->bytes_out = b->bytes_out;
 		bs->journal_bytes = b->journal_bytes;
 		bs->uptime_ms = b->uptime_ms;
+		bs->paged = b->paged;
+		bs->paged_bytes = b->paged_bytes;
+		bs->paged_reads = b->paged_reads;
 	}
 	*out = bs;
 	*nout = fr->ok.nbroker > 0;

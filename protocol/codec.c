@@ -1337,6 +1337,9 @@ static const struct rowfield bstat_fields[] = {
 	RF("out", F_U64, struct fy_bstat, bytes_out),
 	RF("jbytes", F_U64, struct fy_bstat, journal_bytes),
 	RF("up", F_U64, struct fy_bstat, uptime_ms),
+	RF("paged", F_U64, struct fy_bstat, paged),
+	RF("pbytes", F_U64, struct fy_bstat, paged_bytes),
+	RF("preads", F_U64, struct fy_bstat, paged_reads),
 };
 
 static const struct rowfield lease_fields[] = {

@@ -204,6 +204,10 @@ struct fy_bstat {
 	uint64_t bytes_out;	/* "out": bytes sent */
 	uint64_t journal_bytes;	/* "jbytes": segment files on disk */
 	uint64_t uptime_ms;	/* "up" */
+	uint64_t paged;		/* "paged": messages whose body is only in
+				   the journal (past max_memory) */
+	uint64_t paged_bytes;	/* "pbytes": their body bytes */
+	uint64_t paged_reads;	/* "preads": bodies read back, ever */
 };
 
 /* One outstanding delivery ("inflight" in OK). */

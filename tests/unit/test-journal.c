@@ -920,6 +920,19 @@ START_TEST(test_switch_writes_ahead)
 	ck_assert_uint_lt(journal_synced_seq(j), second);
 	seg_path(path, sizeof(path), second);
 	ck_assert_int_ne(stat(path, &st), 0);	/* no name before the barrier */
+	{
+		/* a paged body may live there: it reads back all the same */
+		struct journal_reader rd = {0};
+		const uint8_t *p;
+		uint8_t type, want[64];
+		size_t len;
+
+		ck_assert_int_eq(journal_read(j, &rd, second, &type, &p, &len),
+		    0);
+		ck_assert_uint_eq(len, payload(second, want));
+		ck_assert(memcmp(p, want, len) == 0);
+		journal_reader_fini(&rd);
+	}
 	dur.want_synced = last;
 	run_loop(5);
 	ck_assert_uint_eq(dur.synced, last);
@@ -1615,6 +1628,408 @@ START_TEST(test_replay_refs)
 }
 END_TEST
 
+/* ---- index files of sealed segments ---- */
+
+/* The test's summary of a record: its first 4 bytes (payloads have 10 at
+ * least), so that an index is a fraction of its segment. */
+static ssize_t
+sum4(uint8_t type, const uint8_t *p, size_t len, uint8_t *out, size_t cap)
+{
+	ck_assert_uint_ge(cap, len);
+	memcpy(out, p, 4);
+	return 4;
+}
+
+/* What replay saw from indexes: summaries checked, and every one's full
+ * record read back meanwhile (as the broker does for bodies it keeps). */
+struct ixseen {
+	struct seen full;	/* records read in full (apply_check) */
+	uint64_t nsum;		/* summaries */
+	uint64_t last;		/* the last seq of either kind */
+	int bad;
+	struct journal *j;
+	struct journal_reader rd;
+};
+
+static int
+apply_full(void *arg, uint64_t seq, uint8_t type, const uint8_t *p,
+    size_t len)
+{
+	struct ixseen *x = arg;
+
+	if (seq != x->last + 1)
+		x->bad = 1;
+	x->last = seq;
+	if (x->full.n)		/* summaries came between: order is ours */
+		x->full.last = seq - 1;
+	return apply_check(&x->full, seq, type, p, len);
+}
+
+static int
+apply_sum(void *arg, uint64_t seq, uint8_t type, const uint8_t *p,
+    size_t len)
+{
+	struct ixseen *x = arg;
+	uint8_t want[64], t;
+	const uint8_t *fp;
+	size_t wlen = payload(seq, want), flen;
+
+	if (seq != x->last + 1 || type != (uint8_t)seq || len != 4 ||
+	    memcmp(p, want, 4))
+		x->bad = 1;
+	if (journal_read(x->j, &x->rd, seq, &t, &fp, &flen) != 0 ||
+	    flen != wlen || memcmp(fp, want, wlen))
+		x->bad = 1;
+	if (x->full.ref && journal_ref(x->j, seq) != 0)
+		x->bad = 1;
+	x->last = seq;
+	x->nsum++;
+	return 0;
+}
+
+static const struct journal_index ix4 = { sum4, apply_sum };
+
+static void
+idx_path(char *out, size_t outlen, uint64_t first_seq)
+{
+	snprintf(out, outlen, "%s/journal-%020llu.idx", jdir,
+	    (unsigned long long)first_seq);
+}
+
+/* Open with indexes, replay into *x (reffing every record), and check the
+ * order of what came. */
+static struct journal *
+ixreopen(struct ixseen *x)
+{
+	struct journal *j = jopen(FSYNC_NEVER, SMALL_SEG);
+	char err[256] = "";
+	int r;
+
+	journal_reader_fini(&x->rd);
+	memset(x, 0, sizeof(*x));
+	x->j = j;
+	x->full.ref = 1;
+	x->full.j = j;
+	journal_set_index(j, &ix4);
+	r = journal_replay(j, apply_full, x, 0, err, sizeof(err));
+	ck_assert_msg(r == 0, "replay: %d %s", r, err);
+	ck_assert_msg(!x->bad && !x->full.bad, "replayed records out of "
+	    "order or damaged");
+	return j;
+}
+
+/* Run the loop until every sealed segment of j has its index built. */
+static void
+wait_built(struct journal *j, uint64_t want)
+{
+	struct journal_stats st;
+
+	for (int i = 0; i < 500; i++) {
+		journal_get_stats(j, &st);
+		if (st.index_built >= want)
+			return;
+		run_loop(0.01);
+	}
+	journal_get_stats(j, &st);
+	ck_assert_uint_ge(st.index_built, want);
+}
+
+/* n records in small segments, each reffed (live), every sealed segment
+ * indexed; returns how many segments. */
+static int
+indexed_segments(uint64_t n)
+{
+	struct journal *j = jopen(FSYNC_NEVER, SMALL_SEG);
+	struct journal_stats st;
+	struct ixseen x = {0};
+	int nseg;
+
+	journal_set_index(j, &ix4);
+	ck_assert_int_eq(journal_replay(j, NULL, NULL, 0, NULL, 0), 0);
+	for (uint64_t i = 0; i < n; i++) {
+		append_n(j, 1);
+		ck_assert_int_eq(journal_ref(j, i + 1), 0);
+		if (i % 50 == 49)
+			ck_assert_int_eq(journal_commit(j), 0);
+	}
+	ck_assert_int_eq(journal_commit(j), 0);
+	journal_get_stats(j, &st);
+	nseg = (int)st.segments;
+	ck_assert_int_gt(nseg, 4);
+	/* the newest sealed one waits for another seal (ix_defer) */
+	wait_built(j, (uint64_t)nseg - 2);
+	journal_close(j);
+	ck_assert_int_eq(count_segs(), nseg);
+	/* a restart reads it in full and builds its index at once */
+	j = ixreopen(&x);
+	journal_get_stats(j, &st);
+	ck_assert_uint_eq(st.index_replayed, (uint64_t)nseg - 2);
+	wait_built(j, 1);
+	journal_reader_fini(&x.rd);
+	journal_close(j);
+	return nseg;
+}
+
+START_TEST(test_index_replay)
+{
+	struct journal_stats st;
+	struct journal *j;
+	struct ixseen x = {0};
+	int nseg = indexed_segments(600);
+
+	j = ixreopen(&x);
+	journal_get_stats(j, &st);
+	ck_assert_uint_eq(st.index_replayed, (uint64_t)nseg - 1);
+	ck_assert_uint_eq(x.last, 600);
+	ck_assert_uint_gt(x.nsum, 400);		/* the sealed ones */
+	ck_assert_uint_eq(x.nsum + x.full.n, 600);
+	ck_assert_uint_eq(x.full.last, 600);	/* the last: in full */
+	/* appends go on after a replay from indexes */
+	append_n(j, 10);
+	ck_assert_uint_eq(journal_next_seq(j), 611);
+	journal_reader_fini(&x.rd);
+	journal_close(j);
+	/* and without indexes (no journal_set_index) every record is read */
+	j = jreopen(FSYNC_NEVER, SMALL_SEG, &x.full);
+	ck_assert_uint_eq(x.full.n, 610);
+	journal_close(j);
+}
+END_TEST
+
+/*
+ * An index that is missing, damaged or does not describe its segment as
+ * it is: that segment is read in full, the others from theirs, and after
+ * replay a good index is written again.  _i picks the damage.
+ */
+START_TEST(test_index_mismatch)
+{
+	struct journal_stats st;
+	struct journal *j;
+	struct ixseen x = {0};
+	char path[256], seg[256];
+	uint8_t b[64], h[REC_HDR];
+	uint64_t second, n, end;
+	int nseg = indexed_segments(600), fd;
+
+	/* the second segment's first seq, from the third's name */
+	for (second = 2; second < 600; second++) {
+		seg_path(seg, sizeof(seg), second);
+		if (access(seg, F_OK) == 0)
+			break;
+	}
+	idx_path(path, sizeof(path), second);
+	ck_assert_int_eq(access(path, F_OK), 0);
+	switch (_i) {
+	case 0:		/* missing */
+		ck_assert_int_eq(unlink(path), 0);
+		break;
+	case 1:		/* truncated */
+		ck_assert_int_eq(truncate(path, 70), 0);
+		break;
+	case 2:		/* an entry's byte */
+		flip(path, 64 + 5);
+		break;
+	case 3:		/* the header's version, checksum made right */
+		fd = open(path, O_RDWR);
+		ck_assert_int_ge(fd, 0);
+		ck_assert_int_eq(pread(fd, b, 64, 0), 64);
+		b[8] = 2;
+		{
+			uint32_t c = crc32c(0, b, 60);
+
+			memcpy(b + 60, &c, 4);	/* little-endian host */
+		}
+		ck_assert_int_eq(pwrite(fd, b, 64, 0), 64);
+		close(fd);
+		break;
+	case 4:		/* another segment's index under this name */
+		idx_path(seg, sizeof(seg), 1);
+		{
+			char cmd[600];
+
+			snprintf(cmd, sizeof(cmd), "cp %s %s", seg, path);
+			ck_assert_int_eq(system(cmd), 0);
+		}
+		break;
+	case 5:
+		/* The segment's last record changed (its crc no longer what
+		 * the index says): the index must not be trusted. */
+		fd = open(path, O_RDONLY);
+		ck_assert_int_ge(fd, 0);
+		ck_assert_int_eq(pread(fd, b, 64, 0), 64);
+		close(fd);
+		memcpy(&n, b + 24, 8);
+		memcpy(&end, b + 32, 8);
+		seg_path(seg, sizeof(seg), second);
+		fd = open(seg, O_RDWR);
+		ck_assert_int_ge(fd, 0);
+		ck_assert_int_eq(pread(fd, h, REC_HDR, (off_t)rec_off(second,
+		    second + n - 1)), REC_HDR);
+		h[0] ^= 1;	/* then replay reads it: corrupt */
+		ck_assert_int_eq(pwrite(fd, h, REC_HDR, (off_t)rec_off(second,
+		    second + n - 1)), REC_HDR);
+		close(fd);
+		break;
+	}
+	if (_i == 5) {
+		/* not trusted: the full read finds the damage */
+		char err[256] = "";
+
+		j = jopen(FSYNC_NEVER, SMALL_SEG);
+		memset(&x, 0, sizeof(x));
+		x.j = j;
+		x.full.ref = 1;
+		x.full.j = j;
+		journal_set_index(j, &ix4);
+		ck_assert_int_eq(journal_replay(j, apply_full, &x, 0, err,
+		    sizeof(err)), -EBADMSG);
+		journal_reader_fini(&x.rd);
+		journal_close(j);
+		return;
+	}
+	j = ixreopen(&x);
+	journal_get_stats(j, &st);
+	ck_assert_uint_eq(st.index_replayed, (uint64_t)nseg - 2);
+	ck_assert_uint_eq(x.last, 600);
+	ck_assert_uint_eq(x.nsum + x.full.n, 600);
+	ck_assert_uint_eq(x.full.first, second);	/* read in full */
+	/* a good one is written again after replay */
+	wait_built(j, 1);
+	journal_reader_fini(&x.rd);
+	journal_close(j);
+	j = ixreopen(&x);
+	journal_get_stats(j, &st);
+	ck_assert_uint_eq(st.index_replayed, (uint64_t)nseg - 1);
+	journal_reader_fini(&x.rd);
+	journal_close(j);
+}
+END_TEST
+
+/* A segment with more records than its index says (an index of an
+ * earlier state): caught by the end marker, not trusted. */
+START_TEST(test_index_stale_end)
+{
+	struct journal *j;
+	struct journal_stats st;
+	struct ixseen x = {0};
+	char path[256], seg[256];
+	uint8_t b[64];
+	uint64_t n, end, last_off, v;
+	uint32_t c, plen;
+	const uint8_t *p;
+	uint8_t *buf;
+	int fd, nseg = indexed_segments(600);
+	struct stat sst;
+	size_t len;
+
+	/* Rewrite segment 1's index without its last entry, every checksum
+	 * right and the last record's crc that of the one before. */
+	idx_path(path, sizeof(path), 1);
+	seg_path(seg, sizeof(seg), 1);
+	ck_assert_int_eq(stat(path, &sst), 0);
+	len = (size_t)sst.st_size;
+	ck_assert_ptr_nonnull(buf = malloc(len));
+	fd = open(path, O_RDWR);
+	ck_assert_int_eq(pread(fd, buf, len, 0), (ssize_t)len);
+	memcpy(&n, buf + 24, 8);
+	/* entries are 1 + 1 + 1 + 4 bytes (short lengths) */
+	for (p = buf + 64, v = 0; v + 1 < n; v++)
+		p += 7;
+	ck_assert_uint_eq((size_t)(p + 7 - buf), len);
+	plen = p[1];
+	memcpy(&end, buf + 32, 8);
+	end -= REC_HDR + plen;
+	last_off = rec_off(1, n - 1);
+	ck_assert_uint_eq(last_off + REC_HDR + payload(n - 1, b), end);
+	n--;
+	memcpy(buf + 24, &n, 8);
+	memcpy(buf + 32, &end, 8);
+	{
+		int sfd = open(seg, O_RDONLY);
+
+		ck_assert_int_eq(pread(sfd, &c, 4, (off_t)last_off), 4);
+		close(sfd);
+	}
+	memcpy(buf + 48, &c, 4);
+	c = crc32c(0, buf + 64, len - 7 - 64);
+	memcpy(buf + 52, &c, 4);
+	c = crc32c(0, buf, 60);
+	memcpy(buf + 60, &c, 4);
+	ck_assert_int_eq(ftruncate(fd, (off_t)(len - 7)), 0);
+	ck_assert_int_eq(pwrite(fd, buf, len - 7, 0), (ssize_t)(len - 7));
+	close(fd);
+	free(buf);
+
+	j = ixreopen(&x);
+	journal_get_stats(j, &st);
+	ck_assert_uint_eq(st.index_replayed, (uint64_t)nseg - 2);
+	ck_assert_uint_eq(x.full.first, 1);
+	ck_assert_uint_eq(x.last, 600);
+	journal_reader_fini(&x.rd);
+	journal_close(j);
+}
+END_TEST
+
+/* A leftover temporary index is deleted; a crash mid-build leaves only
+ * that, never a named index that is not whole. */
+START_TEST(test_index_tmp_leftover)
+{
+	struct journal *j;
+	struct ixseen x = {0};
+	char path[256];
+	int fd;
+
+	indexed_segments(600);
+	snprintf(path, sizeof(path), "%s/journal.idx.tmp", jdir);
+	fd = open(path, O_WRONLY | O_CREAT, 0600);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, "FERRYIDX", 8), 8);
+	close(fd);
+	j = ixreopen(&x);
+	ck_assert_int_ne(access(path, F_OK), 0);
+	ck_assert_uint_eq(x.last, 600);
+	journal_reader_fini(&x.rd);
+	journal_close(j);
+}
+END_TEST
+
+/* Dead segments go with their indexes. */
+START_TEST(test_index_deleted_with_segment)
+{
+	struct journal *j;
+	struct ixseen x = {0};
+	char path[256];
+	int nseg = indexed_segments(600);
+
+	idx_path(path, sizeof(path), 1);
+	ck_assert_int_eq(access(path, F_OK), 0);
+	/* replay without refs: every sealed segment is dead */
+	j = jopen(FSYNC_NEVER, SMALL_SEG);
+	journal_set_index(j, &ix4);
+	memset(&x, 0, sizeof(x));
+	x.j = j;
+	x.full.j = j;
+	ck_assert_int_eq(journal_replay(j, apply_full, &x, 0, NULL, 0), 0);
+	ck_assert_int_eq(wait_segs(1, 5), 1);
+	journal_reader_fini(&x.rd);
+	journal_close(j);
+	ck_assert_int_ne(access(path, F_OK), 0);
+	ck_assert_int_gt(nseg, 1);
+	{
+		char cmd[300];
+		FILE *f;
+		int n = -1;
+
+		snprintf(cmd, sizeof(cmd), "ls %s | grep -c 'idx' || true",
+		    jdir);
+		f = popen(cmd, "r");
+		ck_assert_int_eq(fscanf(f, "%d", &n), 1);
+		pclose(f);
+		ck_assert_int_eq(n, 0);
+	}
+}
+END_TEST
+
 /* ---- confirms ---- */
 
 START_TEST(test_durable_always_group_commit)
@@ -1797,6 +2212,13 @@ journal_suite(void)
 	t = tc(s, "refs");
 	tcase_add_test(t, test_ref_unref_prefix);
 	tcase_add_test(t, test_replay_refs);
+
+	t = tc(s, "index");
+	tcase_add_test(t, test_index_replay);
+	tcase_add_loop_test(t, test_index_mismatch, 0, 6);
+	tcase_add_test(t, test_index_stale_end);
+	tcase_add_test(t, test_index_tmp_leftover);
+	tcase_add_test(t, test_index_deleted_with_segment);
 
 	t = tc(s, "durable");
 	tcase_add_test(t, test_durable_always_group_commit);

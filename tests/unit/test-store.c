@@ -8,6 +8,7 @@
  * staged output, where the test can see it.
  */
 #include <check.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@
 #include "log.h"
 #include "msg.h"
 #include "options.h"
+#include "record.h"
 #include "store.h"
 #include "sub.h"
 #include "topic.h"
@@ -256,6 +258,172 @@ START_TEST(derived_ids)
 }
 END_TEST
 
+/* ---- index summaries of records (record.h) ---- */
+
+static struct fy_kv sum_hdr[2] = {
+	{{"k", 1}, {"v", 1}}, {{"trace", 5}, {"abc", 3}},
+};
+static const struct fy_hist sum_hist[1] = {
+	{{"nack", 4}, {"boom", 4}, {"worker", 6}, 1700000000000ULL},
+};
+static char sum_body[70000];
+
+/* Records of every shape, bodies of every bin width. */
+static void
+sum_rec(int i, struct rec *r)
+{
+	static struct rec_qhist qh = {1, 42, {"w", 1}, {"e", 1}};
+	static struct rec_entry ent[2] = {
+		{0, 1, {0, 0, 0, 0}, 0, NULL, 0},
+		{7, 3, {1, 0, 2, 0}, 1700000000001ULL, &qh, 1},
+	};
+
+	memset(r, 0, sizeof(*r));
+	for (size_t k = 0; k < sizeof(sum_body); k++)
+		sum_body[k] = (char)(k * 7 + 3);
+	switch (i) {
+	case 0:		/* the plainest publish: five elements */
+	case 1:		/* a 300-byte body (bin 16) */
+	case 2:		/* a 70000-byte body (bin 32) */
+	case 3:		/* an empty body */
+		r->type = REC_PUB;
+		r->pub.topic = (struct fy_str){"orders", 6};
+		r->pub.id = (struct fy_str){"0f6b2c1e-1111-4222-8333-444455556666",
+		    36};
+		r->pub.ts = 1700000000000ULL;
+		r->pub.m.body = (struct fy_str){sum_body,
+		    i == 0 ? 100 : i == 1 ? 300 : i == 2 ? 70000 : 0};
+		break;
+	case 4:		/* everything optional: headers, history, options */
+		r->type = REC_PUB;
+		r->pub.topic = (struct fy_str){"orders.dlq", 10};
+		r->pub.id = (struct fy_str){"mine", 4};
+		r->pub.ts = 5;
+		r->pub.m.body = (struct fy_str){sum_body, 1024};
+		r->pub.m.hdr = sum_hdr;
+		r->pub.m.nhdr = 2;
+		r->pub.m.delay_ms = 1000;
+		r->pub.m.ttl_ms = 60000;
+		r->pub.m.reply_to = (struct fy_str){"replies", 7};
+		r->pub.m.corr = (struct fy_str){"c-1", 3};
+		r->pub.m.pid = (struct fy_str){"prod", 4};
+		r->pub.m.pseq = 99;
+		r->pub.m.id = (struct fy_str){"mine", 4};
+		r->pub.hist = sum_hist;
+		r->pub.nhist = 1;
+		r->pub.gid = 3;
+		break;
+	case 5:		/* compaction's copy */
+		r->type = REC_MOVE;
+		r->move.old_mseq = 12345;
+		r->move.topic = (struct fy_str){"orders", 6};
+		r->move.id = (struct fy_str){"x", 1};
+		r->move.ts = 77;
+		r->move.m.body = (struct fy_str){sum_body, 2000};
+		r->move.m.hdr = sum_hdr;
+		r->move.m.nhdr = 1;
+		r->move.hist = (struct fy_hist *)sum_hist;
+		r->move.nhist = 1;
+		r->move.ent = ent;
+		r->move.nent = 2;
+		break;
+	case 6:
+		r->type = REC_ACK;
+		r->ack.gid = 4;
+		r->ack.mseq = 1ULL << 40;
+		break;
+	case 7:
+		r->type = REC_GROUP;
+		r->group.gid = 2;
+		r->group.topic = (struct fy_str){"orders", 6};
+		r->group.name = (struct fy_str){"billing", 7};
+		r->group.ack_timeout_ms = 30000;
+		r->group.max_attempts = 5;
+		break;
+	}
+}
+
+/* A summary decodes to the record without its body: put the body back
+ * and it encodes to the very same payload. */
+START_TEST(summary_roundtrip)
+{
+	msgpack_sbuffer sb, sb2;
+	msgpack_zone zone;
+	struct rec r, d;
+	uint8_t *sum;
+	ssize_t n;
+	struct fy_str *body, want;
+
+	sum_rec(_i, &r);
+	msgpack_sbuffer_init(&sb);
+	msgpack_sbuffer_init(&sb2);
+	ck_assert(msgpack_zone_init(&zone, 4096));
+	ck_assert_int_eq(rec_encode(&sb, &r), 0);
+	ck_assert_ptr_nonnull(sum = malloc(sb.size + 8));
+	n = rec_summarize(r.type, (const uint8_t *)sb.data, sb.size, sum,
+	    sb.size + 8);
+	ck_assert_int_gt(n, 0);
+	if (r.type != REC_PUB && r.type != REC_MOVE) {
+		ck_assert_uint_eq((size_t)n, sb.size);
+		ck_assert(memcmp(sum, sb.data, sb.size) == 0);
+	} else {
+		want = r.type == REC_PUB ? r.pub.m.body : r.move.m.body;
+		/* the body's bytes are gone */
+		ck_assert_uint_le((size_t)n + want.len, sb.size + 8);
+	}
+	ck_assert_int_eq(rec_decode_summary(&zone, r.type, sum, (size_t)n,
+	    &d), 0);
+	if (r.type == REC_PUB || r.type == REC_MOVE) {
+		body = d.type == REC_PUB ? &d.pub.m.body : &d.move.m.body;
+		ck_assert_uint_eq(body->len, want.len);
+		ck_assert_ptr_null(body->p);
+		*body = want;
+	}
+	ck_assert_int_eq(rec_encode(&sb2, &d), 0);
+	ck_assert_uint_eq(sb2.size, sb.size);
+	ck_assert(memcmp(sb2.data, sb.data, sb.size) == 0);
+	free(sum);
+	msgpack_zone_destroy(&zone);
+	msgpack_sbuffer_destroy(&sb);
+	msgpack_sbuffer_destroy(&sb2);
+}
+END_TEST
+
+/* Cut short anywhere, a payload has no summary and a summary does not
+ * decode; too small an output is -ENOSPC. */
+START_TEST(summary_truncated)
+{
+	msgpack_sbuffer sb;
+	msgpack_zone zone;
+	struct rec r, d;
+	uint8_t sum[2200];
+	ssize_t n;
+
+	sum_rec(_i, &r);
+	msgpack_sbuffer_init(&sb);
+	ck_assert(msgpack_zone_init(&zone, 4096));
+	ck_assert_int_eq(rec_encode(&sb, &r), 0);
+	ck_assert_uint_le(sb.size, sizeof(sum) - 8);
+	for (size_t k = 0; k < sb.size; k++)
+		ck_assert_int_eq(rec_summarize(r.type,
+		    (const uint8_t *)sb.data, k, sum, sizeof(sum)), -EBADMSG);
+	n = rec_summarize(r.type, (const uint8_t *)sb.data, sb.size, sum,
+	    sizeof(sum));
+	ck_assert_int_gt(n, 0);
+	for (size_t k = 0; k < (size_t)n; k++)
+		ck_assert_int_lt(rec_decode_summary(&zone, r.type, sum, k, &d),
+		    0);
+	ck_assert_int_eq(rec_summarize(r.type, (const uint8_t *)sb.data,
+	    sb.size, sum, (size_t)n - 1), -ENOSPC);
+	/* a full payload is no summary of a record with a body */
+	if (r.type == REC_PUB)
+		ck_assert_int_lt(rec_decode_summary(&zone, r.type,
+		    (const uint8_t *)sb.data, sb.size, &d), 0);
+	msgpack_zone_destroy(&zone);
+	msgpack_sbuffer_destroy(&sb);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -271,6 +439,13 @@ main(void)
 	tcase_add_test(tc, dead_letter_is_records);
 	tcase_add_test(tc, backlog_to_first_group);
 	tcase_add_test(tc, derived_ids);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("summaries");
+	tcase_add_loop_test(tc, summary_roundtrip, 0, 8);
+	/* the body-less shapes, and one with everything (small enough to
+	 * cut at every byte) */
+	tcase_add_loop_test(tc, summary_truncated, 4, 8);
+	tcase_add_loop_test(tc, summary_truncated, 0, 1);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
