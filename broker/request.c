@@ -657,7 +657,7 @@ handle_ack(struct conn *c, const struct fy_frame *f)
 {
 	struct sub *s = lease_sub(c, f, f->ack.sid);
 	uint32_t nstale = 0;
-	uint64_t first_stale = 0, seq = 0;
+	uint64_t first_stale = 0;
 	struct qent *e;
 
 	if (!s)
@@ -675,7 +675,7 @@ handle_ack(struct conn *c, const struct fy_frame *f)
 			    msg_idh(qent_msg(e)),
 			    TR_ACKED, s->group->topic->sym, s->group->sym,
 			    c->sym, (uint32_t)e->attempts + 1);
-			store_ack(c->b, e, &seq);
+			store_ack(c->b, e);
 		} else if (!nstale++) {
 			first_stale = f->ack.leases[i];
 		}
@@ -687,10 +687,11 @@ handle_ack(struct conn *c, const struct fy_frame *f)
 		    "%u of %u leases no longer valid (first: %llu)", nstale,
 		    f->ack.nleases, (unsigned long long)first_stale);
 	else if (f->rid) {
-		/* A confirmed ack: answered once the ack is durable. */
+		/* A confirmed ack: answered once the ack is durable.  Its
+		 * settlements are journaled now, to have a seq. */
 		struct fy_frame ok = {.type = FY_T_OK, .rid = f->rid};
 
-		conn_send_durable(c, seq, &ok);
+		conn_send_durable(c, store_settle_flush(c->b), &ok);
 	}
 	group_mark_due(s->group);
 }
