@@ -365,20 +365,21 @@ dedup_release(void *arg, uint64_t seq)
 		journal_unref(b->store.j, seq);
 }
 
+/* t: the record's topic when known (live), else NULL (replay). */
 static int
-apply_pub(struct broker *b, uint64_t seq, const struct rec *r)
+apply_pub(struct broker *b, uint64_t seq, const struct rec *r,
+    struct topic *t)
 {
 	struct store *s = &b->store;
 	const struct fy_pubmsg *pm = &r->pub.m;
 	struct group *only = NULL;
 	struct producer *pr;
-	struct topic *t;
 	struct msg *m;
 	int64_t mono_ts;
 
-	if (!name_ok(r->pub.topic))
+	if (!t && !name_ok(r->pub.topic))
 		return -EBADMSG;
-	if (!(t = topic_get(b, r->pub.topic.p, r->pub.topic.len)))
+	if (!t && !(t = topic_get(b, r->pub.topic.p, r->pub.topic.len)))
 		return -ENOMEM;
 	if (r->pub.gid && !(only = gid_find(s, r->pub.gid)))
 		return 0;	/* its group is gone: so is the message */
@@ -453,7 +454,7 @@ apply(struct broker *b, uint64_t seq, const struct rec *r, struct qent *hint,
 
 	switch (r->type) {
 	case REC_PUB:
-		return apply_pub(b, seq, r);
+		return apply_pub(b, seq, r, NULL);
 	case REC_ACK:
 		settle_one(hint ? hint : idx_find(s, r->ack.gid, r->ack.mseq));
 		return 0;
@@ -730,7 +731,8 @@ store_publish(struct broker *b, struct topic *t, const struct fy_pubmsg *pm,
 		return e;
 	if (!confirm && !pm->id.len && !pm->pid.len && !nhist)
 		s->elidable = *seq;
-	return apply(b, *seq, &r, NULL, NULL);
+	/* apply()'s REC_PUB, given the topic the record names. */
+	return apply_pub(b, *seq, &r, t);
 }
 
 int
