@@ -49,6 +49,7 @@ struct event;
 struct evbuffer;
 struct msg;
 struct sockaddr;
+struct topic;
 
 #define CONN_NAME_MAX 64
 
@@ -104,6 +105,8 @@ struct conn {
 	struct auth_conn *auth;	/* auth.c's: user, login, permission
 				   cache; NULL before HELLO */
 	uint32_t sym;		/* trace symbol of the name */
+	struct topic *pub_topic;	/* of the last PUB, valid while */
+	uint64_t pub_topic_gen;		/* this is broker.topic_gen */
 };
 
 /*
