@@ -651,7 +651,7 @@ open_socket(struct ferry *f, int *fdp)
 {
 	struct addrinfo hints, *res, *ai;
 	char portstr[16];
-	int fd = -1, r, one = 1, last = 0;
+	int fd = -1, r, last = 0;
 
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
@@ -679,8 +679,7 @@ open_socket(struct ferry *f, int *fdp)
 	if (fd < 0)
 		return lf_fatal(f, FERRY_ECONNECT, "connect to %s:%d: %s",
 		    f->host, f->port, strerror(last));
-	/* Requests are small and we batch them ourselves. */
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	lf_tune_socket(fd);
 	*fdp = fd;
 	return 0;
 }

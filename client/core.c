@@ -9,6 +9,8 @@
  * waits: a driver (sync.c's poll() loop) decides when to read and write.
  */
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -773,6 +775,32 @@ lf_wpending(const struct ferry *f)
 	if (f->gated)
 		return f->wgate - f->wpos;
 	return f->enc.sb.size - f->wpos + f->nacks * 9;
+}
+
+/*
+ * Options for a freshly connected socket, the same for every driver.
+ * TCP_NODELAY: requests are small and we batch them ourselves.
+ * TCP_NOTSENT_LOWAT: without it the kernel takes up to tcp_wmem's maximum
+ * (4 MB) of a producer's frames before a send() would block, so when
+ * ferryd slows a producer (flow control stops reading it) that much sits
+ * unsent on this host: ~30,000 small publishes stamped but not yet
+ * delivered, tens of milliseconds of latency.  Bounding the unsent part to
+ * LF_NOTSENT_LOWAT passes the back-pressure to the caller within a few
+ * frames.  It limits only bytes not yet sent, never those in flight, so a
+ * long fat network still fills its window.  Best effort: older kernels
+ * lack it.
+ */
+void
+lf_tune_socket(int fd)
+{
+	int one = 1, lowat = LF_NOTSENT_LOWAT;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+#ifdef TCP_NOTSENT_LOWAT
+	setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
+#else
+	(void)lowat;
+#endif
 }
 
 /* Write what the socket takes now.  0 or a fatal error. */

@@ -43,7 +43,10 @@
 #define RBUF_INIT (256 * 1024)
 #define FLUSH_AT (64 * 1024)	/* buffered output that triggers a write */
 #define FLUSH_MS 2		/* age of buffered output that triggers one */
-#define WBUF_MAX (4 * 1024 * 1024) /* buffered output that blocks the caller */
+#define WBUF_MAX (256 * 1024) /* buffered output that blocks the caller:
+				      small, as every unsent byte is latency
+				      once ferryd slows us (core.c) */
+#define LF_NOTSENT_LOWAT (128 * 1024) /* unsent bytes the kernel holds (core.c) */
 #define MAX_FRAME_DEFAULT (16u * 1024 * 1024) /* until WELCOME says */
 #define FRAME_SLACK 4096	/* room for keys around a max-size body */
 #define INBOX_PREFIX "_inbox."
@@ -264,6 +267,7 @@ int lf_process_input(struct ferry *f);
 int lf_read_some(struct ferry *f);
 size_t lf_wpending(const struct ferry *f);
 int lf_write_some(struct ferry *f);
+void lf_tune_socket(int fd);
 int lf_flush_due(const struct ferry *f);
 int lf_encode_acks(struct ferry *f);
 int lf_encode(struct ferry *f, const struct fy_frame *fr);

@@ -82,8 +82,10 @@
  * once it holds 64 KiB or its oldest byte is 2 ms old, and completely by
  * any call that waits for the broker (ferry_next() included) and by
  * ferry_flush().  A caller that publishes once and then sleeps must call
- * ferry_flush().  Only when 4 MiB are still unwritten does a call block
- * (I/O timeout) until the broker catches up.
+ * ferry_flush().  Only when 256 KiB are still unwritten does a call block
+ * (I/O timeout) until the broker catches up; the kernel is asked to hold
+ * at most 128 KiB more unsent (TCP_NOTSENT_LOWAT), so a producer that
+ * ferryd slows feels it while its messages are still fresh.
  *
  * OWNERSHIP
  *

@@ -172,7 +172,7 @@ connect_addr(struct ferry *f, const struct addrinfo *ai, int64_t deadline)
 {
 	struct pollfd p;
 	socklen_t sl;
-	int fd, one = 1, soerr = 0, n, wait;
+	int fd, soerr = 0, n, wait;
 
 	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
 	    SOCK_CLOEXEC, ai->ai_protocol);
@@ -214,8 +214,7 @@ connect_addr(struct ferry *f, const struct addrinfo *ai, int64_t deadline)
 			return -soerr;
 		}
 	}
-	/* Requests are small and we batch them ourselves. */
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	lf_tune_socket(fd);
 	f->fd = fd;
 	return 0;
 }

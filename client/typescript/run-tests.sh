@@ -1,14 +1,18 @@
 #!/bin/sh
 # Build the TypeScript client and run its tests (unit, integration against
-# $FERRYD, examples). Exit 77 (meson: skipped) when node >= 20 or npm is
-# missing, or when the dependencies cannot be installed (offline).
+# $FERRYD, examples). Exit 77 (meson: skipped) when there is no npm, no
+# Node.js >= 20 can be found or fetched (find-node.sh), or the
+# dependencies cannot be installed (offline).
 case "$0" in */*) cd "${0%/*}" || exit 1 ;; esac
-if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-	echo "node or npm not found: skipping the TypeScript client tests"
+# A node >= 20: the one on PATH, or one fetched from the npm registry.
+if ! bin=$(./find-node.sh); then
+	echo "no Node.js 20 or newer: skipping the TypeScript client tests"
 	exit 77
 fi
-if ! node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)'; then
-	echo "node $(node --version) is older than 20: skipping"
+PATH=$bin:$PATH
+export PATH
+if ! command -v npm >/dev/null 2>&1; then
+	echo "npm not found: skipping the TypeScript client tests"
 	exit 77
 fi
 if [ ! -d node_modules ]; then

@@ -520,11 +520,13 @@ START_TEST(stale_leases)
 	struct ferry_msg *m1, *m2, *m = NULL;
 	uint64_t sid;
 
-	sid = fc_sub(w, "st", NULL, 0, 300, 0);
+	/* A lease long enough that m2 below is acked inside its own on a
+	 * loaded machine (300 ms was not, once). */
+	sid = fc_sub(w, "st", NULL, 0, 1000, 0);
 	fc_pub(p, "st", "x");
 	m1 = fc_next(w, 5000);
-	/* Past the 300 ms lease and its 25..50 ms backoff. */
-	usleep(600 * 1000);
+	/* Past the 1 s lease and its 25..50 ms backoff. */
+	usleep(1300 * 1000);
 	ck_assert_int_eq(ferry_ack(w, sid, m1->lease, FERRY_CONFIRM),
 	    FERRY_ESTALE);
 	ck_assert_int_eq(ferry_last_code(w), 8);

@@ -14,6 +14,11 @@
  * And a publisher whose socket never runs dry does not hold deliveries
  * back: ferryd reads a bounded amount per connection per loop turn, and
  * every turn ends in the flush that writes the journal and sends.
+ *
+ * And the publisher's own side holds little: when ferryd stops reading,
+ * libferry blocks the caller after a few hundred KiB (its write buffer
+ * and the kernel's unsent bytes), so back-pressure reaches the producer
+ * before its messages are tens of milliseconds old.
  */
 #include <check.h>
 #include <errno.h>
@@ -227,6 +232,43 @@ START_TEST(deliveries_flow_while_a_publisher_floods)
 }
 END_TEST
 
+/*
+ * ferryd stopped (SIGSTOP): how much does a fire-and-forget producer get
+ * rid of before a publish blocks?  Its write buffer once held 4 MiB and
+ * the kernel up to 4 MB more, all stamped and waiting: at 800k msgs/s a
+ * flat-out publisher's messages were ~60 ms old on delivery (bench-peers
+ * W2 median).  Now the caller blocks at 256 KiB plus the kernel's 128 KiB
+ * of unsent bytes plus what ferryd's socket had taken.
+ */
+#define STALL_BOUND (1536u << 10)
+
+START_TEST(stalled_broker_blocks_publisher_soon)
+{
+	struct ferry *f;
+	char body[100];
+	size_t sent = 0;
+	int r = 0;
+
+	ferryd_start(&d, "--fsync", "never", NULL);
+	ck_assert_ptr_nonnull(f = ferry_connect("127.0.0.1", d.port, 300,
+	    "producer"));
+	ck_assert_int_eq(ferry_err(f), 0);
+	memset(body, 's', sizeof(body));
+	ck_assert_int_eq(kill(d.pid, SIGSTOP), 0);
+	/* Bounded: 16 MB of publishes, or the first that blocks 300 ms. */
+	while (sent < (16u << 20) &&
+	    (r = ferry_publish(f, TOPIC, body, sizeof(body), NULL)) == 0)
+		sent += sizeof(body);
+	ck_assert_int_eq(kill(d.pid, SIGCONT), 0);
+	fprintf(stderr, "stalled: %zu bytes of bodies taken before a publish "
+	    "blocked (%s)\n", sent, ferry_strerror(r));
+	ck_assert_int_eq(r, FERRY_ETIMEOUT);
+	ck_assert_msg(sent < STALL_BOUND, "%zu bytes taken while ferryd read "
+	    "nothing", sent);
+	ferry_close(f);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -240,6 +282,7 @@ main(void)
 	/* _i: 0 = flow_high_water 500, 1 = off (the control) */
 	tcase_add_loop_test(tc, slow_consumer_slows_publisher, 0, 2);
 	tcase_add_test(tc, deliveries_flow_while_a_publisher_floods);
+	tcase_add_test(tc, stalled_broker_blocks_publisher_soon);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
