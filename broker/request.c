@@ -690,7 +690,7 @@ handle_ack(struct conn *c, const struct fy_frame *f)
 	}
 	for (uint32_t i = 0; i < f->ack.nleases; i++) {
 		if ((e = sub_lease_find(s, f->ack.leases[i]))) {
-			trace_add(&c->b->trace, clock_wall_ms(),
+			trace_add(&c->b->trace, clock_turn_wall_ms(),
 			    msg_idh(qent_msg(e)),
 			    TR_ACKED, s->group->topic->sym, s->group->sym,
 			    c->sym, (uint32_t)e->attempts + 1);

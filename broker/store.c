@@ -396,8 +396,8 @@ apply_pub(struct broker *b, uint64_t seq, const struct rec *r,
 	 * the original's, and TRACE lists events in the order they
 	 * happened. */
 	if (!s->replaying)
-		trace_add(&b->trace, clock_wall_ms(), msg_idh(m), TR_PUBLISHED,
-		    t->sym, only ? only->sym : 0, 0, 0);
+		trace_add(&b->trace, clock_turn_wall_ms(), msg_idh(m),
+		    TR_PUBLISHED, t->sym, only ? only->sym : 0, 0, 0);
 	/* Only for dedup: two clock reads a message, at replay too. */
 	mono_ts = pm->id.len ? msg_mono(m) : 0;
 	if (topic_publish(t, m, only) < 0) {
