@@ -16,7 +16,7 @@
 #include <openssl/rand.h>
 
 #include "auth.h"
-#include "broker.h"
+#include "core.h"
 #include "clock.h"
 #include "conn.h"
 #include "log.h"
@@ -186,7 +186,7 @@ const char *const auth_fail_mech[AUTH_FAIL_NCAUSES] = {
 };
 
 void
-auth_get_stats(const struct broker *b, struct auth_stats *st)
+auth_get_stats(const struct core *b, struct auth_stats *st)
 {
 	if (b->auth)
 		*st = b->auth->st;
@@ -203,7 +203,7 @@ count_fail(struct conn *c, enum auth_fail why)
 }
 
 int
-auth_init(struct broker *b)
+auth_init(struct core *b)
 {
 	const struct options *o = b->opt;
 	struct auth *a = calloc(1, sizeof(*a));
@@ -243,7 +243,7 @@ auth_init(struct broker *b)
 }
 
 void
-auth_fini(struct broker *b)
+auth_fini(struct core *b)
 {
 	struct auth *a = b->auth;
 
@@ -256,7 +256,7 @@ auth_fini(struct broker *b)
 }
 
 int
-auth_reload(struct broker *b)
+auth_reload(struct core *b)
 {
 	struct auth *a = b->auth;
 	struct users *u = NULL;

@@ -33,18 +33,18 @@
 #include "codec.h"
 #include "users.h"
 
-struct broker;
+struct core;
 struct conn;
 struct auth_conn;
 
 /* Load users_file and check the listener policy.  0 or -errno
  * (the reason logged in one line). */
-int auth_init(struct broker *b);
-void auth_fini(struct broker *b);
+int auth_init(struct core *b);
+void auth_fini(struct core *b);
 
 /* Re-read users_file; on any error keep the old set and log why.
  * 0 or -errno. */
-int auth_reload(struct broker *b);
+int auth_reload(struct core *b);
 
 /* Why a login was refused (ferry_auth_failures_total's cause label). */
 enum auth_fail {
@@ -66,7 +66,7 @@ struct auth_stats {
 	uint64_t denied;	/* operations refused E_DENIED by the ACL */
 };
 /* Since start; zeros without auth_init(). */
-void auth_get_stats(const struct broker *b, struct auth_stats *st);
+void auth_get_stats(const struct core *b, struct auth_stats *st);
 
 /* What the handshake step did. */
 enum auth_step {

@@ -14,7 +14,7 @@
 
 #include <event2/event.h>
 
-#include "broker.h"
+#include "core.h"
 #include "clock.h"
 #include "compact.h"
 #include "group.h"
@@ -36,7 +36,7 @@
  * memory.  A moved message gets a later record, so the next pass skips it.
  */
 struct compact_scan {
-	struct broker *b;
+	struct core *b;
 	uint64_t first, last;
 	int budget;
 	int moved;
@@ -99,7 +99,7 @@ scan_group(struct compact_scan *cs, struct group *g)
 static int
 compact_scan(struct compact_scan *cs)
 {
-	struct broker *b = cs->b;
+	struct core *b = cs->b;
 	struct list *pos;
 
 	for (uint32_t i = 0; i < b->topics_cap; i++)
@@ -180,7 +180,7 @@ trim_heap(struct store *s)
 static void
 compact_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct broker *b = arg;
+	struct core *b = arg;
 	struct store *s = &b->store;
 	struct timeval tv = {1, 0};
 	uint64_t first = 0, last = 0;
@@ -225,7 +225,7 @@ rearm:
 }
 
 int
-compact_start(struct broker *b)
+compact_start(struct core *b)
 {
 	struct store *s = &b->store;
 
@@ -236,7 +236,7 @@ compact_start(struct broker *b)
 }
 
 void
-compact_stop(struct broker *b)
+compact_stop(struct core *b)
 {
 	struct store *s = &b->store;
 

@@ -6,9 +6,9 @@
 #ifndef FERRY_BROKER_COMPACT_H
 #define FERRY_BROKER_COMPACT_H
 
-struct broker;
+struct core;
 
-int compact_start(struct broker *b);
-void compact_stop(struct broker *b);
+int compact_start(struct core *b);
+void compact_stop(struct core *b);
 
 #endif

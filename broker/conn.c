@@ -22,7 +22,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-#include "broker.h"
+#include "core.h"
 #include "conn.h"
 #include "journal.h"
 #include "log.h"
@@ -86,14 +86,14 @@ format_peer(char *buf, size_t len, const struct sockaddr *sa)
 }
 
 struct conn *
-conn_new(struct broker *b, evutil_socket_t fd, const struct sockaddr *sa,
+conn_new(struct core *b, evutil_socket_t fd, const struct sockaddr *sa,
     int salen)
 {
 	return conn_new_tls(b, fd, sa, salen, NULL);
 }
 
 struct conn *
-conn_new_tls(struct broker *b, evutil_socket_t fd, const struct sockaddr *sa,
+conn_new_tls(struct core *b, evutil_socket_t fd, const struct sockaddr *sa,
     int salen, struct ssl_st *ssl)
 {
 	struct conn *c = calloc(1, sizeof(*c));
@@ -205,7 +205,7 @@ reap(struct conn *c)
 	if (c->state == CONN_DEAD)
 		return;
 	c->state = CONN_DEAD;
-	broker_want_reap(c->b, c);
+	turn_want_reap(&c->b->turn, &c->link);
 }
 
 static size_t
@@ -320,7 +320,7 @@ conn_outlen(const struct conn *c)
  * a journal that is gone (ferryd stopping: everything was written).
  */
 static int
-written(const struct broker *b, uint64_t seq)
+written(const struct core *b, uint64_t seq)
 {
 	const struct journal *j = b->store.j;
 
@@ -329,7 +329,7 @@ written(const struct broker *b, uint64_t seq)
 }
 
 static int
-confirmable(const struct broker *b, uint64_t seq)
+confirmable(const struct core *b, uint64_t seq)
 {
 	const struct journal *j = b->store.j;
 
@@ -343,7 +343,7 @@ static void
 staged(struct conn *c)
 {
 	if (list_empty(&c->flink))
-		broker_want_flush(c->b, c);
+		turn_want_flush(&c->b->turn, &c->flink);
 }
 
 void
@@ -463,7 +463,7 @@ nomem:
 }
 
 void
-conn_journal_progress(struct broker *b)
+conn_journal_progress(struct core *b)
 {
 	struct list *pos, *tmp;
 
@@ -472,7 +472,7 @@ conn_journal_progress(struct broker *b)
 }
 
 uint64_t
-conn_durable_waiting(const struct broker *b)
+conn_durable_waiting(const struct core *b)
 {
 	return b->durable_waiting;
 }
@@ -558,7 +558,7 @@ conn_send_durable(struct conn *c, uint64_t seq, const struct fy_frame *f)
 	if (list_empty(&c->wlink))
 		list_add_tail(&c->b->gated, &c->wlink);
 	/* The journal learns at its commit that a confirm waits. */
-	broker_want_commit(c->b);
+	turn_want_commit(&c->b->turn);
 	return 0;
 nomem:
 	log_warn_kv(log_kv(NULL, NULL, c->peer), "%s: out of memory queueing "
@@ -730,7 +730,7 @@ read_cb(struct bufferevent *bev, void *arg)
 	struct conn *c = arg;
 	size_t budget = READ_TURN_MAX, n;
 
-	broker_turn_begin(c->b);
+	turn_begin(&c->b->turn);
 	ops->read_begin(arg);
 	conn_handle_input(c);
 	while (reading(c) && budget > 0 && (n = read_more(c, budget)) > 0) {

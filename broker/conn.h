@@ -42,7 +42,7 @@
 #include "codec.h"
 #include "list.h"
 
-struct broker;
+struct core;
 struct bufferevent;
 struct group;
 struct event;
@@ -57,7 +57,7 @@ enum conn_state {
 	CONN_HANDSHAKE,		/* until a valid HELLO */
 	CONN_OPEN,
 	CONN_CLOSING,		/* no input handled; freed when drained */
-	CONN_DEAD,		/* on broker->reap, to be freed */
+	CONN_DEAD,		/* on core.turn.reap, to be freed */
 };
 
 /* A reply waiting for its record to become confirmable. */
@@ -67,11 +67,11 @@ struct conn_durable {
 };
 
 struct conn {
-	struct broker *b;
+	struct core *b;
 	struct bufferevent *bev;
-	struct list link;	/* broker->conns, then broker->reap */
-	struct list flink;	/* broker->flush while output is staged */
-	struct list wlink;	/* broker->gated while output waits for the
+	struct list link;	/* core.conns, then core.turn.reap */
+	struct list flink;	/* core.turn.flush while output is staged */
+	struct list wlink;	/* core.gated while output waits for the
 				   journal */
 	uint64_t id;
 	enum conn_state state;
@@ -106,7 +106,7 @@ struct conn {
 				   cache; NULL before HELLO */
 	uint32_t sym;		/* trace symbol of the name */
 	struct topic *pub_topic;	/* of the last PUB, valid while */
-	uint64_t pub_topic_gen;		/* this is broker.topic_gen */
+	uint64_t pub_topic_gen;		/* this is core.topic_gen */
 };
 
 /*
@@ -132,12 +132,12 @@ void conn_set_ops(const struct conn_ops *ops);
 
 /* Take over an accepted socket (fd -1: no socket, for tests and fuzzing).
  * NULL (socket closed) on failure. */
-struct conn *conn_new(struct broker *b, evutil_socket_t fd,
+struct conn *conn_new(struct core *b, evutil_socket_t fd,
     const struct sockaddr *sa, int salen);
 /* The same over TLS: ssl (owned from here on, freed with the conn) is
  * a fresh server session for fd; the handshake runs as bytes arrive. */
 struct ssl_st;
-struct conn *conn_new_tls(struct broker *b, evutil_socket_t fd,
+struct conn *conn_new_tls(struct core *b, evutil_socket_t fd,
     const struct sockaddr *sa, int salen, struct ssl_st *ssl);
 void conn_free(struct conn *c);
 
@@ -198,11 +198,11 @@ size_t conn_outlen(const struct conn *c);
 void conn_flush(struct conn *c);
 
 /* The journal's written or synced point moved: flush waiting output. */
-void conn_journal_progress(struct broker *b);
+void conn_journal_progress(struct core *b);
 
 /* Replies waiting for durability, on every connection (the journal syncs
  * at once under fsync=always while there are any). */
-uint64_t conn_durable_waiting(const struct broker *b);
+uint64_t conn_durable_waiting(const struct core *b);
 
 /* Handle the frames in the input (tests, fuzzing: as if read). */
 void conn_handle_input(struct conn *c);

@@ -15,7 +15,7 @@
 
 #include <event2/event.h>
 
-#include "broker.h"
+#include "core.h"
 #include "clock.h"
 #include "conn.h"
 #include "delivery.h"
@@ -37,7 +37,7 @@
  * failure.
  */
 static int
-dead_letter(struct broker *b, struct qent *e)
+dead_letter(struct core *b, struct qent *e)
 {
 	struct group *g = e->group;
 	struct msg *m = qent_msg(e);
@@ -78,7 +78,7 @@ dead_letter(struct broker *b, struct qent *e)
 
 /* Remove a waiting entry with an ack record, without an ack. */
 static void
-drop(struct broker *b, struct qent *e)
+drop(struct core *b, struct qent *e)
 {
 	e->group->st.dropped++;
 	trace_add(&b->trace, clock_wall_ms(), msg_idh(qent_msg(e)), TR_DROPPED,
@@ -87,7 +87,7 @@ drop(struct broker *b, struct qent *e)
 }
 
 void
-delivery_expire(struct broker *b, struct qent *e)
+delivery_expire(struct core *b, struct qent *e)
 {
 	struct group *g = e->group;
 	char idbuf[MSG_ID_LEN + 1];
@@ -122,7 +122,7 @@ oldest_waiting(struct group *g)
 }
 
 int
-delivery_make_room(struct broker *b, struct group *g, uint64_t bytes)
+delivery_make_room(struct core *b, struct group *g, uint64_t bytes)
 {
 	struct qent *e;
 	int r;
@@ -148,7 +148,7 @@ delivery_make_room(struct broker *b, struct group *g, uint64_t bytes)
 }
 
 void
-delivery_fail(struct broker *b, struct qent *e, int cause, const char *err,
+delivery_fail(struct core *b, struct qent *e, int cause, const char *err,
     size_t err_len, int64_t delay_ms)
 {
 	struct sub *holder = qent_sub(e);
@@ -164,7 +164,7 @@ delivery_fail(struct broker *b, struct qent *e, int cause, const char *err,
 	else
 		delay = group_backoff_ms(b->opt->retry_base_ms,
 		    b->opt->retry_max_ms, (uint32_t)e->attempts + 1u,
-		    broker_rand(b));
+		    turn_rand(&b->turn));
 	trace_add(&b->trace, at, msg_idh(qent_msg(e)), TR_TIMEOUT + cause,
 	    e->group->topic->sym, e->group->sym,
 	    holder ? holder->conn->sym : 0, (uint32_t)e->attempts + 1);
@@ -236,7 +236,7 @@ flow_release(struct conn *c)
  * pumps every group after every publish).  Milliseconds.
  */
 static uint64_t
-flow_now(const struct broker *b)
+flow_now(const struct core *b)
 {
 	struct timeval tv;
 
@@ -465,7 +465,7 @@ delivery_pump(struct group *g)
 }
 
 void
-delivery_pump_due(struct broker *b)
+delivery_pump_due(struct core *b)
 {
 	struct group *g;
 

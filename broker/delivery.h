@@ -13,7 +13,7 @@
 #include <stdint.h>
 #include <stddef.h>
 
-struct broker;
+struct core;
 struct group;
 struct qent;
 
@@ -25,7 +25,7 @@ void delivery_init(void);
 void delivery_pump(struct group *g);
 
 /* Run the pumps group_mark_due() asked for. */
-void delivery_pump_due(struct broker *b);
+void delivery_pump_due(struct core *b);
 
 /*
  * A delivery of e ended without an ack (cause: enum qent_cause): requeue it
@@ -33,16 +33,16 @@ void delivery_pump_due(struct broker *b);
  * CAUSE_RELEASED), or dead-letter it past its group's max_attempts, or
  * expire it if its TTL ran out meanwhile.  err: a nack's text, or NULL.
  */
-void delivery_fail(struct broker *b, struct qent *e, int cause,
+void delivery_fail(struct core *b, struct qent *e, int cause,
     const char *err, size_t err_len, int64_t delay_ms);
 
 /* e's TTL ran out while it waited: dead-letter it (or drop it). */
-void delivery_expire(struct broker *b, struct qent *e);
+void delivery_expire(struct core *b, struct qent *e);
 
 /* Make room in g for one more message of bytes: dead-letter its oldest
  * waiting messages if it overflows that way.  0, or -ENOSPC when g refuses
  * (overflow reject, or nothing waiting to push out). */
-int delivery_make_room(struct broker *b, struct group *g, uint64_t bytes);
+int delivery_make_room(struct core *b, struct group *g, uint64_t bytes);
 
 /*
  * Flow control: c just published to t (only: to that group alone).  If a

@@ -11,7 +11,7 @@
 
 #include <event2/event.h>
 
-#include "broker.h"
+#include "core.h"
 #include "clock.h"
 #include "group.h"
 #include "log.h"
@@ -225,7 +225,7 @@ group_evict(struct group *g)
 void
 group_mark_due(struct group *g)
 {
-	struct broker *b = g->b;
+	struct core *b = g->b;
 
 	if (!list_empty(&g->pumplink))
 		return;
@@ -234,7 +234,7 @@ group_mark_due(struct group *g)
 	 * pump): a fan-out to many groups pays one event_active(), not one
 	 * a group. */
 	if (list_empty(&b->pumpq))
-		broker_want_commit(b);
+		turn_want_commit(&b->turn);
 	list_add_tail(&b->pumpq, &g->pumplink);
 }
 

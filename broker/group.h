@@ -17,7 +17,7 @@
 #include "msg.h"
 #include "list.h"
 
-struct broker;
+struct core;
 struct topic;
 struct qent;
 struct event;
@@ -50,7 +50,7 @@ struct group_conf {
 };
 
 struct group {
-	struct broker *b;
+	struct core *b;
 	uint64_t gid;		/* journal id; 0 for ephemeral groups */
 	uint64_t home;		/* seq of its REC_GROUP, referenced */
 	struct group *gnext;	/* store's gid hash chain */
@@ -77,7 +77,7 @@ struct group {
 	struct group_conf conf;	/* as created (the fields above copy it) */
 	uint8_t pumping;	/* delivery_pump() is on the stack */
 	uint8_t deleting;	/* topic_group_delete() in progress */
-	struct list pumplink;	/* broker->pumpq while a pump is due */
+	struct list pumplink;	/* core.pumpq while a pump is due */
 	struct list blocked;	/* struct conn.blink: publishers paused
 				   past flow_high_water (delivery.c) */
 	uint64_t last_delivery;	/* monotonic ms of a pump that delivered */

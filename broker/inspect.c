@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "auth.h"
-#include "broker.h"
+#include "core.h"
 #include "clock.h"
 #include "codec.h"
 #include "conn.h"
@@ -91,7 +91,7 @@ topic_rows(struct fy_gstat *rows, const struct topic *t)
 
 /* The broker as a whole, from the rows of every topic and group. */
 static void
-broker_row(struct fy_bstat *r, const struct broker *b,
+broker_row(struct fy_bstat *r, const struct core *b,
     const struct fy_gstat *rows, size_t n)
 {
 	struct journal_stats js;
@@ -124,7 +124,7 @@ broker_row(struct fy_bstat *r, const struct broker *b,
 void
 inspect_stats(struct conn *c, const struct fy_frame *f)
 {
-	struct broker *b = c->b;
+	struct core *b = c->b;
 	struct fy_frame ok = {.type = FY_T_OK, .rid = f->rid};
 	struct fy_gstat *rows;
 	struct fy_bstat brow;
@@ -332,7 +332,7 @@ count(void *arg, const struct trace_rec *r)
 void
 inspect_trace(struct conn *c, const struct fy_frame *f)
 {
-	struct broker *b = c->b;
+	struct core *b = c->b;
 	struct fy_frame ok = {.type = FY_T_OK, .rid = f->rid};
 	uint64_t idh = msg_id_hash(f->query.id.p, f->query.id.len);
 	struct trace_reply tr = {.t = &b->trace};

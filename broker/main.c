@@ -64,26 +64,26 @@ main(int argc, char **argv)
 		goto out_base;
 	}
 	/* Before the journal: a refused configuration touches nothing. */
-	if (auth_init(&b) < 0)
+	if (auth_init(&b.core) < 0)
 		goto out_broker;
-	if ((r = store_open(&b, err, sizeof(err))) < 0) {
+	if ((r = store_open(&b.core, err, sizeof(err))) < 0) {
 		log_error("%s", err[0] ? err : strerror(-r));
 		goto out_broker;
 	}
-	if (compact_start(&b) < 0) {
+	if (compact_start(&b.core) < 0) {
 		log_error("cannot start compaction: out of memory");
 		goto out_broker;
 	}
-	if (broker_listen(&b) < 0 || metrics_start(&b) < 0)
+	if (broker_listen(&b) < 0 || metrics_start(&b.core) < 0)
 		goto out_broker;
 	log_info("ferryd %s ready (data in %s)", FERRY_VERSION, o.data_dir);
-	if (service_ready(&b) < 0) {
+	if (service_ready(&b.core) < 0) {
 		log_error("cannot set up the systemd watchdog: out of memory");
 		goto out_broker;
 	}
 	event_base_dispatch(base);
-	service_stopping(&b);
-	service_fini(&b);
+	service_stopping(&b.core);
+	service_fini(&b.core);
 	log_info("stopped");
 	status = 0;
 out_broker:

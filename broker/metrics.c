@@ -33,7 +33,7 @@
 #include <netinet/in.h>
 
 #include "auth.h"
-#include "broker.h"
+#include "core.h"
 #include "clock.h"
 #include "config.h"
 #include "group.h"
@@ -440,7 +440,7 @@ enum stage {
 };
 
 struct scrape {
-	struct broker *b;
+	struct core *b;
 	struct evhttp_request *req;	/* NULL: rendered for a caller */
 	struct event *ev;		/* the next slice */
 	struct evbuffer *body;		/* the text of the slices so far */
@@ -650,7 +650,7 @@ rss_bytes(void)
 
 /* The broker-wide series: a few dozen lines, written with the snapshot. */
 static void
-render_head(struct out *o, struct broker *b, uint64_t pending)
+render_head(struct out *o, struct core *b, uint64_t pending)
 {
 	struct journal_stats js;
 	struct auth_stats as;
@@ -777,7 +777,7 @@ scrape_free(struct scrape *sc)
  * under the cap) and write the broker-wide head.  NULL on -ENOMEM.
  */
 static struct scrape *
-scrape_new(struct broker *b)
+scrape_new(struct core *b)
 {
 	struct metrics *m = b->metrics;
 	uint64_t pending = 0, cap = b->opt->metrics_max_groups;
@@ -846,7 +846,7 @@ ts_diff(const struct timespec *a, const struct timespec *b)
  * set once the text is complete.
  */
 static struct scrape *
-scrape_slice(struct broker *b, struct scrape *sc, int *done)
+scrape_slice(struct core *b, struct scrape *sc, int *done)
 {
 	struct metrics *m = b->metrics;
 	struct timespec t0, t1, c0, c1;
@@ -886,7 +886,7 @@ scrape_slice(struct broker *b, struct scrape *sc, int *done)
 /* ---- health ---- */
 
 const char *
-metrics_not_ready(struct broker *b, char *why, size_t len)
+metrics_not_ready(struct core *b, char *why, size_t len)
 {
 	struct statvfs vfs;
 	int err;
@@ -969,7 +969,7 @@ slice_cb(evutil_socket_t fd, short what, void *arg)
 {
 	static const struct timeval now = { 0, 0 };
 	struct scrape *sc = arg;
-	struct broker *b = sc->b;
+	struct core *b = sc->b;
 	struct evhttp_request *req = sc->req;
 	int done;
 
@@ -991,7 +991,7 @@ static void
 metrics_cb(struct evhttp_request *req, void *arg)
 {
 	static const struct timeval now = { 0, 0 };
-	struct broker *b = arg;
+	struct core *b = arg;
 	struct scrape *sc;
 	int done;
 
@@ -1017,7 +1017,7 @@ healthz_cb(struct evhttp_request *req, void *arg)
 static void
 readyz_cb(struct evhttp_request *req, void *arg)
 {
-	struct broker *b = arg;
+	struct core *b = arg;
 	char why[256];
 	const char *not = metrics_not_ready(b, why, sizeof(why));
 
@@ -1063,7 +1063,7 @@ metrics_addr_parse(const char *s, char *host, size_t hlen, int *port)
 }
 
 int
-metrics_start(struct broker *b)
+metrics_start(struct core *b)
 {
 	const char *addr = b->opt->metrics_listen;
 	struct evhttp_bound_socket *bs;
@@ -1119,7 +1119,7 @@ metrics_start(struct broker *b)
 }
 
 void
-metrics_stop(struct broker *b)
+metrics_stop(struct core *b)
 {
 	struct metrics *m = b->metrics;
 

@@ -16,15 +16,15 @@
 
 #include <stddef.h>
 
-struct broker;
+struct core;
 
 /*
  * Listen on opt->metrics_listen ("ADDR:PORT"; port 0 picks one, logged as
  * "metrics: listening on http://ADDR:PORT/metrics").  A no-op without the
  * option.  0, or -errno (logged): -EINVAL for a bad address.
  */
-int metrics_start(struct broker *b);
-void metrics_stop(struct broker *b);
+int metrics_start(struct core *b);
+void metrics_stop(struct core *b);
 
 /* "ADDR:PORT" or "[V6ADDR]:PORT" into host (NUL-terminated, hlen bytes
  * at most) and port.  0 or -EINVAL. */
@@ -34,6 +34,6 @@ int metrics_addr_parse(const char *s, char *host, size_t hlen, int *port);
  * Why the broker is not ready, in a sentence, or NULL if it is.  why is
  * the caller's buffer for a composed reason.
  */
-const char *metrics_not_ready(struct broker *b, char *why, size_t len);
+const char *metrics_not_ready(struct core *b, char *why, size_t len);
 
 #endif

@@ -4,7 +4,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "broker.h"
+#include "core.h"
 #include "clock.h"
 #include "group.h"
 #include "heap.h"
@@ -49,7 +49,7 @@ pick(struct page *pg, uint64_t seq)
 static const char *
 load(void *arg, const struct msg *m)
 {
-	struct broker *b = arg;
+	struct core *b = arg;
 	struct page *pg = &b->store.page;
 	struct journal_reader *rd = pick(pg, m->seq);
 	const uint8_t *p;
@@ -87,7 +87,7 @@ load(void *arg, const struct msg *m)
 }
 
 int
-page_init(struct broker *b)
+page_init(struct core *b)
 {
 	struct page *pg = &b->store.page;
 
@@ -101,7 +101,7 @@ page_init(struct broker *b)
 }
 
 void
-page_fini(struct broker *b)
+page_fini(struct core *b)
 {
 	struct page *pg = &b->store.page;
 
@@ -120,7 +120,7 @@ page_fini(struct broker *b)
 }
 
 int
-page_replay_paged(const struct broker *b, size_t len)
+page_replay_paged(const struct core *b, size_t len)
 {
 	const struct page *pg = &b->store.page;
 
@@ -200,7 +200,7 @@ page_group(struct pass *ps, struct group *g, int phase)
 }
 
 static void
-page_topics(struct broker *b, struct pass *ps, int phase)
+page_topics(struct core *b, struct pass *ps, int phase)
 {
 	struct list *pos;
 
@@ -219,7 +219,7 @@ page_topics(struct broker *b, struct pass *ps, int phase)
 }
 
 void
-page_trim(struct broker *b)
+page_trim(struct core *b)
 {
 	struct page *pg = &b->store.page;
 	struct pass ps;

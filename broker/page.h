@@ -31,7 +31,7 @@
 
 #include "journal.h"
 
-struct broker;
+struct core;
 
 #define PAGE_READERS 4	/* read-ahead windows: queues read at once */
 
@@ -52,13 +52,13 @@ struct page {
 };
 
 /* Start paging for b (registers msg_body_load()'s hook).  0 or -ENOMEM. */
-int page_init(struct broker *b);
-void page_fini(struct broker *b);
+int page_init(struct core *b);
+void page_fini(struct core *b);
 
 /* End of turn, after the journal's write: page out if over max_memory. */
-void page_trim(struct broker *b);
+void page_trim(struct core *b);
 
 /* At replay: build a message of len body bytes paged out from the start? */
-int page_replay_paged(const struct broker *b, size_t len);
+int page_replay_paged(const struct core *b, size_t len);
 
 #endif

@@ -18,7 +18,7 @@
 #include <uuid/uuid.h>
 
 #include "auth.h"
-#include "broker.h"
+#include "core.h"
 #include "clock.h"
 #include "config.h"
 #include "conn.h"
@@ -88,7 +88,7 @@ bad_name(struct conn *c, uint64_t rid, const char *what, struct fy_str s)
 static int
 topic_limit(struct conn *c, uint64_t rid, struct fy_str name)
 {
-	struct broker *b = c->b;
+	struct core *b = c->b;
 
 	if (b->ntopics < b->opt->max_topics ||
 	    topic_find(b, name.p, name.len))
@@ -103,7 +103,7 @@ topic_limit(struct conn *c, uint64_t rid, struct fy_str name)
 static void
 welcome(struct conn *c, uint64_t rid, struct fy_str sasl, struct fy_str user)
 {
-	struct broker *b = c->b;
+	struct core *b = c->b;
 	struct fy_frame w = {.type = FY_T_WELCOME, .rid = rid};
 	char session[37];
 	uuid_t u;
@@ -268,7 +268,7 @@ inflight_bytes(const struct group *g)
  * refused batch has not dead-lettered anything (PROTOCOL.md section 7).
  */
 static int
-group_can_take(struct broker *b, struct topic *t, struct group *g,
+group_can_take(struct core *b, struct topic *t, struct group *g,
     const struct fy_frame *f, uint32_t nnew, uint64_t bytes)
 {
 	uint64_t fixed_bytes = 0, ninflight = g->ninflight;
@@ -330,7 +330,7 @@ refuse_no_room(struct conn *c, const struct fy_frame *f, struct topic *t,
 
 /* Room for one more message in every "dead-letter-oldest" group. */
 static int
-make_room(struct broker *b, struct topic *t, struct group *only,
+make_room(struct core *b, struct topic *t, struct group *only,
     uint64_t bytes)
 {
 	struct list *pos, *tmp;
@@ -368,7 +368,7 @@ cached_topic(const struct conn *c, struct fy_str name)
 static void
 handle_pub(struct conn *c, const struct fy_frame *f)
 {
-	struct broker *b = c->b;
+	struct core *b = c->b;
 	uint32_t n = f->pub.nmsgs;
 	struct group *only = NULL, *full;
 	char one[FY_ID_MAX + 1], *many = NULL, *idp = one;
@@ -538,7 +538,7 @@ handle_pub(struct conn *c, const struct fy_frame *f)
 static void
 handle_sub(struct conn *c, const struct fy_frame *f)
 {
-	struct broker *b = c->b;
+	struct core *b = c->b;
 	const struct options *o = b->opt;
 	struct fy_frame ok = {.type = FY_T_OK, .rid = f->rid};
 	struct fy_str gname = f->sub.group;
@@ -556,7 +556,7 @@ handle_sub(struct conn *c, const struct fy_frame *f)
 	if (f->sub.ephemeral) {
 		/* '~' is not allowed in names, so no client can join it. */
 		snprintf(eph, sizeof(eph), "~%016llx",
-		    (unsigned long long)broker_rand(b));
+		    (unsigned long long)turn_rand(&b->turn));
 		gname = (struct fy_str){eph, 17};
 	} else if (!gname.len) {
 		gname = (struct fy_str){GROUP_DEFAULT,

@@ -16,11 +16,12 @@
 #include <event2/listener.h>
 #include <systemd/sd-daemon.h>
 
-#include "broker.h"
+#include "core.h"
 #include "codec.h"
 #include "conn.h"
 #include "log.h"
 #include "options.h"
+#include "server.h"
 #include "tls.h"
 
 /* Refuse a connection over max_connections with one ERR frame, written
@@ -49,7 +50,7 @@ static void
 accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
     int salen, void *arg)
 {
-	struct broker *b = arg;
+	struct core *b = arg;
 
 	b->accept_paused = 0;	/* accepting works again */
 	if (b->nconns >= b->opt->max_connections) {
@@ -66,7 +67,7 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 static void
 accept_resume_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct broker *b = arg;
+	struct core *b = arg;
 
 	if (b->listener && !b->stopping)
 		evconnlistener_enable(b->listener);
@@ -75,7 +76,7 @@ accept_resume_cb(evutil_socket_t fd, short what, void *arg)
 static void
 accept_error_cb(struct evconnlistener *l, void *arg)
 {
-	struct broker *b = arg;
+	struct core *b = arg;
 	int err = EVUTIL_SOCKET_ERROR();
 	struct timeval tv = {0, 250000};
 
@@ -149,7 +150,7 @@ socket_is_loopback(int fd)
  * one listening stream socket.
  */
 static int
-listen_inherited(struct broker *b)
+listen_inherited(struct core *b)
 {
 	int n = sd_listen_fds(1);	/* 1: not for our children */
 	int fd = SD_LISTEN_FDS_START;
@@ -186,7 +187,7 @@ listen_inherited(struct broker *b)
 }
 
 int
-broker_listen(struct broker *b)
+server_listen(struct core *b)
 {
 	const struct options *o = b->opt;
 	struct addrinfo hints = {0}, *res = NULL;
@@ -251,7 +252,7 @@ tls:
 }
 
 void
-broker_unlisten(struct broker *b)
+server_unlisten(struct core *b)
 {
 	if (b->listener) {
 		evconnlistener_free(b->listener);

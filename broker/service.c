@@ -11,7 +11,7 @@
 #include <event2/event.h>
 #include <systemd/sd-daemon.h>
 
-#include "broker.h"
+#include "core.h"
 #include "group.h"
 #include "list.h"
 #include "log.h"
@@ -23,7 +23,7 @@ static struct event *tick_ev;	/* one broker per process */
 
 /* Messages the broker holds: in every group, and in topic backlogs. */
 static uint64_t
-pending(const struct broker *b)
+pending(const struct core *b)
 {
 	const struct list *pos;
 	uint64_t n = 0;
@@ -42,7 +42,7 @@ pending(const struct broker *b)
 static void
 tick_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct broker *b = arg;
+	struct core *b = arg;
 	char msg[192];
 
 	/* One datagram: the ping proves the loop turns, the status says
@@ -54,7 +54,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 int
-service_ready(struct broker *b)
+service_ready(struct core *b)
 {
 	uint64_t usec = 0;
 	struct timeval tv;
@@ -79,7 +79,7 @@ service_ready(struct broker *b)
 }
 
 void
-service_stopping(struct broker *b)
+service_stopping(struct core *b)
 {
 	static int said;
 
@@ -88,7 +88,7 @@ service_stopping(struct broker *b)
 }
 
 void
-service_fini(struct broker *b)
+service_fini(struct core *b)
 {
 	if (tick_ev) {
 		event_free(tick_ev);

@@ -10,17 +10,17 @@
 #ifndef FERRY_BROKER_SERVICE_H
 #define FERRY_BROKER_SERVICE_H
 
-struct broker;
+struct core;
 
 /* Tell systemd ferryd is ready (journal replayed, listening) and start
  * the watchdog and status timer.  0 or -ENOMEM. */
-int service_ready(struct broker *b);
+int service_ready(struct core *b);
 
 /* STOPPING=1, once: a drain starts, or the loop ended.  The watchdog
  * keeps being pinged while the loop turns. */
-void service_stopping(struct broker *b);
+void service_stopping(struct core *b);
 
 /* The timer ends (before the event_base goes). */
-void service_fini(struct broker *b);
+void service_fini(struct core *b);
 
 #endif

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "broker.h"
+#include "core.h"
 #include "clock.h"
 #include "group.h"
 #include "journal.h"
@@ -224,7 +224,7 @@ idx_remove(struct store *s, struct qent *e)
 /* ---- holding records alive ---- */
 
 void
-store_hold(struct broker *b, struct qent *e)
+store_hold(struct core *b, struct qent *e)
 {
 	struct store *s = &b->store;
 	struct msg *m = qent_msg(e);
@@ -244,7 +244,7 @@ store_hold(struct broker *b, struct qent *e)
 static void
 release(void *arg, struct qent *e)
 {
-	struct broker *b = arg;
+	struct core *b = arg;
 	struct store *s = &b->store;
 	struct msg *m = qent_msg(e);
 
@@ -278,7 +278,7 @@ rehome(struct store *s, struct msg *m, uint64_t seq)
 
 /* Recreate a moved message whose original record is gone. */
 static int
-recreate(struct broker *b, uint64_t seq, const struct rec *r)
+recreate(struct core *b, uint64_t seq, const struct rec *r)
 {
 	struct store *s = &b->store;
 	struct topic *t;
@@ -334,7 +334,7 @@ nomem:
 }
 
 static int
-apply_move(struct broker *b, uint64_t seq, const struct rec *r,
+apply_move(struct core *b, uint64_t seq, const struct rec *r,
     struct msg *live)
 {
 	struct store *s = &b->store;
@@ -359,7 +359,7 @@ apply_move(struct broker *b, uint64_t seq, const struct rec *r,
 static void
 dedup_release(void *arg, uint64_t seq)
 {
-	struct broker *b = arg;
+	struct core *b = arg;
 
 	if (b->store.j && seq)
 		journal_unref(b->store.j, seq);
@@ -367,7 +367,7 @@ dedup_release(void *arg, uint64_t seq)
 
 /* t: the record's topic when known (live), else NULL (replay). */
 static int
-apply_pub(struct broker *b, uint64_t seq, const struct rec *r,
+apply_pub(struct core *b, uint64_t seq, const struct rec *r,
     struct topic *t)
 {
 	struct store *s = &b->store;
@@ -441,7 +441,7 @@ settle_one(struct qent *e)
  * For REC_GROUP *gp (if not NULL) gets the group.
  */
 static int
-apply(struct broker *b, uint64_t seq, const struct rec *r, struct qent *hint,
+apply(struct core *b, uint64_t seq, const struct rec *r, struct qent *hint,
     struct group **gp)
 {
 	struct store *s = &b->store;
@@ -560,19 +560,19 @@ done:
 }
 
 void
-store_prune_dedup(struct broker *b, struct dedup *d, int64_t now)
+store_prune_dedup(struct core *b, struct dedup *d, int64_t now)
 {
 	dedup_prune(d, now, b->opt->dedup_window_ms, dedup_release, b);
 }
 
 void
-store_forget_dedup(struct broker *b, struct dedup *d)
+store_forget_dedup(struct core *b, struct dedup *d)
 {
 	dedup_fini(d, dedup_release, b);
 }
 
 void
-store_group_forget(struct broker *b, struct group *g)
+store_group_forget(struct core *b, struct group *g)
 {
 	struct store *s = &b->store;
 
@@ -668,10 +668,10 @@ hold(struct store *s, const struct rec *r)
  * held too (it is applied all the same), a publish or group creation is
  * refused.
  */
-static int settle_flush(struct broker *b);
+static int settle_flush(struct core *b);
 
 static int
-append(struct broker *b, const struct rec *r, uint64_t *seq)
+append(struct core *b, const struct rec *r, uint64_t *seq)
 {
 	struct store *s = &b->store;
 	int e;
@@ -697,7 +697,7 @@ append(struct broker *b, const struct rec *r, uint64_t *seq)
 	if (e == 0 && !s->dirty) {
 		/* The commit runs in the end-of-turn flush. */
 		s->dirty = 1;
-		broker_want_commit(b);
+		turn_want_commit(&b->turn);
 	}
 	if (e < 0 && !s->warned) {
 		s->warned = 1;
@@ -709,7 +709,7 @@ append(struct broker *b, const struct rec *r, uint64_t *seq)
 }
 
 int
-store_publish(struct broker *b, struct topic *t, const struct fy_pubmsg *pm,
+store_publish(struct core *b, struct topic *t, const struct fy_pubmsg *pm,
     const char *id, size_t id_len, uint64_t ts, const struct fy_hist *hist,
     uint32_t nhist, struct group *only, int confirm, uint64_t *seq)
 {
@@ -736,7 +736,7 @@ store_publish(struct broker *b, struct topic *t, const struct fy_pubmsg *pm,
 }
 
 int
-store_duplicate(struct broker *b, struct topic *t,
+store_duplicate(struct core *b, struct topic *t,
     const struct fy_pubmsg *pm, const char **id, size_t *id_len)
 {
 	struct store *s = &b->store;
@@ -778,7 +778,7 @@ struct settle_buf {
 /* Append buffer i's REC_SETTLE.  0 or the journal's -errno (the record
  * is then held: append()). */
 static int
-settle_put(struct broker *b, struct settle_buf *sb)
+settle_put(struct core *b, struct settle_buf *sb)
 {
 	struct store *s = &b->store;
 	struct rec r = {.type = REC_SETTLE};
@@ -797,7 +797,7 @@ settle_put(struct broker *b, struct settle_buf *sb)
 }
 
 static int
-settle_flush(struct broker *b)
+settle_flush(struct core *b)
 {
 	struct store *s = &b->store;
 	int e = 0;
@@ -817,7 +817,7 @@ settle_flush(struct broker *b)
 /* Buffer the settlement of a durable entry of group gid for message
  * mseq: what its REC_ACK would say, journaled later. */
 static void
-settle_add(struct broker *b, uint64_t gid, uint64_t mseq)
+settle_add(struct core *b, uint64_t gid, uint64_t mseq)
 {
 	struct store *s = &b->store;
 	struct settle_buf *sb = NULL;
@@ -867,12 +867,12 @@ settle_add(struct broker *b, uint64_t gid, uint64_t mseq)
 	if (!s->dirty) {
 		/* Appended by the commit in the end-of-turn flush. */
 		s->dirty = 1;
-		broker_want_commit(b);
+		turn_want_commit(&b->turn);
 	}
 }
 
 uint64_t
-store_settle_flush(struct broker *b)
+store_settle_flush(struct core *b)
 {
 	if (b->store.nsettle)
 		settle_flush(b);
@@ -880,7 +880,7 @@ store_settle_flush(struct broker *b)
 }
 
 int
-store_settle_pending(const struct broker *b)
+store_settle_pending(const struct core *b)
 {
 	const struct store *s = &b->store;
 
@@ -891,7 +891,7 @@ store_settle_pending(const struct broker *b)
 }
 
 void
-store_ack(struct broker *b, struct qent *e)
+store_ack(struct core *b, struct qent *e)
 {
 	struct rec r = {.type = REC_ACK};
 
@@ -902,7 +902,7 @@ store_ack(struct broker *b, struct qent *e)
 }
 
 uint64_t
-store_settle(struct broker *b, struct qent *e)
+store_settle(struct core *b, struct qent *e)
 {
 	struct store *s = &b->store;
 	struct msg *m = qent_msg(e);
@@ -940,7 +940,7 @@ store_settle(struct broker *b, struct qent *e)
  * text, or NULL.
  */
 void
-store_fail(struct broker *b, struct qent *e, int cause, const char *who,
+store_fail(struct core *b, struct qent *e, int cause, const char *who,
     const char *err, size_t err_len, uint64_t delay)
 {
 	struct rec r = {.type = REC_FAIL};
@@ -960,7 +960,7 @@ store_fail(struct broker *b, struct qent *e, int cause, const char *who,
 }
 
 int
-store_group_get(struct broker *b, struct topic *t, const char *name,
+store_group_get(struct core *b, struct topic *t, const char *name,
     size_t len, const struct group_conf *conf, struct group **gp)
 {
 	struct rec r = {.type = REC_GROUP};
@@ -980,7 +980,7 @@ store_group_get(struct broker *b, struct topic *t, const char *name,
 }
 
 void
-store_group_delete(struct broker *b, struct group *g)
+store_group_delete(struct core *b, struct group *g)
 {
 	struct rec r = {.type = REC_GROUP_DEL};
 	uint64_t seq;
@@ -995,7 +995,7 @@ store_group_delete(struct broker *b, struct group *g)
 }
 
 void
-store_topic_delete(struct broker *b, struct topic *t)
+store_topic_delete(struct core *b, struct topic *t)
 {
 	struct rec r = {.type = REC_TOPIC_DEL};
 	uint64_t seq;
@@ -1015,7 +1015,7 @@ store_topic_delete(struct broker *b, struct topic *t)
  */
 /* Append one catalog record from catsb (catalog_cb's helper). */
 static int
-catalog_put(struct broker *b, const struct rec *r, uint64_t *seq)
+catalog_put(struct core *b, const struct rec *r, uint64_t *seq)
 {
 	struct store *s = &b->store;
 	int e;
@@ -1041,7 +1041,7 @@ catalog_producer(void *arg, struct producer *pr)
 static int
 catalog_cb(void *arg)
 {
-	struct broker *b = arg;
+	struct core *b = arg;
 	struct store *s = &b->store;
 	struct rec r;
 	uint64_t seq;
@@ -1066,7 +1066,7 @@ catalog_cb(void *arg)
 /* Copy m (of topic t) forward: one REC_MOVE with its state in every
  * durable group. */
 int
-store_move(struct broker *b, struct msg *m, struct topic *t)
+store_move(struct core *b, struct msg *m, struct topic *t)
 {
 	struct rec r = {.type = REC_MOVE};
 	uint64_t now = clock_wall_ms(), mono = clock_mono_ms(), seq;
@@ -1149,7 +1149,7 @@ out:
 /* ---- commit and confirms ---- */
 
 void
-store_commit(struct broker *b)
+store_commit(struct core *b)
 {
 	struct store *s = &b->store;
 	int e;
@@ -1171,19 +1171,19 @@ store_commit(struct broker *b)
 }
 
 uint64_t
-store_newest_seq(const struct broker *b)
+store_newest_seq(const struct core *b)
 {
 	return journal_next_seq(b->store.j) - 1;
 }
 
 int
-store_error(const struct broker *b)
+store_error(const struct core *b)
 {
 	return journal_error(b->store.j);
 }
 
 int
-store_error_fatal(const struct broker *b)
+store_error_fatal(const struct core *b)
 {
 	return journal_fatal(b->store.j) != 0;
 }
@@ -1214,7 +1214,7 @@ static int
 replay_cb(void *arg, uint64_t seq, uint8_t type, const uint8_t *p,
     size_t len)
 {
-	struct broker *b = arg;
+	struct core *b = arg;
 	struct rec r;
 	int e;
 
@@ -1234,7 +1234,7 @@ replay_cb(void *arg, uint64_t seq, uint8_t type, const uint8_t *p,
 }
 
 int
-store_open(struct broker *b, char *err, size_t errlen)
+store_open(struct core *b, char *err, size_t errlen)
 {
 	struct store *s = &b->store;
 	struct journal_opts jo = {
@@ -1282,7 +1282,7 @@ store_open(struct broker *b, char *err, size_t errlen)
 }
 
 void
-store_close(struct broker *b)
+store_close(struct core *b)
 {
 	struct store *s = &b->store;
 

@@ -41,7 +41,7 @@
 #include "list.h"
 #include "page.h"
 
-struct broker;
+struct core;
 struct group_conf;
 struct event;
 struct conn;
@@ -110,8 +110,8 @@ struct store {
  * call back into the store.
  */
 struct store_hooks {
-	void (*progress)(struct broker *b);
-	uint64_t (*waiting)(const struct broker *b);
+	void (*progress)(struct core *b);
+	uint64_t (*waiting)(const struct core *b);
 };
 
 void store_init_hooks(const struct store_hooks *h);
@@ -120,19 +120,19 @@ void store_init_hooks(const struct store_hooks *h);
  * Open the journal in the data directory, replay it, and start serving.
  * Returns 0 or -errno with a sentence in err.
  */
-int store_open(struct broker *b, char *err, size_t errlen);
-void store_close(struct broker *b);
+int store_open(struct core *b, char *err, size_t errlen);
+void store_close(struct core *b);
 
 /* Write what this loop turn appended (called by the end-of-turn flush). */
-void store_commit(struct broker *b);
+void store_commit(struct core *b);
 
 /* The newest record appended (0 if none). */
-uint64_t store_newest_seq(const struct broker *b);
+uint64_t store_newest_seq(const struct core *b);
 
 /* Current journal error (0 if writing works). */
-int store_error(const struct broker *b);
+int store_error(const struct core *b);
 /* 1 if that error lasts until ferryd restarts (a failed fdatasync). */
-int store_error_fatal(const struct broker *b);
+int store_error_fatal(const struct core *b);
 
 /*
  * Publish one message to t (only: to that durable group alone).
@@ -143,7 +143,7 @@ int store_error_fatal(const struct broker *b);
  * at-most-once and settled before its record is written leaves no record
  * at all: nothing of it is left to keep, and writing it would be wasted.
  */
-int store_publish(struct broker *b, struct topic *t,
+int store_publish(struct core *b, struct topic *t,
     const struct fy_pubmsg *pm, const char *id, size_t id_len, uint64_t ts,
     const struct fy_hist *hist, uint32_t nhist, struct group *only,
     int confirm, uint64_t *seq);
@@ -153,7 +153,7 @@ int store_publish(struct broker *b, struct topic *t,
  * its producer's sequence at or below the high-water mark.  If so, *id is
  * the id to confirm it with (valid until the next call) and 1 is returned.
  */
-int store_duplicate(struct broker *b, struct topic *t,
+int store_duplicate(struct core *b, struct topic *t,
     const struct fy_pubmsg *pm, const char **id, size_t *id_len);
 
 /*
@@ -168,50 +168,50 @@ int store_duplicate(struct broker *b, struct topic *t,
 
 /* Settle a leased entry, or remove a waiting one (dead-lettered, dropped):
  * applied at once, journaled with the turn's settlements. */
-void store_ack(struct broker *b, struct qent *e);
+void store_ack(struct core *b, struct qent *e);
 
 /* Append the buffered settlements now.  Returns the newest REC_SETTLE
  * (0 if none ever was), which holds every settlement made so far: what
  * a confirmed ack waits for. */
-uint64_t store_settle_flush(struct broker *b);
+uint64_t store_settle_flush(struct core *b);
 
 /* Settlements buffered and not yet appended? */
-int store_settle_pending(const struct broker *b);
+int store_settle_pending(const struct core *b);
 
 /* Settle an entry taken from its group and delivered at-most-once (not
  * leased, in no list): free it, journaled with the turn's settlements.
  * Returns what the delivery must wait for: 0 (nothing) or
  * STORE_SEQ_SETTLE. */
-uint64_t store_settle(struct broker *b, struct qent *e);
+uint64_t store_settle(struct core *b, struct qent *e);
 
 /* A delivery of e failed (cause: enum qent_cause): journal and apply
  * group_fail(), requeued delay ms from now.  who: the consumer's name; err:
  * a nack's text (may be NULL).  The policy (backoff, dead letters) is
  * delivery's (delivery.h). */
-void store_fail(struct broker *b, struct qent *e, int cause, const char *who,
+void store_fail(struct core *b, struct qent *e, int cause, const char *who,
     const char *err, size_t err_len, uint64_t delay);
 
 /* Find or create a group (durable groups are journaled). */
-int store_group_get(struct broker *b, struct topic *t, const char *name,
+int store_group_get(struct core *b, struct topic *t, const char *name,
     size_t len, const struct group_conf *conf, struct group **gp);
-void store_group_delete(struct broker *b, struct group *g);
-void store_topic_delete(struct broker *b, struct topic *t);
+void store_group_delete(struct core *b, struct group *g);
+void store_topic_delete(struct core *b, struct topic *t);
 
 /* Copy m (of topic t) forward into the newest segment (compaction).
  * 0 or -errno. */
-int store_move(struct broker *b, struct msg *m, struct topic *t);
+int store_move(struct core *b, struct msg *m, struct topic *t);
 
 /* Forget d's ids older than dedup_window (now: monotonic ms). */
-void store_prune_dedup(struct broker *b, struct dedup *d, int64_t now);
+void store_prune_dedup(struct core *b, struct dedup *d, int64_t now);
 
 /* A topic is going away: forget its remembered ids and their records. */
-void store_forget_dedup(struct broker *b, struct dedup *d);
+void store_forget_dedup(struct core *b, struct dedup *d);
 
 /* A group is going away (topic.c): stop keeping its record. */
-void store_group_forget(struct broker *b, struct group *g);
+void store_group_forget(struct core *b, struct group *g);
 
 /* A durable entry was created (topic.c): keep its record alive. */
-void store_hold(struct broker *b, struct qent *e);
+void store_hold(struct core *b, struct qent *e);
 
 
 #endif

@@ -6,7 +6,7 @@
 
 #include <event2/event.h>
 
-#include "broker.h"
+#include "core.h"
 #include "clock.h"
 #include "conn.h"
 #include "delivery.h"

@@ -16,7 +16,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include "broker.h"
+#include "core.h"
 #include "conn.h"
 #include "log.h"
 #include "options.h"
@@ -94,7 +94,7 @@ static void
 accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
     int salen, void *arg)
 {
-	struct broker *b = arg;
+	struct core *b = arg;
 	SSL *ssl;
 
 	if (b->nconns >= b->opt->max_connections) {
@@ -114,7 +114,7 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 }
 
 int
-tls_listen(struct broker *b)
+tls_listen(struct core *b)
 {
 	const struct options *o = b->opt;
 	struct addrinfo hints = {0}, *res = NULL;
@@ -164,7 +164,7 @@ tls_listen(struct broker *b)
 }
 
 void
-tls_fini(struct broker *b)
+tls_fini(struct core *b)
 {
 	if (b->tls == NULL)
 		return;
@@ -176,7 +176,7 @@ tls_fini(struct broker *b)
 }
 
 int
-tls_reload(struct broker *b)
+tls_reload(struct core *b)
 {
 	SSL_CTX *ctx;
 

@@ -16,16 +16,16 @@
 
 #include <stddef.h>
 
-struct broker;
+struct core;
 struct conn;
 
 /* Load the certificate and bind the TLS listener if tls_cert is set; its
  * port is in b->tls_port afterwards.  0 or -errno. */
-int tls_listen(struct broker *b);
-void tls_fini(struct broker *b);
+int tls_listen(struct core *b);
+void tls_fini(struct core *b);
 
 /* Re-read tls_cert, tls_key and tls_ca; keep the old context on error. */
-int tls_reload(struct broker *b);
+int tls_reload(struct core *b);
 
 /* The subject names of c's client certificate if TLS verified it against
  * tls_ca: its DNS and email subjectAltNames, then its CN, each offered to

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker.h"
+#include "core.h"
 #include "group.h"
 #include "log.h"
 #include "msg.h"
@@ -42,7 +42,7 @@ hash_name(const char *p, size_t len)
 }
 
 void
-topic_registry_init(struct broker *b)
+topic_registry_init(struct core *b)
 {
 	b->topics = NULL;
 	b->topics_cap = 0;
@@ -67,7 +67,7 @@ topic_free(struct topic *t)
 }
 
 void
-topic_registry_fini(struct broker *b)
+topic_registry_fini(struct core *b)
 {
 	for (uint32_t i = 0; i < b->topics_cap; i++)
 		while (b->topics[i])
@@ -77,7 +77,7 @@ topic_registry_fini(struct broker *b)
 }
 
 struct topic *
-topic_find(struct broker *b, const char *name, size_t len)
+topic_find(struct core *b, const char *name, size_t len)
 {
 	uint32_t h;
 	struct topic *t;
@@ -93,7 +93,7 @@ topic_find(struct broker *b, const char *name, size_t len)
 }
 
 static int
-registry_grow(struct broker *b)
+registry_grow(struct core *b)
 {
 	uint32_t cap = b->topics_cap ? b->topics_cap * 2 : 64;
 	struct topic **tab = calloc(cap, sizeof(*tab));
@@ -124,7 +124,7 @@ has_suffix(const char *name, size_t len, const char *suffix)
 }
 
 struct topic *
-topic_get(struct broker *b, const char *name, size_t len)
+topic_get(struct core *b, const char *name, size_t len)
 {
 	struct topic *t = topic_find(b, name, len);
 	struct topic **slot;
@@ -158,7 +158,7 @@ topic_get(struct broker *b, const char *name, size_t len)
 void
 topic_delete(struct topic *t)
 {
-	struct broker *b = t->b;
+	struct core *b = t->b;
 	struct topic **pp;
 	struct list *pos, *tmp;
 

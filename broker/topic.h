@@ -17,14 +17,14 @@
 #include "dedup.h"
 #include "list.h"
 
-struct broker;
+struct core;
 struct group;
 struct group_conf;
 struct msg;
 struct qent;
 
 struct topic {
-	struct broker *b;
+	struct core *b;
 	struct topic *hnext;	/* broker's hash chain */
 	uint32_t hash;
 	char *name;		/* owned, NUL-terminated */
@@ -56,19 +56,19 @@ struct topic {
  * let a deleted topic's remembered ids and a deleted group's record go.
  */
 struct topic_hooks {
-	void (*hold)(struct broker *b, struct qent *e);
-	void (*forget_dedup)(struct broker *b, struct dedup *d);
-	void (*group_forget)(struct broker *b, struct group *g);
+	void (*hold)(struct core *b, struct qent *e);
+	void (*forget_dedup)(struct core *b, struct dedup *d);
+	void (*group_forget)(struct core *b, struct group *g);
 };
 
 void topic_set_hooks(const struct topic_hooks *h);
 
-void topic_registry_init(struct broker *b);
-void topic_registry_fini(struct broker *b);	/* frees every topic */
+void topic_registry_init(struct core *b);
+void topic_registry_fini(struct core *b);	/* frees every topic */
 
-struct topic *topic_find(struct broker *b, const char *name, size_t len);
+struct topic *topic_find(struct core *b, const char *name, size_t len);
 /* Find or create.  NULL on ENOMEM. */
-struct topic *topic_get(struct broker *b, const char *name, size_t len);
+struct topic *topic_get(struct core *b, const char *name, size_t len);
 /* Delete t, its groups (members are told E_DELETED) and its backlog. */
 void topic_delete(struct topic *t);
 

@@ -105,11 +105,11 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 		fprintf(stderr, "fuzz-conn: cannot set up the broker\n");
 		exit(1);
 	}
-	if (auth_init(&b) < 0) {
+	if (auth_init(&b.core) < 0) {
 		fprintf(stderr, "fuzz-conn: auth_init failed\n");
 		exit(1);
 	}
-	if ((r = store_open(&b, err, sizeof(err))) < 0) {
+	if ((r = store_open(&b.core, err, sizeof(err))) < 0) {
 		fprintf(stderr, "fuzz-conn: store_open: %s\n", err);
 		exit(1);
 	}
@@ -121,7 +121,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 static int
 alive(void)
 {
-	return b.nconns > 0;
+	return b.core.nconns > 0;
 }
 
 /* One loop turn, then the client reads all it was sent: like a socket
@@ -174,7 +174,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct conn *c;
 	int i;
 
-	if (!(c = conn_new(&b, -1, NULL, 0)))
+	if (!(c = conn_new(&b.core, -1, NULL, 0)))
 		return 0;
 	cut[0] = size ? (size_t)(h % (size + 1)) : 0;
 	cut[1] = size ? (size_t)((h >> 32) % (size + 1)) : 0;
@@ -216,9 +216,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	/* Back to an empty broker: what the next input sees must not
 	 * depend on what came before it. */
-	for (uint32_t k = 0; k < b.topics_cap; k++)
-		while (b.topics[k])
-			store_topic_delete(&b, b.topics[k]);
+	for (uint32_t k = 0; k < b.core.topics_cap; k++)
+		while (b.core.topics[k])
+			store_topic_delete(&b.core, b.core.topics[k]);
 	event_base_loop(base, EVLOOP_NONBLOCK);
 	return 0;
 }

@@ -224,7 +224,7 @@ count_list(struct list *l)
 
 /* Durable messages, found where they wait (no member holds leases). */
 static size_t
-count_live(struct broker *b)
+count_live(struct core *b)
 {
 	size_t n = 0;
 
@@ -259,11 +259,11 @@ run_store(void)
 		abort();
 	if (broker_init(&b, base, &opt) < 0)
 		abort();
-	o.r = store_open(&b, err, sizeof(err));
+	o.r = store_open(&b.core, err, sizeof(err));
 	if (o.r == 0) {
 		event_base_loop(base, EVLOOP_NONBLOCK);
-		o.ngroups = b.store.ngids;
-		o.live = count_live(&b);
+		o.ngroups = b.core.store.ngids;
+		o.live = count_live(&b.core);
 	}
 	broker_fini(&b);
 	event_base_free(base);

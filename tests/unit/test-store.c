@@ -48,7 +48,7 @@ open_broker(void)
 
 	ck_assert_ptr_nonnull(base = event_base_new());
 	ck_assert_int_eq(broker_init(&b, base, &opt), 0);
-	ck_assert_msg(store_open(&b, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(store_open(&b.core, err, sizeof(err)) == 0, "%s", err);
 }
 
 static void
@@ -93,11 +93,11 @@ durable_group(const char *topic, const char *name, uint32_t max_attempts)
 		.ack_timeout_ms = 60000,
 		.max_attempts = max_attempts,
 	};
-	struct topic *t = topic_get(&b, topic, strlen(topic));
+	struct topic *t = topic_get(&b.core, topic, strlen(topic));
 	struct group *g;
 
 	ck_assert_ptr_nonnull(t);
-	ck_assert_int_eq(store_group_get(&b, t, name, strlen(name), &conf,
+	ck_assert_int_eq(store_group_get(&b.core, t, name, strlen(name), &conf,
 	    &g), 0);
 	return g;
 }
@@ -106,12 +106,12 @@ static uint64_t
 publish(const char *topic, const char *body)
 {
 	struct fy_pubmsg pm = {.body = {body, (uint32_t)strlen(body)}};
-	struct topic *t = topic_get(&b, topic, strlen(topic));
+	struct topic *t = topic_get(&b.core, topic, strlen(topic));
 	char id[MSG_ID_LEN + 1];
 	uint64_t seq = 0;
 
 	msg_id_generate(id);
-	ck_assert_int_eq(store_publish(&b, t, &pm, id, MSG_ID_LEN, 1000, NULL,
+	ck_assert_int_eq(store_publish(&b.core, t, &pm, id, MSG_ID_LEN, 1000, NULL,
 	    0, NULL, 1, &seq), 0);
 	return seq;
 }
@@ -121,7 +121,7 @@ publish(const char *topic, const char *body)
 START_TEST(apply_never_delivers)
 {
 	struct group *g = durable_group("s.t", "g", 0);
-	struct conn *c = conn_new(&b, -1, NULL, 0);
+	struct conn *c = conn_new(&b.core, -1, NULL, 0);
 	struct sub *s;
 
 	ck_assert_ptr_nonnull(c);
@@ -131,7 +131,7 @@ START_TEST(apply_never_delivers)
 	publish("s.t", "two");
 	ck_assert_uint_eq(g->nready, 2);
 	ck_assert_uint_eq(conn_outlen(c), 0);
-	delivery_pump_due(&b);
+	delivery_pump_due(&b.core);
 	ck_assert_uint_eq(g->nready, 0);
 	ck_assert_uint_eq(g->ninflight, 2);
 	ck_assert_uint_gt(conn_outlen(c), 0);
@@ -146,7 +146,7 @@ END_TEST
 START_TEST(replay_rebuilds_queues)
 {
 	struct group *g = durable_group("s.r", "g", 0);
-	struct conn *c = conn_new(&b, -1, NULL, 0);
+	struct conn *c = conn_new(&b.core, -1, NULL, 0);
 	struct qent *e;
 	struct sub *s;
 	uint64_t seq;
@@ -157,25 +157,25 @@ START_TEST(replay_rebuilds_queues)
 	publish("s.r", "acked");
 	publish("s.r", "failed");
 	publish("s.r", "waiting");
-	delivery_pump_due(&b);
+	delivery_pump_due(&b.core);
 	ck_assert_uint_eq(g->ninflight, 3);
 	e = list_first(&s->leases, struct qent, link);
-	store_ack(&b, e);
+	store_ack(&b.core, e);
 	/* Buffered, appended as the group's REC_SETTLE. */
-	ck_assert_int_eq(store_settle_pending(&b), 1);
-	seq = store_settle_flush(&b);
+	ck_assert_int_eq(store_settle_pending(&b.core), 1);
+	seq = store_settle_flush(&b.core);
 	ck_assert_uint_gt(seq, 0);
-	ck_assert_uint_eq(seq, store_newest_seq(&b));
-	ck_assert_int_eq(store_settle_pending(&b), 0);
+	ck_assert_uint_eq(seq, store_newest_seq(&b.core));
+	ck_assert_int_eq(store_settle_pending(&b.core), 0);
 	e = list_first(&s->leases, struct qent, link);
-	delivery_fail(&b, e, CAUSE_NACKED, "boom", 4, 0);
+	delivery_fail(&b.core, e, CAUSE_NACKED, "boom", 4, 0);
 	ck_assert_uint_eq(e->attempts, 1);
 	conn_free(c);
-	store_commit(&b);
+	store_commit(&b.core);
 	close_broker();
 
 	open_broker();
-	g = topic_group_find(topic_find(&b, "s.r", 3), "g", 1);
+	g = topic_group_find(topic_find(&b.core, "s.r", 3), "g", 1);
 	ck_assert_ptr_nonnull(g);
 	ck_assert_uint_eq(g->nheld, 2);
 	ck_assert_uint_eq(g->ninflight, 0);
@@ -188,7 +188,7 @@ START_TEST(dead_letter_is_records)
 {
 	struct group *g = durable_group("s.d", "g", 1);
 	struct group *dg = durable_group("s.d.dlq", "g", 0);
-	struct conn *c = conn_new(&b, -1, NULL, 0);
+	struct conn *c = conn_new(&b.core, -1, NULL, 0);
 	uint64_t before;
 	struct qent *e;
 	struct sub *s;
@@ -197,25 +197,25 @@ START_TEST(dead_letter_is_records)
 	c->state = CONN_OPEN;
 	ck_assert_ptr_nonnull(s = sub_new(c, g, 1, 16, FY_MODE_ALO, 60000));
 	publish("s.d", "poison");
-	delivery_pump_due(&b);
+	delivery_pump_due(&b.core);
 	e = list_first(&s->leases, struct qent, link);
 	ck_assert_ptr_nonnull(e);
-	before = store_newest_seq(&b);
-	delivery_fail(&b, e, CAUSE_NACKED, "bad", 3, 0);
+	before = store_newest_seq(&b.core);
+	delivery_fail(&b.core, e, CAUSE_NACKED, "bad", 3, 0);
 	/* FAIL, the dead letter's PUB, then the original's settlement,
 	 * buffered until its group's REC_SETTLE. */
-	ck_assert_uint_eq(store_newest_seq(&b), before + 2);
-	ck_assert_uint_eq(store_settle_flush(&b), before + 3);
+	ck_assert_uint_eq(store_newest_seq(&b.core), before + 2);
+	ck_assert_uint_eq(store_settle_flush(&b.core), before + 3);
 	ck_assert_uint_eq(g->nheld, 0);
 	ck_assert_uint_eq(dg->nready, 1);
 	ck_assert_uint_eq(g->st.dead_lettered, 1);
 	conn_free(c);
-	store_commit(&b);
+	store_commit(&b.core);
 	close_broker();
 
 	open_broker();
-	g = topic_group_find(topic_find(&b, "s.d", 3), "g", 1);
-	dg = topic_group_find(topic_find(&b, "s.d.dlq", 7), "g", 1);
+	g = topic_group_find(topic_find(&b.core, "s.d", 3), "g", 1);
+	dg = topic_group_find(topic_find(&b.core, "s.d.dlq", 7), "g", 1);
 	ck_assert_ptr_nonnull(g);
 	ck_assert_ptr_nonnull(dg);
 	ck_assert_uint_eq(g->nheld, 0);
@@ -231,12 +231,12 @@ START_TEST(backlog_to_first_group)
 	struct group *g;
 
 	publish("s.b", "early");
-	t = topic_find(&b, "s.b", 3);
+	t = topic_find(&b.core, "s.b", 3);
 	ck_assert_uint_eq(t->nbacklog, 1);
-	store_commit(&b);
+	store_commit(&b.core);
 	close_broker();
 	open_broker();
-	t = topic_find(&b, "s.b", 3);
+	t = topic_find(&b.core, "s.b", 3);
 	ck_assert_ptr_nonnull(t);
 	ck_assert_uint_eq(t->nbacklog, 1);
 	g = durable_group("s.b", "g", 0);
@@ -249,12 +249,12 @@ static uint64_t
 publish_unconfirmed(const char *topic, const char *body)
 {
 	struct fy_pubmsg pm = {.body = {body, (uint32_t)strlen(body)}};
-	struct topic *t = topic_get(&b, topic, strlen(topic));
+	struct topic *t = topic_get(&b.core, topic, strlen(topic));
 	char id[MSG_ID_LEN + 1];
 	uint64_t seq = 0;
 
 	msg_id_generate(id);
-	ck_assert_int_eq(store_publish(&b, t, &pm, id, MSG_ID_LEN, 1000, NULL,
+	ck_assert_int_eq(store_publish(&b.core, t, &pm, id, MSG_ID_LEN, 1000, NULL,
 	    0, NULL, 0, &seq), 0);
 	return seq;
 }
@@ -268,7 +268,7 @@ START_TEST(settle_before_move)
 {
 	struct group *g1 = durable_group("s.m", "g1", 0);
 	struct group *g2 = durable_group("s.m", "g2", 0);
-	struct conn *c = conn_new(&b, -1, NULL, 0);
+	struct conn *c = conn_new(&b.core, -1, NULL, 0);
 	struct qent *e;
 	struct sub *s;
 	uint64_t newest;
@@ -277,23 +277,23 @@ START_TEST(settle_before_move)
 	c->state = CONN_OPEN;
 	ck_assert_ptr_nonnull(s = sub_new(c, g1, 1, 16, FY_MODE_ALO, 60000));
 	publish("s.m", "moved");
-	delivery_pump_due(&b);
+	delivery_pump_due(&b.core);
 	ck_assert_ptr_nonnull(e = list_first(&s->leases, struct qent, link));
-	store_ack(&b, e);
-	ck_assert_int_eq(store_settle_pending(&b), 1);
+	store_ack(&b.core, e);
+	ck_assert_int_eq(store_settle_pending(&b.core), 1);
 	e = list_first(&g2->ready, struct qent, link);
 	ck_assert_ptr_nonnull(e);
-	ck_assert_int_eq(store_move(&b, qent_msg(e), g2->topic), 0);
-	newest = store_newest_seq(&b);
-	ck_assert_int_eq(store_settle_pending(&b), 0);
-	ck_assert_uint_eq(store_settle_flush(&b), newest - 1);
+	ck_assert_int_eq(store_move(&b.core, qent_msg(e), g2->topic), 0);
+	newest = store_newest_seq(&b.core);
+	ck_assert_int_eq(store_settle_pending(&b.core), 0);
+	ck_assert_uint_eq(store_settle_flush(&b.core), newest - 1);
 	conn_free(c);
-	store_commit(&b);
+	store_commit(&b.core);
 	close_broker();
 
 	open_broker();
-	g1 = topic_group_find(topic_find(&b, "s.m", 3), "g1", 2);
-	g2 = topic_group_find(topic_find(&b, "s.m", 3), "g2", 2);
+	g1 = topic_group_find(topic_find(&b.core, "s.m", 3), "g1", 2);
+	g2 = topic_group_find(topic_find(&b.core, "s.m", 3), "g2", 2);
 	ck_assert_uint_eq(g1->nheld, 0);
 	ck_assert_uint_eq(g2->nheld, 1);
 }
@@ -308,7 +308,7 @@ START_TEST(settle_blocks_take_back)
 {
 	struct group *g1 = durable_group("s.e", "g1", 0);
 	struct group *g2 = durable_group("s.e", "g2", 0);
-	struct conn *c = conn_new(&b, -1, NULL, 0);
+	struct conn *c = conn_new(&b.core, -1, NULL, 0);
 	struct qent *e;
 	struct sub *s;
 	uint64_t m, p;
@@ -317,23 +317,23 @@ START_TEST(settle_blocks_take_back)
 	c->state = CONN_OPEN;
 	ck_assert_ptr_nonnull(s = sub_new(c, g1, 1, 16, FY_MODE_ALO, 60000));
 	m = publish_unconfirmed("s.e", "first");
-	delivery_pump_due(&b);
+	delivery_pump_due(&b.core);
 	ck_assert_ptr_nonnull(e = list_first(&s->leases, struct qent, link));
-	store_ack(&b, e);		/* g1's, buffered */
+	store_ack(&b.core, e);		/* g1's, buffered */
 	ck_assert_ptr_nonnull(sub_new(c, g2, 2, 16, FY_MODE_AMO, 60000));
 	delivery_pump(g2);		/* g2's, at-most-once */
 	ck_assert_uint_eq(g2->nready, 0);
-	ck_assert_uint_eq(b.store.elided, 0);
+	ck_assert_uint_eq(b.core.store.elided, 0);
 	p = publish_unconfirmed("s.e", "second");
 	ck_assert_uint_eq(p, m + 1);
-	store_settle_flush(&b);
+	store_settle_flush(&b.core);
 	conn_free(c);
-	store_commit(&b);
+	store_commit(&b.core);
 	close_broker();
 
 	open_broker();
-	g1 = topic_group_find(topic_find(&b, "s.e", 3), "g1", 2);
-	g2 = topic_group_find(topic_find(&b, "s.e", 3), "g2", 2);
+	g1 = topic_group_find(topic_find(&b.core, "s.e", 3), "g1", 2);
+	g2 = topic_group_find(topic_find(&b.core, "s.e", 3), "g2", 2);
 	ck_assert_uint_eq(g1->nheld, 1);	/* "second" */
 	ck_assert_uint_eq(g2->nheld, 1);
 }

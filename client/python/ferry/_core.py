@@ -8,19 +8,30 @@ again on a new connection, and carries confirmed publishes over to the
 new connection (with their pid/seq, so the broker recognises a retry of
 a publish it had stored as a duplicate).  It is not thread-safe: the
 blocking client calls it under one lock.
+
+What both clients share beyond the wire state lives here too, so that
+client.py (a thread and a lock) and aio.py (an asyncio.Protocol) keep
+only their I/O: ClientBase holds the options and the hooks,
+SubscriptionBase a subscription's queue and end, and Core turns
+publish/ack/settle/request-reply calls into frames.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import struct
 import time
 import uuid
-from typing import Any, Callable, Mapping, Sequence
+from collections import deque
+from typing import Any, Callable, Iterable, Mapping
 
-from . import codec
-from .errors import (ConnectionLost, Deleted, FerryError, FrameTooBig,
-                     IdleTimeout, MessageTooBig, ProtocolError,
-                     Shutdown, from_code)
+from . import _common, codec
+from .errors import (ClientClosed, ConnectionLost, Deleted, FerryError, FrameTooBig,
+                     IdleTimeout, MessageTooBig, NoResponders, NotFound, ProtocolError,
+                     Shutdown, StaleLease, from_code)
+
+log = logging.getLogger("ferry")
 
 # What happens to a request whose connection drops before its reply.
 RESEND = 0   # send it again on the next connection (PUB, PING, STATS, ...)
@@ -30,42 +41,144 @@ DONE = 2     # consider it done (UNSUB: the subscription ended anyway)
 
 # Keys of a plain delivery, checked inline by Core.decode().
 _PLAIN_MSG = frozenset(("t", "sid", "id", "topic", "lease", "att", "ts", "body"))
+_MSG = codec.MSG
+_OK = codec.OK
 
 
 class Reply:
     """One outstanding request. `cb` (if set) is called once it is done."""
 
-    __slots__ = ("rid", "frame", "kind", "done", "value", "error", "cb")
+    __slots__ = ("rid", "frame", "kind", "finished", "value", "error", "cb")
 
     def __init__(self, kind: int = RESEND, cb: Callable[[Reply], None] | None = None) -> None:
         self.rid = 0
         self.frame = b""
         self.kind = kind
-        self.done = False
+        self.finished = False
         self.value: dict[str, Any] | None = None
         self.error: BaseException | None = None
         self.cb = cb
 
     def resolve(self, value: dict[str, Any] | None) -> None:
-        if not self.done:
-            self.done = True
+        if not self.finished:
+            self.finished = True
             self.value = value
             if self.cb:
                 self.cb(self)
 
     def fail(self, error: BaseException) -> None:
-        if not self.done:
-            self.done = True
+        if not self.finished:
+            self.finished = True
             self.error = error
             if self.cb:
                 self.cb(self)
+
+    def message_id(self) -> str:
+        """The id a publish confirm gives (PROTOCOL.md, OK `ids`); "" for a
+        duplicate whose original the broker no longer remembers."""
+        v = (self.value or {}).get("ids")
+        if type(v) is list and len(v) == 1 and type(v[0]) is str:
+            return v[0]  # the common case, checked without a loop
+        ids = codec.get_ids(self.value or {})
+        return ids[0] if ids else ""
+
+
+class Call(Reply):
+    """A request of the client's API (PING, DELETE, STATS, ...): its
+    payload, and `result`, what the API returns, read from the reply by
+    `read`.  With `missing_ok`, NotFound is a result of None."""
+
+    __slots__ = ("payload", "read", "missing_ok", "result")
+
+    def __init__(self, payload: dict[str, Any],
+                 read: Callable[[dict[str, Any]], Any] | None = None,
+                 missing_ok: bool = False) -> None:
+        Reply.__init__(self, RESEND)
+        self.payload = payload
+        self.read = read
+        self.missing_ok = missing_ok
+        self.result: Any = None
+
+    def resolve(self, value: dict[str, Any] | None) -> None:
+        if self.finished:
+            return
+        if self.read is not None:
+            try:
+                self.result = self.read(value or {})
+            except FerryError as e:
+                Reply.fail(self, e)
+                return
+        Reply.resolve(self, value)
+
+    def fail(self, error: BaseException) -> None:
+        if self.missing_ok and isinstance(error, NotFound):
+            Reply.resolve(self, {})
+        else:
+            Reply.fail(self, error)
+
+
+def _rows(key: str) -> Callable[[dict[str, Any]], list[dict[str, Any]]]:
+    return lambda f: codec.get_rows(f, key)
+
+
+def _first_row(f: dict[str, Any]) -> dict[str, Any]:
+    rows = codec.get_rows(f, "broker")
+    return rows[0] if rows else {}
+
+
+def _msg_frame(f: dict[str, Any]) -> dict[str, Any]:
+    if f.get("t") != codec.MSG:
+        raise ProtocolError("the reply to PEEK is not a MSG")
+    return f
+
+
+def ping_call() -> Call:
+    return Call({"t": codec.PING})
+
+
+def delete_call(topic: str, group: str | None) -> Call:
+    return Call({"t": codec.DELETE, "topic": topic, "group": group or None})
+
+
+def stats_call(topic: str | None) -> Call:
+    return Call({"t": codec.STATS, "topic": topic or None}, _rows("stats"))
+
+
+def stats_broker_call() -> Call:
+    """STATS without a topic: the broker-wide row, {} from a broker that
+    does not report one."""
+    return Call({"t": codec.STATS}, _first_row)
+
+
+def inflight_call(topic: str, group: str | None) -> Call:
+    return Call({"t": codec.INFLIGHT, "topic": topic, "group": group or None},
+                _rows("inflight"))
+
+
+def peek_call(topic: str, group: str | None) -> Call:
+    """PEEK: the MSG frame, or None when the group is empty (NotFound)."""
+    return Call({"t": codec.PEEK, "topic": topic, "group": group or None},
+                _msg_frame, missing_ok=True)
+
+
+def trace_call(message_id: str) -> Call:
+    return Call({"t": codec.TRACE, "id": message_id}, _rows("events"))
+
+
+def reply_target(msg: Any) -> str:
+    """Where the reply to request `msg` goes."""
+    if not msg.reply_to:
+        raise ValueError("the message has no reply_to: it is not a request")
+    reply_to: str = msg.reply_to
+    return reply_to
 
 
 class SubState:
     """A subscription as the client keeps it across connections."""
 
     __slots__ = ("topic", "opts", "sid", "group", "ready", "closed",
-                 "deliver", "end", "ack_timeout_ms", "mode", "owner")
+                 "deliver", "end", "ack_timeout_ms", "mode", "owner",
+                 "acks", "acks_gen")
 
     def __init__(self, topic: str, opts: dict[str, Any], ready: Reply,
                  deliver: Callable[[dict[str, Any], int], None],
@@ -81,6 +194,10 @@ class SubState:
         self.mode = opts.get("mode", 0) or 0
         self.ack_timeout_ms = opts.get("ack_timeout") or 30000
         self.owner: Any = None
+        # Leases of ack(wait=False), sent as one ACK per write
+        # (Core.collect_acks), and the connection they came on.
+        self.acks: list[int] = []
+        self.acks_gen = 0
 
 
 class ShutdownNotice(Exception):
@@ -91,7 +208,8 @@ class ShutdownNotice(Exception):
 class Core:
     def __init__(self, name: str = "", pid: str | None = None,
                  on_error: Callable[[FerryError], None] | None = None,
-                 on_restart: Callable[[str, str], None] | None = None) -> None:
+                 on_restart: Callable[[str, str], None] | None = None,
+                 idempotent: bool = True) -> None:
         self.name = name or f"py-{os.getpid()}"
         # Idempotent producer (PROTOCOL.md section 8, Duplicates): one pid
         # per client, kept across reconnects.  seq starts at the current
@@ -100,6 +218,7 @@ class Core:
         self.pid = pid or uuid.uuid4().hex
         self.seq = time.time_ns() // 1000
         self.pid_packed = codec.pack_pid(self.pid)
+        self.idempotent = idempotent
         self.out = bytearray()
         self.pending: dict[int, Reply] = {}
         self.next_rid = 1
@@ -116,7 +235,9 @@ class Core:
         # reconnect (boot, previous boot).
         self.on_error = on_error
         self.on_restart = on_restart
-        self.topics: dict[str, bytes] = {}
+        self.topics: dict[str, tuple[bytes, bytes]] = {}
+        self.acking: set[SubState] = set()
+        self.requests: dict[str, Reply] = {}  # by corr
         self.resent = 0        # requests sent again on a new connection
         self.idle_ms = 0
         self.boot = ""
@@ -197,16 +318,23 @@ class Core:
 
     def request(self, payload: dict[str, Any], reply: Reply) -> Reply:
         """Send `payload` with a fresh rid; `reply` receives the answer."""
+        if self.acking:  # acks queued before this go before it
+            self.collect_acks()
         rid = self._rid()
         payload["rid"] = rid
         frame = codec.encode(payload)
         self._check_size(frame)
+        self._pend(reply, rid, frame)
+        return reply
+
+    def _pend(self, reply: Reply, rid: int, frame: bytes) -> None:
+        """Queue the request `frame` whose answer `reply` waits for (and
+        keep it, to send again on a new connection)."""
         reply.rid = rid
         reply.frame = frame
         self.pending[rid] = reply
         if self.ready:
             self.out += frame
-        return reply
 
     def send(self, payload: dict[str, Any]) -> None:
         """Send without rid: nothing comes back on success.  Dropped if
@@ -216,12 +344,13 @@ class Core:
             self._check_size(frame)
             self.out += frame
 
-    def topic(self, topic: str) -> bytes:
-        p = self.topics.get(topic)
-        if p is None:
-            if len(self.topics) > 1000:
-                self.topics.clear()
-            p = self.topics[topic] = codec.pack_topic(topic)
+    def _topic(self, topic: str) -> tuple[bytes, bytes]:
+        """The constant middle of a bare PUB to `topic`: the topic key and
+        value, then pid and the seq key (idempotent) or nothing."""
+        if len(self.topics) > 1000:
+            self.topics.clear()
+        tp = codec.pack_topic(topic)
+        p = self.topics[topic] = (b"\xa5topic" + tp + self.pid_packed, b"\xa5topic" + tp)
         return p
 
     def next_seq(self) -> int:
@@ -233,67 +362,167 @@ class Core:
             raise MessageTooBig(f"body of {len(body)} bytes is above the "
                                 f"broker's max_msg {self.max_msg}")
 
-    def publish(self, topic: str, body: bytes, opts: dict[str, Any] | None,
-                frame_opts: dict[str, Any] | None, reply: Reply | None) -> None:
-        """Queue one PUB (confirmed when `reply` is given)."""
+    def publish(self, topic: str, data: Any, reply: Reply | None,
+                id: str | None = None, headers: Mapping[str, str] | None = None,
+                delay: float | None = None, ttl: float | None = None,
+                reply_to: str | None = None, corr: str | None = None,
+                group: str | None = None, mandatory: bool = False) -> None:
+        """Queue one PUB of `data` (bytes, or JSON-encoded) with the
+        options of Client.publish(); confirmed when `reply` is given.
+        The drivers pass the options by position: cheaper on the hot
+        path."""
+        if (type(data) is bytes and id is None and not headers and delay is None
+                and ttl is None and reply_to is None and corr is None and group is None
+                and not mandatory):
+            self.publish_bytes(topic, data, reply)
+            return
+        opts = _common.message_opts(id=id, headers=headers, delay=delay, ttl=ttl,
+                                    reply_to=reply_to, corr=corr)
+        body = _common.prepare(data, opts)
         self.check_body(body)
+        if self.idempotent:
+            opts["pid"] = self.pid
+            opts["seq"] = self.next_seq()
+        if self.acking:
+            self.collect_acks()
         if reply is None:
             if self.ready:
-                frame = codec.encode_pub(self.topic(topic), body, 0, opts, frame_opts)
+                frame = codec.encode_pub(codec.pack_topic(topic), body, 0, opts,
+                                         _common.frame_opts(group, mandatory))
                 self._check_size(frame)
                 self.out += frame
             return
         rid = self._rid()
-        frame = codec.encode_pub(self.topic(topic), body, rid, opts, frame_opts)
+        frame = codec.encode_pub(codec.pack_topic(topic), body, rid, opts,
+                                 _common.frame_opts(group, mandatory))
         self._check_size(frame)
-        reply.rid = rid
-        reply.frame = frame
-        self.pending[rid] = reply
-        if self.ready:
-            self.out += frame
+        self._pend(reply, rid, frame)
 
-    def publish_simple(self, topic: str, body: bytes, idempotent: bool,
-                       reply: Reply | None) -> None:
-        """publish() of a body without options: the hot path."""
-        if self.max_msg and len(body) > self.max_msg:
+    def publish_bytes(self, topic: str, body: bytes, reply: Reply | None) -> None:
+        """publish() of a bare body: the hot path.  The frame is one join
+        of pieces packed in advance (codec.encode_pub_simple() builds the
+        same bytes; the tests compare them)."""
+        n = len(body)
+        if n > self.max_msg and self.max_msg:
             self.check_body(body)
-        tp = self.topics.get(topic) or self.topic(topic)
-        if idempotent:
-            self.seq += 1
-            pp = self.pid_packed
+        if self.acking:
+            self.collect_acks()
+        mid = self.topics.get(topic) or self._topic(topic)
+        if n < 0x100:
+            bh = _BODY8[n]
         else:
-            pp = b""
+            bh = b"\xa4body" + codec.bin_header(n)
         if reply is None:
-            if self.ready:
-                frame = codec.encode_pub_simple(tp, body, 0, pp, self.seq)
-                if len(frame) - 4 > self.max_frame:
-                    self._check_size(frame)
-                self.out += frame
-            return
-        rid = self._rid()
-        frame = codec.encode_pub_simple(tp, body, rid, pp, self.seq)
-        if len(frame) - 4 > self.max_frame:
-            self._check_size(frame)
-        reply.rid = rid
-        reply.frame = frame
-        self.pending[rid] = reply
-        if self.ready:
+            if not self.ready:
+                return  # fire-and-forget: lost without a connection
+            if self.idempotent:
+                self.seq = seq = self.seq + 1
+                m = mid[0]
+                sb = _SEQ.pack(0xcf, seq) if seq > 0xFFFFFFFF else codec.pack_uint(seq)
+                size = 4 + len(m) + len(sb) + len(bh) + n
+                frame = b"".join((_LEN.pack(size), b"\x85\xa1t\x02", m, sb, bh, body))
+            else:
+                m = mid[1]
+                size = 4 + len(m) + len(bh) + n
+                frame = b"".join((_LEN.pack(size), b"\x83\xa1t\x02", m, bh, body))
+            if size > self.max_frame:
+                self._check_size(frame)
             self.out += frame
+            return
+        rid = self.next_rid
+        self.next_rid = rid + 1 if rid < codec.UINT64_MAX else 1
+        rb = _U8[rid] if rid < 0x80 else codec.pack_uint(rid)
+        if self.idempotent:
+            self.seq = seq = self.seq + 1
+            m = mid[0]
+            sb = _SEQ.pack(0xcf, seq) if seq > 0xFFFFFFFF else codec.pack_uint(seq)
+            size = 8 + len(rb) + len(m) + len(sb) + len(bh) + n
+            frame = b"".join((_LEN.pack(size), b"\x86\xa1t\x02\xa3rid", rb, m, sb, bh, body))
+        else:
+            m = mid[1]
+            size = 8 + len(rb) + len(m) + len(bh) + n
+            frame = b"".join((_LEN.pack(size), b"\x84\xa1t\x02\xa3rid", rb, m, bh, body))
+        if size > self.max_frame:
+            self._check_size(frame)
+        self._pend(reply, rid, frame)
 
-    def publish_batch(self, topic: str,
-                      msgs: Sequence[tuple[bytes, Mapping[str, Any] | None]],
-                      frame_opts: dict[str, Any] | None, reply: Reply | None) -> None:
-        for body, _ in msgs:
+    def publish_batch(self, topic: str, items: Iterable[Any], reply: Reply | None,
+                      group: str | None = None, mandatory: bool = False) -> None:
+        """Queue one batch PUB; each item is data, or (data, {id, headers,
+        delay, ttl, reply_to, corr})."""
+        msgs = []
+        for data, opts in _common.batch_items(items):
+            body = _common.prepare(data, opts)
             self.check_body(body)
+            if self.idempotent:
+                opts["pid"] = self.pid
+                opts["seq"] = self.next_seq()
+            msgs.append((body, opts))
+        if self.acking:
+            self.collect_acks()
         rid = self._rid() if reply is not None else 0
-        frame = codec.encode_pub_batch(topic, msgs, rid, frame_opts)
+        frame = codec.encode_pub_batch(topic, msgs, rid, _common.frame_opts(group, mandatory))
         self._check_size(frame)
         if reply is not None:
-            reply.rid = rid
-            reply.frame = frame
-            self.pending[rid] = reply
-        if self.ready:
+            self._pend(reply, rid, frame)
+        elif self.ready:
             self.out += frame
+
+    def unconfirmed(self) -> list[Reply]:
+        """Confirmed publishes (and other re-sent requests) not answered
+        yet: what flush() waits for."""
+        return [r for r in self.pending.values() if r.kind == RESEND and not r.finished]
+
+    # --- acks and settling ---------------------------------------------
+
+    def queue_ack(self, s: SubState, lease: int, gen: int) -> None:
+        """ack(wait=False): the lease goes out with the next write, in one
+        ACK with every other lease queued for `s` meanwhile, without rid
+        (a stale lease comes back as an ERR without rid, to on_error)."""
+        if gen != self.gen:
+            raise StaleLease("the delivery came on a connection that has "
+                             "since dropped; it will be delivered again")
+        if s.acks_gen != gen:
+            s.acks = []
+            s.acks_gen = gen
+        s.acks.append(lease)
+        self.acking.add(s)
+
+    def collect_acks(self) -> None:
+        """Turn the queued acks into ACK frames, one per subscription.
+        Called before anything else is queued, so that an ack queued
+        before a request goes out before it."""
+        subs, self.acking = self.acking, set()
+        gen = self.gen
+        for s in subs:
+            leases, s.acks = s.acks, []
+            if not leases or not s.sid or s.acks_gen != gen:
+                continue
+            if len(leases) == 1:
+                self.send({"t": codec.ACK, "sid": s.sid, "lease": leases[0]})
+            else:
+                self.send({"t": codec.ACK, "sid": s.sid, "leases": leases})
+
+    # --- request-reply ------------------------------------------------
+
+    def inbox(self) -> SubState:
+        """The SubState of a new reply inbox: an ephemeral at-most-once
+        subscription of a fresh `_inbox.` topic whose deliveries resolve
+        the request waiting under their `corr`."""
+        def deliver(f: dict[str, Any], gen: int) -> None:
+            r = self.requests.get(f.get("corr", ""))
+            if r is not None:
+                r.resolve(f)
+
+        return SubState(f"_inbox.{uuid.uuid4()}",
+                        {"ephemeral": True, "mode": codec.MODE_AT_MOST_ONCE},
+                        Reply(FAIL), deliver, lambda e: None)
+
+    def new_request(self) -> tuple[str, Reply]:
+        """A correlation id and the Reply its answer resolves."""
+        corr = uuid.uuid4().hex
+        r = self.requests[corr] = Reply(FAIL)
+        return corr, r
 
     def add_sub(self, s: SubState) -> None:
         self.subs.append(s)
@@ -333,6 +562,8 @@ class Core:
 
     def remove_sub(self, s: SubState, reply: Reply | None) -> None:
         """End a subscription (UNSUB if it is live)."""
+        if self.acking:  # its acks go out before the UNSUB releases them
+            self.collect_acks()
         if s.closed:
             if reply:
                 reply.resolve({})
@@ -367,20 +598,25 @@ class Core:
         frames = self.decoder.frames()
         check = codec.check_broker_frame
         plain = _PLAIN_MSG
+        n: Any
         for f in frames:
-            # The common case inline: a delivery with only the usual keys,
-            # each of the right type.
-            if not (f["t"] == codec.MSG and f.keys() <= plain
-                    and type(f.get("body")) is bytes and type(f.get("id")) is str
-                    and type(f.get("sid")) is int and f["sid"] >= 0
-                    and type(f.get("lease", 0)) is int and f.get("lease", 0) >= 0
-                    and type(f.get("att", 0)) is int and f.get("att", 0) >= 0
-                    and type(f.get("ts", 0)) is int and f.get("ts", 0) >= 0
-                    and type(f.get("topic", "")) is str) and not (
-                        # A reply: its other keys are checked where used.
-                        f["t"] == codec.OK and type(f.get("rid", 0)) is int
-                        and f.get("rid", 0) >= 0):
-                check(f)
+            t = f["t"]
+            g = f.get
+            # The common cases inline: a delivery with only the usual keys,
+            # each of the right type (ints as uints: type int, not below
+            # 0; bool is not int here), and a reply, whose other keys are
+            # checked where used.
+            if t == _MSG:
+                if (f.keys() <= plain and type(g("body")) is bytes and type(g("id")) is str
+                        and type(n := g("sid")) is int and n >= 0
+                        and type(n := g("lease", 0)) is int and n >= 0
+                        and type(n := g("att", 0)) is int and n >= 0
+                        and type(n := g("ts", 0)) is int and n >= 0
+                        and type(g("topic", "")) is str):
+                    continue
+            elif t == _OK and type(n := g("rid", 0)) is int and n >= 0:
+                continue
+            check(f)
         return frames
 
     def dispatch(self, frames: list[dict[str, Any]]) -> None:
@@ -433,10 +669,10 @@ class Core:
             elif t == codec.WELCOME:
                 raise ProtocolError("broker sent a second WELCOME")
 
-    def settle(self, kind: int, payload: dict[str, Any], gen: int,
-               reply: Reply | None) -> None:
-        """ACK/NACK/TOUCH of a delivery received on connection `gen`."""
-        from .errors import StaleLease
+    def settle(self, payload: dict[str, Any], gen: int, reply: Reply | None) -> None:
+        """ACK/NACK/TOUCH of a delivery received on connection `gen`
+        (payload from settle_payload()); without `reply`, sent without rid
+        (errors come back unasked, to on_error)."""
         if gen != self.gen or not self.ready:
             err = StaleLease("the delivery came on a connection that has since "
                              "dropped; it will be delivered again")
@@ -444,8 +680,182 @@ class Core:
                 reply.fail(err)
                 return
             raise err
+        if self.acking:
+            self.collect_acks()
         if reply is None:
             self.send(payload)
         else:
             reply.kind = FAIL
             self.request(payload, reply)
+
+    def keepalive_after(self, keepalive: float | None) -> float | None:
+        """Seconds of silence before a PING: the keepalive option, and at
+        most a third of the idle timeout the broker announced."""
+        if keepalive == 0:
+            return None  # off, whatever the broker says
+        idle = self.idle_ms / 3000.0
+        if keepalive is None:
+            return idle or None
+        return min(keepalive, idle) if idle else keepalive
+
+
+def settle_payload(msg: Any, t: int, delay: float | None = None,
+                   error: str | None = None) -> dict[str, Any] | None:
+    """The ACK/NACK/TOUCH frame settling `msg` (None: nothing to settle,
+    an at-most-once delivery).  Marks it settled unless it is a TOUCH."""
+    if not msg.lease:
+        return None
+    if msg._settled:
+        raise StaleLease(f"message {msg.id} is already settled")
+    payload: dict[str, Any] = {"t": t, "sid": msg.sid, "lease": msg.lease}
+    d = _common.ms(delay, "delay")
+    if d is not None:
+        payload["delay"] = d
+    if error:
+        payload["error"] = error[:1024]
+    if t != codec.TOUCH:
+        msg._settled = True
+    return payload
+
+
+def reportable(err: BaseException | None) -> bool:
+    """Whether the failure of a settle sent without waiting goes to
+    on_error: not when the connection or the client went away (the
+    delivery comes again, or nobody cares any more)."""
+    return isinstance(err, FerryError) and not isinstance(err, (ConnectionLost, ClientClosed))
+
+
+def no_responders(topic: str) -> NoResponders:
+    return NoResponders(f"no responder subscribed to {topic!r}")
+
+
+class SubscriptionBase:
+    """What a subscription of either client keeps: its queue of
+    deliveries, its end, its acks.  Subclasses add how to wait."""
+
+    def __init__(self, client: Any, topic: str, opts: dict[str, Any],
+                 handler: Callable[..., Any] | None, auto_touch: bool) -> None:
+        self.client = client
+        self.topic = topic
+        self.handler = handler
+        self.auto_touch = auto_touch
+        self.queue: deque[Any] = deque()
+        self.ended = False
+        self.error: BaseException | None = None
+        self.closing = False
+        self.state = SubState(topic, opts, Reply(FAIL), self._deliver, self._end)
+        self.state.owner = self
+
+    @property
+    def group(self) -> str:
+        return self.state.group
+
+    @property
+    def sid(self) -> int:
+        """The subscription id on the current connection (0 while not
+        subscribed); an error from on_error with this `sid` concerns it."""
+        return self.state.sid
+
+    # Called by Core (under the blocking client's lock).
+    def _deliver(self, f: dict[str, Any], gen: int) -> None:
+        self.queue.append(self.client._message(f, self, gen))
+
+    def _end(self, error: BaseException | None) -> None:
+        self.ended = True
+        self.error = error
+
+    def _next(self, gen: int) -> Any:
+        """The next queued delivery still valid on connection `gen`, or
+        None; raises the error that ended the subscription once it is
+        empty and over."""
+        q = self.queue
+        while q:
+            try:
+                m = q.popleft()  # atomic: no lock needed
+            except IndexError:
+                break
+            if m.lease and m.gen != gen:
+                continue  # its lease died with its connection
+            return m
+        if self.ended and self.error is not None and not isinstance(self.error, ClientClosed):
+            raise self.error
+        return None
+
+
+class ClientBase:
+    """The options and hooks of a client, whichever drives its I/O."""
+
+    def __init__(self, host: str, port: int, name: str, connect_timeout: float,
+                 timeout: float | None, reconnect: bool, reconnect_base: float,
+                 reconnect_max: float, reconnect_give_up: float | None,
+                 pid: str | None, idempotent: bool, keepalive: float | None,
+                 on_error: Callable[[FerryError], None] | None,
+                 on_restart: Callable[[str, str], None] | None) -> None:
+        self.host = host
+        self.port = port
+        self.keepalive = keepalive
+        self._last_send = time.monotonic()
+        self.connect_timeout = connect_timeout
+        self.timeout = timeout
+        self.reconnect = reconnect
+        self.reconnect_base = reconnect_base
+        self.reconnect_max = reconnect_max
+        self.reconnect_give_up = reconnect_give_up
+        self.idempotent = idempotent
+        self.on_error = on_error or (lambda e: log.warning("ferry: %s", e))
+        self.on_restart = on_restart or (lambda boot, prev: log.warning(
+            "ferry: the broker restarted (boot %s, was %s)", boot, prev))
+        self._core = Core(name, pid, self._broker_error, self._restarted, idempotent)
+        self._closed = False
+        self._fatal: FerryError | None = None
+        self.reconnects = 0
+
+    def _broker_error(self, err: FerryError) -> None:
+        raise NotImplementedError
+
+    def _restarted(self, boot: str, previous: str) -> None:
+        raise NotImplementedError
+
+    @property
+    def pid(self) -> str:
+        return self._core.pid
+
+    @property
+    def server(self) -> dict[str, Any]:
+        """The broker's WELCOME (server, session, max_frame, max_msg, boot,
+        idle)."""
+        return dict(self._core.welcome)
+
+    def _check_open(self) -> None:
+        if self._fatal is not None:
+            raise self._fatal
+        if self._closed:
+            raise ClientClosed("the client is closed")
+
+    def _keepalive(self) -> float | None:
+        return self._core.keepalive_after(self.keepalive)
+
+    def _backoff(self, attempt: int) -> float:
+        return _common.backoff(attempt, self.reconnect_base, self.reconnect_max)
+
+    def _reconnect_expired(self, started: float) -> ConnectionLost | None:
+        """The error to give up with once reconnect_give_up has passed."""
+        if (self.reconnect_give_up is not None
+                and time.monotonic() - started > self.reconnect_give_up):
+            return ConnectionLost(f"no connection to {self.host}:{self.port} for "
+                                  f"{self.reconnect_give_up} s")
+        return None
+
+    def _sub_opts(self, group: str | None, prefetch: int, ack_timeout: float | None,
+                  mode: str, ephemeral: bool, max_attempts: int | None,
+                  extra: Mapping[str, Any] | None) -> dict[str, Any]:
+        self._check_open()
+        return _common.sub_opts(group, prefetch, ack_timeout, mode, ephemeral,
+                                max_attempts, extra)
+
+
+_LEN = struct.Struct(">I")
+_SEQ = struct.Struct(">BQ")
+_U8 = [bytes((i,)) for i in range(256)]
+# The body key and a bin 8 header, by body length.
+_BODY8 = [b"\xa4body\xc4" + bytes((i,)) for i in range(256)]

@@ -17,14 +17,15 @@ import asyncio
 import inspect
 import logging
 import time
-import uuid
-from collections import deque
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 
-from . import _common, codec
-from ._core import DONE, FAIL, RESEND, Core, Reply, ShutdownNotice, SubState
-from .errors import (ClientClosed, ConnectionLost, FerryError, NoResponders,
-                     NoSubscribers, NotFound, ProtocolError, StaleLease, Timeout)
+from . import codec
+from ._core import (DONE, FAIL, RESEND, Call, ClientBase, Reply, ShutdownNotice, SubState,
+                    SubscriptionBase, delete_call, inflight_call, no_responders, peek_call,
+                    ping_call, reply_target, reportable, settle_payload, stats_broker_call,
+                    stats_call, trace_call)
+from .errors import (ClientClosed, ConnectionLost, FerryError, NoSubscribers,
+                     ProtocolError, Timeout)
 from .message import BaseMessage
 
 log = logging.getLogger("ferry")
@@ -32,6 +33,9 @@ log = logging.getLogger("ferry")
 # Queued bytes above which a fire-and-forget publish writes them at once
 # and waits if the socket is backed up.
 _FLUSH_AT = 256 * 1024
+# Queued bytes a publish writes at once rather than at the end of the
+# loop iteration: the broker works on them while more are encoded.
+_SEND_AT = 32 * 1024
 
 
 class Message(BaseMessage):
@@ -44,74 +48,61 @@ class Message(BaseMessage):
         """Done.  wait=False queues it: every ack queued during one loop
         iteration goes out as one ACK (errors go to on_error)."""
         if not wait and self.lease and not self._settled:
-            sub: Subscription = self._sub
-            c = sub.client
+            c = self._sub.client
             c._check_open()
-            if self.gen != c._core.gen:
-                raise StaleLease("the delivery came on a connection that has "
-                                 "since dropped; it will be delivered again")
+            c._core.queue_ack(self._sub.state, self.lease, self.gen)
             self._settled = True
-            if sub.acks_gen != self.gen:
-                sub.acks = []
-                sub.acks_gen = self.gen
-            sub.acks.append(self.lease)
-            c._acking.add(sub)
-            c._schedule_flush()
+            if not c._flush_scheduled:
+                c._schedule_flush()
             return
-        await self._settle(codec.ACK, {}, wait)
+        await self._settle(codec.ACK, wait)
 
     async def nack(self, *, delay: float | None = None, error: str | None = None,
                    wait: bool = True) -> None:
-        extra: dict[str, Any] = {}
-        d = _common.ms(delay, "delay")
-        if d is not None:
-            extra["delay"] = d
-        if error:
-            extra["error"] = error[:1024]
-        await self._settle(codec.NACK, extra, wait)
+        await self._settle(codec.NACK, wait, delay, error)
 
     async def touch(self, *, wait: bool = True) -> None:
-        await self._settle(codec.TOUCH, {}, wait, final=False)
+        await self._settle(codec.TOUCH, wait)
 
-    async def _settle(self, t: int, extra: dict[str, Any], wait: bool,
-                      final: bool = True) -> None:
-        if not self.lease:
-            return
-        if self._settled:
-            raise StaleLease(f"message {self.id} is already settled")
-        if final:
-            self._settled = True
-        c: AsyncClient = self._sub.client
-        await c._settle({"t": t, "sid": self.sid, "lease": self.lease, **extra},
-                        self.gen, wait)
+    async def _settle(self, t: int, wait: bool, delay: float | None = None,
+                      error: str | None = None) -> None:
+        payload = settle_payload(self, t, delay, error)
+        if payload is not None:
+            await self._sub.client._settle(payload, self.gen, wait)
 
 
-class Subscription:
+class _IdReply(Reply):
+    """A confirmed publish whose confirm sets its asyncio future directly
+    (one object, no closure, per publish)."""
+
+    __slots__ = ("fut",)
+
+    def __init__(self, fut: asyncio.Future[str]) -> None:
+        Reply.__init__(self, RESEND)
+        self.fut = fut
+
+    def resolve(self, value: dict[str, Any] | None) -> None:
+        if not self.finished:
+            Reply.resolve(self, value)
+            if not self.fut.done():
+                try:
+                    self.fut.set_result(self.message_id())
+                except ProtocolError as e:
+                    self.fut.set_exception(e)
+
+    def fail(self, error: BaseException) -> None:
+        if not self.finished:
+            Reply.fail(self, error)
+            if not self.fut.done():
+                self.fut.set_exception(error)
+
+
+class Subscription(SubscriptionBase):
     def __init__(self, client: AsyncClient, topic: str, opts: dict[str, Any],
                  handler: Callable[[Message], Any] | None, auto_touch: bool) -> None:
-        self.client = client
-        self.topic = topic
-        self.handler = handler
-        self.auto_touch = auto_touch
-        self.queue: deque[Message] = deque()
-        self.ended = False
-        self.error: BaseException | None = None
+        super().__init__(client, topic, opts, handler, auto_touch)
         self._waiter: asyncio.Future[None] | None = None
-        self.closing = False
-        self.acks: list[int] = []
-        self.acks_gen = 0
-        self.state = SubState(topic, opts, Reply(FAIL), self._deliver, self._end)
         self.task: asyncio.Task[None] | None = None
-
-    @property
-    def group(self) -> str:
-        return self.state.group
-
-    @property
-    def sid(self) -> int:
-        """The subscription id on the current connection (0 while not
-        subscribed); an error from on_error with this `sid` concerns it."""
-        return self.state.sid
 
     def _wakeup(self) -> None:
         w = self._waiter
@@ -120,41 +111,37 @@ class Subscription:
 
     def _deliver(self, f: dict[str, Any], gen: int) -> None:
         self.queue.append(Message(f, self, gen))
-        self._wakeup()
+        if self._waiter is not None:
+            self._wakeup()
 
     def _end(self, error: BaseException | None) -> None:
-        self.ended = True
-        self.error = error
+        super()._end(error)
         self._wakeup()
 
     async def get(self, timeout: float | None = None) -> Message | None:
         """Next message; None after `timeout` seconds without one or when
         the subscription ended normally."""
-        deadline = None if timeout is None else time.monotonic() + timeout
         c = self.client
+        deadline: float | None = None
         while True:
             if self.closing:
                 return None
-            while self.queue:
-                m = self.queue.popleft()
-                if m.lease and m.gen != c._core.gen:
-                    continue
+            m: Message | None = self._next(c._core.gen)
+            if m is not None or self.ended:
                 return m
-            if self.ended:
-                if self.error is not None and not isinstance(self.error, ClientClosed):
-                    raise self.error
-                return None
             c._check_open()
-            self._waiter = c._loop.create_future()
+            if timeout is not None and deadline is None:  # not per delivery
+                deadline = time.monotonic() + timeout
+            self._waiter = w = c._loop.create_future()
             try:
                 if deadline is None:
-                    await self._waiter
+                    await w
                 else:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         return None
                     try:
-                        await asyncio.wait_for(self._waiter, left)
+                        await asyncio.wait_for(w, left)
                     except asyncio.TimeoutError:
                         return None
             finally:
@@ -228,8 +215,6 @@ class Subscription:
         r = Reply(DONE)
         fut = c._future(r)
         if not c._closed:
-            if c._acking:
-                c._collect_acks()
             c._core.remove_sub(self.state, r)
             c._schedule_flush()
         else:
@@ -281,7 +266,7 @@ class _Proto(asyncio.Protocol):
         self.client._on_lost(self, exc)
 
 
-class AsyncClient:
+class AsyncClient(ClientBase):
     """Use ferry.aio.connect(); options as for ferry.Client (on_error and
     on_restart are called on the event loop)."""
 
@@ -293,34 +278,17 @@ class AsyncClient:
                  idempotent: bool = True, keepalive: float | None = 15.0,
                  on_error: Callable[[FerryError], None] | None = None,
                  on_restart: Callable[[str, str], None] | None = None) -> None:
-        self.host = host
-        self.keepalive = keepalive
-        self._last_send = time.monotonic()
+        super().__init__(host, port, name, connect_timeout, timeout, reconnect,
+                         reconnect_base, reconnect_max, reconnect_give_up, pid,
+                         idempotent, keepalive, on_error, on_restart)
         self._keepalive_task: asyncio.Task[None] | None = None
-        self.port = port
-        self.connect_timeout = connect_timeout
-        self.timeout = timeout
-        self.reconnect = reconnect
-        self.reconnect_base = reconnect_base
-        self.reconnect_max = reconnect_max
-        self.reconnect_give_up = reconnect_give_up
-        self.idempotent = idempotent
-        self.on_error = on_error or (lambda e: log.warning("ferry: %s", e))
-        self.on_restart = on_restart or (lambda boot, prev: log.warning(
-            "ferry: the broker restarted (boot %s, was %s)", boot, prev))
-        self._core = Core(name, pid, self._broker_error, self._restarted)
         self._loop = asyncio.get_running_loop()
         self._proto: _Proto | None = None
-        self._closed = False
-        self._fatal: FerryError | None = None
         self._flush_scheduled = False
         self._handshake: asyncio.Future[None] | None = None
         self._reconnect_task: asyncio.Task[None] | None = None
-        self._inbox: Subscription | None = None
+        self._inbox: SubState | None = None
         self._inbox_lock = asyncio.Lock()
-        self._requests: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self._acking: set[Subscription] = set()
-        self.reconnects = 0
 
     # --- connection ----------------------------------------------------
 
@@ -405,8 +373,7 @@ class AsyncClient:
         started = time.monotonic()
         attempt = 0
         while not self._closed and self._fatal is None:
-            await asyncio.sleep(_common.backoff(attempt, self.reconnect_base,
-                                                self.reconnect_max))
+            await asyncio.sleep(self._backoff(attempt))
             attempt += 1
             if self._closed:
                 return
@@ -419,11 +386,9 @@ class AsyncClient:
                 return
             except (OSError, FerryError) as e:
                 log.info("ferry: reconnect attempt %d failed: %s", attempt, e)
-            if (self.reconnect_give_up is not None
-                    and time.monotonic() - started > self.reconnect_give_up):
-                self._give_up(ConnectionLost(
-                    f"no connection to {self.host}:{self.port} for "
-                    f"{self.reconnect_give_up} s"))
+            expired = self._reconnect_expired(started)
+            if expired is not None:
+                self._give_up(expired)
                 return
 
     def _give_up(self, err: FerryError) -> None:
@@ -445,40 +410,16 @@ class AsyncClient:
 
     # --- sending -------------------------------------------------------
 
-    def _collect_acks(self) -> None:
-        """Queued acks to ACK frames, one per subscription."""
-        subs, self._acking = self._acking, set()
-        gen = self._core.gen
-        for s in subs:
-            leases, s.acks = s.acks, []
-            sid = s.state.sid
-            if not leases or not sid or s.acks_gen != gen:
-                continue
-            if len(leases) == 1:
-                self._core.send({"t": codec.ACK, "sid": sid, "lease": leases[0]})
-            else:
-                self._core.send({"t": codec.ACK, "sid": sid, "leases": leases})
-
     def _flush(self) -> None:
         self._flush_scheduled = False
-        if self._acking:
-            self._collect_acks()
+        if self._core.acking:
+            self._core.collect_acks()
         p = self._proto
         out = self._core.out
         if out and p is not None and p.transport is not None and not p.transport.is_closing():
             p.transport.write(bytes(out))
             out.clear()
             self._last_send = time.monotonic()
-
-    def _keepalive(self) -> float | None:
-        """Seconds of silence before a PING: the keepalive option, and at
-        most a third of the idle timeout the broker announced."""
-        if self.keepalive == 0:
-            return None  # off, whatever the broker says
-        idle = self._core.idle_ms / 3000.0
-        if self.keepalive is None:
-            return idle or None
-        return min(self.keepalive, idle) if idle else self.keepalive
 
     async def _keepalive_loop(self) -> None:
         """PING a connection that sent nothing for a while."""
@@ -514,12 +455,6 @@ class AsyncClient:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
 
-    def _check_open(self) -> None:
-        if self._fatal is not None:
-            raise self._fatal
-        if self._closed:
-            raise ClientClosed("the client is closed")
-
     def _future(self, r: Reply) -> asyncio.Future[dict[str, Any]]:
         fut: asyncio.Future[dict[str, Any]] = self._loop.create_future()
 
@@ -543,15 +478,13 @@ class AsyncClient:
         except asyncio.TimeoutError:
             raise Timeout(f"no reply within {timeout} s") from None
 
-    async def _call(self, payload: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+    async def _call(self, call: Call, timeout: float | None = None) -> Any:
         self._check_open()
-        r = Reply(RESEND)
-        fut = self._future(r)
-        if self._acking:  # acks queued before this go before it
-            self._collect_acks()
-        self._core.request(payload, r)
+        fut = self._future(call)
+        self._core.request(call.payload, call)
         self._schedule_flush()
-        return await self._await(fut, timeout)
+        await self._await(fut, timeout)
+        return call.result
 
     async def _settle(self, payload: dict[str, Any], gen: int, wait: bool) -> None:
         self._check_open()
@@ -559,47 +492,17 @@ class AsyncClient:
         fut = self._future(r)
         if not wait:
             fut.add_done_callback(self._settle_done)
-        if self._acking:
-            self._collect_acks()
-        self._core.settle(payload["t"], payload, gen, r)
+        self._core.settle(payload, gen, r)
         self._schedule_flush()
         if wait:
             await self._await(fut, None)
 
     def _settle_done(self, fut: asyncio.Future[dict[str, Any]]) -> None:
         e = fut.exception()
-        if e is not None and not isinstance(e, (ConnectionLost, ClientClosed)):
+        if reportable(e):
             self._broker_error(e)  # type: ignore[arg-type]
 
     # --- public API ----------------------------------------------------
-
-    @property
-    def pid(self) -> str:
-        return self._core.pid
-
-    @property
-    def server(self) -> dict[str, Any]:
-        return dict(self._core.welcome)
-
-    def _pub(self, topic: str, data: Any, r: Reply | None, kw: dict[str, Any],
-             group: str | None, mandatory: bool) -> None:
-        """Queue one PUB; confirmed when `r` is given."""
-        self._check_open()
-        if self._acking:
-            self._collect_acks()
-        if type(data) is bytes and group is None and not mandatory and not any(
-                v is not None for v in kw.values()):
-            # The hot path: a bare body.
-            self._core.publish_simple(topic, data, self.idempotent, r)
-        else:
-            opts = _common.message_opts(**kw)
-            body = _common.prepare(data, opts)
-            if self.idempotent:
-                opts["pid"] = self._core.pid
-                opts["seq"] = self._core.next_seq()
-            self._core.publish(topic, body, opts, _common.frame_opts(group, mandatory), r)
-        if not self._flush_scheduled:
-            self._schedule_flush()
 
     async def publish(self, topic: str, data: Any, *, id: str | None = None,
                       headers: Mapping[str, str] | None = None,
@@ -608,66 +511,52 @@ class AsyncClient:
                       corr: str | None = None, group: str | None = None,
                       mandatory: bool = False, timeout: float | None = None) -> str | None:
         """As ferry.Client.publish()."""
-        kw = dict(id=id, headers=headers, delay=delay, ttl=ttl, reply_to=reply_to, corr=corr)
+        if self._fatal is not None or self._closed:
+            self._check_open()
         if not confirm:
-            self._pub(topic, data, None, kw, group, mandatory)
+            self._core.publish(topic, data, None, id, headers, delay, ttl, reply_to,
+                               corr, group, mandatory)
             if len(self._core.out) >= _FLUSH_AT:
                 await self._drain()
+            elif not self._flush_scheduled:
+                self._schedule_flush()
             return id
-        r = Reply(RESEND)
-        fut = self._id_future(r)
-        self._pub(topic, data, r, kw, group, mandatory)
+        r = _IdReply(self._loop.create_future())
+        self._core.publish(topic, data, r, id, headers, delay, ttl, reply_to,
+                           corr, group, mandatory)
+        if not self._flush_scheduled:
+            self._schedule_flush()
         try:
-            return await asyncio.wait_for(asyncio.shield(fut), timeout or self.timeout)
+            return await asyncio.wait_for(asyncio.shield(r.fut), timeout or self.timeout)
         except asyncio.TimeoutError:
             raise Timeout(f"no reply within {timeout or self.timeout} s") from None
 
-    def publish_nowait(self, topic: str, data: Any, *, group: str | None = None,
-                       mandatory: bool = False, **kw: Any) -> asyncio.Future[str]:
+    def publish_nowait(self, topic: str, data: Any, *, id: str | None = None,
+                       headers: Mapping[str, str] | None = None,
+                       delay: float | None = None, ttl: float | None = None,
+                       reply_to: str | None = None, corr: str | None = None,
+                       group: str | None = None,
+                       mandatory: bool = False) -> asyncio.Future[str]:
         """Queue a confirmed publish; the future gives its id.  Many of
         these go out in one write."""
-        r = Reply(RESEND)
-        fut = self._id_future(r)
-        self._pub(topic, data, r, kw, group, mandatory)
-        return fut
-
-    def _id_future(self, r: Reply) -> asyncio.Future[str]:
-        """A future for the message id of a publish confirm (one future
-        per publish: the reply sets it directly)."""
-        fut: asyncio.Future[str] = self._loop.create_future()
-
-        def done(r: Reply) -> None:
-            if fut.done():
-                return
-            if r.error is not None:
-                fut.set_exception(r.error)
-                return
-            try:
-                ids = codec.get_ids(r.value or {})
-            except ProtocolError as e:
-                fut.set_exception(e)
-                return
-            fut.set_result(ids[0] if ids else "")
-
-        r.cb = done
-        return fut
+        if self._fatal is not None or self._closed:
+            self._check_open()
+        r = _IdReply(self._loop.create_future())
+        self._core.publish(topic, data, r, id, headers, delay, ttl, reply_to,
+                           corr, group, mandatory)
+        if len(self._core.out) >= _SEND_AT:
+            self._flush()  # let the broker start on them
+        elif not self._flush_scheduled:
+            self._schedule_flush()
+        return r.fut
 
     async def publish_batch(self, topic: str, items: Iterable[Any], *, confirm: bool = True,
                             group: str | None = None, mandatory: bool = False,
                             timeout: float | None = None) -> list[str] | None:
         self._check_open()
-        msgs = []
-        for data, opts in _common.batch_items(items):
-            body = _common.prepare(data, opts)
-            if self.idempotent:
-                opts["pid"] = self._core.pid
-                opts["seq"] = self._core.next_seq()
-            msgs.append((body, opts))
         r = Reply(RESEND) if confirm else None
         fut = self._future(r) if r is not None else None
-        if self._acking:
-            self._collect_acks()
-        self._core.publish_batch(topic, msgs, _common.frame_opts(group, mandatory), r)
+        self._core.publish_batch(topic, items, r, group, mandatory)
         self._schedule_flush()
         if fut is None:
             if len(self._core.out) >= _FLUSH_AT:
@@ -714,15 +603,17 @@ class AsyncClient:
                          ack_timeout: float | None, mode: str, ephemeral: bool,
                          max_attempts: int | None, extra: Mapping[str, Any] | None,
                          auto_touch: bool) -> Subscription:
-        self._check_open()
-        opts = _common.sub_opts(group, prefetch, ack_timeout, mode, ephemeral,
-                                max_attempts, extra)
+        opts = self._sub_opts(group, prefetch, ack_timeout, mode, ephemeral,
+                              max_attempts, extra)
         s = Subscription(self, topic, opts, handler, auto_touch)
-        fut = self._future(s.state.ready)
-        self._core.add_sub(s.state)
+        await self._add_sub(s.state)
+        return s
+
+    async def _add_sub(self, state: SubState) -> None:
+        fut = self._future(state.ready)
+        self._core.add_sub(state)
         self._schedule_flush()
         await self._await(fut, None)
-        return s
 
     async def _ensure_inbox(self) -> str:
         async with self._inbox_lock:  # one inbox, whichever task asks first
@@ -730,53 +621,39 @@ class AsyncClient:
 
     async def _ensure_inbox_locked(self) -> str:
         s = self._inbox
-        if s is not None and not s.ended:
-            return s.topic
-        topic = f"_inbox.{uuid.uuid4()}"
-        s = Subscription(self, topic, {"ephemeral": True, "mode": codec.MODE_AT_MOST_ONCE},
-                         None, False)
-
-        def deliver(f: dict[str, Any], gen: int) -> None:
-            fut = self._requests.get(f.get("corr", ""))
-            if fut is not None and not fut.done():
-                fut.set_result(f)
-
-        s.state.deliver = deliver
-        fut = self._future(s.state.ready)
-        self._core.add_sub(s.state)
-        self._schedule_flush()
-        await self._await(fut, None)
-        self._inbox = s
-        return topic
+        if s is None or s.closed:
+            self._check_open()
+            s = self._core.inbox()
+            await self._add_sub(s)
+            self._inbox = s
+        return s.topic
 
     async def request(self, topic: str, data: Any, *, timeout: float = 5.0,
                       headers: Mapping[str, str] | None = None) -> Message:
         """As ferry.Client.request()."""
         inbox = await self._ensure_inbox()
-        corr = uuid.uuid4().hex
-        waiter: asyncio.Future[dict[str, Any]] = self._loop.create_future()
-        self._requests[corr] = waiter
+        corr, waiter = self._core.new_request()
+        fut = self._future(waiter)
         deadline = time.monotonic() + timeout
         try:
             try:
                 await self.publish(topic, data, headers=headers, reply_to=inbox, corr=corr,
                                    mandatory=True, ttl=timeout, timeout=timeout)
             except NoSubscribers as e:
-                raise NoResponders(f"no responder subscribed to {topic!r}") from e
+                raise no_responders(topic) from e
             try:
-                f = await asyncio.wait_for(waiter, max(0.0, deadline - time.monotonic()))
+                f = await asyncio.wait_for(fut, max(0.0, deadline - time.monotonic()))
             except asyncio.TimeoutError:
                 raise Timeout(f"no reply from {topic!r} within {timeout} s") from None
             return Message(f, None, 0)
         finally:
-            self._requests.pop(corr, None)
+            self._core.requests.pop(corr, None)
 
     async def reply(self, msg: BaseMessage, data: Any, *,
                     headers: Mapping[str, str] | None = None) -> bool:
-        if not msg.reply_to:
-            raise ValueError("the message has no reply_to: it is not a request")
+        """As ferry.Client.reply()."""
         try:
-            await self.publish(msg.reply_to, data, headers=headers, corr=msg.corr,
+            await self.publish(reply_target(msg), data, headers=headers, corr=msg.corr,
                                mandatory=True)
         except NoSubscribers:
             return False
@@ -784,51 +661,47 @@ class AsyncClient:
 
     async def ping(self, timeout: float | None = None) -> float:
         t0 = time.monotonic()
-        await self._call({"t": codec.PING}, timeout)
+        await self._call(ping_call(), timeout)
         return time.monotonic() - t0
 
     async def delete(self, topic: str, group: str | None = None) -> None:
-        await self._call({"t": codec.DELETE, "topic": topic, "group": group or None})
+        await self._call(delete_call(topic, group))
 
     async def stats(self, topic: str | None = None) -> list[dict[str, Any]]:
-        return codec.get_rows(await self._call({"t": codec.STATS, "topic": topic or None}),
-                              "stats")
+        rows: list[dict[str, Any]] = await self._call(stats_call(topic))
+        return rows
 
     async def stats_broker(self) -> dict[str, Any]:
         """As ferry.Client.stats_broker()."""
-        rows = codec.get_rows(await self._call({"t": codec.STATS}), "broker")
-        return rows[0] if rows else {}
+        row: dict[str, Any] = await self._call(stats_broker_call())
+        return row
 
     async def inflight(self, topic: str, group: str | None = None) -> list[dict[str, Any]]:
-        f = await self._call({"t": codec.INFLIGHT, "topic": topic, "group": group or None})
-        return codec.get_rows(f, "inflight")
+        rows: list[dict[str, Any]] = await self._call(inflight_call(topic, group))
+        return rows
 
     async def peek(self, topic: str, group: str | None = None) -> Message | None:
-        try:
-            f = await self._call({"t": codec.PEEK, "topic": topic, "group": group or None})
-        except NotFound:
-            return None
-        return Message(f, None, 0)
+        f = await self._call(peek_call(topic, group))
+        return None if f is None else Message(f, None, 0)
 
     async def trace(self, message_id: str) -> list[dict[str, Any]]:
-        return codec.get_rows(await self._call({"t": codec.TRACE, "id": message_id}),
-                              "events")
+        rows: list[dict[str, Any]] = await self._call(trace_call(message_id))
+        return rows
 
     async def flush(self, timeout: float | None = None) -> None:
         """Wait until every confirmed publish is answered."""
         futs = []
-        for r in list(self._core.pending.values()):
-            if r.kind == RESEND and not r.done:
-                f: asyncio.Future[None] = self._loop.create_future()
-                prev = r.cb
+        for r in self._core.unconfirmed():
+            f: asyncio.Future[None] = self._loop.create_future()
+            prev = r.cb
 
-                def done(r: Reply, f: asyncio.Future[None] = f, prev: Any = prev) -> None:
-                    if prev:
-                        prev(r)
-                    if not f.done():
-                        f.set_result(None)
-                r.cb = done
-                futs.append(f)
+            def done(r: Reply, f: asyncio.Future[None] = f, prev: Any = prev) -> None:
+                if prev:
+                    prev(r)
+                if not f.done():
+                    f.set_result(None)
+            r.cb = done
+            futs.append(f)
         self._flush()
         if futs:
             try:

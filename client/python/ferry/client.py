@@ -15,20 +15,24 @@ import selectors
 import socket
 import threading
 import time
-import uuid
 from collections import deque
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
-from . import _common, codec
-from ._core import DONE, FAIL, RESEND, Core, Reply, ShutdownNotice, SubState
-from .errors import (ClientClosed, ConnectionLost, FerryError, NoResponders,
-                     NoSubscribers, ProtocolError, StaleLease, Timeout)
+from . import codec
+from ._core import (DONE, FAIL, RESEND, Call, ClientBase, Reply, ShutdownNotice, SubState,
+                    SubscriptionBase, delete_call, inflight_call, no_responders, peek_call,
+                    ping_call, reply_target, reportable, settle_payload, stats_broker_call,
+                    stats_call, trace_call)
+from .errors import (ClientClosed, ConnectionLost, FerryError, NoSubscribers,
+                     ProtocolError, Timeout)
 from .message import BaseMessage
 
 log = logging.getLogger("ferry")
 
 _READ_SIZE = 256 * 1024
 _MAX_QUEUED = 8 * 1024 * 1024
+# Queued bytes a publishing thread writes itself (see _queued()).
+_SEND_AT = 32 * 1024
 
 
 class Message(BaseMessage):
@@ -43,131 +47,75 @@ class Message(BaseMessage):
         valid); wait=False sends it and goes on (errors go to the client's
         on_error)."""
         if not wait and self.lease and not self._settled:
-            # Coalesced: the I/O thread sends one ACK with every lease
-            # queued since its last write, without rid (a stale lease
-            # comes back as an ERR without rid, to on_error).
+            # Coalesced with the other acks queued before the next write.
             sub: Subscription = self._sub
             client = sub.client
-            if self.gen != client._core.gen:
-                raise StaleLease("the delivery came on a connection that has "
-                                 "since dropped; it will be delivered again")
-            self._settled = True
             # The lock (not the condition's wrapper): the I/O thread swaps
-            # these lists out under it.
+            # the queued acks out under it.
             with client._lock:
+                client._core.queue_ack(sub.state, self.lease, self.gen)
+                self._settled = True
                 if client._active:
                     client._active.pop(self, None)
-                if sub.acks_gen != self.gen:
-                    sub.acks = []
-                    sub.acks_gen = self.gen
-                sub.acks.append(self.lease)
-                client._acking.add(sub)
                 if not client._signaled:
                     client._wake()
             return
-        self._settle(codec.ACK, {}, wait, timeout)
+        self._settle(codec.ACK, wait, timeout)
 
     def nack(self, *, delay: float | None = None, error: str | None = None,
              wait: bool = True, timeout: float | None = None) -> None:
         """Failed: requeue it, after `delay` seconds if given, else after
         the broker's exponential backoff; `error` is kept in its history."""
-        extra: dict[str, Any] = {}
-        d = _common.ms(delay, "delay")
-        if d is not None:
-            extra["delay"] = d
-        if error:
-            extra["error"] = error[:1024]
-        self._settle(codec.NACK, extra, wait, timeout)
+        self._settle(codec.NACK, wait, timeout, delay, error)
 
     def touch(self, *, wait: bool = True, timeout: float | None = None) -> None:
         """Still working: extend the lease by the subscription's ack
         timeout."""
-        self._settle(codec.TOUCH, {}, wait, timeout, final=False)
+        self._settle(codec.TOUCH, wait, timeout)
 
-    def _settle(self, t: int, extra: dict[str, Any], wait: bool,
-                timeout: float | None, final: bool = True) -> None:
-        if not self.lease:
+    def _settle(self, t: int, wait: bool, timeout: float | None,
+                delay: float | None = None, error: str | None = None) -> None:
+        payload = settle_payload(self, t, delay, error)
+        if payload is None:
             return
-        if self._settled:
-            raise StaleLease(f"message {self.id} is already settled")
         client: Client = self._sub.client
-        if final:
-            self._settled = True
-            if client._active:
-                with client._lock:
-                    client._active.pop(self, None)
-        payload = {"t": t, "sid": self.sid, "lease": self.lease, **extra}
+        if t != codec.TOUCH and client._active:
+            with client._lock:
+                client._active.pop(self, None)
         client._settle(payload, self.gen, wait, timeout)
 
 
-class Subscription:
+class Subscription(SubscriptionBase):
     """A live subscription: iterate it for messages (iterator form) or let
     its handler thread consume it (handler form).  close() ends it."""
 
     def __init__(self, client: Client, topic: str, opts: dict[str, Any],
                  handler: Callable[[Message], Any] | None,
                  auto_touch: bool = True) -> None:
-        self.client = client
-        self.topic = topic
-        self.handler = handler
-        self.queue: deque[Message] = deque()
-        self.error: BaseException | None = None
-        self.ended = False
-        self.auto_touch = auto_touch
-        self.state = SubState(topic, opts, Reply(FAIL), self._deliver, self._end)
-        self.state.owner = self
+        super().__init__(client, topic, opts, handler, auto_touch)
         self.thread: threading.Thread | None = None
-        self.acks: list[int] = []
-        self.acks_gen = 0
-        self.closing = False
 
     # Called by Core, under the client lock, in the I/O thread.
     def _deliver(self, f: dict[str, Any], gen: int) -> None:
         self.queue.append(Message(f, self, gen))
 
-    def _end(self, error: BaseException | None) -> None:
-        self.ended = True
-        self.error = error
-
-    @property
-    def group(self) -> str:
-        return self.state.group
-
-    @property
-    def sid(self) -> int:
-        """The subscription id on the current connection (0 while not
-        subscribed); an error from on_error with this `sid` concerns it."""
-        return self.state.sid
-
     def get(self, timeout: float | None = None) -> Message | None:
         """Next message, or None after `timeout` seconds without one.
         Raises the error that ended the subscription (e.g. Deleted)."""
         c = self.client
-        q = self.queue
         if self.closing:
             return None
-        while q:  # fast path, no lock: deque.popleft is atomic
-            try:
-                m = q.popleft()
-            except IndexError:
-                break
-            if m.lease and m.gen != c._core.gen:
-                continue
+        m: Message | None = self._next(c._core.gen)  # no lock: popleft is atomic
+        if m is not None or self.ended:
             return m
         deadline = None if timeout is None else time.monotonic() + timeout
         with c._cv:
             while True:
-                while self.queue:
-                    m = self.queue.popleft()
-                    if m.lease and m.gen != c._core.gen:
-                        continue  # its lease died with its connection
-                    return m
                 if self.closing:
                     return None
-                if self.ended:
-                    if self.error is not None and not isinstance(self.error, ClientClosed):
-                        raise self.error
-                    return None
+                m = self._next(c._core.gen)
+                if m is not None or self.ended:
+                    return m
                 c._check_open()
                 if deadline is None:
                     c._cv.wait(1.0)
@@ -231,12 +179,11 @@ class Subscription:
         r = Reply(DONE)
         with c._cv:
             if not c._closed:
-                c._collect_acks()
                 c._core.remove_sub(self.state, r)
             else:
                 r.resolve({})
             c._cv.notify_all()
-        if not r.done:
+        if not r.finished:
             try:
                 c._wait(r, timeout)
             except FerryError:
@@ -249,34 +196,31 @@ class Subscription:
         self.close()
 
 
-class PublishFuture:
-    """The pending confirm of publish_nowait()."""
+class PublishFuture(Reply):
+    """The pending confirm of publish_nowait(): the request itself, so a
+    publish costs one object."""
 
-    __slots__ = ("_client", "_reply", "_many")
+    __slots__ = ("_client", "_many")
 
-    def __init__(self, client: Client, reply: Reply, many: bool = False) -> None:
+    def __init__(self, client: Client, many: bool = False) -> None:
+        Reply.__init__(self, RESEND)
         self._client = client
-        self._reply = reply
         self._many = many
 
     def done(self) -> bool:
-        return self._reply.done
+        return self.finished
 
     def result(self, timeout: float | None = None) -> Any:
         """The message id (a list of ids for a batch).  For a duplicate
         whose original the broker no longer remembers the id is ""."""
-        r = self._reply
-        if r.done and r.error is None:  # confirmed already: no lock needed
-            f = r.value or {}
-        else:
-            f = self._client._wait(r, timeout)
-        ids = codec.get_ids(f)
+        if not self.finished or self.error is not None:
+            self._client._wait(self, timeout)  # raises the error, if any
         if self._many:
-            return ids
-        return ids[0] if ids else ""
+            return codec.get_ids(self.value or {})
+        return self.message_id()
 
 
-class Client:
+class Client(ClientBase):
     """A blocking connection to ferryd.
 
     Options: name (HELLO name), connect_timeout, timeout (default wait for
@@ -307,30 +251,16 @@ class Client:
                  idempotent: bool = True, keepalive: float | None = 15.0,
                  on_error: Callable[[FerryError], None] | None = None,
                  on_restart: Callable[[str, str], None] | None = None) -> None:
-        self.host = host
-        self.keepalive = keepalive
-        self._last_send = time.monotonic()
-        self.port = port
-        self.connect_timeout = connect_timeout
-        self.timeout = timeout
-        self.reconnect = reconnect
-        self.reconnect_base = reconnect_base
-        self.reconnect_max = reconnect_max
-        self.reconnect_give_up = reconnect_give_up
-        self.idempotent = idempotent
-        self.on_error = on_error or (lambda e: log.warning("ferry: %s", e))
-        self.on_restart = on_restart or (lambda boot, prev: log.warning(
-            "ferry: the broker restarted (boot %s, was %s)", boot, prev))
+        super().__init__(host, port, name, connect_timeout, timeout, reconnect,
+                         reconnect_base, reconnect_max, reconnect_give_up, pid,
+                         idempotent, keepalive, on_error, on_restart)
         # Hook calls waiting for the I/O thread to make them outside the
         # lock (the core reports under it; a hook may call the client).
         self._notices: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
         self._thread: threading.Thread | None = None
-        self._core = Core(name, pid, self._broker_error, self._restarted)
         self._lock = threading.Lock()
         self._cv = threading.Condition(self._lock)
         self._sock: socket.socket | None = None
-        self._closed = False
-        self._fatal: FerryError | None = None
         self._signaled = False
         # Bytes the I/O thread took from the core's queue and is writing.
         self._sending = bytearray()
@@ -338,12 +268,8 @@ class Client:
         self._wr.setblocking(False)
         self._ww.setblocking(False)
         self._active: dict[Message, tuple[float, float]] = {}
-        # Subscriptions with acks queued by ack(wait=False).
-        self._acking: set[Subscription] = set()
-        self._inbox: Subscription | None = None
+        self._inbox: SubState | None = None
         self._inbox_lock = threading.Lock()
-        self._requests: dict[str, Reply] = {}
-        self.reconnects = 0
         try:
             self._connect()
         except BaseException:
@@ -355,16 +281,6 @@ class Client:
 
     # --- public API ----------------------------------------------------
 
-    @property
-    def pid(self) -> str:
-        return self._core.pid
-
-    @property
-    def server(self) -> dict[str, Any]:
-        """The broker's WELCOME (server, session, max_frame, max_msg, boot,
-        idle)."""
-        return dict(self._core.welcome)
-
     def publish(self, topic: str, data: Any, *, id: str | None = None,
                 headers: Mapping[str, str] | None = None, delay: float | None = None,
                 ttl: float | None = None, confirm: bool = True,
@@ -375,47 +291,17 @@ class Client:
         it (confirm=True), or at once (confirm=False: fire-and-forget, the
         id is None unless given; lost if the connection drops before it is
         written).  delay and ttl are in seconds."""
-        if (type(data) is bytes and id is None and not headers and delay is None
-                and ttl is None and reply_to is None and corr is None and group is None
-                and not mandatory):
-            # The hot path: a bare body.
-            if not confirm:
-                with self._lock:  # the condition's lock, without its wrapper
-                    if self._fatal is not None or self._closed:
-                        self._check_open()
-                    if self._acking:
-                        self._collect_acks()
-                    self._core.publish_simple(topic, data, self.idempotent, None)
-                    if not self._signaled or len(self._core.out) >= _MAX_QUEUED:
-                        self._kick()
-                return None
-            r = Reply(RESEND)
-            with self._cv:
-                self._check_open()
-                if self._acking:
-                    self._collect_acks()
-                self._core.publish_simple(topic, data, self.idempotent, r)
-                self._kick()
-            mid: str = PublishFuture(self, r).result(timeout)
-            return mid
         if not confirm:
-            opts = _common.message_opts(id=id, headers=headers, delay=delay, ttl=ttl,
-                                        reply_to=reply_to, corr=corr)
-            body = _common.prepare(data, opts)
-            with self._cv:
-                self._check_open()
-                if self.idempotent:
-                    opts["pid"] = self._core.pid
-                    opts["seq"] = self._core.next_seq()
-                if self._acking:
-                    self._collect_acks()
-                self._core.publish(topic, body, opts,
-                                   _common.frame_opts(group, mandatory), None)
-                self._kick()
+            with self._lock:  # the condition's lock, without its wrapper
+                if self._fatal is not None or self._closed:
+                    self._check_open()
+                self._core.publish(topic, data, None, id, headers, delay, ttl, reply_to,
+                                   corr, group, mandatory)
+                self._queued()
             return id
-        mid = self.publish_nowait(topic, data, id=id, headers=headers, delay=delay,
-                                  ttl=ttl, reply_to=reply_to, corr=corr, group=group,
-                                  mandatory=mandatory).result(timeout)
+        mid: str = self.publish_nowait(topic, data, id=id, headers=headers, delay=delay,
+                                       ttl=ttl, reply_to=reply_to, corr=corr, group=group,
+                                       mandatory=mandatory).result(timeout)
         return mid
 
     def publish_nowait(self, topic: str, data: Any, *, id: str | None = None,
@@ -425,30 +311,14 @@ class Client:
                        group: str | None = None, mandatory: bool = False) -> PublishFuture:
         """Confirmed publish without waiting: pipeline many, then read the
         futures (or flush())."""
-        r = Reply(RESEND)
-        if (type(data) is bytes and id is None and not headers and delay is None
-                and ttl is None and reply_to is None and corr is None and group is None
-                and not mandatory):
-            with self._cv:
+        r = PublishFuture(self)
+        with self._lock:
+            if self._fatal is not None or self._closed:
                 self._check_open()
-                if self._acking:
-                    self._collect_acks()
-                self._core.publish_simple(topic, data, self.idempotent, r)
-                self._kick()
-            return PublishFuture(self, r)
-        opts = _common.message_opts(id=id, headers=headers, delay=delay, ttl=ttl,
-                                    reply_to=reply_to, corr=corr)
-        body = _common.prepare(data, opts)
-        with self._cv:
-            self._check_open()
-            if self.idempotent:
-                opts["pid"] = self._core.pid
-                opts["seq"] = self._core.next_seq()
-            if self._acking:
-                self._collect_acks()
-            self._core.publish(topic, body, opts, _common.frame_opts(group, mandatory), r)
-            self._kick()
-        return PublishFuture(self, r)
+            self._core.publish(topic, data, r, id, headers, delay, ttl, reply_to,
+                               corr, group, mandatory)
+            self._queued()
+        return r
 
     def publish_batch(self, topic: str, items: Iterable[Any], *, confirm: bool = True,
                       group: str | None = None, mandatory: bool = False,
@@ -456,23 +326,14 @@ class Client:
         """Publish several messages in one frame, all or nothing.  Each item
         is data, or (data, {"id", "headers", "delay", "ttl", ...}).  Returns
         their ids in order (confirm=True) or None."""
-        msgs = []
+        r = PublishFuture(self, many=True) if confirm else None
         with self._cv:
             self._check_open()
-            for data, opts in _common.batch_items(items):
-                body = _common.prepare(data, opts)
-                if self.idempotent:
-                    opts["pid"] = self._core.pid
-                    opts["seq"] = self._core.next_seq()
-                msgs.append((body, opts))
-            r = Reply(RESEND) if confirm else None
-            if self._acking:
-                self._collect_acks()
-            self._core.publish_batch(topic, msgs, _common.frame_opts(group, mandatory), r)
+            self._core.publish_batch(topic, items, r, group, mandatory)
             self._kick()
         if r is None:
             return None
-        ids: list[str] = PublishFuture(self, r, many=True).result(timeout)
+        ids: list[str] = r.result(timeout)
         return ids
 
     def flush(self, timeout: float | None = None) -> None:
@@ -481,8 +342,8 @@ class Client:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cv:
             self._flush_locked()
-            while self._core.out or self._sending or self._acking or any(
-                    r.kind == RESEND for r in self._core.pending.values()):
+            while (self._core.out or self._sending or self._core.acking
+                   or self._core.unconfirmed()):
                 self._check_open()
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
@@ -539,17 +400,18 @@ class Client:
                    group: str | None, prefetch: int, ack_timeout: float | None,
                    mode: str, ephemeral: bool, max_attempts: int | None,
                    extra: Mapping[str, Any] | None, auto_touch: bool) -> Subscription:
-        opts = _common.sub_opts(group, prefetch, ack_timeout, mode, ephemeral,
-                                max_attempts, extra)
+        opts = self._sub_opts(group, prefetch, ack_timeout, mode, ephemeral,
+                              max_attempts, extra)
         s = Subscription(self, topic, opts, handler, auto_touch)
+        self._add_sub(s.state)
+        return s
+
+    def _add_sub(self, state: SubState) -> None:
         with self._cv:
             self._check_open()
-            if self._acking:
-                self._collect_acks()
-            self._core.add_sub(s.state)
+            self._core.add_sub(state)
             self._flush_locked()
-        self._wait(s.state.ready, self.timeout)
-        return s
+        self._wait(state.ready, self.timeout)
 
     def request(self, topic: str, data: Any, *, timeout: float = 5.0,
                 headers: Mapping[str, str] | None = None) -> Message:
@@ -557,36 +419,31 @@ class Client:
         once if nobody is subscribed to `topic`, Timeout if no reply comes
         within `timeout` seconds."""
         inbox = self._ensure_inbox()
-        corr = uuid.uuid4().hex
-        waiter = Reply(FAIL)
         deadline = time.monotonic() + timeout
         with self._cv:
-            self._requests[corr] = waiter
+            corr, waiter = self._core.new_request()
         try:
             try:
                 self.publish(topic, data, headers=headers, reply_to=inbox, corr=corr,
                              mandatory=True, ttl=timeout, timeout=timeout)
             except NoSubscribers as e:
-                raise NoResponders(f"no responder subscribed to {topic!r}") from e
+                raise no_responders(topic) from e
             left = deadline - time.monotonic()
             try:
                 f = self._wait(waiter, max(left, 0.0))
             except Timeout:
                 raise Timeout(f"no reply from {topic!r} within {timeout} s") from None
-            assert f is not None
             return Message(f, None, 0)
         finally:
             with self._cv:
-                self._requests.pop(corr, None)
+                self._core.requests.pop(corr, None)
 
     def reply(self, msg: BaseMessage, data: Any, *,
               headers: Mapping[str, str] | None = None) -> bool:
         """Publish the reply to a request.  Returns False if the requester
         has gone (nobody listens on its inbox any more)."""
-        if not msg.reply_to:
-            raise ValueError("the message has no reply_to: it is not a request")
         try:
-            self.publish(msg.reply_to, data, headers=headers, corr=msg.corr,
+            self.publish(reply_target(msg), data, headers=headers, corr=msg.corr,
                          mandatory=True)
         except NoSubscribers:
             return False
@@ -598,68 +455,45 @@ class Client:
 
     def _ensure_inbox_locked(self) -> str:
         s = self._inbox
-        if s is not None and not s.ended:
-            return s.topic
-        topic = f"_inbox.{uuid.uuid4()}"
-        s = Subscription(self, topic, {"ephemeral": True, "mode": codec.MODE_AT_MOST_ONCE},
-                         None, False)
-
-        def deliver(f: dict[str, Any], gen: int) -> None:
-            r = self._requests.get(f.get("corr", ""))
-            if r is not None:
-                r.resolve(f)
-
-        s.state.deliver = deliver
-        with self._cv:
-            self._check_open()
-            if self._acking:
-                self._collect_acks()
-            self._core.add_sub(s.state)
-            self._flush_locked()
-        self._wait(s.state.ready, self.timeout)
-        self._inbox = s
-        return topic
+        if s is None or s.closed:
+            s = self._core.inbox()
+            self._add_sub(s)
+            self._inbox = s
+        return s.topic
 
     def ping(self, timeout: float | None = None) -> float:
         """Round trip to the broker, in seconds."""
         t0 = time.monotonic()
-        self._call({"t": codec.PING}, timeout)
+        self._call(ping_call(), timeout)
         return time.monotonic() - t0
 
     def delete(self, topic: str, group: str | None = None) -> None:
         """Delete a topic (every group), or one group of it."""
-        self._call({"t": codec.DELETE, "topic": topic, "group": group or None})
+        self._call(delete_call(topic, group))
 
     def stats(self, topic: str | None = None) -> list[dict[str, Any]]:
-        f = self._call({"t": codec.STATS, "topic": topic or None})
-        return codec.get_rows(f, "stats")
+        rows: list[dict[str, Any]] = self._call(stats_call(topic))
+        return rows
 
     def stats_broker(self) -> dict[str, Any]:
         """The broker-wide figures (PROTOCOL.md, STATS without a topic:
         conns, topics, groups, ready, ..., up); {} from a broker that does
         not report them."""
-        f = self._call({"t": codec.STATS})
-        rows = codec.get_rows(f, "broker")
-        return rows[0] if rows else {}
+        row: dict[str, Any] = self._call(stats_broker_call())
+        return row
 
     def inflight(self, topic: str, group: str | None = None) -> list[dict[str, Any]]:
-        f = self._call({"t": codec.INFLIGHT, "topic": topic, "group": group or None})
-        return codec.get_rows(f, "inflight")
+        rows: list[dict[str, Any]] = self._call(inflight_call(topic, group))
+        return rows
 
     def peek(self, topic: str, group: str | None = None) -> Message | None:
         """The group's next message, without taking it; None if empty."""
-        from .errors import NotFound
-        try:
-            f = self._call({"t": codec.PEEK, "topic": topic, "group": group or None})
-        except NotFound:
-            return None
-        if f.get("t") != codec.MSG:
-            raise ProtocolError("the reply to PEEK is not a MSG")
-        return Message(f, None, 0)
+        f = self._call(peek_call(topic, group))
+        return None if f is None else Message(f, None, 0)
 
     def trace(self, message_id: str) -> list[dict[str, Any]]:
-        f = self._call({"t": codec.TRACE, "id": message_id})
-        return codec.get_rows(f, "events")
+        rows: list[dict[str, Any]] = self._call(trace_call(message_id))
+        return rows
 
     def close(self) -> None:
         """Close the connection; the broker requeues unsettled deliveries.
@@ -668,7 +502,7 @@ class Client:
             if self._closed:
                 return
             deadline = time.monotonic() + self.connect_timeout
-            while ((self._core.out or self._sending or self._acking)
+            while ((self._core.out or self._sending or self._core.acking)
                    and self._sock is not None and self._fatal is None):
                 self._flush_locked()
                 if time.monotonic() > deadline:
@@ -692,43 +526,32 @@ class Client:
 
     # --- internals: calls from user threads ----------------------------
 
-    def _check_open(self) -> None:
-        if self._fatal is not None:
-            raise self._fatal
-        if self._closed:
-            raise ClientClosed("the client is closed")
-
-    def _call(self, payload: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
-        r = Reply(RESEND)
+    def _call(self, call: Call, timeout: float | None = None) -> Any:
         with self._cv:
             self._check_open()
-            if self._acking:  # acks queued before this go before it
-                self._collect_acks()
-            self._core.request(payload, r)
+            self._core.request(call.payload, call)
             self._flush_locked()
-        return self._wait(r, timeout)
+        self._wait(call, timeout)
+        return call.result
 
     def _settle(self, payload: dict[str, Any], gen: int, wait: bool,
                 timeout: float | None) -> None:
         r = Reply(FAIL, None if wait else self._async_settle_done)
         with self._cv:
             self._check_open()
-            if self._acking:
-                self._collect_acks()
-            self._core.settle(payload["t"], payload, gen, r)
+            self._core.settle(payload, gen, r)
             if wait:
                 self._flush_locked()
             else:
                 self._kick()
         if wait:
             self._wait(r, timeout)
-        elif r.done and r.error is not None:
+        elif r.finished and r.error is not None:
             raise r.error
 
     def _async_settle_done(self, r: Reply) -> None:
-        if isinstance(r.error, FerryError) and not isinstance(
-                r.error, (ConnectionLost, ClientClosed)):
-            self.on_error(r.error)
+        if reportable(r.error):
+            self.on_error(r.error)  # type: ignore[arg-type]
 
     def _wait(self, r: Reply, timeout: float | None) -> dict[str, Any]:
         if timeout is None:
@@ -737,7 +560,7 @@ class Client:
         with self._cv:
             if self._core.out:
                 self._flush_locked()
-            while not r.done:
+            while not r.finished:
                 self._check_open()
                 if deadline is None:
                     self._cv.wait(1.0)
@@ -775,28 +598,33 @@ class Client:
                     self._wake()
                     self._cv.wait(0.1)
 
-    def _collect_acks(self) -> None:
-        """Turn the acks queued by ack(wait=False) into ACK frames, one per
-        subscription (lock held)."""
-        if not self._acking:
-            return
-        subs, self._acking = self._acking, set()
-        gen = self._core.gen
-        for s in subs:
-            leases, s.acks = s.acks, []
-            sid = s.state.sid
-            if not leases or not sid or s.acks_gen != gen:
-                continue
-            if len(leases) == 1:
-                self._core.send({"t": codec.ACK, "sid": sid, "lease": leases[0]})
-            else:
-                self._core.send({"t": codec.ACK, "sid": sid, "leases": leases})
+    def _queued(self) -> None:
+        """After queueing a publish (lock held).  Enough bytes for one good
+        write go out from the caller's thread at once, as long as the I/O
+        thread holds none of its own: waiting for the I/O thread would
+        wait for the GIL this thread holds, and the broker would sit idle
+        meanwhile.  Less than that wakes the I/O thread (once)."""
+        out = self._core.out
+        if len(out) >= _SEND_AT:
+            if not self._sending and self._sock is not None:
+                try:
+                    n = self._sock.send(out)
+                except OSError:
+                    n = 0  # full, or broken: the I/O thread sees to it
+                if n:
+                    del out[:n]
+                    self._last_send = time.monotonic()
+            if len(out) >= _MAX_QUEUED:
+                self._kick()  # the broker does not keep up: wait
+        if out and not self._signaled:
+            self._wake()
 
     def _flush_locked(self) -> None:
         """Write what is queued now (lock held), if the I/O thread is not
         in the middle of writing: a caller about to wait for a reply
         should not wait for the I/O thread to wake up first."""
-        self._collect_acks()
+        if self._core.acking:
+            self._core.collect_acks()
         out = self._core.out
         sock = self._sock
         if not out or sock is None:
@@ -925,7 +753,8 @@ class Client:
                     # Take what callers queued, then write it without the
                     # lock, so that they can go on queueing meanwhile.
                     with self._cv:
-                        self._collect_acks()
+                        if self._core.acking:
+                            self._core.collect_acks()
                         out = self._core.out
                         if out and len(self._sending) < _READ_SIZE:
                             if self._sending:
@@ -987,7 +816,7 @@ class Client:
         started = time.monotonic()
         attempt = 0
         while not self._closed:
-            delay = _common.backoff(attempt, self.reconnect_base, self.reconnect_max)
+            delay = self._backoff(attempt)
             attempt += 1
             # Sleep on the wake socket so close() interrupts the wait.
             sel = selectors.DefaultSelector()
@@ -1006,23 +835,11 @@ class Client:
                 return False
             except (OSError, FerryError) as e:
                 log.info("ferry: reconnect attempt %d failed: %s", attempt, e)
-            if (self.reconnect_give_up is not None
-                    and time.monotonic() - started > self.reconnect_give_up):
-                self._give_up(ConnectionLost(
-                    f"no connection to {self.host}:{self.port} for "
-                    f"{self.reconnect_give_up} s"))
+            expired = self._reconnect_expired(started)
+            if expired is not None:
+                self._give_up(expired)
                 return False
         return False
-
-    def _keepalive(self) -> float | None:
-        """Seconds of silence before a PING: the keepalive option, and at
-        most a third of the idle timeout the broker announced."""
-        if self.keepalive == 0:
-            return None  # off, whatever the broker says
-        idle = self._core.idle_ms / 3000.0
-        if self.keepalive is None:
-            return idle or None
-        return min(self.keepalive, idle) if idle else self.keepalive
 
     def _touch_done(self, m: Message) -> Callable[[Reply], None]:
         def done(r: Reply) -> None:
@@ -1056,8 +873,7 @@ class Client:
                     continue
                 if due <= now:
                     try:
-                        self._core.settle(codec.TOUCH, {"t": codec.TOUCH, "sid": m.sid,
-                                                        "lease": m.lease},
+                        self._core.settle({"t": codec.TOUCH, "sid": m.sid, "lease": m.lease},
                                           m.gen, Reply(FAIL, self._touch_done(m)))
                     except FerryError:
                         self._active.pop(m, None)

@@ -190,3 +190,40 @@ def test_producer_waits_for_a_server_that_does_not_read(fake) -> None:  # type: 
     assert len(c._core.out) + len(c._sending) < (16 << 20) + (320 << 10)
     gate.set()
     c.close()
+
+
+def _answer_peek_with_ok(c: socket.socket) -> None:
+    """WELCOME, then answer the PEEK (rid 1) with a plain OK: no message."""
+    c.sendall(frame(WELCOME))
+    n = int.from_bytes(c.recv(4, socket.MSG_WAITALL), "big")
+    req = msgpack.unpackb(c.recv(n, socket.MSG_WAITALL))
+    assert req["t"] == 12
+    c.sendall(frame(msgpack.packb({"t": 65, "rid": req["rid"]})))
+    time.sleep(1)
+
+
+def test_peek_answered_without_a_message(fake) -> None:  # type: ignore[no-untyped-def]
+    srv = fake(_answer_peek_with_ok)
+    with ferry.Client(port=srv.port, reconnect=False, timeout=5) as c:
+        with pytest.raises(ferry.ProtocolError, match="PEEK is not a MSG"):
+            c.peek("t")
+
+
+def test_peek_answered_without_a_message_aio(fake) -> None:  # type: ignore[no-untyped-def]
+    """The asyncio client made a Message of the OK frame (and failed later,
+    on msg.id, with a KeyError)."""
+    import asyncio
+
+    import ferry.aio
+
+    srv = fake(_answer_peek_with_ok)
+
+    async def run() -> None:
+        c = await ferry.aio.connect(port=srv.port, reconnect=False, timeout=5)
+        try:
+            with pytest.raises(ferry.ProtocolError, match="PEEK is not a MSG"):
+                await c.peek("t")
+        finally:
+            await c.close()
+
+    asyncio.run(run())

@@ -128,7 +128,7 @@ def test_nil_means_absent_and_non_str_keys_ignored() -> None:
 @pytest.mark.parametrize("n", [0, 1, 127, 128, 255, 256, 65535, 65536,
                                2**32 - 1, 2**32, 2**64 - 1])
 def test_uint_widths(n: int) -> None:
-    assert codec._pack_uint(n) == msgpack.packb(n)
+    assert codec.pack_uint(n) == msgpack.packb(n)
     # Every width MUST be accepted: a uint in a wider encoding.
     wide = b"\xcf" + n.to_bytes(8, "big")
     f = codec.decode_payload(b"\x82\xa1t\x41\xa3rid" + wide)
@@ -251,3 +251,58 @@ def test_error_classes_by_code() -> None:
     unknown = errors.from_code(99, "new")
     assert type(unknown) is errors.FerryError and unknown.code == 99
     assert not unknown.retryable
+
+
+@pytest.mark.parametrize("confirm", [False, True])
+@pytest.mark.parametrize("idempotent", [False, True])
+@pytest.mark.parametrize("size", [0, 5, 255, 256, 65536])
+def test_core_publish_bytes_matches_generic(confirm: bool, idempotent: bool, size: int) -> None:
+    """The pre-packed hot path writes what the generic encoder would, rid
+    and seq included, for the first publish and for later ones (rid above
+    127, a cached topic)."""
+    from ferry._core import RESEND, Core, Reply
+    c = Core(pid="p-1", idempotent=idempotent)
+    c.ready = True
+    c.next_rid = 126
+    body = b"\x02" * size
+    for _ in range(3):
+        c.out.clear()
+        r = Reply(RESEND) if confirm else None
+        seq = c.seq + 1
+        rid = c.next_rid
+        c.publish_bytes("a.b", body, r)
+        f: dict = {"t": 2}
+        if confirm:
+            f["rid"] = rid
+        f["topic"] = "a.b"
+        if idempotent:
+            f["pid"] = "p-1"
+            f["seq"] = seq
+        f["body"] = body
+        assert bytes(c.out) == codec.encode(f)
+        if r is not None:
+            assert r.frame == codec.encode(f) and c.pending[rid] is r
+
+
+def test_reply_message_id() -> None:
+    from ferry._core import Reply
+    r = Reply()
+    r.resolve({"t": 65, "ids": ["a"]})
+    assert r.message_id() == "a"
+    r = Reply()
+    r.resolve({"t": 65})
+    assert r.message_id() == ""
+    r = Reply()
+    r.resolve({"t": 65, "ids": [1]})
+    with pytest.raises(ProtocolError, match="'ids'"):
+        r.message_id()
+
+
+def test_invalid_utf8_text_decodes_with_surrogates() -> None:
+    """Text that is not UTF-8 (the broker passes ids and headers on as the
+    producer sent them) decodes with surrogate escapes, not an error; the
+    fast path hands it to the lenient one."""
+    payload = msgpack.packb({"t": 67, "sid": 1, "id": b"a\xffb", "body": b"x"},
+                            use_bin_type=False)
+    f = codec.decode_payload(payload)
+    assert f["id"] == "a\udcffb" and f["id"].encode("utf-8", "surrogateescape") == b"a\xffb"

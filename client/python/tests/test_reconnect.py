@@ -151,7 +151,7 @@ def test_retried_publish_is_a_duplicate(broker: Ferryd) -> None:
     with ferry.Client(port=broker.port, pid="test-producer") as c:
         r = Reply(RESEND)
         with c._cv:
-            c._core.publish_simple("retry", b"once", True, r)
+            c._core.publish_bytes("retry", b"once", r)
             c._flush_locked()
         first = c._wait(r, 5)
         assert first.get("dups", 0) == 0

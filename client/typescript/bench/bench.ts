@@ -6,7 +6,15 @@
  * (last receive - start). Also counts lost and duplicated messages.
  *
  *   FERRY_PORT=4470 node dist/bench/bench.js [--msgs N] [--size B]
- *       [--confirm] [--window W] [--prefetch P] [--json]
+ *       [--confirm] [--window W] [--many K] [--prefetch P]
+ *       [--no-idempotent] [--json]
+ *
+ * The producer awaits each publish() (--window of them in flight with
+ * --confirm), or with --many K one publishMany() of K messages at a time
+ * (W/K of them in flight with --confirm). --no-idempotent: confirmed
+ * publishes without pid and seq, as `ferry bench` sends them (the
+ * client's default, and PROTOCOL.md section 8's idempotent producer, is
+ * with: the broker keeps a duplicate window per producer).
  *
  * Without FERRY_PORT it starts a ferryd of its own ($FERRYD, else
  * ../../build/broker/ferryd) on a free port and a temporary directory.
@@ -82,13 +90,15 @@ interface Opts {
 	size: number;
 	confirm: boolean;
 	window: number;
+	many: number;
 	prefetch: number;
+	idempotent: boolean;
 	json: boolean;
 }
 
 function parse(argv: string[]): Opts {
 	const o: Opts = { msgs: 100000, size: 128, confirm: false, window: 1000,
-	    prefetch: 1000, json: false };
+	    many: 0, prefetch: 1000, idempotent: true, json: false };
 	for (let i = 0; i < argv.length; i++) {
 		const a = argv[i];
 		const num = () => {
@@ -100,9 +110,11 @@ function parse(argv: string[]): Opts {
 		if (a === '--msgs') o.msgs = num();
 		else if (a === '--size') o.size = num();
 		else if (a === '--window') o.window = num();
+		else if (a === '--many') o.many = num();
 		else if (a === '--prefetch') o.prefetch = num();
 		else if (a === '--confirm') o.confirm = true;
 		else if (a === '--json') o.json = true;
+		else if (a === '--no-idempotent') o.idempotent = false;
 		else throw new Error(`unknown option ${a}`);
 	}
 	if (o.size < 8)
@@ -123,7 +135,7 @@ async function main(): Promise<void> {
 	}
 	const topic = `bench.ts.${process.pid}`;
 	const prod = await connect({ host, port, name: 'bench-pub',
-	    requestTimeout: 120000 });
+	    requestTimeout: 120000, idempotent: o.idempotent });
 	const worker = new Worker(new URL(import.meta.url), { workerData: {
 	    host, port, topic, msgs: o.msgs, prefetch: o.prefetch } });
 	try {
@@ -142,27 +154,41 @@ async function main(): Promise<void> {
 			worker.once('error', reject);
 		});
 		const body = Buffer.alloc(o.size, 0x61);
+		let next = 0;
+		const make = () => {
+			const b = Buffer.allocUnsafe(o.size);
+			body.copy(b);
+			b.writeUInt32BE(next++, 4);
+			return b;
+		};
+		/* K messages in one publishMany(), until none are left */
+		const many = async (opts: { confirm: boolean }) => {
+			while (next < o.msgs) {
+				const k = Math.min(o.many, o.msgs - next);
+				const a = new Array<Buffer>(k);
+				for (let j = 0; j < k; j++)
+					a[j] = make();
+				await prod.publishMany(topic, a, opts);
+			}
+		};
 		const t0 = process.hrtime.bigint();
-		if (o.confirm) {
+		if (o.many) {
+			const pumps = o.confirm ? Math.max(1, Math.floor(o.window / o.many)) : 1;
+			await Promise.all(Array.from({ length: pumps },
+			    () => many({ confirm: o.confirm })));
+			if (!o.confirm)
+				await prod.drain();
+		} else if (o.confirm) {
 			/* pipelined: at most --window unconfirmed */
-			let next = 0;
 			const pump = async () => {
-				while (next < o.msgs) {
-					const b = Buffer.allocUnsafe(o.size);
-					body.copy(b);
-					b.writeUInt32BE(next++, 4);
-					await prod.publish(topic, b);
-				}
+				while (next < o.msgs)
+					await prod.publish(topic, make());
 			};
 			await Promise.all(Array.from({ length: Math.min(o.window, o.msgs) },
 			    pump));
 		} else {
-			for (let i = 0; i < o.msgs; i++) {
-				const b = Buffer.allocUnsafe(o.size);
-				body.copy(b);
-				b.writeUInt32BE(i, 4);
-				await prod.publish(topic, b, { confirm: false });
-			}
+			while (next < o.msgs)
+				await prod.publish(topic, make(), { confirm: false });
 			await prod.drain();
 		}
 		const t1 = process.hrtime.bigint();
@@ -173,7 +199,9 @@ async function main(): Promise<void> {
 		const subS = Number((lastRx || t1) - t0) / 1e9;
 		const r = {
 			msgs: o.msgs, size: o.size, confirm: o.confirm,
-			window: o.confirm ? o.window : 0, prefetch: o.prefetch,
+			window: o.confirm ? o.window : 0, many: o.many,
+			idempotent: o.idempotent,
+			prefetch: o.prefetch,
 			pub_elapsed_s: +pubS.toFixed(6),
 			pub_rate: Math.round(o.msgs / pubS),
 			sub_elapsed_s: +subS.toFixed(6),
@@ -185,7 +213,8 @@ async function main(): Promise<void> {
 		} else {
 			console.log(`bench: ${o.msgs} messages of ${o.size} bytes, ` +
 			    `1 publisher (${o.confirm ? `confirmed, window ${o.window}` :
-			    'fire-and-forget'}), 1 subscriber (acks, prefetch ${o.prefetch})`);
+			    'fire-and-forget'}${o.many ? `, publishMany of ${o.many}` :
+			    ''}), 1 subscriber (acks, prefetch ${o.prefetch})`);
 			console.log(`publish: ${r.pub_rate} msg/s (${r.msgs} in ` +
 			    `${pubS.toFixed(3)} s)`);
 			console.log(`receive: ${r.sub_rate} msg/s (${received} in ` +

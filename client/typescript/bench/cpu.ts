@@ -3,10 +3,12 @@
  * which a loaded machine changes far less than it changes rates.
  *
  *   FERRY_PORT=P node dist/bench/cpu.js publish [--msgs N] [--window W]
+ *       [--many K]
  *   FERRY_PORT=P node dist/bench/cpu.js consume [--msgs N] [--prefetch P]
  *
  * publish: confirmed publishes of 128-byte bodies, W in flight (default
- * 1000), to a topic without groups. consume: N messages are published
+ * 1000), to a topic without groups; with --many, W/K publishMany() calls
+ * of K messages in flight. consume: N messages are published
  * into a group first (not measured), then a handler subscription takes
  * and acks them all. Prints one JSON line: rate, and us of CPU (user +
  * system, this process) per message while measuring.
@@ -31,14 +33,22 @@ async function main(): Promise<void> {
 	let cpu: NodeJS.CpuUsage, t0: bigint;
 	if (mode === 'publish') {
 		const w = arg('--window', 1000);
+		const k = process.argv.includes('--many') ? arg('--many', 0) : 0;
 		let next = 0;
-		const pump = async () => {
+		const pump = k ? async () => {
+			while (next < n) {
+				const m = Math.min(k, n - next);
+				next += m;
+				await c.publishMany(topic, new Array<Buffer>(m).fill(body));
+			}
+		} : async () => {
 			while (next++ < n)
 				await c.publish(topic, body);
 		};
 		cpu = process.cpuUsage();
 		t0 = process.hrtime.bigint();
-		await Promise.all(Array.from({ length: Math.min(w, n) }, pump));
+		await Promise.all(Array.from({ length: k ? Math.max(1,
+		    Math.floor(w / k)) : Math.min(w, n) }, pump));
 	} else if (mode === 'consume') {
 		const prefetch = arg('--prefetch', 1000);
 		await (await c.subscribe(topic, () => {}, { group: 'g' }))

@@ -11,8 +11,8 @@ import net from 'node:net';
 import { EventEmitter, once } from 'node:events';
 import { randomUUID, randomBytes } from 'node:crypto';
 import {
-	T, type Payload, FrameReader, FrameWriter, decodeFrame, readConfirm,
-	confirm,
+	T, type Payload, type PubFields, FrameReader, FrameWriter, decodeFrame,
+	readConfirm, confirm, readMsg, delivery,
 	encodePayload, uint64, wireInt, canonical,
 } from './codec.js';
 import {
@@ -126,25 +126,66 @@ type Kind = 'pub' | 'pub1' | 'sub' | 'other';
  * ours per publish: kind 'pub1' resolves with the OK's first id). Reused
  * once answered (Client.release()): a thousand publishes in flight are a
  * thousand objects the scavenger would otherwise copy again and again.
+ * A single publish keeps its parts, not a frame object (no object made
+ * per publish): writeEntry() encodes them, and a resend after a reconnect
+ * encodes them again. The options are copied, not referred to: a caller
+ * may change its options object once publish() returned.
  */
-class Pending {
+class Pending implements PubFields {
 	rid = 0;
 	frame: Payload = NO_FRAME;
+	/* a single PUB: the keys below, not frame */
+	parts = false;
+	topic = '';
+	body: Uint8Array = NO_BODY;
+	hdr: Record<string, string> | undefined = undefined;
+	seq = 0;
+	group = '';
+	mandatory = false;
+	id = '';
+	delay: number | bigint = 0;
+	ttl: number | bigint = 0;
+	replyTo = '';
+	correlationId = '';
+
+	/* Keep a single PUB's parts. */
+	keep(topic: string, body: Uint8Array,
+	    hdr: Record<string, string> | undefined, o: PubFields,
+	    seq: number): void {
+		this.parts = true;
+		this.topic = topic;
+		this.body = body;
+		this.hdr = hdr;
+		this.seq = seq;
+		this.group = o.group ?? '';
+		this.mandatory = !!o.mandatory;
+		this.id = o.id ?? '';
+		this.delay = o.delay ?? 0;
+		this.ttl = o.ttl ?? 0;
+		this.replyTo = o.replyTo ?? '';
+		this.correlationId = o.correlationId ?? '';
+	}
 	kind: Kind = 'other';
 	/* May be sent again after a reconnect without harm. */
 	resendable = false;
 	/* Written on the current connection. */
 	sent = false;
 	retries = 0;
+	/* the sweep (Client.ticks) that fails it; -1: none */
 	deadline = 0;
 	/* frame built without undefined keys or unsafe numbers */
 	clean = false;
-	/* the payload; for 'pub1' the id (a promise's resolve) */
-	ok: (p: any) => void = noop;
-	fail: (e: Error) => void = noop;
+	/*
+	 * the payload; for 'pub1' the id (a promise's resolve), called with
+	 * index as well: a publishMany() entry's place in its array
+	 */
+	ok: (p: any, index: number) => void = noop;
+	fail: (e: Error, index: number) => void = noop;
+	index = 0;
 }
 
 const NO_FRAME: Payload = Object.freeze({});
+const NO_BODY = new Uint8Array(0);
 
 /*
  * The requests waiting for replies, by rid. rids are handed out in order
@@ -204,6 +245,7 @@ class PendingTable {
 
 interface Conn {
 	sock: net.Socket;
+	onFrame: (buf: Buffer, start: number, end: number) => void;
 	gen: number;
 	reader: FrameReader;
 	welcomed: boolean;
@@ -216,7 +258,8 @@ type State = 'connecting' | 'open' | 'reconnecting' | 'closed';
 
 const FLUSH_BYTES = 256 * 1024;	/* write at once past this much queued */
 const HIGH_WATER = 4 * 1024 * 1024;	/* fire-and-forget waits past this */
-const OFFLINE_MAX = 10000;	/* fire-and-forget frames kept offline */
+const OFFLINE_MAX = 10000;
+const SWEEP_MS = 50;	/* how often request deadlines are checked */	/* fire-and-forget frames kept offline */
 
 function encodeBody(data: unknown, headers?: Record<string, string>):
     { body: Buffer; hdr?: Record<string, string> } {
@@ -238,6 +281,9 @@ function noop(): void {}
 
 /* publish()'s default options: one object, not one per call */
 const NO_OPTS: PublishOptions = Object.freeze({});
+
+/* what an unconfirmed publish without an id resolves with, shared */
+const QUEUED: Promise<undefined> = Promise.resolve(undefined);
 
 /* A confirm's id: the first of OK `ids` ('' if the broker sent none). */
 function firstId(p: Payload): string {
@@ -285,15 +331,29 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 	private writer = new FrameWriter();
 	private flushQueued = false;
 	private ackBatch = new Map<number | bigint, Array<number | bigint>>();
-	private offline: Payload[] = [];
+	/* fire-and-forget publishes made while not connected */
+	private offline: Pending[] = [];
 	private sweeper: NodeJS.Timeout;
 	private keepaliveTimer: NodeJS.Timeout | null = null;
 	/* WELCOME boot of the connection before: another one = a restart */
 	private boot = '';
 	/* socket writes since the keepalive timer last looked */
 	private writes = 0;
+	/* sweeps done: the clock of request deadlines */
+	private ticks = 0;
 	private reconnectTimer: NodeJS.Timeout | null = null;
 	private inbox: Subscription | null = null;
+	/*
+	 * The executor of every confirmed publish's promise: one function
+	 * that leaves resolve and reject here, not a closure per publish.
+	 */
+	private nextOk: (v: any) => void = noop;
+	private nextFail: (e: Error) => void = noop;
+	private readonly capture = (ok: (v: any) => void,
+	    fail: (e: Error) => void): void => {
+		this.nextOk = ok;
+		this.nextFail = fail;
+	};
 	private replyWaiters = new Map<string,
 	    (e: Error | null, m?: Message) => void>();
 	private opts: Required<Pick<ConnectOptions, 'connectTimeout' |
@@ -324,7 +384,7 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 				...(rc === true ? {} : rc),
 			},
 		};
-		this.sweeper = setInterval(() => this.sweep(), 50);
+		this.sweeper = setInterval(() => this.sweep(), SWEEP_MS);
 		this.sweeper.unref();
 	}
 
@@ -374,8 +434,9 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 			const c: Conn = {
 				sock, gen: ++this.gen,
 				reader: new FrameReader(this.opts.maxIncomingFrame),
-				welcomed: false, handshake: null, cause: null,
+				welcomed: false, handshake: null, cause: null, onFrame: noop,
 			};
+			c.onFrame = (buf, start, end) => this.onFrame(c, buf, start, end);
 			const timer = setTimeout(() => {
 				c.cause = new TimeoutError(`no WELCOME from ${this.host}:` +
 				    `${this.port} within ${this.opts.connectTimeout} ms`);
@@ -406,18 +467,27 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 		return w.take() as Buffer;
 	}
 
+	/* One frame of c's, chunk[start..end) (c.onFrame: made once per Conn). */
+	private onFrame(c: Conn, buf: Buffer, start: number, end: number): void {
+		if (c !== this.conn || c.cause)
+			return;
+		/* most frames are confirms or deliveries: the short way */
+		if (c.welcomed) {
+			if (this.confirmed(readConfirm(buf, start, end)))
+				return;
+			if (readMsg(buf, start, end)) {
+				this.onMsg(c, delivery);
+				return;
+			}
+		}
+		this.onPayload(c, decodeFrame(buf, start, end));
+	}
+
 	private onData(c: Conn, chunk: Buffer): void {
 		if (c !== this.conn)
 			return;
 		try {
-			c.reader.push(chunk, (buf, start, end) => {
-				if (c !== this.conn || c.cause)
-					return;
-				/* most frames are confirms: read those in place */
-				if (c.welcomed && this.confirmed(readConfirm(buf, start, end)))
-					return;
-				this.onPayload(c, decodeFrame(buf, start, end));
-			});
+			c.reader.push(chunk, c.onFrame);
 		} catch (e) {
 			this.protocolFailure(c, e as Error);
 		}
@@ -474,10 +544,7 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 				this.answer(Number(rid), p);	/* PEEK */
 				return;
 			}
-			const m = new Message(p, c.gen, this);
-			const sub = this.bySid.get(m.wireSid);
-			if (sub)
-				sub.deliver(m);
+			this.onMsg(c, p);
 			return;
 		}
 		case T.OK:
@@ -520,15 +587,23 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 		}
 	}
 
+	/* A delivery: to its subscription. */
+	private onMsg(c: Conn, p: Payload): void {
+		const m = new Message(p, c.gen, this);
+		const sub = this.bySid.get(m.wireSid);
+		if (sub)
+			sub.deliver(m);
+	}
+
 	/* readConfirm() found the confirm of rid: a single publish's? */
 	private confirmed(rid: number): boolean {
 		const r = rid ? this.pending.get(rid) : undefined;
 		if (r === undefined || r.kind !== 'pub1')
 			return false;	/* the long way: decodeFrame, answer() */
 		this.pending.delete(rid);
-		const ok = r.ok;
+		const { ok, index } = r;
 		this.release(r);
-		ok(confirm.id);
+		ok(confirm.id, index);
 		return true;
 	}
 
@@ -545,26 +620,29 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 				if (this.pending.get(rid) === r && !r.sent &&
 				    this.state === 'open') {
 					r.sent = true;
-					this.write(r.frame, r.clean);
+					this.writeEntry(r);
 				}
 			}, 50 * 2 ** r.retries);
 			t.unref();
 			return;
 		}
 		this.pending.delete(rid);
-		const { ok, fail, kind } = r;
+		const { ok, fail, kind, index } = r;
 		this.release(r);
 		if (err)
-			fail(err);
+			fail(err, index);
 		else if (kind === 'pub1')
-			ok(firstId(p));
+			ok(firstId(p), index);
 		else
-			ok(p);
+			ok(p, index);
 	}
 
 	/* An answered request's entry: drop what it holds, keep it. */
 	private release(r: Pending): void {
 		r.frame = NO_FRAME;
+		if (r.parts)
+			r.keep('', NO_BODY, undefined, NO_OPTS, 0);
+		r.parts = false;
 		r.ok = noop;
 		r.fail = noop;
 		if (this.spare.length < 4096)
@@ -612,7 +690,7 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 			} else {
 				this.pending.delete(rid);
 				r.fail(cause instanceof FerryError ? cause :
-				    new ConnectionLost(cause.message));
+				    new ConnectionLost(cause.message), r.index);
 			}
 		}
 		if (this.state === 'closed')
@@ -673,12 +751,12 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 			if (r.kind !== 'sub' && r.kind !== 'other' && r.resendable &&
 			    this.counters.reconnects)
 				this.counters.resent++;
-			this.write(r.frame, r.clean);
+			this.writeEntry(r);
 		}
 		const off = this.offline;
 		this.offline = [];
-		for (const f of off)
-			this.write(f);
+		for (const r of off)
+			this.writeEntry(r);
 	}
 
 	/*
@@ -717,7 +795,7 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 		const err = cause instanceof FerryError ? cause :
 		    new ConnectionLost(cause.message);
 		for (const r of this.pending.values())
-			r.fail(err);
+			r.fail(err, r.index);
 		this.pending.clear();
 		for (const s of this.subs)
 			s.fail(err);
@@ -760,7 +838,28 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 	/* Queue one frame on the open connection; written this loop turn. */
 	private write(p: Payload, clean = false): void {
 		const before = this.writer.size;
-		const len = this.encode(p, clean);
+		this.queued(before, this.encode(p, clean));
+	}
+
+	/* Queue a single PUB from its parts (seq 0: without pid and seq). */
+	private writePub(rid: number, topic: string, body: Uint8Array,
+	    hdr: Record<string, string> | undefined, o: PubFields,
+	    seq: number): void {
+		const before = this.writer.size;
+		this.queued(before, this.writer.pub(rid, topic, body, hdr, o,
+		    this.producerId, seq));
+	}
+
+	/* A request (or an offline fire-and-forget) written again. */
+	private writeEntry(r: Pending): void {
+		if (r.parts)
+			this.writePub(r.rid, r.topic, r.body, r.hdr, r, r.seq);
+		else
+			this.write(r.frame, r.clean);
+	}
+
+	/* A frame of len bytes was queued behind before: refuse or send. */
+	private queued(before: number, len: number): void {
 		if (this.welcome.maxFrame && len > this.welcome.maxFrame) {
 			this.writer.truncate(before);
 			throw new FrameTooBig(`frame of ${len} bytes, above ` +
@@ -776,8 +875,6 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 
 	/* The frames sent per message are encoded by hand (codec.ts). */
 	private encode(p: Payload, clean: boolean): number {
-		if (p.t === T.PUB && p.msgs === undefined)
-			return this.writer.pub(p);
 		if (p.t === T.ACK && p.leases !== undefined)
 			return this.writer.ack(p.rid as number, p.sid as number,
 			    p.leases as number[]);
@@ -809,39 +906,55 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 
 	/*
 	 * Register a request and send it if the connection is open (else it
-	 * goes out on reconnect). inFlush: the caller writes the queue itself.
+	 * goes out on reconnect).
 	 */
 	private register(frame: Payload, kind: Kind, resendable: boolean,
 	    timeout: number, ok: (p: any) => void, fail: (e: Error) => void,
-	    inFlush = false, clean = false): void {
+	    clean = false): void {
 		if (this.state === 'closed') {
 			fail(new ClientClosed());
 			return;
 		}
-		const rid = this.nextRid++;
-		frame.rid = rid;
-		const r = this.spare.pop() ?? new Pending();
-		r.rid = rid;
+		const r = this.entry(kind, resendable, timeout, ok, fail);
+		frame.rid = r.rid;
 		r.frame = frame;
+		r.clean = clean;
+		this.issue(r);
+	}
+
+	/* A pending entry with a new rid (not yet in the table). */
+	private entry(kind: Kind, resendable: boolean, timeout: number,
+	    ok: (p: any, index: number) => void,
+	    fail: (e: Error, index: number) => void): Pending {
+		const r = this.spare.pop() ?? new Pending();
+		r.rid = this.nextRid++;
 		r.kind = kind;
 		r.resendable = resendable;
 		r.sent = false;
 		r.retries = 0;
-		r.deadline = timeout > 0 ? Date.now() + timeout : Infinity;
-		r.clean = clean;
+		/*
+		 * In sweeps, not ms: no clock read per request (Date.now() was a
+		 * twentieth of a publish's time). Sweeps are SWEEP_MS apart or
+		 * more, so this many never fail it before timeout ms.
+		 */
+		r.deadline = timeout > 0 ?
+		    this.ticks + Math.ceil(timeout / SWEEP_MS) + 1 : -1;
 		r.ok = ok;
 		r.fail = fail;
+		r.index = 0;
+		return r;
+	}
+
+	/* Send a new entry if the connection is open (else on reconnect). */
+	private issue(r: Pending): void {
 		if (this.state === 'open') {
-			if (inFlush) {
-				this.encode(frame, clean);
-			} else {
-				try {
-					this.write(frame, clean);
-				} catch (e) {
-					this.release(r);
-					fail(e as Error);
-					return;
-				}
+			try {
+				this.writeEntry(r);
+			} catch (e) {
+				const { fail, index } = r;
+				this.release(r);
+				fail(e as Error, index);
+				return;
 			}
 			r.sent = true;
 		}
@@ -851,18 +964,19 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 	private send(frame: Payload, kind: Kind = 'other', resendable = false,
 	    timeout = this.opts.requestTimeout, clean = false): Promise<Payload> {
 		return new Promise((resolve, reject) => this.register(frame, kind,
-		    resendable, timeout, resolve, reject, false, clean));
+		    resendable, timeout, resolve, reject, clean));
 	}
 
 	private sweep(): void {
-		const now = Date.now();
+		const now = ++this.ticks;
 		if (!this.pending.size)
 			return;
 		for (const r of this.pending.values()) {
-			if (r.deadline <= now) {
+			if (r.deadline >= 0 && r.deadline <= now) {
 				this.pending.delete(r.rid);
 				r.fail(new TimeoutError(`no reply to request ${r.rid} ` +
-				    `(type ${String(r.frame.t)}) in time`));
+				    `(type ${r.parts ? T.PUB : String(r.frame.t)}) in time`),
+				    r.index);
 			}
 		}
 	}
@@ -896,42 +1010,113 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 	 */
 	publish(topic: string, data: unknown, opts: PublishOptions = NO_OPTS):
 	    Promise<string | undefined> {
-		/* every key at once, in FrameWriter.pub()'s order: one object,
-		 * no property store grown key by key (undefined: absent) */
-		const f: Payload = {
-			t: T.PUB, rid: undefined, topic, group: undefined,
-			mandatory: undefined, id: undefined, hdr: undefined,
-			delay: undefined, ttl: undefined, reply_to: undefined,
-			corr: undefined, pid: undefined, seq: undefined,
-			body: undefined,
-		};
+		let body: Buffer, hdr: Record<string, string> | undefined;
 		try {
-			this.fillMsg(f, data, opts);
+			if (Buffer.isBuffer(data) && opts.headers === undefined) {
+				body = data;	/* the usual case: bytes as they are */
+			} else {
+				({ body, hdr } = encodeBody(data, opts.headers));
+				if (isEmpty(hdr))
+					hdr = undefined;
+			}
+			this.checkSize(body);
+			if (opts.confirm === false) {
+				const w = this.oneWay(topic, body, hdr, opts);
+				return w ? w.then(() => opts.id) : opts.id === undefined ?
+				    QUEUED : Promise.resolve(opts.id);
+			}
 		} catch (e) {
 			return Promise.reject(e);
 		}
-		if (opts.group)
-			f.group = opts.group;
-		if (opts.mandatory)
-			f.mandatory = true;
-		if (opts.confirm === false) {
-			let w: Promise<void> | undefined;
-			try {
-				w = this.oneWay(f);
-			} catch (e) {
-				return Promise.reject(e);
+		if (this.state === 'closed')
+			return Promise.reject(new ClientClosed());
+		/*
+		 * One promise per publish, made without a closure of ours
+		 * (capture), resolved with the OK's id (confirmed(), answer());
+		 * the frame is encoded from the parts the entry keeps.
+		 */
+		const p = new Promise<string | undefined>(this.capture);
+		const r = this.entry('pub1', this.opts.idempotent || !!opts.id,
+		    opts.timeout ?? this.opts.requestTimeout, this.nextOk,
+		    this.nextFail);
+		r.keep(topic, body, hdr, opts,
+		    this.opts.idempotent ? this.nextSeq() : 0);
+		this.issue(r);
+		return p;
+	}
+
+	/**
+	 * Publish each element of data to topic as publish() would, each in a
+	 * PUB of its own (its own confirm, and with idempotence its own pid
+	 * and seq), in order, with one promise for them all instead of one
+	 * each: what a producer that waits for many at once needs, without a
+	 * promise and an await per message. Confirmed (default): resolves
+	 * with the ids in data's order once every confirm arrived; rejects
+	 * with the first error, as Promise.all over publish() would (the
+	 * others are still published). With `confirm: false`: resolves with
+	 * [] once all are queued. opts apply to every message; `id` is refused (ids are per
+	 * message: use publish()). A body that cannot be encoded or is too
+	 * big rejects before any message is sent.
+	 */
+	publishMany(topic: string, data: readonly unknown[],
+	    opts: PublishOptions = NO_OPTS): Promise<string[]> {
+		const n = data.length;
+		let bodies: Buffer[] | undefined;
+		let hdrs: Array<Record<string, string> | undefined> | undefined;
+		try {
+			if (opts.id)
+				throw new BadArgument('publishMany: an id is per message: ' +
+				    'use publish()');
+			if (opts.headers !== undefined || !data.every(Buffer.isBuffer)) {
+				bodies = [];
+				hdrs = [];
+				for (const d of data) {
+					const { body, hdr } = encodeBody(d, opts.headers);
+					bodies.push(body);
+					hdrs.push(isEmpty(hdr) ? undefined : hdr);
+				}
 			}
-			return w ? w.then(() => opts.id) : Promise.resolve(opts.id);
+			for (let i = 0; i < n; i++)
+				this.checkSize(bodies ? bodies[i] : data[i] as Buffer);
+			if (opts.confirm === false) {
+				let w: Promise<void> | undefined;
+				for (let i = 0; i < n; i++)
+					w = this.oneWay(topic, bodies ? bodies[i] : data[i] as Buffer,
+					    hdrs?.[i], opts) ?? w;
+				return w ? w.then(() => []) : Promise.resolve([]);
+			}
+			if (this.state === 'closed')
+				throw new ClientClosed();
+		} catch (e) {
+			return Promise.reject(e);
 		}
-		if (this.opts.idempotent) {
-			f.pid = this.producerId;
-			f.seq = wireInt(this.nextSeq());
-		}
-		/* one promise per publish, resolved with the OK's id (answer()) */
-		return new Promise((resolve, reject) => this.register(f, 'pub1',
-		    this.opts.idempotent || !!opts.id,
-		    opts.timeout ?? this.opts.requestTimeout, resolve, reject,
-		    false, true));
+		return new Promise<string[]>((resolve, reject) => {
+			const ids: string[] = new Array<string>(n).fill('');
+			let left = n, failed = false;
+			if (!n)
+				resolve(ids);
+			/* one pair of callbacks for all: index says whose confirm */
+			const ok = (id: string, i: number) => {
+				ids[i] = id;
+				if (--left === 0 && !failed)
+					resolve(ids);
+			};
+			const fail = (e: Error) => {
+				if (!failed) {
+					failed = true;
+					reject(e);
+				}
+			};
+			const timeout = opts.timeout ?? this.opts.requestTimeout;
+			for (let i = 0; i < n && !failed; i++) {
+				const r = this.entry('pub1', this.opts.idempotent, timeout, ok,
+				    fail);
+				r.index = i;
+				r.keep(topic, bodies ? bodies[i] : data[i] as Buffer, hdrs?.[i],
+				    opts, this.opts.idempotent ? this.nextSeq() : 0);
+				this.issue(r);
+			}
+		});
 	}
 
 	/*
@@ -984,7 +1169,7 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 		if (opts.mandatory)
 			f.mandatory = true;
 		if (!confirm) {
-			await this.oneWay(f);
+			await this.oneWay(topic, f, undefined, NO_OPTS);
 			return items.map((it) => it.id ?? '');
 		}
 		const ok = await this.send(f, 'pub',
@@ -995,19 +1180,33 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 
 	/*
 	 * Fire-and-forget: no rid. Returns a promise only when the caller
-	 * should wait: the socket is congested.
+	 * should wait: the socket is congested. A single PUB is written from
+	 * its parts; a batch (publishBatch) is its frame, given as body.
 	 */
-	private oneWay(f: Payload): Promise<void> | undefined {
+	private oneWay(topic: string, body: Buffer | Payload,
+	    hdr: Record<string, string> | undefined, o: PubFields):
+	    Promise<void> | undefined {
 		if (this.state === 'closed')
 			throw new ClientClosed();
+		const single = Buffer.isBuffer(body);
 		if (this.state !== 'open') {
 			if (this.offline.length >= OFFLINE_MAX)
 				throw new ConnectionLost('not connected, and ' +
 				    `${OFFLINE_MAX} fire-and-forget frames already wait`);
-			this.offline.push(f);
+			const r = new Pending();
+			if (single) {
+				r.keep(topic, body, hdr, o, 0);
+			} else {
+				r.frame = body;
+				r.clean = true;
+			}
+			this.offline.push(r);
 			return undefined;
 		}
-		this.write(f, true);
+		if (single)
+			this.writePub(0, topic, body, hdr, o, 0);
+		else
+			this.write(body, true);
 		const s = this.conn!.sock;
 		if (s.writableLength > HIGH_WATER)
 			return Promise.race([once(s, 'drain'), once(s, 'close')])

@@ -402,6 +402,66 @@ export const confirm = { id: '' };
  * refuses) it the long way.
  */
 export function readConfirm(buf: Buffer, from: number, to: number): number {
+	/*
+	 * ferryd's layout first, {t:65, rid, ids:[id], dur?} with an id of
+	 * ASCII: byte compares on locals; then any order, the loop below.
+	 */
+	const n = to - from;
+	if (n > 20 && buf[from + 1] === 0xa1 && buf[from + 2] === 0x74 &&
+	    buf[from + 3] === 0x41 && buf[from + 4] === 0xa3 &&
+	    buf[from + 5] === 0x72 && buf[from + 6] === 0x69 &&
+	    buf[from + 7] === 0x64) {
+		const c = buf[from];
+		let p = from + 8;
+		let rid = buf[p++];
+		if (rid === 0xcc) {
+			rid = buf[p++];
+		} else if (rid === 0xcd) {
+			rid = buf[p] << 8 | buf[p + 1];
+			p += 2;
+		} else if (rid === 0xce) {
+			rid = buf[p] * 0x1000000 + (buf[p + 1] << 16 | buf[p + 2] << 8 |
+			    buf[p + 3]);
+			p += 4;
+		} else if (rid >= 0x80) {
+			rid = 0;
+		}
+		if (rid > 0 && (c === 0x83 || c === 0x84) && to - p > 6 &&
+		    buf[p] === 0xa3 && buf[p + 1] === 0x69 && buf[p + 2] === 0x64 &&
+		    buf[p + 3] === 0x73 && buf[p + 4] === 0x91) {
+			let len = buf[p + 5];
+			p += 6;
+			if (len === 0xd9)
+				len = buf[p++];
+			else if (len >= 0xa0 && len <= 0xbf)
+				len &= 0x1f;
+			else
+				len = -1;
+			const s = p;
+			p += len;
+			let ok = len >= 0 && p <= to;
+			if (ok && c === 0x84) {	/* dur, a small uint */
+				ok = to - p >= 5 && buf[p] === 0xa3 && buf[p + 1] === 0x64 &&
+				    buf[p + 2] === 0x75 && buf[p + 3] === 0x72;
+				const v = buf[p + 4];
+				p += 5 + (v < 0x80 ? 0 : v === 0xcc ? 1 : v === 0xcd ? 2 :
+				    v === 0xce ? 4 : v === 0xcf ? 8 : to);
+			}
+			if (ok && p === to) {
+				let ascii = true;
+				for (let i = s; i < s + len; i++)
+					if (buf[i] >= 0x80) {
+						ascii = false;
+						break;
+					}
+				if (ascii) {
+					confirm.id = (buf as unknown as Slicer).latin1Slice(s,
+					    s + len);
+					return rid;
+				}
+			}
+		}
+	}
 	db = buf;
 	dp = from;
 	dend = to;
@@ -457,6 +517,144 @@ export function readConfirm(buf: Buffer, from: number, to: number): number {
 		return rid;
 	} catch {
 		return 0;	/* truncated: decodeFrame says what is wrong */
+	} finally {
+		db = EMPTY;
+	}
+}
+
+/*
+ * A uint at dp in any width (rule 7 allows any), or the generic value
+ * when it is something else (Message refuses it then).
+ */
+function uintAt(): unknown {
+	need(1);
+	const c = db[dp];
+	if (c < 0x80) {
+		dp++;
+		return c;
+	}
+	if (c === 0xcf && dend - dp >= 9) {
+		const hi = db[dp + 1] * 0x1000000 + (db[dp + 2] << 16 |
+		    db[dp + 3] << 8 | db[dp + 4]);
+		const lo = db[dp + 5] * 0x1000000 + (db[dp + 6] << 16 |
+		    db[dp + 7] << 8 | db[dp + 8]);
+		if (hi < 0x200000) {
+			dp += 9;
+			return hi * 0x100000000 + lo;
+		}
+	}
+	return value(1);
+}
+
+/* A str at dp (fixstr, str 8), else the generic value. */
+function strAt(): unknown {
+	need(2);
+	const c = db[dp];
+	if (c >= 0xa0 && c <= 0xbf) {
+		dp++;
+		return str(c & 0x1f);
+	}
+	if (c === 0xd9) {
+		const n = db[dp + 1];
+		dp += 2;
+		return str(n);
+	}
+	return value(1);
+}
+
+/* A bin at dp (bin 8, bin 16), else the generic value. */
+function binAt(): unknown {
+	need(2);
+	const c = db[dp];
+	if (c === 0xc4) {
+		const n = db[dp + 1];
+		dp += 2;
+		return bin(n);
+	}
+	if (c === 0xc5 && dend - dp >= 3) {
+		const n = db[dp + 1] << 8 | db[dp + 2];
+		dp += 3;
+		return bin(n);
+	}
+	return value(1);
+}
+
+/* MSG keys as on the wire, by readMsg()'s numbers for them */
+const MSG_KEYS = ['sid', 'id', 'topic', 'lease', 'att', 'ts', 'hdr',
+    'reply_to', 'corr', 'body'].map((k) => Buffer.from([0xa0 | k.length,
+    ...Buffer.from(k)]));
+
+/**
+ * What readMsg() found: a delivery's keys, absent ones undefined. One
+ * object, overwritten by every readMsg(): take what you need at once
+ * (new Message(delivery, ...) copies and checks it).
+ */
+export const delivery: Payload = {
+	t: T.MSG, sid: undefined, id: undefined, topic: undefined,
+	lease: undefined, att: undefined, ts: undefined, hdr: undefined,
+	hist: undefined, reply_to: undefined, corr: undefined, body: undefined,
+};
+
+/**
+ * A delivery (MSG without rid) read into `delivery`, keys matched as
+ * bytes: no key string looked up, no object made but the values. Returns
+ * false for any other payload, or a MSG with a key this path does not
+ * take (rid, hist, an unknown one): decodeFrame then reads (or refuses)
+ * it the long way. The values are those decodeFrame gives, unchecked
+ * (Message checks them).
+ */
+export function readMsg(buf: Buffer, from: number, to: number): boolean {
+	db = buf;
+	dp = from;
+	dend = to;
+	try {
+		const c = to - from > 4 ? db[dp] : 0;
+		if (c < 0x83 || c > 0x8f || db[dp + 1] !== 0xa1 ||
+		    db[dp + 2] !== 0x74 || db[dp + 3] !== T.MSG)
+			return false;
+		dp += 4;
+		const d = delivery;
+		d.sid = d.id = d.topic = d.lease = d.att = d.ts = d.hdr =
+		    d.reply_to = d.corr = d.body = undefined;
+		for (let i = (c & 0x0f) - 1; i > 0; i--) {
+			/* the key by its length and first byte, then all of it */
+			if (dp >= dend)
+				return false;
+			const k = db[dp];
+			const n = k & 0x1f;
+			if ((k & 0xe0) !== 0xa0 || dend - dp <= n)
+				return false;
+			const k1 = db[dp + 1];
+			let w: number;
+			switch (n) {
+			case 2: w = k1 === 0x69 ? 1 : 5; break;
+			case 3: w = k1 === 0x73 ? 0 : k1 === 0x61 ? 4 : 6; break;
+			case 4: w = k1 === 0x62 ? 9 : 8; break;
+			case 5: w = k1 === 0x74 ? 2 : 3; break;
+			case 8: w = 7; break;
+			default: return false;	/* rid, hist, unknown: the long way */
+			}
+			const kb = MSG_KEYS[w];
+			for (let j = 2; j <= n; j++)
+				if (db[dp + j] !== kb[j])
+					return false;
+			dp += 1 + n;
+			switch (w) {
+			case 0: d.sid = uintAt(); break;
+			case 1: d.id = strAt(); break;
+			case 2: d.topic = value(1); break;	/* short: interned */
+			case 3: d.lease = uintAt(); break;
+			case 4: d.att = uintAt(); break;
+			case 5: d.ts = uintAt(); break;
+			case 6: d.hdr = value(1); break;
+			case 7: d.reply_to = strAt(); break;
+			case 8: d.corr = strAt(); break;
+			default: d.body = binAt(); break;
+			}
+		}
+		return dp === dend;
+	} catch {
+		return false;	/* malformed: decodeFrame says what is wrong */
 	} finally {
 		db = EMPTY;
 	}
@@ -537,7 +735,8 @@ export class FrameReader {
 		let off = 0;
 		const n = chunk.length;
 		while (n - off >= 4) {
-			const len = chunk.readUInt32BE(off);
+			const len = chunk[off] * 0x1000000 + (chunk[off + 1] << 16 |
+			    chunk[off + 2] << 8 | chunk[off + 3]);
 			if (len === 0)
 				throw new BrokerProtocolError(
 				    'frame of length 0 from the broker');
@@ -562,9 +761,28 @@ export class FrameReader {
 	}
 }
 
+/**
+ * The optional per-message keys of a single PUB, as publish() takes
+ * them (PublishOptions fits): FrameWriter.pub() writes the truthy ones.
+ */
+export interface PubFields {
+	group?: string;
+	mandatory?: boolean;
+	id?: string;
+	delay?: number | bigint;
+	ttl?: number | bigint;
+	replyTo?: string;
+	correlationId?: string;
+}
+
 /* packr writes in its own buffer, from the same place every time */
 const IN_PLACE = REUSE_BUFFER_MODE | RESET_BUFFER_MODE;
-const WRITER_SIZE = 64 * 1024;
+/*
+ * Above the client's FLUSH_BYTES (256 KiB: it writes once that much is
+ * queued) and a frame more: a turn's frames fit without growing the
+ * buffer, which cost a copy and a buffer the writer could not reuse.
+ */
+const WRITER_SIZE = 512 * 1024;
 const SPARES = 4;
 
 /* The keys of a single-message PUB, in the order section 10 shows. */
@@ -572,6 +790,40 @@ const K = Object.fromEntries(['t', 'rid', 'topic', 'group', 'mandatory',
     'id', 'hdr', 'delay', 'ttl', 'reply_to', 'corr', 'pid', 'seq', 'body',
     'sid', 'lease', 'leases'].map((k) => [k, Buffer.from(
     [0xa0 | k.length, ...Buffer.from(k)])]));
+
+/* v (a uint below 2^32) at b[o] in its shortest form; returns the end. */
+function putUint32(b: Buffer, o: number, v: number): number {
+	if (v < 0x80) {
+		b[o] = v;
+		return o + 1;
+	}
+	if (v < 0x100) {
+		b[o] = 0xcc;
+		b[o + 1] = v;
+		return o + 2;
+	}
+	if (v < 0x10000) {
+		b[o] = 0xcd;
+		b[o + 1] = v >> 8;
+		b[o + 2] = v & 0xff;
+		return o + 3;
+	}
+	b[o] = 0xce;
+	b[o + 1] = v >>> 24;
+	b[o + 2] = (v >> 16) & 0xff;
+	b[o + 3] = (v >> 8) & 0xff;
+	b[o + 4] = v & 0xff;
+	return o + 5;
+}
+
+/* A map key and its str value, encoded. */
+function keyStr(k: Buffer, v: string): Buffer {
+	const n = Buffer.byteLength(v);
+	const head = n < 32 ? [0xa0 | n] : n < 0x100 ? [0xd9, n] :
+	    n < 0x10000 ? [0xda, n >> 8, n & 0xff] :
+	    [0xdb, n >>> 24, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff];
+	return Buffer.concat([k, Buffer.from(head), Buffer.from(v)]);
+}
 
 /**
  * Coalesces outgoing frames: each is encoded in place behind the ones
@@ -586,6 +838,19 @@ export class FrameWriter {
 	private buf: Buffer = Buffer.allocUnsafeSlow(WRITER_SIZE);
 	private used = 0;
 	private spare: Buffer[] = [];
+	/*
+	 * The last PUB's topic and producer id, encoded with their keys (and
+	 * seq's key): publishes mostly repeat both, and copying bytes is
+	 * cheaper than encoding a string.
+	 */
+	private topic = '';
+	private topicBytes: Buffer = Buffer.alloc(0);
+	private pid = '';
+	private pidBytes: Buffer = Buffer.alloc(0);
+	/* pubPlain()'s: topic, pid and seq's key */
+	private plainTopic = '';
+	private plainPid = '';
+	private plain: Buffer = Buffer.alloc(0);
 
 	/** Bytes queued, length prefixes included. */
 	get size(): number {
@@ -633,8 +898,11 @@ export class FrameWriter {
 		this.room(n);
 		const b = this.buf;
 		const o = this.used;
-		for (let i = 0; i < n; i++)
-			b[o + i] = k[i];
+		if (n > 24)
+			b.set(k, o);
+		else
+			for (let i = 0; i < n; i++)
+				b[o + i] = k[i];
 		this.used = o + n;
 	}
 
@@ -772,83 +1040,154 @@ export class FrameWriter {
 	}
 
 	/**
-	 * A single-message PUB (body, not msgs), keys in the order of
-	 * section 10's examples; returns the payload's length. Values are
-	 * those PROTOCOL.md's PUB table types (numbers: uint or bigint);
-	 * absent keys are undefined. A msgs batch goes through pack().
+	 * A single-message PUB (body, not msgs) from its parts, with no
+	 * frame object built: keys in the order of section 10's examples;
+	 * returns the payload's length. An optional key is left out when its
+	 * value is falsy (its default: section 4's PUB table), `mandatory` is
+	 * written only as true, pid and seq only with a seq. Numbers may be
+	 * bigints; a value that is no uint throws RangeError and leaves
+	 * nothing queued. A msgs batch goes through pack().
 	 */
-	pub(f: Payload): number {
+	pub(rid: number, topic: string, body: Uint8Array,
+	    hdr: Record<string, string> | undefined, o: PubFields, pid: string,
+	    seq: number | bigint): number {
+		const { group, mandatory, id, delay, ttl } = o;
+		const replyTo = o.replyTo, corr = o.correlationId;
+		if (!group && !mandatory && !id && !hdr && !delay && !ttl &&
+		    !replyTo && !corr && rid > 0 && rid < 0x100000000 &&
+		    typeof seq === 'number' && seq > 0 && seq < 0x100000000 &&
+		    body.length < 0x10000)
+			return this.pubPlain(rid, topic, body, pid, seq);
 		const at = this.begin();
-		const { rid, group, mandatory, id, hdr, delay, ttl, pid, seq } = f;
-		const replyTo = f.reply_to, corr = f.corr;
 		try {
-			this.mapHead(3 + +(rid !== undefined) + +(group !== undefined) +
-			    +(mandatory !== undefined) + +(id !== undefined) +
-			    +(hdr !== undefined) + +(delay !== undefined) +
-			    +(ttl !== undefined) + +(replyTo !== undefined) +
-			    +(corr !== undefined) + +(pid !== undefined) +
-			    +(seq !== undefined));
+			this.mapHead(3 + +!!rid + +!!group + +!!mandatory + +!!id +
+			    +!!hdr + +!!delay + +!!ttl + +!!replyTo + +!!corr +
+			    2 * +!!seq);
 			this.raw(K.t);
-			this.uint(f.t as number);
-			if (rid !== undefined) {
+			this.byte(T.PUB);
+			if (rid) {
 				this.raw(K.rid);
-				this.uint(rid as number);
+				this.uint(rid);
 			}
-			this.raw(K.topic);
-			this.str(f.topic as string);
-			if (group !== undefined) {
+			if (topic !== this.topic) {
+				this.topic = topic;
+				this.topicBytes = keyStr(K.topic, topic);
+			}
+			this.raw(this.topicBytes);
+			if (group) {
 				this.raw(K.group);
-				this.str(group as string);
+				this.str(group);
 			}
-			if (mandatory !== undefined) {
+			if (mandatory) {
 				this.raw(K.mandatory);
-				this.byte(mandatory ? 0xc3 : 0xc2);
+				this.byte(0xc3);
 			}
-			if (id !== undefined) {
+			if (id) {
 				this.raw(K.id);
-				this.str(id as string);
+				this.str(id);
 			}
-			if (hdr !== undefined) {
-				const h = hdr as Record<string, string>;
-				const keys = Object.keys(h);
+			if (hdr) {
+				const keys = Object.keys(hdr);
 				this.raw(K.hdr);
 				this.mapHead(keys.length);
 				for (const k of keys) {
 					this.str(k);
-					this.str(h[k]);
+					this.str(hdr[k]);
 				}
 			}
-			if (delay !== undefined) {
+			if (delay) {
 				this.raw(K.delay);
-				this.uint(delay as number);
+				this.uint(delay);
 			}
-			if (ttl !== undefined) {
+			if (ttl) {
 				this.raw(K.ttl);
-				this.uint(ttl as number);
+				this.uint(ttl);
 			}
-			if (replyTo !== undefined) {
+			if (replyTo) {
 				this.raw(K.reply_to);
-				this.str(replyTo as string);
+				this.str(replyTo);
 			}
-			if (corr !== undefined) {
+			if (corr) {
 				this.raw(K.corr);
-				this.str(corr as string);
+				this.str(corr);
 			}
-			if (pid !== undefined) {
-				this.raw(K.pid);
-				this.str(pid as string);
-			}
-			if (seq !== undefined) {
-				this.raw(K.seq);
-				this.uint(seq as number);
+			if (seq) {
+				if (pid !== this.pid) {
+					this.pid = pid;
+					this.pidBytes = Buffer.concat([keyStr(K.pid, pid), K.seq]);
+				}
+				this.raw(this.pidBytes);
+				this.uint(seq);
 			}
 			this.raw(K.body);
-			this.bin(f.body as Uint8Array);
+			this.bin(body);
 		} catch (e) {
 			this.used = at;
 			throw e;
 		}
 		return this.end(at);
+	}
+
+	/*
+	 * pub()'s usual case, a confirmed publish without options: six keys,
+	 * written with one room() and no call per key; topic, pid and seq's
+	 * key are one cached run of bytes. rid and seq below 2^32, body below
+	 * 64 KiB (pub() checked).
+	 */
+	private pubPlain(rid: number, topic: string, body: Uint8Array,
+	    pid: string, seq: number): number {
+		if (topic !== this.plainTopic || pid !== this.plainPid) {
+			this.plainTopic = topic;
+			this.plainPid = pid;
+			this.plain = Buffer.concat([keyStr(K.topic, topic),
+			    keyStr(K.pid, pid), K.seq]);
+		}
+		const mid = this.plain;
+		const blen = body.length;
+		this.room(4 + 8 + 5 + mid.length + 5 + 5 + 3 + blen);
+		const b = this.buf;
+		const at = this.used;
+		let o = at + 4;
+		b[o] = 0x86;	/* t, rid, topic, pid, seq, body */
+		b[o + 1] = 0xa1;
+		b[o + 2] = 0x74;
+		b[o + 3] = T.PUB;
+		b[o + 4] = 0xa3;
+		b[o + 5] = 0x72;
+		b[o + 6] = 0x69;
+		b[o + 7] = 0x64;
+		o = putUint32(b, o + 8, rid);
+		const m = mid.length;
+		if (m > 48)
+			b.set(mid, o);
+		else
+			for (let i = 0; i < m; i++)
+				b[o + i] = mid[i];
+		o = putUint32(b, o + m, seq);
+		b[o] = 0xa4;	/* body */
+		b[o + 1] = 0x62;
+		b[o + 2] = 0x6f;
+		b[o + 3] = 0x64;
+		b[o + 4] = 0x79;
+		if (blen < 0x100) {
+			b[o + 5] = 0xc4;
+			b[o + 6] = blen;
+			o += 7;
+		} else {
+			b[o + 5] = 0xc5;
+			b[o + 6] = blen >> 8;
+			b[o + 7] = blen & 0xff;
+			o += 8;
+		}
+		b.set(body, o);
+		o += blen;
+		const len = o - at - 4;
+		b[at] = len >>> 24;
+		b[at + 1] = (len >> 16) & 0xff;
+		b[at + 2] = (len >> 8) & 0xff;
+		b[at + 3] = len & 0xff;
+		this.used = o;
+		return len;
 	}
 
 	/** ACK {t:5, rid?, sid, lease | leases}; returns the payload length. */

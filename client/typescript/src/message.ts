@@ -39,8 +39,11 @@ function isUint(v: unknown): v is number | bigint {
 	    typeof v === 'bigint' && v >= 0n;
 }
 
-function str(p: Payload, k: string): string {
-	const v = p[k];
+/*
+ * The value, not the payload and a key: a load of p[k] with k varying
+ * is megamorphic, a load of p.topic is not.
+ */
+function str(v: unknown, k: string): string {
 	if (v === undefined || v === null)
 		return '';
 	if (typeof v !== 'string')
@@ -48,8 +51,7 @@ function str(p: Payload, k: string): string {
 	return v;
 }
 
-function num(p: Payload, k: string): number {
-	const v = p[k];
+function num(v: unknown, k: string): number {
 	if (v === undefined || v === null)
 		return 0;
 	if (typeof v === 'bigint' && v >= 0n)
@@ -127,14 +129,14 @@ export class Message {
 		this.wireSid = sid;
 		this.id = p.id;
 		this.wireLease = lease;
-		this.topic = str(p, 'topic');
-		this.attempt = num(p, 'att');
-		this.timestamp = num(p, 'ts');
+		this.topic = str(p.topic, 'topic');
+		this.attempt = num(p.att, 'att');
+		this.timestamp = num(p.ts, 'ts');
 		/* {} only when there are headers: most messages have none */
 		this.headers = p.hdr === undefined || p.hdr === null ? NO_HEADERS :
 		    strMap(p.hdr, 'hdr');
-		this.replyTo = str(p, 'reply_to');
-		this.correlationId = str(p, 'corr');
+		this.replyTo = str(p.reply_to, 'reply_to');
+		this.correlationId = str(p.corr, 'corr');
 		this.history = NO_HISTORY;
 		if (p.hist !== undefined && p.hist !== null) {
 			this.history = [];
@@ -143,8 +145,8 @@ export class Message {
 			for (const h of p.hist as Payload[]) {
 				if (!h || typeof h !== 'object')
 					throw new BrokerProtocolError('MSG hist entry is not a map');
-				this.history.push({ cause: str(h, 'c'), error: str(h, 'e'),
-				    by: str(h, 'by'), at: num(h, 'at') });
+				this.history.push({ cause: str(h.c, 'c'), error: str(h.e, 'e'),
+				    by: str(h.by, 'by'), at: num(h.at, 'at') });
 			}
 		}
 		this.gen = gen;

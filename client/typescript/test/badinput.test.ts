@@ -269,3 +269,70 @@ test('a request answered after thousands of later ones still resolves',
 		await f.close();
 	}
 });
+
+test('a publish nobody confirms times out, never before its timeout',
+    async () => {
+	const f = await fake(null, () => {});	/* takes PUBs, answers none */
+	const c = await within(3000, connect({ port: f.port }), 'connect');
+	try {
+		for (const timeout of [275, 120]) {
+			const t0 = performance.now();
+			const e = await within(3000, c.publish('t', Buffer.from('x'),
+			    { timeout }).then(() => null, (x: Error) => x), 'publish');
+			const ms = performance.now() - t0;
+			assert.ok(e instanceof TimeoutError, String(e));
+			assert.ok(ms >= timeout && ms < 2000, `${ms} ms`);
+		}
+		const t0 = performance.now();
+		await assert.rejects(within(3000, c.publishMany('t',
+		    [Buffer.from('a'), Buffer.from('b')], { timeout: 150 }),
+		    'publishMany'), TimeoutError);
+		assert.ok(performance.now() - t0 >= 150);
+		assert.equal(c.outstanding, 0);
+	} finally {
+		await c.close(100);
+		await f.close();
+	}
+});
+
+test('a publish sent again after a reconnect is the one made, options ' +
+    'changed since or not', async () => {
+	/* the first PUB is cut before its confirm; the resend is confirmed */
+	const seen: Payload[] = [];
+	const f = await fake(null, (s, p) => {
+		if (p.t !== 2)
+			return;
+		seen.push({ ...p, body: Buffer.from(p.body as Uint8Array) });
+		if (seen.length === 1)
+			s.destroy();
+		else
+			s.write(encodeFrame({ t: 65, rid: p.rid as number,
+			    ids: [p.id as string] }));
+	});
+	const c = await within(3000, connect({ port: f.port,
+	    reconnect: { initialDelay: 10, maxDelay: 50 } }), 'connect');
+	try {
+		const opts = { id: 'first', correlationId: 'c-1', delay: 5,
+		    headers: { h: '1' } };
+		const p = c.publish('t', Buffer.from('x'), opts);
+		opts.id = 'second';
+		opts.correlationId = 'c-2';
+		opts.delay = 9;
+		assert.equal(await within(5000, p, 'publish'), 'first');
+		assert.equal(seen.length, 2);
+		for (const q of seen) {
+			assert.equal(q.id, 'first');
+			assert.equal(q.corr, 'c-1');
+			assert.equal(q.delay, 5);
+			assert.deepEqual(q.hdr, { h: '1' });
+			assert.equal((q.body as Buffer).toString(), 'x');
+		}
+		/* the same producer id and sequence: a duplicate to the broker */
+		assert.equal(seen[1].pid, seen[0].pid);
+		assert.equal(seen[1].seq, seen[0].seq);
+		assert.notEqual(seen[1].rid, undefined);
+	} finally {
+		await c.close(100);
+		await f.close();
+	}
+});

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
 	encodeFrame, encodePayload, decodePayload, decodeFrame, FrameReader,
-	FrameWriter, uint64, wireInt, readConfirm, confirm,
+	FrameWriter, uint64, wireInt, readConfirm, confirm, readMsg, delivery,
 } from '../src/codec.js';
 import { Message, type Settler } from '../src/message.js';
 import {
@@ -48,10 +48,11 @@ test('request PUB encodes to the bytes of section 10', () => {
 
 test('the hand-written PUB encoder writes the bytes of section 10', () => {
 	const w = new FrameWriter();
-	assert.equal(w.pub({ t: 2, rid: 1, topic: 'orders.created',
-	    body: Buffer.from('hello') }), 42);
-	assert.equal(w.pub({ t: 2, rid: 2, topic: 'rpc.echo', mandatory: true,
-	    reply_to: '_inbox.7', corr: 'c1', body: Buffer.from('hi') }), 70);
+	assert.equal(w.pub(1, 'orders.created', Buffer.from('hello'), undefined,
+	    {}, '', 0), 42);
+	assert.equal(w.pub(2, 'rpc.echo', Buffer.from('hi'), undefined,
+	    { mandatory: true, replyTo: '_inbox.7', correlationId: 'c1' }, '', 0),
+	    70);
 	assert.deepEqual(w.take(), Buffer.concat([PUB, REQ]));
 });
 
@@ -59,30 +60,73 @@ test('the PUB encoder agrees with the decoder on every key and width', () => {
 	const w = new FrameWriter();
 	const long = 'x'.repeat(300);
 	const frames = [
-		{ t: 2, rid: 2 ** 40, topic: 'é.topic', body: Buffer.alloc(0),
+		{ t: 2, rid: 2 ** 40, topic: 'é.topic', group: 'g', mandatory: true,
 		    id: long, hdr: { 'content-type': 'application/json', ü: 'ß' },
-		    delay: 200, ttl: 70000, group: 'g', mandatory: false,
-		    pid: 'p'.repeat(64), seq: 2 ** 53 - 1 },
-		{ t: 2, topic: 't', body: Buffer.alloc(70000, 7), corr: 'c',
-		    reply_to: 'r'.repeat(40), seq: (1n << 60n) },
+		    delay: 200, ttl: 70000, pid: 'p'.repeat(64), seq: 2 ** 53 - 1,
+		    body: Buffer.alloc(0) },
+		{ t: 2, topic: 't', reply_to: 'r'.repeat(40), corr: 'c', pid: 'q',
+		    seq: (1n << 60n), body: Buffer.alloc(70000, 7) },
 		{ t: 2, topic: 'u'.repeat(300), body: Buffer.alloc(300, 1) },
 	];
 	for (const f of frames)
-		w.pub(f);
+		w.pub(f.rid ?? 0, f.topic, f.body, f.hdr, { group: f.group,
+		    mandatory: f.mandatory, id: f.id, delay: f.delay, ttl: f.ttl,
+		    replyTo: f.reply_to, correlationId: f.corr }, f.pid ?? '',
+		    f.seq ?? 0);
+	/* falsy values are the defaults: left out */
+	w.pub(0, 'z', Buffer.alloc(1), undefined, { group: '', mandatory: false,
+	    id: '', delay: 0, ttl: 0, replyTo: '', correlationId: '' }, 'p', 0);
+	frames.push({ t: 2, topic: 'z', body: Buffer.alloc(1) });
 	const got: unknown[] = [];
+	const raw: Buffer[] = [];
 	new FrameReader(1 << 20).push(w.take()!, (b, s, e) => {
 		const p = b.subarray(s, e);
+		raw.push(Buffer.from(p));
 		const o = decodePayload(p);
 		o.body = Buffer.from(o.body as Uint8Array);
 		got.push(o);
 	});
 	assert.deepEqual(got, frames);
+	/* keys in the order written above: section 10's */
+	assert.deepEqual(Object.keys(decodePayload(raw[0])), Object.keys(frames[0]));
 	/* refused values leave nothing behind */
-	assert.throws(() => w.pub({ t: 2, topic: 't', body: Buffer.alloc(1),
-	    delay: -1 }), RangeError);
-	assert.throws(() => w.pub({ t: 2, topic: 't', body: Buffer.alloc(1),
-	    seq: 1.5 }), RangeError);
+	assert.throws(() => w.pub(0, 't', Buffer.alloc(1), undefined,
+	    { delay: -1 }, '', 0), RangeError);
+	assert.throws(() => w.pub(0, 't', Buffer.alloc(1), undefined, {}, 'p',
+	    1.5), RangeError);
 	assert.equal(w.size, 0);
+});
+
+test('the PUB encoder\'s usual case (no options) agrees with the decoder',
+    () => {
+	const w = new FrameWriter();
+	const want: unknown[] = [];
+	const put = (rid: number, topic: string, body: Buffer, pid: string,
+	    seq: number, o = {}) => {
+		w.pub(rid, topic, body, undefined, o, pid, seq);
+		want.push({ t: 2, rid, topic, ...('id' in o ? { id: o.id } : {}),
+		    pid, seq, body });
+	};
+	let i = 0;
+	for (const rid of [1, 200, 70000, 2 ** 32 - 1])
+		for (const seq of [5, 300, 2 ** 31])
+			for (const size of [0, 255, 256, 65535])
+				put(rid, i++ % 3 ? 'orders' : 'é'.repeat(40),
+				    Buffer.alloc(size, i), 'p1', seq);
+	/* the long way in between (an id, another pid, a 64 KiB body, a
+	 * seq past 2^32), then the usual case again: nothing stale */
+	put(9, 'orders', Buffer.from('a'), 'p2', 7, { id: 'x' });
+	put(10, 'orders', Buffer.from('b'), 'p2', 8);
+	put(11, 'orders', Buffer.alloc(65536, 3), 'p1', 9);
+	put(12, 'orders', Buffer.from('c'), 'p1', 2 ** 40);
+	put(13, 'other', Buffer.from('d'), 'p1', 10);
+	const got: unknown[] = [];
+	new FrameReader(1 << 24).push(w.take()!, (b, s, e) => {
+		const o = decodePayload(b.subarray(s, e));
+		o.body = Buffer.from(o.body as Uint8Array);
+		got.push(o);
+	});
+	assert.deepEqual(got, want);
 });
 
 test('the ACK encoder: one lease, or a leases array', () => {
@@ -193,6 +237,14 @@ test('readConfirm: a single publish\'s confirm, read in place', () => {
 	assert.equal(confirm.id, 'x'.repeat(40));
 	assert.equal(read({ t: 65, rid: 3, ids: [''] }), 3);
 	assert.equal(confirm.id, '');
+	/* an id not in ASCII (the longer way), a dur of 64 bits */
+	assert.equal(read({ t: 65, rid: 4, ids: ['é-ü'], dur: 2 }), 4);
+	assert.equal(confirm.id, 'é-ü');
+	const d64 = Buffer.concat([encodePayload({ t: 65, rid: 6, ids: [id] }),
+	    hex('a3 64 75 72 cf 00 00 01 00 00 00 00 00')]);
+	d64[0] = 0x84;
+	assert.equal(readConfirm(d64, 0, d64.length), 6);
+	assert.equal(confirm.id, id);
 	/* anything else: 0, for decodeFrame to read */
 	for (const o of [
 		{ t: 65, rid: 1, sid: 4, group: 'g' },		/* a SUB's OK */
@@ -203,6 +255,8 @@ test('readConfirm: a single publish\'s confirm, read in place', () => {
 		{ t: 65, rid: 2 ** 40, ids: ['a'] },		/* uint 64: long way */
 		{ t: 65, rid: 1, ids: ['a'], dur: 2, extra: 1 },
 		{ t: 65, rid: 1, ids: [5] },
+		{ t: 65, rid: 1, ids: [id], dur: 'x'.repeat(8) },
+		{ t: 65, rid: 1, ids: [id], dur: -1 },
 	])
 		assert.equal(read(o), 0, Object.keys(o).join());
 	/* cut anywhere, or a byte too many: 0, never a throw */
@@ -340,6 +394,60 @@ test('a MSG from section 10, with a lease above 2^53', () => {
 	assert.deepEqual(m.headers, { k: 'v' });
 	assert.equal(m.text(), 'hello');
 	assert.ok(Buffer.isBuffer(m.body));
+});
+
+test('readMsg: a delivery read by its keys\' bytes, as decodeFrame reads it',
+    () => {
+	const sec10 = hex(`89 a1 74 43 a3 73 69 64 01 a2 69 64 a2 6d 31
+	    a5 74 6f 70 69 63 ae 6f 72 64 65 72 73 2e 63 72 65 61 74 65 64
+	    a5 6c 65 61 73 65 cf 00 20 00 00 00 00 00 03
+	    a3 61 74 74 01 a2 74 73 cf 00 00 01 8b cf e5 68 7b
+	    a3 68 64 72 81 a1 6b a1 76
+	    a4 62 6f 64 79 c4 05 68 65 6c 6c 6f`);
+	const same = (p: Buffer) => {
+		const b = Buffer.concat([hex('ff'), p, hex('ff')]);
+		assert.equal(readMsg(b, 1, 1 + p.length), true, p.toString('hex'));
+		const want = decodeFrame(b, 1, 1 + p.length);
+		const got: Record<string, unknown> = {};
+		for (const [k, v] of Object.entries(delivery))
+			if (v !== undefined)
+				got[k] = v;
+		assert.deepEqual(got, want);
+	};
+	same(sec10);
+	/* keys in another order, other widths, an empty body, reply_to, corr */
+	same(encodePayload({ t: 67, body: Buffer.alloc(0), corr: 'c',
+	    reply_to: '_inbox.1', ts: 5, att: 300, lease: 2 ** 40, topic: 't',
+	    id: 'x'.repeat(40), sid: 70000 }));
+	for (const size of [31, 32, 255, 256, 70000])	/* every str, bin width */
+		same(encodePayload({ t: 67, sid: 2, id: 'i'.repeat(size % 300),
+		    reply_to: 'r'.repeat(size), corr: 'é'.repeat(size % 200),
+		    topic: 't'.repeat(size % 250), body: Buffer.alloc(size, 1) }));
+	same(hex('84 a1 74 43 a3 73 69 64 cf 00 00 00 00 00 00 00 07' +
+	    'a2 69 64 a1 61 a4 62 6f 64 79 c4 00'));
+	/* at-most-once: no lease; a uint 64 above 2^53 stays exact */
+	same(hex('85 a1 74 43 a3 73 69 64 cf ff 00 00 00 00 00 00 07' +
+	    'a2 69 64 a1 61 a2 74 73 cd 01 00 a4 62 6f 64 79 c4 00'));
+	/* the rest goes the long way: false, delivery not trusted */
+	for (const o of [
+		{ t: 67, rid: 4, sid: 1, id: 'a', body: Buffer.alloc(1) },	/* PEEK */
+		{ t: 67, sid: 1, id: 'a', hist: [{ c: 'nack' }], body: Buffer.alloc(1) },
+		{ t: 67, sid: 1, id: 'a', six: 1, body: Buffer.alloc(1) },
+		{ t: 67, sid: 1, id: 'a', bodx: 1, body: Buffer.alloc(1) },
+		{ t: 65, rid: 1, ids: ['a'] },
+	])
+		assert.equal(readMsg(encodePayload(o), 0, encodePayload(o).length),
+		    false, Object.keys(o).join());
+	/* cut anywhere, or a byte too many: false, never a throw */
+	for (let n = 0; n < sec10.length; n++)
+		assert.equal(readMsg(sec10, 0, n), false, `cut at ${n}`);
+	const more = Buffer.concat([sec10, hex('c0')]);
+	assert.equal(readMsg(more, 0, more.length), false);
+	/* a bad value is read as it is, for Message to refuse */
+	const bad = hex('83 a1 74 43 a3 73 69 64 a1 78 a4 62 6f 64 79 c4 00');
+	assert.equal(readMsg(bad, 0, bad.length), true);
+	assert.equal(delivery.sid, 'x');
+	assert.throws(() => new Message(delivery, 1, nobody), BrokerProtocolError);
 });
 
 test('a MSG with a bad field is a broker protocol error', () => {

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import {
 	connect, type Client, type Message, StaleLease, QueueFull, ModeError,
 	NoSubscribers, TimeoutError, AbortError, BadName, SubscriptionDeleted,
-	NotFound, MessageTooBig,
+	NotFound, MessageTooBig, BadArgument,
 } from '../src/index.js';
 import { startFerryd, sleep, type Broker } from './ferryd.js';
 import { within, until, nextMsg, topic } from './util.js';
@@ -71,6 +71,65 @@ test('fire-and-forget and batch publish, consumed in order', async () => {
 	}
 	assert.deepEqual(got, ['ff-1', 'b-1', 'b-2', '{"n":3}', 'ff-2']);
 	await it.return!();
+});
+
+test('publishMany: one PUB each, ids in order, one promise', async () => {
+	const t = topic('many');
+	const it = c.messages(t, { prefetch: 100 })[Symbol.asyncIterator]();
+	const bodies = Array.from({ length: 50 }, (_, i) => Buffer.from(`m-${i}`));
+	const ids = await c.publishMany(t, bodies);
+	assert.equal(ids.length, 50);
+	for (const id of ids)
+		assert.match(id, UUID);
+	assert.equal(new Set(ids).size, 50);
+	/* JSON and headers, as publish() sends them; then unconfirmed */
+	const j = await c.publishMany(t, [{ a: 1 }, Buffer.from('raw')],
+	    { headers: { tenant: 'acme' } });
+	assert.equal(j.length, 2);
+	assert.deepEqual(await c.publishMany(t, [Buffer.from('ff-a'),
+	    Buffer.from('ff-b')], { confirm: false }), []);
+	assert.deepEqual(await c.publishMany(t, []), []);
+	for (let i = 0; i < 50; i++) {
+		const m = await nextMsg(it);
+		assert.equal(m.text(), `m-${i}`);
+		assert.equal(m.id, ids[i]);	/* each id is its message's */
+		await m.ack();
+	}
+	const mj = await nextMsg(it);
+	assert.deepEqual(mj.json(), { a: 1 });
+	assert.equal(mj.id, j[0]);
+	assert.equal(mj.headers['content-type'], 'application/json');
+	assert.equal(mj.headers.tenant, 'acme');
+	const mr = await nextMsg(it);
+	assert.equal(mr.text(), 'raw');
+	assert.equal(mr.headers['content-type'], undefined);
+	assert.equal(mr.headers.tenant, 'acme');
+	for (const want of ['ff-a', 'ff-b'])
+		assert.equal((await nextMsg(it)).text(), want);
+	await it.return!();
+});
+
+test('publishMany: a refusal rejects its promise; a bad body sends none',
+    async () => {
+	const t = topic('many-err');
+	/* mandatory with no group: every PUB refused, the promise rejects */
+	await assert.rejects(c.publishMany(t, [Buffer.from('a'),
+	    Buffer.from('b')], { mandatory: true }), NoSubscribers);
+	/* a targeted publish to a group that does not exist */
+	await assert.rejects(c.publishMany(t, [Buffer.from('a')],
+	    { group: 'nope' }), NotFound);
+	/* one body too big: refused before anything is sent */
+	await assert.rejects(c.publishMany(t, [Buffer.from('ok'),
+	    Buffer.alloc(c.welcome.maxMsg + 1)]), MessageTooBig);
+	/* ids are per message */
+	await assert.rejects(c.publishMany(t, [Buffer.from('a')],
+	    { id: 'x' }), BadArgument);
+	assert.equal((await c.stats(t)).find((r) => !r.group)?.ready ?? 0, 0);
+	/* the client still works, and later publishes are unaffected */
+	await c.subscribe(t, () => {}, { group: 'g' }).then((s) => s.unsubscribe());
+	const ids = await c.publishMany(t, [Buffer.from('x'), Buffer.from('y')]);
+	assert.equal(ids.length, 2);
+	assert.equal((await groupRow(t, 'g')).ready, 2);
 });
 
 test('JSON data, headers, reply_to and correlation id travel', async () => {
