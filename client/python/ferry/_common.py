@@ -3,10 +3,30 @@
 from __future__ import annotations
 
 import random
+import socket
 from typing import Any, Iterable, Mapping
 
 from . import codec
 from .message import to_body
+
+# Unsent bytes the kernel may hold for us: past them a write waits.  Every
+# byte queued on this host is latency once ferryd slows a producer, so the
+# kernel's own autotuned megabytes are bounded too (PROTOCOL.md section 1,
+# "Keep the producer's side short").  Only unsent bytes count, so a long
+# network path still fills its window.
+NOTSENT_LOWAT = 128 * 1024
+
+
+def tune_socket(sock: Any) -> None:
+    """Options for a freshly connected socket, either client's."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    lowat = getattr(socket, "TCP_NOTSENT_LOWAT", None)
+    if lowat is not None:  # Linux; elsewhere the kernel's default
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, lowat, NOTSENT_LOWAT)
+        except OSError:
+            pass
+
 
 MODES = {"at-least-once": codec.MODE_AT_LEAST_ONCE,
          "at-most-once": codec.MODE_AT_MOST_ONCE}

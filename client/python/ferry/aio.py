@@ -20,6 +20,7 @@ import time
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 
 from . import codec
+from ._common import tune_socket
 from ._core import (DONE, FAIL, RESEND, Call, ClientBase, Reply, ShutdownNotice, SubState,
                     SubscriptionBase, delete_call, inflight_call, no_responders, peek_call,
                     ping_call, reply_target, reportable, settle_payload, stats_broker_call,
@@ -246,6 +247,9 @@ class _Proto(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            tune_socket(sock)
 
     def data_received(self, data: bytes) -> None:
         self.client._on_data(self, data)
@@ -437,6 +441,14 @@ class AsyncClient(ClientBase):
                 self._last_send = time.monotonic()
             await asyncio.sleep(min(every - silent, 1.0))
 
+    def _backed_up(self) -> bool:
+        """The transport holds more than its high-water mark: a
+        fire-and-forget producer must wait, or the scheduled flushes move
+        everything it publishes into the transport's buffer, which then
+        grows without bound while the broker reads nothing."""
+        p = self._proto
+        return p is not None and p.paused is not None
+
     async def _drain(self) -> None:
         """Write what is queued; wait while the socket is backed up (a
         producer far ahead of the broker waits here instead of filling
@@ -516,7 +528,7 @@ class AsyncClient(ClientBase):
         if not confirm:
             self._core.publish(topic, data, None, id, headers, delay, ttl, reply_to,
                                corr, group, mandatory)
-            if len(self._core.out) >= _FLUSH_AT:
+            if len(self._core.out) >= _FLUSH_AT or self._backed_up():
                 await self._drain()
             elif not self._flush_scheduled:
                 self._schedule_flush()
@@ -559,7 +571,7 @@ class AsyncClient(ClientBase):
         self._core.publish_batch(topic, items, r, group, mandatory)
         self._schedule_flush()
         if fut is None:
-            if len(self._core.out) >= _FLUSH_AT:
+            if len(self._core.out) >= _FLUSH_AT or self._backed_up():
                 await self._drain()
             return None
         return codec.get_ids(await self._await(fut, timeout))

@@ -19,6 +19,7 @@ from collections import deque
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from . import codec
+from ._common import tune_socket
 from ._core import (DONE, FAIL, RESEND, Call, ClientBase, Reply, ShutdownNotice, SubState,
                     SubscriptionBase, delete_call, inflight_call, no_responders, peek_call,
                     ping_call, reply_target, reportable, settle_payload, stats_broker_call,
@@ -30,7 +31,9 @@ from .message import BaseMessage
 log = logging.getLogger("ferry")
 
 _READ_SIZE = 256 * 1024
-_MAX_QUEUED = 8 * 1024 * 1024
+# Queued bytes that make a producer wait (until half are written): small,
+# since each one is latency once ferryd slows us.
+_MAX_QUEUED = 256 * 1024
 # Queued bytes a publishing thread writes itself (see _queued()).
 _SEND_AT = 32 * 1024
 
@@ -669,7 +672,7 @@ class Client(ClientBase):
         subscriptions and unanswered requests."""
         sock = socket.create_connection((self.host, self.port), self.connect_timeout)
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            tune_socket(sock)
             deadline = time.monotonic() + self.connect_timeout
             with self._cv:
                 self._core.connection_made()

@@ -327,3 +327,32 @@ def test_batch_and_inspection(broker: Ferryd) -> None:
             assert events[:3] == ["published", "delivered", "acked"]
             await s.close()
     run(main())
+
+
+def test_stalled_broker_blocks_publisher_soon_aio(broker: Ferryd) -> None:
+    """As test_client's: the asyncio producer waits after a few hundred
+    KiB while ferryd reads nothing."""
+    import os
+    import signal
+
+    async def main() -> int:
+        body = b"s" * 100
+        sent = 0
+        c = await ferry.aio.connect(port=broker.port, reconnect=False)
+        assert broker.proc is not None
+        os.kill(broker.proc.pid, signal.SIGSTOP)
+        try:
+            while sent < 16 << 20:  # bounded: 16 MB of bodies
+                try:
+                    await asyncio.wait_for(
+                        c.publish("stall", body, confirm=False), 0.5)
+                except TimeoutError:
+                    break
+                sent += len(body)
+        finally:
+            os.kill(broker.proc.pid, signal.SIGCONT)
+        await c.close()
+        return sent
+
+    sent = asyncio.run(main())
+    assert sent < 1536 << 10, f"{sent} bytes taken while ferryd read nothing"

@@ -430,3 +430,25 @@ def test_stats_broker(broker: Ferryd) -> None:
         assert b["conns"] == 2
         assert b["topics"] >= 2 and b["pub"] >= 2
         assert b["up"] >= 0
+
+
+def test_stalled_broker_blocks_publisher_soon(broker: Ferryd) -> None:
+    """ferryd stopped: a fire-and-forget producer is made to wait after a
+    few hundred KiB, not 8 MiB of stamped messages (PROTOCOL.md section 1,
+    "Keep the producer's side short")."""
+    import os
+    import signal
+
+    body = b"s" * 100
+    sent = 0
+    with ferry.Client(port=broker.port, timeout=0.5, reconnect=False) as c:
+        assert broker.proc is not None
+        os.kill(broker.proc.pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(ferry.Timeout):
+                while sent < 16 << 20:  # bounded: 16 MB of bodies
+                    c.publish("stall", body, confirm=False)
+                    sent += len(body)
+        finally:
+            os.kill(broker.proc.pid, signal.SIGCONT)
+    assert sent < 1536 << 10, f"{sent} bytes taken while ferryd read nothing"

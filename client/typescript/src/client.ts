@@ -257,9 +257,12 @@ interface Conn {
 type State = 'connecting' | 'open' | 'reconnecting' | 'closed';
 
 const FLUSH_BYTES = 256 * 1024;	/* write at once past this much queued */
-const HIGH_WATER = 4 * 1024 * 1024;	/* fire-and-forget waits past this */
-const OFFLINE_MAX = 10000;
-const SWEEP_MS = 50;	/* how often request deadlines are checked */	/* fire-and-forget frames kept offline */
+/* Unwritten bytes past which a fire-and-forget publish waits for the socket
+ * to drain: small, since each is latency once ferryd slows us (PROTOCOL.md
+ * section 1).  Node has no TCP_NOTSENT_LOWAT, so this is the whole bound. */
+const HIGH_WATER = 256 * 1024;
+const OFFLINE_MAX = 10000;	/* fire-and-forget frames kept offline */
+const SWEEP_MS = 50;	/* how often request deadlines are checked */
 
 function encodeBody(data: unknown, headers?: Record<string, string>):
     { body: Buffer; hdr?: Record<string, string> } {
