@@ -349,8 +349,27 @@ staged(struct conn *c)
 void
 conn_gate(struct conn *c, uint64_t seq)
 {
-	if (seq > c->gate)
+	if (seq == STORE_SEQ_SETTLE)
+		c->gate_settle = 1;
+	else if (seq > c->gate)
 		c->gate = seq;
+}
+
+/*
+ * The gate for settlements buffered in the store: their record has no seq
+ * until the store appends it (at the latest in the commit before the
+ * turn's flush).  Once none is buffered, the newest record holding one
+ * covers them.  Settlements buffered later hold this output back too,
+ * until their own commit: later, never wrong.
+ */
+static int
+settle_gate(struct conn *c)
+{
+	if (store_settle_pending(c->b))
+		return 0;
+	conn_gate(c, c->b->store.settle_seq);
+	c->gate_settle = 0;
+	return 1;
 }
 
 /* Move the durable replies whose records are confirmable to the staged
@@ -397,7 +416,7 @@ conn_flush(struct conn *c)
 	size = c->enc.sb.size;
 	if (!size && !evbuffer_get_length(c->big))
 		goto done;
-	if (!written(c->b, c->gate))
+	if ((c->gate_settle && !settle_gate(c)) || !written(c->b, c->gate))
 		goto done;	/* conn_journal_progress() comes back */
 	c->b->st.bytes_out += size + evbuffer_get_length(c->big);
 	if (evbuffer_get_length(c->big)) {

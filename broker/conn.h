@@ -49,6 +49,7 @@ struct event;
 struct evbuffer;
 struct msg;
 struct sockaddr;
+struct topic;
 
 #define CONN_NAME_MAX 64
 
@@ -85,6 +86,8 @@ struct conn {
 	struct evbuffer *big;	/* staged output holding large bodies by
 				   reference; enc's bytes come after it */
 	uint64_t gate;		/* staged output waits for this record */
+	uint8_t gate_settle;	/* ... and for the settlements buffered
+				   when it was set (STORE_SEQ_SETTLE) */
 	struct fy_enc durable;	/* replies waiting to be confirmable */
 	size_t durable_off;	/* bytes of durable released already */
 	struct conn_durable *dq;	/* ring of dq_cap, seqs increasing */
@@ -102,6 +105,8 @@ struct conn {
 	struct auth_conn *auth;	/* auth.c's: user, login, permission
 				   cache; NULL before HELLO */
 	uint32_t sym;		/* trace symbol of the name */
+	struct topic *pub_topic;	/* of the last PUB, valid while */
+	uint64_t pub_topic_gen;		/* this is core.topic_gen */
 };
 
 /*
@@ -171,7 +176,8 @@ int conn_send_err(struct conn *c, uint64_t rid, int code, uint64_t sid,
 int conn_send_durable(struct conn *c, uint64_t seq,
     const struct fy_frame *f);
 
-/* The staged output leaves only once record seq is written too. */
+/* The staged output leaves only once record seq is written too;
+ * STORE_SEQ_SETTLE: once the settlements buffered now are. */
 void conn_gate(struct conn *c, uint64_t seq);
 
 /* The socket, for writing around libevent (the direct send of a flush,

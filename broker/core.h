@@ -60,6 +60,9 @@ struct core {
 	struct topic **topics;	/* hash table, chained by topic.hnext */
 	uint32_t topics_cap;	/* power of two */
 	uint32_t ntopics;
+	uint64_t topic_gen;	/* bumped whenever a topic is freed: a topic
+				   pointer kept from before (conn.pub_topic)
+				   may be stale */
 	uint32_t ngroups;	/* all topics' groups, ephemeral included */
 	/* conn.c */
 	struct list conns;	/* struct conn.link */

@@ -72,7 +72,7 @@ dead_letter(struct core *b, struct qent *e)
 	log_debug_kv(log_kv(g->topic->name, g->name, NULL), "message %s of "
 	    "%s/%s dead-lettered after %u attempts",
 	    id.p, g->topic->name, g->name, (unsigned)e->attempts);
-	store_ack(b, e, &seq);
+	store_ack(b, e);
 	return 0;
 }
 
@@ -80,12 +80,10 @@ dead_letter(struct core *b, struct qent *e)
 static void
 drop(struct core *b, struct qent *e)
 {
-	uint64_t seq;
-
 	e->group->st.dropped++;
 	trace_add(&b->trace, clock_wall_ms(), msg_idh(qent_msg(e)), TR_DROPPED,
 	    e->group->topic->sym, e->group->sym, 0, e->attempts);
-	store_ack(b, e, &seq);
+	store_ack(b, e);
 }
 
 void

@@ -142,6 +142,24 @@ pack_move(msgpack_packer *pk, const struct rec *r)
 	return e;
 }
 
+/* Settled entries as deltas: acks come mostly in publish order, so each
+ * is a one-byte fixint instead of a 5- or 9-byte seq. */
+static int
+pack_settle(msgpack_packer *pk, const uint64_t *mseq, uint32_t n)
+{
+	uint64_t prev = 0;
+	int e = msgpack_pack_array(pk, n);
+
+	for (uint32_t i = 0; i < n; i++) {
+		if (mseq[i] >= prev)
+			e |= msgpack_pack_uint64(pk, mseq[i] - prev);
+		else
+			e |= msgpack_pack_int64(pk, -(int64_t)(prev - mseq[i]));
+		prev = mseq[i];
+	}
+	return e;
+}
+
 int
 rec_encode(msgpack_sbuffer *sb, const struct rec *r)
 {
@@ -169,6 +187,13 @@ rec_encode(msgpack_sbuffer *sb, const struct rec *r)
 		e |= msgpack_pack_array(&pk, 2);
 		e |= msgpack_pack_uint64(&pk, r->ack.gid);
 		e |= msgpack_pack_uint64(&pk, r->ack.mseq);
+		break;
+	case REC_SETTLE:
+		if (!r->settle.n || r->settle.n > REC_SETTLE_MAX)
+			return -EINVAL;
+		e |= msgpack_pack_array(&pk, 2);
+		e |= msgpack_pack_uint64(&pk, r->settle.gid);
+		e |= pack_settle(&pk, r->settle.mseq, r->settle.n);
 		break;
 	case REC_FAIL:
 		e |= msgpack_pack_array(&pk, 7);
@@ -660,6 +685,44 @@ rec_decode_summary(msgpack_zone *zone, uint8_t type, const uint8_t *p,
 	return 0;
 }
 
+/* The deltas of a REC_SETTLE back to seqs, each one >= 1. */
+static int
+get_settle(msgpack_zone *zone, const msgpack_object *o, struct rec *r)
+{
+	const msgpack_object *d;
+	uint64_t *mseq, prev = 0;
+	uint32_t n;
+
+	if (o->type != MSGPACK_OBJECT_ARRAY)
+		return -EBADMSG;
+	d = o->via.array.ptr;
+	if (!(n = o->via.array.size) || n > REC_SETTLE_MAX)
+		return -EBADMSG;
+	if (!(mseq = msgpack_zone_malloc(zone, n * sizeof(*mseq))))
+		return -ENOMEM;
+	for (uint32_t i = 0; i < n; i++) {
+		if (d[i].type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+			if (d[i].via.u64 > UINT64_MAX - prev)
+				return -EBADMSG;
+			prev += d[i].via.u64;
+		} else if (d[i].type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+			/* INT64_MIN has no positive: no seq is that old */
+			if (d[i].via.i64 == INT64_MIN ||
+			    (uint64_t)-d[i].via.i64 >= prev)
+				return -EBADMSG;
+			prev -= (uint64_t)-d[i].via.i64;
+		} else {
+			return -EBADMSG;
+		}
+		if (!prev)
+			return -EBADMSG;
+		mseq[i] = prev;
+	}
+	r->settle.mseq = mseq;
+	r->settle.n = n;
+	return 0;
+}
+
 int
 rec_decode(msgpack_zone *zone, uint8_t type, const uint8_t *p, size_t len,
     struct rec *r)
@@ -667,7 +730,7 @@ rec_decode(msgpack_zone *zone, uint8_t type, const uint8_t *p, size_t len,
 	static const uint32_t arity[] = {
 		[REC_PUB] = 5, [REC_ACK] = 2, [REC_FAIL] = 7,
 		[REC_GROUP] = 5, [REC_GROUP_DEL] = 1, [REC_TOPIC_DEL] = 1,
-		[REC_MOVE] = 9, [REC_PRODUCER] = 2,
+		[REC_MOVE] = 9, [REC_PRODUCER] = 2, [REC_SETTLE] = 2,
 	};
 	msgpack_object obj;
 	const msgpack_object *a;
@@ -675,7 +738,7 @@ rec_decode(msgpack_zone *zone, uint8_t type, const uint8_t *p, size_t len,
 	int e = 0;
 
 	memset(r, 0, sizeof(*r));
-	if (type < REC_PUB || type > REC_PRODUCER)
+	if (type < REC_PUB || type > REC_SETTLE)
 		return -EBADMSG;
 	if (!bounded(p, len))
 		return -EBADMSG;
@@ -753,6 +816,10 @@ rec_decode(msgpack_zone *zone, uint8_t type, const uint8_t *p, size_t len,
 		e |= get_str(&a[0], &r->producer.pid);
 		e |= get_u64(&a[1], &r->producer.seq);
 		break;
+	case REC_SETTLE:
+		if ((e = get_u64(&a[0], &r->settle.gid)))
+			return e;
+		return get_settle(zone, &a[1], r);
 	}
 	return e ? -EBADMSG : 0;
 }

@@ -26,6 +26,13 @@
  *                  (, opts map: "delay", "ttl", "rt", "corr")]
  *   REC_PRODUCER   [pid, seq]  an idempotent producer's high-water mark,
  *                  in every segment's catalog
+ *   REC_SETTLE     [gid, [mseq delta...]]  REC_ACK of several entries of
+ *                  one group, in the order they were settled: the first
+ *                  delta is the first mseq, each next one the difference
+ *                  to the previous mseq (negative when it is older); at
+ *                  most REC_SETTLE_MAX.  Means exactly what as many
+ *                  REC_ACKs would.  Journals written before it
+ *                  hold REC_ACK only; both kinds replay
  *
  * REC_MOVE is compaction's copy of a live message out of an old segment: it
  * carries the message and its state in every durable group (gid 0: the
@@ -56,7 +63,12 @@ enum rec_type {
 	REC_TOPIC_DEL = 6,
 	REC_MOVE = 7,
 	REC_PRODUCER = 8,
+	REC_SETTLE = 9,
 };
+
+/* Entries per REC_SETTLE: at most 9 bytes each, so that a full one fits
+ * in the smallest segment (JOURNAL_SEGMENT_MIN). */
+#define REC_SETTLE_MAX 256
 
 #define REC_CAUSES 4		/* enum qent_cause values in a REC_MOVE */
 
@@ -126,6 +138,11 @@ struct rec {
 			struct fy_str pid;
 			uint64_t seq;
 		} producer;
+		struct {
+			uint64_t gid;
+			const uint64_t *mseq;	/* decoded: in the zone */
+			uint32_t n;		/* 1..REC_SETTLE_MAX */
+		} settle;
 	};
 };
 

@@ -349,6 +349,22 @@ make_room(struct core *b, struct topic *t, struct group *only,
 	return 0;
 }
 
+/*
+ * The topic of the connection's last PUB, if this one names it too: a
+ * producer mostly publishes to one topic, whose name was checked and
+ * looked up then.  NULL otherwise, or once any topic was freed since.
+ */
+static struct topic *
+cached_topic(const struct conn *c, struct fy_str name)
+{
+	const struct topic *t = c->pub_topic;
+
+	if (t && c->pub_topic_gen == c->b->topic_gen &&
+	    t->name_len == name.len && !memcmp(t->name, name.p, name.len))
+		return c->pub_topic;
+	return NULL;
+}
+
 static void
 handle_pub(struct conn *c, const struct fy_frame *f)
 {
@@ -357,11 +373,11 @@ handle_pub(struct conn *c, const struct fy_frame *f)
 	struct group *only = NULL, *full;
 	char one[FY_ID_MAX + 1], *many = NULL, *idp = one;
 	uint64_t ts, bytes = 0, seq = 0;
-	struct topic *t;
+	struct topic *t = cached_topic(c, f->pub.topic);
 	uint32_t i, done = 0, nnew = n, dups = 0;
 	int e = 0;
 
-	if (bad_name(c, f->rid, "topic", f->pub.topic) ||
+	if ((!t && bad_name(c, f->rid, "topic", f->pub.topic)) ||
 	    (f->pub.group.len && bad_name(c, f->rid, "group", f->pub.group)))
 		return;
 	/* A targeted publish (dead-letter replay) bypasses fan-out: an
@@ -404,11 +420,12 @@ handle_pub(struct conn *c, const struct fy_frame *f)
 		    "journal cannot write: %s; retry later", strerror(-e));
 		return;
 	}
-	if (topic_limit(c, f->rid, f->pub.topic))
+	if (!t && topic_limit(c, f->rid, f->pub.topic))
 		return;
 	/* An inbox keeps no backlog: without its listener there is nowhere
 	 * to put the message, and no topic to create. */
-	if (f->pub.topic.len > strlen(TOPIC_INBOX_PREFIX) &&
+	if (t ? t->is_inbox && !t->ngroups :
+	    f->pub.topic.len > strlen(TOPIC_INBOX_PREFIX) &&
 	    !memcmp(f->pub.topic.p, TOPIC_INBOX_PREFIX,
 	    strlen(TOPIC_INBOX_PREFIX)) && (!(t = topic_find(b,
 	    f->pub.topic.p, f->pub.topic.len)) || !t->ngroups)) {
@@ -417,10 +434,12 @@ handle_pub(struct conn *c, const struct fy_frame *f)
 		    f->pub.topic.p);
 		return;
 	}
-	if (!(t = topic_get(b, f->pub.topic.p, f->pub.topic.len))) {
+	if (!t && !(t = topic_get(b, f->pub.topic.p, f->pub.topic.len))) {
 		conn_send_err(c, f->rid, FY_E_INTERNAL, 0, "out of memory");
 		return;
 	}
+	c->pub_topic = t;
+	c->pub_topic_gen = b->topic_gen;
 	if (f->pub.group.len && (!(only = topic_group_find(t,
 	    f->pub.group.p, f->pub.group.len)) || only->ephemeral)) {
 		conn_send_err(c, f->rid, FY_E_NOTFOUND, 0,
@@ -657,7 +676,7 @@ handle_ack(struct conn *c, const struct fy_frame *f)
 {
 	struct sub *s = lease_sub(c, f, f->ack.sid);
 	uint32_t nstale = 0;
-	uint64_t first_stale = 0, seq = 0;
+	uint64_t first_stale = 0;
 	struct qent *e;
 
 	if (!s)
@@ -671,11 +690,11 @@ handle_ack(struct conn *c, const struct fy_frame *f)
 	}
 	for (uint32_t i = 0; i < f->ack.nleases; i++) {
 		if ((e = sub_lease_find(s, f->ack.leases[i]))) {
-			trace_add(&c->b->trace, clock_wall_ms(),
+			trace_add(&c->b->trace, clock_turn_wall_ms(),
 			    msg_idh(qent_msg(e)),
 			    TR_ACKED, s->group->topic->sym, s->group->sym,
 			    c->sym, (uint32_t)e->attempts + 1);
-			store_ack(c->b, e, &seq);
+			store_ack(c->b, e);
 		} else if (!nstale++) {
 			first_stale = f->ack.leases[i];
 		}
@@ -687,10 +706,11 @@ handle_ack(struct conn *c, const struct fy_frame *f)
 		    "%u of %u leases no longer valid (first: %llu)", nstale,
 		    f->ack.nleases, (unsigned long long)first_stale);
 	else if (f->rid) {
-		/* A confirmed ack: answered once the ack is durable. */
+		/* A confirmed ack: answered once the ack is durable.  Its
+		 * settlements are journaled now, to have a seq. */
 		struct fy_frame ok = {.type = FY_T_OK, .rid = f->rid};
 
-		conn_send_durable(c, seq, &ok);
+		conn_send_durable(c, store_settle_flush(c->b), &ok);
 	}
 	group_mark_due(s->group);
 }

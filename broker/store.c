@@ -373,20 +373,21 @@ dedup_release(void *arg, uint64_t seq)
 		journal_unref(b->store.j, seq);
 }
 
+/* t: the record's topic when known (live), else NULL (replay). */
 static int
-apply_pub(struct core *b, uint64_t seq, const struct rec *r)
+apply_pub(struct core *b, uint64_t seq, const struct rec *r,
+    struct topic *t)
 {
 	struct store *s = &b->store;
 	const struct fy_pubmsg *pm = &r->pub.m;
 	struct group *only = NULL;
 	struct producer *pr;
-	struct topic *t;
 	struct msg *m;
 	int64_t mono_ts;
 
-	if (!name_ok(r->pub.topic))
+	if (!t && !name_ok(r->pub.topic))
 		return -EBADMSG;
-	if (!(t = topic_get(b, r->pub.topic.p, r->pub.topic.len)))
+	if (!t && !(t = topic_get(b, r->pub.topic.p, r->pub.topic.len)))
 		return -ENOMEM;
 	if (r->pub.gid && !(only = gid_find(s, r->pub.gid)))
 		return 0;	/* its group is gone: so is the message */
@@ -403,8 +404,8 @@ apply_pub(struct core *b, uint64_t seq, const struct rec *r)
 	 * the original's, and TRACE lists events in the order they
 	 * happened. */
 	if (!s->replaying)
-		trace_add(&b->trace, clock_wall_ms(), msg_idh(m), TR_PUBLISHED,
-		    t->sym, only ? only->sym : 0, 0, 0);
+		trace_add(&b->trace, clock_turn_wall_ms(), msg_idh(m),
+		    TR_PUBLISHED, t->sym, only ? only->sym : 0, 0, 0);
 	/* Only for dedup: two clock reads a message, at replay too. */
 	mono_ts = pm->id.len ? msg_mono(m) : 0;
 	if (topic_publish(t, m, only) < 0) {
@@ -423,6 +424,23 @@ apply_pub(struct core *b, uint64_t seq, const struct rec *r)
 	    pm->pid.len)))
 		producer_stored(pr, pm->pseq, r->pub.id.p, r->pub.id.len);
 	return 0;
+}
+
+/* What a REC_ACK (or each entry of a REC_SETTLE) does to entry e. */
+static void
+settle_one(struct qent *e)
+{
+	if (!e || !e->group)
+		return;		/* dropped with its group (a backlog entry
+				   is never acked: damage) */
+	if (e->flags & QE_LEASED) {
+		group_ack(e);
+	} else {
+		/* Not an ack: a dead-lettering's or a drop's removal,
+		 * counted where it was decided. */
+		group_detach(e);
+		qent_free(e);
+	}
 }
 
 /*
@@ -444,20 +462,15 @@ apply(struct core *b, uint64_t seq, const struct rec *r, struct qent *hint,
 
 	switch (r->type) {
 	case REC_PUB:
-		return apply_pub(b, seq, r);
+		return apply_pub(b, seq, r, NULL);
 	case REC_ACK:
-		if (!(e = hint ? hint : idx_find(s, r->ack.gid, r->ack.mseq)) ||
-		    !e->group)
-			return 0;	/* dropped with its group (a backlog
-					   entry is never acked: damage) */
-		if (e->flags & QE_LEASED) {
-			group_ack(e);
-		} else {
-			/* Not an ack: a dead-lettering's or a drop's
-			 * removal, counted where it was decided. */
-			group_detach(e);
-			qent_free(e);
-		}
+		settle_one(hint ? hint : idx_find(s, r->ack.gid, r->ack.mseq));
+		return 0;
+	case REC_SETTLE:
+		/* Replay only: live, each was applied when it was made. */
+		for (uint32_t i = 0; i < r->settle.n; i++)
+			settle_one(idx_find(s, r->settle.gid,
+			    r->settle.mseq[i]));
 		return 0;
 	case REC_FAIL:
 		if (r->fail.cause >= CAUSE_NFAIL)
@@ -663,6 +676,8 @@ hold(struct store *s, const struct rec *r)
  * held too (it is applied all the same), a publish or group creation is
  * refused.
  */
+static int settle_flush(struct core *b);
+
 static int
 append(struct core *b, const struct rec *r, uint64_t *seq)
 {
@@ -670,6 +685,14 @@ append(struct core *b, const struct rec *r, uint64_t *seq)
 	int e;
 
 	*seq = 0;
+	/*
+	 * Buffered settlements go before any record but a publish: replay
+	 * must meet them before a REC_MOVE renames their messages, a
+	 * deletion drops their groups, or a REC_FAIL whose order against
+	 * them matters.  A publish is about a message no settlement names.
+	 */
+	if (s->nsettle && r->type != REC_PUB && r->type != REC_SETTLE)
+		settle_flush(b);
 	msgpack_sbuffer_clear(&s->sb);
 	if ((e = rec_encode(&s->sb, r)) < 0)
 		return e;
@@ -716,7 +739,8 @@ store_publish(struct core *b, struct topic *t, const struct fy_pubmsg *pm,
 		return e;
 	if (!confirm && !pm->id.len && !pm->pid.len && !nhist)
 		s->elidable = *seq;
-	return apply(b, *seq, &r, NULL, NULL);
+	/* apply()'s REC_PUB, given the topic the record names. */
+	return apply_pub(b, *seq, &r, t);
 }
 
 int
@@ -746,55 +770,176 @@ store_duplicate(struct core *b, struct topic *t,
 	return 0;
 }
 
+/* ---- settlements, one record per group per turn ---- */
+
+/* One group's settlements since its last REC_SETTLE. */
+struct settle_buf {
+	uint64_t gid;
+	uint32_t n;
+	uint64_t mseq[REC_SETTLE_MAX];
+};
+
+/* More groups than this settling in one turn: flush and start over, so
+ * that finding a group's buffer stays a short walk. */
+#define SETTLE_GROUPS 16
+
+/* Append buffer i's REC_SETTLE.  0 or the journal's -errno (the record
+ * is then held: append()). */
+static int
+settle_put(struct core *b, struct settle_buf *sb)
+{
+	struct store *s = &b->store;
+	struct rec r = {.type = REC_SETTLE};
+	uint64_t seq;
+	int e;
+
+	r.settle.gid = sb->gid;
+	r.settle.mseq = sb->mseq;
+	r.settle.n = sb->n;
+	if ((e = append(b, &r, &seq)) == 0)
+		s->settle_seq = seq;
+	s->settles++;
+	s->settled += sb->n;
+	sb->n = 0;
+	return e;
+}
+
+static int
+settle_flush(struct core *b)
+{
+	struct store *s = &b->store;
+	int e = 0;
+
+	for (uint32_t i = 0; i < s->nsettle; i++)
+		if (s->settle[i].n) {
+			int r = settle_put(b, &s->settle[i]);
+
+			if (r < 0 && !e)
+				e = r;
+		}
+	s->nsettle = 0;
+	s->settle_last = 0;
+	return e;
+}
+
+/* Buffer the settlement of a durable entry of group gid for message
+ * mseq: what its REC_ACK would say, journaled later. */
+static void
+settle_add(struct core *b, uint64_t gid, uint64_t mseq)
+{
+	struct store *s = &b->store;
+	struct settle_buf *sb = NULL;
+
+	/* A publish that has a settlement in a buffer can no longer be
+	 * taken back: the record naming it would name its reused seq. */
+	if (mseq == s->elidable)
+		s->elidable = 0;
+	if (s->nsettle && s->settle[s->settle_last].gid == gid) {
+		sb = &s->settle[s->settle_last];
+	} else {
+		for (uint32_t i = 0; i < s->nsettle; i++)
+			if (s->settle[i].gid == gid) {
+				sb = &s->settle[s->settle_last = i];
+				break;
+			}
+	}
+	if (!sb) {
+		if (s->nsettle == SETTLE_GROUPS)
+			settle_flush(b);
+		if (s->nsettle == s->settle_cap) {
+			uint32_t cap = s->settle_cap ? s->settle_cap * 2 : 4;
+			struct settle_buf *n = realloc(s->settle,
+			    cap * sizeof(*n));
+
+			if (!n) {
+				/* No buffer: its own REC_ACK, at once. */
+				struct rec r = {.type = REC_ACK};
+				uint64_t seq;
+
+				r.ack.gid = gid;
+				r.ack.mseq = mseq;
+				if (append(b, &r, &seq) == 0)
+					s->settle_seq = seq;
+				return;
+			}
+			s->settle = n;
+			s->settle_cap = cap;
+		}
+		sb = &s->settle[s->settle_last = s->nsettle++];
+		sb->gid = gid;
+		sb->n = 0;
+	}
+	sb->mseq[sb->n++] = mseq;
+	if (sb->n == REC_SETTLE_MAX)
+		settle_put(b, sb);
+	if (!s->dirty) {
+		/* Appended by the commit in the end-of-turn flush. */
+		s->dirty = 1;
+		turn_want_commit(&b->turn);
+	}
+}
+
+uint64_t
+store_settle_flush(struct core *b)
+{
+	if (b->store.nsettle)
+		settle_flush(b);
+	return b->store.settle_seq;
+}
+
+int
+store_settle_pending(const struct core *b)
+{
+	const struct store *s = &b->store;
+
+	for (uint32_t i = 0; i < s->nsettle; i++)
+		if (s->settle[i].n)
+			return 1;
+	return 0;
+}
+
 void
-store_ack(struct core *b, struct qent *e, uint64_t *seq)
+store_ack(struct core *b, struct qent *e)
 {
 	struct rec r = {.type = REC_ACK};
 
-	r.ack.gid = e->group->gid;
-	r.ack.mseq = qent_msg(e)->seq;
 	/* Entries of ephemeral groups are not journaled. */
 	if (e->flags & QE_DURABLE)
-		append(b, &r, seq);
-	else
-		*seq = 0;
-	apply(b, *seq, &r, e, NULL);
+		settle_add(b, e->group->gid, qent_msg(e)->seq);
+	apply(b, 0, &r, e, NULL);
 }
 
 uint64_t
 store_settle(struct core *b, struct qent *e)
 {
 	struct store *s = &b->store;
-	struct rec r = {.type = REC_ACK};
 	struct msg *m = qent_msg(e);
-	uint64_t seq = 0;
+	uint64_t mseq = m->seq, gid = e->group->gid;
 
 	if (!(e->flags & QE_DURABLE)) {
 		qent_free(e);
 		return 0;
 	}
-	r.ack.gid = e->group->gid;
-	r.ack.mseq = m->seq;
 	/*
 	 * Published without a confirm and settled in the same turn, as the
 	 * newest record, with no other group holding it: take the publish
-	 * back instead of writing it and its ack.  A crash could not have
-	 * told the two apart: the delivery leaves only once its records are
-	 * written (conn.c), and a record that is not there holds nothing.
+	 * back instead of writing it and its settlement.  A crash could not
+	 * have told the two apart: the delivery leaves only once its records
+	 * are written (conn.c), and a record that is not there holds
+	 * nothing.
 	 */
-	if (m->seq && m->seq == s->elidable && msg_ndurable(m) == 1) {
+	if (mseq && mseq == s->elidable && msg_ndurable(m) == 1) {
 		qent_free(e);	/* drops its reference to the record */
 		s->elidable = 0;
-		if (journal_unappend(s->j, r.ack.mseq) == 0) {
+		if (journal_unappend(s->j, mseq) == 0) {
 			s->elided++;
 			return 0;
 		}
-		append(b, &r, &seq);
-		return seq;
+	} else {
+		qent_free(e);
 	}
-	append(b, &r, &seq);
-	qent_free(e);
-	return seq;
+	settle_add(b, gid, mseq);
+	return STORE_SEQ_SETTLE;
 }
 
 /*
@@ -1022,6 +1167,8 @@ store_commit(struct core *b)
 	    flush_held(s) == 0)
 		log_info("journal: records held while it could not write are "
 		    "written");
+	if (s->nsettle)
+		settle_flush(b);
 	e = journal_commit(s->j);
 	page_trim(b);
 
@@ -1206,16 +1353,21 @@ store_close(struct core *b)
 	if (s->j) {
 		struct journal_stats st;
 
+		if (s->nsettle)
+			settle_flush(b);
 		if (journal_error(s->j) == 0)
 			flush_held(s);	/* a last chance, synced by close */
 		journal_get_stats(s->j, &st);
 		log_info("journal: %llu records in %llu segments, %llu "
 		    "fdatasyncs since start; %llu publishes settled before "
-		    "they were written, not journaled",
+		    "they were written, not journaled; %llu settlements in "
+		    "%llu records",
 		    (unsigned long long)(st.next_seq - 1),
 		    (unsigned long long)st.segments,
 		    (unsigned long long)st.syncs,
-		    (unsigned long long)s->elided);
+		    (unsigned long long)s->elided,
+		    (unsigned long long)s->settled,
+		    (unsigned long long)s->settles);
 		journal_close(s->j);
 		s->j = NULL;
 	}
@@ -1223,6 +1375,9 @@ store_close(struct core *b)
 	msgpack_sbuffer_destroy(&s->sb);
 	msgpack_sbuffer_destroy(&s->catsb);
 	msgpack_zone_destroy(&s->zone);
+	free(s->settle);
+	s->settle = NULL;
+	s->nsettle = s->settle_cap = 0;
 	free(s->gids);
 	s->gids = NULL;
 	s->gids_cap = s->ngids = 0;

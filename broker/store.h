@@ -96,6 +96,16 @@ struct store {
 				   refused, in order, written first when
 				   it writes again */
 	uint64_t nheld;
+	struct settle_buf *settle;	/* settlements not yet journaled,
+					   one buffer per group */
+	uint32_t nsettle;	/* buffers in use, each holding one or more */
+	uint32_t settle_cap;
+	uint32_t settle_last;	/* the buffer used last: acks come in runs
+				   of one group */
+	uint64_t settle_seq;	/* the newest record appended holding a
+				   settlement (a REC_SETTLE) */
+	uint64_t settles;	/* REC_SETTLE records appended, ever */
+	uint64_t settled;	/* entries they carried */
 };
 
 /*
@@ -152,12 +162,32 @@ int store_publish(struct core *b, struct topic *t,
 int store_duplicate(struct core *b, struct topic *t,
     const struct fy_pubmsg *pm, const char **id, size_t *id_len);
 
-/* Settle a leased entry; *seq gets the ack record's seq (0 if none). */
-void store_ack(struct core *b, struct qent *e, uint64_t *seq);
+/*
+ * Settlements are journaled per group and per turn: store_ack() and
+ * store_settle() apply at once and buffer (group, message); the turn's
+ * commit (or the next record that is not a publish, or a full buffer)
+ * appends one REC_SETTLE per group for them.  Output that must wait for a
+ * settlement's record waits for STORE_SEQ_SETTLE (conn_gate()): the
+ * settlements buffered now, whose record has no seq yet.
+ */
+#define STORE_SEQ_SETTLE UINT64_MAX
+
+/* Settle a leased entry, or remove a waiting one (dead-lettered, dropped):
+ * applied at once, journaled with the turn's settlements. */
+void store_ack(struct core *b, struct qent *e);
+
+/* Append the buffered settlements now.  Returns the newest REC_SETTLE
+ * (0 if none ever was), which holds every settlement made so far: what
+ * a confirmed ack waits for. */
+uint64_t store_settle_flush(struct core *b);
+
+/* Settlements buffered and not yet appended? */
+int store_settle_pending(const struct core *b);
 
 /* Settle an entry taken from its group and delivered at-most-once (not
- * leased, in no list): journal it and free it.  Returns the record the
- * delivery must wait for (0: none). */
+ * leased, in no list): free it, journaled with the turn's settlements.
+ * Returns what the delivery must wait for: 0 (nothing) or
+ * STORE_SEQ_SETTLE. */
 uint64_t store_settle(struct core *b, struct qent *e);
 
 /* A delivery of e failed (cause: enum qent_cause): journal and apply

@@ -144,8 +144,8 @@ sub_deliver(struct sub *s, struct qent *e)
 		return r;	/* logged; stays at the head of the queue */
 	f.msg.sid = s->sid;
 
-	trace_add(&g->b->trace, clock_wall_ms(), msg_idh(m), TR_DELIVERED,
-	    g->topic->sym, g->sym, s->conn->sym, f.msg.attempt);
+	trace_add(&g->b->trace, clock_turn_wall_ms(), msg_idh(m),
+	    TR_DELIVERED, g->topic->sym, g->sym, s->conn->sym, f.msg.attempt);
 	if (s->mode == FY_MODE_AMO) {
 		/* Settled on delivery: its settle record must be written
 		 * before the delivery leaves, or a restart would deliver it

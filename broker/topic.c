@@ -61,6 +61,7 @@ topic_free(struct topic *t)
 		qent_free(e);
 	}
 	hooks->forget_dedup(t->b, &t->dedup);
+	t->b->topic_gen++;
 	free(t->name);
 	free(t);
 }

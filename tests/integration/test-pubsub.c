@@ -459,6 +459,58 @@ START_TEST(delete_topic)
 }
 END_TEST
 
+/*
+ * A connection remembers the topic of its last publish.  Deleted by
+ * another client (and its memory maybe taken by a topic made meanwhile),
+ * it is looked up afresh: the next publish makes the topic again, into the
+ * new group, not into the freed one.  (Under ASan a stale pointer fails.)
+ */
+START_TEST(delete_topic_under_producer)
+{
+	struct ferry *p = fc_connect(d.port, "producer");
+	struct ferry *admin = fc_connect(d.port, "admin");
+	struct ferry *a = fc_connect(d.port, "member");
+	struct ferry_msg *m = NULL;
+	uint64_t sid;
+
+	sid = fc_sub(a, "cached", "g", 0, 0, 0);
+	fc_pub(p, "cached", "old");
+	m = fc_next(a, 5000);
+	ck_assert_str_eq(m->body, "old");
+	ck_assert_int_eq(ferry_ack(a, sid, m->lease, FERRY_CONFIRM), 0);
+	ferry_msg_free(m);
+	ck_assert_int_eq(ferry_delete(admin, "cached", NULL), 0);
+	ck_assert_int_eq(ferry_next(a, 5000, &m), FERRY_EDELETED);
+	for (int i = 0; i < 20; i++) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "other-%d", i);
+		fc_pub(admin, name, "x");
+	}
+	/* Fire-and-forget first: made again with no group, it waits in the
+	 * new topic's backlog for the first group. */
+	ck_assert_int_eq(ferry_publish(p, "cached", "new", 3, NULL), 0);
+	ck_assert_int_eq(ferry_ping(p), 0);
+	sid = fc_sub(a, "cached", "g", 0, 0, 0);
+	m = fc_next(a, 5000);
+	ck_assert_str_eq(m->body, "new");
+	ck_assert_int_eq(ferry_ack(a, sid, m->lease, FERRY_CONFIRM), 0);
+	ferry_msg_free(m);
+	fc_pub(p, "cached", "newer");
+	m = fc_next(a, 5000);
+	ck_assert_str_eq(m->body, "newer");
+	ferry_msg_free(m);
+	fc_none(a, 200);
+	/* One topic of that name, deleted once. */
+	ck_assert_int_eq(ferry_delete(admin, "cached", NULL), 0);
+	ck_assert_int_eq(ferry_delete(admin, "cached", NULL),
+	    FERRY_ENOTFOUND);
+	ferry_close(a);
+	ferry_close(admin);
+	ferry_close(p);
+}
+END_TEST
+
 /* Subscribe to topic/group and take exactly n messages, acking them
  * (confirmed); records their int bodies in seen[]. */
 static void
@@ -754,6 +806,7 @@ main(void)
 	tcase_add_test(tc, delete_group);
 	tcase_add_test(tc, delete_topic);
 	tcase_add_test(tc, batch_confirms_say_which_messages);
+	tcase_add_test(tc, delete_topic_under_producer);
 	tcase_add_test(tc, restart_keeps_messages);
 	tcase_add_test(tc, restart_keeps_attempts_and_delay);
 	tcase_add_test(tc, crash_keeps_confirmed);

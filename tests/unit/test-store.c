@@ -162,8 +162,13 @@ START_TEST(replay_rebuilds_queues)
 	delivery_pump_due(&b.core);
 	ck_assert_uint_eq(g->ninflight, 3);
 	e = list_first(&s->leases, struct qent, link);
-	store_ack(&b.core, e, &seq);
+	store_ack(&b.core, e);
+	/* Buffered, appended as the group's REC_SETTLE. */
+	ck_assert_int_eq(store_settle_pending(&b.core), 1);
+	seq = store_settle_flush(&b.core);
 	ck_assert_uint_gt(seq, 0);
+	ck_assert_uint_eq(seq, store_newest_seq(&b.core));
+	ck_assert_int_eq(store_settle_pending(&b.core), 0);
 	e = list_first(&s->leases, struct qent, link);
 	delivery_fail(&b.core, e, CAUSE_NACKED, "boom", 4, 0);
 	ck_assert_uint_eq(e->attempts, 1);
@@ -199,8 +204,10 @@ START_TEST(dead_letter_is_records)
 	ck_assert_ptr_nonnull(e);
 	before = store_newest_seq(&b.core);
 	delivery_fail(&b.core, e, CAUSE_NACKED, "bad", 3, 0);
-	/* FAIL, the dead letter's PUB, the original's ACK. */
-	ck_assert_uint_eq(store_newest_seq(&b.core), before + 3);
+	/* FAIL, the dead letter's PUB, then the original's settlement,
+	 * buffered until its group's REC_SETTLE. */
+	ck_assert_uint_eq(store_newest_seq(&b.core), before + 2);
+	ck_assert_uint_eq(store_settle_flush(&b.core), before + 3);
 	ck_assert_uint_eq(g->nheld, 0);
 	ck_assert_uint_eq(dg->nready, 1);
 	ck_assert_uint_eq(g->st.dead_lettered, 1);
@@ -237,6 +244,100 @@ START_TEST(backlog_to_first_group)
 	g = durable_group("s.b", "g", 0);
 	ck_assert_uint_eq(t->nbacklog, 0);
 	ck_assert_uint_eq(g->nready, 1);
+}
+END_TEST
+
+static uint64_t
+publish_unconfirmed(const char *topic, const char *body)
+{
+	struct fy_pubmsg pm = {.body = {body, (uint32_t)strlen(body)}};
+	struct topic *t = topic_get(&b.core, topic, strlen(topic));
+	char id[MSG_ID_LEN + 1];
+	uint64_t seq = 0;
+
+	msg_id_generate(id);
+	ck_assert_int_eq(store_publish(&b.core, t, &pm, id, MSG_ID_LEN, 1000, NULL,
+	    0, NULL, 0, &seq), 0);
+	return seq;
+}
+
+/*
+ * A settlement buffered for a message that compaction then moves is
+ * journaled before the REC_MOVE: replay meets it while the message still
+ * has its old seq, which the settlement names.
+ */
+START_TEST(settle_before_move)
+{
+	struct group *g1 = durable_group("s.m", "g1", 0);
+	struct group *g2 = durable_group("s.m", "g2", 0);
+	struct conn *c = conn_new(&b.core, -1, NULL, 0);
+	struct qent *e;
+	struct sub *s;
+	uint64_t newest;
+
+	ck_assert_ptr_nonnull(c);
+	c->state = CONN_OPEN;
+	ck_assert_ptr_nonnull(s = sub_new(c, g1, 1, 16, FY_MODE_ALO, 60000));
+	publish("s.m", "moved");
+	delivery_pump_due(&b.core);
+	ck_assert_ptr_nonnull(e = list_first(&s->leases, struct qent, link));
+	store_ack(&b.core, e);
+	ck_assert_int_eq(store_settle_pending(&b.core), 1);
+	e = list_first(&g2->ready, struct qent, link);
+	ck_assert_ptr_nonnull(e);
+	ck_assert_int_eq(store_move(&b.core, qent_msg(e), g2->topic), 0);
+	newest = store_newest_seq(&b.core);
+	ck_assert_int_eq(store_settle_pending(&b.core), 0);
+	ck_assert_uint_eq(store_settle_flush(&b.core), newest - 1);
+	conn_free(c);
+	store_commit(&b.core);
+	close_broker();
+
+	open_broker();
+	g1 = topic_group_find(topic_find(&b.core, "s.m", 3), "g1", 2);
+	g2 = topic_group_find(topic_find(&b.core, "s.m", 3), "g2", 2);
+	ck_assert_uint_eq(g1->nheld, 0);
+	ck_assert_uint_eq(g2->nheld, 1);
+}
+END_TEST
+
+/*
+ * A publish settled at-most-once in the turn it was made is taken back
+ * (its seq handed out again), unless another group's settlement of it is
+ * buffered: that REC_SETTLE would name the next record's seq.
+ */
+START_TEST(settle_blocks_take_back)
+{
+	struct group *g1 = durable_group("s.e", "g1", 0);
+	struct group *g2 = durable_group("s.e", "g2", 0);
+	struct conn *c = conn_new(&b.core, -1, NULL, 0);
+	struct qent *e;
+	struct sub *s;
+	uint64_t m, p;
+
+	ck_assert_ptr_nonnull(c);
+	c->state = CONN_OPEN;
+	ck_assert_ptr_nonnull(s = sub_new(c, g1, 1, 16, FY_MODE_ALO, 60000));
+	m = publish_unconfirmed("s.e", "first");
+	delivery_pump_due(&b.core);
+	ck_assert_ptr_nonnull(e = list_first(&s->leases, struct qent, link));
+	store_ack(&b.core, e);		/* g1's, buffered */
+	ck_assert_ptr_nonnull(sub_new(c, g2, 2, 16, FY_MODE_AMO, 60000));
+	delivery_pump(g2);		/* g2's, at-most-once */
+	ck_assert_uint_eq(g2->nready, 0);
+	ck_assert_uint_eq(b.core.store.elided, 0);
+	p = publish_unconfirmed("s.e", "second");
+	ck_assert_uint_eq(p, m + 1);
+	store_settle_flush(&b.core);
+	conn_free(c);
+	store_commit(&b.core);
+	close_broker();
+
+	open_broker();
+	g1 = topic_group_find(topic_find(&b.core, "s.e", 3), "g1", 2);
+	g2 = topic_group_find(topic_find(&b.core, "s.e", 3), "g2", 2);
+	ck_assert_uint_eq(g1->nheld, 1);	/* "second" */
+	ck_assert_uint_eq(g2->nheld, 1);
 }
 END_TEST
 
@@ -439,6 +540,8 @@ main(void)
 	tcase_add_test(tc, dead_letter_is_records);
 	tcase_add_test(tc, backlog_to_first_group);
 	tcase_add_test(tc, derived_ids);
+	tcase_add_test(tc, settle_before_move);
+	tcase_add_test(tc, settle_blocks_take_back);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("summaries");
 	tcase_add_loop_test(tc, summary_roundtrip, 0, 8);
