@@ -277,6 +277,7 @@ broker_init(struct broker *b, struct event_base *base,
 		goto nomem;
 	topic_registry_init(&b->core);
 	request_init();
+	group_init();
 	delivery_init();
 	store_init_hooks(&store_hooks);
 	uuid_generate_random(boot);

@@ -513,10 +513,17 @@ hook_evict(struct group *g)
 	}
 }
 
+static void
+hook_returned(struct qent *e, int cause)
+{
+	delivery_fail(e->group->b, e, cause, NULL, 0, -1);
+}
+
 static const struct group_hooks hooks = {
 	.lease_end = hook_lease_end,
 	.expire = hook_expire,
 	.evict = hook_evict,
+	.returned = hook_returned,
 };
 
 void

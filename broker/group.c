@@ -182,8 +182,10 @@ group_add_at(struct group *g, struct qent *e, int64_t not_before)
 	g->nready++;
 }
 
-void
-group_entry_gone(struct qent *e)
+/* e is being freed (qent_free()'s hook): forget it in its group's
+ * counters. */
+static void
+entry_gone(struct qent *e)
 {
 	struct group *g = e->group;
 	struct qside *q = qent_side(e);
@@ -220,6 +222,18 @@ void
 group_evict(struct group *g)
 {
 	hooks->evict(g);
+}
+
+void
+group_return(struct qent *e, int cause)
+{
+	hooks->returned(e, cause);
+}
+
+void
+group_init(void)
+{
+	qent_set_gone_hook(entry_gone);
 }
 
 void

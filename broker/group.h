@@ -130,9 +130,6 @@ void group_add_at(struct group *g, struct qent *e, int64_t not_before);
 /* (Re)arm the TTL timer for the earliest expiry. */
 void group_arm_ttl(struct group *g);
 
-/* e is being freed (qent_free): forget it in its group's counters. */
-void group_entry_gone(struct qent *e);
-
 /* Would n more messages of bytes body bytes pass g's limits? */
 int group_has_room(const struct group *g, uint64_t n, uint64_t bytes);
 
@@ -148,8 +145,9 @@ void group_mark_due(struct group *g);
 /*
  * What a group needs from the layer above it, registered once at start-up
  * (delivery_init()): ending a delivery's lease when an ack or a failure
- * settles it, expiring an entry whose TTL ran out while it waited, and
- * evicting a deleted group's members.
+ * settles it, expiring an entry whose TTL ran out while it waited,
+ * evicting a deleted group's members, and deciding what becomes of a
+ * delivery that comes back unacknowledged.
  */
 struct group_hooks {
 	/* ends e's lease; returns when it began (monotonic ms: the
@@ -157,9 +155,21 @@ struct group_hooks {
 	uint64_t (*lease_end)(struct qent *e);
 	void (*expire)(struct qent *e);
 	void (*evict)(struct group *g);
+	/* a delivery of e came back without an ack (enum qent_cause):
+	 * requeue it, back off or dead-letter it */
+	void (*returned)(struct qent *e, int cause);
 };
 
 void group_set_hooks(const struct group_hooks *h);
+
+/* Once, at start-up: have qent_free() keep the groups' counters. */
+void group_init(void);
+
+/* A delivery of e comes back without an ack, live: its member left or its
+ * lease ran out (cause: enum qent_cause).  The layer above decides what
+ * becomes of it (hooks->returned: delivery_fail(), which journals the
+ * outcome and then calls group_fail()). */
+void group_return(struct qent *e, int cause);
 
 /* g is being deleted with members: end them (hooks->evict). */
 void group_evict(struct group *g);

@@ -43,7 +43,7 @@ group_row(struct fy_gstat *r, const struct topic *t, const struct group *g)
 	const struct group_stats *st = &g->st;
 
 	memset(r, 0, sizeof(*r));
-	r->topic = (struct fy_str){t->name, (uint32_t)t->name_len};
+	r->topic = topic_str(t);
 	r->group = str(g->name);
 	r->ready = g->nready;
 	r->delayed = g->delayed.n;
@@ -71,7 +71,7 @@ static void
 topic_row(struct fy_gstat *r, const struct topic *t)
 {
 	memset(r, 0, sizeof(*r));
-	r->topic = (struct fy_str){t->name, (uint32_t)t->name_len};
+	r->topic = topic_str(t);
 	r->ready = t->nbacklog;
 	r->enqueued = t->published;
 }
@@ -292,7 +292,7 @@ inspect_peek(struct conn *c, const struct fy_frame *f)
 	}
 	/* A PEEK is answered with the MSG it would be delivered as, minus
 	 * the subscription and the lease. */
-	if (qent_frame(e, &mf, idbuf) < 0) {
+	if (qent_frame(e, topic_str(g->topic), &mf, idbuf) < 0) {
 		conn_send_err(c, f->rid, FY_E_INTERNAL, 0,
 		    "the body of the message cannot be read from the journal");
 		return;

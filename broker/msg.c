@@ -9,7 +9,6 @@
 
 #include <uuid/uuid.h>
 
-#include "group.h"
 #include "heap.h"
 #include "clock.h"
 #include "msg.h"
@@ -841,6 +840,13 @@ qent_new(struct msg *m, struct group *g)
 
 static void (*release_hook)(void *, struct qent *);
 static void *release_arg;
+static void (*gone_hook)(struct qent *);
+
+void
+qent_set_gone_hook(void (*fn)(struct qent *e))
+{
+	gone_hook = fn;
+}
 
 void
 qent_set_release_hook(void (*fn)(void *arg, struct qent *e), void *arg)
@@ -857,8 +863,8 @@ qent_free(struct qent *e)
 	if (!e)
 		return;
 	m = qent_msg(e);
-	if (e->group)
-		group_entry_gone(e);
+	if (e->group && gone_hook)
+		gone_hook(e);
 	if ((e->flags & QE_DURABLE) && release_hook)
 		release_hook(release_arg, e);
 	qent_set_durable(e, 0);
@@ -891,18 +897,17 @@ qent_free(struct qent *e)
 }
 
 int
-qent_frame(const struct qent *e, struct fy_frame *f,
+qent_frame(const struct qent *e, struct fy_str topic, struct fy_frame *f,
     char idbuf[MSG_ID_LEN + 1])
 {
 	const struct msg *m = qent_msg(e);
 	const struct msg_ext *x = msg_ext(m);
-	const struct topic *t = e->group->topic;
 	const char *body = msg_body_load(m);
 
 	memset(f, 0, sizeof(*f));
 	f->type = FY_T_MSG;
 	f->msg.id = msg_id(m, idbuf);
-	f->msg.topic = (struct fy_str){t->name, (uint32_t)t->name_len};
+	f->msg.topic = topic;
 	f->msg.attempt = (uint32_t)e->attempts + 1;
 	f->msg.ts = m->ts;
 	f->msg.hdr = x->hdr;

@@ -319,6 +319,9 @@ struct qent *msg_ents_next(struct qent *e);
 /* Called by qent_free() for durable entries (the store's bookkeeping). */
 void qent_set_release_hook(void (*fn)(void *arg, struct qent *e),
     void *arg);
+/* Called by qent_free() for an entry still in a group, first (the group's
+ * counters: group_init() sets it, so this file needs no group names). */
+void qent_set_gone_hook(void (*fn)(struct qent *e));
 
 /* A new entry holding a reference to m; NULL on ENOMEM. */
 struct qent *qent_new(struct msg *m, struct group *g);
@@ -327,10 +330,11 @@ struct qent *qent_new(struct msg *m, struct group *g);
 void qent_free(struct qent *e);
 
 /* Fill *f with the MSG frame that delivers e (sid and lease left 0).  The
- * frame borrows from e's message and group, and from idbuf; a paged body
+ * frame borrows from e's message, topic (its group's topic name) and
+ * idbuf; a paged body
  * from the read buffer (msg_body_load()).  0, or -EIO if the body cannot
  * be read back. */
-int qent_frame(const struct qent *e, struct fy_frame *f,
+int qent_frame(const struct qent *e, struct fy_str topic, struct fy_frame *f,
     char idbuf[MSG_ID_LEN + 1]);
 
 /* Record a failed delivery; keeps the most recent QHIST_MAX.  0 or

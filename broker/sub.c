@@ -9,7 +9,6 @@
 #include "core.h"
 #include "clock.h"
 #include "conn.h"
-#include "delivery.h"
 #include "group.h"
 #include "log.h"
 #include "msg.h"
@@ -66,10 +65,10 @@ sub_free(struct sub *s, int cause)
 	g->nmembers--;
 	list_del(&s->clink);
 	/* From the newest: each released one goes back to its place near
-	 * the head (group_fail()), found at once in this order. */
+	 * the head (group_return()), found at once in this order. */
 	while ((e = list_last(&s->leases, struct qent, link))) {
 		if (cause >= 0) {
-			delivery_fail(s->conn->b, e, cause, NULL, 0, -1);
+			group_return(e, cause);
 		} else {
 			sub_lease_end(s, e);
 			qent_free(e);
@@ -80,7 +79,7 @@ sub_free(struct sub *s, int cause)
 	if (g->ephemeral && !g->nmembers && !g->deleting)
 		topic_group_delete(g);
 	else if (cause >= 0)
-		delivery_pump(g);
+		group_mark_due(g);
 }
 
 int
@@ -140,7 +139,7 @@ sub_deliver(struct sub *s, struct qent *e)
 	uint64_t token;
 	int r;
 
-	if ((r = qent_frame(e, &f, idbuf)) < 0)
+	if ((r = qent_frame(e, topic_str(g->topic), &f, idbuf)) < 0)
 		return r;	/* logged; stays at the head of the queue */
 	f.msg.sid = s->sid;
 
@@ -257,7 +256,7 @@ lease_cb(evutil_socket_t fd, short what, void *arg)
 
 	while ((e = list_first(&s->leases, struct qent, link)) &&
 	    qent_lease_deadline(e) <= now) {
-		delivery_fail(s->conn->b, e, CAUSE_TIMEOUT, NULL, 0, -1);
+		group_return(e, CAUSE_TIMEOUT);
 		n++;
 	}
 	if (n) {
@@ -268,5 +267,5 @@ lease_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	arm(s);
 	if (n)
-		delivery_pump(g);
+		group_mark_due(g);
 }

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "codec.h"
 #include "dedup.h"
 #include "list.h"
 
@@ -43,6 +44,13 @@ struct topic {
 	struct dedup dedup;	/* producers' own ids, dedup_window */
 	uint64_t published;
 };
+
+/* t's name as the codec's string (borrowed from t). */
+static inline struct fy_str
+topic_str(const struct topic *t)
+{
+	return (struct fy_str){t->name, (uint32_t)t->name_len};
+}
 
 #define TOPIC_DLQ_SUFFIX ".dlq"
 /* Request-reply inboxes: only ever read by ephemeral subscriptions, so a
