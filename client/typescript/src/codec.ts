@@ -587,13 +587,93 @@ const MSG_KEYS = ['sid', 'id', 'topic', 'lease', 'att', 'ts', 'hdr',
 /**
  * What readMsg() found: a delivery's keys, absent ones undefined. One
  * object, overwritten by every readMsg(): take what you need at once
- * (new Message(delivery, ...) copies and checks it).
+ * (new Message(delivery, ...) copies and checks it). The id is not made
+ * a string here but left where it lies, idSrc[idFrom..idTo), for
+ * Message to decode (text()) if it is ever read: most handlers never
+ * read it, and its string was a tenth of a delivery's time.
  */
 export const delivery: Payload = {
 	t: T.MSG, sid: undefined, id: undefined, topic: undefined,
 	lease: undefined, att: undefined, ts: undefined, hdr: undefined,
 	hist: undefined, reply_to: undefined, corr: undefined, body: undefined,
+	idSrc: undefined, idFrom: 0, idTo: 0,
 };
+
+/** The str at buf[from..to), as readMsg's strAt() would have made it. */
+export function text(buf: Buffer, from: number, to: number): string {
+	db = buf;
+	dp = from;
+	dend = to;
+	try {
+		return str(to - from);
+	} finally {
+		db = EMPTY;
+	}
+}
+
+/*
+ * The last delivery's topic, string and bytes: a subscription's
+ * deliveries mostly share one topic. Matching these bytes costs less
+ * than key()'s hash (a short topic), or than a new string per delivery
+ * (one longer than key()'s 16 bytes).
+ */
+let lastTopic = '';
+let lastTopicBytes: Buffer = Buffer.alloc(0);
+
+/* A delivery's topic at dp: the last one's string if the bytes match. */
+function topicAt(): unknown {
+	need(2);
+	const c = db[dp];
+	let n = -1;
+	let h = 1;	/* the str header's bytes */
+	if (c >= 0xa0 && c <= 0xbf) {
+		n = c & 0x1f;
+	} else if (c === 0xd9) {
+		n = db[dp + 1];
+		h = 2;
+	}
+	if (n < 0)	/* not a short str: Message refuses it */
+		return value(1);
+	const b = lastTopicBytes;
+	if (n === b.length && dend - dp - h >= n) {
+		const o = dp + h;
+		let i = 0;
+		while (i < n && db[o + i] === b[i])
+			i++;
+		if (i === n) {
+			dp = o + n;
+			return lastTopic;
+		}
+	}
+	dp += h;
+	const s = str(n);
+	lastTopic = s;
+	lastTopicBytes = Buffer.from(db.subarray(dp - n, dp));
+	return s;
+}
+
+/* The id's str header at dp, skipped: its bytes stay for text(). */
+function idAt(d: Payload): void {
+	need(2);
+	const c = db[dp];
+	let n = -1;
+	if (c >= 0xa0 && c <= 0xbf) {
+		n = c & 0x1f;
+		dp++;
+	} else if (c === 0xd9) {
+		n = db[dp + 1];
+		dp += 2;
+	}
+	if (n < 0) {
+		d.id = value(1);	/* not a short str: Message refuses it */
+		return;
+	}
+	need(n);
+	d.idSrc = db;
+	d.idFrom = dp;
+	dp += n;
+	d.idTo = dp;
+}
 
 /**
  * A delivery (MSG without rid) read into `delivery`, keys matched as
@@ -615,7 +695,7 @@ export function readMsg(buf: Buffer, from: number, to: number): boolean {
 		dp += 4;
 		const d = delivery;
 		d.sid = d.id = d.topic = d.lease = d.att = d.ts = d.hdr =
-		    d.reply_to = d.corr = d.body = undefined;
+		    d.reply_to = d.corr = d.body = d.idSrc = undefined;
 		for (let i = (c & 0x0f) - 1; i > 0; i--) {
 			/* the key by its length and first byte, then all of it */
 			if (dp >= dend)
@@ -641,8 +721,8 @@ export function readMsg(buf: Buffer, from: number, to: number): boolean {
 			dp += 1 + n;
 			switch (w) {
 			case 0: d.sid = uintAt(); break;
-			case 1: d.id = strAt(); break;
-			case 2: d.topic = value(1); break;	/* short: interned */
+			case 1: idAt(d); break;
+			case 2: d.topic = topicAt(); break;
 			case 3: d.lease = uintAt(); break;
 			case 4: d.att = uintAt(); break;
 			case 5: d.ts = uintAt(); break;
