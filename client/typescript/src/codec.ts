@@ -579,10 +579,10 @@ function binAt(): unknown {
 	return value(1);
 }
 
-/* MSG keys as on the wire, by readMsg()'s numbers for them */
-const MSG_KEYS = ['sid', 'id', 'topic', 'lease', 'att', 'ts', 'hdr',
-    'reply_to', 'corr', 'body'].map((k) => Buffer.from([0xa0 | k.length,
-    ...Buffer.from(k)]));
+/* db[o..o+4) as an int32 (an ASCII key's 4 bytes: positive) */
+function word(o: number): number {
+	return db[o] << 24 | db[o + 1] << 16 | db[o + 2] << 8 | db[o + 3];
+}
 
 /**
  * What readMsg() found: a delivery's keys, absent ones undefined. One
@@ -697,28 +697,46 @@ export function readMsg(buf: Buffer, from: number, to: number): boolean {
 		d.sid = d.id = d.topic = d.lease = d.att = d.ts = d.hdr =
 		    d.reply_to = d.corr = d.body = d.idSrc = undefined;
 		for (let i = (c & 0x0f) - 1; i > 0; i--) {
-			/* the key by its length and first byte, then all of it */
+			/*
+			 * The key by its length, then its bytes as one or two
+			 * numbers (a loop over them was a fifth of the time).
+			 */
 			if (dp >= dend)
 				return false;
 			const k = db[dp];
 			const n = k & 0x1f;
 			if ((k & 0xe0) !== 0xa0 || dend - dp <= n)
 				return false;
-			const k1 = db[dp + 1];
-			let w: number;
+			const o = dp + 1;
+			let w = -1, x: number;
 			switch (n) {
-			case 2: w = k1 === 0x69 ? 1 : 5; break;
-			case 3: w = k1 === 0x73 ? 0 : k1 === 0x61 ? 4 : 6; break;
-			case 4: w = k1 === 0x62 ? 9 : 8; break;
-			case 5: w = k1 === 0x74 ? 2 : 3; break;
-			case 8: w = 7; break;
-			default: return false;	/* rid, hist, unknown: the long way */
+			case 2:
+				x = db[o] << 8 | db[o + 1];
+				w = x === 0x6964 ? 1 : x === 0x7473 ? 5 : -1;	/* id ts */
+				break;
+			case 3:
+				x = db[o] << 16 | db[o + 1] << 8 | db[o + 2];
+				w = x === 0x736964 ? 0 : x === 0x617474 ? 4 :	/* sid att */
+				    x === 0x686472 ? 6 : -1;			/* hdr */
+				break;
+			case 4:
+				x = word(o);
+				w = x === 0x626f6479 ? 9 : x === 0x636f7272 ? 8 : -1;
+				break;						/* body corr */
+			case 5:
+				x = word(o + 1);
+				w = db[o] === 0x74 && x === 0x6f706963 ? 2 :	/* topic */
+				    db[o] === 0x6c && x === 0x65617365 ? 3 : -1;	/* lease */
+				break;
+			case 8:							/* reply_to */
+				if (db[o] === 0x72 && word(o + 1) === 0x65706c79 &&
+				    (db[o + 5] << 16 | db[o + 6] << 8 | db[o + 7]) === 0x5f746f)
+					w = 7;
+				break;
 			}
-			const kb = MSG_KEYS[w];
-			for (let j = 2; j <= n; j++)
-				if (db[dp + j] !== kb[j])
-					return false;
-			dp += 1 + n;
+			if (w < 0)
+				return false;	/* rid, hist, unknown: the long way */
+			dp = o + n;
 			switch (w) {
 			case 0: d.sid = uintAt(); break;
 			case 1: idAt(d); break;

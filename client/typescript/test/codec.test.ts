@@ -454,6 +454,10 @@ test('readMsg: a delivery read by its keys\' bytes, as decodeFrame reads it',
 		{ t: 67, sid: 1, id: 'a', hist: [{ c: 'nack' }], body: Buffer.alloc(1) },
 		{ t: 67, sid: 1, id: 'a', six: 1, body: Buffer.alloc(1) },
 		{ t: 67, sid: 1, id: 'a', bodx: 1, body: Buffer.alloc(1) },
+		/* a known key's length and first byte, another last byte */
+		...['ix', 'tx', 'sif', 'atx', 'hdx', 'corx', 'topix', 'leasx',
+		    'reply_tx', 'reply-to'].map((k) => ({ t: 67, sid: 1, id: 'a',
+		    [k]: 1, body: Buffer.alloc(1) })),
 		{ t: 65, rid: 1, ids: ['a'] },
 	])
 		assert.equal(readMsg(encodePayload(o), 0, encodePayload(o).length),
