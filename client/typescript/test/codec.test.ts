@@ -476,8 +476,11 @@ test('readMsg: a delivery read by its keys\' bytes, as decodeFrame reads it',
 
 test('readMsg: deliveries of one topic share its string, others do not',
     () => {
+	/* each as long as the one before, but another byte: first, inner, last */
 	const topics = ['t', 'orders.created', 'a.topic.name.longer.than.16',
-	    'a.topic.name.longer.than.17', 'été.naïve.topic.name', 't'];
+	    'a.topic.name.longer.than.17', 'b.topic.name.longer.than.17',
+	    'b.topic.name.lXnger.than.17', 'été.naïve.topic.name', 't', 'u',
+	    'abcd', 'abce', 'abcdefgh', 'abcdefgi', 'abcdXfgi'];
 	const seen: string[] = [];
 	for (const topic of [...topics, ...topics]) {
 		const p = encodePayload({ t: 67, sid: 1, id: 'i', topic,
