@@ -4,7 +4,7 @@
  * reconnect its lease is gone (section 1), and settling it fails with
  * StaleLease without asking the broker.
  */
-import { type Payload } from './codec.js';
+import { type Payload, delivery, text } from './codec.js';
 import { BrokerProtocolError } from './errors.js';
 
 /** One failed attempt of a dead-lettered message (MSG `hist`). */
@@ -78,8 +78,6 @@ const NO_HISTORY: HistoryEntry[] = Object.freeze([]) as unknown as
     HistoryEntry[];
 
 export class Message {
-	/** Message id (broker UUID or the producer's own). */
-	readonly id: string;
 	readonly topic: string;
 	/** Body bytes; a view of the received data, valid as long as kept. */
 	readonly body: Buffer;
@@ -105,13 +103,26 @@ export class Message {
 	readonly gen: number;
 	/** Settled (acked or nacked) by this client. */
 	settled = false;
+	/*
+	 * The id: a string, or undefined while it is still the bytes
+	 * idSrc[idFrom..idTo) of the frame (readMsg's delivery), made a
+	 * string on the first read of `id`. idSrc is the buffer body is a
+	 * view of: keeping it keeps nothing more alive.
+	 */
+	private idText: string | undefined;
+	private idSrc: Buffer | undefined;
+	private idFrom: number;
+	private idTo: number;
 
 	/** @internal */
 	constructor(p: Payload, gen: number, private settler: Settler) {
 		const sid = p.sid;
 		if (!isUint(sid))
 			throw new BrokerProtocolError('MSG without a valid sid');
-		if (typeof p.id !== 'string')
+		/* only readMsg's: a MSG's own keys never name bytes to read */
+		const src = p === delivery ? p.idSrc as Buffer | undefined :
+		    undefined;
+		if (src === undefined && typeof p.id !== 'string')
 			throw new BrokerProtocolError('MSG without a valid id');
 		const b = p.body;
 		if (Buffer.isBuffer(b))
@@ -127,7 +138,10 @@ export class Message {
 		if (!isUint(lease))
 			throw new BrokerProtocolError('MSG lease is not a uint');
 		this.wireSid = sid;
-		this.id = p.id;
+		this.idText = src === undefined ? p.id as string : undefined;
+		this.idSrc = src;
+		this.idFrom = src === undefined ? 0 : p.idFrom as number;
+		this.idTo = src === undefined ? 0 : p.idTo as number;
 		this.wireLease = lease;
 		this.topic = str(p.topic, 'topic');
 		this.attempt = num(p.att, 'att');
@@ -150,6 +164,16 @@ export class Message {
 			}
 		}
 		this.gen = gen;
+	}
+
+	/** Message id (broker UUID or the producer's own). */
+	get id(): string {
+		let s = this.idText;
+		if (s === undefined) {
+			s = this.idText = text(this.idSrc!, this.idFrom, this.idTo);
+			this.idSrc = undefined;
+		}
+		return s;
 	}
 
 	/** Lease token (uint64, may exceed 2^53: hence bigint); 0n: none. */

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
 	encodeFrame, encodePayload, decodePayload, decodeFrame, FrameReader,
-	FrameWriter, uint64, wireInt, readConfirm, confirm, readMsg, delivery,
+	FrameWriter, uint64, wireInt, readConfirm, confirm, readMsg, delivery, text,
 } from '../src/codec.js';
 import { Message, type Settler } from '../src/message.js';
 import {
@@ -410,9 +410,29 @@ test('readMsg: a delivery read by its keys\' bytes, as decodeFrame reads it',
 		const want = decodeFrame(b, 1, 1 + p.length);
 		const got: Record<string, unknown> = {};
 		for (const [k, v] of Object.entries(delivery))
-			if (v !== undefined)
+			if (v !== undefined && !/^id(Src|From|To)$/.test(k))
 				got[k] = v;
+		/*
+		 * The id (up to 255 bytes) is left as bytes, for Message to
+		 * make a string of; a longer one is read as a str.
+		 */
+		const src = delivery.idSrc as Buffer | undefined;
+		if (typeof want.id === 'string' && Buffer.byteLength(want.id) < 256) {
+			assert.equal(delivery.id, undefined);
+			assert.equal(src, b);
+			got.id = text(b, delivery.idFrom as number,
+			    delivery.idTo as number);
+		} else {
+			assert.equal(src, undefined);
+		}
 		assert.deepEqual(got, want);
+		/* and both make the same Message */
+		const m = new Message(delivery, 1, nobody);
+		const n = new Message(want, 1, nobody);
+		assert.equal(m.id, n.id);
+		assert.equal(m.id, m.id);
+		assert.equal(m.topic, n.topic);
+		assert.deepEqual(m.body, n.body);
 	};
 	same(sec10);
 	/* keys in another order, other widths, an empty body, reply_to, corr */
@@ -434,6 +454,10 @@ test('readMsg: a delivery read by its keys\' bytes, as decodeFrame reads it',
 		{ t: 67, sid: 1, id: 'a', hist: [{ c: 'nack' }], body: Buffer.alloc(1) },
 		{ t: 67, sid: 1, id: 'a', six: 1, body: Buffer.alloc(1) },
 		{ t: 67, sid: 1, id: 'a', bodx: 1, body: Buffer.alloc(1) },
+		/* a known key's length and first byte, another last byte */
+		...['ix', 'tx', 'sif', 'atx', 'hdx', 'corx', 'topix', 'leasx',
+		    'reply_tx', 'reply-to'].map((k) => ({ t: 67, sid: 1, id: 'a',
+		    [k]: 1, body: Buffer.alloc(1) })),
 		{ t: 65, rid: 1, ids: ['a'] },
 	])
 		assert.equal(readMsg(encodePayload(o), 0, encodePayload(o).length),
@@ -448,6 +472,47 @@ test('readMsg: a delivery read by its keys\' bytes, as decodeFrame reads it',
 	assert.equal(readMsg(bad, 0, bad.length), true);
 	assert.equal(delivery.sid, 'x');
 	assert.throws(() => new Message(delivery, 1, nobody), BrokerProtocolError);
+});
+
+test('readMsg: deliveries of one topic share its string, others do not',
+    () => {
+	/* each as long as the one before, but another byte: first, inner, last */
+	const topics = ['t', 'orders.created', 'a.topic.name.longer.than.16',
+	    'a.topic.name.longer.than.17', 'b.topic.name.longer.than.17',
+	    'b.topic.name.lXnger.than.17', 'été.naïve.topic.name', 't', 'u',
+	    'abcd', 'abce', 'abcdefgh', 'abcdefgi', 'abcdXfgi'];
+	const seen: string[] = [];
+	for (const topic of [...topics, ...topics]) {
+		const p = encodePayload({ t: 67, sid: 1, id: 'i', topic,
+		    body: Buffer.alloc(1) });
+		assert.equal(readMsg(p, 0, p.length), true);
+		assert.equal(delivery.topic, topic);
+		assert.equal(new Message(delivery, 1, nobody).topic, topic);
+		seen.push(delivery.topic as string);
+	}
+	assert.deepEqual(seen, [...topics, ...topics]);
+	/* a topic cut short after one that matched: still refused */
+	const p = encodePayload({ t: 67, sid: 1, topic: 'orders.created' });
+	assert.equal(readMsg(p, 0, p.length - 2), false);
+});
+
+test('a Message makes its id on first read, from readMsg\'s bytes only',
+    () => {
+	const p = encodePayload({ t: 67, sid: 1, id: 'é'.repeat(40),
+	    body: Buffer.alloc(3) });
+	assert.equal(readMsg(p, 0, p.length), true);
+	const m = new Message(delivery, 1, nobody);
+	/* the next delivery overwrites delivery: m keeps its own id */
+	const q = encodePayload({ t: 67, sid: 1, id: 'other', body: Buffer.alloc(3) });
+	assert.equal(readMsg(q, 0, q.length), true);
+	assert.equal(m.id, 'é'.repeat(40));
+	assert.equal(new Message(delivery, 1, nobody).id, 'other');
+	/* a broker's own keys of those names are no id bytes to read */
+	const n = new Message({ t: 67, sid: 1, id: 'x', idSrc: p, idFrom: 0,
+	    idTo: 5, body: Buffer.alloc(0) }, 1, nobody);
+	assert.equal(n.id, 'x');
+	assert.throws(() => new Message({ t: 67, sid: 1, idSrc: p, idFrom: 0,
+	    idTo: 5, body: Buffer.alloc(0) }, 1, nobody), BrokerProtocolError);
 });
 
 test('a MSG with a bad field is a broker protocol error', () => {
