@@ -39,12 +39,6 @@ FAIL = 1     # fail it with ConnectionLost (ACK, NACK, TOUCH: old leases)
 DONE = 2     # consider it done (UNSUB: the subscription ended anyway)
 
 
-# Keys of a plain delivery, checked inline by Core.decode().
-_PLAIN_MSG = frozenset(("t", "sid", "id", "topic", "lease", "att", "ts", "body"))
-_MSG = codec.MSG
-_OK = codec.OK
-
-
 class Reply:
     """One outstanding request. `cb` (if set) is called once it is done."""
 
@@ -595,29 +589,7 @@ class Core:
         Touches only the decoder, so the blocking client runs it outside
         its lock."""
         self.decoder.feed(data)
-        frames = self.decoder.frames()
-        check = codec.check_broker_frame
-        plain = _PLAIN_MSG
-        n: Any
-        for f in frames:
-            t = f["t"]
-            g = f.get
-            # The common cases inline: a delivery with only the usual keys,
-            # each of the right type (ints as uints: type int, not below
-            # 0; bool is not int here), and a reply, whose other keys are
-            # checked where used.
-            if t == _MSG:
-                if (f.keys() <= plain and type(g("body")) is bytes and type(g("id")) is str
-                        and type(n := g("sid")) is int and n >= 0
-                        and type(n := g("lease", 0)) is int and n >= 0
-                        and type(n := g("att", 0)) is int and n >= 0
-                        and type(n := g("ts", 0)) is int and n >= 0
-                        and type(g("topic", "")) is str):
-                    continue
-            elif t == _OK and type(n := g("rid", 0)) is int and n >= 0:
-                continue
-            check(f)
-        return frames
+        return self.decoder.frames(check=True)
 
     def dispatch(self, frames: list[dict[str, Any]]) -> None:
         for f in frames:
