@@ -361,14 +361,19 @@ class Decoder:
                 # The common delivery: exactly the usual eight keys, each
                 # of the right type (uints: type int, not below 0; bool is
                 # not int here).  A nil value fails these type checks, so
-                # it is done without looking for nil.
-                g = f.get
-                if (type(t := g("t")) is int and t == MSG and type(g("body")) is bytes
-                        and type(g("id")) is str and type(g("topic")) is str
-                        and type(n := g("sid")) is int and n >= 0
-                        and type(n := g("lease")) is int and n >= 0
-                        and type(n := g("att")) is int and n >= 0
-                        and type(n := g("ts")) is int and n >= 0):
+                # it is done without looking for nil.  Subscripts, not
+                # get(): no method call (a key not there raises KeyError).
+                try:
+                    plain = (type(t := f["t"]) is int and t == MSG
+                             and type(f["body"]) is bytes
+                             and type(f["id"]) is str and type(f["topic"]) is str
+                             and type(n := f["sid"]) is int and n >= 0
+                             and type(n := f["lease"]) is int and n >= 0
+                             and type(n := f["att"]) is int and n >= 0
+                             and type(n := f["ts"]) is int and n >= 0)
+                except KeyError:
+                    plain = False
+                if plain:
                     out.append(f)
                     continue
             f = _frame_map(f)
