@@ -191,9 +191,9 @@ def main() -> int:
     # CPU time per message (both threads of a blocking client): what
     # decides throughput on a machine whose cores are busy anyway.
     print(f"Pub: {a.msgs / pt:10.0f} msgs/s  ({a.msgs} msgs in {pt:.3f} s, "
-          f"CPU {pc * 1e6 / a.msgs:.1f} us/msg)")
+          f"CPU {pc * 1e6 / a.msgs:.2f} us/msg)")
     print(f"Sub: {n / st if st else 0:10.0f} msgs/s  ({n} deliveries in {st:.3f} s, "
-          f"CPU {sc * 1e6 / max(n, 1):.1f} us/msg)")
+          f"CPU {sc * 1e6 / max(n, 1):.2f} us/msg)")
     return 0 if n == a.msgs else 1
 
 

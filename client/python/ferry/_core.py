@@ -38,11 +38,7 @@ RESEND = 0   # send it again on the next connection (PUB, PING, STATS, ...)
 FAIL = 1     # fail it with ConnectionLost (ACK, NACK, TOUCH: old leases)
 DONE = 2     # consider it done (UNSUB: the subscription ended anyway)
 
-
-# Keys of a plain delivery, checked inline by Core.decode().
-_PLAIN_MSG = frozenset(("t", "sid", "id", "topic", "lease", "att", "ts", "body"))
 _MSG = codec.MSG
-_OK = codec.OK
 
 
 class Reply:
@@ -482,11 +478,15 @@ class Core:
         if gen != self.gen:
             raise StaleLease("the delivery came on a connection that has "
                              "since dropped; it will be delivered again")
+        acks = s.acks
         if s.acks_gen != gen:
-            s.acks = []
+            s.acks = acks = []
             s.acks_gen = gen
-        s.acks.append(lease)
-        self.acking.add(s)
+        if not acks:
+            # Already in `acking` otherwise: collect_acks() empties the
+            # lists of the subscriptions it takes out of it.
+            self.acking.add(s)
+        acks.append(lease)
 
     def collect_acks(self) -> None:
         """Turn the queued acks into ACK frames, one per subscription.
@@ -595,33 +595,20 @@ class Core:
         Touches only the decoder, so the blocking client runs it outside
         its lock."""
         self.decoder.feed(data)
-        frames = self.decoder.frames()
-        check = codec.check_broker_frame
-        plain = _PLAIN_MSG
-        n: Any
-        for f in frames:
-            t = f["t"]
-            g = f.get
-            # The common cases inline: a delivery with only the usual keys,
-            # each of the right type (ints as uints: type int, not below
-            # 0; bool is not int here), and a reply, whose other keys are
-            # checked where used.
-            if t == _MSG:
-                if (f.keys() <= plain and type(g("body")) is bytes and type(g("id")) is str
-                        and type(n := g("sid")) is int and n >= 0
-                        and type(n := g("lease", 0)) is int and n >= 0
-                        and type(n := g("att", 0)) is int and n >= 0
-                        and type(n := g("ts", 0)) is int and n >= 0
-                        and type(g("topic", "")) is str):
-                    continue
-            elif t == _OK and type(n := g("rid", 0)) is int and n >= 0:
-                continue
-            check(f)
-        return frames
+        return self.decoder.frames(check=True)
 
     def dispatch(self, frames: list[dict[str, Any]]) -> None:
+        by_sid = self.by_sid
         for f in frames:
             t = f["t"]
+            # The common case first: a delivery to a subscription.
+            if t == _MSG and self.ready and not f.get("rid"):
+                s = by_sid.get(f["sid"])
+                if s is not None:
+                    s.deliver(f, self.gen)
+                # Else a delivery sent before the broker read our UNSUB:
+                # the UNSUB released it, there is nothing to settle.
+                continue
             if not self.ready:
                 if t == codec.WELCOME:
                     self._on_welcome(f)
@@ -630,17 +617,10 @@ class Core:
                     raise from_code(f["code"], f.get("msg", ""))
                 raise ProtocolError(f"broker sent t={t} before WELCOME")
             if t == codec.MSG:
-                rid = f.get("rid", 0)
-                if rid:
-                    r = self.pending.pop(rid, None)
-                    if r is not None:
-                        r.resolve(f)
-                    continue
-                s = self.by_sid.get(f["sid"])
-                if s is not None:
-                    s.deliver(f, self.gen)
-                # Else a delivery sent before the broker read our UNSUB:
-                # the UNSUB released it, there is nothing to settle.
+                # The reply to a PEEK (a delivery with a rid).
+                r = self.pending.pop(f["rid"], None)
+                if r is not None:
+                    r.resolve(f)
             elif t == codec.OK:
                 r = self.pending.pop(f.get("rid", 0), None)
                 if r is not None:

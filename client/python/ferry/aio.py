@@ -50,7 +50,8 @@ class Message(BaseMessage):
         iteration goes out as one ACK (errors go to on_error)."""
         if not wait and self.lease and not self._settled:
             c = self._sub.client
-            c._check_open()
+            if c._fatal is not None or c._closed:
+                c._check_open()  # raises
             c._core.queue_ack(self._sub.state, self.lease, self.gen)
             self._settled = True
             if not c._flush_scheduled:

@@ -119,6 +119,99 @@ def test_malformed_payloads(payload: bytes, match: str) -> None:
         list(d.frames())
 
 
+# A delivery with exactly the usual eight keys: the decoder's fast path.
+PLAIN_MSG = {"t": 67, "sid": 1, "id": "0000000000000001-00000001", "topic": "orders",
+             "lease": 9, "att": 1, "ts": 1733362000000, "body": b"x" * 128}
+
+
+def frame_of(payload: dict) -> bytes:  # type: ignore[type-arg]
+    p = msgpack.packb(payload, use_bin_type=True)
+    return len(p).to_bytes(4, "big") + p
+
+
+def checked(stream: bytes, max_frame: int = codec.DEFAULT_MAX_FRAME) -> list[dict]:  # type: ignore[type-arg]
+    d = codec.Decoder(max_frame)
+    d.feed(stream)
+    return d.frames(check=True)
+
+
+def test_checked_delivery_split_at_every_byte() -> None:
+    """The checked decoder acts on a frame only once all of it is there,
+    wherever the reads split it."""
+    other = dict(PLAIN_MSG, lease=10, id="0000000000000001-00000002")
+    stream = frame_of(PLAIN_MSG) + frame_of(other)
+    for cut in range(len(stream) + 1):
+        d = codec.Decoder()
+        d.feed(stream[:cut])
+        got = d.frames(check=True)
+        d.feed(stream[cut:])
+        got += d.frames(check=True)
+        assert got == [PLAIN_MSG, other], cut
+        assert d.pending() == 0
+
+
+def test_checked_delivery_oversized_refused() -> None:
+    f = frame_of(PLAIN_MSG)
+    with pytest.raises(ProtocolError, match="above max_frame"):
+        checked(f, max_frame=len(f) - 5)
+    assert checked(f, max_frame=len(f) - 4) == [PLAIN_MSG]
+
+
+@pytest.mark.parametrize("key", ["sid", "id", "topic", "lease", "att", "ts"])
+def test_checked_delivery_nil_is_absent(key: str) -> None:
+    """Eight keys, one of them nil: that key is absent, as in any frame
+    (or the frame is refused if the key is required)."""
+    f = dict(PLAIN_MSG, **{key: None})
+    want = {k: v for k, v in f.items() if v is not None}
+    if key in ("sid", "id"):
+        with pytest.raises(ProtocolError, match=f"'{key}' is missing"):
+            checked(frame_of(f))
+    else:
+        assert checked(frame_of(f)) == [want]
+
+
+def test_checked_delivery_unknown_key_kept() -> None:
+    """Eight keys, one unknown in place of a usual one: decoded, checked
+    and kept like any other frame (rule 2: unknown keys are ignored)."""
+    f = {k: v for k, v in PLAIN_MSG.items() if k != "ts"}
+    f["x-new"] = [1, 2]
+    assert checked(frame_of(f)) == [f]
+    f9 = dict(PLAIN_MSG, **{"x-new": "y"})
+    assert checked(frame_of(f9)) == [f9]
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("lease", -1, "'lease' is not a uint"),
+    ("lease", True, "'lease' is not a uint"),
+    ("att", 1.0, "'att' is not a uint"),
+    ("sid", "1", "'sid' is not a uint"),
+    ("ts", [], "'ts' is not a uint"),
+    ("topic", 5, "'topic' is not a str"),
+    ("id", b"bin", "'id' is not a str"),
+    ("body", 7, "'body' is missing or not bin"),
+])
+def test_checked_delivery_bad_types_refused(key: str, value: object, match: str) -> None:
+    with pytest.raises(ProtocolError, match=match):
+        checked(frame_of(dict(PLAIN_MSG, **{key: value})))
+
+
+def test_checked_delivery_t_must_be_an_int() -> None:
+    """A float 67.0 equals MSG but is no valid `t`."""
+    with pytest.raises(ProtocolError, match="valid 't'"):
+        checked(frame_of(dict(PLAIN_MSG, t=67.0)))
+
+
+def test_checked_delivery_str_body_accepted() -> None:
+    # As before the fast path: the codec accepts a str body.
+    f = dict(PLAIN_MSG, body="text")
+    assert checked(frame_of(f)) == [f]
+
+
+def test_checked_unknown_type_refused() -> None:
+    with pytest.raises(ProtocolError, match="unknown type t=99"):
+        checked(frame_of({"t": 99, "a": 1, "b": 2, "c": 3, "d": 4, "e": 5, "f": 6, "g": 7}))
+
+
 def test_nil_means_absent_and_non_str_keys_ignored() -> None:
     p = msgpack.packb({"t": 65, "rid": 3, "sid": None, 7: "x"})
     f = codec.decode_payload(p)
