@@ -55,17 +55,21 @@ class Reply:
         self.error: BaseException | None = None
         self.cb = cb
 
+    # value (or error) is set before finished: the blocking client's
+    # PublishFuture.result() reads a finished reply without the lock, from
+    # another thread, and must not see it finished without its value.
+
     def resolve(self, value: dict[str, Any] | None) -> None:
         if not self.finished:
-            self.finished = True
             self.value = value
+            self.finished = True
             if self.cb:
                 self.cb(self)
 
     def fail(self, error: BaseException) -> None:
         if not self.finished:
-            self.finished = True
             self.error = error
+            self.finished = True
             if self.cb:
                 self.cb(self)
 
