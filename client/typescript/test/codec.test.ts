@@ -302,6 +302,40 @@ test('the examples decode to their values, split at every byte', () => {
 	}
 });
 
+test('a split frame is joined alone: the frames after it stay views', () => {
+	const all = Buffer.concat([HELLO, PUB, REQ, PUB]);
+	for (let cut = 1; cut < all.length; cut++) {
+		const first = all.subarray(0, cut);
+		/* its own memory, not the pool's a join could use too */
+		const second = Buffer.allocUnsafeSlow(all.length - cut);
+		all.copy(second, 0, cut);
+		const r = new FrameReader(1 << 20);
+		const got: Buffer[] = [];
+		const views: boolean[] = [];
+		const feed = (b: Buffer) => r.push(b, (c, s, e) => {
+			got.push(Buffer.from(c.subarray(s, e)));
+			views.push(c.buffer === second.buffer);
+		});
+		feed(first);
+		feed(second);
+		const want: Buffer[] = [];
+		new FrameReader(1 << 20).push(all, (c, s, e) =>
+		    want.push(Buffer.from(c.subarray(s, e))));
+		assert.deepEqual(got, want, `cut ${cut}`);
+		assert.equal(r.pending, 0);
+		/* every frame wholly in the second chunk is a view of it */
+		let o = 0;
+		want.forEach((w, i) => {
+			const start = o;
+			o += 4 + w.length;
+			if (start >= cut)
+				assert.ok(views[i], `cut ${cut}: frame ${i} copied`);
+			else if (o > cut)
+				assert.ok(!views[i], `cut ${cut}: frame ${i} joined`);
+		});
+	}
+});
+
 test('a frame cut short is held, not decoded', () => {
 	for (let n = 1; n < PUB.length; n++) {
 		const r = new FrameReader(1 << 20);
