@@ -452,6 +452,13 @@ export function readConfirm(buf: Buffer, from: number, to: number): number {
 			}
 		}
 	}
+	/*
+	 * t first, a fixint other than OK's (every delivery, as ferryd
+	 * writes them): no confirm, whatever follows.
+	 */
+	if (n > 3 && buf[from + 1] === 0xa1 && buf[from + 2] === 0x74 &&
+	    buf[from + 3] < 0x80 && buf[from + 3] !== 0x41)
+		return 0;
 	db = buf;
 	dp = from;
 	dend = to;
