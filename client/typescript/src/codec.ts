@@ -452,6 +452,13 @@ export function readConfirm(buf: Buffer, from: number, to: number): number {
 			}
 		}
 	}
+	/*
+	 * t first, a fixint other than OK's (every delivery, as ferryd
+	 * writes them): no confirm, whatever follows.
+	 */
+	if (n > 3 && buf[from + 1] === 0xa1 && buf[from + 2] === 0x74 &&
+	    buf[from + 3] < 0x80 && buf[from + 3] !== 0x41)
+		return 0;
 	db = buf;
 	dp = from;
 	dend = to;
@@ -786,7 +793,8 @@ export function uint64(v: unknown): bigint | undefined {
  * Streaming frame reader. Feed it socket chunks; it calls onFrame with
  * each complete payload, a view of the chunk (no copy) when the frame
  * lies in one chunk. A frame split across chunks is joined once, when
- * its last byte arrives, so a large body in many chunks costs one copy.
+ * its last byte arrives, so a large body in many chunks costs one copy;
+ * the frames after it in the last chunk stay views of that chunk.
  */
 export class FrameReader {
 	private parts: Buffer[] = [];
@@ -811,16 +819,34 @@ export class FrameReader {
 	 */
 	push(chunk: Buffer, onFrame: (buf: Buffer, start: number, end: number) =>
 	    void): void {
-		if (this.partsLen) {
-			this.parts.push(chunk);
-			this.partsLen += chunk.length;
+		let off = 0;
+		while (this.partsLen) {
+			/*
+			 * A frame split across reads: join only its own bytes,
+			 * not the rest of chunk with it (that copied nearly every
+			 * read once, and made a new buffer of a read's size).
+			 */
+			const take = Math.min(this.need - this.partsLen,
+			    chunk.length - off);
+			if (take === 0)
+				return;
+			this.parts.push(chunk.subarray(off, off + take));
+			this.partsLen += take;
+			off += take;
 			if (this.partsLen < this.need)
 				return;
-			chunk = Buffer.concat(this.parts, this.partsLen);
+			const head = Buffer.concat(this.parts, this.partsLen);
 			this.parts = [];
 			this.partsLen = 0;
+			/* the frame, or its header only: then more is needed */
+			this.frames(head, 0, onFrame);
 		}
-		let off = 0;
+		this.frames(chunk, off, onFrame);
+	}
+
+	/* The frames of chunk from off; an incomplete one's bytes are kept. */
+	private frames(chunk: Buffer, off: number, onFrame: (buf: Buffer,
+	    start: number, end: number) => void): void {
 		const n = chunk.length;
 		while (n - off >= 4) {
 			const len = chunk[off] * 0x1000000 + (chunk[off + 1] << 16 |

@@ -268,6 +268,27 @@ test('readConfirm: a single publish\'s confirm, read in place', () => {
 	assert.equal(readConfirm(more, 0, p.length), 5);
 });
 
+test('readConfirm: t first and not OK is no confirm; a wide t of OK is one',
+    () => {
+	const id = '3f2c5a0e-8f6b-4c1d-9a51-5e6c1f2b7d40';
+	/* any other fixint t, with an OK's keys after it: 0 */
+	for (let t = 0; t < 0x80; t++) {
+		const p = encodePayload({ t, rid: 5, ids: [id] });
+		assert.equal(readConfirm(p, 0, p.length), t === 65 ? 5 : 0,
+		    `t ${t}`);
+	}
+	/* t 65 as uint 8 (rule 7 allows any width): still a confirm */
+	const wide = hex(`83 a1 74 cc 41 a3 72 69 64 05 a3 69 64 73 91 a1 61`);
+	confirm.id = '';
+	assert.equal(readConfirm(wide, 0, wide.length), 5);
+	assert.equal(confirm.id, 'a');
+	/* a delivery of five keys (section 10's, fewer), cut anywhere: 0 */
+	const msg = hex(`85 a1 74 43 a3 73 69 64 01 a2 69 64 a2 6d 31
+	    a5 74 6f 70 69 63 a1 74 a4 62 6f 64 79 c4 01 68`);
+	for (let n = 0; n <= msg.length; n++)
+		assert.equal(readConfirm(msg, 0, n), 0, `cut at ${n}`);
+});
+
 test('undefined keys are left out', () => {
 	assert.deepEqual(encodeFrame({ t: 1, v: 1, name: 'worker-1',
 	    id: undefined, hdr: undefined }), HELLO);
@@ -299,6 +320,40 @@ test('the examples decode to their values, split at every byte', () => {
 			assert.deepEqual(norm, want, `cut ${cut} step ${step}`);
 			assert.equal(r.pending, 0);
 		}
+	}
+});
+
+test('a split frame is joined alone: the frames after it stay views', () => {
+	const all = Buffer.concat([HELLO, PUB, REQ, PUB]);
+	for (let cut = 1; cut < all.length; cut++) {
+		const first = all.subarray(0, cut);
+		/* its own memory, not the pool's a join could use too */
+		const second = Buffer.allocUnsafeSlow(all.length - cut);
+		all.copy(second, 0, cut);
+		const r = new FrameReader(1 << 20);
+		const got: Buffer[] = [];
+		const views: boolean[] = [];
+		const feed = (b: Buffer) => r.push(b, (c, s, e) => {
+			got.push(Buffer.from(c.subarray(s, e)));
+			views.push(c.buffer === second.buffer);
+		});
+		feed(first);
+		feed(second);
+		const want: Buffer[] = [];
+		new FrameReader(1 << 20).push(all, (c, s, e) =>
+		    want.push(Buffer.from(c.subarray(s, e))));
+		assert.deepEqual(got, want, `cut ${cut}`);
+		assert.equal(r.pending, 0);
+		/* every frame wholly in the second chunk is a view of it */
+		let o = 0;
+		want.forEach((w, i) => {
+			const start = o;
+			o += 4 + w.length;
+			if (start >= cut)
+				assert.ok(views[i], `cut ${cut}: frame ${i} copied`);
+			else if (o > cut)
+				assert.ok(!views[i], `cut ${cut}: frame ${i} joined`);
+		});
 	}
 });
 
