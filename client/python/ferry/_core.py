@@ -39,6 +39,7 @@ FAIL = 1     # fail it with ConnectionLost (ACK, NACK, TOUCH: old leases)
 DONE = 2     # consider it done (UNSUB: the subscription ended anyway)
 
 _MSG = codec.MSG
+_OK = codec.OK
 
 
 class Reply:
@@ -55,17 +56,21 @@ class Reply:
         self.error: BaseException | None = None
         self.cb = cb
 
+    # value (or error) is set before finished: the blocking client's
+    # PublishFuture.result() reads a finished reply without the lock, from
+    # another thread, and must not see it finished without its value.
+
     def resolve(self, value: dict[str, Any] | None) -> None:
         if not self.finished:
-            self.finished = True
             self.value = value
+            self.finished = True
             if self.cb:
                 self.cb(self)
 
     def fail(self, error: BaseException) -> None:
         if not self.finished:
-            self.finished = True
             self.error = error
+            self.finished = True
             if self.cb:
                 self.cb(self)
 
@@ -426,8 +431,16 @@ class Core:
             self.out += frame
             return
         rid = self.next_rid
-        self.next_rid = rid + 1 if rid < codec.UINT64_MAX else 1
-        rb = _U8[rid] if rid < 0x80 else codec.pack_uint(rid)
+        self.next_rid = rid + 1 if rid < _UINT64_MAX else 1
+        # codec.pack_uint(rid) without its call for the usual widths.
+        if rid < 0x80:
+            rb = _U8[rid]
+        elif rid < 0x10000:
+            rb = _CC[rid] if rid < 0x100 else _U16.pack(0xcd, rid)
+        elif rid < 0x100000000:
+            rb = _U32.pack(0xce, rid)
+        else:
+            rb = codec.pack_uint(rid)
         if self.idempotent:
             self.seq = seq = self.seq + 1
             m = mid[0]
@@ -440,7 +453,12 @@ class Core:
             frame = b"".join((_LEN.pack(size), b"\x84\xa1t\x02\xa3rid", rb, m, bh, body))
         if size > self.max_frame:
             self._check_size(frame)
-        self._pend(reply, rid, frame)
+        # self._pend(reply, rid, frame), inline: once per publish.
+        reply.rid = rid
+        reply.frame = frame
+        self.pending[rid] = reply
+        if self.ready:
+            self.out += frame
 
     def publish_batch(self, topic: str, items: Iterable[Any], reply: Reply | None,
                       group: str | None = None, mandatory: bool = False) -> None:
@@ -599,8 +617,16 @@ class Core:
 
     def dispatch(self, frames: list[dict[str, Any]]) -> None:
         by_sid = self.by_sid
+        pending = self.pending
         for f in frames:
             t = f["t"]
+            # A reply (the confirm of a publish, mostly) on a ready
+            # connection: as below, with fewer look-ups.
+            if t == _OK and self.ready:
+                r = pending.pop(f.get("rid", 0), None)
+                if r is not None:
+                    r.resolve(f)
+                continue
             # The common case first: a delivery to a subscription.
             if t == _MSG and self.ready and not f.get("rid"):
                 s = by_sid.get(f["sid"])
@@ -836,6 +862,10 @@ class ClientBase:
 
 _LEN = struct.Struct(">I")
 _SEQ = struct.Struct(">BQ")
+_U16 = struct.Struct(">BH")
+_U32 = struct.Struct(">BI")
+_CC = [b"\xcc" + bytes((i,)) for i in range(256)]
+_UINT64_MAX = codec.UINT64_MAX
 _U8 = [bytes((i,)) for i in range(256)]
 # The body key and a bin 8 header, by body length.
 _BODY8 = [b"\xa4body\xc4" + bytes((i,)) for i in range(256)]

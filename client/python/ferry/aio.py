@@ -80,17 +80,29 @@ class _IdReply(Reply):
     __slots__ = ("fut",)
 
     def __init__(self, fut: asyncio.Future[str]) -> None:
-        Reply.__init__(self, RESEND)
+        # Reply.__init__() inline: one of these per confirmed publish.
+        self.rid = 0
+        self.frame = b""
+        self.kind = RESEND
+        self.finished = False
+        self.value = None
+        self.error = None
+        self.cb = None
         self.fut = fut
 
     def resolve(self, value: dict[str, Any] | None) -> None:
+        # Reply.resolve() inline (flush() may have set a cb).
         if not self.finished:
-            Reply.resolve(self, value)
-            if not self.fut.done():
+            self.value = value
+            self.finished = True
+            if self.cb:
+                self.cb(self)
+            fut = self.fut
+            if not fut.done():
                 try:
-                    self.fut.set_result(self.message_id())
+                    fut.set_result(self.message_id())
                 except ProtocolError as e:
-                    self.fut.set_exception(e)
+                    fut.set_exception(e)
 
     def fail(self, error: BaseException) -> None:
         if not self.finished:
@@ -535,8 +547,13 @@ class AsyncClient(ClientBase):
                 self._schedule_flush()
             return id
         r = _IdReply(self._loop.create_future())
-        self._core.publish(topic, data, r, id, headers, delay, ttl, reply_to,
-                           corr, group, mandatory)
+        if (type(data) is bytes and id is None and headers is None and delay is None
+                and ttl is None and reply_to is None and corr is None
+                and group is None and not mandatory):
+            self._core.publish_bytes(topic, data, r)  # publish()'s own shortcut
+        else:
+            self._core.publish(topic, data, r, id, headers, delay, ttl, reply_to,
+                               corr, group, mandatory)
         if not self._flush_scheduled:
             self._schedule_flush()
         try:
@@ -555,8 +572,13 @@ class AsyncClient(ClientBase):
         if self._fatal is not None or self._closed:
             self._check_open()
         r = _IdReply(self._loop.create_future())
-        self._core.publish(topic, data, r, id, headers, delay, ttl, reply_to,
-                           corr, group, mandatory)
+        if (type(data) is bytes and id is None and headers is None and delay is None
+                and ttl is None and reply_to is None and corr is None
+                and group is None and not mandatory):
+            self._core.publish_bytes(topic, data, r)  # publish()'s own shortcut
+        else:
+            self._core.publish(topic, data, r, id, headers, delay, ttl, reply_to,
+                               corr, group, mandatory)
         if len(self._core.out) >= _SEND_AT:
             self._flush()  # let the broker start on them
         elif not self._flush_scheduled:

@@ -206,7 +206,14 @@ class PublishFuture(Reply):
     __slots__ = ("_client", "_many")
 
     def __init__(self, client: Client, many: bool = False) -> None:
-        Reply.__init__(self, RESEND)
+        # Reply.__init__() inline: one object per confirmed publish.
+        self.rid = 0
+        self.frame = b""
+        self.kind = RESEND
+        self.finished = False
+        self.value = None
+        self.error = None
+        self.cb = None
         self._client = client
         self._many = many
 
@@ -220,6 +227,13 @@ class PublishFuture(Reply):
             self._client._wait(self, timeout)  # raises the error, if any
         if self._many:
             return codec.get_ids(self.value or {})
+        # The common case of message_id() without its call: confirmed,
+        # no lock taken (finished is set last, under the client's lock).
+        v = self.value
+        if v is not None:
+            ids = v.get("ids")
+            if type(ids) is list and len(ids) == 1 and type(ids[0]) is str:
+                return ids[0]
         return self.message_id()
 
 
@@ -318,8 +332,13 @@ class Client(ClientBase):
         with self._lock:
             if self._fatal is not None or self._closed:
                 self._check_open()
-            self._core.publish(topic, data, r, id, headers, delay, ttl, reply_to,
-                               corr, group, mandatory)
+            if (type(data) is bytes and id is None and headers is None and delay is None
+                    and ttl is None and reply_to is None and corr is None
+                    and group is None and not mandatory):
+                self._core.publish_bytes(topic, data, r)  # publish()'s own shortcut
+            else:
+                self._core.publish(topic, data, r, id, headers, delay, ttl, reply_to,
+                                   corr, group, mandatory)
             self._queued()
         return r
 

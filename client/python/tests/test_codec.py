@@ -399,3 +399,15 @@ def test_invalid_utf8_text_decodes_with_surrogates() -> None:
                             use_bin_type=False)
     f = codec.decode_payload(payload)
     assert f["id"] == "a\udcffb" and f["id"].encode("utf-8", "surrogateescape") == b"a\xffb"
+
+
+@pytest.mark.parametrize("payload", [b"\x81\x91\x01\x01", b"\x82\xa1t\x41\x81\x01\x02\x03"])
+def test_unhashable_map_key_is_a_protocol_error(payload: bytes) -> None:
+    """An array or a map as a map key: a clear ProtocolError, not the
+    TypeError msgpack raises for it."""
+    with pytest.raises(ProtocolError):
+        codec.decode_payload(payload)
+    d = codec.Decoder()
+    d.feed(len(payload).to_bytes(4, "big") + payload)
+    with pytest.raises(ProtocolError):
+        d.frames(check=True)
