@@ -20,16 +20,23 @@
 #include "ferry.h"
 #include "harness.h"
 
-/* Connect to 127.0.0.1:port as name; the caller ferry_close()s it. */
+/* Connect to 127.0.0.1:port as name, with an I/O timeout of timeout_ms;
+ * fails the test on error.  The caller ferry_close()s it. */
 static inline struct ferry *
-fc_connect(int port, const char *name)
+fc_connect_ms(int port, const char *name, int timeout_ms)
 {
-	struct ferry *f = ferry_connect("127.0.0.1", port, 5000, name);
+	struct ferry *f = ferry_connect("127.0.0.1", port, timeout_ms, name);
 
 	ck_assert_ptr_nonnull(f);
 	ck_assert_msg(ferry_err(f) == 0, "connect %s: %s", name,
 	    ferry_errstr(f));
 	return f;
+}
+
+static inline struct ferry *
+fc_connect(int port, const char *name)
+{
+	return fc_connect_ms(port, name, 5000);
 }
 
 /* Subscribe with the given options (group NULL = default); returns sid. */

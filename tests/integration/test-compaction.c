@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "ferry.h"
+#include "client-helpers.h"
 #include "harness.h"
 
 #define BODY 1024
@@ -56,16 +57,6 @@ disk_use(void)
 	return total;
 }
 
-static struct ferry *
-connect_or_die(const char *name)
-{
-	struct ferry *f = ferry_connect("127.0.0.1", d.port, 10000, name);
-
-	ck_assert_ptr_nonnull(f);
-	ck_assert_msg(!ferry_err(f), "connect: %s", ferry_errstr(f));
-	return f;
-}
-
 /* Publish n numbered 1 KiB bodies to topic, all confirmed. */
 static void
 publish(struct ferry *f, const char *topic, int n)
@@ -105,7 +96,7 @@ consume(const char *topic, int n, int keep_every, int *kept)
 {
 	struct ferry_sub_opts so = {.group = "g", .prefetch = 2000,
 	    .ack_timeout_ms = 600000};
-	struct ferry *f = connect_or_die("consumer");
+	struct ferry *f = fc_connect_ms(d.port, "consumer", 10000);
 	uint64_t sid;
 	uint64_t deadline = now_ms() + 120000;
 
@@ -141,7 +132,7 @@ wait_disk_below(uint64_t limit, int timeout_ms)
 
 START_TEST(all_acked_shrinks)
 {
-	struct ferry *p = connect_or_die("producer");
+	struct ferry *p = fc_connect_ms(d.port, "producer", 10000);
 	struct ferry *c;
 	struct ferry_sub_opts so = {.group = "g"};
 	uint64_t sid, before, after;
@@ -166,7 +157,7 @@ END_TEST
 
 START_TEST(one_in_a_thousand_pending)
 {
-	struct ferry *p = connect_or_die("producer");
+	struct ferry *p = fc_connect_ms(d.port, "producer", 10000);
 	struct ferry *c;
 	struct ferry_sub_opts so = {.group = "g"};
 	uint64_t sid, before, after;
@@ -191,7 +182,7 @@ START_TEST(one_in_a_thousand_pending)
 	/* They survive a restart, each exactly once. */
 	ck_assert_int_eq(ferryd_stop(&d), 0);
 	ferryd_restart(&d);
-	c = connect_or_die("after-restart");
+	c = fc_connect_ms(d.port, "after-restart", 10000);
 	ck_assert_int_eq(ferry_subscribe(c, "sparse", &so, &sid), FERRY_OK);
 	for (;;) {
 		struct ferry_msg *m = NULL;

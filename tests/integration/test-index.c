@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "ferry.h"
+#include "client-helpers.h"
 #include "harness.h"
 
 #define BODY 1024
@@ -44,16 +45,6 @@ teardown(void)
 		ck_assert_msg(ferryd_stop(&d) == 0, "ferryd exit (see %s)",
 		    d.log);
 	ferryd_cleanup(&d);
-}
-
-static struct ferry *
-connect_or_die(const char *name)
-{
-	struct ferry *f = ferry_connect("127.0.0.1", d.port, 10000, name);
-
-	ck_assert_ptr_nonnull(f);
-	ck_assert_msg(!ferry_err(f), "connect: %s", ferry_errstr(f));
-	return f;
 }
 
 static void
@@ -108,7 +99,7 @@ settle(const char *topic, const char *group, int n, int nack)
 {
 	struct ferry_sub_opts so = {.group = group, .prefetch = 100,
 	    .ack_timeout_ms = 600000};
-	struct ferry *f = connect_or_die("settler");
+	struct ferry *f = fc_connect_ms(d.port, "settler", 10000);
 	uint64_t sid;
 
 	ck_assert_int_eq(ferry_subscribe(f, topic, &so, &sid), FERRY_OK);
@@ -168,7 +159,7 @@ drain(struct snap *s, const char *topic, const char *group)
 {
 	struct ferry_sub_opts so = {.group = group, .prefetch = 500,
 	    .ack_timeout_ms = 600000};
-	struct ferry *f = connect_or_die("drainer");
+	struct ferry *f = fc_connect_ms(d.port, "drainer", 10000);
 	uint64_t sid, deadline = now_ms() + 120000;
 
 	ck_assert_int_eq(ferry_subscribe(f, topic, &so, &sid), FERRY_OK);
@@ -198,7 +189,7 @@ drain(struct snap *s, const char *topic, const char *group)
 static void
 snapshot(struct snap *s)
 {
-	struct ferry *f = connect_or_die("snapshot");
+	struct ferry *f = fc_connect_ms(d.port, "snapshot", 10000);
 	struct ferry_group_stats *rows;
 	struct ferry_broker_stats bs;
 	size_t n;
@@ -324,7 +315,7 @@ from_index(void)
 static void
 build_backlog(void)
 {
-	struct ferry *p = connect_or_die("producer");
+	struct ferry *p = fc_connect_ms(d.port, "producer", 10000);
 
 	make_group(p, "t", "a", 0);
 	make_group(p, "t", "b", 1);
@@ -436,14 +427,14 @@ START_TEST(kill_while_sealing)
 	struct ferry *p;
 	int confirmed = 0;
 
-	p = connect_or_die("producer");
+	p = fc_connect_ms(d.port, "producer", 10000);
 	make_group(p, "k", "g", 0);
 	ferry_close(p);
 	for (int round = 0; round < 8; round++) {
 		static char body[BODY];
 		uint64_t until = now_ms() + 150 + (uint64_t)(rand() % 400);
 
-		p = connect_or_die("producer");
+		p = fc_connect_ms(d.port, "producer", 10000);
 		/* one at a time: everything confirmed is counted */
 		while (now_ms() < until && confirmed < (round + 1) * 2000) {
 			snprintf(body, 16, "%d", confirmed);
@@ -463,7 +454,7 @@ START_TEST(kill_while_sealing)
 	    "an index was torn (see %s)", d.log);
 	{
 		struct ferry_sub_opts so = {.group = "g", .prefetch = 500};
-		struct ferry *f = connect_or_die("check");
+		struct ferry *f = fc_connect_ms(d.port, "check", 10000);
 		static char seen[20000];
 		uint64_t sid;
 		int got = 0;
@@ -496,7 +487,7 @@ END_TEST
  * its indexes with every message. */
 START_TEST(compaction_takes_indexes)
 {
-	struct ferry *p = connect_or_die("producer");
+	struct ferry *p = fc_connect_ms(d.port, "producer", 10000);
 	struct ferry_sub_opts so = {.group = "g", .prefetch = 500,
 	    .ack_timeout_ms = 600000};
 	struct ferry *c;
@@ -510,7 +501,7 @@ START_TEST(compaction_takes_indexes)
 	ck_assert_int_gt(count_files(".idx"), 3);
 	/* ack all but one in 500: compaction copies those forward and the
 	 * old segments go */
-	c = connect_or_die("consumer");
+	c = fc_connect_ms(d.port, "consumer", 10000);
 	ck_assert_int_eq(ferry_subscribe(c, "s", &so, &sid), FERRY_OK);
 	for (int i = 0; i < N; i++) {
 		struct ferry_msg *m = NULL;
@@ -532,7 +523,7 @@ START_TEST(compaction_takes_indexes)
 	ck_assert_int_eq(ferryd_stop(&d), 0);
 	no_orphan_index();
 	ferryd_restart(&d);
-	c = connect_or_die("after");
+	c = fc_connect_ms(d.port, "after", 10000);
 	ck_assert_int_eq(ferry_subscribe(c, "s", &so, &sid), FERRY_OK);
 	for (;;) {
 		struct ferry_msg *m = NULL;

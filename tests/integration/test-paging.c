@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "ferry.h"
+#include "client-helpers.h"
 #include "harness.h"
 
 #define BODY 1024
@@ -37,16 +38,6 @@ teardown(void)
 		ck_assert_msg(ferryd_stop(&d) == 0, "ferryd exit (see %s)",
 		    d.log);
 	ferryd_cleanup(&d);
-}
-
-static struct ferry *
-connect_or_die(const char *name)
-{
-	struct ferry *f = ferry_connect("127.0.0.1", d.port, 10000, name);
-
-	ck_assert_ptr_nonnull(f);
-	ck_assert_msg(!ferry_err(f), "connect: %s", ferry_errstr(f));
-	return f;
 }
 
 /* Body of message i: its number, then bytes that depend on it. */
@@ -117,7 +108,7 @@ consume(const char *topic, const char *group, int from, int to)
 {
 	struct ferry_sub_opts so = {.group = group, .prefetch = 1000,
 	    .ack_timeout_ms = 600000};
-	struct ferry *f = connect_or_die("consumer");
+	struct ferry *f = fc_connect_ms(d.port, "consumer", 10000);
 	uint64_t deadline = now_ms() + 180000, sid;
 
 	ck_assert_int_eq(ferry_subscribe(f, topic, &so, &sid), FERRY_OK);
@@ -164,7 +155,7 @@ restart(void)
 
 START_TEST(backlog_through_8m)
 {
-	struct ferry *p = connect_or_die("producer");
+	struct ferry *p = fc_connect_ms(d.port, "producer", 10000);
 	struct ferry_msg *m = NULL;
 	long rss;
 
@@ -177,13 +168,13 @@ START_TEST(backlog_through_8m)
 	/* Replay rebuilds 50 MB of backlog within max_memory. */
 	restart();
 	ck_assert(ferryd_log_has(&d, "journal replayed"));
-	p = connect_or_die("producer");
+	p = fc_connect_ms(d.port, "producer", 10000);
 	publish(p, "t", HALF, N);
 	ferry_close(p);
 
 	consume("t", "g1", 0, PEEK_AT);
 	/* g1's head is now a body paged out long ago. */
-	p = connect_or_die("peek");
+	p = fc_connect_ms(d.port, "peek", 10000);
 	ck_assert_int_eq(ferry_peek(p, "t", "g1", &m), FERRY_OK);
 	ck_assert_int_eq(atoi(m->body), PEEK_AT);
 	check_body(m, PEEK_AT);
@@ -216,7 +207,7 @@ START_TEST(dead_letter_paged)
 {
 	struct ferry_sub_opts so = {.group = "dq", .prefetch = 1,
 	    .ack_timeout_ms = 600000};
-	struct ferry *p = connect_or_die("producer"), *c;
+	struct ferry *p = fc_connect_ms(d.port, "producer", 10000), *c;
 	struct ferry_msg *m = NULL;
 	uint64_t sid;
 
@@ -225,7 +216,7 @@ START_TEST(dead_letter_paged)
 	ferry_close(p);
 	consume("d", "dq", 0, NACK_AT);
 
-	c = connect_or_die("nacker");
+	c = fc_connect_ms(d.port, "nacker", 10000);
 	ck_assert_int_eq(ferry_subscribe(c, "d", &so, &sid), FERRY_OK);
 	ck_assert_int_eq(ferry_next(c, 10000, &m), FERRY_OK);
 	ck_assert_int_eq(atoi(m->body), NACK_AT);
@@ -236,7 +227,7 @@ START_TEST(dead_letter_paged)
 	ck_assert_int_eq(ferry_unsubscribe(c, sid), FERRY_OK);
 	ferry_close(c);
 
-	c = connect_or_die("dlq");
+	c = fc_connect_ms(d.port, "dlq", 10000);
 	so = (struct ferry_sub_opts){.group = "dl"};
 	ck_assert_int_eq(ferry_subscribe(c, "d.dlq", &so, &sid), FERRY_OK);
 	ck_assert_int_eq(ferry_next(c, 10000, &m), FERRY_OK);
@@ -255,7 +246,7 @@ START_TEST(redelivery_paged)
 {
 	struct ferry_sub_opts so = {.group = "rq", .prefetch = 1,
 	    .ack_timeout_ms = 600000};
-	struct ferry *p = connect_or_die("producer"), *c;
+	struct ferry *p = fc_connect_ms(d.port, "producer", 10000), *c;
 	struct ferry_msg *m = NULL;
 	uint64_t sid;
 
@@ -263,7 +254,7 @@ START_TEST(redelivery_paged)
 	publish(p, "r", 0, DN);
 	ferry_close(p);
 	consume("r", "rq", 0, NACK_AT);
-	c = connect_or_die("nacker");
+	c = fc_connect_ms(d.port, "nacker", 10000);
 	ck_assert_int_eq(ferry_subscribe(c, "r", &so, &sid), FERRY_OK);
 	ck_assert_int_eq(ferry_next(c, 10000, &m), FERRY_OK);
 	check_body(m, NACK_AT);
@@ -286,7 +277,7 @@ END_TEST
 START_TEST(expiry_paged)
 {
 	struct ferry_sub_opts so = {.group = "xq", .ttl_ms = 1000};
-	struct ferry *p = connect_or_die("producer"), *c;
+	struct ferry *p = fc_connect_ms(d.port, "producer", 10000), *c;
 	static char seen[DN];
 	uint64_t sid;
 
@@ -294,7 +285,7 @@ START_TEST(expiry_paged)
 	ck_assert_int_eq(ferry_unsubscribe(p, sid), FERRY_OK);
 	publish(p, "x", 0, DN);
 	ferry_close(p);
-	c = connect_or_die("dlq");
+	c = fc_connect_ms(d.port, "dlq", 10000);
 	so = (struct ferry_sub_opts){.group = "xd", .prefetch = 1000};
 	ck_assert_int_eq(ferry_subscribe(c, "x.dlq", &so, &sid), FERRY_OK);
 	for (int k = 0; k < DN; k++) {
@@ -340,11 +331,11 @@ START_TEST(released_then_paged)
 {
 	struct ferry_sub_opts so = {.group = "lq", .prefetch = 20000,
 	    .ack_timeout_ms = 600000};
-	struct ferry *p = connect_or_die("producer"), *c;
+	struct ferry *p = fc_connect_ms(d.port, "producer", 10000), *c;
 	uint64_t sid;
 
 	make_group(p, "l", "lq", 0);
-	c = connect_or_die("holder");
+	c = fc_connect_ms(d.port, "holder", 10000);
 	ck_assert_int_eq(ferry_subscribe(c, "l", &so, &sid), FERRY_OK);
 	publish(p, "l", 0, 12000);	/* 12 MB, all leased at once */
 	for (int i = 0; i < 12000; i++) {
@@ -388,7 +379,7 @@ START_TEST(compaction_moves_paged)
 {
 	struct ferry_sub_opts so = {.group = "c", .prefetch = 1000,
 	    .ack_timeout_ms = 600000};
-	struct ferry *p = connect_or_die("producer"), *c;
+	struct ferry *p = fc_connect_ms(d.port, "producer", 10000), *c;
 	uint64_t sid, deadline;
 	static char seen[400];
 	int before;
@@ -398,7 +389,7 @@ START_TEST(compaction_moves_paged)
 	ferry_close(p);
 	before = segments();
 	/* Ack all but every hundredth, which go back to the queue. */
-	c = connect_or_die("consumer");
+	c = fc_connect_ms(d.port, "consumer", 10000);
 	ck_assert_int_eq(ferry_subscribe(c, "s", &so, &sid), FERRY_OK);
 	for (int i = 0; i < 40000; i++) {
 		struct ferry_msg *m = NULL;
@@ -421,7 +412,7 @@ START_TEST(compaction_moves_paged)
 	/* Each once (released deliveries return to the head of the queue,
 	 * not in their first order). */
 	restart();
-	c = connect_or_die("after");
+	c = fc_connect_ms(d.port, "after", 10000);
 	ck_assert_int_eq(ferry_subscribe(c, "s", &so, &sid), FERRY_OK);
 	for (int k = 0; k < 400; k++) {
 		struct ferry_msg *m = NULL;

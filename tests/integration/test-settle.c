@@ -17,6 +17,7 @@
 #include <msgpack.h>
 
 #include "ferry.h"
+#include "client-helpers.h"
 #include "harness.h"
 #include "journal.h"
 #include "record.h"
@@ -29,16 +30,6 @@ static void
 teardown(void)
 {
 	ferryd_cleanup(&d);
-}
-
-static struct ferry *
-connect_or_die(const char *name)
-{
-	struct ferry *f = ferry_connect("127.0.0.1", d.port, 10000, name);
-
-	ck_assert_ptr_nonnull(f);
-	ck_assert_msg(!ferry_err(f), "connect: %s", ferry_errstr(f));
-	return f;
 }
 
 /* Make durable group g of topic exist (subscribe, unsubscribe). */
@@ -90,7 +81,7 @@ take_and_ack(const char *topic, const char *group, int n,
 {
 	struct ferry_sub_opts so = {.group = group, .prefetch = 5000,
 	    .ack_timeout_ms = 600000};
-	struct ferry *f = connect_or_die(group);
+	struct ferry *f = fc_connect_ms(d.port, group, 10000);
 	uint64_t sid, last = 0, deadline = now_ms() + 60000;
 
 	*nacked = 0;
@@ -122,7 +113,7 @@ static int
 drain(const char *topic, const char *group, unsigned char *seen, int n)
 {
 	struct ferry_sub_opts so = {.group = group, .prefetch = 5000};
-	struct ferry *f = connect_or_die("drain");
+	struct ferry *f = fc_connect_ms(d.port, "drain", 10000);
 	uint64_t sid, deadline = now_ms() + 60000;
 	int got = 0;
 
@@ -221,7 +212,7 @@ START_TEST(settle_survives_kill9)
 	int a1, a2, left;
 
 	ferryd_start(&d, "--fsync", "always", NULL);
-	p = connect_or_die("producer");
+	p = fc_connect_ms(d.port, "producer", 10000);
 	make_group(p, "st.k", "g1");
 	make_group(p, "st.k", "g2");
 	publish(p, "st.k", N, 100);
@@ -378,7 +369,7 @@ START_TEST(compaction_and_kill9)
 	int acked, left;
 
 	ferryd_start(&d, "--segment-size", "64K", "--fsync", "never", NULL);
-	p = connect_or_die("producer");
+	p = fc_connect_ms(d.port, "producer", 10000);
 	make_group(p, "st.c", "g");
 	publish(p, "st.c", N, 1000);
 	c = take_and_ack("st.c", "g", N, keep_hundredths, &acked);
