@@ -55,6 +55,9 @@ const char bench_usage[] =
 "                   fire-and-forget)\n"
 "  --window N       with --confirm, most unconfirmed publishes per\n"
 "                   publisher (default 1000)\n"
+"  --producer       with --confirm, publish as idempotent producers\n"
+"                   (a pid and sequence number on each publish; the\n"
+"                   broker checks each against its duplicate window)\n"
 "  --rate R         publish R messages/s in total (default: flat out)\n"
 "  --prefetch N     unacked deliveries per subscriber (default 1000)\n"
 "  --timeout SECONDS  subscribers give up after SECONDS without a message\n"
@@ -72,7 +75,7 @@ struct opts {
 	uint32_t ngroups;
 	uint64_t msgs;
 	size_t size;
-	int no_ack, confirm, json, keep;
+	int no_ack, confirm, producer, json, keep;
 	uint32_t window;
 	uint32_t prefetch;
 	double rate;		/* messages/s in total; 0 = no pacing */
@@ -278,12 +281,22 @@ pub_thread(void *arg)
 	const struct opts *o = r->o;
 	struct ferry *f;
 	uint8_t *body;
-	char name[32];
+	char name[32], pid[40];
 	size_t i;
 
 	snprintf(name, sizeof(name), "bench-pub-%" PRIu32, p->id + 1);
 	pthread_setname_np(pthread_self(), name);
 	f = bench_connect(o, name, p->err, sizeof(p->err));
+	/* The pid is unique per run and publisher; seq starts at the clock. */
+	if (f != NULL && o->producer) {
+		snprintf(pid, sizeof(pid), "bench-%08" PRIx32 "-%" PRIu32,
+		    r->nonce, p->id + 1);
+		if (ferry_set_producer(f, pid, 0) < 0) {
+			seterr(p->err, sizeof(p->err), "%s", ferry_errstr(f));
+			ferry_close(f);
+			f = NULL;
+		}
+	}
 	body = malloc(o->size);
 	if (body == NULL)
 		seterr(p->err, sizeof(p->err), "out of memory");
@@ -529,7 +542,8 @@ print_text(const struct opts *o, const struct result *res)
 	    o->confirm ? "confirmed" : "fire-and-forget",
 	    o->no_ack ? "at-most-once" : "acked");
 	if (o->confirm)
-		printf(", window %" PRIu32, o->window);
+		printf(", window %" PRIu32 "%s", o->window,
+		    o->producer ? ", idempotent producer" : "");
 	if (o->rate > 0)
 		printf(", rate %.0f/s", o->rate);
 	if (o->nsub > 0 && !o->no_ack)
@@ -575,9 +589,10 @@ print_json(const struct opts *o, const struct result *res)
 	printf("{\"topic\":\"%s\",\"pubs\":%" PRIu32 ",\"subs\":%" PRIu32
 	    ",\"groups\":%" PRIu32 ",\"msgs\":%" PRIu64 ",\"size\":%zu,"
 	    "\"ack\":%s,\"confirm\":%s,\"window\":%" PRIu32 ",\"rate\":%.0f,"
-	    "\"prefetch\":%" PRIu32 ",", o->topic, o->npub, o->nsub,
-	    o->ngroups, o->msgs, o->size, o->no_ack ? "false" : "true",
-	    o->confirm ? "true" : "false", o->window, o->rate, o->prefetch);
+	    "\"prefetch\":%" PRIu32 ",\"producer\":%s,", o->topic, o->npub,
+	    o->nsub, o->ngroups, o->msgs, o->size,
+	    o->no_ack ? "false" : "true", o->confirm ? "true" : "false",
+	    o->window, o->rate, o->prefetch, o->producer ? "true" : "false");
 	printf("\"published\":%" PRIu64 ",\"pub_failed\":%" PRIu64
 	    ",\"pub_elapsed_s\":%.6f,\"pub_rate\":%.1f,\"pub_mb_s\":%.3f,",
 	    res->published, res->pub_failed, res->pub_s, res->pub_rate,
@@ -690,6 +705,7 @@ parse(struct opts *o, int argc, char **argv)
 		{ "no-ack", no_argument, NULL, 'N' },
 		{ "confirm", no_argument, NULL, 'c' },
 		{ "window", required_argument, NULL, 'w' },
+		{ "producer", no_argument, NULL, 'I' },
 		{ "rate", required_argument, NULL, 'r' },
 		{ "prefetch", required_argument, NULL, 'p' },
 		{ "timeout", required_argument, NULL, 't' },
@@ -726,6 +742,9 @@ parse(struct opts *o, int argc, char **argv)
 		case 'c':
 			o->confirm = 1;
 			break;
+		case 'I':
+			o->producer = 1;
+			break;
 		case 'w':
 			o->window = (uint32_t)cli_parse_num("--window", optarg, 1,
 			    10000000);
@@ -754,6 +773,9 @@ parse(struct opts *o, int argc, char **argv)
 			cli_usage_error("bad option");
 		}
 	}
+	if (o->producer && !o->confirm)
+		cli_usage_error("--producer needs --confirm (a fire-and-forget "
+		    "publish carries no pid)");
 	if (optind >= argc)
 		cli_usage_error("missing TOPIC");
 	o->topic = argv[optind++];

@@ -181,6 +181,47 @@ START_TEST(publish_only_keeps_topic)
 }
 END_TEST
 
+/*
+ * --producer: every message was published by an idempotent producer, so
+ * its id is the one the broker derives from pid and seq (a version 8
+ * UUID), never one it draws (version 4).
+ */
+START_TEST(idempotent_producers)
+{
+	struct ferry_sub_opts so = {.prefetch = 100};
+	struct ferry_msg *m;
+	struct ferry *f;
+	char *out = NULL;
+	uint64_t sid;
+	int st, i;
+
+	st = cli_run(d.port, NULL, &out, 60000, "bench", "idem", "--pub", "2",
+	    "--sub", "0", "--confirm", "--producer", "--msgs", "300", "--keep",
+	    "--json", NULL);
+	ck_assert_msg(st == 0, "exit %d: %s", st, out);
+	ck_assert_uint_eq(json_num(out, "published"), 300);
+	ck_assert_msg(strstr(out, "\"producer\":true") != NULL, "%s", out);
+	free(out);
+	f = ferry_connect("127.0.0.1", d.port, 5000, "reader");
+	ck_assert_int_eq(ferry_err(f), 0);
+	ck_assert_int_eq(ferry_subscribe(f, "idem", &so, &sid), 0);
+	for (i = 0; i < 300; i++) {
+		ck_assert_int_eq(ferry_next(f, 5000, &m), 0);
+		ck_assert_msg(strlen(m->id) == 36 && m->id[14] == '8',
+		    "message %d: id %s is not derived", i, m->id);
+		ferry_ack(f, m->sid, m->lease, 0);
+		ferry_msg_free(m);
+	}
+	ferry_close(f);
+
+	/* Without --confirm a publish carries no pid: refused up front. */
+	st = cli_run(d.port, NULL, &out, 10000, "bench", "idem", "--producer",
+	    NULL);
+	ck_assert_int_eq(st, 2);
+	free(out);
+}
+END_TEST
+
 static Suite *
 bench_suite(void)
 {
@@ -193,6 +234,7 @@ bench_suite(void)
 	tcase_add_test(tc, stranger_takes_messages);
 	tcase_add_test(tc, republished_are_duplicates);
 	tcase_add_test(tc, publish_only_keeps_topic);
+	tcase_add_test(tc, idempotent_producers);
 	suite_add_tcase(s, tc);
 	return s;
 }
