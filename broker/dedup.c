@@ -122,6 +122,7 @@ producers_init(struct producers *p)
 {
 	p->tab = NULL;
 	p->cap = p->n = 0;
+	p->last = NULL;
 }
 
 void
@@ -140,17 +141,19 @@ producers_fini(struct producers *p)
 }
 
 struct producer *
-producer_find(const struct producers *p, const char *pid, size_t len)
+producer_find(struct producers *p, const char *pid, size_t len)
 {
 	uint32_t h;
-	struct producer *x;
+	struct producer *x = p->last;
 
+	if (x && x->len == len && !memcmp(x->pid, pid, len))
+		return x;
 	if (!p->cap)
 		return NULL;
 	h = hash(pid, len);
 	for (x = p->tab[h & (p->cap - 1)]; x; x = x->hnext)
 		if (x->hash == h && x->len == len && !memcmp(x->pid, pid, len))
-			return x;
+			return p->last = x;
 	return NULL;
 }
 
@@ -188,7 +191,7 @@ producer_get(struct producers *p, const char *pid, size_t len)
 	x->hnext = *slot;
 	*slot = x;
 	p->n++;
-	return x;
+	return p->last = x;
 }
 
 void

@@ -70,11 +70,13 @@ struct producer {
 struct producers {
 	struct producer **tab;
 	uint32_t cap, n;
+	struct producer *last;	/* found last: a producer's publishes come
+				   in runs, and each is looked up twice */
 };
 
 void producers_init(struct producers *p);
 void producers_fini(struct producers *p);
-struct producer *producer_find(const struct producers *p, const char *pid,
+struct producer *producer_find(struct producers *p, const char *pid,
     size_t len);
 /* Find or create.  NULL on ENOMEM. */
 struct producer *producer_get(struct producers *p, const char *pid,

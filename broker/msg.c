@@ -96,12 +96,21 @@ uuid_print(const uint8_t u[16], char out[MSG_ID_LEN + 1])
 static uint8_t last_bin[16];
 static char last_txt[MSG_ID_LEN + 1];
 
+/* The same for the id msg_id_derive() made last. */
+static uint8_t derived_bin[16];
+static char derived_txt[MSG_ID_LEN + 1];
+
 static int
 id_to_bin(const char *id, size_t len, uint8_t out[16])
 {
 	if (len == MSG_ID_LEN && last_txt[0] &&
 	    !memcmp(id, last_txt, MSG_ID_LEN)) {
 		memcpy(out, last_bin, 16);
+		return 0;
+	}
+	if (len == MSG_ID_LEN && derived_txt[0] &&
+	    !memcmp(id, derived_txt, MSG_ID_LEN)) {
+		memcpy(out, derived_bin, 16);
 		return 0;
 	}
 	return uuid_parse_canonical(id, len, out);
@@ -596,16 +605,38 @@ mix64(uint64_t x)
 	return x ^ (x >> 31);
 }
 
+/*
+ * The pid msg_id_derive() hashed last and the state after it.  A
+ * producer's publishes come in runs, and hashing its pid a byte at a
+ * time is most of the cost of an id.
+ */
+static struct {
+	size_t len;
+	uint64_t h1, h2;
+	char pid[FY_ID_MAX];
+} derive_pid;
+
 void
 msg_id_derive(const char *pid, size_t len, uint64_t seq,
     char out[MSG_ID_LEN + 1])
 {
 	uint64_t h1 = 0x6a09e667f3bcc908ull ^ len, h2 = 0xbb67ae8584caa73bull;
-	uint8_t u[16];
+	uint8_t *u = derived_bin;
 
-	for (size_t i = 0; i < len; i++) {
-		h1 = mix64(h1 ^ (uint8_t)pid[i]);
-		h2 = mix64(h2 + (uint8_t)pid[i] + h1);
+	if (len && len == derive_pid.len && !memcmp(pid, derive_pid.pid, len)) {
+		h1 = derive_pid.h1;
+		h2 = derive_pid.h2;
+	} else {
+		for (size_t i = 0; i < len; i++) {
+			h1 = mix64(h1 ^ (uint8_t)pid[i]);
+			h2 = mix64(h2 + (uint8_t)pid[i] + h1);
+		}
+		if (len <= sizeof(derive_pid.pid)) {
+			memcpy(derive_pid.pid, pid, len);
+			derive_pid.len = len;
+			derive_pid.h1 = h1;
+			derive_pid.h2 = h2;
+		}
 	}
 	h1 = mix64(h1 ^ seq);
 	h2 = mix64(h2 ^ mix64(seq + h1));
@@ -615,7 +646,8 @@ msg_id_derive(const char *pid, size_t len, uint64_t seq,
 	}
 	u[6] = (u[6] & 0x0f) | 0x80;	/* version 8: custom (RFC 9562) */
 	u[8] = (u[8] & 0x3f) | 0x80;	/* the RFC variant */
-	uuid_print(u, out);
+	uuid_print(u, derived_txt);
+	memcpy(out, derived_txt, MSG_ID_LEN + 1);
 }
 
 const char *

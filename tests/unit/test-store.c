@@ -356,6 +356,20 @@ START_TEST(derived_ids)
 	ck_assert_str_ne(a, c2);
 	ck_assert_int_eq(a[14], '8');	/* version 8 */
 	ck_assert(strchr("89ab", a[19]) != NULL);	/* RFC variant */
+	/* Pinned: a retry after an upgrade must still carry the id a
+	 * consumer may hold.  Back and forth between producers, so the
+	 * remembered pid state is used and replaced. */
+	for (int i = 0; i < 3; i++) {
+		msg_id_derive("producer-1", 10, 1, a);
+		ck_assert_str_eq(a, "e43ea6b2-204d-82df-97c6-eda231be39c2");
+		msg_id_derive("producer-1", 10, 2, b2);
+		ck_assert_str_eq(b2, "76714a46-149c-8608-886a-763f608995c6");
+		msg_id_derive("producer-2", 10, 1, c2);
+		ck_assert_str_eq(c2, "4173380c-1a47-8c2a-9f7c-4f7f42185e0a");
+	}
+	/* The same bytes, shorter: not the remembered pid. */
+	msg_id_derive("producer-", 9, 1, a2);
+	ck_assert_str_ne(a2, a);
 }
 END_TEST
 
