@@ -636,6 +636,12 @@ sum_rec(int i, struct rec *r)
 		r->group.ack_timeout_ms = 30000;
 		r->group.max_attempts = 5;
 		break;
+	case 8:		/* with its last activity (3 elements) */
+		r->type = REC_PRODUCER;
+		r->producer.pid = (struct fy_str){"prod", 4};
+		r->producer.seq = 1ULL << 35;
+		r->producer.at = 1700000000002ULL;
+		break;
 	}
 }
 
@@ -742,10 +748,10 @@ main(void)
 	tcase_add_test(tc, producer_expiry_live_and_replayed);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("summaries");
-	tcase_add_loop_test(tc, summary_roundtrip, 0, 8);
+	tcase_add_loop_test(tc, summary_roundtrip, 0, 9);
 	/* the body-less shapes, and one with everything (small enough to
 	 * cut at every byte) */
-	tcase_add_loop_test(tc, summary_truncated, 4, 8);
+	tcase_add_loop_test(tc, summary_truncated, 4, 9);
 	tcase_add_loop_test(tc, summary_truncated, 0, 1);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
