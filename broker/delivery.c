@@ -151,7 +151,7 @@ void
 delivery_fail(struct core *b, struct qent *e, int cause, const char *err,
     size_t err_len, int64_t delay_ms)
 {
-	struct sub *holder = qent_sub(e);
+	struct sub *holder = sub_holding(e);
 	const char *who = holder ? holder->conn->name : "";
 	uint64_t delay, at = clock_wall_ms();
 	struct qside *q;
@@ -480,9 +480,9 @@ delivery_pump_due(struct core *b)
 static uint64_t
 hook_lease_end(struct qent *e)
 {
-	struct sub *s = qent_sub(e);
+	struct sub *s = sub_holding(e);
 	/* every lease of a member lasts its ack_timeout (sub.h) */
-	uint64_t since = qent_lease_deadline(e) - s->ack_timeout_ms;
+	uint64_t since = sub_lease_deadline(e) - s->ack_timeout_ms;
 
 	sub_lease_end(s, e);
 	return since;

@@ -1228,7 +1228,7 @@ notify(struct journal *j)
 
 /* Write what can be written, then start the sync that is due. */
 static int
-pump(struct journal *j)
+write_and_sync(struct journal *j)
 {
 	uint64_t covered;
 	int r, now;
@@ -1296,7 +1296,7 @@ sync_done_cb(evutil_socket_t fd, short what, void *arg)
 	if (j->fatal || (j->werr && elapsed(&j->wtry) < RETRY_SEC))
 		notify(j);
 	else
-		pump(j);
+		write_and_sync(j);
 }
 
 static void
@@ -1307,7 +1307,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	if (!j->replayed || j->werr)
 		return;
 	j->sync_wanted = 1;
-	pump(j);
+	write_and_sync(j);
 }
 
 /* The lazy delay is over: sync now, or as soon as the running one ends. */
@@ -1325,7 +1325,7 @@ lazy_cb(evutil_socket_t fd, short what, void *arg)
 	j->sync_wanted = 1;
 	/* a failing write is retried by its own timer, not here */
 	if (!j->werr)
-		pump(j);
+		write_and_sync(j);
 }
 
 static void
@@ -1334,7 +1334,7 @@ retry_cb(evutil_socket_t fd, short what, void *arg)
 	struct journal *j = arg;
 
 	if (j->werr)
-		pump(j);
+		write_and_sync(j);
 }
 
 /* ---- the public write path ---- */
@@ -1477,7 +1477,7 @@ journal_commit(struct journal *j)
 		return j->fatal;
 	if (j->werr && elapsed(&j->wtry) < RETRY_SEC)
 		return j->werr;
-	return pump(j);
+	return write_and_sync(j);
 }
 
 void

@@ -386,7 +386,7 @@ oldest_unacked_s(const struct group *g, uint64_t mono_ms)
 
 		if (!e)
 			continue;
-		since = qent_lease_deadline(e) - s->ack_timeout_ms;
+		since = sub_lease_deadline(e) - s->ack_timeout_ms;
 		if (since < oldest)
 			oldest = since;
 	}

@@ -106,7 +106,7 @@ arm(struct sub *s)
 	if (!head || evtimer_pending(s->timer, NULL))
 		return;
 	now = clock_mono_ms();
-	due = qent_lease_deadline(head);
+	due = sub_lease_deadline(head);
 	ms = due > now ? due - now : 0;
 	tv.tv_sec = (time_t)(ms / 1000);
 	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
@@ -196,7 +196,7 @@ sub_lease_find(const struct sub *s, uint64_t lease)
 }
 
 struct sub *
-qent_sub(const struct qent *e)
+sub_holding(const struct qent *e)
 {
 	if (!(e->flags & QE_LEASED))
 		return NULL;
@@ -204,13 +204,13 @@ qent_sub(const struct qent *e)
 }
 
 uint64_t
-qent_lease_token(const struct qent *e)
+sub_lease_token(const struct qent *e)
 {
 	return lease_token(&e->group->b->leases, qent_lease_slot(e));
 }
 
 uint64_t
-qent_lease_deadline(const struct qent *e)
+sub_lease_deadline(const struct qent *e)
 {
 	return lease_slot(&e->group->b->leases,
 	    qent_lease_slot(e))->deadline;
@@ -227,7 +227,7 @@ sub_lease_end(struct sub *s, struct qent *e)
 		q->order = lease_slot(&s->group->b->leases,
 		    qent_lease_slot(e))->order;
 	list_del(&e->link);
-	lease_free(&s->group->b->leases, qent_lease_token(e));
+	lease_free(&s->group->b->leases, sub_lease_token(e));
 	qent_set_lease_slot(e, 0);
 	e->flags &= (uint16_t)~QE_LEASED;
 	s->inflight--;
@@ -255,7 +255,7 @@ lease_cb(evutil_socket_t fd, short what, void *arg)
 	int n = 0;
 
 	while ((e = list_first(&s->leases, struct qent, link)) &&
-	    qent_lease_deadline(e) <= now) {
+	    sub_lease_deadline(e) <= now) {
 		group_return(e, CAUSE_TIMEOUT);
 		n++;
 	}

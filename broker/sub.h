@@ -60,10 +60,10 @@ int sub_deliver(struct sub *s, struct qent *e);
 
 struct qent *sub_lease_find(const struct sub *s, uint64_t lease);
 /* The member holding a leased entry, or NULL if e is not leased. */
-struct sub *qent_sub(const struct qent *e);
+struct sub *sub_holding(const struct qent *e);
 /* A leased entry's token and deadline (monotonic ms). */
-uint64_t qent_lease_token(const struct qent *e);
-uint64_t qent_lease_deadline(const struct qent *e);
+uint64_t sub_lease_token(const struct qent *e);
+uint64_t sub_lease_deadline(const struct qent *e);
 /* Detach a leased entry from s (it is being acked, failed or dropped). */
 void sub_lease_end(struct sub *s, struct qent *e);
 /* Restart e's lease deadline. */

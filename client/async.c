@@ -1055,7 +1055,7 @@ ferry_async_subscribe(struct ferry_async *a, const char *topic,
     const struct ferry_sub_opts *o, ferry_async_msg_fn *msg_fn,
     ferry_async_done_fn *done, void *arg, uint64_t *sid)
 {
-	uint32_t n;
+	uint32_t n = 0;
 	int r;
 
 	if (sid != NULL)
@@ -1220,7 +1220,7 @@ inbox_open(struct ferry_async *a)
 {
 	struct ferry *f = a->f;
 	struct ferry_sub_opts o;
-	uint32_t n;
+	uint32_t n = 0;
 	char u[37];
 	int r;
 

@@ -221,8 +221,10 @@ struct ferry {
 	char pid[FY_ID_MAX + 1];
 	uint64_t pseq;		/* sequence of the next confirmed publish */
 
-	/* Request-reply: the inbox (lazily subscribed) and its replies. */
-	char inbox[sizeof(INBOX_PREFIX) + 36];
+	/* Request-reply: the inbox (lazily subscribed) and its replies.  A
+	 * topic name's full size, as it is passed where any topic may be
+	 * (and read up to that bound). */
+	char inbox[FERRY_NAME_MAX + 1];
 	uint32_t inbox_n;	/* 0 = not subscribed */
 	struct mnode *rhead, **rtail;
 

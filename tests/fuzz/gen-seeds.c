@@ -2,7 +2,8 @@
  * gen-seeds.c - write the fuzz targets' seed inputs, encoded by the
  * current code, so the seeds follow the protocol and record formats.
  *
- *   gen-seeds DIR    writes DIR/decode, DIR/conn, DIR/journal, DIR/config
+ *   gen-seeds DIR    writes DIR/decode, DIR/conn, DIR/journal, DIR/config,
+ *                    DIR/record
  *
  * The committed tests/fuzz/corpus/ holds this output plus the minimised
  * reproducers of fixed crashes (crash-*); CI runs both.  Built with
@@ -385,6 +386,24 @@ static msgpack_sbuffer rsb;
 static uint8_t jbuf[8192];
 static size_t jlen;
 
+/* While seed_records is set, each record encoded is also a seed of
+ * fuzz-record: u8 type | payload (nrec counts them). */
+static int seed_records, nrec;
+
+static void
+record_seed(const struct rec *r)
+{
+	uint8_t buf[4096];
+	char name[32];
+
+	if (!seed_records || rsb.size + 1 > sizeof(buf))
+		return;
+	buf[0] = r->type;
+	memcpy(buf + 1, rsb.data, rsb.size);
+	snprintf(name, sizeof(name), "rec-%02d-type-%u", nrec++, r->type);
+	write_file("record", name, buf, rsb.size + 1);
+}
+
 /* Structured input for fuzz-journal: u8 type | u16 len | payload. */
 static void
 rec(const struct rec *r)
@@ -395,6 +414,7 @@ rec(const struct rec *r)
 		    r->type);
 		exit(1);
 	}
+	record_seed(r);
 	jbuf[jlen++] = r->type;
 	jbuf[jlen++] = (uint8_t)rsb.size;
 	jbuf[jlen++] = (uint8_t)(rsb.size >> 8);
@@ -533,6 +553,35 @@ real_segment(void)
 	rmdir(dir);
 }
 
+/* The types history() does not write, for fuzz-record (and for
+ * fuzz-journal, which replays them too). */
+static void
+more_records(void)
+{
+	static const uint64_t mseq[3] = {2, 1, 5};
+	struct rec r;
+
+	memset(&r, 0, sizeof(r));
+	r.type = REC_SETTLE;
+	r.settle.gid = 1;
+	r.settle.mseq = mseq;
+	r.settle.n = 3;
+	rec(&r);
+	memset(&r, 0, sizeof(r));
+	r.type = REC_PRODUCER;
+	r.producer.pid = S("producer-1");
+	r.producer.seq = 1700000000000001ull;
+	rec(&r);
+	memset(&r, 0, sizeof(r));
+	r.type = REC_GROUP_DEL;
+	r.group_del.gid = 1;
+	rec(&r);
+	memset(&r, 0, sizeof(r));
+	r.type = REC_TOPIC_DEL;
+	r.topic_del.topic = S("jobs.dlq");
+	rec(&r);
+}
+
 static void
 journal_seeds(void)
 {
@@ -551,6 +600,12 @@ journal_seeds(void)
 	jstart(2 | 64);
 	history(0);
 	write_file("journal", "records-torn", jbuf, jlen);
+	jstart(2);
+	seed_records = 1;
+	history(1);
+	more_records();
+	seed_records = 0;
+	write_file("journal", "records-every-type", jbuf, jlen);
 	real_segment();
 }
 

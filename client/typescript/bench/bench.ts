@@ -12,9 +12,11 @@
  * The producer awaits each publish() (--window of them in flight with
  * --confirm), or with --many K one publishMany() of K messages at a time
  * (W/K of them in flight with --confirm). --no-idempotent: confirmed
- * publishes without pid and seq, as `ferry bench` sends them (the
- * client's default, and PROTOCOL.md section 8's idempotent producer, is
- * with: the broker keeps a duplicate window per producer).
+ * publishes without pid and seq, as `ferry bench --confirm` sends them
+ * (the client's default, and PROTOCOL.md section 8's idempotent producer,
+ * is with, as `ferry bench --confirm --producer`: the broker checks each
+ * against the producer's high-water mark).  bench/clients-run at the top
+ * of the tree runs both against libferry.
  *
  * Without FERRY_PORT it starts a ferryd of its own ($FERRYD, else
  * ../../build/broker/ferryd) on a free port and a temporary directory.
