@@ -1051,23 +1051,28 @@ catalog_put(struct core *b, const struct rec *r, uint64_t *seq)
 	    seq);
 }
 
+/* catalog_producer()'s argument: the clocks, read once per catalog. */
+struct catalog_clock {
+	struct core *b;
+	int64_t mono, wall;
+};
+
 /* A producer's mark and last activity, unless it expired: one that
  * stored nothing for producer_ttl is not carried forward. */
 static int
 catalog_producer(void *arg, struct producer *pr)
 {
-	struct core *b = arg;
+	struct catalog_clock *cc = arg;
 	struct rec r = {.type = REC_PRODUCER};
-	int64_t now = (int64_t)clock_turn_mono_ms(), wall;
+	int64_t wall = cc->wall - (cc->mono - pr->at);
 	uint64_t seq;
 
-	if (producer_expired(&b->store.producers, pr, now))
+	if (producer_expired(&cc->b->store.producers, pr, cc->mono))
 		return 0;
 	r.producer.pid = (struct fy_str){pr->pid, pr->len};
 	r.producer.seq = pr->hwm;
-	wall = (int64_t)clock_turn_wall_ms() - (now - pr->at);
 	r.producer.at = wall > 0 ? (uint64_t)wall : 1;	/* 0: no time */
-	return catalog_put(b, &r, &seq);
+	return catalog_put(cc->b, &r, &seq);
 }
 
 static int
@@ -1075,6 +1080,7 @@ catalog_cb(void *arg)
 {
 	struct core *b = arg;
 	struct store *s = &b->store;
+	struct catalog_clock cc;
 	struct rec r;
 	uint64_t seq;
 	int e;
@@ -1090,7 +1096,9 @@ catalog_cb(void *arg)
 			apply(b, seq, &r, NULL, NULL);
 		}
 	}
-	return producers_each(&s->producers, catalog_producer, b);
+	cc = (struct catalog_clock){b, (int64_t)clock_turn_mono_ms(),
+	    (int64_t)clock_turn_wall_ms()};
+	return producers_each(&s->producers, catalog_producer, &cc);
 }
 
 /* ---- compaction ---- */
