@@ -15,7 +15,7 @@
  * frees or allocates the extents of 64 MiB: tens of milliseconds for an
  * unlink), and go to a second thread, the worker (worker.c), so that they
  * never delay a sync either.  So does building a sealed segment's index
- * (ix_run()), one at a time.  trim() still decides in the loop when a
+ * (journal-index.c), one at a time.  trim() still decides in the loop when a
  * segment may go; the worker only carries out the unlinks, in order.  The
  * next segment is preallocated ahead under SPARE_NAME and renamed into
  * place when a segment starts: a rename is a quick metadata change.
@@ -37,7 +37,7 @@
  * since confirming one needs N's barrier and the spare's own sync after
  * the rename).
  */
-#include "journal.h"
+#include "journal-int.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -63,19 +63,9 @@
 #include "log.h"
 #include "worker.h"
 
-#define SEG_MAGIC "FERRYJNL"
-#define SEG_VERSION 1
-#define SEG_HDR 32		/* segment header bytes */
-#define REC_HDR 17		/* crc, len, seq, type */
-#define SEG_NAME_MAX 40		/* "journal-" 20 digits ".seg" NUL */
 #define RETRY_SEC 1		/* a failing write is retried this often */
 #define SPARE_NAME "journal.spare"	/* never matches a segment name */
 #define IX_EVERY 32		/* records per sparse index entry */
-#define IDX_MAGIC "FERRYIDX"	/* a sealed segment's index file */
-#define IDX_VERSION 1
-#define IDX_HDR 64
-#define IDX_NAME_MAX 40		/* "journal-" 20 digits ".idx" NUL */
-#define IDX_TMP "journal.idx.tmp"	/* being written; never an index */
 #define READ_WINDOW (256u << 10)	/* journal_read()'s pread size */
 
 enum spare_state {
@@ -84,136 +74,7 @@ enum spare_state {
 	SPARE_READY,		/* spare_fd: zeroed, seg_size, not yet named */
 };
 
-struct seg {
-	uint64_t first_seq;	/* from the file name and header */
-	uint64_t next_seq;	/* one past its last appended record */
-	uint64_t end;		/* offset past its last appended record */
-	uint64_t written;	/* <= end; bytes [written, end) are in wbuf */
-	uint64_t cap;		/* file size: records must end within it */
-	uint64_t records;
-	uint64_t live;		/* refs */
-	uint64_t dead_at;	/* the newest seq when live last fell to 0:
-				   the records that replaced its contents
-				   (a compaction's copies) are no later */
-	int fd;			/* >= 0 only from creation until its barrier
-				   sync is done; never closed while a sync
-				   request may use it */
-	int dirsync;		/* created; name not yet fsync'd into dir */
-	int unnamed;		/* fd is the spare, written ahead while the
-				   segment before waits for its barrier; named
-				   when it becomes the head (head_advance) */
-	int rfd;		/* read-only, opened by the first
-				   journal_read() of it; -1 */
-	uint64_t *ix;		/* ix[k]: offset of record first_seq +
-				   k * IX_EVERY (journal_read()) */
-	size_t nix, ixcap;
-	int from_index;		/* replay read its index file, not it */
-};
-
-struct journal {
-	char *dir;
-	int dirfd;
-	int lockfd;
-	struct event_base *base;	/* borrowed */
-	struct journal_io io;		/* every member set */
-	int policy;
-	uint64_t seg_size;		/* for new segments */
-
-	struct seg *segs;	/* oldest first, seq ranges contiguous; the
-				   last is where appends go */
-	size_t nseg, segcap;
-	size_t find_hint;	/* seg_find()'s last find, if still < nseg */
-	size_t head;		/* write head: segs[< head] are written,
-				   synced and closed; segs[head + 1] may have
-				   an unnamed file (written ahead), later ones
-				   have none; < nseg unless nseg == 0 */
-
-	uint8_t *wbuf;		/* unwritten bytes of segs[head..], in order,
-				   at wbuf[wpos, wlen) */
-	size_t wpos, wlen, wcap;
-
-	uint64_t next_seq;	/* the seq the next append gets */
-	uint64_t written_seq;	/* every seq <= it is pwritten */
-	uint64_t synced_seq;	/* <= written_seq; every seq <= it synced */
-	int replaying;		/* no deletions while replay walks segs */
-	int replayed;		/* appends and commits allowed */
-	uint64_t syncs;		/* fdatasyncs the sync thread ran (atomic:
-				   read by journal_get_stats()) */
-	uint64_t sync_hist[JOURNAL_SYNC_BUCKETS + 1];	/* atomic, too */
-	uint64_t sync_ns;	/* atomic: their total duration */
-	int (*roll_cb)(void *);	/* a new segment begins: write its preamble */
-	void *roll_arg;
-	int in_roll;		/* roll_cb is running: no nested preamble */
-	size_t last_len;	/* bytes of record next_seq - 1 in wbuf, if
-				   journal_unappend() may take it back */
-
-	int werr;		/* write failing: appends refused, retried */
-	struct timespec wtry;	/* last attempt of the failing write */
-	int fatal;		/* fdatasync failed: sticky */
-
-	int busy;		/* loop side: a sync request is out; its
-				   result is not yet harvested */
-	uint64_t req_seq;	/* written_seq when it was asked */
-	int req_barrier;	/* it closes the head segment */
-	int sync_wanted;	/* everysec tick came, or the lazy delay of
-				   an unsynced record is over (always) */
-	int dirsync_wanted;	/* segments unlinked since the last dir sync */
-
-	/* shared with the sync thread: req and done are atomic flags; the
-	   fields after each belong to the loop while it is 0 and to the sync
-	   thread while it is 1 (req), and the other way round (done) */
-	pthread_t thread;
-	int thread_started;
-	int req;		/* request posted, not yet taken */
-	int req_fd;		/* fdatasync it if >= 0 */
-	int req_dirfd;		/* then fsync it if >= 0 */
-	int done;		/* result ready */
-	int res_err;
-	int stop;		/* atomic: journal_close() */
-
-	int req_efd;		/* eventfd: loop -> sync thread (blocking) */
-	int efd;		/* eventfd: sync thread -> loop */
-	struct event *sync_ev;
-	struct event *tick_ev;	/* FSYNC_EVERYSEC only */
-	int lazy_fd;		/* FSYNC_ALWAYS: timerfd, armed while written
-				   records wait for a deferred sync (libevent
-				   timers tick with CLOCK_MONOTONIC_COARSE) */
-	int lazy_armed;
-	struct event *lazy_ev;
-	struct event *retry_ev;	/* armed while a write is failing */
-
-	/* slow file work beside the loop: unlinks and the spare */
-	struct worker *worker;	/* NULL: everything inline, as at close */
-	int spare;		/* enum spare_state */
-	int spare_fd;		/* >= 0 while SPARE_READY */
-	int spare_err;		/* last failure making one, logged once */
-	int closing;		/* journal_close() runs: no new spare */
-	int unlink_stuck;	/* worker thread only: an unlink failed, so
-				   none runs again (a gap between segments
-				   would read as corruption at replay) */
-
-	/* index files of sealed segments (journal_set_index()) */
-	struct journal_index ixo;	/* summarize NULL: none */
-	uint64_t *ixq;		/* first_seqs of segments waiting for one,
-				   built one at a time in the worker */
-	size_t nixq, ixqcap;
-	int ix_busy;		/* a build is in the worker */
-	uint64_t ix_defer;	/* the segment sealed last in this run: its
-				   build waits for the next seal, by when it
-				   is dead and needs none if consumers keep
-				   up (only a backlog is worth an index) */
-	uint64_t ix_built;	/* index files written since open */
-	uint64_t ix_replayed;	/* segments replayed from theirs */
-
-	void (*cb)(void *, uint64_t, uint64_t);
-	void *cbarg;
-	int (*waiting)(void *);	/* journal_set_waiting_cb() */
-	void *waitarg;
-	uint64_t cb_written, cb_synced;	/* last values reported */
-	int cb_err;
-};
-
-static const uint8_t zeros[65536];
+const uint8_t jn_zeros[65536];
 
 const double journal_sync_le[JOURNAL_SYNC_BUCKETS] = {
 	0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1,
@@ -242,12 +103,8 @@ sync_observe(struct journal *j, uint64_t ns)
 	__atomic_fetch_add(&j->sync_ns, ns, __ATOMIC_RELAXED);
 }
 
-static void
-seterr(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void
-seterr(char *err, size_t errlen, const char *fmt, ...)
+void
+jn_seterr(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -258,37 +115,8 @@ seterr(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
-static void
-put32(uint8_t *p, uint32_t v)
-{
-	p[0] = v;
-	p[1] = v >> 8;
-	p[2] = v >> 16;
-	p[3] = v >> 24;
-}
-
-static void
-put64(uint8_t *p, uint64_t v)
-{
-	put32(p, (uint32_t)v);
-	put32(p + 4, (uint32_t)(v >> 32));
-}
-
-static uint32_t
-get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	    (uint32_t)p[3] << 24;
-}
-
-static uint64_t
-get64(const uint8_t *p)
-{
-	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
-static void
-seg_name(char *buf, uint64_t first_seq)
+void
+jn_seg_name(char *buf, uint64_t first_seq)
 {
 	snprintf(buf, SEG_NAME_MAX, "journal-%020" PRIu64 ".seg", first_seq);
 }
@@ -323,7 +151,7 @@ real_fallocate(int fd, off_t off, off_t len)
 	return 0;
 }
 
-/* Write zeros over [off, off + len): the bytes past the last record must
+/* Write jn_zeros over [off, off + len): the bytes past the last record must
  * stay zero so that the end of the journal is unambiguous. */
 static int
 zero_range(struct journal *j, int fd, uint64_t off, uint64_t len)
@@ -332,8 +160,8 @@ zero_range(struct journal *j, int fd, uint64_t off, uint64_t len)
 	size_t n;
 
 	while (len > 0) {
-		n = len < sizeof(zeros) ? (size_t)len : sizeof(zeros);
-		w = j->io.pwrite(fd, zeros, n, (off_t)off);
+		n = len < sizeof(jn_zeros) ? (size_t)len : sizeof(jn_zeros);
+		w = j->io.pwrite(fd, jn_zeros, n, (off_t)off);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0)
@@ -454,7 +282,7 @@ sync_harvest(struct journal *j)
 	s = &j->segs[j->head];
 	if (err < 0) {
 		if (j->fatal == 0) {
-			seg_name(name, s->first_seq);
+			jn_seg_name(name, s->first_seq);
 			log_error("journal: fdatasync of %s/%s failed: %s; "
 			    "nothing after seq %" PRIu64 " will be confirmed",
 			    j->dir, name, strerror(-err), j->synced_seq);
@@ -512,8 +340,8 @@ seg_forget(struct seg *s)
 
 /* Index the record that starts at s->end, if it is one of every
  * IX_EVERY.  0 or -ENOMEM. */
-static int
-seg_index(struct seg *s)
+int
+jn_seg_index(struct seg *s)
 {
 	uint64_t *ix;
 	size_t cap;
@@ -545,33 +373,13 @@ seg_cut(struct journal *j, size_t i)
 	j->nseg = i;
 }
 
-static void
-idx_name(char *buf, uint64_t first_seq)
-{
-	snprintf(buf, IDX_NAME_MAX, "journal-%020" PRIu64 ".idx", first_seq);
-}
-
-/* Delete segment first_seq's index file, if any: before the segment goes
- * or changes, so that an index never outlives what it describes.  The
- * unlink's own error is only logged: replay checks an index against its
- * segment anyway. */
-static void
-idx_unlink(struct journal *j, uint64_t first_seq)
-{
-	char name[IDX_NAME_MAX];
-
-	idx_name(name, first_seq);
-	if (unlinkat(j->dirfd, name, 0) < 0 && errno != ENOENT)
-		log_syswarn("journal: cannot delete %s/%s", j->dir, name);
-}
-
 static int
 seg_unlink(struct journal *j, uint64_t first_seq)
 {
 	char name[SEG_NAME_MAX];
 
-	idx_unlink(j, first_seq);
-	seg_name(name, first_seq);
+	ix_unlink(j, first_seq);
+	jn_seg_name(name, first_seq);
 	if (j->io.unlink(j->dirfd, name) < 0 && errno != ENOENT) {
 		log_syswarn("journal: cannot delete %s/%s", j->dir, name);
 		return -errno;
@@ -598,8 +406,8 @@ unlink_run(void *arg)
 	if (j->unlink_stuck)
 		return;
 	for (i = 0; i < u->n; i++) {
-		idx_unlink(j, u->first_seq[i]);
-		seg_name(name, u->first_seq[i]);
+		ix_unlink(j, u->first_seq[i]);
+		jn_seg_name(name, u->first_seq[i]);
 		if (j->io.unlink(j->dirfd, name) < 0 && errno != ENOENT) {
 			/* Deleting a newer one would leave a gap: keep them
 			 * all.  Replay reads the old ones as it would have
@@ -755,271 +563,6 @@ spare_request(struct journal *j)
 	j->spare = SPARE_PENDING;
 }
 
-/* ---- index files of sealed segments ---- */
-
-static int header_ok(const uint8_t *m, uint64_t size, uint64_t first_seq);
-
-/* LEB128: at most 5 bytes for 32 bits. */
-static size_t
-put_varint(uint8_t *p, uint32_t v)
-{
-	size_t n = 0;
-
-	while (v >= 0x80) {
-		p[n++] = (uint8_t)(v | 0x80);
-		v >>= 7;
-	}
-	p[n++] = (uint8_t)v;
-	return n;
-}
-
-/* Read one at *pp (below end); 0, or -1 if it runs past end or 32 bits. */
-static int
-get_varint(const uint8_t **pp, const uint8_t *end, uint32_t *v)
-{
-	const uint8_t *p = *pp;
-	uint32_t r = 0;
-
-	for (int shift = 0; shift < 35; shift += 7) {
-		if (p >= end || (shift == 28 && *p > 0x0f))
-			return -1;
-		r |= (uint32_t)(*p & 0x7f) << shift;
-		if (!(*p++ & 0x80)) {
-			*v = r;
-			*pp = p;
-			return 0;
-		}
-	}
-	return -1;
-}
-
-struct ix_job {
-	struct journal *j;
-	uint64_t first_seq;
-	int built;
-};
-
-/* Buffer growth for ix_run(): 0 or -ENOMEM. */
-static int
-grow(uint8_t **buf, size_t *cap, size_t need)
-{
-	size_t n = *cap ? *cap : 65536;
-	uint8_t *p;
-
-	if (need <= *cap)
-		return 0;
-	while (n < need)
-		n *= 2;
-	if (!(p = realloc(*buf, n)))
-		return -ENOMEM;
-	*buf = p;
-	*cap = n;
-	return 0;
-}
-
-/* Write buf to DIR/IDX_TMP, make it durable, rename it to name and make
- * that durable: a crash leaves no index or this one, never part of it. */
-static int
-ix_write(struct journal *j, const char *name, const uint8_t *buf,
-    size_t len)
-{
-	size_t done = 0;
-	ssize_t w;
-	int fd, r = 0;
-
-	fd = openat(j->dirfd, IDX_TMP, O_WRONLY | O_CREAT | O_TRUNC |
-	    O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	while (done < len) {
-		w = write(fd, buf + done, len - done);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			r = w < 0 ? -errno : -EIO;
-			break;
-		}
-		done += (size_t)w;
-	}
-	if (r == 0 && fdatasync(fd) < 0)
-		r = -errno;
-	close(fd);
-	if (r == 0 && renameat(j->dirfd, IDX_TMP, j->dirfd, name) < 0)
-		r = -errno;
-	if (r == 0 && fsync(j->dirfd) < 0)
-		r = -errno;
-	if (r < 0)
-		unlinkat(j->dirfd, IDX_TMP, 0);
-	return r;
-}
-
-/*
- * Worker thread: build the index of a sealed segment from its file (in the
- * page cache, usually: it was just written).  Nothing the loop owns is
- * touched: the segment is sealed, and only this thread deletes segments,
- * after the jobs queued before.
- */
-static void
-ix_run(void *arg)
-{
-	struct ix_job *x = arg;
-	struct journal *j = x->j;
-	char name[SEG_NAME_MAX], iname[IDX_NAME_MAX];
-	const uint8_t *m = NULL, *h;
-	uint8_t *out = NULL, *sum = NULL, *o;
-	size_t ocap = 0, scap = 0, olen = IDX_HDR;
-	uint64_t size = 0, off, len, seq = x->first_seq, n = 0;
-	uint32_t last_crc = 0;
-	ssize_t sl;
-	struct stat st;
-	int fd, r = 0;
-
-	seg_name(name, x->first_seq);
-	idx_name(iname, x->first_seq);
-	if ((fd = openat(j->dirfd, name, O_RDONLY | O_CLOEXEC)) < 0)
-		return;		/* deleted meanwhile: nothing to index */
-	if (fstat(fd, &st) < 0 || (size = (uint64_t)st.st_size) < SEG_HDR ||
-	    (m = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0)) ==
-	    MAP_FAILED) {
-		r = -errno;
-		m = NULL;
-		goto out;
-	}
-	if (!header_ok(m, size, x->first_seq) || grow(&out, &ocap, olen)) {
-		r = -EBADMSG;
-		goto out;
-	}
-	(void)madvise((void *)m, size, MADV_SEQUENTIAL);
-	for (off = SEG_HDR; off + REC_HDR <= size; off += REC_HDR + len) {
-		h = m + off;
-		len = get32(h + 4);
-		if (len == 0 && get64(h + 8) == 0 &&
-		    memcmp(h, zeros, REC_HDR) == 0)
-			break;		/* the end */
-		if (len > JOURNAL_MAX_RECORD || len > size - off - REC_HDR ||
-		    get64(h + 8) != seq) {
-			r = -EBADMSG;	/* not as it was written */
-			goto out;
-		}
-		if (grow(&sum, &scap, (size_t)len + 16) < 0 ||
-		    grow(&out, &ocap, olen + 11 + (size_t)len + 16) < 0) {
-			r = -ENOMEM;
-			goto out;
-		}
-		sl = j->ixo.summarize(h[16], h + REC_HDR, (size_t)len, sum,
-		    scap);
-		if (sl < 0) {
-			r = (int)sl;
-			goto out;
-		}
-		o = out + olen;
-		*o++ = h[16];
-		o += put_varint(o, (uint32_t)len);
-		o += put_varint(o, (uint32_t)sl);
-		memcpy(o, sum, (size_t)sl);
-		olen = (size_t)(o - out) + (size_t)sl;
-		last_crc = get32(h);
-		seq++;
-		n++;
-	}
-	/* Worth it only if replay reads much less: small messages' records
-	 * are mostly what the summary keeps anyway. */
-	if (n == 0 || olen - IDX_HDR > (off - SEG_HDR) / 2)
-		goto out;
-	memset(out, 0, IDX_HDR);
-	memcpy(out, IDX_MAGIC, 8);
-	put32(out + 8, IDX_VERSION);
-	put32(out + 12, IDX_HDR);
-	put64(out + 16, x->first_seq);
-	put64(out + 24, n);
-	put64(out + 32, off);
-	put64(out + 40, size);
-	put32(out + 48, last_crc);
-	put32(out + 52, crc32c(0, out + IDX_HDR, olen - IDX_HDR));
-	put32(out + 60, crc32c(0, out, 60));
-	if ((r = ix_write(j, iname, out, olen)) == 0)
-		x->built = 1;
-out:
-	if (r < 0)
-		log_warn("journal: cannot write the index %s/%s: %s (replay "
-		    "reads the segment instead)", j->dir, iname,
-		    strerror(-r));
-	if (m)
-		munmap((void *)m, size);
-	close(fd);
-	free(out);
-	free(sum);
-}
-
-static void ix_next(struct journal *j);
-
-static void
-ix_done(void *arg)
-{
-	struct ix_job *x = arg;
-	struct journal *j = x->j;
-
-	j->ix_built += x->built;
-	j->ix_busy = 0;
-	free(x);
-	ix_next(j);
-}
-
-/* Start the next build, one at a time so that the worker's other jobs (a
- * spare segment, unlinks) never wait behind many of them. */
-static struct seg *seg_find(struct journal *j, uint64_t seq);
-
-static void
-ix_next(struct journal *j)
-{
-	struct ix_job *x;
-	struct seg *s;
-	uint64_t seq;
-
-	while (!j->ix_busy && j->nixq > 0 && j->worker && !j->closing) {
-		seq = j->ixq[0];
-		if (seq == j->ix_defer)
-			return;		/* the newest: see ix_defer */
-		memmove(j->ixq, j->ixq + 1, --j->nixq * sizeof(*j->ixq));
-		if (!(s = seg_find(j, seq)) || s->live == 0)
-			continue;	/* deleted or dead meanwhile */
-		if (!(x = malloc(sizeof(*x))))
-			return;
-		*x = (struct ix_job){j, seq, 0};
-		if (worker_submit(j->worker, ix_run, ix_done, x) < 0) {
-			free(x);
-			return;
-		}
-		j->ix_busy = 1;
-	}
-}
-
-/* Have segment first_seq (sealed) indexed, if indexes are kept. */
-static void
-ix_queue(struct journal *j, uint64_t first_seq)
-{
-	uint64_t *q;
-	size_t cap;
-
-	if (!j->ixo.summarize)
-		return;
-	if (j->nixq == j->ixqcap) {
-		cap = j->ixqcap ? 2 * j->ixqcap : 16;
-		if (!(q = realloc(j->ixq, cap * sizeof(*q))))
-			return;	/* replay reads it in full */
-		j->ixq = q;
-		j->ixqcap = cap;
-	}
-	j->ixq[j->nixq++] = first_seq;
-	ix_next(j);
-}
-
-void
-journal_set_index(struct journal *j, const struct journal_index *ix)
-{
-	j->ixo = ix ? *ix : (struct journal_index){0};
-}
-
 /*
  * Give segment s its file: the spare, renamed, if one is ready; else made
  * here, which stalls the loop (the first segment of an empty journal, or a
@@ -1031,7 +574,7 @@ seg_create(struct journal *j, struct seg *s)
 	char name[SEG_NAME_MAX];
 	int fd, r;
 
-	seg_name(name, s->first_seq);
+	jn_seg_name(name, s->first_seq);
 	if (j->spare == SPARE_READY) {
 		fd = j->spare_fd;
 		j->spare_fd = -1;
@@ -1089,7 +632,7 @@ head_advance(struct journal *j)
 	s = &j->segs[j->head];
 	if (!s->unnamed)
 		return 0;
-	seg_name(name, s->first_seq);
+	jn_seg_name(name, s->first_seq);
 	if (renameat(j->dirfd, SPARE_NAME, j->dirfd, name) < 0) {
 		int r = -errno;
 
@@ -1413,7 +956,7 @@ append_rec(struct journal *j, uint8_t type, const void *p, size_t len,
 				return append_rec(j, type, p, len, seq, 0);
 		}
 	}
-	if (wbuf_reserve(j, need) < 0 || seg_index(s) < 0)
+	if (wbuf_reserve(j, need) < 0 || jn_seg_index(s) < 0)
 		return -ENOMEM;
 	h = j->wbuf + j->wlen;
 	put32(h + 4, (uint32_t)len);
@@ -1530,8 +1073,6 @@ journal_fatal(const struct journal *j)
 
 /* ---- reading records back ---- */
 
-static struct seg *seg_find(struct journal *j, uint64_t seq);
-
 static int
 reader_room(struct journal_reader *rd, size_t n)
 {
@@ -1568,7 +1109,7 @@ reader_fill(struct journal *j, struct journal_reader *rd, struct seg *s,
 		if ((s->rfd = fcntl(s->fd, F_DUPFD_CLOEXEC, 0)) < 0)
 			return -errno;
 	} else if (s->rfd < 0) {
-		seg_name(name, s->first_seq);
+		jn_seg_name(name, s->first_seq);
 		if ((s->rfd = openat(j->dirfd, name, O_RDONLY | O_CLOEXEC)) < 0)
 			return -errno;
 	}
@@ -1629,7 +1170,7 @@ int
 journal_read(struct journal *j, struct journal_reader *rd, uint64_t seq,
     uint8_t *type, const uint8_t **p, size_t *len)
 {
-	struct seg *s = seg_find(j, seq);
+	struct seg *s = jn_seg_find(j, seq);
 	const uint8_t *h;
 	uint64_t at, off, n;
 	size_t k;
@@ -1684,8 +1225,8 @@ journal_reader_fini(struct journal_reader *rd)
 
 /* ---- segment lifetime ---- */
 
-static struct seg *
-seg_find(struct journal *j, uint64_t seq)
+struct seg *
+jn_seg_find(struct journal *j, uint64_t seq)
 {
 	size_t lo = 0, hi, mid;
 
@@ -1714,7 +1255,7 @@ seg_find(struct journal *j, uint64_t seq)
 int
 journal_ref(struct journal *j, uint64_t seq)
 {
-	struct seg *s = seg_find(j, seq);
+	struct seg *s = jn_seg_find(j, seq);
 
 	if (s == NULL)
 		return -ENOENT;
@@ -1725,7 +1266,7 @@ journal_ref(struct journal *j, uint64_t seq)
 int
 journal_unref(struct journal *j, uint64_t seq)
 {
-	struct seg *s = seg_find(j, seq);
+	struct seg *s = jn_seg_find(j, seq);
 
 	if (s == NULL)
 		return -ENOENT;
@@ -1816,20 +1357,20 @@ lock_dir(struct journal *j, char *err, size_t errlen)
 	    0600);
 	if (j->lockfd < 0) {
 		r = -errno;
-		seterr(err, errlen, "cannot open %s/LOCK: %s", j->dir,
+		jn_seterr(err, errlen, "cannot open %s/LOCK: %s", j->dir,
 		    strerror(-r));
 		return r;
 	}
 	if (flock(j->lockfd, LOCK_EX | LOCK_NB) < 0) {
 		r = -errno;
 		if (r != -EWOULDBLOCK) {
-			seterr(err, errlen, "cannot lock %s/LOCK: %s", j->dir,
+			jn_seterr(err, errlen, "cannot lock %s/LOCK: %s", j->dir,
 			    strerror(-r));
 			return r;
 		}
 		n = pread(j->lockfd, buf, sizeof(buf) - 1, 0);
 		buf[n > 0 ? n : 0] = '\0';
-		seterr(err, errlen, "data directory %s is in use by another "
+		jn_seterr(err, errlen, "data directory %s is in use by another "
 		    "ferryd (pid %ld)", j->dir, strtol(buf, NULL, 10));
 		return r;
 	}
@@ -1872,7 +1413,7 @@ journal_open(struct journal **jp, struct event_base *base,
 	if (o->dir == NULL || base == NULL || o->fsync < FSYNC_ALWAYS ||
 	    o->fsync > FSYNC_NEVER || segsz < JOURNAL_SEGMENT_MIN ||
 	    segsz > (uint64_t)1 << 40) {
-		seterr(err, errlen, "journal: invalid options");
+		jn_seterr(err, errlen, "journal: invalid options");
 		return -EINVAL;
 	}
 	j = calloc(1, sizeof(*j));
@@ -1898,14 +1439,14 @@ journal_open(struct journal **jp, struct event_base *base,
 
 	if (mkdir(j->dir, 0700) < 0 && errno != EEXIST) {
 		r = -errno;
-		seterr(err, errlen, "cannot create data directory %s: %s",
+		jn_seterr(err, errlen, "cannot create data directory %s: %s",
 		    j->dir, strerror(-r));
 		goto fail;
 	}
 	j->dirfd = open(j->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (j->dirfd < 0) {
 		r = -errno;
-		seterr(err, errlen, "cannot open data directory %s: %s",
+		jn_seterr(err, errlen, "cannot open data directory %s: %s",
 		    j->dir, strerror(-r));
 		goto fail;
 	}
@@ -1916,7 +1457,7 @@ journal_open(struct journal **jp, struct event_base *base,
 	j->req_efd = eventfd(0, EFD_CLOEXEC);
 	if (j->efd < 0 || j->req_efd < 0) {
 		r = -errno;
-		seterr(err, errlen, "journal: eventfd: %s", strerror(-r));
+		jn_seterr(err, errlen, "journal: eventfd: %s", strerror(-r));
 		goto fail;
 	}
 	j->sync_ev = event_new(base, j->efd, EV_READ | EV_PERSIST,
@@ -1929,7 +1470,7 @@ journal_open(struct journal **jp, struct event_base *base,
 		    TFD_NONBLOCK | TFD_CLOEXEC);
 		if (j->lazy_fd < 0) {
 			r = -errno;
-			seterr(err, errlen, "journal: timerfd: %s",
+			jn_seterr(err, errlen, "journal: timerfd: %s",
 			    strerror(-r));
 			goto fail;
 		}
@@ -1943,16 +1484,16 @@ journal_open(struct journal **jp, struct event_base *base,
 	    (j->lazy_ev && event_add(j->lazy_ev, NULL) < 0) ||
 	    (j->tick_ev && event_add(j->tick_ev, &sec) < 0)) {
 		r = -ENOMEM;
-		seterr(err, errlen, "journal: cannot set up events");
+		jn_seterr(err, errlen, "journal: cannot set up events");
 		goto fail;
 	}
 	if ((r = start_thread(j)) < 0) {
-		seterr(err, errlen, "journal: cannot start the sync thread: "
+		jn_seterr(err, errlen, "journal: cannot start the sync thread: "
 		    "%s", strerror(-r));
 		goto fail;
 	}
 	if ((r = worker_new(&j->worker, base, "ferryd-files")) < 0) {
-		seterr(err, errlen, "journal: cannot start the worker thread: "
+		jn_seterr(err, errlen, "journal: cannot start the worker thread: "
 		    "%s", strerror(-r));
 		goto fail;
 	}
@@ -1988,7 +1529,7 @@ scan_dir(struct journal *j, char *err, size_t errlen)
 		r = -errno;
 		if (fd >= 0)
 			close(fd);
-		seterr(err, errlen, "cannot list %s: %s", j->dir,
+		jn_seterr(err, errlen, "cannot list %s: %s", j->dir,
 		    strerror(-r));
 		return r;
 	}
@@ -2000,7 +1541,7 @@ scan_dir(struct journal *j, char *err, size_t errlen)
 		    strcmp(e->d_name + 28, ".seg") != 0)
 			continue;
 		seq = strtoull(e->d_name + 8, NULL, 10);
-		seg_name(name, seq);
+		jn_seg_name(name, seq);
 		if (seq == 0 || strcmp(name, e->d_name) != 0)
 			continue;	/* not a name we would write */
 		if (seg_push(j, seq, 0) == NULL) {
@@ -2020,7 +1561,7 @@ written_end(const uint8_t *m, uint64_t from, uint64_t size)
 {
 	uint64_t e = size;
 
-	while (e >= from + 4096 && memcmp(m + e - 4096, zeros, 4096) == 0)
+	while (e >= from + 4096 && memcmp(m + e - 4096, jn_zeros, 4096) == 0)
 		e -= 4096;
 	while (e > from && m[e - 1] == 0)
 		e--;
@@ -2050,22 +1591,13 @@ valid_record_in(const uint8_t *m, uint64_t from, uint64_t wend,
 	return 0;
 }
 
-static int
-header_ok(const uint8_t *m, uint64_t size, uint64_t first_seq)
+int
+jn_header_ok(const uint8_t *m, uint64_t size, uint64_t first_seq)
 {
 	return size >= SEG_HDR && memcmp(m, SEG_MAGIC, 8) == 0 &&
 	    get32(m + 8) == SEG_VERSION && get32(m + 12) == SEG_HDR &&
 	    get64(m + 16) == first_seq && get32(m + 28) == crc32c(0, m, 28);
 }
-
-struct replay {
-	int (*apply)(void *, uint64_t, uint8_t, const uint8_t *, size_t);
-	void *arg;
-	int repair;
-	char *err;
-	size_t errlen;
-	uint64_t expect;	/* seq the next record must have */
-};
 
 /* Delete segs[i..] and their files: the journal now ends before them. */
 static int
@@ -2099,12 +1631,12 @@ replay_seg(struct journal *j, size_t i, struct replay *rp)
 	/* Read in full: its index, if any, is of no use (the last segment
 	 * grows, and a damaged one will not be indexed again) or may
 	 * disagree with what the repairs below make of it. */
-	idx_unlink(j, s->first_seq);
-	seg_name(name, s->first_seq);
+	ix_unlink(j, s->first_seq);
+	jn_seg_name(name, s->first_seq);
 	fd = openat(j->dirfd, name, O_RDWR | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &st) < 0) {
 		r = -errno;
-		seterr(rp->err, rp->errlen, "cannot open %s/%s: %s", j->dir,
+		jn_seterr(rp->err, rp->errlen, "cannot open %s/%s: %s", j->dir,
 		    name, strerror(-r));
 		goto out;
 	}
@@ -2114,7 +1646,7 @@ replay_seg(struct journal *j, size_t i, struct replay *rp)
 		if (m == MAP_FAILED) {
 			m = NULL;
 			r = -errno;
-			seterr(rp->err, rp->errlen, "cannot map %s/%s: %s",
+			jn_seterr(rp->err, rp->errlen, "cannot map %s/%s: %s",
 			    j->dir, name, strerror(-r));
 			goto out;
 		}
@@ -2123,7 +1655,7 @@ replay_seg(struct journal *j, size_t i, struct replay *rp)
 	if (rp->expect == 0)
 		rp->expect = s->first_seq;
 	off = 0;
-	if (!header_ok(m, size, s->first_seq)) {
+	if (!jn_header_ok(m, size, s->first_seq)) {
 		snprintf(why, sizeof(why), "bad segment header");
 		goto bad;
 	}
@@ -2137,7 +1669,7 @@ replay_seg(struct journal *j, size_t i, struct replay *rp)
 		h = m + off;
 		len = get32(h + 4);
 		seq = get64(h + 8);
-		if (len == 0 && seq == 0 && memcmp(h, zeros, REC_HDR) == 0)
+		if (len == 0 && seq == 0 && memcmp(h, jn_zeros, REC_HDR) == 0)
 			break;		/* the end marker */
 		if (len > JOURNAL_MAX_RECORD || len > size - off - REC_HDR) {
 			snprintf(why, sizeof(why), "record length %" PRIu64
@@ -2155,9 +1687,9 @@ replay_seg(struct journal *j, size_t i, struct replay *rp)
 			goto bad;
 		}
 		s->end = off;
-		if (seg_index(s) < 0) {
+		if (jn_seg_index(s) < 0) {
 			r = -ENOMEM;
-			seterr(rp->err, rp->errlen, "out of memory indexing "
+			jn_seterr(rp->err, rp->errlen, "out of memory indexing "
 			    "%s/%s", j->dir, name);
 			goto out;
 		}
@@ -2167,7 +1699,7 @@ replay_seg(struct journal *j, size_t i, struct replay *rp)
 		rp->expect = seq + 1;
 		if (rp->apply && (r = rp->apply(rp->arg, seq, h[16],
 		    h + REC_HDR, (size_t)len)) != 0) {
-			seterr(rp->err, rp->errlen, "replay stopped at seq %"
+			jn_seterr(rp->err, rp->errlen, "replay stopped at seq %"
 			    PRIu64 " in %s/%s: apply failed (%d)", seq,
 			    j->dir, name, r);
 			goto out;
@@ -2176,7 +1708,7 @@ replay_seg(struct journal *j, size_t i, struct replay *rp)
 	if (off > size)
 		off = size;
 	/*
-	 * Past the end marker the last segment must hold only zeros:
+	 * Past the end marker the last segment must hold only jn_zeros:
 	 * appends will continue here, and garbage after them would read as
 	 * damage later.
 	 */
@@ -2202,7 +1734,7 @@ bad:
 	    "%" PRIu64 " bytes zeroed", j->dir, name, off, why, wend - off);
 	if ((r = zero_range(j, fd, off, wend - off)) < 0 ||
 	    (j->io.fdatasync(fd) < 0 && (r = -errno) < 0)) {
-		seterr(rp->err, rp->errlen, "cannot truncate the torn tail "
+		jn_seterr(rp->err, rp->errlen, "cannot truncate the torn tail "
 		    "of %s/%s: %s", j->dir, name, strerror(-r));
 		goto out;
 	}
@@ -2211,7 +1743,7 @@ bad:
 
 corrupt:
 	if (!rp->repair) {
-		seterr(rp->err, rp->errlen, "journal corrupt: %s/%s at offset "
+		jn_seterr(rp->err, rp->errlen, "journal corrupt: %s/%s at offset "
 		    "%" PRIu64 ": %s (repair cuts the journal there, losing "
 		    "what follows)", j->dir, name, off, why);
 		r = -EBADMSG;
@@ -2228,7 +1760,7 @@ corrupt:
 	wend = written_end(m, off, size);
 	if ((r = zero_range(j, fd, off, wend - off)) < 0 ||
 	    (j->io.fdatasync(fd) < 0 && (r = -errno) < 0)) {
-		seterr(rp->err, rp->errlen, "cannot cut %s/%s: %s", j->dir,
+		jn_seterr(rp->err, rp->errlen, "cannot cut %s/%s: %s", j->dir,
 		    name, strerror(-r));
 		goto out;
 	}
@@ -2239,184 +1771,6 @@ out:
 		munmap((void *)m, size);
 	if (fd >= 0)
 		close(fd);
-	return r;
-}
-
-/* Have the kernel read segment first_seq's index, if any, ahead. */
-static void
-ix_readahead(struct journal *j, uint64_t first_seq)
-{
-	char iname[IDX_NAME_MAX];
-	int fd;
-
-	idx_name(iname, first_seq);
-	if ((fd = openat(j->dirfd, iname, O_RDONLY | O_CLOEXEC)) < 0)
-		return;
-	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
-	close(fd);
-}
-
-/*
- * Replay sealed segment segs[i] from its index file, without reading its
- * records: 1 if it did, 0 if there is no usable index (missing, damaged,
- * or not describing the segment as it is: then the caller reads the
- * segment), or apply's error.  Before anything is applied the whole index
- * is checked: its checksums, that its entries add up to the segment's end,
- * and that the segment agrees: its size, its header, the header of its
- * last record (position, seq, length, type and checksum) and the end
- * marker after it.
- */
-static int
-replay_ix(struct journal *j, size_t i, struct replay *rp)
-{
-	struct seg *s = &j->segs[i];
-	char iname[IDX_NAME_MAX], name[SEG_NAME_MAX];
-	const char *why = NULL;
-	uint8_t *buf = NULL, h[SEG_HDR];
-	const uint8_t *p, *end;
-	uint64_t n, segend, segsize, off, last_off = 0, seq;
-	uint32_t plen, slen, last_len = 0;
-	uint8_t last_type = 0;
-	struct stat st;
-	ssize_t got;
-	int fd, sfd = -1, r = 0;
-
-	idx_name(iname, s->first_seq);
-	seg_name(name, s->first_seq);
-	if ((fd = openat(j->dirfd, iname, O_RDONLY | O_CLOEXEC)) < 0) {
-		if (errno != ENOENT)
-			log_syswarn("journal: cannot open %s/%s", j->dir,
-			    iname);
-		return 0;
-	}
-	if (fstat(fd, &st) < 0 || st.st_size < IDX_HDR ||
-	    (uint64_t)st.st_size > (uint64_t)1 << 40 ||
-	    !(buf = malloc((size_t)st.st_size))) {
-		why = "unreadable or too short";
-		goto bad;
-	}
-	for (off = 0; off < (uint64_t)st.st_size; off += (uint64_t)got) {
-		got = pread(fd, buf + off, (size_t)st.st_size - off,
-		    (off_t)off);
-		if (got < 0 && errno == EINTR)
-			got = 0;
-		else if (got <= 0)
-			break;
-	}
-	if (off < (uint64_t)st.st_size) {
-		why = "short read";
-		goto bad;
-	}
-	if (memcmp(buf, IDX_MAGIC, 8) || get32(buf + 60) != crc32c(0, buf,
-	    60)) {
-		why = "bad header";
-		goto bad;
-	}
-	if (get32(buf + 8) != IDX_VERSION || get32(buf + 12) != IDX_HDR) {
-		why = "unknown version";
-		goto bad;
-	}
-	n = get64(buf + 24);
-	segend = get64(buf + 32);
-	segsize = get64(buf + 40);
-	p = buf + IDX_HDR;
-	end = buf + st.st_size;
-	if (get64(buf + 16) != s->first_seq || get32(buf + 52) !=
-	    crc32c(0, p, (size_t)(end - p))) {
-		why = "checksum mismatch";
-		goto bad;
-	}
-	/* Its entries must account for the segment's records exactly. */
-	for (off = SEG_HDR, seq = 0; p < end; seq++) {
-		last_type = *p++;
-		if (get_varint(&p, end, &plen) < 0 ||
-		    get_varint(&p, end, &slen) < 0 || slen > end - p ||
-		    plen > JOURNAL_MAX_RECORD) {
-			why = "malformed entry";
-			goto bad;
-		}
-		p += slen;
-		last_off = off;
-		last_len = plen;
-		off += REC_HDR + plen;
-	}
-	if (seq == 0 || seq != n || off != segend || segend > segsize) {
-		why = "entries do not add up";
-		goto bad;
-	}
-	if (rp->expect && s->first_seq != rp->expect)
-		goto skip;	/* replay_seg() says what is wrong */
-
-	/* Does the segment agree? */
-	sfd = openat(j->dirfd, name, O_RDONLY | O_CLOEXEC);
-	if (sfd < 0 || fstat(sfd, &st) < 0 ||
-	    (uint64_t)st.st_size != segsize ||
-	    pread(sfd, h, SEG_HDR, 0) != SEG_HDR ||
-	    !header_ok(h, SEG_HDR, s->first_seq) ||
-	    pread(sfd, h, REC_HDR, (off_t)last_off) != REC_HDR ||
-	    get32(h) != get32(buf + 48) || get32(h + 4) != last_len ||
-	    get64(h + 8) != s->first_seq + n - 1 || h[16] != last_type) {
-		why = "it does not match the segment";
-		goto bad;
-	}
-	if (segend + REC_HDR <= segsize &&
-	    (pread(sfd, h, REC_HDR, (off_t)segend) != REC_HDR ||
-	    memcmp(h, zeros, REC_HDR) != 0)) {
-		why = "the segment holds more records";
-		goto bad;
-	}
-	close(sfd);
-	sfd = -1;
-
-	/* The segment's state first, as if read: journal_read() works for
-	 * every record while apply runs. */
-	s->cap = segsize;
-	for (p = buf + IDX_HDR, off = SEG_HDR; p < end; ) {
-		p++;
-		get_varint(&p, end, &plen);
-		get_varint(&p, end, &slen);
-		p += slen;
-		s->end = off;
-		if (seg_index(s) < 0) {
-			r = -ENOMEM;
-			seterr(rp->err, rp->errlen, "out of memory indexing "
-			    "%s/%s", j->dir, name);
-			goto out;
-		}
-		s->next_seq++;
-		s->records++;
-		off += REC_HDR + plen;
-	}
-	s->end = s->written = segend;
-	j->next_seq = s->next_seq;
-	s->from_index = 1;
-	j->ix_replayed++;
-	for (p = buf + IDX_HDR, seq = s->first_seq; p < end; seq++) {
-		uint8_t type = *p++;
-
-		get_varint(&p, end, &plen);
-		get_varint(&p, end, &slen);
-		if ((r = j->ixo.apply(rp->arg, seq, type, p, slen)) != 0) {
-			seterr(rp->err, rp->errlen, "replay stopped at seq %"
-			    PRIu64 " in %s/%s (from its index): apply failed "
-			    "(%d)", seq, j->dir, name, r);
-			goto out;
-		}
-		p += slen;
-	}
-	rp->expect = s->next_seq;
-	r = 1;
-	goto out;
-bad:
-	log_warn("journal: index %s/%s: %s; reading the segment instead",
-	    j->dir, iname, why);
-skip:
-	r = 0;
-out:
-	if (sfd >= 0)
-		close(sfd);
-	close(fd);
-	free(buf);
 	return r;
 }
 
@@ -2440,13 +1794,13 @@ adopt_spare(struct journal *j, struct replay *rp)
 		return 0;	/* none (or unreadable: spare_run() says) */
 	n = pread(fd, h, sizeof(h), 0);
 	close(fd);
-	if (n != SEG_HDR || !header_ok(h, SEG_HDR, rp->expect))
+	if (n != SEG_HDR || !jn_header_ok(h, SEG_HDR, rp->expect))
 		return 0;
-	seg_name(name, rp->expect);
+	jn_seg_name(name, rp->expect);
 	if (renameat(j->dirfd, SPARE_NAME, j->dirfd, name) < 0 ||
 	    fsync(j->dirfd) < 0) {
 		r = -errno;
-		seterr(rp->err, rp->errlen, "cannot rename %s/%s to %s: %s",
+		jn_seterr(rp->err, rp->errlen, "cannot rename %s/%s to %s: %s",
 		    j->dir, SPARE_NAME, name, strerror(-r));
 		return r;
 	}
@@ -2473,17 +1827,14 @@ journal_replay(struct journal *j,
 	if ((r = scan_dir(j, err, errlen)) < 0)
 		return r;
 	j->replaying = 1;
-	/* a build a crash cut short */
-	if (unlinkat(j->dirfd, IDX_TMP, 0) == 0)
-		log_info("journal: deleted %s/%s, an unfinished index", j->dir,
-		    IDX_TMP);
+	ix_clean(j);
 	for (i = 0; i < j->nseg; i++) {
 		/* Sealed segments from their index when they have a good
 		 * one; the last one always in full: appends go on there.
 		 * From a cold cache, the next index is read meanwhile. */
 		if (i + 2 < j->nseg && j->ixo.apply)
 			ix_readahead(j, j->segs[i + 1].first_seq);
-		r = i + 1 < j->nseg && j->ixo.apply ? replay_ix(j, i, &rp) : 0;
+		r = i + 1 < j->nseg && j->ixo.apply ? ix_replay(j, i, &rp) : 0;
 		if (r == 0)
 			r = replay_seg(j, i, &rp);
 		if (r < 0)
@@ -2499,11 +1850,11 @@ journal_replay(struct journal *j,
 		/* appends go on in the last segment */
 		j->head = j->nseg - 1;
 		s = &j->segs[j->head];
-		seg_name(name, s->first_seq);
+		jn_seg_name(name, s->first_seq);
 		s->fd = openat(j->dirfd, name, O_RDWR | O_CLOEXEC);
 		if (s->fd < 0) {
 			r = -errno;
-			seterr(err, errlen, "cannot open %s/%s: %s", j->dir,
+			jn_seterr(err, errlen, "cannot open %s/%s: %s", j->dir,
 			    name, strerror(-r));
 			return r;
 		}
@@ -2511,7 +1862,7 @@ journal_replay(struct journal *j,
 		 * durable before anything is built on it */
 		if (j->io.fdatasync(s->fd) < 0 || fsync(j->dirfd) < 0) {
 			r = -errno;
-			seterr(err, errlen, "cannot sync %s: %s", j->dir,
+			jn_seterr(err, errlen, "cannot sync %s: %s", j->dir,
 			    strerror(-r));
 			return r;
 		}

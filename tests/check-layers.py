@@ -5,7 +5,8 @@ headers of its own layer or a lower one (README.md, "Layout").
 
 A module is a .c file and its .h; every one of them is in the table below,
 so a new file has to be given a layer before the build passes.  Modules of
-one layer may include each other; a higher layer's header is an error.
+one layer may include each other; a higher layer's header is an error, and
+so is a private header (PRIVATE) outside the modules it serves.
 
 usage: check-layers.py BROKER_DIR
 """
@@ -18,7 +19,7 @@ LAYERS = [
     ["codec", "frame", "scram", "config",
      "log", "clock", "crc32c", "heap", "hist", "list", "lease", "dedup",
      "pattern", "record", "trace", "options", "users", "worker", "journal",
-     "turn"],
+     "journal-index", "journal-int", "turn"],
     # 1, state: struct core (core.h) and the queues and store it holds
     ["core", "store", "page", "msg", "topic", "group"],
     # 2, one connection's byte stream and output gate
@@ -34,6 +35,9 @@ LAYERS = [
 ]
 
 LAYER = {m: i for i, mods in enumerate(LAYERS) for m in mods}
+
+# Private headers: only these modules may include them.
+PRIVATE = {"journal-int": {"journal", "journal-index"}}
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)\.h"', re.M)
 
 
@@ -57,6 +61,9 @@ def main():
             if inc not in LAYER:
                 errors.append("%s includes %s.h, which is not in the "
                               "layer table" % (name, inc))
+            elif inc in PRIVATE and mod not in PRIVATE[inc] | {inc}:
+                errors.append("%s includes %s.h, private to %s" %
+                              (name, inc, ", ".join(sorted(PRIVATE[inc]))))
             elif LAYER[inc] > LAYER[mod]:
                 errors.append("%s (layer %d) includes %s.h (layer %d): "
                               "dependencies point down only" %

@@ -260,8 +260,8 @@ static const char *const bad_client_first[] = {
 	"n,,n=user,r=a b",
 	"n,,r=abc,n=user",
 	"n,n=user,r=abc",
-	"n,,n=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-	    ",r=abc",			/* 65-byte user name */
+	("n,,n=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    ",r=abc"),			/* 65-byte user name */
 	"",
 };
 
