@@ -2,7 +2,8 @@
  * compact.c - keeping disk use to what is pending: live messages in mostly
  * dead journal segments are copied forward (REC_MOVE, through the store)
  * so the journal can delete those segments; producer ids past
- * dedup_window let their records go; freed heap goes back to the system.
+ * dedup_window let their records go, producers idle past producer_ttl are
+ * freed; freed heap goes back to the system.
  *
  * It walks every durable entry, leased ones too: those are held by members
  * (sub.h), which it reads and never changes.
@@ -187,10 +188,12 @@ compact_cb(evutil_socket_t fd, short what, void *arg)
 	int budget = COMPACT_BATCH;
 	int64_t now = (int64_t)clock_mono_ms();
 
-	/* Ids past dedup_window let their records go. */
+	/* Ids past dedup_window let their records go; producers idle for
+	 * producer_ttl are freed (already unknown to lookups). */
 	for (uint32_t i = 0; i < b->topics_cap; i++)
 		for (struct topic *t = b->topics[i]; t; t = t->hnext)
 			store_prune_dedup(b, &t->dedup, now);
+	producers_expire(&s->producers, now);
 	/*
 	 * Groups need no moving: every segment starts with the catalog.  A
 	 * segment whose last live message moved out goes once the copies are

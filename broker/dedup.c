@@ -1,6 +1,6 @@
 /*
  * dedup.c - recently seen message ids per topic, and producers'
- * high-water marks.
+ * high-water marks until they expire.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -118,49 +118,84 @@ dedup_add(struct dedup *d, const char *id, size_t len, int64_t at,
 }
 
 void
-producers_init(struct producers *p)
+producers_init(struct producers *p, uint64_t ttl_ms)
 {
 	p->tab = NULL;
 	p->cap = p->n = 0;
 	p->last = NULL;
+	list_init(&p->lru);
+	/* Keep at + ttl far from overflowing (at is within MSG_TIME_MAX,
+	 * 2^40 ms, of now: msg_mono_of()). */
+	p->ttl = ttl_ms > (uint64_t)INT64_MAX / 4 ? INT64_MAX / 4 :
+	    (int64_t)ttl_ms;
 }
 
 void
 producers_fini(struct producers *p)
 {
-	for (uint32_t i = 0; i < p->cap; i++) {
-		struct producer *x, *nx;
+	struct producer *x;
 
-		for (x = p->tab[i]; x; x = nx) {
-			nx = x->hnext;
-			free(x);
-		}
+	while ((x = list_first(&p->lru, struct producer, link))) {
+		list_del(&x->link);
+		free(x);
 	}
 	free(p->tab);
-	producers_init(p);
+	producers_init(p, (uint64_t)p->ttl);
+}
+
+int
+producer_expired(const struct producers *p, const struct producer *pr,
+    int64_t now)
+{
+	return p->ttl && pr->at + p->ttl <= now;
+}
+
+static void
+forget(struct producers *p, struct producer *x)
+{
+	struct producer **pp = &p->tab[x->hash & (p->cap - 1)];
+
+	for (; *pp; pp = &(*pp)->hnext)
+		if (*pp == x) {
+			*pp = x->hnext;
+			break;
+		}
+	list_del(&x->link);
+	if (p->last == x)
+		p->last = NULL;
+	p->n--;
+	free(x);
 }
 
 struct producer *
-producer_find(struct producers *p, const char *pid, size_t len)
+producer_find(struct producers *p, const char *pid, size_t len, int64_t now)
 {
 	uint32_t h;
 	struct producer *x = p->last;
 
-	if (x && x->len == len && !memcmp(x->pid, pid, len))
-		return x;
-	if (!p->cap)
+	if (!x || x->len != len || memcmp(x->pid, pid, len)) {
+		if (!p->cap)
+			return NULL;
+		h = hash(pid, len);
+		for (x = p->tab[h & (p->cap - 1)]; x; x = x->hnext)
+			if (x->hash == h && x->len == len &&
+			    !memcmp(x->pid, pid, len))
+				break;
+		if (!x)
+			return NULL;
+		p->last = x;
+	}
+	if (producer_expired(p, x, now)) {
+		forget(p, x);
 		return NULL;
-	h = hash(pid, len);
-	for (x = p->tab[h & (p->cap - 1)]; x; x = x->hnext)
-		if (x->hash == h && x->len == len && !memcmp(x->pid, pid, len))
-			return p->last = x;
-	return NULL;
+	}
+	return x;
 }
 
 struct producer *
-producer_get(struct producers *p, const char *pid, size_t len)
+producer_get(struct producers *p, const char *pid, size_t len, int64_t now)
 {
-	struct producer *x = producer_find(p, pid, len), **slot;
+	struct producer *x = producer_find(p, pid, len, now), **slot;
 
 	if (x)
 		return x;
@@ -187,19 +222,34 @@ producer_get(struct producers *p, const char *pid, size_t len)
 	x->hash = hash(pid, len);
 	x->len = (uint8_t)len;
 	memcpy(x->pid, pid, len);
+	x->at = now;
 	slot = &p->tab[x->hash & (p->cap - 1)];
 	x->hnext = *slot;
 	*slot = x;
+	list_add_tail(&p->lru, &x->link);
 	p->n++;
 	return p->last = x;
 }
 
 void
-producer_stored(struct producer *pr, uint64_t seq, const char *id,
-    size_t id_len)
+producer_touch(struct producers *p, struct producer *pr, int64_t at)
+{
+	if (at <= pr->at)
+		return;
+	pr->at = at;
+	if (pr->link.next != &p->lru) {	/* a run: already the newest */
+		list_del(&pr->link);
+		list_add_tail(&p->lru, &pr->link);
+	}
+}
+
+void
+producer_stored(struct producers *p, struct producer *pr, uint64_t seq,
+    const char *id, size_t id_len, int64_t at)
 {
 	uint32_t i = (uint32_t)(seq % PRODUCER_RECENT);
 
+	producer_touch(p, pr, at);
 	if (seq > pr->hwm)
 		pr->hwm = seq;
 	if (id_len > FY_ID_MAX)
@@ -227,5 +277,49 @@ producers_each(struct producers *p,
 		for (struct producer *x = p->tab[i]; x; x = x->hnext)
 			if ((r = fn(arg, x)) != 0)
 				return r;
+	return 0;
+}
+
+uint32_t
+producers_expire(struct producers *p, int64_t now)
+{
+	struct producer *x;
+	uint32_t n = 0;
+
+	while ((x = list_first(&p->lru, struct producer, link)) &&
+	    producer_expired(p, x, now)) {
+		forget(p, x);
+		n++;
+	}
+	return n;
+}
+
+static int
+cmp_at(const void *a, const void *b)
+{
+	int64_t x = (*(struct producer *const *)a)->at;
+	int64_t y = (*(struct producer *const *)b)->at;
+
+	return x < y ? -1 : x > y;
+}
+
+int
+producers_sort(struct producers *p)
+{
+	struct producer **v, *x;
+	uint32_t n = 0;
+
+	if (p->n < 2)
+		return 0;
+	if (!(v = malloc(p->n * sizeof(*v))))
+		return -ENOMEM;
+	while ((x = list_first(&p->lru, struct producer, link))) {
+		list_del(&x->link);
+		v[n++] = x;
+	}
+	qsort(v, n, sizeof(*v), cmp_at);
+	for (uint32_t i = 0; i < n; i++)
+		list_add_tail(&p->lru, &v[i]->link);
+	free(v);
 	return 0;
 }

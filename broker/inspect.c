@@ -122,6 +122,7 @@ broker_row(struct fy_bstat *r, const struct core *b,
 	r->paged = msg_mem.paged;
 	r->paged_bytes = msg_mem.paged_bytes;
 	r->paged_reads = b->store.page.loads;
+	r->producers = b->store.producers.n;
 }
 
 void

@@ -739,6 +739,9 @@ render_head(struct out *o, struct core *b, uint64_t pending)
 	    msg_mem.paged_bytes);
 	counter(o, "ferry_paged_reads_total", "Bodies read back from the "
 	    "journal.", b->store.page.loads);
+	gauge(o, "ferry_producers", "Idempotent producers remembered (each "
+	    "until producer_ttl after its last stored publish).",
+	    b->store.producers.n);
 	family(o, "ferry_loop_turn_duration_seconds", "histogram",
 	    "Loop turns that read from clients: from the first read to the "
 	    "end of the flush that ends the turn.");

@@ -113,6 +113,11 @@ static const struct opt_def opt_defs[] = {
 	  .type = T_SECONDS, F_U64(dedup_window_ms), .min = 0,
 	  .max = UINT32_MAX, .arg = "SECONDS",
 	  .help = "how long producer ids are remembered" },
+	/* Ten years: longer is "never", which 0 says. */
+	{ .key = "producer_ttl", .name = "producer-ttl",
+	  .type = T_SECONDS, F_U64(producer_ttl_ms), .min = 0,
+	  .max = 3650ULL * 86400 * 1000, .arg = "SECONDS",
+	  .help = "forget producers idle this long; 0 = never" },
 	{ .key = "ack_timeout", .name = "ack-timeout",
 	  .type = T_SECONDS, F_U32(ack_timeout_ms), .min = 1,
 	  .max = UINT32_MAX, .arg = "SECONDS",
@@ -260,6 +265,7 @@ options_init(struct options *o)
 	o->max_memory = default_max_memory();
 	o->journal_repair = 0;
 	o->dedup_window_ms = 120000;
+	o->producer_ttl_ms = 86400000;
 	o->trace_events = 100000;
 	o->idle_timeout_ms = 0;
 	o->max_topics = 100000;

@@ -51,6 +51,7 @@ struct options {
 					   RAM; 0 = no limit */
 	int journal_repair;		/* repair_journal: 0 */
 	uint64_t dedup_window_ms;	/* dedup_window: 120 s */
+	uint64_t producer_ttl_ms;	/* producer_ttl: 1 day; 0 = never */
 	uint32_t trace_events;		/* trace_events: 100000 */
 	char *users_file;		/* users_file: NULL = no auth */
 	int allow_anonymous;		/* allow_anonymous: no; yes lets a

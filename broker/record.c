@@ -220,9 +220,11 @@ rec_encode(msgpack_sbuffer *sb, const struct rec *r)
 		e |= pack_kv_u64(&pk, "overflow", r->group.overflow);
 		break;
 	case REC_PRODUCER:
-		e |= msgpack_pack_array(&pk, 2);
+		e |= msgpack_pack_array(&pk, r->producer.at ? 3 : 2);
 		e |= pack_str(&pk, r->producer.pid);
 		e |= msgpack_pack_uint64(&pk, r->producer.seq);
+		if (r->producer.at)
+			e |= msgpack_pack_uint64(&pk, r->producer.at);
 		break;
 	case REC_GROUP_DEL:
 		e |= msgpack_pack_array(&pk, 1);
@@ -751,12 +753,14 @@ rec_decode(msgpack_zone *zone, uint8_t type, const uint8_t *p, size_t len,
 	default:
 		return -EBADMSG;
 	}
-	/* REC_PUB and REC_GROUP may omit their trailing optional parts. */
+	/* REC_PUB, REC_GROUP and REC_PRODUCER may omit their trailing
+	 * optional parts. */
 	if (off != len || obj.type != MSGPACK_OBJECT_ARRAY ||
 	    (obj.via.array.size != arity[type] &&
 	    !(type == REC_PUB && obj.via.array.size >= 5 &&
 	    obj.via.array.size <= 7) &&
-	    !(type == REC_GROUP && obj.via.array.size == 6)))
+	    !(type == REC_GROUP && obj.via.array.size == 6) &&
+	    !(type == REC_PRODUCER && obj.via.array.size == 3)))
 		return -EBADMSG;
 	a = obj.via.array.ptr;
 	r->type = type;
@@ -815,6 +819,8 @@ rec_decode(msgpack_zone *zone, uint8_t type, const uint8_t *p, size_t len,
 	case REC_PRODUCER:
 		e |= get_str(&a[0], &r->producer.pid);
 		e |= get_u64(&a[1], &r->producer.seq);
+		if (obj.via.array.size == 3)
+			e |= get_u64(&a[2], &r->producer.at);
 		break;
 	case REC_SETTLE:
 		if ((e = get_u64(&a[0], &r->settle.gid)))

@@ -24,8 +24,11 @@
  *                   entries [[gid, attempts, [causes...], not_before,
  *                             [[cause, at, consumer, error]...]]...]
  *                  (, opts map: "delay", "ttl", "rt", "corr")]
- *   REC_PRODUCER   [pid, seq]  an idempotent producer's high-water mark,
- *                  in every segment's catalog
+ *   REC_PRODUCER   [pid, seq, at]  an idempotent producer's high-water
+ *                  mark and the time of its last stored publish, in every
+ *                  segment's catalog while it has not expired
+ *                  (producer_ttl).  Journals written before "at" hold
+ *                  [pid, seq]: decoded with at 0, "unknown"
  *   REC_SETTLE     [gid, [mseq delta...]]  REC_ACK of several entries of
  *                  one group, in the order they were settled: the first
  *                  delta is the first mseq, each next one the difference
@@ -137,6 +140,7 @@ struct rec {
 		struct {
 			struct fy_str pid;
 			uint64_t seq;
+			uint64_t at;	/* 0: unknown (a 2-element record) */
 		} producer;
 		struct {
 			uint64_t gid;

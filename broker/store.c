@@ -420,9 +420,18 @@ apply_pub(struct core *b, uint64_t seq, const struct rec *r,
 	    clock_wall_ms() && dedup_add(&t->dedup, pm->id.p, pm->id.len,
 	    mono_ts, seq) == 0)
 		journal_ref(s->j, seq);
-	if (pm->pid.len && (pr = producer_get(&s->producers, pm->pid.p,
-	    pm->pid.len)))
-		producer_stored(pr, pm->pseq, r->pub.id.p, r->pub.id.len);
+	if (pm->pid.len) {
+		/* Live, the turn's clock: store_duplicate() asks with it, and
+		 * it never goes back, which keeps the producers in order.
+		 * At replay, the record's own time. */
+		int64_t at = s->replaying ? msg_mono_of(r->pub.ts) :
+		    (int64_t)clock_turn_mono_ms();
+
+		if ((pr = producer_get(&s->producers, pm->pid.p, pm->pid.len,
+		    at)))
+			producer_stored(&s->producers, pr, pm->pseq,
+			    r->pub.id.p, r->pub.id.len, at);
+	}
 	return 0;
 }
 
@@ -459,6 +468,7 @@ apply(struct core *b, uint64_t seq, const struct rec *r, struct qent *hint,
 	struct group *g;
 	struct qent *e;
 	uint64_t now, delay;
+	int64_t at;
 
 	switch (r->type) {
 	case REC_PUB:
@@ -489,11 +499,16 @@ apply(struct core *b, uint64_t seq, const struct rec *r, struct qent *hint,
 		    delay);
 		return 0;
 	case REC_PRODUCER:
+		/* A record written before it carried a time: as if active
+		 * now, so that an upgrade never forgets a producer early. */
+		at = r->producer.at ? msg_mono_of(r->producer.at) :
+		    (int64_t)clock_turn_mono_ms();
 		if (!(pr = producer_get(&s->producers, r->producer.pid.p,
-		    r->producer.pid.len)))
+		    r->producer.pid.len, at)))
 			return -ENOMEM;
 		if (pr->hwm < r->producer.seq)
 			pr->hwm = r->producer.seq;
+		producer_touch(&s->producers, pr, at);
 		return 0;
 	case REC_GROUP:
 		if (!name_ok(r->group.topic) || !name_ok(r->group.name) ||
@@ -760,7 +775,8 @@ store_duplicate(struct core *b, struct topic *t,
 		}
 	}
 	if (pm->pid.len && (pr = producer_find(&s->producers, pm->pid.p,
-	    pm->pid.len)) && pm->pseq <= pr->hwm) {
+	    pm->pid.len, (int64_t)clock_turn_mono_ms())) &&
+	    pm->pseq <= pr->hwm) {
 		const char *rid = producer_recent_id(pr, pm->pseq);
 
 		*id = rid ? rid : pm->id.p ? pm->id.p : "";
@@ -1035,15 +1051,28 @@ catalog_put(struct core *b, const struct rec *r, uint64_t *seq)
 	    seq);
 }
 
+/* catalog_producer()'s argument: the clocks, read once per catalog. */
+struct catalog_clock {
+	struct core *b;
+	int64_t mono, wall;
+};
+
+/* A producer's mark and last activity, unless it expired: one that
+ * stored nothing for producer_ttl is not carried forward. */
 static int
 catalog_producer(void *arg, struct producer *pr)
 {
+	struct catalog_clock *cc = arg;
 	struct rec r = {.type = REC_PRODUCER};
+	int64_t wall = cc->wall - (cc->mono - pr->at);
 	uint64_t seq;
 
+	if (producer_expired(&cc->b->store.producers, pr, cc->mono))
+		return 0;
 	r.producer.pid = (struct fy_str){pr->pid, pr->len};
 	r.producer.seq = pr->hwm;
-	return catalog_put(arg, &r, &seq);
+	r.producer.at = wall > 0 ? (uint64_t)wall : 1;	/* 0: no time */
+	return catalog_put(cc->b, &r, &seq);
 }
 
 static int
@@ -1051,6 +1080,7 @@ catalog_cb(void *arg)
 {
 	struct core *b = arg;
 	struct store *s = &b->store;
+	struct catalog_clock cc;
 	struct rec r;
 	uint64_t seq;
 	int e;
@@ -1066,7 +1096,9 @@ catalog_cb(void *arg)
 			apply(b, seq, &r, NULL, NULL);
 		}
 	}
-	return producers_each(&s->producers, catalog_producer, b);
+	cc = (struct catalog_clock){b, (int64_t)clock_turn_mono_ms(),
+	    (int64_t)clock_turn_wall_ms()};
+	return producers_each(&s->producers, catalog_producer, &cc);
 }
 
 /* ---- compaction ---- */
@@ -1306,7 +1338,7 @@ store_open(struct core *b, char *err, size_t errlen)
 	/* Everything store_close() touches is valid before anything can
 	 * fail. */
 	list_init(&s->held);
-	producers_init(&s->producers);
+	producers_init(&s->producers, b->opt->producer_ttl_ms);
 	msgpack_sbuffer_init(&s->sb);
 	msgpack_sbuffer_init(&s->catsb);
 	if (!msgpack_zone_init(&s->zone, 4096))
@@ -1332,6 +1364,13 @@ store_open(struct core *b, char *err, size_t errlen)
 			    strerror(-e));
 		return e;
 	}
+	/* Replay touched producers in record order, catalogs in hash
+	 * order: sort them for expiry, and forget the expired at once,
+	 * before a client can ask. */
+	if (producers_sort(&s->producers) < 0)
+		log_warn("journal: no memory to sort %u producers; expired "
+		    "ones are freed late", s->producers.n);
+	producers_expire(&s->producers, (int64_t)clock_mono_ms());
 	journal_set_durable_cb(s->j, durable_cb, b);
 	journal_set_waiting_cb(s->j, confirms_waiting, b);
 	journal_set_roll_cb(s->j, catalog_cb, b);

@@ -87,7 +87,8 @@ struct store {
 	size_t trim_floor;	/* least free heap bytes seen since the last
 				   malloc_trim() (compact.c) */
 	uint64_t trims;		/* malloc_trim() calls, ever */
-	struct producers producers;	/* idempotent producers' marks */
+	struct producers producers;	/* idempotent producers' marks, until
+					   producer_ttl */
 	struct page page;	/* bodies beyond max_memory (page.h) */
 	struct journal_reader replay_rd;	/* replay: bodies kept in
 				   memory, of segments replayed from their

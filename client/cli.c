@@ -1310,11 +1310,12 @@ print_broker(struct ferry *f)
 	    PRIu64 " delivered, %" PRIu64 " acked\n"
 	    "paging: %" PRIu64 " messages (%" PRIu64 " bytes) only on disk, %"
 	    PRIu64 " read back\n"
+	    "producers: %" PRIu64 " idempotent producers remembered\n"
 	    "traffic: %" PRIu64 " bytes in, %" PRIu64 " bytes out\n\n",
 	    up, bs.conns, bs.topics, bs.groups, bs.journal_bytes, bs.ready,
 	    bs.delayed, bs.inflight, bs.bytes, bs.published, bs.delivered,
-	    bs.acked, bs.paged, bs.paged_bytes, bs.paged_reads, bs.bytes_in,
-	    bs.bytes_out);
+	    bs.acked, bs.paged, bs.paged_bytes, bs.paged_reads, bs.producers,
+	    bs.bytes_in, bs.bytes_out);
 }
 
 /* The broker-wide object of "ferry stats --json" without a topic, and
@@ -1335,11 +1336,11 @@ json_broker(struct ferry *f, int more)
 	    PRIu64 ",\"published\":%" PRIu64 ",\"delivered\":%" PRIu64
 	    ",\"acked\":%" PRIu64 ",\"bytes_in\":%" PRIu64 ",\"bytes_out\":%"
 	    PRIu64 ",\"paged\":%" PRIu64 ",\"paged_bytes\":%" PRIu64
-	    ",\"paged_reads\":%" PRIu64 "}%s", bs.uptime_ms, bs.conns,
-	    bs.topics, bs.groups, bs.journal_bytes, bs.ready, bs.delayed,
-	    bs.inflight, bs.bytes, bs.published, bs.delivered, bs.acked,
-	    bs.bytes_in, bs.bytes_out, bs.paged, bs.paged_bytes,
-	    bs.paged_reads, more ? "," : "");
+	    ",\"paged_reads\":%" PRIu64 ",\"producers\":%" PRIu64 "}%s",
+	    bs.uptime_ms, bs.conns, bs.topics, bs.groups, bs.journal_bytes,
+	    bs.ready, bs.delayed, bs.inflight, bs.bytes, bs.published,
+	    bs.delivered, bs.acked, bs.bytes_in, bs.bytes_out, bs.paged,
+	    bs.paged_bytes, bs.paged_reads, bs.producers, more ? "," : "");
 	return 0;
 }
 
@@ -1363,7 +1364,8 @@ static const char usage_stats[] =
 "connections, topics, groups, journal_bytes, ready, delayed, inflight,\n"
 "bytes, published, delivered, acked, bytes_in, bytes_out, and paged,\n"
 "paged_bytes, paged_reads: messages whose body is only on disk past\n"
-"max_memory, their bytes, and bodies read back).\n";
+"max_memory, their bytes, and bodies read back; producers: idempotent\n"
+"producers remembered, each until producer_ttl after its last publish).\n";
 
 static const char usage_inflight[] =
 "usage: ferry inflight TOPIC [--group G] [--json]\n"

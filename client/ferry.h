@@ -767,6 +767,9 @@ struct ferry_broker_stats {
 				   journal (past max_memory) */
 	uint64_t paged_bytes;	/* their body bytes */
 	uint64_t paged_reads;	/* bodies read back from the journal */
+	uint64_t producers;	/* idempotent producers it remembers (each
+				   until producer_ttl after its last stored
+				   publish) */
 };
 
 /* One outstanding delivery of a group. */

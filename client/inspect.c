@@ -167,6 +167,7 @@ copy_broker(const struct fy_frame *fr, void **out, size_t *nout)
 		bs->paged = b->paged;
 		bs->paged_bytes = b->paged_bytes;
 		bs->paged_reads = b->paged_reads;
+		bs->producers = b->producers;
 	}
 	*out = bs;
 	*nout = fr->ok.nbroker > 0;

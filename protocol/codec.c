@@ -1340,6 +1340,7 @@ static const struct rowfield bstat_fields[] = {
 	RF("paged", F_U64, struct fy_bstat, paged),
 	RF("pbytes", F_U64, struct fy_bstat, paged_bytes),
 	RF("preads", F_U64, struct fy_bstat, paged_reads),
+	RF("producers", F_U64, struct fy_bstat, producers),
 };
 
 static const struct rowfield lease_fields[] = {

@@ -208,6 +208,8 @@ struct fy_bstat {
 				   the journal (past max_memory) */
 	uint64_t paged_bytes;	/* "pbytes": their body bytes */
 	uint64_t paged_reads;	/* "preads": bodies read back, ever */
+	uint64_t producers;	/* "producers": idempotent producers
+				   remembered (producer_ttl) */
 };
 
 /* One outstanding delivery ("inflight" in OK). */

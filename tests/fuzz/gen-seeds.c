@@ -580,6 +580,15 @@ more_records(void)
 	r.type = REC_TOPIC_DEL;
 	r.topic_del.topic = S("jobs.dlq");
 	rec(&r);
+	/* Last, so the seeds above keep their names: the producer record
+	 * with its last activity (the one above is the older 2-element
+	 * form). */
+	memset(&r, 0, sizeof(r));
+	r.type = REC_PRODUCER;
+	r.producer.pid = S("producer-2");
+	r.producer.seq = 7;
+	r.producer.at = 1700000000000ull;
+	rec(&r);
 }
 
 static void

@@ -12,6 +12,7 @@
  * the lease expires it and the message is redelivered.
  */
 #include <check.h>
+#include <dirent.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,15 +73,13 @@ start(void)
 	ck_assert_int_eq(ferryd_try_start(&d, NULL, env), 0);
 }
 
+/* Start the prepared d under the shim, its clocks the real ones. */
 static void
-setup(void)
+shim_start(void)
 {
 	const char *asan = getenv("ASAN_OPTIONS");
 
 	ck_assert_int_eq(access(FAULTCLOCK_PATH, R_OK), 0);
-	/* A short backoff, so a redelivery's time is the lease's. */
-	ferryd_prepare(&d, "--retry-backoff-base", "0.02",
-	    "--retry-backoff-max", "0.05", NULL);
 	snprintf(ctl, sizeof(ctl), "%s/clock", d.dir);
 	snprintf(env_preload, sizeof(env_preload), "LD_PRELOAD=%s",
 	    FAULTCLOCK_PATH);
@@ -92,6 +91,25 @@ setup(void)
 	wall_off = mono_off = 0;
 	clock_set(0, 0);
 	start();
+}
+
+static void
+setup(void)
+{
+	/* A short backoff, so a redelivery's time is the lease's. */
+	ferryd_prepare(&d, "--retry-backoff-base", "0.02",
+	    "--retry-backoff-max", "0.05", NULL);
+	shim_start();
+}
+
+/* Producers forgotten after an hour; small segments, so that a few
+ * hundred kilobytes roll several. */
+static void
+setup_producers(void)
+{
+	ferryd_prepare(&d, "--producer-ttl", "3600", "--segment-size", "64K",
+	    NULL);
+	shim_start();
 }
 
 static void
@@ -443,11 +461,7 @@ START_TEST(dedup_window_ignores_wall_jumps)
 	ferryd_stop(&d);
 	ferryd_cleanup(&d);
 	ferryd_prepare(&d, "--dedup-window", "1", NULL);
-	snprintf(ctl, sizeof(ctl), "%s/clock", d.dir);
-	snprintf(env_ctl, sizeof(env_ctl), "FERRY_FAULT_CLOCK=%s", ctl);
-	wall_off = mono_off = 0;
-	clock_set(0, 0);
-	start();
+	shim_start();
 	p = connect_as("producer");
 	c = connect_as("worker");
 	sid = sub(c, "dd", 16, 30000);
@@ -503,6 +517,211 @@ START_TEST(backlog_delay_ignores_wall_jumps)
 }
 END_TEST
 
+/* ---- idempotent producers forgotten after producer_ttl (an hour) ---- */
+
+#define MIN_MS (60 * 1000LL)
+
+/* A confirmed publish to topic as producer pid with seq: 1 if the broker
+ * called it a duplicate, 0 if it stored it. */
+static int
+pub_as(struct ferry *f, const char *topic, const char *pid, uint64_t seq)
+{
+	char body[32];
+	int r;
+
+	ck_assert_int_eq(ferry_set_producer(f, pid, seq), 0);
+	snprintf(body, sizeof(body), "seq %llu", (unsigned long long)seq);
+	r = ferry_publish_sync(f, topic, body, strlen(body), NULL, NULL);
+	ck_assert_msg(r == 0, "publish %s/%s: %s", pid, body,
+	    ferry_errstr(f));
+	return (int)ferry_last_dups(f);
+}
+
+/* STATS' count of producers, once it is want or after 5 s: the expired
+ * are unknown at once but freed on a 1 s tick. */
+static uint64_t
+producers_within(struct ferry *f, uint64_t want)
+{
+	struct ferry_broker_stats bs;
+	uint64_t deadline = now_ms() + 5000;
+
+	for (;;) {
+		ck_assert_int_eq(ferry_stats_broker(f, &bs), 0);
+		if (bs.producers == want || now_ms() >= deadline)
+			return bs.producers;
+		usleep(50000);
+	}
+}
+
+/*
+ * A producer idle for the ttl is forgotten, and restarts agree: after a
+ * kill -9 or a clean stop, the one still within its ttl is known, the
+ * expired one is not brought back by its old records, and the time the
+ * broker was stopped counts.
+ */
+START_TEST(producer_ttl_across_restarts)
+{
+	struct ferry *p = connect_as("producer");
+
+	/* A group that counts what is enqueued, with nobody holding a
+	 * lease across the jumps. */
+	ck_assert_int_eq(ferry_unsubscribe(p, sub(p, "pe", 16, 30000)), 0);
+	ck_assert_int_eq(pub_as(p, "pe", "old", 1), 0);
+	ck_assert_int_eq(pub_as(p, "pe", "old", 2), 0);
+	clock_set(50 * MIN_MS, 50 * MIN_MS);
+	ck_assert_int_eq(pub_as(p, "pe", "new", 1), 0);
+	ck_assert_int_eq(pub_as(p, "pe", "new", 2), 0);
+	/* 50 min idle: known.  A duplicate stores nothing: still idle. */
+	ck_assert_int_eq(pub_as(p, "pe", "old", 2), 1);
+	ck_assert_uint_eq(producers_within(p, 2), 2);
+	clock_set(70 * MIN_MS, 70 * MIN_MS);	/* old: 70 min idle */
+	ck_assert_uint_eq(producers_within(p, 1), 1);
+	ck_assert_int_eq(pub_as(p, "pe", "new", 2), 1);
+	ferry_close(p);
+
+	ferryd_kill(&d);
+	start();
+	p = connect_as("after kill");
+	ck_assert_uint_eq(producers_within(p, 1), 1);
+	ck_assert_int_eq(pub_as(p, "pe", "new", 2), 1);
+	ck_assert_int_eq(pub_as(p, "pe", "old", 2), 0);	/* stored again */
+	ck_assert_int_eq(pub_as(p, "pe", "old", 2), 1);
+	ck_assert_uint_eq(producers_within(p, 2), 2);
+	ferry_close(p);
+
+	ck_assert_int_eq(ferryd_stop(&d), 0);
+	start();
+	p = connect_as("after stop");
+	ck_assert_uint_eq(producers_within(p, 2), 2);
+	ck_assert_int_eq(pub_as(p, "pe", "old", 2), 1);
+	ck_assert_int_eq(pub_as(p, "pe", "new", 2), 1);
+	ferry_close(p);
+
+	/* Stopped for more than the ttl: both forgotten. */
+	ck_assert_int_eq(ferryd_stop(&d), 0);
+	clock_set(200 * MIN_MS, 200 * MIN_MS);
+	start();
+	p = connect_as("much later");
+	ck_assert_uint_eq(producers_within(p, 0), 0);
+	ck_assert_int_eq(pub_as(p, "pe", "new", 2), 0);
+	/* old 1, 2, 2 again; new 1, 2, 2 again */
+	ck_assert_uint_eq(stats(p, "pe").enqueued, 6);
+	ferry_close(p);
+}
+END_TEST
+
+/* 1 if a file in ferryd's data directory holds the bytes of s. */
+static int
+data_has(const char *s)
+{
+	char dir[300], path[600];
+	size_t n = strlen(s), len;
+	struct dirent *de;
+	int found = 0;
+	DIR *dp;
+
+	ferryd_data_dir(&d, dir, sizeof(dir));
+	ck_assert_ptr_nonnull(dp = opendir(dir));
+	while (!found && (de = readdir(dp))) {
+		char *buf;
+		FILE *f;
+
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (de->d_name[0] == '.' || !(f = fopen(path, "rb")))
+			continue;
+		ck_assert_ptr_nonnull(buf = malloc(1 << 20));
+		len = fread(buf, 1, 1 << 20, f);
+		fclose(f);
+		found = len >= n && memmem(buf, len, s, n) != NULL;
+		free(buf);
+	}
+	closedir(dp);
+	return found;
+}
+
+/*
+ * An expired producer is left out of the catalog every new segment starts
+ * with: once its old segments are deleted (all they held was acked), its
+ * pid is nowhere in the journal, while a live producer's is carried
+ * forward.  A restart then knows the live one and not the other.
+ */
+START_TEST(producer_ttl_leaves_the_journal)
+{
+	struct ferry *p = connect_as("producer"), *c = connect_as("worker");
+	static char body[1024];
+	uint64_t deadline;
+	int got = 0;
+
+	/* A lease longer than the jump: nothing is redelivered. */
+	sub(c, "pj", 500, 4 * 60 * MIN_MS);
+	ck_assert_int_eq(pub_as(p, "pj", "gone-producer", 1), 0);
+	clock_set(2 * 60 * MIN_MS, 2 * 60 * MIN_MS);
+	ck_assert_uint_eq(producers_within(p, 0), 0);
+	ck_assert_int_eq(pub_as(p, "pj", "kept-producer", 1), 0);
+	ferry_close(p);
+	p = connect_as("filler");
+	memset(body, 'x', sizeof(body));
+	for (int i = 0; i < 400; i++)	/* about six 64 KiB segments */
+		ck_assert_int_eq(ferry_publish_sync(p, "pj", body,
+		    sizeof(body), NULL, NULL), 0);
+	while (got < 402) {
+		struct ferry_msg *m = next(c, 5000);
+
+		ck_assert_int_eq(ferry_ack(c, m->sid, m->lease, 0), 0);
+		ferry_msg_free(m);
+		got++;
+	}
+	ck_assert_int_eq(ferry_ping(c), FERRY_OK);	/* acks are in */
+	deadline = now_ms() + 20000;
+	while (data_has("gone-producer") && now_ms() < deadline)
+		usleep(100000);
+	ck_assert_msg(!data_has("gone-producer"), "an expired producer is "
+	    "still written to the journal");
+	ck_assert(data_has("kept-producer"));
+	ferry_close(p);
+	ferry_close(c);
+
+	ck_assert_int_eq(ferryd_stop(&d), 0);
+	start();
+	p = connect_as("after");
+	ck_assert_uint_eq(producers_within(p, 1), 1);
+	ck_assert_int_eq(pub_as(p, "pj", "kept-producer", 1), 1);
+	ck_assert_int_eq(pub_as(p, "pj", "gone-producer", 1), 0);
+	ferry_close(p);
+}
+END_TEST
+
+/* producer_ttl 0: kept however long it is idle, across restarts. */
+START_TEST(producer_ttl_zero_keeps)
+{
+	struct ferry *p;
+
+	ferryd_stop(&d);
+	ferryd_cleanup(&d);
+	ferryd_prepare(&d, "--producer-ttl", "0", NULL);
+	shim_start();
+	p = connect_as("producer");
+	ck_assert_int_eq(pub_as(p, "pz", "forever", 1), 0);
+	clock_set(400 * 24 * 60 * MIN_MS, 400 * 24 * 60 * MIN_MS);
+	usleep(1200000);	/* a tick of the expiry */
+	ck_assert_uint_eq(producers_within(p, 1), 1);
+	ck_assert_int_eq(pub_as(p, "pz", "forever", 1), 1);
+	ferry_close(p);
+	ferryd_kill(&d);
+	start();
+	p = connect_as("after kill");
+	ck_assert_int_eq(pub_as(p, "pz", "forever", 1), 1);
+	ferry_close(p);
+	ck_assert_int_eq(ferryd_stop(&d), 0);
+	clock_set(800 * 24 * 60 * MIN_MS, 800 * 24 * 60 * MIN_MS);
+	start();
+	p = connect_as("after stop");
+	ck_assert_uint_eq(producers_within(p, 1), 1);
+	ck_assert_int_eq(pub_as(p, "pz", "forever", 1), 1);
+	ferry_close(p);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -519,6 +738,13 @@ main(void)
 	tcase_add_test(tc, mono_jump_expires_leases);
 	tcase_add_test(tc, dedup_window_ignores_wall_jumps);
 	tcase_add_test(tc, backlog_delay_ignores_wall_jumps);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("producers");
+	tcase_add_checked_fixture(tc, setup_producers, teardown);
+	tcase_set_timeout(tc, 90);
+	tcase_add_test(tc, producer_ttl_across_restarts);
+	tcase_add_test(tc, producer_ttl_leaves_the_journal);
+	tcase_add_test(tc, producer_ttl_zero_keeps);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

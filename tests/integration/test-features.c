@@ -31,6 +31,12 @@ setup_short_dedup(void)
 }
 
 static void
+setup_short_producer_ttl(void)
+{
+	ferryd_start(&d, "--producer-ttl", "2", NULL);
+}
+
+static void
 teardown(void)
 {
 	if (d.pid > 0)
@@ -359,6 +365,76 @@ START_TEST(producer_pipelined_dups_counted)
 	ck_assert_int_eq(ferry_wait_confirms(f, 0, 5000, &c), 0);
 	ck_assert_uint_eq(c.ok, 10);
 	ck_assert_uint_eq(stats_of(f, "pp.t", "g").enqueued, 7);
+	ferry_close(f);
+}
+END_TEST
+
+/* STATS' count of idempotent producers. */
+static uint64_t
+producers_now(struct ferry *f)
+{
+	struct ferry_broker_stats bs;
+
+	ck_assert_int_eq(ferry_stats_broker(f, &bs), 0);
+	return bs.producers;
+}
+
+/*
+ * producer_ttl 2 s: a producer that stored nothing for 2 s is forgotten
+ * (its retry is enqueued again, STATS counts one producer fewer), while
+ * one that keeps storing stays known; then the last one goes too.
+ */
+START_TEST(idle_producer_forgotten)
+{
+	struct ferry *f = fc_connect(d.port, "idle");
+	struct ferry *busy = fc_connect(d.port, "busy");
+	struct ferry_msg *m;
+	uint64_t t_idle, deadline, seq = 1;
+
+	fc_sub(f, "pt.t", "g", 10, 0, 0);
+	ck_assert_int_eq(ferry_set_producer(f, "idle", 1), 0);
+	t_idle = now_ms();
+	ck_assert_int_eq(pub_o(f, "pt.t", "first", NULL, NULL), 0);
+	ck_assert_uint_eq(ferry_last_dups(f), 0);
+	ck_assert_int_eq(ferry_set_producer(busy, "busy", seq), 0);
+	ck_assert_int_eq(pub_o(busy, "pt.busy", "b", NULL, NULL), 0);
+	/* Within the ttl: a duplicate. */
+	ck_assert_int_eq(ferry_set_producer(f, "idle", 1), 0);
+	ck_assert_int_eq(pub_o(f, "pt.t", "retry", NULL, NULL), 0);
+	ck_assert_uint_eq(ferry_last_dups(f), 1);
+	ck_assert_uint_eq(producers_now(f), 2);
+	/* busy stores every 200 ms; idle is forgotten, no sooner than 2 s
+	 * after it stored. */
+	deadline = now_ms() + 15000;
+	while (producers_now(f) != 1) {
+		ck_assert_msg(now_ms() < deadline, "idle producer kept");
+		ck_assert_int_eq(pub_o(busy, "pt.busy", "b", NULL, NULL), 0);
+		ck_assert_uint_eq(ferry_last_dups(busy), 0);
+		seq++;
+		usleep(200000);
+	}
+	ck_assert_uint_ge(now_ms() - t_idle, 2000);
+	ck_assert_int_eq(ferry_set_producer(busy, "busy", seq), 0);
+	ck_assert_int_eq(pub_o(busy, "pt.busy", "b", NULL, NULL), 0);
+	ck_assert_uint_eq(ferry_last_dups(busy), 1);
+	/* Forgotten: the same pid and seq is a new message. */
+	ck_assert_int_eq(ferry_set_producer(f, "idle", 1), 0);
+	ck_assert_int_eq(pub_o(f, "pt.t", "late", NULL, NULL), 0);
+	ck_assert_uint_eq(ferry_last_dups(f), 0);
+	m = fc_next(f, 2000);
+	ck_assert_str_eq(m->body, "first");
+	ack_free(f, m);
+	m = fc_next(f, 2000);
+	ck_assert_str_eq(m->body, "late");
+	ack_free(f, m);
+	fc_none(f, 300);
+	/* Nobody stores any more: both go. */
+	deadline = now_ms() + 15000;
+	while (producers_now(f) != 0) {
+		ck_assert_msg(now_ms() < deadline, "producers kept");
+		usleep(100000);
+	}
+	ferry_close(busy);
 	ferry_close(f);
 }
 END_TEST
@@ -1126,6 +1202,12 @@ main(void)
 	tcase_add_checked_fixture(tc, setup_short_dedup, teardown);
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, dlq_replay_rate_and_group);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("producer_ttl");
+	tcase_add_checked_fixture(tc, setup_short_producer_ttl, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, idle_producer_forgotten);
 	suite_add_tcase(s, tc);
 
 	sr = srunner_create(s);

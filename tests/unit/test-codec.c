@@ -282,7 +282,7 @@ static struct fy_gstat gstat2[2] = {
 /* Broker-wide figures: every field, some 0 (omitted on the wire). */
 static struct fy_bstat bstat1[1] = {
 	{ 7, 3, 0, 1ULL << 33, 5, 6, 1ULL << 40, UINT64_MAX, 9, 10, 11, 12,
-	    1ULL << 26, 0, 10000000, 1ULL << 33, 0 },
+	    1ULL << 26, 0, 10000000, 1ULL << 33, 0, 123456 },
 };
 static struct fy_gstat gstat17[17];
 static struct fy_lease_info leases3[3] = {

@@ -17,7 +17,9 @@
 #include <event2/event.h>
 
 #include "broker.h"
+#include "clock.h"
 #include "conn.h"
+#include "dedup.h"
 #include "delivery.h"
 #include "group.h"
 #include "journal.h"
@@ -373,6 +375,185 @@ START_TEST(derived_ids)
 }
 END_TEST
 
+/* ---- idempotent producers: expiry (dedup.c), records, replay ---- */
+
+/* Forgotten oldest first, O(1) each; a lookup never finds an expired
+ * one, and the one found last is no longer cached once freed. */
+START_TEST(producers_expire_in_order)
+{
+	struct producers p;
+	struct producer *a, *x;
+
+	producers_init(&p, 1000);
+	ck_assert_ptr_nonnull(a = producer_get(&p, "a", 1, 0));
+	ck_assert_ptr_nonnull(producer_get(&p, "b", 1, 10));
+	ck_assert_ptr_nonnull(producer_get(&p, "c", 1, 20));
+	producer_stored(&p, a, 5, "id-5", 4, 30);	/* a: newest now */
+	ck_assert_uint_eq(a->hwm, 5);
+	ck_assert_uint_eq(producers_expire(&p, 1015), 1);	/* b */
+	ck_assert_uint_eq(p.n, 2);
+	ck_assert_ptr_null(producer_find(&p, "b", 1, 1015));
+	ck_assert_ptr_eq(producer_find(&p, "a", 1, 1029), a);
+	ck_assert_ptr_eq(p.last, a);
+	/* Expired for a lookup before the sweep: freed by it. */
+	ck_assert_ptr_null(producer_find(&p, "c", 1, 1020));
+	ck_assert_uint_eq(p.n, 1);
+	ck_assert_uint_eq(producers_expire(&p, 1030), 1);	/* a */
+	ck_assert_ptr_null(p.last);
+	ck_assert_uint_eq(p.n, 0);
+	/* A fresh one with the same pid starts over. */
+	ck_assert_ptr_nonnull(x = producer_get(&p, "a", 1, 2000));
+	ck_assert_uint_eq(x->hwm, 0);
+	ck_assert_ptr_null(producer_recent_id(x, 5));
+	/* Touched out of order (a replay): sorted, expiry is exact. */
+	ck_assert_ptr_nonnull(x = producer_get(&p, "y", 1, 1500));
+	ck_assert_ptr_nonnull(producer_get(&p, "z", 1, 1700));
+	producer_touch(&p, x, 1600);	/* y: 1600, still before z */
+	ck_assert_int_eq(producers_sort(&p), 0);
+	ck_assert_ptr_eq(list_first(&p.lru, struct producer, link), x);
+	ck_assert_uint_eq(producers_expire(&p, 2650), 1);	/* y only */
+	ck_assert_uint_eq(producers_expire(&p, 2700), 1);	/* z */
+	ck_assert_uint_eq(producers_expire(&p, 3000), 1);	/* a */
+	producers_fini(&p);
+
+	producers_init(&p, 0);		/* 0: never */
+	ck_assert_ptr_nonnull(producer_get(&p, "k", 1, 0));
+	ck_assert_uint_eq(producers_expire(&p, INT64_MAX / 4), 0);
+	ck_assert_ptr_nonnull(producer_find(&p, "k", 1, INT64_MAX / 4));
+	producers_fini(&p);
+}
+END_TEST
+
+/* store_duplicate() for pid and seq, on topic "pr.t". */
+static int
+dup_of(const char *pid, uint64_t seq)
+{
+	struct fy_pubmsg pm = {.pid = {pid, (uint32_t)strlen(pid)},
+	    .pseq = seq};
+	struct topic *t = topic_get(&b.core, "pr.t", 4);
+	const char *id;
+	size_t len;
+
+	ck_assert_ptr_nonnull(t);
+	return store_duplicate(&b.core, t, &pm, &id, &len);
+}
+
+/* Append a REC_PRODUCER as a journal from before "at" held them
+ * (at 0: the 2-element form) or as this one writes them. */
+static void
+append_producer(const char *pid, uint64_t seq, uint64_t at)
+{
+	struct rec r = {.type = REC_PRODUCER};
+	msgpack_sbuffer sb;
+	uint64_t jseq;
+
+	r.producer.pid = (struct fy_str){pid, (uint32_t)strlen(pid)};
+	r.producer.seq = seq;
+	r.producer.at = at;
+	msgpack_sbuffer_init(&sb);
+	ck_assert_int_eq(rec_encode(&sb, &r), 0);
+	ck_assert_uint_eq((uint8_t)sb.data[0], at ? 0x93 : 0x92);
+	ck_assert_int_eq(journal_append(b.core.store.j, REC_PRODUCER, sb.data,
+	    sb.size, &jseq), 0);
+	msgpack_sbuffer_destroy(&sb);
+}
+
+/*
+ * Both forms of REC_PRODUCER replay: the old one as active at the replay
+ * (however old the journal), the new one at its time, so an expired
+ * producer is not brought back by a restart.
+ */
+START_TEST(producer_records_replay)
+{
+	uint64_t now = clock_wall_ms(), day = 86400000;
+
+	append_producer("old-format", 7, 0);
+	append_producer("recent", 8, now - day / 2);
+	append_producer("expired", 9, now - 2 * day);
+	store_commit(&b.core);
+	close_broker();
+	open_broker();
+	ck_assert_uint_eq(b.core.store.producers.n, 2);
+	ck_assert_int_eq(dup_of("old-format", 7), 1);
+	ck_assert_int_eq(dup_of("old-format", 8), 0);
+	ck_assert_int_eq(dup_of("recent", 8), 1);
+	ck_assert_int_eq(dup_of("expired", 9), 0);
+	ck_assert_int_eq(dup_of("expired", 1), 0);
+}
+END_TEST
+
+/* An idempotent publish as pid, seq, stored now. */
+static void
+publish_as(const char *pid, uint64_t seq)
+{
+	struct fy_pubmsg pm = {.body = {"x", 1},
+	    .pid = {pid, (uint32_t)strlen(pid)}, .pseq = seq};
+	struct topic *t = topic_get(&b.core, "pr.t", 4);
+	char id[MSG_ID_LEN + 1];
+	uint64_t jseq;
+
+	msg_id_derive(pid, strlen(pid), seq, id);
+	ck_assert_int_eq(store_publish(&b.core, t, &pm, id, MSG_ID_LEN,
+	    clock_wall_ms(), NULL, 0, NULL, 1, &jseq), 0);
+}
+
+/* Close and reopen after both clocks moved on by ms (as if stopped that
+ * long), with producer_ttl ttl. */
+static void
+reopen_later(int64_t ms, const char *ttl)
+{
+	char err[256];
+
+	store_commit(&b.core);
+	close_broker();
+	clock_shift_mono(ms);
+	clock_shift_wall(ms);
+	set("producer_ttl", ttl);
+	ck_assert_msg(options_check(&opt, err, sizeof(err)) == 0, "%s", err);
+	open_broker();
+}
+
+/*
+ * A producer's activity is its publishes' time: live, past the ttl it is
+ * forgotten; across restarts (replaying its REC_PUBs) the same, the time
+ * the broker was stopped counting; producer_ttl 0 keeps it.
+ */
+START_TEST(producer_expiry_live_and_replayed)
+{
+	int64_t hour = 3600000;
+
+	set("producer_ttl", "3600");
+	close_broker();
+	open_broker();
+	publish_as("p1", 3);
+	ck_assert_int_eq(dup_of("p1", 3), 1);
+	clock_shift_mono(hour - 1);
+	ck_assert_int_eq(dup_of("p1", 2), 1);
+	publish_as("p2", 1);
+	clock_shift_mono(1);
+	ck_assert_int_eq(dup_of("p1", 2), 0);	/* an hour idle */
+	ck_assert_uint_eq(b.core.store.producers.n, 1);	/* freed by it */
+	ck_assert_int_eq(dup_of("p2", 1), 1);
+	publish_as("p1", 4);			/* back, a new mark */
+	reopen_later(hour / 2, "3600");
+	ck_assert_int_eq(dup_of("p1", 4), 1);
+	ck_assert_int_eq(dup_of("p1", 5), 0);
+	ck_assert_int_eq(dup_of("p2", 1), 1);
+	ck_assert_uint_eq(b.core.store.producers.n, 2);
+	publish_as("p1", 5);
+	reopen_later(hour / 2 + 10, "3600");	/* p2 idle past the ttl */
+	ck_assert_uint_eq(b.core.store.producers.n, 1);
+	ck_assert_int_eq(dup_of("p2", 1), 0);
+	ck_assert_int_eq(dup_of("p1", 5), 1);
+	reopen_later(365 * 24 * hour, "0");	/* never: both back */
+	ck_assert_uint_eq(b.core.store.producers.n, 2);
+	ck_assert_int_eq(dup_of("p1", 5), 1);
+	ck_assert_int_eq(dup_of("p2", 1), 1);
+	clock_shift_mono(-(365 * 24 * hour + hour + 10));
+	clock_shift_wall(-(365 * 24 * hour + hour + 10));
+}
+END_TEST
+
 /* ---- index summaries of records (record.h) ---- */
 
 static struct fy_kv sum_hdr[2] = {
@@ -454,6 +635,12 @@ sum_rec(int i, struct rec *r)
 		r->group.name = (struct fy_str){"billing", 7};
 		r->group.ack_timeout_ms = 30000;
 		r->group.max_attempts = 5;
+		break;
+	case 8:		/* with its last activity (3 elements) */
+		r->type = REC_PRODUCER;
+		r->producer.pid = (struct fy_str){"prod", 4};
+		r->producer.seq = 1ULL << 35;
+		r->producer.at = 1700000000002ULL;
 		break;
 	}
 }
@@ -556,12 +743,15 @@ main(void)
 	tcase_add_test(tc, derived_ids);
 	tcase_add_test(tc, settle_before_move);
 	tcase_add_test(tc, settle_blocks_take_back);
+	tcase_add_test(tc, producers_expire_in_order);
+	tcase_add_test(tc, producer_records_replay);
+	tcase_add_test(tc, producer_expiry_live_and_replayed);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("summaries");
-	tcase_add_loop_test(tc, summary_roundtrip, 0, 8);
+	tcase_add_loop_test(tc, summary_roundtrip, 0, 9);
 	/* the body-less shapes, and one with everything (small enough to
 	 * cut at every byte) */
-	tcase_add_loop_test(tc, summary_truncated, 4, 8);
+	tcase_add_loop_test(tc, summary_truncated, 4, 9);
 	tcase_add_loop_test(tc, summary_truncated, 0, 1);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
