@@ -252,6 +252,31 @@ interface Conn {
 	handshake: { resolve: () => void; reject: (e: Error) => void } | null;
 	/* Why it is closing, if we know better than the socket. */
 	cause: Error | null;
+	/* drained()'s promise while someone waits for the socket. */
+	drain: Promise<void> | null;
+}
+
+/*
+ * Resolves at c's socket's next 'drain' or 'close', for every waiter at
+ * once. Racing events.once() for each would leave the loser's listeners
+ * on the socket until it closed: one 'close' and one 'error' listener
+ * more per congested publish, for as long as the connection lived.
+ */
+function drained(c: Conn): Promise<void> {
+	if (c.drain)
+		return c.drain;
+	const s = c.sock;
+	c.drain = new Promise<void>((resolve) => {
+		const done = () => {
+			s.off('drain', done);
+			s.off('close', done);
+			c.drain = null;
+			resolve();
+		};
+		s.on('drain', done);
+		s.on('close', done);
+	});
+	return c.drain;
 }
 
 type State = 'connecting' | 'open' | 'reconnecting' | 'closed';
@@ -437,7 +462,8 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 			const c: Conn = {
 				sock, gen: ++this.gen,
 				reader: new FrameReader(this.opts.maxIncomingFrame),
-				welcomed: false, handshake: null, cause: null, onFrame: noop,
+				welcomed: false, handshake: null, cause: null, drain: null,
+				onFrame: noop,
 			};
 			c.onFrame = (buf, start, end) => this.onFrame(c, buf, start, end);
 			const timer = setTimeout(() => {
@@ -1214,11 +1240,8 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 			this.writePub(0, topic, body, hdr, o, 0);
 		else
 			this.write(body, true);
-		const s = this.conn!.sock;
-		if (s.writableLength > HIGH_WATER)
-			return Promise.race([once(s, 'drain'), once(s, 'close')])
-			    .then(() => {});
-		return undefined;
+		const c = this.conn!;
+		return c.sock.writableLength > HIGH_WATER ? drained(c) : undefined;
 	}
 
 	/* ---- subscribing ---- */
@@ -1494,9 +1517,9 @@ export class Client extends EventEmitter implements Settler, SubOwner {
 	/** Resolves once every queued frame has been handed to the kernel. */
 	async drain(): Promise<void> {
 		this.flush();
-		const s = this.conn?.sock;
-		if (s && s.writableLength > 0 && this.state === 'open')
-			await Promise.race([once(s, 'drain'), once(s, 'close')]);
+		const c = this.conn;
+		if (c && c.sock.writableLength > 0 && this.state === 'open')
+			await drained(c);
 	}
 
 	/** Requests waiting for their reply (publishes being retried too). */

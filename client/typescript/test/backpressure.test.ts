@@ -52,3 +52,50 @@ test('a stalled broker makes a fire-and-forget producer wait soon', async () => 
 	await broker.dispose();
 	assert.ok(sent < BOUND, `${sent} bytes taken while ferryd read nothing`);
 });
+
+/*
+ * Waiting for the socket to drain leaves no listener behind: each wait
+ * used to race events.once() for 'drain' and 'close', and the loser's
+ * listeners stayed on the socket until it closed (Node warned at 11).
+ */
+test('congested publishes leave no listeners on the socket', async () => {
+	const broker = await startFerryd(['--fsync', 'never']);
+	const c = await connect({ port: broker.port, name: 'drain-test',
+	    reconnect: false });
+	const sock = (c as unknown as { conn: { sock: import('node:net').Socket } })
+	    .conn.sock;
+	const before = sock.listenerCount('close') + sock.listenerCount('error');
+	const body = Buffer.alloc(8192, 'd');
+	let waits = 0;
+	try {
+		for (let cycle = 0; cycle < 12; cycle++) {
+			process.kill(broker.pid, 'SIGSTOP');
+			let pending: Promise<unknown> | undefined;
+			/* bounded: 64 MB a cycle */
+			for (let i = 0; i < 8192 && !pending; i++) {
+				const p = c.publish('drain', body, { confirm: false });
+				let timer: NodeJS.Timeout | undefined;
+				const waited = await Promise.race([
+					Promise.resolve(p).then(() => false),
+					new Promise<boolean>((r) => {
+						timer = setTimeout(() => r(true), 200);
+					}),
+				]);
+				clearTimeout(timer);
+				if (waited)
+					pending = p;
+			}
+			process.kill(broker.pid, 'SIGCONT');
+			assert.ok(pending, `cycle ${cycle}: never congested`);
+			await pending;
+			waits++;
+		}
+	} finally {
+		process.kill(broker.pid, 'SIGCONT');
+	}
+	const after = sock.listenerCount('close') + sock.listenerCount('error');
+	await c.close();
+	await broker.dispose();
+	assert.equal(waits, 12);
+	assert.equal(after, before, `${after - before} listeners left behind`);
+});
