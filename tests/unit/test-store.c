@@ -106,18 +106,35 @@ durable_group(const char *topic, const char *name, uint32_t max_attempts)
 	return g;
 }
 
+/* Store pm on topic with id, published at ts; its journal seq. */
+static uint64_t
+store_pm(const char *topic, const struct fy_pubmsg *pm, const char *id,
+    uint64_t ts, int confirm)
+{
+	struct topic *t = topic_get(&b.core, topic, strlen(topic));
+	uint64_t seq = 0;
+
+	ck_assert_ptr_nonnull(t);
+	ck_assert_int_eq(store_publish(&b.core, t, pm, id, MSG_ID_LEN, ts, NULL,
+	    0, NULL, confirm, &seq), 0);
+	return seq;
+}
+
+/* A plain message with a broker-made id, confirmed or not. */
+static uint64_t
+publish_body(const char *topic, const char *body, int confirm)
+{
+	struct fy_pubmsg pm = {.body = {body, (uint32_t)strlen(body)}};
+	char id[MSG_ID_LEN + 1];
+
+	msg_id_generate(id);
+	return store_pm(topic, &pm, id, 1000, confirm);
+}
+
 static uint64_t
 publish(const char *topic, const char *body)
 {
-	struct fy_pubmsg pm = {.body = {body, (uint32_t)strlen(body)}};
-	struct topic *t = topic_get(&b.core, topic, strlen(topic));
-	char id[MSG_ID_LEN + 1];
-	uint64_t seq = 0;
-
-	msg_id_generate(id);
-	ck_assert_int_eq(store_publish(&b.core, t, &pm, id, MSG_ID_LEN, 1000, NULL,
-	    0, NULL, 1, &seq), 0);
-	return seq;
+	return publish_body(topic, body, 1);
 }
 
 /* A group with a member: publishing fills the queue and sends nothing;
@@ -252,15 +269,7 @@ END_TEST
 static uint64_t
 publish_unconfirmed(const char *topic, const char *body)
 {
-	struct fy_pubmsg pm = {.body = {body, (uint32_t)strlen(body)}};
-	struct topic *t = topic_get(&b.core, topic, strlen(topic));
-	char id[MSG_ID_LEN + 1];
-	uint64_t seq = 0;
-
-	msg_id_generate(id);
-	ck_assert_int_eq(store_publish(&b.core, t, &pm, id, MSG_ID_LEN, 1000, NULL,
-	    0, NULL, 0, &seq), 0);
-	return seq;
+	return publish_body(topic, body, 0);
 }
 
 /*
@@ -488,13 +497,10 @@ publish_as(const char *pid, uint64_t seq)
 {
 	struct fy_pubmsg pm = {.body = {"x", 1},
 	    .pid = {pid, (uint32_t)strlen(pid)}, .pseq = seq};
-	struct topic *t = topic_get(&b.core, "pr.t", 4);
 	char id[MSG_ID_LEN + 1];
-	uint64_t jseq;
 
 	msg_id_derive(pid, strlen(pid), seq, id);
-	ck_assert_int_eq(store_publish(&b.core, t, &pm, id, MSG_ID_LEN,
-	    clock_wall_ms(), NULL, 0, NULL, 1, &jseq), 0);
+	store_pm("pr.t", &pm, id, clock_wall_ms(), 1);
 }
 
 /* Close and reopen after both clocks moved on by ms (as if stopped that
